@@ -1,0 +1,28 @@
+package actors
+
+import "errors"
+
+// Errors returned by Calendars. Callers test them with errors.Is; the edge maps each
+// to one problem code. Errors from the store (storage.ErrNotLeader, ...) are wrapped
+// and pass through as well.
+var (
+	// ErrSlotTaken means the requested start overlaps another booking of the
+	// provider (buffers included).
+	ErrSlotTaken = errors.New("actors: slot taken")
+	// ErrInvalid means the request could never succeed as asked: a start outside the
+	// provider's hours, in the past or within the minimum notice, beyond the horizon,
+	// misaligned with the slot step, or an unknown service. The wrapped message says
+	// which.
+	ErrInvalid = errors.New("actors: invalid request")
+	// ErrNotFound means the provider or booking does not exist.
+	ErrNotFound = errors.New("actors: not found")
+	// ErrIdempotencyKeyReused means the Idempotency-Key was used before with another
+	// request body.
+	ErrIdempotencyKeyReused = errors.New("actors: idempotency key reused")
+	// ErrInvalidTransition means the booking's state does not allow the change
+	// (rescheduling a cancelled booking).
+	ErrInvalidTransition = errors.New("actors: invalid state transition")
+	// ErrUnavailable means no calendar actor could answer in time: its node or its
+	// store is down or has no leader.
+	ErrUnavailable = errors.New("actors: calendar unavailable")
+)
