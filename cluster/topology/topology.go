@@ -6,12 +6,12 @@ package topology
 
 import (
 	_ "embed"
-	_ "time/tzdata" // IANA zones inside the binary: a fresh machine may lack /usr/share/zoneinfo
 	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"time"
+	_ "time/tzdata" // IANA zones inside the binary: a fresh machine may lack /usr/share/zoneinfo
 
 	"gopkg.in/yaml.v3"
 )
