@@ -1,0 +1,197 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
+)
+
+// batcher implements group commit. Propose hands it an encoded command; its
+// loop takes one in-flight slot (at most MaxInflight batches proposed and not
+// yet applied), then packs every pending command, up to MaxBatch, into one
+// CommandBatch Raft entry. While all slots are busy, new commands queue up, so
+// under load batches grow by themselves; with no load a command goes out
+// alone at once. One goroutine per in-flight batch waits for its future and
+// hands each caller its own result.
+type batcher struct {
+	raft     *raft.Raft
+	maxBatch int
+	timeout  time.Duration
+
+	in      chan *proposal
+	slots   chan struct{}
+	stop    chan struct{} // closed by close()
+	stopped chan struct{} // closed when the loop and every in-flight batch are done
+	wg      sync.WaitGroup
+	once    sync.Once
+
+	lastBatchSize atomic.Int64
+}
+
+type proposal struct {
+	data []byte       // the marshalled Command
+	done chan outcome // buffered 1: the batcher never blocks on a gone caller
+}
+
+type outcome struct {
+	res *bookingv1.CommandResult
+	err error
+}
+
+func newBatcher(r *raft.Raft, maxBatch, maxInflight int, timeout time.Duration) *batcher {
+	b := &batcher{
+		raft:     r,
+		maxBatch: maxBatch,
+		timeout:  timeout,
+		in:       make(chan *proposal, maxBatch*maxInflight),
+		slots:    make(chan struct{}, maxInflight),
+		stop:     make(chan struct{}),
+		stopped:  make(chan struct{}),
+	}
+	b.wg.Add(1)
+	go b.loop()
+	go func() { b.wg.Wait(); close(b.stopped) }()
+	return b
+}
+
+// submit enqueues data and waits for its outcome. A canceled ctx stops the
+// wait, not the command: once enqueued it may still commit.
+func (b *batcher) submit(ctx context.Context, data []byte) (*bookingv1.CommandResult, error) {
+	p := &proposal{data: data, done: make(chan outcome, 1)}
+	select {
+	case b.in <- p:
+	case <-b.stop:
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case o := <-p.done:
+		return o.res, o.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-b.stopped:
+		select {
+		case o := <-p.done:
+			return o.res, o.err
+		default:
+			return nil, ErrClosed
+		}
+	}
+}
+
+// close stops the loop; in-flight batches finish (raft shutdown fails them).
+func (b *batcher) close() { b.once.Do(func() { close(b.stop) }) }
+
+func (b *batcher) loop() {
+	defer b.wg.Done()
+	for {
+		select {
+		case b.slots <- struct{}{}:
+		case <-b.stop:
+			return
+		}
+		var batch []*proposal
+		select {
+		case p := <-b.in:
+			batch = append(batch, p)
+		case <-b.stop:
+			<-b.slots
+			return
+		}
+	drain:
+		for len(batch) < b.maxBatch {
+			select {
+			case p := <-b.in:
+				batch = append(batch, p)
+			default:
+				break drain
+			}
+		}
+		b.lastBatchSize.Store(int64(len(batch)))
+		size := 0
+		for _, p := range batch {
+			size += protowire.SizeTag(1) + protowire.SizeBytes(len(p.data))
+		}
+		// CommandBatch{commands: [...]}, written field by field: each command
+		// was marshalled (deterministically) by its caller.
+		data := make([]byte, 0, size)
+		for _, p := range batch {
+			data = protowire.AppendTag(data, 1, protowire.BytesType)
+			data = protowire.AppendBytes(data, p.data)
+		}
+		fut := b.raft.Apply(data, b.timeout)
+		b.wg.Add(1)
+		go b.finish(fut, batch)
+	}
+}
+
+func (b *batcher) finish(fut raft.ApplyFuture, batch []*proposal) {
+	defer b.wg.Done()
+	defer func() { <-b.slots }()
+	if err := fut.Error(); err != nil {
+		err = mapRaftError(err)
+		for _, p := range batch {
+			p.done <- outcome{err: err}
+		}
+		return
+	}
+	results, _ := fut.Response().([]*bookingv1.CommandResult)
+	for i, p := range batch {
+		if i >= len(results) || results[i] == nil {
+			p.done <- outcome{err: fmt.Errorf("%w: raft returned %d results for a batch of %d", ErrInvalid, len(results), len(batch))}
+			continue
+		}
+		r := results[i]
+		p.done <- outcome{res: r, err: resultError(r)}
+	}
+}
+
+// mapRaftError turns raft's errors into this package's sentinels.
+func mapRaftError(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader):
+		return fmt.Errorf("%w: %v", ErrNotLeader, err)
+	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return fmt.Errorf("%w: %v (outcome unknown; retry with the same idempotency key)", ErrNotLeader, err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return fmt.Errorf("%w: %v", ErrClosed, err)
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return fmt.Errorf("%w: %v", ErrTimeout, err)
+	}
+	return fmt.Errorf("storage: raft: %w", err)
+}
+
+// resultError returns nil for RESULT_CODE_OK, else an error wrapping the
+// code's sentinel and carrying the FSM's detail.
+func resultError(r *bookingv1.CommandResult) error {
+	var s error
+	switch r.Code {
+	case bookingv1.ResultCode_RESULT_CODE_OK:
+		return nil
+	case bookingv1.ResultCode_RESULT_CODE_SLOT_TAKEN:
+		s = ErrSlotTaken
+	case bookingv1.ResultCode_RESULT_CODE_NOT_FOUND:
+		s = ErrNotFound
+	case bookingv1.ResultCode_RESULT_CODE_IDEMPOTENCY_MISMATCH:
+		s = ErrIdempotencyKeyReused
+	case bookingv1.ResultCode_RESULT_CODE_INVALID_TRANSITION:
+		s = ErrInvalidTransition
+	case bookingv1.ResultCode_RESULT_CODE_ALREADY_EXISTS:
+		s = ErrAlreadyExists
+	default:
+		s = ErrInvalid
+	}
+	if r.Detail == "" {
+		return s
+	}
+	return fmt.Errorf("%w: %s", s, r.Detail)
+}

@@ -1,0 +1,101 @@
+package storage_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	st "github.com/barberpro/edge/storage/storagetest"
+)
+
+// BenchmarkPropose measures CreateBooking throughput and latency through a
+// single-node store on loopback TCP (fsync on), with 1, 16 and 256
+// concurrent proposers, each on its own provider or all on one hot provider
+// (non-overlapping 30-minute slots, so every command succeeds).
+//
+//	go test -bench BenchmarkPropose -run '^$' ./storage/
+func BenchmarkPropose(b *testing.B) {
+	for _, hot := range []bool{false, true} {
+		for _, procs := range []int{1, 16, 256} {
+			mode := "own-provider"
+			if hot {
+				mode = "hot-provider"
+			}
+			b.Run(fmt.Sprintf("%s/proposers=%d", mode, procs), func(b *testing.B) {
+				benchPropose(b, procs, hot)
+			})
+		}
+	}
+}
+
+func benchPropose(b *testing.B, procs int, hot bool) {
+	s := st.MustOpen(b, st.Config(b))
+	ctx := context.Background()
+	for p := range procs {
+		if !hot || p == 0 {
+			mustPropose(b, s, st.CreateProvider(st.Provider(fmt.Sprint("p", p))))
+		}
+	}
+	startIndex := s.Stats().LastLogIndex
+	var (
+		next      atomic.Int64
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		latencies = make([]time.Duration, 0, b.N)
+		failed    atomic.Value
+	)
+	b.ResetTimer()
+	begin := time.Now()
+	for p := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			provider := fmt.Sprint("p", p)
+			if hot {
+				provider = "p0"
+			}
+			local := make([]time.Duration, 0, b.N/procs+1)
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					break
+				}
+				off := time.Duration(i) * 30 * time.Minute
+				cmd := st.CreateBooking(st.Booking(fmt.Sprint("b", i), provider, off, off+25*time.Minute, off+30*time.Minute))
+				t0 := time.Now()
+				if _, err := s.Propose(ctx, cmd); err != nil {
+					failed.Store(err)
+					break
+				}
+				local = append(local, time.Since(t0))
+			}
+			mu.Lock()
+			latencies = append(latencies, local...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(begin)
+	b.StopTimer()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	slices.Sort(latencies)
+	pct := func(q float64) float64 {
+		if len(latencies) == 0 {
+			return 0
+		}
+		return float64(latencies[int(q*float64(len(latencies)-1))].Microseconds())
+	}
+	entries := s.Stats().LastLogIndex - startIndex
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "ops/s")
+	b.ReportMetric(pct(0.50), "p50-us")
+	b.ReportMetric(pct(0.99), "p99-us")
+	if entries > 0 {
+		b.ReportMetric(float64(b.N)/float64(entries), "cmds/entry")
+	}
+}

@@ -1,0 +1,21 @@
+// Package storage is the Raft-replicated bbolt store of BarberPro Edge: one Raft
+// group (github.com/hashicorp/raft) whose finite state machine keeps providers,
+// bookings, the per-provider time index, the per-client booking index and
+// idempotency records in a bbolt file.
+//
+// The FSM is the judge of every invariant: no two non-cancelled bookings of a
+// provider overlap (buffers included), a command carrying an idempotency key
+// takes effect at most once, and a malformed command is answered with
+// RESULT_CODE_INVALID instead of crashing the node. Commands carry everything
+// the FSM needs (ids, timestamps chosen by the proposer), so applying them is
+// deterministic on every replica.
+//
+// Writes go through Store.Propose, which group-commits concurrent commands into
+// one Raft entry (a CommandBatch). Reads are served locally from bbolt; call
+// Store.LinearizableRead first when a read must observe every write
+// acknowledged before it.
+//
+// Raft's log and stable store also live in bbolt (raft.db, see LogStore), and
+// snapshots stream a consistent copy of the FSM's bbolt file. DESIGN.md beside
+// this file describes buckets, keys, apply rules and restart semantics.
+package storage

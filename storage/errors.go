@@ -1,0 +1,45 @@
+package storage
+
+import "errors"
+
+// Sentinel errors returned by the Store. They are wrapped with %w and carry
+// detail in the message; compare them with errors.Is.
+var (
+	// ErrNotFound means the requested provider, booking or idempotency record
+	// does not exist (RESULT_CODE_NOT_FOUND for commands).
+	ErrNotFound = errors.New("storage: not found")
+
+	// ErrSlotTaken means the booking would overlap (buffers included) another
+	// non-cancelled booking of the same provider (RESULT_CODE_SLOT_TAKEN).
+	ErrSlotTaken = errors.New("storage: slot taken")
+
+	// ErrIdempotencyKeyReused means the idempotency key was already used by a
+	// request with a different request hash (RESULT_CODE_IDEMPOTENCY_MISMATCH).
+	ErrIdempotencyKeyReused = errors.New("storage: idempotency key reused with a different request")
+
+	// ErrInvalidTransition means the command is not allowed in the resource's
+	// current state, e.g. rescheduling a cancelled booking
+	// (RESULT_CODE_INVALID_TRANSITION).
+	ErrInvalidTransition = errors.New("storage: invalid state transition")
+
+	// ErrAlreadyExists means a create command used an id that already exists
+	// (RESULT_CODE_ALREADY_EXISTS).
+	ErrAlreadyExists = errors.New("storage: already exists")
+
+	// ErrInvalid means the command is malformed or breaks a field rule
+	// (RESULT_CODE_INVALID), or could not be encoded at all.
+	ErrInvalid = errors.New("storage: invalid command")
+
+	// ErrNotLeader means this node is not the Raft leader, so it cannot accept
+	// writes or serve linearizable reads. It is also returned when leadership
+	// was lost while a command was in flight: that command's outcome is then
+	// unknown, and a retry carrying the same idempotency key is safe.
+	ErrNotLeader = errors.New("storage: not the raft leader")
+
+	// ErrClosed means the Store has been closed.
+	ErrClosed = errors.New("storage: store closed")
+
+	// ErrTimeout means Raft did not accept the command within
+	// Config.ApplyTimeout (the command was not proposed).
+	ErrTimeout = errors.New("storage: timed out")
+)

@@ -1,0 +1,662 @@
+package storage
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
+)
+
+// Bucket names of the FSM's bbolt file (fsm.db).
+var (
+	bucketProviders      = []byte("providers")       // provider id → Provider
+	bucketBookings       = []byte("bookings")        // booking id → Booking
+	bucketProviderTime   = []byte("provider_time")   // providerID 0x00 be64(start_ms) bookingID → empty (non-cancelled only)
+	bucketClientBookings = []byte("client_bookings") // clientID 0x00 be64(created_at_ms) bookingID → empty
+	bucketIdempotency    = []byte("idempotency")     // key → IdempotencyRecord
+	bucketMeta           = []byte("meta")            // applied_index, applied_term
+
+	// recordBuckets are the buckets Digest hashes, in this order.
+	recordBuckets = [][]byte{bucketProviders, bucketBookings, bucketProviderTime, bucketClientBookings, bucketIdempotency}
+	allBuckets    = append(append([][]byte{}, recordBuckets...), bucketMeta)
+
+	keyAppliedIndex = []byte("applied_index")
+	keyAppliedTerm  = []byte("applied_term")
+)
+
+const (
+	// MaxBlockedDuration is the longest span [start, blocked_until) a booking may
+	// block: 480 minutes of service plus 120 minutes of buffer. The overlap check
+	// relies on it: it seeks the provider's time index to start-MaxBlockedDuration.
+	MaxBlockedDuration = 10 * time.Hour
+	maxBlockedMs       = int64(MaxBlockedDuration / time.Millisecond)
+
+	// MaxIDLength is the longest id (provider, booking, client, idempotency key)
+	// the FSM accepts, in bytes.
+	MaxIDLength = 256
+)
+
+var marshalOpts = proto.MarshalOptions{Deterministic: true}
+
+// fsm is the raft.BatchingFSM over bbolt. Apply, ApplyBatch, Snapshot and
+// Restore are called by raft from one goroutine; the read methods may be
+// called concurrently with them. mu guards the db pointer, which Restore swaps.
+type fsm struct {
+	path   string
+	logger *slog.Logger
+
+	mu sync.RWMutex
+	db *bolt.DB
+
+	applied     atomic.Uint64 // highest log index reflected in db (mirror of meta)
+	appliedTerm atomic.Uint64
+
+	notifyMu sync.Mutex
+	notify   chan struct{} // closed and replaced whenever applied advances
+}
+
+var _ raft.BatchingFSM = (*fsm)(nil)
+
+func openFSM(path string, logger *slog.Logger) (*fsm, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	f := &fsm{path: path, logger: logger, notify: make(chan struct{})}
+	if err := f.openDB(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func openBolt(path string) (*bolt.DB, error) {
+	return bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+}
+
+// openDB opens f.path, creates missing buckets and loads the applied index.
+// Callers hold mu (or own f exclusively).
+func (f *fsm) openDB() error {
+	db, err := openBolt(f.path)
+	if err != nil {
+		return fmt.Errorf("storage: open fsm %s: %w", f.path, err)
+	}
+	var idx, term uint64
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		idx, term = readApplied(tx)
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return fmt.Errorf("storage: init fsm: %w", err)
+	}
+	f.db = db
+	f.setApplied(idx, term)
+	return nil
+}
+
+func readApplied(tx *bolt.Tx) (idx, term uint64) {
+	m := tx.Bucket(bucketMeta)
+	if v := m.Get(keyAppliedIndex); len(v) == 8 {
+		idx = binary.BigEndian.Uint64(v)
+	}
+	if v := m.Get(keyAppliedTerm); len(v) == 8 {
+		term = binary.BigEndian.Uint64(v)
+	}
+	return idx, term
+}
+
+func (f *fsm) close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.db == nil {
+		return nil
+	}
+	err := f.db.Close()
+	f.db = nil
+	return err
+}
+
+func (f *fsm) setApplied(idx, term uint64) {
+	f.applied.Store(idx)
+	f.appliedTerm.Store(term)
+	f.notifyMu.Lock()
+	close(f.notify)
+	f.notify = make(chan struct{})
+	f.notifyMu.Unlock()
+}
+
+// changed returns a channel closed at the next advance of the applied index.
+func (f *fsm) changed() <-chan struct{} {
+	f.notifyMu.Lock()
+	defer f.notifyMu.Unlock()
+	return f.notify
+}
+
+// view runs fn in a read transaction on the current db.
+func (f *fsm) view(fn func(tx *bolt.Tx) error) error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		return ErrClosed
+	}
+	return f.db.View(fn)
+}
+
+// Apply applies one log; see ApplyBatch.
+func (f *fsm) Apply(l *raft.Log) interface{} {
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch applies every log of the batch in one bbolt transaction (one
+// fsync) and stores the last index in meta in the same transaction. Logs at
+// or below the stored applied index were applied before a restart and get a
+// nil response. A LogCommand's response is a []*CommandResult, one per
+// command of its CommandBatch (one INVALID result if the data does not decode).
+//
+// A failure of bbolt itself (I/O error, full disk) panics: raft has already
+// committed the entries, and continuing would make this replica diverge. On
+// restart the node resumes from the last stored applied index.
+func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
+	out := make([]interface{}, len(logs))
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		panic("storage: fsm apply after close")
+	}
+	stored := f.applied.Load()
+	var lastIdx, lastTerm uint64
+	err := f.db.Update(func(tx *bolt.Tx) error {
+		a := applier{tx: tx}
+		for i, l := range logs {
+			if l.Index <= stored {
+				continue
+			}
+			if l.Type == raft.LogCommand {
+				out[i] = a.applyLog(l)
+			}
+			lastIdx, lastTerm = l.Index, l.Term
+		}
+		if a.err != nil {
+			return a.err
+		}
+		if lastIdx == 0 {
+			return nil
+		}
+		m := tx.Bucket(bucketMeta)
+		if err := m.Put(keyAppliedIndex, u64(lastIdx)); err != nil {
+			return err
+		}
+		return m.Put(keyAppliedTerm, u64(lastTerm))
+	})
+	if err != nil {
+		panic(fmt.Sprintf("storage: fsm apply of logs %d..%d failed: %v", logs[0].Index, logs[len(logs)-1].Index, err))
+	}
+	if lastIdx != 0 {
+		f.setApplied(lastIdx, lastTerm)
+	}
+	return out
+}
+
+// applier applies commands inside one write transaction. Every command is
+// judged completely before it writes, so a rejected command changes nothing.
+// err records a bbolt failure (which aborts the whole batch).
+type applier struct {
+	tx  *bolt.Tx
+	err error
+}
+
+func (a *applier) applyLog(l *raft.Log) []*bookingv1.CommandResult {
+	var batch bookingv1.CommandBatch
+	if err := proto.Unmarshal(l.Data, &batch); err != nil {
+		return []*bookingv1.CommandResult{{
+			Code:   bookingv1.ResultCode_RESULT_CODE_INVALID,
+			Detail: "undecodable command batch",
+			Index:  l.Index,
+		}}
+	}
+	res := make([]*bookingv1.CommandResult, len(batch.Commands))
+	for i, cmd := range batch.Commands {
+		r := a.apply(cmd)
+		r.Index = l.Index
+		res[i] = r
+	}
+	return res
+}
+
+func result(code bookingv1.ResultCode, format string, args ...any) *bookingv1.CommandResult {
+	return &bookingv1.CommandResult{Code: code, Detail: fmt.Sprintf(format, args...)}
+}
+
+func invalid(format string, args ...any) *bookingv1.CommandResult {
+	return result(bookingv1.ResultCode_RESULT_CODE_INVALID, format, args...)
+}
+
+func okBooking(b *bookingv1.Booking) *bookingv1.CommandResult {
+	return &bookingv1.CommandResult{Code: bookingv1.ResultCode_RESULT_CODE_OK, Booking: b}
+}
+
+func okProvider(p *bookingv1.Provider) *bookingv1.CommandResult {
+	return &bookingv1.CommandResult{Code: bookingv1.ResultCode_RESULT_CODE_OK, Provider: p}
+}
+
+// validID reports why id is not acceptable as a key component, or "".
+func validID(what, id string) string {
+	switch {
+	case id == "":
+		return what + " is empty"
+	case len(id) > MaxIDLength:
+		return fmt.Sprintf("%s is longer than %d bytes", what, MaxIDLength)
+	case bytes.IndexByte([]byte(id), 0) >= 0:
+		return what + " contains a NUL byte"
+	case !utf8.ValidString(id):
+		return what + " is not valid UTF-8"
+	}
+	return ""
+}
+
+func (a *applier) apply(cmd *bookingv1.Command) *bookingv1.CommandResult {
+	if cmd == nil || cmd.Op == nil {
+		return invalid("command has no operation")
+	}
+	key := cmd.IdempotencyKey
+	if key != "" {
+		if why := validID("idempotency_key", key); why != "" {
+			return invalid("%s", why)
+		}
+		if rec := a.idempotency(key); rec != nil {
+			if !bytes.Equal(rec.RequestHash, cmd.RequestHash) {
+				return result(bookingv1.ResultCode_RESULT_CODE_IDEMPOTENCY_MISMATCH,
+					"idempotency key %q was used by a different request", key)
+			}
+			return a.replay(cmd, rec)
+		}
+	}
+	var r *bookingv1.CommandResult
+	var resourceID string
+	switch op := cmd.Op.(type) {
+	case *bookingv1.Command_CreateProvider:
+		r = a.createProvider(cmd, op.CreateProvider)
+	case *bookingv1.Command_UpdateProvider:
+		r = a.updateProvider(cmd, op.UpdateProvider)
+	case *bookingv1.Command_CreateBooking:
+		r = a.createBooking(cmd, op.CreateBooking)
+	case *bookingv1.Command_CancelBooking:
+		r = a.cancelBooking(cmd, op.CancelBooking)
+	case *bookingv1.Command_RescheduleBooking:
+		r = a.rescheduleBooking(cmd, op.RescheduleBooking)
+	default:
+		return invalid("unknown operation")
+	}
+	if r.Code != bookingv1.ResultCode_RESULT_CODE_OK || key == "" {
+		return r
+	}
+	if r.Booking != nil {
+		resourceID = r.Booking.Id
+	} else if r.Provider != nil {
+		resourceID = r.Provider.Id
+	}
+	a.put(bucketIdempotency, []byte(key), &bookingv1.IdempotencyRecord{
+		Key:         key,
+		RequestHash: cmd.RequestHash,
+		ResourceId:  resourceID,
+		CreatedAtMs: cmd.ProposedAtMs,
+	})
+	return r
+}
+
+// replay answers a repeated keyed command with the current state of the
+// resource it created or changed, and changes nothing.
+func (a *applier) replay(cmd *bookingv1.Command, rec *bookingv1.IdempotencyRecord) *bookingv1.CommandResult {
+	switch cmd.Op.(type) {
+	case *bookingv1.Command_CreateProvider, *bookingv1.Command_UpdateProvider:
+		if p := a.provider(rec.ResourceId); p != nil {
+			return okProvider(p)
+		}
+	default:
+		if b := a.booking(rec.ResourceId); b != nil {
+			return okBooking(b)
+		}
+	}
+	return result(bookingv1.ResultCode_RESULT_CODE_NOT_FOUND,
+		"idempotency key %q refers to %q, which no longer exists", rec.Key, rec.ResourceId)
+}
+
+func (a *applier) createProvider(cmd *bookingv1.Command, op *bookingv1.CreateProvider) *bookingv1.CommandResult {
+	p := op.GetProvider()
+	if p == nil {
+		return invalid("create_provider without provider")
+	}
+	if why := validID("provider id", p.Id); why != "" {
+		return invalid("%s", why)
+	}
+	if p.Timezone == "" {
+		return invalid("provider %q has no timezone", p.Id)
+	}
+	if a.provider(p.Id) != nil {
+		return result(bookingv1.ResultCode_RESULT_CODE_ALREADY_EXISTS, "provider %q already exists", p.Id)
+	}
+	np := proto.Clone(p).(*bookingv1.Provider)
+	np.CreatedAtMs = cmd.ProposedAtMs
+	np.UpdatedAtMs = cmd.ProposedAtMs
+	np.Version = 1
+	if !a.put(bucketProviders, []byte(np.Id), np) {
+		return invalid("provider %q cannot be encoded", p.Id)
+	}
+	return okProvider(np)
+}
+
+func (a *applier) updateProvider(cmd *bookingv1.Command, op *bookingv1.UpdateProvider) *bookingv1.CommandResult {
+	p := op.GetProvider()
+	if p == nil {
+		return invalid("update_provider without provider")
+	}
+	if why := validID("provider id", p.Id); why != "" {
+		return invalid("%s", why)
+	}
+	cur := a.provider(p.Id)
+	if cur == nil {
+		return result(bookingv1.ResultCode_RESULT_CODE_NOT_FOUND, "provider %q not found", p.Id)
+	}
+	np := proto.Clone(cur).(*bookingv1.Provider)
+	np.Name = p.Name
+	np.Services = cloneSlice(p.Services)
+	np.WeeklyHours = cloneSlice(p.WeeklyHours)
+	np.DateOverrides = cloneSlice(p.DateOverrides)
+	np.MinNoticeMinutes = p.MinNoticeMinutes
+	np.HorizonDays = p.HorizonDays
+	np.SlotStepMinutes = p.SlotStepMinutes
+	np.Version = cur.Version + 1
+	np.UpdatedAtMs = cmd.ProposedAtMs
+	if !a.put(bucketProviders, []byte(np.Id), np) {
+		return invalid("provider %q cannot be encoded", p.Id)
+	}
+	return okProvider(np)
+}
+
+func cloneSlice[T proto.Message](in []T) []T {
+	if in == nil {
+		return nil
+	}
+	out := make([]T, len(in))
+	for i, m := range in {
+		out[i] = proto.Clone(m).(T)
+	}
+	return out
+}
+
+// checkTimes validates a booking's [start, end, blocked_until).
+func checkTimes(start, end, blocked int64) string {
+	switch {
+	case start <= 0:
+		return "start_ms must be positive"
+	case !(start < end):
+		return "start_ms must be before end_ms"
+	case !(end <= blocked):
+		return "blocked_until_ms must not be before end_ms"
+	case blocked-start > maxBlockedMs:
+		return fmt.Sprintf("booking blocks more than %s", MaxBlockedDuration)
+	}
+	return ""
+}
+
+func (a *applier) createBooking(cmd *bookingv1.Command, op *bookingv1.CreateBooking) *bookingv1.CommandResult {
+	b := op.GetBooking()
+	if b == nil {
+		return invalid("create_booking without booking")
+	}
+	for _, f := range []struct{ what, id string }{{"booking id", b.Id}, {"provider_id", b.ProviderId}, {"client_id", b.ClientId}} {
+		if why := validID(f.what, f.id); why != "" {
+			return invalid("%s", why)
+		}
+	}
+	p := a.provider(b.ProviderId)
+	if p == nil {
+		return result(bookingv1.ResultCode_RESULT_CODE_NOT_FOUND, "provider %q not found", b.ProviderId)
+	}
+	if why := checkTimes(b.StartMs, b.EndMs, b.BlockedUntilMs); why != "" {
+		return invalid("%s", why)
+	}
+	if a.booking(b.Id) != nil {
+		return result(bookingv1.ResultCode_RESULT_CODE_ALREADY_EXISTS, "booking %q already exists", b.Id)
+	}
+	if other := a.overlap(b.ProviderId, b.StartMs, b.BlockedUntilMs, ""); other != "" {
+		return result(bookingv1.ResultCode_RESULT_CODE_SLOT_TAKEN, "overlaps booking %q", other)
+	}
+	nb := proto.Clone(b).(*bookingv1.Booking)
+	nb.Status = bookingv1.BookingStatus_BOOKING_STATUS_CONFIRMED
+	nb.CreatedAtMs = cmd.ProposedAtMs
+	nb.UpdatedAtMs = cmd.ProposedAtMs
+	nb.Version = 1
+	if nb.Vertical == "" {
+		nb.Vertical = p.Vertical
+	}
+	if !a.put(bucketBookings, []byte(nb.Id), nb) {
+		return invalid("booking %q cannot be encoded", b.Id)
+	}
+	a.putKey(bucketProviderTime, timeKey(nb.ProviderId, nb.StartMs, nb.Id))
+	a.putKey(bucketClientBookings, timeKey(nb.ClientId, nb.CreatedAtMs, nb.Id))
+	return okBooking(nb)
+}
+
+func (a *applier) cancelBooking(cmd *bookingv1.Command, op *bookingv1.CancelBooking) *bookingv1.CommandResult {
+	cur := a.booking(op.BookingId)
+	if cur == nil {
+		return result(bookingv1.ResultCode_RESULT_CODE_NOT_FOUND, "booking %q not found", op.BookingId)
+	}
+	if cur.Status == bookingv1.BookingStatus_BOOKING_STATUS_CANCELLED {
+		return okBooking(cur)
+	}
+	nb := proto.Clone(cur).(*bookingv1.Booking)
+	nb.Status = bookingv1.BookingStatus_BOOKING_STATUS_CANCELLED
+	nb.Version++
+	nb.UpdatedAtMs = cmd.ProposedAtMs
+	a.put(bucketBookings, []byte(nb.Id), nb)
+	a.deleteKey(bucketProviderTime, timeKey(cur.ProviderId, cur.StartMs, cur.Id))
+	return okBooking(nb)
+}
+
+func (a *applier) rescheduleBooking(cmd *bookingv1.Command, op *bookingv1.RescheduleBooking) *bookingv1.CommandResult {
+	cur := a.booking(op.BookingId)
+	if cur == nil {
+		return result(bookingv1.ResultCode_RESULT_CODE_NOT_FOUND, "booking %q not found", op.BookingId)
+	}
+	if cur.Status != bookingv1.BookingStatus_BOOKING_STATUS_CONFIRMED {
+		return result(bookingv1.ResultCode_RESULT_CODE_INVALID_TRANSITION,
+			"booking %q is %s and cannot be rescheduled", cur.Id, cur.Status)
+	}
+	if why := checkTimes(op.StartMs, op.EndMs, op.BlockedUntilMs); why != "" {
+		return invalid("%s", why)
+	}
+	if other := a.overlap(cur.ProviderId, op.StartMs, op.BlockedUntilMs, cur.Id); other != "" {
+		return result(bookingv1.ResultCode_RESULT_CODE_SLOT_TAKEN, "overlaps booking %q", other)
+	}
+	nb := proto.Clone(cur).(*bookingv1.Booking)
+	nb.StartMs, nb.EndMs, nb.BlockedUntilMs = op.StartMs, op.EndMs, op.BlockedUntilMs
+	nb.Version++
+	nb.UpdatedAtMs = cmd.ProposedAtMs
+	a.deleteKey(bucketProviderTime, timeKey(cur.ProviderId, cur.StartMs, cur.Id))
+	a.putKey(bucketProviderTime, timeKey(nb.ProviderId, nb.StartMs, nb.Id))
+	a.put(bucketBookings, []byte(nb.Id), nb)
+	return okBooking(nb)
+}
+
+// overlap returns the id of a non-cancelled booking of providerID, other than
+// exclude, whose [start, blocked_until) intersects [start, blocked), or "".
+func (a *applier) overlap(providerID string, start, blocked int64, exclude string) string {
+	var found string
+	scanProviderTime(a.tx, providerID, start, blocked, func(id string) bool {
+		if id == exclude {
+			return true
+		}
+		if b := a.booking(id); b != nil && b.BlockedUntilMs > start && b.StartMs < blocked {
+			found = id
+			return false
+		}
+		return true
+	})
+	return found
+}
+
+// scanProviderTime calls fn, in start order, for every booking id in the time
+// index of providerID whose start lies in [from-MaxBlockedDuration, to): a
+// superset of the bookings that can intersect [from, to). fn returns false to stop.
+func scanProviderTime(tx *bolt.Tx, providerID string, from, to int64, fn func(id string) bool) {
+	prefix := append([]byte(providerID), 0)
+	seek := from - maxBlockedMs
+	if seek < 0 {
+		seek = 0
+	}
+	c := tx.Bucket(bucketProviderTime).Cursor()
+	for k, _ := c.Seek(timeKey(providerID, seek, "")); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		rest := k[len(prefix):]
+		if len(rest) < 8 {
+			continue
+		}
+		if int64(binary.BigEndian.Uint64(rest)) >= to {
+			return
+		}
+		if !fn(string(rest[8:])) {
+			return
+		}
+	}
+}
+
+// timeKey is id 0x00 be64(ms) suffix: the key layout of provider_time and
+// client_bookings. ms is never negative (checkTimes, and created_at is clamped).
+func timeKey(id string, ms int64, suffix string) []byte {
+	if ms < 0 {
+		ms = 0
+	}
+	k := make([]byte, 0, len(id)+1+8+len(suffix))
+	k = append(k, id...)
+	k = append(k, 0)
+	k = binary.BigEndian.AppendUint64(k, uint64(ms))
+	return append(k, suffix...)
+}
+
+func (a *applier) provider(id string) *bookingv1.Provider {
+	p := new(bookingv1.Provider)
+	if !getProto(a.tx, bucketProviders, id, p) {
+		return nil
+	}
+	return p
+}
+
+func (a *applier) booking(id string) *bookingv1.Booking {
+	b := new(bookingv1.Booking)
+	if !getProto(a.tx, bucketBookings, id, b) {
+		return nil
+	}
+	return b
+}
+
+func (a *applier) idempotency(key string) *bookingv1.IdempotencyRecord {
+	r := new(bookingv1.IdempotencyRecord)
+	if !getProto(a.tx, bucketIdempotency, key, r) {
+		return nil
+	}
+	return r
+}
+
+// getProto reads bucket[key] into m; false if absent (or, defensively,
+// undecodable — the FSM only stores what it marshalled itself).
+func getProto(tx *bolt.Tx, bucket []byte, key string, m proto.Message) bool {
+	if key == "" || len(key) > bolt.MaxKeySize {
+		return false
+	}
+	v := tx.Bucket(bucket).Get([]byte(key))
+	if v == nil {
+		return false
+	}
+	return proto.Unmarshal(v, m) == nil
+}
+
+// put marshals m into bucket[key]. It returns false if m cannot be marshalled
+// (invalid UTF-8 in a string field): the caller answers INVALID and nothing has
+// been written yet, because put is the first write of every command.
+func (a *applier) put(bucket, key []byte, m proto.Message) bool {
+	v, err := marshalOpts.Marshal(m)
+	if err != nil {
+		return false
+	}
+	if err := a.tx.Bucket(bucket).Put(key, v); err != nil && a.err == nil {
+		a.err = err
+	}
+	return true
+}
+
+func (a *applier) putKey(bucket, key []byte) {
+	if err := a.tx.Bucket(bucket).Put(key, []byte{}); err != nil && a.err == nil {
+		a.err = err
+	}
+}
+
+func (a *applier) deleteKey(bucket, key []byte) {
+	if err := a.tx.Bucket(bucket).Delete(key); err != nil && a.err == nil {
+		a.err = err
+	}
+}
+
+// Snapshot captures a read transaction; Persist streams it. See snapshot.go.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		return nil, ErrClosed
+	}
+	tx, err := f.db.Begin(false)
+	if err != nil {
+		return nil, fmt.Errorf("storage: begin snapshot: %w", err)
+	}
+	return &fsmSnapshot{tx: tx}, nil
+}
+
+// Restore replaces the whole db with the snapshot stream. See snapshot.go.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	return f.restore(rc)
+}
+
+// digest hashes every record of the record buckets (not meta).
+func (f *fsm) digest() ([]byte, error) {
+	h := sha256.New()
+	err := f.view(func(tx *bolt.Tx) error {
+		var n [4]byte
+		write := func(b []byte) {
+			binary.BigEndian.PutUint32(n[:], uint32(len(b)))
+			h.Write(n[:])
+			h.Write(b)
+		}
+		for _, name := range recordBuckets {
+			write(name)
+			if err := tx.Bucket(name).ForEach(func(k, v []byte) error {
+				write(k)
+				write(v)
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return h.Sum(nil), nil
+}

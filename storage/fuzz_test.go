@@ -1,0 +1,105 @@
+package storage_test
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
+	"github.com/barberpro/edge/storage"
+	st "github.com/barberpro/edge/storage/storagetest"
+)
+
+// FuzzFSM_Apply feeds arbitrary bytes to the FSM as a Raft log entry. The FSM
+// must never panic; undecodable data must give exactly one INVALID result;
+// every command gets a known result code; and no two non-cancelled bookings
+// of a provider may ever overlap. Seeds: testdata/fuzz/FuzzFSM_Apply and the
+// f.Add calls below.
+func FuzzFSM_Apply(f *testing.F) {
+	seed := func(cmds ...*bookingv1.Command) {
+		b, err := proto.Marshal(&bookingv1.CommandBatch{Commands: cmds})
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	seed(st.CreateBooking(st.Booking("b1", "p", 0, time.Hour, time.Hour)))
+	seed(st.CreateBooking(st.Booking("b2", "p", 30*time.Minute, time.Hour, 2*time.Hour)),
+		st.RescheduleBooking("b0", time.Hour, 2*time.Hour, 2*time.Hour),
+		st.CancelBooking("b0"))
+	seed(st.WithKey(st.CreateProvider(st.Provider("q")), "k", "h"))
+	f.Add([]byte{})
+	f.Add([]byte{0xff, 0xff, 0xff})
+
+	fsm, err := storage.OpenTestFSM(filepath.Join(f.TempDir(), "fuzz.db"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = fsm.Close() })
+	index := uint64(1)
+	setup, _ := proto.Marshal(&bookingv1.CommandBatch{Commands: []*bookingv1.Command{
+		st.CreateProvider(st.Provider("p")),
+		st.CreateBooking(st.Booking("b0", "p", 0, 30*time.Minute, 40*time.Minute)),
+	}})
+	fsm.Apply(index, setup)
+
+	f.Fuzz(func(t *testing.T, data []byte) {
+		index++
+		res := fsm.Apply(index, data)
+		var batch bookingv1.CommandBatch
+		if err := proto.Unmarshal(data, &batch); err != nil {
+			if len(res) != 1 || res[0].Code != bookingv1.ResultCode_RESULT_CODE_INVALID {
+				t.Fatalf("undecodable data gave %v", res)
+			}
+			return
+		}
+		if len(res) != len(batch.Commands) {
+			t.Fatalf("%d results for %d commands", len(res), len(batch.Commands))
+		}
+		for _, r := range res {
+			if r == nil || r.Code == bookingv1.ResultCode_RESULT_CODE_UNSPECIFIED || r.Index != index {
+				t.Fatalf("bad result %v", r)
+			}
+		}
+		checkNoOverlap(t, fsm)
+	})
+}
+
+// checkNoOverlap fails if two non-cancelled bookings of a provider overlap,
+// or if the time index disagrees with the bookings.
+func checkNoOverlap(t *testing.T, fsm *storage.TestFSM) {
+	t.Helper()
+	dump, err := fsm.Dump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dump["bookings"]) > 500 {
+		return // keep long fuzz runs fast; the state is checked while small
+	}
+	live := map[string][]*bookingv1.Booking{}
+	for _, v := range dump["bookings"] {
+		b := new(bookingv1.Booking)
+		if err := proto.Unmarshal([]byte(v), b); err != nil {
+			t.Fatal(err)
+		}
+		if b.Status != bookingv1.BookingStatus_BOOKING_STATUS_CANCELLED {
+			live[b.ProviderId] = append(live[b.ProviderId], b)
+		}
+	}
+	n := 0
+	for _, bs := range live {
+		n += len(bs)
+		for i, a := range bs {
+			for _, b := range bs[i+1:] {
+				if a.StartMs < b.BlockedUntilMs && b.StartMs < a.BlockedUntilMs {
+					t.Fatalf("double booking: %v and %v", a, b)
+				}
+			}
+		}
+	}
+	if len(dump["provider_time"]) != n {
+		t.Fatalf("time index has %d entries for %d live bookings", len(dump["provider_time"]), n)
+	}
+}

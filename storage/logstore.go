@@ -1,0 +1,235 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
+)
+
+var (
+	bucketLogs   = []byte("logs")
+	bucketStable = []byte("stable")
+
+	// errStableNotFound is the error raft expects (by message) from a
+	// StableStore for a missing key.
+	errStableNotFound = errors.New("not found")
+
+	keyCurrentTerm = []byte("CurrentTerm") // raft's own key, cached by LogStore
+)
+
+// Log record encoding (version 1), stored under the big-endian index:
+//
+//	offset size field
+//	0      1    format version (1)
+//	1      1    raft.LogType
+//	2      8    term (big-endian)
+//	10     8    AppendedAt, Unix nanoseconds (big-endian int64; 0 = zero time)
+//	18     4    len(Data) (big-endian)
+//	22     n    Data
+//	22+n   ...  Extensions (rest of the value)
+const (
+	logFormatV1     = 1
+	logHeaderLength = 22
+)
+
+// LogStore is a raft.LogStore and raft.StableStore kept in one bbolt file
+// (DataDir/raft.db). Every write commits (and fsyncs) before returning.
+//
+// It is safe for concurrent use, as raft requires.
+type LogStore struct {
+	db          *bolt.DB
+	currentTerm atomic.Uint64 // cached value of raft's CurrentTerm key
+}
+
+var (
+	_ raft.LogStore    = (*LogStore)(nil)
+	_ raft.StableStore = (*LogStore)(nil)
+)
+
+// OpenLogStore opens (creating if needed) the bbolt file at path.
+func OpenLogStore(path string) (*LogStore, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return nil, fmt.Errorf("storage: open log store %s: %w", path, err)
+	}
+	s := &LogStore{db: db}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketLogs, bucketStable} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		if v := tx.Bucket(bucketStable).Get(keyCurrentTerm); len(v) == 8 {
+			s.currentTerm.Store(binary.BigEndian.Uint64(v))
+		}
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("storage: init log store: %w", err)
+	}
+	return s, nil
+}
+
+// Close closes the bbolt file.
+func (s *LogStore) Close() error { return s.db.Close() }
+
+// CurrentTerm returns the last term raft persisted (0 if none).
+func (s *LogStore) CurrentTerm() uint64 { return s.currentTerm.Load() }
+
+// FirstIndex returns the first index written, 0 for no entries.
+func (s *LogStore) FirstIndex() (uint64, error) {
+	var idx uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if k, _ := tx.Bucket(bucketLogs).Cursor().First(); k != nil {
+			idx = binary.BigEndian.Uint64(k)
+		}
+		return nil
+	})
+	return idx, err
+}
+
+// LastIndex returns the last index written, 0 for no entries.
+func (s *LogStore) LastIndex() (uint64, error) {
+	var idx uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if k, _ := tx.Bucket(bucketLogs).Cursor().Last(); k != nil {
+			idx = binary.BigEndian.Uint64(k)
+		}
+		return nil
+	})
+	return idx, err
+}
+
+// GetLog reads the entry at index into log; raft.ErrLogNotFound if absent.
+func (s *LogStore) GetLog(index uint64, log *raft.Log) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketLogs).Get(u64(index))
+		if v == nil {
+			return raft.ErrLogNotFound
+		}
+		return decodeLog(index, v, log)
+	})
+}
+
+// StoreLog stores one entry.
+func (s *LogStore) StoreLog(log *raft.Log) error { return s.StoreLogs([]*raft.Log{log}) }
+
+// StoreLogs stores entries in one transaction (one fsync).
+func (s *LogStore) StoreLogs(logs []*raft.Log) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketLogs)
+		for _, l := range logs {
+			if err := b.Put(u64(l.Index), encodeLog(l)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// DeleteRange deletes entries min..max inclusive.
+func (s *LogStore) DeleteRange(min, max uint64) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketLogs).Cursor()
+		for k, _ := c.Seek(u64(min)); k != nil; k, _ = c.Next() {
+			if binary.BigEndian.Uint64(k) > max {
+				break
+			}
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Set stores a stable key.
+func (s *LogStore) Set(key, val []byte) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketStable).Put(key, val)
+	})
+	if err == nil && string(key) == string(keyCurrentTerm) && len(val) == 8 {
+		s.currentTerm.Store(binary.BigEndian.Uint64(val))
+	}
+	return err
+}
+
+// Get returns a stable key's value, or an error whose message is "not found".
+func (s *LogStore) Get(key []byte) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketStable).Get(key)
+		if v == nil {
+			return errStableNotFound
+		}
+		out = append([]byte(nil), v...)
+		return nil
+	})
+	return out, err
+}
+
+// SetUint64 stores a stable key as a big-endian uint64.
+func (s *LogStore) SetUint64(key []byte, val uint64) error { return s.Set(key, u64(val)) }
+
+// GetUint64 returns a stable uint64, or an error whose message is "not found".
+func (s *LogStore) GetUint64(key []byte) (uint64, error) {
+	v, err := s.Get(key)
+	if err != nil {
+		return 0, err
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("storage: stable key %q: bad uint64 length %d", key, len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+func encodeLog(l *raft.Log) []byte {
+	buf := make([]byte, logHeaderLength, logHeaderLength+len(l.Data)+len(l.Extensions))
+	buf[0] = logFormatV1
+	buf[1] = byte(l.Type)
+	binary.BigEndian.PutUint64(buf[2:], l.Term)
+	var at int64
+	if !l.AppendedAt.IsZero() {
+		at = l.AppendedAt.UnixNano()
+	}
+	binary.BigEndian.PutUint64(buf[10:], uint64(at))
+	binary.BigEndian.PutUint32(buf[18:], uint32(len(l.Data)))
+	buf = append(buf, l.Data...)
+	return append(buf, l.Extensions...)
+}
+
+func decodeLog(index uint64, v []byte, l *raft.Log) error {
+	if len(v) < logHeaderLength || v[0] != logFormatV1 {
+		return fmt.Errorf("storage: corrupt log entry %d", index)
+	}
+	n := int(binary.BigEndian.Uint32(v[18:]))
+	if logHeaderLength+n > len(v) {
+		return fmt.Errorf("storage: corrupt log entry %d: data length %d", index, n)
+	}
+	*l = raft.Log{
+		Index: index,
+		Term:  binary.BigEndian.Uint64(v[2:]),
+		Type:  raft.LogType(v[1]),
+	}
+	if at := int64(binary.BigEndian.Uint64(v[10:])); at != 0 {
+		l.AppendedAt = time.Unix(0, at).UTC()
+	}
+	// Copy: bbolt memory is only valid inside the transaction.
+	l.Data = append([]byte(nil), v[logHeaderLength:logHeaderLength+n]...)
+	if rest := v[logHeaderLength+n:]; len(rest) > 0 {
+		l.Extensions = append([]byte(nil), rest...)
+	}
+	return nil
+}
+
+func u64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}

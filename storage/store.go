@@ -1,0 +1,738 @@
+package storage
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
+)
+
+// File and directory names inside Config.DataDir.
+const (
+	FSMFile      = "fsm.db"    // the FSM's bbolt file
+	RaftFile     = "raft.db"   // Raft's log and stable store (LogStore)
+	SnapshotsDir = "snapshots" // raft.FileSnapshotStore
+)
+
+const (
+	snapshotsRetained = 2
+	logCacheSize      = 512
+	defaultPageLimit  = 50
+	maxPageLimit      = 1000
+)
+
+// Config configures a Store. Start from DefaultConfig or LocalConfig and set
+// NodeID, DataDir and RaftAddr (or Transport).
+type Config struct {
+	// NodeID is this node's Raft server ID. Required; stable across restarts.
+	NodeID string
+	// DataDir holds fsm.db, raft.db and snapshots/. Required; created if missing.
+	DataDir string
+	// RaftAddr is the host:port the TCP transport binds and advertises (port 0
+	// picks a free port; the host must not be unspecified, e.g. 0.0.0.0).
+	// Required when Transport is nil; ignored otherwise.
+	RaftAddr string
+	// Bootstrap bootstraps a new group with this node as its only voter when
+	// the data dir holds no Raft state. On an existing data dir it does nothing,
+	// so it is safe to leave on across restarts.
+	Bootstrap bool
+	// Transport is the Raft transport; nil means a TCP transport on RaftAddr,
+	// owned (and closed) by the Store. A Transport passed in is not closed by
+	// Store.Close. Tests may pass a raft.InmemTransport.
+	Transport raft.Transport
+	// Clock stamps proposed_at_ms on commands that have none. Default time.Now.
+	Clock func() time.Time
+	// Logger receives the Store's and raft's logs (raft's hclog output is
+	// bridged into it). Default slog.Default().
+	Logger *slog.Logger
+
+	// HeartbeatTimeout is how long a follower waits without contact from the
+	// leader before it starts an election. DefaultConfig: 1s.
+	HeartbeatTimeout time.Duration
+	// ElectionTimeout is how long a candidate waits for an election to finish.
+	// Must be >= HeartbeatTimeout. DefaultConfig: 1s.
+	ElectionTimeout time.Duration
+	// LeaderLeaseTimeout is how long a leader stays leader without reaching a
+	// quorum. Must be <= HeartbeatTimeout. DefaultConfig: 500ms.
+	LeaderLeaseTimeout time.Duration
+	// CommitTimeout is the longest the leader waits before sending an
+	// AppendEntries carrying the commit index. DefaultConfig: 50ms.
+	CommitTimeout time.Duration
+	// SnapshotThreshold is how many log entries since the last snapshot
+	// trigger a new one (checked every SnapshotInterval). DefaultConfig: 8192.
+	SnapshotThreshold uint64
+	// SnapshotInterval is how often raft checks SnapshotThreshold (jittered).
+	// DefaultConfig: 2m.
+	SnapshotInterval time.Duration
+	// TrailingLogs is how many log entries stay after a snapshot, so a slightly
+	// lagging follower catches up from the log. DefaultConfig: 10240.
+	TrailingLogs uint64
+
+	// MaxBatch is the most commands packed into one Raft entry (CommandBatch).
+	// Default 256.
+	MaxBatch int
+	// MaxInflight is the most batches proposed and not yet applied; while all
+	// are in flight new commands queue, which is what makes batches form under
+	// load. Default 4.
+	MaxInflight int
+	// ApplyTimeout is how long Propose waits for raft to accept (enqueue) a
+	// batch; ErrTimeout past it. Default 5s.
+	ApplyTimeout time.Duration
+}
+
+// DefaultConfig returns the preset for production nodes on a LAN of cities
+// (tens of milliseconds between nodes). Set NodeID, DataDir and RaftAddr.
+func DefaultConfig() Config {
+	return Config{
+		Bootstrap:          false,
+		Clock:              time.Now,
+		HeartbeatTimeout:   1000 * time.Millisecond,
+		ElectionTimeout:    1000 * time.Millisecond,
+		LeaderLeaseTimeout: 500 * time.Millisecond,
+		CommitTimeout:      50 * time.Millisecond,
+		SnapshotThreshold:  8192,
+		SnapshotInterval:   2 * time.Minute,
+		TrailingLogs:       10240,
+		MaxBatch:           256,
+		MaxInflight:        4,
+		ApplyTimeout:       5 * time.Second,
+	}
+}
+
+// LocalConfig returns the preset for tests and simulations on loopback:
+// heartbeat and election 200ms, lease 100ms, commit 5ms, snapshots every 1024
+// entries checked every 5s, 512 trailing logs.
+func LocalConfig() Config {
+	c := DefaultConfig()
+	c.HeartbeatTimeout = 200 * time.Millisecond
+	c.ElectionTimeout = 200 * time.Millisecond
+	c.LeaderLeaseTimeout = 100 * time.Millisecond
+	c.CommitTimeout = 5 * time.Millisecond
+	c.SnapshotThreshold = 1024
+	c.SnapshotInterval = 5 * time.Second
+	c.TrailingLogs = 512
+	return c
+}
+
+// Validate reports the first problem with c, or nil.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.NodeID == "" {
+		bad("NodeID is required")
+	}
+	if c.DataDir == "" {
+		bad("DataDir is required")
+	}
+	if c.Transport == nil && c.RaftAddr == "" {
+		bad("RaftAddr is required when Transport is nil")
+	}
+	const minTimeout = 5 * time.Millisecond
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"HeartbeatTimeout", c.HeartbeatTimeout}, {"ElectionTimeout", c.ElectionTimeout}, {"LeaderLeaseTimeout", c.LeaderLeaseTimeout}, {"SnapshotInterval", c.SnapshotInterval}} {
+		if d.v < minTimeout {
+			bad("%s (%s) must be at least %s", d.name, d.v, minTimeout)
+		}
+	}
+	if c.CommitTimeout < time.Millisecond {
+		bad("CommitTimeout (%s) must be at least 1ms", c.CommitTimeout)
+	}
+	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
+		bad("LeaderLeaseTimeout (%s) must not exceed HeartbeatTimeout (%s)", c.LeaderLeaseTimeout, c.HeartbeatTimeout)
+	}
+	if c.ElectionTimeout < c.HeartbeatTimeout {
+		bad("ElectionTimeout (%s) must not be less than HeartbeatTimeout (%s)", c.ElectionTimeout, c.HeartbeatTimeout)
+	}
+	if c.SnapshotThreshold == 0 {
+		bad("SnapshotThreshold must be positive")
+	}
+	if c.MaxBatch <= 0 {
+		bad("MaxBatch (%d) must be positive", c.MaxBatch)
+	}
+	if c.MaxInflight <= 0 {
+		bad("MaxInflight (%d) must be positive", c.MaxInflight)
+	}
+	if c.ApplyTimeout <= 0 {
+		bad("ApplyTimeout (%s) must be positive", c.ApplyTimeout)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("storage: invalid config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// raftConfig derives raft's configuration. MaxAppendEntries (entries per
+// AppendEntries RPC, and the apply channel's buffer with BatchApplyCh) is
+// sized to MaxBatch, within raft's [64, 1024].
+func (c Config) raftConfig(logger *slog.Logger) *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(c.NodeID)
+	rc.HeartbeatTimeout = c.HeartbeatTimeout
+	rc.ElectionTimeout = c.ElectionTimeout
+	rc.LeaderLeaseTimeout = c.LeaderLeaseTimeout
+	rc.CommitTimeout = c.CommitTimeout
+	rc.SnapshotThreshold = c.SnapshotThreshold
+	rc.SnapshotInterval = c.SnapshotInterval
+	rc.TrailingLogs = c.TrailingLogs
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = min(max(c.MaxBatch, 64), 1024)
+	rc.NoSnapshotRestoreOnStart = true
+	rc.Logger = newHclogAdapter(logger, "raft")
+	return rc
+}
+
+// Store is one node's replica of the booking store: a Raft group member whose
+// FSM keeps the records in bbolt. All methods are safe for concurrent use.
+type Store struct {
+	cfg    Config
+	logger *slog.Logger
+
+	fsm   *fsm
+	logs  *LogStore
+	snaps *raft.FileSnapshotStore
+	trans raft.Transport
+	owned *raft.NetworkTransport // the TCP transport we created, or nil
+	raft  *raft.Raft
+	b     *batcher
+
+	readyTarget atomic.Uint64 // commit index latched when a leader was first known
+	closed      atomic.Bool
+	closeOnce   sync.Once
+	closeErr    error
+}
+
+// Open opens (or creates) the store in cfg.DataDir and starts its Raft node.
+// Zero MaxBatch, MaxInflight, ApplyTimeout, Clock and Logger take defaults.
+// With cfg.Bootstrap and no Raft state on disk it bootstraps a single-voter
+// group; on an existing data dir it resumes. Open does not wait for a leader:
+// use WaitReady.
+func Open(cfg Config) (_ *Store, err error) {
+	def := DefaultConfig()
+	if cfg.MaxBatch == 0 {
+		cfg.MaxBatch = def.MaxBatch
+	}
+	if cfg.MaxInflight == 0 {
+		cfg.MaxInflight = def.MaxInflight
+	}
+	if cfg.ApplyTimeout == 0 {
+		cfg.ApplyTimeout = def.ApplyTimeout
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Store{cfg: cfg, logger: cfg.Logger.With("component", "storage", "node", cfg.NodeID)}
+	defer func() {
+		if err != nil {
+			s.closeFiles()
+		}
+	}()
+	if err := os.MkdirAll(filepath.Join(cfg.DataDir, SnapshotsDir), 0o700); err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
+	if s.fsm, err = openFSM(filepath.Join(cfg.DataDir, FSMFile), s.logger); err != nil {
+		return nil, err
+	}
+	if s.logs, err = OpenLogStore(filepath.Join(cfg.DataDir, RaftFile)); err != nil {
+		return nil, err
+	}
+	hl := newHclogAdapter(s.logger, "raft")
+	if s.snaps, err = raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.DataDir, SnapshotsDir), snapshotsRetained, hl.Named("snapshots")); err != nil {
+		return nil, fmt.Errorf("storage: snapshot store: %w", err)
+	}
+	s.trans = cfg.Transport
+	if s.trans == nil {
+		nt, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, nil, 3, 10*time.Second, hl.Named("transport"))
+		if err != nil {
+			return nil, fmt.Errorf("storage: raft transport on %s: %w", cfg.RaftAddr, err)
+		}
+		s.owned, s.trans = nt, nt
+	}
+	rc := cfg.raftConfig(s.logger)
+	if cfg.Bootstrap {
+		has, err := raft.HasExistingState(s.logs, s.logs, s.snaps)
+		if err != nil {
+			return nil, fmt.Errorf("storage: %w", err)
+		}
+		if !has {
+			conf := raft.Configuration{Servers: []raft.Server{{
+				Suffrage: raft.Voter, ID: rc.LocalID, Address: s.trans.LocalAddr(),
+			}}}
+			if err := raft.BootstrapCluster(rc, s.logs, s.logs, s.snaps, s.trans, conf); err != nil {
+				return nil, fmt.Errorf("storage: bootstrap: %w", err)
+			}
+			s.logger.Info("bootstrapped new raft group", "addr", s.trans.LocalAddr())
+		}
+	}
+	cache, err := raft.NewLogCache(logCacheSize, s.logs)
+	if err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
+	if s.raft, err = raft.NewRaft(rc, s.fsm, cache, s.logs, s.snaps, s.trans); err != nil {
+		return nil, fmt.Errorf("storage: start raft: %w", err)
+	}
+	s.b = newBatcher(s.raft, cfg.MaxBatch, cfg.MaxInflight, cfg.ApplyTimeout)
+	s.logger.Info("store opened", "data_dir", cfg.DataDir, "raft_addr", s.trans.LocalAddr(), "applied_index", s.fsm.applied.Load())
+	return s, nil
+}
+
+// Close stops the batcher (pending Propose calls get ErrClosed), shuts Raft
+// down, closes the transport if the Store created it, and closes both bbolt
+// files. It does not hand leadership over. Safe to call more than once; later
+// calls return the first call's result.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		s.b.close()
+		var errs []error
+		if err := s.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
+		}
+		<-s.b.stopped
+		errs = append(errs, s.closeFiles())
+		s.closeErr = errors.Join(errs...)
+		s.logger.Info("store closed")
+	})
+	return s.closeErr
+}
+
+func (s *Store) closeFiles() error {
+	var errs []error
+	if s.owned != nil {
+		if err := s.owned.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("transport: %w", err))
+		}
+	}
+	if s.logs != nil {
+		if err := s.logs.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("log store: %w", err))
+		}
+	}
+	if s.fsm != nil {
+		if err := s.fsm.close(); err != nil {
+			errs = append(errs, fmt.Errorf("fsm: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Raft returns the underlying raft node, for membership changes (AddVoter,
+// AddNonvoter, RemoveServer, LeadershipTransfer) by the cluster package and
+// for tests (Snapshot, BootstrapCluster on a store opened without Bootstrap).
+// Do not call Apply on it directly: write through Propose.
+func (s *Store) Raft() *raft.Raft { return s.raft }
+
+// Propose replicates cmd through Raft and returns the FSM's verdict. Commands
+// proposed concurrently are group-committed into one Raft entry. If
+// cmd.ProposedAtMs is zero it is set from Config.Clock (cmd is not modified;
+// a copy is sent).
+//
+// On RESULT_CODE_OK it returns the result and nil. On any other code it
+// returns the result and an error wrapping the code's sentinel (ErrSlotTaken,
+// ErrNotFound, ErrIdempotencyKeyReused, ErrInvalidTransition,
+// ErrAlreadyExists, ErrInvalid). It returns ErrNotLeader on a follower,
+// ErrClosed after Close, ErrTimeout if raft does not accept the entry within
+// ApplyTimeout, and ctx's error if ctx ends first — in that case the command
+// may still commit.
+func (s *Store) Propose(ctx context.Context, cmd *bookingv1.Command) (*bookingv1.CommandResult, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	if cmd == nil {
+		return nil, fmt.Errorf("%w: nil command", ErrInvalid)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if s.raft.State() != raft.Leader {
+		return nil, s.notLeader()
+	}
+	if cmd.ProposedAtMs == 0 {
+		cmd = proto.Clone(cmd).(*bookingv1.Command)
+		cmd.ProposedAtMs = s.cfg.Clock().UnixMilli()
+	}
+	data, err := marshalOpts.Marshal(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return s.b.submit(ctx, data)
+}
+
+func (s *Store) notLeader() error {
+	_, id := s.raft.LeaderWithID()
+	if id == "" {
+		return fmt.Errorf("%w: no leader known", ErrNotLeader)
+	}
+	return fmt.Errorf("%w: leader is %s", ErrNotLeader, id)
+}
+
+// Provider returns the provider with id from the local replica; ErrNotFound.
+func (s *Store) Provider(ctx context.Context, id string) (*bookingv1.Provider, error) {
+	p := new(bookingv1.Provider)
+	if err := s.get(ctx, bucketProviders, id, p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Booking returns the booking with id from the local replica; ErrNotFound.
+func (s *Store) Booking(ctx context.Context, id string) (*bookingv1.Booking, error) {
+	b := new(bookingv1.Booking)
+	if err := s.get(ctx, bucketBookings, id, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Idempotency returns the record of an idempotency key; ErrNotFound.
+func (s *Store) Idempotency(ctx context.Context, key string) (*bookingv1.IdempotencyRecord, error) {
+	r := new(bookingv1.IdempotencyRecord)
+	if err := s.get(ctx, bucketIdempotency, key, r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (s *Store) get(ctx context.Context, bucket []byte, key string, m proto.Message) error {
+	if err := s.readable(ctx); err != nil {
+		return err
+	}
+	var found bool
+	err := s.fsm.view(func(tx *bolt.Tx) error {
+		if key == "" || len(key) > bolt.MaxKeySize {
+			return nil
+		}
+		v := tx.Bucket(bucket).Get([]byte(key))
+		if v == nil {
+			return nil
+		}
+		found = true
+		return proto.Unmarshal(v, m)
+	})
+	if err != nil {
+		return err
+	}
+	if !found {
+		return fmt.Errorf("%w: %s %q", ErrNotFound, bucket, key)
+	}
+	return nil
+}
+
+func (s *Store) readable(ctx context.Context) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return ctx.Err()
+}
+
+// ProviderFilter selects providers for ListProviders. Empty City or Vertical
+// match any. After is a cursor: the id of the last provider of the previous
+// page (results are ordered by id). Limit <= 0 means 50; it is capped at 1000.
+type ProviderFilter struct {
+	City, Vertical, After string
+	Limit                 int
+}
+
+func pageLimit(n int) int {
+	if n <= 0 {
+		return defaultPageLimit
+	}
+	return min(n, maxPageLimit)
+}
+
+// ListProviders returns providers matching f, ordered by id, and the cursor of
+// the next page ("" when there is none).
+func (s *Store) ListProviders(ctx context.Context, f ProviderFilter) (items []*bookingv1.Provider, next string, err error) {
+	if err := s.readable(ctx); err != nil {
+		return nil, "", err
+	}
+	limit := pageLimit(f.Limit)
+	err = s.fsm.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketProviders).Cursor()
+		var k, v []byte
+		if f.After == "" {
+			k, v = c.First()
+		} else {
+			k, v = c.Seek([]byte(f.After))
+			if k != nil && string(k) == f.After {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil; k, v = c.Next() {
+			p := new(bookingv1.Provider)
+			if err := proto.Unmarshal(v, p); err != nil {
+				return fmt.Errorf("storage: provider %q: %w", k, err)
+			}
+			if (f.City != "" && p.City != f.City) || (f.Vertical != "" && p.Vertical != f.Vertical) {
+				continue
+			}
+			if len(items) == limit {
+				next = items[len(items)-1].Id
+				return nil
+			}
+			items = append(items, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return items, next, nil
+}
+
+// Page asks for one page of a listing. After is the opaque cursor returned as
+// next by the previous page ("" for the first). Limit <= 0 means 50; it is
+// capped at 1000.
+type Page struct {
+	After string
+	Limit int
+}
+
+// ClientBookings returns the client's bookings (cancelled ones included),
+// newest created first, and the cursor of the next page ("" when none).
+// A malformed cursor is ErrInvalid.
+func (s *Store) ClientBookings(ctx context.Context, clientID string, p Page) ([]*bookingv1.Booking, string, error) {
+	if err := s.readable(ctx); err != nil {
+		return nil, "", err
+	}
+	limit := pageLimit(p.Limit)
+	prefix := append([]byte(clientID), 0)
+	var start []byte // exclusive upper bound of the scan
+	if p.After != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(p.After)
+		if err != nil || len(raw) < 8 {
+			return nil, "", fmt.Errorf("%w: bad cursor", ErrInvalid)
+		}
+		start = append(append([]byte{}, prefix...), raw...)
+	} else {
+		start = append([]byte(clientID), 1)
+	}
+	var items []*bookingv1.Booking
+	var next string
+	err := s.fsm.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketClientBookings).Cursor()
+		k, _ := c.Seek(start)
+		if k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev()
+		}
+		for ; k != nil && len(k) >= len(prefix)+8 && string(k[:len(prefix)]) == string(prefix); k, _ = c.Prev() {
+			if len(items) == limit {
+				last := items[len(items)-1]
+				next = clientCursor(last.CreatedAtMs, last.Id)
+				return nil
+			}
+			id := string(k[len(prefix)+8:])
+			b := new(bookingv1.Booking)
+			if getProto(tx, bucketBookings, id, b) {
+				items = append(items, b)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return items, next, nil
+}
+
+func clientCursor(createdMs int64, id string) string {
+	if createdMs < 0 {
+		createdMs = 0
+	}
+	raw := binary.BigEndian.AppendUint64(nil, uint64(createdMs))
+	return base64.RawURLEncoding.EncodeToString(append(raw, id...))
+}
+
+// ProviderBookings returns the provider's non-cancelled bookings whose
+// [start, blocked_until) intersects [from, to), ordered by start, read from
+// the time index.
+func (s *Store) ProviderBookings(ctx context.Context, providerID string, from, to time.Time) ([]*bookingv1.Booking, error) {
+	if err := s.readable(ctx); err != nil {
+		return nil, err
+	}
+	fromMs, toMs := from.UnixMilli(), to.UnixMilli()
+	var out []*bookingv1.Booking
+	err := s.fsm.view(func(tx *bolt.Tx) error {
+		scanProviderTime(tx, providerID, fromMs, toMs, func(id string) bool {
+			b := new(bookingv1.Booking)
+			if getProto(tx, bucketBookings, id, b) && b.BlockedUntilMs > fromMs && b.StartMs < toMs &&
+				b.Status != bookingv1.BookingStatus_BOOKING_STATUS_CANCELLED {
+				out = append(out, b)
+			}
+			return true
+		})
+		return nil
+	})
+	return out, err
+}
+
+// LinearizableRead makes the next local reads observe every write committed
+// before it was called (ReadIndex): it confirms leadership with a quorum
+// (VerifyLeader), takes the commit index and waits until the FSM has applied
+// it. If the leader has not yet committed an entry of its own term, it
+// commits a barrier instead. ErrNotLeader on followers.
+func (s *Store) LinearizableRead(ctx context.Context) error {
+	if err := s.readable(ctx); err != nil {
+		return err
+	}
+	if s.raft.State() != raft.Leader {
+		return s.notLeader()
+	}
+	if err := s.awaitFuture(ctx, s.raft.VerifyLeader()); err != nil {
+		return err
+	}
+	commit := s.raft.CommitIndex()
+	var l raft.Log
+	if err := s.logs.GetLog(commit, &l); err == nil && l.Term != s.logs.CurrentTerm() {
+		// The commit index may predate this term: commit a barrier of our own.
+		return s.awaitFuture(ctx, s.raft.Barrier(s.cfg.ApplyTimeout))
+	}
+	return s.waitApplied(ctx, s.fsmTarget(commit))
+}
+
+func (s *Store) awaitFuture(ctx context.Context, f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return mapRaftError(err)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// fsmTarget returns the highest index <= commit that the FSM will see: raft
+// does not hand no-op and barrier entries to the FSM, so the FSM's applied
+// index may stop short of the commit index. Entries missing from the log were
+// compacted into a snapshot the FSM already reflects.
+func (s *Store) fsmTarget(commit uint64) uint64 {
+	applied := s.fsm.applied.Load()
+	for i := commit; i > applied; i-- {
+		var l raft.Log
+		if err := s.logs.GetLog(i, &l); err != nil {
+			return 0
+		}
+		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+			return i
+		}
+	}
+	return 0
+}
+
+func (s *Store) waitApplied(ctx context.Context, idx uint64) error {
+	for {
+		ch := s.fsm.changed()
+		if s.fsm.applied.Load() >= idx {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if s.closed.Load() {
+			return ErrClosed
+		}
+	}
+}
+
+// Stats is a point-in-time view of the node for operators.
+type Stats struct {
+	State         string // Follower, Candidate, Leader or Shutdown
+	Leader        string // leader's server ID, "" if unknown
+	AppliedIndex  uint64 // last log index reflected in fsm.db
+	CommitIndex   uint64
+	LastLogIndex  uint64
+	LastBatchSize int // commands in the last CommandBatch this node proposed
+}
+
+// Stats returns the node's current Stats.
+func (s *Store) Stats() Stats {
+	_, id := s.raft.LeaderWithID()
+	return Stats{
+		State:         s.raft.State().String(),
+		Leader:        string(id),
+		AppliedIndex:  s.fsm.applied.Load(),
+		CommitIndex:   s.raft.CommitIndex(),
+		LastLogIndex:  s.raft.LastIndex(),
+		LastBatchSize: int(s.b.lastBatchSize.Load()),
+	}
+}
+
+// Ready returns nil once a leader is known and the FSM has applied every
+// entry committed when the leader first became known after Open; otherwise an
+// error saying why not (ErrClosed after Close).
+func (s *Store) Ready() error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	_, id := s.raft.LeaderWithID()
+	if id == "" {
+		return fmt.Errorf("storage: not ready: no leader known (state %s)", s.raft.State())
+	}
+	target := s.readyTarget.Load()
+	if target == 0 {
+		commit := s.raft.CommitIndex()
+		if commit == 0 {
+			return fmt.Errorf("storage: not ready: leader %s known, commit index not yet learned", id)
+		}
+		s.readyTarget.CompareAndSwap(0, commit)
+		target = s.readyTarget.Load()
+	}
+	if t := s.fsmTarget(target); s.fsm.applied.Load() < t {
+		return fmt.Errorf("storage: not ready: applied index %d behind %d", s.fsm.applied.Load(), t)
+	}
+	return nil
+}
+
+// WaitReady polls Ready until it returns nil or ctx ends; then it returns
+// ctx's error joined with Ready's last reason.
+func (s *Store) WaitReady(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		err := s.Ready()
+		if err == nil || errors.Is(err, ErrClosed) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+// Digest returns a SHA-256 over every FSM record (all buckets but meta):
+// replicas holding equal state return equal digests.
+func (s *Store) Digest() ([]byte, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	return s.fsm.digest()
+}
