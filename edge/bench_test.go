@@ -1,0 +1,64 @@
+package edge
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/barberpro/edge/cluster/topology"
+	"github.com/barberpro/edge/edge/edgetest"
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
+	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
+)
+
+// instantCalendars books anything at once: it measures the edge, not a calendar.
+type instantCalendars struct{ *edgetest.Calendars }
+
+func (instantCalendars) Book(_ context.Context, r *calendarv1.BookRequest) (*bookingv1.Booking, error) {
+	return &bookingv1.Booking{
+		Id: r.BookingId, ProviderId: r.ProviderId, ServiceId: r.ServiceId, ClientId: r.ClientId,
+		StartMs: r.StartMs, EndMs: r.StartMs + 30*60_000, BlockedUntilMs: r.StartMs + 40*60_000,
+		Price:  &bookingv1.Money{Cents: 150000, Currency: "ARS"},
+		Status: bookingv1.BookingStatus_BOOKING_STATUS_CONFIRMED,
+	}, nil
+}
+
+// BenchmarkEdge_CreateBooking is POST /v1/bookings through the handler with
+// in-memory doubles: the HTTP, JSON, validation and idempotency overhead of the
+// edge (the calendar answers at once).
+func BenchmarkEdge_CreateBooking(b *testing.B) {
+	st := edgetest.NewStore()
+	st.PutProvider(&bookingv1.Provider{
+		Id: "prv_1", Timezone: "America/Argentina/Buenos_Aires", City: "buenos-aires",
+		Services: []*bookingv1.Service{{Id: "svc_1", DurationMinutes: 30, Price: &bookingv1.Money{Cents: 150000, Currency: "ARS"}}},
+	})
+	cfg := DefaultConfig()
+	cfg.NodeID, cfg.City, cfg.Topology, cfg.Store = "n", "buenos-aires", topology.Default(), st
+	cfg.Calendars = instantCalendars{}
+	cfg.Placement = func(context.Context, string) (Placement, error) { return Placement{}, nil }
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.Clock = func() time.Time { return testNow }
+	srv, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	handler := srv.Handler()
+	body := bookingBody("prv_1", "svc_1", "cli_1", "2026-12-01T09:00:00-03:00")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, "/v1/bookings", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(IdempotencyHeader, "bench")
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, req)
+		if rec.Code != http.StatusCreated {
+			b.Fatalf("status %d: %s", rec.Code, rec.Body)
+		}
+	}
+}

@@ -1,0 +1,269 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/barberpro/edge/actors"
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
+	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
+	"github.com/barberpro/edge/storage"
+)
+
+// createBookingIn is the body of POST /v1/bookings.
+type createBookingIn struct {
+	ProviderID string `json:"provider_id"`
+	ServiceID  string `json:"service_id"`
+	ClientID   string `json:"client_id"`
+	Start      string `json:"start"`
+}
+
+// rescheduleIn is the body of POST /v1/bookings/{id}/reschedule.
+type rescheduleIn struct {
+	Start string `json:"start"`
+}
+
+// createBooking handles POST /v1/bookings.
+func (s *Server) createBooking(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	var in createBookingIn
+	if _, err := s.decodeBody(w, r, &in, false); err != nil {
+		return err
+	}
+	for _, f := range []struct{ name, v string }{
+		{"provider_id", in.ProviderID}, {"service_id", in.ServiceID}, {"client_id", in.ClientID},
+	} {
+		if err := checkID(f.name, f.v); err != nil {
+			return err
+		}
+	}
+	start, err := parseInstant("start", in.Start)
+	if err != nil {
+		return err
+	}
+	bookingID := s.cfg.NewID("bkg")
+	idem, err := idempotencyOf(r, &in, bookingID)
+	if err != nil {
+		return err
+	}
+	if id, err := s.replayed(ctx, idem); err != nil {
+		return err
+	} else if id != "" {
+		b, err := s.readBooking(ctx, id)
+		if err != nil {
+			return err
+		}
+		markReplayed(w)
+		return s.writeBooking(ctx, w, http.StatusCreated, b, nil)
+	}
+	p, err := s.readProvider(ctx, in.ProviderID)
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(p.GetServices(), func(sv *bookingv1.Service) bool { return sv.GetId() == in.ServiceID }) {
+		return invalid("service_id %q is not a service of provider %s", in.ServiceID, in.ProviderID)
+	}
+	b, err := s.cfg.Calendars.Book(ctx, &calendarv1.BookRequest{
+		ProviderId:     in.ProviderID,
+		ServiceId:      in.ServiceID,
+		ClientId:       in.ClientID,
+		StartMs:        start.UnixMilli(),
+		BookingId:      bookingID,
+		IdempotencyKey: idem.key,
+		RequestHash:    idem.hash,
+	})
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/v1/bookings/"+b.GetId())
+	return s.writeBooking(ctx, w, http.StatusCreated, b, p)
+}
+
+// getBooking handles GET /v1/bookings/{id}: a linearizable read.
+func (s *Server) getBooking(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	id := r.PathValue("id")
+	if checkID("id", id) != nil {
+		return notFound("booking %q does not exist", id)
+	}
+	if err := s.cfg.Store.LinearizableRead(ctx); err != nil {
+		return err
+	}
+	b, err := s.cfg.Store.Booking(ctx, id)
+	if errors.Is(err, storage.ErrNotFound) {
+		return notFound("booking %q does not exist", id)
+	}
+	if err != nil {
+		return err
+	}
+	return s.writeBooking(ctx, w, http.StatusOK, b, nil)
+}
+
+// cancelBooking handles POST /v1/bookings/{id}/cancel. Its body is optional and,
+// when present, must be the empty object {}.
+func (s *Server) cancelBooking(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	var in struct{}
+	if _, err := s.decodeBody(w, r, &in, true); err != nil {
+		return err
+	}
+	b, err := s.readBooking(ctx, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	out, err := s.cfg.Calendars.Cancel(ctx, &calendarv1.CancelRequest{ProviderId: b.GetProviderId(), BookingId: b.GetId()})
+	if err != nil {
+		return err
+	}
+	return s.writeBooking(ctx, w, http.StatusOK, out, nil)
+}
+
+// rescheduleBooking handles POST /v1/bookings/{id}/reschedule.
+func (s *Server) rescheduleBooking(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	var in rescheduleIn
+	if _, err := s.decodeBody(w, r, &in, false); err != nil {
+		return err
+	}
+	start, err := parseInstant("start", in.Start)
+	if err != nil {
+		return err
+	}
+	idem, err := idempotencyOf(r, &in, s.cfg.NewID("rsc"))
+	if err != nil {
+		return err
+	}
+	if id, err := s.replayed(ctx, idem); err != nil {
+		return err
+	} else if id != "" {
+		b, err := s.readBooking(ctx, id)
+		if err != nil {
+			return err
+		}
+		markReplayed(w)
+		return s.writeBooking(ctx, w, http.StatusOK, b, nil)
+	}
+	b, err := s.readBooking(ctx, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	out, err := s.cfg.Calendars.Reschedule(ctx, &calendarv1.RescheduleRequest{
+		ProviderId:     b.GetProviderId(),
+		BookingId:      b.GetId(),
+		StartMs:        start.UnixMilli(),
+		IdempotencyKey: idem.key,
+		RequestHash:    idem.hash,
+	})
+	if err != nil {
+		return err
+	}
+	return s.writeBooking(ctx, w, http.StatusOK, out, nil)
+}
+
+// clientBookings handles GET /v1/clients/{client_id}/bookings: newest first, a
+// linearizable read.
+func (s *Server) clientBookings(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	clientID := r.PathValue("client_id")
+	if err := checkID("client_id", clientID); err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	limit, err := queryLimit(q)
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Store.LinearizableRead(ctx); err != nil {
+		return err
+	}
+	items, next, err := s.cfg.Store.ClientBookings(ctx, clientID, storage.Page{After: q.Get("cursor"), Limit: limit})
+	if err != nil {
+		return err
+	}
+	out := listOut[bookingOut]{Items: make([]bookingOut, 0, len(items)), NextCursor: next}
+	zones := map[string]*time.Location{}
+	for _, b := range items {
+		loc, ok := zones[b.GetProviderId()]
+		if !ok {
+			loc = s.providerZone(ctx, b.GetProviderId())
+			zones[b.GetProviderId()] = loc
+		}
+		out.Items = append(out.Items, formatBooking(b, loc))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// readBooking reads a booking from the local replica, catching up
+// (LinearizableRead) and reading again when it is not there.
+func (s *Server) readBooking(ctx context.Context, id string) (*bookingv1.Booking, error) {
+	if checkID("id", id) != nil {
+		return nil, notFound("booking %q does not exist", id)
+	}
+	b, err := s.cfg.Store.Booking(ctx, id)
+	if errors.Is(err, storage.ErrNotFound) {
+		if lerr := s.cfg.Store.LinearizableRead(ctx); lerr == nil {
+			b, err = s.cfg.Store.Booking(ctx, id)
+		}
+	}
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, notFound("booking %q does not exist", id)
+	}
+	return b, err
+}
+
+// writeBooking answers b with its times in its provider's zone; p, when not nil,
+// is that provider.
+func (s *Server) writeBooking(ctx context.Context, w http.ResponseWriter, status int, b *bookingv1.Booking, p *bookingv1.Provider) error {
+	if b == nil {
+		return fmt.Errorf("edge: the calendar answered no booking")
+	}
+	var loc *time.Location
+	if p != nil && p.GetId() == b.GetProviderId() {
+		loc = s.zone(p.GetTimezone())
+	} else {
+		loc = s.providerZone(ctx, b.GetProviderId())
+	}
+	writeJSON(w, status, formatBooking(b, loc))
+	return nil
+}
+
+// providerZone is the time zone of a provider; UTC if the provider cannot be read
+// (its bookings must still be answered).
+func (s *Server) providerZone(ctx context.Context, providerID string) *time.Location {
+	p, err := s.cfg.Store.Provider(ctx, providerID)
+	if err != nil {
+		s.log.WarnContext(ctx, "edge: provider of a booking unreadable, answering in UTC", "provider", providerID, "err", err)
+		return time.UTC
+	}
+	return s.zone(p.GetTimezone())
+}
+
+// calendarError turns a calendar ErrorCode into the matching actors sentinel.
+func calendarError(code calendarv1.ErrorCode, detail string) error {
+	var base error
+	switch code {
+	case calendarv1.ErrorCode_ERROR_CODE_UNSPECIFIED:
+		return nil
+	case calendarv1.ErrorCode_ERROR_CODE_SLOT_TAKEN:
+		base = actors.ErrSlotTaken
+	case calendarv1.ErrorCode_ERROR_CODE_INVALID:
+		base = actors.ErrInvalid
+	case calendarv1.ErrorCode_ERROR_CODE_NOT_FOUND:
+		base = actors.ErrNotFound
+	case calendarv1.ErrorCode_ERROR_CODE_IDEMPOTENCY_MISMATCH:
+		base = actors.ErrIdempotencyKeyReused
+	case calendarv1.ErrorCode_ERROR_CODE_INVALID_TRANSITION:
+		base = actors.ErrInvalidTransition
+	default:
+		base = actors.ErrUnavailable
+	}
+	if detail != "" {
+		return fmt.Errorf("%w: %s", base, detail)
+	}
+	return base
+}

@@ -1,0 +1,277 @@
+// Package client is a Go client of the BarberPro Edge HTTP API v1 (see
+// ../shared/design/api.md and GET /openapi.json). The demo, the load tool, the
+// simulations and the end-to-end tests speak to nodes through it, exactly as a client
+// app would: JSON over HTTP, problem+json errors as *Problem values.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// Money is an amount as the API writes it: a decimal string with two places.
+type Money struct {
+	Amount   string `json:"amount"`
+	Currency string `json:"currency"`
+}
+
+// HoursRange is a span of local wall time, "HH:MM".
+type HoursRange struct {
+	Start string `json:"start"`
+	End   string `json:"end"`
+}
+
+// DateOverride replaces one local date's hours; no hours means closed.
+type DateOverride struct {
+	Date  string       `json:"date"`
+	Hours []HoursRange `json:"hours"`
+}
+
+// Service is one thing a provider sells.
+type Service struct {
+	ID              string `json:"id,omitempty"`
+	Name            string `json:"name"`
+	DurationMinutes int    `json:"duration_minutes"`
+	BufferMinutes   int    `json:"buffer_minutes,omitempty"`
+	Price           Money  `json:"price"`
+}
+
+// Provider is a provider as created and as answered.
+type Provider struct {
+	ID               string                  `json:"id,omitempty"`
+	Name             string                  `json:"name"`
+	Vertical         string                  `json:"vertical"`
+	City             string                  `json:"city"`
+	Jurisdiction     string                  `json:"jurisdiction,omitempty"`
+	Timezone         string                  `json:"timezone,omitempty"`
+	Services         []Service               `json:"services"`
+	WeeklyHours      map[string][]HoursRange `json:"weekly_hours"`
+	DateOverrides    []DateOverride          `json:"date_overrides,omitempty"`
+	MinNoticeMinutes *int                    `json:"min_notice_minutes,omitempty"`
+	HorizonDays      *int                    `json:"horizon_days,omitempty"`
+}
+
+// Slot is a start at which a booking would succeed, and the end of that booking.
+type Slot struct {
+	Start string `json:"start"`
+	End   string `json:"end"`
+}
+
+// Availability is the answer of the availability route.
+type Availability struct {
+	ProviderID string `json:"provider_id"`
+	ServiceID  string `json:"service_id"`
+	Timezone   string `json:"timezone"`
+	Slots      []Slot `json:"slots"`
+}
+
+// BookingRequest asks for a booking.
+type BookingRequest struct {
+	ProviderID string `json:"provider_id"`
+	ServiceID  string `json:"service_id"`
+	ClientID   string `json:"client_id"`
+	Start      string `json:"start"`
+}
+
+// Booking is a booking as answered.
+type Booking struct {
+	ID         string `json:"id"`
+	Status     string `json:"status"`
+	ProviderID string `json:"provider_id"`
+	ServiceID  string `json:"service_id"`
+	ClientID   string `json:"client_id"`
+	Start      string `json:"start"`
+	End        string `json:"end"`
+	Price      Money  `json:"price"`
+}
+
+// Placement is where a provider's calendar actor is active.
+type Placement struct {
+	Node         string `json:"node"`
+	City         string `json:"city"`
+	Jurisdiction string `json:"jurisdiction"`
+}
+
+// List is a page of items and the cursor of the next page ("" at the end).
+type List[T any] struct {
+	Items      []T    `json:"items"`
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// Problem is an RFC 9457 problem answer. Client methods return it as their error
+// for any 4xx or 5xx answer.
+type Problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail"`
+	Code   string `json:"code"`
+}
+
+func (p *Problem) Error() string {
+	return fmt.Sprintf("%d %s: %s", p.Status, p.Code, p.Detail)
+}
+
+// Code returns the problem code of err, or "" if err is not a *Problem.
+func Code(err error) string {
+	var p *Problem
+	if errors.As(err, &p) {
+		return p.Code
+	}
+	return ""
+}
+
+// Client talks to one node.
+type Client struct {
+	// Base is the node's URL, e.g. http://127.0.0.11:8080.
+	Base string
+	// HTTP is the client used; default http.DefaultClient.
+	HTTP *http.Client
+}
+
+// New returns a client of the node at base.
+func New(base string, hc *http.Client) *Client {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	return &Client{Base: base, HTTP: hc}
+}
+
+// CreateProvider creates p. key, when not empty, is sent as Idempotency-Key.
+func (c *Client) CreateProvider(ctx context.Context, p Provider, key string) (*Provider, error) {
+	var out Provider
+	return &out, c.do(ctx, http.MethodPost, "/v1/providers", key, p, &out)
+}
+
+// Provider fetches one provider.
+func (c *Client) Provider(ctx context.Context, id string) (*Provider, error) {
+	var out Provider
+	return &out, c.do(ctx, http.MethodGet, "/v1/providers/"+url.PathEscape(id), "", nil, &out)
+}
+
+// Availability lists the free starts of a service over days local dates from from.
+func (c *Client) Availability(ctx context.Context, providerID, serviceID, from string, days int) (*Availability, error) {
+	q := url.Values{"service_id": {serviceID}, "from": {from}, "days": {strconv.Itoa(days)}}
+	var out Availability
+	return &out, c.do(ctx, http.MethodGet, "/v1/providers/"+url.PathEscape(providerID)+"/availability?"+q.Encode(), "", nil, &out)
+}
+
+// Placement tells where a provider's calendar actor is active.
+func (c *Client) Placement(ctx context.Context, providerID string) (*Placement, error) {
+	var out Placement
+	return &out, c.do(ctx, http.MethodGet, "/v1/providers/"+url.PathEscape(providerID)+"/placement", "", nil, &out)
+}
+
+// Book asks for a booking. key, when not empty, is sent as Idempotency-Key.
+func (c *Client) Book(ctx context.Context, r BookingRequest, key string) (*Booking, error) {
+	var out Booking
+	return &out, c.do(ctx, http.MethodPost, "/v1/bookings", key, r, &out)
+}
+
+// Booking fetches one booking.
+func (c *Client) Booking(ctx context.Context, id string) (*Booking, error) {
+	var out Booking
+	return &out, c.do(ctx, http.MethodGet, "/v1/bookings/"+url.PathEscape(id), "", nil, &out)
+}
+
+// Cancel cancels a booking.
+func (c *Client) Cancel(ctx context.Context, id string) (*Booking, error) {
+	var out Booking
+	return &out, c.do(ctx, http.MethodPost, "/v1/bookings/"+url.PathEscape(id)+"/cancel", "", struct{}{}, &out)
+}
+
+// Reschedule moves a booking to a new start. key, when not empty, is sent as
+// Idempotency-Key.
+func (c *Client) Reschedule(ctx context.Context, id, start, key string) (*Booking, error) {
+	var out Booking
+	body := struct {
+		Start string `json:"start"`
+	}{start}
+	return &out, c.do(ctx, http.MethodPost, "/v1/bookings/"+url.PathEscape(id)+"/reschedule", key, body, &out)
+}
+
+// ClientBookings lists a client's bookings, newest first.
+func (c *Client) ClientBookings(ctx context.Context, clientID, cursor string, limit int) (*List[Booking], error) {
+	q := url.Values{}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var out List[Booking]
+	return &out, c.do(ctx, http.MethodGet, "/v1/clients/"+url.PathEscape(clientID)+"/bookings?"+q.Encode(), "", nil, &out)
+}
+
+// Ready reports nil when the node answers /readyz with 200.
+func (c *Client) Ready(ctx context.Context) error {
+	return c.do(ctx, http.MethodGet, "/readyz", "", nil, nil)
+}
+
+// WaitReady polls /readyz until it answers 200 or ctx ends.
+func (c *Client) WaitReady(ctx context.Context) error {
+	for {
+		err := c.Ready(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("client: %s not ready: %w (last: %v)", c.Base, ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Client) do(ctx context.Context, method, path, key string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 400 {
+		p := &Problem{Status: resp.StatusCode}
+		if json.Unmarshal(b, p) != nil || p.Code == "" {
+			p.Detail = string(b)
+		}
+		p.Status = resp.StatusCode
+		return p
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("client: %s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}

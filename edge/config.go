@@ -1,0 +1,218 @@
+package edge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/barberpro/edge/cluster/topology"
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
+	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
+	"github.com/barberpro/edge/storage"
+)
+
+// Store is the part of the replicated booking store the edge reads and writes
+// directly. *storage.Store satisfies it.
+//
+// Concurrency: every method may be called from many goroutines at once. Reads may
+// be served from the local replica and so may be stale; LinearizableRead returns
+// once the local replica has applied everything committed before the call, so a
+// read issued after it sees every acknowledged write. Errors are the storage
+// sentinels (storage.ErrNotFound, storage.ErrNotLeader, ...) wrapped with %w.
+type Store interface {
+	// Provider returns the provider or an error wrapping storage.ErrNotFound.
+	Provider(ctx context.Context, id string) (*bookingv1.Provider, error)
+	// Booking returns the booking or an error wrapping storage.ErrNotFound.
+	Booking(ctx context.Context, id string) (*bookingv1.Booking, error)
+	// ListProviders returns a page of providers matching f and the cursor of the
+	// next page ("" at the end).
+	ListProviders(ctx context.Context, f storage.ProviderFilter) ([]*bookingv1.Provider, string, error)
+	// ClientBookings returns a page of a client's bookings, newest first, and the
+	// cursor of the next page ("" at the end).
+	ClientBookings(ctx context.Context, clientID string, p storage.Page) ([]*bookingv1.Booking, string, error)
+	// Idempotency returns the record of an idempotency key or an error wrapping
+	// storage.ErrNotFound.
+	Idempotency(ctx context.Context, key string) (*bookingv1.IdempotencyRecord, error)
+	// LinearizableRead waits until reads on this node reflect every write
+	// committed before the call.
+	LinearizableRead(ctx context.Context) error
+	// Propose commits cmd through Raft and returns the FSM's verdict. The edge
+	// uses it only to create providers; every other write goes through the
+	// calendar actors.
+	Propose(ctx context.Context, cmd *bookingv1.Command) (*bookingv1.CommandResult, error)
+}
+
+// Calendars reaches the provider calendar actors wherever they are active.
+// *actors.Calendars satisfies it.
+//
+// Concurrency: every method may be called from many goroutines at once; the
+// actor of one provider orders that provider's requests. Errors are the actors
+// sentinels (actors.ErrSlotTaken, actors.ErrInvalid, ...) or storage sentinels,
+// wrapped with %w.
+type Calendars interface {
+	// Book creates a confirmed booking.
+	Book(ctx context.Context, req *calendarv1.BookRequest) (*bookingv1.Booking, error)
+	// Cancel cancels a booking; cancelling a cancelled booking returns it as is.
+	Cancel(ctx context.Context, req *calendarv1.CancelRequest) (*bookingv1.Booking, error)
+	// Reschedule moves a confirmed booking to a new start, atomically.
+	Reschedule(ctx context.Context, req *calendarv1.RescheduleRequest) (*bookingv1.Booking, error)
+	// Availability lists every start at which a booking would succeed now. An
+	// error may come back either as err or as Reply.Error.
+	Availability(ctx context.Context, req *calendarv1.AvailabilityRequest) (*calendarv1.Reply, error)
+	// UpdateProvider replaces the provider's mutable fields.
+	UpdateProvider(ctx context.Context, req *calendarv1.UpdateProviderRequest) (*bookingv1.Provider, error)
+}
+
+// Placement is where a provider's calendar actor is active now.
+type Placement struct {
+	Node, City, Jurisdiction string
+}
+
+// Member is one node of the cluster as GET /v1/cluster/members shows it.
+type Member struct {
+	ID, City, Jurisdiction, Status string
+	Raft                           struct{ Group, Role string }
+	// Addresses maps an endpoint name ("http", "raft", "actor", "gossip") to its
+	// host:port.
+	Addresses map[string]string
+}
+
+// Config configures a Server. Build one with DefaultConfig and fill the
+// dependencies; New validates it.
+type Config struct {
+	// NodeID is this node's id. Required.
+	NodeID string
+	// City is this node's city; it must be in Topology. Required.
+	City string
+
+	// Store is the replicated booking store. Required.
+	Store Store
+	// Calendars reaches the calendar actors. Required.
+	Calendars Calendars
+	// Topology gives cities (jurisdiction, zone, currency) and verticals. Required.
+	Topology *topology.Topology
+
+	// Placement reports where a provider's calendar actor is active
+	// (GET /v1/providers/{id}/placement). Required.
+	Placement func(ctx context.Context, providerID string) (Placement, error)
+	// Members lists the cluster's nodes (GET /v1/cluster/members). Default: this
+	// node alone, with status "alive".
+	Members func() []Member
+	// Ready is nil once the node can serve; otherwise its error is the reason
+	// /readyz answers 503. Default: always ready.
+	Ready func() error
+
+	// Clock is the time source. Default: time.Now.
+	Clock func() time.Time
+	// NewID returns a new opaque id with the prefix ("prv", "svc", "bkg").
+	// Default: prefix + "_" + 20 random base32 characters.
+	NewID func(prefix string) string
+
+	// Logger receives request errors and recovered panics. Default: slog.Default().
+	Logger *slog.Logger
+	// Registry receives the HTTP metrics and is served at /metrics. Default: a new
+	// registry with the Go and process collectors.
+	Registry *prometheus.Registry
+
+	// MaxBodyBytes bounds request bodies; larger ones get 413. Default 1 MiB.
+	MaxBodyBytes int64
+	// RequestTimeout bounds the handling of one request (the context passed to
+	// Store and Calendars). Default 10s.
+	RequestTimeout time.Duration
+}
+
+// Defaults of Config.
+const (
+	// DefaultMaxBodyBytes is the default Config.MaxBodyBytes: 1 MiB.
+	DefaultMaxBodyBytes int64 = 1 << 20
+	// DefaultRequestTimeout is the default Config.RequestTimeout.
+	DefaultRequestTimeout = 10 * time.Second
+)
+
+// DefaultConfig returns a Config with every optional field at its default and the
+// required dependencies (NodeID, City, Store, Calendars, Topology, Placement) unset.
+func DefaultConfig() Config {
+	return Config{
+		Clock:          time.Now,
+		NewID:          RandomID,
+		Logger:         slog.Default(),
+		MaxBodyBytes:   DefaultMaxBodyBytes,
+		RequestTimeout: DefaultRequestTimeout,
+	}
+}
+
+// Validate reports the first required field that is missing or value out of range.
+func (c Config) Validate() error {
+	switch {
+	case c.NodeID == "":
+		return errors.New("edge: Config.NodeID is required")
+	case c.Store == nil:
+		return errors.New("edge: Config.Store is required")
+	case c.Calendars == nil:
+		return errors.New("edge: Config.Calendars is required")
+	case c.Topology == nil:
+		return errors.New("edge: Config.Topology is required")
+	case c.Placement == nil:
+		return errors.New("edge: Config.Placement is required")
+	case c.MaxBodyBytes < 0:
+		return fmt.Errorf("edge: Config.MaxBodyBytes %d is negative", c.MaxBodyBytes)
+	case c.RequestTimeout < 0:
+		return fmt.Errorf("edge: Config.RequestTimeout %v is negative", c.RequestTimeout)
+	}
+	if _, err := c.Topology.City(c.City); err != nil {
+		return fmt.Errorf("edge: Config.City: %w", err)
+	}
+	return nil
+}
+
+// withDefaults fills the zero optional fields.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Clock == nil {
+		c.Clock = d.Clock
+	}
+	if c.NewID == nil {
+		c.NewID = d.NewID
+	}
+	if c.Logger == nil {
+		c.Logger = d.Logger
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = d.MaxBodyBytes
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = d.RequestTimeout
+	}
+	if c.Ready == nil {
+		c.Ready = func() error { return nil }
+	}
+	if c.Members == nil {
+		self := Member{ID: c.NodeID, City: c.City, Status: "alive", Addresses: map[string]string{}}
+		if city, err := c.Topology.City(c.City); err == nil {
+			self.Jurisdiction = city.Jurisdiction
+		}
+		c.Members = func() []Member { return []Member{self} }
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+		c.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	return c
+}
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// RandomID returns prefix + "_" + 20 random lower-case base32 characters (100 bits), the
+// default Config.NewID.
+func RandomID(prefix string) string {
+	var b [13]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return prefix + "_" + idEncoding.EncodeToString(b[:])[:20]
+}

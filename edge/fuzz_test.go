@@ -1,0 +1,66 @@
+package edge
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// fuzzCheck asserts the answer to arbitrary bytes: a 2xx, or a 4xx problem; never
+// a 5xx (the harness also fails on any recovered panic).
+func fuzzCheck(t *testing.T, h *harness, path string, body []byte, ct string) {
+	h.t = t
+	rec := h.do(call{method: "POST", path: path, body: string(body), header: map[string]string{"Content-Type": ct}})
+	if rec.Code >= 500 || rec.Code < 200 || (rec.Code >= 300 && rec.Code < 400) {
+		t.Fatalf("status %d for %q: %s", rec.Code, body, rec.Body)
+	}
+}
+
+// FuzzCreateProvider feeds arbitrary bodies to POST /v1/providers.
+func FuzzCreateProvider(f *testing.F) {
+	h := newHarness(f)
+	h.noSpec = true
+	for _, s := range []string{
+		validProviderBody,
+		`{}`, `[]`, `null`, `"x"`, `{"name": 1}`, `{"services": [{}]}`,
+		strings.Replace(validProviderBody, `"1500.00"`, `"15.005"`, 1),
+		strings.Replace(validProviderBody, `"09:00"`, `"24:00"`, 1),
+		strings.Replace(validProviderBody, `"2026-12-24"`, `"2026-02-30"`, 1),
+		`{"name":"a","vertical":"psychology","city":"us-east","timezone":"Asia/Tokyo","services":[{"name":"s","duration_minutes":480,"buffer_minutes":120,"price":{"amount":"0.01","currency":"USD"}}],"weekly_hours":{"sunday":[{"start":"00:00","end":"24:00"}]},"min_notice_minutes":0,"horizon_days":730}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		fuzzCheck(t, h, "/v1/providers", body, "application/json")
+	})
+}
+
+// FuzzCreateBooking feeds arbitrary bodies to POST /v1/bookings against a real
+// provider.
+func FuzzCreateBooking(f *testing.F) {
+	h := newHarness(f)
+	h.noSpec = true
+	p := h.mustCreateProvider()
+	for _, s := range []string{
+		bookingBody(p.ID, p.Services[0].ID, "c", "2026-12-01T09:00:00-03:00"),
+		bookingBody(p.ID, p.Services[1].ID, "c", "2026-12-01T12:00:00Z"),
+		bookingBody(p.ID, p.Services[0].ID, "c", "2026-12-01T09:07:00-03:00"),
+		bookingBody(p.ID, "svc_x", "c", "2026-12-01T09:00:00-03:00"),
+		bookingBody("prv_x", p.Services[0].ID, "c", "2026-12-01T09:00:00-03:00"),
+		bookingBody(p.ID, p.Services[0].ID, "c", "2026-02-30T09:00:00-03:00"),
+		`{}`, `{"start": 1}`, `{"provider_id": null}`, `{"a":1}`, "\x00", `{"start":"9999-12-31T23:59:59+23:59"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		fuzzCheck(t, h, "/v1/bookings", body, "application/json")
+	})
+}
+
+// TestServer_FuzzHarness keeps the fuzz check itself honest: a 2xx passes.
+func TestServer_FuzzHarness(t *testing.T) {
+	h := newHarness(t)
+	p := h.mustCreateProvider()
+	rec := h.do(call{method: "POST", path: "/v1/bookings", body: bookingBody(p.ID, p.Services[0].ID, "c", "2026-12-01T09:00:00-03:00"), valid: true})
+	wantStatus(t, rec, http.StatusCreated)
+}

@@ -1,0 +1,282 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/legacy"
+
+	"github.com/barberpro/edge/cluster/topology"
+	"github.com/barberpro/edge/edge/edgetest"
+	"github.com/barberpro/edge/storage"
+)
+
+// testNow is the fake clock of every test: Monday 2026-11-30 12:00 in Buenos Aires.
+var testNow = time.Date(2026, 11, 30, 12, 0, 0, 0, time.FixedZone("-03", -3*3600))
+
+// validProviderBody is a provider that works Monday to Friday 09-12 and 17-20.
+const validProviderBody = `{
+  "name": "Barbería Don Julio",
+  "vertical": "barber",
+  "city": "buenos-aires",
+  "services": [
+    {"name": "Corte", "duration_minutes": 30, "buffer_minutes": 10, "price": {"amount": "1500.00", "currency": "ARS"}},
+    {"name": "Barba", "duration_minutes": 20, "price": {"amount": "800.5", "currency": "ARS"}}
+  ],
+  "weekly_hours": {
+    "monday":    [{"start": "09:00", "end": "12:00"}, {"start": "17:00", "end": "20:00"}],
+    "tuesday":   [{"start": "09:00", "end": "12:00"}, {"start": "17:00", "end": "20:00"}],
+    "wednesday": [{"start": "09:00", "end": "12:00"}, {"start": "17:00", "end": "20:00"}],
+    "thursday":  [{"start": "09:00", "end": "12:00"}, {"start": "17:00", "end": "20:00"}],
+    "friday":    [{"start": "09:00", "end": "12:00"}, {"start": "17:00", "end": "20:00"}]
+  },
+  "date_overrides": [{"date": "2026-12-24", "hours": []}]
+}`
+
+// harness is a Server over the edgetest doubles, with the OpenAPI document to
+// validate every exchange against.
+type harness struct {
+	t      testing.TB
+	srv    *Server
+	store  *edgetest.Store
+	cals   *edgetest.Calendars
+	router routers.Router
+	logs   *syncBuffer
+	ready  atomic.Pointer[error]
+	// noSpec skips spec validation (benchmarks and fuzzing).
+	noSpec bool
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// newHarness builds a Server with a fixed clock and sequential ids. At cleanup it
+// fails the test if any handler panicked.
+func newHarness(t testing.TB) *harness {
+	t.Helper()
+	store := edgetest.NewStore()
+	cals := edgetest.NewCalendars(store, func() time.Time { return testNow })
+	h := &harness{t: t, store: store, cals: cals, logs: &syncBuffer{}}
+	var n atomic.Int64
+	cfg := DefaultConfig()
+	cfg.NodeID = "ba-1"
+	cfg.City = "buenos-aires"
+	cfg.Store = store
+	cfg.Calendars = cals
+	cfg.Topology = topology.Default()
+	cfg.Clock = func() time.Time { return testNow }
+	cfg.NewID = func(prefix string) string { return fmt.Sprintf("%s_%06d", prefix, n.Add(1)) }
+	cfg.Logger = slogTo(h.logs)
+	cfg.Placement = func(ctx context.Context, id string) (Placement, error) {
+		return Placement{Node: "ba-1", City: "buenos-aires", Jurisdiction: "ar"}, nil
+	}
+	cfg.Members = func() []Member {
+		m := Member{ID: "ba-1", City: "buenos-aires", Jurisdiction: "ar", Status: "alive",
+			Addresses: map[string]string{"http": "127.0.0.11:8080", "raft": "127.0.0.11:7000"}}
+		m.Raft.Group, m.Raft.Role = "ar", "leader"
+		return []Member{m}
+	}
+	cfg.Ready = func() error {
+		if p := h.ready.Load(); p != nil {
+			return *p
+		}
+		return nil
+	}
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	h.srv = srv
+	doc, err := OpenAPI()
+	if err != nil {
+		t.Fatalf("OpenAPI: %v", err)
+	}
+	if h.router, err = legacy.NewRouter(doc); err != nil {
+		t.Fatalf("router: %v", err)
+	}
+	t.Cleanup(func() {
+		if strings.Contains(h.logs.String(), "recovered panic") {
+			t.Errorf("a handler panicked:\n%s", h.logs.String())
+		}
+	})
+	return h
+}
+
+// call is one request of a test.
+type call struct {
+	method, path, body string
+	// header is extra request headers; Content-Type defaults to application/json
+	// when there is a body.
+	header map[string]string
+	// valid asserts that the request itself conforms to the spec.
+	valid bool
+}
+
+// do serves c and checks the answer against the spec: a documented status and a
+// body of the documented schema; every 4xx/5xx a problem.
+func (h *harness) do(c call) *httptest.ResponseRecorder {
+	h.t.Helper()
+	req := httptest.NewRequest(c.method, c.path, strings.NewReader(c.body))
+	if c.body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range c.header {
+		req.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	h.srv.Handler().ServeHTTP(rec, req)
+	if rec.Code >= 400 {
+		checkProblem(h.t, rec)
+	}
+	if !h.noSpec {
+		h.checkSpec(c, rec)
+	}
+	return rec
+}
+
+// checkSpec validates the exchange with kin-openapi's openapi3filter.
+func (h *harness) checkSpec(c call, rec *httptest.ResponseRecorder) {
+	h.t.Helper()
+	ctx := context.Background()
+	req := httptest.NewRequest(c.method, c.path, strings.NewReader(c.body))
+	if c.body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range c.header {
+		req.Header.Set(k, v)
+	}
+	route, params, err := h.router.FindRoute(req)
+	if err != nil {
+		if rec.Code != http.StatusNotFound && rec.Code != http.StatusMethodNotAllowed {
+			h.t.Errorf("%s %s: not in the spec (%v) but answered %d", c.method, c.path, err, rec.Code)
+		}
+		return
+	}
+	opts := &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, IncludeResponseStatus: true}
+	in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route, Options: opts}
+	if c.valid {
+		if err := openapi3filter.ValidateRequest(ctx, in); err != nil {
+			h.t.Errorf("%s %s: request does not conform to the spec: %v", c.method, c.path, err)
+		}
+	}
+	out := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: in,
+		Status:                 rec.Code,
+		Header:                 rec.Header(),
+		Body:                   io.NopCloser(bytes.NewReader(rec.Body.Bytes())),
+		Options:                opts,
+	}
+	if err := openapi3filter.ValidateResponse(ctx, out); err != nil {
+		h.t.Errorf("%s %s: answer %d does not conform to the spec: %v\n%s", c.method, c.path, rec.Code, err, rec.Body)
+	}
+}
+
+// checkProblem asserts that rec is an RFC 9457 problem whose status matches and
+// whose code is a known one.
+func checkProblem(t testing.TB, rec *httptest.ResponseRecorder) problemBody {
+	t.Helper()
+	if ct := rec.Header().Get("Content-Type"); ct != problemContentType {
+		t.Errorf("status %d: Content-Type %q, want %q; body %s", rec.Code, ct, problemContentType, rec.Body)
+	}
+	var p problemBody
+	dec := json.NewDecoder(bytes.NewReader(rec.Body.Bytes()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		t.Errorf("status %d: problem body %q: %v", rec.Code, rec.Body, err)
+	}
+	if p.Status != rec.Code || titles[p.Code] == "" || p.Title != titles[p.Code] ||
+		p.Type != ProblemTypePrefix+p.Code || p.Detail == "" {
+		t.Errorf("status %d: bad problem %+v", rec.Code, p)
+	}
+	return p
+}
+
+// decode unmarshals the body of rec into a fresh T.
+func decode[T any](t testing.TB, rec *httptest.ResponseRecorder) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil {
+		t.Fatalf("decoding %s: %v", rec.Body, err)
+	}
+	return v
+}
+
+// mustCreateProvider creates the valid provider and returns it.
+func (h *harness) mustCreateProvider() providerOut {
+	h.t.Helper()
+	rec := h.do(call{method: "POST", path: "/v1/providers", body: validProviderBody, valid: true})
+	if rec.Code != http.StatusCreated {
+		h.t.Fatalf("create provider: %d %s", rec.Code, rec.Body)
+	}
+	return decode[providerOut](h.t, rec)
+}
+
+// bookingBody is the body of POST /v1/bookings.
+func bookingBody(providerID, serviceID, clientID, start string) string {
+	b, _ := json.Marshal(createBookingIn{ProviderID: providerID, ServiceID: serviceID, ClientID: clientID, Start: start})
+	return string(b)
+}
+
+// mustBook books and returns the booking.
+func (h *harness) mustBook(p providerOut, clientID, start string) bookingOut {
+	h.t.Helper()
+	rec := h.do(call{method: "POST", path: "/v1/bookings", body: bookingBody(p.ID, p.Services[0].ID, clientID, start), valid: true})
+	if rec.Code != http.StatusCreated {
+		h.t.Fatalf("book %s: %d %s", start, rec.Code, rec.Body)
+	}
+	return decode[bookingOut](h.t, rec)
+}
+
+// wantStatus fails when rec's status is not want.
+func wantStatus(t testing.TB, rec *httptest.ResponseRecorder, want int) {
+	t.Helper()
+	if rec.Code != want {
+		t.Fatalf("status %d, want %d; body %s", rec.Code, want, rec.Body)
+	}
+}
+
+// slogTo is a logger writing text to w.
+func slogTo(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// serve sends one request to srv without spec checks.
+func serve(srv *Server, method, path, body string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	rec := httptest.NewRecorder()
+	srv.Handler().ServeHTTP(rec, req)
+	return rec
+}
+
+// errNotFoundForTest is a store miss, as a stale replica answers.
+var errNotFoundForTest = fmt.Errorf("%w: (test) stale replica", storage.ErrNotFound)

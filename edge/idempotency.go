@@ -1,0 +1,113 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
+	"github.com/barberpro/edge/storage"
+)
+
+// IdempotencyHeader is the request header that makes a POST take effect once.
+const IdempotencyHeader = "Idempotency-Key"
+
+// ReplayedHeader is set to "true" on an answer replayed for a repeated
+// Idempotency-Key.
+const ReplayedHeader = "Idempotent-Replayed"
+
+// maxIdempotencyKeyBytes bounds the Idempotency-Key header.
+const maxIdempotencyKeyBytes = 255
+
+// idempotency is how one request is made to take effect at most once.
+type idempotency struct {
+	// key goes down in the command: the client's key scoped by method and route
+	// pattern ("POST /v1/bookings\x00KEY"), or "auto:" + the new resource's id
+	// when the client sent none (so internal retries stay idempotent).
+	key string
+	// hash is sha256(method + " " + path + "\x00" + canonical body).
+	hash []byte
+	// fromClient is true when the client sent the header: only then can an
+	// earlier request be replayed.
+	fromClient bool
+}
+
+// idempotencyOf computes the key and hash of r. canonical is the decoded request
+// (re-encoded as JSON, so spacing and field order do not matter); autoID names
+// the resource the request creates, for the key when the client sent none.
+func idempotencyOf(r *http.Request, canonical any, autoID string) (idempotency, error) {
+	body, err := json.Marshal(canonical)
+	if err != nil {
+		return idempotency{}, err
+	}
+	h := sha256.New()
+	h.Write([]byte(r.Method + " " + r.URL.Path))
+	h.Write([]byte{0})
+	h.Write(body)
+	id := idempotency{hash: h.Sum(nil)}
+	v := r.Header.Get(IdempotencyHeader)
+	if v == "" {
+		id.key = "auto:" + autoID
+		return id, nil
+	}
+	if len(v) > maxIdempotencyKeyBytes {
+		return idempotency{}, invalid("%s must have at most %d characters", IdempotencyHeader, maxIdempotencyKeyBytes)
+	}
+	id.key = r.Pattern + "\x00" + v
+	id.fromClient = true
+	return id, nil
+}
+
+// replayed looks for an earlier request with the same client key. It returns the
+// id of the resource to answer with when the hash matches, "" when there was
+// none (go ahead: the FSM still judges), and idempotency_key_reused when the key
+// came with another request.
+func (s *Server) replayed(ctx context.Context, id idempotency) (string, error) {
+	if !id.fromClient {
+		return "", nil
+	}
+	rec, err := s.cfg.Store.Idempotency(ctx, id.key)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return "", nil
+	case err != nil:
+		return "", err
+	case !bytes.Equal(rec.GetRequestHash(), id.hash):
+		return "", &apiError{http.StatusUnprocessableEntity, CodeIdempotencyKeyReused,
+			"this " + IdempotencyHeader + " was used before with another request"}
+	default:
+		return rec.GetResourceId(), nil
+	}
+}
+
+// markReplayed sets the replay header on w.
+func markReplayed(w http.ResponseWriter) { w.Header().Set(ReplayedHeader, "true") }
+
+// resultError turns a non-OK FSM verdict into the matching storage sentinel.
+func resultError(res *bookingv1.CommandResult) error {
+	var base error
+	switch res.GetCode() {
+	case bookingv1.ResultCode_RESULT_CODE_OK:
+		return nil
+	case bookingv1.ResultCode_RESULT_CODE_SLOT_TAKEN:
+		base = storage.ErrSlotTaken
+	case bookingv1.ResultCode_RESULT_CODE_NOT_FOUND:
+		base = storage.ErrNotFound
+	case bookingv1.ResultCode_RESULT_CODE_IDEMPOTENCY_MISMATCH:
+		base = storage.ErrIdempotencyKeyReused
+	case bookingv1.ResultCode_RESULT_CODE_INVALID_TRANSITION:
+		base = storage.ErrInvalidTransition
+	case bookingv1.ResultCode_RESULT_CODE_ALREADY_EXISTS:
+		base = storage.ErrAlreadyExists
+	default:
+		base = storage.ErrInvalid
+	}
+	if d := res.GetDetail(); d != "" {
+		return fmt.Errorf("%w: %s", base, d)
+	}
+	return base
+}

@@ -1,0 +1,72 @@
+package edge
+
+import (
+	"net/http"
+	"strconv"
+)
+
+// statusOut is the answer of /healthz and /readyz.
+type statusOut struct {
+	Status string `json:"status"`
+	Node   string `json:"node"`
+}
+
+// healthz handles GET /healthz: 200 while the process serves.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, statusOut{Status: "ok", Node: s.cfg.NodeID})
+	return nil
+}
+
+// readyz handles GET /readyz: 200 once Config.Ready says so, else 503 with the
+// reason.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
+	if err := s.cfg.Ready(); err != nil {
+		writeProblem(w, http.StatusServiceUnavailable, CodeJurisdictionUnavailable, "not ready: "+err.Error())
+		return nil
+	}
+	writeJSON(w, http.StatusOK, statusOut{Status: "ready", Node: s.cfg.NodeID})
+	return nil
+}
+
+// memberOut is one node in GET /v1/cluster/members.
+type memberOut struct {
+	ID           string            `json:"id"`
+	City         string            `json:"city"`
+	Jurisdiction string            `json:"jurisdiction"`
+	Status       string            `json:"status"`
+	Raft         raftOut           `json:"raft"`
+	Addresses    map[string]string `json:"addresses"`
+}
+
+type raftOut struct {
+	Group string `json:"group"`
+	Role  string `json:"role"`
+}
+
+// members handles GET /v1/cluster/members.
+func (s *Server) members(w http.ResponseWriter, r *http.Request) error {
+	ms := s.cfg.Members()
+	out := listOut[memberOut]{Items: make([]memberOut, 0, len(ms))}
+	for _, m := range ms {
+		addrs := m.Addresses
+		if addrs == nil {
+			addrs = map[string]string{}
+		}
+		out.Items = append(out.Items, memberOut{
+			ID: m.ID, City: m.City, Jurisdiction: m.Jurisdiction, Status: m.Status,
+			Raft: raftOut{Group: m.Raft.Group, Role: m.Raft.Role}, Addresses: addrs,
+		})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// openAPI handles GET /openapi.json.
+func (s *Server) openAPI(w http.ResponseWriter, r *http.Request) error {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(s.openapi)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(s.openapi)
+	return nil
+}

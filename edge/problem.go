@@ -1,0 +1,160 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/barberpro/edge/actors"
+	"github.com/barberpro/edge/storage"
+)
+
+// Problem codes: the stable machine words of api.md carried in a problem's "code".
+const (
+	CodeValidationFailed        = "validation_failed"
+	CodeNotFound                = "not_found"
+	CodeSlotUnavailable         = "slot_unavailable"
+	CodeIdempotencyKeyReused    = "idempotency_key_reused"
+	CodeConsentRequired         = "consent_required"
+	CodeResidencyViolation      = "residency_violation"
+	CodeJurisdictionUnavailable = "jurisdiction_unavailable"
+	CodeUnauthorized            = "unauthorized"
+	CodeForbidden               = "forbidden"
+	CodeRateLimited             = "rate_limited"
+	CodePayloadTooLarge         = "payload_too_large"
+	CodeUnsupportedMediaType    = "unsupported_media_type"
+	// CodeInternalError is the one code added to api.md's list: the answer to a bug
+	// (an unmapped error or a recovered panic). It never answers bad input.
+	CodeInternalError = "internal_error"
+)
+
+// ProblemTypePrefix prefixes a problem's code to form its RFC 9457 "type" URI.
+const ProblemTypePrefix = "urn:barberpro:problem:"
+
+// problemContentType is the media type of every error answer.
+const problemContentType = "application/problem+json"
+
+// titles gives each code its fixed human-readable "title".
+var titles = map[string]string{
+	CodeValidationFailed:        "Validation failed",
+	CodeNotFound:                "Not found",
+	CodeSlotUnavailable:         "Slot unavailable",
+	CodeIdempotencyKeyReused:    "Idempotency key reused",
+	CodeConsentRequired:         "Consent required",
+	CodeResidencyViolation:      "Residency violation",
+	CodeJurisdictionUnavailable: "Jurisdiction unavailable",
+	CodeUnauthorized:            "Unauthorized",
+	CodeForbidden:               "Forbidden",
+	CodeRateLimited:             "Rate limited",
+	CodePayloadTooLarge:         "Payload too large",
+	CodeUnsupportedMediaType:    "Unsupported media type",
+	CodeInternalError:           "Internal error",
+}
+
+// problemBody is the RFC 9457 body of every error answer.
+type problemBody struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail"`
+	Code   string `json:"code"`
+}
+
+// apiError is an error a handler answers with as it is: its status, code and detail.
+type apiError struct {
+	status int
+	code   string
+	detail string
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("%d %s: %s", e.status, e.code, e.detail) }
+
+// badRequest is a 400 validation_failed: the body or query could not be decoded.
+func badRequest(format string, args ...any) *apiError {
+	return &apiError{http.StatusBadRequest, CodeValidationFailed, fmt.Sprintf(format, args...)}
+}
+
+// invalid is a 422 validation_failed: the request decoded but a value is wrong.
+func invalid(format string, args ...any) *apiError {
+	return &apiError{http.StatusUnprocessableEntity, CodeValidationFailed, fmt.Sprintf(format, args...)}
+}
+
+// notFound is a 404 not_found.
+func notFound(format string, args ...any) *apiError {
+	return &apiError{http.StatusNotFound, CodeNotFound, fmt.Sprintf(format, args...)}
+}
+
+// errorMapping is one row of errorTable.
+type errorMapping struct {
+	err    error
+	status int
+	code   string
+}
+
+// errorTable is THE map from the sentinel errors of the packages below the edge to
+// problems. The first row whose error matches (errors.Is) wins; an error that
+// matches no row is a bug and answers 500 internal_error.
+//
+// Decisions where api.md is silent: an invalid state transition (rescheduling a
+// cancelled booking) is 422 validation_failed, the request can never succeed as
+// asked; an id collision on create is 409 validation_failed; every "cannot answer
+// now" error (no leader, timeout, store closed, actor unreachable, request deadline)
+// is 503 jurisdiction_unavailable with Retry-After.
+var errorTable = []errorMapping{
+	{actors.ErrSlotTaken, http.StatusConflict, CodeSlotUnavailable},
+	{storage.ErrSlotTaken, http.StatusConflict, CodeSlotUnavailable},
+	{actors.ErrIdempotencyKeyReused, http.StatusUnprocessableEntity, CodeIdempotencyKeyReused},
+	{storage.ErrIdempotencyKeyReused, http.StatusUnprocessableEntity, CodeIdempotencyKeyReused},
+	{actors.ErrNotFound, http.StatusNotFound, CodeNotFound},
+	{storage.ErrNotFound, http.StatusNotFound, CodeNotFound},
+	{actors.ErrInvalid, http.StatusUnprocessableEntity, CodeValidationFailed},
+	{storage.ErrInvalid, http.StatusUnprocessableEntity, CodeValidationFailed},
+	{actors.ErrInvalidTransition, http.StatusUnprocessableEntity, CodeValidationFailed},
+	{storage.ErrInvalidTransition, http.StatusUnprocessableEntity, CodeValidationFailed},
+	{storage.ErrAlreadyExists, http.StatusConflict, CodeValidationFailed},
+	{actors.ErrUnavailable, http.StatusServiceUnavailable, CodeJurisdictionUnavailable},
+	{storage.ErrNotLeader, http.StatusServiceUnavailable, CodeJurisdictionUnavailable},
+	{storage.ErrTimeout, http.StatusServiceUnavailable, CodeJurisdictionUnavailable},
+	{storage.ErrClosed, http.StatusServiceUnavailable, CodeJurisdictionUnavailable},
+	{context.DeadlineExceeded, http.StatusServiceUnavailable, CodeJurisdictionUnavailable},
+	{context.Canceled, http.StatusServiceUnavailable, CodeJurisdictionUnavailable},
+}
+
+// classify returns the status, code and detail that answer err.
+func classify(err error) (status int, code, detail string) {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae.status, ae.code, ae.detail
+	}
+	for _, m := range errorTable {
+		if errors.Is(err, m.err) {
+			return m.status, m.code, err.Error()
+		}
+	}
+	return http.StatusInternalServerError, CodeInternalError, "internal error"
+}
+
+// writeError answers err as a problem and logs it when it is a server fault.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, code, detail := classify(err)
+	if status >= 500 {
+		s.log.ErrorContext(r.Context(), "edge: request failed",
+			"method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	}
+	writeProblem(w, status, code, detail)
+}
+
+// writeProblem writes an RFC 9457 problem.
+func writeProblem(w http.ResponseWriter, status int, code, detail string) {
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSONAs(w, status, problemContentType, problemBody{
+		Type:   ProblemTypePrefix + code,
+		Title:  titles[code],
+		Status: status,
+		Detail: detail,
+		Code:   code,
+	})
+}

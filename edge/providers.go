@@ -1,0 +1,458 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/barberpro/edge/cluster/topology"
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
+	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
+	"github.com/barberpro/edge/storage"
+)
+
+// createProviderIn is the body of POST /v1/providers.
+type createProviderIn struct {
+	Name             string         `json:"name"`
+	Vertical         string         `json:"vertical"`
+	City             string         `json:"city"`
+	Timezone         string         `json:"timezone,omitempty"`
+	Services         []serviceIn    `json:"services"`
+	WeeklyHours      *weekIn        `json:"weekly_hours"`
+	DateOverrides    []overrideJSON `json:"date_overrides,omitempty"`
+	MinNoticeMinutes *int64         `json:"min_notice_minutes,omitempty"`
+	HorizonDays      *int64         `json:"horizon_days,omitempty"`
+}
+
+// patchProviderIn is the body of PATCH /v1/providers/{id}. Every field is
+// optional; at least one must be given.
+type patchProviderIn struct {
+	// WeeklyHours replaces the hours of the days it names; other days keep theirs.
+	WeeklyHours *weekIn `json:"weekly_hours,omitempty"`
+	// DateOverrides replaces the whole list of overrides ([] clears it).
+	DateOverrides *[]overrideJSON `json:"date_overrides,omitempty"`
+	// MinNoticeMinutes and HorizonDays replace the booking rules.
+	MinNoticeMinutes *int64 `json:"min_notice_minutes,omitempty"`
+	HorizonDays      *int64 `json:"horizon_days,omitempty"`
+	// AddServices are appended to the provider's services with new ids.
+	AddServices []serviceIn `json:"add_services,omitempty"`
+}
+
+// createProvider handles POST /v1/providers.
+func (s *Server) createProvider(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	var in createProviderIn
+	if _, err := s.decodeBody(w, r, &in, false); err != nil {
+		return err
+	}
+	p, err := s.newProvider(&in)
+	if err != nil {
+		return err
+	}
+	p.Id = s.cfg.NewID("prv")
+	idem, err := idempotencyOf(r, &in, p.Id)
+	if err != nil {
+		return err
+	}
+	if id, err := s.replayed(ctx, idem); err != nil {
+		return err
+	} else if id != "" {
+		prev, err := s.readProvider(ctx, id)
+		if err != nil {
+			return err
+		}
+		markReplayed(w)
+		return s.writeProvider(w, http.StatusCreated, prev)
+	}
+	for _, svc := range p.Services {
+		svc.Id = s.cfg.NewID("svc")
+	}
+	now := s.cfg.Clock().UnixMilli()
+	p.CreatedAtMs, p.UpdatedAtMs = now, now
+	res, err := s.cfg.Store.Propose(ctx, &bookingv1.Command{
+		IdempotencyKey: idem.key,
+		RequestHash:    idem.hash,
+		ProposedAtMs:   now,
+		Op:             &bookingv1.Command_CreateProvider{CreateProvider: &bookingv1.CreateProvider{Provider: p}},
+	})
+	if err != nil {
+		return err
+	}
+	if res != nil { // storage.Store answers a non-OK code as an error too
+		if err := resultError(res); err != nil {
+			return err
+		}
+		if res.GetProvider() != nil {
+			p = res.GetProvider() // the FSM's copy: a replayed command answers the first provider
+		}
+	}
+	w.Header().Set("Location", "/v1/providers/"+p.GetId())
+	return s.writeProvider(w, http.StatusCreated, p)
+}
+
+// newProvider validates a creation request and builds the provider without ids.
+func (s *Server) newProvider(in *createProviderIn) (*bookingv1.Provider, error) {
+	if err := checkName("name", in.Name); err != nil {
+		return nil, err
+	}
+	if _, err := s.cfg.Topology.Vertical(in.Vertical); err != nil {
+		return nil, invalid("vertical %q is not one of %v", in.Vertical, s.cfg.Topology.VerticalNames())
+	}
+	city, err := s.cfg.Topology.City(in.City)
+	if err != nil {
+		return nil, invalid("city %q is not one of %v", in.City, s.cfg.Topology.CityNames())
+	}
+	tz := city.Timezone
+	if in.Timezone != "" {
+		if _, err := loadZone(in.Timezone); err != nil {
+			return nil, invalid("timezone %q is not an IANA time zone", in.Timezone)
+		}
+		tz = in.Timezone
+	}
+	p := &bookingv1.Provider{
+		Name:             in.Name,
+		Vertical:         in.Vertical,
+		City:             in.City,
+		Jurisdiction:     city.Jurisdiction,
+		Timezone:         tz,
+		WeeklyHours:      make([]*bookingv1.DayHours, 7),
+		MinNoticeMinutes: defaultNotice,
+		HorizonDays:      defaultHorizonDays,
+		SlotStepMinutes:  slotStepMinutes,
+	}
+	if len(in.Services) == 0 {
+		return nil, invalid("services must list at least one service")
+	}
+	if p.Services, err = parseServices("services", in.Services, 0, city); err != nil {
+		return nil, err
+	}
+	for d := range p.WeeklyHours {
+		p.WeeklyHours[d] = &bookingv1.DayHours{}
+	}
+	if in.WeeklyHours != nil {
+		if err := applyWeek(p, in.WeeklyHours); err != nil {
+			return nil, err
+		}
+	}
+	if p.DateOverrides, err = parseOverrides(in.DateOverrides); err != nil {
+		return nil, err
+	}
+	if err := applyRules(p, in.MinNoticeMinutes, in.HorizonDays); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// parseServices validates services; have is how many the provider already has.
+func parseServices(field string, in []serviceIn, have int, city topology.City) ([]*bookingv1.Service, error) {
+	if have+len(in) > maxServices {
+		return nil, invalid("a provider has at most %d services", maxServices)
+	}
+	out := make([]*bookingv1.Service, 0, len(in))
+	for i, sv := range in {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if err := checkName(f+".name", sv.Name); err != nil {
+			return nil, err
+		}
+		if sv.DurationMinutes < minDurationMinutes || sv.DurationMinutes > maxDurationMinutes {
+			return nil, invalid("%s.duration_minutes %d must be between %d and %d", f, sv.DurationMinutes, minDurationMinutes, maxDurationMinutes)
+		}
+		if sv.BufferMinutes < 0 || sv.BufferMinutes > maxBufferMinutes {
+			return nil, invalid("%s.buffer_minutes %d must be between 0 and %d", f, sv.BufferMinutes, maxBufferMinutes)
+		}
+		price, err := parseMoney(f+".price", sv.Price, city.Currency)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, &bookingv1.Service{
+			Name:            sv.Name,
+			DurationMinutes: int32(sv.DurationMinutes),
+			BufferMinutes:   int32(sv.BufferMinutes),
+			Price:           price,
+		})
+	}
+	return out, nil
+}
+
+// applyWeek replaces the hours of the days week names.
+func applyWeek(p *bookingv1.Provider, week *weekIn) error {
+	for d, day := range week.days() {
+		if day == nil {
+			continue
+		}
+		ranges, err := parseRanges("weekly_hours."+dayNames[d], *day)
+		if err != nil {
+			return err
+		}
+		p.WeeklyHours[d] = &bookingv1.DayHours{Ranges: ranges}
+	}
+	return nil
+}
+
+// applyRules sets the notice and horizon that are given.
+func applyRules(p *bookingv1.Provider, notice, horizon *int64) error {
+	if notice != nil {
+		if *notice < 0 || *notice > maxNoticeMinutes {
+			return invalid("min_notice_minutes %d must be between 0 and %d", *notice, maxNoticeMinutes)
+		}
+		p.MinNoticeMinutes = int32(*notice)
+	}
+	if horizon != nil {
+		if *horizon < 1 || *horizon > maxHorizonDays {
+			return invalid("horizon_days %d must be between 1 and %d", *horizon, maxHorizonDays)
+		}
+		p.HorizonDays = int32(*horizon)
+	}
+	return nil
+}
+
+// patchProvider handles PATCH /v1/providers/{id}.
+func (s *Server) patchProvider(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	id := r.PathValue("id")
+	var in patchProviderIn
+	if _, err := s.decodeBody(w, r, &in, false); err != nil {
+		return err
+	}
+	if in.WeeklyHours == nil && in.DateOverrides == nil && in.MinNoticeMinutes == nil &&
+		in.HorizonDays == nil && len(in.AddServices) == 0 {
+		return invalid("nothing to change: give weekly_hours, date_overrides, min_notice_minutes, horizon_days or add_services")
+	}
+	cur, err := s.readProvider(ctx, id)
+	if err != nil {
+		return err
+	}
+	idem, err := idempotencyOf(r, &in, s.cfg.NewID("upd"))
+	if err != nil {
+		return err
+	}
+	if rid, err := s.replayed(ctx, idem); err != nil {
+		return err
+	} else if rid != "" {
+		prev, err := s.readProvider(ctx, rid)
+		if err != nil {
+			return err
+		}
+		markReplayed(w)
+		return s.writeProvider(w, http.StatusOK, prev)
+	}
+	city, err := s.cfg.Topology.City(cur.GetCity())
+	if err != nil {
+		return fmt.Errorf("edge: provider %s: %w", id, err) // the topology lost a city: 500
+	}
+	p := proto.CloneOf(cur)
+	for len(p.WeeklyHours) < 7 {
+		p.WeeklyHours = append(p.WeeklyHours, &bookingv1.DayHours{})
+	}
+	if in.WeeklyHours != nil {
+		if err := applyWeek(p, in.WeeklyHours); err != nil {
+			return err
+		}
+	}
+	if in.DateOverrides != nil {
+		if p.DateOverrides, err = parseOverrides(*in.DateOverrides); err != nil {
+			return err
+		}
+	}
+	if err := applyRules(p, in.MinNoticeMinutes, in.HorizonDays); err != nil {
+		return err
+	}
+	if len(in.AddServices) > 0 {
+		added, err := parseServices("add_services", in.AddServices, len(p.Services), city)
+		if err != nil {
+			return err
+		}
+		for _, svc := range added {
+			svc.Id = s.cfg.NewID("svc")
+		}
+		p.Services = append(p.Services, added...)
+	}
+	p.UpdatedAtMs = s.cfg.Clock().UnixMilli()
+	updated, err := s.cfg.Calendars.UpdateProvider(ctx, &calendarv1.UpdateProviderRequest{
+		Provider:       p,
+		IdempotencyKey: idem.key,
+		RequestHash:    idem.hash,
+	})
+	if err != nil {
+		return err
+	}
+	if updated == nil {
+		updated = p
+	}
+	return s.writeProvider(w, http.StatusOK, updated)
+}
+
+// getProvider handles GET /v1/providers/{id}.
+func (s *Server) getProvider(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.readProvider(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return s.writeProvider(w, http.StatusOK, p)
+}
+
+// listProviders handles GET /v1/providers?city=&vertical=&limit=&cursor=.
+func (s *Server) listProviders(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	f := storage.ProviderFilter{City: q.Get("city"), Vertical: q.Get("vertical"), After: q.Get("cursor")}
+	if f.City != "" {
+		if _, err := s.cfg.Topology.City(f.City); err != nil {
+			return invalid("city %q is not one of %v", f.City, s.cfg.Topology.CityNames())
+		}
+	}
+	if f.Vertical != "" {
+		if _, err := s.cfg.Topology.Vertical(f.Vertical); err != nil {
+			return invalid("vertical %q is not one of %v", f.Vertical, s.cfg.Topology.VerticalNames())
+		}
+	}
+	var err error
+	if f.Limit, err = queryLimit(q); err != nil {
+		return err
+	}
+	items, next, err := s.cfg.Store.ListProviders(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	out := listOut[providerOut]{Items: make([]providerOut, 0, len(items)), NextCursor: next}
+	for _, p := range items {
+		out.Items = append(out.Items, formatProvider(p, s.zone(p.GetTimezone())))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// availabilityOut is the answer of GET /v1/providers/{id}/availability.
+type availabilityOut struct {
+	ProviderID string     `json:"provider_id"`
+	ServiceID  string     `json:"service_id"`
+	Timezone   string     `json:"timezone"`
+	Slots      []slotJSON `json:"slots"`
+}
+
+// Bounds of ?days= of the availability route.
+const (
+	defaultAvailabilityDays = 7
+	maxAvailabilityDays     = 31
+)
+
+// availability handles GET /v1/providers/{id}/availability.
+func (s *Server) availability(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	id := r.PathValue("id")
+	serviceID := q.Get("service_id")
+	if err := checkID("query parameter service_id", serviceID); err != nil {
+		return err
+	}
+	from := q.Get("from")
+	if from == "" {
+		return invalid("query parameter from (YYYY-MM-DD) is required")
+	}
+	if _, err := parseDate("query parameter from", from); err != nil {
+		return err
+	}
+	days, err := queryInt(q, "days", defaultAvailabilityDays, 1, maxAvailabilityDays)
+	if err != nil {
+		return err
+	}
+	reply, err := s.cfg.Calendars.Availability(r.Context(), &calendarv1.AvailabilityRequest{
+		ProviderId: id, ServiceId: serviceID, FromDate: from, Days: int32(days),
+	})
+	if err != nil {
+		return err
+	}
+	if err := replyError(reply); err != nil {
+		return err
+	}
+	tz := reply.GetTimezone()
+	if tz == "" {
+		p, err := s.readProvider(r.Context(), id)
+		if err != nil {
+			return err
+		}
+		tz = p.GetTimezone()
+	}
+	loc := s.zone(tz)
+	out := availabilityOut{ProviderID: id, ServiceID: serviceID, Timezone: tz, Slots: make([]slotJSON, 0, len(reply.GetSlots()))}
+	for _, sl := range reply.GetSlots() {
+		out.Slots = append(out.Slots, slotJSON{Start: formatInstant(sl.GetStartMs(), loc), End: formatInstant(sl.GetEndMs(), loc)})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// placementOut is the answer of GET /v1/providers/{id}/placement.
+type placementOut struct {
+	Node         string `json:"node"`
+	City         string `json:"city"`
+	Jurisdiction string `json:"jurisdiction"`
+}
+
+// placement handles GET /v1/providers/{id}/placement.
+func (s *Server) placement(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if _, err := s.readProvider(r.Context(), id); err != nil {
+		return err
+	}
+	pl, err := s.cfg.Placement(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, placementOut{Node: pl.Node, City: pl.City, Jurisdiction: pl.Jurisdiction})
+	return nil
+}
+
+// readProvider reads a provider from the local replica; when it is not there, it
+// waits for the replica to catch up (LinearizableRead) and reads again, so a
+// provider created through another node is found.
+func (s *Server) readProvider(ctx context.Context, id string) (*bookingv1.Provider, error) {
+	if checkID("id", id) != nil {
+		return nil, notFound("provider %q does not exist", id)
+	}
+	p, err := s.cfg.Store.Provider(ctx, id)
+	if errors.Is(err, storage.ErrNotFound) {
+		if lerr := s.cfg.Store.LinearizableRead(ctx); lerr == nil {
+			p, err = s.cfg.Store.Provider(ctx, id)
+		}
+	}
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, notFound("provider %q does not exist", id)
+	}
+	return p, err
+}
+
+// writeProvider answers p in its own time zone.
+func (s *Server) writeProvider(w http.ResponseWriter, status int, p *bookingv1.Provider) error {
+	writeJSON(w, status, formatProvider(p, s.zone(p.GetTimezone())))
+	return nil
+}
+
+// replyError turns a calendar Reply's error code into the matching actors sentinel.
+func replyError(reply *calendarv1.Reply) error {
+	return calendarError(reply.GetError(), reply.GetDetail())
+}
+
+// zone returns the named time zone (cached), or UTC if it cannot be loaded.
+func (s *Server) zone(name string) *time.Location {
+	if loc, ok := s.zones.Load(name); ok {
+		return loc.(*time.Location)
+	}
+	loc, err := loadZone(name)
+	if err != nil {
+		s.log.Warn("edge: unknown time zone, using UTC", "timezone", name, "err", err)
+		return time.UTC
+	}
+	s.zones.Store(name, loc)
+	return loc
+}
+
+// loadZone loads an IANA zone; "" and "Local" are not zones.
+func loadZone(name string) (*time.Location, error) {
+	if name == "" || name == "Local" {
+		return nil, fmt.Errorf("edge: %q is not an IANA time zone", name)
+	}
+	return time.LoadLocation(name)
+}

@@ -1,0 +1,238 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Server serves the HTTP API v1 of one node. It holds no state of its own beyond
+// caches; everything lives in Store and Calendars. Its handler is safe for
+// concurrent use.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	mux     *http.ServeMux
+	handler http.Handler
+	routes  []route
+	metrics *httpMetrics
+	openapi []byte
+
+	zones sync.Map // IANA name → *time.Location
+}
+
+// handlerFunc handles one request; a returned error is answered as a problem.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// route is one method and path pattern of the API.
+type route struct {
+	method, path string
+	h            handlerFunc
+}
+
+// pattern is the ServeMux pattern of the route, e.g. "GET /v1/bookings/{id}".
+func (rt route) pattern() string { return rt.method + " " + rt.path }
+
+// unmatchedRoute labels the metrics of requests that match no route.
+const unmatchedRoute = "unmatched"
+
+// New validates cfg, fills its defaults and builds a Server. It starts no
+// goroutine.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	spec, err := openAPIJSON()
+	if err != nil {
+		return nil, err
+	}
+	m, err := newHTTPMetrics(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), metrics: m, openapi: spec}
+	metricsHandler := promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})
+	s.routes = []route{
+		{http.MethodPost, "/v1/providers", s.createProvider},
+		{http.MethodGet, "/v1/providers", s.listProviders},
+		{http.MethodGet, "/v1/providers/{id}", s.getProvider},
+		{http.MethodPatch, "/v1/providers/{id}", s.patchProvider},
+		{http.MethodGet, "/v1/providers/{id}/availability", s.availability},
+		{http.MethodGet, "/v1/providers/{id}/placement", s.placement},
+		{http.MethodPost, "/v1/bookings", s.createBooking},
+		{http.MethodGet, "/v1/bookings/{id}", s.getBooking},
+		{http.MethodPost, "/v1/bookings/{id}/cancel", s.cancelBooking},
+		{http.MethodPost, "/v1/bookings/{id}/reschedule", s.rescheduleBooking},
+		{http.MethodGet, "/v1/clients/{client_id}/bookings", s.clientBookings},
+		{http.MethodGet, "/v1/cluster/members", s.members},
+		{http.MethodGet, "/healthz", s.healthz},
+		{http.MethodGet, "/readyz", s.readyz},
+		{http.MethodGet, "/metrics", func(w http.ResponseWriter, r *http.Request) error {
+			metricsHandler.ServeHTTP(w, r)
+			return nil
+		}},
+		{http.MethodGet, "/openapi.json", s.openAPI},
+	}
+	for _, rt := range s.routes {
+		s.mux.Handle(rt.pattern(), s.wrap(rt.pattern(), rt.h))
+	}
+	s.mux.Handle("/", s.wrap(unmatchedRoute, s.noRoute))
+	s.handler = s.mux
+	return s, nil
+}
+
+// Handler returns the http.Handler of the API.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// wrap adds to h what every route has: the request deadline, panic recovery,
+// problem answers for errors, and metrics labelled with the route pattern.
+func (s *Server) wrap(label string, h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler { // let net/http abort the connection
+					panic(v)
+				}
+				s.log.ErrorContext(r.Context(), "edge: recovered panic",
+					"method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				s.metrics.panics.Inc()
+				if !sw.wroteHeader {
+					writeProblem(sw, http.StatusInternalServerError, CodeInternalError, "internal error")
+				}
+			}
+			s.metrics.observe(label, sw.statusCode(), time.Since(start))
+		}()
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+		defer cancel()
+		if err := h(sw, r.WithContext(ctx)); err != nil {
+			s.writeError(sw, r, err)
+		}
+	})
+}
+
+// noRoute answers requests no route matches: 405 with Allow when the path exists
+// with another method, else 404.
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) error {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if m == r.Method {
+			continue
+		}
+		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
+		if _, p := s.mux.Handler(probe); p != "" && p != "/" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		if strings.Contains(strings.Join(allow, ","), http.MethodGet) {
+			allow = append(allow, http.MethodHead)
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		return &apiError{http.StatusMethodNotAllowed, CodeNotFound,
+			fmt.Sprintf("method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", "))}
+	}
+	return notFound("no route for %s %s", r.Method, r.URL.Path)
+}
+
+// statusWriter records the status code written through it.
+type statusWriter struct {
+	http.ResponseWriter
+	status      int
+	wroteHeader bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wroteHeader {
+		w.status, w.wroteHeader = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if !w.wroteHeader {
+		w.status, w.wroteHeader = http.StatusOK, true
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) statusCode() int {
+	if !w.wroteHeader {
+		return http.StatusOK
+	}
+	return w.status
+}
+
+// httpMetrics are the edge's Prometheus metrics.
+type httpMetrics struct {
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	panics   prometheus.Counter
+}
+
+func newHTTPMetrics(reg *prometheus.Registry) (*httpMetrics, error) {
+	m := &httpMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "barberpro", Subsystem: "http", Name: "requests_total",
+			Help: "HTTP requests answered, by route pattern and status code.",
+		}, []string{"route", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "barberpro", Subsystem: "http", Name: "request_duration_seconds",
+			Help:    "Time to answer an HTTP request, by route pattern.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route"}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "barberpro", Subsystem: "http", Name: "panics_total",
+			Help: "Handler panics recovered (a bug: it should stay 0).",
+		}),
+	}
+	var err error
+	m.requests, err = register(reg, m.requests)
+	if err != nil {
+		return nil, err
+	}
+	m.latency, err = register(reg, m.latency)
+	if err != nil {
+		return nil, err
+	}
+	m.panics, err = register(reg, m.panics)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// register registers c, or returns the collector already registered under its
+// name (two Servers may share a Registry).
+func register[C prometheus.Collector](reg *prometheus.Registry, c C) (C, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		return c, fmt.Errorf("edge: registering metrics: %w", err)
+	}
+	return c, nil
+}
+
+func (m *httpMetrics) observe(route string, status int, d time.Duration) {
+	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	m.latency.WithLabelValues(route).Observe(d.Seconds())
+}
