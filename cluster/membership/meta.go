@@ -1,0 +1,150 @@
+package membership
+
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// MetaMaxSize is the largest encoded Meta memberlist carries (memberlist.MetaMaxSize).
+const MetaMaxSize = memberlist.MetaMaxSize
+
+// metaVersion is the first byte of an encoded Meta. Later versions may append
+// fields; a decoder ignores bytes it does not know.
+const metaVersion = 1
+
+// Meta is what a node tells the cluster about itself. It travels in memberlist's
+// node meta, encoded by MarshalBinary into at most MetaMaxSize (512) bytes.
+type Meta struct {
+	// NodeID names the node for good: it is its memberlist name and Raft server
+	// id, and survives restarts. It may not contain '@'.
+	NodeID string
+	// BootID is new on every start of the process. The actor cluster knows the
+	// node as NodeID@BootID (see MemberID), because protoactor never takes back a
+	// member id that has left.
+	BootID string
+	// City is the node's edge location, e.g. "buenos-aires".
+	City string
+	// Jurisdiction is the legal data domain of City, e.g. "ar".
+	Jurisdiction string
+	// RaftAddr, ActorAddr and HTTPAddr are host:port of the node's endpoints.
+	// Any may be empty until the endpoint is up.
+	RaftAddr, ActorAddr, HTTPAddr string
+	// Kinds lists the actor kinds the node hosts (empty until its actor cluster
+	// has started; set by placement.Provider). Kept sorted.
+	Kinds []string
+}
+
+// MemberID is the node's actor-cluster member id: NodeID + "@" + BootID.
+func (m Meta) MemberID() string { return m.NodeID + "@" + m.BootID }
+
+// SplitMemberID splits an actor-cluster member id into node id and boot id.
+func SplitMemberID(id string) (nodeID, bootID string, ok bool) {
+	return strings.Cut(id, "@")
+}
+
+// HasKind reports whether the node hosts the actor kind.
+func (m Meta) HasKind(kind string) bool { return slices.Contains(m.Kinds, kind) }
+
+// Validate reports a missing identity field or a bad node id.
+func (m Meta) Validate() error {
+	switch {
+	case m.NodeID == "" || m.BootID == "":
+		return fmt.Errorf("%w: node id and boot id are required", ErrBadMeta)
+	case strings.Contains(m.NodeID, "@") || strings.Contains(m.BootID, "@"):
+		return fmt.Errorf("%w: node id %q and boot id %q may not contain '@'", ErrBadMeta, m.NodeID, m.BootID)
+	case m.City == "" || m.Jurisdiction == "":
+		return fmt.Errorf("%w: city and jurisdiction are required", ErrBadMeta)
+	}
+	b, err := m.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	if len(b) > MetaMaxSize {
+		return fmt.Errorf("%w: encodes to %d bytes, memberlist carries at most %d", ErrBadMeta, len(b), MetaMaxSize)
+	}
+	return nil
+}
+
+// clone returns a copy that shares no slice with m.
+func (m Meta) clone() Meta {
+	m.Kinds = slices.Clone(m.Kinds)
+	return m
+}
+
+// MarshalBinary encodes m compactly: a version byte, then each string as a
+// uvarint length and its bytes, in field order, then the number of kinds and
+// each kind.
+func (m Meta) MarshalBinary() ([]byte, error) {
+	fields := m.strings()
+	n := 1 + binary.MaxVarintLen64
+	for _, s := range fields {
+		n += binary.MaxVarintLen64 + len(s)
+	}
+	for _, k := range m.Kinds {
+		n += binary.MaxVarintLen64 + len(k)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, metaVersion)
+	for _, s := range fields {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	b = binary.AppendUvarint(b, uint64(len(m.Kinds)))
+	for _, k := range m.Kinds {
+		b = binary.AppendUvarint(b, uint64(len(k)))
+		b = append(b, k...)
+	}
+	return b, nil
+}
+
+func (m *Meta) strings() []string {
+	return []string{m.NodeID, m.BootID, m.City, m.Jurisdiction, m.RaftAddr, m.ActorAddr, m.HTTPAddr}
+}
+
+// UnmarshalBinary decodes what MarshalBinary encoded. Trailing bytes from a
+// newer encoder are ignored.
+func (m *Meta) UnmarshalBinary(b []byte) error {
+	if len(b) == 0 || b[0] < metaVersion {
+		return fmt.Errorf("%w: empty or unknown version", ErrBadMeta)
+	}
+	rest := b[1:]
+	next := func() (string, error) {
+		n, k := binary.Uvarint(rest)
+		if k <= 0 || n > uint64(len(rest)-k) {
+			return "", fmt.Errorf("%w: truncated", ErrBadMeta)
+		}
+		s := string(rest[k : k+int(n)])
+		rest = rest[k+int(n):]
+		return s, nil
+	}
+	var out Meta
+	ptrs := []*string{&out.NodeID, &out.BootID, &out.City, &out.Jurisdiction, &out.RaftAddr, &out.ActorAddr, &out.HTTPAddr}
+	for _, p := range ptrs {
+		s, err := next()
+		if err != nil {
+			return err
+		}
+		*p = s
+	}
+	count, k := binary.Uvarint(rest)
+	if k <= 0 || count > uint64(len(rest)) {
+		return fmt.Errorf("%w: truncated kinds", ErrBadMeta)
+	}
+	rest = rest[k:]
+	if count > 0 {
+		out.Kinds = make([]string, 0, count)
+	}
+	for range count {
+		s, err := next()
+		if err != nil {
+			return err
+		}
+		out.Kinds = append(out.Kinds, s)
+	}
+	*m = out
+	return nil
+}
