@@ -4,4 +4,4 @@
 // with the protoc-gen-go pinned in go.mod's tool directive.
 package protos
 
-//go:generate protoc --plugin=protoc-gen-go=../bin/protoc-gen-go --go_out=. --go_opt=paths=source_relative booking/v1/booking.proto calendar/v1/calendar.proto
+//go:generate protoc --plugin=protoc-gen-go=../bin/protoc-gen-go --go_out=. --go_opt=paths=source_relative booking/v1/booking.proto calendar/v1/calendar.proto cluster/v1/cluster.proto
