@@ -26,61 +26,6 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// ForwardStatus is how a forwarded request fared on the far side.
-type ForwardStatus int32
-
-const (
-	ForwardStatus_FORWARD_STATUS_UNSPECIFIED ForwardStatus = 0
-	ForwardStatus_FORWARD_STATUS_OK          ForwardStatus = 1
-	// The receiver is not the group's leader (any more): ask again.
-	ForwardStatus_FORWARD_STATUS_NOT_LEADER ForwardStatus = 2
-	// The receiver could not complete in time or failed otherwise; detail says why.
-	ForwardStatus_FORWARD_STATUS_FAILED ForwardStatus = 3
-)
-
-// Enum value maps for ForwardStatus.
-var (
-	ForwardStatus_name = map[int32]string{
-		0: "FORWARD_STATUS_UNSPECIFIED",
-		1: "FORWARD_STATUS_OK",
-		2: "FORWARD_STATUS_NOT_LEADER",
-		3: "FORWARD_STATUS_FAILED",
-	}
-	ForwardStatus_value = map[string]int32{
-		"FORWARD_STATUS_UNSPECIFIED": 0,
-		"FORWARD_STATUS_OK":          1,
-		"FORWARD_STATUS_NOT_LEADER":  2,
-		"FORWARD_STATUS_FAILED":      3,
-	}
-)
-
-func (x ForwardStatus) Enum() *ForwardStatus {
-	p := new(ForwardStatus)
-	*p = x
-	return p
-}
-
-func (x ForwardStatus) String() string {
-	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
-}
-
-func (ForwardStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_cluster_v1_cluster_proto_enumTypes[0].Descriptor()
-}
-
-func (ForwardStatus) Type() protoreflect.EnumType {
-	return &file_cluster_v1_cluster_proto_enumTypes[0]
-}
-
-func (x ForwardStatus) Number() protoreflect.EnumNumber {
-	return protoreflect.EnumNumber(x)
-}
-
-// Deprecated: Use ForwardStatus.Descriptor instead.
-func (ForwardStatus) EnumDescriptor() ([]byte, []int) {
-	return file_cluster_v1_cluster_proto_rawDescGZIP(), []int{0}
-}
-
 // ProposeRequest carries one command to the leader.
 type ProposeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -134,12 +79,14 @@ func (x *ProposeRequest) GetTimeoutMs() int64 {
 	return 0
 }
 
-// ProposeReply is the leader's answer: the FSM's result when status is OK.
+// ProposeReply is the leader's answer: the FSM's result whenever it produced one.
 type ProposeReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Status        ForwardStatus          `protobuf:"varint,1,opt,name=status,proto3,enum=barberpro.cluster.v1.ForwardStatus" json:"status,omitempty"`
-	Detail        string                 `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
-	Result        *v1.CommandResult      `protobuf:"bytes,3,opt,name=result,proto3" json:"result,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// error_kinds names the storage sentinels the far side's error wraps
+	// (storage.ErrorKinds); empty with no detail means success.
+	ErrorKinds    []string          `protobuf:"bytes,1,rep,name=error_kinds,json=errorKinds,proto3" json:"error_kinds,omitempty"`
+	Detail        string            `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
+	Result        *v1.CommandResult `protobuf:"bytes,3,opt,name=result,proto3" json:"result,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -174,11 +121,11 @@ func (*ProposeReply) Descriptor() ([]byte, []int) {
 	return file_cluster_v1_cluster_proto_rawDescGZIP(), []int{1}
 }
 
-func (x *ProposeReply) GetStatus() ForwardStatus {
+func (x *ProposeReply) GetErrorKinds() []string {
 	if x != nil {
-		return x.Status
+		return x.ErrorKinds
 	}
-	return ForwardStatus_FORWARD_STATUS_UNSPECIFIED
+	return nil
 }
 
 func (x *ProposeReply) GetDetail() string {
@@ -240,12 +187,14 @@ func (x *ReadIndexRequest) GetTimeoutMs() int64 {
 	return 0
 }
 
-// ReadIndexReply carries the read index when status is OK.
+// ReadIndexReply carries the read index when there is no error.
 type ReadIndexReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Status        ForwardStatus          `protobuf:"varint,1,opt,name=status,proto3,enum=barberpro.cluster.v1.ForwardStatus" json:"status,omitempty"`
-	Detail        string                 `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
-	Index         uint64                 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// error_kinds names the storage sentinels the far side's error wraps
+	// (storage.ErrorKinds); empty with no detail means success.
+	ErrorKinds    []string `protobuf:"bytes,1,rep,name=error_kinds,json=errorKinds,proto3" json:"error_kinds,omitempty"`
+	Detail        string   `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
+	Index         uint64   `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -280,11 +229,11 @@ func (*ReadIndexReply) Descriptor() ([]byte, []int) {
 	return file_cluster_v1_cluster_proto_rawDescGZIP(), []int{3}
 }
 
-func (x *ReadIndexReply) GetStatus() ForwardStatus {
+func (x *ReadIndexReply) GetErrorKinds() []string {
 	if x != nil {
-		return x.Status
+		return x.ErrorKinds
 	}
-	return ForwardStatus_FORWARD_STATUS_UNSPECIFIED
+	return nil
 }
 
 func (x *ReadIndexReply) GetDetail() string {
@@ -356,9 +305,11 @@ func (x *RemoveServerRequest) GetTimeoutMs() int64 {
 
 // RemoveServerReply is the leader's answer.
 type RemoveServerReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Status        ForwardStatus          `protobuf:"varint,1,opt,name=status,proto3,enum=barberpro.cluster.v1.ForwardStatus" json:"status,omitempty"`
-	Detail        string                 `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// error_kinds names the storage sentinels the far side's error wraps
+	// (storage.ErrorKinds); empty with no detail means success.
+	ErrorKinds    []string `protobuf:"bytes,1,rep,name=error_kinds,json=errorKinds,proto3" json:"error_kinds,omitempty"`
+	Detail        string   `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -393,11 +344,11 @@ func (*RemoveServerReply) Descriptor() ([]byte, []int) {
 	return file_cluster_v1_cluster_proto_rawDescGZIP(), []int{5}
 }
 
-func (x *RemoveServerReply) GetStatus() ForwardStatus {
+func (x *RemoveServerReply) GetErrorKinds() []string {
 	if x != nil {
-		return x.Status
+		return x.ErrorKinds
 	}
-	return ForwardStatus_FORWARD_STATUS_UNSPECIFIED
+	return nil
 }
 
 func (x *RemoveServerReply) GetDetail() string {
@@ -545,24 +496,27 @@ const file_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x0eProposeRequest\x127\n" +
 	"\acommand\x18\x01 \x01(\v2\x1d.barberpro.booking.v1.CommandR\acommand\x12\x1d\n" +
 	"\n" +
-	"timeout_ms\x18\x02 \x01(\x03R\ttimeoutMs\"\xa0\x01\n" +
-	"\fProposeReply\x12;\n" +
-	"\x06status\x18\x01 \x01(\x0e2#.barberpro.cluster.v1.ForwardStatusR\x06status\x12\x16\n" +
+	"timeout_ms\x18\x02 \x01(\x03R\ttimeoutMs\"\x84\x01\n" +
+	"\fProposeReply\x12\x1f\n" +
+	"\verror_kinds\x18\x01 \x03(\tR\n" +
+	"errorKinds\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\x12;\n" +
 	"\x06result\x18\x03 \x01(\v2#.barberpro.booking.v1.CommandResultR\x06result\"1\n" +
 	"\x10ReadIndexRequest\x12\x1d\n" +
 	"\n" +
-	"timeout_ms\x18\x01 \x01(\x03R\ttimeoutMs\"{\n" +
-	"\x0eReadIndexReply\x12;\n" +
-	"\x06status\x18\x01 \x01(\x0e2#.barberpro.cluster.v1.ForwardStatusR\x06status\x12\x16\n" +
+	"timeout_ms\x18\x01 \x01(\x03R\ttimeoutMs\"_\n" +
+	"\x0eReadIndexReply\x12\x1f\n" +
+	"\verror_kinds\x18\x01 \x03(\tR\n" +
+	"errorKinds\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\x12\x14\n" +
 	"\x05index\x18\x03 \x01(\x04R\x05index\"M\n" +
 	"\x13RemoveServerRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
-	"timeout_ms\x18\x02 \x01(\x03R\ttimeoutMs\"h\n" +
-	"\x11RemoveServerReply\x12;\n" +
-	"\x06status\x18\x01 \x01(\x0e2#.barberpro.cluster.v1.ForwardStatusR\x06status\x12\x16\n" +
+	"timeout_ms\x18\x02 \x01(\x03R\ttimeoutMs\"L\n" +
+	"\x11RemoveServerReply\x12\x1f\n" +
+	"\verror_kinds\x18\x01 \x03(\tR\n" +
+	"errorKinds\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\"\x13\n" +
 	"\x11NodeStatusRequest\"\xdf\x01\n" +
 	"\x0fNodeStatusReply\x12\x17\n" +
@@ -572,12 +526,7 @@ const file_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x04term\x18\x04 \x01(\x04R\x04term\x12#\n" +
 	"\rapplied_index\x18\x05 \x01(\x04R\fappliedIndex\x12!\n" +
 	"\fcommit_index\x18\x06 \x01(\x04R\vcommitIndex\x12$\n" +
-	"\x0elast_log_index\x18\a \x01(\x04R\flastLogIndex*\x80\x01\n" +
-	"\rForwardStatus\x12\x1e\n" +
-	"\x1aFORWARD_STATUS_UNSPECIFIED\x10\x00\x12\x15\n" +
-	"\x11FORWARD_STATUS_OK\x10\x01\x12\x1d\n" +
-	"\x19FORWARD_STATUS_NOT_LEADER\x10\x02\x12\x19\n" +
-	"\x15FORWARD_STATUS_FAILED\x10\x03B7Z5github.com/barberpro/edge/protos/cluster/v1;clusterv1b\x06proto3"
+	"\x0elast_log_index\x18\a \x01(\x04R\flastLogIndexB7Z5github.com/barberpro/edge/protos/cluster/v1;clusterv1b\x06proto3"
 
 var (
 	file_cluster_v1_cluster_proto_rawDescOnce sync.Once
@@ -591,32 +540,27 @@ func file_cluster_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_cluster_v1_cluster_proto_rawDescData
 }
 
-var file_cluster_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_cluster_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_cluster_v1_cluster_proto_goTypes = []any{
-	(ForwardStatus)(0),          // 0: barberpro.cluster.v1.ForwardStatus
-	(*ProposeRequest)(nil),      // 1: barberpro.cluster.v1.ProposeRequest
-	(*ProposeReply)(nil),        // 2: barberpro.cluster.v1.ProposeReply
-	(*ReadIndexRequest)(nil),    // 3: barberpro.cluster.v1.ReadIndexRequest
-	(*ReadIndexReply)(nil),      // 4: barberpro.cluster.v1.ReadIndexReply
-	(*RemoveServerRequest)(nil), // 5: barberpro.cluster.v1.RemoveServerRequest
-	(*RemoveServerReply)(nil),   // 6: barberpro.cluster.v1.RemoveServerReply
-	(*NodeStatusRequest)(nil),   // 7: barberpro.cluster.v1.NodeStatusRequest
-	(*NodeStatusReply)(nil),     // 8: barberpro.cluster.v1.NodeStatusReply
-	(*v1.Command)(nil),          // 9: barberpro.booking.v1.Command
-	(*v1.CommandResult)(nil),    // 10: barberpro.booking.v1.CommandResult
+	(*ProposeRequest)(nil),      // 0: barberpro.cluster.v1.ProposeRequest
+	(*ProposeReply)(nil),        // 1: barberpro.cluster.v1.ProposeReply
+	(*ReadIndexRequest)(nil),    // 2: barberpro.cluster.v1.ReadIndexRequest
+	(*ReadIndexReply)(nil),      // 3: barberpro.cluster.v1.ReadIndexReply
+	(*RemoveServerRequest)(nil), // 4: barberpro.cluster.v1.RemoveServerRequest
+	(*RemoveServerReply)(nil),   // 5: barberpro.cluster.v1.RemoveServerReply
+	(*NodeStatusRequest)(nil),   // 6: barberpro.cluster.v1.NodeStatusRequest
+	(*NodeStatusReply)(nil),     // 7: barberpro.cluster.v1.NodeStatusReply
+	(*v1.Command)(nil),          // 8: barberpro.booking.v1.Command
+	(*v1.CommandResult)(nil),    // 9: barberpro.booking.v1.CommandResult
 }
 var file_cluster_v1_cluster_proto_depIdxs = []int32{
-	9,  // 0: barberpro.cluster.v1.ProposeRequest.command:type_name -> barberpro.booking.v1.Command
-	0,  // 1: barberpro.cluster.v1.ProposeReply.status:type_name -> barberpro.cluster.v1.ForwardStatus
-	10, // 2: barberpro.cluster.v1.ProposeReply.result:type_name -> barberpro.booking.v1.CommandResult
-	0,  // 3: barberpro.cluster.v1.ReadIndexReply.status:type_name -> barberpro.cluster.v1.ForwardStatus
-	0,  // 4: barberpro.cluster.v1.RemoveServerReply.status:type_name -> barberpro.cluster.v1.ForwardStatus
-	5,  // [5:5] is the sub-list for method output_type
-	5,  // [5:5] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	8, // 0: barberpro.cluster.v1.ProposeRequest.command:type_name -> barberpro.booking.v1.Command
+	9, // 1: barberpro.cluster.v1.ProposeReply.result:type_name -> barberpro.booking.v1.CommandResult
+	2, // [2:2] is the sub-list for method output_type
+	2, // [2:2] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_cluster_v1_cluster_proto_init() }
@@ -629,14 +573,13 @@ func file_cluster_v1_cluster_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_v1_cluster_proto_rawDesc), len(file_cluster_v1_cluster_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      0,
 			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_cluster_v1_cluster_proto_goTypes,
 		DependencyIndexes: file_cluster_v1_cluster_proto_depIdxs,
-		EnumInfos:         file_cluster_v1_cluster_proto_enumTypes,
 		MessageInfos:      file_cluster_v1_cluster_proto_msgTypes,
 	}.Build()
 	File_cluster_v1_cluster_proto = out.File
