@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/barberpro/edge/actors"
+	"github.com/barberpro/edge/edge/ids"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
 	"github.com/barberpro/edge/storage"
@@ -45,7 +46,22 @@ func (s *Server) createBooking(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// The booking id carries its provider's city, read from the provider id (or,
+	// for a provider id without one, from the provider).
+	var p *bookingv1.Provider
+	city, routed := ids.CityOf(in.ProviderID)
+	if !routed {
+		if p, err = s.readProvider(ctx, in.ProviderID); err != nil {
+			return err
+		}
+		city = p.GetCity()
+	}
 	bookingID := s.cfg.NewID("bkg")
+	if routed || ids.ValidCity(city) {
+		if bookingID, err = s.newRoutedID(ids.Booking, city); err != nil {
+			return err
+		}
+	}
 	idem, err := idempotencyOf(r, &in, bookingID)
 	if err != nil {
 		return err
@@ -60,9 +76,10 @@ func (s *Server) createBooking(w http.ResponseWriter, r *http.Request) error {
 		markReplayed(w)
 		return s.writeBooking(ctx, w, http.StatusCreated, b, nil)
 	}
-	p, err := s.readProvider(ctx, in.ProviderID)
-	if err != nil {
-		return err
+	if p == nil {
+		if p, err = s.readProvider(ctx, in.ProviderID); err != nil {
+			return err
+		}
 	}
 	if !slices.ContainsFunc(p.GetServices(), func(sv *bookingv1.Service) bool { return sv.GetId() == in.ServiceID }) {
 		return invalid("service_id %q is not a service of provider %s", in.ServiceID, in.ProviderID)
@@ -177,24 +194,19 @@ func (s *Server) clientBookings(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.cfg.Store.LinearizableRead(ctx); err != nil {
-		return err
+	page := storage.Page{After: q.Get("cursor"), Limit: limit}
+	if s.fansOut(r) {
+		return s.clientBookingsEverywhere(w, r, clientID, page)
 	}
-	items, next, err := s.cfg.Store.ClientBookings(ctx, clientID, storage.Page{After: q.Get("cursor"), Limit: limit})
+	items, out, next, err := s.localClientBookings(ctx, clientID, page)
 	if err != nil {
 		return err
 	}
-	out := listOut[bookingOut]{Items: make([]bookingOut, 0, len(items)), NextCursor: next}
-	zones := map[string]*time.Location{}
-	for _, b := range items {
-		loc, ok := zones[b.GetProviderId()]
-		if !ok {
-			loc = s.providerZone(ctx, b.GetProviderId())
-			zones[b.GetProviderId()] = loc
-		}
-		out.Items = append(out.Items, formatBooking(b, loc))
+	if relayed(r) {
+		// A node gathering every jurisdiction's list merges by creation instant.
+		w.Header().Set(CreatedMsHeader, formatCreatedMs(items))
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, listOut[bookingOut]{Items: out, NextCursor: next})
 	return nil
 }
 

@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/barberpro/edge/cluster/topology"
+	"github.com/barberpro/edge/edge/ids"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
 	"github.com/barberpro/edge/storage"
@@ -105,14 +107,41 @@ type Config struct {
 	// Members lists the cluster's nodes (GET /v1/cluster/members). Default: this
 	// node alone, with status "alive".
 	Members func() []Member
+	// Status reports the Raft groups this node knows (GET /v1/cluster/status). An
+	// empty ClusterStatus.Node is filled with NodeID. Default: built from Members,
+	// grouped by Raft.Group (term, applied index and lag 0).
+	Status func(ctx context.Context) (ClusterStatus, error)
+	// Leave starts this node's graceful leave (POST /v1/cluster/leave). It must
+	// return as soon as the leave is accepted and do the rest on its own goroutine,
+	// not tied to ctx, so the 202 reaches the operator before the node stops
+	// serving. Default nil: the route answers 503.
+	Leave func(ctx context.Context) error
+	// Remove drops member id from the cluster (POST /v1/cluster/members/{id}/remove);
+	// an error wrapping ErrUnknownMember is a 404. Default nil: the route answers 503.
+	Remove func(ctx context.Context, id string) error
+
+	// Router knows the live nodes of each jurisdiction. nil = single-jurisdiction
+	// node: everything is local. With a Router, a request for another jurisdiction
+	// is relayed to one of its nodes, and unfiltered lists gather every
+	// jurisdiction's (see routing.go).
+	Router Router
+	// PeerTransport carries requests to other nodes (relayed requests and list
+	// fan-out). Default: http.DefaultTransport.
+	PeerTransport http.RoundTripper
+	// ForwardTimeout bounds one request to another node, body included. Default:
+	// RequestTimeout + 2s, so the peer's own deadline answers first.
+	ForwardTimeout time.Duration
 	// Ready is nil once the node can serve; otherwise its error is the reason
 	// /readyz answers 503. Default: always ready.
 	Ready func() error
 
 	// Clock is the time source. Default: time.Now.
 	Clock func() time.Time
-	// NewID returns a new opaque id with the prefix ("prv", "svc", "bkg").
-	// Default: prefix + "_" + 20 random base32 characters.
+	// NewID returns a new opaque id: prefix + "_" + a unique random part. The edge
+	// passes ids.Prefix(kind, city) for the ids that route ("prv_<city>",
+	// "bkg_<city>": see package edge/ids) and plain prefixes for the others ("svc",
+	// "upd", "rsc"). A routed id that does not parse back to its city with
+	// ids.CityOf is a 500. Default: RandomID.
 	NewID func(prefix string) string
 
 	// Logger receives request errors and recovered panics. Default: slog.Default().
@@ -165,9 +194,21 @@ func (c Config) Validate() error {
 		return fmt.Errorf("edge: Config.MaxBodyBytes %d is negative", c.MaxBodyBytes)
 	case c.RequestTimeout < 0:
 		return fmt.Errorf("edge: Config.RequestTimeout %v is negative", c.RequestTimeout)
+	case c.ForwardTimeout < 0:
+		return fmt.Errorf("edge: Config.ForwardTimeout %v is negative", c.ForwardTimeout)
 	}
-	if _, err := c.Topology.City(c.City); err != nil {
+	city, err := c.Topology.City(c.City)
+	if err != nil {
 		return fmt.Errorf("edge: Config.City: %w", err)
+	}
+	for _, name := range c.Topology.CityNames() {
+		if !ids.ValidCity(name) {
+			return fmt.Errorf("edge: Config.Topology: city %q cannot be carried in an id (a-z, 0-9 and '-' only)", name)
+		}
+	}
+	if c.Router != nil && c.Router.Jurisdiction() != city.Jurisdiction {
+		return fmt.Errorf("edge: Config.Router is of jurisdiction %q but city %s is of %q",
+			c.Router.Jurisdiction(), c.City, city.Jurisdiction)
 	}
 	return nil
 }
@@ -190,6 +231,12 @@ func (c Config) withDefaults() Config {
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = d.RequestTimeout
 	}
+	if c.ForwardTimeout == 0 {
+		c.ForwardTimeout = c.RequestTimeout + 2*time.Second
+	}
+	if c.PeerTransport == nil {
+		c.PeerTransport = http.DefaultTransport
+	}
 	if c.Ready == nil {
 		c.Ready = func() error { return nil }
 	}
@@ -199,6 +246,10 @@ func (c Config) withDefaults() Config {
 			self.Jurisdiction = city.Jurisdiction
 		}
 		c.Members = func() []Member { return []Member{self} }
+	}
+	if c.Status == nil {
+		members := c.Members
+		c.Status = func(context.Context) (ClusterStatus, error) { return statusFromMembers(members()), nil }
 	}
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()

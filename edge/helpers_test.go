@@ -81,6 +81,13 @@ func (s *syncBuffer) String() string {
 // fails the test if any handler panicked.
 func newHarness(t testing.TB) *harness {
 	t.Helper()
+	return newHarnessWith(t, nil)
+}
+
+// newHarnessWith is newHarness with cfg changed by mut before New (node id, city,
+// Router, clock...). The doubles' clock is cfg.Clock as mut left it.
+func newHarnessWith(t testing.TB, mut func(*Config)) *harness {
+	t.Helper()
 	store := edgetest.NewStore()
 	cals := edgetest.NewCalendars(store, func() time.Time { return testNow })
 	h := &harness{t: t, store: store, cals: cals, logs: &syncBuffer{}}
@@ -109,6 +116,10 @@ func newHarness(t testing.TB) *harness {
 		}
 		return nil
 	}
+	if mut != nil {
+		mut(&cfg)
+	}
+	cals.Now = cfg.Clock
 	srv, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)

@@ -113,6 +113,8 @@ var errorTable = []errorMapping{
 	{actors.ErrInvalidTransition, http.StatusUnprocessableEntity, CodeValidationFailed},
 	{storage.ErrInvalidTransition, http.StatusUnprocessableEntity, CodeValidationFailed},
 	{storage.ErrAlreadyExists, http.StatusConflict, CodeValidationFailed},
+	{ErrUnknownMember, http.StatusNotFound, CodeNotFound},
+	{ErrNoPeer, http.StatusServiceUnavailable, CodeJurisdictionUnavailable},
 	{actors.ErrUnavailable, http.StatusServiceUnavailable, CodeJurisdictionUnavailable},
 	{storage.ErrNotLeader, http.StatusServiceUnavailable, CodeJurisdictionUnavailable},
 	{storage.ErrTimeout, http.StatusServiceUnavailable, CodeJurisdictionUnavailable},

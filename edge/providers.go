@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/barberpro/edge/cluster/topology"
+	"github.com/barberpro/edge/edge/ids"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
 	"github.com/barberpro/edge/storage"
@@ -53,7 +54,9 @@ func (s *Server) createProvider(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p.Id = s.cfg.NewID("prv")
+	if p.Id, err = s.newRoutedID(ids.Provider, p.GetCity()); err != nil {
+		return err
+	}
 	idem, err := idempotencyOf(r, &in, p.Id)
 	if err != nil {
 		return err
@@ -92,6 +95,16 @@ func (s *Server) createProvider(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Location", "/v1/providers/"+p.GetId())
 	return s.writeProvider(w, http.StatusCreated, p)
+}
+
+// newRoutedID returns a new id of kind (ids.Provider, ids.Booking) that carries
+// city, so that any node can route requests about it; see package edge/ids.
+func (s *Server) newRoutedID(kind, city string) (string, error) {
+	id := s.cfg.NewID(ids.Prefix(kind, city))
+	if got, ok := ids.CityOf(id); !ok || got != city {
+		return "", fmt.Errorf("edge: Config.NewID(%q) = %q, which does not carry city %q", ids.Prefix(kind, city), id, city)
+	}
+	return id, nil
 }
 
 // newProvider validates a creation request and builds the provider without ids.
@@ -312,6 +325,9 @@ func (s *Server) listProviders(w http.ResponseWriter, r *http.Request) error {
 	var err error
 	if f.Limit, err = queryLimit(q); err != nil {
 		return err
+	}
+	if f.City == "" && s.fansOut(r) {
+		return s.listProvidersEverywhere(w, r, f)
 	}
 	items, next, err := s.cfg.Store.ListProviders(r.Context(), f)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httputil"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -28,6 +29,12 @@ type Server struct {
 	metrics *httpMetrics
 	openapi []byte
 
+	// jurisdiction is this node's (its city's).
+	jurisdiction string
+	// proxy relays requests to other jurisdictions; peerClient gathers lists.
+	proxy      *httputil.ReverseProxy
+	peerClient *http.Client
+
 	zones sync.Map // IANA name → *time.Location
 }
 
@@ -38,6 +45,9 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 type route struct {
 	method, path string
 	h            handlerFunc
+	// loc, when set and Config.Router is set, tells the request's home city: a
+	// request for another jurisdiction is relayed there instead of handled.
+	loc locator
 }
 
 // pattern is the ServeMux pattern of the route, e.g. "GET /v1/bookings/{id}".
@@ -62,32 +72,41 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), metrics: m, openapi: spec}
+	s.jurisdiction, _ = s.jurisdictionOf(cfg.City) // Validate checked the city
+	s.proxy = s.newProxy()
+	s.peerClient = &http.Client{
+		Transport:     cfg.PeerTransport,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	metricsHandler := promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})
 	s.routes = []route{
-		{http.MethodPost, "/v1/providers", s.createProvider},
-		{http.MethodGet, "/v1/providers", s.listProviders},
-		{http.MethodGet, "/v1/providers/{id}", s.getProvider},
-		{http.MethodPatch, "/v1/providers/{id}", s.patchProvider},
-		{http.MethodGet, "/v1/providers/{id}/availability", s.availability},
-		{http.MethodGet, "/v1/providers/{id}/placement", s.placement},
-		{http.MethodPost, "/v1/bookings", s.createBooking},
-		{http.MethodGet, "/v1/bookings/{id}", s.getBooking},
-		{http.MethodPost, "/v1/bookings/{id}/cancel", s.cancelBooking},
-		{http.MethodPost, "/v1/bookings/{id}/reschedule", s.rescheduleBooking},
-		{http.MethodGet, "/v1/clients/{client_id}/bookings", s.clientBookings},
-		{http.MethodGet, "/v1/cluster/members", s.members},
-		{http.MethodGet, "/healthz", s.healthz},
-		{http.MethodGet, "/readyz", s.readyz},
+		{http.MethodPost, "/v1/providers", s.createProvider, byBodyCity},
+		{http.MethodGet, "/v1/providers", s.listProviders, byQueryCity},
+		{http.MethodGet, "/v1/providers/{id}", s.getProvider, byPathID},
+		{http.MethodPatch, "/v1/providers/{id}", s.patchProvider, byPathID},
+		{http.MethodGet, "/v1/providers/{id}/availability", s.availability, byPathID},
+		{http.MethodGet, "/v1/providers/{id}/placement", s.placement, byPathID},
+		{http.MethodPost, "/v1/bookings", s.createBooking, byBodyProvider},
+		{http.MethodGet, "/v1/bookings/{id}", s.getBooking, byPathID},
+		{http.MethodPost, "/v1/bookings/{id}/cancel", s.cancelBooking, byPathID},
+		{http.MethodPost, "/v1/bookings/{id}/reschedule", s.rescheduleBooking, byPathID},
+		{http.MethodGet, "/v1/clients/{client_id}/bookings", s.clientBookings, nil},
+		{http.MethodGet, "/v1/cluster/members", s.members, nil},
+		{http.MethodGet, "/v1/cluster/status", s.clusterStatus, nil},
+		{http.MethodPost, "/v1/cluster/leave", s.clusterLeave, nil},
+		{http.MethodPost, "/v1/cluster/members/{id}/remove", s.clusterRemove, nil},
+		{http.MethodGet, "/healthz", s.healthz, nil},
+		{http.MethodGet, "/readyz", s.readyz, nil},
 		{http.MethodGet, "/metrics", func(w http.ResponseWriter, r *http.Request) error {
 			metricsHandler.ServeHTTP(w, r)
 			return nil
-		}},
-		{http.MethodGet, "/openapi.json", s.openAPI},
+		}, nil},
+		{http.MethodGet, "/openapi.json", s.openAPI, nil},
 	}
 	for _, rt := range s.routes {
-		s.mux.Handle(rt.pattern(), s.wrap(rt.pattern(), rt.h))
+		s.mux.Handle(rt.pattern(), s.wrap(rt.pattern(), rt.h, rt.loc))
 	}
-	s.mux.Handle("/", s.wrap(unmatchedRoute, s.noRoute))
+	s.mux.Handle("/", s.wrap(unmatchedRoute, s.noRoute, nil))
 	s.handler = s.mux
 	return s, nil
 }
@@ -96,8 +115,10 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // wrap adds to h what every route has: the request deadline, panic recovery,
-// problem answers for errors, and metrics labelled with the route pattern.
-func (s *Server) wrap(label string, h handlerFunc) http.Handler {
+// problem answers for errors, and metrics labelled with the route pattern. With a
+// Router and a locator, a request for another jurisdiction is relayed there
+// (routeAway) instead of reaching h.
+func (s *Server) wrap(label string, h handlerFunc, loc locator) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
@@ -115,6 +136,9 @@ func (s *Server) wrap(label string, h handlerFunc) http.Handler {
 			}
 			s.metrics.observe(label, sw.statusCode(), time.Since(start))
 		}()
+		if s.cfg.Router != nil && loc != nil && s.routeAway(sw, r, label, loc) {
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 		defer cancel()
 		if err := h(sw, r.WithContext(ctx)); err != nil {
@@ -183,6 +207,9 @@ type httpMetrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	panics   prometheus.Counter
+	// forwarded counts requests relayed to another jurisdiction, by route,
+	// jurisdiction and outcome (the status relayed, "no_peer" or "refused").
+	forwarded *prometheus.CounterVec
 }
 
 func newHTTPMetrics(reg *prometheus.Registry) (*httpMetrics, error) {
@@ -200,6 +227,10 @@ func newHTTPMetrics(reg *prometheus.Registry) (*httpMetrics, error) {
 			Namespace: "barberpro", Subsystem: "http", Name: "panics_total",
 			Help: "Handler panics recovered (a bug: it should stay 0).",
 		}),
+		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "barberpro", Subsystem: "http", Name: "forwarded_total",
+			Help: "Requests relayed to a node of another jurisdiction, by route pattern, jurisdiction and outcome.",
+		}, []string{"route", "jurisdiction", "outcome"}),
 	}
 	var err error
 	m.requests, err = register(reg, m.requests)
@@ -211,6 +242,10 @@ func newHTTPMetrics(reg *prometheus.Registry) (*httpMetrics, error) {
 		return nil, err
 	}
 	m.panics, err = register(reg, m.panics)
+	if err != nil {
+		return nil, err
+	}
+	m.forwarded, err = register(reg, m.forwarded)
 	if err != nil {
 		return nil, err
 	}

@@ -279,7 +279,7 @@ func TestServer_ErrorTable(t *testing.T) {
 	for _, e := range []error{actors.ErrSlotTaken, actors.ErrInvalid, actors.ErrNotFound, actors.ErrIdempotencyKeyReused,
 		actors.ErrInvalidTransition, actors.ErrUnavailable, storage.ErrNotFound, storage.ErrSlotTaken,
 		storage.ErrIdempotencyKeyReused, storage.ErrInvalidTransition, storage.ErrAlreadyExists, storage.ErrInvalid,
-		storage.ErrNotLeader, storage.ErrClosed, storage.ErrTimeout} {
+		storage.ErrNotLeader, storage.ErrClosed, storage.ErrTimeout, ErrNoPeer, ErrUnknownMember} {
 		if status, _, _ := classify(e); status == http.StatusInternalServerError {
 			t.Errorf("%v is not in errorTable", e)
 		}

@@ -3,6 +3,7 @@ package placement
 import (
 	"cmp"
 	"fmt"
+	"github.com/barberpro/edge/edge/ids"
 	"hash/fnv"
 	"slices"
 	"strings"
@@ -27,17 +28,12 @@ type Candidate struct {
 }
 
 // ProviderCity returns the home city encoded in a provider id
-// ("prv_buenos-aires_k3j4" → "buenos-aires"). Cities contain '-' but never '_'.
+// ("prv_buenos-aires_k3j4" → "buenos-aires"), as edge/ids defines the format.
 func ProviderCity(identity string) (string, bool) {
-	rest, ok := strings.CutPrefix(identity, ProviderIDPrefix)
-	if !ok {
+	if !strings.HasPrefix(identity, ProviderIDPrefix) {
 		return "", false
 	}
-	city, random, ok := strings.Cut(rest, "_")
-	if !ok || city == "" || random == "" {
-		return "", false
-	}
-	return city, true
+	return ids.CityOf(identity)
 }
 
 // Kind names the jurisdiction-bound actor kind of a family: Kind("calendar",

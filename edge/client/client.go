@@ -211,6 +211,81 @@ func (c *Client) ClientBookings(ctx context.Context, clientID, cursor string, li
 	return &out, c.do(ctx, http.MethodGet, "/v1/clients/"+url.PathEscape(clientID)+"/bookings?"+q.Encode(), "", nil, &out)
 }
 
+// Member is one node of the cluster, as GET /v1/cluster/members answers it.
+type Member struct {
+	ID           string `json:"id"`
+	City         string `json:"city"`
+	Jurisdiction string `json:"jurisdiction"`
+	Status       string `json:"status"`
+	Raft         struct {
+		Group string `json:"group"`
+		Role  string `json:"role"`
+	} `json:"raft"`
+	// Addresses maps an endpoint name ("http", "raft", ...) to its host:port.
+	Addresses map[string]string `json:"addresses"`
+}
+
+// ClusterStatus is the answer of GET /v1/cluster/status.
+type ClusterStatus struct {
+	Node   string        `json:"node"`
+	Groups []GroupStatus `json:"groups"`
+}
+
+// GroupStatus is one Raft group (a jurisdiction's store).
+type GroupStatus struct {
+	Group   string        `json:"group"`
+	Leader  string        `json:"leader"`
+	Term    uint64        `json:"term"`
+	Members []GroupMember `json:"members"`
+}
+
+// GroupMember is one server of a Raft group.
+type GroupMember struct {
+	ID           string `json:"id"`
+	Role         string `json:"role"`
+	AppliedIndex uint64 `json:"applied_index"`
+	Lag          uint64 `json:"lag"`
+}
+
+// LeaveResult is the answer of POST /v1/cluster/leave.
+type LeaveResult struct {
+	Node   string `json:"node"`
+	Status string `json:"status"`
+}
+
+// RemoveResult is the answer of POST /v1/cluster/members/{id}/remove.
+type RemoveResult struct {
+	Node   string `json:"node"`
+	Member string `json:"member"`
+	Status string `json:"status"`
+}
+
+// Members lists the nodes of the cluster as the node sees them.
+func (c *Client) Members(ctx context.Context) (*List[Member], error) {
+	var out List[Member]
+	return &out, c.do(ctx, http.MethodGet, "/v1/cluster/members", "", nil, &out)
+}
+
+// Status reports the node's Raft groups: leaders, terms, members and their lag.
+func (c *Client) Status(ctx context.Context) (*ClusterStatus, error) {
+	var out ClusterStatus
+	return &out, c.do(ctx, http.MethodGet, "/v1/cluster/status", "", nil, &out)
+}
+
+// Leave asks the node to leave the cluster gracefully; it answers (202) before
+// it goes.
+func (c *Client) Leave(ctx context.Context) (*LeaveResult, error) {
+	var out LeaveResult
+	return &out, c.do(ctx, http.MethodPost, "/v1/cluster/leave", "", struct{}{}, &out)
+}
+
+// Remove asks the node to drop member id (a dead node) from the cluster. An
+// unknown id is a *Problem with code not_found.
+func (c *Client) Remove(ctx context.Context, id string) (*RemoveResult, error) {
+	var out RemoveResult
+	return &out, c.do(ctx, http.MethodPost, "/v1/cluster/members/"+url.PathEscape(id)+"/remove", "", struct{}{}, &out)
+}
+
 // Ready reports nil when the node answers /readyz with 200.
 func (c *Client) Ready(ctx context.Context) error {
 	return c.do(ctx, http.MethodGet, "/readyz", "", nil, nil)

@@ -7,6 +7,8 @@ package edgetest
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"sort"
@@ -118,33 +120,43 @@ func (s *Store) ListProviders(_ context.Context, f storage.ProviderFilter) ([]*b
 	return out, "", nil
 }
 
-// ClientBookings implements edge.Store: newest created first; the cursor is the
-// id of the last booking of the previous page.
+// ClientBookings implements edge.Store as storage.Store does: newest created
+// first, ties by id descending; the cursor is storage's, base64url(be64(created
+// ms) ‖ id) of the last booking of the previous page, and means "strictly older
+// than that position" (so it works even if no such booking is in this store). A
+// malformed cursor is storage.ErrInvalid.
 func (s *Store) ClientBookings(_ context.Context, clientID string, p storage.Page) ([]*bookingv1.Booking, string, error) {
 	if err := s.fail("ClientBookings"); err != nil {
 		return nil, "", err
+	}
+	var afterMs int64
+	var afterID string
+	if p.After != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(p.After)
+		if err != nil || len(raw) < 8 {
+			return nil, "", fmt.Errorf("%w: bad cursor", storage.ErrInvalid)
+		}
+		afterMs, afterID = int64(binary.BigEndian.Uint64(raw[:8])), string(raw[8:])
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var all []*bookingv1.Booking
 	for _, b := range s.bookings {
-		if b.ClientId == clientID {
-			all = append(all, b)
+		if b.ClientId != clientID {
+			continue
 		}
+		ms := max(b.CreatedAtMs, 0)
+		if p.After != "" && (ms > afterMs || ms == afterMs && b.Id >= afterID) {
+			continue
+		}
+		all = append(all, b)
 	}
 	sort.Slice(all, func(i, j int) bool {
-		if all[i].CreatedAtMs != all[j].CreatedAtMs {
-			return all[i].CreatedAtMs > all[j].CreatedAtMs
+		if a, b := max(all[i].CreatedAtMs, 0), max(all[j].CreatedAtMs, 0); a != b {
+			return a > b
 		}
-		return all[i].Version > all[j].Version
+		return all[i].Id > all[j].Id
 	})
-	if p.After != "" {
-		i := slices.IndexFunc(all, func(b *bookingv1.Booking) bool { return b.Id == p.After })
-		if i < 0 {
-			return nil, "", fmt.Errorf("%w: bad cursor", storage.ErrInvalid)
-		}
-		all = all[i+1:]
-	}
 	limit := p.Limit
 	if limit <= 0 {
 		limit = 50
@@ -152,7 +164,9 @@ func (s *Store) ClientBookings(_ context.Context, clientID string, p storage.Pag
 	next := ""
 	if len(all) > limit {
 		all = all[:limit]
-		next = all[limit-1].Id
+		last := all[limit-1]
+		raw := binary.BigEndian.AppendUint64(nil, uint64(max(last.CreatedAtMs, 0)))
+		next = base64.RawURLEncoding.EncodeToString(append(raw, last.Id...))
 	}
 	out := make([]*bookingv1.Booking, len(all))
 	for i, b := range all {

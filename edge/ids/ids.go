@@ -1,0 +1,81 @@
+// Package ids builds and parses the ids that route: a provider id carries the
+// provider's home city and a booking id its provider's home city, so any node can
+// tell, from the id alone, which jurisdiction holds the record and which city its
+// calendar actor prefers. It is a leaf package (standard library only) so the edge,
+// the actor layer (placement) and tools share one parse.
+//
+// Format: "<kind>_<city>_<rest>", e.g. "prv_buenos-aires_k3j4q7...". kind is
+// "prv" or "bkg"; city is a topology city name (lower-case ASCII letters, digits
+// and '-', never '_'); rest is the random part (non-empty, printable ASCII without
+// spaces or '/'; it may itself contain '_'). Service ids ("svc_<random>") and
+// other ids do not route.
+package ids
+
+import "strings"
+
+// Kinds of ids that carry a city.
+const (
+	// Provider prefixes provider ids.
+	Provider = "prv"
+	// Booking prefixes booking ids; the city is the booking's provider's.
+	Booking = "bkg"
+)
+
+// Bounds of the parts of an id.
+const (
+	// MaxCityLen bounds the city part.
+	MaxCityLen = 64
+	// MaxIDLen bounds a whole id (the edge accepts ids of at most 200 bytes).
+	MaxIDLen = 200
+)
+
+// Prefix is what the random part of a routed id is appended to (with "_"):
+// Prefix(Provider, "cordoba") = "prv_cordoba". The edge passes it to its
+// Config.NewID, whose default returns prefix + "_" + random.
+func Prefix(kind, city string) string { return kind + "_" + city }
+
+// CityOf returns the city carried by a provider or booking id, and whether id is
+// one. It never panics and allocates nothing: the city is a substring of id.
+func CityOf(id string) (city string, ok bool) {
+	if len(id) > MaxIDLen {
+		return "", false
+	}
+	kind, after, found := strings.Cut(id, "_")
+	if !found || (kind != Provider && kind != Booking) {
+		return "", false
+	}
+	city, rest, found := strings.Cut(after, "_")
+	if !found || !ValidCity(city) || !validRest(rest) {
+		return "", false
+	}
+	return city, true
+}
+
+// ValidCity reports whether name can be the city part of an id: 1..MaxCityLen
+// bytes of a-z, 0-9 and '-', starting and ending with a letter or digit.
+func ValidCity(name string) bool {
+	if name == "" || len(name) > MaxCityLen || name[0] == '-' || name[len(name)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validRest reports whether s can be the random part: non-empty printable ASCII
+// without spaces or '/'.
+func validRest(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == '/' {
+			return false
+		}
+	}
+	return true
+}
