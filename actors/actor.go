@@ -1,0 +1,721 @@
+package actors
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/barberpro/edge/actors/calendar"
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
+	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// opKind is the kind of a write (or store lookup) in flight.
+type opKind int
+
+const (
+	opBook opKind = iota + 1
+	opCancel
+	opReschedule
+	opUpdateProvider
+	opFetch // store lookup of a booking not in memory, then the request is re-handled
+)
+
+// waiter is a requester waiting for the answer to an op.
+type waiter struct {
+	pid   *actor.PID
+	local bool // answer with *localReply instead of *calendarv1.Reply
+}
+
+// op is a write in flight. Its reservation (for bookings and reschedules) counts
+// as busy until the store answers.
+type op struct {
+	id      uint64
+	kind    opKind
+	key     string // idempotency key, "" if none
+	hash    []byte
+	waiters []waiter
+
+	reservation string            // busy id of the reserved interval, "" if none
+	resIv       calendar.Interval // the reserved interval
+	verify      bool              // proposed although memory said taken (possible idempotent replay)
+	booking     *bookingv1.Booking
+	provider    *bookingv1.Provider
+	req         proto.Message // opFetch: the request to re-handle
+}
+
+// proposed is Propose's answer, sent back to the actor by the proposing goroutine.
+type proposed struct {
+	op  *op
+	res *bookingv1.CommandResult
+	err error
+}
+
+// fetched is a store lookup's answer.
+type fetched struct {
+	op      *op
+	booking *bookingv1.Booking
+	err     error
+}
+
+var opIDs atomic.Uint64
+
+// held is a confirmed booking in memory.
+type held struct {
+	b *bookingv1.Booking
+	// loaded: it came from a store load, so its idempotency key is unknown here (a
+	// keyed request that overlaps it is checked with the FSM, which may replay it).
+	loaded bool
+}
+
+// calendarActor is the in-memory calendar of one provider.
+type calendarActor struct {
+	providerID string
+	cfg        *Config
+	store      Store
+	dir        activations // may be nil
+	log        *slog.Logger
+	system     *actor.ActorSystem
+
+	loadErr  error
+	loadCode calendarv1.ErrorCode
+
+	provider *bookingv1.Provider
+	loadedTo time.Time // bookings are loaded up to here
+	bookings map[string]*held
+	busy     *calendar.Busy // "b:"+booking id, or "r:"+op id for reservations
+
+	ops  map[uint64]*op
+	keys map[string]*op // pending idempotency keys
+	done *doneKeys      // idempotency keys answered by this activation
+
+	retired  bool // the directory no longer routes to us
+	stopSent bool
+
+	grains  *grainCount // cluster mode: counts active grains
+	counted bool
+}
+
+func newCalendarActor(providerID string, cfg *Config, dir activations) *calendarActor {
+	a := &calendarActor{
+		providerID: providerID,
+		cfg:        cfg,
+		store:      cfg.Store,
+		dir:        dir,
+		log:        cfg.Logger,
+	}
+	if providerID != "" {
+		a.log = cfg.Logger.With(slog.String("provider_id", providerID))
+	}
+	return a
+}
+
+func bookingKey(id string) string { return "b:" + id }
+
+// Receive implements actor.Actor.
+func (a *calendarActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		a.system = ctx.ActorSystem()
+		a.ops = map[uint64]*op{}
+		a.keys = map[string]*op{}
+		a.done = newDoneKeys(doneKeysMax)
+		if a.providerID != "" { // local activation; a grain learns its id from ClusterInit
+			a.activate(ctx)
+		}
+	case *cluster.ClusterInit:
+		a.providerID = m.Identity.GetIdentity()
+		a.log = a.log.With(slog.String("provider_id", a.providerID))
+		if a.grains != nil && !a.counted {
+			a.counted = true
+			a.grains.Add(1)
+		}
+		a.activate(ctx)
+	case *actor.ReceiveTimeout:
+		if len(a.ops) == 0 {
+			a.retire(ctx)
+		} else {
+			ctx.SetReceiveTimeout(a.cfg.IdleTimeout)
+		}
+	case *retireNow:
+		a.retired = true
+	case *actor.Stopped:
+		if a.dir != nil {
+			a.dir.stopped(a.providerID, ctx.Self())
+		}
+		if a.counted {
+			a.counted = false
+			a.grains.Add(-1)
+		}
+	case *proposed:
+		a.onProposed(ctx, m)
+	case *fetched:
+		a.onFetched(ctx, m)
+	case *localRequest:
+		a.handle(ctx, m.msg, waiter{pid: ctx.Sender(), local: true})
+	case proto.Message:
+		a.handle(ctx, m, waiter{pid: ctx.Sender()})
+	}
+	if a.retired && len(a.ops) == 0 && !a.stopSent {
+		a.stopSent = true
+		ctx.Stop(ctx.Self())
+	}
+}
+
+// activate loads the calendar and arms passivation.
+func (a *calendarActor) activate(ctx actor.Context) {
+	a.load()
+	ctx.SetReceiveTimeout(a.cfg.IdleTimeout)
+	if a.loadErr != nil {
+		a.retire(ctx)
+	}
+}
+
+// retire asks the directory to stop routing here; retireNow arrives after every
+// request already routed to us.
+func (a *calendarActor) retire(ctx actor.Context) {
+	self := ctx.Self()
+	mark := func() { ctx.Send(self, &retireNow{}) }
+	if a.dir != nil {
+		a.dir.retire(a.providerID, self, mark)
+	} else {
+		mark()
+	}
+}
+
+func (a *calendarActor) now() time.Time { return a.cfg.Clock() }
+
+// load reads the provider and its upcoming bookings from the store.
+func (a *calendarActor) load() {
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.RequestTimeout)
+	defer cancel()
+	p, err := a.store.Provider(ctx, a.providerID)
+	if (err == nil && p == nil) || (err != nil && a.cfg.IsNotFound(err)) {
+		a.loadCode, a.loadErr = calendarv1.ErrorCode_ERROR_CODE_NOT_FOUND, fmt.Errorf("provider %q not found", a.providerID)
+		return
+	}
+	if err != nil {
+		a.loadCode, a.loadErr = calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, fmt.Errorf("load provider %q: %w", a.providerID, err)
+		a.log.Warn("calendar activation failed", slog.Any("error", err))
+		return
+	}
+	if err := a.loadBookings(ctx, p); err != nil {
+		a.loadCode, a.loadErr = calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, err
+		a.log.Warn("calendar activation failed", slog.Any("error", err))
+		return
+	}
+	a.log.Debug("calendar activated", slog.Int("bookings", len(a.bookings)))
+}
+
+// loadBookings replaces the in-memory calendar with the store's, keeping the
+// reservations of writes in flight.
+func (a *calendarActor) loadBookings(ctx context.Context, p *bookingv1.Provider) error {
+	now := a.now()
+	to := now.Add(calendar.Horizon(p) + 24*time.Hour)
+	bs, err := a.store.ProviderBookings(ctx, a.providerID, now.Add(-a.cfg.LookBack), to)
+	if err != nil {
+		return fmt.Errorf("load bookings of provider %q: %w", a.providerID, err)
+	}
+	a.provider = p
+	a.loadedTo = to
+	a.bookings = make(map[string]*held, len(bs))
+	a.busy = calendar.NewBusy()
+	for _, b := range bs {
+		if b.GetProviderId() == a.providerID {
+			a.upsert(b, true)
+		}
+	}
+	for _, o := range a.ops {
+		if o.reservation != "" {
+			a.busy.Add(o.reservation, o.resIv)
+		}
+	}
+	return nil
+}
+
+// reload re-reads the calendar from the store after the store contradicted memory.
+func (a *calendarActor) reload(reason string) {
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.RequestTimeout)
+	defer cancel()
+	p, err := a.store.Provider(ctx, a.providerID)
+	if err == nil && p != nil {
+		err = a.loadBookings(ctx, p)
+	}
+	if err != nil {
+		a.log.Warn("calendar reload failed", slog.String("reason", reason), slog.Any("error", err))
+		return
+	}
+	a.log.Info("calendar reloaded from the store", slog.String("reason", reason), slog.Int("bookings", len(a.bookings)))
+}
+
+// upsert records b in memory unless memory holds a newer version; a booking that
+// is not confirmed leaves memory.
+func (a *calendarActor) upsert(b *bookingv1.Booking, loaded bool) {
+	id := b.GetId()
+	if h := a.bookings[id]; h != nil && b.GetVersion() != 0 && h.b.GetVersion() > b.GetVersion() {
+		return
+	}
+	if b.GetStatus() != bookingv1.BookingStatus_BOOKING_STATUS_CONFIRMED {
+		delete(a.bookings, id)
+		a.busy.Remove(bookingKey(id))
+		return
+	}
+	a.bookings[id] = &held{b: b, loaded: loaded}
+	a.busy.Add(bookingKey(id), calendar.BookingInterval(b))
+}
+
+func (a *calendarActor) reply(ctx actor.Context, w waiter, r *calendarv1.Reply, cause error) {
+	if w.pid == nil {
+		return
+	}
+	if w.local {
+		ctx.Send(w.pid, &localReply{reply: r, cause: cause})
+		return
+	}
+	ctx.Send(w.pid, r)
+}
+
+func (a *calendarActor) newOp(kind opKind, key string, hash []byte, w waiter) *op {
+	o := &op{id: opIDs.Add(1), kind: kind, key: key, hash: hash, waiters: []waiter{w}}
+	a.ops[o.id] = o
+	if key != "" {
+		a.keys[key] = o
+	}
+	return o
+}
+
+func (a *calendarActor) reserve(o *op, iv calendar.Interval) {
+	o.reservation = fmt.Sprintf("r:%d", o.id)
+	o.resIv = iv
+	a.busy.Add(o.reservation, iv)
+}
+
+// propose runs Propose in a goroutine; the answer comes back as *proposed.
+func (a *calendarActor) propose(ctx actor.Context, o *op, cmd *bookingv1.Command) {
+	cmd.IdempotencyKey = o.key
+	cmd.RequestHash = o.hash
+	cmd.ProposedAtMs = a.now().UnixMilli()
+	self, root, store, timeout := ctx.Self(), a.system.Root, a.store, a.cfg.RequestTimeout
+	go func() {
+		c, cancel := context.WithTimeout(context.Background(), timeout)
+		res, err := store.Propose(c, cmd)
+		cancel()
+		root.Send(self, &proposed{op: o, res: res, err: err})
+	}()
+}
+
+// fetch looks a booking up in the store in a goroutine; the answer comes back as
+// *fetched and req is handled again.
+func (a *calendarActor) fetch(ctx actor.Context, bookingID string, req proto.Message, w waiter) {
+	o := a.newOp(opFetch, "", nil, w)
+	o.req = req
+	self, root, store, timeout := ctx.Self(), a.system.Root, a.store, a.cfg.RequestTimeout
+	go func() {
+		c, cancel := context.WithTimeout(context.Background(), timeout)
+		b, err := store.Booking(c, bookingID)
+		cancel()
+		root.Send(self, &fetched{op: o, booking: b, err: err})
+	}()
+}
+
+// finish removes o from the writes in flight and releases its reservation.
+func (a *calendarActor) finish(o *op) {
+	if a.ops[o.id] != o {
+		return // answered to a previous incarnation of the actor
+	}
+	delete(a.ops, o.id)
+	if o.key != "" && a.keys[o.key] == o {
+		delete(a.keys, o.key)
+	}
+	if o.reservation != "" {
+		a.busy.Remove(o.reservation)
+	}
+}
+
+// handle dispatches a calendar request.
+func (a *calendarActor) handle(ctx actor.Context, msg proto.Message, w waiter) {
+	if a.loadErr != nil {
+		a.reply(ctx, w, &calendarv1.Reply{Error: a.loadCode, Detail: a.loadErr.Error()}, nil)
+		return
+	}
+	var pid string
+	switch r := msg.(type) {
+	case *calendarv1.BookRequest:
+		pid = r.GetProviderId()
+	case *calendarv1.CancelRequest:
+		pid = r.GetProviderId()
+	case *calendarv1.RescheduleRequest:
+		pid = r.GetProviderId()
+	case *calendarv1.AvailabilityRequest:
+		pid = r.GetProviderId()
+	case *calendarv1.UpdateProviderRequest:
+		pid = r.GetProvider().GetId()
+	default:
+		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "unknown calendar message %T", msg), nil)
+		return
+	}
+	if pid != a.providerID {
+		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID,
+			"request for provider %q reached the calendar of %q", pid, a.providerID), nil)
+		return
+	}
+	switch r := msg.(type) {
+	case *calendarv1.BookRequest:
+		a.book(ctx, r, w)
+	case *calendarv1.CancelRequest:
+		a.cancel(ctx, r, w)
+	case *calendarv1.RescheduleRequest:
+		a.reschedule(ctx, r, w)
+	case *calendarv1.AvailabilityRequest:
+		a.reply(ctx, w, a.availability(r), nil)
+	case *calendarv1.UpdateProviderRequest:
+		a.updateProvider(ctx, r, w)
+	}
+}
+
+// checkKey answers a request whose idempotency key this activation already knows:
+// done or joined a pending op (handled), or mismatched.
+func (a *calendarActor) checkKey(ctx actor.Context, kind opKind, key string, hash []byte, w waiter) (handled bool) {
+	if key == "" {
+		return false
+	}
+	if d, ok := a.done.get(key); ok {
+		if d.kind == kind && bytes.Equal(d.hash, hash) {
+			a.reply(ctx, w, proto.Clone(d.reply).(*calendarv1.Reply), nil)
+		} else {
+			a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_IDEMPOTENCY_MISMATCH,
+				"idempotency key %q was used with another request", key), nil)
+		}
+		return true
+	}
+	if o := a.keys[key]; o != nil {
+		if o.kind == kind && bytes.Equal(o.hash, hash) {
+			o.waiters = append(o.waiters, w) // same request in flight: same answer
+		} else {
+			a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_IDEMPOTENCY_MISMATCH,
+				"idempotency key %q is in use by another request", key), nil)
+		}
+		return true
+	}
+	return false
+}
+
+func (a *calendarActor) book(ctx actor.Context, r *calendarv1.BookRequest, w waiter) {
+	svc := calendar.FindService(a.provider, r.GetServiceId())
+	if svc == nil {
+		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "unknown service %q", r.GetServiceId()), nil)
+		return
+	}
+	if r.GetClientId() == "" {
+		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "client_id is required"), nil)
+		return
+	}
+	if a.checkKey(ctx, opBook, r.GetIdempotencyKey(), r.GetRequestHash(), w) {
+		return
+	}
+	start := time.UnixMilli(r.GetStartMs())
+	end, blockedUntil := calendar.Span(svc, start)
+	iv := calendar.Interval{Start: start, End: blockedUntil}
+	verify := false
+	if id, taken := a.busy.Overlapping(iv, ""); taken {
+		// A slot lost to another booking is a 409, even if the start is also invalid.
+		h := a.bookings[id[min(2, len(id)):]]
+		if r.GetIdempotencyKey() == "" || h == nil || !h.loaded ||
+			calendar.CheckStart(a.provider, svc, start, a.now()) != nil {
+			a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_SLOT_TAKEN,
+				"%s overlaps another booking", a.local(start)), nil)
+			return
+		}
+		// It overlaps a booking loaded from the store, whose key we do not know:
+		// it may be this very request, answered before this activation. Let the
+		// FSM judge; it replays the first answer or says SLOT_TAKEN.
+		verify = true
+	} else if err := calendar.CheckStart(a.provider, svc, start, a.now()); err != nil {
+		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "%v", err), nil)
+		return
+	}
+	id := r.GetBookingId()
+	if id == "" {
+		id = a.cfg.NewID()
+	}
+	now := a.now().UnixMilli()
+	b := &bookingv1.Booking{
+		Id:             id,
+		ProviderId:     a.providerID,
+		ServiceId:      svc.GetId(),
+		ClientId:       r.GetClientId(),
+		StartMs:        start.UnixMilli(),
+		EndMs:          end.UnixMilli(),
+		BlockedUntilMs: blockedUntil.UnixMilli(),
+		Price:          proto.Clone(svc.GetPrice()).(*bookingv1.Money),
+		Status:         bookingv1.BookingStatus_BOOKING_STATUS_CONFIRMED,
+		Vertical:       a.provider.GetVertical(),
+		CreatedAtMs:    now,
+		UpdatedAtMs:    now,
+	}
+	if svc.GetPrice() == nil {
+		b.Price = nil
+	}
+	o := a.newOp(opBook, r.GetIdempotencyKey(), r.GetRequestHash(), w)
+	o.booking = b
+	o.verify = verify
+	if !verify {
+		a.reserve(o, iv)
+	}
+	a.propose(ctx, o, &bookingv1.Command{Op: &bookingv1.Command_CreateBooking{CreateBooking: &bookingv1.CreateBooking{Booking: b}}})
+}
+
+func (a *calendarActor) cancel(ctx actor.Context, r *calendarv1.CancelRequest, w waiter) {
+	if r.GetBookingId() == "" {
+		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "booking_id is required"), nil)
+		return
+	}
+	if a.bookings[r.GetBookingId()] == nil {
+		a.fetch(ctx, r.GetBookingId(), r, w)
+		return
+	}
+	o := a.newOp(opCancel, "", nil, w)
+	o.booking = a.bookings[r.GetBookingId()].b
+	a.propose(ctx, o, &bookingv1.Command{Op: &bookingv1.Command_CancelBooking{CancelBooking: &bookingv1.CancelBooking{BookingId: r.GetBookingId()}}})
+}
+
+func (a *calendarActor) reschedule(ctx actor.Context, r *calendarv1.RescheduleRequest, w waiter) {
+	if r.GetBookingId() == "" {
+		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "booking_id is required"), nil)
+		return
+	}
+	if a.checkKey(ctx, opReschedule, r.GetIdempotencyKey(), r.GetRequestHash(), w) {
+		return
+	}
+	h := a.bookings[r.GetBookingId()]
+	if h == nil {
+		a.fetch(ctx, r.GetBookingId(), r, w)
+		return
+	}
+	b := h.b
+	dur := time.Duration(b.GetEndMs()-b.GetStartMs()) * time.Millisecond
+	blocked := time.Duration(b.GetBlockedUntilMs()-b.GetStartMs()) * time.Millisecond
+	start := time.UnixMilli(r.GetStartMs())
+	iv := calendar.Interval{Start: start, End: start.Add(blocked)}
+	if a.busy.Overlaps(iv, bookingKey(b.GetId())) {
+		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_SLOT_TAKEN,
+			"%s overlaps another booking", a.local(start)), nil)
+		return
+	}
+	// Same duration and buffer as the booking had, even if the service changed since.
+	svc := &bookingv1.Service{Id: b.GetServiceId(), DurationMinutes: int32(dur / time.Minute),
+		BufferMinutes: int32((blocked - dur) / time.Minute)}
+	if err := calendar.CheckStart(a.provider, svc, start, a.now()); err != nil {
+		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "%v", err), nil)
+		return
+	}
+	o := a.newOp(opReschedule, r.GetIdempotencyKey(), r.GetRequestHash(), w)
+	o.booking = b
+	a.reserve(o, iv)
+	a.propose(ctx, o, &bookingv1.Command{Op: &bookingv1.Command_RescheduleBooking{RescheduleBooking: &bookingv1.RescheduleBooking{
+		BookingId:      b.GetId(),
+		StartMs:        start.UnixMilli(),
+		EndMs:          start.Add(dur).UnixMilli(),
+		BlockedUntilMs: iv.End.UnixMilli(),
+	}}})
+}
+
+func (a *calendarActor) availability(r *calendarv1.AvailabilityRequest) *calendarv1.Reply {
+	svc := calendar.FindService(a.provider, r.GetServiceId())
+	if svc == nil {
+		return errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "unknown service %q", r.GetServiceId())
+	}
+	from, err := calendar.ParseDate(r.GetFromDate())
+	if err != nil {
+		return errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "from: %v", err)
+	}
+	if r.GetDays() < 1 || r.GetDays() > MaxAvailabilityDays {
+		return errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "days must be within 1..%d, got %d", MaxAvailabilityDays, r.GetDays())
+	}
+	slots, err := calendar.SlotsBusy(a.provider, svc, from, int(r.GetDays()), a.now(), a.busy)
+	if err != nil {
+		return errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "%v", err)
+	}
+	out := &calendarv1.Reply{Timezone: a.provider.GetTimezone(), Slots: make([]*calendarv1.Slot, len(slots))}
+	for i, s := range slots {
+		out.Slots[i] = &calendarv1.Slot{StartMs: s.Start.UnixMilli(), EndMs: s.End.UnixMilli()}
+	}
+	return out
+}
+
+func (a *calendarActor) updateProvider(ctx actor.Context, r *calendarv1.UpdateProviderRequest, w waiter) {
+	p := r.GetProvider()
+	if _, err := calendar.Location(p); err != nil {
+		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "%v", err), nil)
+		return
+	}
+	if a.checkKey(ctx, opUpdateProvider, r.GetIdempotencyKey(), r.GetRequestHash(), w) {
+		return
+	}
+	o := a.newOp(opUpdateProvider, r.GetIdempotencyKey(), r.GetRequestHash(), w)
+	o.provider = p
+	a.propose(ctx, o, &bookingv1.Command{Op: &bookingv1.Command_UpdateProvider{UpdateProvider: &bookingv1.UpdateProvider{Provider: p}}})
+}
+
+// onProposed settles a write: memory follows the store's verdict, then every
+// waiter gets the answer.
+func (a *calendarActor) onProposed(ctx actor.Context, m *proposed) {
+	o := m.op
+	a.finish(o)
+	code, detail, cause := verdict(m.res, m.err)
+	var rep *calendarv1.Reply
+	if code != calendarv1.ErrorCode_ERROR_CODE_UNSPECIFIED {
+		rep = &calendarv1.Reply{Error: code, Detail: detail}
+		// The FSM contradicted memory: another activation wrote (membership change)
+		// or memory is stale. Reload; a verified replay that lost was expected.
+		switch code {
+		case calendarv1.ErrorCode_ERROR_CODE_SLOT_TAKEN:
+			if !o.verify {
+				a.reload("store said slot taken where memory had it free")
+			}
+		case calendarv1.ErrorCode_ERROR_CODE_NOT_FOUND, calendarv1.ErrorCode_ERROR_CODE_INVALID_TRANSITION:
+			if o.kind == opCancel || o.kind == opReschedule {
+				a.reload("store disagreed about booking " + o.booking.GetId())
+			}
+		}
+	} else {
+		rep = &calendarv1.Reply{}
+		switch o.kind {
+		case opBook, opCancel, opReschedule:
+			b := m.res.GetBooking()
+			if b == nil { // a store that answers without the record: rebuild it
+				b = a.expected(o)
+			}
+			if b != nil {
+				_, known := a.bookings[b.GetId()]
+				a.upsert(b, false)
+				if o.verify && !known && b.GetStatus() == bookingv1.BookingStatus_BOOKING_STATUS_CONFIRMED {
+					a.reload("store accepted a booking memory had as taken")
+				}
+				rep.Booking = b
+			}
+		case opUpdateProvider:
+			p := m.res.GetProvider()
+			if p == nil {
+				p = o.provider
+			}
+			a.setProvider(p)
+			rep.Provider = p
+		}
+		if o.key != "" {
+			a.done.put(o.key, doneKey{kind: o.kind, hash: o.hash, reply: rep})
+		}
+	}
+	for _, w := range o.waiters {
+		a.reply(ctx, w, proto.Clone(rep).(*calendarv1.Reply), cause)
+	}
+}
+
+// expected is what the booking looks like after o, for stores that return no
+// record with OK.
+func (a *calendarActor) expected(o *op) *bookingv1.Booking {
+	switch o.kind {
+	case opBook:
+		return o.booking
+	case opCancel:
+		if h := a.bookings[o.booking.GetId()]; h != nil {
+			b := proto.Clone(h.b).(*bookingv1.Booking)
+			b.Status = bookingv1.BookingStatus_BOOKING_STATUS_CANCELLED
+			return b
+		}
+	case opReschedule:
+		b := proto.Clone(o.booking).(*bookingv1.Booking)
+		d := b.GetEndMs() - b.GetStartMs()
+		bl := b.GetBlockedUntilMs() - b.GetStartMs()
+		b.StartMs = o.resIv.Start.UnixMilli()
+		b.EndMs, b.BlockedUntilMs = b.StartMs+d, b.StartMs+bl
+		return b
+	}
+	return nil
+}
+
+// setProvider replaces the in-memory provider; bookings stay. A longer horizon
+// loads the bookings it brings into reach.
+func (a *calendarActor) setProvider(p *bookingv1.Provider) {
+	a.provider = p
+	if to := a.now().Add(calendar.Horizon(p) + 24*time.Hour); to.After(a.loadedTo) {
+		a.reload("horizon extended")
+	}
+}
+
+// onFetched continues a cancel or reschedule of a booking that was not in memory.
+func (a *calendarActor) onFetched(ctx actor.Context, m *fetched) {
+	o := m.op
+	a.finish(o)
+	w := o.waiters[0]
+	b := m.booking
+	if m.err != nil && !a.cfg.IsNotFound(m.err) {
+		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "store: %v", m.err), m.err)
+		return
+	}
+	if m.err != nil || b == nil || b.GetProviderId() != a.providerID {
+		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_NOT_FOUND, "booking not found"), nil)
+		return
+	}
+	if b.GetStatus() != bookingv1.BookingStatus_BOOKING_STATUS_CONFIRMED {
+		if _, ok := o.req.(*calendarv1.CancelRequest); ok {
+			a.reply(ctx, w, &calendarv1.Reply{Booking: b}, nil) // cancelling again: same answer
+		} else {
+			a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID_TRANSITION,
+				"booking %s is %s", b.GetId(), b.GetStatus()), nil)
+		}
+		return
+	}
+	a.upsert(b, true) // confirmed but outside the loaded window: now it is in memory
+	switch r := o.req.(type) {
+	case *calendarv1.CancelRequest:
+		a.cancel(ctx, r, w)
+	case *calendarv1.RescheduleRequest:
+		a.reschedule(ctx, r, w)
+	}
+}
+
+// local formats t in the provider's zone for messages.
+func (a *calendarActor) local(t time.Time) string {
+	if loc, err := calendar.Location(a.provider); err == nil {
+		t = t.In(loc)
+	}
+	return t.Format(time.RFC3339)
+}
+
+// doneKeys remembers the answers to idempotency keys of this activation (FIFO,
+// bounded).
+type doneKeys struct {
+	max   int
+	m     map[string]doneKey
+	order []string
+}
+
+type doneKey struct {
+	kind  opKind
+	hash  []byte
+	reply *calendarv1.Reply
+}
+
+const doneKeysMax = 4096
+
+func newDoneKeys(max int) *doneKeys { return &doneKeys{max: max, m: map[string]doneKey{}} }
+
+func (d *doneKeys) get(k string) (doneKey, bool) { v, ok := d.m[k]; return v, ok }
+
+func (d *doneKeys) put(k string, v doneKey) {
+	if _, ok := d.m[k]; !ok {
+		d.order = append(d.order, k)
+	}
+	d.m[k] = v
+	for len(d.order) > d.max {
+		delete(d.m, d.order[0])
+		d.order = d.order[1:]
+	}
+}

@@ -1,0 +1,47 @@
+// Package actors holds the calendar actors of BarberPro Edge: one protoactor-go
+// actor per provider orders that provider's writes and answers its availability
+// from memory, and Calendars is the typed front door the edge calls.
+//
+// # Shape
+//
+//	Calendars.Book ─▶ requester.Request(providerID, *calendarv1.BookRequest)
+//	                    │ local directory: providerID → PID, activates on demand
+//	                    ▼
+//	              calendar actor "calendar/<providerID>"
+//	                    │ validates against memory (package calendar), reserves
+//	                    │ the interval as PENDING, proposes without blocking
+//	                    ▼
+//	              Store.Propose (Raft; the FSM re-checks every invariant)
+//
+// The actor speaks calendarv1 protobufs (BookRequest, CancelRequest,
+// RescheduleRequest, AvailabilityRequest, UpdateProviderRequest in; Reply out), so
+// a cluster-backed requester can replace the local directory and host the same
+// actor as a virtual actor (grain) without changing it.
+//
+// # Concurrency contract
+//
+// Calendars is safe for concurrent use. Each calendar actor handles one message at
+// a time; Store.Propose runs in a goroutine per write and its result comes back to
+// the actor as a message, so many writes of one hot provider can share one Raft
+// batch. The actor answers a write only after Propose returned: it never
+// acknowledges a write the store has not committed. Reservations of writes in
+// flight count as busy for every later request, and two requests with the same
+// idempotency key and hash get the same answer.
+//
+// # Lifecycle of an activation
+//
+// On Started the actor loads the provider and its non-cancelled bookings from
+// now-LookBack to now+horizon+1 day. A missing provider answers ErrNotFound and
+// the activation ends. After IdleTimeout without messages and with no write in
+// flight the actor retires: the directory stops routing to it, it finishes what
+// is already queued, stops, and the next request activates a fresh one that
+// reloads from the store. When the store rejects as SLOT_TAKEN a write that memory
+// judged free (another activation wrote during a membership change), the actor
+// reloads its calendar from the store.
+//
+// # Errors
+//
+// Every error wraps one of the sentinels in errors.go; store errors that are not a
+// verdict of the FSM (no leader, timeouts) are ErrUnavailable and, in-process,
+// still wrap the store's own error.
+package actors

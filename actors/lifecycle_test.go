@@ -1,0 +1,73 @@
+package actors_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/barberpro/edge/actors"
+	"github.com/barberpro/edge/actors/actorstest"
+)
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestCalendars_ActorSystemLogsJSONThroughLogger(t *testing.T) {
+	var buf syncBuffer
+	e := newEnv(t, func(c *actors.Config) { c.Logger = slog.New(slog.NewJSONHandler(&buf, nil)) })
+	e.mustBook(t, "p1", "cut", at(2, 9, 0), "a")
+	out := buf.String()
+	if !strings.Contains(out, `"lib":"protoactor"`) {
+		t.Fatalf("protoactor did not log through Config.Logger: %q", out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Fatalf("not a JSON line: %q", line)
+		}
+	}
+}
+
+func TestCalendars_KilledActivationIsReplaced(t *testing.T) {
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return slog.New(slog.DiscardHandler)
+	}))
+	defer system.Shutdown()
+	e := newEnv(t, func(c *actors.Config) { c.System = system })
+	e.mustBook(t, "p1", "cut", at(2, 9, 0), "a")
+	for i := range 20 {
+		pid := system.NewLocalPID("calendar/p1")
+		// Stop it behind the directory's back, racing the next request: the request
+		// either reaches the dying activation (dead letter → retried) or a new one.
+		go system.Root.Stop(pid)
+		_, err := e.book(t, "p1", "cut", at(2, 9, 0), "a")
+		if err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+	}
+	if _, err := e.book(t, "p1", "cut", at(2, 9, 0), "other"); !errors.Is(err, actors.ErrSlotTaken) {
+		t.Fatalf("after restarts: %v", err)
+	}
+	if n := len(actorstest.NewStore().Bookings("p1", 0)); n != 0 {
+		t.Fatal("fresh store not empty")
+	}
+}
