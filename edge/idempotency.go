@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"unicode/utf8"
 
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	"github.com/barberpro/edge/storage"
@@ -21,12 +22,12 @@ const IdempotencyHeader = "Idempotency-Key"
 const ReplayedHeader = "Idempotent-Replayed"
 
 // maxIdempotencyKeyBytes bounds the Idempotency-Key header.
-const maxIdempotencyKeyBytes = 255
+const maxIdempotencyKeyBytes = 200 // with the route pattern, within storage.MaxIDLength
 
 // idempotency is how one request is made to take effect at most once.
 type idempotency struct {
 	// key goes down in the command: the client's key scoped by method and route
-	// pattern ("POST /v1/bookings\x00KEY"), or "auto:" + the new resource's id
+	// pattern ("POST /v1/bookings KEY"; storage allows no NUL in keys), or "auto:" + the new resource's id
 	// when the client sent none (so internal retries stay idempotent).
 	key string
 	// hash is sha256(method + " " + path + "\x00" + canonical body).
@@ -54,10 +55,13 @@ func idempotencyOf(r *http.Request, canonical any, autoID string) (idempotency, 
 		id.key = "auto:" + autoID
 		return id, nil
 	}
+	if !utf8.ValidString(v) {
+		return idempotency{}, invalid("%s must be UTF-8", IdempotencyHeader)
+	}
 	if len(v) > maxIdempotencyKeyBytes {
 		return idempotency{}, invalid("%s must have at most %d characters", IdempotencyHeader, maxIdempotencyKeyBytes)
 	}
-	id.key = r.Pattern + "\x00" + v
+	id.key = r.Pattern + " " + v
 	id.fromClient = true
 	return id, nil
 }

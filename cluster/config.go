@@ -1,0 +1,177 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/barberpro/edge/cluster/membership"
+	"github.com/barberpro/edge/cluster/placement"
+	"github.com/barberpro/edge/cluster/topology"
+	"github.com/barberpro/edge/storage"
+)
+
+// Default ports of a node; each node of a local cluster takes its own loopback IP and
+// keeps these.
+const (
+	DefaultHTTPPort   = 8080
+	DefaultGossipPort = 7946
+	DefaultRaftPort   = 7000
+	DefaultActorPort  = 8090
+)
+
+// ErrBadConfig is wrapped by every error Validate returns.
+var ErrBadConfig = errors.New("cluster: bad config")
+
+// Config describes one node.
+type Config struct {
+	// ID names the node; it is also its Raft server ID. Required.
+	ID string
+	// City is the edge location the node serves; it must be in Topology. Required.
+	City string
+	// DataDir holds the node's bbolt files and Raft snapshots. Required.
+	DataDir string
+	// Bind is the IP every listener binds and advertises. Default 127.0.0.1.
+	Bind string
+	// HTTPPort serves the API. Default 8080; 0 picks a free port.
+	HTTPPort int
+	// RaftPort carries Raft traffic. Default 7000; 0 picks a free port.
+	RaftPort int
+	// GossipPort carries memberlist gossip (TCP and UDP). Default 7946; 0 picks a
+	// free port.
+	GossipPort int
+	// ActorPort carries actor messages between nodes (protoactor remote, gRPC).
+	// Default 8090; 0 picks a free port.
+	ActorPort int
+	// Join lists gossip addresses (host:port) of live members to join. Empty:
+	// the node starts a cluster of its own.
+	Join []string
+	// GossipKey encrypts gossip: 16, 24 or 32 bytes shared by every node.
+	// Required unless InsecureGossip.
+	GossipKey []byte
+	// InsecureGossip runs gossip unencrypted (tests and local experiments only).
+	InsecureGossip bool
+	// Bootstrap makes the node start a new Raft group with itself as the only voter
+	// when its data dir holds no state. A restart on an existing data dir resumes.
+	Bootstrap bool
+	// Topology is the set of cities and verticals. Default: the embedded one.
+	Topology *topology.Topology
+	// Storage tunes the Raft store; its NodeID, DataDir and RaftAddr are set from
+	// the fields above. Default storage.DefaultConfig().
+	Storage storage.Config
+	// Membership tunes gossip timing; its identity, addresses, Join and key are
+	// set from the fields above. Default membership.DefaultConfig().
+	Membership membership.Config
+	// Lookup tunes actor placement. Default placement.DefaultLookupConfig().
+	Lookup placement.LookupConfig
+	// ActorRequestTimeout bounds one request to a calendar actor, including
+	// its activation; the cluster retries within it. Default 2 s.
+	ActorRequestTimeout time.Duration
+	// ForwardTimeout bounds a request forwarded to the Raft leader. Default 5 s.
+	ForwardTimeout time.Duration
+	// DeadServerTimeout is how long a Raft member may be gone from gossip
+	// (dead, or left without `cluster leave`) before the leader removes it from
+	// the group and promotes a non-voter. Default 5 minutes.
+	DeadServerTimeout time.Duration
+	// GroupCheckInterval is how often the leader reconciles its Raft group with
+	// gossip besides on every gossip event. Default 1 s.
+	GroupCheckInterval time.Duration
+	// ActorIdleTimeout passivates a calendar actor after this long without a
+	// message. Default 10 minutes.
+	ActorIdleTimeout time.Duration
+	// ShutdownTimeout bounds a graceful stop. Default 10 seconds.
+	ShutdownTimeout time.Duration
+	// Clock is the node's time source. Default time.Now.
+	Clock func() time.Time
+	// Logger receives the node's JSON log lines. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a Config with production defaults and no identity.
+func DefaultConfig() Config {
+	return Config{
+		Bind:                "127.0.0.1",
+		HTTPPort:            DefaultHTTPPort,
+		RaftPort:            DefaultRaftPort,
+		GossipPort:          DefaultGossipPort,
+		ActorPort:           DefaultActorPort,
+		Storage:             storage.DefaultConfig(),
+		Membership:          membership.DefaultConfig(),
+		Lookup:              placement.DefaultLookupConfig(),
+		ActorRequestTimeout: 2 * time.Second,
+		ForwardTimeout:      5 * time.Second,
+		DeadServerTimeout:   5 * time.Minute,
+		GroupCheckInterval:  time.Second,
+		ActorIdleTimeout:    10 * time.Minute,
+		ShutdownTimeout:     10 * time.Second,
+		Clock:               time.Now,
+		Logger:              slog.Default(),
+	}
+}
+
+// LocalConfig returns DefaultConfig with short timeouts for tests and simulations on
+// loopback: free ports and storage.LocalConfig().
+func LocalConfig() Config {
+	c := DefaultConfig()
+	c.HTTPPort, c.RaftPort, c.GossipPort, c.ActorPort = 0, 0, 0, 0
+	c.Storage = storage.LocalConfig()
+	c.Membership = membership.LocalConfig()
+	c.Lookup = placement.LocalLookupConfig()
+	c.InsecureGossip = true
+	c.DeadServerTimeout = 30 * time.Second
+	c.GroupCheckInterval = 250 * time.Millisecond
+	c.ShutdownTimeout = 3 * time.Second
+	return c
+}
+
+// Validate reports the first problem with c, wrapping ErrBadConfig.
+func (c Config) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrBadConfig, fmt.Sprintf(format, a...))
+	}
+	switch {
+	case c.ID == "":
+		return bad("node id is required")
+	case c.City == "":
+		return bad("city is required")
+	case c.DataDir == "":
+		return bad("data dir is required")
+	case net.ParseIP(c.Bind) == nil:
+		return bad("bind %q is not an IP address", c.Bind)
+	case !validPorts(c.HTTPPort, c.RaftPort, c.GossipPort, c.ActorPort):
+		return bad("ports must be in 0..65535 and differ from each other")
+	case !c.InsecureGossip && !slices.Contains([]int{16, 24, 32}, len(c.GossipKey)):
+		return bad("the gossip key must be 16, 24 or 32 bytes (got %d)", len(c.GossipKey))
+	case c.ActorIdleTimeout <= 0 || c.ShutdownTimeout <= 0 || c.ActorRequestTimeout <= 0 ||
+		c.ForwardTimeout <= 0 || c.DeadServerTimeout <= 0 || c.GroupCheckInterval <= 0:
+		return bad("timeouts must be positive")
+	case c.Clock == nil || c.Logger == nil:
+		return bad("clock and logger are required")
+	}
+	top := c.Topology
+	if top == nil {
+		top = topology.Default()
+	}
+	if _, err := top.City(c.City); err != nil {
+		return bad("%v (known: %v)", err, top.CityNames())
+	}
+	return nil
+}
+
+func hostPort(ip string, port int) string { return net.JoinHostPort(ip, strconv.Itoa(port)) }
+
+// validPorts reports whether every port is in range and the non-zero ones differ.
+func validPorts(ports ...int) bool {
+	seen := map[int]bool{}
+	for _, p := range ports {
+		if p < 0 || p > 65535 || (p != 0 && seen[p]) {
+			return false
+		}
+		seen[p] = true
+	}
+	return true
+}

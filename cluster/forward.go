@@ -1,0 +1,198 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/barberpro/edge/cluster/membership"
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
+	clusterv1 "github.com/barberpro/edge/protos/cluster/v1"
+	"github.com/barberpro/edge/storage"
+)
+
+// raftActorName is the name of the actor every node runs to serve its Raft
+// group's forwarded requests (proposals, read index, removals, status).
+const raftActorName = "barberpro-raft"
+
+// ErrNoSuchNode means a node id is not a live member of the cluster.
+var ErrNoSuchNode = errors.New("cluster: no live member with that node id")
+
+// raftActor serves forwarded requests with the node's store. Each request runs
+// in its own goroutine so the mailbox never waits on Raft; the answer goes to
+// the request's sender.
+type raftActor struct {
+	store *storage.Store
+	node  string
+}
+
+func (a *raftActor) Receive(ctx actor.Context) {
+	sender := ctx.Sender()
+	if sender == nil {
+		return
+	}
+	root := ctx.ActorSystem().Root
+	reply := func(m proto.Message) { root.Send(sender, m) }
+	switch m := ctx.Message().(type) {
+	case *clusterv1.ProposeRequest:
+		go func() {
+			c, cancel := context.WithTimeout(context.Background(), msDuration(m.TimeoutMs))
+			defer cancel()
+			res, err := a.store.ProposeLocal(c, m.Command)
+			reply(&clusterv1.ProposeReply{Result: res, ErrorKinds: storage.ErrorKinds(err), Detail: errDetail(err)})
+		}()
+	case *clusterv1.ReadIndexRequest:
+		go func() {
+			c, cancel := context.WithTimeout(context.Background(), msDuration(m.TimeoutMs))
+			defer cancel()
+			idx, err := a.store.ReadIndexLocal(c)
+			reply(&clusterv1.ReadIndexReply{Index: idx, ErrorKinds: storage.ErrorKinds(err), Detail: errDetail(err)})
+		}()
+	case *clusterv1.RemoveServerRequest:
+		go func() {
+			c, cancel := context.WithTimeout(context.Background(), msDuration(m.TimeoutMs))
+			defer cancel()
+			err := a.store.RemoveServer(c, m.NodeId)
+			reply(&clusterv1.RemoveServerReply{ErrorKinds: storage.ErrorKinds(err), Detail: errDetail(err)})
+		}()
+	case *clusterv1.NodeStatusRequest:
+		st := a.store.Stats()
+		voter := false
+		for _, s := range st.Servers {
+			voter = voter || (s.ID == a.node && s.Voter)
+		}
+		ctx.Respond(&clusterv1.NodeStatusReply{
+			NodeId: a.node, State: st.State, LeaderId: st.LeaderID, Term: st.Term,
+			AppliedIndex: st.AppliedIndex, CommitIndex: st.CommitIndex, LastLogIndex: st.LastLogIndex,
+			Voter: voter,
+		})
+	}
+}
+
+func errDetail(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func msDuration(ms int64) time.Duration {
+	if ms <= 0 {
+		return 5 * time.Second
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+// remoteErr rebuilds a far side's error from its kinds and detail; nil if none.
+func remoteErr(kinds []string, detail string) error {
+	if len(kinds) == 0 && detail == "" {
+		return nil
+	}
+	return storage.ErrorFromKinds(kinds, detail)
+}
+
+// raftPeers reaches the raft actor of other nodes over the actor remote. It is
+// the storage.Forwarder of a node, and the way `cluster remove` and `cluster
+// status` reach a group's leader and members.
+type raftPeers struct {
+	system  *actor.ActorSystem
+	members *membership.Membership
+	timeout time.Duration
+}
+
+var _ storage.Forwarder = (*raftPeers)(nil)
+
+// pid is the raft actor of the live member whose node id is nodeID.
+func (p *raftPeers) pid(nodeID string) (*actor.PID, error) {
+	for _, m := range p.members.Members() {
+		if m.NodeID == nodeID && m.ActorAddr != "" {
+			return actor.NewPID(m.ActorAddr, raftActorName), nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %q", ErrNoSuchNode, nodeID)
+}
+
+// request sends msg to nodeID's raft actor and waits for the answer, bounded by
+// ctx and p.timeout.
+func (p *raftPeers) request(ctx context.Context, nodeID string, msg proto.Message) (any, error) {
+	pid, err := p.pid(nodeID)
+	if err != nil {
+		return nil, err
+	}
+	timeout := p.timeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl))
+	}
+	if timeout <= 0 {
+		return nil, context.DeadlineExceeded
+	}
+	res, err := p.system.Root.RequestFuture(pid, msg, timeout).Result()
+	if err != nil {
+		return nil, fmt.Errorf("cluster: request to %s: %w", nodeID, err)
+	}
+	return res, nil
+}
+
+func deadlineMs(ctx context.Context, def time.Duration) int64 {
+	if dl, ok := ctx.Deadline(); ok {
+		return time.Until(dl).Milliseconds()
+	}
+	return def.Milliseconds()
+}
+
+// Propose forwards cmd to the leader; see storage.Forwarder.
+func (p *raftPeers) Propose(ctx context.Context, leader raft.ServerID, _ raft.ServerAddress, cmd *bookingv1.Command) (*bookingv1.CommandResult, error) {
+	res, err := p.request(ctx, string(leader), &clusterv1.ProposeRequest{Command: cmd, TimeoutMs: deadlineMs(ctx, p.timeout)})
+	if err != nil {
+		return nil, err
+	}
+	r, ok := res.(*clusterv1.ProposeReply)
+	if !ok {
+		return nil, fmt.Errorf("cluster: unexpected answer %T to a proposal", res)
+	}
+	return r.Result, remoteErr(r.ErrorKinds, r.Detail)
+}
+
+// ReadIndex asks the leader for a safe read index; see storage.Forwarder.
+func (p *raftPeers) ReadIndex(ctx context.Context, leader raft.ServerID, _ raft.ServerAddress) (uint64, error) {
+	res, err := p.request(ctx, string(leader), &clusterv1.ReadIndexRequest{TimeoutMs: deadlineMs(ctx, p.timeout)})
+	if err != nil {
+		return 0, err
+	}
+	r, ok := res.(*clusterv1.ReadIndexReply)
+	if !ok {
+		return 0, fmt.Errorf("cluster: unexpected answer %T to a read index", res)
+	}
+	return r.Index, remoteErr(r.ErrorKinds, r.Detail)
+}
+
+// RemoveServer asks nodeID (the group's leader) to remove server from its group.
+func (p *raftPeers) RemoveServer(ctx context.Context, leader, server string) error {
+	res, err := p.request(ctx, leader, &clusterv1.RemoveServerRequest{NodeId: server, TimeoutMs: deadlineMs(ctx, p.timeout)})
+	if err != nil {
+		return err
+	}
+	r, ok := res.(*clusterv1.RemoveServerReply)
+	if !ok {
+		return fmt.Errorf("cluster: unexpected answer %T to a removal", res)
+	}
+	return remoteErr(r.ErrorKinds, r.Detail)
+}
+
+// Status asks nodeID for its view of its Raft group.
+func (p *raftPeers) Status(ctx context.Context, nodeID string) (*clusterv1.NodeStatusReply, error) {
+	res, err := p.request(ctx, nodeID, &clusterv1.NodeStatusRequest{})
+	if err != nil {
+		return nil, err
+	}
+	r, ok := res.(*clusterv1.NodeStatusReply)
+	if !ok {
+		return nil, fmt.Errorf("cluster: unexpected answer %T to a status request", res)
+	}
+	return r, nil
+}

@@ -1,0 +1,443 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	protocluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/remote"
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/barberpro/edge/actors"
+	"github.com/barberpro/edge/cluster/membership"
+	"github.com/barberpro/edge/cluster/placement"
+	"github.com/barberpro/edge/cluster/topology"
+	"github.com/barberpro/edge/edge"
+	"github.com/barberpro/edge/storage"
+)
+
+// CalendarKind is the actor kind of the calendars of jurisdiction j. A node
+// registers only its own jurisdiction's kind, so a calendar can never activate
+// outside its jurisdiction.
+func CalendarKind(j string) string { return placement.Kind("calendar", j) }
+
+// Node is one running barberpro process: gossip membership, the Raft store of its
+// jurisdiction, calendar actors in the actor cluster, and the HTTP API.
+type Node struct {
+	cfg  Config
+	city topology.City
+	log  *slog.Logger
+
+	members  *membership.Membership
+	system   *actor.ActorSystem
+	peers    *raftPeers
+	store    *storage.Store
+	cals     *actors.Calendars
+	actors   *protocluster.Cluster
+	lookup   *placement.Lookup
+	http     *http.Server
+	httpLn   net.Listener
+	registry *prometheus.Registry
+
+	cancel   context.CancelFunc
+	bg       sync.WaitGroup
+	stopOnce sync.Once
+	stopErr  error
+	served   chan error
+	leaving  chan struct{}
+}
+
+// New checks cfg and prepares a node; it opens nothing and starts no goroutine.
+func New(cfg Config) (*Node, error) {
+	if cfg.Topology == nil {
+		cfg.Topology = topology.Default()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	city, _ := cfg.Topology.City(cfg.City)
+	log := cfg.Logger.With("node", cfg.ID, "city", cfg.City)
+	return &Node{cfg: cfg, city: city, log: log, served: make(chan error, 1), leaving: make(chan struct{})}, nil
+}
+
+// Start joins gossip, opens the store, starts the actor cluster and serves HTTP.
+// On error, whatever was started is stopped again.
+func (n *Node) Start() (err error) {
+	defer func() {
+		if err != nil {
+			n.Stop()
+		}
+	}()
+	if err := os.MkdirAll(n.cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("cluster: data dir: %w", err)
+	}
+	if err := n.resolvePorts(); err != nil {
+		return err
+	}
+	bind := n.cfg.Bind
+	jur := n.city.Jurisdiction
+	kind := CalendarKind(jur)
+
+	// 1. Gossip: who is out there.
+	mc := n.cfg.Membership
+	mc.Meta = membership.Meta{
+		NodeID: n.cfg.ID, City: n.cfg.City, Jurisdiction: jur,
+		RaftAddr: hostPort(bind, n.cfg.RaftPort), ActorAddr: hostPort(bind, n.cfg.ActorPort),
+		HTTPAddr: hostPort(bind, n.cfg.HTTPPort),
+	}
+	mc.BindAddr, mc.BindPort, mc.Join = bind, n.cfg.GossipPort, n.cfg.Join
+	mc.SecretKey, mc.Insecure = n.cfg.GossipKey, n.cfg.InsecureGossip
+	mc.Logger = n.log.With("component", "membership")
+	if n.members, err = membership.New(mc); err != nil {
+		return fmt.Errorf("cluster: membership: %w", err)
+	}
+	if err := n.members.Start(); err != nil {
+		return fmt.Errorf("cluster: join gossip: %w", err)
+	}
+
+	// 2. The actor system, so the store can forward to its leader over it.
+	n.system = placement.NewActorSystem(n.members.Local().MemberID(), n.log.With("component", "actors"), slog.LevelWarn)
+	n.peers = &raftPeers{system: n.system, members: n.members, timeout: n.cfg.ForwardTimeout}
+
+	// 3. The jurisdiction's Raft store. Bootstrap only if asked and no other
+	// node of the jurisdiction is alive: a wiped node must rejoin, not fork.
+	sc := n.cfg.Storage
+	sc.NodeID, sc.DataDir, sc.RaftAddr = n.cfg.ID, n.cfg.DataDir, hostPort(bind, n.cfg.RaftPort)
+	sc.Bootstrap = n.cfg.Bootstrap && !n.othersOf(jur)
+	if n.cfg.Bootstrap && !sc.Bootstrap {
+		n.log.Warn("--bootstrap ignored: other nodes of the jurisdiction are alive; joining them instead", "jurisdiction", jur)
+	}
+	sc.Clock, sc.Forwarder = n.cfg.Clock, n.peers
+	sc.Logger = n.log.With("component", "storage")
+	if n.store, err = storage.Open(sc); err != nil {
+		return fmt.Errorf("cluster: open store: %w", err)
+	}
+	if _, err := n.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
+		return &raftActor{store: n.store, node: n.cfg.ID}
+	}), raftActorName); err != nil {
+		return fmt.Errorf("cluster: raft actor: %w", err)
+	}
+
+	// 4. Calendar actors as cluster grains of this jurisdiction's kind.
+	ac := actors.DefaultConfig()
+	ac.Store, ac.Clock, ac.System = n.store, n.cfg.Clock, n.system
+	ac.IdleTimeout, ac.RequestTimeout = n.cfg.ActorIdleTimeout, n.cfg.ActorRequestTimeout
+	ac.Logger = n.log.With("component", "calendars")
+	ac.IsNotFound = func(err error) bool { return errors.Is(err, storage.ErrNotFound) }
+	if n.cals, err = actors.New(ac); err != nil {
+		return fmt.Errorf("cluster: calendars: %w", err)
+	}
+	provider, err := placement.NewProvider(placement.ProviderConfig{Membership: n.members, Logger: n.log.With("component", "placement")})
+	if err != nil {
+		return err
+	}
+	lc := n.cfg.Lookup
+	lc.Directory, lc.Logger = n.members, n.log.With("component", "placement")
+	if n.lookup, err = placement.NewLookup(lc); err != nil {
+		return err
+	}
+	pc := protocluster.Configure("barberpro", provider, n.lookup,
+		remote.Configure(bind, n.cfg.ActorPort),
+		protocluster.WithKinds(protocluster.NewKind(kind, n.cals.Props())),
+		protocluster.WithRequestTimeout(n.cfg.ActorRequestTimeout),
+		placement.GossipOff())
+	n.actors = protocluster.New(n.system, pc)
+	if err := startMember(n.actors); err != nil {
+		return fmt.Errorf("cluster: start actor cluster: %w", err)
+	}
+	n.cals.UseCluster(n.actors, kind)
+	if err := n.cals.Start(); err != nil {
+		return fmt.Errorf("cluster: calendars: %w", err)
+	}
+
+	// 5. Keep the Raft group in step with gossip.
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	keeper := &groupKeeper{store: n.store, members: n.members, jurisdiction: jur,
+		deadAfter: n.cfg.DeadServerTimeout, interval: n.cfg.GroupCheckInterval,
+		log: n.log.With("component", "raft-group")}
+	n.bg.Add(1)
+	go func() { defer n.bg.Done(); keeper.run(ctx) }()
+
+	// 6. The API.
+	if err := n.serveHTTP(); err != nil {
+		return err
+	}
+	n.log.Info("node started", "http", n.HTTPAddr(), "raft", sc.RaftAddr, "gossip", n.members.GossipAddr(),
+		"actors", hostPort(bind, n.cfg.ActorPort), "data_dir", n.cfg.DataDir, "jurisdiction", jur, "bootstrap", sc.Bootstrap)
+	return nil
+}
+
+// startMember runs protoactor's StartMember, which panics on a provider error.
+func startMember(c *protocluster.Cluster) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	c.StartMember()
+	return nil
+}
+
+// resolvePorts replaces every zero port with a free one, so the addresses the node
+// gossips are the ones it listens on.
+func (n *Node) resolvePorts() error {
+	for _, p := range []*int{&n.cfg.HTTPPort, &n.cfg.RaftPort, &n.cfg.GossipPort, &n.cfg.ActorPort} {
+		if *p != 0 {
+			continue
+		}
+		ln, err := net.Listen("tcp", hostPort(n.cfg.Bind, 0))
+		if err != nil {
+			return fmt.Errorf("cluster: pick a port: %w", err)
+		}
+		*p = ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+	}
+	return nil
+}
+
+// othersOf reports whether gossip shows another live node of jurisdiction j.
+func (n *Node) othersOf(j string) bool {
+	for _, m := range n.members.Members() {
+		if m.Jurisdiction == j && m.NodeID != n.cfg.ID {
+			return true
+		}
+	}
+	return false
+}
+
+func (n *Node) serveHTTP() (err error) {
+	n.registry = prometheus.NewRegistry()
+	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.registerMetrics()
+
+	ec := edge.DefaultConfig()
+	ec.NodeID, ec.City, ec.Topology = n.cfg.ID, n.cfg.City, n.cfg.Topology
+	ec.Store, ec.Calendars = n.store, n.cals
+	ec.Router = &router{members: n.members, jurisdiction: n.city.Jurisdiction}
+	ec.Placement, ec.Members, ec.Ready = n.placement, n.memberList, n.Ready
+	ec.Status, ec.Leave, ec.Remove = n.status, n.leaveAsync, n.remove
+	ec.Clock, ec.Registry = n.cfg.Clock, n.registry
+	ec.Logger = n.log.With("component", "edge")
+	srv, err := edge.New(ec)
+	if err != nil {
+		return fmt.Errorf("cluster: edge: %w", err)
+	}
+	if n.httpLn, err = net.Listen("tcp", hostPort(n.cfg.Bind, n.cfg.HTTPPort)); err != nil {
+		return fmt.Errorf("cluster: http listen: %w", err)
+	}
+	n.http = &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+	}
+	go func() { n.served <- n.http.Serve(n.httpLn) }()
+	return nil
+}
+
+// ID is the node's id.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// HTTPAddr is the address the API listens on (host:port), once started.
+func (n *Node) HTTPAddr() string {
+	if n.httpLn == nil {
+		return ""
+	}
+	return n.httpLn.Addr().String()
+}
+
+// URL is the API's base URL, once started.
+func (n *Node) URL() string { return "http://" + n.HTTPAddr() }
+
+// GossipAddr is the address other nodes --join, once started.
+func (n *Node) GossipAddr() string { return n.members.GossipAddr() }
+
+// Store is the node's replicated store, once started.
+func (n *Node) Store() *storage.Store { return n.store }
+
+// Ready reports nil once the node can serve: it has joined gossip, and its
+// store has a leader and has applied everything committed when it opened.
+func (n *Node) Ready() error {
+	if n.store == nil || n.members == nil {
+		return errors.New("starting")
+	}
+	select {
+	case <-n.leaving:
+		return errors.New("leaving the cluster")
+	default:
+	}
+	return n.store.Ready()
+}
+
+// Done yields the HTTP server's exit error when serving stops, or nil after the
+// node left the cluster with `cluster leave`.
+func (n *Node) Done() <-chan error { return n.served }
+
+// Stop shuts the node down cleanly: stops taking requests and lets in-flight ones
+// finish, hands its actors to other nodes, hands Raft leadership over if it holds
+// it, closes bbolt, and leaves gossip. It stays a member of its Raft group, so a
+// restart on the same data dir resumes it. Safe to call more than once.
+func (n *Node) Stop() error {
+	n.stopOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
+		defer cancel()
+		var errs []error
+		if n.http != nil {
+			errs = append(errs, n.http.Shutdown(ctx))
+		} else if n.httpLn != nil {
+			errs = append(errs, n.httpLn.Close())
+		}
+		if n.cancel != nil {
+			n.cancel()
+		}
+		n.bg.Wait()
+		if n.actors != nil {
+			n.actors.Shutdown(true)
+		}
+		if n.cals != nil {
+			n.cals.Stop()
+		}
+		if n.store != nil {
+			errs = append(errs, n.store.Close())
+		}
+		if n.members != nil {
+			errs = append(errs, n.members.Leave(2*time.Second), n.members.Shutdown())
+		}
+		n.stopErr = errors.Join(errs...)
+		n.log.Info("node stopped", "err", n.stopErr)
+	})
+	return n.stopErr
+}
+
+// Leave removes the node from the cluster for good (`cluster leave`): it stops
+// taking actor work, hands Raft leadership over, has the leader remove it from
+// the Raft group, leaves gossip and stops.
+func (n *Node) Leave(ctx context.Context) error {
+	close(n.leaving)
+	var errs []error
+	// Withdraw this node's kinds first, so the other nodes place its calendars
+	// elsewhere while it still answers the requests in flight.
+	if n.actors != nil {
+		n.actors.Shutdown(true)
+	}
+	if n.store.IsLeader() {
+		if err := n.store.TransferLeadership(ctx); err != nil && !errors.Is(err, storage.ErrNoOtherVoter) {
+			errs = append(errs, fmt.Errorf("transfer leadership: %w", err))
+		}
+	}
+	if err := n.removeSelf(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, n.Stop())
+	err := errors.Join(errs...)
+	n.log.Info("node left the cluster", "err", err)
+	return err
+}
+
+// removeSelf asks the group's leader to remove this node, retrying across a
+// leader change until ctx ends.
+func (n *Node) removeSelf(ctx context.Context) error {
+	for {
+		leader, _ := n.store.Leader()
+		var err error
+		switch {
+		case leader == "":
+			err = storage.ErrNotLeader
+		case leader == raft.ServerID(n.cfg.ID):
+			err = n.store.RemoveServer(ctx, n.cfg.ID)
+		default:
+			err = n.peers.RemoveServer(ctx, string(leader), n.cfg.ID)
+		}
+		if err == nil || !errors.Is(err, storage.ErrNotLeader) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: remove %s from its Raft group: %w", n.cfg.ID, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// leaveAsync serves POST /v1/cluster/leave: the answer goes out first, then the
+// node leaves and its process ends (Done yields nil).
+func (n *Node) leaveAsync(context.Context) error {
+	select {
+	case <-n.leaving:
+		return nil
+	default:
+	}
+	go func() {
+		time.Sleep(100 * time.Millisecond) // let the 202 reach the operator
+		ctx, cancel := context.WithTimeout(context.Background(), 2*n.cfg.ShutdownTimeout)
+		defer cancel()
+		err := n.Leave(ctx)
+		select {
+		case n.served <- err:
+		default:
+		}
+	}()
+	return nil
+}
+
+// remove serves POST /v1/cluster/members/{id}/remove: drop a dead node from its
+// jurisdiction's Raft group, through that group's leader.
+func (n *Node) remove(ctx context.Context, id string) error {
+	var target *membership.Member
+	for _, m := range n.members.AllMembers() {
+		if m.NodeID == id {
+			target = &m
+		}
+	}
+	servers, _ := n.store.Servers()
+	inGroup := false
+	for _, s := range servers {
+		inGroup = inGroup || s.ID == id
+	}
+	switch {
+	case target == nil && !inGroup:
+		return fmt.Errorf("%w: %q", edge.ErrUnknownMember, id)
+	case target != nil && target.Jurisdiction != n.city.Jurisdiction:
+		// Another jurisdiction's group: ask one of its live nodes' leader.
+		for _, m := range n.members.Members() {
+			if m.Jurisdiction == target.Jurisdiction {
+				st, err := n.peers.Status(ctx, m.NodeID)
+				if err != nil {
+					return err
+				}
+				return n.peers.RemoveServer(ctx, st.LeaderId, id)
+			}
+		}
+		return fmt.Errorf("%w: no live node of %q", storage.ErrNotLeader, target.Jurisdiction)
+	}
+	leader, _ := n.store.Leader()
+	if leader == raft.ServerID(n.cfg.ID) {
+		return n.store.RemoveServer(ctx, id)
+	}
+	return n.peers.RemoveServer(ctx, string(leader), id)
+}
+
+// placement answers where a provider's calendar actor is (or would be) active.
+func (n *Node) placement(ctx context.Context, providerID string) (edge.Placement, error) {
+	if _, err := n.store.Provider(ctx, providerID); err != nil {
+		return edge.Placement{}, err
+	}
+	m, err := n.lookup.Owner(providerID, CalendarKind(n.city.Jurisdiction))
+	if err != nil {
+		return edge.Placement{}, fmt.Errorf("%w: %w", actors.ErrUnavailable, err)
+	}
+	return edge.Placement{Node: m.NodeID, City: m.City, Jurisdiction: m.Jurisdiction}, nil
+}

@@ -1,0 +1,114 @@
+package cluster
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/barberpro/edge/cluster/membership"
+	"github.com/barberpro/edge/edge"
+	clusterv1 "github.com/barberpro/edge/protos/cluster/v1"
+)
+
+// statusTimeout bounds how long the operator views wait for one node's answer.
+const statusTimeout = time.Second
+
+// raftViews asks every live member for its view of its Raft group, in parallel.
+// Members that do not answer in time are left out.
+func (n *Node) raftViews(ctx context.Context) map[string]*clusterv1.NodeStatusReply {
+	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	defer cancel()
+	var (
+		mu  sync.Mutex
+		wg  sync.WaitGroup
+		out = map[string]*clusterv1.NodeStatusReply{}
+	)
+	for _, m := range n.members.Members() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := n.peers.Status(ctx, m.NodeID)
+			if err == nil {
+				mu.Lock()
+				out[m.NodeID] = st
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// role is a member's Raft role as the operator views show it.
+func role(st *clusterv1.NodeStatusReply) string {
+	switch {
+	case st == nil:
+		return "unknown"
+	case !st.Voter && st.State != "Leader":
+		return "nonvoter"
+	default:
+		return strings.ToLower(st.State)
+	}
+}
+
+// memberList serves GET /v1/cluster/members: every member gossip knows (dead and
+// left ones too, for a while), with its Raft group and role.
+func (n *Node) memberList() []edge.Member {
+	views := n.raftViews(context.Background())
+	var out []edge.Member
+	for _, m := range n.members.AllMembers() {
+		e := edge.Member{
+			ID: m.NodeID, City: m.City, Jurisdiction: m.Jurisdiction, Status: m.State,
+			Addresses: map[string]string{"http": m.HTTPAddr, "raft": m.RaftAddr, "actor": m.ActorAddr, "gossip": m.Addr},
+		}
+		e.Raft.Group = m.Jurisdiction
+		e.Raft.Role = role(views[m.NodeID])
+		if m.State != membership.StateAlive {
+			e.Raft.Role = "unknown"
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// status serves GET /v1/cluster/status: each Raft group with its leader, term,
+// and every live member's applied index and lag behind the leader's log.
+func (n *Node) status(ctx context.Context) (edge.ClusterStatus, error) {
+	views := n.raftViews(ctx)
+	groups := map[string]*edge.GroupStatus{}
+	var last = map[string]uint64{}
+	for _, m := range n.members.Members() {
+		g := groups[m.Jurisdiction]
+		if g == nil {
+			g = &edge.GroupStatus{Group: m.Jurisdiction}
+			groups[m.Jurisdiction] = g
+		}
+		st := views[m.NodeID]
+		gm := edge.GroupMember{ID: m.NodeID, Role: role(st)}
+		if st != nil {
+			gm.AppliedIndex = st.AppliedIndex
+			if st.State == "Leader" {
+				g.Leader, g.Term = m.NodeID, st.Term
+				last[m.Jurisdiction] = st.LastLogIndex
+			}
+			if g.Leader == "" && st.LeaderId != "" {
+				g.Leader = st.LeaderId
+			}
+			g.Term = max(g.Term, st.Term)
+		}
+		g.Members = append(g.Members, gm)
+	}
+	out := edge.ClusterStatus{Node: n.cfg.ID}
+	for _, g := range groups {
+		for i := range g.Members {
+			if l := last[g.Group]; l > g.Members[i].AppliedIndex {
+				g.Members[i].Lag = l - g.Members[i].AppliedIndex
+			}
+		}
+		out.Groups = append(out.Groups, *g)
+	}
+	slices.SortFunc(out.Groups, func(a, b edge.GroupStatus) int { return strings.Compare(a.Group, b.Group) })
+	return out, nil
+}
