@@ -104,6 +104,13 @@ func (n *Node) Start() (err error) {
 	if err := n.members.Start(); err != nil {
 		return fmt.Errorf("cluster: join gossip: %w", err)
 	}
+	// A restarted node also tries the peers it remembers, before deciding
+	// anything about bootstrap; none answering is fine (the whole cluster may be
+	// restarting), and keepPeers retries.
+	remembered := n.savedPeers()
+	if k, _ := n.members.Join(remembered); k > 0 {
+		n.log.Info("rejoined gossip through remembered peers", "answered", k)
+	}
 
 	// 2. The actor system, so the store can forward to its leader over it.
 	n.system = placement.NewActorSystem(n.members.Local().MemberID(), n.log.With("component", "actors"), slog.LevelWarn)
@@ -166,8 +173,9 @@ func (n *Node) Start() (err error) {
 	keeper := &groupKeeper{store: n.store, members: n.members, jurisdiction: jur,
 		deadAfter: n.cfg.DeadServerTimeout, interval: n.cfg.GroupCheckInterval,
 		log: n.log.With("component", "raft-group")}
-	n.bg.Add(1)
+	n.bg.Add(2)
 	go func() { defer n.bg.Done(); keeper.run(ctx) }()
+	go func() { defer n.bg.Done(); n.keepPeers(ctx, remembered) }()
 
 	// 6. The API.
 	if err := n.serveHTTP(); err != nil {

@@ -220,6 +220,29 @@ func (m *Membership) memberlistConfig() *memberlist.Config {
 	return mc
 }
 
+// Join contacts the gossip addresses (host:port) and merges their view of the
+// cluster into this member's; it returns how many answered. A started member may
+// call it any time, e.g. to rejoin peers it knew before a restart.
+func (m *Membership) Join(addrs []string) (int, error) {
+	m.mu.Lock()
+	list := m.list
+	m.mu.Unlock()
+	if list == nil {
+		return 0, ErrNotStarted
+	}
+	self := list.LocalNode().Address()
+	var join []string
+	for _, a := range addrs {
+		if a != self {
+			join = append(join, a)
+		}
+	}
+	if len(join) == 0 {
+		return 0, nil
+	}
+	return list.Join(join)
+}
+
 // GossipAddr is the address other nodes join through (host:port), once started.
 func (m *Membership) GossipAddr() string {
 	m.mu.Lock()

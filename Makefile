@@ -1,0 +1,55 @@
+# BarberPro Edge. `make run` starts the local demo; `make test` is what CI runs.
+GO      ?= go
+BIN     := bin/barberpro
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.Version=$(VERSION)
+# Packages whose tests run under the race detector (concurrent code).
+RACE_PKGS := ./storage/... ./actors/... ./edge/... ./cluster/...
+
+.PHONY: all build run test vet fmt-check race unit fuzz bench proto clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/barberpro
+
+## run: a local cluster with demo data; prints curl lines to try.
+run: build
+	./$(BIN) demo
+
+## test: vet, formatting, every test, and the race detector on the concurrent packages.
+test: vet fmt-check unit race
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+unit:
+	$(GO) test -count=1 -timeout 15m ./...
+
+race:
+	$(GO) test -race -count=1 -timeout 20m $(RACE_PKGS)
+
+## fuzz: run each fuzz target for FUZZTIME (the seed corpora already run in `make test`).
+FUZZTIME ?= 30s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+## bench: the go test benchmarks of every package.
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./...
+
+## proto: regenerate protos/ with the pinned protoc-gen-go (needs protoc: apt-get install protobuf-compiler).
+proto:
+	$(GO) build -o bin/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
+	cd protos && $(GO) generate ./...
+
+clean:
+	rm -rf bin

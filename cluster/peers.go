@@ -1,0 +1,96 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/barberpro/edge/cluster/membership"
+)
+
+// peersFile, in the data dir, remembers the gossip addresses of the members this
+// node last saw, so a restarted node finds its cluster again without --join (the
+// first node of a cluster is started without one). It holds addresses only.
+const peersFile = "peers.json"
+
+// rejoinInterval is how often a node retries the peers it remembers while gossip
+// does not show them.
+const rejoinInterval = 2 * time.Second
+
+// savedPeers reads the remembered gossip addresses; none if the file is missing.
+func (n *Node) savedPeers() []string {
+	b, err := os.ReadFile(filepath.Join(n.cfg.DataDir, peersFile))
+	if err != nil {
+		return nil
+	}
+	var addrs []string
+	if json.Unmarshal(b, &addrs) != nil {
+		n.log.Warn("ignoring an unreadable peers file", "file", peersFile)
+		return nil
+	}
+	return addrs
+}
+
+// savePeers writes the gossip addresses of the live members other than this one,
+// atomically (temp file and rename).
+func (n *Node) savePeers(members []membership.Member) {
+	self := n.members.GossipAddr()
+	var addrs []string
+	for _, m := range members {
+		if m.Addr != "" && m.Addr != self {
+			addrs = append(addrs, m.Addr)
+		}
+	}
+	if len(addrs) == 0 {
+		return // alone: keep what we knew, it is our way back
+	}
+	slices.Sort(addrs)
+	b, _ := json.Marshal(addrs)
+	path := filepath.Join(n.cfg.DataDir, peersFile)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o640); err != nil {
+		n.log.Warn("save peers", "err", err)
+		return
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		n.log.Warn("save peers", "err", err)
+	}
+}
+
+// keepPeers saves the membership on every change and, while some remembered peer
+// is not a live member, retries joining the remembered peers.
+func (n *Node) keepPeers(ctx context.Context, remembered []string) {
+	events, unsub := n.members.Subscribe()
+	defer unsub()
+	tick := time.NewTicker(rejoinInterval)
+	defer tick.Stop()
+	n.savePeers(n.members.Members())
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-events:
+			n.savePeers(n.members.Members())
+		case <-tick.C:
+			live := map[string]bool{}
+			for _, m := range n.members.Members() {
+				live[m.Addr] = true
+			}
+			var missing []string
+			for _, a := range remembered {
+				if !live[a] {
+					missing = append(missing, a)
+				}
+			}
+			if len(missing) > 0 && len(live) <= 1 {
+				// Alone: the cluster may have come back; try everyone we knew.
+				if k, _ := n.members.Join(missing); k > 0 {
+					n.log.Info("rejoined gossip through remembered peers", "answered", k)
+				}
+			}
+		}
+	}
+}

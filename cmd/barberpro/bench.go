@@ -1,0 +1,67 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/barberpro/edge/simulations/load"
+)
+
+func newBenchCmd() *cobra.Command {
+	var (
+		targets  string
+		clients  []int
+		duration time.Duration
+		mode     string
+		city     string
+		asJSON   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Drive booking load at running nodes and report throughput and latency",
+		Long: `Create load providers (open around the clock, 15-minute slots) through the first
+target, then book distinct free slots from concurrent clients spread over the targets,
+and report bookings/s and latency percentiles per client count. Every booking is a
+real commit; nothing is faked.`,
+		Example: "  barberpro bench --target http://127.0.0.11:8080 --users 1,16,256 --duration 10s\n  barberpro bench --target http://127.0.0.11:8080 --mode hot",
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if targets == "" {
+				return usagef("--target is required")
+			}
+			out := cmd.OutOrStdout()
+			var results []load.Result
+			for _, n := range clients {
+				r, err := load.Run(cmd.Context(), load.Config{
+					Targets: strings.Split(targets, ","), Clients: n, Duration: duration,
+					Mode: load.Mode(mode), City: city,
+				})
+				if err != nil {
+					return err
+				}
+				results = append(results, r)
+				if !asJSON {
+					fmt.Fprintln(out, r)
+				}
+			}
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(results)
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&targets, "target", "", "comma-separated node URLs, e.g. http://127.0.0.11:8080")
+	fl.IntSliceVar(&clients, "users", []int{1, 16, 256}, "concurrent simulated users (clients), one run per value")
+	fl.DurationVar(&duration, "duration", 10*time.Second, "length of each run")
+	fl.StringVar(&mode, "mode", "spread", "spread (each client its own provider) or hot (all on one provider)")
+	fl.StringVar(&city, "city", "buenos-aires", "city of the load providers")
+	fl.BoolVar(&asJSON, "json", false, "print the results as JSON")
+	return cmd
+}

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/barberpro/edge/edge/client"
+)
+
+func newClusterCmd() *cobra.Command {
+	var (
+		addr    string
+		asJSON  bool
+		timeout time.Duration
+	)
+	cluster := &cobra.Command{
+		Use:   "cluster",
+		Short: "Inspect and change a running cluster through any node's API",
+	}
+	pf := cluster.PersistentFlags()
+	pf.StringVar(&addr, "addr", "http://127.0.0.11:8080", "API URL of any node")
+	pf.BoolVar(&asJSON, "json", false, "print the answer as JSON")
+	pf.DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the answer")
+
+	run := func(f func(ctx context.Context, c *client.Client, out io.Writer) error) func(*cobra.Command, []string) error {
+		return func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			return f(ctx, client.New(addr, nil), cmd.OutOrStdout())
+		}
+	}
+	printJSON := func(out io.Writer, v any) error {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+
+	members := &cobra.Command{
+		Use:     "members",
+		Short:   "List the cluster's nodes: city, jurisdiction, gossip status, Raft group and role",
+		Example: "  barberpro cluster members --addr http://127.0.0.11:8080",
+		Args:    noArgs,
+		RunE: run(func(ctx context.Context, c *client.Client, out io.Writer) error {
+			ms, err := c.Members(ctx)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(out, ms)
+			}
+			w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "ID\tCITY\tJURISDICTION\tSTATUS\tRAFT GROUP\tROLE\tHTTP")
+			for _, m := range ms.Items {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.City, m.Jurisdiction, m.Status, m.Raft.Group, m.Raft.Role, m.Addresses["http"])
+			}
+			return w.Flush()
+		}),
+	}
+	status := &cobra.Command{
+		Use:     "status",
+		Short:   "Show each Raft group: leader, term, and every member's applied index and lag",
+		Example: "  barberpro cluster status --addr http://127.0.0.11:8080",
+		Args:    noArgs,
+		RunE: run(func(ctx context.Context, c *client.Client, out io.Writer) error {
+			st, err := c.Status(ctx)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(out, st)
+			}
+			w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "GROUP\tLEADER\tTERM\tMEMBER\tROLE\tAPPLIED\tLAG")
+			for _, g := range st.Groups {
+				for _, m := range g.Members {
+					fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%d\t%d\n", g.Group, g.Leader, g.Term, m.ID, m.Role, m.AppliedIndex, m.Lag)
+				}
+			}
+			return w.Flush()
+		}),
+	}
+	leave := &cobra.Command{
+		Use:   "leave",
+		Short: "Make the node at --addr leave the cluster for good, gracefully",
+		Long: `Make the node at --addr leave the cluster: it stops taking calendar actors (they
+re-activate on other nodes of its jurisdiction), hands Raft leadership over if it
+holds it, is removed from its Raft group, leaves gossip, and its process exits.`,
+		Example: "  barberpro cluster leave --addr http://127.0.0.13:8080",
+		Args:    noArgs,
+		RunE: run(func(ctx context.Context, c *client.Client, out io.Writer) error {
+			r, err := c.Leave(ctx)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(out, r)
+			}
+			fmt.Fprintf(out, "%s is %s\n", r.Node, r.Status)
+			return nil
+		}),
+	}
+	remove := &cobra.Command{
+		Use:     "remove NODE-ID",
+		Short:   "Remove a dead node from its Raft group (a non-voter is promoted in its place)",
+		Example: "  barberpro cluster remove ros-1 --addr http://127.0.0.11:8080",
+		Args:    exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return run(func(ctx context.Context, c *client.Client, out io.Writer) error {
+				r, err := c.Remove(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(out, r)
+				}
+				fmt.Fprintf(out, "%s %s (by %s)\n", r.Member, r.Status, r.Node)
+				return nil
+			})(cmd, args)
+		},
+	}
+	cluster.AddCommand(members, status, leave, remove)
+	return cluster
+}

@@ -1,0 +1,378 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/barberpro/edge/edge/client"
+	"github.com/barberpro/edge/simulations/load"
+	"github.com/barberpro/edge/simulations/procs"
+	"github.com/barberpro/edge/simulations/seed"
+)
+
+// startFiveCities starts the standard 5-node layout as real processes on
+// 127.0.0.<ipBase>..<ipBase+4>, joined with --join, and stops them when the test ends.
+func startFiveCities(t *testing.T, ipBase int) (*procs.Cluster, string) {
+	t.Helper()
+	root := t.TempDir()
+	c := procs.FiveCities(binary, root, []byte("0123456789abcdef0123456789abcdef"), ipBase)
+	for _, p := range c.Procs {
+		p.Spec.Env = append(p.Spec.Env, "BARBERPRO_PROFILE=local")
+	}
+	t.Cleanup(func() {
+		c.KillAll()
+		if t.Failed() {
+			for _, p := range c.Procs {
+				b, _ := os.ReadFile(p.LogPath)
+				if len(b) > 6000 {
+					b = b[len(b)-6000:]
+				}
+				t.Logf("--- %s log tail:\n%s", p.Spec.ID, b)
+			}
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := c.StartAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c, root
+}
+
+func cli(p *procs.Proc) *client.Client { return client.New(p.Spec.URL(), nil) }
+
+// firstSlots finds n free starts of provider's first service from two days
+// ahead, an hour apart so that bookings of them do not overlap each other.
+func firstSlots(t *testing.T, c *client.Client, p client.Provider, n int) []string {
+	t.Helper()
+	loc, _ := time.LoadLocation(p.Timezone)
+	from := time.Now().In(loc).AddDate(0, 0, 2).Format(time.DateOnly)
+	av, err := c.Availability(context.Background(), p.ID, p.Services[0].ID, from, 14)
+	if err != nil {
+		t.Fatalf("availability of %s via %s: %v", p.ID, c.Base, err)
+	}
+	var out []string
+	var last time.Time
+	for _, s := range av.Slots {
+		st, _ := time.Parse(time.RFC3339, s.Start)
+		if len(out) == 0 || st.Sub(last) >= time.Hour {
+			out, last = append(out, s.Start), st
+		}
+		if len(out) == n {
+			return out
+		}
+	}
+	t.Fatalf("fewer than %d free slots an hour apart", n)
+	return nil
+}
+
+// scanFor reports which of needles occur in any file under dir.
+func scanFor(t *testing.T, dir string, needles []string) []string {
+	t.Helper()
+	var found []string
+	seen := map[string]bool{}
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil
+		}
+		for _, n := range needles {
+			if !seen[n] && bytes.Contains(b, []byte(n)) {
+				seen[n] = true
+				found = append(found, n+" in "+path)
+			}
+		}
+		return nil
+	})
+	return found
+}
+
+// Test_Cluster_EveryNodeServesEveryCityAndResidencyHolds books through every node
+// of a real 5-process cluster, then checks residency: psychology bookings made
+// through the US node leave none of their ids on the US node's disk, while the
+// Argentine nodes' files hold them (the control that shows the scan can find
+// them); and with every ar node down the US node answers 503.
+func Test_Cluster_EveryNodeServesEveryCityAndResidencyHolds(t *testing.T) {
+	c, root := startFiveCities(t, 21)
+	ctx := context.Background()
+	ba, us := c.Procs[0], c.Procs[4]
+
+	provs, err := seed.Create(ctx, cli(c.Procs[1]), seed.DemoProviders())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Book a barber of every city through every node.
+	for _, p := range provs {
+		if p.Vertical != "barber" {
+			continue
+		}
+		slots := firstSlots(t, cli(us), p, len(c.Procs))
+		for i, node := range c.Procs {
+			b, err := cli(node).Book(ctx, client.BookingRequest{ProviderID: p.ID, ServiceID: p.Services[0].ID,
+				ClientID: "cli-" + node.Spec.ID, Start: slots[i]}, "")
+			if err != nil {
+				t.Fatalf("book %s (%s) through %s: %v", p.ID, p.City, node.Spec.ID, err)
+			}
+			if got, err := cli(ba).Booking(ctx, b.ID); err != nil || got.Start != b.Start {
+				t.Fatalf("booking %s read back via ba-1: %+v %v", b.ID, got, err)
+			}
+		}
+		pl, err := cli(us).Placement(ctx, p.ID)
+		if err != nil || pl.City != p.City || pl.Jurisdiction != "ar" {
+			t.Errorf("placement of a %s provider: %+v %v, want its city", p.City, pl, err)
+		}
+	}
+
+	// Psychology through the US node.
+	var needles []string
+	for _, p := range provs {
+		if p.Vertical != "psychology" {
+			continue
+		}
+		slot := firstSlots(t, cli(us), p, 1)[0]
+		clientID := "psy-client-" + p.City
+		b, err := cli(us).Book(ctx, client.BookingRequest{ProviderID: p.ID, ServiceID: p.Services[0].ID, ClientID: clientID, Start: slot}, "")
+		if err != nil {
+			t.Fatalf("psychology booking through us-1: %v", err)
+		}
+		if _, err := cli(us).ClientBookings(ctx, clientID, "", 10); err != nil {
+			t.Fatalf("client bookings through us-1: %v", err)
+		}
+		needles = append(needles, b.ID, clientID, p.ID)
+	}
+	// Let snapshots and logs settle to disk on every node.
+	time.Sleep(500 * time.Millisecond)
+	if found := scanFor(t, filepath.Join(root, "us-1"), needles); len(found) > 0 {
+		t.Errorf("residency violated: psychology data on the US node's disk: %v", found)
+	}
+	for _, id := range []string{"ba-1", "cba-1"} {
+		if found := scanFor(t, filepath.Join(root, id), needles); len(found) < len(needles) {
+			t.Errorf("control: only %d of %d psychology ids found on %s's disk: the scan cannot be trusted", len(found), len(needles), id)
+		}
+	}
+
+	// Every ar node down: the US node refuses psychology with 503, never serves it.
+	for _, p := range c.Procs[:4] {
+		p.Kill()
+	}
+	var psy client.Provider
+	for _, p := range provs {
+		if p.Vertical == "psychology" {
+			psy = p
+		}
+	}
+	_, err = cli(us).Provider(ctx, psy.ID)
+	if code := client.Code(err); code != "jurisdiction_unavailable" {
+		t.Fatalf("psychology provider with ar down, via us-1: %v, want 503 jurisdiction_unavailable", err)
+	}
+	_, err = cli(us).Book(ctx, client.BookingRequest{ProviderID: psy.ID, ServiceID: psy.Services[0].ID, ClientID: "x", Start: time.Now().AddDate(0, 0, 3).Format(time.RFC3339)}, "")
+	if code := client.Code(err); code != "jurisdiction_unavailable" {
+		t.Fatalf("psychology booking with ar down, via us-1: %v, want 503 jurisdiction_unavailable", err)
+	}
+}
+
+// okAt is when an acknowledged request was sent and answered.
+type okAt struct{ sent, done time.Time }
+
+// booker books distinct slots of one hot provider through a node, recording
+// every acknowledged booking and every error.
+type booker struct {
+	mu      sync.Mutex
+	acked   map[string]string // booking id → start
+	errs    []error
+	n       atomic.Int64
+	oks     []okAt // when each acknowledged request started and ended
+	base    time.Time
+	prov    client.Provider
+	targets []*client.Client
+}
+
+func (b *booker) run(ctx context.Context, workers int) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				k := b.n.Add(1)
+				start := b.base.Add(time.Duration(k) * 15 * time.Minute).Format(time.RFC3339)
+				key := fmt.Sprintf("hot-%d", k)
+				req := client.BookingRequest{ProviderID: b.prov.ID, ServiceID: b.prov.Services[0].ID, ClientID: fmt.Sprintf("w%d", w), Start: start}
+				// A real client retries an unanswered or 503 request with the same key.
+				for attempt := 0; ctx.Err() == nil; attempt++ {
+					b.mu.Lock()
+					c := b.targets[(int(k)+attempt)%len(b.targets)]
+					b.mu.Unlock()
+					rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+					sent := time.Now()
+					bk, err := c.Book(rctx, req, key)
+					cancel()
+					if err == nil {
+						b.mu.Lock()
+						b.acked[bk.ID] = bk.Start
+						b.oks = append(b.oks, okAt{sent, time.Now()})
+						b.mu.Unlock()
+						break
+					}
+					b.mu.Lock()
+					b.errs = append(b.errs, err)
+					b.mu.Unlock()
+					if code := client.Code(err); code != "" && code != "jurisdiction_unavailable" {
+						break // a 4xx is an answer; only unavailability is retried
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	return &wg
+}
+
+// waitBookingAfter waits for a booking request sent after t0 to succeed and
+// returns how long after t0 it was answered: the failover time a client sees.
+func (b *booker) waitBookingAfter(t *testing.T, t0 time.Time, within time.Duration) time.Duration {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		b.mu.Lock()
+		first := time.Time{}
+		for _, ok := range b.oks {
+			if ok.sent.After(t0) && (first.IsZero() || ok.done.Before(first)) {
+				first = ok.done
+			}
+		}
+		b.mu.Unlock()
+		if !first.IsZero() {
+			return first.Sub(t0)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no booking succeeded within %v of the fault", within)
+	return 0
+}
+
+// Test_Cluster_FailoverKeepsEveryAcknowledgedBooking kills -9 the node hosting a
+// hot provider's calendar actor, then the ar Raft leader, while clients keep
+// booking through the surviving nodes; restarts them; and checks that every
+// acknowledged booking is there, no slot is booked twice, and the restarted nodes
+// catch up.
+func Test_Cluster_FailoverKeepsEveryAcknowledgedBooking(t *testing.T) {
+	c, _ := startFiveCities(t, 31)
+	ctx := context.Background()
+	prov, err := cli(c.Procs[2]).CreateProvider(ctx, load.LoadProvider("buenos-aires", 0), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc, _ := time.LoadLocation(prov.Timezone)
+	now := time.Now().In(loc)
+	b := &booker{acked: map[string]string{}, prov: *prov, base: time.Date(now.Year(), now.Month(), now.Day()+2, 0, 0, 0, 0, loc)}
+	// Clients use Córdoba, Rosario and us-east: nodes this test does not kill first.
+	b.targets = []*client.Client{cli(c.Procs[1]), cli(c.Procs[2]), cli(c.Procs[4])}
+	runCtx, stop := context.WithCancel(ctx)
+	wg := b.run(runCtx, 8)
+	time.Sleep(time.Second)
+
+	pl, err := cli(c.Procs[1]).Placement(ctx, prov.ID)
+	if err != nil || pl.Node != "ba-1" {
+		t.Fatalf("hot provider placed on %+v (%v), want ba-1 (its city)", pl, err)
+	}
+	t0 := time.Now()
+	c.ByID("ba-1").Kill()
+	d := b.waitBookingAfter(t, t0, 15*time.Second)
+	t.Logf("actor host kill -9 → next booking after %v", d)
+	if pl, err := cli(c.Procs[1]).Placement(ctx, prov.ID); err != nil || pl.Jurisdiction != "ar" || pl.Node == "ba-1" {
+		t.Fatalf("after ba-1 died, placement %+v %v: want another ar node", pl, err)
+	}
+
+	// Now the ar leader, wherever it went.
+	time.Sleep(time.Second)
+	st, err := cli(c.Procs[1]).Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := ""
+	for _, g := range st.Groups {
+		if g.Group == "ar" {
+			leader = g.Leader
+		}
+	}
+	if leader == "" || leader == "ba-1" {
+		t.Fatalf("ar leader after ba-1's death: %q", leader)
+	}
+	if leader == "cba-1" || leader == "ros-1" {
+		// Keep a client path that survives: book through the other nodes only.
+		b.mu.Lock()
+		b.targets = []*client.Client{cli(c.Procs[4]), cli(c.ByID("lp-1"))}
+		b.mu.Unlock()
+	}
+	t1 := time.Now()
+	c.ByID(leader).Kill()
+	d = b.waitBookingAfter(t, t1, 20*time.Second)
+	t.Logf("ar leader (%s) kill -9 → next booking after %v", leader, d)
+
+	// Restart the dead nodes; they catch up.
+	for _, id := range []string{"ba-1", leader} {
+		p := c.ByID(id)
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		if err := p.WaitReady(rctx); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+	}
+	time.Sleep(2 * time.Second)
+	stop()
+	wg.Wait()
+
+	// Every acknowledged booking is there, read through every ar node.
+	b.mu.Lock()
+	acked := b.acked
+	b.mu.Unlock()
+	if len(acked) < 20 {
+		t.Fatalf("only %d bookings acknowledged: the workload did not run", len(acked))
+	}
+	for _, p := range c.Procs {
+		for id, start := range acked {
+			got, err := cli(p).Booking(ctx, id)
+			if err != nil || got.Start != start || got.Status != "confirmed" {
+				t.Fatalf("acknowledged booking %s via %s: %+v %v", id, p.Spec.ID, got, err)
+			}
+		}
+	}
+	// No slot booked twice: every acknowledged booking has its own start, and the
+	// client's own list agrees with the acknowledgements.
+	starts := map[string]string{}
+	for id, s := range acked {
+		if other, dup := starts[s]; dup {
+			t.Fatalf("double booking: %s and %s both hold %s", id, other, s)
+		}
+		starts[s] = id
+	}
+	var errCount = map[string]int{}
+	for _, e := range b.errs {
+		var p *client.Problem
+		if errors.As(e, &p) {
+			errCount[p.Code]++
+		} else {
+			errCount["transport"]++
+		}
+	}
+	t.Logf("%d bookings acknowledged; errors during faults by code: %v", len(acked), errCount)
+	if errCount["slot_unavailable"] > 0 || errCount["validation_failed"] > 0 {
+		t.Fatalf("distinct free slots were refused: %v", errCount)
+	}
+}

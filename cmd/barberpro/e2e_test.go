@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/barberpro/edge/edge/client"
+	"github.com/barberpro/edge/simulations/load"
+	"github.com/barberpro/edge/simulations/procs"
+)
+
+// binary is the barberpro binary built once for the process tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "barberpro-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "barberpro")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build barberpro:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// Test_Process_KillDashNineKeepsAcknowledgedBooking books through a real node
+// process, kills it with SIGKILL, restarts it on the same data dir and checks that
+// the acknowledged booking is there and its slot still taken.
+func Test_Process_KillDashNineKeepsAcknowledgedBooking(t *testing.T) {
+	dir := t.TempDir()
+	p := &procs.Proc{Binary: binary, LogPath: filepath.Join(dir, "ba-1.log"), Spec: procs.Spec{
+		ID: "ba-1", City: "buenos-aires", IP: "127.0.0.51", DataDir: filepath.Join(dir, "ba-1"), Bootstrap: true,
+		GossipKey: []byte("0123456789abcdef"), Env: []string{"BARBERPRO_PROFILE=local"},
+	}}
+	t.Cleanup(func() {
+		p.Kill()
+		if t.Failed() {
+			b, _ := os.ReadFile(p.LogPath)
+			t.Logf("node log:\n%s", b)
+		}
+	})
+	ctx := context.Background()
+	start := func() {
+		t.Helper()
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := p.WaitReady(wctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start()
+
+	c := client.New(p.Spec.URL(), nil)
+	prov, err := c.CreateProvider(ctx, load.LoadProvider("buenos-aires", 0), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc, _ := time.LoadLocation(prov.Timezone)
+	now := time.Now().In(loc)
+	slot := time.Date(now.Year(), now.Month(), now.Day()+2, 11, 0, 0, 0, loc).Format(time.RFC3339)
+	req := client.BookingRequest{ProviderID: prov.ID, ServiceID: prov.Services[0].ID, ClientID: "cli-ana", Start: slot}
+	booked, err := c.Book(ctx, req, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	pid := p.Pid()
+	if err := p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if ee, ok := p.ExitErr().(*exec.ExitError); !ok || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("node %d did not die of SIGKILL: %v", pid, p.ExitErr())
+	}
+	start()
+
+	got, err := c.Booking(ctx, booked.ID)
+	if err != nil {
+		t.Fatalf("acknowledged booking lost after kill -9: %v", err)
+	}
+	if got.Status != "confirmed" || got.Start != booked.Start {
+		t.Fatalf("booking after restart = %+v, want %+v", got, booked)
+	}
+	req.ClientID = "cli-bruno"
+	if _, err := c.Book(ctx, req, ""); client.Code(err) != "slot_unavailable" {
+		t.Fatalf("rebooking the slot after restart: %v, want 409 slot_unavailable", err)
+	}
+}
+
+// TestCLI_BadUsageExitsTwo checks the CLI's exit status contract.
+func TestCLI_BadUsageExitsTwo(t *testing.T) {
+	cases := [][]string{
+		{"node", "start", "--city", "buenos-aires", "--data-dir", t.TempDir()},          // no --id
+		{"node", "start", "--id", "x", "--city", "atlantis", "--data-dir", t.TempDir()}, // unknown city
+		{"node", "start", "--id", "x", "--city", "cordoba", "--data-dir", t.TempDir()},  // no gossip key
+		{"cluster", "remove"}, // no node id
+		{"no-such-command"},
+		{"node", "start", "--no-such-flag"},
+		{"bench"}, // no --target
+	}
+	for _, args := range cases {
+		err := exec.Command(binary, args...).Run()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 2 {
+			t.Errorf("barberpro %v: %v, want exit status 2", args, err)
+		}
+	}
+	out, err := exec.Command(binary, "version").Output()
+	if err != nil || len(out) == 0 {
+		t.Fatalf("version: %v %q", err, out)
+	}
+}
+
+// TestCLI_FlagsReadEnvironment checks that a flag falls back to its BARBERPRO_ variable.
+func TestCLI_FlagsReadEnvironment(t *testing.T) {
+	cmd := exec.Command(binary, "node", "start", "--id", "x", "--data-dir", t.TempDir(), "--insecure-gossip")
+	cmd.Env = append(os.Environ(), "BARBERPRO_CITY=atlantis")
+	out, err := cmd.CombinedOutput()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "atlantis") {
+		t.Fatalf("BARBERPRO_CITY not read: %v %s", err, out)
+	}
+}

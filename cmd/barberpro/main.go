@@ -1,0 +1,77 @@
+// Command barberpro is the BarberPro Edge binary: it runs a node, a local demo
+// cluster, load benchmarks and failover simulations. Every flag also reads from an
+// environment variable: --data-dir ↔ BARBERPRO_DATA_DIR.
+//
+// Exit status: 0 success, 1 runtime failure, 2 bad usage.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// Version is set at build time with -ldflags "-X main.Version=...".
+var Version = "dev"
+
+// usageError marks an error as bad usage (exit status 2).
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func (u usageError) Unwrap() error { return u.err }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// noArgs and exactArgs are cobra's argument checks with bad usage as exit status 2.
+var noArgs = exactArgs(0)
+
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}
+
+func main() {
+	root := newRootCmd()
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "barberpro:", err)
+		var u usageError
+		if errors.As(err, &u) || strings.HasPrefix(err.Error(), "unknown command") {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "barberpro",
+		Short:         "BarberPro Edge: the booking engine of a services marketplace",
+		Long:          "barberpro runs a BarberPro Edge node, a local demo cluster, and the tools around them.\nEvery flag also reads from an environment variable: --data-dir <-> BARBERPRO_DATA_DIR.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(newNodeCmd(), newClusterCmd(), newDemoCmd(), newBenchCmd(), newVersionCmd())
+	bindEnvAll(root)
+	return root
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "version",
+		Short:   "Print the version of this binary",
+		Example: "  barberpro version",
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintln(cmd.OutOrStdout(), "barberpro", Version)
+			return nil
+		},
+	}
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/barberpro/edge/cluster"
+	"github.com/barberpro/edge/cluster/topology"
+)
+
+func newNodeCmd() *cobra.Command {
+	node := &cobra.Command{Use: "node", Short: "Run a BarberPro node"}
+	node.AddCommand(newNodeStartCmd())
+	return node
+}
+
+// nodeFlags are the flags of `node start`, as cli.md names them.
+type nodeFlags struct {
+	id, city, dataDir, bind, topologyFile, logLevel, gossipKey string
+	httpPort, raftPort, gossipPort, actorPort                  int
+	join                                                       []string
+	bootstrap, insecureGossip                                  bool
+	profile                                                    string
+}
+
+func newNodeStartCmd() *cobra.Command {
+	var f nodeFlags
+	def := cluster.DefaultConfig()
+	cmd := &cobra.Command{
+		Use:   "start",
+		Short: "Start a node: its replicated store, calendar actors and HTTP API",
+		Long: `Start a node: open (or create) its data dir, join or bootstrap its Raft group,
+start its calendar actors and serve the HTTP API. Logs JSON lines to stderr; stops
+cleanly on SIGTERM or SIGINT. Restarting on an existing data dir resumes the node.`,
+		Example: `  export BARBERPRO_GOSSIP_KEY=$(head -c 32 /dev/urandom | base64)
+  barberpro node start --id ba-1 --city buenos-aires --data-dir ./data/ba-1 \
+      --bind 127.0.0.11 --bootstrap
+  barberpro node start --id cba-1 --city cordoba --data-dir ./data/cba-1 \
+      --bind 127.0.0.12 --join 127.0.0.11:7946`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(f.logLevel)
+			if err != nil {
+				return err
+			}
+			top, err := topology.Load(f.topologyFile)
+			if err != nil {
+				return usageError{err}
+			}
+			cfg := cluster.DefaultConfig()
+			switch f.profile {
+			case "lan":
+			case "local":
+				cfg = cluster.LocalConfig()
+			default:
+				return usagef("--profile: %q is not lan or local", f.profile)
+			}
+			cfg.ID, cfg.City, cfg.DataDir, cfg.Bind = f.id, f.city, f.dataDir, f.bind
+			cfg.HTTPPort, cfg.RaftPort, cfg.Bootstrap = f.httpPort, f.raftPort, f.bootstrap
+			cfg.GossipPort, cfg.ActorPort, cfg.Join = f.gossipPort, f.actorPort, f.join
+			cfg.InsecureGossip = f.insecureGossip
+			if f.gossipKey != "" {
+				if cfg.GossipKey, err = base64.StdEncoding.DecodeString(f.gossipKey); err != nil {
+					return usagef("--gossip-key: not base64: %v", err)
+				}
+			}
+			cfg.Topology, cfg.Logger = top, log
+			return runNode(cmd.Context(), cfg)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.id, "id", "", "node id, also its Raft server id (required)")
+	fl.StringVar(&f.city, "city", "", "city this node serves, e.g. buenos-aires (required)")
+	fl.StringVar(&f.dataDir, "data-dir", "", "directory of the node's bbolt files and snapshots (required)")
+	fl.StringVar(&f.bind, "bind", def.Bind, "IP address every listener binds")
+	fl.IntVar(&f.httpPort, "http-port", def.HTTPPort, "port of the HTTP API")
+	fl.IntVar(&f.raftPort, "raft-port", def.RaftPort, "port of Raft traffic")
+	fl.IntVar(&f.gossipPort, "gossip-port", def.GossipPort, "port of memberlist gossip (TCP and UDP)")
+	fl.IntVar(&f.actorPort, "actor-port", def.ActorPort, "port of actor messages between nodes")
+	fl.StringSliceVar(&f.join, "join", nil, "gossip addresses (ip:port) of live members to join, comma-separated")
+	fl.BoolVar(&f.bootstrap, "bootstrap", false, "start a new Raft group for this node's jurisdiction if the data dir is empty and no node of it is alive")
+	fl.StringVar(&f.gossipKey, "gossip-key", "", "base64 of the 16, 24 or 32-byte key that encrypts gossip, the same on every node")
+	fl.BoolVar(&f.insecureGossip, "insecure-gossip", false, "gossip without encryption (local experiments only)")
+	fl.StringVar(&f.topologyFile, "topology", "", "topology YAML file (cities, verticals); default the embedded one")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fl.StringVar(&f.profile, "profile", "lan", "timing preset: lan (cities on a LAN/WAN) or local (one machine: fast failure detection, for tests and simulations)")
+	return cmd
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, usagef("--log-level: %v", err)
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+// runNode starts a node and runs it until SIGINT/SIGTERM or until it fails.
+func runNode(ctx context.Context, cfg cluster.Config) error {
+	n, err := cluster.New(cfg)
+	if err != nil {
+		return usageError{err}
+	}
+	if err := n.Start(); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	select {
+	case <-ctx.Done():
+		cfg.Logger.Info("signal received, stopping")
+		return n.Stop()
+	case err := <-n.Done():
+		n.Stop()
+		return fmt.Errorf("http server: %w", err)
+	}
+}

@@ -1,0 +1,323 @@
+// Package procs runs BarberPro nodes as real operating-system processes on
+// loopback: one `barberpro node start` per node, each on its own 127.0.0.x address
+// with the default ports. The demo, the end-to-end tests and the failover
+// simulations start, kill -9, pause and restart nodes through it.
+package procs
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/barberpro/edge/edge/client"
+)
+
+// Default ports every node of a local cluster uses on its own IP.
+const (
+	HTTPPort   = 8080
+	GossipPort = 7946
+	RaftPort   = 7000
+	ActorPort  = 8090
+)
+
+// Spec describes one node process.
+type Spec struct {
+	ID, City, IP, DataDir string
+	// Bootstrap is set on the first node of each jurisdiction.
+	Bootstrap bool
+	// Join lists gossip addresses (ip:port) to join.
+	Join []string
+	// GossipKey is the cluster's shared key (16, 24 or 32 bytes).
+	GossipKey []byte
+	// Env adds environment variables (KEY=VALUE) to the process.
+	Env []string
+	// LogLevel is the node's --log-level. Default info.
+	LogLevel string
+}
+
+// URL is the node's API base URL.
+func (s Spec) URL() string { return fmt.Sprintf("http://%s:%d", s.IP, HTTPPort) }
+
+// GossipAddr is the address other nodes join.
+func (s Spec) GossipAddr() string { return fmt.Sprintf("%s:%d", s.IP, GossipPort) }
+
+// Args is the node's `barberpro node start` command line (the gossip key goes in
+// the environment, not on the command line).
+func (s Spec) Args() []string {
+	args := []string{"node", "start", "--id", s.ID, "--city", s.City, "--data-dir", s.DataDir, "--bind", s.IP}
+	if s.Bootstrap {
+		args = append(args, "--bootstrap")
+	}
+	if len(s.Join) > 0 {
+		args = append(args, "--join", strings.Join(s.Join, ","))
+	}
+	if s.LogLevel != "" {
+		args = append(args, "--log-level", s.LogLevel)
+	}
+	return args
+}
+
+// Proc is a running (or stopped) node process.
+type Proc struct {
+	Spec   Spec
+	Binary string
+	// LogPath receives the node's stderr and stdout, appended across restarts.
+	LogPath string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+	err    error
+}
+
+// ErrNotRunning is returned when a process is not running.
+var ErrNotRunning = errors.New("procs: not running")
+
+// Start launches the process. It does not wait for readiness (see WaitReady).
+func (p *Proc) Start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil && p.exited != nil {
+		select {
+		case <-p.exited:
+		default:
+			return fmt.Errorf("procs: %s already running", p.Spec.ID)
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(p.LogPath), 0o750); err != nil {
+		return err
+	}
+	log, err := os.OpenFile(p.LogPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(p.Binary, p.Spec.Args()...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.Env = append(os.Environ(), p.Spec.Env...)
+	if len(p.Spec.GossipKey) > 0 {
+		cmd.Env = append(cmd.Env, "BARBERPRO_GOSSIP_KEY="+base64.StdEncoding.EncodeToString(p.Spec.GossipKey))
+	}
+	// Its own process group: a Ctrl-C on the parent does not reach it directly;
+	// the parent decides how each node stops.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return fmt.Errorf("procs: start %s: %w", p.Spec.ID, err)
+	}
+	exited := make(chan struct{})
+	p.cmd, p.exited = cmd, exited
+	go func() {
+		err := cmd.Wait()
+		log.Close()
+		p.mu.Lock()
+		p.err = err
+		p.mu.Unlock()
+		close(exited)
+	}()
+	return nil
+}
+
+// Running reports whether the process is alive (paused counts as alive).
+func (p *Proc) Running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return false
+	}
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// Pid is the process id, or 0.
+func (p *Proc) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+func (p *Proc) signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	cmd, exited := p.cmd, p.exited
+	p.mu.Unlock()
+	if cmd == nil {
+		return ErrNotRunning
+	}
+	select {
+	case <-exited:
+		return ErrNotRunning
+	default:
+	}
+	return cmd.Process.Signal(sig)
+}
+
+// wait blocks until the process exits or timeout passes.
+func (p *Proc) wait(timeout time.Duration) error {
+	p.mu.Lock()
+	exited := p.exited
+	p.mu.Unlock()
+	if exited == nil {
+		return nil
+	}
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("procs: %s did not exit within %v", p.Spec.ID, timeout)
+	}
+}
+
+// Kill sends SIGKILL (kill -9) and waits for the process to be gone.
+func (p *Proc) Kill() error {
+	if err := p.signal(syscall.SIGKILL); err != nil {
+		return err
+	}
+	return p.wait(10 * time.Second)
+}
+
+// Stop sends SIGTERM and waits up to timeout for a clean exit, then kills.
+func (p *Proc) Stop(timeout time.Duration) error {
+	p.Resume() // a paused process cannot handle SIGTERM
+	if err := p.signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	if err := p.wait(timeout); err != nil {
+		p.Kill()
+		return err
+	}
+	return nil
+}
+
+// Pause sends SIGSTOP; Resume sends SIGCONT.
+func (p *Proc) Pause() error { return p.signal(syscall.SIGSTOP) }
+
+// Resume sends SIGCONT.
+func (p *Proc) Resume() error { return p.signal(syscall.SIGCONT) }
+
+// ExitErr is the process's exit error once it exited (nil for status 0).
+func (p *Proc) ExitErr() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// WaitReady polls the node's /readyz until 200, the process exits, or ctx ends.
+func (p *Proc) WaitReady(ctx context.Context) error {
+	c := client.New(p.Spec.URL(), nil)
+	for {
+		if err := c.Ready(ctx); err == nil {
+			return nil
+		}
+		if !p.Running() {
+			return fmt.Errorf("procs: %s exited before it was ready (%v); log: %s", p.Spec.ID, p.ExitErr(), p.LogPath)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("procs: %s not ready: %w; log: %s", p.Spec.ID, ctx.Err(), p.LogPath)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Cluster is a set of node processes.
+type Cluster struct {
+	Procs []*Proc
+}
+
+// ByID returns the process of node id, or nil.
+func (c *Cluster) ByID(id string) *Proc {
+	for _, p := range c.Procs {
+		if p.Spec.ID == id {
+			return p
+		}
+	}
+	return nil
+}
+
+// StartAll starts every process in order (bootstrap nodes first is the caller's
+// order to choose) and waits until all are ready.
+func (c *Cluster) StartAll(ctx context.Context) error {
+	for _, p := range c.Procs {
+		if err := p.Start(); err != nil {
+			return err
+		}
+		// The first node of a cluster must be up before others join its gossip.
+		if p.Spec.Bootstrap {
+			if err := p.WaitReady(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	for _, p := range c.Procs {
+		if err := p.WaitReady(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// StopAll stops every running process with SIGTERM (in reverse order), killing
+// those that do not exit within timeout.
+func (c *Cluster) StopAll(timeout time.Duration) {
+	var wg sync.WaitGroup
+	for i := len(c.Procs) - 1; i >= 0; i-- {
+		p := c.Procs[i]
+		if p.Running() {
+			wg.Add(1)
+			go func() { defer wg.Done(); p.Stop(timeout) }()
+		}
+	}
+	wg.Wait()
+}
+
+// KillAll kills every running process.
+func (c *Cluster) KillAll() {
+	for _, p := range c.Procs {
+		if p.Running() {
+			p.Kill()
+		}
+	}
+}
+
+// FiveCities is the standard local layout: Buenos Aires, Córdoba, Rosario and La
+// Plata (jurisdiction ar) and us-east (us), on 127.0.0.11-15 with the default
+// ports, under dataRoot. ipBase shifts the addresses (11 gives .11-.15) so several
+// clusters can run at once.
+func FiveCities(binary, dataRoot string, key []byte, ipBase int) *Cluster {
+	ip := func(i int) string { return "127.0.0." + strconv.Itoa(ipBase+i) }
+	ba := ip(0) + ":" + strconv.Itoa(GossipPort)
+	nodes := []struct {
+		id, city  string
+		bootstrap bool
+	}{
+		{"ba-1", "buenos-aires", true},
+		{"cba-1", "cordoba", false},
+		{"ros-1", "rosario", false},
+		{"lp-1", "la-plata", false},
+		{"us-1", "us-east", true},
+	}
+	c := &Cluster{}
+	for i, n := range nodes {
+		s := Spec{ID: n.id, City: n.city, IP: ip(i), DataDir: filepath.Join(dataRoot, n.id), Bootstrap: n.bootstrap, GossipKey: key}
+		if i > 0 {
+			s.Join = []string{ba}
+		}
+		c.Procs = append(c.Procs, &Proc{Spec: s, Binary: binary, LogPath: filepath.Join(dataRoot, n.id+".log")})
+	}
+	return c
+}
