@@ -397,14 +397,16 @@ func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
 
 // NodeStatusReply is one node's Raft progress.
 type NodeStatusReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	State         string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
-	LeaderId      string                 `protobuf:"bytes,3,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
-	Term          uint64                 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
-	AppliedIndex  uint64                 `protobuf:"varint,5,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
-	CommitIndex   uint64                 `protobuf:"varint,6,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
-	LastLogIndex  uint64                 `protobuf:"varint,7,opt,name=last_log_index,json=lastLogIndex,proto3" json:"last_log_index,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	NodeId       string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	State        string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	LeaderId     string                 `protobuf:"bytes,3,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	Term         uint64                 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
+	AppliedIndex uint64                 `protobuf:"varint,5,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	CommitIndex  uint64                 `protobuf:"varint,6,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	LastLogIndex uint64                 `protobuf:"varint,7,opt,name=last_log_index,json=lastLogIndex,proto3" json:"last_log_index,omitempty"`
+	// voter is whether the node votes in its group's configuration.
+	Voter         bool `protobuf:"varint,8,opt,name=voter,proto3" json:"voter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -488,6 +490,13 @@ func (x *NodeStatusReply) GetLastLogIndex() uint64 {
 	return 0
 }
 
+func (x *NodeStatusReply) GetVoter() bool {
+	if x != nil {
+		return x.Voter
+	}
+	return false
+}
+
 var File_cluster_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_cluster_v1_cluster_proto_rawDesc = "" +
@@ -518,7 +527,7 @@ const file_cluster_v1_cluster_proto_rawDesc = "" +
 	"\verror_kinds\x18\x01 \x03(\tR\n" +
 	"errorKinds\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\"\x13\n" +
-	"\x11NodeStatusRequest\"\xdf\x01\n" +
+	"\x11NodeStatusRequest\"\xf5\x01\n" +
 	"\x0fNodeStatusReply\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
@@ -526,7 +535,8 @@ const file_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x04term\x18\x04 \x01(\x04R\x04term\x12#\n" +
 	"\rapplied_index\x18\x05 \x01(\x04R\fappliedIndex\x12!\n" +
 	"\fcommit_index\x18\x06 \x01(\x04R\vcommitIndex\x12$\n" +
-	"\x0elast_log_index\x18\a \x01(\x04R\flastLogIndexB7Z5github.com/barberpro/edge/protos/cluster/v1;clusterv1b\x06proto3"
+	"\x0elast_log_index\x18\a \x01(\x04R\flastLogIndex\x12\x14\n" +
+	"\x05voter\x18\b \x01(\bR\x05voterB7Z5github.com/barberpro/edge/protos/cluster/v1;clusterv1b\x06proto3"
 
 var (
 	file_cluster_v1_cluster_proto_rawDescOnce sync.Once
