@@ -17,6 +17,8 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/barberpro/edge/actors"
 	"github.com/barberpro/edge/cluster/membership"
@@ -154,7 +156,11 @@ func (n *Node) Start() (err error) {
 		return err
 	}
 	pc := protocluster.Configure("barberpro", provider, n.lookup,
-		remote.Configure(bind, n.cfg.ActorPort),
+		remote.Configure(bind, n.cfg.ActorPort, remote.WithDialOptions(
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+				return n.dialer().DialContext(ctx, "tcp", addr)
+			}))),
 		protocluster.WithKinds(protocluster.NewKind(kind, n.cals.Props())),
 		protocluster.WithRequestTimeout(n.cfg.ActorRequestTimeout),
 		placement.GossipOff())
@@ -184,6 +190,12 @@ func (n *Node) Start() (err error) {
 	n.log.Info("node started", "http", n.HTTPAddr(), "raft", sc.RaftAddr, "gossip", n.members.GossipAddr(),
 		"actors", hostPort(bind, n.cfg.ActorPort), "data_dir", n.cfg.DataDir, "jurisdiction", jur, "bootstrap", sc.Bootstrap)
 	return nil
+}
+
+// dialer dials other nodes from this node's own IP, so every connection it opens
+// carries its address as the source (what peers and firewall rules see).
+func (n *Node) dialer() *net.Dialer {
+	return &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(n.cfg.Bind)}}
 }
 
 // startMember runs protoactor's StartMember, which panics on a provider error.
@@ -236,6 +248,11 @@ func (n *Node) serveHTTP() (err error) {
 	ec.Placement, ec.Members, ec.Ready = n.placement, n.memberList, n.Ready
 	ec.Status, ec.Leave, ec.Remove = n.status, n.leaveAsync, n.remove
 	ec.Clock, ec.Registry = n.cfg.Clock, n.registry
+	ec.PeerTransport = &http.Transport{
+		DialContext:         n.dialer().DialContext,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     time.Minute,
+	}
 	ec.Logger = n.log.With("component", "edge")
 	srv, err := edge.New(ec)
 	if err != nil {

@@ -154,8 +154,20 @@ func (m *Membership) Start() error {
 	m.mu.Unlock()
 
 	mc := m.memberlistConfig()
+	t, err := newBoundTransport(m.cfg.BindAddr, m.cfg.BindPort, mc)
+	if err != nil {
+		return fmt.Errorf("membership: transport: %w", err)
+	}
+	if mc.BindPort == 0 {
+		mc.BindPort = t.GetAutoBindPort()
+		if m.cfg.AdvertisePort == 0 {
+			mc.AdvertisePort = mc.BindPort
+		}
+	}
+	mc.Transport = t
 	list, err := memberlist.Create(mc)
 	if err != nil {
+		t.Shutdown()
 		return fmt.Errorf("membership: create memberlist: %w", err)
 	}
 	m.mu.Lock()
