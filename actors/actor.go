@@ -195,6 +195,11 @@ func (a *calendarActor) now() time.Time { return a.cfg.Clock() }
 func (a *calendarActor) load() {
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.RequestTimeout)
 	defer cancel()
+	if err := a.store.LinearizableRead(ctx); err != nil {
+		a.loadCode, a.loadErr = calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, fmt.Errorf("load provider %q: %w", a.providerID, err)
+		a.log.Warn("calendar activation failed", slog.Any("error", err))
+		return
+	}
 	p, err := a.store.Provider(ctx, a.providerID)
 	if (err == nil && p == nil) || (err != nil && a.cfg.IsNotFound(err)) {
 		a.loadCode, a.loadErr = calendarv1.ErrorCode_ERROR_CODE_NOT_FOUND, fmt.Errorf("provider %q not found", a.providerID)
@@ -243,7 +248,11 @@ func (a *calendarActor) loadBookings(ctx context.Context, p *bookingv1.Provider)
 func (a *calendarActor) reload(reason string) {
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.RequestTimeout)
 	defer cancel()
-	p, err := a.store.Provider(ctx, a.providerID)
+	err := a.store.LinearizableRead(ctx)
+	var p *bookingv1.Provider
+	if err == nil {
+		p, err = a.store.Provider(ctx, a.providerID)
+	}
 	if err == nil && p != nil {
 		err = a.loadBookings(ctx, p)
 	}

@@ -514,3 +514,16 @@ func TestConfig_Validate(t *testing.T) {
 		t.Fatal("New without Store succeeded")
 	}
 }
+
+// TestCalendars_ActivationWaitsForLinearizableRead: a calendar must not load from
+// a replica that cannot prove it is up to date (it may have moved to a lagging
+// follower); it answers unavailable instead of judging from stale state.
+func TestCalendars_ActivationWaitsForLinearizableRead(t *testing.T) {
+	e := newEnv(t, nil)
+	e.store.ReadIndexErr = errors.New("no leader")
+	if _, err := e.book(t, "p1", "cut", at(2, 10, 0), "lr-1"); !errors.Is(err, actors.ErrUnavailable) {
+		t.Fatalf("Book with no linearizable read: %v, want ErrUnavailable", err)
+	}
+	e.store.ReadIndexErr = nil
+	e.mustBook(t, "p1", "cut", at(2, 10, 0), "lr-2")
+}

@@ -34,6 +34,10 @@ type Store interface {
 	ProviderBookings(ctx context.Context, providerID string, from, to time.Time) ([]*bookingv1.Booking, error)
 	// Propose replicates cmd through Raft and returns the FSM's result.
 	Propose(ctx context.Context, cmd *bookingv1.Command) (*bookingv1.CommandResult, error)
+	// LinearizableRead returns once this replica has applied every write
+	// committed before the call: a calendar that (re)loads on a follower, e.g.
+	// after moving from a dead node, must not start from stale state.
+	LinearizableRead(ctx context.Context) error
 }
 
 // Defaults of Config.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
@@ -41,33 +42,50 @@ type clusterRequester struct {
 
 var _ requester = (*clusterRequester)(nil)
 
-// Request implements requester.
+// Request implements requester. A request that gets no answer (the grain's node
+// died or handed the grain over mid-request, a timeout, a dead letter) is sent
+// again, to wherever the identity lookup places the grain now, until ctx ends:
+// every calendar request is safe to repeat (writes carry their booking id and
+// idempotency key down to the store).
 func (r *clusterRequester) Request(ctx context.Context, providerID string, msg proto.Message) (*calendarv1.Reply, error) {
 	type result struct {
 		v   any
 		err error
 	}
-	ch := make(chan result, 1)
-	go func() {
-		v, err := r.cl.Request(providerID, r.kind, msg)
-		ch <- result{v, err}
-	}()
-	var res result
-	select {
-	case res = <-ch:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: calendar of provider %s: %w", ErrUnavailable, providerID, ctx.Err())
-	}
-	if res.err != nil {
-		return nil, fmt.Errorf("%w: calendar of provider %s: %w", ErrUnavailable, providerID, res.err)
-	}
-	switch v := res.v.(type) {
-	case *calendarv1.Reply:
-		return v, replyError(v, nil)
-	case nil:
-		return nil, fmt.Errorf("%w: calendar of provider %s gave no answer", ErrUnavailable, providerID)
-	default:
-		return nil, fmt.Errorf("%w: unexpected answer %T", ErrUnavailable, v)
+	var last error
+	for attempt := 0; ; attempt++ {
+		ch := make(chan result, 1)
+		go func() {
+			v, err := r.cl.Request(providerID, r.kind, msg)
+			ch <- result{v, err}
+		}()
+		var res result
+		select {
+		case res = <-ch:
+		case <-ctx.Done():
+			if last == nil {
+				last = ctx.Err()
+			}
+			return nil, fmt.Errorf("%w: calendar of provider %s: %w", ErrUnavailable, providerID, last)
+		}
+		switch v := res.v.(type) {
+		case *calendarv1.Reply:
+			if res.err == nil {
+				return v, replyError(v, nil)
+			}
+		case nil:
+		default:
+			return nil, fmt.Errorf("%w: unexpected answer %T", ErrUnavailable, v)
+		}
+		last = res.err
+		if last == nil {
+			last = fmt.Errorf("no answer")
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: calendar of provider %s: %w", ErrUnavailable, providerID, last)
+		case <-time.After(min(time.Duration(attempt+1)*20*time.Millisecond, 200*time.Millisecond)):
+		}
 	}
 }
 

@@ -51,12 +51,13 @@ type Node struct {
 	httpLn   net.Listener
 	registry *prometheus.Registry
 
-	cancel   context.CancelFunc
-	bg       sync.WaitGroup
-	stopOnce sync.Once
-	stopErr  error
-	served   chan error
-	leaving  chan struct{}
+	cancel     context.CancelFunc
+	bg         sync.WaitGroup
+	stopOnce   sync.Once
+	actorsOnce sync.Once
+	stopErr    error
+	served     chan error
+	leaving    chan struct{}
 }
 
 // New checks cfg and prepares a node; it opens nothing and starts no goroutine.
@@ -269,7 +270,13 @@ func (n *Node) serveHTTP() (err error) {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
 	}
-	go func() { n.served <- n.http.Serve(n.httpLn) }()
+	go func() {
+		// A Shutdown (Stop, Leave) is not a failure: Done then yields what Leave
+		// reports, or nothing for Stop.
+		if err := n.http.Serve(n.httpLn); !errors.Is(err, http.ErrServerClosed) {
+			n.served <- err
+		}
+	}()
 	return nil
 }
 
@@ -307,8 +314,9 @@ func (n *Node) Ready() error {
 	return n.store.Ready()
 }
 
-// Done yields the HTTP server's exit error when serving stops, or nil after the
-// node left the cluster with `cluster leave`.
+// Done yields the HTTP server's error if serving fails, or Leave's result (nil
+// when clean) after the node left the cluster with `cluster leave`. A Stop yields
+// nothing.
 func (n *Node) Done() <-chan error { return n.served }
 
 // Stop shuts the node down cleanly: stops taking requests and lets in-flight ones
@@ -329,9 +337,7 @@ func (n *Node) Stop() error {
 			n.cancel()
 		}
 		n.bg.Wait()
-		if n.actors != nil {
-			n.actors.Shutdown(true)
-		}
+		n.shutdownActors()
 		if n.cals != nil {
 			n.cals.Stop()
 		}
@@ -347,16 +353,25 @@ func (n *Node) Stop() error {
 	return n.stopErr
 }
 
+// leaveDrain is how long a leaving node keeps serving its calendars' requests
+// in flight after withdrawing its actor kinds, while gossip spreads the news.
+const leaveDrain = time.Second
+
 // Leave removes the node from the cluster for good (`cluster leave`): it stops
 // taking actor work, hands Raft leadership over, has the leader remove it from
 // the Raft group, leaves gossip and stops.
 func (n *Node) Leave(ctx context.Context) error {
 	close(n.leaving)
 	var errs []error
-	// Withdraw this node's kinds first, so the other nodes place its calendars
-	// elsewhere while it still answers the requests in flight.
-	if n.actors != nil {
-		n.actors.Shutdown(true)
+	// Withdraw this node's actor kinds first: every node (this one included)
+	// then places its calendars elsewhere, while the actor system stays up to
+	// finish the requests in flight and to reach the Raft leader below.
+	if err := n.members.UpdateMeta(func(m *membership.Meta) { m.Kinds = nil }); err != nil {
+		errs = append(errs, fmt.Errorf("withdraw actor kinds: %w", err))
+	}
+	select {
+	case <-time.After(leaveDrain):
+	case <-ctx.Done():
 	}
 	if n.store.IsLeader() {
 		if err := n.store.TransferLeadership(ctx); err != nil && !errors.Is(err, storage.ErrNoOtherVoter) {
@@ -370,6 +385,16 @@ func (n *Node) Leave(ctx context.Context) error {
 	err := errors.Join(errs...)
 	n.log.Info("node left the cluster", "err", err)
 	return err
+}
+
+// shutdownActors leaves the actor cluster gracefully, once: peers stop placing
+// calendars here and this node's activations stop.
+func (n *Node) shutdownActors() {
+	n.actorsOnce.Do(func() {
+		if n.actors != nil {
+			n.actors.Shutdown(true)
+		}
+	})
 }
 
 // removeSelf asks the group's leader to remove this node, retrying across a

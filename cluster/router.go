@@ -24,7 +24,9 @@ func (r *router) Jurisdiction() string { return r.jurisdiction }
 func (r *router) Peer(j, city string) (string, error) {
 	var best *membership.Member
 	for _, m := range r.members.Members() {
-		if m.Jurisdiction != j || m.HTTPAddr == "" {
+		// A node serves once it advertises its actor kinds, and stops when it
+		// withdraws them to leave: relay only to serving nodes.
+		if m.Jurisdiction != j || m.HTTPAddr == "" || len(m.Kinds) == 0 {
 			continue
 		}
 		if best == nil || (m.City == city && best.City != city) {

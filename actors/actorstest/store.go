@@ -33,6 +33,9 @@ type Store struct {
 	// BeforePropose, if set, runs before each command applies; a non-nil error is
 	// returned by Propose without applying (e.g. a lost leader).
 	BeforePropose func(cmd *bookingv1.Command) error
+	// ReadIndexErr, if set, is what LinearizableRead returns (a replica that
+	// cannot reach its leader).
+	ReadIndexErr error
 
 	mu        sync.Mutex
 	providers map[string]*bookingv1.Provider
@@ -49,6 +52,9 @@ type idem struct {
 }
 
 var _ actors.Store = (*Store)(nil)
+
+// LinearizableRead returns ReadIndexErr: this one copy is always up to date.
+func (s *Store) LinearizableRead(context.Context) error { return s.ReadIndexErr }
 
 // NewStore returns an empty Store.
 func NewStore() *Store {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -31,13 +32,18 @@ func startFiveCities(t *testing.T, ipBase int) (*procs.Cluster, string) {
 	t.Cleanup(func() {
 		c.KillAll()
 		if t.Failed() {
+			// Keep the whole logs of a failing run where they outlive the test.
+			keep := filepath.Join(os.TempDir(), "barberpro-e2e-logs", t.Name())
+			os.MkdirAll(keep, 0o755)
 			for _, p := range c.Procs {
 				b, _ := os.ReadFile(p.LogPath)
+				os.WriteFile(filepath.Join(keep, p.Spec.ID+".log"), b, 0o644)
 				if len(b) > 6000 {
 					b = b[len(b)-6000:]
 				}
 				t.Logf("--- %s log tail:\n%s", p.Spec.ID, b)
 			}
+			t.Logf("whole node logs kept in %s", keep)
 		}
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -226,6 +232,9 @@ func (b *booker) run(ctx context.Context, workers int) *sync.WaitGroup {
 						b.mu.Unlock()
 						break
 					}
+					if ctx.Err() != nil {
+						return // the test stopped the workload: not an answer
+					}
 					b.mu.Lock()
 					b.errs = append(b.errs, err)
 					b.mu.Unlock()
@@ -375,4 +384,84 @@ func Test_Cluster_FailoverKeepsEveryAcknowledgedBooking(t *testing.T) {
 	if errCount["slot_unavailable"] > 0 || errCount["validation_failed"] > 0 {
 		t.Fatalf("distinct free slots were refused: %v", errCount)
 	}
+}
+
+// Test_Cluster_GracefulLeaveLosesNoRequest runs `barberpro cluster leave` against
+// the ar leader, which also hosts a hot provider's calendar, while clients book
+// through the other nodes: leadership moves, the group keeps quorum without the
+// leaver, the calendar re-activates elsewhere, and not one request fails.
+func Test_Cluster_GracefulLeaveLosesNoRequest(t *testing.T) {
+	c, _ := startFiveCities(t, 41)
+	ctx := context.Background()
+	ba := c.ByID("ba-1")
+	prov, err := cli(c.Procs[1]).CreateProvider(ctx, load.LoadProvider("buenos-aires", 0), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := cli(ba).Status(ctx); err != nil || leaderOf(st, "ar") != "ba-1" {
+		t.Fatalf("ar leader before leave: %v %v, want ba-1 (it bootstrapped)", st, err)
+	}
+	loc, _ := time.LoadLocation(prov.Timezone)
+	now := time.Now().In(loc)
+	b := &booker{acked: map[string]string{}, prov: *prov, base: time.Date(now.Year(), now.Month(), now.Day()+2, 0, 0, 0, 0, loc)}
+	b.targets = []*client.Client{cli(c.Procs[1]), cli(c.Procs[2]), cli(c.Procs[3]), cli(c.Procs[4])}
+	runCtx, stop := context.WithCancel(ctx)
+	wg := b.run(runCtx, 4)
+	time.Sleep(time.Second)
+
+	out, err := exec.Command(binary, "cluster", "leave", "--addr", ba.Spec.URL()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("cluster leave: %v\n%s", err, out)
+	}
+	exitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for ba.Running() && exitCtx.Err() == nil {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if ba.Running() || ba.ExitErr() != nil {
+		t.Fatalf("ba-1 after leave: running=%v exit=%v, want a clean exit", ba.Running(), ba.ExitErr())
+	}
+	time.Sleep(2 * time.Second)
+	stop()
+	wg.Wait()
+
+	st, err := cli(c.Procs[1]).Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var members []string
+	for _, g := range st.Groups {
+		if g.Group == "ar" {
+			for _, m := range g.Members {
+				members = append(members, m.ID)
+			}
+		}
+	}
+	if l := leaderOf(st, "ar"); l == "" || l == "ba-1" || len(members) != 3 {
+		t.Fatalf("after leave: ar leader %q, members %v; want a new leader and 3 members", l, members)
+	}
+	if pl, err := cli(c.Procs[4]).Placement(ctx, prov.ID); err != nil || pl.Node == "ba-1" || pl.Jurisdiction != "ar" {
+		t.Fatalf("placement after leave: %+v %v", pl, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.errs) > 0 {
+		t.Fatalf("%d requests failed during a graceful leave (want none); first: %v", len(b.errs), b.errs[0])
+	}
+	if len(b.oks) < 20 {
+		t.Fatalf("only %d bookings during the test: the workload did not run", len(b.oks))
+	}
+	t.Logf("%d bookings, none failed, across a graceful leave of the leader", len(b.oks))
+}
+
+func leaderOf(st *client.ClusterStatus, group string) string {
+	if st == nil {
+		return ""
+	}
+	for _, g := range st.Groups {
+		if g.Group == group {
+			return g.Leader
+		}
+	}
+	return ""
 }

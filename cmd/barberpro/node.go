@@ -118,7 +118,12 @@ func runNode(ctx context.Context, cfg cluster.Config) error {
 		cfg.Logger.Info("signal received, stopping")
 		return n.Stop()
 	case err := <-n.Done():
+		// The node left the cluster (`cluster leave`), or its server failed.
 		n.Stop()
-		return fmt.Errorf("http server: %w", err)
+		if err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
+		cfg.Logger.Info("left the cluster, exiting")
+		return nil
 	}
 }
