@@ -29,6 +29,7 @@ type batcher struct {
 	in      chan *proposal
 	slots   chan struct{}
 	stop    chan struct{} // closed by close()
+	down    chan struct{} // closed by raftDown() once raft has shut down
 	stopped chan struct{} // closed when the loop and every in-flight batch are done
 	wg      sync.WaitGroup
 	once    sync.Once
@@ -54,6 +55,7 @@ func newBatcher(r *raft.Raft, maxBatch, maxInflight int, timeout time.Duration) 
 		in:       make(chan *proposal, maxBatch*maxInflight),
 		slots:    make(chan struct{}, maxInflight),
 		stop:     make(chan struct{}),
+		down:     make(chan struct{}),
 		stopped:  make(chan struct{}),
 	}
 	b.wg.Add(1)
@@ -90,6 +92,12 @@ func (b *batcher) submit(ctx context.Context, data []byte) (*bookingv1.CommandRe
 
 // close stops the loop; in-flight batches finish (raft shutdown fails them).
 func (b *batcher) close() { b.once.Do(func() { close(b.stop) }) }
+
+// raftDown tells in-flight batches that raft has shut down. raft does not
+// answer a future whose entry was still queued in its (buffered) apply
+// channel at shutdown, so finish stops waiting for it: the callers get
+// ErrClosed with an unknown outcome.
+func (b *batcher) raftDown() { close(b.down) }
 
 func (b *batcher) loop() {
 	defer b.wg.Done()
@@ -137,7 +145,23 @@ func (b *batcher) loop() {
 func (b *batcher) finish(fut raft.ApplyFuture, batch []*proposal) {
 	defer b.wg.Done()
 	defer func() { <-b.slots }()
-	if err := fut.Error(); err != nil {
+	done := make(chan error, 1)
+	go func() { done <- fut.Error() }() // leaks only for a future raft never answers
+	var err error
+	select {
+	case err = <-done:
+	case <-b.down:
+		select {
+		case err = <-done:
+		default:
+			err = fmt.Errorf("%w: %w: raft shut down with the batch in flight", ErrClosed, ErrOutcomeUnknown)
+			for _, p := range batch {
+				p.done <- outcome{err: err}
+			}
+			return
+		}
+	}
+	if err != nil {
 		err = mapRaftError(err)
 		for _, p := range batch {
 			p.done <- outcome{err: err}
@@ -160,8 +184,11 @@ func mapRaftError(err error) error {
 	switch {
 	case errors.Is(err, raft.ErrNotLeader):
 		return fmt.Errorf("%w: %v", ErrNotLeader, err)
-	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
-		return fmt.Errorf("%w: %v (outcome unknown; retry with the same idempotency key)", ErrNotLeader, err)
+	case errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		// raft refuses new entries during a transfer: not proposed.
+		return fmt.Errorf("%w: %v", ErrNotLeader, err)
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return fmt.Errorf("%w: %w: %v (retry with the same idempotency key)", ErrNotLeader, ErrOutcomeUnknown, err)
 	case errors.Is(err, raft.ErrRaftShutdown):
 		return fmt.Errorf("%w: %v", ErrClosed, err)
 	case errors.Is(err, raft.ErrEnqueueTimeout):

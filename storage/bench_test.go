@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/barberpro/edge/storage"
 	st "github.com/barberpro/edge/storage/storagetest"
 )
 
@@ -26,21 +27,47 @@ func BenchmarkPropose(b *testing.B) {
 				mode = "hot-provider"
 			}
 			b.Run(fmt.Sprintf("%s/proposers=%d", mode, procs), func(b *testing.B) {
-				benchPropose(b, procs, hot)
+				s := st.MustOpen(b, st.Config(b))
+				benchPropose(b, s, s, procs, hot)
 			})
 		}
 	}
 }
 
-func benchPropose(b *testing.B, procs int, hot bool) {
-	s := st.MustOpen(b, st.Config(b))
+// BenchmarkProposeThreeNodes is BenchmarkPropose (own providers) on a
+// 3-voter group over real TCP on loopback (127.0.0.1, port 0; LocalConfig,
+// fsync on), proposing on the leader, and on a follower whose proposals are
+// forwarded in process (storagetest.Router) to the leader's ProposeLocal.
+//
+//	go test -bench BenchmarkProposeThreeNodes -run '^$' ./storage/
+func BenchmarkProposeThreeNodes(b *testing.B) {
+	for _, via := range []string{"leader", "follower"} {
+		for _, procs := range []int{1, 16, 256} {
+			b.Run(fmt.Sprintf("via=%s/proposers=%d", via, procs), func(b *testing.B) {
+				cfg := storage.LocalConfig()
+				cfg.Logger = st.Logger()
+				stores := st.MustOpenTCPCluster(b, 3, cfg)
+				st.NewRouter(stores...)
+				target := stores[0]
+				if via == "follower" {
+					target = stores[1]
+				}
+				benchPropose(b, stores[0], target, procs, false)
+			})
+		}
+	}
+}
+
+// benchPropose creates the providers through leader, then proposes b.N
+// bookings through s.
+func benchPropose(b *testing.B, leader, s *storage.Store, procs int, hot bool) {
 	ctx := context.Background()
 	for p := range procs {
 		if !hot || p == 0 {
-			mustPropose(b, s, st.CreateProvider(st.Provider(fmt.Sprint("p", p))))
+			mustPropose(b, leader, st.CreateProvider(st.Provider(fmt.Sprint("p", p))))
 		}
 	}
-	startIndex := s.Stats().LastLogIndex
+	startIndex := leader.Stats().LastLogIndex
 	var (
 		next      atomic.Int64
 		wg        sync.WaitGroup
@@ -91,7 +118,7 @@ func benchPropose(b *testing.B, procs int, hot bool) {
 		}
 		return float64(latencies[int(q*float64(len(latencies)-1))].Microseconds())
 	}
-	entries := s.Stats().LastLogIndex - startIndex
+	entries := leader.Stats().LastLogIndex - startIndex
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "ops/s")
 	b.ReportMetric(pct(0.50), "p50-us")
 	b.ReportMetric(pct(0.99), "p99-us")

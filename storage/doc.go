@@ -15,6 +15,14 @@
 // Store.LinearizableRead first when a read must observe every write
 // acknowledged before it.
 //
+// In a multi-node group (one per jurisdiction) a follower forwards writes and
+// read-index requests to the leader through a Forwarder the cluster layer
+// provides (served there by Store.ProposeLocal and Store.ReadIndexLocal), and
+// retries across leader changes; keyed commands are retried safely because
+// the FSM applies an idempotency key at most once. AddServer, RemoveServer,
+// TransferLeadership and LeaderChanges are the cluster layer's handles on
+// membership.
+//
 // Raft's log and stable store also live in bbolt (raft.db, see LogStore), and
 // snapshots stream a consistent copy of the FSM's bbolt file. DESIGN.md beside
 // this file describes buckets, keys, apply rules and restart semantics.

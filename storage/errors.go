@@ -36,10 +36,22 @@ var (
 	// unknown, and a retry carrying the same idempotency key is safe.
 	ErrNotLeader = errors.New("storage: not the raft leader")
 
+	// ErrOutcomeUnknown accompanies ErrNotLeader (or a forwarding failure)
+	// when a command may or may not have committed: leadership was lost while
+	// it was in flight, or the forwarded call failed after it was sent. A
+	// retry carrying the same idempotency key is safe; Store.Propose makes it
+	// by itself for keyed commands.
+	ErrOutcomeUnknown = errors.New("storage: outcome unknown")
+
+	// ErrNoOtherVoter means TransferLeadership found no other voter to hand
+	// leadership to.
+	ErrNoOtherVoter = errors.New("storage: no other voter")
+
 	// ErrClosed means the Store has been closed.
 	ErrClosed = errors.New("storage: store closed")
 
 	// ErrTimeout means Raft did not accept the command within
-	// Config.ApplyTimeout (the command was not proposed).
+	// Config.ApplyTimeout (the command was not proposed), or a follower's
+	// FSM did not reach a linearizable read's index within ApplyTimeout.
 	ErrTimeout = errors.New("storage: timed out")
 )

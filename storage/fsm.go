@@ -635,28 +635,37 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 
 // digest hashes every record of the record buckets (not meta).
 func (f *fsm) digest() ([]byte, error) {
-	h := sha256.New()
+	var sum []byte
 	err := f.view(func(tx *bolt.Tx) error {
-		var n [4]byte
-		write := func(b []byte) {
-			binary.BigEndian.PutUint32(n[:], uint32(len(b)))
-			h.Write(n[:])
-			h.Write(b)
-		}
-		for _, name := range recordBuckets {
-			write(name)
-			if err := tx.Bucket(name).ForEach(func(k, v []byte) error {
-				write(k)
-				write(v)
-				return nil
-			}); err != nil {
-				return err
-			}
-		}
-		return nil
+		var err error
+		sum, err = digestTx(tx)
+		return err
 	})
 	if err != nil {
 		return nil, err
+	}
+	return sum, nil
+}
+
+// digestTx is the SHA-256 behind Store.Digest, over tx: every key and value of
+// the record buckets, in bucket order, each length-prefixed. Inspect shares it.
+func digestTx(tx *bolt.Tx) ([]byte, error) {
+	h := sha256.New()
+	var n [4]byte
+	write := func(b []byte) {
+		binary.BigEndian.PutUint32(n[:], uint32(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	for _, name := range recordBuckets {
+		write(name)
+		if err := tx.Bucket(name).ForEach(func(k, v []byte) error {
+			write(k)
+			write(v)
+			return nil
+		}); err != nil {
+			return nil, err
+		}
 	}
 	return h.Sum(nil), nil
 }

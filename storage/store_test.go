@@ -371,6 +371,8 @@ func TestConfig_Validate(t *testing.T) {
 		{"election below heartbeat", func(c *storage.Config) { c.ElectionTimeout = c.HeartbeatTimeout - 1 }},
 		{"zero batch", func(c *storage.Config) { c.MaxBatch = 0 }},
 		{"negative inflight", func(c *storage.Config) { c.MaxInflight = -1 }},
+		{"zero leader wait", func(c *storage.Config) { c.LeaderWaitTimeout = 0 }},
+		{"zero max voters", func(c *storage.Config) { c.MaxVoters = 0 }},
 		{"tiny heartbeat", func(c *storage.Config) {
 			c.HeartbeatTimeout = time.Millisecond
 			c.LeaderLeaseTimeout = time.Millisecond

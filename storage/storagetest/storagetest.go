@@ -118,6 +118,13 @@ func MustOpenCluster(t testing.TB, n int) []*storage.Store {
 // with Disconnect/Connect.
 func MustOpenInmemCluster(t testing.TB, n int) (stores []*storage.Store, trans []*raft.InmemTransport) {
 	t.Helper()
+	return MustOpenInmemClusterWith(t, n, storage.LocalConfig())
+}
+
+// MustOpenInmemClusterWith is MustOpenInmemCluster with base as every
+// node's configuration (NodeID and Transport are set here).
+func MustOpenInmemClusterWith(t testing.TB, n int, base storage.Config) (stores []*storage.Store, trans []*raft.InmemTransport) {
+	t.Helper()
 	trans = make([]*raft.InmemTransport, n)
 	servers := make([]raft.Server, n)
 	for i := range n {
@@ -134,8 +141,10 @@ func MustOpenInmemCluster(t testing.TB, n int) (stores []*storage.Store, trans [
 	}
 	stores = make([]*storage.Store, n)
 	for i := range n {
-		cfg := storage.LocalConfig()
+		cfg := base
 		cfg.NodeID = string(servers[i].ID)
+		cfg.Bootstrap = false
+		cfg.DataDir = ""
 		cfg.Transport = trans[i]
 		stores[i] = MustOpen(t, cfg)
 	}
