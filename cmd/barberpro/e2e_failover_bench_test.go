@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"os"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/barberpro/edge/edge/client"
+	"github.com/barberpro/edge/simulations/load"
+)
+
+// Test_Cluster_FailoverTimes measures, over BARBERPRO_FAILOVER_TRIALS fresh
+// 5-process clusters (skipped when unset), the time from kill -9 of the ar Raft
+// leader, and of the node hosting a hot calendar, to the first successful booking
+// sent after the kill, and logs the medians. It is a measurement, not a pass/fail
+// timing assertion (the machine is shared and noisy):
+//
+//	BARBERPRO_FAILOVER_TRIALS=5 go test -run Cluster_FailoverTimes -v ./cmd/barberpro/
+func Test_Cluster_FailoverTimes(t *testing.T) {
+	trials, _ := strconv.Atoi(os.Getenv("BARBERPRO_FAILOVER_TRIALS"))
+	if trials <= 0 {
+		t.Skip("set BARBERPRO_FAILOVER_TRIALS to measure failover times")
+	}
+	var leaderKill, hostKill []time.Duration
+	ipBase := 61 // each trial takes five fresh loopback IPs
+	for range trials {
+		for _, what := range []string{"leader", "host"} {
+			d := failoverTrial(t, ipBase, what)
+			ipBase += 5
+			if what == "leader" {
+				leaderKill = append(leaderKill, d)
+			} else {
+				hostKill = append(hostKill, d)
+			}
+		}
+	}
+	slices.Sort(leaderKill)
+	slices.Sort(hostKill)
+	t.Logf("kill -9 of the ar leader → next booking: median %v, all %v", leaderKill[len(leaderKill)/2], leaderKill)
+	t.Logf("kill -9 of the calendar's host → next booking: median %v, all %v", hostKill[len(hostKill)/2], hostKill)
+}
+
+// failoverTrial starts a cluster, books a Córdoba provider's calendar (hosted on
+// cba-1, which is not the leader) through ros-1 and us-1, kills either the ar
+// leader (ba-1, which bootstrapped) or cba-1, and returns the time to the next
+// booking sent after the kill.
+func failoverTrial(t *testing.T, ipBase int, what string) time.Duration {
+	t.Helper()
+	c, _ := startFiveCities(t, ipBase)
+	defer c.KillAll()
+	ctx := context.Background()
+	prov, err := cli(c.Procs[2]).CreateProvider(ctx, load.LoadProvider("cordoba", 0), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc, _ := time.LoadLocation(prov.Timezone)
+	now := time.Now().In(loc)
+	b := &booker{acked: map[string]string{}, prov: *prov, base: time.Date(now.Year(), now.Month(), now.Day()+2, 0, 0, 0, 0, loc)}
+	b.targets = []*client.Client{cli(c.ByID("ros-1")), cli(c.ByID("us-1"))}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	wg := b.run(runCtx, 4)
+	defer wg.Wait()
+	time.Sleep(time.Second)
+	victim := "ba-1"
+	if what == "host" {
+		victim = "cba-1"
+	}
+	t0 := time.Now()
+	c.ByID(victim).Kill()
+	return b.waitBookingAfter(t, t0, 30*time.Second)
+}
