@@ -69,6 +69,12 @@ func failoverTrial(t *testing.T, ipBase int, what string) time.Duration {
 	if what == "host" {
 		victim = "cba-1"
 	}
+	if pl, err := cli(c.ByID("us-1")).Placement(ctx, prov.ID); err != nil || pl.Node != "cba-1" {
+		t.Fatalf("the Córdoba calendar is placed on %+v (%v), want cba-1", pl, err)
+	}
+	if st, err := cli(c.ByID("us-1")).Status(ctx); err != nil || leaderOf(st, "ar") != "ba-1" {
+		t.Fatalf("ar leader %q (%v), want ba-1", leaderOf(st, "ar"), err)
+	}
 	t0 := time.Now()
 	c.ByID(victim).Kill()
 	return b.waitBookingAfter(t, t0, 30*time.Second)
