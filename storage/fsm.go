@@ -449,7 +449,7 @@ func (a *applier) createBooking(cmd *bookingv1.Command, op *bookingv1.CreateBook
 	if !a.put(bucketBookings, []byte(nb.Id), nb) {
 		return invalid("booking %q cannot be encoded", b.Id)
 	}
-	a.putKey(bucketProviderTime, timeKey(nb.ProviderId, nb.StartMs, nb.Id))
+	a.putTimeIndex(nb)
 	a.putKey(bucketClientBookings, timeKey(nb.ClientId, nb.CreatedAtMs, nb.Id))
 	return okBooking(nb)
 }
@@ -491,20 +491,18 @@ func (a *applier) rescheduleBooking(cmd *bookingv1.Command, op *bookingv1.Resche
 	nb.Version++
 	nb.UpdatedAtMs = cmd.ProposedAtMs
 	a.deleteKey(bucketProviderTime, timeKey(cur.ProviderId, cur.StartMs, cur.Id))
-	a.putKey(bucketProviderTime, timeKey(nb.ProviderId, nb.StartMs, nb.Id))
+	a.putTimeIndex(nb)
 	a.put(bucketBookings, []byte(nb.Id), nb)
 	return okBooking(nb)
 }
 
 // overlap returns the id of a non-cancelled booking of providerID, other than
-// exclude, whose [start, blocked_until) intersects [start, blocked), or "".
+// exclude, whose [start, blocked_until) intersects [start, blocked), or "". It
+// reads the time index alone (its values hold blocked_until_ms).
 func (a *applier) overlap(providerID string, start, blocked int64, exclude string) string {
 	var found string
-	scanProviderTime(a.tx, providerID, start, blocked, func(id string) bool {
-		if id == exclude {
-			return true
-		}
-		if b := a.booking(id); b != nil && b.BlockedUntilMs > start && b.StartMs < blocked {
+	scanProviderTime(a.tx, providerID, start, blocked, func(id string, bStart, bBlocked int64) bool {
+		if id != exclude && bBlocked > start && bStart < blocked {
 			found = id
 			return false
 		}
@@ -513,25 +511,27 @@ func (a *applier) overlap(providerID string, start, blocked int64, exclude strin
 	return found
 }
 
-// scanProviderTime calls fn, in start order, for every booking id in the time
-// index of providerID whose start lies in [from-MaxBlockedDuration, to): a
-// superset of the bookings that can intersect [from, to). fn returns false to stop.
-func scanProviderTime(tx *bolt.Tx, providerID string, from, to int64, fn func(id string) bool) {
+// scanProviderTime calls fn, in start order, for every booking in the time index
+// of providerID whose start lies in [from-MaxBlockedDuration, to): a superset of
+// the bookings that can intersect [from, to), with the booking's start and
+// blocked_until (from the index value). fn returns false to stop.
+func scanProviderTime(tx *bolt.Tx, providerID string, from, to int64, fn func(id string, start, blockedUntil int64) bool) {
 	prefix := append([]byte(providerID), 0)
 	seek := from - maxBlockedMs
 	if seek < 0 {
 		seek = 0
 	}
 	c := tx.Bucket(bucketProviderTime).Cursor()
-	for k, _ := c.Seek(timeKey(providerID, seek, "")); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+	for k, v := c.Seek(timeKey(providerID, seek, "")); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 		rest := k[len(prefix):]
-		if len(rest) < 8 {
+		if len(rest) < 8 || len(v) != 8 {
 			continue
 		}
-		if int64(binary.BigEndian.Uint64(rest)) >= to {
+		start := int64(binary.BigEndian.Uint64(rest))
+		if start >= to {
 			return
 		}
-		if !fn(string(rest[8:])) {
+		if !fn(string(rest[8:]), start, int64(binary.BigEndian.Uint64(v))) {
 			return
 		}
 	}
@@ -601,10 +601,19 @@ func (a *applier) put(bucket, key []byte, m proto.Message) bool {
 	return true
 }
 
-func (a *applier) putKey(bucket, key []byte) {
-	if err := a.tx.Bucket(bucket).Put(key, []byte{}); err != nil && a.err == nil {
+func (a *applier) putKey(bucket, key []byte) { a.putValue(bucket, key, []byte{}) }
+
+func (a *applier) putValue(bucket, key, value []byte) {
+	if err := a.tx.Bucket(bucket).Put(key, value); err != nil && a.err == nil {
 		a.err = err
 	}
+}
+
+// putTimeIndex indexes a non-cancelled booking in provider_time; the value is its
+// blocked_until_ms, so overlap checks read the index alone.
+func (a *applier) putTimeIndex(b *bookingv1.Booking) {
+	a.putValue(bucketProviderTime, timeKey(b.ProviderId, b.StartMs, b.Id),
+		binary.BigEndian.AppendUint64(nil, uint64(max(b.BlockedUntilMs, 0))))
 }
 
 func (a *applier) deleteKey(bucket, key []byte) {

@@ -1,6 +1,7 @@
 package storage_test
 
 import (
+	"encoding/binary"
 	"path/filepath"
 	"testing"
 	"time"
@@ -101,5 +102,16 @@ func checkNoOverlap(t *testing.T, fsm *storage.TestFSM) {
 	}
 	if len(dump["provider_time"]) != n {
 		t.Fatalf("time index has %d entries for %d live bookings", len(dump["provider_time"]), n)
+	}
+	// Each index entry's value is its booking's blocked_until_ms: the overlap
+	// check reads the index alone, so a stale value would let a double booking in.
+	for _, bs := range live {
+		for _, b := range bs {
+			k := append(append([]byte(b.ProviderId), 0), binary.BigEndian.AppendUint64(nil, uint64(b.StartMs))...)
+			v, ok := dump["provider_time"][string(append(k, b.Id...))]
+			if !ok || len(v) != 8 || int64(binary.BigEndian.Uint64([]byte(v))) != b.BlockedUntilMs {
+				t.Fatalf("time index entry of %s: %q (present %v), want blocked_until %d", b.Id, v, ok, b.BlockedUntilMs)
+			}
+		}
 	}
 }

@@ -628,10 +628,12 @@ func (s *Store) ProviderBookings(ctx context.Context, providerID string, from, t
 	fromMs, toMs := from.UnixMilli(), to.UnixMilli()
 	var out []*bookingv1.Booking
 	err := s.fsm.view(func(tx *bolt.Tx) error {
-		scanProviderTime(tx, providerID, fromMs, toMs, func(id string) bool {
+		scanProviderTime(tx, providerID, fromMs, toMs, func(id string, start, blocked int64) bool {
+			if blocked <= fromMs || start >= toMs {
+				return true
+			}
 			b := new(bookingv1.Booking)
-			if getProto(tx, bucketBookings, id, b) && b.BlockedUntilMs > fromMs && b.StartMs < toMs &&
-				b.Status != bookingv1.BookingStatus_BOOKING_STATUS_CANCELLED {
+			if getProto(tx, bucketBookings, id, b) && b.Status != bookingv1.BookingStatus_BOOKING_STATUS_CANCELLED {
 				out = append(out, b)
 			}
 			return true
