@@ -6,7 +6,7 @@ LDFLAGS := -X main.Version=$(VERSION)
 # Packages whose tests run under the race detector (concurrent code).
 RACE_PKGS := ./storage/... ./actors/... ./edge/... ./cluster/...
 
-.PHONY: all build run test vet fmt-check race unit fuzz bench proto clean
+.PHONY: all build run test vet fmt-check race unit fuzz bench proto clean sim sim-ci
 
 all: build
 
@@ -41,6 +41,16 @@ fuzz:
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
 	done
+
+## sim: every failover scenario of simulations/scenarios (real processes; iptables
+## partitions need root). Reports under sim-reports/. SIM_ARGS adds flags, e.g.
+## SIM_ARGS="--seed 7". sim-ci: the short CI selection (about 2 minutes).
+SIM_ARGS ?=
+sim: build
+	./$(BIN) sim $(SIM_ARGS)
+
+sim-ci: build
+	./$(BIN) sim --ci $(SIM_ARGS)
 
 ## bench: the go test benchmarks of every package.
 bench:

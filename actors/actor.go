@@ -24,7 +24,8 @@ const (
 	opCancel
 	opReschedule
 	opUpdateProvider
-	opFetch // store lookup of a booking not in memory, then the request is re-handled
+	opFetch   // store lookup of a booking not in memory, then the request is re-handled
+	opConfirm // linearizable store read of a booking memory says is in the way
 )
 
 // waiter is a requester waiting for the answer to an op.
@@ -57,6 +58,14 @@ type proposed struct {
 	err error
 }
 
+// confirmed is the store's word on a booking that memory says conflicts with a
+// request: current is nil when it is gone.
+type confirmed struct {
+	op      *op
+	current *bookingv1.Booking
+	err     error
+}
+
 // fetched is a store lookup's answer.
 type fetched struct {
 	op      *op
@@ -76,6 +85,11 @@ type held struct {
 
 // calendarActor is the in-memory calendar of one provider.
 type calendarActor struct {
+	// confirming is set while a request is handled again after its conflict
+	// was checked with the store (confirmConflict): it is then answered from
+	// memory, which the check refreshed if needed.
+	confirming bool
+
 	providerID string
 	cfg        *Config
 	store      Store
@@ -157,6 +171,8 @@ func (a *calendarActor) Receive(ctx actor.Context) {
 		a.onProposed(ctx, m)
 	case *fetched:
 		a.onFetched(ctx, m)
+	case *confirmed:
+		a.onConfirmed(ctx, m)
 	case *localRequest:
 		a.handle(ctx, m.msg, waiter{pid: ctx.Sender(), local: true})
 	case proto.Message:
@@ -437,6 +453,10 @@ func (a *calendarActor) book(ctx actor.Context, r *calendarv1.BookRequest, w wai
 		h := a.bookings[id[min(2, len(id)):]]
 		if r.GetIdempotencyKey() == "" || h == nil || !h.loaded ||
 			calendar.CheckStart(a.provider, svc, start, a.now()) != nil {
+			if h != nil && !a.confirming {
+				a.confirmConflict(ctx, h.b, r, w)
+				return
+			}
 			a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_SLOT_TAKEN,
 				"%s overlaps another booking", a.local(start)), nil)
 			return
@@ -512,7 +532,11 @@ func (a *calendarActor) reschedule(ctx actor.Context, r *calendarv1.RescheduleRe
 	blocked := time.Duration(b.GetBlockedUntilMs()-b.GetStartMs()) * time.Millisecond
 	start := time.UnixMilli(r.GetStartMs())
 	iv := calendar.Interval{Start: start, End: start.Add(blocked)}
-	if a.busy.Overlaps(iv, bookingKey(b.GetId())) {
+	if other, taken := a.busy.Overlapping(iv, bookingKey(b.GetId())); taken {
+		if oh := a.bookings[other[min(2, len(other)):]]; oh != nil && !a.confirming {
+			a.confirmConflict(ctx, oh.b, r, w)
+			return
+		}
 		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_SLOT_TAKEN,
 			"%s overlaps another booking", a.local(start)), nil)
 		return
@@ -688,6 +712,55 @@ func (a *calendarActor) onFetched(ctx actor.Context, m *fetched) {
 	case *calendarv1.RescheduleRequest:
 		a.reschedule(ctx, r, w)
 	}
+}
+
+// confirmConflict checks with the store, linearizably, that booking b, which
+// memory says is in the way of req, still holds its slot, before req is refused.
+// Memory is exact while this is the calendar's only activation; during a
+// membership change another activation may have moved or cancelled b, and a
+// refusal from stale memory would be a wrong answer the FSM never sees. The
+// answer comes back as *confirmed.
+func (a *calendarActor) confirmConflict(ctx actor.Context, b *bookingv1.Booking, req proto.Message, w waiter) {
+	o := a.newOp(opConfirm, "", nil, w)
+	o.req, o.booking = req, b
+	self, root, store, timeout := ctx.Self(), a.system.Root, a.store, a.cfg.RequestTimeout
+	id := b.GetId()
+	go func() {
+		c, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		err := store.LinearizableRead(c)
+		var cur *bookingv1.Booking
+		if err == nil {
+			cur, err = store.Booking(c, id)
+			if err != nil && a.cfg.IsNotFound(err) {
+				cur, err = nil, nil
+			}
+		}
+		root.Send(self, &confirmed{op: o, current: cur, err: err})
+	}()
+}
+
+// onConfirmed refuses the request if the conflicting booking still holds its slot
+// (or the store cannot say), else refreshes memory from the store and handles
+// the request again, without a second confirmation.
+func (a *calendarActor) onConfirmed(ctx actor.Context, m *confirmed) {
+	o := m.op
+	a.finish(o)
+	w := o.waiters[0]
+	was, cur := o.booking, m.current
+	stale := (cur == nil ||
+		cur.GetStatus() != bookingv1.BookingStatus_BOOKING_STATUS_CONFIRMED ||
+		cur.GetStartMs() != was.GetStartMs() || cur.GetBlockedUntilMs() != was.GetBlockedUntilMs())
+	if m.err != nil {
+		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "store: %v", m.err), m.err)
+		return
+	}
+	if stale {
+		a.reload("memory held a booking the store has moved or cancelled")
+	}
+	a.confirming = true
+	defer func() { a.confirming = false }()
+	a.handle(ctx, o.req, w)
 }
 
 // local formats t in the provider's zone for messages.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"google.golang.org/protobuf/proto"
 	"sync"
 	"testing"
 	"time"
@@ -526,4 +527,35 @@ func TestCalendars_ActivationWaitsForLinearizableRead(t *testing.T) {
 	}
 	e.store.ReadIndexErr = nil
 	e.mustBook(t, "p1", "cut", at(2, 10, 0), "lr-2")
+}
+
+// TestCalendars_StaleConflictIsConfirmedWithTheStore: another activation (during a
+// membership change) cancelled and moved bookings behind this one's back; memory
+// still shows them. A request they seem to block is checked with the store before
+// it is refused, so it succeeds instead of getting a wrong 409.
+func TestCalendars_StaleConflictIsConfirmedWithTheStore(t *testing.T) {
+	e := newEnv(t, nil)
+	b1 := e.mustBook(t, "p1", "cut", at(2, 10, 0), "stale-1")
+	b2 := e.mustBook(t, "p1", "cut", at(2, 11, 0), "stale-2")
+
+	gone := proto.Clone(b1).(*bookingv1.Booking)
+	gone.Status = bookingv1.BookingStatus_BOOKING_STATUS_CANCELLED
+	e.store.PutBooking(gone)
+	moved := proto.Clone(b2).(*bookingv1.Booking)
+	moved.StartMs, moved.EndMs, moved.BlockedUntilMs = at(2, 15, 0), at(2, 15, 30), at(2, 15, 40)
+	e.store.PutBooking(moved)
+
+	if _, err := e.book(t, "p1", "cut", at(2, 10, 0), "stale-3"); err != nil {
+		t.Fatalf("slot of a booking cancelled behind memory's back: %v, want success", err)
+	}
+	if _, err := e.book(t, "p1", "cut", at(2, 11, 0), "stale-4"); err != nil {
+		t.Fatalf("slot of a booking moved behind memory's back: %v, want success", err)
+	}
+	// A real conflict is still refused, after the check.
+	if _, err := e.book(t, "p1", "cut", at(2, 15, 0), "stale-5"); !errors.Is(err, actors.ErrSlotTaken) {
+		t.Fatalf("slot the moved booking holds now: %v, want ErrSlotTaken", err)
+	}
+	if _, err := e.book(t, "p1", "cut", at(2, 10, 15), "stale-6"); !errors.Is(err, actors.ErrSlotTaken) {
+		t.Fatalf("slot taken by this activation's own booking: %v, want ErrSlotTaken", err)
+	}
 }

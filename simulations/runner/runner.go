@@ -1,0 +1,594 @@
+// Package runner runs a failover simulation end to end: it starts a real
+// five-city cluster of `barberpro node start` processes, drives the scenario's
+// workload through every node, injects and heals its faults on schedule, probes
+// every hot provider after the last heal, stops the nodes cleanly, reads every
+// node's FSM file, runs the checkers on the history and the final state, and
+// writes the report.
+//
+// Whatever happens — a failed fault, a node that will not start, Ctrl-C — every
+// fault is healed, every iptables rule of the run removed and every node
+// process stopped before Run returns.
+package runner
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/barberpro/edge/edge/client"
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
+	"github.com/barberpro/edge/simulations/check"
+	"github.com/barberpro/edge/simulations/failpoint"
+	"github.com/barberpro/edge/simulations/history"
+	"github.com/barberpro/edge/simulations/procs"
+	"github.com/barberpro/edge/simulations/report"
+	"github.com/barberpro/edge/simulations/scenario"
+	"github.com/barberpro/edge/simulations/traffic"
+	"github.com/barberpro/edge/storage"
+)
+
+// Options are one run's settings.
+type Options struct {
+	// Scenario to run.
+	Scenario *scenario.Scenario
+	// Seed overrides the scenario's seed when non-zero.
+	Seed uint64
+	// Duration overrides the scenario's duration when non-zero (the fault
+	// schedule is kept; faults past the new end are dropped).
+	Duration time.Duration
+	// Binary is the barberpro binary the nodes run.
+	Binary string
+	// ReportDir receives the report; default ./sim-reports/<scenario>-<seed>-<time>.
+	ReportDir string
+	// Out receives the one-screen summary; Progress the live progress line and
+	// the log of fault actions. Default os.Stdout, os.Stderr.
+	Out, Progress io.Writer
+	// StartTimeout bounds the cluster's start. Default 90 s.
+	StartTimeout time.Duration
+	// LinearizabilityTimeout bounds porcupine per provider. Default 15 s.
+	LinearizabilityTimeout time.Duration
+}
+
+// Result is a finished run.
+type Result struct {
+	Scenario  string
+	Seed      uint64
+	ReportDir string
+	Report    *report.Report
+	Checks    check.Result
+}
+
+// Passed reports whether the run found no violation.
+func (r *Result) Passed() bool { return r.Report != nil && r.Report.Passed }
+
+// Run runs one scenario. The error is for a run that could not be carried out
+// (the cluster did not start); a run that found violations returns a Result
+// with Passed false and a nil error.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	r, err := newRun(o)
+	if err != nil {
+		return nil, err
+	}
+	return r.run(ctx)
+}
+
+type run struct {
+	o        Options
+	sc       *scenario.Scenario
+	seed     uint64
+	duration time.Duration
+	dir      string
+	dataRoot string
+	ipt      *failpoint.IPTables
+	cl       *procs.Cluster
+	fc       *failpoint.Cluster
+	rec      *history.Recorder
+	logMu    sync.Mutex
+	logf     func(format string, args ...any)
+	notes    []string
+
+	progMu    sync.Mutex
+	faultNow  string
+	lastLine  int
+	isTTY     bool
+	lastPrint time.Time
+}
+
+func newRun(o Options) (*run, error) {
+	if o.Scenario == nil {
+		return nil, errors.New("runner: no scenario")
+	}
+	if o.Binary == "" {
+		return nil, errors.New("runner: no barberpro binary")
+	}
+	if o.Out == nil {
+		o.Out = os.Stdout
+	}
+	if o.Progress == nil {
+		o.Progress = os.Stderr
+	}
+	if o.StartTimeout <= 0 {
+		o.StartTimeout = 90 * time.Second
+	}
+	if o.LinearizabilityTimeout <= 0 {
+		o.LinearizabilityTimeout = 15 * time.Second
+	}
+	r := &run{o: o, sc: o.Scenario, seed: o.Seed, duration: o.Scenario.Duration, rec: history.New()}
+	if r.seed == 0 {
+		r.seed = r.sc.Seed
+	}
+	if r.seed == 0 {
+		var b [8]byte
+		rand.Read(b[:])
+		for _, x := range b {
+			r.seed = r.seed<<8 | uint64(x)
+		}
+		r.seed &= 1<<53 - 1 // printable and JSON-safe
+	}
+	if o.Duration > 0 {
+		r.duration = o.Duration
+	}
+	r.dir = o.ReportDir
+	if r.dir == "" {
+		r.dir = filepath.Join("sim-reports", fmt.Sprintf("%s-%d-%s", r.sc.Name, r.seed, time.Now().Format("20060102T150405")))
+	}
+	r.dataRoot = filepath.Join(r.dir, "data")
+	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 && o.Progress == os.Stderr {
+		r.isTTY = true
+	}
+	r.logf = func(format string, args ...any) {
+		r.logMu.Lock()
+		defer r.logMu.Unlock()
+		r.clearLine()
+		fmt.Fprintf(o.Progress, "[%s] %s\n", r.sc.Name, fmt.Sprintf(format, args...))
+	}
+	return r, nil
+}
+
+func (r *run) note(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	r.notes = append(r.notes, msg)
+	r.logf("note: %s", msg)
+}
+
+// clearLine erases the progress line (TTY only). Caller holds logMu.
+func (r *run) clearLine() {
+	if r.isTTY && r.lastLine > 0 {
+		fmt.Fprintf(r.o.Progress, "\r%s\r", strings.Repeat(" ", r.lastLine))
+		r.lastLine = 0
+	}
+}
+
+func (r *run) run(ctx context.Context) (res *Result, err error) {
+	sc := r.sc
+	fmt.Fprintf(r.o.Out, "== %s: seed %d (rerun: barberpro sim %s --seed %d)\n", sc.Name, r.seed, sc.Name, r.seed)
+	fmt.Fprintf(r.o.Out, "   %s; faults: %s\n", sc.Description, sc.Summary())
+	if err := os.MkdirAll(r.dataRoot, 0o750); err != nil {
+		return nil, err
+	}
+	r.ipt = failpoint.NewIPTables(failpoint.Tag(sc.Topology.IPBase))
+	schedule := r.sc.Schedule(r.seed)
+	needIPT := false
+	for _, ev := range schedule {
+		f, err := failpoint.New(ev.Fault, ev.Params, ev.Pick)
+		if err != nil {
+			return nil, err
+		}
+		if err := f.Available(); err != nil {
+			return nil, fmt.Errorf("runner: fault %s cannot run here: %w", ev.Fault, err)
+		}
+		if ev.Fault == "partition" {
+			needIPT = true
+		}
+	}
+	if r.ipt.Available() == nil {
+		if n, err := r.ipt.Sweep(); err != nil {
+			return nil, fmt.Errorf("runner: sweep stale iptables rules: %w", err)
+		} else if n > 0 {
+			r.logf("removed %d stale iptables rules tagged %s", n, r.ipt.Tag)
+		}
+	}
+	_ = needIPT
+
+	// The cluster.
+	key := make([]byte, 32)
+	rand.Read(key)
+	r.cl = procs.FiveCities(r.o.Binary, r.dataRoot, key, sc.Topology.IPBase)
+	r.fc = &failpoint.Cluster{Procs: r.cl, Jurisdiction: map[string]string{}, City: map[string]string{}, IPTables: r.ipt, Logf: r.logf}
+	for _, p := range r.cl.Procs {
+		p.Spec.Env = append(p.Spec.Env, "BARBERPRO_PROFILE=local")
+		j := "ar"
+		if p.Spec.City == "us-east" {
+			j = "us"
+		}
+		r.fc.Jurisdiction[p.Spec.ID], r.fc.City[p.Spec.ID] = j, p.Spec.City
+	}
+	// Whatever happens from here: iptables rules removed, processes gone.
+	defer func() {
+		if n, e := r.ipt.Sweep(); e == nil && n > 0 {
+			r.logf("removed %d leftover iptables rules", n)
+		}
+		r.cl.KillAll()
+	}()
+	if err := portsFree(r.cl); err != nil {
+		return nil, err
+	}
+	r.logf("starting 5 nodes on 127.0.0.%d-%d (data under %s)", sc.Topology.IPBase, sc.Topology.IPBase+4, r.dataRoot)
+	sctx, cancel := context.WithTimeout(ctx, r.o.StartTimeout)
+	err = r.cl.StartAll(sctx)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("runner: start cluster: %w (node logs under %s)", err, r.dataRoot)
+	}
+	if _, err := r.fc.WaitLeader(ctx, "ar", 30*time.Second); err != nil {
+		return nil, err
+	}
+	targets := make([]traffic.Target, len(r.cl.Procs))
+	for i, p := range r.cl.Procs {
+		targets[i] = traffic.Target{Node: p.Spec.ID, URL: p.Spec.URL()}
+	}
+
+	// Providers.
+	w := sc.Workload
+	admin := client.New(r.cl.Procs[1].Spec.URL(), nil)
+	hot, err := traffic.Create(ctx, admin, traffic.HotSpecs(w.HotProviders, w.Verticals, *w.USProvider), time.Now())
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range hot {
+		r.fc.Hot = append(r.fc.Hot, p.ID)
+	}
+	arTargets := targets[:4]
+	if w.Preload > 0 {
+		pre, err := traffic.Create(ctx, admin, []client.Provider{traffic.PreloadSpec()}, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		t0 := time.Now()
+		n := traffic.Preload(ctx, r.rec, arTargets, pre[0], w.Preload, 16, r.seed, 5*time.Second)
+		r.logf("preloaded %d/%d bookings in %v", n, w.Preload, time.Since(t0).Round(time.Millisecond))
+	}
+
+	// Workload.
+	tr := traffic.New(traffic.Config{
+		Targets: targets, Providers: hot, Clients: w.Clients,
+		Mix:         traffic.Mix{Book: w.Mix.Book, Cancel: w.Mix.Cancel, Reschedule: w.Mix.Reschedule, Get: w.Mix.Get, Availability: w.Mix.Availability},
+		WindowSlots: w.WindowSlots, ThinkTime: w.ThinkTime, RequestTimeout: w.RequestTimeout, Retries: *w.Retries,
+		Seed: r.seed, Rand: func(stream uint64) *randRand { return sc.Rand(r.seed, stream) }, Recorder: r.rec,
+	})
+	defer tr.Close()
+	start := time.Now()
+	trafficCtx, stopTraffic := context.WithCancel(ctx)
+	defer stopTraffic()
+	var twg sync.WaitGroup
+	twg.Add(1)
+	go func() { defer twg.Done(); tr.Run(trafficCtx) }()
+	progressDone := make(chan struct{})
+	go r.progress(trafficCtx, start, tr, progressDone)
+
+	// Faults, one after the other, on schedule.
+	var records []report.FaultRecord
+	var injected []failpoint.Fault
+	healed := false
+	healAll := func() {
+		if healed {
+			return
+		}
+		healed = true
+		hctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		for _, f := range injected {
+			if err := f.Heal(hctx, r.fc); err != nil {
+				r.logf("heal %s: %v", f.Name(), err)
+			}
+		}
+		injected = nil
+		if _, err := r.ipt.Sweep(); err != nil {
+			r.logf("sweep iptables: %v", err)
+		}
+		if err := r.fc.EnsureUp(hctx); err != nil {
+			r.logf("bring every node up: %v", err)
+		}
+	}
+	defer healAll()
+	for _, ev := range schedule {
+		if ev.At >= r.duration {
+			r.note("fault %d (%s) at %v dropped: past the run's duration %v", ev.Index, ev.Fault, ev.At, r.duration)
+			continue
+		}
+		if !sleepUntil(ctx, start.Add(ev.At)) {
+			break
+		}
+		f, _ := failpoint.New(ev.Fault, ev.Params, ev.Pick)
+		rec := report.FaultRecord{Index: ev.Index, Name: ev.Fault, Params: ev.Params, Injected: time.Now()}
+		r.setFault(ev.Fault)
+		injected = append(injected, f)
+		if err := f.Inject(ctx, r.fc); err != nil {
+			rec.Error = "inject: " + err.Error()
+			r.note("fault %s: inject failed: %v", ev.Fault, err)
+		}
+		rec.InjectDone = time.Now()
+		rec.Describe = f.Describe()
+		r.setFault(rec.Describe)
+		sleepUntil(ctx, rec.Injected.Add(ev.HealAfter))
+		hctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		if err := f.Heal(hctx, r.fc); err != nil {
+			rec.Error = strings.TrimPrefix(rec.Error+"; heal: "+err.Error(), "; ")
+			r.note("fault %s: heal failed: %v", ev.Fault, err)
+		}
+		cancel()
+		injected = slices.DeleteFunc(injected, func(x failpoint.Fault) bool { return x == f })
+		rec.Healed = time.Now()
+		rec.Describe = f.Describe()
+		for _, p := range hot {
+			if slices.Contains(f.Affected(), p.Jurisdiction) {
+				rec.Affected = append(rec.Affected, p.ID)
+			}
+		}
+		r.logf("fault %s healed after %v: %s", ev.Fault, rec.Healed.Sub(rec.Injected).Round(time.Millisecond), rec.Describe)
+		r.setFault("")
+		records = append(records, rec)
+	}
+	lastHeal := start
+	if len(records) > 0 {
+		lastHeal = records[len(records)-1].Healed
+	}
+
+	// Liveness: probe every hot provider from the last heal, while the workload
+	// goes on; then let the workload run out its duration.
+	var probes []traffic.ProbeResult
+	if ctx.Err() == nil {
+		probes = traffic.Probe(ctx, r.rec, targets, hot, r.seed, sc.Liveness.Bound, w.RequestTimeout)
+	}
+	sleepUntil(ctx, start.Add(r.duration))
+	stopTraffic()
+	twg.Wait()
+	<-progressDone
+	end := time.Now()
+	interrupted := ctx.Err() != nil
+	if interrupted {
+		r.note("interrupted: %v", context.Cause(ctx))
+	}
+
+	// Converge, then stop every node cleanly and read its FSM file.
+	healAll()
+	if !interrupted {
+		r.converge("ar", 20*time.Second)
+	}
+	r.logf("stopping nodes (SIGTERM)")
+	r.cl.StopAll(15 * time.Second)
+	ops := r.rec.Ops()
+	res = &Result{Scenario: sc.Name, Seed: r.seed, ReportDir: r.dir}
+	res.Checks = r.checks(ops, hot, lastHeal, records)
+
+	// Report.
+	rep := report.Build(report.Input{Scenario: sc.Name, Description: sc.Description, Seed: r.seed, Start: start, End: end,
+		Ops: ops, Samples: tr.Samples(), Faults: records, Liveness: probes, LastHeal: lastHeal, Bound: sc.Liveness.Bound})
+	rep.Checks = res.Checks
+	for _, v := range res.Checks.Violations {
+		rep.Violations = append(rep.Violations, v.String())
+	}
+	for _, v := range res.Checks.Inconclusive {
+		rep.Notes = append(rep.Notes, "inconclusive: "+v.String())
+	}
+	rep.Notes = append(rep.Notes, r.notes...)
+	rep.Passed = res.Checks.OK() && !interrupted
+	res.Report = rep
+	var errs []error
+	errs = append(errs, history.WriteFile(filepath.Join(r.dir, "history.jsonl"), ops))
+	errs = append(errs, rep.WriteJSON(filepath.Join(r.dir, "report.json")))
+	if e := rep.WriteChart(filepath.Join(r.dir, "chart.png")); e != nil {
+		rep.Notes = append(rep.Notes, "chart: "+e.Error())
+	}
+	if err := errors.Join(errs...); err != nil {
+		r.logf("writing the report: %v", err)
+	}
+	if rep.Passed {
+		// Keep the report, the history and the node logs; drop the data dirs.
+		for _, p := range r.cl.Procs {
+			os.RemoveAll(p.Spec.DataDir)
+		}
+		os.RemoveAll(filepath.Join(r.dir, "porcupine"))
+	}
+	fmt.Fprint(r.o.Out, rep.Summary())
+	fmt.Fprintf(r.o.Out, "checks: %s\n", checkedLine(res.Checks))
+	kept := "report.json, chart.png, history.jsonl, node logs"
+	if !rep.Passed {
+		kept += ", data dirs, porcupine HTML"
+	}
+	fmt.Fprintf(r.o.Out, "report: %s (%s)\n", r.dir, kept)
+	return res, nil
+}
+
+// portsFree checks that no other process listens on the cluster's addresses:
+// a node of someone else's cluster there would answer our readiness probes.
+func portsFree(c *procs.Cluster) error {
+	for _, p := range c.Procs {
+		for _, port := range []int{procs.HTTPPort, procs.GossipPort, procs.RaftPort, procs.ActorPort} {
+			addr := net.JoinHostPort(p.Spec.IP, strconv.Itoa(port))
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return fmt.Errorf("runner: %s is taken (another cluster on these addresses? pick another topology.ip_base): %w", addr, err)
+			}
+			ln.Close()
+		}
+	}
+	return nil
+}
+
+// sleepUntil waits until t or ctx ends; false if ctx ended.
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// converge waits until the leader of group j reports every member at the same
+// applied index, so the final states can be compared; it notes a timeout with
+// the last indexes seen.
+func (r *run) converge(j string, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	last := "no status"
+	for time.Now().Before(deadline) {
+		for _, p := range r.cl.Procs {
+			if r.fc.Jurisdiction[p.Spec.ID] != j {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			st, err := client.New(p.Spec.URL(), nil).Status(ctx)
+			cancel()
+			if err != nil {
+				continue
+			}
+			for _, g := range st.Groups {
+				if g.Group != j || g.Leader != p.Spec.ID {
+					continue
+				}
+				idx := map[uint64]bool{}
+				var parts []string
+				for _, m := range g.Members {
+					idx[m.AppliedIndex] = true
+					parts = append(parts, fmt.Sprintf("%s=%d", m.ID, m.AppliedIndex))
+				}
+				last = "leader " + g.Leader + ": " + strings.Join(parts, " ")
+				if len(idx) == 1 && len(g.Members) == len(r.fc.Group(j)) {
+					return
+				}
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	r.note("group %s did not converge (one applied index on every member) within %v before the stop (%s)", j, timeout, last)
+}
+
+// checks reads every node's FSM file and runs the checkers.
+func (r *run) checks(ops []history.Op, hot []traffic.Provider, lastHeal time.Time, records []report.FaultRecord) check.Result {
+	var results []check.Result
+	lin := check.Linearizable(ops, r.o.LinearizabilityTimeout, filepath.Join(r.dir, "porcupine"))
+	results = append(results, lin)
+
+	// Final states.
+	replicas := map[string][]check.Booking{}
+	digests := map[string]map[string]string{}
+	finals := map[string][]check.Booking{}
+	var inspectErr check.Result
+	for _, p := range r.cl.Procs {
+		id, j := p.Spec.ID, r.fc.Jurisdiction[p.Spec.ID]
+		if digests[j] == nil {
+			digests[j] = map[string]string{}
+		}
+		st, err := storage.Inspect(p.Spec.DataDir)
+		if err != nil {
+			digests[j][id] = ""
+			inspectErr.Violations = append(inspectErr.Violations, check.Violation{Check: check.CheckReplicasAgree,
+				Detail: fmt.Sprintf("node %s: final state unreadable: %v", id, err)})
+			continue
+		}
+		digests[j][id] = hex.EncodeToString(st.Digest)
+		var bs []check.Booking
+		for _, b := range st.Bookings {
+			status := "confirmed"
+			if b.Status == bookingv1.BookingStatus_BOOKING_STATUS_CANCELLED {
+				status = check.StatusCancelled
+			}
+			bs = append(bs, check.Booking{ID: b.Id, ProviderID: b.ProviderId, Status: status,
+				Start: time.UnixMilli(b.StartMs), End: time.UnixMilli(max(b.BlockedUntilMs, b.EndMs))})
+		}
+		replicas[id] = bs
+		finals[id] = bs
+	}
+	results = append(results, inspectErr, check.NoDoubleBooking(replicas), check.ReplicasAgree(digests))
+
+	// Acknowledged writes, on every replica of the provider's group.
+	jurOf := map[string]string{}
+	for _, p := range hot {
+		jurOf[p.ID] = p.Jurisdiction
+	}
+	byGroup := map[string][]history.Op{}
+	for _, op := range ops {
+		j := jurOf[op.ProviderID]
+		if j == "" {
+			j = "ar" // the preload provider
+		}
+		byGroup[j] = append(byGroup[j], op)
+	}
+	for _, p := range r.cl.Procs {
+		id := p.Spec.ID
+		if bs, ok := finals[id]; ok {
+			results = append(results, check.AckedPresent(byGroup[r.fc.Jurisdiction[id]], bs))
+		}
+	}
+
+	// Residency: psychology provider, booking and client ids of the history.
+	needles := map[string]bool{}
+	for _, op := range ops {
+		if op.Vertical != "psychology" {
+			continue
+		}
+		needles[op.ProviderID] = true
+		if op.ClientID != "" {
+			needles[op.ClientID] = true
+		}
+		if op.BookingID != "" && op.Outcome == history.OK {
+			needles[op.BookingID] = true
+		}
+	}
+	dirs := map[string]check.NodeDir{}
+	for _, p := range r.cl.Procs {
+		dirs[p.Spec.ID] = check.NodeDir{Dir: p.Spec.DataDir, Jurisdiction: r.fc.Jurisdiction[p.Spec.ID]}
+	}
+	ns := make([]string, 0, len(needles))
+	for n := range needles {
+		ns = append(ns, n)
+	}
+	sort.Strings(ns)
+	if len(ns) > 0 {
+		results = append(results, check.Residency(dirs, ns))
+	}
+
+	// Liveness after the last heal.
+	var providers []string
+	for _, p := range hot {
+		providers = append(providers, p.ID)
+	}
+	results = append(results, check.Liveness(ops, providers, lastHeal, r.sc.Liveness.Bound))
+	return check.Merge(results...).WithOps(ops)
+}
+
+func checkedLine(c check.Result) string {
+	verdict := "all passed"
+	if !c.OK() {
+		verdict = fmt.Sprintf("%d VIOLATION(S)", len(c.Violations))
+	} else if !c.Clean() {
+		verdict = fmt.Sprintf("passed, %d inconclusive", len(c.Inconclusive))
+	}
+	keys := make([]string, 0, len(c.Checked))
+	for k := range c.Checked {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, c.Checked[k]))
+	}
+	return verdict + "; " + strings.Join(parts, " ")
+}
