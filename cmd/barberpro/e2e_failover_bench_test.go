@@ -61,9 +61,8 @@ func failoverTrial(t *testing.T, ipBase int, what string) time.Duration {
 	b := &booker{acked: map[string]string{}, prov: *prov, base: time.Date(now.Year(), now.Month(), now.Day()+2, 0, 0, 0, 0, loc)}
 	b.targets = []*client.Client{cli(c.ByID("ros-1")), cli(c.ByID("us-1"))}
 	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
 	wg := b.run(runCtx, 4)
-	defer wg.Wait()
+	defer func() { stop(); wg.Wait() }()
 	time.Sleep(time.Second)
 	victim := "ba-1"
 	if what == "host" {
