@@ -131,11 +131,22 @@ func (p *raftPeers) request(ctx context.Context, nodeID string, msg proto.Messag
 	if timeout <= 0 {
 		return nil, context.DeadlineExceeded
 	}
-	res, err := p.system.Root.RequestFuture(pid, msg, timeout).Result()
-	if err != nil {
-		return nil, fmt.Errorf("cluster: request to %s: %w", nodeID, err)
+	f := p.system.Root.RequestFuture(pid, msg, timeout)
+	type answer struct {
+		v   any
+		err error
 	}
-	return res, nil
+	ch := make(chan answer, 1)
+	go func() { v, err := f.Result(); ch <- answer{v, err} }()
+	select {
+	case a := <-ch:
+		if a.err != nil {
+			return nil, fmt.Errorf("cluster: request to %s: %w", nodeID, a.err)
+		}
+		return a.v, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("cluster: request to %s: %w", nodeID, ctx.Err())
+	}
 }
 
 func deadlineMs(ctx context.Context, def time.Duration) int64 {

@@ -108,6 +108,19 @@ func (s *Store) Propose(ctx context.Context, cmd *bookingv1.Command) (*bookingv1
 			res, err = s.b.submit(ctx, data)
 		} else if addr, id := s.raft.LeaderWithID(); id != "" && id != raft.ServerID(s.cfg.NodeID) {
 			actx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
+			if keyed {
+				// A keyed command may be sent again: when leadership moves while
+				// the old leader is silent (crashed, partitioned), give up on it
+				// at once and retry at the new leader instead of waiting out the
+				// attempt's timeout.
+				go func() {
+					select {
+					case <-changed:
+						cancel()
+					case <-actx.Done():
+					}
+				}()
+			}
 			res, err = fwd.Propose(actx, id, addr, cmd)
 			cancel()
 			if res != nil {
