@@ -66,15 +66,8 @@ func (s *Server) createBooking(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if id, err := s.replayed(ctx, idem); err != nil {
+	if done, err := s.replayBooking(ctx, w, idem, http.StatusCreated); done || err != nil {
 		return err
-	} else if id != "" {
-		b, err := s.readBooking(ctx, id)
-		if err != nil {
-			return err
-		}
-		markReplayed(w)
-		return s.writeBooking(ctx, w, http.StatusCreated, b, nil)
 	}
 	if p == nil {
 		if p, err = s.readProvider(ctx, in.ProviderID); err != nil {
@@ -154,15 +147,8 @@ func (s *Server) rescheduleBooking(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	if id, err := s.replayed(ctx, idem); err != nil {
+	if done, err := s.replayBooking(ctx, w, idem, http.StatusOK); done || err != nil {
 		return err
-	} else if id != "" {
-		b, err := s.readBooking(ctx, id)
-		if err != nil {
-			return err
-		}
-		markReplayed(w)
-		return s.writeBooking(ctx, w, http.StatusOK, b, nil)
 	}
 	b, err := s.readBooking(ctx, r.PathValue("id"))
 	if err != nil {
@@ -278,4 +264,20 @@ func calendarError(code calendarv1.ErrorCode, detail string) error {
 		return fmt.Errorf("%w: %s", base, detail)
 	}
 	return base
+}
+
+// replayBooking answers a request whose Idempotency-Key was seen before with
+// the same body: the booking it made, as it is now, with the route's status.
+// done reports whether it answered.
+func (s *Server) replayBooking(ctx context.Context, w http.ResponseWriter, idem idempotency, status int) (done bool, err error) {
+	id, err := s.replayed(ctx, idem)
+	if err != nil || id == "" {
+		return false, err
+	}
+	b, err := s.readBooking(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	markReplayed(w)
+	return true, s.writeBooking(ctx, w, status, b, nil)
 }

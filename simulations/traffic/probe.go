@@ -3,6 +3,7 @@ package traffic
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -51,20 +52,7 @@ func Probe(ctx context.Context, rec *history.Recorder, targets []Target, ps []Pr
 				if p.Vertical == "psychology" {
 					cid = fmt.Sprintf("sim-psy-%d-probe", seed)
 				}
-				op := history.Op{Client: ProbeClient, Node: tg.Node, Kind: history.Book, ProviderID: p.ID, Vertical: p.Vertical,
-					ClientID: cid, Start: start, End: end, IdempotencyKey: key}
-				id := rec.Invoke(op)
-				rctx, cancel := context.WithTimeout(ctx, timeout)
-				b, err := client.New(tg.URL, hc).Book(rctx, client.BookingRequest{ProviderID: p.ID, ServiceID: p.ServiceID,
-					ClientID: cid, Start: start.In(p.Loc).Format(time.RFC3339)}, key)
-				cancel()
-				o, st, code := Classify(err)
-				rec.Complete(id, func(op *history.Op) {
-					op.Outcome, op.Status, op.Code = o, st, code
-					if err == nil {
-						op.Status, op.BookingID = 201, b.ID
-					}
-				})
+				o := recordedBook(ctx, rec, hc, tg, p, ProbeClient, cid, key, start, end, timeout)
 				res.Attempts++
 				if o == history.OK {
 					res.OK, res.After = true, time.Since(t0)
@@ -112,19 +100,7 @@ func Preload(ctx context.Context, rec *history.Recorder, targets []Target, p Pro
 				cid := fmt.Sprintf("sim-%d-preload", seed)
 				for a := 0; a < 5 && ctx.Err() == nil; a++ {
 					tg := targets[(w+a)%len(targets)]
-					id := rec.Invoke(history.Op{Client: PreloadClient, Node: tg.Node, Kind: history.Book, ProviderID: p.ID,
-						Vertical: p.Vertical, ClientID: cid, Start: start, End: end, IdempotencyKey: key})
-					rctx, cancel := context.WithTimeout(ctx, timeout)
-					b, err := client.New(tg.URL, hc).Book(rctx, client.BookingRequest{ProviderID: p.ID, ServiceID: p.ServiceID,
-						ClientID: cid, Start: start.In(p.Loc).Format(time.RFC3339)}, key)
-					cancel()
-					o, st, code := Classify(err)
-					rec.Complete(id, func(op *history.Op) {
-						op.Outcome, op.Status, op.Code = o, st, code
-						if err == nil {
-							op.Status, op.BookingID = 201, b.ID
-						}
-					})
+					o := recordedBook(ctx, rec, hc, tg, p, PreloadClient, cid, key, start, end, timeout)
 					if o == history.OK {
 						mu.Lock()
 						ok++
@@ -139,4 +115,24 @@ func Preload(ctx context.Context, rec *history.Recorder, targets []Target, p Pro
 	}
 	wg.Wait()
 	return ok
+}
+
+// recordedBook books [start, end) of p through tg with key, recording the
+// attempt in rec, and returns its outcome.
+func recordedBook(ctx context.Context, rec *history.Recorder, hc *http.Client, tg Target, p Provider, clientN int,
+	cid, key string, start, end time.Time, timeout time.Duration) history.Outcome {
+	id := rec.Invoke(history.Op{Client: clientN, Node: tg.Node, Kind: history.Book, ProviderID: p.ID, Vertical: p.Vertical,
+		ClientID: cid, Start: start, End: end, IdempotencyKey: key})
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	b, err := client.New(tg.URL, hc).Book(rctx, client.BookingRequest{ProviderID: p.ID, ServiceID: p.ServiceID,
+		ClientID: cid, Start: start.In(p.Loc).Format(time.RFC3339)}, key)
+	cancel()
+	o, st, code := Classify(err)
+	rec.Complete(id, func(op *history.Op) {
+		op.Outcome, op.Status, op.Code = o, st, code
+		if err == nil {
+			op.Status, op.BookingID = 201, b.ID
+		}
+	})
+	return o
 }
