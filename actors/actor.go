@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -49,7 +51,21 @@ type op struct {
 	booking     *bookingv1.Booking
 	provider    *bookingv1.Provider
 	req         proto.Message // opFetch: the request to re-handle
+
+	// parked are requests that overlapped this write's reservation: they wait
+	// for its verdict and are handled again after it (see parkBehind).
+	parked []parkedRequest
 }
+
+// parkedRequest is a request waiting for the verdict of a write in flight.
+type parkedRequest struct {
+	msg proto.Message
+	w   waiter
+}
+
+// maxParked bounds the requests waiting on one write in flight; beyond it a
+// request is answered unavailable (retryable), never refused with a conflict.
+const maxParked = 1024
 
 // proposed is Propose's answer, sent back to the actor by the proposing goroutine.
 type proposed struct {
@@ -449,6 +465,9 @@ func (a *calendarActor) book(ctx actor.Context, r *calendarv1.BookRequest, w wai
 	iv := calendar.Interval{Start: start, End: blockedUntil}
 	verify := false
 	if id, taken := a.busy.Overlapping(iv, ""); taken {
+		if a.parkBehind(ctx, id, r, w) {
+			return
+		}
 		// A slot lost to another booking is a 409, even if the start is also invalid.
 		h := a.bookings[id[min(2, len(id)):]]
 		if r.GetIdempotencyKey() == "" || h == nil || !h.loaded ||
@@ -533,6 +552,9 @@ func (a *calendarActor) reschedule(ctx actor.Context, r *calendarv1.RescheduleRe
 	start := time.UnixMilli(r.GetStartMs())
 	iv := calendar.Interval{Start: start, End: start.Add(blocked)}
 	if other, taken := a.busy.Overlapping(iv, bookingKey(b.GetId())); taken {
+		if a.parkBehind(ctx, other, r, w) {
+			return
+		}
 		if oh := a.bookings[other[min(2, len(other)):]]; oh != nil && !a.confirming {
 			a.confirmConflict(ctx, oh.b, r, w)
 			return
@@ -648,6 +670,52 @@ func (a *calendarActor) onProposed(ctx actor.Context, m *proposed) {
 	for _, w := range o.waiters {
 		a.reply(ctx, w, proto.Clone(rep).(*calendarv1.Reply), cause)
 	}
+	// Memory now follows the store's verdict on o: the requests that were
+	// waiting for it are judged against that.
+	parked := o.parked
+	o.parked = nil
+	for _, p := range parked {
+		a.handle(ctx, p.msg, p.w)
+	}
+}
+
+// parkBehind makes req wait for the verdict of the write in flight that holds
+// the reservation busyID, and reports whether it did (false: busyID is not a
+// reservation of a write in flight). A reservation is not a booking: the write
+// may still fail (no leader, a timeout, a forward that never reaches the
+// leader, the FSM finding the slot taken), and a 409 answered because of it
+// would report a conflict with a booking that never existed. Once the write
+// settles, req is handled again: refused (after confirmConflict) if the write
+// took the slot, judged afresh if it did not.
+func (a *calendarActor) parkBehind(ctx actor.Context, busyID string, req proto.Message, w waiter) bool {
+	o := a.reservationOwner(busyID)
+	if o == nil {
+		return false
+	}
+	if len(o.parked) >= maxParked {
+		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE,
+			"too many requests waiting for a write in flight on this calendar; retry"), nil)
+		return true
+	}
+	o.parked = append(o.parked, parkedRequest{msg: req, w: w})
+	return true
+}
+
+// reservationOwner is the write in flight whose reservation is busyID, or nil
+// when busyID names a booking (or a reservation already released).
+func (a *calendarActor) reservationOwner(busyID string) *op {
+	n, ok := strings.CutPrefix(busyID, "r:")
+	if !ok {
+		return nil
+	}
+	id, err := strconv.ParseUint(n, 10, 64)
+	if err != nil {
+		return nil
+	}
+	if o := a.ops[id]; o != nil && o.reservation == busyID {
+		return o
+	}
+	return nil
 }
 
 // expected is what the booking looks like after o, for stores that return no

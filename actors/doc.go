@@ -25,7 +25,10 @@
 // the actor as a message, so many writes of one hot provider can share one Raft
 // batch. The actor answers a write only after Propose returned: it never
 // acknowledges a write the store has not committed. Reservations of writes in
-// flight count as busy for every later request, and two requests with the same
+// flight count as busy for every later request, but a reservation is not a
+// booking (its write may still fail): a book or reschedule that overlaps only a
+// write in flight waits for that write's verdict and is then judged again, so a
+// 409 always stands for a committed booking. Two requests with the same
 // idempotency key and hash get the same answer.
 //
 // # Lifecycle of an activation
