@@ -357,10 +357,18 @@ func (a *calendarActor) fetch(ctx actor.Context, bookingID string, req proto.Mes
 	o := a.newOp(opFetch, "", nil, w)
 	o.req = req
 	self, root, store, timeout := ctx.Self(), a.system.Root, a.store, a.cfg.RequestTimeout
+	isNotFound := a.cfg.IsNotFound
 	go func() {
 		c, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
 		b, err := store.Booking(c, bookingID)
-		cancel()
+		if (err == nil && b == nil) || (err != nil && isNotFound(err)) {
+			// This replica may lag (the calendar may have just moved here):
+			// "not found" only counts once it has caught up with the leader.
+			if err = store.LinearizableRead(c); err == nil {
+				b, err = store.Booking(c, bookingID)
+			}
+		}
 		root.Send(self, &fetched{op: o, booking: b, err: err})
 	}()
 }

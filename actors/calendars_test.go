@@ -642,3 +642,19 @@ func TestCalendars_WriteInFlightIsNotAConflict(t *testing.T) {
 		})
 	}
 }
+
+// TestCalendars_CancelOnALaggingReplicaIsNotNotFound: the calendar (just moved to
+// a follower) is asked to cancel a booking it never saw and that its replica has
+// not applied yet; "not found" must wait for a linearizable read.
+func TestCalendars_CancelOnALaggingReplicaIsNotNotFound(t *testing.T) {
+	e := newEnv(t, nil)
+	e.mustBook(t, "p1", "cut", at(2, 9, 0), "lag-0") // activate the calendar
+	b := proto.Clone(e.mustBook(t, "p2", "cut", at(2, 10, 0), "lag-1")).(*bookingv1.Booking)
+	b.Id, b.ProviderId = "b-behind", "p1"
+	e.store.PutBooking(b) // written by another activation, behind this one's back
+	e.store.Lag("b-behind")
+	got, err := e.cals.Cancel(ctx(t), &calendarv1.CancelRequest{ProviderId: "p1", BookingId: "b-behind"})
+	if err != nil || got.GetStatus() != bookingv1.BookingStatus_BOOKING_STATUS_CANCELLED {
+		t.Fatalf("cancel of a booking the replica had not applied yet: %v %v, want cancelled", got, err)
+	}
+}

@@ -60,8 +60,8 @@ func (n *Node) savePeers(members []membership.Member) {
 	}
 }
 
-// keepPeers saves the membership on every change and, while some remembered peer
-// is not a live member, retries joining the remembered peers.
+// keepPeers saves the membership on every change and keeps trying to join the
+// remembered peers and the members gossip declared dead, until they answer.
 func (n *Node) keepPeers(ctx context.Context, remembered []string) {
 	events, unsub := n.members.Subscribe()
 	defer unsub()
@@ -79,16 +79,24 @@ func (n *Node) keepPeers(ctx context.Context, remembered []string) {
 			for _, m := range n.members.Members() {
 				live[m.Addr] = true
 			}
+			// Members gossip declared dead may only have been cut off (a
+			// partition): memberlist stops probing them after a while, so two
+			// halves of a healed split would stay apart. Knock on their door,
+			// and on the remembered peers', until they answer.
 			var missing []string
 			for _, a := range remembered {
 				if !live[a] {
 					missing = append(missing, a)
 				}
 			}
-			if len(missing) > 0 && len(live) <= 1 {
-				// Alone: the cluster may have come back; try everyone we knew.
+			for _, m := range n.members.AllMembers() {
+				if m.State == membership.StateDead && m.Addr != "" && !live[m.Addr] && !slices.Contains(missing, m.Addr) {
+					missing = append(missing, m.Addr)
+				}
+			}
+			if len(missing) > 0 {
 				if k, _ := n.members.Join(missing); k > 0 {
-					n.log.Info("rejoined gossip through remembered peers", "answered", k)
+					n.log.Info("rejoined gossip with members it had lost", "answered", k)
 				}
 			}
 		}

@@ -333,7 +333,7 @@ func Open(cfg Config) (_ *Store, err error) {
 	}
 	s.trans = cfg.Transport
 	if s.trans == nil {
-		nt, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, nil, 3, 10*time.Second, hl.Named("transport"))
+		nt, err := newTCPTransport(cfg.RaftAddr, hl.Named("transport"))
 		if err != nil {
 			return nil, fmt.Errorf("storage: raft transport on %s: %w", cfg.RaftAddr, err)
 		}

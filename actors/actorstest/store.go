@@ -38,6 +38,7 @@ type Store struct {
 	ReadIndexErr error
 
 	mu        sync.Mutex
+	lagging   map[string]bool
 	providers map[string]*bookingv1.Provider
 	bookings  map[string]*bookingv1.Booking
 	keys      map[string]idem
@@ -53,8 +54,17 @@ type idem struct {
 
 var _ actors.Store = (*Store)(nil)
 
-// LinearizableRead returns ReadIndexErr: this one copy is always up to date.
-func (s *Store) LinearizableRead(context.Context) error { return s.ReadIndexErr }
+// LinearizableRead returns ReadIndexErr; on success every lagging booking (Lag)
+// has caught up.
+func (s *Store) LinearizableRead(context.Context) error {
+	if s.ReadIndexErr != nil {
+		return s.ReadIndexErr
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lagging = nil
+	return nil
+}
 
 // NewStore returns an empty Store.
 func NewStore() *Store {
@@ -111,10 +121,21 @@ func (s *Store) Booking(_ context.Context, id string) (*bookingv1.Booking, error
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b, ok := s.bookings[id]
-	if !ok {
+	if !ok || s.lagging[id] {
 		return nil, fmt.Errorf("booking %q: %w", id, ErrNotFound)
 	}
 	return proto.Clone(b).(*bookingv1.Booking), nil
+}
+
+// Lag makes Booking answer "not found" for id until the next LinearizableRead,
+// as a follower replica that has not yet applied the booking would.
+func (s *Store) Lag(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lagging == nil {
+		s.lagging = map[string]bool{}
+	}
+	s.lagging[id] = true
 }
 
 // ProviderBookings implements actors.Store (cancelled bookings included).
