@@ -582,7 +582,9 @@ func checkRetries(key string, attempts, okAttempts []history.Op, res *Result) {
 		}
 	}
 	for _, a := range attempts {
-		if effectiveOutcome(a) != history.Fail {
+		// Only an answer from the server refuses; a request that never left the
+		// client (Status 0: it could not connect) says nothing.
+		if effectiveOutcome(a) != history.Fail || a.Status < 400 {
 			continue
 		}
 		for _, ok := range okAttempts {

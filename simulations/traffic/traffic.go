@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -112,8 +113,8 @@ func (t *Traffic) Run(ctx context.Context) {
 }
 
 // Classify turns a client error into an outcome, HTTP status and code: nil is
-// OK; a 4xx is a definite Fail; a 5xx, a timeout or a transport error is
-// Unknown (it may have taken effect).
+// OK; a 4xx, or a connection that could not be opened, is a definite Fail; a
+// 5xx, a timeout or another transport error is Unknown (it may have taken effect).
 func Classify(err error) (history.Outcome, int, string) {
 	if err == nil {
 		return history.OK, 0, ""
@@ -124,6 +125,11 @@ func Classify(err error) (history.Outcome, int, string) {
 			return history.Unknown, p.Status, p.Code
 		}
 		return history.Fail, p.Status, p.Code
+	}
+	// A connection that was never established carried no request: no effect.
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return history.Fail, 0, "unreachable"
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return history.Unknown, 0, "timeout"
