@@ -363,10 +363,11 @@ const leaveDrain = time.Second
 func (n *Node) Leave(ctx context.Context) error {
 	close(n.leaving)
 	var errs []error
-	// Withdraw this node's actor kinds first: every node (this one included)
-	// then places its calendars elsewhere, while the actor system stays up to
+	// Withdraw this node's actor kinds first and say it is leaving: every node
+	// (this one included) then places its calendars elsewhere, and no Raft
+	// leader adds it back once removed, while the actor system stays up to
 	// finish the requests in flight and to reach the Raft leader below.
-	if err := n.members.UpdateMeta(func(m *membership.Meta) { m.Kinds = nil }); err != nil {
+	if err := n.members.UpdateMeta(func(m *membership.Meta) { m.Kinds, m.Leaving = nil, true }); err != nil {
 		errs = append(errs, fmt.Errorf("withdraw actor kinds: %w", err))
 	}
 	select {

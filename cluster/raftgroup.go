@@ -67,7 +67,7 @@ func (g *groupKeeper) reconcile(ctx context.Context) {
 		known[m.NodeID] = m
 		s, in := inConfig[m.NodeID]
 		switch {
-		case m.State == membership.StateAlive && (!in || s.Addr != m.RaftAddr):
+		case m.State == membership.StateAlive && !m.Leaving && (!in || s.Addr != m.RaftAddr):
 			c, cancel := context.WithTimeout(ctx, 5*time.Second)
 			err := g.store.AddServer(c, m.NodeID, m.RaftAddr)
 			cancel()

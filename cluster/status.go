@@ -100,6 +100,28 @@ func (n *Node) status(ctx context.Context) (edge.ClusterStatus, error) {
 		}
 		g.Members = append(g.Members, gm)
 	}
+	// This node's own group: its Raft configuration is the truth about who is a
+	// member; a server gossip does not show alive is listed as unreachable.
+	if servers, err := n.store.Servers(); err == nil {
+		own := groups[n.city.Jurisdiction]
+		if own == nil {
+			own = &edge.GroupStatus{Group: n.city.Jurisdiction}
+			groups[n.city.Jurisdiction] = own
+		}
+		inConfig := map[string]bool{}
+		for _, sv := range servers {
+			inConfig[sv.ID] = true
+			if !slices.ContainsFunc(own.Members, func(m edge.GroupMember) bool { return m.ID == sv.ID }) {
+				own.Members = append(own.Members, edge.GroupMember{ID: sv.ID, Role: "unreachable"})
+			}
+		}
+		// Live nodes of the jurisdiction not (yet) in the configuration.
+		for i := range own.Members {
+			if !inConfig[own.Members[i].ID] {
+				own.Members[i].Role = "joining"
+			}
+		}
+	}
 	out := edge.ClusterStatus{Node: n.cfg.ID}
 	for _, g := range groups {
 		for i := range g.Members {

@@ -34,7 +34,8 @@ type GroupStatus struct {
 // GroupMember is one server of a Raft group.
 type GroupMember struct {
 	ID string `json:"id"`
-	// Role is "leader", "follower", "candidate", "nonvoter", "shutdown" or
+	// Role is "leader", "follower", "candidate", "nonvoter", "unreachable" (in
+	// the Raft configuration but not alive in gossip), "joining", "shutdown" or
 	// "unknown" (whatever the cluster layer reports, lower-case).
 	Role string `json:"role"`
 	// AppliedIndex is the last log index the member has applied.

@@ -16,6 +16,9 @@ const MetaMaxSize = memberlist.MetaMaxSize
 // fields; a decoder ignores bytes it does not know.
 const metaVersion = 1
 
+// flagLeaving is the bit of the flags byte (after the kinds) that says Leaving.
+const flagLeaving = 1
+
 // Meta is what a node tells the cluster about itself. It travels in memberlist's
 // node meta, encoded by MarshalBinary into at most MetaMaxSize (512) bytes.
 type Meta struct {
@@ -36,6 +39,9 @@ type Meta struct {
 	// Kinds lists the actor kinds the node hosts (empty until its actor cluster
 	// has started; set by placement.Provider). Kept sorted.
 	Kinds []string
+	// Leaving is set by a node that is leaving the cluster for good (`cluster
+	// leave`): its Raft group must not take it back while it still gossips.
+	Leaving bool
 }
 
 // MemberID is the node's actor-cluster member id: NodeID + "@" + BootID.
@@ -77,10 +83,10 @@ func (m Meta) clone() Meta {
 
 // MarshalBinary encodes m compactly: a version byte, then each string as a
 // uvarint length and its bytes, in field order, then the number of kinds and
-// each kind.
+// each kind, then a flags byte (Leaving).
 func (m Meta) MarshalBinary() ([]byte, error) {
 	fields := m.strings()
-	n := 1 + binary.MaxVarintLen64
+	n := 2 + binary.MaxVarintLen64
 	for _, s := range fields {
 		n += binary.MaxVarintLen64 + len(s)
 	}
@@ -98,7 +104,11 @@ func (m Meta) MarshalBinary() ([]byte, error) {
 		b = binary.AppendUvarint(b, uint64(len(k)))
 		b = append(b, k...)
 	}
-	return b, nil
+	var flags byte
+	if m.Leaving {
+		flags |= flagLeaving
+	}
+	return append(b, flags), nil
 }
 
 func (m *Meta) strings() []string {
@@ -144,6 +154,9 @@ func (m *Meta) UnmarshalBinary(b []byte) error {
 			return err
 		}
 		out.Kinds = append(out.Kinds, s)
+	}
+	if len(rest) > 0 { // a flags byte (older encoders had none)
+		out.Leaving = rest[0]&flagLeaving != 0
 	}
 	*m = out
 	return nil

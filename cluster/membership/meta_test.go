@@ -24,6 +24,7 @@ func TestMeta_RoundTrip(t *testing.T) {
 	for name, m := range map[string]Meta{
 		"full":     fullMeta(),
 		"no kinds": {NodeID: "us-1", BootID: "b", City: "us-east", Jurisdiction: "us"},
+		"leaving":  {NodeID: "ba-1", BootID: "b", City: "buenos-aires", Jurisdiction: "ar", Leaving: true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			b, err := m.MarshalBinary()

@@ -459,6 +459,35 @@ func Test_Cluster_GracefulLeaveLosesNoRequest(t *testing.T) {
 		t.Fatalf("only %d bookings during the test: the workload did not run", len(b.oks))
 	}
 	t.Logf("%d bookings, none failed, across a graceful leave of the leader", len(b.oks))
+
+	// An operator drops a dead node: `cluster remove` shrinks the group at once.
+	c.ByID("lp-1").Kill()
+	if !waitFor(10*time.Second, func() bool { return roleIn(cli(c.Procs[1]), "ar", "lp-1") == "unreachable" }) {
+		t.Fatalf("killed lp-1 is not shown unreachable in the ar group: %q", roleIn(cli(c.Procs[1]), "ar", "lp-1"))
+	}
+	out, err = exec.Command(binary, "cluster", "remove", "lp-1", "--addr", c.ByID("us-1").Spec.URL()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("cluster remove lp-1: %v\n%s", err, out)
+	}
+	st, err = cli(c.Procs[1]).Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, g := range st.Groups {
+		if g.Group == "ar" {
+			for _, m := range g.Members {
+				left = append(left, m.ID)
+			}
+		}
+	}
+	if len(left) != 2 || leaderOf(st, "ar") == "" {
+		t.Fatalf("after removing lp-1: ar members %v, leader %q; want 2 members and a leader", left, leaderOf(st, "ar"))
+	}
+	if _, err := cli(c.Procs[2]).Book(ctx, client.BookingRequest{ProviderID: prov.ID, ServiceID: prov.Services[0].ID,
+		ClientID: "after-remove", Start: b.base.Add(-15 * time.Minute).Format(time.RFC3339)}, ""); err != nil {
+		t.Fatalf("booking with 2 of 2 voters after the removal: %v", err)
+	}
 }
 
 func leaderOf(st *client.ClusterStatus, group string) string {
@@ -471,4 +500,32 @@ func leaderOf(st *client.ClusterStatus, group string) string {
 		}
 	}
 	return ""
+}
+
+// roleIn is member's role in group as node c's status shows it ("" if absent).
+func roleIn(c *client.Client, group, member string) string {
+	st, err := c.Status(context.Background())
+	if err != nil {
+		return ""
+	}
+	for _, g := range st.Groups {
+		if g.Group == group {
+			for _, m := range g.Members {
+				if m.ID == member {
+					return m.Role
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// waitFor polls cond every 100 ms until it holds or within passes.
+func waitFor(within time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
 }
