@@ -249,11 +249,11 @@ func (n *Node) serveHTTP() (err error) {
 	ec.Placement, ec.Members, ec.Ready = n.placement, n.memberList, n.Ready
 	ec.Status, ec.Leave, ec.Remove = n.status, n.leaveAsync, n.remove
 	ec.Clock, ec.Registry = n.cfg.Clock, n.registry
-	ec.PeerTransport = &http.Transport{
+	ec.PeerTransport = &relayTransport{members: n.members, tries: 2, base: &http.Transport{
 		DialContext:         n.dialer().DialContext,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     time.Minute,
-	}
+	}}
 	ec.Logger = n.log.With("component", "edge")
 	srv, err := edge.New(ec)
 	if err != nil {

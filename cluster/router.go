@@ -19,17 +19,28 @@ var _ edge.Router = (*router)(nil)
 // Jurisdiction is this node's jurisdiction.
 func (r *router) Jurisdiction() string { return r.jurisdiction }
 
-// Peer returns the API URL of a live node of jurisdiction j, preferring one in
-// city, then the lowest node id (stable, so one city's traffic goes to one peer).
+// Peer returns the API URL of a live node of jurisdiction j: one that serves
+// (advertises its actor kinds) in city if any, else one that serves, else any
+// live node that is not leaving (its kinds may not have reached this node's
+// gossip yet); among equals the lowest node id, so one city's traffic goes to
+// one peer.
 func (r *router) Peer(j, city string) (string, error) {
 	var best *membership.Member
+	score := func(m membership.Member) int {
+		s := 0
+		if len(m.Kinds) > 0 {
+			s += 2
+		}
+		if m.City == city {
+			s++
+		}
+		return s
+	}
 	for _, m := range r.members.Members() {
-		// A node serves once it advertises its actor kinds, and stops when it
-		// withdraws them to leave: relay only to serving nodes.
-		if m.Jurisdiction != j || m.HTTPAddr == "" || len(m.Kinds) == 0 {
+		if m.Jurisdiction != j || m.HTTPAddr == "" || m.Leaving {
 			continue
 		}
-		if best == nil || (m.City == city && best.City != city) {
+		if best == nil || score(m) > score(*best) {
 			best = &m
 		}
 	}

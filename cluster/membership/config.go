@@ -72,7 +72,8 @@ type Config struct {
 	// times. Default 4 (Local: 2).
 	RetransmitMult int
 	// PushPullInterval is the period of full-state anti-entropy syncs over TCP.
-	// Default 15 s (LAN: 30 s; Local: 5 s).
+	// Default 5 s (Local: 1 s): a meta change a node missed (it joined while the
+	// change was being gossiped) reaches it within one interval.
 	PushPullInterval time.Duration
 	// TCPTimeout bounds a TCP exchange (join, push/pull, fallback ping). Default
 	// 2 s (Local: 1 s).
@@ -121,7 +122,7 @@ func DefaultConfig() Config {
 		GossipNodes:             3,
 		GossipToTheDeadTime:     15 * time.Second,
 		RetransmitMult:          4,
-		PushPullInterval:        15 * time.Second,
+		PushPullInterval:        5 * time.Second,
 		TCPTimeout:              2 * time.Second,
 		DeadNodeReclaimTime:     10 * time.Second,
 		LeaveNoticeTimeout:      time.Second,
@@ -147,7 +148,7 @@ func LocalConfig() Config {
 	c.SuspicionMult = 3
 	c.RetransmitMult = 2
 	c.GossipToTheDeadTime = 5 * time.Second
-	c.PushPullInterval = 5 * time.Second
+	c.PushPullInterval = time.Second
 	c.TCPTimeout = time.Second
 	c.DeadNodeReclaimTime = time.Millisecond
 	c.LeaveNoticeTimeout = 500 * time.Millisecond

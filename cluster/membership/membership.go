@@ -232,6 +232,14 @@ func (m *Membership) memberlistConfig() *memberlist.Config {
 	return mc
 }
 
+// LocalMeta is this node's metadata as it last set it (UpdateMeta), before
+// gossip has carried it anywhere.
+func (m *Membership) LocalMeta() Meta {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.meta.clone()
+}
+
 // Join contacts the gossip addresses (host:port) and merges their view of the
 // cluster into this member's; it returns how many answered. A started member may
 // call it any time, e.g. to rejoin peers it knew before a restart.

@@ -1,6 +1,7 @@
 package placement
 
 import (
+	"github.com/barberpro/edge/cluster/membership"
 	"log/slog"
 	"time"
 
@@ -59,6 +60,13 @@ func (a *activator) activate(ctx actor.Context, req *cluster.ActivationRequest) 
 		// The requester's topology says we host a kind we do not: refuse rather
 		// than run it where it was not registered.
 		a.lookup.cfg.Logger.Error("placement: activation requested for a kind this node does not host", "identity", ci.Identity, "kind", ci.Kind)
+		ctx.Respond(&cluster.ActivationResponse{Failed: true})
+		return
+	}
+	// A node that withdrew its kinds (it is leaving the cluster) takes no new
+	// activation, whatever an older view of the requester says: the requester
+	// places the identity again.
+	if d, ok := a.lookup.cfg.Directory.(interface{ LocalMeta() membership.Meta }); ok && (d.LocalMeta().Leaving || !d.LocalMeta().HasKind(ci.Kind)) {
 		ctx.Respond(&cluster.ActivationResponse{Failed: true})
 		return
 	}
