@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -28,6 +29,7 @@ type nodeFlags struct {
 	join                                                       []string
 	bootstrap, insecureGossip                                  bool
 	profile                                                    string
+	gcPercent                                                  int
 }
 
 func newNodeStartCmd() *cobra.Command {
@@ -49,6 +51,9 @@ cleanly on SIGTERM or SIGINT. Restarting on an existing data dir resumes the nod
 			log, err := newLogger(f.logLevel)
 			if err != nil {
 				return err
+			}
+			if _, set := os.LookupEnv("GOGC"); !set && f.gcPercent > 0 {
+				debug.SetGCPercent(f.gcPercent)
 			}
 			top, err := topology.Load(f.topologyFile)
 			if err != nil {
@@ -90,6 +95,7 @@ cleanly on SIGTERM or SIGINT. Restarting on an existing data dir resumes the nod
 	fl.BoolVar(&f.insecureGossip, "insecure-gossip", false, "gossip without encryption (local experiments only)")
 	fl.StringVar(&f.topologyFile, "topology", "", "topology YAML file (cities, verticals); default the embedded one")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fl.IntVar(&f.gcPercent, "gc-percent", 400, "Go GC target percentage (GOGC, if set, wins); the live heap is small (bbolt is memory-mapped), and 400 gives ~20% more bookings/s than Go's 100 at 256 clients")
 	fl.StringVar(&f.profile, "profile", "lan", "timing preset: lan (cities on a LAN/WAN) or local (one machine: fast failure detection, for tests and simulations)")
 	return cmd
 }
