@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/barberpro/edge/cluster"
 	"github.com/barberpro/edge/cluster/clustertest"
 	"github.com/barberpro/edge/edge/client"
 	"github.com/barberpro/edge/simulations/load"
@@ -40,7 +42,9 @@ func tomorrowAt(hour, minute int) string {
 // overlapping slots of one provider and checks that exactly one wins: the others get
 // 409 slot_unavailable, and the store holds one booking.
 func Test_SingleNode_ConcurrentBookings(t *testing.T) {
-	n := clustertest.MustStartNode(t, nil)
+	// 200 requests at once under -race on two cores: give each the time to be
+	// answered, so the test judges answers, not the machine's speed.
+	n := clustertest.MustStartNode(t, func(c *cluster.Config) { c.ActorRequestTimeout = 10 * time.Second })
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 200}, Timeout: 30 * time.Second}
 	c := client.New(n.URL(), hc)
 
@@ -153,5 +157,47 @@ func Test_SingleNode_IdempotencyKeyThroughRealStore(t *testing.T) {
 	got, err := n.Store().ProviderBookings(ctx, p.ID, time.Now(), time.Now().AddDate(0, 0, 5))
 	if err != nil || len(got) != 1 {
 		t.Fatalf("store holds %d bookings (%v), want 1", len(got), err)
+	}
+}
+
+// Test_SingleNode_ConcurrentPatchesLoseNothing sends concurrent PATCHes that each
+// add a service: every acknowledged addition is in the provider afterwards (an
+// update computed from an older version must not overwrite a newer one).
+func Test_SingleNode_ConcurrentPatchesLoseNothing(t *testing.T) {
+	n := clustertest.MustStartNode(t, nil)
+	c := client.New(n.URL(), nil)
+	p := newProvider(t, c, svc("Corte", 30, 0))
+	const N = 8
+	var wg sync.WaitGroup
+	codes := make([]int, N)
+	for i := range N {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := fmt.Sprintf(`{"add_services":[{"name":"Extra %d","duration_minutes":15,"price":{"amount":"100.00","currency":"ARS"}}]}`, i)
+			req, _ := http.NewRequest(http.MethodPatch, n.URL()+"/v1/providers/"+p.ID, strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			codes[i] = resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	got, err := c.Provider(context.Background(), p.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := 0
+	for _, code := range codes {
+		if code == http.StatusOK {
+			ok++
+		}
+	}
+	if ok != N || len(got.Services) != 1+N {
+		t.Fatalf("%d of %d PATCHes acknowledged (%v); provider has %d services, want %d", ok, N, codes, len(got.Services), 1+N)
 	}
 }

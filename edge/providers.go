@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/barberpro/edge/actors"
 	"github.com/barberpro/edge/cluster/topology"
 	"github.com/barberpro/edge/edge/ids"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
@@ -253,48 +254,24 @@ func (s *Server) patchProvider(w http.ResponseWriter, r *http.Request) error {
 		markReplayed(w)
 		return s.writeProvider(w, http.StatusOK, prev)
 	}
-	city, err := s.cfg.Topology.City(cur.GetCity())
-	if err != nil {
-		return fmt.Errorf("edge: provider %s: %w", id, err) // the topology lost a city: 500
-	}
-	p := proto.CloneOf(cur)
-	for len(p.WeeklyHours) < 7 {
-		p.WeeklyHours = append(p.WeeklyHours, &bookingv1.DayHours{})
-	}
-	if in.WeeklyHours != nil {
-		if err := applyWeek(p, in.WeeklyHours); err != nil {
+	// The store applies an update only to the version it was computed from; if
+	// another change landed in between, read the provider again and re-apply.
+	var updated *bookingv1.Provider
+	for attempt := 0; ; attempt++ {
+		updated, err = s.applyPatch(ctx, cur, &in, idem)
+		if err == nil || attempt == maxPatchAttempts-1 ||
+			!(errors.Is(err, actors.ErrInvalidTransition) || errors.Is(err, storage.ErrInvalidTransition)) {
+			break
+		}
+		if err = s.cfg.Store.LinearizableRead(ctx); err != nil {
+			return err
+		}
+		if cur, err = s.cfg.Store.Provider(ctx, id); err != nil {
 			return err
 		}
 	}
-	if in.DateOverrides != nil {
-		if p.DateOverrides, err = parseOverrides(*in.DateOverrides); err != nil {
-			return err
-		}
-	}
-	if err := applyRules(p, in.MinNoticeMinutes, in.HorizonDays); err != nil {
-		return err
-	}
-	if len(in.AddServices) > 0 {
-		added, err := parseServices("add_services", in.AddServices, len(p.Services), city)
-		if err != nil {
-			return err
-		}
-		for _, svc := range added {
-			svc.Id = s.cfg.NewID("svc")
-		}
-		p.Services = append(p.Services, added...)
-	}
-	p.UpdatedAtMs = s.cfg.Clock().UnixMilli()
-	updated, err := s.cfg.Calendars.UpdateProvider(ctx, &calendarv1.UpdateProviderRequest{
-		Provider:       p,
-		IdempotencyKey: idem.key,
-		RequestHash:    idem.hash,
-	})
 	if err != nil {
 		return err
-	}
-	if updated == nil {
-		updated = p
 	}
 	return s.writeProvider(w, http.StatusOK, updated)
 }
@@ -471,4 +448,57 @@ func loadZone(name string) (*time.Location, error) {
 		return nil, fmt.Errorf("edge: %q is not an IANA time zone", name)
 	}
 	return time.LoadLocation(name)
+}
+
+// maxPatchAttempts bounds how often a PATCH is re-applied to a provider that
+// changed under it.
+const maxPatchAttempts = 16
+
+// applyPatch applies in to cur and proposes the result, expecting cur's version.
+func (s *Server) applyPatch(ctx context.Context, cur *bookingv1.Provider, in *patchProviderIn, idem idempotency) (*bookingv1.Provider, error) {
+	id := cur.GetId()
+	city, err := s.cfg.Topology.City(cur.GetCity())
+	if err != nil {
+		return nil, fmt.Errorf("edge: provider %s: %w", id, err) // the topology lost a city: 500
+	}
+	p := proto.CloneOf(cur)
+	for len(p.WeeklyHours) < 7 {
+		p.WeeklyHours = append(p.WeeklyHours, &bookingv1.DayHours{})
+	}
+	if in.WeeklyHours != nil {
+		if err := applyWeek(p, in.WeeklyHours); err != nil {
+			return nil, err
+		}
+	}
+	if in.DateOverrides != nil {
+		if p.DateOverrides, err = parseOverrides(*in.DateOverrides); err != nil {
+			return nil, err
+		}
+	}
+	if err := applyRules(p, in.MinNoticeMinutes, in.HorizonDays); err != nil {
+		return nil, err
+	}
+	if len(in.AddServices) > 0 {
+		added, err := parseServices("add_services", in.AddServices, len(p.Services), city)
+		if err != nil {
+			return nil, err
+		}
+		for _, svc := range added {
+			svc.Id = s.cfg.NewID("svc")
+		}
+		p.Services = append(p.Services, added...)
+	}
+	p.UpdatedAtMs = s.cfg.Clock().UnixMilli()
+	updated, err := s.cfg.Calendars.UpdateProvider(ctx, &calendarv1.UpdateProviderRequest{
+		Provider:       p,
+		IdempotencyKey: idem.key,
+		RequestHash:    idem.hash,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if updated == nil {
+		updated = p
+	}
+	return updated, nil
 }

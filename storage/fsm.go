@@ -373,6 +373,12 @@ func (a *applier) updateProvider(cmd *bookingv1.Command, op *bookingv1.UpdatePro
 	if cur == nil {
 		return result(bookingv1.ResultCode_RESULT_CODE_NOT_FOUND, "provider %q not found", p.Id)
 	}
+	// Optimistic concurrency: an update computed from version V applies only to
+	// version V, so two concurrent changes cannot silently undo each other.
+	if p.Version != 0 && p.Version != cur.Version {
+		return result(bookingv1.ResultCode_RESULT_CODE_INVALID_TRANSITION,
+			"provider %q changed since it was read (version %d, now %d)", p.Id, p.Version, cur.Version)
+	}
 	np := proto.Clone(cur).(*bookingv1.Provider)
 	np.Name = p.Name
 	np.Services = cloneSlice(p.Services)

@@ -111,7 +111,7 @@ func scanFor(t *testing.T, dir string, needles []string) []string {
 // Argentine nodes' files hold them (the control that shows the scan can find
 // them); and with every ar node down the US node answers 503.
 func Test_Cluster_EveryNodeServesEveryCityAndResidencyHolds(t *testing.T) {
-	c, root := startFiveCities(t, 21)
+	c, root := startFiveCities(t, 151)
 	ctx := context.Background()
 	ba, us := c.Procs[0], c.Procs[4]
 
@@ -158,15 +158,19 @@ func Test_Cluster_EveryNodeServesEveryCityAndResidencyHolds(t *testing.T) {
 		}
 		needles = append(needles, b.ID, clientID, p.ID)
 	}
-	// Let snapshots and logs settle to disk on every node.
-	time.Sleep(500 * time.Millisecond)
-	if found := scanFor(t, filepath.Join(root, "us-1"), needles); len(found) > 0 {
-		t.Errorf("residency violated: psychology data on the US node's disk: %v", found)
-	}
+	// The control first: every psychology id reaches the disks of the Argentine
+	// replicas (followers apply a moment later), which shows the scan finds them.
 	for _, id := range []string{"ba-1", "cba-1"} {
-		if found := scanFor(t, filepath.Join(root, id), needles); len(found) < len(needles) {
+		var found []string
+		if !waitFor(15*time.Second, func() bool {
+			found = scanFor(t, filepath.Join(root, id), needles)
+			return len(found) == len(needles)
+		}) {
 			t.Errorf("control: only %d of %d psychology ids found on %s's disk: the scan cannot be trusted", len(found), len(needles), id)
 		}
+	}
+	if found := scanFor(t, filepath.Join(root, "us-1"), needles); len(found) > 0 {
+		t.Errorf("residency violated: psychology data on the US node's disk: %v", found)
 	}
 
 	// Every ar node down: the US node refuses psychology with 503, never serves it.
@@ -278,7 +282,7 @@ func (b *booker) waitBookingAfter(t *testing.T, t0 time.Time, within time.Durati
 // acknowledged booking is there, no slot is booked twice, and the restarted nodes
 // catch up.
 func Test_Cluster_FailoverKeepsEveryAcknowledgedBooking(t *testing.T) {
-	c, _ := startFiveCities(t, 31)
+	c, _ := startFiveCities(t, 161)
 	ctx := context.Background()
 	prov, err := cli(c.Procs[2]).CreateProvider(ctx, load.LoadProvider("buenos-aires", 0), "")
 	if err != nil {
@@ -326,14 +330,13 @@ func Test_Cluster_FailoverKeepsEveryAcknowledgedBooking(t *testing.T) {
 		}
 	}
 	restart("ba-1")
-	time.Sleep(time.Second)
-	st, err := cli(c.Procs[4]).Status(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leader := leaderOf(st, "ar")
-	if leader == "" {
-		t.Fatalf("no ar leader: %+v", st)
+	var leader string
+	if !waitFor(15*time.Second, func() bool {
+		st, err := cli(c.Procs[4]).Status(ctx)
+		leader = leaderOf(st, "ar")
+		return err == nil && leader != ""
+	}) {
+		t.Fatal("no ar leader 15 s after ba-1 came back")
 	}
 	// Clients book through every node but the one about to die.
 	var targets []*client.Client
@@ -398,7 +401,7 @@ func Test_Cluster_FailoverKeepsEveryAcknowledgedBooking(t *testing.T) {
 // through the other nodes: leadership moves, the group keeps quorum without the
 // leaver, the calendar re-activates elsewhere, and not one request fails.
 func Test_Cluster_GracefulLeaveLosesNoRequest(t *testing.T) {
-	c, _ := startFiveCities(t, 41)
+	c, _ := startFiveCities(t, 171)
 	ctx := context.Background()
 	ba := c.ByID("ba-1")
 	prov, err := cli(c.Procs[1]).CreateProvider(ctx, load.LoadProvider("buenos-aires", 0), "")

@@ -25,7 +25,7 @@ func Test_Cluster_FailoverTimes(t *testing.T) {
 		t.Skip("set BARBERPRO_FAILOVER_TRIALS to measure failover times")
 	}
 	var leaderKill, hostKill []time.Duration
-	ipBase := 61 // each trial takes five fresh loopback IPs
+	ipBase := 186 // each trial takes five fresh loopback IPs (186..235)
 	for range trials {
 		for _, what := range []string{"leader", "host"} {
 			d := failoverTrial(t, ipBase, what)
