@@ -51,8 +51,11 @@ type Node struct {
 	httpLn   net.Listener
 	registry *prometheus.Registry
 
-	cancel     context.CancelFunc
-	bg         sync.WaitGroup
+	cancel context.CancelFunc
+	bg     sync.WaitGroup
+	// savedPeersJSON is what keepPeers last wrote to peers.json.
+	savedPeersJSON string
+
 	stopOnce   sync.Once
 	actorsOnce sync.Once
 	stopErr    error

@@ -35,7 +35,7 @@ func (n *Node) savedPeers() []string {
 }
 
 // savePeers writes the gossip addresses of the live members other than this one,
-// atomically (temp file and rename).
+// atomically (temp file and rename), when they changed. Only keepPeers calls it.
 func (n *Node) savePeers(members []membership.Member) {
 	self := n.members.GossipAddr()
 	var addrs []string
@@ -49,6 +49,9 @@ func (n *Node) savePeers(members []membership.Member) {
 	}
 	slices.Sort(addrs)
 	b, _ := json.Marshal(addrs)
+	if string(b) == n.savedPeersJSON {
+		return // gossip events are frequent (every meta change): write only changes
+	}
 	path := filepath.Join(n.cfg.DataDir, peersFile)
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o640); err != nil {
@@ -57,7 +60,9 @@ func (n *Node) savePeers(members []membership.Member) {
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		n.log.Warn("save peers", "err", err)
+		return
 	}
+	n.savedPeersJSON = string(b)
 }
 
 // keepPeers saves the membership on every change and keeps trying to join the

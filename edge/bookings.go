@@ -8,7 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/barberpro/edge/actors"
 	"github.com/barberpro/edge/edge/ids"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
@@ -239,31 +238,6 @@ func (s *Server) providerZone(ctx context.Context, providerID string) *time.Loca
 		return time.UTC
 	}
 	return s.zone(p.GetTimezone())
-}
-
-// calendarError turns a calendar ErrorCode into the matching actors sentinel.
-func calendarError(code calendarv1.ErrorCode, detail string) error {
-	var base error
-	switch code {
-	case calendarv1.ErrorCode_ERROR_CODE_UNSPECIFIED:
-		return nil
-	case calendarv1.ErrorCode_ERROR_CODE_SLOT_TAKEN:
-		base = actors.ErrSlotTaken
-	case calendarv1.ErrorCode_ERROR_CODE_INVALID:
-		base = actors.ErrInvalid
-	case calendarv1.ErrorCode_ERROR_CODE_NOT_FOUND:
-		base = actors.ErrNotFound
-	case calendarv1.ErrorCode_ERROR_CODE_IDEMPOTENCY_MISMATCH:
-		base = actors.ErrIdempotencyKeyReused
-	case calendarv1.ErrorCode_ERROR_CODE_INVALID_TRANSITION:
-		base = actors.ErrInvalidTransition
-	default:
-		base = actors.ErrUnavailable
-	}
-	if detail != "" {
-		return fmt.Errorf("%w: %s", base, detail)
-	}
-	return base
 }
 
 // replayBooking answers a request whose Idempotency-Key was seen before with

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"errors"
+	"github.com/barberpro/edge/edge/client"
 	"net/http"
 	"slices"
 )
@@ -10,39 +11,14 @@ import (
 // a member of the cluster: POST /v1/cluster/members/{id}/remove answers 404.
 var ErrUnknownMember = errors.New("edge: unknown cluster member")
 
-// ClusterStatus is the answer of GET /v1/cluster/status: the Raft groups this
-// node knows, as the cluster layer fills it.
-type ClusterStatus struct {
-	// Node is the id of the node answering ("" = Config.NodeID).
-	Node string `json:"node"`
-	// Groups holds one entry per Raft group (jurisdiction) known to the node.
-	Groups []GroupStatus `json:"groups"`
-}
-
-// GroupStatus is one Raft group: one jurisdiction's replicated store.
-type GroupStatus struct {
-	// Group is the jurisdiction, e.g. "ar".
-	Group string `json:"group"`
-	// Leader is the id of the leader node, "" when there is none.
-	Leader string `json:"leader"`
-	// Term is the current Raft term.
-	Term uint64 `json:"term"`
-	// Members are the group's servers.
-	Members []GroupMember `json:"members"`
-}
-
-// GroupMember is one server of a Raft group.
-type GroupMember struct {
-	ID string `json:"id"`
-	// Role is "leader", "follower", "candidate", "nonvoter", "unreachable" (in
-	// the Raft configuration but not alive in gossip), "joining", "shutdown" or
-	// "unknown" (whatever the cluster layer reports, lower-case).
-	Role string `json:"role"`
-	// AppliedIndex is the last log index the member has applied.
-	AppliedIndex uint64 `json:"applied_index"`
-	// Lag is how many log entries the member is behind the leader.
-	Lag uint64 `json:"lag"`
-}
+// ClusterStatus is the answer of GET /v1/cluster/status, as the cluster layer
+// fills it (Node "" = Config.NodeID); GroupStatus and GroupMember are its parts.
+// They are edge/client's wire types, so server and client cannot drift.
+type (
+	ClusterStatus = client.ClusterStatus
+	GroupStatus   = client.GroupStatus
+	GroupMember   = client.GroupMember
+)
 
 // statusFromMembers is the default Config.Status: the members grouped by Raft
 // group, the leader being the member whose role is leader.
@@ -84,12 +60,6 @@ func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// leaveOut is the answer of POST /v1/cluster/leave.
-type leaveOut struct {
-	Node   string `json:"node"`
-	Status string `json:"status"`
-}
-
 // errNotWired answers the operator routes whose Config func is nil.
 func errNotWired(what string) error {
 	return &apiError{http.StatusServiceUnavailable, CodeJurisdictionUnavailable,
@@ -108,15 +78,8 @@ func (s *Server) clusterLeave(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cfg.Leave(r.Context()); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusAccepted, leaveOut{Node: s.cfg.NodeID, Status: "leaving"})
+	writeJSON(w, http.StatusAccepted, client.LeaveResult{Node: s.cfg.NodeID, Status: "leaving"})
 	return nil
-}
-
-// removeOut is the answer of POST /v1/cluster/members/{id}/remove.
-type removeOut struct {
-	Node   string `json:"node"`
-	Member string `json:"member"`
-	Status string `json:"status"`
 }
 
 // clusterRemove handles POST /v1/cluster/members/{id}/remove.
@@ -135,6 +98,6 @@ func (s *Server) clusterRemove(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cfg.Remove(r.Context(), id); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, removeOut{Node: s.cfg.NodeID, Member: id, Status: "removed"})
+	writeJSON(w, http.StatusOK, client.RemoveResult{Node: s.cfg.NodeID, Member: id, Status: "removed"})
 	return nil
 }

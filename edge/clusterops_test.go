@@ -42,19 +42,19 @@ func TestCluster_OperatorRoutes(t *testing.T) {
 	wantStatus(t, rec, http.StatusOK)
 	st := decode[ClusterStatus](t, rec)
 	if st.Node != "ba-1" || len(st.Groups) != 1 || st.Groups[0].Term != 7 || len(st.Groups[0].Members) != 3 ||
-		st.Groups[0].Members[1] != (GroupMember{"cba-1", "follower", 40, 2}) {
+		st.Groups[0].Members[1] != (GroupMember{ID: "cba-1", Role: "follower", AppliedIndex: 40, Lag: 2}) {
 		t.Errorf("status %+v", st)
 	}
 	rec = h.do(call{method: "POST", path: "/v1/cluster/leave", valid: true})
 	wantStatus(t, rec, http.StatusAccepted)
-	if got := decode[leaveOut](t, rec); got != (leaveOut{"ba-1", "leaving"}) || leaves.Load() != 1 {
+	if got := decode[client.LeaveResult](t, rec); got != (client.LeaveResult{Node: "ba-1", Status: "leaving"}) || leaves.Load() != 1 {
 		t.Errorf("leave %+v, %d calls", got, leaves.Load())
 	}
 	wantStatus(t, h.do(call{method: "POST", path: "/v1/cluster/leave", body: `{}`, valid: true}), http.StatusAccepted)
 	wantStatus(t, h.do(call{method: "POST", path: "/v1/cluster/leave", body: `{"now": true}`}), http.StatusBadRequest)
 	rec = h.do(call{method: "POST", path: "/v1/cluster/members/cba-1/remove", valid: true})
 	wantStatus(t, rec, http.StatusOK)
-	if got := decode[removeOut](t, rec); got != (removeOut{"ba-1", "cba-1", "removed"}) || removed.Load() != "cba-1" {
+	if got := decode[client.RemoveResult](t, rec); got != (client.RemoveResult{Node: "ba-1", Member: "cba-1", Status: "removed"}) || removed.Load() != "cba-1" {
 		t.Errorf("remove %+v", got)
 	}
 	rec = h.do(call{method: "POST", path: "/v1/cluster/members/ghost/remove", valid: true})

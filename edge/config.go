@@ -6,6 +6,7 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"github.com/barberpro/edge/edge/client"
 	"log/slog"
 	"net/http"
 	"time"
@@ -47,7 +48,8 @@ type Store interface {
 	LinearizableRead(ctx context.Context) error
 	// Propose commits cmd through Raft and returns the FSM's verdict. The edge
 	// uses it only to create providers; every other write goes through the
-	// calendar actors.
+	// calendar actors. A verdict other than OK comes back as err wrapping the
+	// storage sentinel (with the result).
 	Propose(ctx context.Context, cmd *bookingv1.Command) (*bookingv1.CommandResult, error)
 }
 
@@ -65,8 +67,8 @@ type Calendars interface {
 	Cancel(ctx context.Context, req *calendarv1.CancelRequest) (*bookingv1.Booking, error)
 	// Reschedule moves a confirmed booking to a new start, atomically.
 	Reschedule(ctx context.Context, req *calendarv1.RescheduleRequest) (*bookingv1.Booking, error)
-	// Availability lists every start at which a booking would succeed now. An
-	// error may come back either as err or as Reply.Error.
+	// Availability lists every start at which a booking would succeed now. A
+	// refusal comes back as err wrapping an actors sentinel (as for every method).
 	Availability(ctx context.Context, req *calendarv1.AvailabilityRequest) (*calendarv1.Reply, error)
 	// UpdateProvider replaces the provider's mutable fields.
 	UpdateProvider(ctx context.Context, req *calendarv1.UpdateProviderRequest) (*bookingv1.Provider, error)
@@ -77,14 +79,9 @@ type Placement struct {
 	Node, City, Jurisdiction string
 }
 
-// Member is one node of the cluster as GET /v1/cluster/members shows it.
-type Member struct {
-	ID, City, Jurisdiction, Status string
-	Raft                           struct{ Group, Role string }
-	// Addresses maps an endpoint name ("http", "raft", "actor", "gossip") to its
-	// host:port.
-	Addresses map[string]string
-}
+// Member is one node of the cluster as GET /v1/cluster/members shows it: the
+// wire type of edge/client, so server and client cannot drift.
+type Member = client.Member
 
 // Config configures a Server. Build one with DefaultConfig and fill the
 // dependencies; New validates it.

@@ -6,11 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"unicode/utf8"
 
-	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	"github.com/barberpro/edge/storage"
 )
 
@@ -90,28 +88,3 @@ func (s *Server) replayed(ctx context.Context, id idempotency) (string, error) {
 
 // markReplayed sets the replay header on w.
 func markReplayed(w http.ResponseWriter) { w.Header().Set(ReplayedHeader, "true") }
-
-// resultError turns a non-OK FSM verdict into the matching storage sentinel.
-func resultError(res *bookingv1.CommandResult) error {
-	var base error
-	switch res.GetCode() {
-	case bookingv1.ResultCode_RESULT_CODE_OK:
-		return nil
-	case bookingv1.ResultCode_RESULT_CODE_SLOT_TAKEN:
-		base = storage.ErrSlotTaken
-	case bookingv1.ResultCode_RESULT_CODE_NOT_FOUND:
-		base = storage.ErrNotFound
-	case bookingv1.ResultCode_RESULT_CODE_IDEMPOTENCY_MISMATCH:
-		base = storage.ErrIdempotencyKeyReused
-	case bookingv1.ResultCode_RESULT_CODE_INVALID_TRANSITION:
-		base = storage.ErrInvalidTransition
-	case bookingv1.ResultCode_RESULT_CODE_ALREADY_EXISTS:
-		base = storage.ErrAlreadyExists
-	default:
-		base = storage.ErrInvalid
-	}
-	if d := res.GetDetail(); d != "" {
-		return fmt.Errorf("%w: %s", base, d)
-	}
-	return base
-}

@@ -28,34 +28,15 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// memberOut is one node in GET /v1/cluster/members.
-type memberOut struct {
-	ID           string            `json:"id"`
-	City         string            `json:"city"`
-	Jurisdiction string            `json:"jurisdiction"`
-	Status       string            `json:"status"`
-	Raft         raftOut           `json:"raft"`
-	Addresses    map[string]string `json:"addresses"`
-}
-
-type raftOut struct {
-	Group string `json:"group"`
-	Role  string `json:"role"`
-}
-
 // members handles GET /v1/cluster/members.
 func (s *Server) members(w http.ResponseWriter, r *http.Request) error {
 	ms := s.cfg.Members()
-	out := listOut[memberOut]{Items: make([]memberOut, 0, len(ms))}
+	out := listOut[Member]{Items: make([]Member, 0, len(ms))}
 	for _, m := range ms {
-		addrs := m.Addresses
-		if addrs == nil {
-			addrs = map[string]string{}
+		if m.Addresses == nil {
+			m.Addresses = map[string]string{}
 		}
-		out.Items = append(out.Items, memberOut{
-			ID: m.ID, City: m.City, Jurisdiction: m.Jurisdiction, Status: m.Status,
-			Raft: raftOut{Group: m.Raft.Group, Role: m.Raft.Role}, Addresses: addrs,
-		})
+		out.Items = append(out.Items, m)
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

@@ -86,13 +86,8 @@ func (s *Server) createProvider(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if res != nil { // storage.Store answers a non-OK code as an error too
-		if err := resultError(res); err != nil {
-			return err
-		}
-		if res.GetProvider() != nil {
-			p = res.GetProvider() // the FSM's copy: a replayed command answers the first provider
-		}
+	if res.GetProvider() != nil {
+		p = res.GetProvider() // the FSM's copy: a replayed command answers the first provider
 	}
 	w.Header().Set("Location", "/v1/providers/"+p.GetId())
 	return s.writeProvider(w, http.StatusCreated, p)
@@ -357,9 +352,6 @@ func (s *Server) availability(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := replyError(reply); err != nil {
-		return err
-	}
 	tz := reply.GetTimezone()
 	if tz == "" {
 		p, err := s.readProvider(r.Context(), id)
@@ -421,11 +413,6 @@ func (s *Server) readProvider(ctx context.Context, id string) (*bookingv1.Provid
 func (s *Server) writeProvider(w http.ResponseWriter, status int, p *bookingv1.Provider) error {
 	writeJSON(w, status, formatProvider(p, s.zone(p.GetTimezone())))
 	return nil
-}
-
-// replyError turns a calendar Reply's error code into the matching actors sentinel.
-func replyError(reply *calendarv1.Reply) error {
-	return calendarError(reply.GetError(), reply.GetDetail())
 }
 
 // zone returns the named time zone (cached), or UTC if it cannot be loaded.

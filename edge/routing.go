@@ -104,6 +104,8 @@ func (s *Server) peekBody(r *http.Request) []byte {
 	if err != nil || int64(len(b)) > s.cfg.MaxBodyBytes {
 		return nil
 	}
+	// The whole body is in b now: a relay may resend it without copying it again.
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
 	return b
 }
 

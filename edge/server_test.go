@@ -177,7 +177,7 @@ func TestServer_Scenario(t *testing.T) {
 
 	rec = h.do(call{method: "GET", path: "/v1/cluster/members", valid: true})
 	wantStatus(t, rec, http.StatusOK)
-	if got := decode[listOut[memberOut]](t, rec); len(got.Items) != 1 || got.Items[0].Raft.Role != "leader" {
+	if got := decode[listOut[Member]](t, rec); len(got.Items) != 1 || got.Items[0].Raft.Role != "leader" {
 		t.Errorf("members: %+v", got)
 	}
 	wantStatus(t, h.do(call{method: "GET", path: "/healthz", valid: true}), http.StatusOK)
@@ -313,7 +313,7 @@ func TestServer_StoreErrors(t *testing.T) {
 }
 
 // TestServer_AvailabilityReplyError checks an error carried in Reply.Error.
-func TestServer_AvailabilityReplyError(t *testing.T) {
+func TestServer_AvailabilityErrors(t *testing.T) {
 	h := newHarness(t)
 	p := h.mustCreateProvider()
 	for _, c := range []struct {

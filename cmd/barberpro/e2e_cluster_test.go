@@ -439,14 +439,7 @@ func Test_Cluster_GracefulLeaveLosesNoRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var members []string
-	for _, g := range st.Groups {
-		if g.Group == "ar" {
-			for _, m := range g.Members {
-				members = append(members, m.ID)
-			}
-		}
-	}
+	members := memberIDs(st, "ar")
 	if l := leaderOf(st, "ar"); l == "" || l == "ba-1" || len(members) != 3 {
 		t.Fatalf("after leave: ar leader %q, members %v; want a new leader and 3 members", l, members)
 	}
@@ -476,14 +469,7 @@ func Test_Cluster_GracefulLeaveLosesNoRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var left []string
-	for _, g := range st.Groups {
-		if g.Group == "ar" {
-			for _, m := range g.Members {
-				left = append(left, m.ID)
-			}
-		}
-	}
+	left := memberIDs(st, "ar")
 	if len(left) != 2 || leaderOf(st, "ar") == "" {
 		t.Fatalf("after removing lp-1: ar members %v, leader %q; want 2 members and a leader", left, leaderOf(st, "ar"))
 	}
@@ -493,31 +479,35 @@ func Test_Cluster_GracefulLeaveLosesNoRequest(t *testing.T) {
 	}
 }
 
-func leaderOf(st *client.ClusterStatus, group string) string {
-	if st == nil {
-		return ""
-	}
-	for _, g := range st.Groups {
-		if g.Group == group {
-			return g.Leader
+func leaderOf(st *client.ClusterStatus, group string) string { return groupOf(st, group).Leader }
+
+// groupOf is the named Raft group of a status (empty if absent or st is nil).
+func groupOf(st *client.ClusterStatus, group string) client.GroupStatus {
+	if st != nil {
+		for _, g := range st.Groups {
+			if g.Group == group {
+				return g
+			}
 		}
 	}
-	return ""
+	return client.GroupStatus{}
+}
+
+// memberIDs lists the ids of a group's members.
+func memberIDs(st *client.ClusterStatus, group string) []string {
+	var ids []string
+	for _, m := range groupOf(st, group).Members {
+		ids = append(ids, m.ID)
+	}
+	return ids
 }
 
 // roleIn is member's role in group as node c's status shows it ("" if absent).
 func roleIn(c *client.Client, group, member string) string {
-	st, err := c.Status(context.Background())
-	if err != nil {
-		return ""
-	}
-	for _, g := range st.Groups {
-		if g.Group == group {
-			for _, m := range g.Members {
-				if m.ID == member {
-					return m.Role
-				}
-			}
+	st, _ := c.Status(context.Background())
+	for _, m := range groupOf(st, group).Members {
+		if m.ID == member {
+			return m.Role
 		}
 	}
 	return ""

@@ -241,10 +241,15 @@ type GroupStatus struct {
 
 // GroupMember is one server of a Raft group.
 type GroupMember struct {
-	ID           string `json:"id"`
-	Role         string `json:"role"`
+	ID string `json:"id"`
+	// Role is "leader", "follower", "candidate", "nonvoter", "unreachable" (in
+	// the Raft configuration but not alive in gossip), "joining", "shutdown" or
+	// "unknown".
+	Role string `json:"role"`
+	// AppliedIndex is the last log index the member has applied.
 	AppliedIndex uint64 `json:"applied_index"`
-	Lag          uint64 `json:"lag"`
+	// Lag is how many log entries the member is behind the leader.
+	Lag uint64 `json:"lag"`
 }
 
 // LeaveResult is the answer of POST /v1/cluster/leave.

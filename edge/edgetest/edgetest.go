@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -444,11 +443,11 @@ func (c *Calendars) Availability(_ context.Context, req *calendarv1.Availability
 	defer s.mu.Unlock()
 	p, ok := s.providers[req.ProviderId]
 	if !ok {
-		return &calendarv1.Reply{Error: calendarv1.ErrorCode_ERROR_CODE_NOT_FOUND, Detail: "provider " + req.ProviderId}, nil
+		return nil, fmt.Errorf("%w: provider %s", actors.ErrNotFound, req.ProviderId)
 	}
 	svc, err := service(p, req.ServiceId)
 	if err != nil {
-		return &calendarv1.Reply{Error: calendarv1.ErrorCode_ERROR_CODE_INVALID, Detail: strings.TrimPrefix(err.Error(), actors.ErrInvalid.Error()+": ")}, nil
+		return nil, err
 	}
 	loc, err := time.LoadLocation(p.Timezone)
 	if err != nil {

@@ -253,16 +253,12 @@ func stats(ss []traffic.Sample) Stats {
 		}
 	}
 	slices.Sort(lat)
-	st.P50, st.P99 = Percentile(lat, 0.50), Percentile(lat, 0.99)
+	st.P50, st.P99 = load.Percentile(lat, 0.50), load.Percentile(lat, 0.99)
 	if len(lat) > 0 {
 		st.Max = lat[len(lat)-1]
 	}
 	return st
 }
-
-// Percentile is the nearest-rank q-quantile (0..1) of sorted durations, 0 for
-// none (the same definition as the load tool's).
-func Percentile(sorted []time.Duration, q float64) time.Duration { return load.Percentile(sorted, q) }
 
 // Series buckets samples by the (whole) second they returned in.
 func Series(ss []traffic.Sample, start, end time.Time) []Second {

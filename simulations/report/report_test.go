@@ -13,24 +13,6 @@ import (
 	"github.com/barberpro/edge/simulations/traffic"
 )
 
-func TestPercentile(t *testing.T) {
-	var d []time.Duration
-	for i := 1; i <= 100; i++ {
-		d = append(d, time.Duration(i)*time.Millisecond)
-	}
-	for _, c := range []struct {
-		q    float64
-		want time.Duration
-	}{{0.5, 50 * time.Millisecond}, {0.99, 99 * time.Millisecond}, {1, 100 * time.Millisecond}, {0, time.Millisecond}} {
-		if got := report.Percentile(d, c.q); got != c.want {
-			t.Errorf("p%v = %v, want %v", c.q*100, got, c.want)
-		}
-	}
-	if report.Percentile(nil, 0.5) != 0 {
-		t.Error("empty: want 0")
-	}
-}
-
 var t0 = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 
 func at(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
