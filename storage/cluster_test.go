@@ -405,13 +405,26 @@ func TestMembership_AddRemove(t *testing.T) {
 	}
 	tr1.Connect(trans[5].LocalAddr(), trans[5])
 
-	// Removing a voter promotes the lowest non-voter.
+	// Removing a voter promotes nobody; Promote does, once asked.
 	if err := leader.RemoveServer(ctx, "node3"); err != nil {
 		t.Fatal(err)
 	}
 	voters, nonVoters = voterIDs(t, leader)
-	if fmt.Sprint(voters) != "[node1 node2 node4 node5 node6]" || len(nonVoters) != 0 {
+	if fmt.Sprint(voters) != "[node1 node2 node4 node5]" || fmt.Sprint(nonVoters) != "[node6]" {
 		t.Fatalf("after removing node3: voters %v, non-voters %v", voters, nonVoters)
+	}
+	if err := leader.Promote(ctx, "node6"); err != nil {
+		t.Fatal(err)
+	}
+	voters, nonVoters = voterIDs(t, leader)
+	if fmt.Sprint(voters) != "[node1 node2 node4 node5 node6]" || len(nonVoters) != 0 {
+		t.Fatalf("after promoting node6: voters %v, non-voters %v", voters, nonVoters)
+	}
+	if err := leader.Promote(ctx, "node6"); err != nil {
+		t.Fatalf("promoting a voter: %v", err)
+	}
+	if err := leader.Promote(ctx, "nobody"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("promoting an unknown server: %v", err)
 	}
 	if err := leader.RemoveServer(ctx, "node3"); err != nil {
 		t.Fatalf("removing a missing server: %v", err)
@@ -429,6 +442,15 @@ func TestMembership_AddRemove(t *testing.T) {
 	if v, nv := voterIDs(t, leader); len(v) != 5 || len(nv) != 0 {
 		t.Fatalf("voters %v non-voters %v", v, nv)
 	}
+	if err := leader.AddNonvoter(ctx, "node3", string(joiners[1].Addr())); err != nil {
+		t.Fatal(err)
+	}
+	if err := leader.Promote(ctx, "node3"); !errors.Is(err, storage.ErrTooManyVoters) {
+		t.Fatalf("promoting past MaxVoters: %v", err)
+	}
+	if err := leader.RemoveServer(ctx, "node3"); err != nil {
+		t.Fatal(err)
+	}
 
 	// Everyone in the group replicates.
 	mustPropose(t, leader, st.CreateProvider(st.Provider("p")))
@@ -441,8 +463,9 @@ func TestMembership_AddRemove(t *testing.T) {
 	}
 }
 
-// TestMembership_LeaderRemovesItself: the leader removing itself first
-// promotes the non-voter, then leaves; the rest elect a leader.
+// TestMembership_LeaderRemovesItself: the leader removing itself leaves the
+// non-voter a non-voter (it is promoted once known to be caught up); the rest
+// elect a leader, which can promote it.
 func TestMembership_LeaderRemovesItself(t *testing.T) {
 	_, tr1 := raft.NewInmemTransport("")
 	cfg := storage.LocalConfig()
@@ -462,10 +485,39 @@ func TestMembership_LeaderRemovesItself(t *testing.T) {
 		t.Fatal(err)
 	}
 	nl := st.WaitLeader(t, joiners...)
-	if v, nv := voterIDs(t, nl); fmt.Sprint(v) != "[node2 node3 node4]" || len(nv) != 0 {
+	if v, nv := voterIDs(t, nl); fmt.Sprint(v) != "[node2 node3]" || fmt.Sprint(nv) != "[node4]" {
 		t.Fatalf("after leader left: voters %v non-voters %v", v, nv)
 	}
 	mustPropose(t, nl, st.CreateProvider(st.Provider("p")))
+	if err := nl.Promote(ctx, "node4"); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := voterIDs(t, nl); fmt.Sprint(v) != "[node2 node3 node4]" {
+		t.Fatalf("after promotion: voters %v", v)
+	}
+}
+
+// TestMembership_LastVoterRemovesItself: a group of one voter and one
+// non-voter survives its voter leaving: the non-voter is promoted first.
+func TestMembership_LastVoterRemovesItself(t *testing.T) {
+	_, tr1 := raft.NewInmemTransport("")
+	cfg := storage.LocalConfig()
+	cfg.NodeID, cfg.Transport, cfg.Bootstrap = "node1", tr1, true
+	leader := st.MustOpen(t, cfg)
+	joiners, _ := openJoiners(t, 1, []*raft.InmemTransport{tr1})
+	ctx := context.Background()
+	if err := leader.AddNonvoter(ctx, string(joiners[0].ID()), string(joiners[0].Addr())); err != nil {
+		t.Fatal(err)
+	}
+	mustPropose(t, leader, st.CreateProvider(st.Provider("p")))
+	waitSameDigest(t, []*storage.Store{leader, joiners[0]})
+	if err := leader.RemoveServer(ctx, "node1"); err != nil {
+		t.Fatal(err)
+	}
+	nl := st.WaitLeader(t, joiners...)
+	if v, nv := voterIDs(t, nl); fmt.Sprint(v) != "[node2]" || len(nv) != 0 {
+		t.Fatalf("voters %v non-voters %v", v, nv)
+	}
 }
 
 // TestTransferLeadership moves the leader; the group keeps accepting writes

@@ -47,6 +47,9 @@ var (
 	// leadership to.
 	ErrNoOtherVoter = errors.New("storage: no other voter")
 
+	// ErrTooManyVoters means Promote found the group at Config.MaxVoters.
+	ErrTooManyVoters = errors.New("storage: the group has its most voters")
+
 	// ErrClosed means the Store has been closed.
 	ErrClosed = errors.New("storage: store closed")
 

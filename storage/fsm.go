@@ -300,6 +300,8 @@ func (a *applier) apply(cmd *bookingv1.Command) *bookingv1.CommandResult {
 		r = a.cancelBooking(cmd, op.CancelBooking)
 	case *bookingv1.Command_RescheduleBooking:
 		r = a.rescheduleBooking(cmd, op.RescheduleBooking)
+	case *bookingv1.Command_FoundGroup:
+		return a.foundGroup(op.FoundGroup)
 	default:
 		return invalid("unknown operation")
 	}

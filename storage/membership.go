@@ -14,7 +14,7 @@ import (
 
 // Server is one member of the Raft group's configuration.
 type Server struct {
-	ID    string // Raft server ID (the node id)
+	ID    string // Raft server ID (Config.NodeID of that server)
 	Addr  string // Raft transport address
 	Voter bool   // false for a non-voter (it replicates but neither votes nor counts for quorum)
 }
@@ -106,13 +106,75 @@ func (s *Store) AddServer(ctx context.Context, id, addr string) error {
 	return s.awaitFuture(ctx, f)
 }
 
+// AddNonvoter adds id at addr to the group as a non-voter (leader only, else
+// ErrNotLeader): it replicates but neither votes nor counts for quorum until
+// Promote. Idempotent: a server already present with the same addr is a no-op;
+// with a new addr its address is updated and its suffrage kept. It returns once
+// the change is committed. This is how a new server (a new node, or a node
+// whose disk is new) joins: it votes only once promoted after catching up.
+func (s *Store) AddNonvoter(ctx context.Context, id, addr string) error {
+	if id == "" || addr == "" {
+		return fmt.Errorf("%w: AddNonvoter needs an id and an address", ErrInvalid)
+	}
+	s.memberMu.Lock()
+	defer s.memberMu.Unlock()
+	if err := s.leaderOnly(ctx); err != nil {
+		return err
+	}
+	servers, err := s.Servers()
+	if err != nil {
+		return err
+	}
+	if i := slices.IndexFunc(servers, func(sv Server) bool { return sv.ID == id }); i >= 0 {
+		sv := servers[i]
+		if sv.Addr == addr {
+			return nil
+		}
+		s.logger.Info("raft server address updated", "id", id, "old_addr", sv.Addr, "addr", addr, "voter", sv.Voter)
+		if sv.Voter {
+			return s.awaitFuture(ctx, s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, s.cfg.ApplyTimeout))
+		}
+	} else {
+		s.logger.Info("adding raft non-voter", "id", id, "addr", addr)
+	}
+	return s.awaitFuture(ctx, s.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, s.cfg.ApplyTimeout))
+}
+
+// Promote makes the non-voter id a voter (leader only, else ErrNotLeader), if
+// the group has fewer than Config.MaxVoters voters (else ErrTooManyVoters). A
+// voter already is a no-op; an id not in the group is ErrNotFound. The caller
+// promotes a server only once it has caught up with the leader: raft counts a
+// voter for quorum at once.
+func (s *Store) Promote(ctx context.Context, id string) error {
+	s.memberMu.Lock()
+	defer s.memberMu.Unlock()
+	if err := s.leaderOnly(ctx); err != nil {
+		return err
+	}
+	servers, err := s.Servers()
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(servers, func(sv Server) bool { return sv.ID == id })
+	switch {
+	case i < 0:
+		return fmt.Errorf("%w: server %q", ErrNotFound, id)
+	case servers[i].Voter:
+		return nil
+	}
+	if voters, _ := countVoters(servers); voters >= s.cfg.MaxVoters {
+		return fmt.Errorf("%w: %d voters", ErrTooManyVoters, voters)
+	}
+	s.logger.Info("promoting raft non-voter", "id", id)
+	return s.awaitFuture(ctx, s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(servers[i].Addr), 0, s.cfg.ApplyTimeout))
+}
+
 // RemoveServer removes id from the group (leader only, else ErrNotLeader; a
-// missing id is a no-op). If id was a voter and a non-voter exists, the
-// non-voter with the lowest ID is promoted to voter. When removing another
-// node the removal comes first (the usual case is a dead node, and fewer
-// voters keep the quorum reachable); when the leader removes itself the
-// promotion comes first, since it stops leading once its removal commits.
-// It returns once the changes are committed.
+// missing id is a no-op) and returns once the change is committed. Removing
+// another server promotes nobody: the cluster layer promotes a non-voter once
+// it has caught up. When the leader removes itself (a graceful leave) and it
+// is the group's only voter, the non-voter with the lowest ID is promoted
+// first, since a group cannot lose its last voter.
 func (s *Store) RemoveServer(ctx context.Context, id string) error {
 	s.memberMu.Lock()
 	defer s.memberMu.Unlock()
@@ -127,40 +189,19 @@ func (s *Store) RemoveServer(ctx context.Context, id string) error {
 	if i < 0 {
 		return nil
 	}
-	promote := ""
-	if servers[i].Voter {
+	if voters, _ := countVoters(servers); id == s.cfg.NodeID && servers[i].Voter && voters == 1 {
 		for _, sv := range servers { // ordered by ID
-			if !sv.Voter && sv.ID != id {
-				promote = sv.ID
+			if !sv.Voter {
+				s.logger.Info("promoting raft non-voter", "id", sv.ID, "replaces", id)
+				if err := s.awaitFuture(ctx, s.raft.AddVoter(raft.ServerID(sv.ID), raft.ServerAddress(sv.Addr), 0, s.cfg.ApplyTimeout)); err != nil {
+					return err
+				}
 				break
 			}
 		}
 	}
-	promoteFn := func() error {
-		if promote == "" {
-			return nil
-		}
-		addr := servers[slices.IndexFunc(servers, func(sv Server) bool { return sv.ID == promote })].Addr
-		s.logger.Info("promoting raft non-voter", "id", promote, "replaces", id)
-		return s.awaitFuture(ctx, s.raft.AddVoter(raft.ServerID(promote), raft.ServerAddress(addr), 0, s.cfg.ApplyTimeout))
-	}
-	removeFn := func() error {
-		s.logger.Info("removing raft server", "id", id, "voter", servers[i].Voter)
-		return s.awaitFuture(ctx, s.raft.RemoveServer(raft.ServerID(id), 0, s.cfg.ApplyTimeout))
-	}
-	if id == s.cfg.NodeID {
-		if err := promoteFn(); err != nil {
-			return err
-		}
-		return removeFn()
-	}
-	if err := removeFn(); err != nil {
-		return err
-	}
-	if err := s.leaderOnly(ctx); err != nil {
-		return fmt.Errorf("storage: %s removed, promotion of %s not done: %w", id, promote, err)
-	}
-	return promoteFn()
+	s.logger.Info("removing raft server", "id", id, "voter", servers[i].Voter)
+	return s.awaitFuture(ctx, s.raft.RemoveServer(raft.ServerID(id), 0, s.cfg.ApplyTimeout))
 }
 
 func (s *Store) leaderOnly(ctx context.Context) error {
@@ -296,6 +337,9 @@ func (s *Store) watchRaft(notify <-chan bool, obs <-chan raft.Observation) {
 		case v := <-notify:
 			s.logger.Info("leadership changed", "leader", v)
 			s.subs.publish(v)
+			if v {
+				go s.claimClusterID()
+			}
 			s.signalLeaderChange()
 		case <-obs:
 			s.signalLeaderChange()

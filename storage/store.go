@@ -252,6 +252,7 @@ type Store struct {
 	snaps *raft.FileSnapshotStore
 	trans raft.Transport
 	owned *raft.NetworkTransport // the TCP transport we created, or nil
+	guard *voteGuard             // wraps trans: raft's transport
 	raft  *raft.Raft
 	b     *batcher
 
@@ -339,6 +340,7 @@ func Open(cfg Config) (_ *Store, err error) {
 		}
 		s.owned, s.trans = nt, nt
 	}
+	s.guard = newVoteGuard(s.trans)
 	rc := cfg.raftConfig(s.logger)
 	notify := make(chan bool, 16)
 	rc.NotifyCh = notify
@@ -361,9 +363,12 @@ func Open(cfg Config) (_ *Store, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
 	}
-	if s.raft, err = raft.NewRaft(rc, s.fsm, cache, s.logs, s.snaps, s.trans); err != nil {
+	if s.raft, err = raft.NewRaft(rc, s.fsm, cache, s.logs, s.snaps, s.guard); err != nil {
 		return nil, fmt.Errorf("storage: start raft: %w", err)
 	}
+	self := rc.LocalID
+	mayVote := func() bool { return hasVote(s.raft.GetConfiguration().Configuration(), self) }
+	s.guard.mayVote.Store(&mayVote)
 	obs := make(chan raft.Observation, 16)
 	s.observer = raft.NewObserver(obs, false, func(o *raft.Observation) bool {
 		_, ok := o.Data.(raft.LeaderObservation)
@@ -407,6 +412,9 @@ func (s *Store) Close() error {
 
 func (s *Store) closeFiles() error {
 	var errs []error
+	if s.guard != nil {
+		s.guard.stopOnce.Do(func() { close(s.guard.stop) })
+	}
 	if s.owned != nil {
 		if err := s.owned.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("transport: %w", err))

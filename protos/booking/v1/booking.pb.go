@@ -814,6 +814,7 @@ type Command struct {
 	//	*Command_CreateBooking
 	//	*Command_CancelBooking
 	//	*Command_RescheduleBooking
+	//	*Command_FoundGroup
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -922,6 +923,15 @@ func (x *Command) GetRescheduleBooking() *RescheduleBooking {
 	return nil
 }
 
+func (x *Command) GetFoundGroup() *FoundGroup {
+	if x != nil {
+		if x, ok := x.Op.(*Command_FoundGroup); ok {
+			return x.FoundGroup
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -946,6 +956,11 @@ type Command_RescheduleBooking struct {
 	RescheduleBooking *RescheduleBooking `protobuf:"bytes,14,opt,name=reschedule_booking,json=rescheduleBooking,proto3,oneof"`
 }
 
+type Command_FoundGroup struct {
+	// 15 is Compact.
+	FoundGroup *FoundGroup `protobuf:"bytes,16,opt,name=found_group,json=foundGroup,proto3,oneof"`
+}
+
 func (*Command_CreateProvider) isCommand_Op() {}
 
 func (*Command_UpdateProvider) isCommand_Op() {}
@@ -955,6 +970,8 @@ func (*Command_CreateBooking) isCommand_Op() {}
 func (*Command_CancelBooking) isCommand_Op() {}
 
 func (*Command_RescheduleBooking) isCommand_Op() {}
+
+func (*Command_FoundGroup) isCommand_Op() {}
 
 // CommandBatch is several commands in one Raft entry (group commit). Each command is
 // applied and judged on its own; their results come back in order.
@@ -1253,21 +1270,70 @@ func (x *RescheduleBooking) GetBlockedUntilMs() int64 {
 	return 0
 }
 
+// FoundGroup names the Raft group for its whole life: the first one applied sets
+// the group's cluster id; later ones change nothing and answer with the id already
+// set. A group's first leader proposes it.
+type FoundGroup struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FoundGroup) Reset() {
+	*x = FoundGroup{}
+	mi := &file_booking_v1_booking_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FoundGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FoundGroup) ProtoMessage() {}
+
+func (x *FoundGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_booking_v1_booking_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FoundGroup.ProtoReflect.Descriptor instead.
+func (*FoundGroup) Descriptor() ([]byte, []int) {
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *FoundGroup) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
 // CommandResult is what applying one command produced.
 type CommandResult struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Code          ResultCode             `protobuf:"varint,1,opt,name=code,proto3,enum=barberpro.booking.v1.ResultCode" json:"code,omitempty"`
-	Detail        string                 `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
-	Booking       *Booking               `protobuf:"bytes,3,opt,name=booking,proto3" json:"booking,omitempty"`
-	Provider      *Provider              `protobuf:"bytes,4,opt,name=provider,proto3" json:"provider,omitempty"`
-	Index         uint64                 `protobuf:"varint,5,opt,name=index,proto3" json:"index,omitempty"` // the Raft index it was applied at
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Code     ResultCode             `protobuf:"varint,1,opt,name=code,proto3,enum=barberpro.booking.v1.ResultCode" json:"code,omitempty"`
+	Detail   string                 `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
+	Booking  *Booking               `protobuf:"bytes,3,opt,name=booking,proto3" json:"booking,omitempty"`
+	Provider *Provider              `protobuf:"bytes,4,opt,name=provider,proto3" json:"provider,omitempty"`
+	Index    uint64                 `protobuf:"varint,5,opt,name=index,proto3" json:"index,omitempty"` // the Raft index it was applied at
+	// cluster_id is the group's cluster id, in the answer to FoundGroup.
+	ClusterId     string `protobuf:"bytes,6,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_booking_v1_booking_proto_msgTypes[15]
+	mi := &file_booking_v1_booking_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1279,7 +1345,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_booking_v1_booking_proto_msgTypes[15]
+	mi := &file_booking_v1_booking_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1292,7 +1358,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_booking_v1_booking_proto_rawDescGZIP(), []int{15}
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CommandResult) GetCode() ResultCode {
@@ -1328,6 +1394,13 @@ func (x *CommandResult) GetIndex() uint64 {
 		return x.Index
 	}
 	return 0
+}
+
+func (x *CommandResult) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
 }
 
 var File_booking_v1_booking_proto protoreflect.FileDescriptor
@@ -1392,7 +1465,7 @@ const file_booking_v1_booking_proto_rawDesc = "" +
 	"\frequest_hash\x18\x02 \x01(\fR\vrequestHash\x12\x1f\n" +
 	"\vresource_id\x18\x03 \x01(\tR\n" +
 	"resourceId\x12\"\n" +
-	"\rcreated_at_ms\x18\x04 \x01(\x03R\vcreatedAtMs\"\x99\x04\n" +
+	"\rcreated_at_ms\x18\x04 \x01(\x03R\vcreatedAtMs\"\xde\x04\n" +
 	"\aCommand\x12'\n" +
 	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12!\n" +
 	"\frequest_hash\x18\x02 \x01(\fR\vrequestHash\x12$\n" +
@@ -1402,7 +1475,9 @@ const file_booking_v1_booking_proto_rawDesc = "" +
 	"\x0fupdate_provider\x18\v \x01(\v2$.barberpro.booking.v1.UpdateProviderH\x00R\x0eupdateProvider\x12L\n" +
 	"\x0ecreate_booking\x18\f \x01(\v2#.barberpro.booking.v1.CreateBookingH\x00R\rcreateBooking\x12L\n" +
 	"\x0ecancel_booking\x18\r \x01(\v2#.barberpro.booking.v1.CancelBookingH\x00R\rcancelBooking\x12X\n" +
-	"\x12reschedule_booking\x18\x0e \x01(\v2'.barberpro.booking.v1.RescheduleBookingH\x00R\x11rescheduleBookingB\x04\n" +
+	"\x12reschedule_booking\x18\x0e \x01(\v2'.barberpro.booking.v1.RescheduleBookingH\x00R\x11rescheduleBooking\x12C\n" +
+	"\vfound_group\x18\x10 \x01(\v2 .barberpro.booking.v1.FoundGroupH\x00R\n" +
+	"foundGroupB\x04\n" +
 	"\x02op\"I\n" +
 	"\fCommandBatch\x129\n" +
 	"\bcommands\x18\x01 \x03(\v2\x1d.barberpro.booking.v1.CommandR\bcommands\"L\n" +
@@ -1420,13 +1495,19 @@ const file_booking_v1_booking_proto_rawDesc = "" +
 	"booking_id\x18\x01 \x01(\tR\tbookingId\x12\x19\n" +
 	"\bstart_ms\x18\x02 \x01(\x03R\astartMs\x12\x15\n" +
 	"\x06end_ms\x18\x03 \x01(\x03R\x05endMs\x12(\n" +
-	"\x10blocked_until_ms\x18\x04 \x01(\x03R\x0eblockedUntilMs\"\xe8\x01\n" +
+	"\x10blocked_until_ms\x18\x04 \x01(\x03R\x0eblockedUntilMs\"+\n" +
+	"\n" +
+	"FoundGroup\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\x87\x02\n" +
 	"\rCommandResult\x124\n" +
 	"\x04code\x18\x01 \x01(\x0e2 .barberpro.booking.v1.ResultCodeR\x04code\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\x127\n" +
 	"\abooking\x18\x03 \x01(\v2\x1d.barberpro.booking.v1.BookingR\abooking\x12:\n" +
 	"\bprovider\x18\x04 \x01(\v2\x1e.barberpro.booking.v1.ProviderR\bprovider\x12\x14\n" +
-	"\x05index\x18\x05 \x01(\x04R\x05index*k\n" +
+	"\x05index\x18\x05 \x01(\x04R\x05index\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x06 \x01(\tR\tclusterId*k\n" +
 	"\rBookingStatus\x12\x1e\n" +
 	"\x1aBOOKING_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18BOOKING_STATUS_CONFIRMED\x10\x01\x12\x1c\n" +
@@ -1455,7 +1536,7 @@ func file_booking_v1_booking_proto_rawDescGZIP() []byte {
 }
 
 var file_booking_v1_booking_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_booking_v1_booking_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_booking_v1_booking_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_booking_v1_booking_proto_goTypes = []any{
 	(BookingStatus)(0),        // 0: barberpro.booking.v1.BookingStatus
 	(ResultCode)(0),           // 1: barberpro.booking.v1.ResultCode
@@ -1474,7 +1555,8 @@ var file_booking_v1_booking_proto_goTypes = []any{
 	(*CreateBooking)(nil),     // 14: barberpro.booking.v1.CreateBooking
 	(*CancelBooking)(nil),     // 15: barberpro.booking.v1.CancelBooking
 	(*RescheduleBooking)(nil), // 16: barberpro.booking.v1.RescheduleBooking
-	(*CommandResult)(nil),     // 17: barberpro.booking.v1.CommandResult
+	(*FoundGroup)(nil),        // 17: barberpro.booking.v1.FoundGroup
+	(*CommandResult)(nil),     // 18: barberpro.booking.v1.CommandResult
 }
 var file_booking_v1_booking_proto_depIdxs = []int32{
 	3,  // 0: barberpro.booking.v1.DayHours.ranges:type_name -> barberpro.booking.v1.TimeRange
@@ -1490,18 +1572,19 @@ var file_booking_v1_booking_proto_depIdxs = []int32{
 	14, // 10: barberpro.booking.v1.Command.create_booking:type_name -> barberpro.booking.v1.CreateBooking
 	15, // 11: barberpro.booking.v1.Command.cancel_booking:type_name -> barberpro.booking.v1.CancelBooking
 	16, // 12: barberpro.booking.v1.Command.reschedule_booking:type_name -> barberpro.booking.v1.RescheduleBooking
-	10, // 13: barberpro.booking.v1.CommandBatch.commands:type_name -> barberpro.booking.v1.Command
-	7,  // 14: barberpro.booking.v1.CreateProvider.provider:type_name -> barberpro.booking.v1.Provider
-	7,  // 15: barberpro.booking.v1.UpdateProvider.provider:type_name -> barberpro.booking.v1.Provider
-	8,  // 16: barberpro.booking.v1.CreateBooking.booking:type_name -> barberpro.booking.v1.Booking
-	1,  // 17: barberpro.booking.v1.CommandResult.code:type_name -> barberpro.booking.v1.ResultCode
-	8,  // 18: barberpro.booking.v1.CommandResult.booking:type_name -> barberpro.booking.v1.Booking
-	7,  // 19: barberpro.booking.v1.CommandResult.provider:type_name -> barberpro.booking.v1.Provider
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	17, // 13: barberpro.booking.v1.Command.found_group:type_name -> barberpro.booking.v1.FoundGroup
+	10, // 14: barberpro.booking.v1.CommandBatch.commands:type_name -> barberpro.booking.v1.Command
+	7,  // 15: barberpro.booking.v1.CreateProvider.provider:type_name -> barberpro.booking.v1.Provider
+	7,  // 16: barberpro.booking.v1.UpdateProvider.provider:type_name -> barberpro.booking.v1.Provider
+	8,  // 17: barberpro.booking.v1.CreateBooking.booking:type_name -> barberpro.booking.v1.Booking
+	1,  // 18: barberpro.booking.v1.CommandResult.code:type_name -> barberpro.booking.v1.ResultCode
+	8,  // 19: barberpro.booking.v1.CommandResult.booking:type_name -> barberpro.booking.v1.Booking
+	7,  // 20: barberpro.booking.v1.CommandResult.provider:type_name -> barberpro.booking.v1.Provider
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_booking_v1_booking_proto_init() }
@@ -1515,6 +1598,7 @@ func file_booking_v1_booking_proto_init() {
 		(*Command_CreateBooking)(nil),
 		(*Command_CancelBooking)(nil),
 		(*Command_RescheduleBooking)(nil),
+		(*Command_FoundGroup)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1522,7 +1606,7 @@ func file_booking_v1_booking_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_booking_v1_booking_proto_rawDesc), len(file_booking_v1_booking_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

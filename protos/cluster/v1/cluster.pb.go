@@ -406,7 +406,15 @@ type NodeStatusReply struct {
 	CommitIndex  uint64                 `protobuf:"varint,6,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
 	LastLogIndex uint64                 `protobuf:"varint,7,opt,name=last_log_index,json=lastLogIndex,proto3" json:"last_log_index,omitempty"`
 	// voter is whether the node votes in its group's configuration.
-	Voter         bool `protobuf:"varint,8,opt,name=voter,proto3" json:"voter,omitempty"`
+	Voter bool `protobuf:"varint,8,opt,name=voter,proto3" json:"voter,omitempty"`
+	// cluster_id is the id of the group the node's replica belongs to ("" until
+	// the node has applied the group's founding entry).
+	ClusterId string `protobuf:"bytes,9,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// disk_id is the identity of the node's data dir, new whenever its disk is.
+	DiskId string `protobuf:"bytes,10,opt,name=disk_id,json=diskId,proto3" json:"disk_id,omitempty"`
+	// events are the node's recent group-keeping actions and refusals, newest last
+	// (automatic removals, replaced disks, refused nodes of another group).
+	Events        []string `protobuf:"bytes,11,rep,name=events,proto3" json:"events,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -497,6 +505,27 @@ func (x *NodeStatusReply) GetVoter() bool {
 	return false
 }
 
+func (x *NodeStatusReply) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *NodeStatusReply) GetDiskId() string {
+	if x != nil {
+		return x.DiskId
+	}
+	return ""
+}
+
+func (x *NodeStatusReply) GetEvents() []string {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
 var File_cluster_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_cluster_v1_cluster_proto_rawDesc = "" +
@@ -527,7 +556,7 @@ const file_cluster_v1_cluster_proto_rawDesc = "" +
 	"\verror_kinds\x18\x01 \x03(\tR\n" +
 	"errorKinds\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\"\x13\n" +
-	"\x11NodeStatusRequest\"\xf5\x01\n" +
+	"\x11NodeStatusRequest\"\xc5\x02\n" +
 	"\x0fNodeStatusReply\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
@@ -536,7 +565,12 @@ const file_cluster_v1_cluster_proto_rawDesc = "" +
 	"\rapplied_index\x18\x05 \x01(\x04R\fappliedIndex\x12!\n" +
 	"\fcommit_index\x18\x06 \x01(\x04R\vcommitIndex\x12$\n" +
 	"\x0elast_log_index\x18\a \x01(\x04R\flastLogIndex\x12\x14\n" +
-	"\x05voter\x18\b \x01(\bR\x05voterB7Z5github.com/barberpro/edge/protos/cluster/v1;clusterv1b\x06proto3"
+	"\x05voter\x18\b \x01(\bR\x05voter\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\t \x01(\tR\tclusterId\x12\x17\n" +
+	"\adisk_id\x18\n" +
+	" \x01(\tR\x06diskId\x12\x16\n" +
+	"\x06events\x18\v \x03(\tR\x06eventsB7Z5github.com/barberpro/edge/protos/cluster/v1;clusterv1b\x06proto3"
 
 var (
 	file_cluster_v1_cluster_proto_rawDescOnce sync.Once

@@ -1,0 +1,122 @@
+package storage
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+)
+
+// voteGuard wraps the Raft transport so that a server votes only while its own
+// latest configuration lists it as a voter. hashicorp/raft grants any vote (and
+// pre-vote) when its configuration is empty, so a server whose disk was wiped —
+// same address, nothing on disk — would hand its vote to a candidate lacking
+// committed entries, and a non-voter still catching up would grant votes with
+// a partial log. Behind the guard such a server answers "not granted" until
+// the leader has added it (as a new server, disk ids differ) and promoted it
+// once caught up. TimeoutNow (leadership transfer) is refused the same way.
+type voteGuard struct {
+	raft.Transport
+	consumer chan raft.RPC
+	stop     chan struct{}
+	stopOnce sync.Once
+	// mayVote reports whether this server votes in its latest configuration;
+	// nil until raft runs (no vote is granted before).
+	mayVote atomic.Pointer[func() bool]
+	refused atomic.Uint64
+}
+
+// errNotAVoter answers a TimeoutNow sent to a server that may not vote.
+var errNotAVoter = errors.New("storage: this server is not a voter in its configuration")
+
+func newVoteGuard(t raft.Transport) *voteGuard {
+	g := &voteGuard{Transport: t, consumer: make(chan raft.RPC), stop: make(chan struct{})}
+	go g.run()
+	return g
+}
+
+// Consumer is what raft reads incoming RPCs from.
+func (g *voteGuard) Consumer() <-chan raft.RPC { return g.consumer }
+
+// RequestPreVote forwards raft's pre-vote RPC (raft enables pre-vote only on
+// transports that have it).
+func (g *voteGuard) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	pv, ok := g.Transport.(raft.WithPreVote)
+	if !ok {
+		return errors.New("storage: transport has no pre-vote")
+	}
+	return pv.RequestPreVote(id, target, args, resp)
+}
+
+// Close stops the guard and closes the wrapped transport if it can be closed,
+// as raft does with a transport at shutdown.
+func (g *voteGuard) Close() error {
+	g.stopOnce.Do(func() { close(g.stop) })
+	if c, ok := g.Transport.(raft.WithClose); ok {
+		return c.Close()
+	}
+	return nil
+}
+
+func (g *voteGuard) voter() bool {
+	f := g.mayVote.Load()
+	return f != nil && (*f)()
+}
+
+func (g *voteGuard) run() {
+	in := g.Transport.Consumer()
+	for {
+		select {
+		case <-g.stop:
+			return
+		case rpc := <-in:
+			if g.intercept(rpc) {
+				continue
+			}
+			select {
+			case g.consumer <- rpc:
+			case <-g.stop:
+				return
+			}
+		}
+	}
+}
+
+// intercept answers a vote, pre-vote or TimeoutNow itself when this server may
+// not vote; it reports whether it did.
+func (g *voteGuard) intercept(rpc raft.RPC) bool {
+	switch req := rpc.Command.(type) {
+	case *raft.RequestVoteRequest:
+		if g.voter() {
+			return false
+		}
+		g.refused.Add(1)
+		rpc.Respond(&raft.RequestVoteResponse{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax}, Term: req.Term, Granted: false}, nil)
+	case *raft.RequestPreVoteRequest:
+		if g.voter() {
+			return false
+		}
+		g.refused.Add(1)
+		rpc.Respond(&raft.RequestPreVoteResponse{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax}, Term: req.Term, Granted: false}, nil)
+	case *raft.TimeoutNowRequest:
+		if g.voter() {
+			return false
+		}
+		g.refused.Add(1)
+		rpc.Respond(nil, errNotAVoter)
+	default:
+		return false
+	}
+	return true
+}
+
+// hasVote reports whether id is a voter in c.
+func hasVote(c raft.Configuration, id raft.ServerID) bool {
+	for _, s := range c.Servers {
+		if s.ID == id {
+			return s.Suffrage == raft.Voter
+		}
+	}
+	return false
+}
