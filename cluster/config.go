@@ -55,9 +55,15 @@ type Config struct {
 	GossipKey []byte
 	// InsecureGossip runs gossip unencrypted (tests and local experiments only).
 	InsecureGossip bool
-	// Bootstrap makes the node start a new Raft group with itself as the only voter
-	// when its data dir holds no state. A restart on an existing data dir resumes.
-	Bootstrap bool
+	// BootstrapExpect is how many nodes of the jurisdiction, all without Raft
+	// state, must be alive in gossip before one of them (the lowest node id)
+	// founds the jurisdiction's Raft group; the others are then added to it.
+	// No node founds while any known member of the jurisdiction holds Raft state
+	// or a cluster id, so a node restarted on a wiped disk rejoins its group
+	// instead of founding another. 0: never found, only be added to a group.
+	// Give it the same value on every node of a jurisdiction: a majority of the
+	// nodes it starts with (3 of 4 for ar), 1 for a single-node jurisdiction.
+	BootstrapExpect int
 	// Topology is the set of cities and verticals. Default: the embedded one.
 	Topology *topology.Topology
 	// Storage tunes the Raft store; its NodeID, DataDir and RaftAddr are set from
@@ -75,7 +81,9 @@ type Config struct {
 	ForwardTimeout time.Duration
 	// DeadServerTimeout is how long a Raft member may be gone from gossip
 	// (dead, or left without `cluster leave`) before the leader removes it from
-	// the group and promotes a non-voter. Default 5 minutes.
+	// the group (logged, and listed in `cluster status` events); a caught-up
+	// non-voter is then promoted. A removed node that comes back is added again
+	// as a non-voter. Default 5 minutes.
 	DeadServerTimeout time.Duration
 	// GroupCheckInterval is how often the leader reconciles its Raft group with
 	// gossip besides on every gossip event. Default 1 s.
@@ -149,6 +157,8 @@ func (c Config) Validate() error {
 	case c.ActorIdleTimeout <= 0 || c.ShutdownTimeout <= 0 || c.ActorRequestTimeout <= 0 ||
 		c.ForwardTimeout <= 0 || c.DeadServerTimeout <= 0 || c.GroupCheckInterval <= 0:
 		return bad("timeouts must be positive")
+	case c.BootstrapExpect < 0:
+		return bad("bootstrap-expect must be 0 or more (got %d)", c.BootstrapExpect)
 	case c.Clock == nil || c.Logger == nil:
 		return bad("clock and logger are required")
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -27,8 +28,9 @@ var ErrNoSuchNode = errors.New("cluster: no live member with that node id")
 // in its own goroutine so the mailbox never waits on Raft; the answer goes to
 // the request's sender.
 type raftActor struct {
-	store *storage.Store
-	node  string
+	store  *storage.Store
+	node   string
+	events *eventLog
 }
 
 func (a *raftActor) Receive(ctx actor.Context) {
@@ -57,21 +59,40 @@ func (a *raftActor) Receive(ctx actor.Context) {
 		go func() {
 			c, cancel := context.WithTimeout(context.Background(), msDuration(m.TimeoutMs))
 			defer cancel()
-			err := a.store.RemoveServer(c, m.NodeId)
+			err := a.removeNode(c, m.NodeId)
 			reply(&clusterv1.RemoveServerReply{ErrorKinds: storage.ErrorKinds(err), Detail: errDetail(err)})
 		}()
 	case *clusterv1.NodeStatusRequest:
 		st := a.store.Stats()
+		self := string(a.store.ID())
 		voter := false
 		for _, s := range st.Servers {
-			voter = voter || (s.ID == a.node && s.Voter)
+			voter = voter || (s.ID == self && s.Voter)
 		}
+		_, disk, _ := strings.Cut(self, "@")
 		ctx.Respond(&clusterv1.NodeStatusReply{
-			NodeId: a.node, State: st.State, LeaderId: st.LeaderID, Term: st.Term,
+			NodeId: a.node, State: st.State, LeaderId: nodeOf(st.LeaderID), Term: st.Term,
 			AppliedIndex: st.AppliedIndex, CommitIndex: st.CommitIndex, LastLogIndex: st.LastLogIndex,
-			Voter: voter,
+			Voter: voter, ClusterId: a.store.ClusterID(), DiskId: disk, Events: a.events.all(),
 		})
 	}
+}
+
+// removeNode removes every server of node (any of its disks) from the group
+// (leader only).
+func (a *raftActor) removeNode(ctx context.Context, node string) error {
+	servers, err := a.store.Servers()
+	if err != nil {
+		return err
+	}
+	for _, s := range servers {
+		if nodeOf(s.ID) == node {
+			if err := a.store.RemoveServer(ctx, s.ID); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func errDetail(err error) string {
@@ -158,7 +179,7 @@ func deadlineMs(ctx context.Context, def time.Duration) int64 {
 
 // Propose forwards cmd to the leader; see storage.Forwarder.
 func (p *raftPeers) Propose(ctx context.Context, leader raft.ServerID, _ raft.ServerAddress, cmd *bookingv1.Command) (*bookingv1.CommandResult, error) {
-	res, err := p.request(ctx, string(leader), &clusterv1.ProposeRequest{Command: cmd, TimeoutMs: deadlineMs(ctx, p.timeout)})
+	res, err := p.request(ctx, nodeOf(string(leader)), &clusterv1.ProposeRequest{Command: cmd, TimeoutMs: deadlineMs(ctx, p.timeout)})
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +192,7 @@ func (p *raftPeers) Propose(ctx context.Context, leader raft.ServerID, _ raft.Se
 
 // ReadIndex asks the leader for a safe read index; see storage.Forwarder.
 func (p *raftPeers) ReadIndex(ctx context.Context, leader raft.ServerID, _ raft.ServerAddress) (uint64, error) {
-	res, err := p.request(ctx, string(leader), &clusterv1.ReadIndexRequest{TimeoutMs: deadlineMs(ctx, p.timeout)})
+	res, err := p.request(ctx, nodeOf(string(leader)), &clusterv1.ReadIndexRequest{TimeoutMs: deadlineMs(ctx, p.timeout)})
 	if err != nil {
 		return 0, err
 	}
@@ -182,9 +203,10 @@ func (p *raftPeers) ReadIndex(ctx context.Context, leader raft.ServerID, _ raft.
 	return r.Index, remoteErr(r.ErrorKinds, r.Detail)
 }
 
-// RemoveServer asks nodeID (the group's leader) to remove server from its group.
-func (p *raftPeers) RemoveServer(ctx context.Context, leader, server string) error {
-	res, err := p.request(ctx, leader, &clusterv1.RemoveServerRequest{NodeId: server, TimeoutMs: deadlineMs(ctx, p.timeout)})
+// RemoveNode asks the node leader (the group's leader) to remove every server
+// of node from its group.
+func (p *raftPeers) RemoveNode(ctx context.Context, leader, node string) error {
+	res, err := p.request(ctx, leader, &clusterv1.RemoveServerRequest{NodeId: node, TimeoutMs: deadlineMs(ctx, p.timeout)})
 	if err != nil {
 		return err
 	}

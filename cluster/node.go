@@ -14,7 +14,6 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	protocluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/remote"
-	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
@@ -61,6 +60,8 @@ type Node struct {
 	stopErr    error
 	served     chan error
 	leaving    chan struct{}
+	// events are this node's recent group-keeping actions (cluster status).
+	events *eventLog
 }
 
 // New checks cfg and prepares a node; it opens nothing and starts no goroutine.
@@ -73,7 +74,8 @@ func New(cfg Config) (*Node, error) {
 	}
 	city, _ := cfg.Topology.City(cfg.City)
 	log := cfg.Logger.With("node", cfg.ID, "city", cfg.City)
-	return &Node{cfg: cfg, city: city, log: log, served: make(chan error, 1), leaving: make(chan struct{})}, nil
+	return &Node{cfg: cfg, city: city, log: log, served: make(chan error, 1), leaving: make(chan struct{}),
+		events: &eventLog{max: 32}}, nil
 }
 
 // Start joins gossip, opens the store, starts the actor cluster and serves HTTP.
@@ -94,12 +96,18 @@ func (n *Node) Start() (err error) {
 	jur := n.city.Jurisdiction
 	kind := CalendarKind(jur)
 
+	// 0. The data dir's identity: a new disk is a new Raft server.
+	disk, err := storage.DiskID(n.cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+
 	// 1. Gossip: who is out there.
 	mc := n.cfg.Membership
 	mc.Meta = membership.Meta{
 		NodeID: n.cfg.ID, City: n.cfg.City, Jurisdiction: jur,
 		RaftAddr: hostPort(bind, n.cfg.RaftPort), ActorAddr: hostPort(bind, n.cfg.ActorPort),
-		HTTPAddr: hostPort(bind, n.cfg.HTTPPort),
+		HTTPAddr: hostPort(bind, n.cfg.HTTPPort), DiskID: disk,
 	}
 	mc.BindAddr, mc.BindPort, mc.Join = bind, n.cfg.GossipPort, n.cfg.Join
 	mc.SecretKey, mc.Insecure = n.cfg.GossipKey, n.cfg.InsecureGossip
@@ -122,21 +130,19 @@ func (n *Node) Start() (err error) {
 	n.system = placement.NewActorSystem(n.members.Local().MemberID(), n.log.With("component", "actors"), slog.LevelWarn)
 	n.peers = &raftPeers{system: n.system, members: n.members, timeout: n.cfg.ForwardTimeout}
 
-	// 3. The jurisdiction's Raft store. Bootstrap only if asked and no other
-	// node of the jurisdiction is alive: a wiped node must rejoin, not fork.
+	// 3. The jurisdiction's Raft store, as server NodeID@DiskID. It never
+	// bootstraps on open: founding is decided later (foundWhenDue) by the
+	// founding rule, so a wiped node rejoins its group instead of forking it.
 	sc := n.cfg.Storage
-	sc.NodeID, sc.DataDir, sc.RaftAddr = n.cfg.ID, n.cfg.DataDir, hostPort(bind, n.cfg.RaftPort)
-	sc.Bootstrap = n.cfg.Bootstrap && !n.othersOf(jur)
-	if n.cfg.Bootstrap && !sc.Bootstrap {
-		n.log.Warn("--bootstrap ignored: other nodes of the jurisdiction are alive; joining them instead", "jurisdiction", jur)
-	}
+	sc.NodeID, sc.DataDir, sc.RaftAddr = mc.Meta.ServerID(), n.cfg.DataDir, hostPort(bind, n.cfg.RaftPort)
+	sc.Bootstrap = false
 	sc.Clock, sc.Forwarder = n.cfg.Clock, n.peers
 	sc.Logger = n.log.With("component", "storage")
 	if n.store, err = storage.Open(sc); err != nil {
 		return fmt.Errorf("cluster: open store: %w", err)
 	}
 	if _, err := n.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
-		return &raftActor{store: n.store, node: n.cfg.ID}
+		return &raftActor{store: n.store, node: n.cfg.ID, events: n.events}
 	}), raftActorName); err != nil {
 		return fmt.Errorf("cluster: raft actor: %w", err)
 	}
@@ -180,19 +186,21 @@ func (n *Node) Start() (err error) {
 	// 5. Keep the Raft group in step with gossip.
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	keeper := &groupKeeper{store: n.store, members: n.members, jurisdiction: jur,
+	keeper := &groupKeeper{store: n.store, members: n.members, peers: n.peers, jurisdiction: jur,
 		deadAfter: n.cfg.DeadServerTimeout, interval: n.cfg.GroupCheckInterval,
-		log: n.log.With("component", "raft-group")}
-	n.bg.Add(2)
+		log: n.log.With("component", "raft-group"), events: n.events}
+	n.bg.Add(3)
 	go func() { defer n.bg.Done(); keeper.run(ctx) }()
 	go func() { defer n.bg.Done(); n.keepPeers(ctx, remembered) }()
+	go func() { defer n.bg.Done(); n.foundWhenDue(ctx) }()
 
 	// 6. The API.
 	if err := n.serveHTTP(); err != nil {
 		return err
 	}
 	n.log.Info("node started", "http", n.HTTPAddr(), "raft", sc.RaftAddr, "gossip", n.members.GossipAddr(),
-		"actors", hostPort(bind, n.cfg.ActorPort), "data_dir", n.cfg.DataDir, "jurisdiction", jur, "bootstrap", sc.Bootstrap)
+		"actors", hostPort(bind, n.cfg.ActorPort), "data_dir", n.cfg.DataDir, "jurisdiction", jur,
+		"server", sc.NodeID, "bootstrap_expect", n.cfg.BootstrapExpect, "cluster_id", n.store.ClusterID())
 	return nil
 }
 
@@ -228,16 +236,6 @@ func (n *Node) resolvePorts() error {
 		ln.Close()
 	}
 	return nil
-}
-
-// othersOf reports whether gossip shows another live node of jurisdiction j.
-func (n *Node) othersOf(j string) bool {
-	for _, m := range n.members.Members() {
-		if m.Jurisdiction == j && m.NodeID != n.cfg.ID {
-			return true
-		}
-	}
-	return false
 }
 
 func (n *Node) serveHTTP() (err error) {
@@ -410,10 +408,10 @@ func (n *Node) removeSelf(ctx context.Context) error {
 		switch {
 		case leader == "":
 			err = storage.ErrNotLeader
-		case leader == raft.ServerID(n.cfg.ID):
-			err = n.store.RemoveServer(ctx, n.cfg.ID)
+		case leader == n.store.ID():
+			err = n.store.RemoveServer(ctx, string(n.store.ID()))
 		default:
-			err = n.peers.RemoveServer(ctx, string(leader), n.cfg.ID)
+			err = n.peers.RemoveNode(ctx, nodeOf(string(leader)), n.cfg.ID)
 		}
 		if err == nil || !errors.Is(err, storage.ErrNotLeader) {
 			return err
@@ -459,7 +457,7 @@ func (n *Node) remove(ctx context.Context, id string) error {
 	servers, _ := n.store.Servers()
 	inGroup := false
 	for _, s := range servers {
-		inGroup = inGroup || s.ID == id
+		inGroup = inGroup || nodeOf(s.ID) == id
 	}
 	switch {
 	case target == nil && !inGroup:
@@ -472,16 +470,16 @@ func (n *Node) remove(ctx context.Context, id string) error {
 				if err != nil {
 					return err
 				}
-				return n.peers.RemoveServer(ctx, st.LeaderId, id)
+				return n.peers.RemoveNode(ctx, st.LeaderId, id)
 			}
 		}
 		return fmt.Errorf("%w: no live node of %q", storage.ErrNotLeader, target.Jurisdiction)
 	}
 	leader, _ := n.store.Leader()
-	if leader == raft.ServerID(n.cfg.ID) {
-		return n.store.RemoveServer(ctx, id)
+	if leader == "" {
+		return fmt.Errorf("%w: no leader known", storage.ErrNotLeader)
 	}
-	return n.peers.RemoveServer(ctx, string(leader), id)
+	return n.peers.RemoveNode(ctx, nodeOf(string(leader)), id)
 }
 
 // placement answers where a provider's calendar actor is (or would be) active.

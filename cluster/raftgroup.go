@@ -2,26 +2,41 @@ package cluster
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/barberpro/edge/cluster/membership"
 	"github.com/barberpro/edge/storage"
 )
 
-// groupKeeper keeps a jurisdiction's Raft configuration in step with gossip. Only
-// the group's leader acts: it adds every live member of its jurisdiction (voters
-// up to storage's MaxVoters, non-voters after) and removes members that have been
-// dead or gone for DeadServerTimeout (storage promotes a non-voter when a voter
-// goes). `cluster leave` removes the leaving node itself, before it leaves gossip.
+// groupKeeper keeps a jurisdiction's Raft configuration in step with gossip and
+// keeps the node's own gossip identity (cluster id, founded) in step with its
+// store. Only the group's leader changes the configuration:
+//   - a live member of the jurisdiction not in the group is added as a
+//     non-voter under its server id NodeID@DiskID; a member whose disk is new
+//     (same node id, another disk id) first loses its old server entry — a
+//     lost disk is a new server;
+//   - a member gossiping another cluster id is refused: it belongs to another
+//     history (logged, and listed in status events);
+//   - a non-voter is promoted (voters up to storage's MaxVoters) once it has
+//     applied what the leader had applied when asked: it votes only caught up;
+//   - a member dead or gone for DeadServerTimeout is removed (logged, listed).
+//
+// `cluster leave` removes the leaving node itself, before it leaves gossip.
 type groupKeeper struct {
 	store        *storage.Store
 	members      *membership.Membership
+	peers        *raftPeers
 	jurisdiction string
 	deadAfter    time.Duration
 	interval     time.Duration
 	log          *slog.Logger
+	events       *eventLog
 	started      time.Time // when run began: gossip may not know everyone before deadAfter
+	refused      map[string]string
 }
 
 // run reconciles on every membership event, on every leadership gain, and every
@@ -32,6 +47,7 @@ func (g *groupKeeper) run(ctx context.Context) {
 	leader, unsubLeader := g.store.LeaderChanges()
 	defer unsubLeader()
 	g.started = time.Now()
+	g.refused = map[string]string{}
 	tick := time.NewTicker(g.interval)
 	defer tick.Stop()
 	for {
@@ -42,9 +58,49 @@ func (g *groupKeeper) run(ctx context.Context) {
 		case <-leader:
 		case <-tick.C:
 		}
+		g.publishIdentity()
+		g.watchForks()
 		if g.store.IsLeader() {
 			g.reconcile(ctx)
 		}
+	}
+}
+
+// publishIdentity gossips what the store says of this node: its cluster id and
+// whether it holds Raft state.
+func (g *groupKeeper) publishIdentity() {
+	cid, founded := g.store.ClusterID(), g.store.HasState()
+	local := g.members.LocalMeta()
+	if local.ClusterID == cid && local.Founded == founded {
+		return
+	}
+	if err := g.members.UpdateMeta(func(m *membership.Meta) { m.ClusterID, m.Founded = cid, founded }); err != nil {
+		g.log.Warn("gossip cluster id", "err", err)
+		return
+	}
+	if local.ClusterID != cid {
+		g.log.Info("this node's replica belongs to group", "cluster_id", cid, "jurisdiction", g.jurisdiction)
+	}
+}
+
+// watchForks says, once per member and cluster id, when a member of the
+// jurisdiction gossips a cluster id other than this node's: two histories.
+func (g *groupKeeper) watchForks() {
+	own := g.store.ClusterID()
+	if own == "" {
+		return
+	}
+	for _, m := range g.members.Members() {
+		if m.Jurisdiction != g.jurisdiction || m.ClusterID == "" || m.ClusterID == own {
+			continue
+		}
+		if g.refused[m.NodeID] == m.ClusterID {
+			continue
+		}
+		g.refused[m.NodeID] = m.ClusterID
+		g.log.Error("member of this jurisdiction belongs to another raft group: refusing it",
+			"member", m.NodeID, "its_cluster_id", m.ClusterID, "cluster_id", own)
+		g.events.add("refused %s: it belongs to group %s, this node to %s", m.NodeID, m.ClusterID, own)
 	}
 }
 
@@ -54,47 +110,148 @@ func (g *groupKeeper) reconcile(ctx context.Context) {
 		g.log.Warn("raft group: read configuration", "err", err)
 		return
 	}
-	inConfig := map[string]storage.Server{}
+	own := g.store.ClusterID()
+	byNode := map[string][]storage.Server{}
 	for _, s := range servers {
-		inConfig[s.ID] = s
+		byNode[nodeOf(s.ID)] = append(byNode[nodeOf(s.ID)], s)
 	}
 	self := g.members.Local().NodeID
-	known := map[string]membership.Member{}
+	known := map[string]bool{}
 	for _, m := range g.members.AllMembers() {
-		if m.Jurisdiction != g.jurisdiction || m.RaftAddr == "" {
+		if m.Jurisdiction != g.jurisdiction || m.RaftAddr == "" || m.DiskID == "" {
 			continue
 		}
-		known[m.NodeID] = m
-		s, in := inConfig[m.NodeID]
+		known[m.NodeID] = true
+		olds := byNode[m.NodeID]
+		alive := m.State == membership.StateAlive && !m.Leaving
 		switch {
-		case m.State == membership.StateAlive && !m.Leaving && (!in || s.Addr != m.RaftAddr):
-			c, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err := g.store.AddServer(c, m.NodeID, m.RaftAddr)
-			cancel()
-			g.log.Info("raft group: add server", "server", m.NodeID, "addr", m.RaftAddr, "err", err)
-		case in && m.NodeID != self && m.State != membership.StateAlive && time.Since(m.Since) > g.deadAfter:
+		case alive && m.NodeID != self && m.ClusterID != "" && own != "" && m.ClusterID != own:
+			// Another history: never add it (watchForks says so).
+		case alive && m.NodeID != self:
+			g.admit(ctx, m, olds)
+		case !alive && len(olds) > 0 && m.NodeID != self && time.Since(m.Since) > g.deadAfter:
 			// Left or dead alike: a SIGTERM'd node leaves gossip gracefully but
 			// stays a Raft member so a restart resumes it; only `cluster leave`
 			// (which removes itself first) or a long absence removes it.
-			g.remove(ctx, m.NodeID, m.State)
+			for _, s := range olds {
+				g.remove(ctx, s, fmt.Sprintf("%s for %s", m.State, time.Since(m.Since).Round(time.Second)))
+			}
 		}
 	}
 	// A server in the configuration that gossip has forgotten entirely (pruned
 	// after a long death) is dead too, once this keeper has listened to gossip
 	// long enough to know it would have heard of it.
-	if time.Since(g.started) < g.deadAfter {
+	if time.Since(g.started) >= g.deadAfter {
+		for node, olds := range byNode {
+			if !known[node] && node != self {
+				for _, s := range olds {
+					g.remove(ctx, s, "unknown to gossip")
+				}
+			}
+		}
+	}
+	g.promote(ctx)
+}
+
+// admit makes the live member m a server of the group under its current server
+// id, first removing the entries of its former disks.
+func (g *groupKeeper) admit(ctx context.Context, m membership.Member, olds []storage.Server) {
+	want := m.ServerID()
+	var current *storage.Server
+	for _, s := range olds {
+		if s.ID == want {
+			current = &s
+			continue
+		}
+		g.remove(ctx, s, fmt.Sprintf("its disk is new (now %s): a new server", m.DiskID))
+	}
+	if current != nil && current.Addr == m.RaftAddr {
 		return
 	}
-	for id := range inConfig {
-		if _, ok := known[id]; !ok && id != self {
-			g.remove(ctx, id, "unknown")
-		}
+	c, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err := g.store.AddNonvoter(c, want, m.RaftAddr)
+	cancel()
+	if current == nil {
+		g.note(err, "added %s as a non-voter (server %s)", m.NodeID, want)
+	} else {
+		g.note(err, "moved %s to %s", want, m.RaftAddr)
 	}
 }
 
-func (g *groupKeeper) remove(ctx context.Context, id, state string) {
+// promote makes caught-up non-voters voters while the group has room.
+func (g *groupKeeper) promote(ctx context.Context) {
+	servers, err := g.store.Servers()
+	if err != nil {
+		return
+	}
+	alive := map[string]membership.Member{}
+	for _, m := range g.members.Members() {
+		alive[m.NodeID] = m
+	}
+	for _, s := range servers {
+		if s.Voter {
+			continue
+		}
+		m, ok := alive[nodeOf(s.ID)]
+		if !ok || m.Leaving || m.ServerID() != s.ID {
+			continue
+		}
+		target := g.store.Stats().AppliedIndex
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := g.peers.Status(c, m.NodeID)
+		if err != nil || st.DiskId != m.DiskID || st.AppliedIndex < target {
+			cancel()
+			continue
+		}
+		err = g.store.Promote(c, s.ID)
+		cancel()
+		if errors.Is(err, storage.ErrTooManyVoters) {
+			return
+		}
+		g.note(err, "promoted %s to voter: caught up (applied %d >= %d)", s.ID, st.AppliedIndex, target)
+	}
+}
+
+func (g *groupKeeper) remove(ctx context.Context, s storage.Server, why string) {
 	c, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	err := g.store.RemoveServer(c, id)
-	g.log.Info("raft group: remove server", "server", id, "state", state, "err", err)
+	err := g.store.RemoveServer(c, s.ID)
+	kind := "non-voter"
+	if s.Voter {
+		kind = "voter"
+	}
+	g.note(err, "removed %s %s: %s", kind, s.ID, why)
+}
+
+// note logs a keeper action and, when it succeeded, records it as an event.
+func (g *groupKeeper) note(err error, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if err != nil {
+		g.log.Warn("raft group: "+msg+" failed", "err", err)
+		return
+	}
+	g.log.Warn("raft group: " + msg)
+	g.events.add("%s", msg)
+}
+
+// eventLog keeps a node's most recent group-keeping events for `cluster status`.
+type eventLog struct {
+	mu   sync.Mutex
+	max  int
+	list []string
+}
+
+func (e *eventLog) add(format string, args ...any) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.list = append(e.list, time.Now().UTC().Format(time.RFC3339)+" "+fmt.Sprintf(format, args...))
+	if len(e.list) > e.max {
+		e.list = e.list[len(e.list)-e.max:]
+	}
+}
+
+func (e *eventLog) all() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.list...)
 }

@@ -86,9 +86,13 @@ func (n *Node) status(ctx context.Context) (edge.ClusterStatus, error) {
 			groups[m.Jurisdiction] = g
 		}
 		st := views[m.NodeID]
-		gm := edge.GroupMember{ID: m.NodeID, Role: role(st)}
+		gm := edge.GroupMember{ID: m.NodeID, Role: role(st), ClusterID: m.ClusterID, Disk: m.DiskID}
 		if st != nil {
-			gm.AppliedIndex = st.AppliedIndex
+			gm.AppliedIndex, gm.Term, gm.ClusterID, gm.Disk = st.AppliedIndex, st.Term, st.ClusterId, st.DiskId
+			g.Events = append(g.Events, st.Events...)
+			if st.State == "Leader" && st.ClusterId != "" {
+				g.ClusterID = st.ClusterId
+			}
 			if st.State == "Leader" {
 				g.Leader, g.Term = m.NodeID, st.Term
 				last[m.Jurisdiction] = st.LastLogIndex
@@ -108,22 +112,29 @@ func (n *Node) status(ctx context.Context) (edge.ClusterStatus, error) {
 			own = &edge.GroupStatus{Group: n.city.Jurisdiction}
 			groups[n.city.Jurisdiction] = own
 		}
-		inConfig := map[string]bool{}
+		if cid := n.store.ClusterID(); cid != "" {
+			own.ClusterID = cid
+		}
+		inConfig := map[string]bool{} // server ids: NodeID@DiskID
 		for _, sv := range servers {
 			inConfig[sv.ID] = true
-			if !slices.ContainsFunc(own.Members, func(m edge.GroupMember) bool { return m.ID == sv.ID }) {
-				own.Members = append(own.Members, edge.GroupMember{ID: sv.ID, Role: "unreachable"})
+			node, disk, _ := strings.Cut(sv.ID, "@")
+			if !slices.ContainsFunc(own.Members, func(m edge.GroupMember) bool { return m.ID == node && m.Disk == disk }) {
+				own.Members = append(own.Members, edge.GroupMember{ID: node, Disk: disk, Role: "unreachable"})
 			}
 		}
-		// Live nodes of the jurisdiction not (yet) in the configuration.
-		for i := range own.Members {
-			if !inConfig[own.Members[i].ID] {
+		// Live nodes of the jurisdiction not (yet) in the configuration, or
+		// there under another disk.
+		for i, m := range own.Members {
+			if !inConfig[m.ID+"@"+m.Disk] {
 				own.Members[i].Role = "joining"
 			}
 		}
 	}
 	out := edge.ClusterStatus{Node: n.cfg.ID}
 	for _, g := range groups {
+		slices.Sort(g.Events) // each starts with its RFC 3339 UTC time
+		g.Events = slices.Compact(g.Events)
 		for i := range g.Members {
 			if l := last[g.Group]; l > g.Members[i].AppliedIndex {
 				g.Members[i].Lag = l - g.Members[i].AppliedIndex

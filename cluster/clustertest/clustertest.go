@@ -29,7 +29,7 @@ func Logger() *slog.Logger {
 func MustStartNode(t testing.TB, mutate func(*cluster.Config)) *cluster.Node {
 	t.Helper()
 	cfg := cluster.LocalConfig()
-	cfg.ID, cfg.City, cfg.Bootstrap = "ba-1", "buenos-aires", true
+	cfg.ID, cfg.City, cfg.BootstrapExpect = "ba-1", "buenos-aires", 1
 	cfg.DataDir = t.TempDir()
 	cfg.Logger = Logger()
 	if mutate != nil {

@@ -16,8 +16,11 @@ const MetaMaxSize = memberlist.MetaMaxSize
 // fields; a decoder ignores bytes it does not know.
 const metaVersion = 1
 
-// flagLeaving is the bit of the flags byte (after the kinds) that says Leaving.
-const flagLeaving = 1
+// Bits of the flags byte (after the kinds).
+const (
+	flagLeaving = 1 // Leaving
+	flagFounded = 2 // Founded
+)
 
 // Meta is what a node tells the cluster about itself. It travels in memberlist's
 // node meta, encoded by MarshalBinary into at most MetaMaxSize (512) bytes.
@@ -42,7 +45,23 @@ type Meta struct {
 	// Leaving is set by a node that is leaving the cluster for good (`cluster
 	// leave`): its Raft group must not take it back while it still gossips.
 	Leaving bool
+	// Founded is set by a node that holds Raft state: it founded its
+	// jurisdiction's group or was added to it. A node deciding whether to found
+	// a group must not while any member of its jurisdiction has it.
+	Founded bool
+	// ClusterID is the id of the Raft group the node's replica belongs to, ""
+	// until the node has applied the group's founding entry. Nodes of one
+	// jurisdiction with different cluster ids are two histories: they refuse
+	// each other.
+	ClusterID string
+	// DiskID is the identity of the node's data dir, new with every new disk.
+	// The node's Raft server id is NodeID@DiskID.
+	DiskID string
 }
+
+// ServerID is the node's Raft server id: NodeID + "@" + DiskID. A node whose
+// disk is new is a new Raft server.
+func (m Meta) ServerID() string { return m.NodeID + "@" + m.DiskID }
 
 // MemberID is the node's actor-cluster member id: NodeID + "@" + BootID.
 func (m Meta) MemberID() string { return m.NodeID + "@" + m.BootID }
@@ -60,7 +79,7 @@ func (m Meta) Validate() error {
 	switch {
 	case m.NodeID == "" || m.BootID == "":
 		return fmt.Errorf("%w: node id and boot id are required", ErrBadMeta)
-	case strings.Contains(m.NodeID, "@") || strings.Contains(m.BootID, "@"):
+	case strings.Contains(m.NodeID, "@") || strings.Contains(m.BootID, "@") || strings.Contains(m.DiskID, "@"):
 		return fmt.Errorf("%w: node id %q and boot id %q may not contain '@'", ErrBadMeta, m.NodeID, m.BootID)
 	case m.City == "" || m.Jurisdiction == "":
 		return fmt.Errorf("%w: city and jurisdiction are required", ErrBadMeta)
@@ -83,11 +102,12 @@ func (m Meta) clone() Meta {
 
 // MarshalBinary encodes m compactly: a version byte, then each string as a
 // uvarint length and its bytes, in field order, then the number of kinds and
-// each kind, then a flags byte (Leaving).
+// each kind, then a flags byte (Leaving, Founded), then ClusterID and DiskID as
+// strings.
 func (m Meta) MarshalBinary() ([]byte, error) {
 	fields := m.strings()
 	n := 2 + binary.MaxVarintLen64
-	for _, s := range fields {
+	for _, s := range append(fields, m.ClusterID, m.DiskID) {
 		n += binary.MaxVarintLen64 + len(s)
 	}
 	for _, k := range m.Kinds {
@@ -108,7 +128,15 @@ func (m Meta) MarshalBinary() ([]byte, error) {
 	if m.Leaving {
 		flags |= flagLeaving
 	}
-	return append(b, flags), nil
+	if m.Founded {
+		flags |= flagFounded
+	}
+	b = append(b, flags)
+	for _, s := range []string{m.ClusterID, m.DiskID} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	return b, nil
 }
 
 func (m *Meta) strings() []string {
@@ -157,6 +185,17 @@ func (m *Meta) UnmarshalBinary(b []byte) error {
 	}
 	if len(rest) > 0 { // a flags byte (older encoders had none)
 		out.Leaving = rest[0]&flagLeaving != 0
+		out.Founded = rest[0]&flagFounded != 0
+		rest = rest[1:]
+	}
+	if len(rest) > 0 { // cluster id and disk id (older encoders had none)
+		for _, p := range []*string{&out.ClusterID, &out.DiskID} {
+			s, err := next()
+			if err != nil {
+				return err
+			}
+			*p = s
+		}
 	}
 	*m = out
 	return nil

@@ -17,6 +17,9 @@ func fullMeta() Meta {
 		ActorAddr:    "10.20.30.40:8090",
 		HTTPAddr:     "10.20.30.40:8080",
 		Kinds:        []string{"calendar-ar", "prototopic", "session-ar"},
+		Founded:      true,
+		ClusterID:    "c0ffee00c0ffee00",
+		DiskID:       "d15c0000d15c0000",
 	}
 }
 
@@ -37,6 +40,14 @@ func TestMeta_RoundTrip(t *testing.T) {
 			}
 			if !reflect.DeepEqual(got, m) {
 				t.Fatalf("round trip:\n got %+v\nwant %+v", got, m)
+			}
+			// An older encoder stopped after the flags byte (no cluster or
+			// disk id): those decode empty.
+			old := m
+			old.ClusterID, old.DiskID = "", ""
+			ob, _ := old.MarshalBinary()
+			if err := got.UnmarshalBinary(ob[:len(ob)-2]); err != nil || !reflect.DeepEqual(got, old) {
+				t.Fatalf("older encoding: %v %+v", err, got)
 			}
 			// A newer encoder may append fields: they are ignored.
 			if err := got.UnmarshalBinary(append(b, 9, 9, 9)); err != nil || !reflect.DeepEqual(got, m) {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -29,7 +30,7 @@ type nodeFlags struct {
 	join                                                       []string
 	bootstrap, insecureGossip                                  bool
 	profile                                                    string
-	gcPercent                                                  int
+	gcPercent, bootstrapExpect                                 int
 }
 
 func newNodeStartCmd() *cobra.Command {
@@ -38,14 +39,22 @@ func newNodeStartCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "start",
 		Short: "Start a node: its replicated store, calendar actors and HTTP API",
-		Long: `Start a node: open (or create) its data dir, join or bootstrap its Raft group,
-start its calendar actors and serve the HTTP API. Logs JSON lines to stderr; stops
-cleanly on SIGTERM or SIGINT. Restarting on an existing data dir resumes the node.`,
+		Long: `Start a node: open (or create) its data dir, join its jurisdiction's Raft group
+(or found it, see --bootstrap-expect), start its calendar actors and serve the HTTP
+API. Logs JSON lines to stderr; stops cleanly on SIGTERM or SIGINT. Restarting on an
+existing data dir resumes the node; restarting on a wiped one makes it a new server
+of its group, which votes once it has caught up.
+
+A group is founded once, ever: a node with an empty data dir founds its
+jurisdiction's group only when --bootstrap-expect nodes of the jurisdiction are
+alive in gossip, none of them (nor any other member of the jurisdiction it has
+heard of) holds Raft state or a cluster id, and it has the lowest node id. Give
+every node of a jurisdiction the same value: a majority of its first nodes.`,
 		Example: `  export BARBERPRO_GOSSIP_KEY=$(head -c 32 /dev/urandom | base64)
   barberpro node start --id ba-1 --city buenos-aires --data-dir ./data/ba-1 \
-      --bind 127.0.0.11 --bootstrap
+      --bind 127.0.0.11 --bootstrap-expect 3
   barberpro node start --id cba-1 --city cordoba --data-dir ./data/cba-1 \
-      --bind 127.0.0.12 --join 127.0.0.11:7946`,
+      --bind 127.0.0.12 --bootstrap-expect 3 --join 127.0.0.11:7946`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(f.logLevel)
@@ -54,6 +63,9 @@ cleanly on SIGTERM or SIGINT. Restarting on an existing data dir resumes the nod
 			}
 			if _, set := os.LookupEnv("GOGC"); !set && f.gcPercent > 0 {
 				debug.SetGCPercent(f.gcPercent)
+			}
+			if f.bootstrap {
+				return usageError{errors.New("--bootstrap was replaced by --bootstrap-expect N: the number of nodes of the jurisdiction, all new, that must be up before one founds its group (3 for a 4-node jurisdiction, 1 for a single node); a wiped node then rejoins instead of founding another group")}
 			}
 			top, err := topology.Load(f.topologyFile)
 			if err != nil {
@@ -68,7 +80,7 @@ cleanly on SIGTERM or SIGINT. Restarting on an existing data dir resumes the nod
 				return usagef("--profile: %q is not lan or local", f.profile)
 			}
 			cfg.ID, cfg.City, cfg.DataDir, cfg.Bind = f.id, f.city, f.dataDir, f.bind
-			cfg.HTTPPort, cfg.RaftPort, cfg.Bootstrap = f.httpPort, f.raftPort, f.bootstrap
+			cfg.HTTPPort, cfg.RaftPort, cfg.BootstrapExpect = f.httpPort, f.raftPort, f.bootstrapExpect
 			cfg.GossipPort, cfg.ActorPort, cfg.Join = f.gossipPort, f.actorPort, f.join
 			cfg.InsecureGossip = f.insecureGossip
 			if f.gossipKey != "" {
@@ -90,7 +102,9 @@ cleanly on SIGTERM or SIGINT. Restarting on an existing data dir resumes the nod
 	fl.IntVar(&f.gossipPort, "gossip-port", def.GossipPort, "port of memberlist gossip (TCP and UDP)")
 	fl.IntVar(&f.actorPort, "actor-port", def.ActorPort, "port of actor messages between nodes")
 	fl.StringSliceVar(&f.join, "join", nil, "gossip addresses (ip:port) of live members to join, comma-separated")
-	fl.BoolVar(&f.bootstrap, "bootstrap", false, "start a new Raft group for this node's jurisdiction if the data dir is empty and no node of it is alive")
+	fl.IntVar(&f.bootstrapExpect, "bootstrap-expect", 0, "found the jurisdiction's Raft group once this many of its nodes, all without Raft state, are alive (the lowest node id founds; never while any member of the jurisdiction holds state); 0: only join")
+	fl.BoolVar(&f.bootstrap, "bootstrap", false, "replaced by --bootstrap-expect")
+	_ = fl.MarkHidden("bootstrap")
 	fl.StringVar(&f.gossipKey, "gossip-key", "", "base64 of the 16, 24 or 32-byte key that encrypts gossip, the same on every node")
 	fl.BoolVar(&f.insecureGossip, "insecure-gossip", false, "gossip without encryption (local experiments only)")
 	fl.StringVar(&f.topologyFile, "topology", "", "topology YAML file (cities, verticals); default the embedded one")

@@ -233,10 +233,17 @@ type ClusterStatus struct {
 
 // GroupStatus is one Raft group (a jurisdiction's store).
 type GroupStatus struct {
-	Group   string        `json:"group"`
-	Leader  string        `json:"leader"`
-	Term    uint64        `json:"term"`
-	Members []GroupMember `json:"members"`
+	Group  string `json:"group"`
+	Leader string `json:"leader"`
+	Term   uint64 `json:"term"`
+	// ClusterID is the group's id as the answering node's replica holds it
+	// (its own group), or as the group's leader reports it; "" if unknown.
+	ClusterID string        `json:"cluster_id"`
+	Members   []GroupMember `json:"members"`
+	// Events are recent group-keeping actions and refusals reported by the
+	// group's live members (automatic removals, replaced disks, promotions,
+	// nodes of another history refused), each prefixed with its UTC time.
+	Events []string `json:"events"`
 }
 
 // GroupMember is one server of a Raft group.
@@ -250,6 +257,14 @@ type GroupMember struct {
 	AppliedIndex uint64 `json:"applied_index"`
 	// Lag is how many log entries the member is behind the leader.
 	Lag uint64 `json:"lag"`
+	// Term is the member's current Raft term (0 if it did not answer).
+	Term uint64 `json:"term"`
+	// ClusterID is the id of the group the member's replica belongs to, ""
+	// until it applied the group's founding entry. Members of one group with
+	// different cluster ids are two histories (a fork).
+	ClusterID string `json:"cluster_id"`
+	// Disk is the identity of the member's data dir; a wiped disk is a new one.
+	Disk string `json:"disk"`
 }
 
 // LeaveResult is the answer of POST /v1/cluster/leave.

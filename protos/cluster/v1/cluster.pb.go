@@ -250,7 +250,8 @@ func (x *ReadIndexReply) GetIndex() uint64 {
 	return 0
 }
 
-// RemoveServerRequest asks the leader to remove a server from the Raft group.
+// RemoveServerRequest asks the leader to remove a node (every Raft server of that
+// node id, whatever its disk) from the Raft group.
 type RemoveServerRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`

@@ -1,0 +1,97 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/barberpro/edge/cluster/membership"
+	"github.com/barberpro/edge/storage"
+)
+
+// foundCheckInterval is how often a node without Raft state re-reads gossip to
+// decide whether to found its group, besides on every membership event.
+const foundCheckInterval = 250 * time.Millisecond
+
+// nodeOf returns the node id of a Raft server id (NodeID@DiskID).
+func nodeOf(serverID string) string {
+	node, _, _ := strings.Cut(serverID, "@")
+	return node
+}
+
+// foundingVerdict says whether this node founds its jurisdiction's group now,
+// and if not, why not. The rule (Consul's bootstrap_expect, made safe for wiped
+// disks): a node founds only when it holds no Raft state, BootstrapExpect
+// nodes of its jurisdiction are alive in gossip, no known member of the
+// jurisdiction (alive, dead or left) holds Raft state or a cluster id, and it
+// has the lowest node id of the live ones. Two nodes found two groups only if
+// they cannot see each other and each sees BootstrapExpect founders — which a
+// majority expectation rules out.
+func foundingVerdict(self string, jurisdiction string, expect int, members []membership.Member) (bool, string) {
+	if expect <= 0 {
+		return false, "bootstrap-expect is 0: waiting to be added to the group"
+	}
+	var alive []string
+	for _, m := range members {
+		if m.Jurisdiction != jurisdiction {
+			continue
+		}
+		if m.NodeID != self && (m.Founded || m.ClusterID != "") {
+			return false, fmt.Sprintf("the group exists (member %s holds its state): waiting to be added", m.NodeID)
+		}
+		if m.State == membership.StateAlive && !m.Leaving {
+			alive = append(alive, m.NodeID)
+		}
+	}
+	if len(alive) < expect {
+		return false, fmt.Sprintf("%d of %d expected nodes of %s alive: waiting", len(alive), expect, jurisdiction)
+	}
+	for _, id := range alive {
+		if id < self {
+			return false, fmt.Sprintf("%s founds the group (lowest node id): waiting to be added", id)
+		}
+	}
+	return true, ""
+}
+
+// foundWhenDue runs while the node has no Raft state: on every membership event
+// and every foundCheckInterval it applies the founding rule and founds the group
+// when it says so. It returns once the node holds state (founded, or added by
+// the group's leader) or ctx ends.
+func (n *Node) foundWhenDue(ctx context.Context) {
+	events, unsub := n.members.Subscribe()
+	defer unsub()
+	tick := time.NewTicker(foundCheckInterval)
+	defer tick.Stop()
+	lastWhy := ""
+	for {
+		if n.store.HasState() {
+			return
+		}
+		ok, why := foundingVerdict(n.cfg.ID, n.city.Jurisdiction, n.cfg.BootstrapExpect, n.members.AllMembers())
+		if ok {
+			err := n.store.Found()
+			switch {
+			case err == nil:
+				n.log.Info("founded the jurisdiction's raft group", "jurisdiction", n.city.Jurisdiction, "expect", n.cfg.BootstrapExpect)
+				return
+			case errors.Is(err, storage.ErrAlreadyFounded):
+				n.log.Warn("not founding: the data dir already belongs to a group", "err", err)
+				return
+			default:
+				n.log.Error("found raft group", "err", err)
+			}
+		} else if why != lastWhy {
+			n.log.Info("not founding a raft group", "reason", why)
+			lastWhy = why
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-events:
+		case <-tick.C:
+		}
+	}
+}
