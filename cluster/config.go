@@ -62,8 +62,14 @@ type Config struct {
 	// or a cluster id, so a node restarted on a wiped disk rejoins its group
 	// instead of founding another. 0: never found, only be added to a group.
 	// Give it the same value on every node of a jurisdiction: a majority of the
-	// nodes it starts with (3 of 4 for ar), 1 for a single-node jurisdiction.
+	// nodes it starts with (3 of 4 for ar), or 1 on the one node that founds
+	// (`--bootstrap`).
 	BootstrapExpect int
+	// FoundingWait is how long the founding rule must hold without a break
+	// before the node founds: long enough for the members that remember this
+	// node (they knock on it every 2 s) to reach a node restarted on a wiped
+	// disk and show it that its group exists. Default 15 s; LocalConfig 5 s.
+	FoundingWait time.Duration
 	// Topology is the set of cities and verticals. Default: the embedded one.
 	Topology *topology.Topology
 	// Storage tunes the Raft store; its NodeID, DataDir and RaftAddr are set from
@@ -116,6 +122,7 @@ func DefaultConfig() Config {
 		GroupCheckInterval:  time.Second,
 		ActorIdleTimeout:    10 * time.Minute,
 		ShutdownTimeout:     10 * time.Second,
+		FoundingWait:        15 * time.Second,
 		Clock:               time.Now,
 		Logger:              slog.Default(),
 	}
@@ -133,6 +140,7 @@ func LocalConfig() Config {
 	c.DeadServerTimeout = 30 * time.Second
 	c.GroupCheckInterval = 250 * time.Millisecond
 	c.ShutdownTimeout = 3 * time.Second
+	c.FoundingWait = 5 * time.Second
 	return c
 }
 
@@ -159,6 +167,8 @@ func (c Config) Validate() error {
 		return bad("timeouts must be positive")
 	case c.BootstrapExpect < 0:
 		return bad("bootstrap-expect must be 0 or more (got %d)", c.BootstrapExpect)
+	case c.FoundingWait < 0:
+		return bad("founding wait must not be negative")
 	case c.Clock == nil || c.Logger == nil:
 		return bad("clock and logger are required")
 	}

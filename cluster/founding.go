@@ -57,21 +57,37 @@ func foundingVerdict(self string, jurisdiction string, expect int, members []mem
 }
 
 // foundWhenDue runs while the node has no Raft state: on every membership event
-// and every foundCheckInterval it applies the founding rule and founds the group
-// when it says so. It returns once the node holds state (founded, or added by
-// the group's leader) or ctx ends.
+// and every foundCheckInterval it applies the founding rule, and founds the
+// group once the rule has held without a break for FoundingWait. It returns
+// once the node holds state (founded, or added by the group's leader) or ctx
+// ends.
 func (n *Node) foundWhenDue(ctx context.Context) {
 	events, unsub := n.members.Subscribe()
 	defer unsub()
 	tick := time.NewTicker(foundCheckInterval)
 	defer tick.Stop()
 	lastWhy := ""
+	var holdsSince time.Time // when the rule began to hold; zero while it does not
 	for {
 		if n.store.HasState() {
 			return
 		}
 		ok, why := foundingVerdict(n.cfg.ID, n.city.Jurisdiction, n.cfg.BootstrapExpect, n.members.AllMembers())
+		switch {
+		case !ok:
+			holdsSince = time.Time{}
+		case holdsSince.IsZero():
+			holdsSince = time.Now()
+			ok, why = false, fmt.Sprintf("founding in %s unless the group shows up", n.cfg.FoundingWait)
+		case time.Since(holdsSince) < n.cfg.FoundingWait:
+			ok, why = false, fmt.Sprintf("founding in %s unless the group shows up", n.cfg.FoundingWait)
+		}
 		if ok {
+			// Say so before founding: a group's keeper admits no member that
+			// may hold a history of its own.
+			if err := n.members.UpdateMeta(func(m *membership.Meta) { m.Founded = true }); err != nil {
+				n.log.Warn("gossip founded", "err", err)
+			}
 			err := n.store.Found()
 			switch {
 			case err == nil:

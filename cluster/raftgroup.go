@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -128,7 +130,15 @@ func (g *groupKeeper) reconcile(ctx context.Context) {
 		case alive && m.NodeID != self && m.ClusterID != "" && own != "" && m.ClusterID != own:
 			// Another history: never add it (watchForks says so).
 		case alive && m.NodeID != self:
-			g.admit(ctx, m, olds)
+			g.admit(ctx, m, olds, own)
+		case m.NodeID == self:
+			// The leader's own entries under a former disk (a wiped node that
+			// rejoined, was promoted and now leads) are stale.
+			for _, s := range olds {
+				if s.ID != m.ServerID() {
+					g.remove(ctx, s, "a former disk of this node")
+				}
+			}
 		case !alive && len(olds) > 0 && m.NodeID != self && time.Since(m.Since) > g.deadAfter:
 			// Left or dead alike: a SIGTERM'd node leaves gossip gracefully but
 			// stays a Raft member so a restart resumes it; only `cluster leave`
@@ -154,9 +164,16 @@ func (g *groupKeeper) reconcile(ctx context.Context) {
 }
 
 // admit makes the live member m a server of the group under its current server
-// id, first removing the entries of its former disks.
-func (g *groupKeeper) admit(ctx context.Context, m membership.Member, olds []storage.Server) {
+// id, first removing the entries of its former disks. A member that holds Raft
+// state of its own (Founded) but is not in the group under its server id is
+// not admitted until it shows this group's cluster id: it may have founded
+// another group, and raft would merge that history into this one.
+func (g *groupKeeper) admit(ctx context.Context, m membership.Member, olds []storage.Server, own string) {
 	want := m.ServerID()
+	inGroup := slices.ContainsFunc(olds, func(s storage.Server) bool { return s.ID == want })
+	if !inGroup && m.Founded && m.ClusterID != own {
+		return
+	}
 	var current *storage.Server
 	for _, s := range olds {
 		if s.ID == want {
@@ -224,13 +241,18 @@ func (g *groupKeeper) remove(ctx context.Context, s storage.Server, why string) 
 }
 
 // note logs a keeper action and, when it succeeded, records it as an event.
+// Removals are logged as warnings: they shrink the group.
 func (g *groupKeeper) note(err error, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	if err != nil {
 		g.log.Warn("raft group: "+msg+" failed", "err", err)
 		return
 	}
-	g.log.Warn("raft group: " + msg)
+	level := slog.LevelInfo
+	if strings.HasPrefix(msg, "removed") {
+		level = slog.LevelWarn
+	}
+	g.log.Log(context.Background(), level, "raft group: "+msg)
 	g.events.add("%s", msg)
 }
 

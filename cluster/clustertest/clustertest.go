@@ -30,6 +30,7 @@ func MustStartNode(t testing.TB, mutate func(*cluster.Config)) *cluster.Node {
 	t.Helper()
 	cfg := cluster.LocalConfig()
 	cfg.ID, cfg.City, cfg.BootstrapExpect = "ba-1", "buenos-aires", 1
+	cfg.FoundingWait = 0 // a lone test node: nobody could knock
 	cfg.DataDir = t.TempDir()
 	cfg.Logger = Logger()
 	if mutate != nil {

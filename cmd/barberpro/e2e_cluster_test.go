@@ -21,13 +21,14 @@ import (
 )
 
 // startFiveCities starts the standard 5-node layout as real processes on
-// 127.0.0.<ipBase>..<ipBase+4>, joined with --join, and stops them when the test ends.
-func startFiveCities(t *testing.T, ipBase int) (*procs.Cluster, string) {
+// 127.0.0.<ipBase>..<ipBase+4>, joined with --join, with env (KEY=VALUE) added to
+// each process, and stops them when the test ends.
+func startFiveCities(t *testing.T, ipBase int, env ...string) (*procs.Cluster, string) {
 	t.Helper()
 	root := t.TempDir()
 	c := procs.FiveCities(binary, root, []byte("0123456789abcdef0123456789abcdef"), ipBase)
 	for _, p := range c.Procs {
-		p.Spec.Env = append(p.Spec.Env, "BARBERPRO_PROFILE=local")
+		p.Spec.Env = append(append(p.Spec.Env, "BARBERPRO_PROFILE=local"), env...)
 	}
 	t.Cleanup(func() {
 		c.KillAll()

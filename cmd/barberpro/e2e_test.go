@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 func Test_Process_KillDashNineKeepsAcknowledgedBooking(t *testing.T) {
 	dir := t.TempDir()
 	p := &procs.Proc{Binary: binary, LogPath: filepath.Join(dir, "ba-1.log"), Spec: procs.Spec{
-		ID: "ba-1", City: "buenos-aires", IP: "127.0.0.181", DataDir: filepath.Join(dir, "ba-1"), BootstrapExpect: 1,
+		ID: "ba-1", City: "buenos-aires", IP: "127.0.0.181", DataDir: filepath.Join(dir, "ba-1"), Bootstrap: true,
 		GossipKey: []byte("0123456789abcdef"), Env: []string{"BARBERPRO_PROFILE=local"},
 	}}
 	t.Cleanup(func() {

@@ -3,13 +3,13 @@ package main
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -31,6 +31,7 @@ type nodeFlags struct {
 	bootstrap, insecureGossip                                  bool
 	profile                                                    string
 	gcPercent, bootstrapExpect                                 int
+	deadServerTimeout                                          time.Duration
 }
 
 func newNodeStartCmd() *cobra.Command {
@@ -46,15 +47,16 @@ existing data dir resumes the node; restarting on a wiped one makes it a new ser
 of its group, which votes once it has caught up.
 
 A group is founded once, ever: a node with an empty data dir founds its
-jurisdiction's group only when --bootstrap-expect nodes of the jurisdiction are
-alive in gossip, none of them (nor any other member of the jurisdiction it has
-heard of) holds Raft state or a cluster id, and it has the lowest node id. Give
-every node of a jurisdiction the same value: a majority of its first nodes.`,
+jurisdiction's group only when --bootstrap-expect nodes of the jurisdiction
+(1 with --bootstrap) are alive in gossip, none of them (nor any other member of
+the jurisdiction it has heard of) holds Raft state or a cluster id, it has the
+lowest node id, and all that has held for the founding wait (15 s; 5 s with
+--profile local), long enough for members that remember this node to knock.`,
 		Example: `  export BARBERPRO_GOSSIP_KEY=$(head -c 32 /dev/urandom | base64)
   barberpro node start --id ba-1 --city buenos-aires --data-dir ./data/ba-1 \
-      --bind 127.0.0.11 --bootstrap-expect 3
+      --bind 127.0.0.11 --bootstrap
   barberpro node start --id cba-1 --city cordoba --data-dir ./data/cba-1 \
-      --bind 127.0.0.12 --bootstrap-expect 3 --join 127.0.0.11:7946`,
+      --bind 127.0.0.12 --join 127.0.0.11:7946`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(f.logLevel)
@@ -63,9 +65,6 @@ every node of a jurisdiction the same value: a majority of its first nodes.`,
 			}
 			if _, set := os.LookupEnv("GOGC"); !set && f.gcPercent > 0 {
 				debug.SetGCPercent(f.gcPercent)
-			}
-			if f.bootstrap {
-				return usageError{errors.New("--bootstrap was replaced by --bootstrap-expect N: the number of nodes of the jurisdiction, all new, that must be up before one founds its group (3 for a 4-node jurisdiction, 1 for a single node); a wiped node then rejoins instead of founding another group")}
 			}
 			top, err := topology.Load(f.topologyFile)
 			if err != nil {
@@ -81,6 +80,15 @@ every node of a jurisdiction the same value: a majority of its first nodes.`,
 			}
 			cfg.ID, cfg.City, cfg.DataDir, cfg.Bind = f.id, f.city, f.dataDir, f.bind
 			cfg.HTTPPort, cfg.RaftPort, cfg.BootstrapExpect = f.httpPort, f.raftPort, f.bootstrapExpect
+			if f.bootstrap && f.bootstrapExpect == 0 {
+				cfg.BootstrapExpect = 1
+			}
+			if f.deadServerTimeout < 0 {
+				return usagef("--dead-server-timeout must not be negative")
+			}
+			if f.deadServerTimeout > 0 {
+				cfg.DeadServerTimeout = f.deadServerTimeout
+			}
 			cfg.GossipPort, cfg.ActorPort, cfg.Join = f.gossipPort, f.actorPort, f.join
 			cfg.InsecureGossip = f.insecureGossip
 			if f.gossipKey != "" {
@@ -102,14 +110,14 @@ every node of a jurisdiction the same value: a majority of its first nodes.`,
 	fl.IntVar(&f.gossipPort, "gossip-port", def.GossipPort, "port of memberlist gossip (TCP and UDP)")
 	fl.IntVar(&f.actorPort, "actor-port", def.ActorPort, "port of actor messages between nodes")
 	fl.StringSliceVar(&f.join, "join", nil, "gossip addresses (ip:port) of live members to join, comma-separated")
-	fl.IntVar(&f.bootstrapExpect, "bootstrap-expect", 0, "found the jurisdiction's Raft group once this many of its nodes, all without Raft state, are alive (the lowest node id founds; never while any member of the jurisdiction holds state); 0: only join")
-	fl.BoolVar(&f.bootstrap, "bootstrap", false, "replaced by --bootstrap-expect")
-	_ = fl.MarkHidden("bootstrap")
+	fl.BoolVar(&f.bootstrap, "bootstrap", false, "this node may found its jurisdiction's Raft group (same as --bootstrap-expect 1): it does so only with an empty data dir, when no member of the jurisdiction holding state shows up in gossip for the founding wait; a wiped node rejoins instead")
+	fl.IntVar(&f.bootstrapExpect, "bootstrap-expect", 0, "found the jurisdiction's Raft group once this many of its nodes, all without Raft state, are alive (the lowest node id founds; never while any member of the jurisdiction holds state); 0: only join (or 1 with --bootstrap)")
 	fl.StringVar(&f.gossipKey, "gossip-key", "", "base64 of the 16, 24 or 32-byte key that encrypts gossip, the same on every node")
 	fl.BoolVar(&f.insecureGossip, "insecure-gossip", false, "gossip without encryption (local experiments only)")
 	fl.StringVar(&f.topologyFile, "topology", "", "topology YAML file (cities, verticals); default the embedded one")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.IntVar(&f.gcPercent, "gc-percent", 400, "Go GC target percentage (GOGC, if set, wins); the live heap is small (bbolt is memory-mapped), and 400 gives ~20% more bookings/s than Go's 100 at 256 clients")
+	fl.DurationVar(&f.deadServerTimeout, "dead-server-timeout", 0, "how long a Raft member may be gone from gossip before its group's leader removes it (logged, and listed in `cluster status` events); 0: the profile's (5m lan, 30s local)")
 	fl.StringVar(&f.profile, "profile", "lan", "timing preset: lan (cities on a LAN/WAN) or local (one machine: fast failure detection, for tests and simulations)")
 	return cmd
 }

@@ -210,6 +210,7 @@ func (c *Cluster) Restart(ctx context.Context, id string) error {
 			join = append(join, q.Spec.GossipAddr())
 		}
 	}
+	p.Spec.Bootstrap = false
 	p.Spec.Join = join
 	if err := p.Start(); err != nil {
 		return err

@@ -9,7 +9,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,9 +32,8 @@ const (
 // Spec describes one node process.
 type Spec struct {
 	ID, City, IP, DataDir string
-	// BootstrapExpect is the node's --bootstrap-expect: how many new nodes of
-	// its jurisdiction must be alive before the lowest founds its Raft group.
-	BootstrapExpect int
+	// Bootstrap is set on the first node of each jurisdiction.
+	Bootstrap bool
 	// Join lists gossip addresses (ip:port) to join.
 	Join []string
 	// GossipKey is the cluster's shared key (16, 24 or 32 bytes).
@@ -56,8 +54,8 @@ func (s Spec) GossipAddr() string { return fmt.Sprintf("%s:%d", s.IP, GossipPort
 // the environment, not on the command line).
 func (s Spec) Args() []string {
 	args := []string{"node", "start", "--id", s.ID, "--city", s.City, "--data-dir", s.DataDir, "--bind", s.IP}
-	if s.BootstrapExpect > 0 {
-		args = append(args, "--bootstrap-expect", strconv.Itoa(s.BootstrapExpect))
+	if s.Bootstrap {
+		args = append(args, "--bootstrap")
 	}
 	if len(s.Join) > 0 {
 		args = append(args, "--join", strings.Join(s.Join, ","))
@@ -251,19 +249,18 @@ func (c *Cluster) ByID(id string) *Proc {
 	return nil
 }
 
-// StartAll starts every process in order and waits until all are ready. Each
-// process is started once the gossip addresses it joins accept connections (a
-// group founds itself only when enough of its nodes are up, so no node is ready
-// before the others have started).
+// StartAll starts every process in order (bootstrap nodes first is the caller's
+// order to choose) and waits until all are ready.
 func (c *Cluster) StartAll(ctx context.Context) error {
 	for _, p := range c.Procs {
-		for _, addr := range p.Spec.Join {
-			if err := c.waitListening(ctx, addr); err != nil {
-				return err
-			}
-		}
 		if err := p.Start(); err != nil {
 			return err
+		}
+		// The first node of a cluster must be up before others join its gossip.
+		if p.Spec.Bootstrap {
+			if err := p.WaitReady(ctx); err != nil {
+				return err
+			}
 		}
 	}
 	for _, p := range c.Procs {
@@ -272,28 +269,6 @@ func (c *Cluster) StartAll(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// waitListening waits until addr (a node's gossip address) accepts TCP
-// connections, or the process that should listen there has exited.
-func (c *Cluster) waitListening(ctx context.Context, addr string) error {
-	for {
-		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			conn.Close()
-			return nil
-		}
-		for _, q := range c.Procs {
-			if q.Spec.GossipAddr() == addr && !q.Running() {
-				return fmt.Errorf("procs: %s exited before listening on %s (%v); log: %s", q.Spec.ID, addr, q.ExitErr(), q.LogPath)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("procs: nothing listens on %s: %w", addr, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
 
 // StopAll stops every running process with SIGTERM (in reverse order), killing
@@ -320,26 +295,25 @@ func (c *Cluster) KillAll() {
 }
 
 // FiveCities is the standard local layout: Buenos Aires, Córdoba, Rosario and La
-// Plata (jurisdiction ar, --bootstrap-expect 3) and us-east (us,
-// --bootstrap-expect 1), on 127.0.0.11-15 with the default ports, under
-// dataRoot; every node but ba-1 joins ba-1. ipBase shifts the addresses (11 gives .11-.15) so several
+// Plata (jurisdiction ar) and us-east (us), on 127.0.0.11-15 with the default
+// ports, under dataRoot. ipBase shifts the addresses (11 gives .11-.15) so several
 // clusters can run at once.
 func FiveCities(binary, dataRoot string, key []byte, ipBase int) *Cluster {
 	ip := func(i int) string { return "127.0.0." + strconv.Itoa(ipBase+i) }
 	ba := ip(0) + ":" + strconv.Itoa(GossipPort)
 	nodes := []struct {
-		id, city string
-		expect   int
+		id, city  string
+		bootstrap bool
 	}{
-		{"ba-1", "buenos-aires", 3},
-		{"cba-1", "cordoba", 3},
-		{"ros-1", "rosario", 3},
-		{"lp-1", "la-plata", 3},
-		{"us-1", "us-east", 1},
+		{"ba-1", "buenos-aires", true},
+		{"cba-1", "cordoba", false},
+		{"ros-1", "rosario", false},
+		{"lp-1", "la-plata", false},
+		{"us-1", "us-east", true},
 	}
 	c := &Cluster{}
 	for i, n := range nodes {
-		s := Spec{ID: n.id, City: n.city, IP: ip(i), DataDir: filepath.Join(dataRoot, n.id), BootstrapExpect: n.expect, GossipKey: key}
+		s := Spec{ID: n.id, City: n.city, IP: ip(i), DataDir: filepath.Join(dataRoot, n.id), Bootstrap: n.bootstrap, GossipKey: key}
 		if i > 0 {
 			s.Join = []string{ba}
 		}
