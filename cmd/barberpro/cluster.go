@@ -64,7 +64,7 @@ func newClusterCmd() *cobra.Command {
 	}
 	status := &cobra.Command{
 		Use:     "status",
-		Short:   "Show each Raft group: leader, term, and every member's applied index and lag",
+		Short:   "Show each Raft group: leader, term, cluster id, every member's role, applied index, lag, disk, and recent membership events",
 		Example: "  barberpro cluster status --addr http://127.0.0.11:8080",
 		Args:    noArgs,
 		RunE: run(func(ctx context.Context, c *client.Client, out io.Writer) error {
@@ -76,13 +76,28 @@ func newClusterCmd() *cobra.Command {
 				return printJSON(out, st)
 			}
 			w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "GROUP\tLEADER\tTERM\tMEMBER\tROLE\tAPPLIED\tLAG")
+			fmt.Fprintln(w, "GROUP\tLEADER\tTERM\tMEMBER\tROLE\tAPPLIED\tLAG\tCLUSTER ID\tDISK")
 			for _, g := range st.Groups {
 				for _, m := range g.Members {
-					fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%d\t%d\n", g.Group, g.Leader, g.Term, m.ID, m.Role, m.AppliedIndex, m.Lag)
+					cid := m.ClusterID
+					if cid != "" && g.ClusterID != "" && cid != g.ClusterID {
+						cid += " (ANOTHER GROUP)"
+					}
+					fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\n", g.Group, g.Leader, g.Term, m.ID, m.Role, m.AppliedIndex, m.Lag, cid, m.Disk)
 				}
 			}
-			return w.Flush()
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			for _, g := range st.Groups {
+				if len(g.Events) > 0 {
+					fmt.Fprintf(out, "\n%s events:\n", g.Group)
+					for _, e := range g.Events {
+						fmt.Fprintf(out, "  %s\n", e)
+					}
+				}
+			}
+			return nil
 		}),
 	}
 	leave := &cobra.Command{
