@@ -31,6 +31,10 @@ func FuzzFSM_Apply(f *testing.F) {
 		st.RescheduleBooking("b0", time.Hour, 2*time.Hour, 2*time.Hour),
 		st.CancelBooking("b0"))
 	seed(st.WithKey(st.CreateProvider(st.Provider("q")), "k", "h"))
+	found := func(id string) *bookingv1.Command {
+		return &bookingv1.Command{Op: &bookingv1.Command_FoundGroup{FoundGroup: &bookingv1.FoundGroup{ClusterId: id}}}
+	}
+	seed(found("c1"), found("c2"), found(""))
 	f.Add([]byte{})
 	f.Add([]byte{0xff, 0xff, 0xff})
 
