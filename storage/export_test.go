@@ -54,3 +54,17 @@ func dump(f *fsm) (map[string]map[string]string, error) {
 	})
 	return out, err
 }
+
+// DataDir returns the data directory s was opened on.
+func DataDir(s *Store) string { return s.cfg.DataDir }
+
+// SetInstallHook makes h run in s's FSM where the snapshot-restore failpoint
+// fires (raft's snapshot install, copy on disk, not yet live); an error from
+// h aborts that install. nil removes it.
+func SetInstallHook(s *Store, h func() error) {
+	if h == nil {
+		s.fsm.installHook.Store(nil)
+		return
+	}
+	s.fsm.installHook.Store(&h)
+}

@@ -65,6 +65,11 @@ type fsm struct {
 
 	notifyMu sync.Mutex
 	notify   chan struct{} // closed and replaced whenever applied advances
+
+	// installHook, set only by tests (export_test.go), runs where the
+	// snapshot-restore failpoint fires; an error aborts the restore there, as
+	// a crash at that point would, but lets the test go on.
+	installHook atomic.Pointer[func() error]
 }
 
 var _ raft.BatchingFSM = (*fsm)(nil)
@@ -74,6 +79,7 @@ func openFSM(path string, logger *slog.Logger) (*fsm, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	f := &fsm{path: path, logger: logger, notify: make(chan struct{})}
+	removeRestoreLeftovers(path, logger)
 	if err := f.openDB(); err != nil {
 		return nil, err
 	}
@@ -644,10 +650,21 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	return &fsmSnapshot{tx: tx}, nil
 }
 
-// Restore replaces the whole db with the snapshot stream. See snapshot.go.
+// Restore replaces the whole db with the snapshot stream; raft calls it to
+// install a snapshot from the leader (or a user restore). See snapshot.go.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	return f.restore(rc)
+	return f.restore(rc, f.beforeInstallSwap)
+}
+
+// beforeInstallSwap runs in raft's Restore between the snapshot copy being on
+// disk and it replacing fsm.db: the snapshot-restore failpoint.
+func (f *fsm) beforeInstallSwap() error {
+	failpoint(fpSnapshotRestore)
+	if h := f.installHook.Load(); h != nil {
+		return (*h)()
+	}
+	return nil
 }
 
 // digest hashes every record of the record buckets (not meta).

@@ -275,8 +275,10 @@ type Store struct {
 // Zero MaxBatch, MaxInflight, ApplyTimeout, LeaderWaitTimeout, MaxVoters,
 // CloseTransferTimeout, Clock and Logger take DefaultConfig's values.
 // With cfg.Bootstrap and no Raft state on disk it bootstraps a single-voter
-// group; on an existing data dir it resumes. Open does not wait for a leader:
-// use WaitReady.
+// group; on an existing data dir it resumes. Before raft starts, an FSM
+// behind the latest snapshot is brought up to it from the log or by restoring
+// the snapshot (see catchUpFSM); Open fails if neither is possible. Open does
+// not wait for a leader: use WaitReady.
 func Open(cfg Config) (_ *Store, err error) {
 	def := DefaultConfig()
 	if cfg.MaxBatch == 0 {
@@ -331,6 +333,11 @@ func Open(cfg Config) (_ *Store, err error) {
 	hl := newHclogAdapter(s.logger, "raft")
 	if s.snaps, err = raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.DataDir, SnapshotsDir), snapshotsRetained, hl.Named("snapshots")); err != nil {
 		return nil, fmt.Errorf("storage: snapshot store: %w", err)
+	}
+	// Before raft starts: with NoSnapshotRestoreOnStart it would count the
+	// latest snapshot as applied whether or not the FSM reflects it.
+	if err := catchUpFSM(s.fsm, s.logs, s.snaps, s.logger); err != nil {
+		return nil, err
 	}
 	s.trans = cfg.Transport
 	if s.trans == nil {
@@ -668,7 +675,9 @@ func (s *Store) awaitFuture(ctx context.Context, f raft.Future) error {
 // fsmTarget returns the highest index <= commit that the FSM will see: raft
 // does not hand no-op and barrier entries to the FSM, so the FSM's applied
 // index may stop short of the commit index. Entries missing from the log were
-// compacted into a snapshot the FSM already reflects.
+// compacted into a snapshot the FSM already reflects: Open's catchUpFSM makes
+// the FSM reach the latest snapshot before raft starts, and raft compacts
+// after an installed snapshot is restored, never before.
 func (s *Store) fsmTarget(commit uint64) uint64 {
 	applied := s.fsm.applied.Load()
 	for i := commit; i > applied; i-- {
@@ -747,7 +756,10 @@ func (s *Store) Stats() Stats {
 
 // Ready returns nil once a leader is known and the FSM has applied every
 // entry committed when the leader first became known after Open; otherwise an
-// error saying why not (ErrClosed after Close).
+// error saying why not (ErrClosed after Close). The commit index is the one
+// raft has learned on this node (on a follower at most its own last index).
+// An FSM behind the latest snapshot cannot pass: Open brings it up to the
+// snapshot first (catchUpFSM).
 func (s *Store) Ready() error {
 	if s.closed.Load() {
 		return ErrClosed
