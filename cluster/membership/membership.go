@@ -75,9 +75,12 @@ type Event struct {
 type Membership struct {
 	cfg Config
 
-	lifeMu    sync.Mutex // serializes Start, Leave and Shutdown
-	mu        sync.Mutex
-	list      *memberlist.Memberlist
+	lifeMu sync.Mutex // serializes Start, Leave and Shutdown
+	mu     sync.Mutex
+	list   *memberlist.Memberlist
+	// self is the gossip address, read once at Start: memberlist's LocalNode
+	// is rewritten without its lock by every meta update (UpdateNode).
+	self      string
 	meta      Meta
 	metaBytes []byte
 	nodes     map[string]*entry // by NodeID
@@ -170,11 +173,11 @@ func (m *Membership) Start() error {
 		t.Shutdown()
 		return fmt.Errorf("membership: create memberlist: %w", err)
 	}
+	self := list.LocalNode().Address()
 	m.mu.Lock()
-	m.list = list
+	m.list, m.self = list, self
 	m.mu.Unlock()
 
-	self := list.LocalNode().Address()
 	var join []string
 	for _, a := range m.cfg.Join {
 		if a != self {
@@ -245,12 +248,11 @@ func (m *Membership) LocalMeta() Meta {
 // call it any time, e.g. to rejoin peers it knew before a restart.
 func (m *Membership) Join(addrs []string) (int, error) {
 	m.mu.Lock()
-	list := m.list
+	list, self := m.list, m.self
 	m.mu.Unlock()
 	if list == nil {
 		return 0, ErrNotStarted
 	}
-	self := list.LocalNode().Address()
 	var join []string
 	for _, a := range addrs {
 		if a != self {
@@ -266,12 +268,8 @@ func (m *Membership) Join(addrs []string) (int, error) {
 // GossipAddr is the address other nodes join through (host:port), once started.
 func (m *Membership) GossipAddr() string {
 	m.mu.Lock()
-	list := m.list
-	m.mu.Unlock()
-	if list == nil {
-		return ""
-	}
-	return list.LocalNode().Address()
+	defer m.mu.Unlock()
+	return m.self
 }
 
 // Members returns the alive members, this node included, sorted by NodeID.
