@@ -265,7 +265,8 @@ type Store struct {
 	done      chan struct{} // closed by Close after raft shut down
 	watchDone chan struct{}
 
-	readyTarget atomic.Uint64 // commit index latched when a leader was first known
+	readyTarget atomic.Uint64 // FSM-visible commit index latched when a leader was first known
+	readyAsking atomic.Bool   // a follower is asking the leader for readyTarget
 	closed      atomic.Bool
 	closeOnce   sync.Once
 	closeErr    error
@@ -756,31 +757,60 @@ func (s *Store) Stats() Stats {
 
 // Ready returns nil once a leader is known and the FSM has applied every
 // entry committed when the leader first became known after Open; otherwise an
-// error saying why not (ErrClosed after Close). The commit index is the one
-// raft has learned on this node (on a follower at most its own last index).
+// error saying why not (ErrClosed after Close). On the leader that is its
+// commit index. A follower with a Forwarder asks the leader for it (a read
+// index: the leader's commit, as the FSM sees it), because the commit index a
+// follower learns is at most its own last log index: a follower far behind
+// (a new or wiped server catching up) would otherwise report ready long before
+// it has caught up. Without a Forwarder a follower uses its own commit index.
 // An FSM behind the latest snapshot cannot pass: Open brings it up to the
 // snapshot first (catchUpFSM).
 func (s *Store) Ready() error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	_, id := s.raft.LeaderWithID()
+	addr, id := s.raft.LeaderWithID()
 	if id == "" {
 		return fmt.Errorf("storage: not ready: no leader known (state %s)", s.raft.State())
 	}
 	target := s.readyTarget.Load()
 	if target == 0 {
-		commit := s.raft.CommitIndex()
-		if commit == 0 {
-			return fmt.Errorf("storage: not ready: leader %s known, commit index not yet learned", id)
+		fwd := s.forwarder()
+		if s.IsLeader() || fwd == nil {
+			commit := s.raft.CommitIndex()
+			if commit == 0 {
+				return fmt.Errorf("storage: not ready: leader %s known, commit index not yet learned", id)
+			}
+			s.readyTarget.CompareAndSwap(0, s.fsmTarget(commit))
+		} else {
+			s.learnReadyTarget(fwd, id, addr)
+			return fmt.Errorf("storage: not ready: asking leader %s for its commit index", id)
 		}
-		s.readyTarget.CompareAndSwap(0, commit)
 		target = s.readyTarget.Load()
 	}
-	if t := s.fsmTarget(target); s.fsm.applied.Load() < t {
-		return fmt.Errorf("storage: not ready: applied index %d behind %d", s.fsm.applied.Load(), t)
+	if applied := s.fsm.applied.Load(); applied < target {
+		return fmt.Errorf("storage: not ready: applied index %d behind %d", applied, target)
 	}
 	return nil
+}
+
+// learnReadyTarget asks the leader for its read index, once at a time, and
+// latches it as the index Ready waits for.
+func (s *Store) learnReadyTarget(fwd Forwarder, leader raft.ServerID, addr raft.ServerAddress) {
+	if !s.readyAsking.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer s.readyAsking.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ApplyTimeout)
+		defer cancel()
+		idx, err := fwd.ReadIndex(ctx, leader, addr)
+		if err != nil {
+			s.logger.Debug("ready: read index from leader", "leader", leader, "err", err)
+			return
+		}
+		s.readyTarget.CompareAndSwap(0, max(idx, 1))
+	}()
 }
 
 // WaitReady polls Ready until it returns nil or ctx ends; then it returns
