@@ -94,6 +94,13 @@ type Config struct {
 	// the oldest event is dropped. Default 256.
 	EventBuffer int
 
+	// Drop, if set, cuts this node off from peers the way a firewall would:
+	// every gossip packet and TCP stream to or from a peer IP for which it
+	// returns true is dropped (an outgoing dial fails). It exists for fault
+	// injection, to partition in-process nodes on loopback without iptables;
+	// production leaves it nil, which costs nothing.
+	Drop func(peerIP string) bool
+
 	// Clock stamps state changes. Default time.Now.
 	Clock func() time.Time
 	// Logger receives memberlist's log lines as slog records (its [DEBUG] lines at
