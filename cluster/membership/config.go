@@ -113,7 +113,7 @@ type Config struct {
 // (a probe round of 400 ms, a 200 ms probe timeout, then 1.2 s of suspicion).
 // If a jurisdiction's nodes sit across a real WAN (RTT > 100 ms), raise
 // ProbeTimeout and ProbeInterval: a false "dead" evicts a node from the actor
-// cluster until it restarts.
+// cluster (its calendars move) until gossip sees it alive again.
 func DefaultConfig() Config {
 	return Config{
 		BindAddr:                "127.0.0.1",
