@@ -13,6 +13,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/barberpro/edge/actors/calendar"
+	"github.com/barberpro/edge/cluster/placement"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
 	"google.golang.org/protobuf/proto"
@@ -172,6 +173,13 @@ func (a *calendarActor) Receive(ctx actor.Context) {
 			a.retire(ctx)
 		} else {
 			ctx.SetReceiveTimeout(a.cfg.IdleTimeout)
+		}
+	case *placement.Resync:
+		// Another activation of this calendar ran beside this one (a healed
+		// partition, a handover) and has stopped: what it wrote is in the store,
+		// not in memory.
+		if a.loadErr == nil {
+			a.reload("another activation of this calendar stopped")
 		}
 	case *retireNow:
 		a.retired = true

@@ -12,6 +12,8 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/barberpro/edge/actors"
 	"github.com/barberpro/edge/actors/actorstest"
+	"github.com/barberpro/edge/cluster/placement"
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 )
 
 // syncBuffer is a bytes.Buffer safe for concurrent writes.
@@ -69,5 +71,32 @@ func TestCalendars_KilledActivationIsReplaced(t *testing.T) {
 	}
 	if n := len(actorstest.NewStore().Bookings("p1", 0)); n != 0 {
 		t.Fatal("fresh store not empty")
+	}
+}
+
+// TestCalendars_ResyncReloads: the placement actor tells an activation that
+// another activation of its calendar has stopped (a healed partition's
+// duplicate); what that one wrote is in the store only, and the survivor's
+// availability must show it without waiting for a conflicting write.
+func TestCalendars_ResyncReloads(t *testing.T) {
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return slog.New(slog.DiscardHandler)
+	}))
+	defer system.Shutdown()
+	e := newEnv(t, func(c *actors.Config) { c.System = system })
+	e.mustBook(t, "p1", "cut", at(2, 9, 0), "warm") // activate
+	e.store.PutBooking(&bookingv1.Booking{Id: "dup", ProviderId: "p1", ServiceId: "cut", ClientId: "c9",
+		StartMs: at(2, 10, 0), EndMs: at(2, 10, 30), BlockedUntilMs: at(2, 10, 40), Version: 1,
+		Status: bookingv1.BookingStatus_BOOKING_STATUS_CONFIRMED})
+	if !e.slots(t, "p1", "cut", "2026-12-02")[at(2, 10, 0)] {
+		t.Fatal("setup: memory should not know the duplicate's booking yet")
+	}
+	loads := e.store.ProviderLoads()
+	system.Root.Send(system.NewLocalPID("calendar/p1"), &placement.Resync{})
+	if e.slots(t, "p1", "cut", "2026-12-02")[at(2, 10, 0)] {
+		t.Fatal("after Resync the calendar still offers the slot the other activation booked")
+	}
+	if got := e.store.ProviderLoads() - loads; got != 1 {
+		t.Fatalf("%d reloads, want 1", got)
 	}
 }

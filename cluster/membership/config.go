@@ -94,6 +94,13 @@ type Config struct {
 	// the oldest event is dropped. Default 256.
 	EventBuffer int
 
+	// Drop, if set, cuts this node off from peers the way a firewall would:
+	// every gossip packet and TCP stream to or from a peer IP for which it
+	// returns true is dropped (an outgoing dial fails). It exists for fault
+	// injection, to partition in-process nodes on loopback without iptables;
+	// production leaves it nil, which costs nothing.
+	Drop func(peerIP string) bool
+
 	// Clock stamps state changes. Default time.Now.
 	Clock func() time.Time
 	// Logger receives memberlist's log lines as slog records (its [DEBUG] lines at
@@ -106,7 +113,7 @@ type Config struct {
 // (a probe round of 400 ms, a 200 ms probe timeout, then 1.2 s of suspicion).
 // If a jurisdiction's nodes sit across a real WAN (RTT > 100 ms), raise
 // ProbeTimeout and ProbeInterval: a false "dead" evicts a node from the actor
-// cluster until it restarts.
+// cluster (its calendars move) until gossip sees it alive again.
 func DefaultConfig() Config {
 	return Config{
 		BindAddr:                "127.0.0.1",

@@ -157,7 +157,7 @@ func (m *Membership) Start() error {
 	m.mu.Unlock()
 
 	mc := m.memberlistConfig()
-	t, err := newBoundTransport(m.cfg.BindAddr, m.cfg.BindPort, mc)
+	t, err := newBoundTransport(m.cfg.BindAddr, m.cfg.BindPort, mc, m.cfg.Drop)
 	if err != nil {
 		return fmt.Errorf("membership: transport: %w", err)
 	}

@@ -29,8 +29,9 @@ type Meta struct {
 	// id, and survives restarts. It may not contain '@'.
 	NodeID string
 	// BootID is new on every start of the process. The actor cluster knows the
-	// node as NodeID@BootID (see MemberID), because protoactor never takes back a
-	// member id that has left.
+	// node as NodeID@BootID (see MemberID), so a restarted node is a new member
+	// (package placement adds an incarnation for a node that returns without a
+	// restart).
 	BootID string
 	// City is the node's edge location, e.g. "buenos-aires".
 	City string

@@ -2,7 +2,9 @@ package membership_test
 
 import (
 	"errors"
+	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -202,4 +204,63 @@ func atoi(t *testing.T, s string) int {
 		n = n*10 + int(r-'0')
 	}
 	return n
+}
+
+// Test_MultiNode_DropPartitionsAndHeals: Config.Drop cuts a node off like a
+// firewall, both ways: each side declares the other dead. Once the cut is
+// lifted, joining the dead members' addresses (as cluster.Node does) merges the
+// halves again, each node under the boot id it had.
+func Test_MultiNode_DropPartitionsAndHeals(t *testing.T) {
+	var cut atomic.Bool
+	isolated := "127.0.0.30"
+	drop := func(self string) func(string) bool {
+		return func(peer string) bool { return cut.Load() && (self == isolated) != (peer == isolated) }
+	}
+	var nodes []*membership.Membership
+	for i, ip := range []string{"127.0.0.28", "127.0.0.29", isolated} {
+		var join []string
+		if i > 0 {
+			join = []string{nodes[0].GossipAddr()}
+		}
+		c := mt.Config(fmt.Sprintf("n%d", i), "cordoba", "ar", ip, join...)
+		c.Drop = drop(ip)
+		nodes = append(nodes, mt.MustStart(t, c))
+	}
+	for _, n := range nodes {
+		mt.WaitFor(t, 5*time.Second, n.Local().NodeID+" sees 3 members", func() bool { return len(n.Members()) == 3 })
+	}
+	boot := nodes[2].Local().BootID
+
+	cut.Store(true)
+	for _, pair := range [][2]int{{0, 2}, {1, 2}, {2, 0}, {2, 1}} {
+		a, b := nodes[pair[0]], nodes[pair[1]]
+		mt.WaitFor(t, 3*deathBound, a.Local().NodeID+" declares "+b.Local().NodeID+" dead", func() bool {
+			st, _ := mt.StateOf(a, b.Local().NodeID)
+			return st == membership.StateDead
+		})
+	}
+	if n, err := nodes[2].Join([]string{nodes[0].GossipAddr()}); n != 0 || err == nil {
+		t.Fatalf("a join across the cut answered: %d %v", n, err)
+	}
+
+	cut.Store(false)
+	for _, n := range nodes {
+		mt.WaitFor(t, 5*time.Second, n.Local().NodeID+" sees 3 members again", func() bool {
+			var dead []string
+			for _, m := range n.AllMembers() {
+				if m.State == membership.StateDead {
+					dead = append(dead, m.Addr)
+				}
+			}
+			if len(dead) > 0 {
+				_, _ = n.Join(dead)
+			}
+			return len(n.Members()) == 3
+		})
+	}
+	for _, n := range nodes[:2] {
+		if st, b := mt.StateOf(n, "n2"); st != membership.StateAlive || b != boot {
+			t.Fatalf("%s sees n2 %s with boot %s, want alive with %s", n.Local().NodeID, st, b, boot)
+		}
+	}
 }

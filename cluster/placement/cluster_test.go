@@ -19,6 +19,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/remote"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/barberpro/edge/cluster/membership"
@@ -40,6 +42,8 @@ type testNode struct {
 type nodeSpec struct {
 	id, city, jurisdiction, ip string
 	kinds                      []string
+	// net, if set, is a partition that can cut the node off (heal_test.go).
+	net *partition
 }
 
 // startNode starts a node's actor cluster. Unless joinLater, its membership is
@@ -55,6 +59,16 @@ func startNode(t *testing.T, s nodeSpec, joinLater bool, join ...string) *testNo
 	logger := mt.Logger().With("node", s.id)
 	mc := mt.Config(s.id, s.city, s.jurisdiction, s.ip, join...)
 	mc.Logger = logger
+	ro := []remote.ConfigOption{}
+	if s.net != nil {
+		mc.Drop = func(peer string) bool { return s.net.isCut(s.ip, peer) }
+		// Stop gossiping to members declared dead soon: a long partition, whose
+		// halves only meet again because nodes knock on their dead (knock).
+		mc.GossipToTheDeadTime = 300 * time.Millisecond
+		ro = append(ro, remote.WithDialOptions(
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithContextDialer(s.net.dial(s.ip))))
+	}
 	m, err := membership.New(mc)
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +93,7 @@ func startNode(t *testing.T, s nodeSpec, joinLater bool, join ...string) *testNo
 	for _, k := range s.kinds {
 		kinds = append(kinds, cluster.NewKind(k, whoAmI(s.id)))
 	}
-	cfg := cluster.Configure("barberpro-test", provider, lookup, remote.Configure(s.ip, 0),
+	cfg := cluster.Configure("barberpro-test", provider, lookup, remote.Configure(s.ip, 0, ro...),
 		cluster.WithKinds(kinds...), cluster.WithRequestTimeout(time.Second), placement.GossipOff())
 	n.c = cluster.New(system, cfg)
 	n.c.StartMember()
@@ -137,12 +151,12 @@ func waitTopology(t *testing.T, nodes []*testNode, want int) {
 }
 
 func Test_MultiNode_PlacementAffinityFailoverRestartLeave(t *testing.T) {
-	ba := startNode(t, nodeSpec{"ba-1", "buenos-aires", "ar", "127.0.0.31", []string{"calendar-ar"}}, false)
-	cba := startNode(t, nodeSpec{"cba-1", "cordoba", "ar", "127.0.0.32", []string{"calendar-ar", "special"}}, false, ba.m.GossipAddr())
-	us := startNode(t, nodeSpec{"use-1", "us-east", "us", "127.0.0.33", []string{"calendar-us"}}, false, ba.m.GossipAddr())
+	ba := startNode(t, nodeSpec{"ba-1", "buenos-aires", "ar", "127.0.0.31", []string{"calendar-ar"}, nil}, false)
+	cba := startNode(t, nodeSpec{"cba-1", "cordoba", "ar", "127.0.0.32", []string{"calendar-ar", "special"}, nil}, false, ba.m.GossipAddr())
+	us := startNode(t, nodeSpec{"use-1", "us-east", "us", "127.0.0.33", []string{"calendar-us"}, nil}, false, ba.m.GossipAddr())
 	// ba-1 after a restart: same node id, new boot id, another address. Its
 	// actor system is up already (see startNode); it joins in phase 3.
-	ba2 := startNode(t, nodeSpec{"ba-1", "buenos-aires", "ar", "127.0.0.34", []string{"calendar-ar"}}, true, cba.m.GossipAddr())
+	ba2 := startNode(t, nodeSpec{"ba-1", "buenos-aires", "ar", "127.0.0.34", []string{"calendar-ar"}, nil}, true, cba.m.GossipAddr())
 	if ba2.m.Local().MemberID() == ba.m.Local().MemberID() {
 		t.Fatal("the restarted node reuses its member id")
 	}

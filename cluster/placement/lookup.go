@@ -17,8 +17,9 @@ import (
 // ActivatorName is the name of the placement actor every member runs.
 const ActivatorName = "barberpro-placement"
 
-// Directory resolves actor-cluster member ids (NodeID@BootID) to membership
-// records, for their city and jurisdiction. *membership.Membership implements
+// Directory resolves member ids (NodeID@BootID, without the incarnation the
+// actor cluster may add, see Incarnation) to membership records, for their city
+// and jurisdiction. *membership.Membership implements
 // it. It must be safe for concurrent use.
 type Directory interface {
 	MemberByActorID(id string) (membership.Member, bool)
@@ -32,19 +33,29 @@ type LookupConfig struct {
 	// actor. An owner that crashed but is not yet declared dead costs this much
 	// per attempt. Default 2 s (Local: 500 ms).
 	ActivationTimeout time.Duration
+	// StaleCheck is how often each member stops the activations it holds but
+	// does not own under its current view of the topology. A requester whose
+	// view differed placed them here: views disagree for a moment after every
+	// change, and for longer while a healed partition converges, and without a
+	// further change of this member's topology nothing else would stop them
+	// before they idle out. An activation younger than StaleCheck is left alone,
+	// so the request that created it is served first. Default 1 s (Local:
+	// 250 ms).
+	StaleCheck time.Duration
 	// Logger receives the lookup's log lines. Default slog.Default().
 	Logger *slog.Logger
 }
 
 // DefaultLookupConfig returns production settings (no Directory).
 func DefaultLookupConfig() LookupConfig {
-	return LookupConfig{ActivationTimeout: 2 * time.Second, Logger: slog.Default()}
+	return LookupConfig{ActivationTimeout: 2 * time.Second, StaleCheck: time.Second, Logger: slog.Default()}
 }
 
 // LocalLookupConfig returns settings for tests and simulations on loopback.
 func LocalLookupConfig() LookupConfig {
 	c := DefaultLookupConfig()
 	c.ActivationTimeout = 500 * time.Millisecond
+	c.StaleCheck = 250 * time.Millisecond
 	return c
 }
 
@@ -52,7 +63,9 @@ func LocalLookupConfig() LookupConfig {
 // owner of an identity is Place over the current topology; Get asks the owner's
 // placement actor (ActivatorName) to activate it and returns its PID. When the
 // topology changes, each member stops the activations it no longer owns, so a
-// provider's calendar returns to its home city when a node there comes back.
+// provider's calendar returns to its home city when a node there comes back;
+// every StaleCheck it also stops those a requester with another view placed on
+// it, so two activations of one identity do not outlive a disagreement.
 //
 // The cluster calls Setup, Get, RemovePid and Shutdown; the edge calls Owner.
 // All methods are safe for concurrent use.
@@ -77,6 +90,12 @@ func NewLookup(cfg LookupConfig) (*Lookup, error) {
 	}
 	if cfg.ActivationTimeout <= 0 {
 		return nil, fmt.Errorf("%w: activation timeout must be positive", ErrBadConfig)
+	}
+	if cfg.StaleCheck == 0 {
+		cfg.StaleCheck = time.Second
+	}
+	if cfg.StaleCheck < 0 {
+		return nil, fmt.Errorf("%w: stale check interval must be positive", ErrBadConfig)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -110,6 +129,12 @@ func (l *Lookup) Setup(c *cluster.Cluster, kinds []string, isClient bool) {
 			t := ev.(*cluster.ActivationTerminated)
 			if t.ClusterIdentity != nil {
 				c.PidCache.RemoveByValue(t.ClusterIdentity.Identity, t.ClusterIdentity.Kind, t.Pid)
+				l.mu.RLock()
+				activator := l.activator
+				l.mu.RUnlock()
+				if activator != nil && t.Pid != nil {
+					c.ActorSystem.Root.Send(activator, &activationEnded{ci: t.ClusterIdentity, pid: t.Pid})
+				}
 			}
 		}, func(ev any) bool { _, ok := ev.(*cluster.ActivationTerminated); return ok }),
 	)
@@ -131,7 +156,7 @@ func (l *Lookup) toCandidates(members []*cluster.Member) []Candidate {
 	for _, m := range members {
 		c := Candidate{MemberID: m.Id, Address: m.Address(), Kinds: append([]string(nil), m.Kinds...)}
 		c.NodeID, _, _ = membership.SplitMemberID(m.Id)
-		if mem, ok := l.cfg.Directory.MemberByActorID(m.Id); ok {
+		if mem, ok := l.cfg.Directory.MemberByActorID(BaseMemberID(m.Id)); ok {
 			c.City, c.Jurisdiction = mem.City, mem.Jurisdiction
 		}
 		out = append(out, c)
@@ -161,10 +186,10 @@ func (l *Lookup) Owner(identity, kind string) (membership.Member, error) {
 	if err != nil {
 		return membership.Member{}, err
 	}
-	if m, ok := l.cfg.Directory.MemberByActorID(c.MemberID); ok {
+	if m, ok := l.cfg.Directory.MemberByActorID(BaseMemberID(c.MemberID)); ok {
 		return m, nil
 	}
-	_, boot, _ := membership.SplitMemberID(c.MemberID)
+	_, boot, _ := membership.SplitMemberID(BaseMemberID(c.MemberID))
 	return membership.Member{
 		Meta:  membership.Meta{NodeID: c.NodeID, BootID: boot, City: c.City, Jurisdiction: c.Jurisdiction, ActorAddr: c.Address, Kinds: c.Kinds},
 		State: membership.StateAlive,

@@ -14,7 +14,9 @@ const ProviderIDPrefix = "prv_"
 
 // Candidate is an actor-cluster member as placement sees it.
 type Candidate struct {
-	// MemberID is the actor-cluster member id, NodeID@BootID.
+	// MemberID is the actor-cluster member id as this node's cluster knows
+	// it: NodeID@BootID for this node, NodeID@BootID@N for the others (see
+	// Incarnation).
 	MemberID string
 	// NodeID is the stable node id; rendezvous hashing uses it, so a restarted
 	// node gets its identities back.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,10 +43,19 @@ type ProviderConfig struct {
 
 // Provider is a cluster.ClusterProvider that feeds the actor cluster's topology
 // from membership. An alive node is an actor-cluster member once it advertises
-// an actor address and at least one kind (StartMember does that); its member id
-// is Meta.MemberID(), NodeID@BootID, which must also be the actor system's ID
-// (see NewActorSystem). Joins, leaves, deaths and restarts reach the cluster as
-// soon as membership reports them.
+// an actor address and at least one kind (StartMember does that). Joins,
+// leaves, deaths and restarts reach the cluster as soon as membership reports
+// them.
+//
+// This node is the member Meta.MemberID(), NodeID@BootID, which must also be
+// the actor system's ID (see NewActorSystem). Every other node is published
+// under an incarnation of its member id, NodeID@BootID@N (see Incarnation):
+// protoactor blocks for good every member id that leaves its topology, so a
+// node falsely declared dead (a partition longer than the dead timeout, a long
+// pause) could never come back under the same id until it restarted. Here each
+// return is a new incarnation that was never blocked, and the node rejoins the
+// actor cluster as soon as gossip shows it alive again. No real actor system ID
+// is ever blocked, so the remote's connection check never refuses a node.
 type Provider struct {
 	cfg ProviderConfig
 
@@ -55,6 +65,10 @@ type Provider struct {
 	stop    chan struct{}
 	done    chan struct{}
 	cancel  func()
+
+	pubMu sync.Mutex        // serializes publish
+	inc   map[string]uint64 // incarnation last given to each other node's member id
+	in    map[string]bool   // other nodes' member ids in the last published topology
 }
 
 var _ cluster.ClusterProvider = (*Provider)(nil)
@@ -73,7 +87,7 @@ func NewProvider(cfg ProviderConfig) (*Provider, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Provider{cfg: cfg}, nil
+	return &Provider{cfg: cfg, inc: map[string]uint64{}, in: map[string]bool{}}, nil
 }
 
 // StartMember advertises this node's actor address and kinds in its membership
@@ -173,10 +187,57 @@ func (p *Provider) loop(events <-chan membership.Event, stop, done chan struct{}
 }
 
 // publish hands the current actor members to the cluster; the cluster ignores
-// an unchanged set.
+// an unchanged set. Other nodes get their incarnation (see Provider): the one
+// they had in the last publication if they were in it, else a new one.
 func (p *Provider) publish() {
-	members := Topology(p.cfg.Membership.Members())
+	p.pubMu.Lock()
+	defer p.pubMu.Unlock()
+	alive := p.cfg.Membership.Members()
+	members := Topology(alive)
+	self := p.cluster.ActorSystem.ID
+	in := make(map[string]bool, len(members))
+	for _, m := range members {
+		if m.Id == self {
+			continue
+		}
+		if !p.in[m.Id] {
+			p.inc[m.Id]++
+		}
+		in[m.Id] = true
+		m.Id = Incarnation(m.Id, p.inc[m.Id])
+	}
+	p.in = in
+	// A boot id replaced by a newer one never comes back: forget it.
+	boots := make(map[string]string, len(alive))
+	for _, m := range alive {
+		boots[m.NodeID] = m.BootID
+	}
+	for id := range p.inc {
+		node, boot, _ := membership.SplitMemberID(id)
+		if b, ok := boots[node]; ok && b != boot {
+			delete(p.inc, id)
+		}
+	}
 	p.cluster.MemberList.UpdateClusterTopology(members)
+}
+
+// Incarnation is the actor-cluster member id under which a node publishes
+// another node's member id (NodeID@BootID) the n-th time that id enters its
+// topology: NodeID@BootID@n. Node and boot ids cannot contain '@', so
+// BaseMemberID recovers the member id.
+func Incarnation(memberID string, n uint64) string {
+	return memberID + "@" + strconv.FormatUint(n, 10)
+}
+
+// BaseMemberID returns the member id (NodeID@BootID) of an actor-cluster member
+// id, with or without an incarnation (see Incarnation).
+func BaseMemberID(id string) string {
+	node, rest, ok := strings.Cut(id, "@")
+	if !ok {
+		return id
+	}
+	boot, _, _ := strings.Cut(rest, "@")
+	return node + "@" + boot
 }
 
 // Topology converts alive membership members into actor-cluster members: those

@@ -29,3 +29,15 @@ func TestTopology(t *testing.T) {
 		t.Fatalf("%+v", got)
 	}
 }
+
+func TestIncarnation(t *testing.T) {
+	id := Incarnation("ba-1@0123", 2)
+	if id != "ba-1@0123@2" {
+		t.Fatalf("Incarnation: %q", id)
+	}
+	for in, want := range map[string]string{id: "ba-1@0123", "ba-1@0123": "ba-1@0123", "ba-1": "ba-1"} {
+		if got := BaseMemberID(in); got != want {
+			t.Fatalf("BaseMemberID(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
