@@ -814,6 +814,7 @@ type Command struct {
 	//	*Command_CreateBooking
 	//	*Command_CancelBooking
 	//	*Command_RescheduleBooking
+	//	*Command_Compact
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -922,6 +923,15 @@ func (x *Command) GetRescheduleBooking() *RescheduleBooking {
 	return nil
 }
 
+func (x *Command) GetCompact() *Compact {
+	if x != nil {
+		if x, ok := x.Op.(*Command_Compact); ok {
+			return x.Compact
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -946,6 +956,10 @@ type Command_RescheduleBooking struct {
 	RescheduleBooking *RescheduleBooking `protobuf:"bytes,14,opt,name=reschedule_booking,json=rescheduleBooking,proto3,oneof"`
 }
 
+type Command_Compact struct {
+	Compact *Compact `protobuf:"bytes,15,opt,name=compact,proto3,oneof"`
+}
+
 func (*Command_CreateProvider) isCommand_Op() {}
 
 func (*Command_UpdateProvider) isCommand_Op() {}
@@ -955,6 +969,8 @@ func (*Command_CreateBooking) isCommand_Op() {}
 func (*Command_CancelBooking) isCommand_Op() {}
 
 func (*Command_RescheduleBooking) isCommand_Op() {}
+
+func (*Command_Compact) isCommand_Op() {}
 
 // CommandBatch is several commands in one Raft entry (group commit). Each command is
 // applied and judged on its own; their results come back in order.
@@ -1253,21 +1269,97 @@ func (x *RescheduleBooking) GetBlockedUntilMs() int64 {
 	return 0
 }
 
+// Compact removes what the store no longer needs to keep: idempotency records older
+// than idempotency_ttl_ms and cancelled bookings cancelled longer ago than
+// cancelled_retention_ms (with their client_bookings index entries). Ages are
+// measured from the command's proposed_at_ms (the leader's clock when it proposed the
+// entry), never from a replica's clock, so every replica removes the same records.
+// The leader proposes it periodically; it carries no idempotency key.
+type Compact struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// idempotency_ttl_ms > 0: records with created_at_ms < proposed_at_ms - ttl go.
+	// 0 keeps them all.
+	IdempotencyTtlMs int64 `protobuf:"varint,1,opt,name=idempotency_ttl_ms,json=idempotencyTtlMs,proto3" json:"idempotency_ttl_ms,omitempty"`
+	// cancelled_retention_ms > 0: cancelled bookings whose updated_at_ms (the
+	// cancellation) < proposed_at_ms - retention go. 0 keeps them all.
+	CancelledRetentionMs int64 `protobuf:"varint,2,opt,name=cancelled_retention_ms,json=cancelledRetentionMs,proto3" json:"cancelled_retention_ms,omitempty"`
+	// max_removals bounds the work of one command: at most this many idempotency
+	// records and this many cancelled bookings are removed (1..10000).
+	MaxRemovals   int32 `protobuf:"varint,3,opt,name=max_removals,json=maxRemovals,proto3" json:"max_removals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Compact) Reset() {
+	*x = Compact{}
+	mi := &file_booking_v1_booking_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Compact) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Compact) ProtoMessage() {}
+
+func (x *Compact) ProtoReflect() protoreflect.Message {
+	mi := &file_booking_v1_booking_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Compact.ProtoReflect.Descriptor instead.
+func (*Compact) Descriptor() ([]byte, []int) {
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Compact) GetIdempotencyTtlMs() int64 {
+	if x != nil {
+		return x.IdempotencyTtlMs
+	}
+	return 0
+}
+
+func (x *Compact) GetCancelledRetentionMs() int64 {
+	if x != nil {
+		return x.CancelledRetentionMs
+	}
+	return 0
+}
+
+func (x *Compact) GetMaxRemovals() int32 {
+	if x != nil {
+		return x.MaxRemovals
+	}
+	return 0
+}
+
 // CommandResult is what applying one command produced.
 type CommandResult struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Code          ResultCode             `protobuf:"varint,1,opt,name=code,proto3,enum=barberpro.booking.v1.ResultCode" json:"code,omitempty"`
-	Detail        string                 `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
-	Booking       *Booking               `protobuf:"bytes,3,opt,name=booking,proto3" json:"booking,omitempty"`
-	Provider      *Provider              `protobuf:"bytes,4,opt,name=provider,proto3" json:"provider,omitempty"`
-	Index         uint64                 `protobuf:"varint,5,opt,name=index,proto3" json:"index,omitempty"` // the Raft index it was applied at
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Code     ResultCode             `protobuf:"varint,1,opt,name=code,proto3,enum=barberpro.booking.v1.ResultCode" json:"code,omitempty"`
+	Detail   string                 `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
+	Booking  *Booking               `protobuf:"bytes,3,opt,name=booking,proto3" json:"booking,omitempty"`
+	Provider *Provider              `protobuf:"bytes,4,opt,name=provider,proto3" json:"provider,omitempty"`
+	Index    uint64                 `protobuf:"varint,5,opt,name=index,proto3" json:"index,omitempty"` // the Raft index it was applied at
+	// Compact only: how many records it removed, and whether it stopped at
+	// max_removals with more already due (the leader then proposes another at once).
+	Removed       uint64 `protobuf:"varint,6,opt,name=removed,proto3" json:"removed,omitempty"`
+	More          bool   `protobuf:"varint,7,opt,name=more,proto3" json:"more,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_booking_v1_booking_proto_msgTypes[15]
+	mi := &file_booking_v1_booking_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1279,7 +1371,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_booking_v1_booking_proto_msgTypes[15]
+	mi := &file_booking_v1_booking_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1292,7 +1384,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_booking_v1_booking_proto_rawDescGZIP(), []int{15}
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CommandResult) GetCode() ResultCode {
@@ -1328,6 +1420,20 @@ func (x *CommandResult) GetIndex() uint64 {
 		return x.Index
 	}
 	return 0
+}
+
+func (x *CommandResult) GetRemoved() uint64 {
+	if x != nil {
+		return x.Removed
+	}
+	return 0
+}
+
+func (x *CommandResult) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
 }
 
 var File_booking_v1_booking_proto protoreflect.FileDescriptor
@@ -1392,7 +1498,7 @@ const file_booking_v1_booking_proto_rawDesc = "" +
 	"\frequest_hash\x18\x02 \x01(\fR\vrequestHash\x12\x1f\n" +
 	"\vresource_id\x18\x03 \x01(\tR\n" +
 	"resourceId\x12\"\n" +
-	"\rcreated_at_ms\x18\x04 \x01(\x03R\vcreatedAtMs\"\x99\x04\n" +
+	"\rcreated_at_ms\x18\x04 \x01(\x03R\vcreatedAtMs\"\xd4\x04\n" +
 	"\aCommand\x12'\n" +
 	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12!\n" +
 	"\frequest_hash\x18\x02 \x01(\fR\vrequestHash\x12$\n" +
@@ -1402,7 +1508,8 @@ const file_booking_v1_booking_proto_rawDesc = "" +
 	"\x0fupdate_provider\x18\v \x01(\v2$.barberpro.booking.v1.UpdateProviderH\x00R\x0eupdateProvider\x12L\n" +
 	"\x0ecreate_booking\x18\f \x01(\v2#.barberpro.booking.v1.CreateBookingH\x00R\rcreateBooking\x12L\n" +
 	"\x0ecancel_booking\x18\r \x01(\v2#.barberpro.booking.v1.CancelBookingH\x00R\rcancelBooking\x12X\n" +
-	"\x12reschedule_booking\x18\x0e \x01(\v2'.barberpro.booking.v1.RescheduleBookingH\x00R\x11rescheduleBookingB\x04\n" +
+	"\x12reschedule_booking\x18\x0e \x01(\v2'.barberpro.booking.v1.RescheduleBookingH\x00R\x11rescheduleBooking\x129\n" +
+	"\acompact\x18\x0f \x01(\v2\x1d.barberpro.booking.v1.CompactH\x00R\acompactB\x04\n" +
 	"\x02op\"I\n" +
 	"\fCommandBatch\x129\n" +
 	"\bcommands\x18\x01 \x03(\v2\x1d.barberpro.booking.v1.CommandR\bcommands\"L\n" +
@@ -1420,13 +1527,19 @@ const file_booking_v1_booking_proto_rawDesc = "" +
 	"booking_id\x18\x01 \x01(\tR\tbookingId\x12\x19\n" +
 	"\bstart_ms\x18\x02 \x01(\x03R\astartMs\x12\x15\n" +
 	"\x06end_ms\x18\x03 \x01(\x03R\x05endMs\x12(\n" +
-	"\x10blocked_until_ms\x18\x04 \x01(\x03R\x0eblockedUntilMs\"\xe8\x01\n" +
+	"\x10blocked_until_ms\x18\x04 \x01(\x03R\x0eblockedUntilMs\"\x90\x01\n" +
+	"\aCompact\x12,\n" +
+	"\x12idempotency_ttl_ms\x18\x01 \x01(\x03R\x10idempotencyTtlMs\x124\n" +
+	"\x16cancelled_retention_ms\x18\x02 \x01(\x03R\x14cancelledRetentionMs\x12!\n" +
+	"\fmax_removals\x18\x03 \x01(\x05R\vmaxRemovals\"\x96\x02\n" +
 	"\rCommandResult\x124\n" +
 	"\x04code\x18\x01 \x01(\x0e2 .barberpro.booking.v1.ResultCodeR\x04code\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\x127\n" +
 	"\abooking\x18\x03 \x01(\v2\x1d.barberpro.booking.v1.BookingR\abooking\x12:\n" +
 	"\bprovider\x18\x04 \x01(\v2\x1e.barberpro.booking.v1.ProviderR\bprovider\x12\x14\n" +
-	"\x05index\x18\x05 \x01(\x04R\x05index*k\n" +
+	"\x05index\x18\x05 \x01(\x04R\x05index\x12\x18\n" +
+	"\aremoved\x18\x06 \x01(\x04R\aremoved\x12\x12\n" +
+	"\x04more\x18\a \x01(\bR\x04more*k\n" +
 	"\rBookingStatus\x12\x1e\n" +
 	"\x1aBOOKING_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18BOOKING_STATUS_CONFIRMED\x10\x01\x12\x1c\n" +
@@ -1455,7 +1568,7 @@ func file_booking_v1_booking_proto_rawDescGZIP() []byte {
 }
 
 var file_booking_v1_booking_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_booking_v1_booking_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_booking_v1_booking_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_booking_v1_booking_proto_goTypes = []any{
 	(BookingStatus)(0),        // 0: barberpro.booking.v1.BookingStatus
 	(ResultCode)(0),           // 1: barberpro.booking.v1.ResultCode
@@ -1474,7 +1587,8 @@ var file_booking_v1_booking_proto_goTypes = []any{
 	(*CreateBooking)(nil),     // 14: barberpro.booking.v1.CreateBooking
 	(*CancelBooking)(nil),     // 15: barberpro.booking.v1.CancelBooking
 	(*RescheduleBooking)(nil), // 16: barberpro.booking.v1.RescheduleBooking
-	(*CommandResult)(nil),     // 17: barberpro.booking.v1.CommandResult
+	(*Compact)(nil),           // 17: barberpro.booking.v1.Compact
+	(*CommandResult)(nil),     // 18: barberpro.booking.v1.CommandResult
 }
 var file_booking_v1_booking_proto_depIdxs = []int32{
 	3,  // 0: barberpro.booking.v1.DayHours.ranges:type_name -> barberpro.booking.v1.TimeRange
@@ -1490,18 +1604,19 @@ var file_booking_v1_booking_proto_depIdxs = []int32{
 	14, // 10: barberpro.booking.v1.Command.create_booking:type_name -> barberpro.booking.v1.CreateBooking
 	15, // 11: barberpro.booking.v1.Command.cancel_booking:type_name -> barberpro.booking.v1.CancelBooking
 	16, // 12: barberpro.booking.v1.Command.reschedule_booking:type_name -> barberpro.booking.v1.RescheduleBooking
-	10, // 13: barberpro.booking.v1.CommandBatch.commands:type_name -> barberpro.booking.v1.Command
-	7,  // 14: barberpro.booking.v1.CreateProvider.provider:type_name -> barberpro.booking.v1.Provider
-	7,  // 15: barberpro.booking.v1.UpdateProvider.provider:type_name -> barberpro.booking.v1.Provider
-	8,  // 16: barberpro.booking.v1.CreateBooking.booking:type_name -> barberpro.booking.v1.Booking
-	1,  // 17: barberpro.booking.v1.CommandResult.code:type_name -> barberpro.booking.v1.ResultCode
-	8,  // 18: barberpro.booking.v1.CommandResult.booking:type_name -> barberpro.booking.v1.Booking
-	7,  // 19: barberpro.booking.v1.CommandResult.provider:type_name -> barberpro.booking.v1.Provider
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	17, // 13: barberpro.booking.v1.Command.compact:type_name -> barberpro.booking.v1.Compact
+	10, // 14: barberpro.booking.v1.CommandBatch.commands:type_name -> barberpro.booking.v1.Command
+	7,  // 15: barberpro.booking.v1.CreateProvider.provider:type_name -> barberpro.booking.v1.Provider
+	7,  // 16: barberpro.booking.v1.UpdateProvider.provider:type_name -> barberpro.booking.v1.Provider
+	8,  // 17: barberpro.booking.v1.CreateBooking.booking:type_name -> barberpro.booking.v1.Booking
+	1,  // 18: barberpro.booking.v1.CommandResult.code:type_name -> barberpro.booking.v1.ResultCode
+	8,  // 19: barberpro.booking.v1.CommandResult.booking:type_name -> barberpro.booking.v1.Booking
+	7,  // 20: barberpro.booking.v1.CommandResult.provider:type_name -> barberpro.booking.v1.Provider
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_booking_v1_booking_proto_init() }
@@ -1515,6 +1630,7 @@ func file_booking_v1_booking_proto_init() {
 		(*Command_CreateBooking)(nil),
 		(*Command_CancelBooking)(nil),
 		(*Command_RescheduleBooking)(nil),
+		(*Command_Compact)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1522,7 +1638,7 @@ func file_booking_v1_booking_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_booking_v1_booking_proto_rawDesc), len(file_booking_v1_booking_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
