@@ -134,3 +134,27 @@ func (a *applier) oldest(bucket []byte, cutoff int64, limit int) (keys [][]byte,
 	}
 	return keys, false
 }
+
+// compactDue reports whether this replica holds an idempotency record older
+// than ttl or a cancellation older than retention at now (Unix ms): the
+// leader proposes a Compact only then, so an idle group's log stays still.
+// Only the decision to propose reads the local state and clock; what a
+// Compact removes depends on the command alone.
+func (f *fsm) compactDue(now, ttl, retention int64) bool {
+	due := false
+	_ = f.view(func(tx *bolt.Tx) error {
+		for _, c := range []struct {
+			bucket []byte
+			keep   int64
+		}{{bucketIdempotencyTime, ttl}, {bucketCancelledTime, retention}} {
+			if c.keep <= 0 {
+				continue
+			}
+			if k, _ := tx.Bucket(c.bucket).Cursor().First(); len(k) >= 8 && int64(binary.BigEndian.Uint64(k)) < now-c.keep {
+				due = true
+			}
+		}
+		return nil
+	})
+	return due
+}

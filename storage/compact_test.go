@@ -283,9 +283,13 @@ func TestStore_CompactionReplicasAgree(t *testing.T) {
 	// Half an hour later nothing is due; keyed writes then are not due later.
 	now.Add((30 * time.Minute).Milliseconds())
 	propose(st.WithKey(st.CreateBooking(st.Booking("late", "p", 100*time.Hour, 101*time.Hour, 101*time.Hour)), "late", "h"))
+	idle := leader.Stats().AppliedIndex
 	time.Sleep(300 * time.Millisecond)
 	if _, err := leader.Idempotency(ctx, "k0"); err != nil {
 		t.Fatalf("record removed before its TTL: %v", err)
+	}
+	if got := leader.Stats().AppliedIndex; got != idle {
+		t.Fatalf("the leader proposed Compacts with nothing due (applied %d -> %d)", idle, got)
 	}
 	now.Add((61 * time.Minute).Milliseconds()) // k* are 91 min old, "late" 61 min: all expire
 	waitFor(t, "the idempotency records to expire on every replica", 10*time.Second, func() bool {

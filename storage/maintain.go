@@ -72,8 +72,9 @@ func (s *Store) Compact(ctx context.Context) (removed uint64, more bool, err err
 // failed it probes the data dir (probeDisk; success clears the fault, as a
 // successful raft write would, even when raft has nothing to write), hands
 // leadership to another voter while this node leads but cannot write (so the
-// group keeps taking writes), and, on the leader every CompactInterval,
-// proposes Compact until nothing more is due.
+// group keeps taking writes), and, on the leader every CompactInterval when
+// its replica holds something due (compactDue), proposes Compact until
+// nothing more is due.
 func (s *Store) maintain(ctx context.Context) {
 	defer close(s.maintainDone)
 	tick := maintainTick
@@ -112,7 +113,7 @@ func (s *Store) maintain(ctx context.Context) {
 		}
 		if s.cfg.CompactInterval > 0 && fault == nil && !time.Now().Before(nextCompact) {
 			nextCompact = time.Now().Add(s.cfg.CompactInterval)
-			if s.IsLeader() {
+			if s.IsLeader() && s.fsm.compactDue(s.cfg.Clock().UnixMilli(), s.cfg.IdempotencyTTL.Milliseconds(), s.cfg.CancelledRetention.Milliseconds()) {
 				s.compactAll(ctx)
 			}
 		}
