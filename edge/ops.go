@@ -1,8 +1,11 @@
 package edge
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
+
+	"github.com/barberpro/edge/storage"
 )
 
 // statusOut is the answer of /healthz and /readyz.
@@ -18,10 +21,14 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 }
 
 // readyz handles GET /readyz: 200 once Config.Ready says so, else 503 with the
-// reason.
+// reason (code storage_unavailable when the node cannot write to its disk).
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cfg.Ready(); err != nil {
-		writeProblem(w, http.StatusServiceUnavailable, CodeJurisdictionUnavailable, "not ready: "+err.Error())
+		code := CodeJurisdictionUnavailable
+		if errors.Is(err, storage.ErrStorageUnavailable) {
+			code = CodeStorageUnavailable
+		}
+		writeProblem(w, http.StatusServiceUnavailable, code, "not ready: "+err.Error())
 		return nil
 	}
 	writeJSON(w, http.StatusOK, statusOut{Status: "ready", Node: s.cfg.NodeID})

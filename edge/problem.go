@@ -24,6 +24,7 @@ const (
 	CodeRateLimited             = "rate_limited"
 	CodePayloadTooLarge         = "payload_too_large"
 	CodeUnsupportedMediaType    = "unsupported_media_type"
+	CodeStorageUnavailable      = "storage_unavailable"
 	// CodeInternalError is the one code added to api.md's list: the answer to a bug
 	// (an unmapped error or a recovered panic). It never answers bad input.
 	CodeInternalError = "internal_error"
@@ -49,6 +50,7 @@ var titles = map[string]string{
 	CodeRateLimited:             "Rate limited",
 	CodePayloadTooLarge:         "Payload too large",
 	CodeUnsupportedMediaType:    "Unsupported media type",
+	CodeStorageUnavailable:      "Storage unavailable",
 	CodeInternalError:           "Internal error",
 }
 
@@ -100,7 +102,9 @@ type errorMapping struct {
 // cancelled booking) is 422 validation_failed, the request can never succeed as
 // asked; an id collision on create is 409 validation_failed; every "cannot answer
 // now" error (no leader, timeout, store closed, actor unreachable, request deadline)
-// is 503 jurisdiction_unavailable with Retry-After.
+// is 503 jurisdiction_unavailable with Retry-After, except that a node whose disk
+// cannot take writes (full, I/O errors: storage.ErrStorageUnavailable, also when
+// an actor passes it on) answers 503 storage_unavailable, as api.md says.
 var errorTable = []errorMapping{
 	{actors.ErrSlotTaken, http.StatusConflict, CodeSlotUnavailable},
 	{storage.ErrSlotTaken, http.StatusConflict, CodeSlotUnavailable},
@@ -114,6 +118,7 @@ var errorTable = []errorMapping{
 	{storage.ErrInvalidTransition, http.StatusUnprocessableEntity, CodeValidationFailed},
 	{storage.ErrAlreadyExists, http.StatusConflict, CodeValidationFailed},
 	{ErrUnknownMember, http.StatusNotFound, CodeNotFound},
+	{storage.ErrStorageUnavailable, http.StatusServiceUnavailable, CodeStorageUnavailable},
 	{ErrNoPeer, http.StatusServiceUnavailable, CodeJurisdictionUnavailable},
 	{actors.ErrUnavailable, http.StatusServiceUnavailable, CodeJurisdictionUnavailable},
 	{storage.ErrNotLeader, http.StatusServiceUnavailable, CodeJurisdictionUnavailable},

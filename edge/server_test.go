@@ -206,6 +206,13 @@ func TestServer_Readyz(t *testing.T) {
 	if p := checkProblem(t, rec); p.Code != CodeJurisdictionUnavailable || !strings.Contains(p.Detail, "applied 10 of 42") {
 		t.Errorf("problem %+v", p)
 	}
+	full := fmt.Errorf("storage: not ready: %w: raft log write failing: no space left on device", storage.ErrStorageUnavailable)
+	h.ready.Store(&full)
+	rec = h.do(call{method: "GET", path: "/readyz", valid: true})
+	wantStatus(t, rec, http.StatusServiceUnavailable)
+	if p := checkProblem(t, rec); p.Code != CodeStorageUnavailable || !strings.Contains(p.Detail, "no space left") {
+		t.Errorf("problem %+v", p)
+	}
 	wantStatus(t, h.do(call{method: "GET", path: "/healthz"}), http.StatusOK)
 }
 
@@ -260,6 +267,9 @@ func TestServer_ErrorTable(t *testing.T) {
 		{storage.ErrClosed, 503, CodeJurisdictionUnavailable},
 		{context.DeadlineExceeded, 503, CodeJurisdictionUnavailable},
 		{fmt.Errorf("actors: forwarding: %w", fmt.Errorf("%w: leader is ba-2", storage.ErrNotLeader)), 503, CodeJurisdictionUnavailable},
+		{storage.ErrStorageUnavailable, 503, CodeStorageUnavailable},
+		// As a calendar actor in this process passes the store's error on.
+		{fmt.Errorf("%w: %w", actors.ErrUnavailable, storage.ErrStorageUnavailable), 503, CodeStorageUnavailable},
 	} {
 		t.Run(c.err.Error(), func(t *testing.T) {
 			h := newHarness(t)
@@ -279,7 +289,7 @@ func TestServer_ErrorTable(t *testing.T) {
 	for _, e := range []error{actors.ErrSlotTaken, actors.ErrInvalid, actors.ErrNotFound, actors.ErrIdempotencyKeyReused,
 		actors.ErrInvalidTransition, actors.ErrUnavailable, storage.ErrNotFound, storage.ErrSlotTaken,
 		storage.ErrIdempotencyKeyReused, storage.ErrInvalidTransition, storage.ErrAlreadyExists, storage.ErrInvalid,
-		storage.ErrNotLeader, storage.ErrClosed, storage.ErrTimeout, ErrNoPeer, ErrUnknownMember} {
+		storage.ErrNotLeader, storage.ErrClosed, storage.ErrTimeout, storage.ErrStorageUnavailable, ErrNoPeer, ErrUnknownMember} {
 		if status, _, _ := classify(e); status == http.StatusInternalServerError {
 			t.Errorf("%v is not in errorTable", e)
 		}
@@ -309,6 +319,44 @@ func TestServer_StoreErrors(t *testing.T) {
 		if rec.Header().Get("Retry-After") != "1" {
 			t.Errorf("%s %s: no Retry-After", c.method, c.path)
 		}
+	}
+}
+
+// TestServer_StorageUnavailable checks a node whose store cannot write answers
+// writes with 503 storage_unavailable (Retry-After) and still serves reads.
+func TestServer_StorageUnavailable(t *testing.T) {
+	h := newHarness(t)
+	p := h.mustCreateProvider()
+	b := h.mustBook(p, "c", "2026-12-01T09:00:00-03:00")
+	full := fmt.Errorf("%w: fsm cannot apply entries 7..9: write: no space left on device", storage.ErrStorageUnavailable)
+	h.store.Fail = func(op string) error {
+		if op == "Propose" {
+			return full
+		}
+		return nil
+	}
+	h.cals.Fail = func(op string) error {
+		if op == "Book" || op == "Cancel" || op == "Reschedule" {
+			return fmt.Errorf("%w: store: %w", actors.ErrUnavailable, full)
+		}
+		return nil
+	}
+	for _, c := range []call{
+		{method: "POST", path: "/v1/providers", body: validProviderBody, valid: true},
+		{method: "POST", path: "/v1/bookings", valid: true, body: bookingBody(p.ID, p.Services[0].ID, "c", "2026-12-01T11:00:00-03:00")},
+		{method: "POST", path: "/v1/bookings/" + b.ID + "/cancel", valid: true},
+	} {
+		rec := h.do(c)
+		wantStatus(t, rec, http.StatusServiceUnavailable)
+		if pb := checkProblem(t, rec); pb.Code != CodeStorageUnavailable || !strings.Contains(pb.Detail, "no space left") {
+			t.Errorf("%s %s: problem %+v", c.method, c.path, pb)
+		}
+		if rec.Header().Get("Retry-After") != "1" {
+			t.Errorf("%s %s: no Retry-After", c.method, c.path)
+		}
+	}
+	for _, path := range []string{"/v1/bookings/" + b.ID, "/v1/providers/" + p.ID, "/v1/clients/c/bookings"} {
+		wantStatus(t, h.do(call{method: "GET", path: path, valid: true}), http.StatusOK)
 	}
 }
 

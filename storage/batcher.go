@@ -35,6 +35,11 @@ type batcher struct {
 	once    sync.Once
 
 	lastBatchSize atomic.Int64
+
+	// logFault reports a failing raft.db (LogStore.WriteFault); set before
+	// the first submit. raft's LogCache flattens the LogStore's error into
+	// text, so a failed batch is matched to the fault this way.
+	logFault func() error
 }
 
 type proposal struct {
@@ -162,9 +167,16 @@ func (b *batcher) finish(fut raft.ApplyFuture, batch []*proposal) {
 		}
 	}
 	if err != nil {
-		err = mapRaftError(err)
+		err = b.mapError(err)
 		for _, p := range batch {
 			p.done <- outcome{err: err}
+		}
+		return
+	}
+	if ferr, ok := fut.Response().(error); ok {
+		// The FSM gave up on the entry at close (see fsm.ApplyBatch).
+		for _, p := range batch {
+			p.done <- outcome{err: ferr}
 		}
 		return
 	}
@@ -177,6 +189,21 @@ func (b *batcher) finish(fut raft.ApplyFuture, batch []*proposal) {
 		r := results[i]
 		p.done <- outcome{res: r, err: resultError(r)}
 	}
+}
+
+// mapError is mapRaftError, except that an error raft passed on from the
+// LogStore (the leader's StoreLogs failed: raft answered the batch with it and
+// stepped down, nothing was replicated) becomes ErrStorageUnavailable: not
+// proposed, safe to retry elsewhere.
+func (b *batcher) mapError(err error) error {
+	m := mapRaftError(err)
+	if errors.Is(m, ErrNotLeader) || errors.Is(m, ErrClosed) || errors.Is(m, ErrTimeout) || b.logFault == nil {
+		return m
+	}
+	if lf := b.logFault(); lf != nil {
+		return fmt.Errorf("%w (raft: %v)", lf, err)
+	}
+	return m
 }
 
 // mapRaftError turns raft's errors into this package's sentinels.

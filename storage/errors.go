@@ -53,6 +53,17 @@ var (
 	// ErrClosed means the Store has been closed.
 	ErrClosed = errors.New("storage: store closed")
 
+	// ErrStorageUnavailable means this node cannot write to its disk now (disk
+	// full, I/O error): its FSM or its Raft log failed a write. While it lasts
+	// the node refuses proposals at once (nothing was proposed; a retry
+	// elsewhere or later is safe), keeps serving local reads, and Ready
+	// reports why it is not ready. The FSM retries the failed entries by
+	// itself and the condition clears when a write succeeds again (space
+	// freed). A Propose answered with it together with ErrOutcomeUnknown was
+	// in flight when the node stopped (Close) with the entry committed but not
+	// applied here.
+	ErrStorageUnavailable = errors.New("storage: storage unavailable")
+
 	// ErrTimeout means Raft did not accept the command within
 	// Config.ApplyTimeout (the command was not proposed), or a follower's
 	// FSM did not reach a linearizable read's index within ApplyTimeout.

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"io"
+	"time"
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
@@ -40,7 +41,7 @@ func DumpStore(s *Store) (map[string]map[string]string, error) { return dump(s.f
 func dump(f *fsm) (map[string]map[string]string, error) {
 	out := map[string]map[string]string{}
 	err := f.view(func(tx *bolt.Tx) error {
-		for _, name := range allBuckets {
+		for _, name := range fsmBuckets {
 			m := map[string]string{}
 			if err := tx.Bucket(name).ForEach(func(k, v []byte) error {
 				m[string(k)] = string(v)
@@ -67,4 +68,37 @@ func SetInstallHook(s *Store, h func() error) {
 		return
 	}
 	s.fsm.installHook.Store(&h)
+}
+
+// WriteFault is the FSM's write fault (nil when healthy).
+func (t *TestFSM) WriteFault() error { return t.f.writeFault() }
+
+// SetRetry sets the FSM's retry delays after a failed write.
+func (t *TestFSM) SetRetry(min, max time.Duration) { t.f.retryMin, t.f.retryMax = min, max }
+
+// StopRetrying makes a blocked ApplyBatch give up, as Store.Close does.
+func (t *TestFSM) StopRetrying() { t.f.stopRetrying() }
+
+// Snapshot takes (and releases) an FSM snapshot, as raft would.
+func (t *TestFSM) Snapshot() error {
+	s, err := t.f.Snapshot()
+	if err == nil {
+		s.Release()
+	}
+	return err
+}
+
+// SetStoreRetry sets the retry delays of s's FSM after a failed write.
+func SetStoreRetry(s *Store, min, max time.Duration) { s.fsm.retryMin, s.fsm.retryMax = min, max }
+
+// BucketCounts returns the number of keys of every bucket of s's FSM.
+func BucketCounts(s *Store) (map[string]int, error) {
+	out := map[string]int{}
+	err := s.fsm.view(func(tx *bolt.Tx) error {
+		for _, name := range fsmBuckets {
+			out[string(name)] = tx.Bucket(name).Stats().KeyN
+		}
+		return nil
+	})
+	return out, err
 }

@@ -152,6 +152,9 @@ func (s *Store) Propose(ctx context.Context, cmd *bookingv1.Command) (*bookingv1
 			return nil, err
 		}
 	}
+	if errors.Is(lastErr, ErrStorageUnavailable) && notProposed(lastErr) {
+		return nil, fmt.Errorf("%w: the leader could not write for %s: %v", ErrStorageUnavailable, s.cfg.LeaderWaitTimeout, lastErr)
+	}
 	if notProposed(lastErr) {
 		return nil, fmt.Errorf("%w: no leader accepted the command within %s: %v", ErrNotLeader, s.cfg.LeaderWaitTimeout, lastErr)
 	}
@@ -178,6 +181,9 @@ func (s *Store) ProposeLocal(ctx context.Context, cmd *bookingv1.Command) (*book
 func (s *Store) prepare(ctx context.Context, cmd *bookingv1.Command) (*bookingv1.Command, []byte, error) {
 	if s.closed.Load() {
 		return nil, nil, ErrClosed
+	}
+	if err := s.WriteFault(); err != nil {
+		return nil, nil, err // refused at once: nothing proposed
 	}
 	if cmd == nil {
 		return nil, nil, fmt.Errorf("%w: nil command", ErrInvalid)
@@ -287,6 +293,9 @@ func (s *Store) ReadIndexLocal(ctx context.Context) (uint64, error) {
 	if err := s.logs.GetLog(commit, &l); err == nil && l.Term != s.logs.CurrentTerm() {
 		// The commit index may predate this term: commit a barrier of our
 		// own. When it returns, the FSM has applied everything before it.
+		if err := s.fsm.writeFault(); err != nil {
+			return 0, err // the barrier would wait for an FSM that cannot write
+		}
 		if err := s.awaitFuture(ctx, s.raft.Barrier(s.cfg.ApplyTimeout)); err != nil {
 			return 0, err
 		}
@@ -319,9 +328,11 @@ func (s *Store) backoff(ctx context.Context, changed <-chan struct{}, attempt in
 }
 
 // notProposed reports whether err says the command was certainly not
-// proposed: a refusal by a node that is not (or no longer) the leader.
+// proposed: a refusal by a node that is not (or no longer) the leader, or by
+// a leader that cannot write now (it hands leadership over, so a retry may
+// find one that can).
 func notProposed(err error) bool {
-	return errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrOutcomeUnknown)
+	return (errors.Is(err, ErrNotLeader) || errors.Is(err, ErrStorageUnavailable)) && !errors.Is(err, ErrOutcomeUnknown)
 }
 
 // isDefinite reports whether err is an answer about the command itself, so
@@ -359,6 +370,7 @@ var errorKinds = []struct {
 	{"closed", ErrClosed},
 	{"timeout", ErrTimeout},
 	{"no_other_voter", ErrNoOtherVoter},
+	{"storage_unavailable", ErrStorageUnavailable},
 	{"deadline_exceeded", context.DeadlineExceeded},
 	{"canceled", context.Canceled},
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,10 +28,22 @@ var (
 	bucketClientBookings = []byte("client_bookings") // clientID 0x00 be64(created_at_ms) bookingID → empty
 	bucketIdempotency    = []byte("idempotency")     // key → IdempotencyRecord
 	bucketMeta           = []byte("meta")            // applied_index, applied_term
+	// Time-ordered indexes that Compact walks from the oldest entry (compact.go).
+	bucketIdempotencyTime = []byte("idempotency_time") // be64(created_at_ms) key → empty
+	bucketCancelledTime   = []byte("cancelled_time")   // be64(cancelled_at_ms) bookingID → empty (cancelled only)
 
-	// recordBuckets are the buckets Digest hashes, in this order.
-	recordBuckets = [][]byte{bucketProviders, bucketBookings, bucketProviderTime, bucketClientBookings, bucketIdempotency}
-	allBuckets    = append(append([][]byte{}, recordBuckets...), bucketMeta)
+	// allBuckets are the buckets every fsm.db and every snapshot has had since
+	// the first format (a restored snapshot must hold them all).
+	allBuckets = [][]byte{bucketProviders, bucketBookings, bucketProviderTime, bucketClientBookings, bucketIdempotency, bucketMeta}
+	// indexBuckets were added later; openDB creates and fills a missing one
+	// from the records (ensureIndexes), so files and snapshots written
+	// without them still open.
+	indexBuckets = [][]byte{bucketIdempotencyTime, bucketCancelledTime}
+	// fsmBuckets is every bucket of fsm.db.
+	fsmBuckets = append(append([][]byte{}, allBuckets...), indexBuckets...)
+	// recordBuckets are the buckets Digest hashes, in this order (all but meta).
+	recordBuckets = [][]byte{bucketProviders, bucketBookings, bucketProviderTime, bucketClientBookings, bucketIdempotency,
+		bucketIdempotencyTime, bucketCancelledTime}
 
 	keyAppliedIndex = []byte("applied_index")
 	keyAppliedTerm  = []byte("applied_term")
@@ -70,7 +83,23 @@ type fsm struct {
 	// snapshot-restore failpoint fires; an error aborts the restore there, as
 	// a crash at that point would, but lets the test go on.
 	installHook atomic.Pointer[func() error]
+	// Write failures (see ApplyBatch). fault is non-nil while a batch is
+	// being retried; abandoned latches once a batch was given up at close.
+	fault              atomic.Pointer[fsmFault]
+	faultLogged        time.Time // FSM goroutine only
+	abandoned          atomic.Bool
+	stop               chan struct{} // closed by stopRetrying
+	stopOnce           sync.Once
+	retryMin, retryMax time.Duration
 }
+
+// Retry delays of a failed FSM write, and how often a still failing one is
+// logged.
+const (
+	fsmRetryMin   = 50 * time.Millisecond
+	fsmRetryMax   = time.Second
+	faultLogEvery = 30 * time.Second
+)
 
 var _ raft.BatchingFSM = (*fsm)(nil)
 
@@ -78,7 +107,8 @@ func openFSM(path string, logger *slog.Logger) (*fsm, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	f := &fsm{path: path, logger: logger, notify: make(chan struct{})}
+	f := &fsm{path: path, logger: logger, notify: make(chan struct{}), stop: make(chan struct{}),
+		retryMin: fsmRetryMin, retryMax: fsmRetryMax}
 	removeRestoreLeftovers(path, logger)
 	if err := f.openDB(); err != nil {
 		return nil, err
@@ -103,6 +133,9 @@ func (f *fsm) openDB() error {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
+		}
+		if err := ensureIndexes(tx); err != nil {
+			return err
 		}
 		idx, term = readApplied(tx)
 		return nil
@@ -141,13 +174,19 @@ func (f *fsm) close() error {
 func (f *fsm) setApplied(idx, term uint64) {
 	f.applied.Store(idx)
 	f.appliedTerm.Store(term)
+	f.wake()
+}
+
+// wake closes and replaces the notify channel.
+func (f *fsm) wake() {
 	f.notifyMu.Lock()
 	close(f.notify)
 	f.notify = make(chan struct{})
 	f.notifyMu.Unlock()
 }
 
-// changed returns a channel closed at the next advance of the applied index.
+// changed returns a channel closed at the next advance of the applied index
+// (and when a write fault begins).
 func (f *fsm) changed() <-chan struct{} {
 	f.notifyMu.Lock()
 	defer f.notifyMu.Unlock()
@@ -175,22 +214,64 @@ func (f *fsm) Apply(l *raft.Log) interface{} {
 // nil response. A LogCommand's response is a []*CommandResult, one per
 // command of its CommandBatch (one INVALID result if the data does not decode).
 //
-// A failure of bbolt itself (I/O error, full disk) panics: raft has already
-// committed the entries, and continuing would make this replica diverge. On
-// restart the node resumes from the last stored applied index.
+// A failure of bbolt itself (I/O error, full disk) rolls the transaction
+// back, so neither the records nor meta.applied_index move. raft has already
+// committed these entries: skipping them would make this replica diverge and
+// panicking would take the node down for a condition that may pass. So the
+// FSM is marked faulty (writeFault: Propose refuses at once and Ready
+// reports it, both with ErrStorageUnavailable) and ApplyBatch retries the
+// same batch with a growing delay (retryMin doubling to retryMax) until a
+// transaction commits; then the fault clears by itself. Meanwhile raft's FSM
+// goroutine is blocked here: committed batches queue in raft's fsmMutateCh
+// (128 batches) and then raft's main loop waits, which is backpressure, not
+// loss. Each attempt re-reads meta.applied_index, so a transaction whose
+// commit reported an error yet reached the file (a failed fsync of the meta
+// page) is not applied twice. stopRetrying (Store.Close) ends the retries:
+// the batch is then abandoned (see abandonedResponses) and the FSM never
+// writes again in this process.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
+	var prev []interface{}
+	for attempt := 0; ; attempt++ {
+		if f.abandoned.Load() {
+			return abandonedResponses(logs, errors.New("an earlier batch was abandoned"))
+		}
+		out, err := f.applyOnce(logs, prev)
+		if err == nil {
+			if attempt > 0 {
+				f.clearFault(logs, attempt)
+			}
+			return out
+		}
+		prev = out
+		f.setFault(err, logs, attempt)
+		if !f.waitRetry(attempt) {
+			f.abandoned.Store(true)
+			f.logger.Error("fsm gave up applying entries at close; they stay in the raft log and are applied after restart",
+				"first_index", logs[0].Index, "last_index", logs[len(logs)-1].Index, "err", err)
+			return abandonedResponses(logs, err)
+		}
+	}
+}
+
+// applyOnce makes one attempt at ApplyBatch's transaction. Logs already in
+// meta.applied_index are skipped; their response is taken from prev (the
+// previous attempt's, whose commit reported an error but reached the file).
+func (f *fsm) applyOnce(logs []*raft.Log, prev []interface{}) ([]interface{}, error) {
 	out := make([]interface{}, len(logs))
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.db == nil {
-		panic("storage: fsm apply after close")
+		return out, ErrClosed
 	}
-	stored := f.applied.Load()
-	var lastIdx, lastTerm uint64
+	var lastIdx, lastTerm, storedIdx, storedTerm uint64
 	err := f.db.Update(func(tx *bolt.Tx) error {
+		storedIdx, storedTerm = readApplied(tx)
 		a := applier{tx: tx}
 		for i, l := range logs {
-			if l.Index <= stored {
+			if l.Index <= storedIdx {
+				if prev != nil {
+					out[i] = prev[i]
+				}
 				continue
 			}
 			if l.Type == raft.LogCommand {
@@ -211,10 +292,102 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 		return m.Put(keyAppliedTerm, u64(lastTerm))
 	})
 	if err != nil {
-		panic(fmt.Sprintf("storage: fsm apply of logs %d..%d failed: %v", logs[0].Index, logs[len(logs)-1].Index, err))
+		return out, err
 	}
 	if lastIdx != 0 {
 		f.setApplied(lastIdx, lastTerm)
+	} else if storedIdx > f.applied.Load() {
+		f.setApplied(storedIdx, storedTerm)
+	}
+	return out, nil
+}
+
+// fsmFault is the FSM's write failure while it retries.
+type fsmFault struct {
+	err         error
+	first, last uint64 // the batch's log indexes
+	since       time.Time
+	attempts    int
+}
+
+// setFault records a failed attempt. The first failure of an episode is
+// logged as an error, then one warning every faultLogEvery.
+func (f *fsm) setFault(err error, logs []*raft.Log, attempt int) {
+	first, last := logs[0].Index, logs[len(logs)-1].Index
+	now := time.Now()
+	cur := f.fault.Load()
+	since := now
+	if cur != nil {
+		since = cur.since
+	}
+	f.fault.Store(&fsmFault{err: err, first: first, last: last, since: since, attempts: attempt + 1})
+	if cur == nil {
+		f.wake() // waiters for the applied index learn they would wait in vain
+	}
+	switch {
+	case cur == nil:
+		f.logger.Error("fsm write failed: storage unavailable, retrying the same entries (node refuses writes and reports unready until a write succeeds)",
+			"first_index", first, "last_index", last, "err", err)
+	case now.Sub(f.faultLogged) >= faultLogEvery:
+		f.logger.Warn("fsm write still failing", "first_index", first, "last_index", last,
+			"attempts", attempt+1, "since", since, "err", err)
+	default:
+		return
+	}
+	f.faultLogged = now
+}
+
+func (f *fsm) clearFault(logs []*raft.Log, attempts int) {
+	cur := f.fault.Swap(nil)
+	var took time.Duration
+	if cur != nil {
+		took = time.Since(cur.since)
+	}
+	f.logger.Info("fsm writes resumed", "first_index", logs[0].Index, "last_index", logs[len(logs)-1].Index,
+		"failed_attempts", attempts, "degraded_for", took)
+}
+
+// writeFault returns an error wrapping ErrStorageUnavailable while the FSM
+// cannot write (or has given up at close), else nil.
+func (f *fsm) writeFault() error {
+	if cur := f.fault.Load(); cur != nil {
+		return fmt.Errorf("%w: fsm cannot apply entries %d..%d since %s (%d attempts): %v",
+			ErrStorageUnavailable, cur.first, cur.last, cur.since.UTC().Format(time.RFC3339), cur.attempts, cur.err)
+	}
+	if f.abandoned.Load() {
+		return fmt.Errorf("%w: fsm stopped applying at close after a write failure", ErrStorageUnavailable)
+	}
+	return nil
+}
+
+// waitRetry sleeps before attempt+1 (retryMin doubling up to retryMax); false
+// if stopRetrying was called.
+func (f *fsm) waitRetry(attempt int) bool {
+	d := min(f.retryMin<<min(attempt, 20), f.retryMax)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-f.stop:
+		return false
+	}
+}
+
+// stopRetrying makes a blocked ApplyBatch give up (Store.Close calls it
+// before shutting raft down, which waits for the FSM goroutine). It does not
+// affect applies that succeed.
+func (f *fsm) stopRetrying() { f.stopOnce.Do(func() { close(f.stop) }) }
+
+// abandonedResponses answers every log of a batch the FSM gave up on: an
+// error (in place of the []*CommandResult) wrapping ErrClosed,
+// ErrStorageUnavailable and ErrOutcomeUnknown. The entries are committed;
+// this node applies them from its raft log after a restart.
+func abandonedResponses(logs []*raft.Log, cause error) []interface{} {
+	out := make([]interface{}, len(logs))
+	for i, l := range logs {
+		out[i] = fmt.Errorf("%w: %w: %w: entry %d committed but not applied on this node before it closed: %v",
+			ErrClosed, ErrStorageUnavailable, ErrOutcomeUnknown, l.Index, cause)
 	}
 	return out
 }
@@ -281,6 +454,12 @@ func (a *applier) apply(cmd *bookingv1.Command) *bookingv1.CommandResult {
 		return invalid("command has no operation")
 	}
 	key := cmd.IdempotencyKey
+	if c, ok := cmd.Op.(*bookingv1.Command_Compact); ok {
+		if key != "" {
+			return invalid("compact takes no idempotency key")
+		}
+		return a.compact(cmd, c.Compact)
+	}
 	if key != "" {
 		if why := validID("idempotency_key", key); why != "" {
 			return invalid("%s", why)
@@ -325,6 +504,7 @@ func (a *applier) apply(cmd *bookingv1.Command) *bookingv1.CommandResult {
 		ResourceId:  resourceID,
 		CreatedAtMs: cmd.ProposedAtMs,
 	})
+	a.putKey(bucketIdempotencyTime, atKey(cmd.ProposedAtMs, key))
 	return r
 }
 
@@ -482,6 +662,7 @@ func (a *applier) cancelBooking(cmd *bookingv1.Command, op *bookingv1.CancelBook
 	nb.UpdatedAtMs = cmd.ProposedAtMs
 	a.put(bucketBookings, []byte(nb.Id), nb)
 	a.deleteKey(bucketProviderTime, timeKey(cur.ProviderId, cur.StartMs, cur.Id))
+	a.putKey(bucketCancelledTime, atKey(nb.UpdatedAtMs, nb.Id))
 	return okBooking(nb)
 }
 
@@ -643,6 +824,10 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if f.db == nil {
 		return nil, ErrClosed
 	}
+	if f.abandoned.Load() {
+		// raft believes the abandoned batch applied; this db does not hold it.
+		return nil, fmt.Errorf("%w: fsm abandoned a batch, no snapshot until restart", ErrStorageUnavailable)
+	}
 	tx, err := f.db.Begin(false)
 	if err != nil {
 		return nil, fmt.Errorf("storage: begin snapshot: %w", err)
@@ -693,7 +878,11 @@ func digestTx(tx *bolt.Tx) ([]byte, error) {
 	}
 	for _, name := range recordBuckets {
 		write(name)
-		if err := tx.Bucket(name).ForEach(func(k, v []byte) error {
+		b := tx.Bucket(name)
+		if b == nil {
+			continue // a file of an older format, read by Inspect: no index yet
+		}
+		if err := b.ForEach(func(k, v []byte) error {
 			write(k)
 			write(v)
 			return nil

@@ -15,8 +15,9 @@ import (
 
 // FuzzFSM_Apply feeds arbitrary bytes to the FSM as a Raft log entry. The FSM
 // must never panic; undecodable data must give exactly one INVALID result;
-// every command gets a known result code; and no two non-cancelled bookings
-// of a provider may ever overlap. Seeds: testdata/fuzz/FuzzFSM_Apply and the
+// every command gets a known result code; no two non-cancelled bookings
+// of a provider may ever overlap; and the time indexes Compact walks match
+// the records (Compact included). Seeds: testdata/fuzz/FuzzFSM_Apply and the
 // f.Add calls below.
 func FuzzFSM_Apply(f *testing.F) {
 	seed := func(cmds ...*bookingv1.Command) {
@@ -35,6 +36,11 @@ func FuzzFSM_Apply(f *testing.F) {
 		return &bookingv1.Command{Op: &bookingv1.Command_FoundGroup{FoundGroup: &bookingv1.FoundGroup{ClusterId: id}}}
 	}
 	seed(found("c1"), found("c2"), found(""))
+	// Compact after a keyed booking and a cancellation, with cutoffs past both.
+	seed(st.WithKey(st.CreateBooking(st.Booking("b3", "p", 3*time.Hour, 4*time.Hour, 4*time.Hour)), "k3", "h"),
+		st.CancelBooking("b3"),
+		&bookingv1.Command{ProposedAtMs: st.At(48 * time.Hour), Op: &bookingv1.Command_Compact{Compact: &bookingv1.Compact{
+			IdempotencyTtlMs: time.Hour.Milliseconds(), CancelledRetentionMs: time.Hour.Milliseconds(), MaxRemovals: 10}}})
 	f.Add([]byte{})
 	f.Add([]byte{0xff, 0xff, 0xff})
 
@@ -69,7 +75,61 @@ func FuzzFSM_Apply(f *testing.F) {
 			}
 		}
 		checkNoOverlap(t, fsm)
+		checkTimeIndexes(t, fsm)
 	})
+}
+
+// checkTimeIndexes fails unless idempotency_time has exactly one entry per
+// idempotency record (at its created_at_ms) and cancelled_time one per
+// cancelled booking (at its updated_at_ms).
+func checkTimeIndexes(t *testing.T, fsm *storage.TestFSM) {
+	t.Helper()
+	dump, err := fsm.Dump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dump["bookings"]) > 500 {
+		return
+	}
+	atKey := func(ms int64, s string) string {
+		return string(append(binary.BigEndian.AppendUint64(nil, uint64(max(ms, 0))), s...))
+	}
+	want := map[string]bool{}
+	for k, v := range dump["idempotency"] {
+		r := new(bookingv1.IdempotencyRecord)
+		if err := proto.Unmarshal([]byte(v), r); err != nil {
+			t.Fatal(err)
+		}
+		want[atKey(r.CreatedAtMs, k)] = true
+	}
+	if !sameKeys(want, dump["idempotency_time"]) {
+		t.Fatalf("idempotency_time %q does not match the records %v", dump["idempotency_time"], want)
+	}
+	want = map[string]bool{}
+	for k, v := range dump["bookings"] {
+		b := new(bookingv1.Booking)
+		if err := proto.Unmarshal([]byte(v), b); err != nil {
+			t.Fatal(err)
+		}
+		if b.Status == bookingv1.BookingStatus_BOOKING_STATUS_CANCELLED {
+			want[atKey(b.UpdatedAtMs, k)] = true
+		}
+	}
+	if !sameKeys(want, dump["cancelled_time"]) {
+		t.Fatalf("cancelled_time %q does not match the cancelled bookings %v", dump["cancelled_time"], want)
+	}
+}
+
+func sameKeys(want map[string]bool, got map[string]string) bool {
+	if len(want) != len(got) {
+		return false
+	}
+	for k := range got {
+		if !want[k] {
+			return false
+		}
+	}
+	return true
 }
 
 // checkNoOverlap fails if two non-cancelled bookings of a provider overlap,

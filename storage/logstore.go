@@ -44,6 +44,14 @@ const (
 type LogStore struct {
 	db          *bolt.DB
 	currentTerm atomic.Uint64 // cached value of raft's CurrentTerm key
+	fault       atomic.Pointer[logFault]
+}
+
+// logFault is the LogStore's last write failure, until a write succeeds.
+type logFault struct {
+	err   error
+	op    string
+	since time.Time
 }
 
 var (
@@ -122,7 +130,7 @@ func (s *LogStore) StoreLog(log *raft.Log) error { return s.StoreLogs([]*raft.Lo
 
 // StoreLogs stores entries in one transaction (one fsync).
 func (s *LogStore) StoreLogs(logs []*raft.Log) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.noteWrite("store logs", s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketLogs)
 		for _, l := range logs {
 			if err := b.Put(u64(l.Index), encodeLog(l)); err != nil {
@@ -130,12 +138,49 @@ func (s *LogStore) StoreLogs(logs []*raft.Log) error {
 			}
 		}
 		return nil
-	})
+	}))
 }
+
+// noteWrite records the outcome of a write transaction: a failure (disk full,
+// I/O error) is kept as the store's fault until a later write succeeds. bbolt
+// rolls a failed transaction back, so the file still holds the last committed
+// state. It returns err.
+func (s *LogStore) noteWrite(op string, err error) error {
+	if err == nil {
+		if s.fault.Load() != nil {
+			s.fault.Store(nil)
+		}
+		return nil
+	}
+	since := time.Now()
+	if cur := s.fault.Load(); cur != nil {
+		since = cur.since
+	}
+	s.fault.Store(&logFault{err: err, op: op, since: since})
+	return err
+}
+
+// WriteFault returns an error wrapping ErrStorageUnavailable if the last
+// write to raft.db failed, nil otherwise. raft handles the failure itself (a
+// leader whose StoreLogs fails answers the entries' futures with the error and
+// steps down; a follower rejects the AppendEntries and the leader retries);
+// the Store refuses writes and reports unready meanwhile.
+func (s *LogStore) WriteFault() error {
+	cur := s.fault.Load()
+	if cur == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: raft log write (%s) failing since %s: %v",
+		ErrStorageUnavailable, cur.op, cur.since.UTC().Format(time.RFC3339), cur.err)
+}
+
+// clearFault forgets the last write failure: the Store calls it once a probe
+// shows the disk takes writes again (raft may have nothing to append).
+func (s *LogStore) clearFault() { s.fault.Store(nil) }
 
 // DeleteRange deletes entries min..max inclusive.
 func (s *LogStore) DeleteRange(min, max uint64) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.noteWrite("delete range", s.db.Update(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketLogs).Cursor()
 		for k, _ := c.Seek(u64(min)); k != nil; k, _ = c.Next() {
 			if binary.BigEndian.Uint64(k) > max {
@@ -146,14 +191,14 @@ func (s *LogStore) DeleteRange(min, max uint64) error {
 			}
 		}
 		return nil
-	})
+	}))
 }
 
 // Set stores a stable key.
 func (s *LogStore) Set(key, val []byte) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.noteWrite("set "+string(key), s.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketStable).Put(key, val)
-	})
+	}))
 	if err == nil && string(key) == string(keyCurrentTerm) && len(val) == 8 {
 		s.currentTerm.Store(binary.BigEndian.Uint64(val))
 	}

@@ -54,7 +54,7 @@ func TestStore_CrashDuringSnapshotInstall(t *testing.T) {
 	}
 	// The follower's fsm.db holds the first bookings: the crash leaves an old,
 	// not an empty, FSM behind.
-	waitFor(t, "follower applies the first bookings", func() bool {
+	waitFor(t, "follower applies the first bookings", st.ReadyTimeout, func() bool {
 		return lagger.Stats().AppliedIndex >= leader.Stats().AppliedIndex
 	})
 
@@ -111,7 +111,7 @@ func TestStore_CrashDuringSnapshotInstall(t *testing.T) {
 	// the snapshot whose install failed; a new one starts from what the node
 	// reports (its last index is the snapshot's, which raft counts as
 	// applied) and sends only the entries after it.
-	waitFor(t, "the other survivor leads", func() bool {
+	waitFor(t, "the other survivor leads", st.ReadyTimeout, func() bool {
 		if !stores[1].IsLeader() && leader.IsLeader() {
 			_ = leader.Raft().LeadershipTransferToServer(stores[1].ID(), stores[1].Addr()).Error()
 		}
@@ -147,7 +147,7 @@ func TestStore_CrashDuringSnapshotInstall(t *testing.T) {
 
 	// Make the restarted node the leader: it must judge overlaps against
 	// every booking the group acknowledged.
-	waitFor(t, "leadership moves to the restarted node", func() bool {
+	waitFor(t, "leadership moves to the restarted node", st.ReadyTimeout, func() bool {
 		if restarted.IsLeader() {
 			return true
 		}
@@ -167,7 +167,7 @@ func TestStore_CrashDuringSnapshotInstall(t *testing.T) {
 	mustPropose(t, restarted, st.CancelBooking("b0"))
 	want := restarted.Stats().AppliedIndex
 	for _, s := range stores[:2] {
-		waitFor(t, "replicas apply the new leader's entries", func() bool { return s.Stats().AppliedIndex >= want })
+		waitFor(t, "replicas apply the new leader's entries", st.ReadyTimeout, func() bool { return s.Stats().AppliedIndex >= want })
 	}
 	d0, _ := restarted.Digest()
 	for _, s := range stores[:2] {
@@ -295,19 +295,6 @@ func leaderOf(stores ...*storage.Store) *storage.Store {
 		}
 	}
 	return nil
-}
-
-// waitFor polls cond every 10ms until it holds, failing the test after
-// st.ReadyTimeout.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(st.ReadyTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // copyDir copies the regular files under src to dst (created).

@@ -124,6 +124,22 @@ type Config struct {
 	// cost the group an election. Negative disables it. Default 1s
 	// (DefaultConfig), 500ms (LocalConfig).
 	CloseTransferTimeout time.Duration
+
+	// IdempotencyTTL is how long an idempotency record is kept after the
+	// command that wrote it: a request repeated with the same key within it
+	// gets the first answer, after it (and the next compaction) it takes
+	// effect anew. Age is measured on Raft entry times (proposed_at_ms), not
+	// a replica's clock. At least 1s. Default 24h (DefaultIdempotencyTTL).
+	IdempotencyTTL time.Duration
+	// CancelledRetention is how long a cancelled booking is kept after its
+	// cancellation (then GET answers not found and the client's list drops
+	// it). At least 1s. Default 720h = 30 days (DefaultCancelledRetention).
+	CancelledRetention time.Duration
+	// CompactInterval is how often the leader proposes a Compact command
+	// carrying IdempotencyTTL and CancelledRetention (more at once while one
+	// reports more due). Negative disables compaction: records are kept
+	// forever. Default 1m.
+	CompactInterval time.Duration
 }
 
 // DefaultConfig returns the preset for production nodes on a LAN of cities
@@ -146,6 +162,10 @@ func DefaultConfig() Config {
 		LeaderWaitTimeout:    2 * time.Second,
 		MaxVoters:            5,
 		CloseTransferTimeout: time.Second,
+
+		IdempotencyTTL:     DefaultIdempotencyTTL,
+		CancelledRetention: DefaultCancelledRetention,
+		CompactInterval:    DefaultCompactInterval,
 	}
 }
 
@@ -215,6 +235,7 @@ func (c Config) Validate() error {
 	if c.MaxVoters <= 0 {
 		bad("MaxVoters (%d) must be positive", c.MaxVoters)
 	}
+	errs = append(errs, c.validateRetention()...)
 	if len(errs) > 0 {
 		return fmt.Errorf("storage: invalid config: %w", errors.Join(errs...))
 	}
@@ -270,11 +291,15 @@ type Store struct {
 	closed      atomic.Bool
 	closeOnce   sync.Once
 	closeErr    error
+
+	stopMaintain context.CancelFunc // ends maintain (maintain.go)
+	maintainDone chan struct{}
 }
 
 // Open opens (or creates) the store in cfg.DataDir and starts its Raft node.
 // Zero MaxBatch, MaxInflight, ApplyTimeout, LeaderWaitTimeout, MaxVoters,
-// CloseTransferTimeout, Clock and Logger take DefaultConfig's values.
+// CloseTransferTimeout, IdempotencyTTL, CancelledRetention, CompactInterval,
+// Clock and Logger take DefaultConfig's values.
 // With cfg.Bootstrap and no Raft state on disk it bootstraps a single-voter
 // group; on an existing data dir it resumes. Before raft starts, an FSM
 // behind the latest snapshot is brought up to it from the log or by restoring
@@ -299,6 +324,15 @@ func Open(cfg Config) (_ *Store, err error) {
 	}
 	if cfg.CloseTransferTimeout == 0 {
 		cfg.CloseTransferTimeout = def.CloseTransferTimeout
+	}
+	if cfg.IdempotencyTTL == 0 {
+		cfg.IdempotencyTTL = def.IdempotencyTTL
+	}
+	if cfg.CancelledRetention == 0 {
+		cfg.CancelledRetention = def.CancelledRetention
+	}
+	if cfg.CompactInterval == 0 {
+		cfg.CompactInterval = def.CompactInterval
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
@@ -385,6 +419,10 @@ func Open(cfg Config) (_ *Store, err error) {
 	s.raft.RegisterObserver(s.observer)
 	go s.watchRaft(notify, obs)
 	s.b = newBatcher(s.raft, cfg.MaxBatch, cfg.MaxInflight, cfg.ApplyTimeout)
+	s.b.logFault = s.logs.WriteFault
+	mctx, stop := context.WithCancel(context.Background())
+	s.stopMaintain, s.maintainDone = stop, make(chan struct{})
+	go s.maintain(mctx)
 	s.logger.Info("store opened", "data_dir", cfg.DataDir, "raft_addr", s.trans.LocalAddr(), "applied_index", s.fsm.applied.Load())
 	return s, nil
 }
@@ -398,9 +436,14 @@ func Open(cfg Config) (_ *Store, err error) {
 // first call's result.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		s.stopMaintain()
+		<-s.maintainDone
 		s.transferOnClose()
 		s.closed.Store(true)
 		s.b.close()
+		// A FSM retrying a failed write blocks raft's FSM goroutine, which
+		// Shutdown waits for: make it give up first.
+		s.fsm.stopRetrying()
 		var errs []error
 		if err := s.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
@@ -699,6 +742,9 @@ func (s *Store) waitApplied(ctx context.Context, idx uint64) error {
 		if s.fsm.applied.Load() >= idx {
 			return nil
 		}
+		if err := s.fsm.writeFault(); err != nil {
+			return err // the FSM cannot get there until the disk recovers
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
@@ -757,7 +803,8 @@ func (s *Store) Stats() Stats {
 
 // Ready returns nil once a leader is known and the FSM has applied every
 // entry committed when the leader first became known after Open; otherwise an
-// error saying why not (ErrClosed after Close). On the leader that is its
+// error saying why not (ErrClosed after Close; one wrapping
+// ErrStorageUnavailable while WriteFault reports a failing disk). On the leader that is its
 // commit index. A follower with a Forwarder asks the leader for it (a read
 // index: the leader's commit, as the FSM sees it), because the commit index a
 // follower learns is at most its own last log index: a follower far behind
@@ -768,6 +815,9 @@ func (s *Store) Stats() Stats {
 func (s *Store) Ready() error {
 	if s.closed.Load() {
 		return ErrClosed
+	}
+	if err := s.WriteFault(); err != nil {
+		return fmt.Errorf("storage: not ready: %w", err)
 	}
 	addr, id := s.raft.LeaderWithID()
 	if id == "" {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/barberpro/edge/cluster"
 	"github.com/barberpro/edge/cluster/topology"
+	"github.com/barberpro/edge/storage"
 )
 
 func newNodeCmd() *cobra.Command {
@@ -32,6 +33,9 @@ type nodeFlags struct {
 	profile                                                    string
 	gcPercent, bootstrapExpect                                 int
 	deadServerTimeout                                          time.Duration
+	// retention of the store: how long idempotency records and cancelled
+	// bookings are kept, and how often the leader compacts.
+	idempotencyTTL, cancelledRetention, compactInterval time.Duration
 }
 
 func newNodeStartCmd() *cobra.Command {
@@ -91,6 +95,12 @@ lowest node id, and all that has held for the founding wait (15 s; 5 s with
 			}
 			cfg.GossipPort, cfg.ActorPort, cfg.Join = f.gossipPort, f.actorPort, f.join
 			cfg.InsecureGossip = f.insecureGossip
+			if f.compactInterval == 0 {
+				return usagef("--compact-interval: 0 is not an interval (a negative value disables compaction)")
+			}
+			cfg.Storage.IdempotencyTTL = f.idempotencyTTL
+			cfg.Storage.CancelledRetention = f.cancelledRetention
+			cfg.Storage.CompactInterval = f.compactInterval
 			if f.gossipKey != "" {
 				if cfg.GossipKey, err = base64.StdEncoding.DecodeString(f.gossipKey); err != nil {
 					return usagef("--gossip-key: not base64: %v", err)
@@ -118,6 +128,10 @@ lowest node id, and all that has held for the founding wait (15 s; 5 s with
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.IntVar(&f.gcPercent, "gc-percent", 400, "Go GC target percentage (GOGC, if set, wins); the live heap is small (bbolt is memory-mapped), and 400 gives ~20% more bookings/s than Go's 100 at 256 clients")
 	fl.DurationVar(&f.deadServerTimeout, "dead-server-timeout", 0, "how long a Raft member may be gone from gossip before its group's leader removes it (logged, and listed in `cluster status` events); 0: the profile's (5m lan, 30s local)")
+	sdef := storage.DefaultConfig()
+	fl.DurationVar(&f.idempotencyTTL, "idempotency-ttl", sdef.IdempotencyTTL, "how long an Idempotency-Key is remembered (measured on Raft entry times; at least 1s)")
+	fl.DurationVar(&f.cancelledRetention, "cancelled-retention", sdef.CancelledRetention, "how long a cancelled booking is kept after its cancellation, then removed (at least 1s)")
+	fl.DurationVar(&f.compactInterval, "compact-interval", sdef.CompactInterval, "how often the Raft leader removes expired idempotency records and old cancelled bookings; negative disables")
 	fl.StringVar(&f.profile, "profile", "lan", "timing preset: lan (cities on a LAN/WAN) or local (one machine: fast failure detection, for tests and simulations)")
 	return cmd
 }

@@ -814,6 +814,7 @@ type Command struct {
 	//	*Command_CreateBooking
 	//	*Command_CancelBooking
 	//	*Command_RescheduleBooking
+	//	*Command_Compact
 	//	*Command_FoundGroup
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
@@ -923,6 +924,15 @@ func (x *Command) GetRescheduleBooking() *RescheduleBooking {
 	return nil
 }
 
+func (x *Command) GetCompact() *Compact {
+	if x != nil {
+		if x, ok := x.Op.(*Command_Compact); ok {
+			return x.Compact
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetFoundGroup() *FoundGroup {
 	if x != nil {
 		if x, ok := x.Op.(*Command_FoundGroup); ok {
@@ -956,8 +966,11 @@ type Command_RescheduleBooking struct {
 	RescheduleBooking *RescheduleBooking `protobuf:"bytes,14,opt,name=reschedule_booking,json=rescheduleBooking,proto3,oneof"`
 }
 
+type Command_Compact struct {
+	Compact *Compact `protobuf:"bytes,15,opt,name=compact,proto3,oneof"`
+}
+
 type Command_FoundGroup struct {
-	// 15 is Compact.
 	FoundGroup *FoundGroup `protobuf:"bytes,16,opt,name=found_group,json=foundGroup,proto3,oneof"`
 }
 
@@ -970,6 +983,8 @@ func (*Command_CreateBooking) isCommand_Op() {}
 func (*Command_CancelBooking) isCommand_Op() {}
 
 func (*Command_RescheduleBooking) isCommand_Op() {}
+
+func (*Command_Compact) isCommand_Op() {}
 
 func (*Command_FoundGroup) isCommand_Op() {}
 
@@ -1317,6 +1332,78 @@ func (x *FoundGroup) GetClusterId() string {
 	return ""
 }
 
+// Compact removes what the store no longer needs to keep: idempotency records older
+// than idempotency_ttl_ms and cancelled bookings cancelled longer ago than
+// cancelled_retention_ms (with their client_bookings index entries). Ages are
+// measured from the command's proposed_at_ms (the leader's clock when it proposed the
+// entry), never from a replica's clock, so every replica removes the same records.
+// The leader proposes it periodically; it carries no idempotency key.
+type Compact struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// idempotency_ttl_ms > 0: records with created_at_ms < proposed_at_ms - ttl go.
+	// 0 keeps them all.
+	IdempotencyTtlMs int64 `protobuf:"varint,1,opt,name=idempotency_ttl_ms,json=idempotencyTtlMs,proto3" json:"idempotency_ttl_ms,omitempty"`
+	// cancelled_retention_ms > 0: cancelled bookings whose updated_at_ms (the
+	// cancellation) < proposed_at_ms - retention go. 0 keeps them all.
+	CancelledRetentionMs int64 `protobuf:"varint,2,opt,name=cancelled_retention_ms,json=cancelledRetentionMs,proto3" json:"cancelled_retention_ms,omitempty"`
+	// max_removals bounds the work of one command: at most this many idempotency
+	// records and this many cancelled bookings are removed (1..10000).
+	MaxRemovals   int32 `protobuf:"varint,3,opt,name=max_removals,json=maxRemovals,proto3" json:"max_removals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Compact) Reset() {
+	*x = Compact{}
+	mi := &file_booking_v1_booking_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Compact) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Compact) ProtoMessage() {}
+
+func (x *Compact) ProtoReflect() protoreflect.Message {
+	mi := &file_booking_v1_booking_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Compact.ProtoReflect.Descriptor instead.
+func (*Compact) Descriptor() ([]byte, []int) {
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Compact) GetIdempotencyTtlMs() int64 {
+	if x != nil {
+		return x.IdempotencyTtlMs
+	}
+	return 0
+}
+
+func (x *Compact) GetCancelledRetentionMs() int64 {
+	if x != nil {
+		return x.CancelledRetentionMs
+	}
+	return 0
+}
+
+func (x *Compact) GetMaxRemovals() int32 {
+	if x != nil {
+		return x.MaxRemovals
+	}
+	return 0
+}
+
 // CommandResult is what applying one command produced.
 type CommandResult struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -1326,14 +1413,18 @@ type CommandResult struct {
 	Provider *Provider              `protobuf:"bytes,4,opt,name=provider,proto3" json:"provider,omitempty"`
 	Index    uint64                 `protobuf:"varint,5,opt,name=index,proto3" json:"index,omitempty"` // the Raft index it was applied at
 	// cluster_id is the group's cluster id, in the answer to FoundGroup.
-	ClusterId     string `protobuf:"bytes,6,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	ClusterId string `protobuf:"bytes,6,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// Compact only: how many records it removed, and whether it stopped at
+	// max_removals with more already due (the leader then proposes another at once).
+	Removed       uint64 `protobuf:"varint,7,opt,name=removed,proto3" json:"removed,omitempty"`
+	More          bool   `protobuf:"varint,8,opt,name=more,proto3" json:"more,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_booking_v1_booking_proto_msgTypes[16]
+	mi := &file_booking_v1_booking_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1345,7 +1436,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_booking_v1_booking_proto_msgTypes[16]
+	mi := &file_booking_v1_booking_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1358,7 +1449,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_booking_v1_booking_proto_rawDescGZIP(), []int{16}
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CommandResult) GetCode() ResultCode {
@@ -1401,6 +1492,20 @@ func (x *CommandResult) GetClusterId() string {
 		return x.ClusterId
 	}
 	return ""
+}
+
+func (x *CommandResult) GetRemoved() uint64 {
+	if x != nil {
+		return x.Removed
+	}
+	return 0
+}
+
+func (x *CommandResult) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
 }
 
 var File_booking_v1_booking_proto protoreflect.FileDescriptor
@@ -1465,7 +1570,7 @@ const file_booking_v1_booking_proto_rawDesc = "" +
 	"\frequest_hash\x18\x02 \x01(\fR\vrequestHash\x12\x1f\n" +
 	"\vresource_id\x18\x03 \x01(\tR\n" +
 	"resourceId\x12\"\n" +
-	"\rcreated_at_ms\x18\x04 \x01(\x03R\vcreatedAtMs\"\xde\x04\n" +
+	"\rcreated_at_ms\x18\x04 \x01(\x03R\vcreatedAtMs\"\x99\x05\n" +
 	"\aCommand\x12'\n" +
 	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12!\n" +
 	"\frequest_hash\x18\x02 \x01(\fR\vrequestHash\x12$\n" +
@@ -1475,7 +1580,8 @@ const file_booking_v1_booking_proto_rawDesc = "" +
 	"\x0fupdate_provider\x18\v \x01(\v2$.barberpro.booking.v1.UpdateProviderH\x00R\x0eupdateProvider\x12L\n" +
 	"\x0ecreate_booking\x18\f \x01(\v2#.barberpro.booking.v1.CreateBookingH\x00R\rcreateBooking\x12L\n" +
 	"\x0ecancel_booking\x18\r \x01(\v2#.barberpro.booking.v1.CancelBookingH\x00R\rcancelBooking\x12X\n" +
-	"\x12reschedule_booking\x18\x0e \x01(\v2'.barberpro.booking.v1.RescheduleBookingH\x00R\x11rescheduleBooking\x12C\n" +
+	"\x12reschedule_booking\x18\x0e \x01(\v2'.barberpro.booking.v1.RescheduleBookingH\x00R\x11rescheduleBooking\x129\n" +
+	"\acompact\x18\x0f \x01(\v2\x1d.barberpro.booking.v1.CompactH\x00R\acompact\x12C\n" +
 	"\vfound_group\x18\x10 \x01(\v2 .barberpro.booking.v1.FoundGroupH\x00R\n" +
 	"foundGroupB\x04\n" +
 	"\x02op\"I\n" +
@@ -1499,7 +1605,11 @@ const file_booking_v1_booking_proto_rawDesc = "" +
 	"\n" +
 	"FoundGroup\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\x87\x02\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\x90\x01\n" +
+	"\aCompact\x12,\n" +
+	"\x12idempotency_ttl_ms\x18\x01 \x01(\x03R\x10idempotencyTtlMs\x124\n" +
+	"\x16cancelled_retention_ms\x18\x02 \x01(\x03R\x14cancelledRetentionMs\x12!\n" +
+	"\fmax_removals\x18\x03 \x01(\x05R\vmaxRemovals\"\xb5\x02\n" +
 	"\rCommandResult\x124\n" +
 	"\x04code\x18\x01 \x01(\x0e2 .barberpro.booking.v1.ResultCodeR\x04code\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\x127\n" +
@@ -1507,7 +1617,9 @@ const file_booking_v1_booking_proto_rawDesc = "" +
 	"\bprovider\x18\x04 \x01(\v2\x1e.barberpro.booking.v1.ProviderR\bprovider\x12\x14\n" +
 	"\x05index\x18\x05 \x01(\x04R\x05index\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x06 \x01(\tR\tclusterId*k\n" +
+	"cluster_id\x18\x06 \x01(\tR\tclusterId\x12\x18\n" +
+	"\aremoved\x18\a \x01(\x04R\aremoved\x12\x12\n" +
+	"\x04more\x18\b \x01(\bR\x04more*k\n" +
 	"\rBookingStatus\x12\x1e\n" +
 	"\x1aBOOKING_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18BOOKING_STATUS_CONFIRMED\x10\x01\x12\x1c\n" +
@@ -1536,7 +1648,7 @@ func file_booking_v1_booking_proto_rawDescGZIP() []byte {
 }
 
 var file_booking_v1_booking_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_booking_v1_booking_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_booking_v1_booking_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_booking_v1_booking_proto_goTypes = []any{
 	(BookingStatus)(0),        // 0: barberpro.booking.v1.BookingStatus
 	(ResultCode)(0),           // 1: barberpro.booking.v1.ResultCode
@@ -1556,7 +1668,8 @@ var file_booking_v1_booking_proto_goTypes = []any{
 	(*CancelBooking)(nil),     // 15: barberpro.booking.v1.CancelBooking
 	(*RescheduleBooking)(nil), // 16: barberpro.booking.v1.RescheduleBooking
 	(*FoundGroup)(nil),        // 17: barberpro.booking.v1.FoundGroup
-	(*CommandResult)(nil),     // 18: barberpro.booking.v1.CommandResult
+	(*Compact)(nil),           // 18: barberpro.booking.v1.Compact
+	(*CommandResult)(nil),     // 19: barberpro.booking.v1.CommandResult
 }
 var file_booking_v1_booking_proto_depIdxs = []int32{
 	3,  // 0: barberpro.booking.v1.DayHours.ranges:type_name -> barberpro.booking.v1.TimeRange
@@ -1572,19 +1685,20 @@ var file_booking_v1_booking_proto_depIdxs = []int32{
 	14, // 10: barberpro.booking.v1.Command.create_booking:type_name -> barberpro.booking.v1.CreateBooking
 	15, // 11: barberpro.booking.v1.Command.cancel_booking:type_name -> barberpro.booking.v1.CancelBooking
 	16, // 12: barberpro.booking.v1.Command.reschedule_booking:type_name -> barberpro.booking.v1.RescheduleBooking
-	17, // 13: barberpro.booking.v1.Command.found_group:type_name -> barberpro.booking.v1.FoundGroup
-	10, // 14: barberpro.booking.v1.CommandBatch.commands:type_name -> barberpro.booking.v1.Command
-	7,  // 15: barberpro.booking.v1.CreateProvider.provider:type_name -> barberpro.booking.v1.Provider
-	7,  // 16: barberpro.booking.v1.UpdateProvider.provider:type_name -> barberpro.booking.v1.Provider
-	8,  // 17: barberpro.booking.v1.CreateBooking.booking:type_name -> barberpro.booking.v1.Booking
-	1,  // 18: barberpro.booking.v1.CommandResult.code:type_name -> barberpro.booking.v1.ResultCode
-	8,  // 19: barberpro.booking.v1.CommandResult.booking:type_name -> barberpro.booking.v1.Booking
-	7,  // 20: barberpro.booking.v1.CommandResult.provider:type_name -> barberpro.booking.v1.Provider
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	18, // 13: barberpro.booking.v1.Command.compact:type_name -> barberpro.booking.v1.Compact
+	17, // 14: barberpro.booking.v1.Command.found_group:type_name -> barberpro.booking.v1.FoundGroup
+	10, // 15: barberpro.booking.v1.CommandBatch.commands:type_name -> barberpro.booking.v1.Command
+	7,  // 16: barberpro.booking.v1.CreateProvider.provider:type_name -> barberpro.booking.v1.Provider
+	7,  // 17: barberpro.booking.v1.UpdateProvider.provider:type_name -> barberpro.booking.v1.Provider
+	8,  // 18: barberpro.booking.v1.CreateBooking.booking:type_name -> barberpro.booking.v1.Booking
+	1,  // 19: barberpro.booking.v1.CommandResult.code:type_name -> barberpro.booking.v1.ResultCode
+	8,  // 20: barberpro.booking.v1.CommandResult.booking:type_name -> barberpro.booking.v1.Booking
+	7,  // 21: barberpro.booking.v1.CommandResult.provider:type_name -> barberpro.booking.v1.Provider
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_booking_v1_booking_proto_init() }
@@ -1598,6 +1712,7 @@ func file_booking_v1_booking_proto_init() {
 		(*Command_CreateBooking)(nil),
 		(*Command_CancelBooking)(nil),
 		(*Command_RescheduleBooking)(nil),
+		(*Command_Compact)(nil),
 		(*Command_FoundGroup)(nil),
 	}
 	type x struct{}
@@ -1606,7 +1721,7 @@ func file_booking_v1_booking_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_booking_v1_booking_proto_rawDesc), len(file_booking_v1_booking_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
