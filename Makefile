@@ -29,6 +29,7 @@ fmt-check:
 
 unit:
 	$(GO) test -count=1 -timeout 15m ./...
+	$(GO) test -count=1 -tags failpoints -run Failpoint ./storage/
 
 race:
 	$(GO) test -race -count=1 -timeout 20m $(RACE_PKGS)

@@ -91,12 +91,20 @@ func runSnapshotInstallUntilKilled(t *testing.T, base string) {
 		cfg.NodeID, cfg.DataDir, cfg.Transport = string(servers[i].ID), filepath.Join(base, string(servers[i].ID)), trans[i]
 		stores[i] = st.MustOpen(t, cfg)
 	}
-	// node1 alone bootstraps, so it leads and node3 can be cut off.
-	if err := stores[0].Raft().BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
+	// node1 founds a group of its own and adds the others, so it leads and
+	// node3 can be cut off. (A server votes only once its own configuration
+	// lists it as a voter, so node1 could not win an election with a
+	// configuration of three that only it holds.)
+	if err := stores[0].Raft().BootstrapCluster(raft.Configuration{Servers: servers[:1]}).Error(); err != nil {
 		t.Fatal(err)
 	}
 	st.MustWaitLeader(t, stores[0])
 	leader := stores[0]
+	for _, sv := range servers[1:] {
+		if err := leader.AddServer(context.Background(), string(sv.ID), string(sv.Address)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	mustPropose(t, leader, st.CreateProvider(st.Provider("p")))
 	for j := range 30 {
 		if j == 5 {
