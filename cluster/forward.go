@@ -74,6 +74,7 @@ func (a *raftActor) Receive(ctx actor.Context) {
 			NodeId: a.node, State: st.State, LeaderId: nodeOf(st.LeaderID), Term: st.Term,
 			AppliedIndex: st.AppliedIndex, CommitIndex: st.CommitIndex, LastLogIndex: st.LastLogIndex,
 			Voter: voter, ClusterId: a.store.ClusterID(), DiskId: disk, Events: a.events.all(),
+			StorageFault: errDetail(a.store.WriteFault()),
 		})
 	}
 }

@@ -89,6 +89,7 @@ func (n *Node) status(ctx context.Context) (edge.ClusterStatus, error) {
 		gm := edge.GroupMember{ID: m.NodeID, Role: role(st), ClusterID: m.ClusterID, Disk: m.DiskID}
 		if st != nil {
 			gm.AppliedIndex, gm.Term, gm.ClusterID, gm.Disk = st.AppliedIndex, st.Term, st.ClusterId, st.DiskId
+			gm.StorageFault = st.StorageFault
 			g.Events = append(g.Events, st.Events...)
 			if st.State == "Leader" && st.ClusterId != "" {
 				g.ClusterID = st.ClusterId

@@ -90,6 +90,11 @@ func newClusterCmd() *cobra.Command {
 				return err
 			}
 			for _, g := range st.Groups {
+				for _, m := range g.Members {
+					if m.StorageFault != "" {
+						fmt.Fprintf(out, "\n%s %s CANNOT WRITE: %s\n", g.Group, m.ID, m.StorageFault)
+					}
+				}
 				if len(g.Events) > 0 {
 					fmt.Fprintf(out, "\n%s events:\n", g.Group)
 					for _, e := range g.Events {

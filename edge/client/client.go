@@ -265,6 +265,10 @@ type GroupMember struct {
 	ClusterID string `json:"cluster_id"`
 	// Disk is the identity of the member's data dir; a wiped disk is a new one.
 	Disk string `json:"disk"`
+	// StorageFault says why the member cannot write now (a full disk, an I/O
+	// error: it answers 503 storage_unavailable and reports unready); empty
+	// when its store is healthy.
+	StorageFault string `json:"storage_fault,omitempty"`
 }
 
 // LeaveResult is the answer of POST /v1/cluster/leave.

@@ -415,7 +415,10 @@ type NodeStatusReply struct {
 	DiskId string `protobuf:"bytes,10,opt,name=disk_id,json=diskId,proto3" json:"disk_id,omitempty"`
 	// events are the node's recent group-keeping actions and refusals, newest last
 	// (automatic removals, replaced disks, refused nodes of another group).
-	Events        []string `protobuf:"bytes,11,rep,name=events,proto3" json:"events,omitempty"`
+	Events []string `protobuf:"bytes,11,rep,name=events,proto3" json:"events,omitempty"`
+	// storage_fault says why the node cannot write now (full disk, I/O error);
+	// empty when its store is healthy.
+	StorageFault  string `protobuf:"bytes,12,opt,name=storage_fault,json=storageFault,proto3" json:"storage_fault,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -527,6 +530,13 @@ func (x *NodeStatusReply) GetEvents() []string {
 	return nil
 }
 
+func (x *NodeStatusReply) GetStorageFault() string {
+	if x != nil {
+		return x.StorageFault
+	}
+	return ""
+}
+
 var File_cluster_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_cluster_v1_cluster_proto_rawDesc = "" +
@@ -557,7 +567,7 @@ const file_cluster_v1_cluster_proto_rawDesc = "" +
 	"\verror_kinds\x18\x01 \x03(\tR\n" +
 	"errorKinds\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\"\x13\n" +
-	"\x11NodeStatusRequest\"\xc5\x02\n" +
+	"\x11NodeStatusRequest\"\xea\x02\n" +
 	"\x0fNodeStatusReply\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
@@ -571,7 +581,8 @@ const file_cluster_v1_cluster_proto_rawDesc = "" +
 	"cluster_id\x18\t \x01(\tR\tclusterId\x12\x17\n" +
 	"\adisk_id\x18\n" +
 	" \x01(\tR\x06diskId\x12\x16\n" +
-	"\x06events\x18\v \x03(\tR\x06eventsB7Z5github.com/barberpro/edge/protos/cluster/v1;clusterv1b\x06proto3"
+	"\x06events\x18\v \x03(\tR\x06events\x12#\n" +
+	"\rstorage_fault\x18\f \x01(\tR\fstorageFaultB7Z5github.com/barberpro/edge/protos/cluster/v1;clusterv1b\x06proto3"
 
 var (
 	file_cluster_v1_cluster_proto_rawDescOnce sync.Once
