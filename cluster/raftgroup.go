@@ -128,7 +128,15 @@ func (g *groupKeeper) reconcile(ctx context.Context) {
 		alive := m.State == membership.StateAlive && !m.Leaving
 		switch {
 		case alive && m.NodeID != self && m.ClusterID != "" && own != "" && m.ClusterID != own:
-			// Another history: never add it (watchForks says so).
+			// Another history: never add it (watchForks says so), and stop
+			// replicating into a non-voter that turns out to hold one. A voter
+			// is left alone: if this leader's own replica is the odd one, it
+			// must not strip the group of its voters.
+			for _, s := range olds {
+				if !s.Voter {
+					g.remove(ctx, s, fmt.Sprintf("it belongs to group %s, not %s", m.ClusterID, own))
+				}
+			}
 		case alive && m.NodeID != self:
 			g.admit(ctx, m, olds, own)
 		case m.NodeID == self:
@@ -205,6 +213,10 @@ func (g *groupKeeper) promote(ctx context.Context) {
 	for _, m := range g.members.Members() {
 		alive[m.NodeID] = m
 	}
+	own := g.store.ClusterID()
+	if own == "" {
+		return // a replica is caught up once it holds this group's cluster id
+	}
 	for _, s := range servers {
 		if s.Voter {
 			continue
@@ -216,7 +228,10 @@ func (g *groupKeeper) promote(ctx context.Context) {
 		target := g.store.Stats().AppliedIndex
 		c, cancel := context.WithTimeout(ctx, 2*time.Second)
 		st, err := g.peers.Status(c, m.NodeID)
-		if err != nil || st.DiskId != m.DiskID || st.AppliedIndex < target {
+		// The applied index alone proves nothing about a replica holding
+		// another group's history (its indexes may be as high): it must hold
+		// this group's cluster id too.
+		if err != nil || st.DiskId != m.DiskID || st.ClusterId != own || st.AppliedIndex < target {
 			cancel()
 			continue
 		}
