@@ -120,7 +120,10 @@ func (g *groupKeeper) reconcile(ctx context.Context) {
 	self := g.members.Local().NodeID
 	known := map[string]bool{}
 	for _, m := range g.members.AllMembers() {
-		if m.Jurisdiction != g.jurisdiction || m.RaftAddr == "" || m.DiskID == "" {
+		// A member without a disk id runs an older build: its server id is its
+		// node id (membership.ServerIDOf). Skipping it would make it "unknown
+		// to gossip" below and remove a live voter mid rolling upgrade.
+		if m.Jurisdiction != g.jurisdiction || m.RaftAddr == "" {
 			continue
 		}
 		known[m.NodeID] = true

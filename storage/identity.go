@@ -32,6 +32,14 @@ func DiskID(dataDir string) (string, error) {
 	return ls.diskID()
 }
 
+// LegacyDiskID is the identity given to a raft.db that already held Raft state
+// (a log or a term) when it was first asked for one: a data dir of a build
+// whose Raft server id was the bare node id. The cluster layer keeps that id
+// for it (membership.LegacyDiskID), so the server stays the voter its group
+// knows; without it, a whole group upgraded at once would have no server in
+// its own configuration and never elect a leader again.
+const LegacyDiskID = "-"
+
 // diskID reads the data dir's identity, creating it (committed and fsynced) if
 // there is none.
 func (s *LogStore) diskID() (string, error) {
@@ -39,6 +47,13 @@ func (s *LogStore) diskID() (string, error) {
 		return string(v), nil
 	}
 	id := NewID()
+	last, err := s.LastIndex()
+	if err != nil {
+		return "", err
+	}
+	if last > 0 || s.currentTerm.Load() > 0 {
+		id = LegacyDiskID
+	}
 	if err := s.Set(keyDiskID, []byte(id)); err != nil {
 		return "", fmt.Errorf("storage: write disk id: %w", err)
 	}
