@@ -155,7 +155,7 @@ func (g *groupKeeper) reconcile(ctx context.Context) {
 			// stays a Raft member so a restart resumes it; only `cluster leave`
 			// (which removes itself first) or a long absence removes it.
 			for _, s := range olds {
-				g.remove(ctx, s, fmt.Sprintf("%s for %s", m.State, time.Since(m.Since).Round(time.Second)))
+				g.removeDead(ctx, s, fmt.Sprintf("%s for %s", m.State, time.Since(m.Since).Round(time.Second)))
 			}
 		}
 	}
@@ -166,7 +166,7 @@ func (g *groupKeeper) reconcile(ctx context.Context) {
 		for node, olds := range byNode {
 			if !known[node] && node != self {
 				for _, s := range olds {
-					g.remove(ctx, s, "unknown to gossip")
+					g.removeDead(ctx, s, "unknown to gossip")
 				}
 			}
 		}
@@ -245,6 +245,17 @@ func (g *groupKeeper) promote(ctx context.Context) {
 		}
 		g.note(err, "promoted %s to voter: caught up (applied %d >= %d)", s.ID, st.AppliedIndex, target)
 	}
+}
+
+// removeDead removes s as dead (gossip lost it), unless it answered this
+// leader's Raft heartbeats within deadAfter: a node cut off from gossip only
+// (its gossip port firewalled, or this leader's) is up and replicating, and
+// removing it would shrink the group while every node is alive.
+func (g *groupKeeper) removeDead(ctx context.Context, s storage.Server, why string) {
+	if last := g.store.LastContact(s.ID); !last.IsZero() && time.Since(last) < g.deadAfter {
+		return
+	}
+	g.remove(ctx, s, why)
 }
 
 func (g *groupKeeper) remove(ctx context.Context, s storage.Server, why string) {
