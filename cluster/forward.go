@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -69,7 +68,7 @@ func (a *raftActor) Receive(ctx actor.Context) {
 		for _, s := range st.Servers {
 			voter = voter || (s.ID == self && s.Voter)
 		}
-		_, disk, _ := strings.Cut(self, "@")
+		disk := membership.DiskOf(self)
 		ctx.Respond(&clusterv1.NodeStatusReply{
 			NodeId: a.node, State: st.State, LeaderId: nodeOf(st.LeaderID), Term: st.Term,
 			AppliedIndex: st.AppliedIndex, CommitIndex: st.CommitIndex, LastLogIndex: st.LastLogIndex,

@@ -97,10 +97,15 @@ func (n *Node) Start() (err error) {
 	kind := CalendarKind(jur)
 
 	// 0. The data dir's identity: a new disk is a new Raft server.
-	disk, err := storage.DiskID(n.cfg.DataDir)
+	// Whether it holds state and of which group are gossiped from the first
+	// message: a group's keeper must never add a node holding another history,
+	// and a node restarting must never look empty to a wiped node deciding
+	// whether to found.
+	ident, err := storage.ReadIdentity(n.cfg.DataDir)
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
+	disk := ident.DiskID
 
 	// 1. Gossip: who is out there.
 	mc := n.cfg.Membership
@@ -108,6 +113,7 @@ func (n *Node) Start() (err error) {
 		NodeID: n.cfg.ID, City: n.cfg.City, Jurisdiction: jur,
 		RaftAddr: hostPort(bind, n.cfg.RaftPort), ActorAddr: hostPort(bind, n.cfg.ActorPort),
 		HTTPAddr: hostPort(bind, n.cfg.HTTPPort), DiskID: disk,
+		Founded: ident.HasState, ClusterID: ident.ClusterID,
 	}
 	mc.BindAddr, mc.BindPort, mc.Join = bind, n.cfg.GossipPort, n.cfg.Join
 	mc.SecretKey, mc.Insecure = n.cfg.GossipKey, n.cfg.InsecureGossip

@@ -120,7 +120,10 @@ func (g *groupKeeper) reconcile(ctx context.Context) {
 	self := g.members.Local().NodeID
 	known := map[string]bool{}
 	for _, m := range g.members.AllMembers() {
-		if m.Jurisdiction != g.jurisdiction || m.RaftAddr == "" || m.DiskID == "" {
+		// A member without a disk id runs an older build: its server id is its
+		// node id (membership.ServerIDOf). Skipping it would make it "unknown
+		// to gossip" below and remove a live voter mid rolling upgrade.
+		if m.Jurisdiction != g.jurisdiction || m.RaftAddr == "" {
 			continue
 		}
 		known[m.NodeID] = true
@@ -128,7 +131,15 @@ func (g *groupKeeper) reconcile(ctx context.Context) {
 		alive := m.State == membership.StateAlive && !m.Leaving
 		switch {
 		case alive && m.NodeID != self && m.ClusterID != "" && own != "" && m.ClusterID != own:
-			// Another history: never add it (watchForks says so).
+			// Another history: never add it (watchForks says so), and stop
+			// replicating into a non-voter that turns out to hold one. A voter
+			// is left alone: if this leader's own replica is the odd one, it
+			// must not strip the group of its voters.
+			for _, s := range olds {
+				if !s.Voter {
+					g.remove(ctx, s, fmt.Sprintf("it belongs to group %s, not %s", m.ClusterID, own))
+				}
+			}
 		case alive && m.NodeID != self:
 			g.admit(ctx, m, olds, own)
 		case m.NodeID == self:
@@ -144,7 +155,7 @@ func (g *groupKeeper) reconcile(ctx context.Context) {
 			// stays a Raft member so a restart resumes it; only `cluster leave`
 			// (which removes itself first) or a long absence removes it.
 			for _, s := range olds {
-				g.remove(ctx, s, fmt.Sprintf("%s for %s", m.State, time.Since(m.Since).Round(time.Second)))
+				g.removeDead(ctx, s, fmt.Sprintf("%s for %s", m.State, time.Since(m.Since).Round(time.Second)))
 			}
 		}
 	}
@@ -155,7 +166,7 @@ func (g *groupKeeper) reconcile(ctx context.Context) {
 		for node, olds := range byNode {
 			if !known[node] && node != self {
 				for _, s := range olds {
-					g.remove(ctx, s, "unknown to gossip")
+					g.removeDead(ctx, s, "unknown to gossip")
 				}
 			}
 		}
@@ -205,6 +216,10 @@ func (g *groupKeeper) promote(ctx context.Context) {
 	for _, m := range g.members.Members() {
 		alive[m.NodeID] = m
 	}
+	own := g.store.ClusterID()
+	if own == "" {
+		return // a replica is caught up once it holds this group's cluster id
+	}
 	for _, s := range servers {
 		if s.Voter {
 			continue
@@ -216,7 +231,10 @@ func (g *groupKeeper) promote(ctx context.Context) {
 		target := g.store.Stats().AppliedIndex
 		c, cancel := context.WithTimeout(ctx, 2*time.Second)
 		st, err := g.peers.Status(c, m.NodeID)
-		if err != nil || st.DiskId != m.DiskID || st.AppliedIndex < target {
+		// The applied index alone proves nothing about a replica holding
+		// another group's history (its indexes may be as high): it must hold
+		// this group's cluster id too.
+		if err != nil || st.DiskId != m.DiskID || st.ClusterId != own || st.AppliedIndex < target {
 			cancel()
 			continue
 		}
@@ -227,6 +245,17 @@ func (g *groupKeeper) promote(ctx context.Context) {
 		}
 		g.note(err, "promoted %s to voter: caught up (applied %d >= %d)", s.ID, st.AppliedIndex, target)
 	}
+}
+
+// removeDead removes s as dead (gossip lost it), unless it answered this
+// leader's Raft heartbeats within deadAfter: a node cut off from gossip only
+// (its gossip port firewalled, or this leader's) is up and replicating, and
+// removing it would shrink the group while every node is alive.
+func (g *groupKeeper) removeDead(ctx context.Context, s storage.Server, why string) {
+	if last := g.store.LastContact(s.ID); !last.IsZero() && time.Since(last) < g.deadAfter {
+		return
+	}
+	g.remove(ctx, s, why)
 }
 
 func (g *groupKeeper) remove(ctx context.Context, s storage.Server, why string) {

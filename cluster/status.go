@@ -119,7 +119,7 @@ func (n *Node) status(ctx context.Context) (edge.ClusterStatus, error) {
 		inConfig := map[string]bool{} // server ids: NodeID@DiskID
 		for _, sv := range servers {
 			inConfig[sv.ID] = true
-			node, disk, _ := strings.Cut(sv.ID, "@")
+			node, disk := nodeOf(sv.ID), membership.DiskOf(sv.ID)
 			if !slices.ContainsFunc(own.Members, func(m edge.GroupMember) bool { return m.ID == node && m.Disk == disk }) {
 				own.Members = append(own.Members, edge.GroupMember{ID: node, Disk: disk, Role: "unreachable"})
 			}
@@ -127,7 +127,7 @@ func (n *Node) status(ctx context.Context) (edge.ClusterStatus, error) {
 		// Live nodes of the jurisdiction not (yet) in the configuration, or
 		// there under another disk.
 		for i, m := range own.Members {
-			if !inConfig[m.ID+"@"+m.Disk] {
+			if !inConfig[membership.ServerIDOf(m.ID, m.Disk)] {
 				own.Members[i].Role = "joining"
 			}
 		}

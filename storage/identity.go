@@ -1,9 +1,14 @@
 package storage
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // keyDiskID is the stable-store key (in raft.db) of the data dir's identity.
@@ -27,6 +32,14 @@ func DiskID(dataDir string) (string, error) {
 	return ls.diskID()
 }
 
+// LegacyDiskID is the identity given to a raft.db that already held Raft state
+// (a log or a term) when it was first asked for one: a data dir of a build
+// whose Raft server id was the bare node id. The cluster layer keeps that id
+// for it (membership.LegacyDiskID), so the server stays the voter its group
+// knows; without it, a whole group upgraded at once would have no server in
+// its own configuration and never elect a leader again.
+const LegacyDiskID = "-"
+
 // diskID reads the data dir's identity, creating it (committed and fsynced) if
 // there is none.
 func (s *LogStore) diskID() (string, error) {
@@ -34,6 +47,13 @@ func (s *LogStore) diskID() (string, error) {
 		return string(v), nil
 	}
 	id := NewID()
+	last, err := s.LastIndex()
+	if err != nil {
+		return "", err
+	}
+	if last > 0 || s.currentTerm.Load() > 0 {
+		id = LegacyDiskID
+	}
 	if err := s.Set(keyDiskID, []byte(id)); err != nil {
 		return "", fmt.Errorf("storage: write disk id: %w", err)
 	}
@@ -42,3 +62,72 @@ func (s *LogStore) diskID() (string, error) {
 
 // DiskID returns the identity of this store's data dir (see the DiskID function).
 func (s *Store) DiskID() (string, error) { return s.logs.diskID() }
+
+// DirIdentity is what a data dir says of its node before the store opens: the
+// identity of the disk, whether it holds Raft state or FSM records (it founded
+// a group or was added to one), and the cluster id its FSM holds.
+type DirIdentity struct {
+	DiskID    string
+	HasState  bool
+	ClusterID string
+}
+
+// ReadIdentity returns the DiskID of dataDir (creating it at first use, as
+// DiskID does), whether the dir holds Raft state (a log, a term or a snapshot)
+// or FSM records, and its FSM's cluster id. A node gossips them from its first
+// gossip message: a node holding another group's history must be refused from
+// the moment it shows up, not only once its store has opened and a keeper has
+// published them. Call it before Open.
+func ReadIdentity(dataDir string) (DirIdentity, error) {
+	var id DirIdentity
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return id, fmt.Errorf("storage: data dir: %w", err)
+	}
+	ls, err := OpenLogStore(filepath.Join(dataDir, RaftFile))
+	if err != nil {
+		return id, err
+	}
+	defer ls.Close()
+	if id.DiskID, err = ls.diskID(); err != nil {
+		return id, err
+	}
+	last, err := ls.LastIndex()
+	if err != nil {
+		return id, err
+	}
+	id.HasState = last > 0 || ls.currentTerm.Load() > 0
+	if snaps, err := os.ReadDir(filepath.Join(dataDir, SnapshotsDir)); err == nil {
+		for _, e := range snaps {
+			if e.IsDir() && !strings.HasSuffix(e.Name(), ".tmp") {
+				id.HasState = true
+			}
+		}
+	}
+	path := filepath.Join(dataDir, FSMFile)
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return id, nil
+		}
+		return id, fmt.Errorf("storage: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return id, fmt.Errorf("storage: read identity of %s: %w", path, err)
+	}
+	defer db.Close()
+	err = db.View(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bucketMeta)
+		if m == nil {
+			return nil
+		}
+		id.ClusterID = string(m.Get(keyClusterID))
+		if idx, _ := readApplied(tx); idx > 0 {
+			id.HasState = true
+		}
+		return nil
+	})
+	if err != nil {
+		return id, fmt.Errorf("storage: read identity of %s: %w", path, err)
+	}
+	return id, nil
+}

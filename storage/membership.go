@@ -388,3 +388,13 @@ func (s *Store) ID() raft.ServerID { return raft.ServerID(s.cfg.NodeID) }
 // Addr returns the address of this node's Raft transport (with the real
 // port when Config.RaftAddr asked for port 0).
 func (s *Store) Addr() raft.ServerAddress { return s.trans.LocalAddr() }
+
+// LastContact returns when server id last answered this node's AppendEntries
+// (heartbeats included), zero if never: on the leader, proof that a server is
+// up and replicating whatever gossip says of it.
+func (s *Store) LastContact(id string) time.Time {
+	if v, ok := s.guard.contact.Load(raft.ServerID(id)); ok {
+		return v.(time.Time)
+	}
+	return time.Time{}
+}

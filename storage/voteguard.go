@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -25,6 +26,19 @@ type voteGuard struct {
 	// nil until raft runs (no vote is granted before).
 	mayVote atomic.Pointer[func() bool]
 	refused atomic.Uint64
+	// contact is when each server last answered one of our AppendEntries
+	// (heartbeats included): raft.ServerID -> time.Time.
+	contact sync.Map
+}
+
+// AppendEntries sends raft's AppendEntries (heartbeats too) and notes when
+// the target answered: Store.LastContact.
+func (g *voteGuard) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	err := g.Transport.AppendEntries(id, target, args, resp)
+	if err == nil {
+		g.contact.Store(id, time.Now())
+	}
+	return err
 }
 
 // errNotAVoter answers a TimeoutNow sent to a server that may not vote.

@@ -62,7 +62,31 @@ type Meta struct {
 
 // ServerID is the node's Raft server id: NodeID + "@" + DiskID. A node whose
 // disk is new is a new Raft server.
-func (m Meta) ServerID() string { return m.NodeID + "@" + m.DiskID }
+func (m Meta) ServerID() string { return ServerIDOf(m.NodeID, m.DiskID) }
+
+// LegacyDiskID is the disk id of a data dir that held Raft state before data
+// dirs had identities (its raft.db says so; storage.LegacyDiskID): its Raft
+// server id stays the bare node id it was added under. A wiped legacy dir gets
+// a fresh disk id like any new disk.
+const LegacyDiskID = "-"
+
+// ServerIDOf is the Raft server id of a node on a disk: NodeID@DiskID, or the
+// bare node id on a legacy data dir or a node of an older build (which
+// gossips no disk id: its server id is its node id).
+func ServerIDOf(nodeID, diskID string) string {
+	if diskID == LegacyDiskID || diskID == "" {
+		return nodeID
+	}
+	return nodeID + "@" + diskID
+}
+
+// DiskOf is the disk id in a Raft server id (LegacyDiskID for a bare node id).
+func DiskOf(serverID string) string {
+	if _, disk, ok := strings.Cut(serverID, "@"); ok {
+		return disk
+	}
+	return LegacyDiskID
+}
 
 // MemberID is the node's actor-cluster member id: NodeID + "@" + BootID.
 func (m Meta) MemberID() string { return m.NodeID + "@" + m.BootID }
