@@ -244,10 +244,14 @@ func answerLabel(op history.Op) string {
 	switch {
 	case op.Outcome == history.OK:
 		return "ok"
-	case op.Status == 0 && op.Code != "":
+	case op.Status != 0 && op.Code != "":
+		return fmt.Sprintf("%d %s", op.Status, op.Code)
+	case op.Status != 0:
+		return fmt.Sprintf("%d", op.Status)
+	case op.Code != "":
 		return op.Code
 	}
-	return outcomeLabel(op)
+	return "unanswered"
 }
 
 func windowLen(w DiskWindow) time.Duration {

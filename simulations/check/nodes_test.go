@@ -116,6 +116,17 @@ func TestDiskFull(t *testing.T) {
 	if !strings.Contains(res.Violations[0].Detail, "never answered 503 storage_unavailable") {
 		t.Errorf("detail %q", res.Violations[0].Detail)
 	}
+	// A full disk reported as a missing leader is not said.
+	noLeader := hist(
+		on(fail(book(30, 60, "k1"), 1200, 1300, 503, codeJurisdictionUnavailable), "ba-1"),
+		on(ok(book(90, 120, "k4"), 6000, 6100, "C"), "ba-1"),
+	)
+	noLeader[0].Outcome = history.Unknown
+	res = DiskFull(noLeader, []DiskWindow{w}, bound)
+	wantViolation(t, res, CheckDiskFull, []int{0}, "ba-1")
+	if !strings.Contains(res.Violations[0].Detail, "1 503 jurisdiction_unavailable") {
+		t.Errorf("detail %q", res.Violations[0].Detail)
+	}
 	// Dead the whole time: unreachable only is the no-crash check's business,
 	// but a node the harness had to restart did not resume by itself.
 	if res := DiskFull(crashed[1:], []DiskWindow{w}, bound); !res.OK() {

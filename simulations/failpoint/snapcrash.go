@@ -44,8 +44,9 @@ type snapshotCrash struct {
 	timeout              time.Duration
 	leaderChange         bool
 
-	node  string
-	steps []string
+	node    string
+	applied uint64 // the node's applied index when it was last killed
+	steps   []string
 }
 
 func newSnapshotCrash(p Params, pick uint64) (Fault, error) {
@@ -175,13 +176,10 @@ func (f *snapshotCrash) changeLeader(ctx context.Context, c *Cluster) error {
 func (f *snapshotCrash) round(ctx context.Context, c *Cluster, mode string) (crashed bool, err error) {
 	id := f.node
 	p := c.procOf(id)
-	applied, err := c.AppliedIndex(ctx, id)
-	if err != nil {
+	if err := f.kill(ctx, c); err != nil {
 		return false, err
 	}
-	if err := p.Kill(); err != nil && p.Running() {
-		return false, err
-	}
+	applied := f.applied
 	// Write until the leader has a snapshot whose index, less the trailing
 	// logs it keeps, is past what the follower has: it must send a snapshot.
 	deadline := time.Now().Add(f.timeout)
@@ -248,10 +246,7 @@ func (f *snapshotCrash) round(ctx context.Context, c *Cluster, mode string) (cra
 		case <-limit:
 			if len(snapshots(p.Spec.DataDir)) > len(before) {
 				// Installed and alive: the failpoint did not fire.
-				if err := p.Kill(); err != nil && p.Running() {
-					return false, err
-				}
-				return false, nil
+				return false, f.kill(ctx, c)
 			}
 			p.Kill()
 			return false, fmt.Errorf("failpoint: %s received no snapshot within %v", id, f.timeout)
@@ -262,10 +257,7 @@ func (f *snapshotCrash) round(ctx context.Context, c *Cluster, mode string) (cra
 			if !persisted.IsZero() {
 				if mode == "failpoint" && time.Since(persisted) > 10*time.Second {
 					// The restore is long done: the failpoint did not fire.
-					if err := p.Kill(); err != nil && p.Running() {
-						return false, err
-					}
-					return false, nil
+					return false, f.kill(ctx, c)
 				}
 				continue
 			}
@@ -280,6 +272,23 @@ func (f *snapshotCrash) round(ctx context.Context, c *Cluster, mode string) (cra
 			}
 		}
 	}
+}
+
+// kill notes the node's applied index, if it runs, and kills it.
+func (f *snapshotCrash) kill(ctx context.Context, c *Cluster) error {
+	p := c.procOf(f.node)
+	if !p.Running() {
+		return nil
+	}
+	applied, err := c.AppliedIndex(ctx, f.node)
+	if err != nil {
+		return err
+	}
+	f.applied = applied
+	if err := p.Kill(); err != nil && p.Running() {
+		return err
+	}
+	return nil
 }
 
 func (f *snapshotCrash) Heal(ctx context.Context, c *Cluster) error {
