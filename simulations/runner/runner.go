@@ -471,7 +471,7 @@ func (r *run) run(ctx context.Context) (res *Result, err error) {
 	}
 	fmt.Fprint(r.o.Out, rep.Summary())
 	fmt.Fprintf(r.o.Out, "checks: %s\n", checkedLine(res.Checks))
-	kept := "report.json, chart.png, history.jsonl, node logs"
+	kept := "report.json, chart.png, history.jsonl, status.jsonl, node logs"
 	if !rep.Passed {
 		kept += ", data dirs, porcupine HTML"
 	}
