@@ -6,12 +6,18 @@ LDFLAGS := -X main.Version=$(VERSION)
 # Packages whose tests run under the race detector (concurrent code).
 RACE_PKGS := ./storage/... ./actors/... ./edge/... ./cluster/...
 
-.PHONY: all build run test vet fmt-check race unit fuzz bench proto clean sim sim-ci
+.PHONY: all build build-failpoints run test vet fmt-check race unit fuzz bench proto clean sim sim-ci
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/barberpro
+
+## build-failpoints: bin/barberpro-failpoints, built with the failpoints tag: it
+## reads BARBERPRO_FAILPOINTS (e.g. snapshot-restore=crash) and crashes or stalls
+## where told; the simulations use it (snapshot-install-crash). Never ship it.
+build-failpoints:
+	$(GO) build -tags failpoints -ldflags "$(LDFLAGS)" -o $(BIN)-failpoints ./cmd/barberpro
 
 ## run: a local cluster with demo data; prints curl lines to try.
 run: build
@@ -44,10 +50,12 @@ fuzz:
 	done
 
 ## sim: every failover scenario of simulations/scenarios (real processes; iptables
-## partitions need root). Reports under sim-reports/. SIM_ARGS adds flags, e.g.
-## SIM_ARGS="--seed 7". sim-ci: the short CI selection (about 2 minutes).
+## partitions need root; disk-full mounts a tmpfs, skipped when not root). Reports
+## under sim-reports/. SIM_ARGS adds flags, e.g. SIM_ARGS="--seed 7" or
+## SIM_ARGS="--node-binary /path/to/an/older/barberpro". sim-ci: the short CI
+## selection (about 3 minutes).
 SIM_ARGS ?=
-sim: build
+sim: build build-failpoints
 	./$(BIN) sim $(SIM_ARGS)
 
 sim-ci: build

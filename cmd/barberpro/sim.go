@@ -28,6 +28,7 @@ func newSimCmd() *cobra.Command {
 		list, ci  bool
 		duration  time.Duration
 		binary    string
+		fpBinary  string
 	)
 	cmd := &cobra.Command{
 		Use:   "sim [SCENARIO|FILE.yaml ...]",
@@ -35,18 +36,27 @@ func newSimCmd() *cobra.Command {
 		Long: `Run failover simulations. Each scenario starts five real node processes on its own
 loopback IPs, drives a booking workload through every node, injects and heals its
 faults (kill -9, SIGSTOP, iptables partitions, wiped disk, rolling restart,
-flapping), then checks the recorded history and every node's final state
-(linearizability, no double booking, replicas agree, acknowledged writes present,
-residency, liveness) and writes a report (report.json, chart.png, history.jsonl).
+flapping, a wiped founder, a wiped voter then a leader crash, a crash while
+installing a snapshot, a full disk), then checks the recorded history and every
+node's final state (linearizability, no double booking, replicas agree,
+acknowledged writes present, residency, liveness), that no Raft group forked (two
+cluster ids, or two leaders of one term, in any node's status during the run) and
+that no node crashed, and writes a report (report.json, chart.png, history.jsonl,
+status.jsonl).
 
 With no arguments it runs every scenario of the embedded library; --ci runs the
 short selection. A failing run keeps its data dirs and node logs. Exit status 1
-when any scenario finds a violation. Partitions need root and iptables.`,
+when any scenario finds a violation. Partitions need root and iptables; disk-full
+mounts a tmpfs and is skipped (not failed) when not root. --node-binary runs the
+cluster with another build of barberpro (a release, or an old commit to show a
+scenario fails on it); snapshot-install-crash uses the failpoints build (make
+build-failpoints: bin/barberpro-failpoints, found next to the node binary).`,
 		Example: `  barberpro sim --list
   barberpro sim leader-kill
   barberpro sim leader-kill --seed 42 --report /tmp/r
   barberpro sim --ci
-  barberpro sim ./my-scenario.yaml`,
+  barberpro sim ./my-scenario.yaml
+  barberpro sim wiped-founder --node-binary /tmp/barberpro-a629ac8`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			lib, err := scenario.LoadFS(scenarios.FS)
 			if err != nil {
@@ -54,16 +64,24 @@ when any scenario finds a violation. Partitions need root and iptables.`,
 			}
 			out := cmd.OutOrStdout()
 			if list {
+				w := 0
+				for _, s := range lib {
+					w = max(w, len(s.Name))
+				}
 				for _, s := range lib {
 					ciMark := ""
 					if s.CI {
 						ciMark = " [ci]"
 					}
-					fmt.Fprintf(out, "%-20s %5v%s  %s\n    faults: %s\n", s.Name, s.Duration, ciMark, s.Description, s.Summary())
+					fmt.Fprintf(out, "%-*s %5v%s  %s\n    faults: %s\n", w, s.Name, s.Duration, ciMark, s.Description, s.Summary())
 				}
-				fmt.Fprintf(out, "\nfaults: \n")
+				fmt.Fprintf(out, "\nfaults:\n")
+				w = 0
 				for _, n := range failpoint.Names() {
-					fmt.Fprintf(out, "  %-16s %s\n", n, failpoint.Doc(n))
+					w = max(w, len(n))
+				}
+				for _, n := range failpoint.Names() {
+					fmt.Fprintf(out, "  %-*s %s\n", w, n, failpoint.Doc(n))
 				}
 				return nil
 			}
@@ -91,9 +109,17 @@ when any scenario finds a violation. Partitions need root and iptables.`,
 					return err
 				}
 			}
+			if fpBinary == "" {
+				// The failpoints build beside the node binary, if made.
+				if c := filepath.Join(filepath.Dir(binary), "barberpro-failpoints"); fileExists(c) {
+					fpBinary = c
+				}
+			} else if !fileExists(fpBinary) {
+				return usagef("--failpoint-binary: %s does not exist", fpBinary)
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			var failed []string
+			var failed, skipped []string
 			for i, s := range run {
 				if ctx.Err() != nil {
 					break
@@ -109,7 +135,12 @@ when any scenario finds a violation. Partitions need root and iptables.`,
 					fmt.Fprintln(out)
 				}
 				res, err := runner.Run(ctx, runner.Options{Scenario: s, Seed: seed, Duration: duration, Binary: binary,
-					ReportDir: dir, Out: out, Progress: cmd.ErrOrStderr()})
+					FailpointBinary: fpBinary, ReportDir: dir, Out: out, Progress: cmd.ErrOrStderr()})
+				if errors.Is(err, failpoint.ErrSkip) {
+					fmt.Fprintf(out, "== %s: SKIPPED: %v\n", s.Name, err)
+					skipped = append(skipped, s.Name)
+					continue
+				}
 				if err != nil {
 					fmt.Fprintf(out, "== %s: could not run: %v\n", s.Name, err)
 					failed = append(failed, s.Name+" (error)")
@@ -123,7 +154,11 @@ when any scenario finds a violation. Partitions need root and iptables.`,
 				return fmt.Errorf("interrupted")
 			}
 			if len(run) > 1 {
-				fmt.Fprintf(out, "\n%d scenario(s), %d failed\n", len(run), len(failed))
+				fmt.Fprintf(out, "\n%d scenario(s), %d failed", len(run), len(failed))
+				if len(skipped) > 0 {
+					fmt.Fprintf(out, ", %d skipped (%s)", len(skipped), strings.Join(skipped, ", "))
+				}
+				fmt.Fprintln(out)
 			}
 			if len(failed) > 0 {
 				return fmt.Errorf("%w: %s", errViolations, strings.Join(failed, "; "))
@@ -137,7 +172,9 @@ when any scenario finds a violation. Partitions need root and iptables.`,
 	fl.BoolVar(&list, "list", false, "list the scenario library and the faults, and exit")
 	fl.BoolVar(&ci, "ci", false, "run the short CI selection of the library (when no scenario is named)")
 	fl.DurationVar(&duration, "duration", 0, "override each scenario's duration (faults past it are dropped)")
-	fl.StringVar(&binary, "binary", "", "barberpro binary the nodes run (default: this one)")
+	fl.StringVar(&binary, "node-binary", "", "barberpro binary the nodes run, e.g. a release or an older build (default: this one)")
+	fl.StringVar(&binary, "binary", "", "same as --node-binary")
+	fl.StringVar(&fpBinary, "failpoint-binary", "", "barberpro built with -tags failpoints, for the faults that crash a node at a failpoint (default: barberpro-failpoints beside the node binary, if there)")
 	return cmd
 }
 
@@ -154,4 +191,9 @@ func pickScenario(lib []*scenario.Scenario, arg string) (*scenario.Scenario, err
 		names = append(names, s.Name)
 	}
 	return nil, fmt.Errorf("no scenario %q (library: %s; or give a .yaml path)", arg, strings.Join(names, ", "))
+}
+
+func fileExists(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && !fi.IsDir()
 }

@@ -32,6 +32,16 @@ type Cluster struct {
 	ReadyTimeout time.Duration
 	// Logf receives one line per action a fault takes. Default: discard.
 	Logf func(format string, args ...any)
+	// Original holds each node's spec as the cluster first started it (a copy
+	// procs.Spec.Clone made): the command an operator would run again.
+	Original map[string]procs.Spec
+	// FailpointBinary is a barberpro built with `-tags failpoints` (make
+	// build-failpoints), or "" when there is none.
+	FailpointBinary string
+	// Load, when set, books n more slots of a background provider through the
+	// cluster (every attempt recorded in the run's history) and returns how many
+	// were acknowledged: the faults that need the Raft log to grow use it.
+	Load func(ctx context.Context, n int) int
 }
 
 func (c *Cluster) logf(format string, args ...any) {
@@ -150,8 +160,8 @@ func (c *Cluster) Hottest(ctx context.Context, j string) (string, error) {
 
 // Resolve turns a target word into a node id: "leader" and "follower" of group
 // j (a follower chosen by pick among the sorted followers), "hottest" (see
-// Hottest), "us" (the first node of jurisdiction us), "city:<name>" (the node of
-// that city), or a node id.
+// Hottest), "founder" (see Founder), "us" (the first node of jurisdiction us),
+// "city:<name>" (the node of that city), or a node id.
 func (c *Cluster) Resolve(ctx context.Context, target, j string, pick uint64) (string, error) {
 	switch {
 	case target == "leader":
@@ -174,6 +184,8 @@ func (c *Cluster) Resolve(ctx context.Context, target, j string, pick uint64) (s
 		return f[pick%uint64(len(f))], nil
 	case target == "hottest":
 		return c.Hottest(ctx, j)
+	case target == "founder":
+		return c.Founder(j)
 	case target == "us":
 		if g := c.Group("us"); len(g) > 0 {
 			return g[0], nil

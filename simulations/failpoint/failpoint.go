@@ -59,8 +59,16 @@ var registry = map[string]entry{
 		[]string{"mode", "city", "from", "group"}, newPartition},
 	"wipe": {"kill -9 a node and delete its data dir; on heal it restarts empty, rejoins and catches up (by snapshot when the log is compacted) (target as for kill; default follower)",
 		[]string{"target", "group"}, newWipe},
+	"wipe-founder": {"finding 1 of issue 7: kill -9 the node that founded the group (the first of it started), delete its data dir and, with remove (default true), have the group's leader remove it as an operator replacing its disk or the group keeper after its dead-server timeout would; on heal start it with exactly the command it was first started with, isolated (iptables) from every other node for isolate (default 5s) so that it decides alone, then wait until it is ready (group: ar)",
+		[]string{"group", "remove", "isolate"}, newWipeFounder},
 	"rolling-restart": {"SIGTERM and restart every node in turn, waiting until each is ready (settle: pause between nodes, default 1s)",
 		[]string{"settle"}, newRolling},
+	"wipe-voter-kill-leader": {"finding 3 of issue 7: with three voters (a fourth follower is first killed and removed), cut one follower's Raft traffic (lag) while the leader and the other follower commit writes, kill -9 that other follower and wipe its disk, kill -9 the leader, restore the lagging follower's Raft traffic, restart the wiped one empty and let them run (window); on heal restart the leader and the removed node (group: ar)",
+		[]string{"group", "lag", "window"}, newWipeVoterKillLeader},
+	"snapshot-crash": {"finding 2 of issue 7: kill -9 a follower, book (through Cluster.Load) until the leader's log is compacted past it, restart it so it dies installing the snapshot (crash: failpoint = the failpoints build with BARBERPRO_FAILPOINTS=snapshot-restore=crash; kill = kill -9 when Raft has persisted the snapshot; auto = failpoint if the build exists, else or if it does not die, kill), then restart it normally, and (leader_change, default true) kill -9 and restart the leader so a new one replicates to it from what it reports (target: follower|<id>; trailing: the nodes' TrailingLogs, default 512; timeout: default 90s)",
+		[]string{"target", "group", "crash", "trailing", "timeout", "leader_change"}, newSnapshotCrash},
+	"disk-full": {"finding 5 of issue 7 (root, Linux): the data dirs are tmpfs mounts of size (default 256m) from the start; at injection each is remounted to leave margin (default 64k) free and the workload, with background bookings, fills it; a node's disk is full once it hit ENOSPC (in its log) or died (fill_timeout 30s); all stay full for hold (default 6s), then grow back to size and each node must be ready within resume (default 30s) without a restart (target: group = every node of group, default ar; or us, city:<name>, a node id)",
+		[]string{"target", "group", "size", "margin", "hold", "fill_timeout", "resume"}, newDiskFull},
 	"flapping": {"kill -9 and restart a node repeatedly until heal (target as for kill, default follower; period: default 3s)",
 		[]string{"target", "group", "period"}, newFlapping},
 }
@@ -95,14 +103,14 @@ func param(p Params, key, def string) string {
 
 func checkTarget(t string) error {
 	switch t {
-	case "leader", "follower", "hottest", "us":
+	case "leader", "follower", "hottest", "us", "founder":
 		return nil
 	}
 	if strings.HasPrefix(t, "city:") && len(t) > 5 {
 		return nil
 	}
 	if t == "" || strings.ContainsAny(t, " \t/") {
-		return fmt.Errorf("bad target %q (leader, follower, hottest, us, city:<name> or a node id)", t)
+		return fmt.Errorf("bad target %q (leader, follower, hottest, us, founder, city:<name> or a node id)", t)
 	}
 	return nil // a node id, checked against the cluster at Inject
 }
@@ -231,7 +239,7 @@ func (c *Cluster) cut(a, b []string) []Rule {
 	var rules []Rule
 	for _, x := range a {
 		for _, y := range b {
-			rules = append(rules, Rule{c.ip(x), c.ip(y)}, Rule{c.ip(y), c.ip(x)})
+			rules = append(rules, Rule{Src: c.ip(x), Dst: c.ip(y)}, Rule{Src: c.ip(y), Dst: c.ip(x)})
 		}
 	}
 	return rules
@@ -279,7 +287,7 @@ func (f *partition) Inject(ctx context.Context, c *Cluster) error {
 			return err
 		}
 		for _, id := range c.others(from) {
-			f.rules = append(f.rules, Rule{c.ip(from), c.ip(id)})
+			f.rules = append(f.rules, Rule{Src: c.ip(from), Dst: c.ip(id)})
 		}
 		f.desc = fmt.Sprintf("one-way: drop every packet from %s (%s) to the other nodes", from, f.from)
 	}

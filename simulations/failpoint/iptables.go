@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 )
 
@@ -18,8 +19,12 @@ func Tag(ipBase int) string { return fmt.Sprintf("%s-%d", TagPrefix, ipBase) }
 
 // Rule drops packets from Src to Dst (loopback IPs), on the INPUT chain. Nodes
 // dial from their own IP, so a source-based rule cuts exactly one direction.
+// A non-zero DPort narrows it to TCP packets to that port (and SPort to TCP
+// packets from that port): a pair of them cuts one protocol, e.g. Raft, and
+// leaves gossip and actor traffic alone.
 type Rule struct {
-	Src, Dst string
+	Src, Dst     string
+	DPort, SPort int
 }
 
 // Args is the iptables argv (without the program name) that adds (add true,
@@ -30,8 +35,17 @@ func (r Rule) Args(add bool, tag string) []string {
 	if add {
 		op = "-I"
 	}
-	return []string{"-w", "5", op, "INPUT", "-s", r.Src, "-d", r.Dst,
-		"-m", "comment", "--comment", tag, "-j", "DROP"}
+	args := []string{"-w", "5", op, "INPUT", "-s", r.Src, "-d", r.Dst}
+	if r.DPort != 0 || r.SPort != 0 {
+		args = append(args, "-p", "tcp")
+	}
+	if r.DPort != 0 {
+		args = append(args, "--dport", strconv.Itoa(r.DPort))
+	}
+	if r.SPort != 0 {
+		args = append(args, "--sport", strconv.Itoa(r.SPort))
+	}
+	return append(args, "-m", "comment", "--comment", tag, "-j", "DROP")
 }
 
 // IPTables adds, removes and sweeps the tagged rules of one simulation. The zero

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,6 +67,30 @@ func (s Spec) Args() []string {
 	return args
 }
 
+// Clone returns a copy of s that shares no slice with it, so a caller may keep
+// the spec a node was first started with while faults change Join or Env.
+func (s Spec) Clone() Spec {
+	c := s
+	c.Join = slices.Clone(s.Join)
+	c.GossipKey = slices.Clone(s.GossipKey)
+	c.Env = slices.Clone(s.Env)
+	return c
+}
+
+// Exit is one end of a node process.
+type Exit struct {
+	// Node is the node id.
+	Node string
+	// At is when the process was seen gone; Started when that run began.
+	At, Started time.Time
+	// Err is the wait error ("signal: killed", "exit status 2"), empty for
+	// status 0.
+	Err string
+	// Expected is true when the harness ended the process (Kill, Stop) or said
+	// it would end by itself (ExpectExit); false is a crash.
+	Expected bool
+}
+
 // Proc is a running (or stopped) node process.
 type Proc struct {
 	Spec   Spec
@@ -73,17 +98,32 @@ type Proc struct {
 	// LogPath receives the node's stderr and stdout, appended across restarts.
 	LogPath string
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
-	err    error
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	err      error
+	expected bool // the current run's end is the harness's doing
+	exits    []Exit
 }
 
 // ErrNotRunning is returned when a process is not running.
 var ErrNotRunning = errors.New("procs: not running")
 
+// StartOptions change one run of a process.
+type StartOptions struct {
+	// Binary replaces Proc.Binary for this run (e.g. a build with failpoints).
+	Binary string
+	// Env adds environment variables (KEY=VALUE) for this run only.
+	Env []string
+	// ExpectExit marks the run as one that may end by itself (see ExpectExit).
+	ExpectExit bool
+}
+
 // Start launches the process. It does not wait for readiness (see WaitReady).
-func (p *Proc) Start() error {
+func (p *Proc) Start() error { return p.StartWith(StartOptions{}) }
+
+// StartWith launches the process as Start does, changed by o for this run.
+func (p *Proc) StartWith(o StartOptions) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cmd != nil && p.exited != nil {
@@ -100,9 +140,13 @@ func (p *Proc) Start() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(p.Binary, p.Spec.Args()...)
+	bin := p.Binary
+	if o.Binary != "" {
+		bin = o.Binary
+	}
+	cmd := exec.Command(bin, p.Spec.Args()...)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.Env = append(os.Environ(), p.Spec.Env...)
+	cmd.Env = append(append(os.Environ(), p.Spec.Env...), o.Env...)
 	if len(p.Spec.GossipKey) > 0 {
 		cmd.Env = append(cmd.Env, "BARBERPRO_GOSSIP_KEY="+base64.StdEncoding.EncodeToString(p.Spec.GossipKey))
 	}
@@ -114,16 +158,45 @@ func (p *Proc) Start() error {
 		return fmt.Errorf("procs: start %s: %w", p.Spec.ID, err)
 	}
 	exited := make(chan struct{})
-	p.cmd, p.exited = cmd, exited
+	p.cmd, p.exited, p.expected = cmd, exited, o.ExpectExit
+	started := time.Now()
 	go func() {
 		err := cmd.Wait()
 		log.Close()
 		p.mu.Lock()
 		p.err = err
+		e := Exit{Node: p.Spec.ID, At: time.Now(), Started: started, Expected: p.expected}
+		if err != nil {
+			e.Err = err.Error()
+		}
+		p.exits = append(p.exits, e)
 		p.mu.Unlock()
 		close(exited)
 	}()
 	return nil
+}
+
+// ExpectExit marks the current run of the process as one that may end by
+// itself (a node started with a crash failpoint): its exit is not a crash.
+func (p *Proc) ExpectExit() {
+	p.mu.Lock()
+	p.expected = true
+	p.mu.Unlock()
+}
+
+// Exits lists every end of the process so far, oldest first.
+func (p *Proc) Exits() []Exit {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.exits)
+}
+
+// Exited returns a channel closed when the current run of the process ends
+// (nil if it was never started).
+func (p *Proc) Exited() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.exited
 }
 
 // Running reports whether the process is alive (paused counts as alive).
@@ -184,6 +257,7 @@ func (p *Proc) wait(timeout time.Duration) error {
 
 // Kill sends SIGKILL (kill -9) and waits for the process to be gone.
 func (p *Proc) Kill() error {
+	p.ExpectExit()
 	if err := p.signal(syscall.SIGKILL); err != nil {
 		return err
 	}
@@ -193,6 +267,7 @@ func (p *Proc) Kill() error {
 // Stop sends SIGTERM and waits up to timeout for a clean exit, then kills.
 func (p *Proc) Stop(timeout time.Duration) error {
 	p.Resume() // a paused process cannot handle SIGTERM
+	p.ExpectExit()
 	if err := p.signal(syscall.SIGTERM); err != nil {
 		return err
 	}

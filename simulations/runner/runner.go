@@ -50,6 +50,9 @@ type Options struct {
 	Duration time.Duration
 	// Binary is the barberpro binary the nodes run.
 	Binary string
+	// FailpointBinary is a barberpro built with `-tags failpoints` for the
+	// faults that crash a node at a failpoint ("" when there is none).
+	FailpointBinary string
 	// ReportDir receives the report; default ./sim-reports/<scenario>-<seed>-<time>.
 	ReportDir string
 	// Out receives the one-screen summary; Progress the live progress line and
@@ -98,6 +101,13 @@ type run struct {
 	logMu    sync.Mutex
 	logf     func(format string, args ...any)
 	notes    []string
+
+	faults    []failpoint.Fault // one per schedule event, built before the start
+	keepData  bool              // Cleanup keeps what the faults' mounts hold
+	sampler   *statusSampler
+	placement []check.PlacementSample
+	hosting   map[string]int
+	loadNext  int // next slot of the background provider Cluster.Load books
 
 	progMu    sync.Mutex
 	faultNow  string
@@ -180,7 +190,8 @@ func (r *run) run(ctx context.Context) (res *Result, err error) {
 	}
 	r.ipt = failpoint.NewIPTables(failpoint.Tag(sc.Topology.IPBase))
 	schedule := r.sc.Schedule(r.seed)
-	needIPT := false
+	needIPT, needLoad := false, false
+	r.faults = make([]failpoint.Fault, len(schedule))
 	for _, ev := range schedule {
 		f, err := failpoint.New(ev.Fault, ev.Params, ev.Pick)
 		if err != nil {
@@ -192,6 +203,10 @@ func (r *run) run(ctx context.Context) (res *Result, err error) {
 		if ev.Fault == "partition" {
 			needIPT = true
 		}
+		if l, ok := f.(interface{ NeedsLoad() bool }); ok && l.NeedsLoad() {
+			needLoad = true
+		}
+		r.faults[ev.Index] = f
 	}
 	if r.ipt.Available() == nil {
 		if n, err := r.ipt.Sweep(); err != nil {
@@ -206,7 +221,8 @@ func (r *run) run(ctx context.Context) (res *Result, err error) {
 	key := make([]byte, 32)
 	rand.Read(key)
 	r.cl = procs.FiveCities(r.o.Binary, r.dataRoot, key, sc.Topology.IPBase)
-	r.fc = &failpoint.Cluster{Procs: r.cl, Jurisdiction: map[string]string{}, City: map[string]string{}, IPTables: r.ipt, Logf: r.logf}
+	r.fc = &failpoint.Cluster{Procs: r.cl, Jurisdiction: map[string]string{}, City: map[string]string{}, IPTables: r.ipt, Logf: r.logf,
+		Original: map[string]procs.Spec{}, FailpointBinary: r.o.FailpointBinary}
 	for _, p := range r.cl.Procs {
 		p.Spec.Env = append(p.Spec.Env, "BARBERPRO_PROFILE=local")
 		j := "ar"
@@ -214,16 +230,33 @@ func (r *run) run(ctx context.Context) (res *Result, err error) {
 			j = "us"
 		}
 		r.fc.Jurisdiction[p.Spec.ID], r.fc.City[p.Spec.ID] = j, p.Spec.City
+		r.fc.Original[p.Spec.ID] = p.Spec.Clone()
 	}
-	// Whatever happens from here: iptables rules removed, processes gone.
+	// Whatever happens from here: iptables rules removed, processes gone, the
+	// faults' mounts undone (their files kept unless the run passed).
+	r.keepData = true
 	defer func() {
 		if n, e := r.ipt.Sweep(); e == nil && n > 0 {
 			r.logf("removed %d leftover iptables rules", n)
 		}
 		r.cl.KillAll()
+		for _, f := range r.faults {
+			if p, ok := f.(failpoint.Preparer); ok {
+				if err := p.Cleanup(r.fc, r.keepData); err != nil {
+					r.logf("clean up after %s: %v", f.Name(), err)
+				}
+			}
+		}
 	}()
 	if err := portsFree(r.cl); err != nil {
 		return nil, err
+	}
+	for _, f := range r.faults {
+		if p, ok := f.(failpoint.Preparer); ok {
+			if err := p.Prepare(ctx, r.fc); err != nil {
+				return nil, fmt.Errorf("runner: prepare %s: %w", f.Name(), err)
+			}
+		}
 	}
 	r.logf("starting 5 nodes on 127.0.0.%d-%d (data under %s)", sc.Topology.IPBase, sc.Topology.IPBase+4, r.dataRoot)
 	sctx, cancel := context.WithTimeout(ctx, r.o.StartTimeout)
@@ -235,6 +268,10 @@ func (r *run) run(ctx context.Context) (res *Result, err error) {
 	if _, err := r.fc.WaitLeader(ctx, "ar", 30*time.Second); err != nil {
 		return nil, err
 	}
+	r.sampler = newStatusSampler(r.cl, time.Second)
+	samplerCtx, stopSampler := context.WithCancel(ctx)
+	defer stopSampler()
+	go r.sampler.run(samplerCtx)
 	targets := make([]traffic.Target, len(r.cl.Procs))
 	for i, p := range r.cl.Procs {
 		targets[i] = traffic.Target{Node: p.Spec.ID, URL: p.Spec.URL()}
@@ -251,14 +288,36 @@ func (r *run) run(ctx context.Context) (res *Result, err error) {
 		r.fc.Hot = append(r.fc.Hot, p.ID)
 	}
 	arTargets := targets[:4]
-	if w.Preload > 0 {
+	if w.Preload > 0 || needLoad {
 		pre, err := traffic.Create(ctx, admin, []client.Provider{traffic.PreloadSpec()}, time.Now())
 		if err != nil {
 			return nil, err
 		}
-		t0 := time.Now()
-		n := traffic.Preload(ctx, r.rec, arTargets, pre[0], w.Preload, 16, r.seed, 5*time.Second)
-		r.logf("preloaded %d/%d bookings in %v", n, w.Preload, time.Since(t0).Round(time.Millisecond))
+		if w.Preload > 0 {
+			t0 := time.Now()
+			n := traffic.Preload(ctx, r.rec, arTargets, pre[0], w.Preload, 16, r.seed, 5*time.Second)
+			r.logf("preloaded %d/%d bookings in %v", n, w.Preload, time.Since(t0).Round(time.Millisecond))
+		}
+		r.loadNext = w.Preload
+		var loadMu sync.Mutex
+		r.fc.Load = func(ctx context.Context, n int) int {
+			var live []traffic.Target
+			for _, t := range arTargets {
+				if r.cl.ByID(t.Node).Running() {
+					live = append(live, t)
+				}
+			}
+			if len(live) == 0 {
+				return 0
+			}
+			loadMu.Lock()
+			first := r.loadNext
+			r.loadNext += n
+			loadMu.Unlock()
+			// Few workers: the leader batches concurrent proposals into one
+			// Raft entry, and the faults that load want entries.
+			return traffic.PreloadFrom(ctx, r.rec, live, pre[0], first, n, 2, r.seed, 5*time.Second)
+		}
 	}
 
 	// Workload.
@@ -311,7 +370,7 @@ func (r *run) run(ctx context.Context) (res *Result, err error) {
 		if !sleepUntil(ctx, start.Add(ev.At)) {
 			break
 		}
-		f, _ := failpoint.New(ev.Fault, ev.Params, ev.Pick)
+		f := r.faults[ev.Index]
 		rec := report.FaultRecord{Index: ev.Index, Name: ev.Fault, Params: ev.Params, Injected: time.Now()}
 		r.setFault(ev.Fault)
 		injected = append(injected, f)
@@ -352,6 +411,9 @@ func (r *run) run(ctx context.Context) (res *Result, err error) {
 	if ctx.Err() == nil {
 		probes = traffic.Probe(ctx, r.rec, targets, hot, r.seed, sc.Liveness.Bound, w.RequestTimeout)
 	}
+	if after := sc.Checks.PlacementAfter; after > 0 && sleepUntil(ctx, lastHeal.Add(after)) {
+		r.placement, r.hosting = r.askPlacement(ctx, hot)
+	}
 	sleepUntil(ctx, start.Add(r.duration))
 	stopTraffic()
 	twg.Wait()
@@ -367,6 +429,9 @@ func (r *run) run(ctx context.Context) (res *Result, err error) {
 	if !interrupted {
 		r.converge("ar", 20*time.Second)
 	}
+	stopSampler()
+	r.sampler.wait()
+	r.sampler.sampleAll(context.Background()) // the final state of every group
 	r.logf("stopping nodes (SIGTERM)")
 	r.cl.StopAll(15 * time.Second)
 	ops := r.rec.Ops()
@@ -385,9 +450,11 @@ func (r *run) run(ctx context.Context) (res *Result, err error) {
 	}
 	rep.Notes = append(rep.Notes, r.notes...)
 	rep.Passed = res.Checks.OK() && !interrupted
+	r.keepData = !rep.Passed
 	res.Report = rep
 	var errs []error
 	errs = append(errs, history.WriteFile(filepath.Join(r.dir, "history.jsonl"), ops))
+	errs = append(errs, r.sampler.writeFile(filepath.Join(r.dir, "status.jsonl")))
 	errs = append(errs, rep.WriteJSON(filepath.Join(r.dir, "report.json")))
 	if e := rep.WriteChart(filepath.Join(r.dir, "chart.png")); e != nil {
 		rep.Notes = append(rep.Notes, "chart: "+e.Error())
@@ -404,7 +471,7 @@ func (r *run) run(ctx context.Context) (res *Result, err error) {
 	}
 	fmt.Fprint(r.o.Out, rep.Summary())
 	fmt.Fprintf(r.o.Out, "checks: %s\n", checkedLine(res.Checks))
-	kept := "report.json, chart.png, history.jsonl, node logs"
+	kept := "report.json, chart.png, history.jsonl, status.jsonl, node logs"
 	if !rep.Passed {
 		kept += ", data dirs, porcupine HTML"
 	}
@@ -571,6 +638,34 @@ func (r *run) checks(ops []history.Op, hot []traffic.Provider, lastHeal time.Tim
 		providers = append(providers, p.ID)
 	}
 	results = append(results, check.Liveness(ops, providers, lastHeal, r.sc.Liveness.Bound))
+
+	// One history per group: no fork in any status sample; no node ended by
+	// itself.
+	results = append(results, check.Fork(r.sampler.all()), check.NoCrash(r.exits()))
+	// What the scenario asked for besides.
+	if r.sc.Checks.PlacementAfter > 0 {
+		home := map[string]string{}
+		for _, p := range hot {
+			for _, id := range r.fc.IDs() {
+				if r.fc.City[id] == p.City {
+					home[p.ID] = id
+				}
+			}
+		}
+		results = append(results, check.Placement(r.placement, home))
+		results = append(results, check.HostsCalendars(r.fc.Group("ar"), r.hosting))
+	}
+	var windows []check.DiskWindow
+	for _, f := range r.faults {
+		if d, ok := f.(failpoint.DiskWindows); ok {
+			for _, w := range d.DiskWindows() {
+				windows = append(windows, check.DiskWindow{Node: w.Node, Full: w.Full, Grown: w.Grown, Ready: w.Ready, Restarted: w.Restarted})
+			}
+		}
+	}
+	if len(windows) > 0 {
+		results = append(results, check.DiskFull(ops, windows, r.sc.Liveness.Bound))
+	}
 	return check.Merge(results...).WithOps(ops)
 }
 

@@ -45,6 +45,19 @@ type Scenario struct {
 	// Liveness is the bound within which every hot provider must accept a
 	// booking after the last fault heals.
 	Liveness Liveness `yaml:"liveness"`
+	// Checks adds checks to the standard set.
+	Checks Checks `yaml:"checks"`
+}
+
+// Checks are the optional checks of a scenario (the history, final-state,
+// fork and crash checks always run).
+type Checks struct {
+	// PlacementAfter, when set, is how long after the last heal every node of a
+	// hot provider's jurisdiction is asked where its calendar lives: they must
+	// all name the same node (no duplicate activation), that node must be the
+	// provider's home city's node, and every node of the jurisdiction must host
+	// a calendar actor.
+	PlacementAfter time.Duration `yaml:"placement_after"`
 }
 
 // Topology is the cluster layout.
@@ -252,6 +265,8 @@ func (s *Scenario) Validate() error {
 		return fmt.Errorf("workload.preload %d: want 0..100000", w.Preload)
 	case s.Liveness.Bound < 0:
 		return errors.New("liveness.bound must not be negative")
+	case s.Checks.PlacementAfter < 0:
+		return errors.New("checks.placement_after must not be negative")
 	}
 	for _, v := range w.Verticals {
 		if !slices.Contains(knownVerticals, v) {
@@ -276,6 +291,9 @@ func (s *Scenario) Validate() error {
 		case f.At+f.Jitter+f.HealAfter >= s.Duration:
 			return fmt.Errorf("%s: at+jitter+heal_after = %v must end before duration %v, so liveness can be checked",
 				where, f.At+f.Jitter+f.HealAfter, s.Duration)
+		case s.Checks.PlacementAfter > 0 && f.At+f.Jitter+f.HealAfter+s.Checks.PlacementAfter >= s.Duration:
+			return fmt.Errorf("%s: at+jitter+heal_after+checks.placement_after = %v must end before duration %v",
+				where, f.At+f.Jitter+f.HealAfter+s.Checks.PlacementAfter, s.Duration)
 		}
 	}
 	return nil

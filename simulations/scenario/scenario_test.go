@@ -105,8 +105,11 @@ func TestLibrary_ParsesAndFits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"city-partition", "flapping-node", "leader-kill", "minority-partition", "pause-leader",
-		"rolling-restart", "us-node-loss", "wiped-disk-rejoin"}
+	want := []string{"city-partition", "disk-full", "flapping-node", "leader-kill", "long-partition-heal",
+		"minority-partition", "pause-leader", "rolling-restart", "snapshot-install-crash", "us-node-loss",
+		"wiped-disk-rejoin", "wiped-founder", "wiped-voter-then-leader-crash"}
+	wantCI := []string{"city-partition", "leader-kill", "pause-leader", "wiped-founder", "wiped-voter-then-leader-crash"}
+	var ciNames []string
 	var names []string
 	bases := map[int]string{}
 	var total, ci time.Duration
@@ -121,12 +124,37 @@ func TestLibrary_ParsesAndFits(t *testing.T) {
 		total += s.Duration
 		if s.CI {
 			ci += s.Duration
+			ciNames = append(ciNames, s.Name)
 		}
 	}
 	if !reflect.DeepEqual(names, want) {
 		t.Fatalf("library %v, want %v", names, want)
 	}
-	if total > 5*time.Minute || ci > 90*time.Second {
+	if !reflect.DeepEqual(ciNames, wantCI) {
+		t.Fatalf("CI selection %v, want %v", ciNames, wantCI)
+	}
+	// The CI selection runs after make test: keep it to a few minutes.
+	if total > 8*time.Minute || ci > 150*time.Second {
 		t.Fatalf("library too long: all %v, ci %v", total, ci)
+	}
+}
+
+func TestParse_Checks(t *testing.T) {
+	const base = "name: x\nduration: 30s\ntopology: {ip_base: 20}\nfaults: [{at: 5s, fault: partition, heal_after: 10s}]\n"
+	s, err := scenario.Parse([]byte(base+"checks: {placement_after: 10s}\n"), "x.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Checks.PlacementAfter != 10*time.Second {
+		t.Fatalf("checks %+v", s.Checks)
+	}
+	for yaml, want := range map[string]string{
+		base + "checks: {placement_after: 20s}\n": "checks.placement_after",
+		base + "checks: {placement_after: -1s}\n": "must not be negative",
+		base + "checks: {placements_after: 1s}\n": "field placements_after not found",
+	} {
+		if _, err := scenario.Parse([]byte(yaml), "x.yaml"); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want one naming %q", yaml, err, want)
+		}
 	}
 }

@@ -76,12 +76,19 @@ func Probe(ctx context.Context, rec *history.Recorder, targets []Target, ps []Pr
 // PreloadClient) and retrying unknown outcomes with the same key. It returns how
 // many were acknowledged.
 func Preload(ctx context.Context, rec *history.Recorder, targets []Target, p Provider, n, workers int, seed uint64, timeout time.Duration) int {
+	return PreloadFrom(ctx, rec, targets, p, 0, n, workers, seed, timeout)
+}
+
+// PreloadFrom is Preload of the n slots that follow the first first ones, so
+// successive calls book distinct slots.
+func PreloadFrom(ctx context.Context, rec *history.Recorder, targets []Target, p Provider, first, n, workers int, seed uint64, timeout time.Duration) int {
 	var (
 		mu   sync.Mutex
-		next int
+		next = first
 		ok   int
 		wg   sync.WaitGroup
 	)
+	n += first
 	hc := client.New("", nil).HTTP
 	for w := range workers {
 		wg.Add(1)
