@@ -58,9 +58,11 @@ lowest node id, and all that has held for the founding wait (15 s; 5 s with
 --profile local), long enough for members that remember this node to knock.`,
 		Example: `  export BARBERPRO_GOSSIP_KEY=$(head -c 32 /dev/urandom | base64)
   barberpro node start --id ba-1 --city buenos-aires --data-dir ./data/ba-1 \
-      --bind 127.0.0.11 --bootstrap
+      --bind 127.0.0.11 --bootstrap-expect 3
   barberpro node start --id cba-1 --city cordoba --data-dir ./data/cba-1 \
-      --bind 127.0.0.12 --join 127.0.0.11:7946`,
+      --bind 127.0.0.12 --bootstrap-expect 3 --join 127.0.0.11:7946
+  barberpro node start --id us-1 --city us-east --data-dir ./data/us-1 \
+      --bind 127.0.0.15 --bootstrap --join 127.0.0.11:7946`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(f.logLevel)

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,8 +34,14 @@ const (
 // Spec describes one node process.
 type Spec struct {
 	ID, City, IP, DataDir string
-	// Bootstrap is set on the first node of each jurisdiction.
+	// Bootstrap is set on the node of a single-node jurisdiction (`--bootstrap`:
+	// it founds the group unless a member holding state shows up within the
+	// founding wait).
 	Bootstrap bool
+	// BootstrapExpect (`--bootstrap-expect N`), set on every node of a
+	// multi-node jurisdiction: the group is founded once N new nodes of it are
+	// up, and never by a wiped node while the group exists.
+	BootstrapExpect int
 	// Join lists gossip addresses (ip:port) to join.
 	Join []string
 	// GossipKey is the cluster's shared key (16, 24 or 32 bytes).
@@ -55,7 +62,9 @@ func (s Spec) GossipAddr() string { return fmt.Sprintf("%s:%d", s.IP, GossipPort
 // the environment, not on the command line).
 func (s Spec) Args() []string {
 	args := []string{"node", "start", "--id", s.ID, "--city", s.City, "--data-dir", s.DataDir, "--bind", s.IP}
-	if s.Bootstrap {
+	if s.BootstrapExpect > 0 {
+		args = append(args, "--bootstrap-expect", strconv.Itoa(s.BootstrapExpect))
+	} else if s.Bootstrap {
 		args = append(args, "--bootstrap")
 	}
 	if len(s.Join) > 0 {
@@ -324,18 +333,18 @@ func (c *Cluster) ByID(id string) *Proc {
 	return nil
 }
 
-// StartAll starts every process in order (bootstrap nodes first is the caller's
-// order to choose) and waits until all are ready.
+// StartAll starts every process in order, each once the gossip addresses it
+// joins accept connections, and waits until all are ready. (A group founded with
+// --bootstrap-expect has no ready node before enough of its nodes have started.)
 func (c *Cluster) StartAll(ctx context.Context) error {
 	for _, p := range c.Procs {
-		if err := p.Start(); err != nil {
-			return err
-		}
-		// The first node of a cluster must be up before others join its gossip.
-		if p.Spec.Bootstrap {
-			if err := p.WaitReady(ctx); err != nil {
+		for _, addr := range p.Spec.Join {
+			if err := c.waitListening(ctx, addr); err != nil {
 				return err
 			}
+		}
+		if err := p.Start(); err != nil {
+			return err
 		}
 	}
 	for _, p := range c.Procs {
@@ -344,6 +353,28 @@ func (c *Cluster) StartAll(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// waitListening waits until addr (a node's gossip address) accepts TCP
+// connections, or the process that should listen there has exited.
+func (c *Cluster) waitListening(ctx context.Context, addr string) error {
+	for {
+		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			conn.Close()
+			return nil
+		}
+		for _, q := range c.Procs {
+			if q.Spec.GossipAddr() == addr && !q.Running() {
+				return fmt.Errorf("procs: %s exited before listening on %s (%v); log: %s", q.Spec.ID, addr, q.ExitErr(), q.LogPath)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("procs: nothing listens on %s: %w", addr, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // StopAll stops every running process with SIGTERM (in reverse order), killing
@@ -370,25 +401,27 @@ func (c *Cluster) KillAll() {
 }
 
 // FiveCities is the standard local layout: Buenos Aires, Córdoba, Rosario and La
-// Plata (jurisdiction ar) and us-east (us), on 127.0.0.11-15 with the default
-// ports, under dataRoot. ipBase shifts the addresses (11 gives .11-.15) so several
+// Plata (jurisdiction ar, each with --bootstrap-expect 3) and us-east (us,
+// --bootstrap), on 127.0.0.11-15 with the default ports, under dataRoot; every
+// node but ba-1 joins ba-1. ipBase shifts the addresses (11 gives .11-.15) so several
 // clusters can run at once.
 func FiveCities(binary, dataRoot string, key []byte, ipBase int) *Cluster {
 	ip := func(i int) string { return "127.0.0." + strconv.Itoa(ipBase+i) }
 	ba := ip(0) + ":" + strconv.Itoa(GossipPort)
 	nodes := []struct {
 		id, city  string
+		expect    int
 		bootstrap bool
 	}{
-		{"ba-1", "buenos-aires", true},
-		{"cba-1", "cordoba", false},
-		{"ros-1", "rosario", false},
-		{"lp-1", "la-plata", false},
-		{"us-1", "us-east", true},
+		{"ba-1", "buenos-aires", 3, false},
+		{"cba-1", "cordoba", 3, false},
+		{"ros-1", "rosario", 3, false},
+		{"lp-1", "la-plata", 3, false},
+		{"us-1", "us-east", 0, true},
 	}
 	c := &Cluster{}
 	for i, n := range nodes {
-		s := Spec{ID: n.id, City: n.city, IP: ip(i), DataDir: filepath.Join(dataRoot, n.id), Bootstrap: n.bootstrap, GossipKey: key}
+		s := Spec{ID: n.id, City: n.city, IP: ip(i), DataDir: filepath.Join(dataRoot, n.id), Bootstrap: n.bootstrap, BootstrapExpect: n.expect, GossipKey: key}
 		if i > 0 {
 			s.Join = []string{ba}
 		}
