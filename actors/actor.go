@@ -639,7 +639,7 @@ func (a *calendarActor) updateProvider(ctx actor.Context, r *calendarv1.UpdatePr
 func (a *calendarActor) onProposed(ctx actor.Context, m *proposed) {
 	o := m.op
 	a.finish(o)
-	code, detail, cause := verdict(m.res, m.err)
+	code, detail, cause := verdict(m.res, m.err, a.cfg.IsStorageUnavailable)
 	var rep *calendarv1.Reply
 	if code != calendarv1.ErrorCode_ERROR_CODE_UNSPECIFIED {
 		rep = &calendarv1.Reply{Error: code, Detail: detail}

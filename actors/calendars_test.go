@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"google.golang.org/protobuf/proto"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -657,4 +658,33 @@ func TestCalendars_CancelOnALaggingReplicaIsNotNotFound(t *testing.T) {
 	if err != nil || got.GetStatus() != bookingv1.BookingStatus_BOOKING_STATUS_CANCELLED {
 		t.Fatalf("cancel of a booking the replica had not applied yet: %v %v, want cancelled", got, err)
 	}
+}
+
+// TestCalendars_StorageUnavailableIsSaid: a store that cannot write (full
+// disk) makes a booking fail with ErrStorageUnavailable — a code of its own in
+// the reply, so a node that relays it says 503 storage_unavailable rather than
+// jurisdiction_unavailable — and nothing is booked; once the store writes
+// again the same request succeeds.
+func TestCalendars_StorageUnavailableIsSaid(t *testing.T) {
+	full := errors.New("storage: cannot write: no space left on device")
+	e := newEnv(t, func(c *actors.Config) {
+		c.IsStorageUnavailable = func(err error) bool { return errors.Is(err, full) }
+	})
+	var down atomic.Bool
+	down.Store(true)
+	e.store.BeforePropose = func(*bookingv1.Command) error {
+		if down.Load() {
+			return full
+		}
+		return nil
+	}
+	start := at(2, 10, 0)
+	if _, err := e.book(t, "p1", "cut", start, "k1"); !errors.Is(err, actors.ErrStorageUnavailable) {
+		t.Fatalf("booking on a full store: %v, want ErrStorageUnavailable", err)
+	}
+	if n := len(confirmed(e.store, "p1")); n != 0 {
+		t.Fatalf("%d bookings made on a full store", n)
+	}
+	down.Store(false)
+	e.mustBook(t, "p1", "cut", start, "k1")
 }

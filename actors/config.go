@@ -79,6 +79,12 @@ type Config struct {
 	// Default: errors.Is(err, ErrNotFound). The node wires
 	// errors.Is(err, storage.ErrNotFound) here.
 	IsNotFound func(error) bool
+	// IsStorageUnavailable tells a store error that means "this store cannot
+	// write now" (full disk, I/O error) from others, so the answer says so
+	// (ErrStorageUnavailable) also when it crosses nodes. Default:
+	// errors.Is(err, ErrStorageUnavailable). The node wires
+	// errors.Is(err, storage.ErrStorageUnavailable) here.
+	IsStorageUnavailable func(error) bool
 	// NewID returns a new booking id for a BookRequest without booking_id.
 	// Default: 16 random bytes, hex.
 	NewID func() string
@@ -87,13 +93,14 @@ type Config struct {
 // DefaultConfig is the production preset (without a Store).
 func DefaultConfig() Config {
 	return Config{
-		Clock:          time.Now,
-		IdleTimeout:    DefaultIdleTimeout,
-		RequestTimeout: DefaultRequestTimeout,
-		LookBack:       DefaultLookBack,
-		Logger:         slog.New(slog.NewJSONHandler(os.Stderr, nil)),
-		IsNotFound:     func(err error) bool { return errors.Is(err, ErrNotFound) },
-		NewID:          randomID,
+		Clock:                time.Now,
+		IdleTimeout:          DefaultIdleTimeout,
+		RequestTimeout:       DefaultRequestTimeout,
+		LookBack:             DefaultLookBack,
+		Logger:               slog.New(slog.NewJSONHandler(os.Stderr, nil)),
+		IsNotFound:           func(err error) bool { return errors.Is(err, ErrNotFound) },
+		IsStorageUnavailable: func(err error) bool { return errors.Is(err, ErrStorageUnavailable) },
+		NewID:                randomID,
 	}
 }
 
@@ -157,6 +164,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.IsNotFound == nil {
 		c.IsNotFound = d.IsNotFound
+	}
+	if c.IsStorageUnavailable == nil {
+		c.IsStorageUnavailable = d.IsStorageUnavailable
 	}
 	if c.NewID == nil {
 		c.NewID = d.NewID

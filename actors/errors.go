@@ -25,4 +25,8 @@ var (
 	// ErrUnavailable means no calendar actor could answer in time: its node or its
 	// store is down or has no leader.
 	ErrUnavailable = errors.New("actors: calendar unavailable")
+	// ErrStorageUnavailable means the calendar's store refused the write because
+	// it cannot write now (a full disk, an I/O error: Config.IsStorageUnavailable);
+	// nothing was proposed, so a retry later is safe.
+	ErrStorageUnavailable = errors.New("actors: the store cannot write now")
 )

@@ -23,6 +23,8 @@ func sentinelOf(code calendarv1.ErrorCode) error {
 		return ErrIdempotencyKeyReused
 	case calendarv1.ErrorCode_ERROR_CODE_INVALID_TRANSITION:
 		return ErrInvalidTransition
+	case calendarv1.ErrorCode_ERROR_CODE_STORAGE_UNAVAILABLE:
+		return ErrStorageUnavailable
 	default:
 		return ErrUnavailable
 	}
@@ -71,8 +73,9 @@ func resultCode(c bookingv1.ResultCode) calendarv1.ErrorCode {
 }
 
 // verdict reads Propose's answer: code UNSPECIFIED means OK. cause is the store's
-// error, kept so errors.Is finds it in-process.
-func verdict(res *bookingv1.CommandResult, err error) (code calendarv1.ErrorCode, detail string, cause error) {
+// error, kept so errors.Is finds it in-process; a store that cannot write
+// (storageDown) gets its own code, so the answer says so on any node.
+func verdict(res *bookingv1.CommandResult, err error, storageDown func(error) bool) (code calendarv1.ErrorCode, detail string, cause error) {
 	if res != nil && res.GetCode() != bookingv1.ResultCode_RESULT_CODE_UNSPECIFIED {
 		code = resultCode(res.GetCode())
 		if code == calendarv1.ErrorCode_ERROR_CODE_UNSPECIFIED {
@@ -83,6 +86,9 @@ func verdict(res *bookingv1.CommandResult, err error) (code calendarv1.ErrorCode
 			detail = res.GetCode().String()
 		}
 		return code, detail, err
+	}
+	if err != nil && storageDown(err) {
+		return calendarv1.ErrorCode_ERROR_CODE_STORAGE_UNAVAILABLE, "store: " + err.Error(), err
 	}
 	if err != nil {
 		return calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "store: " + err.Error(), err

@@ -159,6 +159,7 @@ func (n *Node) Start() (err error) {
 	ac.IdleTimeout, ac.RequestTimeout = n.cfg.ActorIdleTimeout, n.cfg.ActorRequestTimeout
 	ac.Logger = n.log.With("component", "calendars")
 	ac.IsNotFound = func(err error) bool { return errors.Is(err, storage.ErrNotFound) }
+	ac.IsStorageUnavailable = func(err error) bool { return errors.Is(err, storage.ErrStorageUnavailable) }
 	if n.cals, err = actors.New(ac); err != nil {
 		return fmt.Errorf("cluster: calendars: %w", err)
 	}

@@ -120,6 +120,7 @@ var errorTable = []errorMapping{
 	{ErrUnknownMember, http.StatusNotFound, CodeNotFound},
 	{storage.ErrStorageUnavailable, http.StatusServiceUnavailable, CodeStorageUnavailable},
 	{ErrNoPeer, http.StatusServiceUnavailable, CodeJurisdictionUnavailable},
+	{actors.ErrStorageUnavailable, http.StatusServiceUnavailable, CodeStorageUnavailable},
 	{actors.ErrUnavailable, http.StatusServiceUnavailable, CodeJurisdictionUnavailable},
 	{storage.ErrNotLeader, http.StatusServiceUnavailable, CodeJurisdictionUnavailable},
 	{storage.ErrTimeout, http.StatusServiceUnavailable, CodeJurisdictionUnavailable},

@@ -36,6 +36,8 @@ const (
 	ErrorCode_ERROR_CODE_IDEMPOTENCY_MISMATCH ErrorCode = 4
 	ErrorCode_ERROR_CODE_UNAVAILABLE          ErrorCode = 5
 	ErrorCode_ERROR_CODE_INVALID_TRANSITION   ErrorCode = 6
+	// The store cannot write now (full disk, I/O error); nothing was proposed.
+	ErrorCode_ERROR_CODE_STORAGE_UNAVAILABLE ErrorCode = 7
 )
 
 // Enum value maps for ErrorCode.
@@ -48,6 +50,7 @@ var (
 		4: "ERROR_CODE_IDEMPOTENCY_MISMATCH",
 		5: "ERROR_CODE_UNAVAILABLE",
 		6: "ERROR_CODE_INVALID_TRANSITION",
+		7: "ERROR_CODE_STORAGE_UNAVAILABLE",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":          0,
@@ -57,6 +60,7 @@ var (
 		"ERROR_CODE_IDEMPOTENCY_MISMATCH": 4,
 		"ERROR_CODE_UNAVAILABLE":          5,
 		"ERROR_CODE_INVALID_TRANSITION":   6,
+		"ERROR_CODE_STORAGE_UNAVAILABLE":  7,
 	}
 )
 
@@ -629,7 +633,7 @@ const file_calendar_v1_calendar_proto_rawDesc = "" +
 	"\abooking\x18\x03 \x01(\v2\x1d.barberpro.booking.v1.BookingR\abooking\x12:\n" +
 	"\bprovider\x18\x04 \x01(\v2\x1e.barberpro.booking.v1.ProviderR\bprovider\x121\n" +
 	"\x05slots\x18\x05 \x03(\v2\x1b.barberpro.calendar.v1.SlotR\x05slots\x12\x1a\n" +
-	"\btimezone\x18\x06 \x01(\tR\btimezone*\xd8\x01\n" +
+	"\btimezone\x18\x06 \x01(\tR\btimezone*\xfc\x01\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_CODE_SLOT_TAKEN\x10\x01\x12\x16\n" +
@@ -637,7 +641,8 @@ const file_calendar_v1_calendar_proto_rawDesc = "" +
 	"\x14ERROR_CODE_NOT_FOUND\x10\x03\x12#\n" +
 	"\x1fERROR_CODE_IDEMPOTENCY_MISMATCH\x10\x04\x12\x1a\n" +
 	"\x16ERROR_CODE_UNAVAILABLE\x10\x05\x12!\n" +
-	"\x1dERROR_CODE_INVALID_TRANSITION\x10\x06B9Z7github.com/barberpro/edge/protos/calendar/v1;calendarv1b\x06proto3"
+	"\x1dERROR_CODE_INVALID_TRANSITION\x10\x06\x12\"\n" +
+	"\x1eERROR_CODE_STORAGE_UNAVAILABLE\x10\aB9Z7github.com/barberpro/edge/protos/calendar/v1;calendarv1b\x06proto3"
 
 var (
 	file_calendar_v1_calendar_proto_rawDescOnce sync.Once
