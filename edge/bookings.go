@@ -203,9 +203,13 @@ func (s *Server) readBooking(ctx context.Context, id string) (*bookingv1.Booking
 	}
 	b, err := s.cfg.Store.Booking(ctx, id)
 	if errors.Is(err, storage.ErrNotFound) {
-		if lerr := s.cfg.Store.LinearizableRead(ctx); lerr == nil {
-			b, err = s.cfg.Store.Booking(ctx, id)
+		// Not here yet, or not at all: only the leader's read index can say.
+		// A replica that cannot reach it (no leader, cut off) must not answer
+		// 404 for a booking it has simply not received.
+		if lerr := s.cfg.Store.LinearizableRead(ctx); lerr != nil {
+			return nil, lerr
 		}
+		b, err = s.cfg.Store.Booking(ctx, id)
 	}
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, notFound("booking %q does not exist", id)
