@@ -71,8 +71,24 @@ func countVoters(servers []Server) (voters, nonVoters int) {
 // raft makes a new voter count for quorum at once, before it has caught up:
 // add a node once it is up (the cluster layer adds it when gossip says so).
 func (s *Store) AddServer(ctx context.Context, id, addr string) error {
+	return s.addServer(ctx, id, addr, true)
+}
+
+// AddNonvoter adds id at addr to the group as a non-voter (leader only, else
+// ErrNotLeader): it replicates but neither votes nor counts for quorum until
+// Promote. Idempotent: a server already present with the same addr is a no-op;
+// with a new addr its address is updated and its suffrage kept. It returns once
+// the change is committed. This is how a new server (a new node, or a node
+// whose disk is new) joins: it votes only once promoted after catching up.
+func (s *Store) AddNonvoter(ctx context.Context, id, addr string) error {
+	return s.addServer(ctx, id, addr, false)
+}
+
+// addServer is AddServer (asVoter: a voter while there is room) and
+// AddNonvoter.
+func (s *Store) addServer(ctx context.Context, id, addr string, asVoter bool) error {
 	if id == "" || addr == "" {
-		return fmt.Errorf("%w: AddServer needs an id and an address", ErrInvalid)
+		return fmt.Errorf("%w: adding a server needs an id and an address", ErrInvalid)
 	}
 	s.memberMu.Lock()
 	defer s.memberMu.Unlock()
@@ -84,58 +100,19 @@ func (s *Store) AddServer(ctx context.Context, id, addr string) error {
 		return err
 	}
 	voters, _ := countVoters(servers)
-	var f raft.IndexFuture
-	if i := slices.IndexFunc(servers, func(sv Server) bool { return sv.ID == id }); i >= 0 {
-		sv := servers[i]
-		switch {
-		case sv.Addr == addr:
-			return nil
-		case sv.Voter:
-			f = s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, s.cfg.ApplyTimeout)
-		default:
-			f = s.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, s.cfg.ApplyTimeout)
-		}
-		s.logger.Info("raft server address updated", "id", id, "old_addr", sv.Addr, "addr", addr, "voter", sv.Voter)
-	} else if voters < s.cfg.MaxVoters {
-		f = s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, s.cfg.ApplyTimeout)
-		s.logger.Info("adding raft voter", "id", id, "addr", addr, "voters_before", voters)
-	} else {
-		f = s.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, s.cfg.ApplyTimeout)
-		s.logger.Info("adding raft non-voter", "id", id, "addr", addr, "voters", voters)
-	}
-	return s.awaitFuture(ctx, f)
-}
-
-// AddNonvoter adds id at addr to the group as a non-voter (leader only, else
-// ErrNotLeader): it replicates but neither votes nor counts for quorum until
-// Promote. Idempotent: a server already present with the same addr is a no-op;
-// with a new addr its address is updated and its suffrage kept. It returns once
-// the change is committed. This is how a new server (a new node, or a node
-// whose disk is new) joins: it votes only once promoted after catching up.
-func (s *Store) AddNonvoter(ctx context.Context, id, addr string) error {
-	if id == "" || addr == "" {
-		return fmt.Errorf("%w: AddNonvoter needs an id and an address", ErrInvalid)
-	}
-	s.memberMu.Lock()
-	defer s.memberMu.Unlock()
-	if err := s.leaderOnly(ctx); err != nil {
-		return err
-	}
-	servers, err := s.Servers()
-	if err != nil {
-		return err
-	}
+	voter := asVoter && voters < s.cfg.MaxVoters
 	if i := slices.IndexFunc(servers, func(sv Server) bool { return sv.ID == id }); i >= 0 {
 		sv := servers[i]
 		if sv.Addr == addr {
 			return nil
 		}
 		s.logger.Info("raft server address updated", "id", id, "old_addr", sv.Addr, "addr", addr, "voter", sv.Voter)
-		if sv.Voter {
-			return s.awaitFuture(ctx, s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, s.cfg.ApplyTimeout))
-		}
+		voter = sv.Voter
 	} else {
-		s.logger.Info("adding raft non-voter", "id", id, "addr", addr)
+		s.logger.Info("adding raft server", "id", id, "addr", addr, "voter", voter, "voters_before", voters)
+	}
+	if voter {
+		return s.awaitFuture(ctx, s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, s.cfg.ApplyTimeout))
 	}
 	return s.awaitFuture(ctx, s.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, s.cfg.ApplyTimeout))
 }
