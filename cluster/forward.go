@@ -70,7 +70,7 @@ func (a *raftActor) Receive(ctx actor.Context) {
 		}
 		disk := membership.DiskOf(self)
 		ctx.Respond(&clusterv1.NodeStatusReply{
-			NodeId: a.node, State: st.State, LeaderId: nodeOf(st.LeaderID), Term: st.Term,
+			NodeId: a.node, State: st.State, LeaderId: membership.NodeOf(st.LeaderID), Term: st.Term,
 			AppliedIndex: st.AppliedIndex, CommitIndex: st.CommitIndex, LastLogIndex: st.LastLogIndex,
 			Voter: voter, ClusterId: a.store.ClusterID(), DiskId: disk, Events: a.events.all(),
 			StorageFault: errDetail(a.store.WriteFault()),
@@ -86,7 +86,7 @@ func (a *raftActor) removeNode(ctx context.Context, node string) error {
 		return err
 	}
 	for _, s := range servers {
-		if nodeOf(s.ID) == node {
+		if membership.NodeOf(s.ID) == node {
 			if err := a.store.RemoveServer(ctx, s.ID); err != nil {
 				return err
 			}
@@ -179,7 +179,7 @@ func deadlineMs(ctx context.Context, def time.Duration) int64 {
 
 // Propose forwards cmd to the leader; see storage.Forwarder.
 func (p *raftPeers) Propose(ctx context.Context, leader raft.ServerID, _ raft.ServerAddress, cmd *bookingv1.Command) (*bookingv1.CommandResult, error) {
-	res, err := p.request(ctx, nodeOf(string(leader)), &clusterv1.ProposeRequest{Command: cmd, TimeoutMs: deadlineMs(ctx, p.timeout)})
+	res, err := p.request(ctx, membership.NodeOf(string(leader)), &clusterv1.ProposeRequest{Command: cmd, TimeoutMs: deadlineMs(ctx, p.timeout)})
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +192,7 @@ func (p *raftPeers) Propose(ctx context.Context, leader raft.ServerID, _ raft.Se
 
 // ReadIndex asks the leader for a safe read index; see storage.Forwarder.
 func (p *raftPeers) ReadIndex(ctx context.Context, leader raft.ServerID, _ raft.ServerAddress) (uint64, error) {
-	res, err := p.request(ctx, nodeOf(string(leader)), &clusterv1.ReadIndexRequest{TimeoutMs: deadlineMs(ctx, p.timeout)})
+	res, err := p.request(ctx, membership.NodeOf(string(leader)), &clusterv1.ReadIndexRequest{TimeoutMs: deadlineMs(ctx, p.timeout)})
 	if err != nil {
 		return 0, err
 	}

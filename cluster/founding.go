@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/barberpro/edge/cluster/membership"
@@ -14,12 +13,6 @@ import (
 // foundCheckInterval is how often a node without Raft state re-reads gossip to
 // decide whether to found its group, besides on every membership event.
 const foundCheckInterval = 250 * time.Millisecond
-
-// nodeOf returns the node id of a Raft server id (NodeID@DiskID).
-func nodeOf(serverID string) string {
-	node, _, _ := strings.Cut(serverID, "@")
-	return node
-}
 
 // foundingVerdict says whether this node founds its jurisdiction's group now,
 // and if not, why not. The rule (Consul's bootstrap_expect, made safe for wiped

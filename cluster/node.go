@@ -418,7 +418,7 @@ func (n *Node) removeSelf(ctx context.Context) error {
 		case leader == n.store.ID():
 			err = n.store.RemoveServer(ctx, string(n.store.ID()))
 		default:
-			err = n.peers.RemoveNode(ctx, nodeOf(string(leader)), n.cfg.ID)
+			err = n.peers.RemoveNode(ctx, membership.NodeOf(string(leader)), n.cfg.ID)
 		}
 		if err == nil || !errors.Is(err, storage.ErrNotLeader) {
 			return err
@@ -464,7 +464,7 @@ func (n *Node) remove(ctx context.Context, id string) error {
 	servers, _ := n.store.Servers()
 	inGroup := false
 	for _, s := range servers {
-		inGroup = inGroup || nodeOf(s.ID) == id
+		inGroup = inGroup || membership.NodeOf(s.ID) == id
 	}
 	switch {
 	case target == nil && !inGroup:
@@ -486,7 +486,7 @@ func (n *Node) remove(ctx context.Context, id string) error {
 	if leader == "" {
 		return fmt.Errorf("%w: no leader known", storage.ErrNotLeader)
 	}
-	return n.peers.RemoveNode(ctx, nodeOf(string(leader)), id)
+	return n.peers.RemoveNode(ctx, membership.NodeOf(string(leader)), id)
 }
 
 // placement answers where a provider's calendar actor is (or would be) active.

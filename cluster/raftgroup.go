@@ -115,7 +115,7 @@ func (g *groupKeeper) reconcile(ctx context.Context) {
 	own := g.store.ClusterID()
 	byNode := map[string][]storage.Server{}
 	for _, s := range servers {
-		byNode[nodeOf(s.ID)] = append(byNode[nodeOf(s.ID)], s)
+		byNode[membership.NodeOf(s.ID)] = append(byNode[membership.NodeOf(s.ID)], s)
 	}
 	self := g.members.Local().NodeID
 	known := map[string]bool{}
@@ -224,7 +224,7 @@ func (g *groupKeeper) promote(ctx context.Context) {
 		if s.Voter {
 			continue
 		}
-		m, ok := alive[nodeOf(s.ID)]
+		m, ok := alive[membership.NodeOf(s.ID)]
 		if !ok || m.Leaving || m.ServerID() != s.ID {
 			continue
 		}

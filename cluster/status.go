@@ -119,7 +119,7 @@ func (n *Node) status(ctx context.Context) (edge.ClusterStatus, error) {
 		inConfig := map[string]bool{} // server ids: NodeID@DiskID
 		for _, sv := range servers {
 			inConfig[sv.ID] = true
-			node, disk := nodeOf(sv.ID), membership.DiskOf(sv.ID)
+			node, disk := membership.NodeOf(sv.ID), membership.DiskOf(sv.ID)
 			if !slices.ContainsFunc(own.Members, func(m edge.GroupMember) bool { return m.ID == node && m.Disk == disk }) {
 				own.Members = append(own.Members, edge.GroupMember{ID: node, Disk: disk, Role: "unreachable"})
 			}

@@ -116,14 +116,7 @@ func runSnapshotInstallUntilKilled(t *testing.T, base string) {
 		off := time.Duration(j) * hour
 		mustPropose(t, leader, st.CreateBooking(st.Booking(fmt.Sprint("b", j), "p", off, off+min30, off+min30)))
 	}
-	rc := leader.Raft().ReloadableConfig()
-	rc.TrailingLogs = 2
-	if err := leader.Raft().ReloadConfig(rc); err != nil {
-		t.Fatal(err)
-	}
-	if err := leader.Raft().Snapshot().Error(); err != nil {
-		t.Fatal(err)
-	}
+	compactLogNow(t, leader)
 	for i := range 2 {
 		link(i, 2, true)
 		link(2, i, true)

@@ -6,6 +6,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
+	"github.com/barberpro/edge/storage"
 )
 
 // mustMarshal encodes cmd as a one-command CommandBatch log payload.
@@ -16,4 +17,18 @@ func mustMarshal(t testing.TB, cmds ...*bookingv1.Command) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// compactLogNow has the leader keep only 2 log entries and take a snapshot, so
+// a follower that missed entries can catch up only by installing it.
+func compactLogNow(t testing.TB, leader *storage.Store) {
+	t.Helper()
+	rc := leader.Raft().ReloadableConfig()
+	rc.TrailingLogs = 2
+	if err := leader.Raft().ReloadConfig(rc); err != nil {
+		t.Fatal(err)
+	}
+	if err := leader.Raft().Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -14,24 +14,6 @@ import (
 // keyDiskID is the stable-store key (in raft.db) of the data dir's identity.
 var keyDiskID = []byte("barberpro_disk_id")
 
-// DiskID returns the identity of the data dir at dataDir, creating the dir and
-// the identity at first use. The identity lives in raft.db, beside the term and
-// vote it vouches for: a disk that lost raft.db (wiped, replaced, or only that
-// file deleted) comes back with a new identity, so the node is a new Raft
-// server that votes only once its group has caught it up and promoted it. Call
-// it before Open (it opens and closes raft.db).
-func DiskID(dataDir string) (string, error) {
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return "", fmt.Errorf("storage: data dir: %w", err)
-	}
-	ls, err := OpenLogStore(filepath.Join(dataDir, RaftFile))
-	if err != nil {
-		return "", err
-	}
-	defer ls.Close()
-	return ls.diskID()
-}
-
 // LegacyDiskID is the identity given to a raft.db that already held Raft state
 // (a log or a term) when it was first asked for one: a data dir of a build
 // whose Raft server id was the bare node id. The cluster layer keeps that id
@@ -47,11 +29,11 @@ func (s *LogStore) diskID() (string, error) {
 		return string(v), nil
 	}
 	id := NewID()
-	last, err := s.LastIndex()
+	had, err := s.hasState()
 	if err != nil {
 		return "", err
 	}
-	if last > 0 || s.currentTerm.Load() > 0 {
+	if had {
 		id = LegacyDiskID
 	}
 	if err := s.Set(keyDiskID, []byte(id)); err != nil {
@@ -60,8 +42,11 @@ func (s *LogStore) diskID() (string, error) {
 	return id, nil
 }
 
-// DiskID returns the identity of this store's data dir (see the DiskID function).
-func (s *Store) DiskID() (string, error) { return s.logs.diskID() }
+// hasState reports whether raft.db holds a log or a term.
+func (s *LogStore) hasState() (bool, error) {
+	last, err := s.LastIndex()
+	return last > 0 || s.currentTerm.Load() > 0, err
+}
 
 // DirIdentity is what a data dir says of its node before the store opens: the
 // identity of the disk, whether it holds Raft state or FSM records (it founded
@@ -72,8 +57,12 @@ type DirIdentity struct {
 	ClusterID string
 }
 
-// ReadIdentity returns the DiskID of dataDir (creating it at first use, as
-// DiskID does), whether the dir holds Raft state (a log, a term or a snapshot)
+// ReadIdentity returns the identity of the disk at dataDir, creating the dir and
+// the identity at first use. The identity lives in raft.db, beside the term and
+// vote it vouches for: a disk that lost raft.db (wiped, replaced, or only that
+// file deleted) comes back with a new identity, so the node is a new Raft
+// server that votes only once its group has caught it up and promoted it. It
+// also says whether the dir holds Raft state (a log, a term or a snapshot)
 // or FSM records, and its FSM's cluster id. A node gossips them from its first
 // gossip message: a node holding another group's history must be refused from
 // the moment it shows up, not only once its store has opened and a keeper has
@@ -91,11 +80,9 @@ func ReadIdentity(dataDir string) (DirIdentity, error) {
 	if id.DiskID, err = ls.diskID(); err != nil {
 		return id, err
 	}
-	last, err := ls.LastIndex()
-	if err != nil {
+	if id.HasState, err = ls.hasState(); err != nil {
 		return id, err
 	}
-	id.HasState = last > 0 || ls.currentTerm.Load() > 0
 	if snaps, err := os.ReadDir(filepath.Join(dataDir, SnapshotsDir)); err == nil {
 		for _, e := range snaps {
 			if e.IsDir() && !strings.HasSuffix(e.Name(), ".tmp") {

@@ -92,16 +92,13 @@ func (s *Store) addServer(ctx context.Context, id, addr string, asVoter bool) er
 	}
 	s.memberMu.Lock()
 	defer s.memberMu.Unlock()
-	if err := s.leaderOnly(ctx); err != nil {
-		return err
-	}
-	servers, err := s.Servers()
+	servers, err := s.leaderConfig(ctx)
 	if err != nil {
 		return err
 	}
 	voters, _ := countVoters(servers)
 	voter := asVoter && voters < s.cfg.MaxVoters
-	if i := slices.IndexFunc(servers, func(sv Server) bool { return sv.ID == id }); i >= 0 {
+	if i := indexOf(servers, id); i >= 0 {
 		sv := servers[i]
 		if sv.Addr == addr {
 			return nil
@@ -125,14 +122,11 @@ func (s *Store) addServer(ctx context.Context, id, addr string, asVoter bool) er
 func (s *Store) Promote(ctx context.Context, id string) error {
 	s.memberMu.Lock()
 	defer s.memberMu.Unlock()
-	if err := s.leaderOnly(ctx); err != nil {
-		return err
-	}
-	servers, err := s.Servers()
+	servers, err := s.leaderConfig(ctx)
 	if err != nil {
 		return err
 	}
-	i := slices.IndexFunc(servers, func(sv Server) bool { return sv.ID == id })
+	i := indexOf(servers, id)
 	switch {
 	case i < 0:
 		return fmt.Errorf("%w: server %q", ErrNotFound, id)
@@ -155,14 +149,11 @@ func (s *Store) Promote(ctx context.Context, id string) error {
 func (s *Store) RemoveServer(ctx context.Context, id string) error {
 	s.memberMu.Lock()
 	defer s.memberMu.Unlock()
-	if err := s.leaderOnly(ctx); err != nil {
-		return err
-	}
-	servers, err := s.Servers()
+	servers, err := s.leaderConfig(ctx)
 	if err != nil {
 		return err
 	}
-	i := slices.IndexFunc(servers, func(sv Server) bool { return sv.ID == id })
+	i := indexOf(servers, id)
 	if i < 0 {
 		return nil
 	}
@@ -179,6 +170,20 @@ func (s *Store) RemoveServer(ctx context.Context, id string) error {
 	}
 	s.logger.Info("removing raft server", "id", id, "voter", servers[i].Voter)
 	return s.awaitFuture(ctx, s.raft.RemoveServer(raft.ServerID(id), 0, s.cfg.ApplyTimeout))
+}
+
+// leaderConfig is the group's configuration, for a membership change: leader
+// only (else ErrNotLeader). Callers hold memberMu.
+func (s *Store) leaderConfig(ctx context.Context) ([]Server, error) {
+	if err := s.leaderOnly(ctx); err != nil {
+		return nil, err
+	}
+	return s.Servers()
+}
+
+// indexOf is the position of server id in servers, or -1.
+func indexOf(servers []Server, id string) int {
+	return slices.IndexFunc(servers, func(sv Server) bool { return sv.ID == id })
 }
 
 func (s *Store) leaderOnly(ctx context.Context) error {

@@ -73,14 +73,7 @@ func TestStore_CrashDuringSnapshotInstall(t *testing.T) {
 	for j := 5; j < 30; j++ {
 		book(j)
 	}
-	rc := leader.Raft().ReloadableConfig()
-	rc.TrailingLogs = 2
-	if err := leader.Raft().ReloadConfig(rc); err != nil {
-		t.Fatal(err)
-	}
-	if err := leader.Raft().Snapshot().Error(); err != nil {
-		t.Fatal(err)
-	}
+	compactLogNow(t, leader)
 
 	crashDir := filepath.Join(t.TempDir(), "crashed")
 	var once sync.Once

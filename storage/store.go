@@ -242,6 +242,14 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// zeroToDefault sets *v to def when it is the zero value.
+func zeroToDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
 // raftConfig derives raft's configuration. MaxAppendEntries (entries per
 // AppendEntries RPC, and the apply channel's buffer with BatchApplyCh) is
 // sized to MaxBatch, within raft's [64, 1024].
@@ -307,33 +315,15 @@ type Store struct {
 // not wait for a leader: use WaitReady.
 func Open(cfg Config) (_ *Store, err error) {
 	def := DefaultConfig()
-	if cfg.MaxBatch == 0 {
-		cfg.MaxBatch = def.MaxBatch
-	}
-	if cfg.MaxInflight == 0 {
-		cfg.MaxInflight = def.MaxInflight
-	}
-	if cfg.ApplyTimeout == 0 {
-		cfg.ApplyTimeout = def.ApplyTimeout
-	}
-	if cfg.LeaderWaitTimeout == 0 {
-		cfg.LeaderWaitTimeout = def.LeaderWaitTimeout
-	}
-	if cfg.MaxVoters == 0 {
-		cfg.MaxVoters = def.MaxVoters
-	}
-	if cfg.CloseTransferTimeout == 0 {
-		cfg.CloseTransferTimeout = def.CloseTransferTimeout
-	}
-	if cfg.IdempotencyTTL == 0 {
-		cfg.IdempotencyTTL = def.IdempotencyTTL
-	}
-	if cfg.CancelledRetention == 0 {
-		cfg.CancelledRetention = def.CancelledRetention
-	}
-	if cfg.CompactInterval == 0 {
-		cfg.CompactInterval = def.CompactInterval
-	}
+	zeroToDefault(&cfg.MaxBatch, def.MaxBatch)
+	zeroToDefault(&cfg.MaxInflight, def.MaxInflight)
+	zeroToDefault(&cfg.ApplyTimeout, def.ApplyTimeout)
+	zeroToDefault(&cfg.LeaderWaitTimeout, def.LeaderWaitTimeout)
+	zeroToDefault(&cfg.MaxVoters, def.MaxVoters)
+	zeroToDefault(&cfg.CloseTransferTimeout, def.CloseTransferTimeout)
+	zeroToDefault(&cfg.IdempotencyTTL, def.IdempotencyTTL)
+	zeroToDefault(&cfg.CancelledRetention, def.CancelledRetention)
+	zeroToDefault(&cfg.CompactInterval, def.CompactInterval)
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}

@@ -406,14 +406,7 @@ func TestStore_FollowerCatchesUpBySnapshot(t *testing.T) {
 		off := time.Duration(j) * hour
 		mustPropose(t, leader, st.CreateBooking(st.Booking(fmt.Sprint("b", j), "p", off, off+min30, off+min30)))
 	}
-	rc := leader.Raft().ReloadableConfig()
-	rc.TrailingLogs = 2
-	if err := leader.Raft().ReloadConfig(rc); err != nil {
-		t.Fatal(err)
-	}
-	if err := leader.Raft().Snapshot().Error(); err != nil {
-		t.Fatal(err)
-	}
+	compactLogNow(t, leader)
 	for i := range trans {
 		if i != 2 {
 			trans[i].Connect(trans[2].LocalAddr(), trans[2])

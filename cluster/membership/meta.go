@@ -80,6 +80,12 @@ func ServerIDOf(nodeID, diskID string) string {
 	return nodeID + "@" + diskID
 }
 
+// NodeOf is the node id in a Raft server id (NodeID@DiskID, or a bare node id).
+func NodeOf(serverID string) string {
+	node, _, _ := strings.Cut(serverID, "@")
+	return node
+}
+
 // DiskOf is the disk id in a Raft server id (LegacyDiskID for a bare node id).
 func DiskOf(serverID string) string {
 	if _, disk, ok := strings.Cut(serverID, "@"); ok {
