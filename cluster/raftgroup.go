@@ -220,6 +220,15 @@ func (g *groupKeeper) promote(ctx context.Context) {
 	if own == "" {
 		return // a replica is caught up once it holds this group's cluster id
 	}
+	voters := 0
+	for _, s := range servers {
+		if s.Voter {
+			voters++
+		}
+	}
+	if voters >= g.store.MaxVoters() {
+		return // no room: do not ask non-voters for their progress every tick
+	}
 	for _, s := range servers {
 		if s.Voter {
 			continue

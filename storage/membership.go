@@ -114,6 +114,9 @@ func (s *Store) addServer(ctx context.Context, id, addr string, asVoter bool) er
 	return s.awaitFuture(ctx, s.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, s.cfg.ApplyTimeout))
 }
 
+// MaxVoters is Config.MaxVoters: the most voters Promote and AddServer allow.
+func (s *Store) MaxVoters() int { return s.cfg.MaxVoters }
+
 // Promote makes the non-voter id a voter (leader only, else ErrNotLeader), if
 // the group has fewer than Config.MaxVoters voters (else ErrTooManyVoters). A
 // voter already is a no-op; an id not in the group is ErrNotFound. The caller
