@@ -352,3 +352,24 @@ func TestStore_CompactionOff(t *testing.T) {
 		t.Fatalf("Compact = %d, %v", n, err)
 	}
 }
+
+// TestFSM_IdempotencySkewedProposerKeepsTTL (review2): proposed_at_ms is
+// stamped by whichever node first proposed (an actor's or edge's clock), so a
+// node whose clock is 25 h behind stamps a record the very next Compact from
+// a correct leader removes, a minute after it committed; the client's retry
+// then books again. The record's time must not lie before the entry times
+// the log already holds.
+func TestFSM_IdempotencySkewedProposerKeepsTTL(t *testing.T) {
+	s := newFSMSeq(t)
+	ttl := 24 * time.Hour
+	s.ok(at(st.CreateProvider(st.Provider("p")), 10*time.Hour)) // a node with a correct clock
+	// A node whose clock is 25 h behind proposes the keyed booking at T0+10h.
+	s.ok(at(st.WithKey(st.CreateBooking(st.Booking("b1", "p", 48*time.Hour, 49*time.Hour, 49*time.Hour)), "k", "h"), -15*time.Hour))
+	if r := s.ok(compactCmd(10*time.Hour+time.Minute, ttl, 0, 100)); r.Removed != 0 {
+		t.Fatalf("compact one minute after the record committed removed %d record(s)", r.Removed)
+	}
+	r := s.ok(at(st.WithKey(st.CreateBooking(st.Booking("b2", "p", 50*time.Hour, 51*time.Hour, 51*time.Hour)), "k", "h"), 10*time.Hour+2*time.Minute))
+	if r.Booking.Id != "b1" {
+		t.Fatalf("retry within the TTL created %s, want the replay of b1", r.Booking.Id)
+	}
+}

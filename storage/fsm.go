@@ -398,6 +398,35 @@ func abandonedResponses(logs []*raft.Log, cause error) []interface{} {
 type applier struct {
 	tx  *bolt.Tx
 	err error
+	// clock is the largest proposed_at_ms of the entries applied so far
+	// (meta.entry_clock_ms, loaded on first use): see entryTime.
+	clock       int64
+	clockLoaded bool
+}
+
+// keyEntryClock is the meta key of the largest proposed_at_ms applied.
+var keyEntryClock = []byte("entry_clock_ms")
+
+// entryTime advances the entry clock with cmd's proposed_at_ms and returns
+// max(proposed_at_ms, clock). proposed_at_ms comes from the clock of whichever
+// node first proposed the command; a node whose clock runs behind would stamp
+// an idempotency record that the next Compact of a correct leader removes at
+// once. The entry clock depends only on the log, so every replica computes
+// the same value, and a snapshot carries it (meta).
+func (a *applier) entryTime(cmd *bookingv1.Command) int64 {
+	if !a.clockLoaded {
+		a.clockLoaded = true
+		if v := a.tx.Bucket(bucketMeta).Get(keyEntryClock); len(v) == 8 {
+			a.clock = int64(binary.BigEndian.Uint64(v))
+		}
+	}
+	if cmd.ProposedAtMs > a.clock {
+		a.clock = cmd.ProposedAtMs
+		if err := a.tx.Bucket(bucketMeta).Put(keyEntryClock, u64(uint64(a.clock))); err != nil && a.err == nil {
+			a.err = err
+		}
+	}
+	return a.clock
 }
 
 func (a *applier) applyLog(l *raft.Log) []*bookingv1.CommandResult {
@@ -453,6 +482,7 @@ func (a *applier) apply(cmd *bookingv1.Command) *bookingv1.CommandResult {
 	if cmd == nil || cmd.Op == nil {
 		return invalid("command has no operation")
 	}
+	now := a.entryTime(cmd)
 	key := cmd.IdempotencyKey
 	if c, ok := cmd.Op.(*bookingv1.Command_Compact); ok {
 		if key != "" {
@@ -502,9 +532,9 @@ func (a *applier) apply(cmd *bookingv1.Command) *bookingv1.CommandResult {
 		Key:         key,
 		RequestHash: cmd.RequestHash,
 		ResourceId:  resourceID,
-		CreatedAtMs: cmd.ProposedAtMs,
+		CreatedAtMs: now,
 	})
-	a.putKey(bucketIdempotencyTime, atKey(cmd.ProposedAtMs, key))
+	a.putKey(bucketIdempotencyTime, atKey(now, key))
 	return r
 }
 
