@@ -29,3 +29,18 @@ func TestServer_CutOffReplicaDoesNotSayNotFound(t *testing.T) {
 		wantStatus(t, rec, http.StatusServiceUnavailable)
 	}
 }
+
+// TestServer_CutOffReplicaDoesNotSayProviderNotFound (review2): readProvider
+// still drops LinearizableRead's error and answers 404 from a replica that
+// cannot reach its leader, for a provider created on the other side.
+func TestServer_CutOffReplicaDoesNotSayProviderNotFound(t *testing.T) {
+	h := newHarness(t)
+	h.store.Fail = func(op string) error {
+		if op == "LinearizableRead" {
+			return fmt.Errorf("%w: no leader known", storage.ErrNotLeader)
+		}
+		return nil
+	}
+	rec := h.do(call{method: "GET", path: "/v1/providers/prv_buenos-aires_sndutg5aowlsdjd426zd", valid: true})
+	wantStatus(t, rec, http.StatusServiceUnavailable)
+}

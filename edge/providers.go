@@ -399,9 +399,12 @@ func (s *Server) readProvider(ctx context.Context, id string) (*bookingv1.Provid
 	}
 	p, err := s.cfg.Store.Provider(ctx, id)
 	if errors.Is(err, storage.ErrNotFound) {
-		if lerr := s.cfg.Store.LinearizableRead(ctx); lerr == nil {
-			p, err = s.cfg.Store.Provider(ctx, id)
+		// As readBooking: a replica cut off from its leader must not answer
+		// 404 for a provider it has not received.
+		if lerr := s.cfg.Store.LinearizableRead(ctx); lerr != nil {
+			return nil, lerr
 		}
+		p, err = s.cfg.Store.Provider(ctx, id)
 	}
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, notFound("provider %q does not exist", id)
