@@ -286,6 +286,11 @@ func (f *fsm) applyOnce(logs []*raft.Log, prev []interface{}) ([]interface{}, er
 			return nil
 		}
 		m := tx.Bucket(bucketMeta)
+		if a.clockMoved { // once per batch, not per command
+			if err := m.Put(keyEntryClock, u64(uint64(a.clock))); err != nil {
+				return err
+			}
+		}
 		if err := m.Put(keyAppliedIndex, u64(lastIdx)); err != nil {
 			return err
 		}
@@ -402,6 +407,7 @@ type applier struct {
 	// (meta.entry_clock_ms, loaded on first use): see entryTime.
 	clock       int64
 	clockLoaded bool
+	clockMoved  bool // clock to be stored in meta when the batch ends
 }
 
 // keyEntryClock is the meta key of the largest proposed_at_ms applied.
@@ -421,10 +427,7 @@ func (a *applier) entryTime(cmd *bookingv1.Command) int64 {
 		}
 	}
 	if cmd.ProposedAtMs > a.clock {
-		a.clock = cmd.ProposedAtMs
-		if err := a.tx.Bucket(bucketMeta).Put(keyEntryClock, u64(uint64(a.clock))); err != nil && a.err == nil {
-			a.err = err
-		}
+		a.clock, a.clockMoved = cmd.ProposedAtMs, true
 	}
 	return a.clock
 }
