@@ -1,0 +1,210 @@
+package auth
+
+import (
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+// MaxTokenLen bounds the length of a token, in bytes, that Verify parses at all.
+const MaxTokenLen = 8 << 10
+
+// DefaultLeeway is the clock skew allowed around exp and iat.
+const DefaultLeeway = 30 * time.Second
+
+// VerifierOptions tunes a Verifier. The zero value accepts any issuer, with
+// DefaultLeeway and time.Now.
+type VerifierOptions struct {
+	// Issuer, when set, is the only iss accepted. Empty: any non-empty iss (an
+	// outside identity provider names itself).
+	Issuer string
+	// Leeway is the clock skew allowed around exp and iat (DefaultLeeway when 0).
+	Leeway time.Duration
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// Verifier checks tokens against a set of Ed25519 public keys, chosen by kid. It
+// is immutable and safe for concurrent use.
+type Verifier struct {
+	keys map[string]ed25519.PublicKey
+	opts VerifierOptions
+}
+
+// LoadKeySet reads a JSON Web Key Set (the file of node start --token-keys) and
+// returns a Verifier for its keys. Every key must be a public Ed25519 (OKP) key
+// with a kid, the kids distinct; anything else is an error wrapping ErrBadKeySet.
+func LoadKeySet(path string) (*Verifier, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrBadKeySet, path, err)
+	}
+	set, err := parseKeySet(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return NewVerifier(set, VerifierOptions{})
+}
+
+// readKeySet reads and parses a JWKS file.
+func readKeySet(path string) (jose.JSONWebKeySet, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return jose.JSONWebKeySet{}, fmt.Errorf("%w: %s: %v", ErrBadKeySet, path, err)
+	}
+	set, err := parseKeySet(b)
+	if err != nil {
+		return jose.JSONWebKeySet{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return set, nil
+}
+
+// parseKeySet decodes a JWKS, refusing private key material.
+func parseKeySet(b []byte) (jose.JSONWebKeySet, error) {
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(b, &set); err != nil {
+		return jose.JSONWebKeySet{}, fmt.Errorf("%w: %v", ErrBadKeySet, err)
+	}
+	for _, k := range set.Keys {
+		if !k.IsPublic() {
+			return jose.JSONWebKeySet{}, fmt.Errorf("%w: key %q holds private material", ErrBadKeySet, k.KeyID)
+		}
+	}
+	return set, nil
+}
+
+// NewVerifier returns a Verifier for the keys of set (see LoadKeySet for what a
+// key must be).
+func NewVerifier(set jose.JSONWebKeySet, opts VerifierOptions) (*Verifier, error) {
+	if len(set.Keys) == 0 {
+		return nil, fmt.Errorf("%w: the key set holds no key", ErrBadKeySet)
+	}
+	if opts.Leeway == 0 {
+		opts.Leeway = DefaultLeeway
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	v := &Verifier{keys: make(map[string]ed25519.PublicKey, len(set.Keys)), opts: opts}
+	for i, k := range set.Keys {
+		if k.KeyID == "" {
+			return nil, fmt.Errorf("%w: key %d has no kid", ErrBadKeySet, i)
+		}
+		pub, ok := k.Key.(ed25519.PublicKey)
+		if !ok {
+			return nil, fmt.Errorf("%w: key %q is %T, not an Ed25519 public key", ErrBadKeySet, k.KeyID, k.Key)
+		}
+		if k.Algorithm != "" && k.Algorithm != string(jose.EdDSA) {
+			return nil, fmt.Errorf("%w: key %q is for alg %q, not EdDSA", ErrBadKeySet, k.KeyID, k.Algorithm)
+		}
+		if _, dup := v.keys[k.KeyID]; dup {
+			return nil, fmt.Errorf("%w: kid %q appears twice", ErrBadKeySet, k.KeyID)
+		}
+		v.keys[k.KeyID] = pub
+	}
+	return v, nil
+}
+
+// KeyIDs returns the kids the verifier accepts, in no particular order.
+func (v *Verifier) KeyIDs() []string {
+	ids := make([]string, 0, len(v.keys))
+	for id := range v.keys {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// Verify checks token (the compact JWS, without "Bearer ") and returns whom it
+// speaks for. The signature must be EdDSA by the key its kid names; sub, role,
+// iss, iat and exp must be present and valid, exp not passed. Every failure wraps
+// ErrBadToken (ErrExpired, ErrUnknownKey for those two cases); the error text
+// never repeats the token.
+func (v *Verifier) Verify(token string) (Principal, error) {
+	if token == "" {
+		return Principal{}, ErrNoToken
+	}
+	if len(token) > MaxTokenLen {
+		return Principal{}, fmt.Errorf("%w: longer than %d bytes", ErrBadToken, MaxTokenLen)
+	}
+	tok, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.EdDSA})
+	if err != nil {
+		return Principal{}, fmt.Errorf("%w: malformed", ErrBadToken)
+	}
+	if len(tok.Headers) != 1 {
+		return Principal{}, fmt.Errorf("%w: want one signature", ErrBadToken)
+	}
+	kid := tok.Headers[0].KeyID
+	if kid == "" {
+		return Principal{}, fmt.Errorf("%w: no kid in the header", ErrBadToken)
+	}
+	key, ok := v.keys[kid]
+	if !ok {
+		return Principal{}, ErrUnknownKey
+	}
+	var c claims
+	if err := tok.Claims(key, &c); err != nil {
+		return Principal{}, fmt.Errorf("%w: bad signature or claims", ErrBadToken)
+	}
+	switch {
+	case c.Expiry == nil:
+		return Principal{}, fmt.Errorf("%w: no exp", ErrBadToken)
+	case c.IssuedAt == nil:
+		return Principal{}, fmt.Errorf("%w: no iat", ErrBadToken)
+	case c.Issuer == "":
+		return Principal{}, fmt.Errorf("%w: no iss", ErrBadToken)
+	}
+	err = c.Claims.ValidateWithLeeway(jwt.Expected{Issuer: v.opts.Issuer, Time: v.opts.Now()}, v.opts.Leeway)
+	switch {
+	case errors.Is(err, jwt.ErrExpired):
+		return Principal{}, ErrExpired
+	case err != nil:
+		return Principal{}, fmt.Errorf("%w: %v", ErrBadToken, err)
+	}
+	if !c.Role.Valid() {
+		return Principal{}, fmt.Errorf("%w: role claim %q", ErrBadToken, c.Role)
+	}
+	if err := validSubject(c.Subject); err != nil {
+		return Principal{}, fmt.Errorf("%w: %v", ErrBadToken, err)
+	}
+	return Principal{Subject: c.Subject, Role: c.Role}, nil
+}
+
+// BearerToken returns the token of an Authorization header: ErrNoToken when h
+// has none, an error wrapping ErrBadToken when it is not one "Bearer TOKEN"
+// (the scheme is case-insensitive, RFC 9110 section 11.1).
+func BearerToken(h http.Header) (string, error) {
+	vals := h.Values("Authorization")
+	switch len(vals) {
+	case 0:
+		return "", ErrNoToken
+	case 1:
+	default:
+		return "", fmt.Errorf("%w: more than one Authorization header", ErrBadToken)
+	}
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(vals[0]), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", fmt.Errorf("%w: not a Bearer credential", ErrBadToken)
+	}
+	tok = strings.TrimLeft(tok, " ")
+	if tok == "" || strings.ContainsAny(tok, " \t") {
+		return "", fmt.Errorf("%w: not a Bearer credential", ErrBadToken)
+	}
+	return tok, nil
+}
+
+// Authenticate returns the principal of a request's Authorization header.
+func (v *Verifier) Authenticate(h http.Header) (Principal, error) {
+	tok, err := BearerToken(h)
+	if err != nil {
+		return Principal{}, err
+	}
+	return v.Verify(tok)
+}
