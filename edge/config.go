@@ -6,7 +6,6 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
-	"github.com/barberpro/edge/edge/client"
 	"log/slog"
 	"net/http"
 	"time"
@@ -15,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/barberpro/edge/cluster/topology"
+	"github.com/barberpro/edge/edge/auth"
+	"github.com/barberpro/edge/edge/client"
 	"github.com/barberpro/edge/edge/ids"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
@@ -113,9 +114,19 @@ type Config struct {
 	// not tied to ctx, so the 202 reaches the operator before the node stops
 	// serving. Default nil: the route answers 503.
 	Leave func(ctx context.Context) error
-	// Remove drops member id from the cluster (POST /v1/cluster/members/{id}/remove);
-	// an error wrapping ErrUnknownMember is a 404. Default nil: the route answers 503.
-	Remove func(ctx context.Context, id string) error
+	// Remove drops member id from the cluster (POST /v1/cluster/members/{id}/remove).
+	// Without force it must refuse a member that is alive, with an error wrapping
+	// ErrMemberAlive (409); an error wrapping ErrUnknownMember is a 404. Default
+	// nil: the route answers 503.
+	Remove func(ctx context.Context, id string, force bool) error
+
+	// Auth verifies the bearer tokens of people against the token key set (see
+	// package edge/auth and security.md). Required: no route but the public ones
+	// answers without a valid token.
+	Auth *auth.Verifier
+	// Limits are the rate limits of Handler (per token subject, per client IP
+	// without one). Zero fields take DefaultLimits' values.
+	Limits Limits
 
 	// Router knows the live nodes of each jurisdiction. nil = single-jurisdiction
 	// node: everything is local. With a Router, a request for another jurisdiction
@@ -163,7 +174,8 @@ const (
 )
 
 // DefaultConfig returns a Config with every optional field at its default and the
-// required dependencies (NodeID, City, Store, Calendars, Topology, Placement) unset.
+// required dependencies (NodeID, City, Store, Calendars, Topology, Placement,
+// Auth) unset.
 func DefaultConfig() Config {
 	return Config{
 		Clock:          time.Now,
@@ -171,6 +183,7 @@ func DefaultConfig() Config {
 		Logger:         slog.Default(),
 		MaxBodyBytes:   DefaultMaxBodyBytes,
 		RequestTimeout: DefaultRequestTimeout,
+		Limits:         DefaultLimits(),
 	}
 }
 
@@ -187,12 +200,17 @@ func (c Config) Validate() error {
 		return errors.New("edge: Config.Topology is required")
 	case c.Placement == nil:
 		return errors.New("edge: Config.Placement is required")
+	case c.Auth == nil:
+		return errors.New("edge: Config.Auth (the token key set) is required")
 	case c.MaxBodyBytes < 0:
 		return fmt.Errorf("edge: Config.MaxBodyBytes %d is negative", c.MaxBodyBytes)
 	case c.RequestTimeout < 0:
 		return fmt.Errorf("edge: Config.RequestTimeout %v is negative", c.RequestTimeout)
 	case c.ForwardTimeout < 0:
 		return fmt.Errorf("edge: Config.ForwardTimeout %v is negative", c.ForwardTimeout)
+	}
+	if err := c.Limits.validate(); err != nil {
+		return err
 	}
 	city, err := c.Topology.City(c.City)
 	if err != nil {
@@ -234,6 +252,7 @@ func (c Config) withDefaults() Config {
 	if c.PeerTransport == nil {
 		c.PeerTransport = http.DefaultTransport
 	}
+	c.Limits = c.Limits.withDefaults()
 	if c.Ready == nil {
 		c.Ready = func() error { return nil }
 	}

@@ -19,7 +19,10 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
 
+	"golang.org/x/time/rate"
+
 	"github.com/barberpro/edge/cluster/topology"
+	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/edge/edgetest"
 	"github.com/barberpro/edge/storage"
 )
@@ -58,6 +61,10 @@ type harness struct {
 	ready  atomic.Pointer[error]
 	// noSpec skips spec validation (benchmarks and fuzzing).
 	noSpec bool
+	// tokens signs the harness's tokens; operator is the Authorization header
+	// every call sends unless it says otherwise.
+	tokens   *edgetest.Tokens
+	operator string
 }
 
 type syncBuffer struct {
@@ -90,9 +97,13 @@ func newHarnessWith(t testing.TB, mut func(*Config)) *harness {
 	t.Helper()
 	store := edgetest.NewStore()
 	cals := edgetest.NewCalendars(store, func() time.Time { return testNow })
-	h := &harness{t: t, store: store, cals: cals, logs: &syncBuffer{}}
+	h := &harness{t: t, store: store, cals: cals, logs: &syncBuffer{}, tokens: edgetest.NewTokens(t)}
+	h.operator = h.tokens.Bearer(t, auth.RoleOperator, "ops")
 	var n atomic.Int64
 	cfg := DefaultConfig()
+	cfg.Auth = h.tokens.Verifier
+	// No rate limits unless a test sets them: tests send bursts as one subject.
+	cfg.Limits = Limits{PerSubject: rate.Inf, PerIP: rate.Inf}
 	cfg.NodeID = "ba-1"
 	cfg.City = "buenos-aires"
 	cfg.Store = store
@@ -144,8 +155,12 @@ func newHarnessWith(t testing.TB, mut func(*Config)) *harness {
 type call struct {
 	method, path, body string
 	// header is extra request headers; Content-Type defaults to application/json
-	// when there is a body.
+	// when there is a body, Authorization to the harness's operator token.
 	header map[string]string
+	// anon sends no Authorization header.
+	anon bool
+	// peer sends the request to PeerHandler (as a relaying node does).
+	peer bool
 	// valid asserts that the request itself conforms to the spec.
 	valid bool
 }
@@ -154,15 +169,13 @@ type call struct {
 // body of the documented schema; every 4xx/5xx a problem.
 func (h *harness) do(c call) *httptest.ResponseRecorder {
 	h.t.Helper()
-	req := httptest.NewRequest(c.method, c.path, strings.NewReader(c.body))
-	if c.body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for k, v := range c.header {
-		req.Header.Set(k, v)
-	}
+	req := h.request(c)
 	rec := httptest.NewRecorder()
-	h.srv.Handler().ServeHTTP(rec, req)
+	if c.peer {
+		h.srv.PeerHandler().ServeHTTP(rec, req)
+	} else {
+		h.srv.Handler().ServeHTTP(rec, req)
+	}
 	if rec.Code >= 400 {
 		checkProblem(h.t, rec)
 	}
@@ -172,17 +185,31 @@ func (h *harness) do(c call) *httptest.ResponseRecorder {
 	return rec
 }
 
-// checkSpec validates the exchange with kin-openapi's openapi3filter.
-func (h *harness) checkSpec(c call, rec *httptest.ResponseRecorder) {
-	h.t.Helper()
-	ctx := context.Background()
+// request builds the request of c.
+func (h *harness) request(c call) *http.Request {
 	req := httptest.NewRequest(c.method, c.path, strings.NewReader(c.body))
 	if c.body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if !c.anon {
+		req.Header.Set("Authorization", h.operator)
+	}
 	for k, v := range c.header {
 		req.Header.Set(k, v)
 	}
+	return req
+}
+
+// as returns the header map of a call made with a token of role and sub.
+func (h *harness) as(role auth.Role, sub string) map[string]string {
+	return map[string]string{"Authorization": h.tokens.Bearer(h.t, role, sub)}
+}
+
+// checkSpec validates the exchange with kin-openapi's openapi3filter.
+func (h *harness) checkSpec(c call, rec *httptest.ResponseRecorder) {
+	h.t.Helper()
+	ctx := context.Background()
+	req := h.request(c)
 	route, params, err := h.router.FindRoute(req)
 	if err != nil {
 		if rec.Code != http.StatusNotFound && rec.Code != http.StatusMethodNotAllowed {
@@ -278,7 +305,7 @@ func slogTo(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-// serve sends one request to srv without spec checks.
+// serve sends one request to srv without spec checks and without a token.
 func serve(srv *Server, method, path, body string) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
 	if body != "" {
