@@ -20,6 +20,8 @@
 //     replica's final state.
 //   - Residency: no psychology id or client id in any file of a node outside the
 //     home jurisdiction, with the same scan on the home nodes as its control.
+//   - LogPrivacy: no client id in any node's log, with a planted needle appended
+//     to each scanned log as its control.
 //   - Liveness: after the last fault heals, every provider accepts a booking within
 //     a bound.
 //
@@ -49,7 +51,11 @@ const (
 	CheckAckedPresent     = "acked-present"
 	CheckResidency        = "residency"
 	CheckResidencyControl = "residency-control"
-	CheckLiveness         = "liveness"
+	// CheckLogPrivacy: a personal id in a node's log; CheckLogPrivacyControl: the
+	// log scan could not prove it reads the logs (see LogPrivacy).
+	CheckLogPrivacy        = "log-privacy"
+	CheckLogPrivacyControl = "log-privacy-control"
+	CheckLiveness          = "liveness"
 )
 
 // Violation is one broken invariant.

@@ -148,12 +148,17 @@ func ResidencyIn(home string, nodeDirs map[string]NodeDir, needles []string) Res
 // scanFile reports which of the wanted needles (any of their patterns) occur in
 // the file, reading it in chunks that overlap by maxLen-1 bytes.
 func scanFile(path string, patterns [][][]byte, want []bool, maxLen int) ([]bool, int64, error) {
-	found := make([]bool, len(patterns))
 	f, err := os.Open(path)
 	if err != nil {
-		return found, 0, err
+		return make([]bool, len(patterns)), 0, err
 	}
 	defer f.Close()
+	return scanReader(f, patterns, want, maxLen)
+}
+
+// scanReader is scanFile over any reader.
+func scanReader(f io.Reader, patterns [][][]byte, want []bool, maxLen int) ([]bool, int64, error) {
+	found := make([]bool, len(patterns))
 	const chunk = 1 << 20
 	buf := make([]byte, 0, chunk+maxLen)
 	var total int64

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -631,6 +632,19 @@ func (r *run) checks(ops []history.Op, hot []traffic.Provider, lastHeal time.Tim
 	if len(ns) > 0 {
 		results = append(results, check.Residency(dirs, ns))
 	}
+
+	// No client id in any node's log, whatever its jurisdiction.
+	clients := map[string]bool{}
+	for _, op := range ops {
+		if op.ClientID != "" {
+			clients[op.ClientID] = true
+		}
+	}
+	logs := map[string][]string{}
+	for _, p := range r.cl.Procs {
+		logs[p.Spec.ID] = []string{p.LogPath}
+	}
+	results = append(results, check.LogPrivacy(logs, slices.Sorted(maps.Keys(clients)), check.PlantedNeedle(int64(r.seed))))
 
 	// Liveness after the last heal.
 	var providers []string
