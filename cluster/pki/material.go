@@ -152,3 +152,12 @@ func verifyWith(allow func(Identity) error) func(tls.ConnectionState) error {
 		return allow(id)
 	}
 }
+
+// PeerTLS returns one configuration for a channel whose ends both accept and dial
+// (Raft's transport): as a server it is ServerTLS(allow), as a client ClientTLS(allow)
+// (set ServerName to the dialed IP on a clone before dialing).
+func (m *Material) PeerTLS(allow func(Identity) error) *tls.Config {
+	c := m.ServerTLS(allow)
+	c.RootCAs = m.roots
+	return c
+}

@@ -246,3 +246,17 @@ func TestTLS_AllowRefusesOtherJurisdiction(t *testing.T) {
 		t.Fatalf("ar client accepted a us server: %v", ce)
 	}
 }
+
+func TestTLS_PeerTLSServesBothRoles(t *testing.T) {
+	ca := mustCA(t)
+	a := mustNode(t, ca, arBA, IssueOptions{}, ip1)
+	b := mustNode(t, ca, arBA2, IssueOptions{}, ip2)
+	us := mustNode(t, ca, usNY, IssueOptions{}, ip2)
+	allow := SameJurisdiction("ar")
+	if ce, se, _, _ := handshake(t, withName(b.PeerTLS(allow), ip1), a.PeerTLS(allow)); ce != nil || se != nil {
+		t.Fatalf("client %v, server %v", ce, se)
+	}
+	if _, se, _, _ := handshake(t, withName(us.PeerTLS(nil), ip1), a.PeerTLS(allow)); !errors.Is(se, ErrNotAllowed) {
+		t.Fatalf("ar peer accepted a us peer: %v", se)
+	}
+}
