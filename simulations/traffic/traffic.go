@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/edge/client"
 	"github.com/barberpro/edge/simulations/history"
 )
@@ -51,6 +52,35 @@ type Config struct {
 	Rand func(stream uint64) *rand.Rand
 	// Recorder receives every booking operation.
 	Recorder *history.Recorder
+	// Tokens gives each client its bearer token (subject: its client id).
+	Tokens Tokens
+}
+
+// Tokens issues the bearer tokens the traffic speaks with; *procs.Secrets
+// satisfies it.
+type Tokens interface {
+	Token(role auth.Role, sub string) (string, error)
+}
+
+// clientAs is a client of the node at url that speaks as sub in role. Without
+// a token (Tokens failed) it sends none, and the node's 401 is recorded as the
+// failure it is.
+func clientAs(tokens Tokens, url string, hc *http.Client, role auth.Role, sub string) *client.Client {
+	c := client.New(url, hc)
+	if t, err := tokens.Token(role, sub); err == nil {
+		c.Token = t
+	}
+	return c
+}
+
+// speaker is who sends op: the booking's client for writes; for a Get of any
+// client's booking (the pool), the booking's provider, who may read its
+// calendar's bookings.
+func speaker(op history.Op) (auth.Role, string) {
+	if op.Kind == history.Get {
+		return auth.RoleProvider, op.ProviderID
+	}
+	return auth.RoleClient, op.ClientID
 }
 
 // Sample is one request of any kind (availability included), for the report's
@@ -220,7 +250,8 @@ func (w *worker) attempt(ctx context.Context, op history.Op, kind string, a int,
 	id := rec.Invoke(op)
 	call := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, w.t.cfg.RequestTimeout)
-	b, err := do(rctx, client.New(tg.URL, w.t.hc))
+	role, sub := speaker(op)
+	b, err := do(rctx, clientAs(w.t.cfg.Tokens, tg.URL, w.t.hc, role, sub))
 	cancel()
 	o, st, code := Classify(err)
 	rec.Complete(id, func(op *history.Op) {
