@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/barberpro/edge/cluster/pki"
@@ -34,11 +33,8 @@ type Secrets struct {
 	GossipKey []byte
 
 	top      *topology.Topology
-	signer   *auth.Signer
+	tokens   *auth.TokenCache
 	operator string
-
-	mu     sync.Mutex
-	tokens map[string]string // role/sub → token
 }
 
 // TokenTTL is how long the tokens Secrets issues stay valid: longer than any
@@ -53,7 +49,7 @@ func NewSecrets(dir string, top *topology.Topology) (*Secrets, error) {
 	if top == nil {
 		top = topology.Default()
 	}
-	s := &Secrets{Dir: dir, top: top, tokens: map[string]string{}}
+	s := &Secrets{Dir: dir, top: top}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("procs: secrets: %w", err)
 	}
@@ -67,10 +63,11 @@ func NewSecrets(dir string, top *topology.Topology) (*Secrets, error) {
 			return nil, fmt.Errorf("procs: secrets: %w", err)
 		}
 	}
-	var err error
-	if s.signer, err = auth.LoadSigner(s.TokenDir()); err != nil {
+	signer, err := auth.LoadSigner(s.TokenDir())
+	if err != nil {
 		return nil, fmt.Errorf("procs: secrets: %w", err)
 	}
+	s.tokens = auth.NewTokenCache(signer, TokenTTL)
 	if s.operator, err = s.Token(auth.RoleOperator, "ops"); err != nil {
 		return nil, fmt.Errorf("procs: secrets: %w", err)
 	}
@@ -121,21 +118,8 @@ func (s *Secrets) NodeTLS(id, city, ip string) (string, error) {
 	return dir, nil
 }
 
-// Token returns a bearer token for sub in role (made once, then reused).
-func (s *Secrets) Token(role auth.Role, sub string) (string, error) {
-	k := string(role) + "/" + sub
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if t, ok := s.tokens[k]; ok {
-		return t, nil
-	}
-	t, err := s.signer.Issue(role, sub, TokenTTL)
-	if err != nil {
-		return "", err
-	}
-	s.tokens[k] = t
-	return t, nil
-}
+// Token returns a bearer token for sub in role (signed once, then reused).
+func (s *Secrets) Token(role auth.Role, sub string) (string, error) { return s.tokens.Token(role, sub) }
 
 // Operator is the token of the run's operator (subject "ops").
 func (s *Secrets) Operator() string { return s.operator }
