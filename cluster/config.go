@@ -12,6 +12,7 @@ import (
 	"github.com/barberpro/edge/cluster/membership"
 	"github.com/barberpro/edge/cluster/placement"
 	"github.com/barberpro/edge/cluster/topology"
+	"github.com/barberpro/edge/edge"
 	"github.com/barberpro/edge/storage"
 )
 
@@ -99,6 +100,14 @@ type Config struct {
 	ActorIdleTimeout time.Duration
 	// ShutdownTimeout bounds a graceful stop. Default 10 seconds.
 	ShutdownTimeout time.Duration
+	// TokenKeys is the path of the JSON Web Key Set that people's bearer tokens
+	// are verified against (`barberpro token init` writes one; an outside
+	// identity provider may publish another). Required: the API has no
+	// unauthenticated mode.
+	TokenKeys string
+	// Limits are the API's rate limits, per token subject and per client IP
+	// without a token. Default edge.DefaultLimits().
+	Limits edge.Limits
 	// Clock is the node's time source. Default time.Now.
 	Clock func() time.Time
 	// Logger receives the node's JSON log lines. Default slog.Default().
@@ -123,6 +132,7 @@ func DefaultConfig() Config {
 		ActorIdleTimeout:    10 * time.Minute,
 		ShutdownTimeout:     10 * time.Second,
 		FoundingWait:        15 * time.Second,
+		Limits:              edge.DefaultLimits(),
 		Clock:               time.Now,
 		Logger:              slog.Default(),
 	}
@@ -156,6 +166,8 @@ func (c Config) Validate() error {
 		return bad("city is required")
 	case c.DataDir == "":
 		return bad("data dir is required")
+	case c.TokenKeys == "":
+		return bad("the token key set (--token-keys FILE) is required: `barberpro token init --dir DIR` makes DIR/keys.json")
 	case net.ParseIP(c.Bind) == nil:
 		return bad("bind %q is not an IP address", c.Bind)
 	case !validPorts(c.HTTPPort, c.RaftPort, c.GossipPort, c.ActorPort):
@@ -171,6 +183,9 @@ func (c Config) Validate() error {
 		return bad("founding wait must not be negative")
 	case c.Clock == nil || c.Logger == nil:
 		return bad("clock and logger are required")
+	}
+	if err := c.Limits.Validate(); err != nil {
+		return bad("%v", err)
 	}
 	top := c.Topology
 	if top == nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/barberpro/edge/cluster/placement"
 	"github.com/barberpro/edge/cluster/topology"
 	"github.com/barberpro/edge/edge"
+	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/storage"
 )
 
@@ -49,6 +50,8 @@ type Node struct {
 	http     *http.Server
 	httpLn   net.Listener
 	registry *prometheus.Registry
+	// tokens verifies people's bearer tokens (Config.TokenKeys).
+	tokens *auth.Verifier
 
 	cancel context.CancelFunc
 	bg     sync.WaitGroup
@@ -64,7 +67,8 @@ type Node struct {
 	events *eventLog
 }
 
-// New checks cfg and prepares a node; it opens nothing and starts no goroutine.
+// New checks cfg, reads its token key set (Config.TokenKeys) and prepares a
+// node; it opens nothing else and starts no goroutine.
 func New(cfg Config) (*Node, error) {
 	if cfg.Topology == nil {
 		cfg.Topology = topology.Default()
@@ -73,8 +77,12 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	city, _ := cfg.Topology.City(cfg.City)
+	tokens, err := auth.LoadKeySet(cfg.TokenKeys)
+	if err != nil {
+		return nil, fmt.Errorf("%w: token keys (--token-keys; `barberpro token init --dir DIR` makes DIR/keys.json): %w", ErrBadConfig, err)
+	}
 	log := cfg.Logger.With("node", cfg.ID, "city", cfg.City)
-	return &Node{cfg: cfg, city: city, log: log, served: make(chan error, 1), leaving: make(chan struct{}),
+	return &Node{cfg: cfg, city: city, log: log, tokens: tokens, served: make(chan error, 1), leaving: make(chan struct{}),
 		events: &eventLog{max: 32}}, nil
 }
 
@@ -257,6 +265,7 @@ func (n *Node) serveHTTP() (err error) {
 	ec.Placement, ec.Members, ec.Ready = n.placement, n.memberList, n.Ready
 	ec.Status, ec.Leave, ec.Remove = n.status, n.leaveAsync, n.remove
 	ec.Clock, ec.Registry = n.cfg.Clock, n.registry
+	ec.Auth, ec.Limits = n.tokens, n.cfg.Limits
 	ec.PeerTransport = &relayTransport{members: n.members, tries: 2, base: &http.Transport{
 		DialContext:         n.dialer().DialContext,
 		MaxIdleConnsPerHost: 64,
@@ -453,13 +462,20 @@ func (n *Node) leaveAsync(context.Context) error {
 }
 
 // remove serves POST /v1/cluster/members/{id}/remove: drop a dead node from its
-// jurisdiction's Raft group, through that group's leader.
-func (n *Node) remove(ctx context.Context, id string) error {
+// jurisdiction's Raft group, through that group's leader. A member gossip shows
+// alive is refused (edge.ErrMemberAlive) unless force: removing a live voter
+// shrinks its group while it still serves.
+func (n *Node) remove(ctx context.Context, id string, force bool) error {
 	var target *membership.Member
+	alive := false
 	for _, m := range n.members.AllMembers() {
 		if m.NodeID == id {
 			target = &m
+			alive = alive || m.State == membership.StateAlive
 		}
+	}
+	if alive && !force {
+		return fmt.Errorf("cluster: %q: %w", id, edge.ErrMemberAlive)
 	}
 	servers, _ := n.store.Servers()
 	inGroup := false

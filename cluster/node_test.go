@@ -11,6 +11,7 @@ import (
 
 	"github.com/barberpro/edge/cluster"
 	"github.com/barberpro/edge/cluster/clustertest"
+	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/edge/client"
 	"github.com/barberpro/edge/simulations/load"
 )
@@ -46,7 +47,7 @@ func Test_SingleNode_ConcurrentBookings(t *testing.T) {
 	// answered, so the test judges answers, not the machine's speed.
 	n := clustertest.MustStartNode(t, func(c *cluster.Config) { c.ActorRequestTimeout = 10 * time.Second })
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 200}, Timeout: 30 * time.Second}
-	c := client.New(n.URL(), hc)
+	c := client.New(n.URL(), hc).WithToken(clustertest.Token(t, n, auth.RoleOperator, "ops"))
 
 	cases := []struct {
 		name     string
@@ -131,7 +132,7 @@ func BenchmarkNode_Book(b *testing.B) {
 // not share): the same booking comes back; another body with the key is 422.
 func Test_SingleNode_IdempotencyKeyThroughRealStore(t *testing.T) {
 	n := clustertest.MustStartNode(t, nil)
-	c := client.New(n.URL(), nil)
+	c := clustertest.Operator(t, n)
 	ctx := context.Background()
 	p := newProvider(t, c, svc("Corte", 30, 0))
 	pp, err := c.CreateProvider(ctx, load.LoadProvider("buenos-aires", 1), "prov-key-1")
@@ -165,7 +166,7 @@ func Test_SingleNode_IdempotencyKeyThroughRealStore(t *testing.T) {
 // update computed from an older version must not overwrite a newer one).
 func Test_SingleNode_ConcurrentPatchesLoseNothing(t *testing.T) {
 	n := clustertest.MustStartNode(t, nil)
-	c := client.New(n.URL(), nil)
+	c := clustertest.Operator(t, n)
 	p := newProvider(t, c, svc("Corte", 30, 0))
 	const N = 8
 	var wg sync.WaitGroup

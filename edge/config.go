@@ -209,7 +209,7 @@ func (c Config) Validate() error {
 	case c.ForwardTimeout < 0:
 		return fmt.Errorf("edge: Config.ForwardTimeout %v is negative", c.ForwardTimeout)
 	}
-	if err := c.Limits.validate(); err != nil {
+	if err := c.Limits.Validate(); err != nil {
 		return err
 	}
 	city, err := c.Topology.City(c.City)

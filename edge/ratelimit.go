@@ -50,8 +50,8 @@ func DefaultLimits() Limits {
 	}
 }
 
-// validate reports a negative or NaN field.
-func (l Limits) validate() error {
+// Validate reports a negative or NaN field.
+func (l Limits) Validate() error {
 	switch {
 	case l.PerSubject < 0 || l.PerIP < 0 || math.IsNaN(float64(l.PerSubject)) || math.IsNaN(float64(l.PerIP)):
 		return fmt.Errorf("edge: Config.Limits: rates must be positive (got %v per subject, %v per IP)", l.PerSubject, l.PerIP)

@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/time/rate"
 
 	"github.com/barberpro/edge/cluster"
 	"github.com/barberpro/edge/cluster/topology"
+	"github.com/barberpro/edge/edge"
 	"github.com/barberpro/edge/storage"
 )
 
@@ -36,6 +38,11 @@ type nodeFlags struct {
 	// retention of the store: how long idempotency records and cancelled
 	// bookings are kept, and how often the leader compacts.
 	idempotencyTTL, cancelledRetention, compactInterval time.Duration
+	// tokenKeys is the key set of people's tokens; the rate limits per token
+	// subject and per client IP without a token.
+	tokenKeys             string
+	subjectRate, ipRate   float64
+	subjectBurst, ipBurst int
 }
 
 func newNodeStartCmd() *cobra.Command {
@@ -57,6 +64,8 @@ the jurisdiction it has heard of) holds Raft state or a cluster id, it has the
 lowest node id, and all that has held for the founding wait (15 s; 5 s with
 --profile local), long enough for members that remember this node to knock.`,
 		Example: `  export BARBERPRO_GOSSIP_KEY=$(head -c 32 /dev/urandom | base64)
+  barberpro token init --dir ./data/tokens
+  export BARBERPRO_TOKEN_KEYS=./data/tokens/keys.json
   barberpro node start --id ba-1 --city buenos-aires --data-dir ./data/ba-1 \
       --bind 127.0.0.11 --bootstrap-expect 3
   barberpro node start --id cba-1 --city cordoba --data-dir ./data/cba-1 \
@@ -108,6 +117,12 @@ lowest node id, and all that has held for the founding wait (15 s; 5 s with
 					return usagef("--gossip-key: not base64: %v", err)
 				}
 			}
+			cfg.TokenKeys = f.tokenKeys
+			if f.subjectRate <= 0 || f.ipRate <= 0 || f.subjectBurst <= 0 || f.ipBurst <= 0 {
+				return usagef("--rate-limit, --rate-burst, --ip-rate-limit and --ip-rate-burst must be positive")
+			}
+			cfg.Limits.PerSubject, cfg.Limits.SubjectBurst = rate.Limit(f.subjectRate), f.subjectBurst
+			cfg.Limits.PerIP, cfg.Limits.IPBurst = rate.Limit(f.ipRate), f.ipBurst
 			cfg.Topology, cfg.Logger = top, log
 			return runNode(cmd.Context(), cfg)
 		},
@@ -134,6 +149,12 @@ lowest node id, and all that has held for the founding wait (15 s; 5 s with
 	fl.DurationVar(&f.idempotencyTTL, "idempotency-ttl", sdef.IdempotencyTTL, "how long an Idempotency-Key is remembered (measured on Raft entry times; at least 1s)")
 	fl.DurationVar(&f.cancelledRetention, "cancelled-retention", sdef.CancelledRetention, "how long a cancelled booking is kept after its cancellation, then removed (at least 1s)")
 	fl.DurationVar(&f.compactInterval, "compact-interval", sdef.CompactInterval, "how often the Raft leader removes expired idempotency records and old cancelled bookings; negative disables")
+	fl.StringVar(&f.tokenKeys, "token-keys", "", "JSON Web Key Set that people's bearer tokens are verified against (required; `barberpro token init --dir DIR` makes DIR/keys.json)")
+	ldef := edge.DefaultLimits()
+	fl.Float64Var(&f.subjectRate, "rate-limit", float64(ldef.PerSubject), "requests per second one token subject may send to this node, sustained")
+	fl.IntVar(&f.subjectBurst, "rate-burst", ldef.SubjectBurst, "requests one token subject may send to this node at once")
+	fl.Float64Var(&f.ipRate, "ip-rate-limit", float64(ldef.PerIP), "requests per second one client IP without a valid token may send, sustained")
+	fl.IntVar(&f.ipBurst, "ip-rate-burst", ldef.IPBurst, "requests one client IP without a valid token may send at once")
 	fl.StringVar(&f.profile, "profile", "lan", "timing preset: lan (cities on a LAN/WAN) or local (one machine: fast failure detection, for tests and simulations)")
 	return cmd
 }
