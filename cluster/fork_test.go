@@ -54,6 +54,7 @@ func Test_ForkedNodeRestartIsNotMerged(t *testing.T) {
 	cfg.ID, cfg.City, cfg.BootstrapExpect, cfg.DataDir = "ba-1", "buenos-aires", 1, ydir
 	cfg.Join = []string{x.GossipAddr()}
 	cfg.Logger = clustertest.Logger()
+	cfg.TLSDir = clustertest.MustTLSDir(t, cfg.ID, cfg.City, cfg.Bind)
 	y2, err := cluster.New(cfg)
 	if err != nil {
 		t.Fatal(err)
