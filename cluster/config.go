@@ -23,6 +23,7 @@ const (
 	DefaultGossipPort = 7946
 	DefaultRaftPort   = 7000
 	DefaultActorPort  = 8090
+	DefaultPeerPort   = 8081
 )
 
 // ErrBadConfig is wrapped by every error Validate returns.
@@ -48,6 +49,19 @@ type Config struct {
 	// ActorPort carries actor messages between nodes (protoactor remote, gRPC).
 	// Default 8090; 0 picks a free port.
 	ActorPort int
+	// PeerPort serves the API to other nodes (relays, fan-out) over mutual TLS
+	// only, and answers the certificate probes of other nodes. Default 8081 (next
+	// to the API); 0 picks a free port.
+	PeerPort int
+	// TLSDir holds the node's certificate material: ca.crt (the cluster CA),
+	// node.crt and node.key (`barberpro ca issue`). Required: every node-to-node
+	// channel is mutual TLS 1.3 against the cluster CA, and the node refuses to
+	// start when ID, City or City's jurisdiction disagree with its certificate,
+	// or the certificate does not hold Bind.
+	TLSDir string
+	// APITLS serves the public API over HTTPS (TLS 1.3) with the node
+	// certificate; no client certificate is asked for. Default off.
+	APITLS bool
 	// Join lists gossip addresses (host:port) of live members to join. Empty:
 	// the node starts a cluster of its own.
 	Join []string
@@ -122,6 +136,7 @@ func DefaultConfig() Config {
 		RaftPort:            DefaultRaftPort,
 		GossipPort:          DefaultGossipPort,
 		ActorPort:           DefaultActorPort,
+		PeerPort:            DefaultPeerPort,
 		Storage:             storage.DefaultConfig(),
 		Membership:          membership.DefaultConfig(),
 		Lookup:              placement.DefaultLookupConfig(),
@@ -142,7 +157,7 @@ func DefaultConfig() Config {
 // loopback: free ports and storage.LocalConfig().
 func LocalConfig() Config {
 	c := DefaultConfig()
-	c.HTTPPort, c.RaftPort, c.GossipPort, c.ActorPort = 0, 0, 0, 0
+	c.HTTPPort, c.RaftPort, c.GossipPort, c.ActorPort, c.PeerPort = 0, 0, 0, 0, 0
 	c.Storage = storage.LocalConfig()
 	c.Membership = membership.LocalConfig()
 	c.Lookup = placement.LocalLookupConfig()
@@ -168,12 +183,14 @@ func (c Config) Validate() error {
 		return bad("data dir is required")
 	case c.TokenKeys == "":
 		return bad("the token key set (--token-keys FILE) is required: `barberpro token init --dir DIR` makes DIR/keys.json")
+	case c.TLSDir == "":
+		return bad("tls dir is required (ca.crt, node.crt, node.key: `barberpro ca init` and `barberpro ca issue` make them)")
 	case net.ParseIP(c.Bind) == nil:
 		return bad("bind %q is not an IP address", c.Bind)
-	case !validPorts(c.HTTPPort, c.RaftPort, c.GossipPort, c.ActorPort):
+	case !validPorts(c.HTTPPort, c.RaftPort, c.GossipPort, c.ActorPort, c.PeerPort):
 		return bad("ports must be in 0..65535 and differ from each other")
 	case !c.InsecureGossip && !slices.Contains([]int{16, 24, 32}, len(c.GossipKey)):
-		return bad("the gossip key must be 16, 24 or 32 bytes (got %d)", len(c.GossipKey))
+		return bad("the gossip key must be 16, 24 or 32 bytes (got %d): make one with `head -c 32 /dev/urandom | base64` and pass it as --gossip-key or BARBERPRO_GOSSIP_KEY", len(c.GossipKey))
 	case c.ActorIdleTimeout <= 0 || c.ShutdownTimeout <= 0 || c.ActorRequestTimeout <= 0 ||
 		c.ForwardTimeout <= 0 || c.DeadServerTimeout <= 0 || c.GroupCheckInterval <= 0:
 		return bad("timeouts must be positive")

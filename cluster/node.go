@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,10 +18,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/barberpro/edge/actors"
 	"github.com/barberpro/edge/cluster/membership"
+	"github.com/barberpro/edge/cluster/pki"
 	"github.com/barberpro/edge/cluster/placement"
 	"github.com/barberpro/edge/cluster/topology"
 	"github.com/barberpro/edge/edge"
@@ -49,7 +51,15 @@ type Node struct {
 	lookup   *placement.Lookup
 	http     *http.Server
 	httpLn   net.Listener
-	registry *prometheus.Registry
+	peerHTTP *http.Server
+	// relayBase carries relays and fan-out to verified peers (dialPeer).
+	relayBase *http.Transport
+	peerLn    net.Listener
+	tls       *pki.Material
+	prober    *prober
+	verified  *verifiedMembers
+	guard     *remoteGuard
+	registry  *prometheus.Registry
 	// tokens verifies people's bearer tokens (Config.TokenKeys).
 	tokens *auth.Verifier
 
@@ -97,12 +107,17 @@ func (n *Node) Start() (err error) {
 	if err := os.MkdirAll(n.cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("cluster: data dir: %w", err)
 	}
-	if err := n.resolvePorts(); err != nil {
-		return err
-	}
 	bind := n.cfg.Bind
 	jur := n.city.Jurisdiction
 	kind := CalendarKind(jur)
+	// The certificate is the node's identity: flags that disagree with it stop
+	// the node before it opens anything.
+	if n.tls, err = loadMaterial(n.cfg.TLSDir, n.cfg.ID, n.cfg.City, jur, bind); err != nil {
+		return err
+	}
+	if err := n.resolvePorts(); err != nil {
+		return err
+	}
 
 	// 0. The data dir's identity: a new disk is a new Raft server.
 	// Whether it holds state and of which group are gossiped from the first
@@ -115,12 +130,18 @@ func (n *Node) Start() (err error) {
 	}
 	disk := ident.DiskID
 
+	// The peer listener (mutual TLS) answers other nodes' certificate probes
+	// from the first gossip message on; it serves relays once the API is up.
+	if n.peerLn, err = tls.Listen("tcp", hostPort(bind, n.cfg.PeerPort), n.tls.ServerTLS(pki.AnyNode)); err != nil {
+		return fmt.Errorf("cluster: peer listen: %w", err)
+	}
+
 	// 1. Gossip: who is out there.
 	mc := n.cfg.Membership
 	mc.Meta = membership.Meta{
 		NodeID: n.cfg.ID, City: n.cfg.City, Jurisdiction: jur,
 		RaftAddr: hostPort(bind, n.cfg.RaftPort), ActorAddr: hostPort(bind, n.cfg.ActorPort),
-		HTTPAddr: hostPort(bind, n.cfg.HTTPPort), DiskID: disk,
+		HTTPAddr: hostPort(bind, n.cfg.HTTPPort), PeerAddr: hostPort(bind, n.cfg.PeerPort), DiskID: disk,
 		Founded: ident.HasState, ClusterID: ident.ClusterID,
 	}
 	mc.BindAddr, mc.BindPort, mc.Join = bind, n.cfg.GossipPort, n.cfg.Join
@@ -140,6 +161,10 @@ func (n *Node) Start() (err error) {
 		n.log.Info("rejoined gossip through remembered peers", "answered", k)
 	}
 
+	// Other members' certificate identities: until verified, a member is nobody.
+	n.prober = newProber(n.members, n.tls, n.dialer(), n.cfg.ID, n.log.With("component", "verify"))
+	n.verified = &verifiedMembers{Membership: n.members, prober: n.prober}
+
 	// 2. The actor system, so the store can forward to its leader over it.
 	n.system = placement.NewActorSystem(n.members.Local().MemberID(), n.log.With("component", "actors"), slog.LevelWarn)
 	n.peers = &raftPeers{system: n.system, members: n.members, timeout: n.cfg.ForwardTimeout}
@@ -151,6 +176,7 @@ func (n *Node) Start() (err error) {
 	sc.NodeID, sc.DataDir, sc.RaftAddr = mc.Meta.ServerID(), n.cfg.DataDir, hostPort(bind, n.cfg.RaftPort)
 	sc.Bootstrap = false
 	sc.Clock, sc.Forwarder = n.cfg.Clock, n.peers
+	sc.RaftTLS = n.tls.PeerTLS(pki.SameJurisdiction(jur))
 	sc.Logger = n.log.With("component", "storage")
 	if n.store, err = storage.Open(sc); err != nil {
 		return fmt.Errorf("cluster: open store: %w", err)
@@ -171,21 +197,24 @@ func (n *Node) Start() (err error) {
 	if n.cals, err = actors.New(ac); err != nil {
 		return fmt.Errorf("cluster: calendars: %w", err)
 	}
-	provider, err := placement.NewProvider(placement.ProviderConfig{Membership: n.members, Logger: n.log.With("component", "placement")})
+	provider, err := placement.NewProvider(placement.ProviderConfig{Membership: n.verified, Logger: n.log.With("component", "placement")})
 	if err != nil {
 		return err
 	}
 	lc := n.cfg.Lookup
-	lc.Directory, lc.Logger = n.members, n.log.With("component", "placement")
+	lc.Directory, lc.Logger = n.verified, n.log.With("component", "placement")
 	if n.lookup, err = placement.NewLookup(lc); err != nil {
 		return err
 	}
+	n.guard = &remoteGuard{jurisdiction: jur, self: hostPort(bind, n.cfg.ActorPort), log: n.log.With("component", "actor-remote")}
 	pc := protocluster.Configure("barberpro", provider, n.lookup,
-		remote.Configure(bind, n.cfg.ActorPort, remote.WithDialOptions(
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-				return n.dialer().DialContext(ctx, "tcp", addr)
-			}))),
+		remote.Configure(bind, n.cfg.ActorPort,
+			remote.WithServerOptions(n.guard.serverOptions(n.tls)...),
+			remote.WithDialOptions(
+				grpc.WithTransportCredentials(credentials.NewTLS(n.tls.ClientTLS(pki.AnyNode))),
+				grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+					return n.dialer().DialContext(ctx, "tcp", addr)
+				}))),
 		protocluster.WithKinds(protocluster.NewKind(kind, n.cals.Props())),
 		protocluster.WithRequestTimeout(n.cfg.ActorRequestTimeout),
 		placement.GossipOff())
@@ -201,10 +230,11 @@ func (n *Node) Start() (err error) {
 	// 5. Keep the Raft group in step with gossip.
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	keeper := &groupKeeper{store: n.store, members: n.members, peers: n.peers, jurisdiction: jur,
+	keeper := &groupKeeper{store: n.store, members: n.members, verified: n.prober, peers: n.peers, jurisdiction: jur,
 		deadAfter: n.cfg.DeadServerTimeout, interval: n.cfg.GroupCheckInterval,
 		log: n.log.With("component", "raft-group"), events: n.events}
-	n.bg.Add(3)
+	n.bg.Add(4)
+	go func() { defer n.bg.Done(); n.prober.run(ctx) }()
 	go func() { defer n.bg.Done(); keeper.run(ctx) }()
 	go func() { defer n.bg.Done(); n.keepPeers(ctx, remembered) }()
 	go func() { defer n.bg.Done(); n.foundWhenDue(ctx) }()
@@ -213,7 +243,7 @@ func (n *Node) Start() (err error) {
 	if err := n.serveHTTP(); err != nil {
 		return err
 	}
-	n.log.Info("node started", "http", n.HTTPAddr(), "raft", sc.RaftAddr, "gossip", n.members.GossipAddr(),
+	n.log.Info("node started", "http", n.HTTPAddr(), "peer", n.peerLn.Addr().String(), "api_tls", n.cfg.APITLS, "raft", sc.RaftAddr, "gossip", n.members.GossipAddr(),
 		"actors", hostPort(bind, n.cfg.ActorPort), "data_dir", n.cfg.DataDir, "jurisdiction", jur,
 		"server", sc.NodeID, "bootstrap_expect", n.cfg.BootstrapExpect, "cluster_id", n.store.ClusterID())
 	return nil
@@ -239,7 +269,7 @@ func startMember(c *protocluster.Cluster) (err error) {
 // resolvePorts replaces every zero port with a free one, so the addresses the node
 // gossips are the ones it listens on.
 func (n *Node) resolvePorts() error {
-	for _, p := range []*int{&n.cfg.HTTPPort, &n.cfg.RaftPort, &n.cfg.GossipPort, &n.cfg.ActorPort} {
+	for _, p := range []*int{&n.cfg.HTTPPort, &n.cfg.RaftPort, &n.cfg.GossipPort, &n.cfg.ActorPort, &n.cfg.PeerPort} {
 		if *p != 0 {
 			continue
 		}
@@ -261,16 +291,17 @@ func (n *Node) serveHTTP() (err error) {
 	ec := edge.DefaultConfig()
 	ec.NodeID, ec.City, ec.Topology = n.cfg.ID, n.cfg.City, n.cfg.Topology
 	ec.Store, ec.Calendars = n.store, n.cals
-	ec.Router = &router{members: n.members, jurisdiction: n.city.Jurisdiction}
+	ec.Router = &router{members: n.verified, jurisdiction: n.city.Jurisdiction}
 	ec.Placement, ec.Members, ec.Ready = n.placement, n.memberList, n.Ready
 	ec.Status, ec.Leave, ec.Remove = n.status, n.leaveAsync, n.remove
 	ec.Clock, ec.Registry = n.cfg.Clock, n.registry
 	ec.Auth, ec.Limits = n.tokens, n.cfg.Limits
-	ec.PeerTransport = &relayTransport{members: n.members, tries: 2, base: &http.Transport{
-		DialContext:         n.dialer().DialContext,
+	n.relayBase = &http.Transport{
+		DialTLSContext:      n.dialPeer,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     time.Minute,
-	}}
+	}
+	ec.PeerTransport = &relayTransport{members: n.verified, tries: 2, base: n.relayBase}
 	ec.Logger = n.log.With("component", "edge")
 	srv, err := edge.New(ec)
 	if err != nil {
@@ -279,22 +310,41 @@ func (n *Node) serveHTTP() (err error) {
 	if n.httpLn, err = net.Listen("tcp", hostPort(n.cfg.Bind, n.cfg.HTTPPort)); err != nil {
 		return fmt.Errorf("cluster: http listen: %w", err)
 	}
-	n.http = &http.Server{
-		Handler:           srv.Handler(),
+	if n.cfg.APITLS {
+		n.httpLn = tls.NewListener(n.httpLn, n.tls.APITLS())
+	}
+	n.http = n.httpServer(srv.Handler())
+	// The peer listener (mutual TLS, nodes of the CA only) takes the requests
+	// other nodes relay: only there is ForwardedByHeader honoured, and the rate
+	// limits, applied where the client called, are not applied again.
+	n.peerHTTP = n.httpServer(srv.PeerHandler())
+	for _, s := range []struct {
+		srv *http.Server
+		ln  net.Listener
+	}{{n.http, n.httpLn}, {n.peerHTTP, n.peerLn}} {
+		go func() {
+			// A Shutdown (Stop, Leave) is not a failure: Done then yields what
+			// Leave reports, or nothing for Stop.
+			if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+				select {
+				case n.served <- err:
+				default:
+				}
+			}
+		}()
+	}
+	return nil
+}
+
+func (n *Node) httpServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
 	}
-	go func() {
-		// A Shutdown (Stop, Leave) is not a failure: Done then yields what Leave
-		// reports, or nothing for Stop.
-		if err := n.http.Serve(n.httpLn); !errors.Is(err, http.ErrServerClosed) {
-			n.served <- err
-		}
-	}()
-	return nil
 }
 
 // ID is the node's id.
@@ -308,8 +358,21 @@ func (n *Node) HTTPAddr() string {
 	return n.httpLn.Addr().String()
 }
 
-// URL is the API's base URL, once started.
-func (n *Node) URL() string { return "http://" + n.HTTPAddr() }
+// URL is the API's base URL, once started: https with APITLS.
+func (n *Node) URL() string {
+	if n.cfg.APITLS {
+		return "https://" + n.HTTPAddr()
+	}
+	return "http://" + n.HTTPAddr()
+}
+
+// PeerAddr is the address of the peer listener (mutual TLS), once started.
+func (n *Node) PeerAddr() string {
+	if n.peerLn == nil {
+		return ""
+	}
+	return n.peerLn.Addr().String()
+}
 
 // GossipAddr is the address other nodes --join, once started.
 func (n *Node) GossipAddr() string { return n.members.GossipAddr() }
@@ -349,6 +412,11 @@ func (n *Node) Stop() error {
 			errs = append(errs, n.http.Shutdown(ctx))
 		} else if n.httpLn != nil {
 			errs = append(errs, n.httpLn.Close())
+		}
+		if n.peerHTTP != nil {
+			errs = append(errs, n.peerHTTP.Shutdown(ctx))
+		} else if n.peerLn != nil {
+			errs = append(errs, n.peerLn.Close())
 		}
 		if n.cancel != nil {
 			n.cancel()
@@ -486,17 +554,10 @@ func (n *Node) remove(ctx context.Context, id string, force bool) error {
 	case target == nil && !inGroup:
 		return fmt.Errorf("%w: %q", edge.ErrUnknownMember, id)
 	case target != nil && target.Jurisdiction != n.city.Jurisdiction:
-		// Another jurisdiction's group: ask one of its live nodes' leader.
-		for _, m := range n.members.Members() {
-			if m.Jurisdiction == target.Jurisdiction {
-				st, err := n.peers.Status(ctx, m.NodeID)
-				if err != nil {
-					return err
-				}
-				return n.peers.RemoveNode(ctx, st.LeaderId, id)
-			}
-		}
-		return fmt.Errorf("%w: no live node of %q", storage.ErrNotLeader, target.Jurisdiction)
+		// Another jurisdiction's group: its nodes alone may ask their leader
+		// (the actor remote drops removals from other jurisdictions), so relay
+		// the request to one of them over the peer listener.
+		return n.removeElsewhere(ctx, target.Jurisdiction, id)
 	}
 	leader, _ := n.store.Leader()
 	if leader == "" {

@@ -29,8 +29,11 @@ import (
 //
 // `cluster leave` removes the leaving node itself, before it leaves gossip.
 type groupKeeper struct {
-	store        *storage.Store
-	members      *membership.Membership
+	store   *storage.Store
+	members *membership.Membership
+	// verified says whether a member's certificate names the node id, city and
+	// jurisdiction it gossips: only such members are admitted or promoted.
+	verified     interface{ Verified(membership.Member) bool }
 	peers        *raftPeers
 	jurisdiction string
 	deadAfter    time.Duration
@@ -140,6 +143,11 @@ func (g *groupKeeper) reconcile(ctx context.Context) {
 					g.remove(ctx, s, fmt.Sprintf("it belongs to group %s, not %s", m.ClusterID, own))
 				}
 			}
+		case alive && m.NodeID != self && !g.verified.Verified(m):
+			// Gossip says it is of this jurisdiction; its certificate has not
+			// said so (yet, or ever): it gets no Raft traffic. Entries it
+			// already has stay (a restarted member is verified again shortly)
+			// and go the way of dead servers if it never is.
 		case alive && m.NodeID != self:
 			g.admit(ctx, m, olds, own)
 		case m.NodeID == self:
@@ -234,7 +242,7 @@ func (g *groupKeeper) promote(ctx context.Context) {
 			continue
 		}
 		m, ok := alive[membership.NodeOf(s.ID)]
-		if !ok || m.Leaving || m.ServerID() != s.ID {
+		if !ok || m.Leaving || m.ServerID() != s.ID || !g.verified.Verified(m) {
 			continue
 		}
 		target := g.store.Stats().AppliedIndex

@@ -1,20 +1,27 @@
 // Package clustertest starts real BarberPro nodes for tests: in-process nodes on
-// loopback with free ports (MustStartNode), the token keys they verify against
-// (TokenDir) and helpers to talk to them with a token of any role (Token,
-// Client).
+// loopback with free ports (MustStartNode), each with a certificate of the test's own
+// cluster CA (MustCA, MustTLSDir), the token keys they verify against (TokenDir),
+// and helpers to talk to them with a token of any role (Token, Client).
 package clustertest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/barberpro/edge/cluster"
 	"github.com/barberpro/edge/edge/auth"
+	"github.com/barberpro/edge/cluster/pki"
+	"github.com/barberpro/edge/cluster/topology"
 	"github.com/barberpro/edge/edge/client"
 )
 
@@ -87,11 +94,58 @@ func Logger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
+// cas holds each running test's CA directory (testing.TB -> string).
+var cas sync.Map
+
+// MustCA returns the directory of the cluster CA of test t (ca.crt, ca.key), made
+// on first use in a temp dir of t: every node a test starts trusts it. Attack tests
+// issue their own certificates from it (pki.Issue) or make another CA to compare.
+func MustCA(t testing.TB) string {
+	t.Helper()
+	if dir, ok := cas.Load(t); ok {
+		return dir.(string)
+	}
+	dir := filepath.Join(t.TempDir(), "ca")
+	if err := pki.InitCA(dir); err != nil {
+		t.Fatalf("clustertest: make CA: %v", err)
+	}
+	if prev, loaded := cas.LoadOrStore(t, dir); loaded {
+		return prev.(string)
+	}
+	t.Cleanup(func() { cas.Delete(t) })
+	return dir
+}
+
+// MustTLSDir issues a node certificate from t's CA (MustCA) for node id in city
+// (its jurisdiction from the default topology), valid for ip, and returns the
+// directory holding ca.crt, node.crt and node.key.
+func MustTLSDir(t testing.TB, id, city, ip string) string {
+	t.Helper()
+	c, err := topology.Default().City(city)
+	if err != nil {
+		t.Fatalf("clustertest: %v", err)
+	}
+	return MustIssue(t, MustCA(t), pki.Identity{Jurisdiction: c.Jurisdiction, City: city, NodeID: id}, ip)
+}
+
+// MustIssue issues a certificate for identity id valid for ip from the CA in caDir
+// (any CA: attack tests name identities that disagree with the topology) and
+// returns its directory.
+func MustIssue(t testing.TB, caDir string, id pki.Identity, ip string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := pki.Issue(caDir, id, []net.IP{net.ParseIP(ip)}, dir); err != nil {
+		t.Fatalf("clustertest: issue a certificate for %s: %v", id.URI(), err)
+	}
+	return dir
+}
+
 // MustStartNode starts a bootstrapped single node of cluster.LocalConfig in a temp
 // dir (unless cfg.DataDir is set), verifying tokens against KeySet(t) (unless
 // mutate sets TokenKeys to another key directory's keys.json), with mutate
 // applied to its config, waits until it is ready, and stops it when the test
-// ends. Token and Client make tokens it accepts.
+// ends. Token and Client make tokens it accepts. Unless mutate sets TLSDir, the
+// node gets a certificate of the test's CA (MustTLSDir) for its ID, City and Bind.
 func MustStartNode(t testing.TB, mutate func(*cluster.Config)) *cluster.Node {
 	t.Helper()
 	cfg := cluster.LocalConfig()
@@ -102,6 +156,9 @@ func MustStartNode(t testing.TB, mutate func(*cluster.Config)) *cluster.Node {
 	cfg.TokenKeys = KeySet(t)
 	if mutate != nil {
 		mutate(&cfg)
+	}
+	if cfg.TLSDir == "" {
+		cfg.TLSDir = MustTLSDir(t, cfg.ID, cfg.City, cfg.Bind)
 	}
 	n, err := cluster.New(cfg)
 	if err != nil {
@@ -114,8 +171,25 @@ func MustStartNode(t testing.TB, mutate func(*cluster.Config)) *cluster.Node {
 	t.Cleanup(func() { n.Stop(); nodeKeys.Delete(n) })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := client.New(n.URL(), nil).WaitReady(ctx); err != nil {
+	if err := client.New(n.URL(), HTTPClient(t, n)).WaitReady(ctx); err != nil {
 		t.Fatalf("clustertest: %v", err)
 	}
 	return n
+}
+
+// HTTPClient returns an HTTP client for n's public API: nil (the default client)
+// when n serves plain HTTP, one trusting t's CA when it serves HTTPS (APITLS).
+func HTTPClient(t testing.TB, n *cluster.Node) *http.Client {
+	t.Helper()
+	if !strings.HasPrefix(n.URL(), "https://") {
+		return nil
+	}
+	b, err := os.ReadFile(filepath.Join(MustCA(t), pki.CACertFile))
+	if err != nil {
+		t.Fatalf("clustertest: %v", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(b)
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool}}}
 }
