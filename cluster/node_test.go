@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/barberpro/edge/cluster"
 	"github.com/barberpro/edge/cluster/clustertest"
 	"github.com/barberpro/edge/edge/auth"
@@ -105,13 +107,19 @@ func Test_SingleNode_ConcurrentBookings(t *testing.T) {
 //
 //	go test -run '^$' -bench Node_Book -benchtime 20000x ./cluster/
 func BenchmarkNode_Book(b *testing.B) {
-	n := clustertest.MustStartNode(b, nil)
+	// Load clients send far above a person's rate: no per-subject limit.
+	n := clustertest.MustStartNode(b, func(c *cluster.Config) { c.Limits.PerSubject = rate.Inf })
+	signer, err := auth.LoadSigner(clustertest.TokenDir(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	tokens := auth.NewTokenCache(signer, time.Hour)
 	for _, mode := range []load.Mode{load.Spread, load.Hot} {
 		for _, clients := range []int{1, 16, 256} {
 			b.Run(fmt.Sprintf("%s/clients=%d", mode, clients), func(b *testing.B) {
 				r, err := load.Run(context.Background(), load.Config{
 					Targets: []string{n.URL()}, Clients: clients, Requests: b.N,
-					Duration: 10 * time.Minute, Mode: mode,
+					Duration: 10 * time.Minute, Mode: mode, Tokens: tokens,
 				})
 				if err != nil {
 					b.Fatal(err)
