@@ -174,11 +174,21 @@ func (c Config) Validate() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: %s", ErrBadConfig, fmt.Sprintf(format, a...))
 	}
+	top := c.Topology
+	if top == nil {
+		top = topology.Default()
+	}
 	switch {
 	case c.ID == "":
 		return bad("node id is required")
 	case c.City == "":
 		return bad("city is required")
+	}
+	// The node's identity first: a certificate and keys are checked against it.
+	if _, err := top.City(c.City); err != nil {
+		return bad("%v (known: %v)", err, top.CityNames())
+	}
+	switch {
 	case c.DataDir == "":
 		return bad("data dir is required")
 	case c.TokenKeys == "":
@@ -203,13 +213,6 @@ func (c Config) Validate() error {
 	}
 	if err := c.Limits.Validate(); err != nil {
 		return bad("%v", err)
-	}
-	top := c.Topology
-	if top == nil {
-		top = topology.Default()
-	}
-	if _, err := top.City(c.City); err != nil {
-		return bad("%v (known: %v)", err, top.CityNames())
 	}
 	return nil
 }
