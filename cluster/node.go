@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -58,11 +59,13 @@ type Node struct {
 	// savedPeersJSON is what keepPeers last wrote to peers.json.
 	savedPeersJSON string
 
-	stopOnce   sync.Once
-	actorsOnce sync.Once
-	stopErr    error
-	served     chan error
-	leaving    chan struct{}
+	stopOnce sync.Once
+	// leaveStarted is set by the first POST /v1/cluster/leave.
+	leaveStarted atomic.Bool
+	actorsOnce   sync.Once
+	stopErr      error
+	served       chan error
+	leaving      chan struct{}
 	// events are this node's recent group-keeping actions (cluster status).
 	events *eventLog
 }
@@ -443,10 +446,9 @@ func (n *Node) removeSelf(ctx context.Context) error {
 // leaveAsync serves POST /v1/cluster/leave: the answer goes out first, then the
 // node leaves and its process ends (Done yields nil).
 func (n *Node) leaveAsync(context.Context) error {
-	select {
-	case <-n.leaving:
+	// Two leave requests at once start one leave (Leave closes n.leaving once).
+	if !n.leaveStarted.CompareAndSwap(false, true) {
 		return nil
-	default:
 	}
 	go func() {
 		time.Sleep(100 * time.Millisecond) // let the 202 reach the operator

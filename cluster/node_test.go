@@ -178,6 +178,7 @@ func Test_SingleNode_ConcurrentPatchesLoseNothing(t *testing.T) {
 			body := fmt.Sprintf(`{"add_services":[{"name":"Extra %d","duration_minutes":15,"price":{"amount":"100.00","currency":"ARS"}}]}`, i)
 			req, _ := http.NewRequest(http.MethodPatch, n.URL()+"/v1/providers/"+p.ID, strings.NewReader(body))
 			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+c.Token)
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Error(err)
