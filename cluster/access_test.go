@@ -311,3 +311,11 @@ func readJWK(t *testing.T, path string) jose.JSONWebKey {
 	}
 	return k
 }
+
+// mustJSON decodes b into v.
+func mustJSON(t *testing.T, b []byte, v any) {
+	t.Helper()
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("decode %s: %v", b, err)
+	}
+}
