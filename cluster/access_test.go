@@ -245,27 +245,9 @@ func Test_Access_BadTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Another key that claims the node's kid: a forged signature.
-	otherKey := readJWK(t, filepath.Join(otherDir, auth.SigningKeyFile))
-	otherKey.KeyID = signer.KeyID()
-	forger, err := auth.NewSigner(otherKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	forged, err := forger.Issue(auth.RoleOperator, "ops", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	forged := issueAs(t, filepath.Join(otherDir, auth.SigningKeyFile), signer.KeyID())
 	// The node's own key under a kid it does not know.
-	ownKey := readJWK(t, filepath.Join(dir, auth.SigningKeyFile))
-	ownKey.KeyID = "not-a-kid-of-the-set"
-	wrongKid, err := auth.NewSigner(ownKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	renamed, err := wrongKid.Issue(auth.RoleOperator, "ops", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	renamed := issueAs(t, filepath.Join(dir, auth.SigningKeyFile), "not-a-kid-of-the-set")
 	parts := strings.Split(strings.TrimPrefix(good, "Bearer "), ".")
 
 	if a := send(t, n, "GET", "/v1/cluster/members", "", good); a.status != http.StatusOK {
@@ -295,10 +277,11 @@ func Test_Access_BadTokens(t *testing.T) {
 	}
 }
 
-// readJWK reads a JWK file.
-func readJWK(t *testing.T, path string) jose.JSONWebKey {
+// issueAs returns an operator token signed with the private JWK in keyFile but
+// naming kid in its header.
+func issueAs(t *testing.T, keyFile, kid string) string {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,9 +290,18 @@ func readJWK(t *testing.T, path string) jose.JSONWebKey {
 		t.Fatal(err)
 	}
 	if _, ok := k.Key.(ed25519.PrivateKey); !ok {
-		t.Fatalf("%s is not an Ed25519 private key", path)
+		t.Fatalf("%s is not an Ed25519 private key", keyFile)
 	}
-	return k
+	k.KeyID = kid
+	s, err := auth.NewSigner(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := s.Issue(auth.RoleOperator, "ops", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 // mustJSON decodes b into v.

@@ -65,6 +65,12 @@ func Test_SingleNode_ConcurrentBookings(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newProvider(t, c, tc.services...)
 			const N = 200
+			// 200 clients, each booking for itself with its own token (one
+			// subject sending 200 at once would be rate-limited).
+			clients := make([]*client.Client, N)
+			for i := range N {
+				clients[i] = c.WithToken(clustertest.Token(t, n, auth.RoleClient, fmt.Sprintf("cli-%d", i)))
+			}
 			var wg sync.WaitGroup
 			results := make([]error, N)
 			for i := range N {
@@ -72,7 +78,7 @@ func Test_SingleNode_ConcurrentBookings(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					k := i % len(tc.starts)
-					_, results[i] = c.Book(context.Background(), client.BookingRequest{
+					_, results[i] = clients[i].Book(context.Background(), client.BookingRequest{
 						ProviderID: p.ID, ServiceID: p.Services[k%len(p.Services)].ID,
 						ClientID: fmt.Sprintf("cli-%d", i), Start: tc.starts[k],
 					}, "")

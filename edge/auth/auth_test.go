@@ -17,20 +17,14 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/barberpro/edge/edge/auth"
+	"github.com/barberpro/edge/edge/edgetest"
 )
 
 // mustInit makes a key directory in a temp dir and returns it with its verifier.
 func mustInit(t *testing.T) (string, *auth.Verifier) {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "tokens")
-	if err := auth.Init(dir); err != nil {
-		t.Fatalf("Init: %v", err)
-	}
-	v, err := auth.LoadKeySet(filepath.Join(dir, auth.KeySetFile))
-	if err != nil {
-		t.Fatalf("LoadKeySet: %v", err)
-	}
-	return dir, v
+	k := edgetest.NewTokens(t)
+	return k.Dir, k.Verifier
 }
 
 // sign signs arbitrary claims with priv, putting kid in the header when not empty.
