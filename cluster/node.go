@@ -59,15 +59,16 @@ type Node struct {
 	// savedPeersJSON is what keepPeers last wrote to peers.json.
 	savedPeersJSON string
 
-	stopOnce sync.Once
-	// leaveStarted is set by the first POST /v1/cluster/leave.
-	leaveStarted atomic.Bool
-	actorsOnce   sync.Once
-	stopErr      error
-	served       chan error
-	leaving      chan struct{}
+	stopOnce   sync.Once
+	actorsOnce sync.Once
+	stopErr    error
+	served     chan error
+	leaving    chan struct{}
 	// events are this node's recent group-keeping actions (cluster status).
 	events *eventLog
+
+	// leaveStarted is set by the first POST /v1/cluster/leave.
+	leaveStarted atomic.Bool
 }
 
 // New checks cfg, reads its token key set (Config.TokenKeys) and prepares a
