@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -75,6 +76,9 @@ type Node struct {
 	leaving    chan struct{}
 	// events are this node's recent group-keeping actions (cluster status).
 	events *eventLog
+
+	// leaveStarted is set by the first POST /v1/cluster/leave.
+	leaveStarted atomic.Bool
 }
 
 // New checks cfg, reads its token key set (Config.TokenKeys) and prepares a
@@ -511,10 +515,9 @@ func (n *Node) removeSelf(ctx context.Context) error {
 // leaveAsync serves POST /v1/cluster/leave: the answer goes out first, then the
 // node leaves and its process ends (Done yields nil).
 func (n *Node) leaveAsync(context.Context) error {
-	select {
-	case <-n.leaving:
+	// Two leave requests at once start one leave (Leave closes n.leaving once).
+	if !n.leaveStarted.CompareAndSwap(false, true) {
 		return nil
-	default:
 	}
 	go func() {
 		time.Sleep(100 * time.Millisecond) // let the 202 reach the operator

@@ -67,6 +67,12 @@ func Test_SingleNode_ConcurrentBookings(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newProvider(t, c, tc.services...)
 			const N = 200
+			// 200 clients, each booking for itself with its own token (one
+			// subject sending 200 at once would be rate-limited).
+			clients := make([]*client.Client, N)
+			for i := range N {
+				clients[i] = c.WithToken(clustertest.Token(t, n, auth.RoleClient, fmt.Sprintf("cli-%d", i)))
+			}
 			var wg sync.WaitGroup
 			results := make([]error, N)
 			for i := range N {
@@ -74,7 +80,7 @@ func Test_SingleNode_ConcurrentBookings(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					k := i % len(tc.starts)
-					_, results[i] = c.Book(context.Background(), client.BookingRequest{
+					_, results[i] = clients[i].Book(context.Background(), client.BookingRequest{
 						ProviderID: p.ID, ServiceID: p.Services[k%len(p.Services)].ID,
 						ClientID: fmt.Sprintf("cli-%d", i), Start: tc.starts[k],
 					}, "")
@@ -186,6 +192,7 @@ func Test_SingleNode_ConcurrentPatchesLoseNothing(t *testing.T) {
 			body := fmt.Sprintf(`{"add_services":[{"name":"Extra %d","duration_minutes":15,"price":{"amount":"100.00","currency":"ARS"}}]}`, i)
 			req, _ := http.NewRequest(http.MethodPatch, n.URL()+"/v1/providers/"+p.ID, strings.NewReader(body))
 			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+c.Token)
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Error(err)

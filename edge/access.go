@@ -93,6 +93,15 @@ func callerOf(ctx context.Context) (caller, bool) {
 	return c, ok
 }
 
+// Authorization returns the Authorization header of the request whose context
+// ctx is, once the route admitted it ("" on a public route called without a
+// valid token). A Config func that relays the request to another node (Remove
+// of another jurisdiction's member) passes it on, for that node to verify again.
+func Authorization(ctx context.Context) string {
+	c, _ := callerOf(ctx)
+	return c.authorization
+}
+
 // owns reports whether the caller may act on a record of client clientID and
 // provider providerID: operators (and any grant of anyone) always, a client when
 // it is clientID, a provider when it is providerID. No caller: false.

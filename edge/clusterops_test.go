@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -27,7 +28,10 @@ func TestCluster_OperatorRoutes(t *testing.T) {
 			}}}}, nil
 		}
 		c.Leave = func(context.Context) error { leaves.Add(1); return nil }
-		c.Remove = func(_ context.Context, id string, force bool) error {
+		c.Remove = func(ctx context.Context, id string, force bool) error {
+			if !strings.HasPrefix(Authorization(ctx), "Bearer ") {
+				return fmt.Errorf("Config.Remove cannot pass the caller's token on: %q", Authorization(ctx))
+			}
 			switch id {
 			case "cba-1":
 				removed.Store(id)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/barberpro/edge/edge/auth"
 )
 
 // Limits are the rate limits a node applies to the requests its clients send it
@@ -26,9 +28,9 @@ type Limits struct {
 	// SubjectBurst is how many requests one subject may send at once. Default 100.
 	SubjectBurst int
 	// PerIP is the sustained rate of one client IP calling without a valid token,
-	// in requests per second. Default 20. rate.Inf: no limit.
+	// in requests per second. Default 50. rate.Inf: no limit.
 	PerIP rate.Limit
-	// IPBurst is how many such requests one IP may send at once. Default 40.
+	// IPBurst is how many such requests one IP may send at once. Default 100.
 	IPBurst int
 	// MaxKeys bounds the buckets kept. When full, the bucket unused longest is
 	// dropped. Default 100000.
@@ -43,8 +45,8 @@ func DefaultLimits() Limits {
 	return Limits{
 		PerSubject:   50,
 		SubjectBurst: 100,
-		PerIP:        20,
-		IPBurst:      40,
+		PerIP:        50,
+		IPBurst:      100,
 		MaxKeys:      100_000,
 		IdleAfter:    10 * time.Minute,
 	}
@@ -109,11 +111,11 @@ func newLimiter(l Limits, now func() time.Time) *limiter {
 	return &limiter{limits: l, now: now, keys: map[string]*list.Element{}}
 }
 
-// limitKey is the bucket of a request: its caller's role and subject, or its
-// client IP when it has no valid token.
-func limitKey(r *http.Request, c caller, ok bool) (key string, subject bool) {
-	if ok {
-		return "sub:" + string(c.p.Role) + ":" + c.p.Subject, true
+// limitKey is the bucket of a request: the role and subject of its valid token
+// (valid), or its client IP.
+func limitKey(r *http.Request, p auth.Principal, valid bool) (key string, subject bool) {
+	if valid {
+		return "sub:" + string(p.Role) + ":" + p.Subject, true
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {

@@ -191,7 +191,9 @@ func (s *Server) admit(r *http.Request, acc access, peer bool) (*http.Request, e
 	}
 	c, ok, err := authorize(r, acc, p, authErr)
 	if !peer {
-		key, subject := limitKey(r, c, ok)
+		// A valid token is charged to its subject, refused or not; anything
+		// else to the client's IP.
+		key, subject := limitKey(r, p, authErr == nil)
 		if allowed, retry := s.limits.allow(key, subject); !allowed {
 			return r, errRateLimited(retry)
 		}

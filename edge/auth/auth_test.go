@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,20 +18,14 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/barberpro/edge/edge/auth"
+	"github.com/barberpro/edge/edge/edgetest"
 )
 
 // mustInit makes a key directory in a temp dir and returns it with its verifier.
 func mustInit(t *testing.T) (string, *auth.Verifier) {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "tokens")
-	if err := auth.Init(dir); err != nil {
-		t.Fatalf("Init: %v", err)
-	}
-	v, err := auth.LoadKeySet(filepath.Join(dir, auth.KeySetFile))
-	if err != nil {
-		t.Fatalf("LoadKeySet: %v", err)
-	}
-	return dir, v
+	k := edgetest.NewTokens(t)
+	return k.Dir, k.Verifier
 }
 
 // sign signs arbitrary claims with priv, putting kid in the header when not empty.
@@ -331,5 +326,59 @@ func TestBearerToken_ParsesAuthorizationHeader(t *testing.T) {
 				t.Fatalf("BearerToken = %q, %v; want %q, %v", tok, err, c.tok, c.err)
 			}
 		})
+	}
+}
+
+// TestVerifier_CacheKeepsEveryCheckThatMatters verifies tokens through the cache
+// of verified tokens: a remembered token still expires, a token that differs by
+// one character from a remembered one is verified (and refused) on its own, and
+// the cache stays within its size.
+func TestVerifier_CacheKeepsEveryCheckThatMatters(t *testing.T) {
+	dir, _ := mustInit(t)
+	now := time.Now()
+	v, err := auth.NewVerifier(readSet(t, filepath.Join(dir, auth.KeySetFile)),
+		auth.VerifierOptions{Now: func() time.Time { return now }, CacheSize: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := auth.LoadSigner(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Now = func() time.Time { return now }
+	tok, _ := s.Issue(auth.RoleClient, "cli-ana", time.Hour)
+	for range 2 {
+		if p, err := v.Verify(tok); err != nil || p.Subject != "cli-ana" {
+			t.Fatalf("Verify = %+v, %v", p, err)
+		}
+	}
+	if auth.CacheLen(v) != 1 {
+		t.Fatalf("cache holds %d tokens, want 1", auth.CacheLen(v))
+	}
+	// One character of the signature changed: not the remembered token.
+	b := []byte(tok)
+	if b[len(b)-2] == 'A' {
+		b[len(b)-2] = 'B'
+	} else {
+		b[len(b)-2] = 'A'
+	}
+	if _, err := v.Verify(string(b)); !errors.Is(err, auth.ErrBadToken) {
+		t.Fatalf("tampered copy of a remembered token: %v", err)
+	}
+	for i := range 10 {
+		other, _ := s.Issue(auth.RoleClient, fmt.Sprintf("cli-%d", i), time.Hour)
+		if _, err := v.Verify(other); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := auth.CacheLen(v); n > 4 {
+		t.Fatalf("cache holds %d tokens, more than its size 4", n)
+	}
+	if _, err := v.Verify(tok); err != nil {
+		t.Fatalf("a token dropped from the cache is verified again: %v", err)
+	}
+	now = now.Add(2 * time.Hour)
+	if _, err := v.Verify(tok); !errors.Is(err, auth.ErrExpired) {
+		t.Fatalf("a remembered token past its exp: %v, want ErrExpired", err)
 	}
 }

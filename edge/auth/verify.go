@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -30,13 +31,65 @@ type VerifierOptions struct {
 	Leeway time.Duration
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// CacheSize bounds how many verified tokens are remembered, so that a token
+	// sent again is not verified again (an Ed25519 verification costs about as
+	// much as the rest of a request's handling). A token is remembered by its
+	// exact text, with its principal and expiry, only once it verified; exp is
+	// still checked on every use. Default DefaultCacheSize; negative: no cache.
+	CacheSize int
 }
 
+// DefaultCacheSize is the default VerifierOptions.CacheSize.
+const DefaultCacheSize = 10_000
+
 // Verifier checks tokens against a set of Ed25519 public keys, chosen by kid. It
-// is immutable and safe for concurrent use.
+// is safe for concurrent use.
 type Verifier struct {
-	keys map[string]ed25519.PublicKey
-	opts VerifierOptions
+	keys  map[string]ed25519.PublicKey
+	opts  VerifierOptions
+	cache *tokenCache
+}
+
+// verified is a token that verified: whom it speaks for and when it expires.
+type verified struct {
+	p   Principal
+	exp time.Time
+}
+
+// tokenCache remembers verified tokens in two generations of at most max/2
+// each: a full current generation becomes the previous one, whose tokens move
+// back to current when used again, and the previous previous is dropped. So it
+// holds at most max tokens and keeps the ones in use.
+type tokenCache struct {
+	mu         sync.Mutex
+	max        int
+	cur, older map[string]verified
+}
+
+func (c *tokenCache) get(tok string) (verified, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v, ok := c.cur[tok]; ok {
+		return v, true
+	}
+	v, ok := c.older[tok]
+	if ok {
+		c.putLocked(tok, v)
+	}
+	return v, ok
+}
+
+func (c *tokenCache) put(tok string, v verified) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.putLocked(tok, v)
+}
+
+func (c *tokenCache) putLocked(tok string, v verified) {
+	if len(c.cur) >= max(1, c.max/2) {
+		c.older, c.cur = c.cur, make(map[string]verified, c.max/2)
+	}
+	c.cur[tok] = v
 }
 
 // LoadKeySet reads a JSON Web Key Set (the file of node start --token-keys) and
@@ -93,7 +146,13 @@ func NewVerifier(set jose.JSONWebKeySet, opts VerifierOptions) (*Verifier, error
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.CacheSize == 0 {
+		opts.CacheSize = DefaultCacheSize
+	}
 	v := &Verifier{keys: make(map[string]ed25519.PublicKey, len(set.Keys)), opts: opts}
+	if opts.CacheSize > 0 {
+		v.cache = &tokenCache{max: opts.CacheSize, cur: map[string]verified{}, older: map[string]verified{}}
+	}
 	for i, k := range set.Keys {
 		if k.KeyID == "" {
 			return nil, fmt.Errorf("%w: key %d has no kid", ErrBadKeySet, i)
@@ -134,47 +193,68 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 	if len(token) > MaxTokenLen {
 		return Principal{}, fmt.Errorf("%w: longer than %d bytes", ErrBadToken, MaxTokenLen)
 	}
+	if v.cache != nil {
+		if c, ok := v.cache.get(token); ok {
+			if v.opts.Now().Add(-v.opts.Leeway).After(c.exp) {
+				return Principal{}, ErrExpired
+			}
+			return c.p, nil
+		}
+	}
+	p, exp, err := v.verify(token)
+	if err != nil {
+		return Principal{}, err
+	}
+	if v.cache != nil {
+		v.cache.put(token, verified{p: p, exp: exp})
+	}
+	return p, nil
+}
+
+// verify checks the signature and claims of token; see Verify.
+func (v *Verifier) verify(token string) (Principal, time.Time, error) {
+	fail := func(err error) (Principal, time.Time, error) { return Principal{}, time.Time{}, err }
 	tok, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.EdDSA})
 	if err != nil {
-		return Principal{}, fmt.Errorf("%w: malformed", ErrBadToken)
+		return fail(fmt.Errorf("%w: malformed", ErrBadToken))
 	}
 	if len(tok.Headers) != 1 {
-		return Principal{}, fmt.Errorf("%w: want one signature", ErrBadToken)
+		return fail(fmt.Errorf("%w: want one signature", ErrBadToken))
 	}
 	kid := tok.Headers[0].KeyID
 	if kid == "" {
-		return Principal{}, fmt.Errorf("%w: no kid in the header", ErrBadToken)
+		return fail(fmt.Errorf("%w: no kid in the header", ErrBadToken))
 	}
 	key, ok := v.keys[kid]
 	if !ok {
-		return Principal{}, ErrUnknownKey
+		return fail(ErrUnknownKey)
 	}
 	var c claims
 	if err := tok.Claims(key, &c); err != nil {
-		return Principal{}, fmt.Errorf("%w: bad signature or claims", ErrBadToken)
+		return fail(fmt.Errorf("%w: bad signature or claims", ErrBadToken))
 	}
 	switch {
 	case c.Expiry == nil:
-		return Principal{}, fmt.Errorf("%w: no exp", ErrBadToken)
+		return fail(fmt.Errorf("%w: no exp", ErrBadToken))
 	case c.IssuedAt == nil:
-		return Principal{}, fmt.Errorf("%w: no iat", ErrBadToken)
+		return fail(fmt.Errorf("%w: no iat", ErrBadToken))
 	case c.Issuer == "":
-		return Principal{}, fmt.Errorf("%w: no iss", ErrBadToken)
+		return fail(fmt.Errorf("%w: no iss", ErrBadToken))
 	}
 	err = c.Claims.ValidateWithLeeway(jwt.Expected{Issuer: v.opts.Issuer, Time: v.opts.Now()}, v.opts.Leeway)
 	switch {
 	case errors.Is(err, jwt.ErrExpired):
-		return Principal{}, ErrExpired
+		return fail(ErrExpired)
 	case err != nil:
-		return Principal{}, fmt.Errorf("%w: %v", ErrBadToken, err)
+		return fail(fmt.Errorf("%w: %v", ErrBadToken, err))
 	}
 	if !c.Role.Valid() {
-		return Principal{}, fmt.Errorf("%w: role claim %q", ErrBadToken, c.Role)
+		return fail(fmt.Errorf("%w: role claim %q", ErrBadToken, c.Role))
 	}
 	if err := validSubject(c.Subject); err != nil {
-		return Principal{}, fmt.Errorf("%w: %v", ErrBadToken, err)
+		return fail(fmt.Errorf("%w: %v", ErrBadToken, err))
 	}
-	return Principal{Subject: c.Subject, Role: c.Role}, nil
+	return Principal{Subject: c.Subject, Role: c.Role}, c.Expiry.Time(), nil
 }
 
 // BearerToken returns the token of an Authorization header: ErrNoToken when h
