@@ -1,3 +1,8 @@
+//go:build !race
+
+// Three nodes, three protoactor remotes in one process: built without -race (see
+// attack_multinode_test.go).
+
 package cluster_test
 
 import (
@@ -98,31 +103,6 @@ func Test_MultiJurisdiction_NodesTalkOverMutualTLS(t *testing.T) {
 	for _, s := range servers {
 		if membership.NodeOf(s.ID) == "cba-1" {
 			t.Fatalf("cba-1 still in the ar group: %+v", servers)
-		}
-	}
-}
-
-// Test_SingleNode_APITLS: with APITLS the public API answers HTTPS (TLS 1.3) with
-// the node certificate, verified with the CA and the node's IP, and nothing on
-// plain HTTP.
-func Test_SingleNode_APITLS(t *testing.T) {
-	n := clustertest.MustStartNode(t, func(c *cluster.Config) { c.Bind, c.APITLS = "127.0.0.85", true })
-	if !strings.HasPrefix(n.URL(), "https://") {
-		t.Fatalf("URL %s", n.URL())
-	}
-	hc := clustertest.HTTPClient(t, n)
-	resp, err := hc.Get(n.URL() + "/healthz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.TLS == nil || resp.TLS.Version != tls.VersionTLS13 || resp.StatusCode != http.StatusOK {
-		t.Fatalf("healthz over https: %s, tls %+v", resp.Status, resp.TLS)
-	}
-	if resp, err := http.Get("http://" + n.HTTPAddr() + "/healthz"); err == nil {
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			t.Fatal("the API answered plain HTTP with APITLS on")
 		}
 	}
 }
