@@ -253,3 +253,13 @@ func Test_SingleNode_APITLS(t *testing.T) {
 		}
 	}
 }
+
+// TestConfig_RequiresTLSDir: no node runs without its certificate; there is no
+// setting that turns mutual TLS off.
+func TestConfig_RequiresTLSDir(t *testing.T) {
+	cfg := cluster.LocalConfig()
+	cfg.ID, cfg.City, cfg.DataDir = "ba-1", "buenos-aires", t.TempDir()
+	if _, err := cluster.New(cfg); !errors.Is(err, cluster.ErrBadConfig) || !strings.Contains(err.Error(), "tls dir") {
+		t.Fatalf("New without TLSDir = %v", err)
+	}
+}
