@@ -46,6 +46,19 @@ func (s tlsStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Con
 	return tls.DialWithDialer(&net.Dialer{Timeout: timeout}, "tcp", string(addr), s.conf)
 }
 
+// tlsTransport is a hashicorp/raft network transport at ip that dials over TLS
+// with conf.
+func tlsTransport(t *testing.T, ip string, conf *tls.Config) *raft.NetworkTransport {
+	t.Helper()
+	ln, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	trans := raft.NewNetworkTransport(tlsStream{Listener: ln, conf: conf}, 1, 2*time.Second, io.Discard)
+	t.Cleanup(func() { trans.Close() })
+	return trans
+}
+
 // raftAttack sends, with a real hashicorp/raft transport, an AppendEntries from a
 // higher term carrying an entry, and an InstallSnapshot, to the follower at
 // target; both must fail, and the follower must apply nothing and keep its term.
@@ -115,25 +128,13 @@ func Test_RaftTransport_RefusesClientsWithoutClusterCertificate(t *testing.T) {
 		m := mustMaterial(t, mustOtherCA(t), pki.Identity{Jurisdiction: "ar", City: "buenos-aires", NodeID: "ba-9"}, "127.0.0.43")
 		conf := m.ClientTLS(nil)
 		conf.InsecureSkipVerify = true // the attacker does not care who answers; the follower must
-		ln, err := net.Listen("tcp", "127.0.0.43:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		trans := raft.NewNetworkTransport(tlsStream{Listener: ln, conf: conf}, 1, 2*time.Second, io.Discard)
-		defer trans.Close()
-		raftAttack(t, trans, b, "tls: unknown certificate authority")
+		raftAttack(t, tlsTransport(t, "127.0.0.43", conf), b, "tls: unknown certificate authority")
 	})
 	t.Run("TLS with a certificate of another jurisdiction", func(t *testing.T) {
 		m := mustMaterial(t, clustertest.MustCA(t), pki.Identity{Jurisdiction: "us", City: "us-east", NodeID: "us-9"}, "127.0.0.43")
 		conf := m.ClientTLS(nil)
 		conf.ServerName = "127.0.0.42"
-		ln, err := net.Listen("tcp", "127.0.0.43:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		trans := raft.NewNetworkTransport(tlsStream{Listener: ln, conf: conf}, 1, 2*time.Second, io.Discard)
-		defer trans.Close()
-		raftAttack(t, trans, b, "tls:")
+		raftAttack(t, tlsTransport(t, "127.0.0.43", conf), b, "tls:")
 	})
 }
 
@@ -172,15 +173,19 @@ func Test_ActorRemote_ForwardingActorServesOnlyItsGroup(t *testing.T) {
 		return err == nil
 	}
 
+	refused := func(t *testing.T, sys *actor.ActorSystem, provider, who string) {
+		t.Helper()
+		if res, err := ask(sys, provider); err == nil {
+			t.Errorf("%s: its proposal to the ar group was answered: %+v", who, res)
+		}
+		if applied(provider) {
+			t.Errorf("%s: its proposal was applied by the ar group", who)
+		}
+	}
+
 	t.Run("no certificate", func(t *testing.T) {
 		sys := actorClient(t, "127.0.0.52", remote.WithDialOptions(grpc.WithTransportCredentials(insecure.NewCredentials())))
-		res, err := ask(sys, "p-nocert")
-		if _, ok := res.(*clusterv1.ProposeReply); ok || err == nil {
-			t.Errorf("a client without a certificate got an answer: %+v, %v", res, err)
-		}
-		if applied("p-nocert") {
-			t.Error("a proposal from a client without a certificate was applied")
-		}
+		refused(t, sys, "p-nocert", "a client without a certificate")
 	})
 	t.Run("another jurisdiction", func(t *testing.T) {
 		m := mustMaterial(t, clustertest.MustCA(t), pki.Identity{Jurisdiction: "us", City: "us-east", NodeID: "us-9"}, "127.0.0.53")
@@ -189,13 +194,7 @@ func Test_ActorRemote_ForwardingActorServesOnlyItsGroup(t *testing.T) {
 		if st, ok := res.(*clusterv1.NodeStatusReply); !ok || st.NodeId != n.ID() {
 			t.Fatalf("status across jurisdictions: %+v, %v (cluster status needs it)", res, err)
 		}
-		res, err = ask(sys, "p-us")
-		if _, ok := res.(*clusterv1.ProposeReply); ok || err == nil {
-			t.Errorf("a us node's proposal to the ar group was answered: %+v, %v", res, err)
-		}
-		if applied("p-us") {
-			t.Error("a us node's proposal was applied by the ar group")
-		}
+		refused(t, sys, "p-us", "a us node")
 	})
 	t.Run("own jurisdiction (control)", func(t *testing.T) {
 		m := mustMaterial(t, clustertest.MustCA(t), pki.Identity{Jurisdiction: "ar", City: "cordoba", NodeID: "cba-9"}, "127.0.0.54")
