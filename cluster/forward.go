@@ -121,14 +121,16 @@ func remoteErr(kinds []string, detail string) error {
 // the storage.Forwarder of a node, and the way `cluster remove` and `cluster
 // status` reach a group's leader and members.
 type raftPeers struct {
-	system  *actor.ActorSystem
-	members *membership.Membership
+	system *actor.ActorSystem
+	// members are the verified members (verifiedMembers): requests, which carry
+	// commands, go only to a node whose certificate names what it gossips.
+	members memberLister
 	timeout time.Duration
 }
 
 var _ storage.Forwarder = (*raftPeers)(nil)
 
-// pid is the raft actor of the live member whose node id is nodeID.
+// pid is the raft actor of the live, verified member whose node id is nodeID.
 func (p *raftPeers) pid(nodeID string) (*actor.PID, error) {
 	for _, m := range p.members.Members() {
 		if m.NodeID == nodeID && m.ActorAddr != "" {

@@ -171,7 +171,7 @@ func (n *Node) Start() (err error) {
 
 	// 2. The actor system, so the store can forward to its leader over it.
 	n.system = placement.NewActorSystem(n.members.Local().MemberID(), n.log.With("component", "actors"), slog.LevelWarn)
-	n.peers = &raftPeers{system: n.system, members: n.members, timeout: n.cfg.ForwardTimeout}
+	n.peers = &raftPeers{system: n.system, members: n.verified, timeout: n.cfg.ForwardTimeout}
 
 	// 3. The jurisdiction's Raft store, as server NodeID@DiskID. It never
 	// bootstraps on open: founding is decided later (foundWhenDue) by the
@@ -377,6 +377,13 @@ func (n *Node) PeerAddr() string {
 	}
 	return n.peerLn.Addr().String()
 }
+
+// RaftAddr is the address of the node's Raft transport (mutual TLS), once started.
+func (n *Node) RaftAddr() string { return hostPort(n.cfg.Bind, n.cfg.RaftPort) }
+
+// ActorAddr is the address of the node's actor remote (gRPC, mutual TLS), once
+// started.
+func (n *Node) ActorAddr() string { return hostPort(n.cfg.Bind, n.cfg.ActorPort) }
 
 // GossipAddr is the address other nodes --join, once started.
 func (n *Node) GossipAddr() string { return n.members.GossipAddr() }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/grpc"
@@ -22,6 +23,10 @@ import (
 // them "future" + a registry id, which starts with '$'): replies to requests this
 // node made go to them.
 const futurePrefix = "future$"
+
+// remoteHandshakeTimeout bounds the TLS handshake of a connection to the actor
+// remote (gRPC's default is 120 s).
+const remoteHandshakeTimeout = 5 * time.Second
 
 // nodeStatusType is the type name protoactor's remote puts in a MessageBatch for a
 // NodeStatusRequest.
@@ -48,6 +53,8 @@ type remoteGuard struct {
 func (g *remoteGuard) serverOptions(m *pki.Material) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.Creds(credentials.NewTLS(m.ServerTLS(pki.AnyNode))),
+		// A connection that does not finish its handshake is closed after this.
+		grpc.ConnectionTimeout(remoteHandshakeTimeout),
 		grpc.StreamInterceptor(g.stream),
 		grpc.UnaryInterceptor(func(context.Context, any, *grpc.UnaryServerInfo, grpc.UnaryHandler) (any, error) {
 			return nil, status.Error(codes.Unimplemented, "not served")

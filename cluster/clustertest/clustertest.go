@@ -94,25 +94,28 @@ func Logger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
-// cas holds each running test's CA directory (testing.TB -> string).
+// cas holds each running top-level test's CA directory (test name -> string).
 var cas sync.Map
 
-// MustCA returns the directory of the cluster CA of test t (ca.crt, ca.key), made
-// on first use in a temp dir of t: every node a test starts trusts it. Attack tests
-// issue their own certificates from it (pki.Issue) or make another CA to compare.
+// MustCA returns the directory of the cluster CA of the top-level test t belongs to
+// (ca.crt, ca.key), made on first use in a temp dir of t: every node the test and
+// its subtests start trusts it. Attack tests issue their own certificates from it
+// (MustIssue) or make another CA to compare. The CA lives as long as the test that
+// made it: a test whose subtests share nodes makes it first (MustStartNode does).
 func MustCA(t testing.TB) string {
 	t.Helper()
-	if dir, ok := cas.Load(t); ok {
+	root, _, _ := strings.Cut(t.Name(), "/")
+	if dir, ok := cas.Load(root); ok {
 		return dir.(string)
 	}
 	dir := filepath.Join(t.TempDir(), "ca")
 	if err := pki.InitCA(dir); err != nil {
 		t.Fatalf("clustertest: make CA: %v", err)
 	}
-	if prev, loaded := cas.LoadOrStore(t, dir); loaded {
+	if prev, loaded := cas.LoadOrStore(root, dir); loaded {
 		return prev.(string)
 	}
-	t.Cleanup(func() { cas.Delete(t) })
+	t.Cleanup(func() { cas.Delete(root) })
 	return dir
 }
 

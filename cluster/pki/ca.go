@@ -46,11 +46,7 @@ func InitCA(dir string) error {
 	if err := refuseExisting(dir, CACertFile, CAKeyFile); err != nil {
 		return err
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	serial, err := newSerial()
+	key, serial, err := newKey()
 	if err != nil {
 		return err
 	}
@@ -69,13 +65,19 @@ func InitCA(dir string) error {
 	if err != nil {
 		return err
 	}
+	return writePair(dir, CAKeyFile, CACertFile, key, der)
+}
+
+// writePair writes key (0600) and certificate der (0644) as new files in dir,
+// created 0700 if missing.
+func writePair(dir, keyFile, certFile string, key crypto.Signer, der []byte) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	if err := writeKey(filepath.Join(dir, CAKeyFile), key); err != nil {
+	if err := writeKey(filepath.Join(dir, keyFile), key); err != nil {
 		return err
 	}
-	return writeNew(filepath.Join(dir, CACertFile), pemBlock("CERTIFICATE", der), 0o644)
+	return writeNew(filepath.Join(dir, certFile), pemBlock("CERTIFICATE", der), 0o644)
 }
 
 // IssueOptions tunes Issue; the zero value gives the defaults.
@@ -124,11 +126,7 @@ func IssueWith(caDir string, id Identity, ips []net.IP, outDir string, o IssueOp
 	if !o.NotAfter.After(o.NotBefore) {
 		return fmt.Errorf("%w: NotAfter %v is not after NotBefore %v", ErrBadMaterial, o.NotAfter, o.NotBefore)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	serial, err := newSerial()
+	key, serial, err := newKey()
 	if err != nil {
 		return err
 	}
@@ -156,13 +154,7 @@ func IssueWith(caDir string, id Identity, ips []net.IP, outDir string, o IssueOp
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(outDir, 0o700); err != nil {
-		return err
-	}
-	if err := writeKey(filepath.Join(outDir, NodeKeyFile), key); err != nil {
-		return err
-	}
-	if err := writeNew(filepath.Join(outDir, NodeCertFile), pemBlock("CERTIFICATE", der), 0o644); err != nil {
+	if err := writePair(outDir, NodeKeyFile, NodeCertFile, key, der); err != nil {
 		return err
 	}
 	// The CA bundle may already be there (a directory reissued after expiry): it is
@@ -283,6 +275,16 @@ func refuseExisting(dir string, names ...string) error {
 	return nil
 }
 
-func newSerial() (*big.Int, error) {
-	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+// newKey returns a new ECDSA P-256 key and a random 127-bit serial number for its
+// certificate.
+func newKey() (*ecdsa.PrivateKey, *big.Int, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, nil, err
+	}
+	return key, serial, nil
 }
