@@ -16,7 +16,6 @@ import (
 	"github.com/barberpro/edge/cluster/clustertest"
 	"github.com/barberpro/edge/cluster/membership"
 	"github.com/barberpro/edge/cluster/pki"
-	"github.com/barberpro/edge/edge/client"
 	"github.com/barberpro/edge/simulations/load"
 )
 
@@ -171,7 +170,7 @@ func Test_Liar_UsCertificateGossipingArGetsNothing(t *testing.T) {
 	}
 	t.Cleanup(func() { liar.Shutdown() })
 
-	c := client.New(a.URL(), nil)
+	c := clustertest.Operator(t, a)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// ba-1 sees the liar in gossip, and probes it.

@@ -567,7 +567,7 @@ func (n *Node) remove(ctx context.Context, id string, force bool) error {
 		// Another jurisdiction's group: its nodes alone may ask their leader
 		// (the actor remote drops removals from other jurisdictions), so relay
 		// the request to one of them over the peer listener.
-		return n.removeElsewhere(ctx, target.Jurisdiction, id)
+		return n.removeElsewhere(ctx, target.Jurisdiction, id, force)
 	}
 	leader, _ := n.store.Leader()
 	if leader == "" {

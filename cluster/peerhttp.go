@@ -87,19 +87,25 @@ func (n *Node) dialPeer(ctx context.Context, network, addr string) (net.Conn, er
 
 // removeElsewhere relays `cluster remove id` to a verified node of jurisdiction j,
 // over the peer listener (mutual TLS): that node reaches its own group's leader.
-func (n *Node) removeElsewhere(ctx context.Context, j, id string) error {
+// The operator's token goes along (the far node checks it again), and so does
+// force (the far node checks liveness again, by its own gossip view).
+func (n *Node) removeElsewhere(ctx context.Context, j, id string, force bool) error {
 	var errs []error
 	for _, m := range n.verified.Members() {
 		if m.Jurisdiction != j || m.PeerAddr == "" || m.Leaving {
 			continue
 		}
 		u := "https://" + m.PeerAddr + "/v1/cluster/members/" + url.PathEscape(id) + "/remove"
+		if force {
+			u += "?force=true"
+		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader([]byte("{}")))
 		if err != nil {
 			return err
 		}
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set(edge.ForwardedByHeader, n.cfg.ID)
+		req.Header.Set("Authorization", edge.Authorization(ctx))
 		resp, err := n.relayClient().Do(req)
 		if err != nil {
 			errs = append(errs, err)
@@ -112,6 +118,8 @@ func (n *Node) removeElsewhere(ctx context.Context, j, id string) error {
 			return nil
 		case resp.StatusCode == http.StatusNotFound:
 			return fmt.Errorf("%w: %q (per %s)", edge.ErrUnknownMember, id, m.NodeID)
+		case resp.StatusCode == http.StatusConflict && bytes.Contains(body, []byte(`"member_alive"`)):
+			return fmt.Errorf("cluster: %q (per %s): %w", id, m.NodeID, edge.ErrMemberAlive)
 		case resp.StatusCode == http.StatusServiceUnavailable:
 			errs = append(errs, fmt.Errorf("%w: %s: %s", storage.ErrNotLeader, m.NodeID, bytes.TrimSpace(body)))
 		default:

@@ -21,7 +21,7 @@ import (
 	"github.com/barberpro/edge/simulations/load"
 )
 
-// Test_MultiJurisdiction_NodesTalkOverMutualTLS: an ar group (ba-1, cba-1) and a us
+// Test_MultiJurisdiction_NodesTalkOverMutualTLS: an ar group (ba-1, cba-1, ros-1) and a us
 // node. A request for an ar provider made at the us node is relayed to ar over the
 // peer listener (https, mutual TLS) and served; `cluster status` at the us node shows
 // the ar group's leader (status crosses jurisdictions over the actor remote); a
@@ -29,18 +29,24 @@ import (
 // from the ar group. The peer listener refuses a client without a certificate and one
 // of another CA.
 func Test_MultiJurisdiction_NodesTalkOverMutualTLS(t *testing.T) {
-	a := clustertest.MustStartNode(t, func(c *cluster.Config) { c.Bind = "127.0.0.81" })
+	// Three ar voters, so that the group keeps its quorum once cba-1 stops and
+	// can commit its removal; only `cluster remove` removes servers here.
+	a := clustertest.MustStartNode(t, func(c *cluster.Config) { c.Bind, c.DeadServerTimeout = "127.0.0.81", time.Hour })
 	b := clustertest.MustStartNode(t, func(c *cluster.Config) {
 		c.ID, c.City, c.Bind, c.Join, c.BootstrapExpect = "cba-1", "cordoba", "127.0.0.82", []string{a.GossipAddr()}, 0
-		c.DeadServerTimeout = time.Hour // only `cluster remove` removes it here
+		c.DeadServerTimeout = time.Hour
+	})
+	clustertest.MustStartNode(t, func(c *cluster.Config) {
+		c.ID, c.City, c.Bind, c.Join, c.BootstrapExpect = "ros-1", "rosario", "127.0.0.84", []string{a.GossipAddr()}, 0
+		c.DeadServerTimeout = time.Hour
 	})
 	us := clustertest.MustStartNode(t, func(c *cluster.Config) {
 		c.ID, c.City, c.Bind, c.Join = "us-1", "us-east", "127.0.0.83", []string{a.GossipAddr()}
 	})
-	waitVoters(t, a, 2)
+	waitVoters(t, a, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	uc := client.New(us.URL(), nil)
+	uc := clustertest.Operator(t, us)
 
 	// A relay us -> ar (retried while us-1 has not verified an ar node yet).
 	var p *client.Provider
@@ -92,11 +98,22 @@ func Test_MultiJurisdiction_NodesTalkOverMutualTLS(t *testing.T) {
 		}
 	}
 
-	// Remove an ar node through the us node: relayed to ar.
+	// Remove an ar node through the us node: relayed to ar, with the operator's
+	// token. While cba-1 is alive the ar node refuses without force.
+	if _, err := uc.Remove(ctx, "cba-1", false); client.Code(err) != "member_alive" {
+		t.Fatalf("remove of live cba-1 at the us node: %v, want 409 member_alive", err)
+	}
 	if err := b.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := uc.Remove(ctx, "cba-1"); err != nil {
+	// Until gossip tells the us node that cba-1 left, remove refuses it as
+	// alive (409 member_alive); an operator retries.
+	_, err = uc.Remove(ctx, "cba-1", false)
+	for deadline := time.Now().Add(10 * time.Second); client.Code(err) == "member_alive" && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		_, err = uc.Remove(ctx, "cba-1", false)
+	}
+	if err != nil {
 		t.Fatalf("remove cba-1 at the us node: %v", err)
 	}
 	servers, _ := a.Store().Servers()
