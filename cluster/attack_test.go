@@ -73,6 +73,7 @@ func Test_Node_RefusesCertificateThatDisagrees(t *testing.T) {
 			cfg := cluster.LocalConfig()
 			cfg.ID, cfg.City, cfg.Bind, cfg.DataDir = "ba-1", "buenos-aires", "127.0.0.61", t.TempDir()
 			cfg.Logger = clustertest.Logger()
+			cfg.TokenKeys = clustertest.KeySet(t)
 			cfg.TLSDir = clustertest.MustIssue(t, ca, tc.cert, tc.ip)
 			n, err := cluster.New(cfg)
 			if err != nil {
@@ -258,6 +259,7 @@ func Test_SingleNode_APITLS(t *testing.T) {
 func TestConfig_RequiresTLSDir(t *testing.T) {
 	cfg := cluster.LocalConfig()
 	cfg.ID, cfg.City, cfg.DataDir = "ba-1", "buenos-aires", t.TempDir()
+	cfg.TokenKeys = clustertest.KeySet(t)
 	if _, err := cluster.New(cfg); !errors.Is(err, cluster.ErrBadConfig) || !strings.Contains(err.Error(), "tls dir") {
 		t.Fatalf("New without TLSDir = %v", err)
 	}
