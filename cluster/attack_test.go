@@ -74,6 +74,7 @@ func Test_Node_RefusesCertificateThatDisagrees(t *testing.T) {
 			cfg.ID, cfg.City, cfg.Bind, cfg.DataDir = "ba-1", "buenos-aires", "127.0.0.61", t.TempDir()
 			cfg.Logger = clustertest.Logger()
 			cfg.TokenKeys = clustertest.KeySet(t)
+			cfg.GossipKey = clustertest.GossipKey(t)
 			cfg.TLSDir = clustertest.MustIssue(t, ca, tc.cert, tc.ip)
 			n, err := cluster.New(cfg)
 			if err != nil {
@@ -160,7 +161,8 @@ func Test_Liar_UsCertificateGossipingArGetsNothing(t *testing.T) {
 		HTTPAddr: peerLn.ln.Addr().String(), PeerAddr: peerLn.ln.Addr().String(),
 		Kinds: []string{cluster.CalendarKind("ar")}, DiskID: "d15c",
 	}
-	mc.BindAddr, mc.BindPort, mc.Join, mc.Insecure = ip, 0, []string{a.GossipAddr()}, true
+	// The liar holds the gossip key (every node does): it joins and gossips its lies.
+	mc.BindAddr, mc.BindPort, mc.Join, mc.SecretKey = ip, 0, []string{a.GossipAddr()}, clustertest.GossipKey(t)
 	mc.Logger = clustertest.Logger()
 	liar, err := membership.New(mc)
 	if err != nil {
@@ -260,6 +262,7 @@ func TestConfig_RequiresTLSDir(t *testing.T) {
 	cfg := cluster.LocalConfig()
 	cfg.ID, cfg.City, cfg.DataDir = "ba-1", "buenos-aires", t.TempDir()
 	cfg.TokenKeys = clustertest.KeySet(t)
+	cfg.GossipKey = clustertest.GossipKey(t)
 	if _, err := cluster.New(cfg); !errors.Is(err, cluster.ErrBadConfig) || !strings.Contains(err.Error(), "tls dir") {
 		t.Fatalf("New without TLSDir = %v", err)
 	}

@@ -66,10 +66,8 @@ type Config struct {
 	// the node starts a cluster of its own.
 	Join []string
 	// GossipKey encrypts gossip: 16, 24 or 32 bytes shared by every node.
-	// Required unless InsecureGossip.
+	// Required: no setting runs gossip in the clear.
 	GossipKey []byte
-	// InsecureGossip runs gossip unencrypted (tests and local experiments only).
-	InsecureGossip bool
 	// BootstrapExpect is how many nodes of the jurisdiction, all without Raft
 	// state, must be alive in gossip before one of them (the lowest node id)
 	// founds the jurisdiction's Raft group; the others are then added to it.
@@ -161,7 +159,6 @@ func LocalConfig() Config {
 	c.Storage = storage.LocalConfig()
 	c.Membership = membership.LocalConfig()
 	c.Lookup = placement.LocalLookupConfig()
-	c.InsecureGossip = true
 	c.DeadServerTimeout = 30 * time.Second
 	c.GroupCheckInterval = 250 * time.Millisecond
 	c.ShutdownTimeout = 3 * time.Second
@@ -199,7 +196,7 @@ func (c Config) Validate() error {
 		return bad("bind %q is not an IP address", c.Bind)
 	case !validPorts(c.HTTPPort, c.RaftPort, c.GossipPort, c.ActorPort, c.PeerPort):
 		return bad("ports must be in 0..65535 and differ from each other")
-	case !c.InsecureGossip && !slices.Contains([]int{16, 24, 32}, len(c.GossipKey)):
+	case !slices.Contains([]int{16, 24, 32}, len(c.GossipKey)):
 		return bad("the gossip key must be 16, 24 or 32 bytes (got %d): make one with `head -c 32 /dev/urandom | base64` and pass it as --gossip-key or BARBERPRO_GOSSIP_KEY", len(c.GossipKey))
 	case c.ActorIdleTimeout <= 0 || c.ShutdownTimeout <= 0 || c.ActorRequestTimeout <= 0 ||
 		c.ForwardTimeout <= 0 || c.DeadServerTimeout <= 0 || c.GroupCheckInterval <= 0:

@@ -54,6 +54,7 @@ func Test_ForkedNodeRestartIsNotMerged(t *testing.T) {
 	cfg.Join = []string{x.GossipAddr()}
 	cfg.Logger = clustertest.Logger()
 	cfg.TokenKeys = clustertest.KeySet(t)
+	cfg.GossipKey = clustertest.GossipKey(t)
 	cfg.TLSDir = clustertest.MustTLSDir(t, cfg.ID, cfg.City, cfg.Bind)
 	y2, err := cluster.New(cfg)
 	if err != nil {

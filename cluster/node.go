@@ -149,7 +149,7 @@ func (n *Node) Start() (err error) {
 		Founded: ident.HasState, ClusterID: ident.ClusterID,
 	}
 	mc.BindAddr, mc.BindPort, mc.Join = bind, n.cfg.GossipPort, n.cfg.Join
-	mc.SecretKey, mc.Insecure = n.cfg.GossipKey, n.cfg.InsecureGossip
+	mc.SecretKey = n.cfg.GossipKey
 	mc.Logger = n.log.With("component", "membership")
 	if n.members, err = membership.New(mc); err != nil {
 		return fmt.Errorf("cluster: membership: %w", err)

@@ -6,6 +6,7 @@ package clustertest
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"log/slog"
@@ -19,9 +20,9 @@ import (
 	"time"
 
 	"github.com/barberpro/edge/cluster"
-	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/cluster/pki"
 	"github.com/barberpro/edge/cluster/topology"
+	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/edge/client"
 )
 
@@ -94,6 +95,15 @@ func Logger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
+// GossipKey returns the gossip key of test t: the same 32 bytes for every node
+// of its top-level test (a key per test name, so that two tests' nodes never
+// join each other's gossip).
+func GossipKey(t testing.TB) []byte {
+	top, _, _ := strings.Cut(t.Name(), "/")
+	sum := sha256.Sum256([]byte("barberpro clustertest gossip key " + top))
+	return sum[:]
+}
+
 // cas holds each running top-level test's CA directory (test name -> string).
 var cas sync.Map
 
@@ -157,6 +167,7 @@ func MustStartNode(t testing.TB, mutate func(*cluster.Config)) *cluster.Node {
 	cfg.DataDir = t.TempDir()
 	cfg.Logger = Logger()
 	cfg.TokenKeys = KeySet(t)
+	cfg.GossipKey = GossipKey(t)
 	if mutate != nil {
 		mutate(&cfg)
 	}
