@@ -267,3 +267,23 @@ func TestConfig_RequiresTLSDir(t *testing.T) {
 		t.Fatalf("New without TLSDir = %v", err)
 	}
 }
+
+// TestConfig_RequiresGossipKey: gossip is never in the clear; the error says how
+// to make a key and where to pass it.
+func TestConfig_RequiresGossipKey(t *testing.T) {
+	cfg := cluster.LocalConfig()
+	cfg.ID, cfg.City, cfg.DataDir = "ba-1", "buenos-aires", t.TempDir()
+	cfg.TokenKeys = clustertest.KeySet(t)
+	cfg.TLSDir = clustertest.MustTLSDir(t, cfg.ID, cfg.City, cfg.Bind)
+	for _, key := range [][]byte{nil, []byte("short")} {
+		cfg.GossipKey = key
+		_, err := cluster.New(cfg)
+		if !errors.Is(err, cluster.ErrBadConfig) || !strings.Contains(err.Error(), "BARBERPRO_GOSSIP_KEY") {
+			t.Fatalf("New with a %d-byte gossip key = %v, want a bad config naming BARBERPRO_GOSSIP_KEY", len(key), err)
+		}
+	}
+	cfg.GossipKey = clustertest.GossipKey(t)
+	if _, err := cluster.New(cfg); err != nil {
+		t.Fatalf("New with a 32-byte key: %v", err)
+	}
+}
