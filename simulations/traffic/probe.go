@@ -132,10 +132,11 @@ func recordedBook(ctx context.Context, rec *history.Recorder, tokens Tokens, hc 
 	id := rec.Invoke(history.Op{Client: clientN, Node: tg.Node, Kind: history.Book, ProviderID: p.ID, Vertical: p.Vertical,
 		ClientID: cid, Start: start, End: end, IdempotencyKey: key})
 	rctx, cancel := context.WithTimeout(ctx, timeout)
+	rctx, wrote := traceWrites(rctx)
 	b, err := clientAs(tokens, tg.URL, hc, auth.RoleClient, cid).Book(rctx, client.BookingRequest{ProviderID: p.ID, ServiceID: p.ServiceID,
 		ClientID: cid, Start: start.In(p.Loc).Format(time.RFC3339)}, key)
 	cancel()
-	o, st, code := Classify(err)
+	o, st, code := Classify(err, wrote.Load())
 	rec.Complete(id, func(op *history.Op) {
 		op.Outcome, op.Status, op.Code = o, st, code
 		if err == nil {

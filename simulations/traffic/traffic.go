@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,6 +61,15 @@ type Config struct {
 // satisfies it.
 type Tokens interface {
 	Token(role auth.Role, sub string) (string, error)
+}
+
+// traceWrites returns ctx with a trace that notes whether the request was
+// written on any connection (see Classify).
+func traceWrites(ctx context.Context) (context.Context, *atomic.Bool) {
+	var wrote atomic.Bool
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
+	}), &wrote
 }
 
 // clientAs is a client of the node at url that speaks as sub in role. Without
@@ -145,7 +155,7 @@ func (t *Traffic) Run(ctx context.Context) {
 // Classify turns a client error into an outcome, HTTP status and code: nil is
 // OK; a 4xx, or a connection that could not be opened, is a definite Fail; a
 // 5xx, a timeout or another transport error is Unknown (it may have taken effect).
-func Classify(err error) (history.Outcome, int, string) {
+func Classify(err error, wrote bool) (history.Outcome, int, string) {
 	if err == nil {
 		return history.OK, 0, ""
 	}
@@ -156,9 +166,12 @@ func Classify(err error) (history.Outcome, int, string) {
 		}
 		return history.Fail, p.Status, p.Code
 	}
-	// A connection that was never established carried no request: no effect.
+	// A connection that was never established carried no request: no effect,
+	// unless the request went out on an earlier connection (wrote): net/http
+	// resends a request carrying an Idempotency-Key on a new connection when a
+	// reused one fails after the write, and only the last error comes back.
 	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
+	if errors.As(err, &op) && op.Op == "dial" && !wrote {
 		return history.Fail, 0, "unreachable"
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -170,8 +183,8 @@ func Classify(err error) (history.Outcome, int, string) {
 	return history.Unknown, 0, "transport"
 }
 
-func (t *Traffic) sample(kind, node string, call time.Time, err error) {
-	o, st, code := Classify(err)
+func (t *Traffic) sample(kind, node string, call time.Time, err error, wrote bool) {
+	o, st, code := Classify(err, wrote)
 	if code == "" && st == 0 && o == history.OK {
 		st = 200
 	}
@@ -250,10 +263,11 @@ func (w *worker) attempt(ctx context.Context, op history.Op, kind string, a int,
 	id := rec.Invoke(op)
 	call := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, w.t.cfg.RequestTimeout)
+	rctx, wrote := traceWrites(rctx)
 	role, sub := speaker(op)
 	b, err := do(rctx, clientAs(w.t.cfg.Tokens, tg.URL, w.t.hc, role, sub))
 	cancel()
-	o, st, code := Classify(err)
+	o, st, code := Classify(err, wrote.Load())
 	rec.Complete(id, func(op *history.Op) {
 		op.Outcome, op.Status, op.Code = o, st, code
 		if err == nil {
@@ -267,7 +281,7 @@ func (w *worker) attempt(ctx context.Context, op history.Op, kind string, a int,
 			}
 		}
 	})
-	w.t.sample(kind, tg.Node, call, err)
+	w.t.sample(kind, tg.Node, call, err, wrote.Load())
 	return b, o
 }
 
@@ -389,10 +403,11 @@ func (w *worker) availability(ctx context.Context) {
 	tg := w.target(0)
 	call := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, w.t.cfg.RequestTimeout)
+	rctx, wrote := traceWrites(rctx)
 	_, err := client.New(tg.URL, w.t.hc).Availability(rctx, p.ID, p.ServiceID, p.Window.Format(time.DateOnly), 1)
 	cancel()
 	if ctx.Err() != nil {
 		return
 	}
-	w.t.sample("availability", tg.Node, call, err)
+	w.t.sample("availability", tg.Node, call, err, wrote.Load())
 }
