@@ -27,28 +27,37 @@ import (
 )
 
 var (
-	// testKeys maps a test to its token key directory (TokenDir).
-	testKeys sync.Map // testing.TB → string
+	// testKeys maps a top-level test's name to its token key directory (TokenDir).
+	testKeys sync.Map // string → string
 	// nodeKeys maps a node MustStartNode started to its token key directory.
 	nodeKeys sync.Map // *cluster.Node → string
 )
 
-// TokenDir returns the token key directory of test t (auth.Init in t.TempDir()
-// on first use): every node MustStartNode starts for t verifies tokens against
-// its key set, so the nodes of one test accept each other's relayed requests.
+// TokenDir returns the token key directory of the top-level test t belongs to
+// (auth.Init in a temp dir of t on first use): every node MustStartNode starts
+// for the test and its subtests verifies tokens against its key set, so the
+// nodes of one test accept each other's relayed requests.
 func TokenDir(t testing.TB) string {
 	t.Helper()
-	if dir, ok := testKeys.Load(t); ok {
+	return perTestDir(t, &testKeys, "tokens", auth.Init)
+}
+
+// perTestDir returns the directory name made by mk in a temp dir of t, once per
+// top-level test (subtests share it), remembered in m until that test ends.
+func perTestDir(t testing.TB, m *sync.Map, name string, mk func(dir string) error) string {
+	t.Helper()
+	root, _, _ := strings.Cut(t.Name(), "/")
+	if dir, ok := m.Load(root); ok {
 		return dir.(string)
 	}
-	dir := filepath.Join(t.TempDir(), "tokens")
-	if err := auth.Init(dir); err != nil {
-		t.Fatalf("clustertest: token keys: %v", err)
+	dir := filepath.Join(t.TempDir(), name)
+	if err := mk(dir); err != nil {
+		t.Fatalf("clustertest: make %s: %v", name, err)
 	}
-	if prev, loaded := testKeys.LoadOrStore(t, dir); loaded {
+	if prev, loaded := m.LoadOrStore(root, dir); loaded {
 		return prev.(string)
 	}
-	t.Cleanup(func() { testKeys.Delete(t) })
+	t.Cleanup(func() { m.Delete(root) })
 	return dir
 }
 
@@ -114,19 +123,7 @@ var cas sync.Map
 // made it: a test whose subtests share nodes makes it first (MustStartNode does).
 func MustCA(t testing.TB) string {
 	t.Helper()
-	root, _, _ := strings.Cut(t.Name(), "/")
-	if dir, ok := cas.Load(root); ok {
-		return dir.(string)
-	}
-	dir := filepath.Join(t.TempDir(), "ca")
-	if err := pki.InitCA(dir); err != nil {
-		t.Fatalf("clustertest: make CA: %v", err)
-	}
-	if prev, loaded := cas.LoadOrStore(root, dir); loaded {
-		return prev.(string)
-	}
-	t.Cleanup(func() { cas.Delete(root) })
-	return dir
+	return perTestDir(t, &cas, "ca", pki.InitCA)
 }
 
 // MustTLSDir issues a node certificate from t's CA (MustCA) for node id in city
