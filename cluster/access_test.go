@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/barberpro/edge/cluster"
 	"github.com/barberpro/edge/cluster/clustertest"
+	"github.com/barberpro/edge/cluster/pki"
 	"github.com/barberpro/edge/edge"
 	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/edge/client"
@@ -309,5 +311,36 @@ func mustJSON(t *testing.T, b []byte, v any) {
 	t.Helper()
 	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatalf("decode %s: %v", b, err)
+	}
+}
+
+// Test_Access_ForwardedByNamesThePeerCertificate (review8 finding 6): the peer
+// listener honours X-Barberpro-Forwarded-By only when it names the node of the
+// certificate the request came over: a node of the CA cannot relay in another
+// node's name.
+func Test_Access_ForwardedByNamesThePeerCertificate(t *testing.T) {
+	a := clustertest.MustStartNode(t, func(c *cluster.Config) { c.Bind = "127.0.0.91" })
+	const ip = "127.0.0.92"
+	m := mustMaterial(t, clustertest.MustCA(t), pki.Identity{Jurisdiction: "ar", City: "cordoba", NodeID: "cba-7"}, ip)
+	conf := m.ClientTLS(pki.AnyNode)
+	conf.ServerName = "127.0.0.91"
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: conf,
+		DialContext:     (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}).DialContext,
+	}}
+	for by, want := range map[string]int{"cba-7": http.StatusOK, "us-1": http.StatusForbidden, a.ID(): http.StatusForbidden} {
+		req, err := http.NewRequest(http.MethodGet, "https://"+a.PeerAddr()+"/healthz", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set(edge.ForwardedByHeader, by)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("relay as %s: %v", by, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("cba-7's certificate, %s: %s: %d, want %d", edge.ForwardedByHeader, by, resp.StatusCode, want)
+		}
 	}
 }

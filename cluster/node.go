@@ -299,7 +299,7 @@ func (n *Node) serveHTTP() (err error) {
 	ec.Placement, ec.Members, ec.Ready = n.placement, n.memberList, n.Ready
 	ec.Status, ec.Leave, ec.Remove = n.status, n.leaveAsync, n.remove
 	ec.Clock, ec.Registry = n.cfg.Clock, n.registry
-	ec.Auth, ec.Limits = n.tokens, n.cfg.Limits
+	ec.Auth, ec.Limits, ec.PeerNode = n.tokens, n.cfg.Limits, peerNode
 	n.relayBase = &http.Transport{
 		DialTLSContext:      n.dialPeer,
 		MaxIdleConnsPerHost: 64,
