@@ -344,3 +344,36 @@ func Test_Access_ForwardedByNamesThePeerCertificate(t *testing.T) {
 		}
 	}
 }
+
+// Test_Access_TokenIssuerAndLifetimePinned (review8 finding 6): a node accepts
+// only tokens of its --token-issuer living at most its --token-max-ttl.
+func Test_Access_TokenIssuerAndLifetimePinned(t *testing.T) {
+	n := clustertest.MustStartNode(t, func(c *cluster.Config) {
+		c.Bind, c.TokenIssuer, c.TokenMaxTTL = "127.0.0.93", "idp.example", 30*time.Minute
+	})
+	s, err := auth.LoadSigner(clustertest.TokenDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(iss string, ttl time.Duration) string {
+		s.Issuer = iss
+		tok, err := s.Issue(auth.RoleOperator, "ops", ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "Bearer " + tok
+	}
+	for _, c := range []struct {
+		name, authz, detail string
+		want                int
+	}{
+		{"pinned issuer, 30m", issue("idp.example", 30*time.Minute), "", http.StatusOK},
+		{"issuer barberpro", issue(auth.DefaultIssuer, 10*time.Minute), "issuer", http.StatusUnauthorized},
+		{"pinned issuer, 31m", issue("idp.example", 31*time.Minute), "lives longer", http.StatusUnauthorized},
+	} {
+		a := send(t, n, http.MethodGet, "/v1/cluster/members", "", c.authz)
+		if a.status != c.want || !bytes.Contains(a.body, []byte(c.detail)) {
+			t.Errorf("%s: %d %s, want %d naming %q", c.name, a.status, a.body, c.want, c.detail)
+		}
+	}
+}

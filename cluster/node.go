@@ -91,7 +91,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	city, _ := cfg.Topology.City(cfg.City)
-	tokens, err := auth.LoadKeySet(cfg.TokenKeys)
+	tokens, err := auth.LoadKeySetWith(cfg.TokenKeys, auth.VerifierOptions{Issuer: cfg.TokenIssuer, MaxTTL: cfg.TokenMaxTTL})
 	if err != nil {
 		return nil, fmt.Errorf("%w: token keys (--token-keys; `barberpro token init --dir DIR` makes DIR/keys.json): %w", ErrBadConfig, err)
 	}
