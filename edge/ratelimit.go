@@ -71,9 +71,16 @@ func (l Limits) Validate() error {
 	return nil
 }
 
-// withDefaults fills the zero fields.
+// withDefaults fills the zero fields, and reads an infinite rate (a flag's
+// "inf") as rate.Inf.
 func (l Limits) withDefaults() Limits {
 	d := DefaultLimits()
+	if math.IsInf(float64(l.PerSubject), 1) {
+		l.PerSubject = rate.Inf
+	}
+	if math.IsInf(float64(l.PerIP), 1) {
+		l.PerIP = rate.Inf
+	}
 	if l.PerSubject == 0 {
 		l.PerSubject = d.PerSubject
 	}

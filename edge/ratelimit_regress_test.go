@@ -2,10 +2,13 @@ package edge
 
 import (
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"golang.org/x/time/rate"
 
 	"github.com/barberpro/edge/edge/auth"
 )
@@ -144,4 +147,13 @@ func TestAccess_ForwardedByMustNameThePeerCertificate(t *testing.T) {
 
 	nocheck := newHarnessWith(t, func(c *Config) { c.PeerNode = nil })
 	wantStatus(t, nocheck.do(call{method: "GET", path: "/healthz", header: fw, peer: true, valid: true}), http.StatusForbidden)
+}
+
+// TestLimits_InfIsRateInf: an infinite rate (node start --ip-rate-limit inf, as
+// the simulations run) is rate.Inf: no bucket is kept at all.
+func TestLimits_InfIsRateInf(t *testing.T) {
+	l := Limits{PerSubject: rate.Limit(math.Inf(1)), PerIP: rate.Limit(math.Inf(1))}.withDefaults()
+	if l.PerSubject != rate.Inf || l.PerIP != rate.Inf {
+		t.Fatalf("+Inf read as %v, %v", l.PerSubject, l.PerIP)
+	}
 }
