@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/barberpro/edge/cluster"
 	"github.com/barberpro/edge/cluster/clustertest"
+	"github.com/barberpro/edge/cluster/pki"
 	"github.com/barberpro/edge/edge"
 	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/edge/client"
@@ -309,5 +311,69 @@ func mustJSON(t *testing.T, b []byte, v any) {
 	t.Helper()
 	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatalf("decode %s: %v", b, err)
+	}
+}
+
+// Test_Access_ForwardedByNamesThePeerCertificate (review8 finding 6): the peer
+// listener honours X-Barberpro-Forwarded-By only when it names the node of the
+// certificate the request came over: a node of the CA cannot relay in another
+// node's name.
+func Test_Access_ForwardedByNamesThePeerCertificate(t *testing.T) {
+	a := clustertest.MustStartNode(t, func(c *cluster.Config) { c.Bind = "127.0.0.91" })
+	const ip = "127.0.0.92"
+	m := mustMaterial(t, clustertest.MustCA(t), pki.Identity{Jurisdiction: "ar", City: "cordoba", NodeID: "cba-7"}, ip)
+	conf := m.ClientTLS(pki.AnyNode)
+	conf.ServerName = "127.0.0.91"
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: conf,
+		DialContext:     (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}).DialContext,
+	}}
+	for by, want := range map[string]int{"cba-7": http.StatusOK, "us-1": http.StatusForbidden, a.ID(): http.StatusForbidden} {
+		req, err := http.NewRequest(http.MethodGet, "https://"+a.PeerAddr()+"/healthz", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set(edge.ForwardedByHeader, by)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("relay as %s: %v", by, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("cba-7's certificate, %s: %s: %d, want %d", edge.ForwardedByHeader, by, resp.StatusCode, want)
+		}
+	}
+}
+
+// Test_Access_TokenIssuerAndLifetimePinned (review8 finding 6): a node accepts
+// only tokens of its --token-issuer living at most its --token-max-ttl.
+func Test_Access_TokenIssuerAndLifetimePinned(t *testing.T) {
+	n := clustertest.MustStartNode(t, func(c *cluster.Config) {
+		c.Bind, c.TokenIssuer, c.TokenMaxTTL = "127.0.0.93", "idp.example", 30*time.Minute
+	})
+	s, err := auth.LoadSigner(clustertest.TokenDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(iss string, ttl time.Duration) string {
+		s.Issuer = iss
+		tok, err := s.Issue(auth.RoleOperator, "ops", ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "Bearer " + tok
+	}
+	for _, c := range []struct {
+		name, authz, detail string
+		want                int
+	}{
+		{"pinned issuer, 30m", issue("idp.example", 30*time.Minute), "", http.StatusOK},
+		{"issuer barberpro", issue(auth.DefaultIssuer, 10*time.Minute), "issuer", http.StatusUnauthorized},
+		{"pinned issuer, 31m", issue("idp.example", 31*time.Minute), "lives longer", http.StatusUnauthorized},
+	} {
+		a := send(t, n, http.MethodGet, "/v1/cluster/members", "", c.authz)
+		if a.status != c.want || !bytes.Contains(a.body, []byte(c.detail)) {
+			t.Errorf("%s: %d %s, want %d naming %q", c.name, a.status, a.body, c.want, c.detail)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/barberpro/edge/cluster/placement"
 	"github.com/barberpro/edge/cluster/topology"
 	"github.com/barberpro/edge/edge"
+	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/storage"
 )
 
@@ -117,6 +118,14 @@ type Config struct {
 	// identity provider may publish another). Required: the API has no
 	// unauthenticated mode.
 	TokenKeys string
+	// TokenIssuer is the only iss a token may carry: auth.DefaultIssuer
+	// ("barberpro"), what `barberpro token issue` writes; an outside identity
+	// provider's own name for its tokens. Required.
+	TokenIssuer string
+	// TokenMaxTTL is the longest lifetime (exp − iat) of a token this node
+	// accepts; longer ones are refused even before they expire. Default
+	// auth.DefaultMaxTTL (30 days).
+	TokenMaxTTL time.Duration
 	// Limits are the API's rate limits, per token subject and per client IP
 	// without a token. Default edge.DefaultLimits().
 	Limits edge.Limits
@@ -145,6 +154,8 @@ func DefaultConfig() Config {
 		ActorIdleTimeout:    10 * time.Minute,
 		ShutdownTimeout:     10 * time.Second,
 		FoundingWait:        15 * time.Second,
+		TokenIssuer:         auth.DefaultIssuer,
+		TokenMaxTTL:         auth.DefaultMaxTTL,
 		Limits:              edge.DefaultLimits(),
 		Clock:               time.Now,
 		Logger:              slog.Default(),
@@ -190,6 +201,10 @@ func (c Config) Validate() error {
 		return bad("data dir is required")
 	case c.TokenKeys == "":
 		return bad("the token key set (--token-keys FILE) is required: `barberpro token init --dir DIR` makes DIR/keys.json")
+	case c.TokenIssuer == "":
+		return bad("the token issuer (--token-issuer) is required: %q for tokens of `barberpro token issue`, an outside identity provider's own name for its tokens", auth.DefaultIssuer)
+	case c.TokenMaxTTL <= 0:
+		return bad("the longest token lifetime (--token-max-ttl) must be positive")
 	case c.TLSDir == "":
 		return bad("tls dir is required (ca.crt, node.crt, node.key: `barberpro ca init` and `barberpro ca issue` make them)")
 	case net.ParseIP(c.Bind) == nil:

@@ -91,7 +91,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	city, _ := cfg.Topology.City(cfg.City)
-	tokens, err := auth.LoadKeySet(cfg.TokenKeys)
+	tokens, err := auth.LoadKeySetWith(cfg.TokenKeys, auth.VerifierOptions{Issuer: cfg.TokenIssuer, MaxTTL: cfg.TokenMaxTTL})
 	if err != nil {
 		return nil, fmt.Errorf("%w: token keys (--token-keys; `barberpro token init --dir DIR` makes DIR/keys.json): %w", ErrBadConfig, err)
 	}
@@ -299,7 +299,7 @@ func (n *Node) serveHTTP() (err error) {
 	ec.Placement, ec.Members, ec.Ready = n.placement, n.memberList, n.Ready
 	ec.Status, ec.Leave, ec.Remove = n.status, n.leaveAsync, n.remove
 	ec.Clock, ec.Registry = n.cfg.Clock, n.registry
-	ec.Auth, ec.Limits = n.tokens, n.cfg.Limits
+	ec.Auth, ec.Limits, ec.PeerNode = n.tokens, n.cfg.Limits, peerNode
 	n.relayBase = &http.Transport{
 		DialTLSContext:      n.dialPeer,
 		MaxIdleConnsPerHost: 64,

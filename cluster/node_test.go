@@ -46,8 +46,13 @@ func tomorrowAt(hour, minute int) string {
 // 409 slot_unavailable, and the store holds one booking.
 func Test_SingleNode_ConcurrentBookings(t *testing.T) {
 	// 200 requests at once under -race on two cores: give each the time to be
-	// answered, so the test judges answers, not the machine's speed.
-	n := clustertest.MustStartNode(t, func(c *cluster.Config) { c.ActorRequestTimeout = 10 * time.Second })
+	// answered, so the test judges answers, not the machine's speed. The first
+	// request of each of 200 tokens is charged to the one client IP before its
+	// token is verified: no per-IP limit here.
+	n := clustertest.MustStartNode(t, func(c *cluster.Config) {
+		c.ActorRequestTimeout = 10 * time.Second
+		c.Limits.PerIP = rate.Inf
+	})
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 200}, Timeout: 30 * time.Second}
 	c := client.New(n.URL(), hc).WithToken(clustertest.Token(t, n, auth.RoleOperator, "ops"))
 
@@ -113,8 +118,9 @@ func Test_SingleNode_ConcurrentBookings(t *testing.T) {
 //
 //	go test -run '^$' -bench Node_Book -benchtime 20000x ./cluster/
 func BenchmarkNode_Book(b *testing.B) {
-	// Load clients send far above a person's rate: no per-subject limit.
-	n := clustertest.MustStartNode(b, func(c *cluster.Config) { c.Limits.PerSubject = rate.Inf })
+	// Load clients send far above a person's rate, up to 256 new tokens at once
+	// from one IP: no per-subject or per-IP limit.
+	n := clustertest.MustStartNode(b, func(c *cluster.Config) { c.Limits.PerSubject, c.Limits.PerIP = rate.Inf, rate.Inf })
 	signer, err := auth.LoadSigner(clustertest.TokenDir(b))
 	if err != nil {
 		b.Fatal(err)

@@ -137,3 +137,14 @@ func (n *Node) removeElsewhere(ctx context.Context, j, id string, force bool) er
 func (n *Node) relayClient() *http.Client {
 	return &http.Client{Transport: n.relayBase, Timeout: n.cfg.ForwardTimeout}
 }
+
+// peerNode is edge.Config.PeerNode: the node id the peer certificate of a
+// connection to the peer listener names. That listener's configuration
+// (ServerTLS) verified the chain against the cluster CA in the handshake.
+func peerNode(cs *tls.ConnectionState) (string, error) {
+	id, err := pki.PeerIdentity(*cs)
+	if err != nil {
+		return "", err
+	}
+	return id.NodeID, nil
+}

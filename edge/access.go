@@ -137,6 +137,10 @@ func errUnauthorized(err error) *apiError {
 		detail = "the bearer token has expired"
 	case errors.Is(err, auth.ErrUnknownKey):
 		detail = "the bearer token is signed by a key this node does not know"
+	case errors.Is(err, auth.ErrWrongIssuer):
+		detail = "the bearer token is not of the issuer this node accepts"
+	case errors.Is(err, auth.ErrLifetime):
+		detail = "the bearer token lives longer than this node accepts (exp - iat)"
 	case errors.Is(err, auth.ErrBadToken):
 		detail = "the bearer token is malformed or not validly signed"
 	}

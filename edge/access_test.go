@@ -53,7 +53,9 @@ func TestAccess_PeerHandlerVerifiesTokensAgain(t *testing.T) {
 // PeerHandler does not limit it again.
 func TestAccess_RateLimitOnceAtTheCalledNode(t *testing.T) {
 	h := newHarnessWith(t, func(c *Config) {
-		c.Limits = Limits{PerSubject: 0.001, SubjectBurst: 2, PerIP: 0.001, IPBurst: 2}
+		// IPBurst 3: the first use of each token (ana's, bob's) is charged to
+		// the IP too, before its signature is checked.
+		c.Limits = Limits{PerSubject: 0.001, SubjectBurst: 2, PerIP: 0.001, IPBurst: 3}
 	})
 	ana := h.as(auth.RoleClient, "cli-ana")
 	for range 2 {
@@ -71,7 +73,8 @@ func TestAccess_RateLimitOnceAtTheCalledNode(t *testing.T) {
 			t.Fatalf("relayed request %d: %d %s", i, rec.Code, rec.Body)
 		}
 	}
-	// A refused request of a valid token counts against its subject, not the IP.
+	// A refused request of a valid token counts against its subject, not the IP
+	// (once the token is known: its first use was charged to the IP as well).
 	bob := h.as(auth.RoleClient, "cli-bob")
 	wantStatus(t, h.do(call{method: "GET", path: "/v1/cluster/status", header: bob}), http.StatusForbidden)
 	wantStatus(t, h.do(call{method: "GET", path: "/v1/cluster/status", header: bob}), http.StatusForbidden)
@@ -84,32 +87,32 @@ func TestAccess_RateLimitOnceAtTheCalledNode(t *testing.T) {
 // dropped for idleness had refilled (a new one is the same).
 func TestLimiter_BoundedAndEvictsIdle(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
-	l := newLimiter(Limits{PerSubject: 1, SubjectBurst: 1, PerIP: 1, IPBurst: 1, MaxKeys: 3, IdleAfter: time.Minute},
-		func() time.Time { return now })
+	l := newBuckets(1, 1, 3, time.Minute, func() time.Time { return now })
 	for i := range 5 {
-		if ok, _ := l.allow(fmt.Sprintf("k%d", i), true); !ok {
+		if ok, _ := l.allow(fmt.Sprintf("k%d", i)); !ok {
 			t.Fatalf("first request of k%d refused", i)
 		}
 	}
 	if l.len() != 3 {
 		t.Fatalf("%d buckets, want at most 3", l.len())
 	}
-	ok, retry := l.allow("k4", true)
+	ok, retry := l.allow("k4")
 	if ok || retry <= 0 || retry > time.Second {
 		t.Fatalf("k4 again at once: %v retry %v", ok, retry)
 	}
 	// k0 was evicted as least recently used: it starts again full.
-	if ok, _ := l.allow("k0", true); !ok {
+	if ok, _ := l.allow("k0"); !ok {
 		t.Fatal("an evicted key was not given a new bucket")
 	}
 	now = now.Add(2 * time.Minute)
-	l.allow("fresh", false)
+	l.allow("fresh")
 	if l.len() != 1 {
 		t.Fatalf("%d buckets after every other went idle, want 1", l.len())
 	}
 	inf := newLimiter(Limits{PerSubject: rate.Inf, PerIP: rate.Inf, MaxKeys: 1, IdleAfter: time.Minute}, time.Now)
+	ana := auth.Principal{Role: auth.RoleClient, Subject: "cli-ana"}
 	for range 100 {
-		if ok, _ := inf.allow("x", true); !ok {
+		if ok, _ := inf.allowSubject(ana); !ok {
 			t.Fatal("rate.Inf refused a request")
 		}
 	}

@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base32"
 	"errors"
 	"fmt"
@@ -136,6 +137,11 @@ type Config struct {
 	// PeerTransport carries requests to other nodes (relayed requests and list
 	// fan-out). Default: http.DefaultTransport.
 	PeerTransport http.RoundTripper
+	// PeerNode returns the node id the peer certificate of a mutual-TLS
+	// connection names (the cluster fills it with its PKI's identity check).
+	// PeerHandler honours ForwardedByHeader only when it equals PeerNode of the
+	// request's connection. nil: PeerHandler takes no relayed request (403).
+	PeerNode func(cs *tls.ConnectionState) (nodeID string, err error)
 	// ForwardTimeout bounds one request to another node, body included. Default:
 	// RequestTimeout + 2s, so the peer's own deadline answers first.
 	ForwardTimeout time.Duration

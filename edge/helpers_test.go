@@ -3,7 +3,11 @@ package edge
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -121,6 +125,7 @@ func newHarnessWith(t testing.TB, mut func(*Config)) *harness {
 		m.Raft.Group, m.Raft.Role = "ar", "leader"
 		return []Member{m}
 	}
+	cfg.PeerNode = peerNodeOf
 	cfg.Ready = func() error {
 		if p := h.ready.Load(); p != nil {
 			return *p
@@ -161,6 +166,9 @@ type call struct {
 	anon bool
 	// peer sends the request to PeerHandler (as a relaying node does).
 	peer bool
+	// from is the node the peer connection's certificate names (peerConn);
+	// default: the node ForwardedByHeader names, an honest relay.
+	from string
 	// valid asserts that the request itself conforms to the spec.
 	valid bool
 }
@@ -172,6 +180,13 @@ func (h *harness) do(c call) *httptest.ResponseRecorder {
 	req := h.request(c)
 	rec := httptest.NewRecorder()
 	if c.peer {
+		from := c.from
+		if from == "" {
+			from = req.Header.Get(ForwardedByHeader)
+		}
+		if from != "" {
+			req.TLS = peerConn(from)
+		}
 		h.srv.PeerHandler().ServeHTTP(rec, req)
 	} else {
 		h.srv.Handler().ServeHTTP(rec, req)
@@ -183,6 +198,22 @@ func (h *harness) do(c call) *httptest.ResponseRecorder {
 		h.checkSpec(c, rec)
 	}
 	return rec
+}
+
+// peerConn is the state of a mutual-TLS connection whose peer certificate
+// names node id, as peerNodeOf (the harness's Config.PeerNode) reads it: the
+// cluster reads the certificate's URI SAN (cluster/pki) instead.
+func peerConn(id string) *tls.ConnectionState {
+	return &tls.ConnectionState{PeerCertificates: []*x509.Certificate{{Subject: pkix.Name{CommonName: id}}}}
+}
+
+// peerNodeOf is the harness's Config.PeerNode: the common name of the peer
+// certificate (peerConn).
+func peerNodeOf(cs *tls.ConnectionState) (string, error) {
+	if len(cs.PeerCertificates) == 0 || cs.PeerCertificates[0].Subject.CommonName == "" {
+		return "", errors.New("no peer certificate")
+	}
+	return cs.PeerCertificates[0].Subject.CommonName, nil
 }
 
 // request builds the request of c.

@@ -69,7 +69,10 @@ func idempotencyOf(r *http.Request, canonical any, autoID string) (idempotency, 
 // subjectScope names the caller in an idempotency key without spelling its
 // subject (a client id must not be stored as a key): "s:" + the first 96 bits
 // of sha256(role NUL subject), base64url. Two subjects never share a scope, so
-// they never see each other's replay.
+// they never see each other's replay. A plain hash, not an HMAC under a cluster
+// secret: it hides nothing from a store reader that the booking the record
+// names does not show in clear, and changing it would make retries in flight
+// across an upgrade miss their records (docs/SECURITY-people.md).
 func subjectScope(ctx context.Context) string {
 	c, ok := callerOf(ctx)
 	if !ok {

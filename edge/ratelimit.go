@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -18,9 +19,13 @@ import (
 // Limits are the rate limits a node applies to the requests its clients send it
 // (Server.Handler), never again to the requests other nodes relay to it
 // (Server.PeerHandler): a relayed request was limited once, where the client
-// called. Each key (a token's role and subject, or the client IP of a request
-// without a valid token) has a token bucket of golang.org/x/time/rate. A zero
-// field takes DefaultLimits' value.
+// called. Each key (a token's role and subject; a client IP, IPv6 by its /64)
+// has a token bucket of golang.org/x/time/rate. A request without a valid
+// token is charged to its IP; so is one whose token the verifier has not seen
+// before, before its signature is checked (a flood of bad tokens costs no
+// Ed25519 work past the IP's limit), and then to its subject once it verified;
+// a token verified before is charged to its subject only. A zero field takes
+// DefaultLimits' value.
 type Limits struct {
 	// PerSubject is the sustained rate of one token subject, in requests per
 	// second. Default 50. rate.Inf: no limit (load tools).
@@ -32,8 +37,9 @@ type Limits struct {
 	PerIP rate.Limit
 	// IPBurst is how many such requests one IP may send at once. Default 100.
 	IPBurst int
-	// MaxKeys bounds the buckets kept. When full, the bucket unused longest is
-	// dropped. Default 100000.
+	// MaxKeys bounds the buckets kept of each kind: subjects and IPs are kept
+	// apart, so new IPs never push a subject out. When full, the bucket of that
+	// kind unused longest is dropped. Default 100000.
 	MaxKeys int
 	// IdleAfter drops a bucket unused this long (a bucket idle long enough to
 	// refill is the same as a new one). Default 10 minutes.
@@ -65,9 +71,16 @@ func (l Limits) Validate() error {
 	return nil
 }
 
-// withDefaults fills the zero fields.
+// withDefaults fills the zero fields, and reads an infinite rate (a flag's
+// "inf") as rate.Inf.
 func (l Limits) withDefaults() Limits {
 	d := DefaultLimits()
+	if math.IsInf(float64(l.PerSubject), 1) {
+		l.PerSubject = rate.Inf
+	}
+	if math.IsInf(float64(l.PerIP), 1) {
+		l.PerIP = rate.Inf
+	}
 	if l.PerSubject == 0 {
 		l.PerSubject = d.PerSubject
 	}
@@ -89,11 +102,64 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
-// limiter holds one token bucket per key, at most max of them, least recently
-// used first out. It is safe for concurrent use.
+// limiter holds the token buckets of Limits: one LRU of subjects' buckets and
+// another of client IPs' (IPv6 by /64), each of at most MaxKeys buckets, so that
+// requests from ever new addresses, which cost nothing to make, never push a
+// subject's bucket out. It is safe for concurrent use.
 type limiter struct {
-	limits Limits
-	now    func() time.Time
+	subjects, ips *buckets
+}
+
+func newLimiter(l Limits, now func() time.Time) *limiter {
+	return &limiter{
+		subjects: newBuckets(l.PerSubject, l.SubjectBurst, l.MaxKeys, l.IdleAfter, now),
+		ips:      newBuckets(l.PerIP, l.IPBurst, l.MaxKeys, l.IdleAfter, now),
+	}
+}
+
+// allowSubject takes one token from the bucket of p's role and subject. When
+// there is none it returns how long until there will be.
+func (l *limiter) allowSubject(p auth.Principal) (bool, time.Duration) {
+	return l.subjects.allow(string(p.Role) + ":" + p.Subject)
+}
+
+// allowIP takes one token from the bucket of r's client address (ipKey).
+func (l *limiter) allowIP(r *http.Request) (bool, time.Duration) {
+	return l.ips.allow(ipKey(r.RemoteAddr))
+}
+
+// len is the number of buckets kept, of both kinds.
+func (l *limiter) len() int { return l.subjects.len() + l.ips.len() }
+
+// ipKey is the bucket of a client address (host:port, or a bare host): an IPv4
+// address (or IPv4-mapped IPv6) by itself, an IPv6 address by its /64, the
+// smallest block one host or home is given (RFC 6177): keying by the whole
+// address would give such a client 2^64 buckets. Anything that does not parse
+// is keyed as it stands.
+func ipKey(remote string) string {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	a = a.WithZone("").Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	return netip.PrefixFrom(a, 64).Masked().String()
+}
+
+// buckets holds one token bucket per key, at most max of them, least recently
+// used first out, and drops those unused for idle. It is safe for concurrent use.
+type buckets struct {
+	r     rate.Limit
+	burst int
+	max   int
+	idle  time.Duration
+	now   func() time.Time
 
 	mu   sync.Mutex
 	keys map[string]*list.Element // of *bucket
@@ -107,50 +173,33 @@ type bucket struct {
 	used time.Time
 }
 
-func newLimiter(l Limits, now func() time.Time) *limiter {
-	return &limiter{limits: l, now: now, keys: map[string]*list.Element{}}
-}
-
-// limitKey is the bucket of a request: the role and subject of its valid token
-// (valid), or its client IP.
-func limitKey(r *http.Request, p auth.Principal, valid bool) (key string, subject bool) {
-	if valid {
-		return "sub:" + string(p.Role) + ":" + p.Subject, true
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	return "ip:" + host, false
+func newBuckets(r rate.Limit, burst, max int, idle time.Duration, now func() time.Time) *buckets {
+	return &buckets{r: r, burst: burst, max: max, idle: idle, now: now, keys: map[string]*list.Element{}}
 }
 
 // allow takes one token from key's bucket. When there is none it returns how
 // long until there will be.
-func (l *limiter) allow(key string, subject bool) (bool, time.Duration) {
-	r, burst := l.limits.PerIP, l.limits.IPBurst
-	if subject {
-		r, burst = l.limits.PerSubject, l.limits.SubjectBurst
-	}
-	if r == rate.Inf {
+func (b *buckets) allow(key string) (bool, time.Duration) {
+	if b.r == rate.Inf {
 		return true, 0
 	}
-	now := l.now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.evict(now)
-	var b *bucket
-	if e, ok := l.keys[key]; ok {
-		b = e.Value.(*bucket)
-		l.lru.MoveToFront(e)
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.evict(now)
+	var k *bucket
+	if e, ok := b.keys[key]; ok {
+		k = e.Value.(*bucket)
+		b.lru.MoveToFront(e)
 	} else {
-		if l.lru.Len() >= l.limits.MaxKeys {
-			l.drop(l.lru.Back())
+		if b.lru.Len() >= b.max {
+			b.drop(b.lru.Back())
 		}
-		b = &bucket{key: key, lim: rate.NewLimiter(r, burst)}
-		l.keys[key] = l.lru.PushFront(b)
+		k = &bucket{key: key, lim: rate.NewLimiter(b.r, b.burst)}
+		b.keys[key] = b.lru.PushFront(k)
 	}
-	b.used = now
-	res := b.lim.ReserveN(now, 1)
+	k.used = now
+	res := k.lim.ReserveN(now, 1)
 	if !res.OK() {
 		return false, time.Second
 	}
@@ -161,27 +210,27 @@ func (l *limiter) allow(key string, subject bool) (bool, time.Duration) {
 	return true, 0
 }
 
-// evict drops the buckets unused for IdleAfter; l.mu is held.
-func (l *limiter) evict(now time.Time) {
-	for e := l.lru.Back(); e != nil; e = l.lru.Back() {
-		if now.Sub(e.Value.(*bucket).used) < l.limits.IdleAfter {
+// evict drops the buckets unused for idle; b.mu is held.
+func (b *buckets) evict(now time.Time) {
+	for e := b.lru.Back(); e != nil; e = b.lru.Back() {
+		if now.Sub(e.Value.(*bucket).used) < b.idle {
 			return
 		}
-		l.drop(e)
+		b.drop(e)
 	}
 }
 
-// drop removes one bucket; l.mu is held.
-func (l *limiter) drop(e *list.Element) {
-	delete(l.keys, e.Value.(*bucket).key)
-	l.lru.Remove(e)
+// drop removes one bucket; b.mu is held.
+func (b *buckets) drop(e *list.Element) {
+	delete(b.keys, e.Value.(*bucket).key)
+	b.lru.Remove(e)
 }
 
 // len is the number of buckets kept.
-func (l *limiter) len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.lru.Len()
+func (b *buckets) len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lru.Len()
 }
 
 // errRateLimited is the 429 of a request over its limit; retry is written as

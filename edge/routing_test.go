@@ -152,7 +152,11 @@ func newTestNode(t *testing.T, peers *fakePeers, id, city, juris string, clock f
 			n.rec.forwarded = append(n.rec.forwarded, by)
 			n.rec.mu.Unlock()
 		}
-		// The peer listener: what Router.Peer points at.
+		// The peer listener: what Router.Peer points at. It stands for mutual
+		// TLS with the relaying node, which names itself honestly here.
+		if by := r.Header.Get(ForwardedByHeader); by != "" {
+			r.TLS = peerConn(by)
+		}
 		n.srv.PeerHandler().ServeHTTP(w, r)
 	}))
 	t.Cleanup(n.ts.Close)

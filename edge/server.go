@@ -129,7 +129,9 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // PeerHandler returns the http.Handler of the same routes for requests that
 // other nodes relay (ForwardedByHeader): the cluster serves it on a listener
-// only nodes can reach (mutual TLS). Tokens are verified there again (relays
+// only nodes can reach (mutual TLS). The header is honoured only when it names
+// the node of the connection's peer certificate (Config.PeerNode; 403
+// otherwise). Tokens are verified there again (relays
 // pass the Authorization header on unchanged) and the route's access applies
 // again; rate limits do not, the node the client called applied them.
 func (s *Server) PeerHandler() http.Handler { return s.peer }
@@ -181,23 +183,14 @@ func (s *Server) wrap(label string, h handlerFunc, loc locator, acc access, peer
 // applies acc. It returns r with the caller (callerOf) and, on the peer handler,
 // the peer mark in its context, or the problem to answer.
 func (s *Server) admit(r *http.Request, acc access, peer bool) (*http.Request, error) {
-	if !peer && r.Header.Get(ForwardedByHeader) != "" {
-		return r, errForbidden(ForwardedByHeader + " is for nodes: relayed requests are taken only on the peer listener")
+	if err := s.checkRelay(r, peer); err != nil {
+		return r, err
 	}
-	var p auth.Principal
-	authErr := auth.ErrNoToken
-	if !acc.public || r.Header.Get("Authorization") != "" {
-		p, authErr = s.cfg.Auth.Authenticate(r.Header)
+	p, authErr, err := s.authenticate(r, acc, !peer)
+	if err != nil {
+		return r, err
 	}
 	c, ok, err := authorize(r, acc, p, authErr)
-	if !peer {
-		// A valid token is charged to its subject, refused or not; anything
-		// else to the client's IP.
-		key, subject := limitKey(r, p, authErr == nil)
-		if allowed, retry := s.limits.allow(key, subject); !allowed {
-			return r, errRateLimited(retry)
-		}
-	}
 	if err != nil {
 		return r, err
 	}
@@ -209,6 +202,73 @@ func (s *Server) admit(r *http.Request, acc access, peer bool) (*http.Request, e
 		ctx = context.WithValue(ctx, peerKey{}, true)
 	}
 	return r.WithContext(ctx), nil
+}
+
+// authenticate returns the principal of r's bearer token, or authErr when it has
+// none that verifies (on a public route without an Authorization header, no
+// token is looked at). With limit (the public handler) it charges the rate
+// limits first, and returns err, a 429, when over: a token the verifier has
+// verified before is charged to its subject alone; any other request to the
+// client's IP, before any signature is checked, and, once its token verified,
+// to its subject too. A valid token is charged whether or not the route then
+// lets it through.
+func (s *Server) authenticate(r *http.Request, acc access, limit bool) (p auth.Principal, authErr, err error) {
+	authErr = auth.ErrNoToken
+	var tok string
+	if !acc.public || r.Header.Get("Authorization") != "" {
+		tok, authErr = auth.BearerToken(r.Header)
+	}
+	if authErr == nil {
+		var cached bool
+		if p, cached = s.cfg.Auth.Cached(tok); !cached {
+			if limit {
+				if ok, retry := s.limits.allowIP(r); !ok {
+					return p, authErr, errRateLimited(retry)
+				}
+			}
+			if p, authErr = s.cfg.Auth.Verify(tok); authErr != nil {
+				return p, authErr, nil
+			}
+		}
+		if limit {
+			if ok, retry := s.limits.allowSubject(p); !ok {
+				return p, nil, errRateLimited(retry)
+			}
+		}
+		return p, nil, nil
+	}
+	if limit {
+		if ok, retry := s.limits.allowIP(r); !ok {
+			return p, authErr, errRateLimited(retry)
+		}
+	}
+	return p, authErr, nil
+}
+
+// checkRelay refuses ForwardedByHeader where it must not be honoured: on the
+// public handler always (only nodes relay, and only over the peer listener), on
+// the peer handler unless it names the node whose certificate the request came
+// over (Config.PeerNode): a node may relay only in its own name.
+func (s *Server) checkRelay(r *http.Request, peer bool) error {
+	by := r.Header.Get(ForwardedByHeader)
+	switch {
+	case by == "":
+		return nil
+	case !peer:
+		return errForbidden(ForwardedByHeader + " is for nodes: relayed requests are taken only on the peer listener")
+	case s.cfg.PeerNode == nil:
+		return errForbidden(ForwardedByHeader + " is not taken here: this node cannot tell which node a connection is from")
+	case r.TLS == nil:
+		return errForbidden(ForwardedByHeader + " is taken only over mutual TLS")
+	}
+	node, err := s.cfg.PeerNode(r.TLS)
+	switch {
+	case err != nil:
+		return errForbidden(ForwardedByHeader + ": the peer certificate names no node")
+	case node != by:
+		return errForbidden(ForwardedByHeader + " must name the node of the peer certificate")
+	}
+	return nil
 }
 
 // noRoute answers requests no route matches: 405 with Allow when the path exists

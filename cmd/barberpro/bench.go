@@ -33,8 +33,10 @@ real commit; nothing is faked.
 Bench signs its own tokens with the cluster's token signing key (--token-dir, the
 directory of ` + "`barberpro token init`" + `; the demo's is printed when it starts):
 an operator's creates the providers, each client books as itself. Each simulated
-client sends as fast as it is answered, far above a person's rate: run the nodes
-with --rate-limit inf (BARBERPRO_RATE_LIMIT=inf) or the runs measure 429s.`,
+client sends as fast as it is answered, far above a person's rate, and the first
+request of each client's token is charged to the bench's IP: run the nodes with
+--rate-limit inf --ip-rate-limit inf (BARBERPRO_RATE_LIMIT=inf,
+BARBERPRO_IP_RATE_LIMIT=inf) or the runs measure 429s.`,
 		Example: "  barberpro bench --target http://127.0.0.11:8080 --token-dir DIR/secrets/tokens --users 1,16,256 --duration 10s\n  barberpro bench --target http://127.0.0.11:8080 --token-dir DIR/secrets/tokens --mode hot",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -41,7 +41,11 @@ type nodeFlags struct {
 	idempotencyTTL, cancelledRetention, compactInterval time.Duration
 	// tokenKeys is the key set of people's tokens; the rate limits per token
 	// subject and per client IP without a token.
-	tokenKeys             string
+	tokenKeys string
+	// tokenIssuer is the iss tokens must carry; tokenMaxTTL their longest
+	// lifetime (exp − iat).
+	tokenIssuer           string
+	tokenMaxTTL           time.Duration
 	subjectRate, ipRate   float64
 	subjectBurst, ipBurst int
 }
@@ -137,6 +141,10 @@ lowest node id, and all that has held for the founding wait (15 s; 5 s with
 				}
 			}
 			cfg.TokenKeys = f.tokenKeys
+			if f.tokenIssuer == "" || f.tokenMaxTTL <= 0 {
+				return usagef("--token-issuer must not be empty and --token-max-ttl must be positive")
+			}
+			cfg.TokenIssuer, cfg.TokenMaxTTL = f.tokenIssuer, f.tokenMaxTTL
 			if f.subjectRate <= 0 || f.ipRate <= 0 || f.subjectBurst <= 0 || f.ipBurst <= 0 {
 				return usagef("--rate-limit, --rate-burst, --ip-rate-limit and --ip-rate-burst must be positive")
 			}
@@ -171,6 +179,8 @@ lowest node id, and all that has held for the founding wait (15 s; 5 s with
 	fl.DurationVar(&f.cancelledRetention, "cancelled-retention", sdef.CancelledRetention, "how long a cancelled booking is kept after its cancellation, then removed (at least 1s)")
 	fl.DurationVar(&f.compactInterval, "compact-interval", sdef.CompactInterval, "how often the Raft leader removes expired idempotency records and old cancelled bookings; negative disables")
 	fl.StringVar(&f.tokenKeys, "token-keys", "", "JSON Web Key Set that people's bearer tokens are verified against (required; `barberpro token init --dir DIR` makes DIR/keys.json)")
+	fl.StringVar(&f.tokenIssuer, "token-issuer", def.TokenIssuer, "the only iss a bearer token may carry: what `barberpro token issue` writes, or an outside identity provider's own name")
+	fl.DurationVar(&f.tokenMaxTTL, "token-max-ttl", def.TokenMaxTTL, "the longest lifetime (exp - iat) of a bearer token this node accepts; longer ones are refused even before they expire")
 	ldef := edge.DefaultLimits()
 	fl.Float64Var(&f.subjectRate, "rate-limit", float64(ldef.PerSubject), "requests per second one token subject may send to this node, sustained")
 	fl.IntVar(&f.subjectBurst, "rate-burst", ldef.SubjectBurst, "requests one token subject may send to this node at once")

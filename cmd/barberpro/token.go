@@ -76,8 +76,8 @@ provider's its provider id (its own calendar), an operator's a name of your choi
 			if err != nil {
 				return usagef("--role: %v", err)
 			}
-			if ttl <= 0 {
-				return usagef("--ttl must be positive")
+			if ttl <= 0 || ttl > auth.DefaultMaxTTL {
+				return usagef("--ttl must be positive and at most %v (nodes refuse longer-lived tokens: node start --token-max-ttl)", auth.DefaultMaxTTL)
 			}
 			tok, err := auth.Issue(dir, r, sub, ttl)
 			if errors.Is(err, auth.ErrBadSubject) {
@@ -94,7 +94,7 @@ provider's its provider id (its own calendar), an operator's a name of your choi
 	fl.StringVar(&dir, "dir", "", "directory of the token keys, made by token init (required)")
 	fl.StringVar(&role, "role", "", "client, provider or operator (required)")
 	fl.StringVar(&sub, "sub", "", "the subject: a client id, a provider id or an operator's name (required)")
-	fl.DurationVar(&ttl, "ttl", auth.DefaultTTL, "how long the token is valid")
+	fl.DurationVar(&ttl, "ttl", auth.DefaultTTL, "how long the token is valid (at most 720h, the default --token-max-ttl of nodes)")
 	return cmd
 }
 

@@ -78,3 +78,27 @@ func TestCLI_ClusterCommandsNeedAToken(t *testing.T) {
 		}
 	}
 }
+
+// TestCLI_TokenLifetimeAndIssuerFlags (review8 finding 6): token issue makes no
+// token over the nodes' default --token-max-ttl (30 days), and node start
+// refuses an empty --token-issuer or a --token-max-ttl that is not positive.
+func TestCLI_TokenLifetimeAndIssuerFlags(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tokens")
+	if out, err := runCLI(t, "token", "init", "--dir", dir); err != nil {
+		t.Fatalf("token init: %v\n%s", err, out)
+	}
+	var u usageError
+	if _, err := runCLI(t, "token", "issue", "--dir", dir, "--role", "client", "--sub", "cli-ana", "--ttl", "721h"); !errors.As(err, &u) || !strings.Contains(err.Error(), "--ttl") {
+		t.Errorf("token issue --ttl 721h: %v, want bad usage naming --ttl", err)
+	}
+	if out, err := runCLI(t, "token", "issue", "--dir", dir, "--role", "client", "--sub", "cli-ana", "--ttl", "720h"); err != nil {
+		t.Errorf("token issue --ttl 720h: %v\n%s", err, out)
+	}
+	start := []string{"node", "start", "--id", "ba-1", "--city", "buenos-aires", "--data-dir", t.TempDir(),
+		"--tls-dir", t.TempDir(), "--gossip-key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", "--token-keys", filepath.Join(dir, auth.KeySetFile)}
+	for _, bad := range [][]string{{"--token-issuer", ""}, {"--token-max-ttl", "0s"}, {"--token-max-ttl", "-1h"}} {
+		if _, err := runCLI(t, append(append([]string{}, start...), bad...)...); !errors.As(err, &u) || !strings.Contains(err.Error(), bad[0]) {
+			t.Errorf("node start %v: %v, want bad usage naming %s", bad, err, bad[0])
+		}
+	}
+}

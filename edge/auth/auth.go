@@ -76,6 +76,14 @@ var (
 	ErrExpired = fmt.Errorf("%w: expired", ErrBadToken)
 	// ErrUnknownKey: the token's kid names no key of the set. It wraps ErrBadToken.
 	ErrUnknownKey = fmt.Errorf("%w: unknown key id", ErrBadToken)
+	// ErrWrongIssuer: the token's iss is not the issuer the verifier pins. It
+	// wraps ErrBadToken.
+	ErrWrongIssuer = fmt.Errorf("%w: not of the accepted issuer", ErrBadToken)
+	// ErrLifetime: the token lives (exp − iat) longer than the verifier accepts.
+	// It wraps ErrBadToken.
+	ErrLifetime = fmt.Errorf("%w: lifetime over the maximum", ErrBadToken)
+	// ErrBadTTL: Issue was asked for a lifetime over the signer's MaxTTL.
+	ErrBadTTL = errors.New("auth: token lifetime over the maximum")
 	// ErrBadRole: a role that is not one of Roles.
 	ErrBadRole = errors.New("auth: unknown role")
 	// ErrBadSubject: an empty, too long or non-printable subject.

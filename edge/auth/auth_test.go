@@ -382,3 +382,60 @@ func TestVerifier_CacheKeepsEveryCheckThatMatters(t *testing.T) {
 		t.Fatalf("a remembered token past its exp: %v, want ErrExpired", err)
 	}
 }
+
+// TestVerifier_PinnedIssuerAndMaxLifetime (review8 finding 6): a verifier that
+// pins its issuer refuses another issuer's token (ErrWrongIssuer), and none
+// accepts a token whose exp − iat is over its MaxTTL (DefaultMaxTTL by default),
+// valid signature and unexpired or not.
+func TestVerifier_PinnedIssuerAndMaxLifetime(t *testing.T) {
+	dir, _ := mustInit(t)
+	priv, kid := signingKey(t, dir)
+	set := readSet(t, filepath.Join(dir, auth.KeySetFile))
+	now := time.Now()
+	claims := func(iss string, life time.Duration) map[string]any {
+		return map[string]any{"sub": "cli-ana", "role": "client", "iss": iss,
+			"iat": now.Unix(), "exp": now.Add(life).Unix()}
+	}
+	pinned, err := auth.NewVerifier(set, auth.VerifierOptions{Issuer: auth.DefaultIssuer, MaxTTL: 48 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pinned.Verify(sign(t, priv, kid, claims(auth.DefaultIssuer, 48*time.Hour))); err != nil {
+		t.Fatalf("a token of the pinned issuer living MaxTTL: %v", err)
+	}
+	if _, err := pinned.Verify(sign(t, priv, kid, claims("idp.example", time.Hour))); !errors.Is(err, auth.ErrWrongIssuer) || !errors.Is(err, auth.ErrBadToken) {
+		t.Errorf("a token of another issuer: %v, want ErrWrongIssuer", err)
+	}
+	if _, err := pinned.Verify(sign(t, priv, kid, claims(auth.DefaultIssuer, 49*time.Hour))); !errors.Is(err, auth.ErrLifetime) || !errors.Is(err, auth.ErrBadToken) {
+		t.Errorf("a token living 49h under MaxTTL 48h: %v, want ErrLifetime", err)
+	}
+	def, err := auth.NewVerifier(set, auth.VerifierOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := def.Verify(sign(t, priv, kid, claims("idp.example", auth.DefaultMaxTTL))); err != nil {
+		t.Errorf("default verifier, any issuer, lifetime DefaultMaxTTL: %v", err)
+	}
+	if _, err := def.Verify(sign(t, priv, kid, claims(auth.DefaultIssuer, 10*365*24*time.Hour))); !errors.Is(err, auth.ErrLifetime) {
+		t.Errorf("default verifier, a ten-year token: %v, want ErrLifetime", err)
+	}
+	if _, err := auth.NewVerifier(set, auth.VerifierOptions{MaxTTL: -time.Hour}); err == nil {
+		t.Error("a negative MaxTTL was accepted")
+	}
+}
+
+// TestIssue_RefusesTTLOverMax: the signer makes no token nodes would refuse for
+// its lifetime.
+func TestIssue_RefusesTTLOverMax(t *testing.T) {
+	dir, v := mustInit(t)
+	if _, err := auth.Issue(dir, auth.RoleClient, "cli-ana", auth.DefaultMaxTTL+time.Second); !errors.Is(err, auth.ErrBadTTL) {
+		t.Fatalf("Issue over DefaultMaxTTL: %v, want ErrBadTTL", err)
+	}
+	tok, err := auth.Issue(dir, auth.RoleClient, "cli-ana", auth.DefaultMaxTTL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(tok); err != nil {
+		t.Fatalf("a token of DefaultMaxTTL: %v", err)
+	}
+}

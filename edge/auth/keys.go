@@ -32,6 +32,11 @@ const DefaultIssuer = "barberpro"
 // DefaultTTL is the lifetime of a token when the caller gives none.
 const DefaultTTL = 24 * time.Hour
 
+// DefaultMaxTTL is the longest lifetime (exp − iat) of a token: Issue makes
+// none longer, and a Verifier accepts none longer unless configured otherwise
+// (VerifierOptions.MaxTTL, node start --token-max-ttl).
+const DefaultMaxTTL = 30 * 24 * time.Hour
+
 // Init makes a key directory: dir/signing.jwk, a new Ed25519 private key (0600),
 // and dir/keys.json, the public key set holding its public half. dir is created
 // (0700) when missing. Init overwrites nothing: when either file exists it
@@ -144,6 +149,9 @@ type Signer struct {
 	Issuer string
 	// Now is the clock of iat and exp (time.Now from LoadSigner).
 	Now func() time.Time
+	// MaxTTL is the longest lifetime Issue gives a token (DefaultMaxTTL from
+	// LoadSigner): nodes refuse longer ones by default.
+	MaxTTL time.Duration
 }
 
 // LoadSigner reads dir/signing.jwk.
@@ -174,7 +182,7 @@ func NewSigner(k jose.JSONWebKey) (*Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth: signer: %w", err)
 	}
-	return &Signer{kid: k.KeyID, signer: sig, Issuer: DefaultIssuer, Now: time.Now}, nil
+	return &Signer{kid: k.KeyID, signer: sig, Issuer: DefaultIssuer, Now: time.Now, MaxTTL: DefaultMaxTTL}, nil
 }
 
 // KeyID returns the kid the signer writes in every token's header.
@@ -187,10 +195,13 @@ type claims struct {
 }
 
 // Issue makes a token for sub in role that expires after ttl (DefaultTTL when
-// ttl <= 0).
+// ttl <= 0). A ttl over s.MaxTTL is an error wrapping ErrBadTTL.
 func (s *Signer) Issue(role Role, sub string, ttl time.Duration) (string, error) {
 	if !role.Valid() {
 		return "", fmt.Errorf("%w: %q", ErrBadRole, role)
+	}
+	if s.MaxTTL > 0 && ttl > s.MaxTTL {
+		return "", fmt.Errorf("%w: %v is over %v (nodes refuse tokens living longer than their --token-max-ttl)", ErrBadTTL, ttl, s.MaxTTL)
 	}
 	if err := validSubject(sub); err != nil {
 		return "", err

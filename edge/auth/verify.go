@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -21,12 +22,17 @@ const MaxTokenLen = 8 << 10
 // DefaultLeeway is the clock skew allowed around exp and iat.
 const DefaultLeeway = 30 * time.Second
 
-// VerifierOptions tunes a Verifier. The zero value accepts any issuer, with
-// DefaultLeeway and time.Now.
+// VerifierOptions tunes a Verifier. The zero value accepts any issuer, tokens
+// living up to DefaultMaxTTL, with DefaultLeeway and time.Now.
 type VerifierOptions struct {
-	// Issuer, when set, is the only iss accepted. Empty: any non-empty iss (an
-	// outside identity provider names itself).
+	// Issuer, when set, is the only iss accepted (ErrWrongIssuer otherwise):
+	// DefaultIssuer for tokens of `barberpro token issue`, an outside identity
+	// provider's own name for its tokens. Empty: any non-empty iss.
 	Issuer string
+	// MaxTTL is the longest lifetime (exp − iat) a token may have; a longer one
+	// is refused (ErrLifetime) even before it expires, so a stolen token cannot
+	// have been made to last. DefaultMaxTTL when 0; negative is an error.
+	MaxTTL time.Duration
 	// Leeway is the clock skew allowed around exp and iat (DefaultLeeway when 0).
 	Leeway time.Duration
 	// Now is the clock (time.Now when nil).
@@ -48,6 +54,8 @@ type Verifier struct {
 	keys  map[string]ed25519.PublicKey
 	opts  VerifierOptions
 	cache *tokenCache
+	// checked counts the tokens verify parsed and checked (Verifications).
+	checked atomic.Uint64
 }
 
 // verified is a token that verified: whom it speaks for and when it expires.
@@ -93,9 +101,16 @@ func (c *tokenCache) putLocked(tok string, v verified) {
 }
 
 // LoadKeySet reads a JSON Web Key Set (the file of node start --token-keys) and
-// returns a Verifier for its keys. Every key must be a public Ed25519 (OKP) key
-// with a kid, the kids distinct; anything else is an error wrapping ErrBadKeySet.
+// returns a Verifier for its keys with the zero VerifierOptions. Every key must
+// be a public Ed25519 (OKP) key with a kid, the kids distinct; anything else is
+// an error wrapping ErrBadKeySet.
 func LoadKeySet(path string) (*Verifier, error) {
+	return LoadKeySetWith(path, VerifierOptions{})
+}
+
+// LoadKeySetWith is LoadKeySet with opts (a node pins its issuer and the
+// longest lifetime it accepts: node start --token-issuer, --token-max-ttl).
+func LoadKeySetWith(path string, opts VerifierOptions) (*Verifier, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrBadKeySet, path, err)
@@ -104,7 +119,7 @@ func LoadKeySet(path string) (*Verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return NewVerifier(set, VerifierOptions{})
+	return NewVerifier(set, opts)
 }
 
 // readKeySet reads and parses a JWKS file.
@@ -139,6 +154,12 @@ func parseKeySet(b []byte) (jose.JSONWebKeySet, error) {
 func NewVerifier(set jose.JSONWebKeySet, opts VerifierOptions) (*Verifier, error) {
 	if len(set.Keys) == 0 {
 		return nil, fmt.Errorf("%w: the key set holds no key", ErrBadKeySet)
+	}
+	if opts.MaxTTL < 0 {
+		return nil, fmt.Errorf("auth: VerifierOptions.MaxTTL %v is negative", opts.MaxTTL)
+	}
+	if opts.MaxTTL == 0 {
+		opts.MaxTTL = DefaultMaxTTL
 	}
 	if opts.Leeway == 0 {
 		opts.Leeway = DefaultLeeway
@@ -183,9 +204,10 @@ func (v *Verifier) KeyIDs() []string {
 
 // Verify checks token (the compact JWS, without "Bearer ") and returns whom it
 // speaks for. The signature must be EdDSA by the key its kid names; sub, role,
-// iss, iat and exp must be present and valid, exp not passed. Every failure wraps
-// ErrBadToken (ErrExpired, ErrUnknownKey for those two cases); the error text
-// never repeats the token.
+// iss, iat and exp must be present and valid, exp not passed, iss the pinned
+// issuer (VerifierOptions.Issuer), exp − iat at most VerifierOptions.MaxTTL.
+// Every failure wraps ErrBadToken (ErrExpired, ErrUnknownKey, ErrWrongIssuer,
+// ErrLifetime for those cases); the error text never repeats the token.
 func (v *Verifier) Verify(token string) (Principal, error) {
 	if token == "" {
 		return Principal{}, ErrNoToken
@@ -211,8 +233,28 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 	return p, nil
 }
 
+// Cached returns the principal of token when it verified before and is still
+// remembered and unexpired, without any signature work; ok is false otherwise
+// (Verify then decides). A caller that must bound the cost of new tokens (the
+// edge charges the client's IP first) asks Cached before Verify.
+func (v *Verifier) Cached(token string) (p Principal, ok bool) {
+	if v.cache == nil || token == "" || len(token) > MaxTokenLen {
+		return Principal{}, false
+	}
+	c, ok := v.cache.get(token)
+	if !ok || v.opts.Now().Add(-v.opts.Leeway).After(c.exp) {
+		return Principal{}, false
+	}
+	return c.p, true
+}
+
+// Verifications returns how many tokens Verify has checked (parsed and, unless
+// malformed, checked the signature of) rather than found in its cache.
+func (v *Verifier) Verifications() uint64 { return v.checked.Load() }
+
 // verify checks the signature and claims of token; see Verify.
 func (v *Verifier) verify(token string) (Principal, time.Time, error) {
+	v.checked.Add(1)
 	fail := func(err error) (Principal, time.Time, error) { return Principal{}, time.Time{}, err }
 	tok, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.EdDSA})
 	if err != nil {
@@ -245,8 +287,13 @@ func (v *Verifier) verify(token string) (Principal, time.Time, error) {
 	switch {
 	case errors.Is(err, jwt.ErrExpired):
 		return fail(ErrExpired)
+	case errors.Is(err, jwt.ErrInvalidIssuer):
+		return fail(ErrWrongIssuer)
 	case err != nil:
 		return fail(fmt.Errorf("%w: %v", ErrBadToken, err))
+	}
+	if life := c.Expiry.Time().Sub(c.IssuedAt.Time()); life > v.opts.MaxTTL {
+		return fail(fmt.Errorf("%w: %v, over %v", ErrLifetime, life, v.opts.MaxTTL))
 	}
 	if !c.Role.Valid() {
 		return fail(fmt.Errorf("%w: role claim %q", ErrBadToken, c.Role))

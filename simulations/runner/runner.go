@@ -229,9 +229,10 @@ func (r *run) run(ctx context.Context) (res *Result, err error) {
 	r.fc = &failpoint.Cluster{Procs: r.cl, Jurisdiction: map[string]string{}, City: map[string]string{}, IPTables: r.ipt, Logf: r.logf,
 		Original: map[string]procs.Spec{}, FailpointBinary: r.o.FailpointBinary}
 	for _, p := range r.cl.Procs {
-		// The workload's clients and preload send far above a person's rate
-		// (the rate limits have their own tests): no per-subject limit here.
-		p.Spec.Env = append(p.Spec.Env, "BARBERPRO_PROFILE=local", "BARBERPRO_RATE_LIMIT=inf")
+		// The workload's clients and preload send far above a person's rate,
+		// all from the runner's IPs (the first use of each token is charged to
+		// the IP), and the rate limits have their own tests: no limit here.
+		p.Spec.Env = append(p.Spec.Env, "BARBERPRO_PROFILE=local", "BARBERPRO_RATE_LIMIT=inf", "BARBERPRO_IP_RATE_LIMIT=inf")
 		j := "ar"
 		if p.Spec.City == "us-east" {
 			j = "us"
