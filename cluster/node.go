@@ -171,7 +171,8 @@ func (n *Node) Start() (err error) {
 
 	// 2. The actor system, so the store can forward to its leader over it.
 	n.system = placement.NewActorSystem(n.members.Local().MemberID(), n.log.With("component", "actors"), slog.LevelWarn)
-	n.peers = &raftPeers{system: n.system, members: n.verified, timeout: n.cfg.ForwardTimeout}
+	cross := newCrossFutures()
+	n.peers = &raftPeers{system: n.system, members: n.verified, timeout: n.cfg.ForwardTimeout, jurisdiction: jur, cross: cross}
 
 	// 3. The jurisdiction's Raft store, as server NodeID@DiskID. It never
 	// bootstraps on open: founding is decided later (foundWhenDue) by the
@@ -210,7 +211,7 @@ func (n *Node) Start() (err error) {
 	if n.lookup, err = placement.NewLookup(lc); err != nil {
 		return err
 	}
-	n.guard = &remoteGuard{jurisdiction: jur, self: hostPort(bind, n.cfg.ActorPort), log: n.log.With("component", "actor-remote")}
+	n.guard = &remoteGuard{jurisdiction: jur, self: hostPort(bind, n.cfg.ActorPort), cross: cross, log: n.log.With("component", "actor-remote")}
 	pc := protocluster.Configure("barberpro", provider, n.lookup,
 		remote.Configure(bind, n.cfg.ActorPort,
 			remote.WithServerOptions(n.guard.serverOptions(n.tls)...),

@@ -41,10 +41,12 @@ var nodeStatusType = string(proto.MessageName(&clusterv1.NodeStatusRequest{}))
 // remoteGuard filters what the actor remote (gRPC, mutual TLS against the cluster
 // CA) delivers: a peer whose certificate names this node's jurisdiction may send
 // anything; a peer of another jurisdiction only what `cluster status` needs — a
-// NodeStatusRequest to the barberpro-raft actor — and replies to this node's own
-// futures (answers to the status requests this node sent it), both addressed to
-// this node. Every other envelope from it is dropped and counted. Unary calls
-// (protoactor's unimplemented diagnostics) are refused.
+// NodeStatusRequest to the barberpro-raft actor — and the reply to a status
+// request this node sent that very peer (a NodeStatusReply to the future
+// raftPeers recorded in cross for it), both addressed to this node. Every other
+// envelope from it is dropped and counted. Every peer's messages are checked
+// first (checkMessage). Unary calls (protoactor's unimplemented diagnostics)
+// are refused.
 type remoteGuard struct {
 	jurisdiction string
 	// self is this node's actor address (host:port), the only address a peer of
@@ -52,6 +54,10 @@ type remoteGuard struct {
 	// envelope for another address on this node's own connections.
 	self    string
 	log     *slog.Logger
+	// cross are the futures waiting for a reply from a node of another
+	// jurisdiction (raftPeers records them): the only futures such a peer
+	// may reach.
+	cross   *crossFutures
 	dropped atomic.Uint64
 	// refusedStreams counts the streams ended for a malformed message.
 	refusedStreams atomic.Uint64
@@ -247,7 +253,7 @@ func checkPayload(mt protoreflect.MessageType, data []byte) error {
 func (g *remoteGuard) filter(b *remote.MessageBatch, from pki.Identity) {
 	kept := b.Envelopes[:0]
 	for _, e := range b.Envelopes {
-		if g.crossAllowed(b, e) {
+		if g.crossAllowed(b, e, from) {
 			kept = append(kept, e)
 			continue
 		}
@@ -258,7 +264,7 @@ func (g *remoteGuard) filter(b *remote.MessageBatch, from pki.Identity) {
 	b.Envelopes = kept
 }
 
-func (g *remoteGuard) crossAllowed(b *remote.MessageBatch, e *remote.MessageEnvelope) bool {
+func (g *remoteGuard) crossAllowed(b *remote.MessageBatch, e *remote.MessageEnvelope, from pki.Identity) bool {
 	if e.Target < 0 || int(e.Target) >= len(b.Targets) || e.TypeId < 0 || int(e.TypeId) >= len(b.TypeNames) {
 		return false
 	}
@@ -268,7 +274,9 @@ func (g *remoteGuard) crossAllowed(b *remote.MessageBatch, e *remote.MessageEnve
 	}
 	switch {
 	case strings.HasPrefix(t.Id, futurePrefix):
-		return true // a reply: it can only complete a future this node made
+		// A reply: only to a future this node opened for a request to that
+		// very node (its certificate), and only of the type it waits for.
+		return g.cross.expects(t.Id, from.NodeID, b.TypeNames[e.TypeId])
 	case t.Id == raftActorName:
 		return b.TypeNames[e.TypeId] == nodeStatusType
 	}
