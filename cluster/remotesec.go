@@ -52,8 +52,8 @@ type remoteGuard struct {
 	// self is this node's actor address (host:port), the only address a peer of
 	// another jurisdiction may target: the remote would otherwise forward an
 	// envelope for another address on this node's own connections.
-	self    string
-	log     *slog.Logger
+	self string
+	log  *slog.Logger
 	// cross are the futures waiting for a reply from a node of another
 	// jurisdiction (raftPeers records them): the only futures such a peer
 	// may reach.
