@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/barberpro/edge/actors"
 	"github.com/barberpro/edge/cluster/membership"
@@ -216,7 +215,9 @@ func (n *Node) Start() (err error) {
 		remote.Configure(bind, n.cfg.ActorPort,
 			remote.WithServerOptions(n.guard.serverOptions(n.tls)...),
 			remote.WithDialOptions(
-				grpc.WithTransportCredentials(credentials.NewTLS(n.tls.ClientTLS(pki.AnyNode))),
+				// Only to the verified member at the dialed address, whose
+				// certificate must name that member (node id, jurisdiction).
+				grpc.WithTransportCredentials(&memberCreds{tls: n.tls, members: n.verified}),
 				grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 					return n.dialer().DialContext(ctx, "tcp", addr)
 				}))),
