@@ -52,6 +52,9 @@ type Node struct {
 	http     *http.Server
 	httpLn   net.Listener
 	peerHTTP *http.Server
+	// peerMux serves the peer listener: this node's Meta, then the edge's
+	// peer handler.
+	peerMux *peerMux
 	// relayBase carries relays and fan-out to verified peers (dialPeer).
 	relayBase *http.Transport
 	peerLn    net.Listener
@@ -163,6 +166,12 @@ func (n *Node) Start() (err error) {
 	if k, _ := n.members.Join(remembered); k > 0 {
 		n.log.Info("rejoined gossip through remembered peers", "answered", k)
 	}
+
+	// The peer listener answers this node's own Meta from now on (what other
+	// nodes' probers compare with gossip), and relays once the API is up.
+	n.peerMux = &peerMux{meta: n.members.LocalMeta}
+	n.peerHTTP = n.httpServer(n.peerMux)
+	n.serve(n.peerHTTP, n.peerLn)
 
 	// Other members' certificate identities: until verified, a member is nobody.
 	n.prober = newProber(n.members, n.tls, n.dialer(), n.cfg.ID, n.log.With("component", "verify"))
@@ -323,23 +332,24 @@ func (n *Node) serveHTTP() (err error) {
 	// The peer listener (mutual TLS, nodes of the CA only) takes the requests
 	// other nodes relay: only there is ForwardedByHeader honoured, and the rate
 	// limits, applied where the client called, are not applied again.
-	n.peerHTTP = n.httpServer(srv.PeerHandler())
-	for _, s := range []struct {
-		srv *http.Server
-		ln  net.Listener
-	}{{n.http, n.httpLn}, {n.peerHTTP, n.peerLn}} {
-		go func() {
-			// A Shutdown (Stop, Leave) is not a failure: Done then yields what
-			// Leave reports, or nothing for Stop.
-			if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
-				select {
-				case n.served <- err:
-				default:
-				}
-			}
-		}()
-	}
+	peer := srv.PeerHandler()
+	n.peerMux.edge.Store(&peer)
+	n.serve(n.http, n.httpLn)
 	return nil
+}
+
+// serve runs srv on ln until it is shut down; a failure is what Done yields.
+func (n *Node) serve(srv *http.Server, ln net.Listener) {
+	go func() {
+		// A Shutdown (Stop, Leave) is not a failure: Done then yields what
+		// Leave reports, or nothing for Stop.
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			select {
+			case n.served <- err:
+			default:
+			}
+		}
+	}()
 }
 
 func (n *Node) httpServer(h http.Handler) *http.Server {
