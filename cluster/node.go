@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/barberpro/edge/actors"
 	"github.com/barberpro/edge/cluster/membership"
@@ -53,6 +52,9 @@ type Node struct {
 	http     *http.Server
 	httpLn   net.Listener
 	peerHTTP *http.Server
+	// peerMux serves the peer listener: this node's Meta, then the edge's
+	// peer handler.
+	peerMux *peerMux
 	// relayBase carries relays and fan-out to verified peers (dialPeer).
 	relayBase *http.Transport
 	peerLn    net.Listener
@@ -165,13 +167,20 @@ func (n *Node) Start() (err error) {
 		n.log.Info("rejoined gossip through remembered peers", "answered", k)
 	}
 
+	// The peer listener answers this node's own Meta from now on (what other
+	// nodes' probers compare with gossip), and relays once the API is up.
+	n.peerMux = &peerMux{meta: n.members.LocalMeta}
+	n.peerHTTP = n.httpServer(n.peerMux)
+	n.serve(n.peerHTTP, n.peerLn)
+
 	// Other members' certificate identities: until verified, a member is nobody.
 	n.prober = newProber(n.members, n.tls, n.dialer(), n.cfg.ID, n.log.With("component", "verify"))
 	n.verified = &verifiedMembers{Membership: n.members, prober: n.prober}
 
 	// 2. The actor system, so the store can forward to its leader over it.
 	n.system = placement.NewActorSystem(n.members.Local().MemberID(), n.log.With("component", "actors"), slog.LevelWarn)
-	n.peers = &raftPeers{system: n.system, members: n.verified, timeout: n.cfg.ForwardTimeout}
+	cross := newCrossFutures()
+	n.peers = &raftPeers{system: n.system, members: n.verified, timeout: n.cfg.ForwardTimeout, jurisdiction: jur, cross: cross}
 
 	// 3. The jurisdiction's Raft store, as server NodeID@DiskID. It never
 	// bootstraps on open: founding is decided later (foundWhenDue) by the
@@ -210,12 +219,14 @@ func (n *Node) Start() (err error) {
 	if n.lookup, err = placement.NewLookup(lc); err != nil {
 		return err
 	}
-	n.guard = &remoteGuard{jurisdiction: jur, self: hostPort(bind, n.cfg.ActorPort), log: n.log.With("component", "actor-remote")}
+	n.guard = &remoteGuard{jurisdiction: jur, self: hostPort(bind, n.cfg.ActorPort), cross: cross, log: n.log.With("component", "actor-remote")}
 	pc := protocluster.Configure("barberpro", provider, n.lookup,
 		remote.Configure(bind, n.cfg.ActorPort,
 			remote.WithServerOptions(n.guard.serverOptions(n.tls)...),
 			remote.WithDialOptions(
-				grpc.WithTransportCredentials(credentials.NewTLS(n.tls.ClientTLS(pki.AnyNode))),
+				// Only to the verified member at the dialed address, whose
+				// certificate must name that member (node id, jurisdiction).
+				grpc.WithTransportCredentials(&memberCreds{tls: n.tls, members: n.verified}),
 				grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 					return n.dialer().DialContext(ctx, "tcp", addr)
 				}))),
@@ -321,23 +332,24 @@ func (n *Node) serveHTTP() (err error) {
 	// The peer listener (mutual TLS, nodes of the CA only) takes the requests
 	// other nodes relay: only there is ForwardedByHeader honoured, and the rate
 	// limits, applied where the client called, are not applied again.
-	n.peerHTTP = n.httpServer(srv.PeerHandler())
-	for _, s := range []struct {
-		srv *http.Server
-		ln  net.Listener
-	}{{n.http, n.httpLn}, {n.peerHTTP, n.peerLn}} {
-		go func() {
-			// A Shutdown (Stop, Leave) is not a failure: Done then yields what
-			// Leave reports, or nothing for Stop.
-			if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
-				select {
-				case n.served <- err:
-				default:
-				}
-			}
-		}()
-	}
+	peer := srv.PeerHandler()
+	n.peerMux.edge.Store(&peer)
+	n.serve(n.http, n.httpLn)
 	return nil
+}
+
+// serve runs srv on ln until it is shut down; a failure is what Done yields.
+func (n *Node) serve(srv *http.Server, ln net.Listener) {
+	go func() {
+		// A Shutdown (Stop, Leave) is not a failure: Done then yields what
+		// Leave reports, or nothing for Stop.
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			select {
+			case n.served <- err:
+			default:
+			}
+		}
+	}()
 }
 
 func (n *Node) httpServer(h http.Handler) *http.Server {

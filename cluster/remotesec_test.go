@@ -17,11 +17,14 @@ import (
 )
 
 // TestRemoteGuard_KeepsOnlyWhatCrossJurisdictionNeeds: of a batch from a peer of
-// another jurisdiction, only a NodeStatusRequest to barberpro-raft and a reply to a
-// future, both addressed to this node, get through.
+// another jurisdiction, only a NodeStatusRequest to barberpro-raft and the status
+// reply a future of this node waits for from that peer, both addressed to this
+// node, get through.
 func TestRemoteGuard_KeepsOnlyWhatCrossJurisdictionNeeds(t *testing.T) {
-	g := &remoteGuard{jurisdiction: "ar", self: "127.0.0.1:8090", log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	cross := newCrossFutures()
+	g := &remoteGuard{jurisdiction: "ar", self: "127.0.0.1:8090", cross: cross, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	name := func(m proto.Message) string { return string(proto.MessageName(m)) }
+	cross.open("future$abc", "us-1", name(&clusterv1.NodeStatusReply{}))
 	b := &remote.MessageBatch{
 		TypeNames: []string{name(&clusterv1.NodeStatusRequest{}), name(&clusterv1.ProposeRequest{}),
 			name(&clusterv1.RemoveServerRequest{}), name(&clusterv1.NodeStatusReply{}), "actors.v1.Book"},
@@ -40,7 +43,7 @@ func TestRemoteGuard_KeepsOnlyWhatCrossJurisdictionNeeds(t *testing.T) {
 		env(0, 0), // status request to raft: kept
 		env(0, 1), // proposal: dropped
 		env(0, 2), // removal: dropped
-		env(1, 3), // reply to a future: kept
+		env(1, 3), // status reply to the future waiting for us-1's: kept
 		env(2, 4), // calendar request: dropped
 		env(3, 0), // status request for another node: dropped
 		env(4, 3), // reply for another node's future: dropped

@@ -23,16 +23,24 @@ const (
 	// probeInterval is how often the prober looks for members to probe besides
 	// on every gossip event.
 	probeInterval = 500 * time.Millisecond
+	// probeMinGap bounds the probes of one member: gossip that keeps changing
+	// (a process re-gossiping a member's meta) costs at most one probe per gap.
+	probeMinGap = 250 * time.Millisecond
 )
 
-// prober learns each gossip member's certificate identity: a TLS handshake to the
-// member's peer listener (PeerAddr), verified against the cluster CA and the IP
-// dialed. A member is verified when its certificate names the node id, city and
-// jurisdiction it gossips, and every address it gossips is on an IP its certificate
-// holds. Gossip alone decides nothing: Raft admission (groupKeeper), actor placement
+// prober learns each gossip member's certificate identity and metadata: a TLS
+// handshake to the member's peer listener (PeerAddr), verified against the
+// cluster CA and the IP dialed, then, on that connection, the member's own Meta
+// (GET /_peer/meta). A member is verified when its certificate names the node
+// id, city and jurisdiction it gossips, every address it gossips is on an IP its
+// certificate holds, and what gossip says of it agrees in every field with what
+// it says of itself (boot and disk ids, cluster id, founded, leaving, kinds,
+// every address with its port): holding the gossip key lets a process say
+// anything about any member, but only the member's certificate answers there.
+// Gossip alone decides nothing: Raft admission (groupKeeper), actor placement
 // (verifiedMembers feeds placement's Provider and Lookup) and the router use only
-// verified members. A result is kept per member incarnation: node id, boot id and
-// the identity and addresses gossiped; any change of those is probed again.
+// verified members. A result holds for the whole Meta it was probed for: any
+// change of it is probed again, at most once per probeMinGap per member.
 type prober struct {
 	members *membership.Membership
 	tls     *tls.Config // ClientTLS(AnyNode): identity checked here, per member
@@ -46,17 +54,21 @@ type prober struct {
 }
 
 type probeResult struct {
-	key      string // incarnation the result is for
+	key      string // the gossiped Meta the result is for (incarnation)
 	verified bool
 	err      error
 	at       time.Time
 }
 
-// incarnation is what a probe result holds for: a restart (boot id), or a change of
-// claimed identity or address, needs a new probe.
+// incarnation is what a probe result holds for: the member's whole gossiped
+// Meta (its gossip encoding). Any change — a restart, a new disk, a claimed
+// identity, address, cluster id, flag or kind — needs a new probe.
 func incarnation(m membership.Member) string {
-	return fmt.Sprint(m.NodeID, "|", m.BootID, "|", m.Jurisdiction, "|", m.City, "|",
-		m.PeerAddr, "|", m.RaftAddr, "|", m.ActorAddr, "|", m.HTTPAddr)
+	b, err := m.Meta.MarshalBinary()
+	if err != nil {
+		return fmt.Sprint("unencodable|", m.NodeID, "|", err)
+	}
+	return string(b)
 }
 
 func newProber(members *membership.Membership, m *pki.Material, dialer *net.Dialer, self string, log *slog.Logger) *prober {
@@ -108,6 +120,9 @@ func (p *prober) probeDue(ctx context.Context) {
 		if ok && r.key == incarnation(m) && (r.verified || time.Since(r.at) < probeRetry) {
 			continue
 		}
+		if ok && time.Since(r.at) < probeMinGap {
+			continue
+		}
 		due = append(due, m)
 	}
 	p.mu.Unlock()
@@ -145,8 +160,9 @@ func (p *prober) record(m membership.Member, err error) {
 	}
 }
 
-// probe handshakes with m's peer listener and checks its certificate against what m
-// gossips.
+// probe handshakes with m's peer listener, checks its certificate against what m
+// gossips, then asks m for its own Meta on that connection and checks that gossip
+// agrees with it.
 func (p *prober) probe(ctx context.Context, m membership.Member) error {
 	if m.PeerAddr == "" {
 		return fmt.Errorf("%s gossips no peer address (an older build): cannot verify its certificate", m.NodeID)
@@ -173,7 +189,17 @@ func (p *prober) probe(ctx context.Context, m membership.Member) error {
 	if err != nil {
 		return err
 	}
-	return matchIdentity(m, id, cs.PeerCertificates[0].IPAddresses)
+	if err := matchIdentity(m, id, cs.PeerCertificates[0].IPAddresses); err != nil {
+		return err
+	}
+	own, err := fetchMeta(ctx, c, m.PeerAddr)
+	if err != nil {
+		return err
+	}
+	if d := metaDiff(m.Meta, own); len(d) > 0 {
+		return fmt.Errorf("%w: what gossip says of %s differs from what it says over mutual TLS in %v", pki.ErrNotAllowed, m.NodeID, d)
+	}
+	return nil
 }
 
 // matchIdentity checks the certificate identity id (valid for ips) against what m
