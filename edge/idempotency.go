@@ -72,7 +72,7 @@ func idempotencyOf(r *http.Request, canonical any, autoID string) (idempotency, 
 // they never see each other's replay. A plain hash, not an HMAC under a cluster
 // secret: it hides nothing from a store reader that the booking the record
 // names does not show in clear, and changing it would make retries in flight
-// across an upgrade miss their records (docs/SECURITY-people.md).
+// across an upgrade miss their records (docs/SECURITY.md).
 func subjectScope(ctx context.Context) string {
 	c, ok := callerOf(ctx)
 	if !ok {
