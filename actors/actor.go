@@ -652,7 +652,7 @@ func (a *calendarActor) onProposed(ctx actor.Context, m *proposed) {
 			}
 		case calendarv1.ErrorCode_ERROR_CODE_NOT_FOUND, calendarv1.ErrorCode_ERROR_CODE_INVALID_TRANSITION:
 			if o.kind == opCancel || o.kind == opReschedule {
-				a.reload("store disagreed about booking " + o.booking.GetId())
+				a.reload("store disagreed about a booking") // no ids in logs
 			}
 		}
 	} else {

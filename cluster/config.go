@@ -12,6 +12,8 @@ import (
 	"github.com/barberpro/edge/cluster/membership"
 	"github.com/barberpro/edge/cluster/placement"
 	"github.com/barberpro/edge/cluster/topology"
+	"github.com/barberpro/edge/edge"
+	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/storage"
 )
 
@@ -22,6 +24,7 @@ const (
 	DefaultGossipPort = 7946
 	DefaultRaftPort   = 7000
 	DefaultActorPort  = 8090
+	DefaultPeerPort   = 8081
 )
 
 // ErrBadConfig is wrapped by every error Validate returns.
@@ -47,14 +50,25 @@ type Config struct {
 	// ActorPort carries actor messages between nodes (protoactor remote, gRPC).
 	// Default 8090; 0 picks a free port.
 	ActorPort int
+	// PeerPort serves the API to other nodes (relays, fan-out) over mutual TLS
+	// only, and answers the certificate probes of other nodes. Default 8081 (next
+	// to the API); 0 picks a free port.
+	PeerPort int
+	// TLSDir holds the node's certificate material: ca.crt (the cluster CA),
+	// node.crt and node.key (`barberpro ca issue`). Required: every node-to-node
+	// channel is mutual TLS 1.3 against the cluster CA, and the node refuses to
+	// start when ID, City or City's jurisdiction disagree with its certificate,
+	// or the certificate does not hold Bind.
+	TLSDir string
+	// APITLS serves the public API over HTTPS (TLS 1.3) with the node
+	// certificate; no client certificate is asked for. Default off.
+	APITLS bool
 	// Join lists gossip addresses (host:port) of live members to join. Empty:
 	// the node starts a cluster of its own.
 	Join []string
 	// GossipKey encrypts gossip: 16, 24 or 32 bytes shared by every node.
-	// Required unless InsecureGossip.
+	// Required: no setting runs gossip in the clear.
 	GossipKey []byte
-	// InsecureGossip runs gossip unencrypted (tests and local experiments only).
-	InsecureGossip bool
 	// BootstrapExpect is how many nodes of the jurisdiction, all without Raft
 	// state, must be alive in gossip before one of them (the lowest node id)
 	// founds the jurisdiction's Raft group; the others are then added to it.
@@ -99,6 +113,22 @@ type Config struct {
 	ActorIdleTimeout time.Duration
 	// ShutdownTimeout bounds a graceful stop. Default 10 seconds.
 	ShutdownTimeout time.Duration
+	// TokenKeys is the path of the JSON Web Key Set that people's bearer tokens
+	// are verified against (`barberpro token init` writes one; an outside
+	// identity provider may publish another). Required: the API has no
+	// unauthenticated mode.
+	TokenKeys string
+	// TokenIssuer is the only iss a token may carry: auth.DefaultIssuer
+	// ("barberpro"), what `barberpro token issue` writes; an outside identity
+	// provider's own name for its tokens. Required.
+	TokenIssuer string
+	// TokenMaxTTL is the longest lifetime (exp − iat) of a token this node
+	// accepts; longer ones are refused even before they expire. Default
+	// auth.DefaultMaxTTL (30 days).
+	TokenMaxTTL time.Duration
+	// Limits are the API's rate limits, per token subject and per client IP
+	// without a token. Default edge.DefaultLimits().
+	Limits edge.Limits
 	// Clock is the node's time source. Default time.Now.
 	Clock func() time.Time
 	// Logger receives the node's JSON log lines. Default slog.Default().
@@ -113,6 +143,7 @@ func DefaultConfig() Config {
 		RaftPort:            DefaultRaftPort,
 		GossipPort:          DefaultGossipPort,
 		ActorPort:           DefaultActorPort,
+		PeerPort:            DefaultPeerPort,
 		Storage:             storage.DefaultConfig(),
 		Membership:          membership.DefaultConfig(),
 		Lookup:              placement.DefaultLookupConfig(),
@@ -123,6 +154,9 @@ func DefaultConfig() Config {
 		ActorIdleTimeout:    10 * time.Minute,
 		ShutdownTimeout:     10 * time.Second,
 		FoundingWait:        15 * time.Second,
+		TokenIssuer:         auth.DefaultIssuer,
+		TokenMaxTTL:         auth.DefaultMaxTTL,
+		Limits:              edge.DefaultLimits(),
 		Clock:               time.Now,
 		Logger:              slog.Default(),
 	}
@@ -132,11 +166,10 @@ func DefaultConfig() Config {
 // loopback: free ports and storage.LocalConfig().
 func LocalConfig() Config {
 	c := DefaultConfig()
-	c.HTTPPort, c.RaftPort, c.GossipPort, c.ActorPort = 0, 0, 0, 0
+	c.HTTPPort, c.RaftPort, c.GossipPort, c.ActorPort, c.PeerPort = 0, 0, 0, 0, 0
 	c.Storage = storage.LocalConfig()
 	c.Membership = membership.LocalConfig()
 	c.Lookup = placement.LocalLookupConfig()
-	c.InsecureGossip = true
 	c.DeadServerTimeout = 30 * time.Second
 	c.GroupCheckInterval = 250 * time.Millisecond
 	c.ShutdownTimeout = 3 * time.Second
@@ -149,19 +182,37 @@ func (c Config) Validate() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: %s", ErrBadConfig, fmt.Sprintf(format, a...))
 	}
+	top := c.Topology
+	if top == nil {
+		top = topology.Default()
+	}
 	switch {
 	case c.ID == "":
 		return bad("node id is required")
 	case c.City == "":
 		return bad("city is required")
+	}
+	// The node's identity first: a certificate and keys are checked against it.
+	if _, err := top.City(c.City); err != nil {
+		return bad("%v (known: %v)", err, top.CityNames())
+	}
+	switch {
 	case c.DataDir == "":
 		return bad("data dir is required")
+	case c.TokenKeys == "":
+		return bad("the token key set (--token-keys FILE) is required: `barberpro token init --dir DIR` makes DIR/keys.json")
+	case c.TokenIssuer == "":
+		return bad("the token issuer (--token-issuer) is required: %q for tokens of `barberpro token issue`, an outside identity provider's own name for its tokens", auth.DefaultIssuer)
+	case c.TokenMaxTTL <= 0:
+		return bad("the longest token lifetime (--token-max-ttl) must be positive")
+	case c.TLSDir == "":
+		return bad("tls dir is required (ca.crt, node.crt, node.key: `barberpro ca init` and `barberpro ca issue` make them)")
 	case net.ParseIP(c.Bind) == nil:
 		return bad("bind %q is not an IP address", c.Bind)
-	case !validPorts(c.HTTPPort, c.RaftPort, c.GossipPort, c.ActorPort):
+	case !validPorts(c.HTTPPort, c.RaftPort, c.GossipPort, c.ActorPort, c.PeerPort):
 		return bad("ports must be in 0..65535 and differ from each other")
-	case !c.InsecureGossip && !slices.Contains([]int{16, 24, 32}, len(c.GossipKey)):
-		return bad("the gossip key must be 16, 24 or 32 bytes (got %d)", len(c.GossipKey))
+	case !slices.Contains([]int{16, 24, 32}, len(c.GossipKey)):
+		return bad("the gossip key must be 16, 24 or 32 bytes (got %d): make one with `head -c 32 /dev/urandom | base64` and pass it as --gossip-key or BARBERPRO_GOSSIP_KEY", len(c.GossipKey))
 	case c.ActorIdleTimeout <= 0 || c.ShutdownTimeout <= 0 || c.ActorRequestTimeout <= 0 ||
 		c.ForwardTimeout <= 0 || c.DeadServerTimeout <= 0 || c.GroupCheckInterval <= 0:
 		return bad("timeouts must be positive")
@@ -172,12 +223,8 @@ func (c Config) Validate() error {
 	case c.Clock == nil || c.Logger == nil:
 		return bad("clock and logger are required")
 	}
-	top := c.Topology
-	if top == nil {
-		top = topology.Default()
-	}
-	if _, err := top.City(c.City); err != nil {
-		return bad("%v (known: %v)", err, top.CityNames())
+	if err := c.Limits.Validate(); err != nil {
+		return bad("%v", err)
 	}
 	return nil
 }

@@ -15,7 +15,6 @@ import (
 
 	"github.com/barberpro/edge/cluster"
 	"github.com/barberpro/edge/cluster/clustertest"
-	"github.com/barberpro/edge/edge/client"
 )
 
 func waitClusterID(t *testing.T, n *cluster.Node) string {
@@ -45,7 +44,7 @@ func Test_ForkedNodeRestartIsNotMerged(t *testing.T) {
 	ydir := t.TempDir()
 	y1 := clustertest.MustStartNode(t, func(c *cluster.Config) { c.DataDir = ydir })
 	yid := waitClusterID(t, y1)
-	p := newProvider(t, client.New(y1.URL(), nil), svc("corte", 30, 0))
+	p := newProvider(t, clustertest.Operator(t, y1), svc("corte", 30, 0))
 	if err := y1.Stop(); err != nil {
 		t.Fatalf("stop y1: %v", err)
 	}
@@ -54,6 +53,9 @@ func Test_ForkedNodeRestartIsNotMerged(t *testing.T) {
 	cfg.ID, cfg.City, cfg.BootstrapExpect, cfg.DataDir = "ba-1", "buenos-aires", 1, ydir
 	cfg.Join = []string{x.GossipAddr()}
 	cfg.Logger = clustertest.Logger()
+	cfg.TokenKeys = clustertest.KeySet(t)
+	cfg.GossipKey = clustertest.GossipKey(t)
+	cfg.TLSDir = clustertest.MustTLSDir(t, cfg.ID, cfg.City, cfg.Bind)
 	y2, err := cluster.New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -121,27 +122,74 @@ func remoteErr(kinds []string, detail string) error {
 // the storage.Forwarder of a node, and the way `cluster remove` and `cluster
 // status` reach a group's leader and members.
 type raftPeers struct {
-	system  *actor.ActorSystem
-	members *membership.Membership
+	system *actor.ActorSystem
+	// members are the verified members (verifiedMembers): requests, which carry
+	// commands, go only to a node whose certificate names what it gossips.
+	members memberLister
 	timeout time.Duration
+	// jurisdiction is this node's; a request to a node of another one is
+	// recorded in cross while it waits, so the actor remote lets that node's
+	// reply (of the expected type) reach its future and nothing else.
+	jurisdiction string
+	cross        *crossFutures
+}
+
+// crossFutures are the futures of requests this node sent to nodes of other
+// jurisdictions (only raftPeers.Status is ever asked across): future id -> the
+// node whose certificate may answer and the type of the answer. remoteGuard lets
+// a peer of another jurisdiction reach a future only through this table.
+type crossFutures struct {
+	mu sync.Mutex
+	m  map[string]crossFuture
+}
+
+type crossFuture struct {
+	node, reply string
+}
+
+func newCrossFutures() *crossFutures { return &crossFutures{m: map[string]crossFuture{}} }
+
+func (c *crossFutures) open(id, node, reply string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m[id] = crossFuture{node: node, reply: reply}
+}
+
+func (c *crossFutures) close(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, id)
+}
+
+// expects reports whether future id waits for a reply of type reply from node.
+func (c *crossFutures) expects(id, node, reply string) bool {
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, ok := c.m[id]
+	return ok && f.node == node && f.reply == reply
 }
 
 var _ storage.Forwarder = (*raftPeers)(nil)
 
-// pid is the raft actor of the live member whose node id is nodeID.
-func (p *raftPeers) pid(nodeID string) (*actor.PID, error) {
+// pid is the raft actor of the live, verified member whose node id is nodeID,
+// and that member's jurisdiction.
+func (p *raftPeers) pid(nodeID string) (*actor.PID, string, error) {
 	for _, m := range p.members.Members() {
 		if m.NodeID == nodeID && m.ActorAddr != "" {
-			return actor.NewPID(m.ActorAddr, raftActorName), nil
+			return actor.NewPID(m.ActorAddr, raftActorName), m.Jurisdiction, nil
 		}
 	}
-	return nil, fmt.Errorf("%w: %q", ErrNoSuchNode, nodeID)
+	return nil, "", fmt.Errorf("%w: %q", ErrNoSuchNode, nodeID)
 }
 
-// request sends msg to nodeID's raft actor and waits for the answer, bounded by
-// ctx and p.timeout.
-func (p *raftPeers) request(ctx context.Context, nodeID string, msg proto.Message) (any, error) {
-	pid, err := p.pid(nodeID)
+// request sends msg to nodeID's raft actor and waits for the answer (of the
+// type of reply), bounded by ctx and p.timeout. To a node of another
+// jurisdiction, the future is recorded in p.cross while it waits.
+func (p *raftPeers) request(ctx context.Context, nodeID string, msg, reply proto.Message) (any, error) {
+	pid, jur, err := p.pid(nodeID)
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +200,16 @@ func (p *raftPeers) request(ctx context.Context, nodeID string, msg proto.Messag
 	if timeout <= 0 {
 		return nil, context.DeadlineExceeded
 	}
-	f := p.system.Root.RequestFuture(pid, msg, timeout)
+	f := actor.NewFuture(p.system, timeout)
+	if jur != p.jurisdiction {
+		if p.cross == nil {
+			return nil, fmt.Errorf("cluster: request to %s: another jurisdiction", nodeID)
+		}
+		id := f.PID().Id
+		p.cross.open(id, nodeID, string(proto.MessageName(reply)))
+		defer p.cross.close(id)
+	}
+	p.system.Root.RequestWithCustomSender(pid, msg, f.PID())
 	type answer struct {
 		v   any
 		err error
@@ -179,7 +236,7 @@ func deadlineMs(ctx context.Context, def time.Duration) int64 {
 
 // Propose forwards cmd to the leader; see storage.Forwarder.
 func (p *raftPeers) Propose(ctx context.Context, leader raft.ServerID, _ raft.ServerAddress, cmd *bookingv1.Command) (*bookingv1.CommandResult, error) {
-	res, err := p.request(ctx, membership.NodeOf(string(leader)), &clusterv1.ProposeRequest{Command: cmd, TimeoutMs: deadlineMs(ctx, p.timeout)})
+	res, err := p.request(ctx, membership.NodeOf(string(leader)), &clusterv1.ProposeRequest{Command: cmd, TimeoutMs: deadlineMs(ctx, p.timeout)}, &clusterv1.ProposeReply{})
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +249,7 @@ func (p *raftPeers) Propose(ctx context.Context, leader raft.ServerID, _ raft.Se
 
 // ReadIndex asks the leader for a safe read index; see storage.Forwarder.
 func (p *raftPeers) ReadIndex(ctx context.Context, leader raft.ServerID, _ raft.ServerAddress) (uint64, error) {
-	res, err := p.request(ctx, membership.NodeOf(string(leader)), &clusterv1.ReadIndexRequest{TimeoutMs: deadlineMs(ctx, p.timeout)})
+	res, err := p.request(ctx, membership.NodeOf(string(leader)), &clusterv1.ReadIndexRequest{TimeoutMs: deadlineMs(ctx, p.timeout)}, &clusterv1.ReadIndexReply{})
 	if err != nil {
 		return 0, err
 	}
@@ -206,7 +263,7 @@ func (p *raftPeers) ReadIndex(ctx context.Context, leader raft.ServerID, _ raft.
 // RemoveNode asks the node leader (the group's leader) to remove every server
 // of node from its group.
 func (p *raftPeers) RemoveNode(ctx context.Context, leader, node string) error {
-	res, err := p.request(ctx, leader, &clusterv1.RemoveServerRequest{NodeId: node, TimeoutMs: deadlineMs(ctx, p.timeout)})
+	res, err := p.request(ctx, leader, &clusterv1.RemoveServerRequest{NodeId: node, TimeoutMs: deadlineMs(ctx, p.timeout)}, &clusterv1.RemoveServerReply{})
 	if err != nil {
 		return err
 	}
@@ -219,7 +276,7 @@ func (p *raftPeers) RemoveNode(ctx context.Context, leader, node string) error {
 
 // Status asks nodeID for its view of its Raft group.
 func (p *raftPeers) Status(ctx context.Context, nodeID string) (*clusterv1.NodeStatusReply, error) {
-	res, err := p.request(ctx, nodeID, &clusterv1.NodeStatusRequest{})
+	res, err := p.request(ctx, nodeID, &clusterv1.NodeStatusRequest{}, &clusterv1.NodeStatusReply{})
 	if err != nil {
 		return nil, err
 	}

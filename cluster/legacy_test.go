@@ -41,6 +41,9 @@ func Test_LegacyDataDirStillServes(t *testing.T) {
 		c := cluster.LocalConfig()
 		c.ID, c.City, c.BootstrapExpect, c.DataDir, c.FoundingWait = "ba-1", "buenos-aires", 1, dir, 0
 		c.Logger = clustertest.Logger()
+		c.TokenKeys = clustertest.KeySet(t)
+		c.GossipKey = clustertest.GossipKey(t)
+		c.TLSDir = clustertest.MustTLSDir(t, c.ID, c.City, c.Bind)
 		return c
 	}())
 	if err != nil {

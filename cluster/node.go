@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -17,13 +19,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/barberpro/edge/actors"
 	"github.com/barberpro/edge/cluster/membership"
+	"github.com/barberpro/edge/cluster/pki"
 	"github.com/barberpro/edge/cluster/placement"
 	"github.com/barberpro/edge/cluster/topology"
 	"github.com/barberpro/edge/edge"
+	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/storage"
 )
 
@@ -48,7 +51,20 @@ type Node struct {
 	lookup   *placement.Lookup
 	http     *http.Server
 	httpLn   net.Listener
-	registry *prometheus.Registry
+	peerHTTP *http.Server
+	// peerMux serves the peer listener: this node's Meta, then the edge's
+	// peer handler.
+	peerMux *peerMux
+	// relayBase carries relays and fan-out to verified peers (dialPeer).
+	relayBase *http.Transport
+	peerLn    net.Listener
+	tls       *pki.Material
+	prober    *prober
+	verified  *verifiedMembers
+	guard     *remoteGuard
+	registry  *prometheus.Registry
+	// tokens verifies people's bearer tokens (Config.TokenKeys).
+	tokens *auth.Verifier
 
 	cancel context.CancelFunc
 	bg     sync.WaitGroup
@@ -62,9 +78,13 @@ type Node struct {
 	leaving    chan struct{}
 	// events are this node's recent group-keeping actions (cluster status).
 	events *eventLog
+
+	// leaveStarted is set by the first POST /v1/cluster/leave.
+	leaveStarted atomic.Bool
 }
 
-// New checks cfg and prepares a node; it opens nothing and starts no goroutine.
+// New checks cfg, reads its token key set (Config.TokenKeys) and prepares a
+// node; it opens nothing else and starts no goroutine.
 func New(cfg Config) (*Node, error) {
 	if cfg.Topology == nil {
 		cfg.Topology = topology.Default()
@@ -73,8 +93,12 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	city, _ := cfg.Topology.City(cfg.City)
+	tokens, err := auth.LoadKeySetWith(cfg.TokenKeys, auth.VerifierOptions{Issuer: cfg.TokenIssuer, MaxTTL: cfg.TokenMaxTTL})
+	if err != nil {
+		return nil, fmt.Errorf("%w: token keys (--token-keys; `barberpro token init --dir DIR` makes DIR/keys.json): %w", ErrBadConfig, err)
+	}
 	log := cfg.Logger.With("node", cfg.ID, "city", cfg.City)
-	return &Node{cfg: cfg, city: city, log: log, served: make(chan error, 1), leaving: make(chan struct{}),
+	return &Node{cfg: cfg, city: city, log: log, tokens: tokens, served: make(chan error, 1), leaving: make(chan struct{}),
 		events: &eventLog{max: 32}}, nil
 }
 
@@ -89,12 +113,17 @@ func (n *Node) Start() (err error) {
 	if err := os.MkdirAll(n.cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("cluster: data dir: %w", err)
 	}
-	if err := n.resolvePorts(); err != nil {
-		return err
-	}
 	bind := n.cfg.Bind
 	jur := n.city.Jurisdiction
 	kind := CalendarKind(jur)
+	// The certificate is the node's identity: flags that disagree with it stop
+	// the node before it opens anything.
+	if n.tls, err = loadMaterial(n.cfg.TLSDir, n.cfg.ID, n.cfg.City, jur, bind); err != nil {
+		return err
+	}
+	if err := n.resolvePorts(); err != nil {
+		return err
+	}
 
 	// 0. The data dir's identity: a new disk is a new Raft server.
 	// Whether it holds state and of which group are gossiped from the first
@@ -107,16 +136,22 @@ func (n *Node) Start() (err error) {
 	}
 	disk := ident.DiskID
 
+	// The peer listener (mutual TLS) answers other nodes' certificate probes
+	// from the first gossip message on; it serves relays once the API is up.
+	if n.peerLn, err = tls.Listen("tcp", hostPort(bind, n.cfg.PeerPort), n.tls.ServerTLS(pki.AnyNode)); err != nil {
+		return fmt.Errorf("cluster: peer listen: %w", err)
+	}
+
 	// 1. Gossip: who is out there.
 	mc := n.cfg.Membership
 	mc.Meta = membership.Meta{
 		NodeID: n.cfg.ID, City: n.cfg.City, Jurisdiction: jur,
 		RaftAddr: hostPort(bind, n.cfg.RaftPort), ActorAddr: hostPort(bind, n.cfg.ActorPort),
-		HTTPAddr: hostPort(bind, n.cfg.HTTPPort), DiskID: disk,
+		HTTPAddr: hostPort(bind, n.cfg.HTTPPort), PeerAddr: hostPort(bind, n.cfg.PeerPort), DiskID: disk,
 		Founded: ident.HasState, ClusterID: ident.ClusterID,
 	}
 	mc.BindAddr, mc.BindPort, mc.Join = bind, n.cfg.GossipPort, n.cfg.Join
-	mc.SecretKey, mc.Insecure = n.cfg.GossipKey, n.cfg.InsecureGossip
+	mc.SecretKey = n.cfg.GossipKey
 	mc.Logger = n.log.With("component", "membership")
 	if n.members, err = membership.New(mc); err != nil {
 		return fmt.Errorf("cluster: membership: %w", err)
@@ -132,9 +167,20 @@ func (n *Node) Start() (err error) {
 		n.log.Info("rejoined gossip through remembered peers", "answered", k)
 	}
 
+	// The peer listener answers this node's own Meta from now on (what other
+	// nodes' probers compare with gossip), and relays once the API is up.
+	n.peerMux = &peerMux{meta: n.members.LocalMeta}
+	n.peerHTTP = n.httpServer(n.peerMux)
+	n.serve(n.peerHTTP, n.peerLn)
+
+	// Other members' certificate identities: until verified, a member is nobody.
+	n.prober = newProber(n.members, n.tls, n.dialer(), n.cfg.ID, n.log.With("component", "verify"))
+	n.verified = &verifiedMembers{Membership: n.members, prober: n.prober}
+
 	// 2. The actor system, so the store can forward to its leader over it.
 	n.system = placement.NewActorSystem(n.members.Local().MemberID(), n.log.With("component", "actors"), slog.LevelWarn)
-	n.peers = &raftPeers{system: n.system, members: n.members, timeout: n.cfg.ForwardTimeout}
+	cross := newCrossFutures()
+	n.peers = &raftPeers{system: n.system, members: n.verified, timeout: n.cfg.ForwardTimeout, jurisdiction: jur, cross: cross}
 
 	// 3. The jurisdiction's Raft store, as server NodeID@DiskID. It never
 	// bootstraps on open: founding is decided later (foundWhenDue) by the
@@ -143,6 +189,7 @@ func (n *Node) Start() (err error) {
 	sc.NodeID, sc.DataDir, sc.RaftAddr = mc.Meta.ServerID(), n.cfg.DataDir, hostPort(bind, n.cfg.RaftPort)
 	sc.Bootstrap = false
 	sc.Clock, sc.Forwarder = n.cfg.Clock, n.peers
+	sc.RaftTLS = n.tls.PeerTLS(pki.SameJurisdiction(jur))
 	sc.Logger = n.log.With("component", "storage")
 	if n.store, err = storage.Open(sc); err != nil {
 		return fmt.Errorf("cluster: open store: %w", err)
@@ -163,21 +210,26 @@ func (n *Node) Start() (err error) {
 	if n.cals, err = actors.New(ac); err != nil {
 		return fmt.Errorf("cluster: calendars: %w", err)
 	}
-	provider, err := placement.NewProvider(placement.ProviderConfig{Membership: n.members, Logger: n.log.With("component", "placement")})
+	provider, err := placement.NewProvider(placement.ProviderConfig{Membership: n.verified, Logger: n.log.With("component", "placement")})
 	if err != nil {
 		return err
 	}
 	lc := n.cfg.Lookup
-	lc.Directory, lc.Logger = n.members, n.log.With("component", "placement")
+	lc.Directory, lc.Logger = n.verified, n.log.With("component", "placement")
 	if n.lookup, err = placement.NewLookup(lc); err != nil {
 		return err
 	}
+	n.guard = &remoteGuard{jurisdiction: jur, self: hostPort(bind, n.cfg.ActorPort), cross: cross, log: n.log.With("component", "actor-remote")}
 	pc := protocluster.Configure("barberpro", provider, n.lookup,
-		remote.Configure(bind, n.cfg.ActorPort, remote.WithDialOptions(
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-				return n.dialer().DialContext(ctx, "tcp", addr)
-			}))),
+		remote.Configure(bind, n.cfg.ActorPort,
+			remote.WithServerOptions(n.guard.serverOptions(n.tls)...),
+			remote.WithDialOptions(
+				// Only to the verified member at the dialed address, whose
+				// certificate must name that member (node id, jurisdiction).
+				grpc.WithTransportCredentials(&memberCreds{tls: n.tls, members: n.verified}),
+				grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+					return n.dialer().DialContext(ctx, "tcp", addr)
+				}))),
 		protocluster.WithKinds(protocluster.NewKind(kind, n.cals.Props())),
 		protocluster.WithRequestTimeout(n.cfg.ActorRequestTimeout),
 		placement.GossipOff())
@@ -193,10 +245,11 @@ func (n *Node) Start() (err error) {
 	// 5. Keep the Raft group in step with gossip.
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	keeper := &groupKeeper{store: n.store, members: n.members, peers: n.peers, jurisdiction: jur,
+	keeper := &groupKeeper{store: n.store, members: n.members, verified: n.prober, peers: n.peers, jurisdiction: jur,
 		deadAfter: n.cfg.DeadServerTimeout, interval: n.cfg.GroupCheckInterval,
 		log: n.log.With("component", "raft-group"), events: n.events}
-	n.bg.Add(3)
+	n.bg.Add(4)
+	go func() { defer n.bg.Done(); n.prober.run(ctx) }()
 	go func() { defer n.bg.Done(); keeper.run(ctx) }()
 	go func() { defer n.bg.Done(); n.keepPeers(ctx, remembered) }()
 	go func() { defer n.bg.Done(); n.foundWhenDue(ctx) }()
@@ -205,7 +258,7 @@ func (n *Node) Start() (err error) {
 	if err := n.serveHTTP(); err != nil {
 		return err
 	}
-	n.log.Info("node started", "http", n.HTTPAddr(), "raft", sc.RaftAddr, "gossip", n.members.GossipAddr(),
+	n.log.Info("node started", "http", n.HTTPAddr(), "peer", n.peerLn.Addr().String(), "api_tls", n.cfg.APITLS, "raft", sc.RaftAddr, "gossip", n.members.GossipAddr(),
 		"actors", hostPort(bind, n.cfg.ActorPort), "data_dir", n.cfg.DataDir, "jurisdiction", jur,
 		"server", sc.NodeID, "bootstrap_expect", n.cfg.BootstrapExpect, "cluster_id", n.store.ClusterID())
 	return nil
@@ -231,7 +284,7 @@ func startMember(c *protocluster.Cluster) (err error) {
 // resolvePorts replaces every zero port with a free one, so the addresses the node
 // gossips are the ones it listens on.
 func (n *Node) resolvePorts() error {
-	for _, p := range []*int{&n.cfg.HTTPPort, &n.cfg.RaftPort, &n.cfg.GossipPort, &n.cfg.ActorPort} {
+	for _, p := range []*int{&n.cfg.HTTPPort, &n.cfg.RaftPort, &n.cfg.GossipPort, &n.cfg.ActorPort, &n.cfg.PeerPort} {
 		if *p != 0 {
 			continue
 		}
@@ -253,15 +306,17 @@ func (n *Node) serveHTTP() (err error) {
 	ec := edge.DefaultConfig()
 	ec.NodeID, ec.City, ec.Topology = n.cfg.ID, n.cfg.City, n.cfg.Topology
 	ec.Store, ec.Calendars = n.store, n.cals
-	ec.Router = &router{members: n.members, jurisdiction: n.city.Jurisdiction}
+	ec.Router = &router{members: n.verified, jurisdiction: n.city.Jurisdiction}
 	ec.Placement, ec.Members, ec.Ready = n.placement, n.memberList, n.Ready
 	ec.Status, ec.Leave, ec.Remove = n.status, n.leaveAsync, n.remove
 	ec.Clock, ec.Registry = n.cfg.Clock, n.registry
-	ec.PeerTransport = &relayTransport{members: n.members, tries: 2, base: &http.Transport{
-		DialContext:         n.dialer().DialContext,
+	ec.Auth, ec.Limits, ec.PeerNode = n.tokens, n.cfg.Limits, peerNode
+	n.relayBase = &http.Transport{
+		DialTLSContext:      n.dialPeer,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     time.Minute,
-	}}
+	}
+	ec.PeerTransport = &relayTransport{members: n.verified, tries: 2, base: n.relayBase}
 	ec.Logger = n.log.With("component", "edge")
 	srv, err := edge.New(ec)
 	if err != nil {
@@ -270,22 +325,42 @@ func (n *Node) serveHTTP() (err error) {
 	if n.httpLn, err = net.Listen("tcp", hostPort(n.cfg.Bind, n.cfg.HTTPPort)); err != nil {
 		return fmt.Errorf("cluster: http listen: %w", err)
 	}
-	n.http = &http.Server{
-		Handler:           srv.Handler(),
+	if n.cfg.APITLS {
+		n.httpLn = tls.NewListener(n.httpLn, n.tls.APITLS())
+	}
+	n.http = n.httpServer(srv.Handler())
+	// The peer listener (mutual TLS, nodes of the CA only) takes the requests
+	// other nodes relay: only there is ForwardedByHeader honoured, and the rate
+	// limits, applied where the client called, are not applied again.
+	peer := srv.PeerHandler()
+	n.peerMux.edge.Store(&peer)
+	n.serve(n.http, n.httpLn)
+	return nil
+}
+
+// serve runs srv on ln until it is shut down; a failure is what Done yields.
+func (n *Node) serve(srv *http.Server, ln net.Listener) {
+	go func() {
+		// A Shutdown (Stop, Leave) is not a failure: Done then yields what
+		// Leave reports, or nothing for Stop.
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			select {
+			case n.served <- err:
+			default:
+			}
+		}
+	}()
+}
+
+func (n *Node) httpServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
 	}
-	go func() {
-		// A Shutdown (Stop, Leave) is not a failure: Done then yields what Leave
-		// reports, or nothing for Stop.
-		if err := n.http.Serve(n.httpLn); !errors.Is(err, http.ErrServerClosed) {
-			n.served <- err
-		}
-	}()
-	return nil
 }
 
 // ID is the node's id.
@@ -299,8 +374,28 @@ func (n *Node) HTTPAddr() string {
 	return n.httpLn.Addr().String()
 }
 
-// URL is the API's base URL, once started.
-func (n *Node) URL() string { return "http://" + n.HTTPAddr() }
+// URL is the API's base URL, once started: https with APITLS.
+func (n *Node) URL() string {
+	if n.cfg.APITLS {
+		return "https://" + n.HTTPAddr()
+	}
+	return "http://" + n.HTTPAddr()
+}
+
+// PeerAddr is the address of the peer listener (mutual TLS), once started.
+func (n *Node) PeerAddr() string {
+	if n.peerLn == nil {
+		return ""
+	}
+	return n.peerLn.Addr().String()
+}
+
+// RaftAddr is the address of the node's Raft transport (mutual TLS), once started.
+func (n *Node) RaftAddr() string { return hostPort(n.cfg.Bind, n.cfg.RaftPort) }
+
+// ActorAddr is the address of the node's actor remote (gRPC, mutual TLS), once
+// started.
+func (n *Node) ActorAddr() string { return hostPort(n.cfg.Bind, n.cfg.ActorPort) }
 
 // GossipAddr is the address other nodes --join, once started.
 func (n *Node) GossipAddr() string { return n.members.GossipAddr() }
@@ -340,6 +435,11 @@ func (n *Node) Stop() error {
 			errs = append(errs, n.http.Shutdown(ctx))
 		} else if n.httpLn != nil {
 			errs = append(errs, n.httpLn.Close())
+		}
+		if n.peerHTTP != nil {
+			errs = append(errs, n.peerHTTP.Shutdown(ctx))
+		} else if n.peerLn != nil {
+			errs = append(errs, n.peerLn.Close())
 		}
 		if n.cancel != nil {
 			n.cancel()
@@ -434,10 +534,9 @@ func (n *Node) removeSelf(ctx context.Context) error {
 // leaveAsync serves POST /v1/cluster/leave: the answer goes out first, then the
 // node leaves and its process ends (Done yields nil).
 func (n *Node) leaveAsync(context.Context) error {
-	select {
-	case <-n.leaving:
+	// Two leave requests at once start one leave (Leave closes n.leaving once).
+	if !n.leaveStarted.CompareAndSwap(false, true) {
 		return nil
-	default:
 	}
 	go func() {
 		time.Sleep(100 * time.Millisecond) // let the 202 reach the operator
@@ -453,13 +552,20 @@ func (n *Node) leaveAsync(context.Context) error {
 }
 
 // remove serves POST /v1/cluster/members/{id}/remove: drop a dead node from its
-// jurisdiction's Raft group, through that group's leader.
-func (n *Node) remove(ctx context.Context, id string) error {
+// jurisdiction's Raft group, through that group's leader. A member gossip shows
+// alive is refused (edge.ErrMemberAlive) unless force: removing a live voter
+// shrinks its group while it still serves.
+func (n *Node) remove(ctx context.Context, id string, force bool) error {
 	var target *membership.Member
+	alive := false
 	for _, m := range n.members.AllMembers() {
 		if m.NodeID == id {
 			target = &m
+			alive = alive || m.State == membership.StateAlive
 		}
+	}
+	if alive && !force {
+		return fmt.Errorf("cluster: %q: %w", id, edge.ErrMemberAlive)
 	}
 	servers, _ := n.store.Servers()
 	inGroup := false
@@ -470,17 +576,10 @@ func (n *Node) remove(ctx context.Context, id string) error {
 	case target == nil && !inGroup:
 		return fmt.Errorf("%w: %q", edge.ErrUnknownMember, id)
 	case target != nil && target.Jurisdiction != n.city.Jurisdiction:
-		// Another jurisdiction's group: ask one of its live nodes' leader.
-		for _, m := range n.members.Members() {
-			if m.Jurisdiction == target.Jurisdiction {
-				st, err := n.peers.Status(ctx, m.NodeID)
-				if err != nil {
-					return err
-				}
-				return n.peers.RemoveNode(ctx, st.LeaderId, id)
-			}
-		}
-		return fmt.Errorf("%w: no live node of %q", storage.ErrNotLeader, target.Jurisdiction)
+		// Another jurisdiction's group: its nodes alone may ask their leader
+		// (the actor remote drops removals from other jurisdictions), so relay
+		// the request to one of them over the peer listener.
+		return n.removeElsewhere(ctx, target.Jurisdiction, id, force)
 	}
 	leader, _ := n.store.Leader()
 	if leader == "" {

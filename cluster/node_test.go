@@ -9,8 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/barberpro/edge/cluster"
 	"github.com/barberpro/edge/cluster/clustertest"
+	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/edge/client"
 	"github.com/barberpro/edge/simulations/load"
 )
@@ -43,10 +46,15 @@ func tomorrowAt(hour, minute int) string {
 // 409 slot_unavailable, and the store holds one booking.
 func Test_SingleNode_ConcurrentBookings(t *testing.T) {
 	// 200 requests at once under -race on two cores: give each the time to be
-	// answered, so the test judges answers, not the machine's speed.
-	n := clustertest.MustStartNode(t, func(c *cluster.Config) { c.ActorRequestTimeout = 10 * time.Second })
+	// answered, so the test judges answers, not the machine's speed. The first
+	// request of each of 200 tokens is charged to the one client IP before its
+	// token is verified: no per-IP limit here.
+	n := clustertest.MustStartNode(t, func(c *cluster.Config) {
+		c.ActorRequestTimeout = 10 * time.Second
+		c.Limits.PerIP = rate.Inf
+	})
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 200}, Timeout: 30 * time.Second}
-	c := client.New(n.URL(), hc)
+	c := client.New(n.URL(), hc).WithToken(clustertest.Token(t, n, auth.RoleOperator, "ops"))
 
 	cases := []struct {
 		name     string
@@ -64,6 +72,12 @@ func Test_SingleNode_ConcurrentBookings(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newProvider(t, c, tc.services...)
 			const N = 200
+			// 200 clients, each booking for itself with its own token (one
+			// subject sending 200 at once would be rate-limited).
+			clients := make([]*client.Client, N)
+			for i := range N {
+				clients[i] = c.WithToken(clustertest.Token(t, n, auth.RoleClient, fmt.Sprintf("cli-%d", i)))
+			}
 			var wg sync.WaitGroup
 			results := make([]error, N)
 			for i := range N {
@@ -71,7 +85,7 @@ func Test_SingleNode_ConcurrentBookings(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					k := i % len(tc.starts)
-					_, results[i] = c.Book(context.Background(), client.BookingRequest{
+					_, results[i] = clients[i].Book(context.Background(), client.BookingRequest{
 						ProviderID: p.ID, ServiceID: p.Services[k%len(p.Services)].ID,
 						ClientID: fmt.Sprintf("cli-%d", i), Start: tc.starts[k],
 					}, "")
@@ -104,13 +118,20 @@ func Test_SingleNode_ConcurrentBookings(t *testing.T) {
 //
 //	go test -run '^$' -bench Node_Book -benchtime 20000x ./cluster/
 func BenchmarkNode_Book(b *testing.B) {
-	n := clustertest.MustStartNode(b, nil)
+	// Load clients send far above a person's rate, up to 256 new tokens at once
+	// from one IP: no per-subject or per-IP limit.
+	n := clustertest.MustStartNode(b, func(c *cluster.Config) { c.Limits.PerSubject, c.Limits.PerIP = rate.Inf, rate.Inf })
+	signer, err := auth.LoadSigner(clustertest.TokenDir(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	tokens := auth.NewTokenCache(signer, time.Hour)
 	for _, mode := range []load.Mode{load.Spread, load.Hot} {
 		for _, clients := range []int{1, 16, 256} {
 			b.Run(fmt.Sprintf("%s/clients=%d", mode, clients), func(b *testing.B) {
 				r, err := load.Run(context.Background(), load.Config{
 					Targets: []string{n.URL()}, Clients: clients, Requests: b.N,
-					Duration: 10 * time.Minute, Mode: mode,
+					Duration: 10 * time.Minute, Mode: mode, Tokens: tokens,
 				})
 				if err != nil {
 					b.Fatal(err)
@@ -131,7 +152,7 @@ func BenchmarkNode_Book(b *testing.B) {
 // not share): the same booking comes back; another body with the key is 422.
 func Test_SingleNode_IdempotencyKeyThroughRealStore(t *testing.T) {
 	n := clustertest.MustStartNode(t, nil)
-	c := client.New(n.URL(), nil)
+	c := clustertest.Operator(t, n)
 	ctx := context.Background()
 	p := newProvider(t, c, svc("Corte", 30, 0))
 	pp, err := c.CreateProvider(ctx, load.LoadProvider("buenos-aires", 1), "prov-key-1")
@@ -165,7 +186,7 @@ func Test_SingleNode_IdempotencyKeyThroughRealStore(t *testing.T) {
 // update computed from an older version must not overwrite a newer one).
 func Test_SingleNode_ConcurrentPatchesLoseNothing(t *testing.T) {
 	n := clustertest.MustStartNode(t, nil)
-	c := client.New(n.URL(), nil)
+	c := clustertest.Operator(t, n)
 	p := newProvider(t, c, svc("Corte", 30, 0))
 	const N = 8
 	var wg sync.WaitGroup
@@ -177,6 +198,7 @@ func Test_SingleNode_ConcurrentPatchesLoseNothing(t *testing.T) {
 			body := fmt.Sprintf(`{"add_services":[{"name":"Extra %d","duration_minutes":15,"price":{"amount":"100.00","currency":"ARS"}}]}`, i)
 			req, _ := http.NewRequest(http.MethodPatch, n.URL()+"/v1/providers/"+p.ID, strings.NewReader(body))
 			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+c.Token)
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Error(err)

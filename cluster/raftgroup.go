@@ -29,8 +29,11 @@ import (
 //
 // `cluster leave` removes the leaving node itself, before it leaves gossip.
 type groupKeeper struct {
-	store        *storage.Store
-	members      *membership.Membership
+	store   *storage.Store
+	members *membership.Membership
+	// verified says whether a member's certificate names the node id, city and
+	// jurisdiction it gossips: only such members are admitted or promoted.
+	verified     interface{ Verified(membership.Member) bool }
 	peers        *raftPeers
 	jurisdiction string
 	deadAfter    time.Duration
@@ -39,6 +42,9 @@ type groupKeeper struct {
 	events       *eventLog
 	started      time.Time // when run began: gossip may not know everyone before deadAfter
 	refused      map[string]string
+	// waiting: former-disk voters still answering, by server id -> the server
+	// id waiting to replace them (logged once).
+	waiting map[string]string
 }
 
 // run reconciles on every membership event, on every leadership gain, and every
@@ -93,7 +99,7 @@ func (g *groupKeeper) watchForks() {
 		return
 	}
 	for _, m := range g.members.Members() {
-		if m.Jurisdiction != g.jurisdiction || m.ClusterID == "" || m.ClusterID == own {
+		if m.Jurisdiction != g.jurisdiction || m.ClusterID == "" || m.ClusterID == own || !g.verified.Verified(m) {
 			continue
 		}
 		if g.refused[m.NodeID] == m.ClusterID {
@@ -128,6 +134,15 @@ func (g *groupKeeper) reconcile(ctx context.Context) {
 		}
 		known[m.NodeID] = true
 		olds := byNode[m.NodeID]
+		if m.NodeID != self && m.State == membership.StateAlive && !g.verified.Verified(m) {
+			// Gossip says it is alive and of this jurisdiction; the member has
+			// not confirmed what gossip says of it (certificate and its own
+			// Meta over mutual TLS: yet, or ever): nothing gossip says of it —
+			// disk, cluster id, leaving, address — is acted on. Entries it
+			// already has stay (a restarted member is verified again shortly)
+			// and go the way of dead servers if it never is.
+			continue
+		}
 		alive := m.State == membership.StateAlive && !m.Leaving
 		switch {
 		case alive && m.NodeID != self && m.ClusterID != "" && own != "" && m.ClusterID != own:
@@ -174,16 +189,35 @@ func (g *groupKeeper) reconcile(ctx context.Context) {
 	g.promote(ctx)
 }
 
-// admit makes the live member m a server of the group under its current server
-// id, first removing the entries of its former disks. A member that holds Raft
-// state of its own (Founded) but is not in the group under its server id is
-// not admitted until it shows this group's cluster id: it may have founded
-// another group, and raft would merge that history into this one.
+// admit makes the live, verified member m a server of the group under its
+// current server id, first removing the entries of its former disks. A member
+// that holds Raft state of its own (Founded) but is not in the group under its
+// server id is not admitted until it shows this group's cluster id: it may have
+// founded another group, and raft would merge that history into this one. A
+// former disk that is a voter and answered this leader's Raft heartbeats (as
+// that server id) within deadAfter is not removed, nor the new one added, until
+// it falls silent: a live voter is never dropped on what metadata says of it.
 func (g *groupKeeper) admit(ctx context.Context, m membership.Member, olds []storage.Server, own string) {
 	want := m.ServerID()
 	inGroup := slices.ContainsFunc(olds, func(s storage.Server) bool { return s.ID == want })
 	if !inGroup && m.Founded && m.ClusterID != own {
 		return
+	}
+	for _, s := range olds {
+		if s.ID == want || !s.Voter {
+			continue
+		}
+		if last := g.store.LastContact(s.ID); !last.IsZero() && time.Since(last) < g.deadAfter {
+			if g.waiting == nil {
+				g.waiting = map[string]string{}
+			}
+			if g.waiting[s.ID] != want {
+				g.waiting[s.ID] = want
+				g.log.Warn("raft group: not replacing a voter that still answers as its former disk",
+					"server", s.ID, "member_disk", m.DiskID, "last_contact", time.Since(last).Round(time.Millisecond))
+			}
+			return
+		}
 	}
 	var current *storage.Server
 	for _, s := range olds {
@@ -234,7 +268,7 @@ func (g *groupKeeper) promote(ctx context.Context) {
 			continue
 		}
 		m, ok := alive[membership.NodeOf(s.ID)]
-		if !ok || m.Leaving || m.ServerID() != s.ID {
+		if !ok || m.Leaving || m.ServerID() != s.ID || !g.verified.Verified(m) {
 			continue
 		}
 		target := g.store.Stats().AppliedIndex

@@ -7,8 +7,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-
-	"github.com/barberpro/edge/cluster/membership"
 )
 
 // relayTransport carries the edge's relayed requests to other nodes. When the
@@ -17,7 +15,7 @@ import (
 // node of the same jurisdiction instead of failing.
 type relayTransport struct {
 	base    http.RoundTripper
-	members *membership.Membership
+	members memberLister
 	// tries bounds the other nodes attempted after the first refusal.
 	tries int
 }
@@ -64,7 +62,7 @@ func (t *relayTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 func (t *relayTransport) another(tried []string) string {
 	var jur string
 	for _, m := range t.members.AllMembers() {
-		if m.HTTPAddr == tried[0] {
+		if m.PeerAddr == tried[0] {
 			jur = m.Jurisdiction
 		}
 	}
@@ -72,8 +70,8 @@ func (t *relayTransport) another(tried []string) string {
 		return ""
 	}
 	for _, m := range t.members.Members() {
-		if m.Jurisdiction == jur && len(m.Kinds) > 0 && !m.Leaving && m.HTTPAddr != "" && !slices.Contains(tried, m.HTTPAddr) {
-			return m.HTTPAddr
+		if m.Jurisdiction == jur && len(m.Kinds) > 0 && !m.Leaving && m.PeerAddr != "" && !slices.Contains(tried, m.PeerAddr) {
+			return m.PeerAddr
 		}
 	}
 	return ""

@@ -8,9 +8,18 @@ import (
 	"github.com/barberpro/edge/edge"
 )
 
-// router tells the edge which live node serves a jurisdiction, from gossip.
+// memberLister lists members; verifiedMembers lists only those whose certificate
+// identity matches their gossip.
+type memberLister interface {
+	Members() []membership.Member
+	AllMembers() []membership.Member
+}
+
+// router tells the edge which live node serves a jurisdiction: among members
+// whose certificate names that jurisdiction (verifiedMembers), never on gossip
+// alone. Relays go to the node's peer listener (mutual TLS).
 type router struct {
-	members      *membership.Membership
+	members      memberLister
 	jurisdiction string
 }
 
@@ -19,7 +28,7 @@ var _ edge.Router = (*router)(nil)
 // Jurisdiction is this node's jurisdiction.
 func (r *router) Jurisdiction() string { return r.jurisdiction }
 
-// Peer returns the API URL of a live node of jurisdiction j: one that serves
+// Peer returns the peer URL (https://PeerAddr) of a live node of jurisdiction j: one that serves
 // (advertises its actor kinds) in city if any, else one that serves, else any
 // live node that is not leaving (its kinds may not have reached this node's
 // gossip yet); among equals the lowest node id, so one city's traffic goes to
@@ -37,7 +46,7 @@ func (r *router) Peer(j, city string) (string, error) {
 		return s
 	}
 	for _, m := range r.members.Members() {
-		if m.Jurisdiction != j || m.HTTPAddr == "" || m.Leaving {
+		if m.Jurisdiction != j || m.PeerAddr == "" || m.Leaving {
 			continue
 		}
 		if best == nil || score(m) > score(*best) {
@@ -47,7 +56,7 @@ func (r *router) Peer(j, city string) (string, error) {
 	if best == nil {
 		return "", fmt.Errorf("%w: %q", edge.ErrNoPeer, j)
 	}
-	return "http://" + best.HTTPAddr, nil
+	return "https://" + best.PeerAddr, nil
 }
 
 // Jurisdictions lists every jurisdiction with a live node, sorted.

@@ -106,7 +106,7 @@ func TestServer_BadInput(t *testing.T) {
 		{"closed override", call{method: "POST", path: "/v1/bookings", body: book("2026-12-24T09:00:00-03:00")}, 422, CodeValidationFailed, "outside"},
 		{"in the past", call{method: "POST", path: "/v1/bookings", body: book("2026-11-30T09:00:00-03:00")}, 422, CodeValidationFailed, "past"},
 		{"beyond horizon", call{method: "POST", path: "/v1/bookings", body: book("2027-12-01T09:00:00-03:00")}, 422, CodeValidationFailed, "horizon"},
-		{"taken slot", call{method: "POST", path: "/v1/bookings", body: book("2026-12-02T09:15:00-03:00")}, 409, CodeSlotUnavailable, "slot taken"},
+		{"taken slot", call{method: "POST", path: "/v1/bookings", body: book("2026-12-02T09:15:00-03:00")}, 409, CodeSlotUnavailable, "overlaps another booking"},
 		{"missing client", call{method: "POST", path: "/v1/bookings", body: bookingBody(p.ID, svc, "", "2026-12-01T09:00:00-03:00")}, 422, CodeValidationFailed, "client_id"},
 		{"client with slash", call{method: "POST", path: "/v1/bookings", body: bookingBody(p.ID, svc, "a/b", "2026-12-01T09:00:00-03:00")}, 422, CodeValidationFailed, "client_id"},
 

@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/barberpro/edge/cluster/topology"
+	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/edge/edgetest"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
@@ -43,6 +46,10 @@ func BenchmarkEdge_CreateBooking(b *testing.B) {
 	cfg.Placement = func(context.Context, string) (Placement, error) { return Placement{}, nil }
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg.Clock = func() time.Time { return testNow }
+	tokens := edgetest.NewTokens(b)
+	cfg.Auth = tokens.Verifier
+	cfg.Limits = Limits{PerSubject: rate.Inf, PerIP: rate.Inf}
+	bearer := tokens.Bearer(b, auth.RoleClient, "cli_1")
 	srv, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -55,6 +62,7 @@ func BenchmarkEdge_CreateBooking(b *testing.B) {
 		req := httptest.NewRequest(http.MethodPost, "/v1/bookings", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set(IdempotencyHeader, "bench")
+		req.Header.Set("Authorization", bearer)
 		rec := httptest.NewRecorder()
 		handler.ServeHTTP(rec, req)
 		if rec.Code != http.StatusCreated {

@@ -41,6 +41,9 @@ func (s *Server) createBooking(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	if !owns(ctx, in.ClientID, in.ProviderID) {
+		return errForbidden("a client books only for itself (client_id), a provider only in its own calendar (provider_id)")
+	}
 	start, err := parseInstant("start", in.Start)
 	if err != nil {
 		return err
@@ -103,7 +106,7 @@ func (s *Server) getBooking(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	b, err := s.cfg.Store.Booking(ctx, id)
-	if errors.Is(err, storage.ErrNotFound) {
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && !owns(ctx, b.GetClientId(), b.GetProviderId())) {
 		return notFound("booking %q does not exist", id)
 	}
 	if err != nil {
@@ -120,7 +123,7 @@ func (s *Server) cancelBooking(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.decodeBody(w, r, &in, true); err != nil {
 		return err
 	}
-	b, err := s.readBooking(ctx, r.PathValue("id"))
+	b, err := s.readOwnBooking(ctx, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -142,15 +145,15 @@ func (s *Server) rescheduleBooking(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
+	b, err := s.readOwnBooking(ctx, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
 	idem, err := idempotencyOf(r, &in, s.cfg.NewID("rsc"))
 	if err != nil {
 		return err
 	}
 	if done, err := s.replayBooking(ctx, w, idem, http.StatusOK); done || err != nil {
-		return err
-	}
-	b, err := s.readBooking(ctx, r.PathValue("id"))
-	if err != nil {
 		return err
 	}
 	out, err := s.cfg.Calendars.Reschedule(ctx, &calendarv1.RescheduleRequest{
@@ -217,6 +220,19 @@ func (s *Server) readBooking(ctx context.Context, id string) (*bookingv1.Booking
 	return b, err
 }
 
+// readOwnBooking is readBooking for a booking the caller may act on (owns); one
+// it may not is answered 404, as a missing one: the answer reveals nothing of it.
+func (s *Server) readOwnBooking(ctx context.Context, id string) (*bookingv1.Booking, error) {
+	b, err := s.readBooking(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !owns(ctx, b.GetClientId(), b.GetProviderId()) {
+		return nil, notFound("booking %q does not exist", id)
+	}
+	return b, nil
+}
+
 // writeBooking answers b with its times in its provider's zone; p, when not nil,
 // is that provider.
 func (s *Server) writeBooking(ctx context.Context, w http.ResponseWriter, status int, b *bookingv1.Booking, p *bookingv1.Provider) error {
@@ -238,7 +254,8 @@ func (s *Server) writeBooking(ctx context.Context, w http.ResponseWriter, status
 func (s *Server) providerZone(ctx context.Context, providerID string) *time.Location {
 	p, err := s.cfg.Store.Provider(ctx, providerID)
 	if err != nil {
-		s.log.WarnContext(ctx, "edge: provider of a booking unreadable, answering in UTC", "provider", providerID, "err", err)
+		// No ids in logs: the error may name the provider; log its kind only.
+		s.log.WarnContext(ctx, "edge: provider of a booking unreadable, answering in UTC", "reason", errorKind(err))
 		return time.UTC
 	}
 	return s.zone(p.GetTimezone())

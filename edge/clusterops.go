@@ -2,14 +2,20 @@ package edge
 
 import (
 	"errors"
-	"github.com/barberpro/edge/edge/client"
 	"net/http"
 	"slices"
+
+	"github.com/barberpro/edge/edge/client"
 )
 
 // ErrUnknownMember is what Config.Remove returns (wrapped) for an id that is not
 // a member of the cluster: POST /v1/cluster/members/{id}/remove answers 404.
 var ErrUnknownMember = errors.New("edge: unknown cluster member")
+
+// ErrMemberAlive is what Config.Remove returns (wrapped) for a member that gossip
+// shows alive when the operator did not force the removal: POST
+// /v1/cluster/members/{id}/remove answers 409 member_alive.
+var ErrMemberAlive = errors.New("edge: the member is alive; stop it, make it leave, or force the removal")
 
 // ClusterStatus is the answer of GET /v1/cluster/status, as the cluster layer
 // fills it (Node "" = Config.NodeID); GroupStatus and GroupMember are its parts.
@@ -62,8 +68,8 @@ func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) error {
 
 // errNotWired answers the operator routes whose Config func is nil.
 func errNotWired(what string) error {
-	return &apiError{http.StatusServiceUnavailable, CodeJurisdictionUnavailable,
-		what + " is not available on this node (Config." + what + " is not set)"}
+	return &apiError{http.StatusServiceUnavailable, CodeJurisdictionUnavailable, what + " is not available on this node (Config." + what + " is not set)", nil}
+
 }
 
 // clusterLeave handles POST /v1/cluster/leave: 202 once Config.Leave accepted it.
@@ -82,11 +88,19 @@ func (s *Server) clusterLeave(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// clusterRemove handles POST /v1/cluster/members/{id}/remove.
+// clusterRemove handles POST /v1/cluster/members/{id}/remove[?force=true].
 func (s *Server) clusterRemove(w http.ResponseWriter, r *http.Request) error {
 	var in struct{}
 	if _, err := s.decodeBody(w, r, &in, true); err != nil {
 		return err
+	}
+	force := false
+	switch v := r.URL.Query().Get("force"); v {
+	case "", "false":
+	case "true":
+		force = true
+	default:
+		return badRequest("query parameter force must be true or false, not %q", v)
 	}
 	id := r.PathValue("id")
 	if checkID("id", id) != nil {
@@ -95,7 +109,7 @@ func (s *Server) clusterRemove(w http.ResponseWriter, r *http.Request) error {
 	if s.cfg.Remove == nil {
 		return errNotWired("Remove")
 	}
-	if err := s.cfg.Remove(r.Context(), id); err != nil {
+	if err := s.cfg.Remove(r.Context(), id, force); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, client.RemoveResult{Node: s.cfg.NodeID, Member: id, Status: "removed"})

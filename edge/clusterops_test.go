@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 
+	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/edge/client"
 	"github.com/barberpro/edge/storage"
 )
@@ -26,9 +28,18 @@ func TestCluster_OperatorRoutes(t *testing.T) {
 			}}}}, nil
 		}
 		c.Leave = func(context.Context) error { leaves.Add(1); return nil }
-		c.Remove = func(_ context.Context, id string) error {
+		c.Remove = func(ctx context.Context, id string, force bool) error {
+			if !strings.HasPrefix(Authorization(ctx), "Bearer ") {
+				return fmt.Errorf("Config.Remove cannot pass the caller's token on: %q", Authorization(ctx))
+			}
 			switch id {
 			case "cba-1":
+				removed.Store(id)
+				return nil
+			case "alive-1":
+				if !force {
+					return fmt.Errorf("cluster: %q: %w", id, ErrMemberAlive)
+				}
 				removed.Store(id)
 				return nil
 			case "leaderless":
@@ -63,12 +74,22 @@ func TestCluster_OperatorRoutes(t *testing.T) {
 		t.Errorf("unknown member: %+v", p)
 	}
 	wantStatus(t, h.do(call{method: "POST", path: "/v1/cluster/members/leaderless/remove", valid: true}), http.StatusServiceUnavailable)
+	rec = h.do(call{method: "POST", path: "/v1/cluster/members/alive-1/remove", valid: true})
+	wantStatus(t, rec, http.StatusConflict)
+	if p := checkProblem(t, rec); p.Code != CodeMemberAlive {
+		t.Errorf("live member without force: %+v", p)
+	}
+	wantStatus(t, h.do(call{method: "POST", path: "/v1/cluster/members/alive-1/remove?force=true", valid: true}), http.StatusOK)
+	if removed.Load() != "alive-1" {
+		t.Errorf("forced remove did not reach Config.Remove")
+	}
+	wantStatus(t, h.do(call{method: "POST", path: "/v1/cluster/members/alive-1/remove?force=yes"}), http.StatusBadRequest)
 	wantStatus(t, h.do(call{method: "GET", path: "/v1/cluster/members/cba-1/remove"}), http.StatusMethodNotAllowed)
 
 	// The same through the Go client.
 	ts := httptest.NewServer(h.srv.Handler())
 	defer ts.Close()
-	c := client.New(ts.URL, nil)
+	c := client.New(ts.URL, nil).WithToken(h.tokens.Token(t, auth.RoleOperator, "ops"))
 	ctx := context.Background()
 	ms, err := c.Members(ctx)
 	if err != nil || len(ms.Items) != 1 || ms.Items[0].ID != "ba-1" || ms.Items[0].Raft.Role != "leader" || ms.Items[0].Addresses["http"] == "" {
@@ -82,12 +103,21 @@ func TestCluster_OperatorRoutes(t *testing.T) {
 	if err != nil || *lr != (client.LeaveResult{Node: "ba-1", Status: "leaving"}) {
 		t.Errorf("Leave = %+v, %v", lr, err)
 	}
-	rr, err := c.Remove(ctx, "cba-1")
+	rr, err := c.Remove(ctx, "cba-1", false)
 	if err != nil || *rr != (client.RemoveResult{Node: "ba-1", Member: "cba-1", Status: "removed"}) {
 		t.Errorf("Remove = %+v, %v", rr, err)
 	}
-	if _, err := c.Remove(ctx, "ghost"); client.Code(err) != CodeNotFound {
+	if _, err := c.Remove(ctx, "ghost", false); client.Code(err) != CodeNotFound {
 		t.Errorf("Remove(ghost) = %v", err)
+	}
+	if _, err := c.Remove(ctx, "alive-1", false); client.Code(err) != CodeMemberAlive {
+		t.Errorf("Remove(alive-1) = %v", err)
+	}
+	if _, err := c.Remove(ctx, "alive-1", true); err != nil {
+		t.Errorf("Remove(alive-1, force) = %v", err)
+	}
+	if _, err := client.New(ts.URL, nil).Status(ctx); client.Code(err) != CodeUnauthorized {
+		t.Errorf("Status without a token = %v", err)
 	}
 }
 

@@ -3,10 +3,10 @@ package edge
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base32"
 	"errors"
 	"fmt"
-	"github.com/barberpro/edge/edge/client"
 	"log/slog"
 	"net/http"
 	"time"
@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/barberpro/edge/cluster/topology"
+	"github.com/barberpro/edge/edge/auth"
+	"github.com/barberpro/edge/edge/client"
 	"github.com/barberpro/edge/edge/ids"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
@@ -113,9 +115,19 @@ type Config struct {
 	// not tied to ctx, so the 202 reaches the operator before the node stops
 	// serving. Default nil: the route answers 503.
 	Leave func(ctx context.Context) error
-	// Remove drops member id from the cluster (POST /v1/cluster/members/{id}/remove);
-	// an error wrapping ErrUnknownMember is a 404. Default nil: the route answers 503.
-	Remove func(ctx context.Context, id string) error
+	// Remove drops member id from the cluster (POST /v1/cluster/members/{id}/remove).
+	// Without force it must refuse a member that is alive, with an error wrapping
+	// ErrMemberAlive (409); an error wrapping ErrUnknownMember is a 404. Default
+	// nil: the route answers 503.
+	Remove func(ctx context.Context, id string, force bool) error
+
+	// Auth verifies the bearer tokens of people against the token key set (see
+	// package edge/auth and security.md). Required: no route but the public ones
+	// answers without a valid token.
+	Auth *auth.Verifier
+	// Limits are the rate limits of Handler (per token subject, per client IP
+	// without one). Zero fields take DefaultLimits' values.
+	Limits Limits
 
 	// Router knows the live nodes of each jurisdiction. nil = single-jurisdiction
 	// node: everything is local. With a Router, a request for another jurisdiction
@@ -125,6 +137,11 @@ type Config struct {
 	// PeerTransport carries requests to other nodes (relayed requests and list
 	// fan-out). Default: http.DefaultTransport.
 	PeerTransport http.RoundTripper
+	// PeerNode returns the node id the peer certificate of a mutual-TLS
+	// connection names (the cluster fills it with its PKI's identity check).
+	// PeerHandler honours ForwardedByHeader only when it equals PeerNode of the
+	// request's connection. nil: PeerHandler takes no relayed request (403).
+	PeerNode func(cs *tls.ConnectionState) (nodeID string, err error)
 	// ForwardTimeout bounds one request to another node, body included. Default:
 	// RequestTimeout + 2s, so the peer's own deadline answers first.
 	ForwardTimeout time.Duration
@@ -163,7 +180,8 @@ const (
 )
 
 // DefaultConfig returns a Config with every optional field at its default and the
-// required dependencies (NodeID, City, Store, Calendars, Topology, Placement) unset.
+// required dependencies (NodeID, City, Store, Calendars, Topology, Placement,
+// Auth) unset.
 func DefaultConfig() Config {
 	return Config{
 		Clock:          time.Now,
@@ -171,6 +189,7 @@ func DefaultConfig() Config {
 		Logger:         slog.Default(),
 		MaxBodyBytes:   DefaultMaxBodyBytes,
 		RequestTimeout: DefaultRequestTimeout,
+		Limits:         DefaultLimits(),
 	}
 }
 
@@ -187,12 +206,17 @@ func (c Config) Validate() error {
 		return errors.New("edge: Config.Topology is required")
 	case c.Placement == nil:
 		return errors.New("edge: Config.Placement is required")
+	case c.Auth == nil:
+		return errors.New("edge: Config.Auth (the token key set) is required")
 	case c.MaxBodyBytes < 0:
 		return fmt.Errorf("edge: Config.MaxBodyBytes %d is negative", c.MaxBodyBytes)
 	case c.RequestTimeout < 0:
 		return fmt.Errorf("edge: Config.RequestTimeout %v is negative", c.RequestTimeout)
 	case c.ForwardTimeout < 0:
 		return fmt.Errorf("edge: Config.ForwardTimeout %v is negative", c.ForwardTimeout)
+	}
+	if err := c.Limits.Validate(); err != nil {
+		return err
 	}
 	city, err := c.Topology.City(c.City)
 	if err != nil {
@@ -234,6 +258,7 @@ func (c Config) withDefaults() Config {
 	if c.PeerTransport == nil {
 		c.PeerTransport = http.DefaultTransport
 	}
+	c.Limits = c.Limits.withDefaults()
 	if c.Ready == nil {
 		c.Ready = func() error { return nil }
 	}

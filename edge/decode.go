@@ -27,8 +27,8 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return nil, &apiError{http.StatusRequestEntityTooLarge, CodePayloadTooLarge,
-				"the request body is larger than " + strconv.FormatInt(s.cfg.MaxBodyBytes, 10) + " bytes"}
+			return nil, &apiError{http.StatusRequestEntityTooLarge, CodePayloadTooLarge, "the request body is larger than " + strconv.FormatInt(s.cfg.MaxBodyBytes, 10) + " bytes", nil}
+
 		}
 		return nil, badRequest("reading the request body: %v", err)
 	}
@@ -76,8 +76,8 @@ func checkJSONType(ct string) error {
 	if ct == "" {
 		ct = "none"
 	}
-	return &apiError{http.StatusUnsupportedMediaType, CodeUnsupportedMediaType,
-		"Content-Type must be application/json, not " + strconv.Quote(ct)}
+	return &apiError{http.StatusUnsupportedMediaType, CodeUnsupportedMediaType, "Content-Type must be application/json, not " + strconv.Quote(ct), nil}
+
 }
 
 // jsonError turns a decoding error into a 400 that names the field.

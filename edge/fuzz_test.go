@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/barberpro/edge/edge/auth"
 )
 
 // fuzzCheck asserts the answer to arbitrary bytes: a 2xx, or a 4xx problem; never
@@ -63,4 +65,40 @@ func TestServer_FuzzHarness(t *testing.T) {
 	p := h.mustCreateProvider()
 	rec := h.do(call{method: "POST", path: "/v1/bookings", body: bookingBody(p.ID, p.Services[0].ID, "c", "2026-12-01T09:00:00-03:00"), valid: true})
 	wantStatus(t, rec, http.StatusCreated)
+}
+
+// FuzzAuthorizationHeader feeds arbitrary Authorization headers to an operator
+// route and a public one: the operator route answers 200 only to a header whose
+// token verifies as an operator's, else 401 or 403 (never a 5xx), and the public
+// route always answers 200.
+func FuzzAuthorizationHeader(f *testing.F) {
+	h := newHarness(f)
+	h.noSpec = true
+	op := h.tokens.Token(f, auth.RoleOperator, "ops")
+	cl := h.tokens.Token(f, auth.RoleClient, "cli-ana")
+	for _, s := range []string{
+		"Bearer " + op, "bearer " + op, "Bearer  " + op, "Bearer " + op + " x", "Bearer " + cl,
+		"Bearer " + op[:len(op)-2], "Basic " + op, "Bearer", "", "Bearer \x00", "Bearer a.b.c",
+		"Bearer eyJhbGciOiJub25lIiwia2lkIjoieCJ9.eyJzdWIiOiJvcHMiLCJyb2xlIjoib3BlcmF0b3IifQ.",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, header string) {
+		h.t = t
+		hd := map[string]string{"Authorization": header}
+		rec := h.do(call{method: "GET", path: "/v1/cluster/status", header: hd})
+		switch rec.Code {
+		case http.StatusOK:
+			p, err := h.srv.cfg.Auth.Authenticate(http.Header{"Authorization": {header}})
+			if err != nil || p.Role != auth.RoleOperator {
+				t.Fatalf("200 for %q (%+v, %v)", header, p, err)
+			}
+		case http.StatusUnauthorized, http.StatusForbidden:
+		default:
+			t.Fatalf("status %d for %q: %s", rec.Code, header, rec.Body)
+		}
+		if rec := h.do(call{method: "GET", path: "/healthz", header: hd}); rec.Code != http.StatusOK {
+			t.Fatalf("public route: status %d for %q", rec.Code, header)
+		}
+	})
 }

@@ -3,7 +3,11 @@ package edge
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,7 +23,10 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
 
+	"golang.org/x/time/rate"
+
 	"github.com/barberpro/edge/cluster/topology"
+	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/edge/edgetest"
 	"github.com/barberpro/edge/storage"
 )
@@ -58,6 +65,10 @@ type harness struct {
 	ready  atomic.Pointer[error]
 	// noSpec skips spec validation (benchmarks and fuzzing).
 	noSpec bool
+	// tokens signs the harness's tokens; operator is the Authorization header
+	// every call sends unless it says otherwise.
+	tokens   *edgetest.Tokens
+	operator string
 }
 
 type syncBuffer struct {
@@ -90,9 +101,13 @@ func newHarnessWith(t testing.TB, mut func(*Config)) *harness {
 	t.Helper()
 	store := edgetest.NewStore()
 	cals := edgetest.NewCalendars(store, func() time.Time { return testNow })
-	h := &harness{t: t, store: store, cals: cals, logs: &syncBuffer{}}
+	h := &harness{t: t, store: store, cals: cals, logs: &syncBuffer{}, tokens: edgetest.NewTokens(t)}
+	h.operator = h.tokens.Bearer(t, auth.RoleOperator, "ops")
 	var n atomic.Int64
 	cfg := DefaultConfig()
+	cfg.Auth = h.tokens.Verifier
+	// No rate limits unless a test sets them: tests send bursts as one subject.
+	cfg.Limits = Limits{PerSubject: rate.Inf, PerIP: rate.Inf}
 	cfg.NodeID = "ba-1"
 	cfg.City = "buenos-aires"
 	cfg.Store = store
@@ -110,6 +125,7 @@ func newHarnessWith(t testing.TB, mut func(*Config)) *harness {
 		m.Raft.Group, m.Raft.Role = "ar", "leader"
 		return []Member{m}
 	}
+	cfg.PeerNode = peerNodeOf
 	cfg.Ready = func() error {
 		if p := h.ready.Load(); p != nil {
 			return *p
@@ -144,8 +160,15 @@ func newHarnessWith(t testing.TB, mut func(*Config)) *harness {
 type call struct {
 	method, path, body string
 	// header is extra request headers; Content-Type defaults to application/json
-	// when there is a body.
+	// when there is a body, Authorization to the harness's operator token.
 	header map[string]string
+	// anon sends no Authorization header.
+	anon bool
+	// peer sends the request to PeerHandler (as a relaying node does).
+	peer bool
+	// from is the node the peer connection's certificate names (peerConn);
+	// default: the node ForwardedByHeader names, an honest relay.
+	from string
 	// valid asserts that the request itself conforms to the spec.
 	valid bool
 }
@@ -154,15 +177,20 @@ type call struct {
 // body of the documented schema; every 4xx/5xx a problem.
 func (h *harness) do(c call) *httptest.ResponseRecorder {
 	h.t.Helper()
-	req := httptest.NewRequest(c.method, c.path, strings.NewReader(c.body))
-	if c.body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for k, v := range c.header {
-		req.Header.Set(k, v)
-	}
+	req := h.request(c)
 	rec := httptest.NewRecorder()
-	h.srv.Handler().ServeHTTP(rec, req)
+	if c.peer {
+		from := c.from
+		if from == "" {
+			from = req.Header.Get(ForwardedByHeader)
+		}
+		if from != "" {
+			req.TLS = peerConn(from)
+		}
+		h.srv.PeerHandler().ServeHTTP(rec, req)
+	} else {
+		h.srv.Handler().ServeHTTP(rec, req)
+	}
 	if rec.Code >= 400 {
 		checkProblem(h.t, rec)
 	}
@@ -172,17 +200,47 @@ func (h *harness) do(c call) *httptest.ResponseRecorder {
 	return rec
 }
 
-// checkSpec validates the exchange with kin-openapi's openapi3filter.
-func (h *harness) checkSpec(c call, rec *httptest.ResponseRecorder) {
-	h.t.Helper()
-	ctx := context.Background()
+// peerConn is the state of a mutual-TLS connection whose peer certificate
+// names node id, as peerNodeOf (the harness's Config.PeerNode) reads it: the
+// cluster reads the certificate's URI SAN (cluster/pki) instead.
+func peerConn(id string) *tls.ConnectionState {
+	return &tls.ConnectionState{PeerCertificates: []*x509.Certificate{{Subject: pkix.Name{CommonName: id}}}}
+}
+
+// peerNodeOf is the harness's Config.PeerNode: the common name of the peer
+// certificate (peerConn).
+func peerNodeOf(cs *tls.ConnectionState) (string, error) {
+	if len(cs.PeerCertificates) == 0 || cs.PeerCertificates[0].Subject.CommonName == "" {
+		return "", errors.New("no peer certificate")
+	}
+	return cs.PeerCertificates[0].Subject.CommonName, nil
+}
+
+// request builds the request of c.
+func (h *harness) request(c call) *http.Request {
 	req := httptest.NewRequest(c.method, c.path, strings.NewReader(c.body))
 	if c.body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if !c.anon {
+		req.Header.Set("Authorization", h.operator)
+	}
 	for k, v := range c.header {
 		req.Header.Set(k, v)
 	}
+	return req
+}
+
+// as returns the header map of a call made with a token of role and sub.
+func (h *harness) as(role auth.Role, sub string) map[string]string {
+	return map[string]string{"Authorization": h.tokens.Bearer(h.t, role, sub)}
+}
+
+// checkSpec validates the exchange with kin-openapi's openapi3filter.
+func (h *harness) checkSpec(c call, rec *httptest.ResponseRecorder) {
+	h.t.Helper()
+	ctx := context.Background()
+	req := h.request(c)
 	route, params, err := h.router.FindRoute(req)
 	if err != nil {
 		if rec.Code != http.StatusNotFound && rec.Code != http.StatusMethodNotAllowed {
@@ -278,7 +336,7 @@ func slogTo(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-// serve sends one request to srv without spec checks.
+// serve sends one request to srv without spec checks and without a token.
 func serve(srv *Server, method, path, body string) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
 	if body != "" {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -20,13 +21,14 @@ const IdempotencyHeader = "Idempotency-Key"
 const ReplayedHeader = "Idempotent-Replayed"
 
 // maxIdempotencyKeyBytes bounds the Idempotency-Key header.
-const maxIdempotencyKeyBytes = 200 // with the route pattern, within storage.MaxIDLength
+const maxIdempotencyKeyBytes = 200 // with the scope and route pattern, within storage.MaxIDLength
 
 // idempotency is how one request is made to take effect at most once.
 type idempotency struct {
-	// key goes down in the command: the client's key scoped by method and route
-	// pattern ("POST /v1/bookings KEY"; storage allows no NUL in keys), or "auto:" + the new resource's id
-	// when the client sent none (so internal retries stay idempotent).
+	// key goes down in the command: the client's key scoped by subject, method
+	// and route pattern ("s:SCOPE POST /v1/bookings KEY", subjectScope; storage
+	// allows no NUL in keys), or "auto:" + the new resource's id when the client
+	// sent none (so internal retries stay idempotent).
 	key string
 	// hash is sha256(method + " " + path + "\x00" + canonical body).
 	hash []byte
@@ -59,9 +61,25 @@ func idempotencyOf(r *http.Request, canonical any, autoID string) (idempotency, 
 	if len(v) > maxIdempotencyKeyBytes {
 		return idempotency{}, invalid("%s must have at most %d characters", IdempotencyHeader, maxIdempotencyKeyBytes)
 	}
-	id.key = r.Pattern + " " + v
+	id.key = subjectScope(r.Context()) + " " + r.Pattern + " " + v
 	id.fromClient = true
 	return id, nil
+}
+
+// subjectScope names the caller in an idempotency key without spelling its
+// subject (a client id must not be stored as a key): "s:" + the first 96 bits
+// of sha256(role NUL subject), base64url. Two subjects never share a scope, so
+// they never see each other's replay. A plain hash, not an HMAC under a cluster
+// secret: it hides nothing from a store reader that the booking the record
+// names does not show in clear, and changing it would make retries in flight
+// across an upgrade miss their records (docs/SECURITY.md).
+func subjectScope(ctx context.Context) string {
+	c, ok := callerOf(ctx)
+	if !ok {
+		return "s:anonymous"
+	}
+	sum := sha256.Sum256([]byte(string(c.p.Role) + "\x00" + c.p.Subject))
+	return "s:" + base64.RawURLEncoding.EncodeToString(sum[:12])
 }
 
 // replayed looks for an earlier request with the same client key. It returns the
@@ -79,8 +97,8 @@ func (s *Server) replayed(ctx context.Context, id idempotency) (string, error) {
 	case err != nil:
 		return "", err
 	case !bytes.Equal(rec.GetRequestHash(), id.hash):
-		return "", &apiError{http.StatusUnprocessableEntity, CodeIdempotencyKeyReused,
-			"this " + IdempotencyHeader + " was used before with another request"}
+		return "", &apiError{http.StatusUnprocessableEntity, CodeIdempotencyKeyReused, "this " + IdempotencyHeader + " was used before with another request", nil}
+
 	default:
 		return rec.GetResourceId(), nil
 	}

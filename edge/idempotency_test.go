@@ -151,7 +151,7 @@ func TestIdempotencyOf(t *testing.T) {
 		return id
 	}
 	a := mk("/v1/bookings/b1/reschedule", "k", rescheduleIn{Start: "x"})
-	if a.key != "POST /v1/bookings/{id}/reschedule k" || !a.fromClient {
+	if a.key != "s:anonymous POST /v1/bookings/{id}/reschedule k" || !a.fromClient {
 		t.Errorf("key %q", a.key)
 	}
 	if b := mk("/v1/bookings/b2/reschedule", "k", rescheduleIn{Start: "x"}); string(b.hash) == string(a.hash) {

@@ -25,6 +25,9 @@ const (
 	CodePayloadTooLarge         = "payload_too_large"
 	CodeUnsupportedMediaType    = "unsupported_media_type"
 	CodeStorageUnavailable      = "storage_unavailable"
+	// CodeMemberAlive is added to api.md's list: cluster remove of a member gossip
+	// shows alive, without force (409).
+	CodeMemberAlive = "member_alive"
 	// CodeInternalError is the one code added to api.md's list: the answer to a bug
 	// (an unmapped error or a recovered panic). It never answers bad input.
 	CodeInternalError = "internal_error"
@@ -51,6 +54,7 @@ var titles = map[string]string{
 	CodePayloadTooLarge:         "Payload too large",
 	CodeUnsupportedMediaType:    "Unsupported media type",
 	CodeStorageUnavailable:      "Storage unavailable",
+	CodeMemberAlive:             "Member alive",
 	CodeInternalError:           "Internal error",
 }
 
@@ -63,28 +67,30 @@ type problemBody struct {
 	Code   string `json:"code"`
 }
 
-// apiError is an error a handler answers with as it is: its status, code and detail.
+// apiError is an error a handler answers with as it is: its status, code and
+// detail, and the headers it needs (WWW-Authenticate, Retry-After).
 type apiError struct {
 	status int
 	code   string
 	detail string
+	header http.Header
 }
 
 func (e *apiError) Error() string { return fmt.Sprintf("%d %s: %s", e.status, e.code, e.detail) }
 
 // badRequest is a 400 validation_failed: the body or query could not be decoded.
 func badRequest(format string, args ...any) *apiError {
-	return &apiError{http.StatusBadRequest, CodeValidationFailed, fmt.Sprintf(format, args...)}
+	return &apiError{http.StatusBadRequest, CodeValidationFailed, fmt.Sprintf(format, args...), nil}
 }
 
 // invalid is a 422 validation_failed: the request decoded but a value is wrong.
 func invalid(format string, args ...any) *apiError {
-	return &apiError{http.StatusUnprocessableEntity, CodeValidationFailed, fmt.Sprintf(format, args...)}
+	return &apiError{http.StatusUnprocessableEntity, CodeValidationFailed, fmt.Sprintf(format, args...), nil}
 }
 
 // notFound is a 404 not_found.
 func notFound(format string, args ...any) *apiError {
-	return &apiError{http.StatusNotFound, CodeNotFound, fmt.Sprintf(format, args...)}
+	return &apiError{http.StatusNotFound, CodeNotFound, fmt.Sprintf(format, args...), nil}
 }
 
 // errorMapping is one row of errorTable.
@@ -92,13 +98,18 @@ type errorMapping struct {
 	err    error
 	status int
 	code   string
+	// detail, when set, replaces the error's text in the answer: for errors
+	// whose text could name another person's record.
+	detail string
 }
 
 // errorTable is THE map from the sentinel errors of the packages below the edge to
 // problems. The first row whose error matches (errors.Is) wins; an error that
 // matches no row is a bug and answers 500 internal_error.
 //
-// Decisions where api.md is silent: an invalid state transition (rescheduling a
+// Decisions where api.md is silent: a slot taken answers a fixed detail (the
+// layers below may name the booking it collided with; the answer must not); an
+// invalid state transition (rescheduling a
 // cancelled booking) is 422 validation_failed, the request can never succeed as
 // asked; an id collision on create is 409 validation_failed; every "cannot answer
 // now" error (no leader, timeout, store closed, actor unreachable, request deadline)
@@ -106,51 +117,78 @@ type errorMapping struct {
 // cannot take writes (full, I/O errors: storage.ErrStorageUnavailable, also when
 // an actor passes it on) answers 503 storage_unavailable, as api.md says.
 var errorTable = []errorMapping{
-	{actors.ErrSlotTaken, http.StatusConflict, CodeSlotUnavailable},
-	{storage.ErrSlotTaken, http.StatusConflict, CodeSlotUnavailable},
-	{actors.ErrIdempotencyKeyReused, http.StatusUnprocessableEntity, CodeIdempotencyKeyReused},
-	{storage.ErrIdempotencyKeyReused, http.StatusUnprocessableEntity, CodeIdempotencyKeyReused},
-	{actors.ErrNotFound, http.StatusNotFound, CodeNotFound},
-	{storage.ErrNotFound, http.StatusNotFound, CodeNotFound},
-	{actors.ErrInvalid, http.StatusUnprocessableEntity, CodeValidationFailed},
-	{storage.ErrInvalid, http.StatusUnprocessableEntity, CodeValidationFailed},
-	{actors.ErrInvalidTransition, http.StatusUnprocessableEntity, CodeValidationFailed},
-	{storage.ErrInvalidTransition, http.StatusUnprocessableEntity, CodeValidationFailed},
-	{storage.ErrAlreadyExists, http.StatusConflict, CodeValidationFailed},
-	{ErrUnknownMember, http.StatusNotFound, CodeNotFound},
-	{storage.ErrStorageUnavailable, http.StatusServiceUnavailable, CodeStorageUnavailable},
-	{ErrNoPeer, http.StatusServiceUnavailable, CodeJurisdictionUnavailable},
-	{actors.ErrStorageUnavailable, http.StatusServiceUnavailable, CodeStorageUnavailable},
-	{actors.ErrUnavailable, http.StatusServiceUnavailable, CodeJurisdictionUnavailable},
-	{storage.ErrNotLeader, http.StatusServiceUnavailable, CodeJurisdictionUnavailable},
-	{storage.ErrTimeout, http.StatusServiceUnavailable, CodeJurisdictionUnavailable},
-	{storage.ErrClosed, http.StatusServiceUnavailable, CodeJurisdictionUnavailable},
-	{context.DeadlineExceeded, http.StatusServiceUnavailable, CodeJurisdictionUnavailable},
-	{context.Canceled, http.StatusServiceUnavailable, CodeJurisdictionUnavailable},
+	{actors.ErrSlotTaken, http.StatusConflict, CodeSlotUnavailable, slotTakenDetail},
+	{storage.ErrSlotTaken, http.StatusConflict, CodeSlotUnavailable, slotTakenDetail},
+	{actors.ErrIdempotencyKeyReused, http.StatusUnprocessableEntity, CodeIdempotencyKeyReused, ""},
+	{storage.ErrIdempotencyKeyReused, http.StatusUnprocessableEntity, CodeIdempotencyKeyReused, ""},
+	{actors.ErrNotFound, http.StatusNotFound, CodeNotFound, ""},
+	{storage.ErrNotFound, http.StatusNotFound, CodeNotFound, ""},
+	{actors.ErrInvalid, http.StatusUnprocessableEntity, CodeValidationFailed, ""},
+	{storage.ErrInvalid, http.StatusUnprocessableEntity, CodeValidationFailed, ""},
+	{actors.ErrInvalidTransition, http.StatusUnprocessableEntity, CodeValidationFailed, ""},
+	{storage.ErrInvalidTransition, http.StatusUnprocessableEntity, CodeValidationFailed, ""},
+	{storage.ErrAlreadyExists, http.StatusConflict, CodeValidationFailed, ""},
+	{ErrUnknownMember, http.StatusNotFound, CodeNotFound, ""},
+	{ErrMemberAlive, http.StatusConflict, CodeMemberAlive, ""},
+	{storage.ErrStorageUnavailable, http.StatusServiceUnavailable, CodeStorageUnavailable, ""},
+	{ErrNoPeer, http.StatusServiceUnavailable, CodeJurisdictionUnavailable, ""},
+	{actors.ErrStorageUnavailable, http.StatusServiceUnavailable, CodeStorageUnavailable, ""},
+	{actors.ErrUnavailable, http.StatusServiceUnavailable, CodeJurisdictionUnavailable, ""},
+	{storage.ErrNotLeader, http.StatusServiceUnavailable, CodeJurisdictionUnavailable, ""},
+	{storage.ErrTimeout, http.StatusServiceUnavailable, CodeJurisdictionUnavailable, ""},
+	{storage.ErrClosed, http.StatusServiceUnavailable, CodeJurisdictionUnavailable, ""},
+	{context.DeadlineExceeded, http.StatusServiceUnavailable, CodeJurisdictionUnavailable, ""},
+	{context.Canceled, http.StatusServiceUnavailable, CodeJurisdictionUnavailable, ""},
 }
 
-// classify returns the status, code and detail that answer err.
-func classify(err error) (status int, code, detail string) {
+// slotTakenDetail is the detail of every 409 slot_unavailable: it says the slot
+// is taken, never by which booking or whom (security.md).
+const slotTakenDetail = "the requested time overlaps another booking of this provider"
+
+// classify returns the status, code and detail that answer err, and the
+// headers the answer needs.
+func classify(err error) (status int, code, detail string, header http.Header) {
 	var ae *apiError
 	if errors.As(err, &ae) {
-		return ae.status, ae.code, ae.detail
+		return ae.status, ae.code, ae.detail, ae.header
 	}
 	for _, m := range errorTable {
 		if errors.Is(err, m.err) {
-			return m.status, m.code, err.Error()
+			detail = err.Error()
+			if m.detail != "" {
+				detail = m.detail
+			}
+			return m.status, m.code, detail, nil
 		}
 	}
-	return http.StatusInternalServerError, CodeInternalError, "internal error"
+	return http.StatusInternalServerError, CodeInternalError, "internal error", nil
 }
 
-// writeError answers err as a problem and logs it when it is a server fault.
-func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	status, code, detail := classify(err)
-	if status >= 500 {
+// writeError answers err as a problem and logs it when it is a server fault:
+// with the route pattern (label), never the path, which may hold ids.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, label string, err error) {
+	status, code, detail, header := classify(err)
+	switch {
+	case status == http.StatusInternalServerError:
+		// A bug: its error is needed to fix it (the edge's own errors name no person).
 		s.log.ErrorContext(r.Context(), "edge: request failed",
-			"method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+			"route", label, "status", status, "code", code, "err", err)
+	case status >= 500:
+		// The layers below may name records in their errors: the code only.
+		s.log.WarnContext(r.Context(), "edge: request failed",
+			"route", label, "status", status, "code", code)
+	}
+	for k, v := range header {
+		w.Header()[k] = v
 	}
 	writeProblem(w, status, code, detail)
+}
+
+// errorKind is the problem code of err: what logs say about an error whose text
+// may name a record.
+func errorKind(err error) string {
+	_, code, _, _ := classify(err)
+	return code
 }
 
 // writeProblem writes an RFC 9457 problem.

@@ -38,9 +38,12 @@ type Router interface {
 var ErrNoPeer = errors.New("edge: no live node of that jurisdiction")
 
 // ForwardedByHeader marks a request relayed by another node; its value is that
-// node's id. A node handles such a request itself and never relays it again: if
-// it is for another jurisdiction the answer is 503. On the unfiltered lists it
-// means "this store only": the relaying node is gathering every jurisdiction's.
+// node's id. Only Server.PeerHandler (a listener only nodes reach) takes it;
+// Server.Handler refuses a request that carries it (403). A node handles a relayed
+// request itself and never relays it again: if it is for another jurisdiction
+// the answer is 503. On the unfiltered lists it means "this store only": the
+// relaying node is gathering every jurisdiction's. A relayed request carries the
+// client's Authorization header unchanged and is not rate-limited again.
 const ForwardedByHeader = "X-Barberpro-Forwarded-By"
 
 // CreatedMsHeader is set on the answer of GET /v1/clients/{id}/bookings to a
@@ -118,8 +121,11 @@ func (s *Server) jurisdictionOf(city string) (string, bool) {
 	return c.Jurisdiction, true
 }
 
-// relayed reports whether r was relayed by another node.
-func relayed(r *http.Request) bool { return r.Header.Get(ForwardedByHeader) != "" }
+// relayed reports whether r was relayed by another node: it came through
+// PeerHandler (Handler refuses ForwardedByHeader) and carries the header.
+func relayed(r *http.Request) bool {
+	return r.Context().Value(peerKey{}) != nil && r.Header.Get(ForwardedByHeader) != ""
+}
 
 // fansOut reports whether an unfiltered list must gather every jurisdiction's:
 // there is a Router and the request was not relayed.
@@ -222,8 +228,8 @@ func peerURL(base string) (*url.URL, error) {
 
 // errJurisdiction is the 503 of a jurisdiction that cannot answer a fan-out.
 func errJurisdiction(j, reason string) error {
-	return &apiError{http.StatusServiceUnavailable, CodeJurisdictionUnavailable,
-		fmt.Sprintf("jurisdiction %s cannot answer now (%s), so the list would be incomplete; retry", j, reason)}
+	return &apiError{http.StatusServiceUnavailable, CodeJurisdictionUnavailable, fmt.Sprintf("jurisdiction %s cannot answer now (%s), so the list would be incomplete; retry", j, reason), nil}
+
 }
 
 // peerGet sends a relayed GET of path (escaped) ?q to a live node of jurisdiction j and
@@ -250,6 +256,10 @@ func (s *Server) peerGet(ctx context.Context, label, j, path string, q url.Value
 	}
 	req.Header.Set(ForwardedByHeader, s.cfg.NodeID)
 	req.Header.Set("Accept", "application/json")
+	if c, ok := callerOf(ctx); ok && c.authorization != "" {
+		// The peer verifies the caller's token again and applies the route's access.
+		req.Header.Set("Authorization", c.authorization)
+	}
 	fail := func(reason string) ([]byte, http.Header, error) {
 		s.log.WarnContext(ctx, "edge: gathering from another jurisdiction failed",
 			"route", label, "jurisdiction", j, "target", target.Host, "reason", reason)
@@ -277,7 +287,7 @@ func (s *Server) peerGet(ctx context.Context, label, j, path string, q url.Value
 	case resp.StatusCode >= 400 && resp.StatusCode < 500:
 		var p problemBody
 		if json.Unmarshal(b, &p) == nil && p.Code != "" && titles[p.Code] != "" {
-			return nil, nil, &apiError{resp.StatusCode, p.Code, p.Detail}
+			return nil, nil, &apiError{resp.StatusCode, p.Code, p.Detail, nil}
 		}
 	}
 	return fail("answered " + strconv.Itoa(resp.StatusCode))

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/barberpro/edge/edge/auth"
+	"github.com/barberpro/edge/edge/edgetest"
 	"github.com/barberpro/edge/edge/ids"
 	"github.com/barberpro/edge/storage"
 )
@@ -21,6 +23,8 @@ import (
 type fakePeers struct {
 	mu   sync.Mutex
 	urls map[string]string // jurisdiction → base URL
+	// tokens is the token key set every node of the cluster shares.
+	tokens *edgetest.Tokens
 }
 
 func (p *fakePeers) set(j, url string) {
@@ -124,8 +128,12 @@ func newTestNode(t *testing.T, peers *fakePeers, id, city, juris string, clock f
 	t.Helper()
 	n := &testNode{juris: juris, router: &fakeRouter{self: juris, peers: peers}, rec: &recorder{}}
 	logs := &syncBuffer{}
+	if peers.tokens == nil {
+		peers.tokens = edgetest.NewTokens(t)
+	}
 	n.harness = newHarnessWith(t, func(c *Config) {
 		c.NodeID, c.City, c.Router = id, city, n.router
+		c.Auth = peers.tokens.Verifier
 		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		if clock != nil {
 			c.Clock = clock
@@ -135,6 +143,8 @@ func newTestNode(t *testing.T, peers *fakePeers, id, city, juris string, clock f
 		}
 	})
 	n.harness.logs = logs
+	n.harness.tokens = peers.tokens
+	n.harness.operator = peers.tokens.Bearer(t, auth.RoleOperator, "ops")
 	n.store.Fail, n.cals.Fail = n.rec.op, n.rec.op
 	n.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if by := r.Header.Get(ForwardedByHeader); by != "" {
@@ -142,7 +152,12 @@ func newTestNode(t *testing.T, peers *fakePeers, id, city, juris string, clock f
 			n.rec.forwarded = append(n.rec.forwarded, by)
 			n.rec.mu.Unlock()
 		}
-		n.srv.Handler().ServeHTTP(w, r)
+		// The peer listener: what Router.Peer points at. It stands for mutual
+		// TLS with the relaying node, which names itself honestly here.
+		if by := r.Header.Get(ForwardedByHeader); by != "" {
+			r.TLS = peerConn(by)
+		}
+		n.srv.PeerHandler().ServeHTTP(w, r)
 	}))
 	t.Cleanup(n.ts.Close)
 	peers.set(juris, n.ts.URL)
@@ -291,7 +306,7 @@ func TestRouting_LocalJurisdictionStaysLocal(t *testing.T) {
 	rec := ar.do(call{method: "GET", path: "/v1/providers/" + p.ID, valid: true})
 	wantStatus(t, rec, http.StatusOK)
 	// Relayed by a peer and for this jurisdiction: handled here.
-	rec = ar.do(call{method: "GET", path: "/v1/providers/" + p.ID, header: map[string]string{ForwardedByHeader: "us-1"}, valid: true})
+	rec = ar.do(call{method: "GET", path: "/v1/providers/" + p.ID, header: map[string]string{ForwardedByHeader: "us-1"}, peer: true, valid: true})
 	wantStatus(t, rec, http.StatusOK)
 	if len(ar.rec.calls()) == 0 {
 		t.Error("the Argentine node did not read its own store")
@@ -308,11 +323,11 @@ func TestRouting_NoRelayLoop(t *testing.T) {
 	p := ar.create(providerBody("buenos-aires", "psychology"))
 	fw := map[string]string{ForwardedByHeader: "cordoba-1"}
 	for _, c := range []call{
-		{method: "GET", path: "/v1/providers/" + p.ID, header: fw, valid: true},
-		{method: "POST", path: "/v1/bookings", header: fw, valid: true,
+		{method: "GET", path: "/v1/providers/" + p.ID, header: fw, peer: true, valid: true},
+		{method: "POST", path: "/v1/bookings", header: fw, peer: true, valid: true,
 			body: bookingBody(p.ID, p.Services[0].ID, "c", "2026-12-01T09:00:00-03:00")},
-		{method: "POST", path: "/v1/providers", header: fw, body: providerBody("rosario", "barber"), valid: true},
-		{method: "GET", path: "/v1/providers?city=la-plata", header: fw, valid: true},
+		{method: "POST", path: "/v1/providers", header: fw, peer: true, body: providerBody("rosario", "barber"), valid: true},
+		{method: "GET", path: "/v1/providers?city=la-plata", header: fw, peer: true, valid: true},
 	} {
 		rec := us.do(c)
 		wantStatus(t, rec, http.StatusServiceUnavailable)
@@ -633,6 +648,7 @@ func TestRouting_Config(t *testing.T) {
 	cfg.NodeID, cfg.City = "n", "buenos-aires"
 	h := newHarness(t)
 	cfg.Store, cfg.Calendars, cfg.Topology, cfg.Placement = h.store, h.cals, h.srv.cfg.Topology, h.srv.cfg.Placement
+	cfg.Auth = h.srv.cfg.Auth
 	cfg.Router = &fakeRouter{self: "us", peers: &fakePeers{urls: map[string]string{}}}
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "Router") {
 		t.Errorf("Validate = %v", err)

@@ -15,19 +15,23 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/barberpro/edge/edge/auth"
 )
 
 // Server serves the HTTP API v1 of one node. It holds no state of its own beyond
-// caches; everything lives in Store and Calendars. Its handler is safe for
-// concurrent use.
+// caches and rate-limit buckets; everything lives in Store and Calendars. Its
+// handlers are safe for concurrent use.
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	mux     *http.ServeMux
 	handler http.Handler
+	peer    http.Handler
 	routes  []route
 	metrics *httpMetrics
 	openapi []byte
+	limits  *limiter
 
 	// jurisdiction is this node's (its city's).
 	jurisdiction string
@@ -48,6 +52,8 @@ type route struct {
 	// loc, when set and Config.Router is set, tells the request's home city: a
 	// request for another jurisdiction is relayed there instead of handled.
 	loc locator
+	// acc is who may call the route (access.go; security.md's table).
+	acc access
 }
 
 // pattern is the ServeMux pattern of the route, e.g. "GET /v1/bookings/{id}".
@@ -71,7 +77,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), metrics: m, openapi: spec}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), metrics: m, openapi: spec,
+		limits: newLimiter(cfg.Limits, cfg.Clock)}
 	s.jurisdiction, _ = s.jurisdictionOf(cfg.City) // Validate checked the city
 	s.proxy = s.newProxy()
 	s.peerClient = &http.Client{
@@ -79,46 +86,65 @@ func New(cfg Config) (*Server, error) {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	metricsHandler := promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})
+	// The route table: method, pattern, handler, locator (relay), access (who may).
 	s.routes = []route{
-		{http.MethodPost, "/v1/providers", s.createProvider, byBodyCity},
-		{http.MethodGet, "/v1/providers", s.listProviders, byQueryCity},
-		{http.MethodGet, "/v1/providers/{id}", s.getProvider, byPathID},
-		{http.MethodPatch, "/v1/providers/{id}", s.patchProvider, byPathID},
-		{http.MethodGet, "/v1/providers/{id}/availability", s.availability, byPathID},
-		{http.MethodGet, "/v1/providers/{id}/placement", s.placement, byPathID},
-		{http.MethodPost, "/v1/bookings", s.createBooking, byBodyProvider},
-		{http.MethodGet, "/v1/bookings/{id}", s.getBooking, byPathID},
-		{http.MethodPost, "/v1/bookings/{id}/cancel", s.cancelBooking, byPathID},
-		{http.MethodPost, "/v1/bookings/{id}/reschedule", s.rescheduleBooking, byPathID},
-		{http.MethodGet, "/v1/clients/{client_id}/bookings", s.clientBookings, nil},
-		{http.MethodGet, "/v1/cluster/members", s.members, nil},
-		{http.MethodGet, "/v1/cluster/status", s.clusterStatus, nil},
-		{http.MethodPost, "/v1/cluster/leave", s.clusterLeave, nil},
-		{http.MethodPost, "/v1/cluster/members/{id}/remove", s.clusterRemove, nil},
-		{http.MethodGet, "/healthz", s.healthz, nil},
-		{http.MethodGet, "/readyz", s.readyz, nil},
+		{http.MethodPost, "/v1/providers", s.createProvider, byBodyCity, operatorOnly},
+		{http.MethodGet, "/v1/providers", s.listProviders, byQueryCity, publicAccess},
+		{http.MethodGet, "/v1/providers/{id}", s.getProvider, byPathID, publicAccess},
+		{http.MethodPatch, "/v1/providers/{id}", s.patchProvider, byPathID, ownProviderPath},
+		{http.MethodGet, "/v1/providers/{id}/availability", s.availability, byPathID, publicAccess},
+		{http.MethodGet, "/v1/providers/{id}/placement", s.placement, byPathID, operatorOnly},
+		{http.MethodPost, "/v1/bookings", s.createBooking, byBodyProvider, ownBooking},
+		{http.MethodGet, "/v1/bookings/{id}", s.getBooking, byPathID, ownBooking},
+		{http.MethodPost, "/v1/bookings/{id}/cancel", s.cancelBooking, byPathID, ownBooking},
+		{http.MethodPost, "/v1/bookings/{id}/reschedule", s.rescheduleBooking, byPathID, ownBooking},
+		{http.MethodGet, "/v1/clients/{client_id}/bookings", s.clientBookings, nil, ownClientBookings},
+		{http.MethodGet, "/v1/cluster/members", s.members, nil, operatorOnly},
+		{http.MethodGet, "/v1/cluster/status", s.clusterStatus, nil, operatorOnly},
+		{http.MethodPost, "/v1/cluster/leave", s.clusterLeave, nil, operatorOnly},
+		{http.MethodPost, "/v1/cluster/members/{id}/remove", s.clusterRemove, nil, operatorOnly},
+		{http.MethodGet, "/healthz", s.healthz, nil, publicAccess},
+		{http.MethodGet, "/readyz", s.readyz, nil, publicAccess},
 		{http.MethodGet, "/metrics", func(w http.ResponseWriter, r *http.Request) error {
 			metricsHandler.ServeHTTP(w, r)
 			return nil
-		}, nil},
-		{http.MethodGet, "/openapi.json", s.openAPI, nil},
+		}, nil, publicAccess},
+		{http.MethodGet, "/openapi.json", s.openAPI, nil, publicAccess},
 	}
+	peerMux := http.NewServeMux()
 	for _, rt := range s.routes {
-		s.mux.Handle(rt.pattern(), s.wrap(rt.pattern(), rt.h, rt.loc))
+		s.mux.Handle(rt.pattern(), s.wrap(rt.pattern(), rt.h, rt.loc, rt.acc, false))
+		peerMux.Handle(rt.pattern(), s.wrap(rt.pattern(), rt.h, rt.loc, rt.acc, true))
 	}
-	s.mux.Handle("/", s.wrap(unmatchedRoute, s.noRoute, nil))
-	s.handler = s.mux
+	s.mux.Handle("/", s.wrap(unmatchedRoute, s.noRoute, nil, publicAccess, false))
+	peerMux.Handle("/", s.wrap(unmatchedRoute, s.noRoute, nil, publicAccess, true))
+	s.handler, s.peer = s.mux, peerMux
 	return s, nil
 }
 
-// Handler returns the http.Handler of the API.
+// Handler returns the http.Handler of the API that clients call. It applies
+// the rate limits, and refuses a request that carries ForwardedByHeader (403):
+// only PeerHandler takes relayed requests.
 func (s *Server) Handler() http.Handler { return s.handler }
 
+// PeerHandler returns the http.Handler of the same routes for requests that
+// other nodes relay (ForwardedByHeader): the cluster serves it on a listener
+// only nodes can reach (mutual TLS). The header is honoured only when it names
+// the node of the connection's peer certificate (Config.PeerNode; 403
+// otherwise). Tokens are verified there again (relays
+// pass the Authorization header on unchanged) and the route's access applies
+// again; rate limits do not, the node the client called applied them.
+func (s *Server) PeerHandler() http.Handler { return s.peer }
+
+// peerKey marks the context of a request served by PeerHandler.
+type peerKey struct{}
+
 // wrap adds to h what every route has: the request deadline, panic recovery,
-// problem answers for errors, and metrics labelled with the route pattern. With a
-// Router and a locator, a request for another jurisdiction is relayed there
-// (routeAway) instead of reaching h.
-func (s *Server) wrap(label string, h handlerFunc, loc locator) http.Handler {
+// problem answers for errors, and metrics labelled with the route pattern; the
+// bearer token, the rate limit (not on the peer handler) and the route's access
+// (acc). With a Router and a locator, a request for another jurisdiction is
+// relayed there (routeAway) instead of reaching h.
+func (s *Server) wrap(label string, h handlerFunc, loc locator, acc access, peer bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
@@ -127,8 +153,9 @@ func (s *Server) wrap(label string, h handlerFunc, loc locator) http.Handler {
 				if v == http.ErrAbortHandler { // let net/http abort the connection
 					panic(v)
 				}
+				// The route pattern, never the path: paths hold ids.
 				s.log.ErrorContext(r.Context(), "edge: recovered panic",
-					"method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+					"route", label, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 				s.metrics.panics.Inc()
 				if !sw.wroteHeader {
 					writeProblem(sw, http.StatusInternalServerError, CodeInternalError, "internal error")
@@ -136,15 +163,112 @@ func (s *Server) wrap(label string, h handlerFunc, loc locator) http.Handler {
 			}
 			s.metrics.observe(label, sw.statusCode(), time.Since(start))
 		}()
+		r, err := s.admit(r, acc, peer)
+		if err != nil {
+			s.writeError(sw, r, label, err)
+			return
+		}
 		if s.cfg.Router != nil && loc != nil && s.routeAway(sw, r, label, loc) {
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 		defer cancel()
 		if err := h(sw, r.WithContext(ctx)); err != nil {
-			s.writeError(sw, r, err)
+			s.writeError(sw, r, label, err)
 		}
 	})
+}
+
+// admit authenticates r, charges its rate limit (public handler only) and
+// applies acc. It returns r with the caller (callerOf) and, on the peer handler,
+// the peer mark in its context, or the problem to answer.
+func (s *Server) admit(r *http.Request, acc access, peer bool) (*http.Request, error) {
+	if err := s.checkRelay(r, peer); err != nil {
+		return r, err
+	}
+	p, authErr, err := s.authenticate(r, acc, !peer)
+	if err != nil {
+		return r, err
+	}
+	c, ok, err := authorize(r, acc, p, authErr)
+	if err != nil {
+		return r, err
+	}
+	ctx := r.Context()
+	if ok {
+		ctx = context.WithValue(ctx, callerKey{}, c)
+	}
+	if peer {
+		ctx = context.WithValue(ctx, peerKey{}, true)
+	}
+	return r.WithContext(ctx), nil
+}
+
+// authenticate returns the principal of r's bearer token, or authErr when it has
+// none that verifies (on a public route without an Authorization header, no
+// token is looked at). With limit (the public handler) it charges the rate
+// limits first, and returns err, a 429, when over: a token the verifier has
+// verified before is charged to its subject alone; any other request to the
+// client's IP, before any signature is checked, and, once its token verified,
+// to its subject too. A valid token is charged whether or not the route then
+// lets it through.
+func (s *Server) authenticate(r *http.Request, acc access, limit bool) (p auth.Principal, authErr, err error) {
+	authErr = auth.ErrNoToken
+	var tok string
+	if !acc.public || r.Header.Get("Authorization") != "" {
+		tok, authErr = auth.BearerToken(r.Header)
+	}
+	if authErr == nil {
+		var cached bool
+		if p, cached = s.cfg.Auth.Cached(tok); !cached {
+			if limit {
+				if ok, retry := s.limits.allowIP(r); !ok {
+					return p, authErr, errRateLimited(retry)
+				}
+			}
+			if p, authErr = s.cfg.Auth.Verify(tok); authErr != nil {
+				return p, authErr, nil
+			}
+		}
+		if limit {
+			if ok, retry := s.limits.allowSubject(p); !ok {
+				return p, nil, errRateLimited(retry)
+			}
+		}
+		return p, nil, nil
+	}
+	if limit {
+		if ok, retry := s.limits.allowIP(r); !ok {
+			return p, authErr, errRateLimited(retry)
+		}
+	}
+	return p, authErr, nil
+}
+
+// checkRelay refuses ForwardedByHeader where it must not be honoured: on the
+// public handler always (only nodes relay, and only over the peer listener), on
+// the peer handler unless it names the node whose certificate the request came
+// over (Config.PeerNode): a node may relay only in its own name.
+func (s *Server) checkRelay(r *http.Request, peer bool) error {
+	by := r.Header.Get(ForwardedByHeader)
+	switch {
+	case by == "":
+		return nil
+	case !peer:
+		return errForbidden(ForwardedByHeader + " is for nodes: relayed requests are taken only on the peer listener")
+	case s.cfg.PeerNode == nil:
+		return errForbidden(ForwardedByHeader + " is not taken here: this node cannot tell which node a connection is from")
+	case r.TLS == nil:
+		return errForbidden(ForwardedByHeader + " is taken only over mutual TLS")
+	}
+	node, err := s.cfg.PeerNode(r.TLS)
+	switch {
+	case err != nil:
+		return errForbidden(ForwardedByHeader + ": the peer certificate names no node")
+	case node != by:
+		return errForbidden(ForwardedByHeader + " must name the node of the peer certificate")
+	}
+	return nil
 }
 
 // noRoute answers requests no route matches: 405 with Allow when the path exists
@@ -165,8 +289,8 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) error {
 			allow = append(allow, http.MethodHead)
 		}
 		w.Header().Set("Allow", strings.Join(allow, ", "))
-		return &apiError{http.StatusMethodNotAllowed, CodeNotFound,
-			fmt.Sprintf("method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", "))}
+		return &apiError{http.StatusMethodNotAllowed, CodeNotFound, fmt.Sprintf("method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", ")), nil}
+
 	}
 	return notFound("no route for %s %s", r.Method, r.URL.Path)
 }

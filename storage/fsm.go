@@ -663,7 +663,7 @@ func (a *applier) createBooking(cmd *bookingv1.Command, op *bookingv1.CreateBook
 		return result(bookingv1.ResultCode_RESULT_CODE_ALREADY_EXISTS, "booking %q already exists", b.Id)
 	}
 	if other := a.overlap(b.ProviderId, b.StartMs, b.BlockedUntilMs, ""); other != "" {
-		return result(bookingv1.ResultCode_RESULT_CODE_SLOT_TAKEN, "overlaps booking %q", other)
+		return result(bookingv1.ResultCode_RESULT_CODE_SLOT_TAKEN, "overlaps another booking of the provider")
 	}
 	nb := proto.Clone(b).(*bookingv1.Booking)
 	nb.Status = bookingv1.BookingStatus_BOOKING_STATUS_CONFIRMED
@@ -712,7 +712,7 @@ func (a *applier) rescheduleBooking(cmd *bookingv1.Command, op *bookingv1.Resche
 		return invalid("%s", why)
 	}
 	if other := a.overlap(cur.ProviderId, op.StartMs, op.BlockedUntilMs, cur.Id); other != "" {
-		return result(bookingv1.ResultCode_RESULT_CODE_SLOT_TAKEN, "overlaps booking %q", other)
+		return result(bookingv1.ResultCode_RESULT_CODE_SLOT_TAKEN, "overlaps another booking of the provider")
 	}
 	nb := proto.Clone(cur).(*bookingv1.Booking)
 	nb.StartMs, nb.EndMs, nb.BlockedUntilMs = op.StartMs, op.EndMs, op.BlockedUntilMs

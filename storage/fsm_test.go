@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -163,6 +164,11 @@ func TestStore_FSMRules(t *testing.T) {
 				}
 				if res == nil || res.Code == bookingv1.ResultCode_RESULT_CODE_OK {
 					t.Fatalf("step %d: result %v with error %v", j, res, err)
+				}
+				// A collision says the slot is taken, never by which booking
+				// (its id, prefixed p, would reach the client's 409).
+				if errors.Is(err, storage.ErrSlotTaken) && strings.Contains(err.Error()+res.GetDetail(), p) {
+					t.Fatalf("step %d: slot taken names a record: %v / %q", j, err, res.GetDetail())
 				}
 			}
 			got, err := s.ProviderBookings(ctx, p, st.T0.Add(-24*time.Hour), st.T0.Add(48*time.Hour))

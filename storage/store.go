@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -53,6 +54,13 @@ type Config struct {
 	// owned (and closed) by the Store. A Transport passed in is not closed by
 	// Store.Close. Tests may pass a raft.InmemTransport.
 	Transport raft.Transport
+	// RaftTLS secures the TCP transport on RaftAddr: every accepted connection
+	// does a TLS server handshake and every dial a TLS client handshake (ServerName
+	// = the dialed host) with it, so it must work in both roles (certificates,
+	// ClientCAs with ClientAuth, RootCAs) and decide in VerifyConnection which peers
+	// may speak Raft. cluster builds it from the node's certificate (package
+	// cluster/pki). nil means plain TCP: storage's own tests only.
+	RaftTLS *tls.Config
 	// Clock stamps proposed_at_ms on commands that have none. Default time.Now.
 	Clock func() time.Time
 	// Logger receives the Store's and raft's logs (raft's hclog output is
@@ -366,7 +374,7 @@ func Open(cfg Config) (_ *Store, err error) {
 	}
 	s.trans = cfg.Transport
 	if s.trans == nil {
-		nt, err := newTCPTransport(cfg.RaftAddr, hl.Named("transport"))
+		nt, err := newTCPTransport(cfg.RaftAddr, cfg.RaftTLS, hl.Named("transport"))
 		if err != nil {
 			return nil, fmt.Errorf("storage: raft transport on %s: %w", cfg.RaftAddr, err)
 		}

@@ -32,10 +32,11 @@ type voteGuard struct {
 }
 
 // AppendEntries sends raft's AppendEntries (heartbeats too) and notes when
-// the target answered: Store.LastContact.
+// the target answered as server id: Store.LastContact. An answer from another
+// server id at the address (a wiped disk's new server) is no contact of id.
 func (g *voteGuard) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	err := g.Transport.AppendEntries(id, target, args, resp)
-	if err == nil {
+	if err == nil && (len(resp.ID) == 0 || raft.ServerID(resp.ID) == id) {
 		g.contact.Store(id, time.Now())
 	}
 	return err

@@ -58,6 +58,10 @@ type Meta struct {
 	// DiskID is the identity of the node's data dir, new with every new disk.
 	// The node's Raft server id is NodeID@DiskID.
 	DiskID string
+	// PeerAddr is host:port of the node's peer HTTP listener (mutual TLS only):
+	// relays between nodes go there, and other nodes learn the node's
+	// certificate identity there. Empty from nodes of older builds.
+	PeerAddr string
 }
 
 // ServerID is the node's Raft server id: NodeID + "@" + DiskID. A node whose
@@ -133,12 +137,12 @@ func (m Meta) clone() Meta {
 
 // MarshalBinary encodes m compactly: a version byte, then each string as a
 // uvarint length and its bytes, in field order, then the number of kinds and
-// each kind, then a flags byte (Leaving, Founded), then ClusterID and DiskID as
-// strings.
+// each kind, then a flags byte (Leaving, Founded), then ClusterID, DiskID and
+// PeerAddr as strings.
 func (m Meta) MarshalBinary() ([]byte, error) {
 	fields := m.strings()
 	n := 2 + binary.MaxVarintLen64
-	for _, s := range append(fields, m.ClusterID, m.DiskID) {
+	for _, s := range append(fields, m.ClusterID, m.DiskID, m.PeerAddr) {
 		n += binary.MaxVarintLen64 + len(s)
 	}
 	for _, k := range m.Kinds {
@@ -163,7 +167,7 @@ func (m Meta) MarshalBinary() ([]byte, error) {
 		flags |= flagFounded
 	}
 	b = append(b, flags)
-	for _, s := range []string{m.ClusterID, m.DiskID} {
+	for _, s := range []string{m.ClusterID, m.DiskID, m.PeerAddr} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
@@ -227,6 +231,13 @@ func (m *Meta) UnmarshalBinary(b []byte) error {
 			}
 			*p = s
 		}
+	}
+	if len(rest) > 0 { // peer address (older encoders had none)
+		s, err := next()
+		if err != nil {
+			return err
+		}
+		out.PeerAddr = s
 	}
 	*m = out
 	return nil

@@ -20,6 +20,7 @@ func fullMeta() Meta {
 		Founded:      true,
 		ClusterID:    "c0ffee00c0ffee00",
 		DiskID:       "d15c0000d15c0000",
+		PeerAddr:     "10.20.30.40:8081",
 	}
 }
 
@@ -42,12 +43,19 @@ func TestMeta_RoundTrip(t *testing.T) {
 				t.Fatalf("round trip:\n got %+v\nwant %+v", got, m)
 			}
 			// An older encoder stopped after the flags byte (no cluster or
-			// disk id): those decode empty.
+			// disk id, no peer address): those decode empty.
 			old := m
-			old.ClusterID, old.DiskID = "", ""
+			old.ClusterID, old.DiskID, old.PeerAddr = "", "", ""
 			ob, _ := old.MarshalBinary()
-			if err := got.UnmarshalBinary(ob[:len(ob)-2]); err != nil || !reflect.DeepEqual(got, old) {
+			if err := got.UnmarshalBinary(ob[:len(ob)-3]); err != nil || !reflect.DeepEqual(got, old) {
 				t.Fatalf("older encoding: %v %+v", err, got)
+			}
+			// One stopped after the disk id (no peer address).
+			old = m
+			old.PeerAddr = ""
+			ob, _ = old.MarshalBinary()
+			if err := got.UnmarshalBinary(ob[:len(ob)-1]); err != nil || !reflect.DeepEqual(got, old) {
+				t.Fatalf("encoding without peer address: %v %+v", err, got)
 			}
 			// A newer encoder may append fields: they are ignored.
 			if err := got.UnmarshalBinary(append(b, 9, 9, 9)); err != nil || !reflect.DeepEqual(got, m) {
@@ -60,7 +68,7 @@ func TestMeta_RoundTrip(t *testing.T) {
 func TestMeta_SizeLimit(t *testing.T) {
 	m := fullMeta()
 	b, _ := m.MarshalBinary()
-	if len(b) > 160 {
+	if len(b) > 180 { // 160 before PeerAddr (17 bytes for an IPv4 host:port)
 		t.Errorf("a typical meta takes %d bytes; expected a compact encoding", len(b))
 	}
 	if err := m.Validate(); err != nil {
@@ -68,7 +76,7 @@ func TestMeta_SizeLimit(t *testing.T) {
 	}
 	// Long but plausible: every address a 63-char DNS name with a port, ten kinds.
 	host := strings.Repeat("h", 57) + ".local"
-	m.RaftAddr, m.ActorAddr, m.HTTPAddr = host+":7000", host+":8090", host+":8080"
+	m.RaftAddr, m.ActorAddr, m.HTTPAddr, m.PeerAddr = host+":7000", host+":8090", host+":8080", host+":8081"
 	m.Kinds = []string{"calendar-ar", "session-ar", "consent-ar", "audit-ar", "prototopic", "a-ar", "b-ar", "c-ar", "d-ar", "e-ar"}
 	if err := m.Validate(); err != nil {
 		t.Fatalf("plausible maximum rejected: %v", err)

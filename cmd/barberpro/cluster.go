@@ -16,6 +16,7 @@ import (
 func newClusterCmd() *cobra.Command {
 	var (
 		addr    string
+		token   string
 		asJSON  bool
 		timeout time.Duration
 	)
@@ -25,6 +26,7 @@ func newClusterCmd() *cobra.Command {
 	}
 	pf := cluster.PersistentFlags()
 	pf.StringVar(&addr, "addr", "http://127.0.0.11:8080", "API URL of any node")
+	pf.StringVar(&token, "token", "", "an operator's bearer token (barberpro token issue --role operator)")
 	pf.BoolVar(&asJSON, "json", false, "print the answer as JSON")
 	pf.DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the answer")
 
@@ -32,7 +34,10 @@ func newClusterCmd() *cobra.Command {
 		return func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			return f(ctx, client.New(addr, nil), cmd.OutOrStdout())
+			if token == "" {
+				return usagef("--token is required: the cluster routes need an operator token (barberpro token issue --role operator)")
+			}
+			return f(ctx, client.New(addr, nil).WithToken(token), cmd.OutOrStdout())
 		}
 	}
 	printJSON := func(out io.Writer, v any) error {
@@ -125,14 +130,18 @@ holds it, is removed from its Raft group, leaves gossip, and its process exits.`
 			return nil
 		}),
 	}
+	var force bool
 	remove := &cobra.Command{
-		Use:     "remove NODE-ID",
-		Short:   "Remove a dead node from its Raft group (a non-voter is promoted in its place)",
-		Example: "  barberpro cluster remove ros-1 --addr http://127.0.0.11:8080",
+		Use:   "remove NODE-ID",
+		Short: "Remove a dead node from its Raft group (a non-voter is promoted in its place)",
+		Long: `Remove a dead node from its Raft group (a non-voter is promoted in its place).
+A node that gossip shows alive is refused (member_alive): stop it or make it
+leave (cluster leave) first, or pass --force to remove it while it runs.`,
+		Example: "  barberpro cluster remove ros-1 --addr http://127.0.0.11:8080 --token \"$BARBERPRO_TOKEN\"",
 		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return run(func(ctx context.Context, c *client.Client, out io.Writer) error {
-				r, err := c.Remove(ctx, args[0])
+				r, err := c.Remove(ctx, args[0], force)
 				if err != nil {
 					return err
 				}
@@ -144,6 +153,7 @@ holds it, is removed from its Raft group, leaves gossip, and its process exits.`
 			})(cmd, args)
 		},
 	}
+	remove.Flags().BoolVar(&force, "force", false, "remove the node even though gossip shows it alive")
 	cluster.AddCommand(members, status, leave, remove)
 	return cluster
 }

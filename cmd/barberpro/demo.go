@@ -2,17 +2,18 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/edge/client"
 	"github.com/barberpro/edge/simulations/procs"
 	"github.com/barberpro/edge/simulations/seed"
@@ -47,11 +48,14 @@ stops every node cleanly. The data dirs are temporary unless --data-dir is given
 				defer os.RemoveAll(dir)
 				dataDir = dir
 			}
-			key := make([]byte, 32)
-			if _, err := rand.Read(key); err != nil {
+			sec, err := procs.NewSecrets(filepath.Join(dataDir, "secrets"), nil)
+			if err != nil {
 				return err
 			}
-			c := procs.FiveCities(binary, dataDir, key, ipBase)
+			c, err := procs.FiveCities(binary, dataDir, sec, ipBase)
+			if err != nil {
+				return err
+			}
 			defer c.StopAll(15 * time.Second)
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
@@ -67,7 +71,7 @@ stops every node cleanly. The data dirs are temporary unless --data-dir is given
 				urls = append(urls, p.Spec.ID+" "+p.Spec.City+" "+p.Spec.URL())
 			}
 			fmt.Fprintf(out, "Nodes:\n  %s\n", strings.Join(urls, "\n  "))
-			if err := seedAndPrint(ctx, out, c.Procs[0].Spec.URL(), c.Procs[1].Spec.URL(), c.Procs[4].Spec.URL()); err != nil {
+			if err := seedAndPrint(ctx, out, sec, c.Procs[0].Spec.URL(), c.Procs[1].Spec.URL(), c.Procs[4].Spec.URL()); err != nil {
 				return err
 			}
 			<-ctx.Done()
@@ -81,10 +85,11 @@ stops every node cleanly. The data dirs are temporary unless --data-dir is given
 	return cmd
 }
 
-// seedAndPrint creates the demo providers through the API and prints curl lines that
-// work against it as printed.
-func seedAndPrint(ctx context.Context, w io.Writer, base, other, us string) error {
-	c := client.New(base, nil)
+// seedAndPrint creates the demo providers through the API, writes a token per
+// role under the secrets dir, and prints curl lines that work against the
+// cluster as printed (each reads its token from its file).
+func seedAndPrint(ctx context.Context, w io.Writer, sec *procs.Secrets, base, other, us string) error {
+	c := client.New(base, nil).WithToken(sec.Operator())
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := c.WaitReady(wctx); err != nil {
@@ -99,6 +104,29 @@ func seedAndPrint(ctx context.Context, w io.Writer, base, other, us string) erro
 		if p.Vertical == "barber" && p.City == "buenos-aires" {
 			barber = p
 		}
+	}
+	// A token file per role: two clients, the barber, an operator.
+	tokenFile := map[string]string{}
+	for _, t := range []struct {
+		name string
+		role auth.Role
+		sub  string
+	}{
+		{"ana", auth.RoleClient, "cli-ana"}, {"bruno", auth.RoleClient, "cli-bruno"},
+		{"barber", auth.RoleProvider, barber.ID}, {"operator", auth.RoleOperator, "ops"},
+	} {
+		tok, err := sec.Token(t.role, t.sub)
+		if err != nil {
+			return err
+		}
+		path := filepath.Join(sec.Dir, t.name+".token")
+		if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+			return err
+		}
+		tokenFile[t.name] = path
+	}
+	bearer := func(name string) string {
+		return fmt.Sprintf(`-H "Authorization: Bearer $(cat %s)"`, tokenFile[name])
 	}
 	svc := barber.Services[0]
 	loc, err := time.LoadLocation(barber.Timezone)
@@ -120,16 +148,21 @@ func seedAndPrint(ctx context.Context, w io.Writer, base, other, us string) erro
 	fmt.Fprintf(w, "\nBarberPro Edge demo: every node serves every city; these lines use several.\n")
 	fmt.Fprintf(w, "Seeded %d providers: barber, beauty, fitness and psychology in %s.\n\n", len(providers), strings.Join(seed.Cities, ", "))
 	lines := []struct{ what, cmd string }{
-		{"List the providers of Buenos Aires", fmt.Sprintf("curl -s '%s/v1/providers?city=buenos-aires'", base)},
+		{"List the providers of Buenos Aires (public: no token)", fmt.Sprintf("curl -s '%s/v1/providers?city=buenos-aires'", base)},
 		{"Availability of " + barber.Name + " (" + svc.Name + ")", fmt.Sprintf("curl -s '%s/v1/providers/%s/availability?service_id=%s&from=%s&days=1'", base, barber.ID, svc.ID, from)},
-		{"Book the first free slot: 201", fmt.Sprintf("curl -s -i -X POST %s/v1/bookings -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' -d '%s'", base, book)},
-		{"Someone else books the same slot through Córdoba's node: 409 slot_unavailable", fmt.Sprintf("curl -s -i -X POST %s/v1/bookings -H 'Content-Type: application/json' -d '%s'", other, otherBook)},
-		{"Retry the first request with its Idempotency-Key: the same booking, and keep its id", fmt.Sprintf("BOOKING=$(curl -s -X POST %s/v1/bookings -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' -d '%s' | grep -o '\"id\":\"[^\"]*\"' | head -1 | cut -d'\"' -f4); echo $BOOKING", base, book)},
-		{"Cancel it: the slot is free again at once", fmt.Sprintf("curl -s -X POST %s/v1/bookings/$BOOKING/cancel", base)},
-		{"Where the provider's calendar actor runs, asked of the US node", fmt.Sprintf("curl -s %s/v1/providers/%s/placement", us, barber.ID)},
-		{"The cluster: members, Raft groups and their leaders", fmt.Sprintf("curl -s %s/v1/cluster/members; curl -s %s/v1/cluster/status", base, us)},
-		{"Health, readiness, metrics, the OpenAPI contract", fmt.Sprintf("curl -s %s/readyz; curl -s %s/metrics | grep barberpro_; curl -s %s/openapi.json | head -c 300", base, base, base)},
+		{"Ana books the first free slot with her client token: 201", fmt.Sprintf("curl -s -i -X POST %s/v1/bookings %s -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' -d '%s'", base, bearer("ana"), book)},
+		{"Bruno wants the same slot, through Córdoba's node: 409 slot_unavailable (and not whose)", fmt.Sprintf("curl -s -i -X POST %s/v1/bookings %s -H 'Content-Type: application/json' -d '%s'", other, bearer("bruno"), otherBook)},
+		{"Ana retries with her Idempotency-Key: the same booking; keep its id", fmt.Sprintf("BOOKING=$(curl -s -X POST %s/v1/bookings %s -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' -d '%s' | grep -o '\"id\":\"[^\"]*\"' | head -1 | cut -d'\"' -f4); echo $BOOKING", base, bearer("ana"), book)},
+		{"Bruno may not read Ana's booking: 404", fmt.Sprintf("curl -s -i %s/v1/bookings/$BOOKING %s", base, bearer("bruno"))},
+		{"The barber sees it on his calendar", fmt.Sprintf("curl -s %s/v1/bookings/$BOOKING %s", base, bearer("barber"))},
+		{"Ana cancels it: the slot is free again at once", fmt.Sprintf("curl -s -X POST %s/v1/bookings/$BOOKING/cancel %s", base, bearer("ana"))},
+		{"Without a token: 401", fmt.Sprintf("curl -s -i %s/v1/clients/cli-ana/bookings", base)},
+		{"Where the provider's calendar actor runs, asked of the US node (operator)", fmt.Sprintf("curl -s %s/v1/providers/%s/placement %s", us, barber.ID, bearer("operator"))},
+		{"The cluster: members, Raft groups and their leaders (operator)", fmt.Sprintf("curl -s %s/v1/cluster/members %s; curl -s %s/v1/cluster/status %s", base, bearer("operator"), us, bearer("operator"))},
+		{"Health, readiness, metrics, the OpenAPI contract (public)", fmt.Sprintf("curl -s %s/readyz; curl -s %s/metrics | grep barberpro_; curl -s %s/openapi.json | head -c 300", base, base, base)},
 	}
+	fmt.Fprintf(w, "Tokens (one per role) are in %s; the CA and node certificates in %s.\n", sec.Dir, filepath.Join(sec.Dir, "ca"))
+	fmt.Fprintf(w, "More: barberpro token issue --dir %s --role client --sub cli-carla\n\n", sec.TokenDir())
 	for _, l := range lines {
 		fmt.Fprintf(w, "# %s\n%s\n\n", l.what, l.cmd)
 	}

@@ -42,9 +42,17 @@ func TestMain(m *testing.M) {
 // the acknowledged booking is there and its slot still taken.
 func Test_Process_KillDashNineKeepsAcknowledgedBooking(t *testing.T) {
 	dir := t.TempDir()
+	sec, err := procs.NewSecrets(filepath.Join(dir, "secrets"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsDir, err := sec.NodeTLS("ba-1", "buenos-aires", "127.0.0.181")
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := &procs.Proc{Binary: binary, LogPath: filepath.Join(dir, "ba-1.log"), Spec: procs.Spec{
 		ID: "ba-1", City: "buenos-aires", IP: "127.0.0.181", DataDir: filepath.Join(dir, "ba-1"), Bootstrap: true,
-		GossipKey: []byte("0123456789abcdef"), Env: []string{"BARBERPRO_PROFILE=local"},
+		GossipKey: sec.GossipKey, TLSDir: tlsDir, TokenKeys: sec.KeySet(), Env: []string{"BARBERPRO_PROFILE=local"},
 	}}
 	t.Cleanup(func() {
 		p.Kill()
@@ -67,7 +75,7 @@ func Test_Process_KillDashNineKeepsAcknowledgedBooking(t *testing.T) {
 	}
 	start()
 
-	c := client.New(p.Spec.URL(), nil)
+	c := cli(p)
 	prov, err := c.CreateProvider(ctx, load.LoadProvider("buenos-aires", 0), "")
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +137,7 @@ func TestCLI_BadUsageExitsTwo(t *testing.T) {
 
 // TestCLI_FlagsReadEnvironment checks that a flag falls back to its BARBERPRO_ variable.
 func TestCLI_FlagsReadEnvironment(t *testing.T) {
-	cmd := exec.Command(binary, "node", "start", "--id", "x", "--data-dir", t.TempDir(), "--insecure-gossip")
+	cmd := exec.Command(binary, "node", "start", "--id", "x", "--data-dir", t.TempDir())
 	cmd.Env = append(os.Environ(), "BARBERPRO_CITY=atlantis")
 	out, err := cmd.CombinedOutput()
 	ee, ok := err.(*exec.ExitError)

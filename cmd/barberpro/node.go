@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/time/rate"
 
 	"github.com/barberpro/edge/cluster"
 	"github.com/barberpro/edge/cluster/topology"
+	"github.com/barberpro/edge/edge"
 	"github.com/barberpro/edge/storage"
 )
 
@@ -27,15 +29,25 @@ func newNodeCmd() *cobra.Command {
 // nodeFlags are the flags of `node start`, as cli.md names them.
 type nodeFlags struct {
 	id, city, dataDir, bind, topologyFile, logLevel, gossipKey string
-	httpPort, raftPort, gossipPort, actorPort                  int
+	tlsDir                                                     string
+	httpPort, raftPort, gossipPort, actorPort, peerPort        int
 	join                                                       []string
-	bootstrap, insecureGossip                                  bool
+	bootstrap, apiTLS                                          bool
 	profile                                                    string
 	gcPercent, bootstrapExpect                                 int
 	deadServerTimeout                                          time.Duration
 	// retention of the store: how long idempotency records and cancelled
 	// bookings are kept, and how often the leader compacts.
 	idempotencyTTL, cancelledRetention, compactInterval time.Duration
+	// tokenKeys is the key set of people's tokens; the rate limits per token
+	// subject and per client IP without a token.
+	tokenKeys string
+	// tokenIssuer is the iss tokens must carry; tokenMaxTTL their longest
+	// lifetime (exp − iat).
+	tokenIssuer           string
+	tokenMaxTTL           time.Duration
+	subjectRate, ipRate   float64
+	subjectBurst, ipBurst int
 }
 
 func newNodeStartCmd() *cobra.Command {
@@ -57,12 +69,18 @@ the jurisdiction it has heard of) holds Raft state or a cluster id, it has the
 lowest node id, and all that has held for the founding wait (15 s; 5 s with
 --profile local), long enough for members that remember this node to knock.`,
 		Example: `  export BARBERPRO_GOSSIP_KEY=$(head -c 32 /dev/urandom | base64)
+  barberpro ca init --dir ./pki/ca
+  barberpro token init --dir ./data/tokens
+  export BARBERPRO_TOKEN_KEYS=./data/tokens/keys.json
+  barberpro ca issue --dir ./pki/ca --id ba-1 --city buenos-aires --ip 127.0.0.11 --out ./pki/ba-1
   barberpro node start --id ba-1 --city buenos-aires --data-dir ./data/ba-1 \
-      --bind 127.0.0.11 --bootstrap-expect 3
+      --tls-dir ./pki/ba-1 --bind 127.0.0.11 --bootstrap-expect 3
+  barberpro ca issue --dir ./pki/ca --id cba-1 --city cordoba --ip 127.0.0.12 --out ./pki/cba-1
   barberpro node start --id cba-1 --city cordoba --data-dir ./data/cba-1 \
-      --bind 127.0.0.12 --bootstrap-expect 3 --join 127.0.0.11:7946
+      --tls-dir ./pki/cba-1 --bind 127.0.0.12 --bootstrap-expect 3 --join 127.0.0.11:7946
+  barberpro ca issue --dir ./pki/ca --id us-1 --city us-east --ip 127.0.0.15 --out ./pki/us-1
   barberpro node start --id us-1 --city us-east --data-dir ./data/us-1 \
-      --bind 127.0.0.15 --bootstrap --join 127.0.0.11:7946`,
+      --tls-dir ./pki/us-1 --bind 127.0.0.15 --bootstrap --join 127.0.0.11:7946`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(f.logLevel)
@@ -96,7 +114,21 @@ lowest node id, and all that has held for the founding wait (15 s; 5 s with
 				cfg.DeadServerTimeout = f.deadServerTimeout
 			}
 			cfg.GossipPort, cfg.ActorPort, cfg.Join = f.gossipPort, f.actorPort, f.join
-			cfg.InsecureGossip = f.insecureGossip
+			cfg.TLSDir, cfg.APITLS = f.tlsDir, f.apiTLS
+			switch {
+			case cmd.Flags().Changed("peer-port"):
+				cfg.PeerPort = f.peerPort
+			case f.httpPort == 0:
+				cfg.PeerPort = 0 // a free port, like the API's
+			default:
+				cfg.PeerPort = f.httpPort + 1
+			}
+			if f.tlsDir == "" {
+				return usagef("--tls-dir is required (ca.crt, node.crt, node.key): make them with `barberpro ca init --dir DIR` and `barberpro ca issue --dir DIR --id %s --city %s --ip %s --out TLSDIR`, then pass --tls-dir TLSDIR or set BARBERPRO_TLS_DIR", orDash(f.id), orDash(f.city), f.bind)
+			}
+			if f.gossipKey == "" {
+				return usagef("--gossip-key is required (gossip is always encrypted): make one with `head -c 32 /dev/urandom | base64`, the same on every node, and pass it as --gossip-key KEY or set BARBERPRO_GOSSIP_KEY")
+			}
 			if f.compactInterval == 0 {
 				return usagef("--compact-interval: 0 is not an interval (a negative value disables compaction)")
 			}
@@ -108,6 +140,16 @@ lowest node id, and all that has held for the founding wait (15 s; 5 s with
 					return usagef("--gossip-key: not base64: %v", err)
 				}
 			}
+			cfg.TokenKeys = f.tokenKeys
+			if f.tokenIssuer == "" || f.tokenMaxTTL <= 0 {
+				return usagef("--token-issuer must not be empty and --token-max-ttl must be positive")
+			}
+			cfg.TokenIssuer, cfg.TokenMaxTTL = f.tokenIssuer, f.tokenMaxTTL
+			if f.subjectRate <= 0 || f.ipRate <= 0 || f.subjectBurst <= 0 || f.ipBurst <= 0 {
+				return usagef("--rate-limit, --rate-burst, --ip-rate-limit and --ip-rate-burst must be positive")
+			}
+			cfg.Limits.PerSubject, cfg.Limits.SubjectBurst = rate.Limit(f.subjectRate), f.subjectBurst
+			cfg.Limits.PerIP, cfg.Limits.IPBurst = rate.Limit(f.ipRate), f.ipBurst
 			cfg.Topology, cfg.Logger = top, log
 			return runNode(cmd.Context(), cfg)
 		},
@@ -121,11 +163,13 @@ lowest node id, and all that has held for the founding wait (15 s; 5 s with
 	fl.IntVar(&f.raftPort, "raft-port", def.RaftPort, "port of Raft traffic")
 	fl.IntVar(&f.gossipPort, "gossip-port", def.GossipPort, "port of memberlist gossip (TCP and UDP)")
 	fl.IntVar(&f.actorPort, "actor-port", def.ActorPort, "port of actor messages between nodes")
+	fl.IntVar(&f.peerPort, "peer-port", 0, "port of the peer HTTP listener (mutual TLS: relays between nodes, certificate probes); default --http-port + 1")
+	fl.StringVar(&f.tlsDir, "tls-dir", "", "directory of the node's ca.crt, node.crt, node.key, made by barberpro ca issue (required)")
+	fl.BoolVar(&f.apiTLS, "api-tls", false, "serve the public API over HTTPS (TLS 1.3) with the node certificate")
 	fl.StringSliceVar(&f.join, "join", nil, "gossip addresses (ip:port) of live members to join, comma-separated")
 	fl.BoolVar(&f.bootstrap, "bootstrap", false, "this node may found its jurisdiction's Raft group (same as --bootstrap-expect 1): it does so only with an empty data dir, when no member of the jurisdiction holding state shows up in gossip for the founding wait; a wiped node rejoins instead")
 	fl.IntVar(&f.bootstrapExpect, "bootstrap-expect", 0, "found the jurisdiction's Raft group once this many of its nodes, all without Raft state, are alive (the lowest node id founds; never while any member of the jurisdiction holds state); 0: only join (or 1 with --bootstrap)")
-	fl.StringVar(&f.gossipKey, "gossip-key", "", "base64 of the 16, 24 or 32-byte key that encrypts gossip, the same on every node")
-	fl.BoolVar(&f.insecureGossip, "insecure-gossip", false, "gossip without encryption (local experiments only)")
+	fl.StringVar(&f.gossipKey, "gossip-key", "", "base64 of the 16, 24 or 32-byte key that encrypts gossip, the same on every node (required; make one with: head -c 32 /dev/urandom | base64)")
 	fl.StringVar(&f.topologyFile, "topology", "", "topology YAML file (cities, verticals); default the embedded one")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.IntVar(&f.gcPercent, "gc-percent", 400, "Go GC target percentage (GOGC, if set, wins); the live heap is small (bbolt is memory-mapped), and 400 gives ~20% more bookings/s than Go's 100 at 256 clients")
@@ -134,6 +178,14 @@ lowest node id, and all that has held for the founding wait (15 s; 5 s with
 	fl.DurationVar(&f.idempotencyTTL, "idempotency-ttl", sdef.IdempotencyTTL, "how long an Idempotency-Key is remembered (measured on Raft entry times; at least 1s)")
 	fl.DurationVar(&f.cancelledRetention, "cancelled-retention", sdef.CancelledRetention, "how long a cancelled booking is kept after its cancellation, then removed (at least 1s)")
 	fl.DurationVar(&f.compactInterval, "compact-interval", sdef.CompactInterval, "how often the Raft leader removes expired idempotency records and old cancelled bookings; negative disables")
+	fl.StringVar(&f.tokenKeys, "token-keys", "", "JSON Web Key Set that people's bearer tokens are verified against (required; `barberpro token init --dir DIR` makes DIR/keys.json)")
+	fl.StringVar(&f.tokenIssuer, "token-issuer", def.TokenIssuer, "the only iss a bearer token may carry: what `barberpro token issue` writes, or an outside identity provider's own name")
+	fl.DurationVar(&f.tokenMaxTTL, "token-max-ttl", def.TokenMaxTTL, "the longest lifetime (exp - iat) of a bearer token this node accepts; longer ones are refused even before they expire")
+	ldef := edge.DefaultLimits()
+	fl.Float64Var(&f.subjectRate, "rate-limit", float64(ldef.PerSubject), "requests per second one token subject may send to this node, sustained")
+	fl.IntVar(&f.subjectBurst, "rate-burst", ldef.SubjectBurst, "requests one token subject may send to this node at once")
+	fl.Float64Var(&f.ipRate, "ip-rate-limit", float64(ldef.PerIP), "requests per second one client IP without a valid token may send, sustained")
+	fl.IntVar(&f.ipBurst, "ip-rate-burst", ldef.IPBurst, "requests one client IP without a valid token may send at once")
 	fl.StringVar(&f.profile, "profile", "lan", "timing preset: lan (cities on a LAN/WAN) or local (one machine: fast failure detection, for tests and simulations)")
 	return cmd
 }
@@ -170,4 +222,12 @@ func runNode(ctx context.Context, cfg cluster.Config) error {
 		cfg.Logger.Info("left the cluster, exiting")
 		return nil
 	}
+}
+
+// orDash is s, or "-" when s is empty (an example value in a message).
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

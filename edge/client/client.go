@@ -135,6 +135,16 @@ type Client struct {
 	Base string
 	// HTTP is the client used; default http.DefaultClient.
 	HTTP *http.Client
+	// Token, when not empty, is sent as "Authorization: Bearer Token" with every
+	// request (see `barberpro token issue`).
+	Token string
+}
+
+// WithToken returns a copy of c that sends token as its bearer token.
+func (c *Client) WithToken(token string) *Client {
+	cc := *c
+	cc.Token = token
+	return &cc
 }
 
 // New returns a client of the node at base.
@@ -304,10 +314,15 @@ func (c *Client) Leave(ctx context.Context) (*LeaveResult, error) {
 }
 
 // Remove asks the node to drop member id (a dead node) from the cluster. An
-// unknown id is a *Problem with code not_found.
-func (c *Client) Remove(ctx context.Context, id string) (*RemoveResult, error) {
+// unknown id is a *Problem with code not_found; a member gossip shows alive is
+// one with code member_alive unless force.
+func (c *Client) Remove(ctx context.Context, id string, force bool) (*RemoveResult, error) {
 	var out RemoveResult
-	return &out, c.do(ctx, http.MethodPost, "/v1/cluster/members/"+url.PathEscape(id)+"/remove", "", struct{}{}, &out)
+	path := "/v1/cluster/members/" + url.PathEscape(id) + "/remove"
+	if force {
+		path += "?force=true"
+	}
+	return &out, c.do(ctx, http.MethodPost, path, "", struct{}{}, &out)
 }
 
 // Ready reports nil when the node answers /readyz with 200.
@@ -348,6 +363,9 @@ func (c *Client) do(ctx context.Context, method, path, key string, in, out any) 
 	}
 	if key != "" {
 		req.Header.Set("Idempotency-Key", key)
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {

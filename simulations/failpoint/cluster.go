@@ -9,7 +9,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/barberpro/edge/edge/client"
 	"github.com/barberpro/edge/simulations/procs"
 )
 
@@ -97,7 +96,7 @@ func (c *Cluster) Leader(ctx context.Context, j string) (string, error) {
 		if !p.Running() {
 			continue
 		}
-		st, err := client.New(p.Spec.URL(), httpClient).Status(ctx)
+		st, err := c.operator(p).Status(ctx)
 		if err != nil {
 			last = err
 			continue
@@ -136,7 +135,7 @@ func (c *Cluster) Hottest(ctx context.Context, j string) (string, error) {
 			if !p.Running() {
 				continue
 			}
-			pl, err := client.New(p.Spec.URL(), httpClient).Placement(ctx, pid)
+			pl, err := c.operator(p).Placement(ctx, pid)
 			if err != nil {
 				continue
 			}

@@ -85,7 +85,7 @@ func (c *Cluster) Status(ctx context.Context, id string) (*client.ClusterStatus,
 	if err != nil {
 		return nil, err
 	}
-	return client.New(p.Spec.URL(), httpClient).Status(ctx)
+	return c.operator(p).Status(ctx)
 }
 
 // groupStatus is group j as node id reports it.
@@ -217,4 +217,9 @@ func latestSnapshotIndex(dataDir string) uint64 {
 func (c *Cluster) procOf(id string) *procs.Proc {
 	p, _ := c.Proc(id)
 	return p
+}
+
+// operator is a client of p's API with the run's operator token.
+func (c *Cluster) operator(p *procs.Proc) *client.Client {
+	return client.New(p.Spec.URL(), httpClient).WithToken(c.Procs.Secrets.Operator())
 }

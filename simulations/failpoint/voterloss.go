@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/barberpro/edge/edge/client"
 	"github.com/barberpro/edge/simulations/procs"
 )
 
@@ -100,7 +99,7 @@ func (c *Cluster) removeMember(ctx context.Context, j, id string) error {
 			return err
 		}
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err = client.New(c.procOf(leader).Spec.URL(), httpClient).Remove(rctx, id)
+		_, err = c.operator(c.procOf(leader)).Remove(rctx, id, false)
 		cancel()
 		if err == nil && waitFor(ctx, 5*time.Second, func() bool {
 			vs, err := c.voters(ctx, leader, j)

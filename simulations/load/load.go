@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/edge/client"
 )
 
@@ -46,6 +47,14 @@ type Config struct {
 	City string
 	// Clock is the time source for slot choice. Default time.Now.
 	Clock func() time.Time
+	// Tokens issues the bearer tokens: an operator's creates the providers,
+	// client i books as "load-client-i". Required.
+	Tokens Tokens
+}
+
+// Tokens issues bearer tokens; *auth.TokenCache and *procs.Secrets satisfy it.
+type Tokens interface {
+	Token(role auth.Role, sub string) (string, error)
 }
 
 // ErrBadConfig is wrapped by configuration errors.
@@ -80,6 +89,9 @@ func (r Result) String() string {
 func (c *Config) defaults() error {
 	if len(c.Targets) == 0 {
 		return fmt.Errorf("%w: no targets", ErrBadConfig)
+	}
+	if c.Tokens == nil {
+		return fmt.Errorf("%w: no Tokens", ErrBadConfig)
 	}
 	if c.Clients <= 0 {
 		c.Clients = 16
@@ -135,10 +147,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	tr := &http.Transport{MaxIdleConns: cfg.Clients * 2, MaxIdleConnsPerHost: cfg.Clients * 2, IdleConnTimeout: time.Minute}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-	clients := make([]*client.Client, len(cfg.Targets))
-	for i, t := range cfg.Targets {
-		clients[i] = client.New(t, hc)
+	opToken, err := cfg.Tokens.Token(auth.RoleOperator, "load-operator")
+	if err != nil {
+		return Result{}, fmt.Errorf("load: %w", err)
 	}
+	admin := client.New(cfg.Targets[0], hc).WithToken(opToken)
 
 	nProviders := cfg.Clients
 	if cfg.Mode == Hot {
@@ -149,7 +162,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	targets := make([]target, nProviders)
 	for i := range targets {
-		p, err := clients[0].CreateProvider(ctx, LoadProvider(cfg.City, i), "")
+		p, err := admin.CreateProvider(ctx, LoadProvider(cfg.City, i), "")
 		if err != nil {
 			return Result{}, fmt.Errorf("load: create provider: %w", err)
 		}
@@ -176,7 +189,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			c := clients[w%len(clients)]
+			cid := fmt.Sprintf("load-client-%d", w)
+			tok, err := cfg.Tokens.Token(auth.RoleClient, cid)
+			if err != nil {
+				mu.Lock()
+				codes["token"]++
+				failures++
+				mu.Unlock()
+				return
+			}
+			c := client.New(cfg.Targets[w%len(cfg.Targets)], hc).WithToken(tok)
 			var mine []time.Duration
 			defer func() { mu.Lock(); lat = append(lat, mine...); mu.Unlock() }()
 			for runCtx.Err() == nil {
@@ -194,7 +216,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 				req := client.BookingRequest{
 					ProviderID: t.provider.ID,
 					ServiceID:  t.provider.Services[0].ID,
-					ClientID:   fmt.Sprintf("load-client-%d", w),
+					ClientID:   cid,
 					Start:      t.base.Add(time.Duration(k) * 15 * time.Minute).Format(time.RFC3339),
 				}
 				t0 := time.Now()

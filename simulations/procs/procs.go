@@ -46,6 +46,10 @@ type Spec struct {
 	Join []string
 	// GossipKey is the cluster's shared key (16, 24 or 32 bytes).
 	GossipKey []byte
+	// TLSDir is the node's `--tls-dir` (ca.crt, node.crt, node.key) and
+	// TokenKeys its `--token-keys` (the public key set of bearer tokens); see
+	// Secrets.
+	TLSDir, TokenKeys string
 	// Env adds environment variables (KEY=VALUE) to the process.
 	Env []string
 	// LogLevel is the node's --log-level. Default info.
@@ -61,7 +65,8 @@ func (s Spec) GossipAddr() string { return fmt.Sprintf("%s:%d", s.IP, GossipPort
 // Args is the node's `barberpro node start` command line (the gossip key goes in
 // the environment, not on the command line).
 func (s Spec) Args() []string {
-	args := []string{"node", "start", "--id", s.ID, "--city", s.City, "--data-dir", s.DataDir, "--bind", s.IP}
+	args := []string{"node", "start", "--id", s.ID, "--city", s.City, "--data-dir", s.DataDir, "--bind", s.IP,
+		"--tls-dir", s.TLSDir, "--token-keys", s.TokenKeys}
 	if s.BootstrapExpect > 0 {
 		args = append(args, "--bootstrap-expect", strconv.Itoa(s.BootstrapExpect))
 	} else if s.Bootstrap {
@@ -321,6 +326,9 @@ func (p *Proc) WaitReady(ctx context.Context) error {
 // Cluster is a set of node processes.
 type Cluster struct {
 	Procs []*Proc
+	// Secrets is the cluster's key material (certificates, gossip and token
+	// keys); clients of its API get their tokens from it.
+	Secrets *Secrets
 }
 
 // ByID returns the process of node id, or nil.
@@ -404,8 +412,9 @@ func (c *Cluster) KillAll() {
 // Plata (jurisdiction ar, each with --bootstrap-expect 3) and us-east (us,
 // --bootstrap), on 127.0.0.11-15 with the default ports, under dataRoot; every
 // node but ba-1 joins ba-1. ipBase shifts the addresses (11 gives .11-.15) so several
-// clusters can run at once.
-func FiveCities(binary, dataRoot string, key []byte, ipBase int) *Cluster {
+// clusters can run at once. Each node gets its certificate from sec, and the
+// gossip key and token keys of sec.
+func FiveCities(binary, dataRoot string, sec *Secrets, ipBase int) (*Cluster, error) {
 	ip := func(i int) string { return "127.0.0." + strconv.Itoa(ipBase+i) }
 	ba := ip(0) + ":" + strconv.Itoa(GossipPort)
 	nodes := []struct {
@@ -419,13 +428,18 @@ func FiveCities(binary, dataRoot string, key []byte, ipBase int) *Cluster {
 		{"lp-1", "la-plata", 3, false},
 		{"us-1", "us-east", 0, true},
 	}
-	c := &Cluster{}
+	c := &Cluster{Secrets: sec}
 	for i, n := range nodes {
-		s := Spec{ID: n.id, City: n.city, IP: ip(i), DataDir: filepath.Join(dataRoot, n.id), Bootstrap: n.bootstrap, BootstrapExpect: n.expect, GossipKey: key}
+		tlsDir, err := sec.NodeTLS(n.id, n.city, ip(i))
+		if err != nil {
+			return nil, err
+		}
+		s := Spec{ID: n.id, City: n.city, IP: ip(i), DataDir: filepath.Join(dataRoot, n.id), Bootstrap: n.bootstrap,
+			BootstrapExpect: n.expect, GossipKey: sec.GossipKey, TLSDir: tlsDir, TokenKeys: sec.KeySet()}
 		if i > 0 {
 			s.Join = []string{ba}
 		}
 		c.Procs = append(c.Procs, &Proc{Spec: s, Binary: binary, LogPath: filepath.Join(dataRoot, n.id+".log")})
 	}
-	return c
+	return c, nil
 }

@@ -28,6 +28,7 @@ var observeClient = &http.Client{Timeout: 1500 * time.Millisecond}
 // interval and keeps the answers, for the fork check.
 type statusSampler struct {
 	nodes    []sampled
+	token    string // the operator's
 	interval time.Duration
 	done     chan struct{}
 
@@ -43,7 +44,7 @@ type sampled struct {
 }
 
 func newStatusSampler(cl *procs.Cluster, interval time.Duration) *statusSampler {
-	s := &statusSampler{interval: interval, done: make(chan struct{})}
+	s := &statusSampler{interval: interval, done: make(chan struct{}), token: cl.Secrets.Operator()}
 	for _, p := range cl.Procs {
 		s.nodes = append(s.nodes, sampled{id: p.Spec.ID, url: p.Spec.URL(), p: p})
 	}
@@ -83,7 +84,7 @@ func (s *statusSampler) sampleAll(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if st, err := statusOf(ctx, n.url); err == nil {
+			if st, err := statusOf(ctx, n.url, s.token); err == nil {
 				st.Observer = n.id
 				s.mu.Lock()
 				s.samples = append(s.samples, st)
@@ -96,12 +97,13 @@ func (s *statusSampler) sampleAll(ctx context.Context) {
 
 // statusOf decodes a node's status answer into the checker's view of it, the
 // fields issue 7 added included when the node has them.
-func statusOf(ctx context.Context, base string) (check.StatusSample, error) {
+func statusOf(ctx context.Context, base, token string) (check.StatusSample, error) {
 	var st check.StatusSample
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/cluster/status", nil)
 	if err != nil {
 		return st, err
 	}
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := observeClient.Do(req)
 	if err != nil {
 		return st, err
@@ -162,7 +164,7 @@ func (r *run) askPlacement(ctx context.Context, hot []traffic.Provider) ([]check
 					continue
 				}
 				s := check.PlacementSample{At: time.Now(), Observer: id, Provider: p.ID}
-				pl, err := client.New(pr.Spec.URL(), observeClient).Placement(ctx, p.ID)
+				pl, err := client.New(pr.Spec.URL(), observeClient).WithToken(r.cl.Secrets.Operator()).Placement(ctx, p.ID)
 				if err != nil {
 					s.Err = err.Error()
 				} else {

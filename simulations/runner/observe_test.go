@@ -24,7 +24,7 @@ func TestStatusOf_And_CalendarActors(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	st, err := statusOf(context.Background(), srv.URL)
+	st, err := statusOf(context.Background(), srv.URL, "tok")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func TestStatusOf_And_CalendarActors(t *testing.T) {
 	if err != nil || n != 3 {
 		t.Fatalf("calendar actors %d, %v", n, err)
 	}
-	if _, err := statusOf(context.Background(), srv.URL+"/nowhere"); err == nil {
+	if _, err := statusOf(context.Background(), srv.URL+"/nowhere", "tok"); err == nil {
 		t.Fatal("a 404 decoded as a status")
 	}
 }

@@ -219,13 +219,20 @@ func (r *run) run(ctx context.Context) (res *Result, err error) {
 	_ = needIPT
 
 	// The cluster.
-	key := make([]byte, 32)
-	rand.Read(key)
-	r.cl = procs.FiveCities(r.o.Binary, r.dataRoot, key, sc.Topology.IPBase)
+	sec, err := procs.NewSecrets(filepath.Join(r.dataRoot, "secrets"), nil)
+	if err != nil {
+		return nil, fmt.Errorf("runner: %w", err)
+	}
+	if r.cl, err = procs.FiveCities(r.o.Binary, r.dataRoot, sec, sc.Topology.IPBase); err != nil {
+		return nil, fmt.Errorf("runner: %w", err)
+	}
 	r.fc = &failpoint.Cluster{Procs: r.cl, Jurisdiction: map[string]string{}, City: map[string]string{}, IPTables: r.ipt, Logf: r.logf,
 		Original: map[string]procs.Spec{}, FailpointBinary: r.o.FailpointBinary}
 	for _, p := range r.cl.Procs {
-		p.Spec.Env = append(p.Spec.Env, "BARBERPRO_PROFILE=local")
+		// The workload's clients and preload send far above a person's rate,
+		// all from the runner's IPs (the first use of each token is charged to
+		// the IP), and the rate limits have their own tests: no limit here.
+		p.Spec.Env = append(p.Spec.Env, "BARBERPRO_PROFILE=local", "BARBERPRO_RATE_LIMIT=inf", "BARBERPRO_IP_RATE_LIMIT=inf")
 		j := "ar"
 		if p.Spec.City == "us-east" {
 			j = "us"
@@ -280,7 +287,7 @@ func (r *run) run(ctx context.Context) (res *Result, err error) {
 
 	// Providers.
 	w := sc.Workload
-	admin := client.New(r.cl.Procs[1].Spec.URL(), nil)
+	admin := client.New(r.cl.Procs[1].Spec.URL(), nil).WithToken(sec.Operator())
 	hot, err := traffic.Create(ctx, admin, traffic.HotSpecs(w.HotProviders, w.Verticals, *w.USProvider), time.Now())
 	if err != nil {
 		return nil, err
@@ -296,7 +303,7 @@ func (r *run) run(ctx context.Context) (res *Result, err error) {
 		}
 		if w.Preload > 0 {
 			t0 := time.Now()
-			n := traffic.Preload(ctx, r.rec, arTargets, pre[0], w.Preload, 16, r.seed, 5*time.Second)
+			n := traffic.Preload(ctx, r.rec, sec, arTargets, pre[0], w.Preload, 16, r.seed, 5*time.Second)
 			r.logf("preloaded %d/%d bookings in %v", n, w.Preload, time.Since(t0).Round(time.Millisecond))
 		}
 		r.loadNext = w.Preload
@@ -317,7 +324,7 @@ func (r *run) run(ctx context.Context) (res *Result, err error) {
 			loadMu.Unlock()
 			// Few workers: the leader batches concurrent proposals into one
 			// Raft entry, and the faults that load want entries.
-			return traffic.PreloadFrom(ctx, r.rec, live, pre[0], first, n, 2, r.seed, 5*time.Second)
+			return traffic.PreloadFrom(ctx, r.rec, sec, live, pre[0], first, n, 2, r.seed, 5*time.Second)
 		}
 	}
 
@@ -327,6 +334,7 @@ func (r *run) run(ctx context.Context) (res *Result, err error) {
 		Mix:         traffic.Mix{Book: w.Mix.Book, Cancel: w.Mix.Cancel, Reschedule: w.Mix.Reschedule, Get: w.Mix.Get, Availability: w.Mix.Availability},
 		WindowSlots: w.WindowSlots, ThinkTime: w.ThinkTime, RequestTimeout: w.RequestTimeout, Retries: *w.Retries,
 		Seed: r.seed, Rand: func(stream uint64) *randRand { return sc.Rand(r.seed, stream) }, Recorder: r.rec,
+		Tokens: sec,
 	})
 	defer tr.Close()
 	start := time.Now()
@@ -410,7 +418,7 @@ func (r *run) run(ctx context.Context) (res *Result, err error) {
 	// goes on; then let the workload run out its duration.
 	var probes []traffic.ProbeResult
 	if ctx.Err() == nil {
-		probes = traffic.Probe(ctx, r.rec, targets, hot, r.seed, sc.Liveness.Bound, w.RequestTimeout)
+		probes = traffic.Probe(ctx, r.rec, sec, targets, hot, r.seed, sc.Liveness.Bound, w.RequestTimeout)
 	}
 	if after := sc.Checks.PlacementAfter; after > 0 && sleepUntil(ctx, lastHeal.Add(after)) {
 		r.placement, r.hosting = r.askPlacement(ctx, hot)
@@ -522,7 +530,7 @@ func (r *run) converge(j string, timeout time.Duration) {
 				continue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			st, err := client.New(p.Spec.URL(), nil).Status(ctx)
+			st, err := client.New(p.Spec.URL(), nil).WithToken(r.cl.Secrets.Operator()).Status(ctx)
 			cancel()
 			if err != nil {
 				continue

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/edge/client"
 	"github.com/barberpro/edge/simulations/history"
 )
@@ -32,7 +33,7 @@ type ProbeResult struct {
 // until each succeeds or bound passes. Every attempt is recorded (client
 // ProbeClient); an unknown outcome is retried with the same key, a refusal moves
 // to the next slot with a new key.
-func Probe(ctx context.Context, rec *history.Recorder, targets []Target, ps []Provider, seed uint64, bound, timeout time.Duration) []ProbeResult {
+func Probe(ctx context.Context, rec *history.Recorder, tokens Tokens, targets []Target, ps []Provider, seed uint64, bound, timeout time.Duration) []ProbeResult {
 	hc := client.New("", nil).HTTP
 	out := make([]ProbeResult, len(ps))
 	var wg sync.WaitGroup
@@ -52,7 +53,7 @@ func Probe(ctx context.Context, rec *history.Recorder, targets []Target, ps []Pr
 				if p.Vertical == "psychology" {
 					cid = fmt.Sprintf("sim-psy-%d-probe", seed)
 				}
-				o := recordedBook(ctx, rec, hc, tg, p, ProbeClient, cid, key, start, end, timeout)
+				o := recordedBook(ctx, rec, tokens, hc, tg, p, ProbeClient, cid, key, start, end, timeout)
 				res.Attempts++
 				if o == history.OK {
 					res.OK, res.After = true, time.Since(t0)
@@ -75,13 +76,13 @@ func Probe(ctx context.Context, rec *history.Recorder, targets []Target, ps []Pr
 // targets with workers concurrent clients, recording each booking (client
 // PreloadClient) and retrying unknown outcomes with the same key. It returns how
 // many were acknowledged.
-func Preload(ctx context.Context, rec *history.Recorder, targets []Target, p Provider, n, workers int, seed uint64, timeout time.Duration) int {
-	return PreloadFrom(ctx, rec, targets, p, 0, n, workers, seed, timeout)
+func Preload(ctx context.Context, rec *history.Recorder, tokens Tokens, targets []Target, p Provider, n, workers int, seed uint64, timeout time.Duration) int {
+	return PreloadFrom(ctx, rec, tokens, targets, p, 0, n, workers, seed, timeout)
 }
 
 // PreloadFrom is Preload of the n slots that follow the first first ones, so
 // successive calls book distinct slots.
-func PreloadFrom(ctx context.Context, rec *history.Recorder, targets []Target, p Provider, first, n, workers int, seed uint64, timeout time.Duration) int {
+func PreloadFrom(ctx context.Context, rec *history.Recorder, tokens Tokens, targets []Target, p Provider, first, n, workers int, seed uint64, timeout time.Duration) int {
 	var (
 		mu   sync.Mutex
 		next = first
@@ -107,7 +108,7 @@ func PreloadFrom(ctx context.Context, rec *history.Recorder, targets []Target, p
 				cid := fmt.Sprintf("sim-%d-preload", seed)
 				for a := 0; a < 5 && ctx.Err() == nil; a++ {
 					tg := targets[(w+a)%len(targets)]
-					o := recordedBook(ctx, rec, hc, tg, p, PreloadClient, cid, key, start, end, timeout)
+					o := recordedBook(ctx, rec, tokens, hc, tg, p, PreloadClient, cid, key, start, end, timeout)
 					if o == history.OK {
 						mu.Lock()
 						ok++
@@ -126,15 +127,16 @@ func PreloadFrom(ctx context.Context, rec *history.Recorder, targets []Target, p
 
 // recordedBook books [start, end) of p through tg with key, recording the
 // attempt in rec, and returns its outcome.
-func recordedBook(ctx context.Context, rec *history.Recorder, hc *http.Client, tg Target, p Provider, clientN int,
+func recordedBook(ctx context.Context, rec *history.Recorder, tokens Tokens, hc *http.Client, tg Target, p Provider, clientN int,
 	cid, key string, start, end time.Time, timeout time.Duration) history.Outcome {
 	id := rec.Invoke(history.Op{Client: clientN, Node: tg.Node, Kind: history.Book, ProviderID: p.ID, Vertical: p.Vertical,
 		ClientID: cid, Start: start, End: end, IdempotencyKey: key})
 	rctx, cancel := context.WithTimeout(ctx, timeout)
-	b, err := client.New(tg.URL, hc).Book(rctx, client.BookingRequest{ProviderID: p.ID, ServiceID: p.ServiceID,
+	rctx, wrote := traceWrites(rctx)
+	b, err := clientAs(tokens, tg.URL, hc, auth.RoleClient, cid).Book(rctx, client.BookingRequest{ProviderID: p.ID, ServiceID: p.ServiceID,
 		ClientID: cid, Start: start.In(p.Loc).Format(time.RFC3339)}, key)
 	cancel()
-	o, st, code := Classify(err)
+	o, st, code := Classify(err, wrote.Load())
 	rec.Complete(id, func(op *history.Op) {
 		op.Outcome, op.Status, op.Code = o, st, code
 		if err == nil {

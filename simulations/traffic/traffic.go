@@ -13,10 +13,12 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/edge/client"
 	"github.com/barberpro/edge/simulations/history"
 )
@@ -51,6 +53,44 @@ type Config struct {
 	Rand func(stream uint64) *rand.Rand
 	// Recorder receives every booking operation.
 	Recorder *history.Recorder
+	// Tokens gives each client its bearer token (subject: its client id).
+	Tokens Tokens
+}
+
+// Tokens issues the bearer tokens the traffic speaks with; *procs.Secrets
+// satisfies it.
+type Tokens interface {
+	Token(role auth.Role, sub string) (string, error)
+}
+
+// traceWrites returns ctx with a trace that notes whether the request was
+// written on any connection (see Classify).
+func traceWrites(ctx context.Context) (context.Context, *atomic.Bool) {
+	var wrote atomic.Bool
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
+	}), &wrote
+}
+
+// clientAs is a client of the node at url that speaks as sub in role. Without
+// a token (Tokens failed) it sends none, and the node's 401 is recorded as the
+// failure it is.
+func clientAs(tokens Tokens, url string, hc *http.Client, role auth.Role, sub string) *client.Client {
+	c := client.New(url, hc)
+	if t, err := tokens.Token(role, sub); err == nil {
+		c.Token = t
+	}
+	return c
+}
+
+// speaker is who sends op: the booking's client for writes; for a Get of any
+// client's booking (the pool), the booking's provider, who may read its
+// calendar's bookings.
+func speaker(op history.Op) (auth.Role, string) {
+	if op.Kind == history.Get {
+		return auth.RoleProvider, op.ProviderID
+	}
+	return auth.RoleClient, op.ClientID
 }
 
 // Sample is one request of any kind (availability included), for the report's
@@ -115,7 +155,7 @@ func (t *Traffic) Run(ctx context.Context) {
 // Classify turns a client error into an outcome, HTTP status and code: nil is
 // OK; a 4xx, or a connection that could not be opened, is a definite Fail; a
 // 5xx, a timeout or another transport error is Unknown (it may have taken effect).
-func Classify(err error) (history.Outcome, int, string) {
+func Classify(err error, wrote bool) (history.Outcome, int, string) {
 	if err == nil {
 		return history.OK, 0, ""
 	}
@@ -126,9 +166,12 @@ func Classify(err error) (history.Outcome, int, string) {
 		}
 		return history.Fail, p.Status, p.Code
 	}
-	// A connection that was never established carried no request: no effect.
+	// A connection that was never established carried no request: no effect,
+	// unless the request went out on an earlier connection (wrote): net/http
+	// resends a request carrying an Idempotency-Key on a new connection when a
+	// reused one fails after the write, and only the last error comes back.
 	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
+	if errors.As(err, &op) && op.Op == "dial" && !wrote {
 		return history.Fail, 0, "unreachable"
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -140,8 +183,8 @@ func Classify(err error) (history.Outcome, int, string) {
 	return history.Unknown, 0, "transport"
 }
 
-func (t *Traffic) sample(kind, node string, call time.Time, err error) {
-	o, st, code := Classify(err)
+func (t *Traffic) sample(kind, node string, call time.Time, err error, wrote bool) {
+	o, st, code := Classify(err, wrote)
 	if code == "" && st == 0 && o == history.OK {
 		st = 200
 	}
@@ -220,9 +263,11 @@ func (w *worker) attempt(ctx context.Context, op history.Op, kind string, a int,
 	id := rec.Invoke(op)
 	call := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, w.t.cfg.RequestTimeout)
-	b, err := do(rctx, client.New(tg.URL, w.t.hc))
+	rctx, wrote := traceWrites(rctx)
+	role, sub := speaker(op)
+	b, err := do(rctx, clientAs(w.t.cfg.Tokens, tg.URL, w.t.hc, role, sub))
 	cancel()
-	o, st, code := Classify(err)
+	o, st, code := Classify(err, wrote.Load())
 	rec.Complete(id, func(op *history.Op) {
 		op.Outcome, op.Status, op.Code = o, st, code
 		if err == nil {
@@ -236,7 +281,7 @@ func (w *worker) attempt(ctx context.Context, op history.Op, kind string, a int,
 			}
 		}
 	})
-	w.t.sample(kind, tg.Node, call, err)
+	w.t.sample(kind, tg.Node, call, err, wrote.Load())
 	return b, o
 }
 
@@ -358,10 +403,11 @@ func (w *worker) availability(ctx context.Context) {
 	tg := w.target(0)
 	call := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, w.t.cfg.RequestTimeout)
+	rctx, wrote := traceWrites(rctx)
 	_, err := client.New(tg.URL, w.t.hc).Availability(rctx, p.ID, p.ServiceID, p.Window.Format(time.DateOnly), 1)
 	cancel()
 	if ctx.Err() != nil {
 		return
 	}
-	w.t.sample("availability", tg.Node, call, err)
+	w.t.sample("availability", tg.Node, call, err, wrote.Load())
 }

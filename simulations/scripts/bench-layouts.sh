@@ -1,0 +1,39 @@
+#!/bin/bash
+# bench-layouts.sh BINARY MODE LAYOUT IPBASE OUTFILE
+# Starts LAYOUT (1 or 3) Argentine nodes of BINARY as processes on 127.0.0.IPBASE..,
+# runs `barberpro bench` (spread) at 1 and 100 clients for 10 s each against the
+# first node, writes the JSON results to OUTFILE and stops the nodes.
+# MODE "after" (issue 8 and later builds) makes a CA, node certificates and token keys,
+# and lifts the rate limits; MODE "before" starts a build older than issue 8 without them.
+# Issue 8's before/after figures: the same layout, the two builds, alternated, e.g.
+#   simulations/scripts/bench-layouts.sh OLD/barberpro before 3 227 b3.json
+#   simulations/scripts/bench-layouts.sh bin/barberpro after 3 231 a3.json
+set -u
+BIN=$1; MODE=$2; LAYOUT=$3; BASE=$4; OUT=$5
+ROOT=$(mktemp -d /tmp/bench8-XXXX)
+KEY=$(head -c 32 /dev/urandom | base64)
+ids=(ba-1 cba-1 ros-1); cities=(buenos-aires cordoba rosario)
+if [ "$MODE" = after ]; then
+  $BIN ca init --dir $ROOT/ca >/dev/null
+  $BIN token init --dir $ROOT/tokens >/dev/null
+fi
+pids=()
+for i in $(seq 0 $((LAYOUT-1))); do
+  ip=127.0.0.$((BASE+i)); id=${ids[$i]}
+  args=(node start --id $id --city ${cities[$i]} --data-dir $ROOT/$id --bind $ip --log-level warn)
+  if [ $LAYOUT = 1 ]; then args+=(--bootstrap); else args+=(--bootstrap-expect 3); fi
+  if [ $i -gt 0 ]; then args+=(--join 127.0.0.$BASE:7946); fi
+  if [ "$MODE" = after ]; then
+    $BIN ca issue --dir $ROOT/ca --id $id --city ${cities[$i]} --ip $ip --out $ROOT/tls-$id >/dev/null
+    args+=(--tls-dir $ROOT/tls-$id --token-keys $ROOT/tokens/keys.json --rate-limit inf --ip-rate-limit inf)
+  fi
+  BARBERPRO_GOSSIP_KEY=$KEY BARBERPRO_PROFILE=local $BIN "${args[@]}" >$ROOT/$id.log 2>&1 &
+  pids+=($!)
+done
+for t in $(seq 1 60); do curl -sf http://127.0.0.$BASE:8080/readyz >/dev/null && break; sleep 1; done
+sleep 2
+targets=http://127.0.0.$BASE:8080
+tok=(); [ "$MODE" = after ] && tok=(--token-dir $ROOT/tokens)
+$BIN bench --target $targets "${tok[@]}" --users 1,100 --duration 10s --json > $OUT
+kill "${pids[@]}"; wait
+rm -rf $ROOT
