@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/tls"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -93,7 +92,7 @@ func Test_MultiJurisdiction_NodesTalkOverMutualTLS(t *testing.T) {
 		if err == nil {
 			resp.Body.Close()
 			t.Errorf("peer listener served a client with %s: %s", name, resp.Status)
-		} else if !strings.Contains(err.Error(), "tls") {
+		} else if !refused(err, "tls") {
 			t.Errorf("peer listener, client with %s: %v (want a TLS refusal)", name, err)
 		}
 	}
