@@ -38,6 +38,8 @@ func TestServer_BadInput(t *testing.T) {
 		detail string // a substring of the problem's detail
 	}{
 		// Decoding: 400, 413, 415.
+		{"malformed query escape", call{method: "GET", path: "/v1/providers?city=%zz"}, 400, CodeValidationFailed, "query string"},
+		{"malformed query on a provider route", call{method: "GET", path: "/v1/providers/" + p.ID + "/availability?service_id=" + svc + "&from=%2"}, 400, CodeValidationFailed, "query string"},
 		{"malformed JSON", call{method: "POST", path: "/v1/bookings", body: `{"provider_id": `}, 400, CodeValidationFailed, "malformed JSON"},
 		{"syntax error", call{method: "POST", path: "/v1/bookings", body: `{"provider_id" "x"}`}, 400, CodeValidationFailed, "malformed JSON"},
 		{"not an object", call{method: "POST", path: "/v1/bookings", body: `[1, 2]`}, 400, CodeValidationFailed, "JSON object"},

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -166,6 +167,12 @@ func (s *Server) wrap(label string, h handlerFunc, loc locator, acc access, peer
 		r, err := s.admit(r, acc, peer)
 		if err != nil {
 			s.writeError(sw, r, label, err)
+			return
+		}
+		// A query string that is not valid URL encoding would otherwise be read
+		// as missing parameters (an unfiltered list for ?city=%zz).
+		if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+			s.writeError(sw, r, label, badRequest("the query string is not valid URL encoding"))
 			return
 		}
 		if s.cfg.Router != nil && loc != nil && s.routeAway(sw, r, label, loc) {

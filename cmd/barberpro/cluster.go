@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"text/tabwriter"
 	"time"
 
@@ -36,6 +37,9 @@ func newClusterCmd() *cobra.Command {
 			defer cancel()
 			if token == "" {
 				return usagef("--token is required: the cluster routes need an operator token (barberpro token issue --role operator)")
+			}
+			if u, err := url.Parse(addr); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return usagef("--addr %q is not a node's API URL: give one like http://127.0.0.11:8080", addr)
 			}
 			return f(ctx, client.New(addr, nil).WithToken(token), cmd.OutOrStdout())
 		}

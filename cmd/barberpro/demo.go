@@ -35,17 +35,25 @@ print curl lines that work as printed against any node, and run until Ctrl-C, wh
 stops every node cleanly. The data dirs are temporary unless --data-dir is given.`,
 		Example: "  barberpro demo\n  barberpro demo --data-dir ./data/demo",
 		Args:    noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			binary, err := os.Executable()
 			if err != nil {
 				return err
 			}
 			if dataDir == "" {
-				dir, err := os.MkdirTemp("", "barberpro-demo-")
-				if err != nil {
-					return err
+				dir, mkErr := os.MkdirTemp("", "barberpro-demo-")
+				if mkErr != nil {
+					return mkErr
 				}
-				defer os.RemoveAll(dir)
+				// A temporary dir goes away after a clean run, and stays when
+				// the demo failed: its node logs say why.
+				defer func() {
+					if err == nil {
+						os.RemoveAll(dir)
+					} else {
+						err = fmt.Errorf("%w\n(the nodes' logs and data are kept in %s)", err, dir)
+					}
+				}()
 				dataDir = dir
 			}
 			sec, err := procs.NewSecrets(filepath.Join(dataDir, "secrets"), nil)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -120,7 +121,11 @@ func TestCLI_BadUsageExitsTwo(t *testing.T) {
 		{"cluster", "remove"}, // no node id
 		{"no-such-command"},
 		{"node", "start", "--no-such-flag"},
-		{"bench"}, // no --target
+		{"bench"},            // no --target
+		{"cluster", "bogus"}, // an unknown subcommand (cobra alone prints help, exit 0)
+		{"cluster"},          // a group without its command
+		{"token", "nope"},    // the same for every group
+		{"cluster", "members", "--addr", "127.0.0.11:8080", "--token", "t"}, // --addr without a scheme
 	}
 	for _, args := range cases {
 		err := exec.Command(binary, args...).Run()
@@ -133,6 +138,9 @@ func TestCLI_BadUsageExitsTwo(t *testing.T) {
 	if err != nil || len(out) == 0 {
 		t.Fatalf("version: %v %q", err, out)
 	}
+	if v, err := exec.Command(binary, "--version").Output(); err != nil || string(v) != string(out) {
+		t.Fatalf("--version: %v %q, want what `version` prints (%q)", err, v, out)
+	}
 }
 
 // TestCLI_FlagsReadEnvironment checks that a flag falls back to its BARBERPRO_ variable.
@@ -143,5 +151,24 @@ func TestCLI_FlagsReadEnvironment(t *testing.T) {
 	ee, ok := err.(*exec.ExitError)
 	if !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "atlantis") {
 		t.Fatalf("BARBERPRO_CITY not read: %v %s", err, out)
+	}
+}
+
+// TestDemo_FailedStartKeepsItsLogs: when the demo's nodes fail to start, the log
+// its error points to still exists (a temporary demo dir is removed only after a
+// clean run).
+func TestDemo_FailedStartKeepsItsLogs(t *testing.T) {
+	cmd := exec.Command(binary, "demo", "--ip-base", "196")
+	cmd.Env = append(os.Environ(), "BARBERPRO_PROFILE=no-such-profile", "TMPDIR="+t.TempDir()) // every node refuses to start
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("demo with nodes that cannot start succeeded:\n%s", out)
+	}
+	m := regexp.MustCompile(`log: (\S+\.log)`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("the demo's error names no node log:\n%s", out)
+	}
+	if _, err := os.Stat(string(m[1])); err != nil {
+		t.Fatalf("the log the demo points to is gone: %v\n%s", err, out)
 	}
 }

@@ -59,8 +59,30 @@ func newRootCmd() *cobra.Command {
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newNodeCmd(), newCACmd(), newTokenCmd(), newClusterCmd(), newDemoCmd(), newBenchCmd(), newSimCmd(), newVersionCmd())
+	root.Version = Version // --version
+	root.SetVersionTemplate("barberpro {{.Version}}\n")
+	for _, c := range root.Commands() {
+		strictGroup(c)
+	}
 	bindEnvAll(root)
 	return root
+}
+
+// strictGroup makes a command that only groups others (cluster, ca, token,
+// node) refuse what is not one of them: cobra would print its help and exit 0
+// for `barberpro cluster bogus`. Without arguments it prints its help and exits 2.
+func strictGroup(c *cobra.Command) {
+	if !c.HasSubCommands() || c.Runnable() {
+		return
+	}
+	c.Args = cobra.ArbitraryArgs
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usagef("unknown command %q for %q (see %s --help)", args[0], cmd.CommandPath(), cmd.CommandPath())
+		}
+		cmd.Help()
+		return usagef("%s needs a command", cmd.CommandPath())
+	}
 }
 
 func newVersionCmd() *cobra.Command {
