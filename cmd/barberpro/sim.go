@@ -47,7 +47,8 @@ status.jsonl).
 With no arguments it runs every scenario of the embedded library; --ci runs the
 short selection. A failing run keeps its data dirs and node logs. Exit status 1
 when any scenario finds a violation. Partitions need root and iptables; disk-full
-mounts a tmpfs and is skipped (not failed) when not root. --node-binary runs the
+mounts a tmpfs (root). A scenario whose faults cannot run on this machine is
+skipped, saying why; a run that skipped any is not a pass: exit status 2. --node-binary runs the
 cluster with another build of barberpro (a release, or an old commit to show a
 scenario fails on it); snapshot-install-crash uses the failpoints build (make
 build-failpoints: bin/barberpro-failpoints, found next to the node binary).`,
@@ -162,6 +163,9 @@ build-failpoints: bin/barberpro-failpoints, found next to the node binary).`,
 			}
 			if len(failed) > 0 {
 				return fmt.Errorf("%w: %s", errViolations, strings.Join(failed, "; "))
+			}
+			if len(skipped) > 0 {
+				return usagef("%d scenario(s) skipped, not run: %s (see why above)", len(skipped), strings.Join(skipped, ", "))
 			}
 			return nil
 		},

@@ -99,3 +99,24 @@ func TestCLI_SimListAndBadScenario(t *testing.T) {
 		}
 	}
 }
+
+// TestCLI_SimWithoutIPTablesIsSkippedNotFailed: a partition scenario on a machine
+// where iptables cannot run (here: not on PATH) is reported as skipped, saying
+// why, and the run exits 2 — never as violations of a run that did not happen.
+func TestCLI_SimWithoutIPTablesIsSkippedNotFailed(t *testing.T) {
+	cmd := exec.Command(binary, "sim", "city-partition", "--report", t.TempDir())
+	cmd.Env = append(os.Environ(), "PATH="+t.TempDir()) // no iptables to be found
+	out, err := cmd.CombinedOutput()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 2 {
+		t.Fatalf("sim city-partition without iptables: %v, want exit 2\n%s", err, out)
+	}
+	for _, want := range []string{"SKIPPED", "iptables", "skipped, not run"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "violation") {
+		t.Errorf("a skipped scenario reported violations:\n%s", out)
+	}
+}

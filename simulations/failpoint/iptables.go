@@ -1,7 +1,6 @@
 package failpoint
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -59,8 +58,9 @@ type IPTables struct {
 }
 
 // ErrNoIPTables is returned when iptables cannot be used: not installed, or not
-// root.
-var ErrNoIPTables = errors.New("failpoint: iptables unavailable")
+// root. It wraps ErrSkip: a scenario that needs partitions is skipped here, not
+// failed.
+var ErrNoIPTables = fmt.Errorf("%w: iptables unavailable", ErrSkip)
 
 // NewIPTables returns an IPTables running the real binary.
 func NewIPTables(tag string) *IPTables {
