@@ -7,6 +7,7 @@ package cluster_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -48,5 +49,57 @@ func Test_Remove_RefusesALiveMemberUnlessForced(t *testing.T) {
 	}
 	if r, err := ops.Remove(ctx, "cba-1", true); err != nil || r.Status != "removed" {
 		t.Fatalf("forced remove: %+v, %v", r, err)
+	}
+}
+
+// Test_Status_IdleGroupHasNoLag: in an idle two-node group, after a leadership
+// change, `cluster status` shows every member with lag 0 — the new leader
+// included. Measured against the leader's last log index (the new leader's
+// no-op entry, never applied to the store), an idle leader lagged one entry
+// behind itself.
+func Test_Status_IdleGroupHasNoLag(t *testing.T) {
+	a := clustertest.MustStartNode(t, func(c *cluster.Config) { c.Bind = "127.0.0.33" })
+	b := clustertest.MustStartNode(t, func(c *cluster.Config) {
+		c.ID, c.City, c.Bind, c.Join, c.BootstrapExpect = "cba-1", "cordoba", "127.0.0.34", []string{a.GossipAddr()}, 0
+	})
+	ops := clustertest.Operator(t, a)
+	// settled waits until the group shows two members, leader wants, all lag 0.
+	settled := func(leader string, within time.Duration) string {
+		var last string
+		for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			st, err := ops.Status(context.Background())
+			if err != nil {
+				last = err.Error()
+				continue
+			}
+			for _, g := range st.Groups {
+				if g.Group != "ar" {
+					continue
+				}
+				ok := len(g.Members) == 2 && g.Leader == leader
+				for _, m := range g.Members {
+					ok = ok && (m.Role == "leader" || m.Role == "follower") && m.Lag == 0
+				}
+				if ok {
+					return ""
+				}
+				last = fmt.Sprintf("leader %s, members %+v", g.Leader, g.Members)
+			}
+		}
+		return last
+	}
+	if last := settled("ba-1", 20*time.Second); last != "" {
+		t.Fatalf("setup: the ar group never settled under ba-1; last: %s", last)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.Store().TransferLeadership(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for !b.Store().IsLeader() && ctx.Err() == nil {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if last := settled("cba-1", 5*time.Second); last != "" {
+		t.Fatalf("after the leadership change the idle group shows lag; last: %s", last)
 	}
 }

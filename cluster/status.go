@@ -74,11 +74,16 @@ func (n *Node) memberList() []edge.Member {
 }
 
 // status serves GET /v1/cluster/status: each Raft group with its leader, term,
-// and every live member's applied index and lag behind the leader's log.
+// and every live member's applied index and lag behind the leader's applied index.
 func (n *Node) status(ctx context.Context) (edge.ClusterStatus, error) {
 	views := n.raftViews(ctx)
 	groups := map[string]*edge.GroupStatus{}
-	var last = map[string]uint64{}
+	// leaderApplied is each group leader's applied index: lag is counted in
+	// applied entries, as every member's applied index is (Raft's own entries —
+	// configuration changes, the new leader's no-op — are never applied to the
+	// store, so measured against the leader's last log index an idle leader
+	// lagged behind itself).
+	leaderApplied := map[string]uint64{}
 	for _, m := range n.members.Members() {
 		g := groups[m.Jurisdiction]
 		if g == nil {
@@ -96,7 +101,7 @@ func (n *Node) status(ctx context.Context) (edge.ClusterStatus, error) {
 			}
 			if st.State == "Leader" {
 				g.Leader, g.Term = m.NodeID, st.Term
-				last[m.Jurisdiction] = st.LastLogIndex
+				leaderApplied[m.Jurisdiction] = st.AppliedIndex
 			}
 			if g.Leader == "" && st.LeaderId != "" {
 				g.Leader = st.LeaderId
@@ -137,7 +142,7 @@ func (n *Node) status(ctx context.Context) (edge.ClusterStatus, error) {
 		slices.Sort(g.Events) // each starts with its RFC 3339 UTC time
 		g.Events = slices.Compact(g.Events)
 		for i := range g.Members {
-			if l := last[g.Group]; l > g.Members[i].AppliedIndex {
+			if l := leaderApplied[g.Group]; l > g.Members[i].AppliedIndex {
 				g.Members[i].Lag = l - g.Members[i].AppliedIndex
 			}
 		}
