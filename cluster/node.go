@@ -42,16 +42,19 @@ type Node struct {
 	city topology.City
 	log  *slog.Logger
 
-	members  *membership.Membership
-	system   *actor.ActorSystem
-	peers    *raftPeers
-	store    *storage.Store
-	cals     *actors.Calendars
-	actors   *protocluster.Cluster
-	lookup   *placement.Lookup
-	http     *http.Server
-	httpLn   net.Listener
-	peerHTTP *http.Server
+	members *membership.Membership
+	system  *actor.ActorSystem
+	peers   *raftPeers
+	store   *storage.Store
+	cals    *actors.Calendars
+	actors  *protocluster.Cluster
+	lookup  *placement.Lookup
+	http    *http.Server
+	httpLn  net.Listener
+	// httpPicked is the API's listener resolvePorts opened on a free port,
+	// until serveHTTP takes it as httpLn.
+	httpPicked net.Listener
+	peerHTTP   *http.Server
 	// peerMux serves the peer listener: this node's Meta, then the edge's
 	// peer handler.
 	peerMux *peerMux
@@ -283,6 +286,10 @@ func startMember(c *protocluster.Cluster) (err error) {
 
 // resolvePorts replaces every zero port with a free one, so the addresses the node
 // gossips are the ones it listens on.
+//
+// The API's listener is kept open from here until serveHTTP uses it: it is
+// served last, and a port closed that long (gossip, Raft, actors and the store
+// start in between) was taken by another process often enough to fail tests.
 func (n *Node) resolvePorts() error {
 	for _, p := range []*int{&n.cfg.HTTPPort, &n.cfg.RaftPort, &n.cfg.GossipPort, &n.cfg.ActorPort, &n.cfg.PeerPort} {
 		if *p != 0 {
@@ -293,6 +300,10 @@ func (n *Node) resolvePorts() error {
 			return fmt.Errorf("cluster: pick a port: %w", err)
 		}
 		*p = ln.Addr().(*net.TCPAddr).Port
+		if p == &n.cfg.HTTPPort {
+			n.httpPicked = ln
+			continue
+		}
 		ln.Close()
 	}
 	return nil
@@ -322,7 +333,9 @@ func (n *Node) serveHTTP() (err error) {
 	if err != nil {
 		return fmt.Errorf("cluster: edge: %w", err)
 	}
-	if n.httpLn, err = net.Listen("tcp", hostPort(n.cfg.Bind, n.cfg.HTTPPort)); err != nil {
+	if n.httpPicked != nil {
+		n.httpLn, n.httpPicked = n.httpPicked, nil
+	} else if n.httpLn, err = net.Listen("tcp", hostPort(n.cfg.Bind, n.cfg.HTTPPort)); err != nil {
 		return fmt.Errorf("cluster: http listen: %w", err)
 	}
 	if n.cfg.APITLS {
@@ -431,6 +444,9 @@ func (n *Node) Stop() error {
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
 		defer cancel()
 		var errs []error
+		if n.httpPicked != nil { // Start failed before serving the API
+			n.httpPicked.Close()
+		}
 		if n.http != nil {
 			errs = append(errs, n.http.Shutdown(ctx))
 		} else if n.httpLn != nil {
