@@ -79,6 +79,9 @@ type Node struct {
 	stopErr    error
 	served     chan error
 	leaving    chan struct{}
+	// stopKeeper ends the group keeper (Leave); keeperDone closes when it ended.
+	stopKeeper context.CancelFunc
+	keeperDone chan struct{}
 	// events are this node's recent group-keeping actions (cluster status).
 	events *eventLog
 
@@ -253,7 +256,9 @@ func (n *Node) Start() (err error) {
 		log: n.log.With("component", "raft-group"), events: n.events}
 	n.bg.Add(4)
 	go func() { defer n.bg.Done(); n.prober.run(ctx) }()
-	go func() { defer n.bg.Done(); keeper.run(ctx) }()
+	keeperCtx, stopKeeper := context.WithCancel(ctx)
+	n.stopKeeper, n.keeperDone = stopKeeper, make(chan struct{})
+	go func() { defer n.bg.Done(); defer close(n.keeperDone); keeper.run(keeperCtx) }()
 	go func() { defer n.bg.Done(); n.keepPeers(ctx, remembered) }()
 	go func() { defer n.bg.Done(); n.foundWhenDue(ctx) }()
 
@@ -487,6 +492,16 @@ const leaveDrain = time.Second
 func (n *Node) Leave(ctx context.Context) error {
 	close(n.leaving)
 	var errs []error
+	// A leaving node keeps its group no more: a membership change it had in
+	// flight (a promotion waiting on a follower) would hold up the transfer,
+	// its own removal and its Stop past the leave's deadline.
+	if n.stopKeeper != nil {
+		n.stopKeeper()
+		select {
+		case <-n.keeperDone:
+		case <-ctx.Done():
+		}
+	}
 	// Withdraw this node's actor kinds first and say it is leaving: every node
 	// (this one included) then places its calendars elsewhere, and no Raft
 	// leader adds it back once removed, while the actor system stays up to
