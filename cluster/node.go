@@ -452,16 +452,30 @@ func (n *Node) Stop() error {
 		if n.httpPicked != nil { // Start failed before serving the API
 			n.httpPicked.Close()
 		}
-		if n.http != nil {
-			errs = append(errs, n.http.Shutdown(ctx))
-		} else if n.httpLn != nil {
-			errs = append(errs, n.httpLn.Close())
-		}
-		if n.peerHTTP != nil {
-			errs = append(errs, n.peerHTTP.Shutdown(ctx))
-		} else if n.peerLn != nil {
-			errs = append(errs, n.peerLn.Close())
-		}
+		// The public and the peer listener drain at once, each within the
+		// shutdown timeout (one after the other, the second got what the first
+		// left of it, and a leave under load ended past its deadline).
+		var httpErr, peerErr error
+		var drained sync.WaitGroup
+		drained.Add(2)
+		go func() {
+			defer drained.Done()
+			if n.http != nil {
+				httpErr = n.http.Shutdown(ctx)
+			} else if n.httpLn != nil {
+				httpErr = n.httpLn.Close()
+			}
+		}()
+		go func() {
+			defer drained.Done()
+			if n.peerHTTP != nil {
+				peerErr = n.peerHTTP.Shutdown(ctx)
+			} else if n.peerLn != nil {
+				peerErr = n.peerLn.Close()
+			}
+		}()
+		drained.Wait()
+		errs = append(errs, httpErr, peerErr)
 		if n.cancel != nil {
 			n.cancel()
 		}
