@@ -455,27 +455,24 @@ func (n *Node) Stop() error {
 		// The public and the peer listener drain at once, each within the
 		// shutdown timeout (one after the other, the second got what the first
 		// left of it, and a leave under load ended past its deadline).
-		var httpErr, peerErr error
+		drainErrs := make([]error, 2)
 		var drained sync.WaitGroup
-		drained.Add(2)
-		go func() {
-			defer drained.Done()
-			if n.http != nil {
-				httpErr = n.http.Shutdown(ctx)
-			} else if n.httpLn != nil {
-				httpErr = n.httpLn.Close()
-			}
-		}()
-		go func() {
-			defer drained.Done()
-			if n.peerHTTP != nil {
-				peerErr = n.peerHTTP.Shutdown(ctx)
-			} else if n.peerLn != nil {
-				peerErr = n.peerLn.Close()
-			}
-		}()
+		for i, l := range []struct {
+			srv *http.Server
+			ln  net.Listener
+		}{{n.http, n.httpLn}, {n.peerHTTP, n.peerLn}} {
+			drained.Add(1)
+			go func() {
+				defer drained.Done()
+				if l.srv != nil {
+					drainErrs[i] = l.srv.Shutdown(ctx)
+				} else if l.ln != nil {
+					drainErrs[i] = l.ln.Close()
+				}
+			}()
+		}
 		drained.Wait()
-		errs = append(errs, httpErr, peerErr)
+		errs = append(errs, drainErrs...)
 		if n.cancel != nil {
 			n.cancel()
 		}

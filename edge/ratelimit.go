@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"cmp"
 	"container/list"
 	"fmt"
 	"math"
@@ -81,24 +82,9 @@ func (l Limits) withDefaults() Limits {
 	if math.IsInf(float64(l.PerIP), 1) {
 		l.PerIP = rate.Inf
 	}
-	if l.PerSubject == 0 {
-		l.PerSubject = d.PerSubject
-	}
-	if l.SubjectBurst == 0 {
-		l.SubjectBurst = d.SubjectBurst
-	}
-	if l.PerIP == 0 {
-		l.PerIP = d.PerIP
-	}
-	if l.IPBurst == 0 {
-		l.IPBurst = d.IPBurst
-	}
-	if l.MaxKeys == 0 {
-		l.MaxKeys = d.MaxKeys
-	}
-	if l.IdleAfter == 0 {
-		l.IdleAfter = d.IdleAfter
-	}
+	l.PerSubject, l.PerIP = cmp.Or(l.PerSubject, d.PerSubject), cmp.Or(l.PerIP, d.PerIP)
+	l.SubjectBurst, l.IPBurst = cmp.Or(l.SubjectBurst, d.SubjectBurst), cmp.Or(l.IPBurst, d.IPBurst)
+	l.MaxKeys, l.IdleAfter = cmp.Or(l.MaxKeys, d.MaxKeys), cmp.Or(l.IdleAfter, d.IdleAfter)
 	return l
 }
 
