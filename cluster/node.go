@@ -51,10 +51,11 @@ type Node struct {
 	lookup  *placement.Lookup
 	http    *http.Server
 	httpLn  net.Listener
-	// httpPicked is the API's listener resolvePorts opened on a free port,
-	// until serveHTTP takes it as httpLn.
-	httpPicked net.Listener
-	peerHTTP   *http.Server
+	// picked holds the listeners resolvePorts opened on free ports, by the
+	// port they stand for, until the component that binds that port takes or
+	// releases it (takePort, releasePort).
+	picked   map[*int]net.Listener
+	peerHTTP *http.Server
 	// peerMux serves the peer listener: this node's Meta, then the edge's
 	// peer handler.
 	peerMux *peerMux
@@ -144,9 +145,11 @@ func (n *Node) Start() (err error) {
 
 	// The peer listener (mutual TLS) answers other nodes' certificate probes
 	// from the first gossip message on; it serves relays once the API is up.
-	if n.peerLn, err = tls.Listen("tcp", hostPort(bind, n.cfg.PeerPort), n.tls.ServerTLS(pki.AnyNode)); err != nil {
+	peerLn, err := n.takePort(&n.cfg.PeerPort)
+	if err != nil {
 		return fmt.Errorf("cluster: peer listen: %w", err)
 	}
+	n.peerLn = tls.NewListener(peerLn, n.tls.ServerTLS(pki.AnyNode))
 
 	// 1. Gossip: who is out there.
 	mc := n.cfg.Membership
@@ -162,6 +165,7 @@ func (n *Node) Start() (err error) {
 	if n.members, err = membership.New(mc); err != nil {
 		return fmt.Errorf("cluster: membership: %w", err)
 	}
+	n.releasePort(&n.cfg.GossipPort)
 	if err := n.members.Start(); err != nil {
 		return fmt.Errorf("cluster: join gossip: %w", err)
 	}
@@ -197,6 +201,7 @@ func (n *Node) Start() (err error) {
 	sc.Clock, sc.Forwarder = n.cfg.Clock, n.peers
 	sc.RaftTLS = n.tls.PeerTLS(pki.SameJurisdiction(jur))
 	sc.Logger = n.log.With("component", "storage")
+	n.releasePort(&n.cfg.RaftPort)
 	if n.store, err = storage.Open(sc); err != nil {
 		return fmt.Errorf("cluster: open store: %w", err)
 	}
@@ -240,6 +245,7 @@ func (n *Node) Start() (err error) {
 		protocluster.WithRequestTimeout(n.cfg.ActorRequestTimeout),
 		placement.GossipOff())
 	n.actors = protocluster.New(n.system, pc)
+	n.releasePort(&n.cfg.ActorPort)
 	if err := startMember(n.actors); err != nil {
 		return fmt.Errorf("cluster: start actor cluster: %w", err)
 	}
@@ -292,10 +298,13 @@ func startMember(c *protocluster.Cluster) (err error) {
 // resolvePorts replaces every zero port with a free one, so the addresses the node
 // gossips are the ones it listens on.
 //
-// The API's listener is kept open from here until serveHTTP uses it: it is
-// served last, and a port closed that long (gossip, Raft, actors and the store
-// start in between) was taken by another process often enough to fail tests.
+// Each picked port stays open until the component that uses it binds it
+// (takePort, releasePort): closed at once, the kernel could hand the same port
+// to the next pick (two components then raced for one port) or to another
+// process during the seconds start takes — both failed tests with "address
+// already in use".
 func (n *Node) resolvePorts() error {
+	n.picked = map[*int]net.Listener{}
 	for _, p := range []*int{&n.cfg.HTTPPort, &n.cfg.RaftPort, &n.cfg.GossipPort, &n.cfg.ActorPort, &n.cfg.PeerPort} {
 		if *p != 0 {
 			continue
@@ -305,13 +314,28 @@ func (n *Node) resolvePorts() error {
 			return fmt.Errorf("cluster: pick a port: %w", err)
 		}
 		*p = ln.Addr().(*net.TCPAddr).Port
-		if p == &n.cfg.HTTPPort {
-			n.httpPicked = ln
-			continue
-		}
-		ln.Close()
+		n.picked[p] = ln
 	}
 	return nil
+}
+
+// takePort returns the listener for *p: the one resolvePorts picked, or a new
+// one on the configured port.
+func (n *Node) takePort(p *int) (net.Listener, error) {
+	if ln, ok := n.picked[p]; ok {
+		delete(n.picked, p)
+		return ln, nil
+	}
+	return net.Listen("tcp", hostPort(n.cfg.Bind, *p))
+}
+
+// releasePort closes the listener resolvePorts holds for *p, right before a
+// component that binds the port itself (gossip, Raft, actors) does.
+func (n *Node) releasePort(p *int) {
+	if ln, ok := n.picked[p]; ok {
+		delete(n.picked, p)
+		ln.Close()
+	}
 }
 
 func (n *Node) serveHTTP() (err error) {
@@ -338,9 +362,7 @@ func (n *Node) serveHTTP() (err error) {
 	if err != nil {
 		return fmt.Errorf("cluster: edge: %w", err)
 	}
-	if n.httpPicked != nil {
-		n.httpLn, n.httpPicked = n.httpPicked, nil
-	} else if n.httpLn, err = net.Listen("tcp", hostPort(n.cfg.Bind, n.cfg.HTTPPort)); err != nil {
+	if n.httpLn, err = n.takePort(&n.cfg.HTTPPort); err != nil {
 		return fmt.Errorf("cluster: http listen: %w", err)
 	}
 	if n.cfg.APITLS {
@@ -449,8 +471,8 @@ func (n *Node) Stop() error {
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
 		defer cancel()
 		var errs []error
-		if n.httpPicked != nil { // Start failed before serving the API
-			n.httpPicked.Close()
+		for p := range n.picked { // Start failed before binding them all
+			n.releasePort(p)
 		}
 		// The public and the peer listener drain at once, each within the
 		// shutdown timeout (one after the other, the second got what the first
