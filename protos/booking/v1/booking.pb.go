@@ -78,6 +78,65 @@ func (BookingStatus) EnumDescriptor() ([]byte, []int) {
 	return file_booking_v1_booking_proto_rawDescGZIP(), []int{0}
 }
 
+// SessionStatus is where a session (a psychology booking) is in its life.
+type SessionStatus int32
+
+const (
+	SessionStatus_SESSION_STATUS_UNSPECIFIED SessionStatus = 0
+	SessionStatus_SESSION_STATUS_SCHEDULED   SessionStatus = 1
+	SessionStatus_SESSION_STATUS_CHECKED_IN  SessionStatus = 2
+	SessionStatus_SESSION_STATUS_COMPLETED   SessionStatus = 3
+	SessionStatus_SESSION_STATUS_NO_SHOW     SessionStatus = 4
+	SessionStatus_SESSION_STATUS_CANCELLED   SessionStatus = 5
+)
+
+// Enum value maps for SessionStatus.
+var (
+	SessionStatus_name = map[int32]string{
+		0: "SESSION_STATUS_UNSPECIFIED",
+		1: "SESSION_STATUS_SCHEDULED",
+		2: "SESSION_STATUS_CHECKED_IN",
+		3: "SESSION_STATUS_COMPLETED",
+		4: "SESSION_STATUS_NO_SHOW",
+		5: "SESSION_STATUS_CANCELLED",
+	}
+	SessionStatus_value = map[string]int32{
+		"SESSION_STATUS_UNSPECIFIED": 0,
+		"SESSION_STATUS_SCHEDULED":   1,
+		"SESSION_STATUS_CHECKED_IN":  2,
+		"SESSION_STATUS_COMPLETED":   3,
+		"SESSION_STATUS_NO_SHOW":     4,
+		"SESSION_STATUS_CANCELLED":   5,
+	}
+)
+
+func (x SessionStatus) Enum() *SessionStatus {
+	p := new(SessionStatus)
+	*p = x
+	return p
+}
+
+func (x SessionStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SessionStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_booking_v1_booking_proto_enumTypes[1].Descriptor()
+}
+
+func (SessionStatus) Type() protoreflect.EnumType {
+	return &file_booking_v1_booking_proto_enumTypes[1]
+}
+
+func (x SessionStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SessionStatus.Descriptor instead.
+func (SessionStatus) EnumDescriptor() ([]byte, []int) {
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{1}
+}
+
 // ResultCode is the FSM's verdict on one command.
 type ResultCode int32
 
@@ -90,19 +149,25 @@ const (
 	ResultCode_RESULT_CODE_INVALID_TRANSITION   ResultCode = 5
 	ResultCode_RESULT_CODE_ALREADY_EXISTS       ResultCode = 6
 	ResultCode_RESULT_CODE_INVALID              ResultCode = 7
+	ResultCode_RESULT_CODE_CONSENT_REQUIRED     ResultCode = 8
+	ResultCode_RESULT_CODE_PROVIDER_UNVERIFIED  ResultCode = 9
+	ResultCode_RESULT_CODE_ERASED               ResultCode = 10
 )
 
 // Enum value maps for ResultCode.
 var (
 	ResultCode_name = map[int32]string{
-		0: "RESULT_CODE_UNSPECIFIED",
-		1: "RESULT_CODE_OK",
-		2: "RESULT_CODE_SLOT_TAKEN",
-		3: "RESULT_CODE_NOT_FOUND",
-		4: "RESULT_CODE_IDEMPOTENCY_MISMATCH",
-		5: "RESULT_CODE_INVALID_TRANSITION",
-		6: "RESULT_CODE_ALREADY_EXISTS",
-		7: "RESULT_CODE_INVALID",
+		0:  "RESULT_CODE_UNSPECIFIED",
+		1:  "RESULT_CODE_OK",
+		2:  "RESULT_CODE_SLOT_TAKEN",
+		3:  "RESULT_CODE_NOT_FOUND",
+		4:  "RESULT_CODE_IDEMPOTENCY_MISMATCH",
+		5:  "RESULT_CODE_INVALID_TRANSITION",
+		6:  "RESULT_CODE_ALREADY_EXISTS",
+		7:  "RESULT_CODE_INVALID",
+		8:  "RESULT_CODE_CONSENT_REQUIRED",
+		9:  "RESULT_CODE_PROVIDER_UNVERIFIED",
+		10: "RESULT_CODE_ERASED",
 	}
 	ResultCode_value = map[string]int32{
 		"RESULT_CODE_UNSPECIFIED":          0,
@@ -113,6 +178,9 @@ var (
 		"RESULT_CODE_INVALID_TRANSITION":   5,
 		"RESULT_CODE_ALREADY_EXISTS":       6,
 		"RESULT_CODE_INVALID":              7,
+		"RESULT_CODE_CONSENT_REQUIRED":     8,
+		"RESULT_CODE_PROVIDER_UNVERIFIED":  9,
+		"RESULT_CODE_ERASED":               10,
 	}
 )
 
@@ -127,11 +195,11 @@ func (x ResultCode) String() string {
 }
 
 func (ResultCode) Descriptor() protoreflect.EnumDescriptor {
-	return file_booking_v1_booking_proto_enumTypes[1].Descriptor()
+	return file_booking_v1_booking_proto_enumTypes[2].Descriptor()
 }
 
 func (ResultCode) Type() protoreflect.EnumType {
-	return &file_booking_v1_booking_proto_enumTypes[1]
+	return &file_booking_v1_booking_proto_enumTypes[2]
 }
 
 func (x ResultCode) Number() protoreflect.EnumNumber {
@@ -140,7 +208,7 @@ func (x ResultCode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ResultCode.Descriptor instead.
 func (ResultCode) EnumDescriptor() ([]byte, []int) {
-	return file_booking_v1_booking_proto_rawDescGZIP(), []int{1}
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{2}
 }
 
 // Money is an amount in the smallest unit of its currency (centavos for ARS).
@@ -445,8 +513,15 @@ type Provider struct {
 	CreatedAtMs      int64           `protobuf:"varint,13,opt,name=created_at_ms,json=createdAtMs,proto3" json:"created_at_ms,omitempty"`
 	UpdatedAtMs      int64           `protobuf:"varint,14,opt,name=updated_at_ms,json=updatedAtMs,proto3" json:"updated_at_ms,omitempty"`
 	Version          uint64          `protobuf:"varint,15,opt,name=version,proto3" json:"version,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// license is the professional licence of a provider whose vertical requires one
+	// (topology: license_required).
+	License *License `protobuf:"bytes,16,opt,name=license,proto3" json:"license,omitempty"`
+	// verified_at_ms is when an operator verified the licence (0: not verified);
+	// verified_by is that operator's token subject.
+	VerifiedAtMs  int64  `protobuf:"varint,17,opt,name=verified_at_ms,json=verifiedAtMs,proto3" json:"verified_at_ms,omitempty"`
+	VerifiedBy    string `protobuf:"bytes,18,opt,name=verified_by,json=verifiedBy,proto3" json:"verified_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Provider) Reset() {
@@ -584,6 +659,80 @@ func (x *Provider) GetVersion() uint64 {
 	return 0
 }
 
+func (x *Provider) GetLicense() *License {
+	if x != nil {
+		return x.License
+	}
+	return nil
+}
+
+func (x *Provider) GetVerifiedAtMs() int64 {
+	if x != nil {
+		return x.VerifiedAtMs
+	}
+	return 0
+}
+
+func (x *Provider) GetVerifiedBy() string {
+	if x != nil {
+		return x.VerifiedBy
+	}
+	return ""
+}
+
+// License is a provider's professional licence (e.g. a psychologist's matrícula).
+type License struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Number        string                 `protobuf:"bytes,1,opt,name=number,proto3" json:"number,omitempty"`
+	Issuer        string                 `protobuf:"bytes,2,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *License) Reset() {
+	*x = License{}
+	mi := &file_booking_v1_booking_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *License) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*License) ProtoMessage() {}
+
+func (x *License) ProtoReflect() protoreflect.Message {
+	mi := &file_booking_v1_booking_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use License.ProtoReflect.Descriptor instead.
+func (*License) Descriptor() ([]byte, []int) {
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *License) GetNumber() string {
+	if x != nil {
+		return x.Number
+	}
+	return ""
+}
+
+func (x *License) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
 // Booking is one appointment of a client with a provider for a service.
 type Booking struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -602,13 +751,24 @@ type Booking struct {
 	CreatedAtMs    int64         `protobuf:"varint,11,opt,name=created_at_ms,json=createdAtMs,proto3" json:"created_at_ms,omitempty"`
 	UpdatedAtMs    int64         `protobuf:"varint,12,opt,name=updated_at_ms,json=updatedAtMs,proto3" json:"updated_at_ms,omitempty"`
 	Version        uint64        `protobuf:"varint,13,opt,name=version,proto3" json:"version,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// series_id is the series the booking is an occurrence of ("" for a single one).
+	SeriesId string `protobuf:"bytes,14,opt,name=series_id,json=seriesId,proto3" json:"series_id,omitempty"`
+	// cancel_reason says why a cancelled booking was cancelled by the system
+	// ("consent_withdrawn", "series_cancelled"); "" when a person cancelled it.
+	CancelReason string `protobuf:"bytes,15,opt,name=cancel_reason,json=cancelReason,proto3" json:"cancel_reason,omitempty"`
+	// session_status is the session's state, for verticals whose bookings are
+	// sessions (psychology); UNSPECIFIED otherwise.
+	SessionStatus SessionStatus `protobuf:"varint,16,opt,name=session_status,json=sessionStatus,proto3,enum=barberpro.booking.v1.SessionStatus" json:"session_status,omitempty"`
+	// erased: the client's health data was erased (crypto-shredded); the booking
+	// keeps dates and provider.
+	Erased        bool `protobuf:"varint,17,opt,name=erased,proto3" json:"erased,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Booking) Reset() {
 	*x = Booking{}
-	mi := &file_booking_v1_booking_proto_msgTypes[6]
+	mi := &file_booking_v1_booking_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -620,7 +780,7 @@ func (x *Booking) String() string {
 func (*Booking) ProtoMessage() {}
 
 func (x *Booking) ProtoReflect() protoreflect.Message {
-	mi := &file_booking_v1_booking_proto_msgTypes[6]
+	mi := &file_booking_v1_booking_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -633,7 +793,7 @@ func (x *Booking) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Booking.ProtoReflect.Descriptor instead.
 func (*Booking) Descriptor() ([]byte, []int) {
-	return file_booking_v1_booking_proto_rawDescGZIP(), []int{6}
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Booking) GetId() string {
@@ -727,6 +887,670 @@ func (x *Booking) GetVersion() uint64 {
 	return 0
 }
 
+func (x *Booking) GetSeriesId() string {
+	if x != nil {
+		return x.SeriesId
+	}
+	return ""
+}
+
+func (x *Booking) GetCancelReason() string {
+	if x != nil {
+		return x.CancelReason
+	}
+	return ""
+}
+
+func (x *Booking) GetSessionStatus() SessionStatus {
+	if x != nil {
+		return x.SessionStatus
+	}
+	return SessionStatus_SESSION_STATUS_UNSPECIFIED
+}
+
+func (x *Booking) GetErased() bool {
+	if x != nil {
+		return x.Erased
+	}
+	return false
+}
+
+// Consent is a client's consent to the processing of their data for a purpose, in
+// one jurisdiction. Its status is computed when read: withdrawn when
+// withdrawn_at_ms > 0, expired from expires_at_ms on, active before.
+type Consent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	ClientId      string                 `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Purpose       string                 `protobuf:"bytes,3,opt,name=purpose,proto3" json:"purpose,omitempty"`
+	Jurisdiction  string                 `protobuf:"bytes,4,opt,name=jurisdiction,proto3" json:"jurisdiction,omitempty"`
+	TextVersion   string                 `protobuf:"bytes,5,opt,name=text_version,json=textVersion,proto3" json:"text_version,omitempty"`
+	GrantedAtMs   int64                  `protobuf:"varint,6,opt,name=granted_at_ms,json=grantedAtMs,proto3" json:"granted_at_ms,omitempty"`
+	ExpiresAtMs   int64                  `protobuf:"varint,7,opt,name=expires_at_ms,json=expiresAtMs,proto3" json:"expires_at_ms,omitempty"`
+	WithdrawnAtMs int64                  `protobuf:"varint,8,opt,name=withdrawn_at_ms,json=withdrawnAtMs,proto3" json:"withdrawn_at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Consent) Reset() {
+	*x = Consent{}
+	mi := &file_booking_v1_booking_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Consent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Consent) ProtoMessage() {}
+
+func (x *Consent) ProtoReflect() protoreflect.Message {
+	mi := &file_booking_v1_booking_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Consent.ProtoReflect.Descriptor instead.
+func (*Consent) Descriptor() ([]byte, []int) {
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Consent) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Consent) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *Consent) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
+}
+
+func (x *Consent) GetJurisdiction() string {
+	if x != nil {
+		return x.Jurisdiction
+	}
+	return ""
+}
+
+func (x *Consent) GetTextVersion() string {
+	if x != nil {
+		return x.TextVersion
+	}
+	return ""
+}
+
+func (x *Consent) GetGrantedAtMs() int64 {
+	if x != nil {
+		return x.GrantedAtMs
+	}
+	return 0
+}
+
+func (x *Consent) GetExpiresAtMs() int64 {
+	if x != nil {
+		return x.ExpiresAtMs
+	}
+	return 0
+}
+
+func (x *Consent) GetWithdrawnAtMs() int64 {
+	if x != nil {
+		return x.WithdrawnAtMs
+	}
+	return 0
+}
+
+// Series is a recurring booking: count occurrences every every_days days.
+type Series struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	ProviderId    string                 `protobuf:"bytes,2,opt,name=provider_id,json=providerId,proto3" json:"provider_id,omitempty"`
+	ServiceId     string                 `protobuf:"bytes,3,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	ClientId      string                 `protobuf:"bytes,4,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	EveryDays     int32                  `protobuf:"varint,5,opt,name=every_days,json=everyDays,proto3" json:"every_days,omitempty"`
+	BookingIds    []string               `protobuf:"bytes,6,rep,name=booking_ids,json=bookingIds,proto3" json:"booking_ids,omitempty"`
+	CreatedAtMs   int64                  `protobuf:"varint,7,opt,name=created_at_ms,json=createdAtMs,proto3" json:"created_at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Series) Reset() {
+	*x = Series{}
+	mi := &file_booking_v1_booking_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Series) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Series) ProtoMessage() {}
+
+func (x *Series) ProtoReflect() protoreflect.Message {
+	mi := &file_booking_v1_booking_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Series.ProtoReflect.Descriptor instead.
+func (*Series) Descriptor() ([]byte, []int) {
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Series) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Series) GetProviderId() string {
+	if x != nil {
+		return x.ProviderId
+	}
+	return ""
+}
+
+func (x *Series) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *Series) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *Series) GetEveryDays() int32 {
+	if x != nil {
+		return x.EveryDays
+	}
+	return 0
+}
+
+func (x *Series) GetBookingIds() []string {
+	if x != nil {
+		return x.BookingIds
+	}
+	return nil
+}
+
+func (x *Series) GetCreatedAtMs() int64 {
+	if x != nil {
+		return x.CreatedAtMs
+	}
+	return 0
+}
+
+// ClientKey is a client's data key (DEK), wrapped (AES-256-GCM) by the
+// jurisdiction's key-encryption key kek_id. The plain key is never stored.
+type ClientKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	KeyId         string                 `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	Wrapped       []byte                 `protobuf:"bytes,3,opt,name=wrapped,proto3" json:"wrapped,omitempty"`
+	KekId         string                 `protobuf:"bytes,4,opt,name=kek_id,json=kekId,proto3" json:"kek_id,omitempty"`
+	CreatedAtMs   int64                  `protobuf:"varint,5,opt,name=created_at_ms,json=createdAtMs,proto3" json:"created_at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientKey) Reset() {
+	*x = ClientKey{}
+	mi := &file_booking_v1_booking_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientKey) ProtoMessage() {}
+
+func (x *ClientKey) ProtoReflect() protoreflect.Message {
+	mi := &file_booking_v1_booking_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientKey.ProtoReflect.Descriptor instead.
+func (*ClientKey) Descriptor() ([]byte, []int) {
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ClientKey) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *ClientKey) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *ClientKey) GetWrapped() []byte {
+	if x != nil {
+		return x.Wrapped
+	}
+	return nil
+}
+
+func (x *ClientKey) GetKekId() string {
+	if x != nil {
+		return x.KekId
+	}
+	return ""
+}
+
+func (x *ClientKey) GetCreatedAtMs() int64 {
+	if x != nil {
+		return x.CreatedAtMs
+	}
+	return 0
+}
+
+// SealedNote is a session's notes, sealed (AES-256-GCM) under the client's data key
+// key_id before they were proposed: no plain text reaches the log or the store.
+type SealedNote struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BookingId     string                 `protobuf:"bytes,1,opt,name=booking_id,json=bookingId,proto3" json:"booking_id,omitempty"`
+	ClientId      string                 `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	ProviderId    string                 `protobuf:"bytes,3,opt,name=provider_id,json=providerId,proto3" json:"provider_id,omitempty"`
+	KeyId         string                 `protobuf:"bytes,4,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	Nonce         []byte                 `protobuf:"bytes,5,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	Ciphertext    []byte                 `protobuf:"bytes,6,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"`
+	UpdatedAtMs   int64                  `protobuf:"varint,7,opt,name=updated_at_ms,json=updatedAtMs,proto3" json:"updated_at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SealedNote) Reset() {
+	*x = SealedNote{}
+	mi := &file_booking_v1_booking_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SealedNote) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SealedNote) ProtoMessage() {}
+
+func (x *SealedNote) ProtoReflect() protoreflect.Message {
+	mi := &file_booking_v1_booking_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SealedNote.ProtoReflect.Descriptor instead.
+func (*SealedNote) Descriptor() ([]byte, []int) {
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SealedNote) GetBookingId() string {
+	if x != nil {
+		return x.BookingId
+	}
+	return ""
+}
+
+func (x *SealedNote) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *SealedNote) GetProviderId() string {
+	if x != nil {
+		return x.ProviderId
+	}
+	return ""
+}
+
+func (x *SealedNote) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *SealedNote) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *SealedNote) GetCiphertext() []byte {
+	if x != nil {
+		return x.Ciphertext
+	}
+	return nil
+}
+
+func (x *SealedNote) GetUpdatedAtMs() int64 {
+	if x != nil {
+		return x.UpdatedAtMs
+	}
+	return 0
+}
+
+// Erasure is the record, kept for good, that a client's health data was erased:
+// it outlives the keys it destroyed.
+type Erasure struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	ErasedAtMs    int64                  `protobuf:"varint,2,opt,name=erased_at_ms,json=erasedAtMs,proto3" json:"erased_at_ms,omitempty"`
+	KeyIds        []string               `protobuf:"bytes,3,rep,name=key_ids,json=keyIds,proto3" json:"key_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Erasure) Reset() {
+	*x = Erasure{}
+	mi := &file_booking_v1_booking_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Erasure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Erasure) ProtoMessage() {}
+
+func (x *Erasure) ProtoReflect() protoreflect.Message {
+	mi := &file_booking_v1_booking_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Erasure.ProtoReflect.Descriptor instead.
+func (*Erasure) Descriptor() ([]byte, []int) {
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Erasure) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *Erasure) GetErasedAtMs() int64 {
+	if x != nil {
+		return x.ErasedAtMs
+	}
+	return 0
+}
+
+func (x *Erasure) GetKeyIds() []string {
+	if x != nil {
+		return x.KeyIds
+	}
+	return nil
+}
+
+// AuditEntry is one link of the jurisdiction's hash-chained audit log: hash =
+// SHA-256(prev_hash || canonical entry) (storage/audit.go defines the canonical
+// bytes). Entries are never changed or deleted.
+type AuditEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	AtMs          int64                  `protobuf:"varint,2,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
+	Subject       string                 `protobuf:"bytes,3,opt,name=subject,proto3" json:"subject,omitempty"`
+	Role          string                 `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
+	Action        string                 `protobuf:"bytes,5,opt,name=action,proto3" json:"action,omitempty"`
+	Object        string                 `protobuf:"bytes,6,opt,name=object,proto3" json:"object,omitempty"`
+	Node          string                 `protobuf:"bytes,7,opt,name=node,proto3" json:"node,omitempty"`
+	Outcome       string                 `protobuf:"bytes,8,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	PrevHash      []byte                 `protobuf:"bytes,9,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"`
+	Hash          []byte                 `protobuf:"bytes,10,opt,name=hash,proto3" json:"hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEntry) Reset() {
+	*x = AuditEntry{}
+	mi := &file_booking_v1_booking_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEntry) ProtoMessage() {}
+
+func (x *AuditEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_booking_v1_booking_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
+func (*AuditEntry) Descriptor() ([]byte, []int) {
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *AuditEntry) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AuditEntry) GetAtMs() int64 {
+	if x != nil {
+		return x.AtMs
+	}
+	return 0
+}
+
+func (x *AuditEntry) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetObject() string {
+	if x != nil {
+		return x.Object
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetPrevHash() []byte {
+	if x != nil {
+		return x.PrevHash
+	}
+	return nil
+}
+
+func (x *AuditEntry) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+// AuditRecord is what a proposer asks the FSM to append to the audit chain; the
+// FSM gives it its seq, time (the entry time) and hashes, and the outcome of the
+// command it rides on when outcome is "".
+type AuditRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Subject       string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	Action        string                 `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	Object        string                 `protobuf:"bytes,4,opt,name=object,proto3" json:"object,omitempty"`
+	Node          string                 `protobuf:"bytes,5,opt,name=node,proto3" json:"node,omitempty"`
+	Outcome       string                 `protobuf:"bytes,6,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditRecord) Reset() {
+	*x = AuditRecord{}
+	mi := &file_booking_v1_booking_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditRecord) ProtoMessage() {}
+
+func (x *AuditRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_booking_v1_booking_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
+func (*AuditRecord) Descriptor() ([]byte, []int) {
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *AuditRecord) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetObject() string {
+	if x != nil {
+		return x.Object
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
 // IdempotencyRecord remembers the effect of a request that carried an Idempotency-Key.
 type IdempotencyRecord struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -740,7 +1564,7 @@ type IdempotencyRecord struct {
 
 func (x *IdempotencyRecord) Reset() {
 	*x = IdempotencyRecord{}
-	mi := &file_booking_v1_booking_proto_msgTypes[7]
+	mi := &file_booking_v1_booking_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -752,7 +1576,7 @@ func (x *IdempotencyRecord) String() string {
 func (*IdempotencyRecord) ProtoMessage() {}
 
 func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_booking_v1_booking_proto_msgTypes[7]
+	mi := &file_booking_v1_booking_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -765,7 +1589,7 @@ func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdempotencyRecord.ProtoReflect.Descriptor instead.
 func (*IdempotencyRecord) Descriptor() ([]byte, []int) {
-	return file_booking_v1_booking_proto_rawDescGZIP(), []int{7}
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *IdempotencyRecord) GetKey() string {
@@ -807,6 +1631,9 @@ type Command struct {
 	RequestHash    []byte `protobuf:"bytes,2,opt,name=request_hash,json=requestHash,proto3" json:"request_hash,omitempty"`
 	// proposed_at_ms is the proposer's clock when it proposed the command.
 	ProposedAtMs int64 `protobuf:"varint,3,opt,name=proposed_at_ms,json=proposedAtMs,proto3" json:"proposed_at_ms,omitempty"`
+	// audit records are appended to the audit chain in the same apply as the
+	// command, so a write and its record commit together.
+	Audit []*AuditRecord `protobuf:"bytes,4,rep,name=audit,proto3" json:"audit,omitempty"`
 	// Types that are valid to be assigned to Op:
 	//
 	//	*Command_CreateProvider
@@ -816,6 +1643,16 @@ type Command struct {
 	//	*Command_RescheduleBooking
 	//	*Command_Compact
 	//	*Command_FoundGroup
+	//	*Command_GrantConsent
+	//	*Command_WithdrawConsent
+	//	*Command_VerifyProvider
+	//	*Command_CreateSeries
+	//	*Command_CancelSeries
+	//	*Command_SetSessionStatus
+	//	*Command_PutClientKey
+	//	*Command_PutNote
+	//	*Command_EraseHealthData
+	//	*Command_AppendAudit
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -823,7 +1660,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_booking_v1_booking_proto_msgTypes[8]
+	mi := &file_booking_v1_booking_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +1672,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_booking_v1_booking_proto_msgTypes[8]
+	mi := &file_booking_v1_booking_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +1685,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_booking_v1_booking_proto_rawDescGZIP(), []int{8}
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Command) GetIdempotencyKey() string {
@@ -870,6 +1707,13 @@ func (x *Command) GetProposedAtMs() int64 {
 		return x.ProposedAtMs
 	}
 	return 0
+}
+
+func (x *Command) GetAudit() []*AuditRecord {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
 }
 
 func (x *Command) GetOp() isCommand_Op {
@@ -942,6 +1786,96 @@ func (x *Command) GetFoundGroup() *FoundGroup {
 	return nil
 }
 
+func (x *Command) GetGrantConsent() *GrantConsent {
+	if x != nil {
+		if x, ok := x.Op.(*Command_GrantConsent); ok {
+			return x.GrantConsent
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetWithdrawConsent() *WithdrawConsent {
+	if x != nil {
+		if x, ok := x.Op.(*Command_WithdrawConsent); ok {
+			return x.WithdrawConsent
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetVerifyProvider() *VerifyProvider {
+	if x != nil {
+		if x, ok := x.Op.(*Command_VerifyProvider); ok {
+			return x.VerifyProvider
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetCreateSeries() *CreateSeries {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CreateSeries); ok {
+			return x.CreateSeries
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetCancelSeries() *CancelSeries {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CancelSeries); ok {
+			return x.CancelSeries
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSetSessionStatus() *SetSessionStatus {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetSessionStatus); ok {
+			return x.SetSessionStatus
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPutClientKey() *PutClientKey {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PutClientKey); ok {
+			return x.PutClientKey
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPutNote() *PutNote {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PutNote); ok {
+			return x.PutNote
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetEraseHealthData() *EraseHealthData {
+	if x != nil {
+		if x, ok := x.Op.(*Command_EraseHealthData); ok {
+			return x.EraseHealthData
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAppendAudit() *AppendAudit {
+	if x != nil {
+		if x, ok := x.Op.(*Command_AppendAudit); ok {
+			return x.AppendAudit
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -974,6 +1908,46 @@ type Command_FoundGroup struct {
 	FoundGroup *FoundGroup `protobuf:"bytes,16,opt,name=found_group,json=foundGroup,proto3,oneof"`
 }
 
+type Command_GrantConsent struct {
+	GrantConsent *GrantConsent `protobuf:"bytes,17,opt,name=grant_consent,json=grantConsent,proto3,oneof"`
+}
+
+type Command_WithdrawConsent struct {
+	WithdrawConsent *WithdrawConsent `protobuf:"bytes,18,opt,name=withdraw_consent,json=withdrawConsent,proto3,oneof"`
+}
+
+type Command_VerifyProvider struct {
+	VerifyProvider *VerifyProvider `protobuf:"bytes,19,opt,name=verify_provider,json=verifyProvider,proto3,oneof"`
+}
+
+type Command_CreateSeries struct {
+	CreateSeries *CreateSeries `protobuf:"bytes,20,opt,name=create_series,json=createSeries,proto3,oneof"`
+}
+
+type Command_CancelSeries struct {
+	CancelSeries *CancelSeries `protobuf:"bytes,21,opt,name=cancel_series,json=cancelSeries,proto3,oneof"`
+}
+
+type Command_SetSessionStatus struct {
+	SetSessionStatus *SetSessionStatus `protobuf:"bytes,22,opt,name=set_session_status,json=setSessionStatus,proto3,oneof"`
+}
+
+type Command_PutClientKey struct {
+	PutClientKey *PutClientKey `protobuf:"bytes,23,opt,name=put_client_key,json=putClientKey,proto3,oneof"`
+}
+
+type Command_PutNote struct {
+	PutNote *PutNote `protobuf:"bytes,24,opt,name=put_note,json=putNote,proto3,oneof"`
+}
+
+type Command_EraseHealthData struct {
+	EraseHealthData *EraseHealthData `protobuf:"bytes,25,opt,name=erase_health_data,json=eraseHealthData,proto3,oneof"`
+}
+
+type Command_AppendAudit struct {
+	AppendAudit *AppendAudit `protobuf:"bytes,26,opt,name=append_audit,json=appendAudit,proto3,oneof"`
+}
+
 func (*Command_CreateProvider) isCommand_Op() {}
 
 func (*Command_UpdateProvider) isCommand_Op() {}
@@ -988,6 +1962,26 @@ func (*Command_Compact) isCommand_Op() {}
 
 func (*Command_FoundGroup) isCommand_Op() {}
 
+func (*Command_GrantConsent) isCommand_Op() {}
+
+func (*Command_WithdrawConsent) isCommand_Op() {}
+
+func (*Command_VerifyProvider) isCommand_Op() {}
+
+func (*Command_CreateSeries) isCommand_Op() {}
+
+func (*Command_CancelSeries) isCommand_Op() {}
+
+func (*Command_SetSessionStatus) isCommand_Op() {}
+
+func (*Command_PutClientKey) isCommand_Op() {}
+
+func (*Command_PutNote) isCommand_Op() {}
+
+func (*Command_EraseHealthData) isCommand_Op() {}
+
+func (*Command_AppendAudit) isCommand_Op() {}
+
 // CommandBatch is several commands in one Raft entry (group commit). Each command is
 // applied and judged on its own; their results come back in order.
 type CommandBatch struct {
@@ -999,7 +1993,7 @@ type CommandBatch struct {
 
 func (x *CommandBatch) Reset() {
 	*x = CommandBatch{}
-	mi := &file_booking_v1_booking_proto_msgTypes[9]
+	mi := &file_booking_v1_booking_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1011,7 +2005,7 @@ func (x *CommandBatch) String() string {
 func (*CommandBatch) ProtoMessage() {}
 
 func (x *CommandBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_booking_v1_booking_proto_msgTypes[9]
+	mi := &file_booking_v1_booking_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1024,7 +2018,7 @@ func (x *CommandBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandBatch.ProtoReflect.Descriptor instead.
 func (*CommandBatch) Descriptor() ([]byte, []int) {
-	return file_booking_v1_booking_proto_rawDescGZIP(), []int{9}
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CommandBatch) GetCommands() []*Command {
@@ -1044,7 +2038,7 @@ type CreateProvider struct {
 
 func (x *CreateProvider) Reset() {
 	*x = CreateProvider{}
-	mi := &file_booking_v1_booking_proto_msgTypes[10]
+	mi := &file_booking_v1_booking_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1056,7 +2050,7 @@ func (x *CreateProvider) String() string {
 func (*CreateProvider) ProtoMessage() {}
 
 func (x *CreateProvider) ProtoReflect() protoreflect.Message {
-	mi := &file_booking_v1_booking_proto_msgTypes[10]
+	mi := &file_booking_v1_booking_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1069,7 +2063,7 @@ func (x *CreateProvider) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateProvider.ProtoReflect.Descriptor instead.
 func (*CreateProvider) Descriptor() ([]byte, []int) {
-	return file_booking_v1_booking_proto_rawDescGZIP(), []int{10}
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateProvider) GetProvider() *Provider {
@@ -1090,7 +2084,7 @@ type UpdateProvider struct {
 
 func (x *UpdateProvider) Reset() {
 	*x = UpdateProvider{}
-	mi := &file_booking_v1_booking_proto_msgTypes[11]
+	mi := &file_booking_v1_booking_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1102,7 +2096,7 @@ func (x *UpdateProvider) String() string {
 func (*UpdateProvider) ProtoMessage() {}
 
 func (x *UpdateProvider) ProtoReflect() protoreflect.Message {
-	mi := &file_booking_v1_booking_proto_msgTypes[11]
+	mi := &file_booking_v1_booking_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1115,7 +2109,7 @@ func (x *UpdateProvider) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateProvider.ProtoReflect.Descriptor instead.
 func (*UpdateProvider) Descriptor() ([]byte, []int) {
-	return file_booking_v1_booking_proto_rawDescGZIP(), []int{11}
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UpdateProvider) GetProvider() *Provider {
@@ -1128,15 +2122,22 @@ func (x *UpdateProvider) GetProvider() *Provider {
 // CreateBooking adds a confirmed booking if it overlaps no other non-cancelled booking
 // of its provider.
 type CreateBooking struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Booking       *Booking               `protobuf:"bytes,1,opt,name=booking,proto3" json:"booking,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Booking *Booking               `protobuf:"bytes,1,opt,name=booking,proto3" json:"booking,omitempty"`
+	// consent_purpose, when set, requires an active consent of the booking's client
+	// for that purpose in the store's jurisdiction at the entry time
+	// (RESULT_CODE_CONSENT_REQUIRED otherwise), checked before the slot.
+	ConsentPurpose string `protobuf:"bytes,2,opt,name=consent_purpose,json=consentPurpose,proto3" json:"consent_purpose,omitempty"`
+	// require_verified refuses the booking (RESULT_CODE_PROVIDER_UNVERIFIED) unless
+	// its provider was verified.
+	RequireVerified bool `protobuf:"varint,3,opt,name=require_verified,json=requireVerified,proto3" json:"require_verified,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *CreateBooking) Reset() {
 	*x = CreateBooking{}
-	mi := &file_booking_v1_booking_proto_msgTypes[12]
+	mi := &file_booking_v1_booking_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1148,7 +2149,7 @@ func (x *CreateBooking) String() string {
 func (*CreateBooking) ProtoMessage() {}
 
 func (x *CreateBooking) ProtoReflect() protoreflect.Message {
-	mi := &file_booking_v1_booking_proto_msgTypes[12]
+	mi := &file_booking_v1_booking_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1161,7 +2162,7 @@ func (x *CreateBooking) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateBooking.ProtoReflect.Descriptor instead.
 func (*CreateBooking) Descriptor() ([]byte, []int) {
-	return file_booking_v1_booking_proto_rawDescGZIP(), []int{12}
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateBooking) GetBooking() *Booking {
@@ -1169,6 +2170,20 @@ func (x *CreateBooking) GetBooking() *Booking {
 		return x.Booking
 	}
 	return nil
+}
+
+func (x *CreateBooking) GetConsentPurpose() string {
+	if x != nil {
+		return x.ConsentPurpose
+	}
+	return ""
+}
+
+func (x *CreateBooking) GetRequireVerified() bool {
+	if x != nil {
+		return x.RequireVerified
+	}
+	return false
 }
 
 // CancelBooking cancels a booking; cancelling a cancelled booking is a no-op.
@@ -1181,7 +2196,7 @@ type CancelBooking struct {
 
 func (x *CancelBooking) Reset() {
 	*x = CancelBooking{}
-	mi := &file_booking_v1_booking_proto_msgTypes[13]
+	mi := &file_booking_v1_booking_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1193,7 +2208,7 @@ func (x *CancelBooking) String() string {
 func (*CancelBooking) ProtoMessage() {}
 
 func (x *CancelBooking) ProtoReflect() protoreflect.Message {
-	mi := &file_booking_v1_booking_proto_msgTypes[13]
+	mi := &file_booking_v1_booking_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1206,7 +2221,7 @@ func (x *CancelBooking) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelBooking.ProtoReflect.Descriptor instead.
 func (*CancelBooking) Descriptor() ([]byte, []int) {
-	return file_booking_v1_booking_proto_rawDescGZIP(), []int{13}
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CancelBooking) GetBookingId() string {
@@ -1229,7 +2244,7 @@ type RescheduleBooking struct {
 
 func (x *RescheduleBooking) Reset() {
 	*x = RescheduleBooking{}
-	mi := &file_booking_v1_booking_proto_msgTypes[14]
+	mi := &file_booking_v1_booking_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1241,7 +2256,7 @@ func (x *RescheduleBooking) String() string {
 func (*RescheduleBooking) ProtoMessage() {}
 
 func (x *RescheduleBooking) ProtoReflect() protoreflect.Message {
-	mi := &file_booking_v1_booking_proto_msgTypes[14]
+	mi := &file_booking_v1_booking_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1254,7 +2269,7 @@ func (x *RescheduleBooking) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RescheduleBooking.ProtoReflect.Descriptor instead.
 func (*RescheduleBooking) Descriptor() ([]byte, []int) {
-	return file_booking_v1_booking_proto_rawDescGZIP(), []int{14}
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RescheduleBooking) GetBookingId() string {
@@ -1297,7 +2312,7 @@ type FoundGroup struct {
 
 func (x *FoundGroup) Reset() {
 	*x = FoundGroup{}
-	mi := &file_booking_v1_booking_proto_msgTypes[15]
+	mi := &file_booking_v1_booking_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +2324,7 @@ func (x *FoundGroup) String() string {
 func (*FoundGroup) ProtoMessage() {}
 
 func (x *FoundGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_booking_v1_booking_proto_msgTypes[15]
+	mi := &file_booking_v1_booking_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +2337,7 @@ func (x *FoundGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FoundGroup.ProtoReflect.Descriptor instead.
 func (*FoundGroup) Descriptor() ([]byte, []int) {
-	return file_booking_v1_booking_proto_rawDescGZIP(), []int{15}
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *FoundGroup) GetClusterId() string {
@@ -1355,7 +2370,7 @@ type Compact struct {
 
 func (x *Compact) Reset() {
 	*x = Compact{}
-	mi := &file_booking_v1_booking_proto_msgTypes[16]
+	mi := &file_booking_v1_booking_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +2382,7 @@ func (x *Compact) String() string {
 func (*Compact) ProtoMessage() {}
 
 func (x *Compact) ProtoReflect() protoreflect.Message {
-	mi := &file_booking_v1_booking_proto_msgTypes[16]
+	mi := &file_booking_v1_booking_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +2395,7 @@ func (x *Compact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Compact.ProtoReflect.Descriptor instead.
 func (*Compact) Descriptor() ([]byte, []int) {
-	return file_booking_v1_booking_proto_rawDescGZIP(), []int{16}
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Compact) GetIdempotencyTtlMs() int64 {
@@ -1404,6 +2419,525 @@ func (x *Compact) GetMaxRemovals() int32 {
 	return 0
 }
 
+// GrantConsent adds a consent; its id must be new.
+type GrantConsent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Consent       *Consent               `protobuf:"bytes,1,opt,name=consent,proto3" json:"consent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GrantConsent) Reset() {
+	*x = GrantConsent{}
+	mi := &file_booking_v1_booking_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GrantConsent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GrantConsent) ProtoMessage() {}
+
+func (x *GrantConsent) ProtoReflect() protoreflect.Message {
+	mi := &file_booking_v1_booking_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GrantConsent.ProtoReflect.Descriptor instead.
+func (*GrantConsent) Descriptor() ([]byte, []int) {
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *GrantConsent) GetConsent() *Consent {
+	if x != nil {
+		return x.Consent
+	}
+	return nil
+}
+
+// WithdrawConsent withdraws a consent (withdrawing a withdrawn one is a no-op) and,
+// in the same apply, cancels the client's confirmed bookings of verticals that
+// require consent for that purpose (those bookings' vertical is one of verticals)
+// starting after the entry time, with cancel_reason "consent_withdrawn".
+type WithdrawConsent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	ConsentId     string                 `protobuf:"bytes,2,opt,name=consent_id,json=consentId,proto3" json:"consent_id,omitempty"`
+	Verticals     []string               `protobuf:"bytes,3,rep,name=verticals,proto3" json:"verticals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WithdrawConsent) Reset() {
+	*x = WithdrawConsent{}
+	mi := &file_booking_v1_booking_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WithdrawConsent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WithdrawConsent) ProtoMessage() {}
+
+func (x *WithdrawConsent) ProtoReflect() protoreflect.Message {
+	mi := &file_booking_v1_booking_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WithdrawConsent.ProtoReflect.Descriptor instead.
+func (*WithdrawConsent) Descriptor() ([]byte, []int) {
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *WithdrawConsent) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *WithdrawConsent) GetConsentId() string {
+	if x != nil {
+		return x.ConsentId
+	}
+	return ""
+}
+
+func (x *WithdrawConsent) GetVerticals() []string {
+	if x != nil {
+		return x.Verticals
+	}
+	return nil
+}
+
+// VerifyProvider marks a provider's licence verified by an operator.
+type VerifyProvider struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ProviderId    string                 `protobuf:"bytes,1,opt,name=provider_id,json=providerId,proto3" json:"provider_id,omitempty"`
+	VerifiedBy    string                 `protobuf:"bytes,2,opt,name=verified_by,json=verifiedBy,proto3" json:"verified_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyProvider) Reset() {
+	*x = VerifyProvider{}
+	mi := &file_booking_v1_booking_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyProvider) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyProvider) ProtoMessage() {}
+
+func (x *VerifyProvider) ProtoReflect() protoreflect.Message {
+	mi := &file_booking_v1_booking_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyProvider.ProtoReflect.Descriptor instead.
+func (*VerifyProvider) Descriptor() ([]byte, []int) {
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *VerifyProvider) GetProviderId() string {
+	if x != nil {
+		return x.ProviderId
+	}
+	return ""
+}
+
+func (x *VerifyProvider) GetVerifiedBy() string {
+	if x != nil {
+		return x.VerifiedBy
+	}
+	return ""
+}
+
+// CreateSeries adds every occurrence of a series, or none: each is judged as a
+// CreateBooking would be (consent, verification, overlap with stored bookings and
+// with the other occurrences); any refusal refuses them all, and a slot conflict
+// lists the colliding starts in CommandResult.conflicts.
+type CreateSeries struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Series          *Series                `protobuf:"bytes,1,opt,name=series,proto3" json:"series,omitempty"`
+	Bookings        []*Booking             `protobuf:"bytes,2,rep,name=bookings,proto3" json:"bookings,omitempty"`
+	ConsentPurpose  string                 `protobuf:"bytes,3,opt,name=consent_purpose,json=consentPurpose,proto3" json:"consent_purpose,omitempty"`
+	RequireVerified bool                   `protobuf:"varint,4,opt,name=require_verified,json=requireVerified,proto3" json:"require_verified,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *CreateSeries) Reset() {
+	*x = CreateSeries{}
+	mi := &file_booking_v1_booking_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSeries) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSeries) ProtoMessage() {}
+
+func (x *CreateSeries) ProtoReflect() protoreflect.Message {
+	mi := &file_booking_v1_booking_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSeries.ProtoReflect.Descriptor instead.
+func (*CreateSeries) Descriptor() ([]byte, []int) {
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *CreateSeries) GetSeries() *Series {
+	if x != nil {
+		return x.Series
+	}
+	return nil
+}
+
+func (x *CreateSeries) GetBookings() []*Booking {
+	if x != nil {
+		return x.Bookings
+	}
+	return nil
+}
+
+func (x *CreateSeries) GetConsentPurpose() string {
+	if x != nil {
+		return x.ConsentPurpose
+	}
+	return ""
+}
+
+func (x *CreateSeries) GetRequireVerified() bool {
+	if x != nil {
+		return x.RequireVerified
+	}
+	return false
+}
+
+// CancelSeries cancels the series' confirmed occurrences starting at or after
+// from_ms (0: the entry time), with cancel_reason "series_cancelled".
+type CancelSeries struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SeriesId      string                 `protobuf:"bytes,1,opt,name=series_id,json=seriesId,proto3" json:"series_id,omitempty"`
+	FromMs        int64                  `protobuf:"varint,2,opt,name=from_ms,json=fromMs,proto3" json:"from_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelSeries) Reset() {
+	*x = CancelSeries{}
+	mi := &file_booking_v1_booking_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelSeries) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelSeries) ProtoMessage() {}
+
+func (x *CancelSeries) ProtoReflect() protoreflect.Message {
+	mi := &file_booking_v1_booking_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelSeries.ProtoReflect.Descriptor instead.
+func (*CancelSeries) Descriptor() ([]byte, []int) {
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *CancelSeries) GetSeriesId() string {
+	if x != nil {
+		return x.SeriesId
+	}
+	return ""
+}
+
+func (x *CancelSeries) GetFromMs() int64 {
+	if x != nil {
+		return x.FromMs
+	}
+	return 0
+}
+
+// SetSessionStatus moves a session: scheduled → checked_in | no_show | cancelled,
+// checked_in → completed; any other move is RESULT_CODE_INVALID_TRANSITION.
+type SetSessionStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BookingId     string                 `protobuf:"bytes,1,opt,name=booking_id,json=bookingId,proto3" json:"booking_id,omitempty"`
+	Status        SessionStatus          `protobuf:"varint,2,opt,name=status,proto3,enum=barberpro.booking.v1.SessionStatus" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSessionStatus) Reset() {
+	*x = SetSessionStatus{}
+	mi := &file_booking_v1_booking_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSessionStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSessionStatus) ProtoMessage() {}
+
+func (x *SetSessionStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_booking_v1_booking_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSessionStatus.ProtoReflect.Descriptor instead.
+func (*SetSessionStatus) Descriptor() ([]byte, []int) {
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *SetSessionStatus) GetBookingId() string {
+	if x != nil {
+		return x.BookingId
+	}
+	return ""
+}
+
+func (x *SetSessionStatus) GetStatus() SessionStatus {
+	if x != nil {
+		return x.Status
+	}
+	return SessionStatus_SESSION_STATUS_UNSPECIFIED
+}
+
+// PutClientKey stores a client's wrapped data key unless the client already has
+// one: the answer carries the key the client has (first one wins).
+type PutClientKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           *ClientKey             `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutClientKey) Reset() {
+	*x = PutClientKey{}
+	mi := &file_booking_v1_booking_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutClientKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutClientKey) ProtoMessage() {}
+
+func (x *PutClientKey) ProtoReflect() protoreflect.Message {
+	mi := &file_booking_v1_booking_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutClientKey.ProtoReflect.Descriptor instead.
+func (*PutClientKey) Descriptor() ([]byte, []int) {
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *PutClientKey) GetKey() *ClientKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+// PutNote replaces a session's sealed notes. Its key must be the client's current
+// key (RESULT_CODE_ERASED when the client's health data was erased after it was
+// sealed, RESULT_CODE_INVALID for another key).
+type PutNote struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Note          *SealedNote            `protobuf:"bytes,1,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutNote) Reset() {
+	*x = PutNote{}
+	mi := &file_booking_v1_booking_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutNote) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutNote) ProtoMessage() {}
+
+func (x *PutNote) ProtoReflect() protoreflect.Message {
+	mi := &file_booking_v1_booking_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutNote.ProtoReflect.Descriptor instead.
+func (*PutNote) Descriptor() ([]byte, []int) {
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *PutNote) GetNote() *SealedNote {
+	if x != nil {
+		return x.Note
+	}
+	return nil
+}
+
+// EraseHealthData destroys a client's data keys and sealed notes, marks their
+// bookings erased, and records an Erasure that is kept for good.
+type EraseHealthData struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EraseHealthData) Reset() {
+	*x = EraseHealthData{}
+	mi := &file_booking_v1_booking_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseHealthData) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseHealthData) ProtoMessage() {}
+
+func (x *EraseHealthData) ProtoReflect() protoreflect.Message {
+	mi := &file_booking_v1_booking_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseHealthData.ProtoReflect.Descriptor instead.
+func (*EraseHealthData) Descriptor() ([]byte, []int) {
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *EraseHealthData) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+// AppendAudit carries only audit records (reads and refusals that write nothing
+// else).
+type AppendAudit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendAudit) Reset() {
+	*x = AppendAudit{}
+	mi := &file_booking_v1_booking_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendAudit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendAudit) ProtoMessage() {}
+
+func (x *AppendAudit) ProtoReflect() protoreflect.Message {
+	mi := &file_booking_v1_booking_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendAudit.ProtoReflect.Descriptor instead.
+func (*AppendAudit) Descriptor() ([]byte, []int) {
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{34}
+}
+
 // CommandResult is what applying one command produced.
 type CommandResult struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -1416,15 +2950,26 @@ type CommandResult struct {
 	ClusterId string `protobuf:"bytes,6,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	// Compact only: how many records it removed, and whether it stopped at
 	// max_removals with more already due (the leader then proposes another at once).
-	Removed       uint64 `protobuf:"varint,7,opt,name=removed,proto3" json:"removed,omitempty"`
-	More          bool   `protobuf:"varint,8,opt,name=more,proto3" json:"more,omitempty"`
+	Removed uint64   `protobuf:"varint,7,opt,name=removed,proto3" json:"removed,omitempty"`
+	More    bool     `protobuf:"varint,8,opt,name=more,proto3" json:"more,omitempty"`
+	Consent *Consent `protobuf:"bytes,9,opt,name=consent,proto3" json:"consent,omitempty"`
+	Series  *Series  `protobuf:"bytes,10,opt,name=series,proto3" json:"series,omitempty"`
+	// bookings: a series' occurrences; the bookings a withdrawal or a series cancel
+	// cancelled.
+	Bookings []*Booking `protobuf:"bytes,11,rep,name=bookings,proto3" json:"bookings,omitempty"`
+	// conflicts: the starts (ms) of a series' occurrences that collide.
+	Conflicts []int64     `protobuf:"varint,12,rep,packed,name=conflicts,proto3" json:"conflicts,omitempty"`
+	Note      *SealedNote `protobuf:"bytes,13,opt,name=note,proto3" json:"note,omitempty"`
+	Key       *ClientKey  `protobuf:"bytes,14,opt,name=key,proto3" json:"key,omitempty"`
+	// audit_seq: the seq of the last audit entry this command appended (0: none).
+	AuditSeq      uint64 `protobuf:"varint,15,opt,name=audit_seq,json=auditSeq,proto3" json:"audit_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_booking_v1_booking_proto_msgTypes[17]
+	mi := &file_booking_v1_booking_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1436,7 +2981,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_booking_v1_booking_proto_msgTypes[17]
+	mi := &file_booking_v1_booking_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1449,7 +2994,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_booking_v1_booking_proto_rawDescGZIP(), []int{17}
+	return file_booking_v1_booking_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CommandResult) GetCode() ResultCode {
@@ -1508,6 +3053,55 @@ func (x *CommandResult) GetMore() bool {
 	return false
 }
 
+func (x *CommandResult) GetConsent() *Consent {
+	if x != nil {
+		return x.Consent
+	}
+	return nil
+}
+
+func (x *CommandResult) GetSeries() *Series {
+	if x != nil {
+		return x.Series
+	}
+	return nil
+}
+
+func (x *CommandResult) GetBookings() []*Booking {
+	if x != nil {
+		return x.Bookings
+	}
+	return nil
+}
+
+func (x *CommandResult) GetConflicts() []int64 {
+	if x != nil {
+		return x.Conflicts
+	}
+	return nil
+}
+
+func (x *CommandResult) GetNote() *SealedNote {
+	if x != nil {
+		return x.Note
+	}
+	return nil
+}
+
+func (x *CommandResult) GetKey() *ClientKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *CommandResult) GetAuditSeq() uint64 {
+	if x != nil {
+		return x.AuditSeq
+	}
+	return 0
+}
+
 var File_booking_v1_booking_proto protoreflect.FileDescriptor
 
 const file_booking_v1_booking_proto_rawDesc = "" +
@@ -1530,7 +3124,7 @@ const file_booking_v1_booking_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12)\n" +
 	"\x10duration_minutes\x18\x03 \x01(\x05R\x0fdurationMinutes\x12%\n" +
 	"\x0ebuffer_minutes\x18\x04 \x01(\x05R\rbufferMinutes\x121\n" +
-	"\x05price\x18\x05 \x01(\v2\x1b.barberpro.booking.v1.MoneyR\x05price\"\xc6\x04\n" +
+	"\x05price\x18\x05 \x01(\v2\x1b.barberpro.booking.v1.MoneyR\x05price\"\xc6\x05\n" +
 	"\bProvider\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
@@ -1547,7 +3141,14 @@ const file_booking_v1_booking_proto_rawDesc = "" +
 	"\x11slot_step_minutes\x18\f \x01(\x05R\x0fslotStepMinutes\x12\"\n" +
 	"\rcreated_at_ms\x18\r \x01(\x03R\vcreatedAtMs\x12\"\n" +
 	"\rupdated_at_ms\x18\x0e \x01(\x03R\vupdatedAtMs\x12\x18\n" +
-	"\aversion\x18\x0f \x01(\x04R\aversion\"\xc0\x03\n" +
+	"\aversion\x18\x0f \x01(\x04R\aversion\x127\n" +
+	"\alicense\x18\x10 \x01(\v2\x1d.barberpro.booking.v1.LicenseR\alicense\x12$\n" +
+	"\x0everified_at_ms\x18\x11 \x01(\x03R\fverifiedAtMs\x12\x1f\n" +
+	"\vverified_by\x18\x12 \x01(\tR\n" +
+	"verifiedBy\"9\n" +
+	"\aLicense\x12\x16\n" +
+	"\x06number\x18\x01 \x01(\tR\x06number\x12\x16\n" +
+	"\x06issuer\x18\x02 \x01(\tR\x06issuer\"\xe6\x04\n" +
 	"\aBooking\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vprovider_id\x18\x02 \x01(\tR\n" +
@@ -1564,17 +3165,87 @@ const file_booking_v1_booking_proto_rawDesc = "" +
 	" \x01(\tR\bvertical\x12\"\n" +
 	"\rcreated_at_ms\x18\v \x01(\x03R\vcreatedAtMs\x12\"\n" +
 	"\rupdated_at_ms\x18\f \x01(\x03R\vupdatedAtMs\x12\x18\n" +
-	"\aversion\x18\r \x01(\x04R\aversion\"\x8d\x01\n" +
+	"\aversion\x18\r \x01(\x04R\aversion\x12\x1b\n" +
+	"\tseries_id\x18\x0e \x01(\tR\bseriesId\x12#\n" +
+	"\rcancel_reason\x18\x0f \x01(\tR\fcancelReason\x12J\n" +
+	"\x0esession_status\x18\x10 \x01(\x0e2#.barberpro.booking.v1.SessionStatusR\rsessionStatus\x12\x16\n" +
+	"\x06erased\x18\x11 \x01(\bR\x06erased\"\x87\x02\n" +
+	"\aConsent\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x18\n" +
+	"\apurpose\x18\x03 \x01(\tR\apurpose\x12\"\n" +
+	"\fjurisdiction\x18\x04 \x01(\tR\fjurisdiction\x12!\n" +
+	"\ftext_version\x18\x05 \x01(\tR\vtextVersion\x12\"\n" +
+	"\rgranted_at_ms\x18\x06 \x01(\x03R\vgrantedAtMs\x12\"\n" +
+	"\rexpires_at_ms\x18\a \x01(\x03R\vexpiresAtMs\x12&\n" +
+	"\x0fwithdrawn_at_ms\x18\b \x01(\x03R\rwithdrawnAtMs\"\xd9\x01\n" +
+	"\x06Series\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
+	"\vprovider_id\x18\x02 \x01(\tR\n" +
+	"providerId\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x03 \x01(\tR\tserviceId\x12\x1b\n" +
+	"\tclient_id\x18\x04 \x01(\tR\bclientId\x12\x1d\n" +
+	"\n" +
+	"every_days\x18\x05 \x01(\x05R\teveryDays\x12\x1f\n" +
+	"\vbooking_ids\x18\x06 \x03(\tR\n" +
+	"bookingIds\x12\"\n" +
+	"\rcreated_at_ms\x18\a \x01(\x03R\vcreatedAtMs\"\x94\x01\n" +
+	"\tClientKey\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x15\n" +
+	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x18\n" +
+	"\awrapped\x18\x03 \x01(\fR\awrapped\x12\x15\n" +
+	"\x06kek_id\x18\x04 \x01(\tR\x05kekId\x12\"\n" +
+	"\rcreated_at_ms\x18\x05 \x01(\x03R\vcreatedAtMs\"\xda\x01\n" +
+	"\n" +
+	"SealedNote\x12\x1d\n" +
+	"\n" +
+	"booking_id\x18\x01 \x01(\tR\tbookingId\x12\x1b\n" +
+	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1f\n" +
+	"\vprovider_id\x18\x03 \x01(\tR\n" +
+	"providerId\x12\x15\n" +
+	"\x06key_id\x18\x04 \x01(\tR\x05keyId\x12\x14\n" +
+	"\x05nonce\x18\x05 \x01(\fR\x05nonce\x12\x1e\n" +
+	"\n" +
+	"ciphertext\x18\x06 \x01(\fR\n" +
+	"ciphertext\x12\"\n" +
+	"\rupdated_at_ms\x18\a \x01(\x03R\vupdatedAtMs\"a\n" +
+	"\aErasure\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12 \n" +
+	"\ferased_at_ms\x18\x02 \x01(\x03R\n" +
+	"erasedAtMs\x12\x17\n" +
+	"\akey_ids\x18\x03 \x03(\tR\x06keyIds\"\xf0\x01\n" +
+	"\n" +
+	"AuditEntry\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x13\n" +
+	"\x05at_ms\x18\x02 \x01(\x03R\x04atMs\x12\x18\n" +
+	"\asubject\x18\x03 \x01(\tR\asubject\x12\x12\n" +
+	"\x04role\x18\x04 \x01(\tR\x04role\x12\x16\n" +
+	"\x06action\x18\x05 \x01(\tR\x06action\x12\x16\n" +
+	"\x06object\x18\x06 \x01(\tR\x06object\x12\x12\n" +
+	"\x04node\x18\a \x01(\tR\x04node\x12\x18\n" +
+	"\aoutcome\x18\b \x01(\tR\aoutcome\x12\x1b\n" +
+	"\tprev_hash\x18\t \x01(\fR\bprevHash\x12\x12\n" +
+	"\x04hash\x18\n" +
+	" \x01(\fR\x04hash\"\x99\x01\n" +
+	"\vAuditRecord\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12\x16\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\x12\x16\n" +
+	"\x06object\x18\x04 \x01(\tR\x06object\x12\x12\n" +
+	"\x04node\x18\x05 \x01(\tR\x04node\x12\x18\n" +
+	"\aoutcome\x18\x06 \x01(\tR\aoutcome\"\x8d\x01\n" +
 	"\x11IdempotencyRecord\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12!\n" +
 	"\frequest_hash\x18\x02 \x01(\fR\vrequestHash\x12\x1f\n" +
 	"\vresource_id\x18\x03 \x01(\tR\n" +
 	"resourceId\x12\"\n" +
-	"\rcreated_at_ms\x18\x04 \x01(\x03R\vcreatedAtMs\"\x99\x05\n" +
+	"\rcreated_at_ms\x18\x04 \x01(\x03R\vcreatedAtMs\"\xd5\v\n" +
 	"\aCommand\x12'\n" +
 	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12!\n" +
 	"\frequest_hash\x18\x02 \x01(\fR\vrequestHash\x12$\n" +
-	"\x0eproposed_at_ms\x18\x03 \x01(\x03R\fproposedAtMs\x12O\n" +
+	"\x0eproposed_at_ms\x18\x03 \x01(\x03R\fproposedAtMs\x127\n" +
+	"\x05audit\x18\x04 \x03(\v2!.barberpro.booking.v1.AuditRecordR\x05audit\x12O\n" +
 	"\x0fcreate_provider\x18\n" +
 	" \x01(\v2$.barberpro.booking.v1.CreateProviderH\x00R\x0ecreateProvider\x12O\n" +
 	"\x0fupdate_provider\x18\v \x01(\v2$.barberpro.booking.v1.UpdateProviderH\x00R\x0eupdateProvider\x12L\n" +
@@ -1583,16 +3254,28 @@ const file_booking_v1_booking_proto_rawDesc = "" +
 	"\x12reschedule_booking\x18\x0e \x01(\v2'.barberpro.booking.v1.RescheduleBookingH\x00R\x11rescheduleBooking\x129\n" +
 	"\acompact\x18\x0f \x01(\v2\x1d.barberpro.booking.v1.CompactH\x00R\acompact\x12C\n" +
 	"\vfound_group\x18\x10 \x01(\v2 .barberpro.booking.v1.FoundGroupH\x00R\n" +
-	"foundGroupB\x04\n" +
+	"foundGroup\x12I\n" +
+	"\rgrant_consent\x18\x11 \x01(\v2\".barberpro.booking.v1.GrantConsentH\x00R\fgrantConsent\x12R\n" +
+	"\x10withdraw_consent\x18\x12 \x01(\v2%.barberpro.booking.v1.WithdrawConsentH\x00R\x0fwithdrawConsent\x12O\n" +
+	"\x0fverify_provider\x18\x13 \x01(\v2$.barberpro.booking.v1.VerifyProviderH\x00R\x0everifyProvider\x12I\n" +
+	"\rcreate_series\x18\x14 \x01(\v2\".barberpro.booking.v1.CreateSeriesH\x00R\fcreateSeries\x12I\n" +
+	"\rcancel_series\x18\x15 \x01(\v2\".barberpro.booking.v1.CancelSeriesH\x00R\fcancelSeries\x12V\n" +
+	"\x12set_session_status\x18\x16 \x01(\v2&.barberpro.booking.v1.SetSessionStatusH\x00R\x10setSessionStatus\x12J\n" +
+	"\x0eput_client_key\x18\x17 \x01(\v2\".barberpro.booking.v1.PutClientKeyH\x00R\fputClientKey\x12:\n" +
+	"\bput_note\x18\x18 \x01(\v2\x1d.barberpro.booking.v1.PutNoteH\x00R\aputNote\x12S\n" +
+	"\x11erase_health_data\x18\x19 \x01(\v2%.barberpro.booking.v1.EraseHealthDataH\x00R\x0feraseHealthData\x12F\n" +
+	"\fappend_audit\x18\x1a \x01(\v2!.barberpro.booking.v1.AppendAuditH\x00R\vappendAuditB\x04\n" +
 	"\x02op\"I\n" +
 	"\fCommandBatch\x129\n" +
 	"\bcommands\x18\x01 \x03(\v2\x1d.barberpro.booking.v1.CommandR\bcommands\"L\n" +
 	"\x0eCreateProvider\x12:\n" +
 	"\bprovider\x18\x01 \x01(\v2\x1e.barberpro.booking.v1.ProviderR\bprovider\"L\n" +
 	"\x0eUpdateProvider\x12:\n" +
-	"\bprovider\x18\x01 \x01(\v2\x1e.barberpro.booking.v1.ProviderR\bprovider\"H\n" +
+	"\bprovider\x18\x01 \x01(\v2\x1e.barberpro.booking.v1.ProviderR\bprovider\"\x9c\x01\n" +
 	"\rCreateBooking\x127\n" +
-	"\abooking\x18\x01 \x01(\v2\x1d.barberpro.booking.v1.BookingR\abooking\".\n" +
+	"\abooking\x18\x01 \x01(\v2\x1d.barberpro.booking.v1.BookingR\abooking\x12'\n" +
+	"\x0fconsent_purpose\x18\x02 \x01(\tR\x0econsentPurpose\x12)\n" +
+	"\x10require_verified\x18\x03 \x01(\bR\x0frequireVerified\".\n" +
 	"\rCancelBooking\x12\x1d\n" +
 	"\n" +
 	"booking_id\x18\x01 \x01(\tR\tbookingId\"\x8e\x01\n" +
@@ -1609,7 +3292,38 @@ const file_booking_v1_booking_proto_rawDesc = "" +
 	"\aCompact\x12,\n" +
 	"\x12idempotency_ttl_ms\x18\x01 \x01(\x03R\x10idempotencyTtlMs\x124\n" +
 	"\x16cancelled_retention_ms\x18\x02 \x01(\x03R\x14cancelledRetentionMs\x12!\n" +
-	"\fmax_removals\x18\x03 \x01(\x05R\vmaxRemovals\"\xb5\x02\n" +
+	"\fmax_removals\x18\x03 \x01(\x05R\vmaxRemovals\"G\n" +
+	"\fGrantConsent\x127\n" +
+	"\aconsent\x18\x01 \x01(\v2\x1d.barberpro.booking.v1.ConsentR\aconsent\"k\n" +
+	"\x0fWithdrawConsent\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1d\n" +
+	"\n" +
+	"consent_id\x18\x02 \x01(\tR\tconsentId\x12\x1c\n" +
+	"\tverticals\x18\x03 \x03(\tR\tverticals\"R\n" +
+	"\x0eVerifyProvider\x12\x1f\n" +
+	"\vprovider_id\x18\x01 \x01(\tR\n" +
+	"providerId\x12\x1f\n" +
+	"\vverified_by\x18\x02 \x01(\tR\n" +
+	"verifiedBy\"\xd3\x01\n" +
+	"\fCreateSeries\x124\n" +
+	"\x06series\x18\x01 \x01(\v2\x1c.barberpro.booking.v1.SeriesR\x06series\x129\n" +
+	"\bbookings\x18\x02 \x03(\v2\x1d.barberpro.booking.v1.BookingR\bbookings\x12'\n" +
+	"\x0fconsent_purpose\x18\x03 \x01(\tR\x0econsentPurpose\x12)\n" +
+	"\x10require_verified\x18\x04 \x01(\bR\x0frequireVerified\"D\n" +
+	"\fCancelSeries\x12\x1b\n" +
+	"\tseries_id\x18\x01 \x01(\tR\bseriesId\x12\x17\n" +
+	"\afrom_ms\x18\x02 \x01(\x03R\x06fromMs\"n\n" +
+	"\x10SetSessionStatus\x12\x1d\n" +
+	"\n" +
+	"booking_id\x18\x01 \x01(\tR\tbookingId\x12;\n" +
+	"\x06status\x18\x02 \x01(\x0e2#.barberpro.booking.v1.SessionStatusR\x06status\"A\n" +
+	"\fPutClientKey\x121\n" +
+	"\x03key\x18\x01 \x01(\v2\x1f.barberpro.booking.v1.ClientKeyR\x03key\"?\n" +
+	"\aPutNote\x124\n" +
+	"\x04note\x18\x01 \x01(\v2 .barberpro.booking.v1.SealedNoteR\x04note\".\n" +
+	"\x0fEraseHealthData\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\"\r\n" +
+	"\vAppendAudit\"\x83\x05\n" +
 	"\rCommandResult\x124\n" +
 	"\x04code\x18\x01 \x01(\x0e2 .barberpro.booking.v1.ResultCodeR\x04code\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\x127\n" +
@@ -1619,11 +3333,26 @@ const file_booking_v1_booking_proto_rawDesc = "" +
 	"\n" +
 	"cluster_id\x18\x06 \x01(\tR\tclusterId\x12\x18\n" +
 	"\aremoved\x18\a \x01(\x04R\aremoved\x12\x12\n" +
-	"\x04more\x18\b \x01(\bR\x04more*k\n" +
+	"\x04more\x18\b \x01(\bR\x04more\x127\n" +
+	"\aconsent\x18\t \x01(\v2\x1d.barberpro.booking.v1.ConsentR\aconsent\x124\n" +
+	"\x06series\x18\n" +
+	" \x01(\v2\x1c.barberpro.booking.v1.SeriesR\x06series\x129\n" +
+	"\bbookings\x18\v \x03(\v2\x1d.barberpro.booking.v1.BookingR\bbookings\x12\x1c\n" +
+	"\tconflicts\x18\f \x03(\x03R\tconflicts\x124\n" +
+	"\x04note\x18\r \x01(\v2 .barberpro.booking.v1.SealedNoteR\x04note\x121\n" +
+	"\x03key\x18\x0e \x01(\v2\x1f.barberpro.booking.v1.ClientKeyR\x03key\x12\x1b\n" +
+	"\taudit_seq\x18\x0f \x01(\x04R\bauditSeq*k\n" +
 	"\rBookingStatus\x12\x1e\n" +
 	"\x1aBOOKING_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18BOOKING_STATUS_CONFIRMED\x10\x01\x12\x1c\n" +
-	"\x18BOOKING_STATUS_CANCELLED\x10\x02*\xf7\x01\n" +
+	"\x18BOOKING_STATUS_CANCELLED\x10\x02*\xc4\x01\n" +
+	"\rSessionStatus\x12\x1e\n" +
+	"\x1aSESSION_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18SESSION_STATUS_SCHEDULED\x10\x01\x12\x1d\n" +
+	"\x19SESSION_STATUS_CHECKED_IN\x10\x02\x12\x1c\n" +
+	"\x18SESSION_STATUS_COMPLETED\x10\x03\x12\x1a\n" +
+	"\x16SESSION_STATUS_NO_SHOW\x10\x04\x12\x1c\n" +
+	"\x18SESSION_STATUS_CANCELLED\x10\x05*\xd6\x02\n" +
 	"\n" +
 	"ResultCode\x12\x1b\n" +
 	"\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x12\n" +
@@ -1633,7 +3362,11 @@ const file_booking_v1_booking_proto_rawDesc = "" +
 	" RESULT_CODE_IDEMPOTENCY_MISMATCH\x10\x04\x12\"\n" +
 	"\x1eRESULT_CODE_INVALID_TRANSITION\x10\x05\x12\x1e\n" +
 	"\x1aRESULT_CODE_ALREADY_EXISTS\x10\x06\x12\x17\n" +
-	"\x13RESULT_CODE_INVALID\x10\aB7Z5github.com/barberpro/edge/protos/booking/v1;bookingv1b\x06proto3"
+	"\x13RESULT_CODE_INVALID\x10\a\x12 \n" +
+	"\x1cRESULT_CODE_CONSENT_REQUIRED\x10\b\x12#\n" +
+	"\x1fRESULT_CODE_PROVIDER_UNVERIFIED\x10\t\x12\x16\n" +
+	"\x12RESULT_CODE_ERASED\x10\n" +
+	"B7Z5github.com/barberpro/edge/protos/booking/v1;bookingv1b\x06proto3"
 
 var (
 	file_booking_v1_booking_proto_rawDescOnce sync.Once
@@ -1647,58 +3380,101 @@ func file_booking_v1_booking_proto_rawDescGZIP() []byte {
 	return file_booking_v1_booking_proto_rawDescData
 }
 
-var file_booking_v1_booking_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_booking_v1_booking_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_booking_v1_booking_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_booking_v1_booking_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_booking_v1_booking_proto_goTypes = []any{
 	(BookingStatus)(0),        // 0: barberpro.booking.v1.BookingStatus
-	(ResultCode)(0),           // 1: barberpro.booking.v1.ResultCode
-	(*Money)(nil),             // 2: barberpro.booking.v1.Money
-	(*TimeRange)(nil),         // 3: barberpro.booking.v1.TimeRange
-	(*DayHours)(nil),          // 4: barberpro.booking.v1.DayHours
-	(*DateOverride)(nil),      // 5: barberpro.booking.v1.DateOverride
-	(*Service)(nil),           // 6: barberpro.booking.v1.Service
-	(*Provider)(nil),          // 7: barberpro.booking.v1.Provider
-	(*Booking)(nil),           // 8: barberpro.booking.v1.Booking
-	(*IdempotencyRecord)(nil), // 9: barberpro.booking.v1.IdempotencyRecord
-	(*Command)(nil),           // 10: barberpro.booking.v1.Command
-	(*CommandBatch)(nil),      // 11: barberpro.booking.v1.CommandBatch
-	(*CreateProvider)(nil),    // 12: barberpro.booking.v1.CreateProvider
-	(*UpdateProvider)(nil),    // 13: barberpro.booking.v1.UpdateProvider
-	(*CreateBooking)(nil),     // 14: barberpro.booking.v1.CreateBooking
-	(*CancelBooking)(nil),     // 15: barberpro.booking.v1.CancelBooking
-	(*RescheduleBooking)(nil), // 16: barberpro.booking.v1.RescheduleBooking
-	(*FoundGroup)(nil),        // 17: barberpro.booking.v1.FoundGroup
-	(*Compact)(nil),           // 18: barberpro.booking.v1.Compact
-	(*CommandResult)(nil),     // 19: barberpro.booking.v1.CommandResult
+	(SessionStatus)(0),        // 1: barberpro.booking.v1.SessionStatus
+	(ResultCode)(0),           // 2: barberpro.booking.v1.ResultCode
+	(*Money)(nil),             // 3: barberpro.booking.v1.Money
+	(*TimeRange)(nil),         // 4: barberpro.booking.v1.TimeRange
+	(*DayHours)(nil),          // 5: barberpro.booking.v1.DayHours
+	(*DateOverride)(nil),      // 6: barberpro.booking.v1.DateOverride
+	(*Service)(nil),           // 7: barberpro.booking.v1.Service
+	(*Provider)(nil),          // 8: barberpro.booking.v1.Provider
+	(*License)(nil),           // 9: barberpro.booking.v1.License
+	(*Booking)(nil),           // 10: barberpro.booking.v1.Booking
+	(*Consent)(nil),           // 11: barberpro.booking.v1.Consent
+	(*Series)(nil),            // 12: barberpro.booking.v1.Series
+	(*ClientKey)(nil),         // 13: barberpro.booking.v1.ClientKey
+	(*SealedNote)(nil),        // 14: barberpro.booking.v1.SealedNote
+	(*Erasure)(nil),           // 15: barberpro.booking.v1.Erasure
+	(*AuditEntry)(nil),        // 16: barberpro.booking.v1.AuditEntry
+	(*AuditRecord)(nil),       // 17: barberpro.booking.v1.AuditRecord
+	(*IdempotencyRecord)(nil), // 18: barberpro.booking.v1.IdempotencyRecord
+	(*Command)(nil),           // 19: barberpro.booking.v1.Command
+	(*CommandBatch)(nil),      // 20: barberpro.booking.v1.CommandBatch
+	(*CreateProvider)(nil),    // 21: barberpro.booking.v1.CreateProvider
+	(*UpdateProvider)(nil),    // 22: barberpro.booking.v1.UpdateProvider
+	(*CreateBooking)(nil),     // 23: barberpro.booking.v1.CreateBooking
+	(*CancelBooking)(nil),     // 24: barberpro.booking.v1.CancelBooking
+	(*RescheduleBooking)(nil), // 25: barberpro.booking.v1.RescheduleBooking
+	(*FoundGroup)(nil),        // 26: barberpro.booking.v1.FoundGroup
+	(*Compact)(nil),           // 27: barberpro.booking.v1.Compact
+	(*GrantConsent)(nil),      // 28: barberpro.booking.v1.GrantConsent
+	(*WithdrawConsent)(nil),   // 29: barberpro.booking.v1.WithdrawConsent
+	(*VerifyProvider)(nil),    // 30: barberpro.booking.v1.VerifyProvider
+	(*CreateSeries)(nil),      // 31: barberpro.booking.v1.CreateSeries
+	(*CancelSeries)(nil),      // 32: barberpro.booking.v1.CancelSeries
+	(*SetSessionStatus)(nil),  // 33: barberpro.booking.v1.SetSessionStatus
+	(*PutClientKey)(nil),      // 34: barberpro.booking.v1.PutClientKey
+	(*PutNote)(nil),           // 35: barberpro.booking.v1.PutNote
+	(*EraseHealthData)(nil),   // 36: barberpro.booking.v1.EraseHealthData
+	(*AppendAudit)(nil),       // 37: barberpro.booking.v1.AppendAudit
+	(*CommandResult)(nil),     // 38: barberpro.booking.v1.CommandResult
 }
 var file_booking_v1_booking_proto_depIdxs = []int32{
-	3,  // 0: barberpro.booking.v1.DayHours.ranges:type_name -> barberpro.booking.v1.TimeRange
-	3,  // 1: barberpro.booking.v1.DateOverride.ranges:type_name -> barberpro.booking.v1.TimeRange
-	2,  // 2: barberpro.booking.v1.Service.price:type_name -> barberpro.booking.v1.Money
-	6,  // 3: barberpro.booking.v1.Provider.services:type_name -> barberpro.booking.v1.Service
-	4,  // 4: barberpro.booking.v1.Provider.weekly_hours:type_name -> barberpro.booking.v1.DayHours
-	5,  // 5: barberpro.booking.v1.Provider.date_overrides:type_name -> barberpro.booking.v1.DateOverride
-	2,  // 6: barberpro.booking.v1.Booking.price:type_name -> barberpro.booking.v1.Money
-	0,  // 7: barberpro.booking.v1.Booking.status:type_name -> barberpro.booking.v1.BookingStatus
-	12, // 8: barberpro.booking.v1.Command.create_provider:type_name -> barberpro.booking.v1.CreateProvider
-	13, // 9: barberpro.booking.v1.Command.update_provider:type_name -> barberpro.booking.v1.UpdateProvider
-	14, // 10: barberpro.booking.v1.Command.create_booking:type_name -> barberpro.booking.v1.CreateBooking
-	15, // 11: barberpro.booking.v1.Command.cancel_booking:type_name -> barberpro.booking.v1.CancelBooking
-	16, // 12: barberpro.booking.v1.Command.reschedule_booking:type_name -> barberpro.booking.v1.RescheduleBooking
-	18, // 13: barberpro.booking.v1.Command.compact:type_name -> barberpro.booking.v1.Compact
-	17, // 14: barberpro.booking.v1.Command.found_group:type_name -> barberpro.booking.v1.FoundGroup
-	10, // 15: barberpro.booking.v1.CommandBatch.commands:type_name -> barberpro.booking.v1.Command
-	7,  // 16: barberpro.booking.v1.CreateProvider.provider:type_name -> barberpro.booking.v1.Provider
-	7,  // 17: barberpro.booking.v1.UpdateProvider.provider:type_name -> barberpro.booking.v1.Provider
-	8,  // 18: barberpro.booking.v1.CreateBooking.booking:type_name -> barberpro.booking.v1.Booking
-	1,  // 19: barberpro.booking.v1.CommandResult.code:type_name -> barberpro.booking.v1.ResultCode
-	8,  // 20: barberpro.booking.v1.CommandResult.booking:type_name -> barberpro.booking.v1.Booking
-	7,  // 21: barberpro.booking.v1.CommandResult.provider:type_name -> barberpro.booking.v1.Provider
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	4,  // 0: barberpro.booking.v1.DayHours.ranges:type_name -> barberpro.booking.v1.TimeRange
+	4,  // 1: barberpro.booking.v1.DateOverride.ranges:type_name -> barberpro.booking.v1.TimeRange
+	3,  // 2: barberpro.booking.v1.Service.price:type_name -> barberpro.booking.v1.Money
+	7,  // 3: barberpro.booking.v1.Provider.services:type_name -> barberpro.booking.v1.Service
+	5,  // 4: barberpro.booking.v1.Provider.weekly_hours:type_name -> barberpro.booking.v1.DayHours
+	6,  // 5: barberpro.booking.v1.Provider.date_overrides:type_name -> barberpro.booking.v1.DateOverride
+	9,  // 6: barberpro.booking.v1.Provider.license:type_name -> barberpro.booking.v1.License
+	3,  // 7: barberpro.booking.v1.Booking.price:type_name -> barberpro.booking.v1.Money
+	0,  // 8: barberpro.booking.v1.Booking.status:type_name -> barberpro.booking.v1.BookingStatus
+	1,  // 9: barberpro.booking.v1.Booking.session_status:type_name -> barberpro.booking.v1.SessionStatus
+	17, // 10: barberpro.booking.v1.Command.audit:type_name -> barberpro.booking.v1.AuditRecord
+	21, // 11: barberpro.booking.v1.Command.create_provider:type_name -> barberpro.booking.v1.CreateProvider
+	22, // 12: barberpro.booking.v1.Command.update_provider:type_name -> barberpro.booking.v1.UpdateProvider
+	23, // 13: barberpro.booking.v1.Command.create_booking:type_name -> barberpro.booking.v1.CreateBooking
+	24, // 14: barberpro.booking.v1.Command.cancel_booking:type_name -> barberpro.booking.v1.CancelBooking
+	25, // 15: barberpro.booking.v1.Command.reschedule_booking:type_name -> barberpro.booking.v1.RescheduleBooking
+	27, // 16: barberpro.booking.v1.Command.compact:type_name -> barberpro.booking.v1.Compact
+	26, // 17: barberpro.booking.v1.Command.found_group:type_name -> barberpro.booking.v1.FoundGroup
+	28, // 18: barberpro.booking.v1.Command.grant_consent:type_name -> barberpro.booking.v1.GrantConsent
+	29, // 19: barberpro.booking.v1.Command.withdraw_consent:type_name -> barberpro.booking.v1.WithdrawConsent
+	30, // 20: barberpro.booking.v1.Command.verify_provider:type_name -> barberpro.booking.v1.VerifyProvider
+	31, // 21: barberpro.booking.v1.Command.create_series:type_name -> barberpro.booking.v1.CreateSeries
+	32, // 22: barberpro.booking.v1.Command.cancel_series:type_name -> barberpro.booking.v1.CancelSeries
+	33, // 23: barberpro.booking.v1.Command.set_session_status:type_name -> barberpro.booking.v1.SetSessionStatus
+	34, // 24: barberpro.booking.v1.Command.put_client_key:type_name -> barberpro.booking.v1.PutClientKey
+	35, // 25: barberpro.booking.v1.Command.put_note:type_name -> barberpro.booking.v1.PutNote
+	36, // 26: barberpro.booking.v1.Command.erase_health_data:type_name -> barberpro.booking.v1.EraseHealthData
+	37, // 27: barberpro.booking.v1.Command.append_audit:type_name -> barberpro.booking.v1.AppendAudit
+	19, // 28: barberpro.booking.v1.CommandBatch.commands:type_name -> barberpro.booking.v1.Command
+	8,  // 29: barberpro.booking.v1.CreateProvider.provider:type_name -> barberpro.booking.v1.Provider
+	8,  // 30: barberpro.booking.v1.UpdateProvider.provider:type_name -> barberpro.booking.v1.Provider
+	10, // 31: barberpro.booking.v1.CreateBooking.booking:type_name -> barberpro.booking.v1.Booking
+	11, // 32: barberpro.booking.v1.GrantConsent.consent:type_name -> barberpro.booking.v1.Consent
+	12, // 33: barberpro.booking.v1.CreateSeries.series:type_name -> barberpro.booking.v1.Series
+	10, // 34: barberpro.booking.v1.CreateSeries.bookings:type_name -> barberpro.booking.v1.Booking
+	1,  // 35: barberpro.booking.v1.SetSessionStatus.status:type_name -> barberpro.booking.v1.SessionStatus
+	13, // 36: barberpro.booking.v1.PutClientKey.key:type_name -> barberpro.booking.v1.ClientKey
+	14, // 37: barberpro.booking.v1.PutNote.note:type_name -> barberpro.booking.v1.SealedNote
+	2,  // 38: barberpro.booking.v1.CommandResult.code:type_name -> barberpro.booking.v1.ResultCode
+	10, // 39: barberpro.booking.v1.CommandResult.booking:type_name -> barberpro.booking.v1.Booking
+	8,  // 40: barberpro.booking.v1.CommandResult.provider:type_name -> barberpro.booking.v1.Provider
+	11, // 41: barberpro.booking.v1.CommandResult.consent:type_name -> barberpro.booking.v1.Consent
+	12, // 42: barberpro.booking.v1.CommandResult.series:type_name -> barberpro.booking.v1.Series
+	10, // 43: barberpro.booking.v1.CommandResult.bookings:type_name -> barberpro.booking.v1.Booking
+	14, // 44: barberpro.booking.v1.CommandResult.note:type_name -> barberpro.booking.v1.SealedNote
+	13, // 45: barberpro.booking.v1.CommandResult.key:type_name -> barberpro.booking.v1.ClientKey
+	46, // [46:46] is the sub-list for method output_type
+	46, // [46:46] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_booking_v1_booking_proto_init() }
@@ -1706,7 +3482,7 @@ func file_booking_v1_booking_proto_init() {
 	if File_booking_v1_booking_proto != nil {
 		return
 	}
-	file_booking_v1_booking_proto_msgTypes[8].OneofWrappers = []any{
+	file_booking_v1_booking_proto_msgTypes[16].OneofWrappers = []any{
 		(*Command_CreateProvider)(nil),
 		(*Command_UpdateProvider)(nil),
 		(*Command_CreateBooking)(nil),
@@ -1714,14 +3490,24 @@ func file_booking_v1_booking_proto_init() {
 		(*Command_RescheduleBooking)(nil),
 		(*Command_Compact)(nil),
 		(*Command_FoundGroup)(nil),
+		(*Command_GrantConsent)(nil),
+		(*Command_WithdrawConsent)(nil),
+		(*Command_VerifyProvider)(nil),
+		(*Command_CreateSeries)(nil),
+		(*Command_CancelSeries)(nil),
+		(*Command_SetSessionStatus)(nil),
+		(*Command_PutClientKey)(nil),
+		(*Command_PutNote)(nil),
+		(*Command_EraseHealthData)(nil),
+		(*Command_AppendAudit)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_booking_v1_booking_proto_rawDesc), len(file_booking_v1_booking_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   18,
+			NumEnums:      3,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -38,19 +38,31 @@ const (
 	ErrorCode_ERROR_CODE_INVALID_TRANSITION   ErrorCode = 6
 	// The store cannot write now (full disk, I/O error); nothing was proposed.
 	ErrorCode_ERROR_CODE_STORAGE_UNAVAILABLE ErrorCode = 7
+	// The booking needs an active consent of its client (psychology).
+	ErrorCode_ERROR_CODE_CONSENT_REQUIRED ErrorCode = 8
+	// The provider's licence was not verified by an operator yet.
+	ErrorCode_ERROR_CODE_PROVIDER_UNVERIFIED ErrorCode = 9
+	// The client's health data was erased.
+	ErrorCode_ERROR_CODE_ERASED ErrorCode = 10
+	// Only the treating provider may do this (sessions' notes).
+	ErrorCode_ERROR_CODE_FORBIDDEN ErrorCode = 11
 )
 
 // Enum value maps for ErrorCode.
 var (
 	ErrorCode_name = map[int32]string{
-		0: "ERROR_CODE_UNSPECIFIED",
-		1: "ERROR_CODE_SLOT_TAKEN",
-		2: "ERROR_CODE_INVALID",
-		3: "ERROR_CODE_NOT_FOUND",
-		4: "ERROR_CODE_IDEMPOTENCY_MISMATCH",
-		5: "ERROR_CODE_UNAVAILABLE",
-		6: "ERROR_CODE_INVALID_TRANSITION",
-		7: "ERROR_CODE_STORAGE_UNAVAILABLE",
+		0:  "ERROR_CODE_UNSPECIFIED",
+		1:  "ERROR_CODE_SLOT_TAKEN",
+		2:  "ERROR_CODE_INVALID",
+		3:  "ERROR_CODE_NOT_FOUND",
+		4:  "ERROR_CODE_IDEMPOTENCY_MISMATCH",
+		5:  "ERROR_CODE_UNAVAILABLE",
+		6:  "ERROR_CODE_INVALID_TRANSITION",
+		7:  "ERROR_CODE_STORAGE_UNAVAILABLE",
+		8:  "ERROR_CODE_CONSENT_REQUIRED",
+		9:  "ERROR_CODE_PROVIDER_UNVERIFIED",
+		10: "ERROR_CODE_ERASED",
+		11: "ERROR_CODE_FORBIDDEN",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":          0,
@@ -61,6 +73,10 @@ var (
 		"ERROR_CODE_UNAVAILABLE":          5,
 		"ERROR_CODE_INVALID_TRANSITION":   6,
 		"ERROR_CODE_STORAGE_UNAVAILABLE":  7,
+		"ERROR_CODE_CONSENT_REQUIRED":     8,
+		"ERROR_CODE_PROVIDER_UNVERIFIED":  9,
+		"ERROR_CODE_ERASED":               10,
+		"ERROR_CODE_FORBIDDEN":            11,
 	}
 )
 
@@ -102,8 +118,15 @@ type BookRequest struct {
 	BookingId      string                 `protobuf:"bytes,5,opt,name=booking_id,json=bookingId,proto3" json:"booking_id,omitempty"`
 	IdempotencyKey string                 `protobuf:"bytes,6,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	RequestHash    []byte                 `protobuf:"bytes,7,opt,name=request_hash,json=requestHash,proto3" json:"request_hash,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// consent_purpose and require_verified pass the vertical's policy to the FSM
+	// (CreateBooking's fields of the same names), chosen by the edge from the
+	// topology.
+	ConsentPurpose  string `protobuf:"bytes,8,opt,name=consent_purpose,json=consentPurpose,proto3" json:"consent_purpose,omitempty"`
+	RequireVerified bool   `protobuf:"varint,9,opt,name=require_verified,json=requireVerified,proto3" json:"require_verified,omitempty"`
+	// audit records ride on the command the actor proposes.
+	Audit         []*v1.AuditRecord `protobuf:"bytes,10,rep,name=audit,proto3" json:"audit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BookRequest) Reset() {
@@ -185,18 +208,252 @@ func (x *BookRequest) GetRequestHash() []byte {
 	return nil
 }
 
+func (x *BookRequest) GetConsentPurpose() string {
+	if x != nil {
+		return x.ConsentPurpose
+	}
+	return ""
+}
+
+func (x *BookRequest) GetRequireVerified() bool {
+	if x != nil {
+		return x.RequireVerified
+	}
+	return false
+}
+
+func (x *BookRequest) GetAudit() []*v1.AuditRecord {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+// BookSeriesRequest asks for count occurrences every every_days days from
+// start_ms (the same local wall time each time, in the provider's time zone), all
+// or none. booking_ids (count of them) and series_id are chosen by the edge.
+type BookSeriesRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	ProviderId      string                 `protobuf:"bytes,1,opt,name=provider_id,json=providerId,proto3" json:"provider_id,omitempty"`
+	ServiceId       string                 `protobuf:"bytes,2,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	ClientId        string                 `protobuf:"bytes,3,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	StartMs         int64                  `protobuf:"varint,4,opt,name=start_ms,json=startMs,proto3" json:"start_ms,omitempty"`
+	EveryDays       int32                  `protobuf:"varint,5,opt,name=every_days,json=everyDays,proto3" json:"every_days,omitempty"`
+	Count           int32                  `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
+	SeriesId        string                 `protobuf:"bytes,7,opt,name=series_id,json=seriesId,proto3" json:"series_id,omitempty"`
+	BookingIds      []string               `protobuf:"bytes,8,rep,name=booking_ids,json=bookingIds,proto3" json:"booking_ids,omitempty"`
+	IdempotencyKey  string                 `protobuf:"bytes,9,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	RequestHash     []byte                 `protobuf:"bytes,10,opt,name=request_hash,json=requestHash,proto3" json:"request_hash,omitempty"`
+	ConsentPurpose  string                 `protobuf:"bytes,11,opt,name=consent_purpose,json=consentPurpose,proto3" json:"consent_purpose,omitempty"`
+	RequireVerified bool                   `protobuf:"varint,12,opt,name=require_verified,json=requireVerified,proto3" json:"require_verified,omitempty"`
+	Audit           []*v1.AuditRecord      `protobuf:"bytes,13,rep,name=audit,proto3" json:"audit,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *BookSeriesRequest) Reset() {
+	*x = BookSeriesRequest{}
+	mi := &file_calendar_v1_calendar_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BookSeriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BookSeriesRequest) ProtoMessage() {}
+
+func (x *BookSeriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_calendar_v1_calendar_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BookSeriesRequest.ProtoReflect.Descriptor instead.
+func (*BookSeriesRequest) Descriptor() ([]byte, []int) {
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *BookSeriesRequest) GetProviderId() string {
+	if x != nil {
+		return x.ProviderId
+	}
+	return ""
+}
+
+func (x *BookSeriesRequest) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *BookSeriesRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *BookSeriesRequest) GetStartMs() int64 {
+	if x != nil {
+		return x.StartMs
+	}
+	return 0
+}
+
+func (x *BookSeriesRequest) GetEveryDays() int32 {
+	if x != nil {
+		return x.EveryDays
+	}
+	return 0
+}
+
+func (x *BookSeriesRequest) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *BookSeriesRequest) GetSeriesId() string {
+	if x != nil {
+		return x.SeriesId
+	}
+	return ""
+}
+
+func (x *BookSeriesRequest) GetBookingIds() []string {
+	if x != nil {
+		return x.BookingIds
+	}
+	return nil
+}
+
+func (x *BookSeriesRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *BookSeriesRequest) GetRequestHash() []byte {
+	if x != nil {
+		return x.RequestHash
+	}
+	return nil
+}
+
+func (x *BookSeriesRequest) GetConsentPurpose() string {
+	if x != nil {
+		return x.ConsentPurpose
+	}
+	return ""
+}
+
+func (x *BookSeriesRequest) GetRequireVerified() bool {
+	if x != nil {
+		return x.RequireVerified
+	}
+	return false
+}
+
+func (x *BookSeriesRequest) GetAudit() []*v1.AuditRecord {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+// CancelSeriesRequest cancels a series' occurrences from from_ms on (0: now).
+type CancelSeriesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ProviderId    string                 `protobuf:"bytes,1,opt,name=provider_id,json=providerId,proto3" json:"provider_id,omitempty"`
+	SeriesId      string                 `protobuf:"bytes,2,opt,name=series_id,json=seriesId,proto3" json:"series_id,omitempty"`
+	FromMs        int64                  `protobuf:"varint,3,opt,name=from_ms,json=fromMs,proto3" json:"from_ms,omitempty"`
+	Audit         []*v1.AuditRecord      `protobuf:"bytes,4,rep,name=audit,proto3" json:"audit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelSeriesRequest) Reset() {
+	*x = CancelSeriesRequest{}
+	mi := &file_calendar_v1_calendar_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelSeriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelSeriesRequest) ProtoMessage() {}
+
+func (x *CancelSeriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_calendar_v1_calendar_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelSeriesRequest.ProtoReflect.Descriptor instead.
+func (*CancelSeriesRequest) Descriptor() ([]byte, []int) {
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CancelSeriesRequest) GetProviderId() string {
+	if x != nil {
+		return x.ProviderId
+	}
+	return ""
+}
+
+func (x *CancelSeriesRequest) GetSeriesId() string {
+	if x != nil {
+		return x.SeriesId
+	}
+	return ""
+}
+
+func (x *CancelSeriesRequest) GetFromMs() int64 {
+	if x != nil {
+		return x.FromMs
+	}
+	return 0
+}
+
+func (x *CancelSeriesRequest) GetAudit() []*v1.AuditRecord {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
 // CancelRequest cancels a booking of the provider.
 type CancelRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ProviderId    string                 `protobuf:"bytes,1,opt,name=provider_id,json=providerId,proto3" json:"provider_id,omitempty"`
 	BookingId     string                 `protobuf:"bytes,2,opt,name=booking_id,json=bookingId,proto3" json:"booking_id,omitempty"`
+	Audit         []*v1.AuditRecord      `protobuf:"bytes,3,rep,name=audit,proto3" json:"audit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[1]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -208,7 +465,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[1]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -221,7 +478,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{1}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CancelRequest) GetProviderId() string {
@@ -238,6 +495,13 @@ func (x *CancelRequest) GetBookingId() string {
 	return ""
 }
 
+func (x *CancelRequest) GetAudit() []*v1.AuditRecord {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
 // RescheduleRequest moves a booking of the provider to a new start.
 type RescheduleRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -246,13 +510,14 @@ type RescheduleRequest struct {
 	StartMs        int64                  `protobuf:"varint,3,opt,name=start_ms,json=startMs,proto3" json:"start_ms,omitempty"`
 	IdempotencyKey string                 `protobuf:"bytes,4,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	RequestHash    []byte                 `protobuf:"bytes,5,opt,name=request_hash,json=requestHash,proto3" json:"request_hash,omitempty"`
+	Audit          []*v1.AuditRecord      `protobuf:"bytes,6,rep,name=audit,proto3" json:"audit,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RescheduleRequest) Reset() {
 	*x = RescheduleRequest{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[2]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -264,7 +529,7 @@ func (x *RescheduleRequest) String() string {
 func (*RescheduleRequest) ProtoMessage() {}
 
 func (x *RescheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[2]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -277,7 +542,7 @@ func (x *RescheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RescheduleRequest.ProtoReflect.Descriptor instead.
 func (*RescheduleRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{2}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RescheduleRequest) GetProviderId() string {
@@ -315,6 +580,13 @@ func (x *RescheduleRequest) GetRequestHash() []byte {
 	return nil
 }
 
+func (x *RescheduleRequest) GetAudit() []*v1.AuditRecord {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
 // AvailabilityRequest asks for every start at which a booking of the service would
 // succeed now, over `days` local dates from `from_date` (YYYY-MM-DD).
 type AvailabilityRequest struct {
@@ -329,7 +601,7 @@ type AvailabilityRequest struct {
 
 func (x *AvailabilityRequest) Reset() {
 	*x = AvailabilityRequest{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[3]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -341,7 +613,7 @@ func (x *AvailabilityRequest) String() string {
 func (*AvailabilityRequest) ProtoMessage() {}
 
 func (x *AvailabilityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[3]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -354,7 +626,7 @@ func (x *AvailabilityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AvailabilityRequest.ProtoReflect.Descriptor instead.
 func (*AvailabilityRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{3}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AvailabilityRequest) GetProviderId() string {
@@ -397,7 +669,7 @@ type UpdateProviderRequest struct {
 
 func (x *UpdateProviderRequest) Reset() {
 	*x = UpdateProviderRequest{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[4]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -409,7 +681,7 @@ func (x *UpdateProviderRequest) String() string {
 func (*UpdateProviderRequest) ProtoMessage() {}
 
 func (x *UpdateProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[4]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -422,7 +694,7 @@ func (x *UpdateProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateProviderRequest.ProtoReflect.Descriptor instead.
 func (*UpdateProviderRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{4}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *UpdateProviderRequest) GetProvider() *v1.Provider {
@@ -457,7 +729,7 @@ type Slot struct {
 
 func (x *Slot) Reset() {
 	*x = Slot{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[5]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -469,7 +741,7 @@ func (x *Slot) String() string {
 func (*Slot) ProtoMessage() {}
 
 func (x *Slot) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[5]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -482,7 +754,7 @@ func (x *Slot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Slot.ProtoReflect.Descriptor instead.
 func (*Slot) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{5}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Slot) GetStartMs() int64 {
@@ -501,20 +773,25 @@ func (x *Slot) GetEndMs() int64 {
 
 // Reply is the calendar actor's answer to any request.
 type Reply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Error         ErrorCode              `protobuf:"varint,1,opt,name=error,proto3,enum=barberpro.calendar.v1.ErrorCode" json:"error,omitempty"`
-	Detail        string                 `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
-	Booking       *v1.Booking            `protobuf:"bytes,3,opt,name=booking,proto3" json:"booking,omitempty"`
-	Provider      *v1.Provider           `protobuf:"bytes,4,opt,name=provider,proto3" json:"provider,omitempty"`
-	Slots         []*Slot                `protobuf:"bytes,5,rep,name=slots,proto3" json:"slots,omitempty"`
-	Timezone      string                 `protobuf:"bytes,6,opt,name=timezone,proto3" json:"timezone,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Error    ErrorCode              `protobuf:"varint,1,opt,name=error,proto3,enum=barberpro.calendar.v1.ErrorCode" json:"error,omitempty"`
+	Detail   string                 `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
+	Booking  *v1.Booking            `protobuf:"bytes,3,opt,name=booking,proto3" json:"booking,omitempty"`
+	Provider *v1.Provider           `protobuf:"bytes,4,opt,name=provider,proto3" json:"provider,omitempty"`
+	Slots    []*Slot                `protobuf:"bytes,5,rep,name=slots,proto3" json:"slots,omitempty"`
+	Timezone string                 `protobuf:"bytes,6,opt,name=timezone,proto3" json:"timezone,omitempty"`
+	// A series: the series and its occurrences; on a slot conflict, the starts
+	// (ms) of the occurrences that collide.
+	Series        *v1.Series    `protobuf:"bytes,7,opt,name=series,proto3" json:"series,omitempty"`
+	Bookings      []*v1.Booking `protobuf:"bytes,8,rep,name=bookings,proto3" json:"bookings,omitempty"`
+	Conflicts     []int64       `protobuf:"varint,9,rep,packed,name=conflicts,proto3" json:"conflicts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Reply) Reset() {
 	*x = Reply{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[6]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -526,7 +803,7 @@ func (x *Reply) String() string {
 func (*Reply) ProtoMessage() {}
 
 func (x *Reply) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[6]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -539,7 +816,7 @@ func (x *Reply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reply.ProtoReflect.Descriptor instead.
 func (*Reply) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{6}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Reply) GetError() ErrorCode {
@@ -584,11 +861,425 @@ func (x *Reply) GetTimezone() string {
 	return ""
 }
 
+func (x *Reply) GetSeries() *v1.Series {
+	if x != nil {
+		return x.Series
+	}
+	return nil
+}
+
+func (x *Reply) GetBookings() []*v1.Booking {
+	if x != nil {
+		return x.Bookings
+	}
+	return nil
+}
+
+func (x *Reply) GetConflicts() []int64 {
+	if x != nil {
+		return x.Conflicts
+	}
+	return nil
+}
+
+// SessionRequest is any request to a session actor (one per psychology booking,
+// of the kind session-<jurisdiction>, active only in the home jurisdiction).
+// subject and role are the caller's (from its token), checked by the actor for
+// notes (the treating provider only) and recorded in the audit entries the actor
+// proposes; node is the node the request entered by.
+type SessionRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	BookingId string                 `protobuf:"bytes,1,opt,name=booking_id,json=bookingId,proto3" json:"booking_id,omitempty"`
+	Subject   string                 `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	Role      string                 `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
+	Node      string                 `protobuf:"bytes,4,opt,name=node,proto3" json:"node,omitempty"`
+	// Types that are valid to be assigned to Op:
+	//
+	//	*SessionRequest_Get
+	//	*SessionRequest_Move
+	//	*SessionRequest_PutNotes
+	//	*SessionRequest_GetNotes
+	Op            isSessionRequest_Op `protobuf_oneof:"op"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionRequest) Reset() {
+	*x = SessionRequest{}
+	mi := &file_calendar_v1_calendar_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionRequest) ProtoMessage() {}
+
+func (x *SessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_calendar_v1_calendar_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
+func (*SessionRequest) Descriptor() ([]byte, []int) {
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SessionRequest) GetBookingId() string {
+	if x != nil {
+		return x.BookingId
+	}
+	return ""
+}
+
+func (x *SessionRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *SessionRequest) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *SessionRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *SessionRequest) GetOp() isSessionRequest_Op {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetGet() *GetSession {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetMove() *MoveSession {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Move); ok {
+			return x.Move
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetPutNotes() *PutNotes {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_PutNotes); ok {
+			return x.PutNotes
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetGetNotes() *GetNotes {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_GetNotes); ok {
+			return x.GetNotes
+		}
+	}
+	return nil
+}
+
+type isSessionRequest_Op interface {
+	isSessionRequest_Op()
+}
+
+type SessionRequest_Get struct {
+	Get *GetSession `protobuf:"bytes,10,opt,name=get,proto3,oneof"`
+}
+
+type SessionRequest_Move struct {
+	Move *MoveSession `protobuf:"bytes,11,opt,name=move,proto3,oneof"`
+}
+
+type SessionRequest_PutNotes struct {
+	PutNotes *PutNotes `protobuf:"bytes,12,opt,name=put_notes,json=putNotes,proto3,oneof"`
+}
+
+type SessionRequest_GetNotes struct {
+	GetNotes *GetNotes `protobuf:"bytes,13,opt,name=get_notes,json=getNotes,proto3,oneof"`
+}
+
+func (*SessionRequest_Get) isSessionRequest_Op() {}
+
+func (*SessionRequest_Move) isSessionRequest_Op() {}
+
+func (*SessionRequest_PutNotes) isSessionRequest_Op() {}
+
+func (*SessionRequest_GetNotes) isSessionRequest_Op() {}
+
+// GetSession reads the session (its booking, with session_status).
+type GetSession struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSession) Reset() {
+	*x = GetSession{}
+	mi := &file_calendar_v1_calendar_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSession) ProtoMessage() {}
+
+func (x *GetSession) ProtoReflect() protoreflect.Message {
+	mi := &file_calendar_v1_calendar_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSession.ProtoReflect.Descriptor instead.
+func (*GetSession) Descriptor() ([]byte, []int) {
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{10}
+}
+
+// MoveSession moves the session to status (check-in, complete, no-show).
+type MoveSession struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Status        v1.SessionStatus       `protobuf:"varint,1,opt,name=status,proto3,enum=barberpro.booking.v1.SessionStatus" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveSession) Reset() {
+	*x = MoveSession{}
+	mi := &file_calendar_v1_calendar_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveSession) ProtoMessage() {}
+
+func (x *MoveSession) ProtoReflect() protoreflect.Message {
+	mi := &file_calendar_v1_calendar_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveSession.ProtoReflect.Descriptor instead.
+func (*MoveSession) Descriptor() ([]byte, []int) {
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *MoveSession) GetStatus() v1.SessionStatus {
+	if x != nil {
+		return x.Status
+	}
+	return v1.SessionStatus(0)
+}
+
+// PutNotes replaces the session's notes; the actor seals text before proposing.
+type PutNotes struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Text          string                 `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutNotes) Reset() {
+	*x = PutNotes{}
+	mi := &file_calendar_v1_calendar_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutNotes) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutNotes) ProtoMessage() {}
+
+func (x *PutNotes) ProtoReflect() protoreflect.Message {
+	mi := &file_calendar_v1_calendar_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutNotes.ProtoReflect.Descriptor instead.
+func (*PutNotes) Descriptor() ([]byte, []int) {
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PutNotes) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+// GetNotes reads the session's notes, unsealed.
+type GetNotes struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetNotes) Reset() {
+	*x = GetNotes{}
+	mi := &file_calendar_v1_calendar_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetNotes) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetNotes) ProtoMessage() {}
+
+func (x *GetNotes) ProtoReflect() protoreflect.Message {
+	mi := &file_calendar_v1_calendar_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetNotes.ProtoReflect.Descriptor instead.
+func (*GetNotes) Descriptor() ([]byte, []int) {
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{13}
+}
+
+// SessionReply is a session actor's answer.
+type SessionReply struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Error   ErrorCode              `protobuf:"varint,1,opt,name=error,proto3,enum=barberpro.calendar.v1.ErrorCode" json:"error,omitempty"`
+	Detail  string                 `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
+	Booking *v1.Booking            `protobuf:"bytes,3,opt,name=booking,proto3" json:"booking,omitempty"`
+	// notes: the unsealed text (GetNotes, PutNotes), and when they were written.
+	Notes            string `protobuf:"bytes,4,opt,name=notes,proto3" json:"notes,omitempty"`
+	NotesUpdatedAtMs int64  `protobuf:"varint,5,opt,name=notes_updated_at_ms,json=notesUpdatedAtMs,proto3" json:"notes_updated_at_ms,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *SessionReply) Reset() {
+	*x = SessionReply{}
+	mi := &file_calendar_v1_calendar_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionReply) ProtoMessage() {}
+
+func (x *SessionReply) ProtoReflect() protoreflect.Message {
+	mi := &file_calendar_v1_calendar_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionReply.ProtoReflect.Descriptor instead.
+func (*SessionReply) Descriptor() ([]byte, []int) {
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SessionReply) GetError() ErrorCode {
+	if x != nil {
+		return x.Error
+	}
+	return ErrorCode_ERROR_CODE_UNSPECIFIED
+}
+
+func (x *SessionReply) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *SessionReply) GetBooking() *v1.Booking {
+	if x != nil {
+		return x.Booking
+	}
+	return nil
+}
+
+func (x *SessionReply) GetNotes() string {
+	if x != nil {
+		return x.Notes
+	}
+	return ""
+}
+
+func (x *SessionReply) GetNotesUpdatedAtMs() int64 {
+	if x != nil {
+		return x.NotesUpdatedAtMs
+	}
+	return 0
+}
+
 var File_calendar_v1_calendar_proto protoreflect.FileDescriptor
 
 const file_calendar_v1_calendar_proto_rawDesc = "" +
 	"\n" +
-	"\x1acalendar/v1/calendar.proto\x12\x15barberpro.calendar.v1\x1a\x18booking/v1/booking.proto\"\xf0\x01\n" +
+	"\x1acalendar/v1/calendar.proto\x12\x15barberpro.calendar.v1\x1a\x18booking/v1/booking.proto\"\xfd\x02\n" +
 	"\vBookRequest\x12\x1f\n" +
 	"\vprovider_id\x18\x01 \x01(\tR\n" +
 	"providerId\x12\x1d\n" +
@@ -599,12 +1290,42 @@ const file_calendar_v1_calendar_proto_rawDesc = "" +
 	"\n" +
 	"booking_id\x18\x05 \x01(\tR\tbookingId\x12'\n" +
 	"\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\x12!\n" +
-	"\frequest_hash\x18\a \x01(\fR\vrequestHash\"O\n" +
+	"\frequest_hash\x18\a \x01(\fR\vrequestHash\x12'\n" +
+	"\x0fconsent_purpose\x18\b \x01(\tR\x0econsentPurpose\x12)\n" +
+	"\x10require_verified\x18\t \x01(\bR\x0frequireVerified\x127\n" +
+	"\x05audit\x18\n" +
+	" \x03(\v2!.barberpro.booking.v1.AuditRecordR\x05audit\"\xd7\x03\n" +
+	"\x11BookSeriesRequest\x12\x1f\n" +
+	"\vprovider_id\x18\x01 \x01(\tR\n" +
+	"providerId\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x02 \x01(\tR\tserviceId\x12\x1b\n" +
+	"\tclient_id\x18\x03 \x01(\tR\bclientId\x12\x19\n" +
+	"\bstart_ms\x18\x04 \x01(\x03R\astartMs\x12\x1d\n" +
+	"\n" +
+	"every_days\x18\x05 \x01(\x05R\teveryDays\x12\x14\n" +
+	"\x05count\x18\x06 \x01(\x05R\x05count\x12\x1b\n" +
+	"\tseries_id\x18\a \x01(\tR\bseriesId\x12\x1f\n" +
+	"\vbooking_ids\x18\b \x03(\tR\n" +
+	"bookingIds\x12'\n" +
+	"\x0fidempotency_key\x18\t \x01(\tR\x0eidempotencyKey\x12!\n" +
+	"\frequest_hash\x18\n" +
+	" \x01(\fR\vrequestHash\x12'\n" +
+	"\x0fconsent_purpose\x18\v \x01(\tR\x0econsentPurpose\x12)\n" +
+	"\x10require_verified\x18\f \x01(\bR\x0frequireVerified\x127\n" +
+	"\x05audit\x18\r \x03(\v2!.barberpro.booking.v1.AuditRecordR\x05audit\"\xa5\x01\n" +
+	"\x13CancelSeriesRequest\x12\x1f\n" +
+	"\vprovider_id\x18\x01 \x01(\tR\n" +
+	"providerId\x12\x1b\n" +
+	"\tseries_id\x18\x02 \x01(\tR\bseriesId\x12\x17\n" +
+	"\afrom_ms\x18\x03 \x01(\x03R\x06fromMs\x127\n" +
+	"\x05audit\x18\x04 \x03(\v2!.barberpro.booking.v1.AuditRecordR\x05audit\"\x88\x01\n" +
 	"\rCancelRequest\x12\x1f\n" +
 	"\vprovider_id\x18\x01 \x01(\tR\n" +
 	"providerId\x12\x1d\n" +
 	"\n" +
-	"booking_id\x18\x02 \x01(\tR\tbookingId\"\xba\x01\n" +
+	"booking_id\x18\x02 \x01(\tR\tbookingId\x127\n" +
+	"\x05audit\x18\x03 \x03(\v2!.barberpro.booking.v1.AuditRecordR\x05audit\"\xf3\x01\n" +
 	"\x11RescheduleRequest\x12\x1f\n" +
 	"\vprovider_id\x18\x01 \x01(\tR\n" +
 	"providerId\x12\x1d\n" +
@@ -612,7 +1333,8 @@ const file_calendar_v1_calendar_proto_rawDesc = "" +
 	"booking_id\x18\x02 \x01(\tR\tbookingId\x12\x19\n" +
 	"\bstart_ms\x18\x03 \x01(\x03R\astartMs\x12'\n" +
 	"\x0fidempotency_key\x18\x04 \x01(\tR\x0eidempotencyKey\x12!\n" +
-	"\frequest_hash\x18\x05 \x01(\fR\vrequestHash\"\x86\x01\n" +
+	"\frequest_hash\x18\x05 \x01(\fR\vrequestHash\x127\n" +
+	"\x05audit\x18\x06 \x03(\v2!.barberpro.booking.v1.AuditRecordR\x05audit\"\x86\x01\n" +
 	"\x13AvailabilityRequest\x12\x1f\n" +
 	"\vprovider_id\x18\x01 \x01(\tR\n" +
 	"providerId\x12\x1d\n" +
@@ -626,14 +1348,43 @@ const file_calendar_v1_calendar_proto_rawDesc = "" +
 	"\frequest_hash\x18\x03 \x01(\fR\vrequestHash\"8\n" +
 	"\x04Slot\x12\x19\n" +
 	"\bstart_ms\x18\x01 \x01(\x03R\astartMs\x12\x15\n" +
-	"\x06end_ms\x18\x02 \x01(\x03R\x05endMs\"\x9b\x02\n" +
+	"\x06end_ms\x18\x02 \x01(\x03R\x05endMs\"\xaa\x03\n" +
 	"\x05Reply\x126\n" +
 	"\x05error\x18\x01 \x01(\x0e2 .barberpro.calendar.v1.ErrorCodeR\x05error\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\x127\n" +
 	"\abooking\x18\x03 \x01(\v2\x1d.barberpro.booking.v1.BookingR\abooking\x12:\n" +
 	"\bprovider\x18\x04 \x01(\v2\x1e.barberpro.booking.v1.ProviderR\bprovider\x121\n" +
 	"\x05slots\x18\x05 \x03(\v2\x1b.barberpro.calendar.v1.SlotR\x05slots\x12\x1a\n" +
-	"\btimezone\x18\x06 \x01(\tR\btimezone*\xfc\x01\n" +
+	"\btimezone\x18\x06 \x01(\tR\btimezone\x124\n" +
+	"\x06series\x18\a \x01(\v2\x1c.barberpro.booking.v1.SeriesR\x06series\x129\n" +
+	"\bbookings\x18\b \x03(\v2\x1d.barberpro.booking.v1.BookingR\bbookings\x12\x1c\n" +
+	"\tconflicts\x18\t \x03(\x03R\tconflicts\"\xe8\x02\n" +
+	"\x0eSessionRequest\x12\x1d\n" +
+	"\n" +
+	"booking_id\x18\x01 \x01(\tR\tbookingId\x12\x18\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\x12\x12\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\x12\x12\n" +
+	"\x04node\x18\x04 \x01(\tR\x04node\x125\n" +
+	"\x03get\x18\n" +
+	" \x01(\v2!.barberpro.calendar.v1.GetSessionH\x00R\x03get\x128\n" +
+	"\x04move\x18\v \x01(\v2\".barberpro.calendar.v1.MoveSessionH\x00R\x04move\x12>\n" +
+	"\tput_notes\x18\f \x01(\v2\x1f.barberpro.calendar.v1.PutNotesH\x00R\bputNotes\x12>\n" +
+	"\tget_notes\x18\r \x01(\v2\x1f.barberpro.calendar.v1.GetNotesH\x00R\bgetNotesB\x04\n" +
+	"\x02op\"\f\n" +
+	"\n" +
+	"GetSession\"J\n" +
+	"\vMoveSession\x12;\n" +
+	"\x06status\x18\x01 \x01(\x0e2#.barberpro.booking.v1.SessionStatusR\x06status\"\x1e\n" +
+	"\bPutNotes\x12\x12\n" +
+	"\x04text\x18\x01 \x01(\tR\x04text\"\n" +
+	"\n" +
+	"\bGetNotes\"\xdc\x01\n" +
+	"\fSessionReply\x126\n" +
+	"\x05error\x18\x01 \x01(\x0e2 .barberpro.calendar.v1.ErrorCodeR\x05error\x12\x16\n" +
+	"\x06detail\x18\x02 \x01(\tR\x06detail\x127\n" +
+	"\abooking\x18\x03 \x01(\v2\x1d.barberpro.booking.v1.BookingR\abooking\x12\x14\n" +
+	"\x05notes\x18\x04 \x01(\tR\x05notes\x12-\n" +
+	"\x13notes_updated_at_ms\x18\x05 \x01(\x03R\x10notesUpdatedAtMs*\xf2\x02\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_CODE_SLOT_TAKEN\x10\x01\x12\x16\n" +
@@ -642,7 +1393,12 @@ const file_calendar_v1_calendar_proto_rawDesc = "" +
 	"\x1fERROR_CODE_IDEMPOTENCY_MISMATCH\x10\x04\x12\x1a\n" +
 	"\x16ERROR_CODE_UNAVAILABLE\x10\x05\x12!\n" +
 	"\x1dERROR_CODE_INVALID_TRANSITION\x10\x06\x12\"\n" +
-	"\x1eERROR_CODE_STORAGE_UNAVAILABLE\x10\aB9Z7github.com/barberpro/edge/protos/calendar/v1;calendarv1b\x06proto3"
+	"\x1eERROR_CODE_STORAGE_UNAVAILABLE\x10\a\x12\x1f\n" +
+	"\x1bERROR_CODE_CONSENT_REQUIRED\x10\b\x12\"\n" +
+	"\x1eERROR_CODE_PROVIDER_UNVERIFIED\x10\t\x12\x15\n" +
+	"\x11ERROR_CODE_ERASED\x10\n" +
+	"\x12\x18\n" +
+	"\x14ERROR_CODE_FORBIDDEN\x10\vB9Z7github.com/barberpro/edge/protos/calendar/v1;calendarv1b\x06proto3"
 
 var (
 	file_calendar_v1_calendar_proto_rawDescOnce sync.Once
@@ -657,30 +1413,55 @@ func file_calendar_v1_calendar_proto_rawDescGZIP() []byte {
 }
 
 var file_calendar_v1_calendar_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_calendar_v1_calendar_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_calendar_v1_calendar_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_calendar_v1_calendar_proto_goTypes = []any{
 	(ErrorCode)(0),                // 0: barberpro.calendar.v1.ErrorCode
 	(*BookRequest)(nil),           // 1: barberpro.calendar.v1.BookRequest
-	(*CancelRequest)(nil),         // 2: barberpro.calendar.v1.CancelRequest
-	(*RescheduleRequest)(nil),     // 3: barberpro.calendar.v1.RescheduleRequest
-	(*AvailabilityRequest)(nil),   // 4: barberpro.calendar.v1.AvailabilityRequest
-	(*UpdateProviderRequest)(nil), // 5: barberpro.calendar.v1.UpdateProviderRequest
-	(*Slot)(nil),                  // 6: barberpro.calendar.v1.Slot
-	(*Reply)(nil),                 // 7: barberpro.calendar.v1.Reply
-	(*v1.Provider)(nil),           // 8: barberpro.booking.v1.Provider
-	(*v1.Booking)(nil),            // 9: barberpro.booking.v1.Booking
+	(*BookSeriesRequest)(nil),     // 2: barberpro.calendar.v1.BookSeriesRequest
+	(*CancelSeriesRequest)(nil),   // 3: barberpro.calendar.v1.CancelSeriesRequest
+	(*CancelRequest)(nil),         // 4: barberpro.calendar.v1.CancelRequest
+	(*RescheduleRequest)(nil),     // 5: barberpro.calendar.v1.RescheduleRequest
+	(*AvailabilityRequest)(nil),   // 6: barberpro.calendar.v1.AvailabilityRequest
+	(*UpdateProviderRequest)(nil), // 7: barberpro.calendar.v1.UpdateProviderRequest
+	(*Slot)(nil),                  // 8: barberpro.calendar.v1.Slot
+	(*Reply)(nil),                 // 9: barberpro.calendar.v1.Reply
+	(*SessionRequest)(nil),        // 10: barberpro.calendar.v1.SessionRequest
+	(*GetSession)(nil),            // 11: barberpro.calendar.v1.GetSession
+	(*MoveSession)(nil),           // 12: barberpro.calendar.v1.MoveSession
+	(*PutNotes)(nil),              // 13: barberpro.calendar.v1.PutNotes
+	(*GetNotes)(nil),              // 14: barberpro.calendar.v1.GetNotes
+	(*SessionReply)(nil),          // 15: barberpro.calendar.v1.SessionReply
+	(*v1.AuditRecord)(nil),        // 16: barberpro.booking.v1.AuditRecord
+	(*v1.Provider)(nil),           // 17: barberpro.booking.v1.Provider
+	(*v1.Booking)(nil),            // 18: barberpro.booking.v1.Booking
+	(*v1.Series)(nil),             // 19: barberpro.booking.v1.Series
+	(v1.SessionStatus)(0),         // 20: barberpro.booking.v1.SessionStatus
 }
 var file_calendar_v1_calendar_proto_depIdxs = []int32{
-	8, // 0: barberpro.calendar.v1.UpdateProviderRequest.provider:type_name -> barberpro.booking.v1.Provider
-	0, // 1: barberpro.calendar.v1.Reply.error:type_name -> barberpro.calendar.v1.ErrorCode
-	9, // 2: barberpro.calendar.v1.Reply.booking:type_name -> barberpro.booking.v1.Booking
-	8, // 3: barberpro.calendar.v1.Reply.provider:type_name -> barberpro.booking.v1.Provider
-	6, // 4: barberpro.calendar.v1.Reply.slots:type_name -> barberpro.calendar.v1.Slot
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	16, // 0: barberpro.calendar.v1.BookRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
+	16, // 1: barberpro.calendar.v1.BookSeriesRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
+	16, // 2: barberpro.calendar.v1.CancelSeriesRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
+	16, // 3: barberpro.calendar.v1.CancelRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
+	16, // 4: barberpro.calendar.v1.RescheduleRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
+	17, // 5: barberpro.calendar.v1.UpdateProviderRequest.provider:type_name -> barberpro.booking.v1.Provider
+	0,  // 6: barberpro.calendar.v1.Reply.error:type_name -> barberpro.calendar.v1.ErrorCode
+	18, // 7: barberpro.calendar.v1.Reply.booking:type_name -> barberpro.booking.v1.Booking
+	17, // 8: barberpro.calendar.v1.Reply.provider:type_name -> barberpro.booking.v1.Provider
+	8,  // 9: barberpro.calendar.v1.Reply.slots:type_name -> barberpro.calendar.v1.Slot
+	19, // 10: barberpro.calendar.v1.Reply.series:type_name -> barberpro.booking.v1.Series
+	18, // 11: barberpro.calendar.v1.Reply.bookings:type_name -> barberpro.booking.v1.Booking
+	11, // 12: barberpro.calendar.v1.SessionRequest.get:type_name -> barberpro.calendar.v1.GetSession
+	12, // 13: barberpro.calendar.v1.SessionRequest.move:type_name -> barberpro.calendar.v1.MoveSession
+	13, // 14: barberpro.calendar.v1.SessionRequest.put_notes:type_name -> barberpro.calendar.v1.PutNotes
+	14, // 15: barberpro.calendar.v1.SessionRequest.get_notes:type_name -> barberpro.calendar.v1.GetNotes
+	20, // 16: barberpro.calendar.v1.MoveSession.status:type_name -> barberpro.booking.v1.SessionStatus
+	0,  // 17: barberpro.calendar.v1.SessionReply.error:type_name -> barberpro.calendar.v1.ErrorCode
+	18, // 18: barberpro.calendar.v1.SessionReply.booking:type_name -> barberpro.booking.v1.Booking
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_calendar_v1_calendar_proto_init() }
@@ -688,13 +1469,19 @@ func file_calendar_v1_calendar_proto_init() {
 	if File_calendar_v1_calendar_proto != nil {
 		return
 	}
+	file_calendar_v1_calendar_proto_msgTypes[9].OneofWrappers = []any{
+		(*SessionRequest_Get)(nil),
+		(*SessionRequest_Move)(nil),
+		(*SessionRequest_PutNotes)(nil),
+		(*SessionRequest_GetNotes)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_calendar_v1_calendar_proto_rawDesc), len(file_calendar_v1_calendar_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
