@@ -53,6 +53,10 @@ const (
 	// and not yet shredded: a shred interrupted by a crash runs again at the
 	// next Open. Empty; its presence is the record.
 	shredPendingFile = "shred.pending"
+	// shredDoneFile, in the data dir, holds the number of Erasure records the
+	// FSM held when the last complete shred began (decimal): an Open that
+	// finds more shreds, whether or not shred.pending survived.
+	shredDoneFile = "shred.done"
 	// raftSnapshotsSubdir is where raft's FileSnapshotStore keeps its snapshot
 	// directories under SnapshotsDir; tmpSnapshotSuffix marks one being written.
 	raftSnapshotsSubdir = "snapshots"
@@ -93,6 +97,7 @@ func (s *Store) shred(ctx context.Context) error {
 	}
 	start := time.Now()
 	target := s.fsm.applied.Load()
+	erasures := s.fsm.erasureCount()
 	var errs []error
 	// fsm.db first: a snapshot is a copy of the whole file (tx.WriteTo), free
 	// pages included, so it must be taken from the rewritten file.
@@ -124,6 +129,9 @@ func (s *Store) shred(ctx context.Context) error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("storage: shred: %w", err)
+	}
+	if err := writeShredDone(s.cfg.DataDir, erasures); err != nil {
+		s.logger.Warn("cannot record the completed shred in the data dir", "err", err)
 	}
 	s.logger.Info("shredded: log truncated to a new snapshot, older snapshots removed, fsm.db and raft.db rewritten",
 		"index", target, "took", time.Since(start))
@@ -246,10 +254,13 @@ func (s *Store) shredLoop(ctx context.Context) {
 	defer t.Stop()
 	seenErasures, seenRestores := s.fsm.erasures.Load(), s.fsm.restores.Load()
 	pending := fileExists(filepath.Join(s.cfg.DataDir, shredPendingFile))
+	if done, n := readShredDone(s.cfg.DataDir), s.fsm.erasureCount(); n > done {
+		pending = true
+	}
 	var due time.Time
 	if pending {
 		due = time.Now().Add(within / 2)
-		s.logger.Info("a shred was pending at open (erasure applied before a restart): shredding")
+		s.logger.Info("a shred is pending at open (an erasure applied before a restart, or received in a snapshot, was not shredded): shredding")
 	}
 	for {
 		select {
@@ -317,6 +328,56 @@ func fileExists(p string) bool {
 
 // bucketErasuresName is the FSM bucket of Erasure records (client → Erasure).
 var bucketErasuresName = []byte("erasures")
+
+// erasureCount returns how many Erasure records the FSM holds.
+func (f *fsm) erasureCount() uint64 {
+	var n int
+	_ = f.view(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketErasuresName); b != nil {
+			n = b.Stats().KeyN
+		}
+		return nil
+	})
+	return uint64(n)
+}
+
+// readShredDone returns the count in the data dir's shred.done (0 if absent
+// or unreadable: a shred then runs, which is always safe).
+func readShredDone(dir string) uint64 {
+	raw, err := os.ReadFile(filepath.Join(dir, shredDoneFile))
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(raw)), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// writeShredDone replaces the data dir's shred.done with n, atomically.
+func writeShredDone(dir string, n uint64) error {
+	f, err := os.CreateTemp(dir, shredDoneFile+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.WriteString(strconv.FormatUint(n, 10) + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, shredDoneFile))
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return syncDir(dir)
+}
 
 // holdsErasures reports whether the FSM holds any Erasure record.
 func (f *fsm) holdsErasures() bool {
@@ -402,8 +463,9 @@ func compactInto(src *bolt.DB, path string) (string, error) {
 	return tmp, nil
 }
 
-// removeCompactLeftovers deletes the temporary copies of interrupted rewrites
-// (fsm.db.compact-*, raft.db.compact-*) in dir. They never became live.
+// removeCompactLeftovers deletes the temporary files of interrupted rewrites
+// (fsm.db.compact-*, raft.db.compact-*, shred.done.tmp-*) in dir. They never
+// became live.
 func removeCompactLeftovers(dir string, logger *slog.Logger) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -411,7 +473,8 @@ func removeCompactLeftovers(dir string, logger *slog.Logger) {
 	}
 	for _, e := range entries {
 		name := e.Name()
-		if e.IsDir() || !(strings.HasPrefix(name, FSMFile+compactSuffix) || strings.HasPrefix(name, RaftFile+compactSuffix)) {
+		if e.IsDir() || !(strings.HasPrefix(name, FSMFile+compactSuffix) || strings.HasPrefix(name, RaftFile+compactSuffix) ||
+			strings.HasPrefix(name, shredDoneFile+".tmp-")) {
 			continue
 		}
 		p := filepath.Join(dir, name)

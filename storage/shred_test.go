@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	"github.com/barberpro/edge/storage"
 	st "github.com/barberpro/edge/storage/storagetest"
@@ -341,4 +343,51 @@ func TestShred_UnderLoad(t *testing.T) {
 		}
 	}
 	t.Logf("%d writes acknowledged during 9 shreds", len(acked))
+}
+
+// TestShred_ErasureRecordsAtOpen: an Open whose FSM holds more Erasure records
+// than the last complete shred saw (shred.done) shreds, even without
+// shred.pending (an erasure applied right before a crash, or received in a
+// snapshot), and records the count it covered.
+func TestShred_ErasureRecordsAtOpen(t *testing.T) {
+	cfg := st.Config(t)
+	cfg.CompactInterval = -1
+	cfg.ShredWithin = 400 * time.Millisecond
+	s := st.MustOpen(t, cfg)
+	marker := newMarker(t)
+	markRecordThenRemoveIt(t, []*storage.Store{s}, marker)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(filepath.Join(cfg.DataDir, storage.FSMFile), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists([]byte("erasures"))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("client1"), []byte{})
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.MustOpen(t, cfg)
+	done := filepath.Join(cfg.DataDir, "shred.done")
+	deadline := time.Now().Add(cfg.ShredWithin + 5*time.Second)
+	for {
+		raw, _ := os.ReadFile(done)
+		hits := filesHolding(t, cfg.DataDir, needles(marker))
+		if len(hits) == 0 && string(raw) == "1\n" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after reopening: marker in %v, shred.done %q", hits, raw)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
