@@ -242,8 +242,8 @@ func snapshotIndex(name string) (uint64, bool) {
 }
 
 // shredLoop runs until ctx ends: when the FSM has applied an EraseHealthData
-// (or restored a snapshot that holds erasures, or Open found a shred pending
-// from before a crash) it shreds within ShredWithin, coalescing the erasures
+// (or restored a snapshot holding more erasures than the last shred saw, or
+// Open found a shred pending from before a crash) it shreds within ShredWithin, coalescing the erasures
 // of the first half of that window into one shred; a shred that fails or is
 // incomplete is retried every quarter of ShredWithin (at most every second).
 func (s *Store) shredLoop(ctx context.Context) {
@@ -270,8 +270,8 @@ func (s *Store) shredLoop(ctx context.Context) {
 		}
 		n, r := s.fsm.erasures.Load(), s.fsm.restores.Load()
 		grew := n != seenErasures
-		if r != seenRestores && s.fsm.holdsErasures() {
-			grew = true
+		if r != seenRestores && s.fsm.erasureCount() > readShredDone(s.cfg.DataDir) {
+			grew = true // a snapshot brought erasures this node never shredded
 		}
 		seenErasures, seenRestores = n, r
 		if grew && !pending {
@@ -377,19 +377,6 @@ func writeShredDone(dir string, n uint64) error {
 		return err
 	}
 	return syncDir(dir)
-}
-
-// holdsErasures reports whether the FSM holds any Erasure record.
-func (f *fsm) holdsErasures() bool {
-	var found bool
-	_ = f.view(func(tx *bolt.Tx) error {
-		if b := tx.Bucket(bucketErasuresName); b != nil {
-			k, _ := b.Cursor().First()
-			found = k != nil
-		}
-		return nil
-	})
-	return found
 }
 
 // rewrite rewrites fsm.db without free pages: under mu (no reader, no apply,

@@ -312,7 +312,8 @@ func (k *KEK) ID() string { return k.id }
 
 // NewDataKey makes a random data key for clientID and returns it with its wrapped
 // form: ClientKey{client_id, key_id, wrapped, kek_id}; created_at_ms is left 0 for
-// the proposer to set.
+// the proposer to set. A client in the erasure ledger gets ErrErased: Unwrap
+// would refuse any key of theirs, so notes sealed under it could never be read.
 func (k *KEK) NewDataKey(clientID string) (*DataKey, *bookingv1.ClientKey, error) {
 	if clientID == "" {
 		return nil, nil, fmt.Errorf("%w: empty client id", ErrInvalid)
