@@ -77,10 +77,11 @@ func (c Config) validateShred() []error {
 
 // ShredNow runs a shred at once (see the erasure bound above): fsm.db
 // rewritten without free pages, a Raft snapshot with the log truncated up to
-// it, older snapshots removed, raft.db rewritten without free pages. It returns an error when any step
-// failed, or when raft took no snapshot reaching the FSM's applied index (the
-// log may then still hold older entries; the compactions ran anyway). Safe to
-// call concurrently with everything; shreds run one at a time.
+// it, older snapshots removed, raft.db rewritten without free pages. It
+// returns an error when any step failed, or when raft took no snapshot
+// reaching the FSM's applied index (the log may then still hold older
+// entries; the rewrites ran anyway). Safe to call concurrently with
+// everything; shreds run one at a time.
 func (s *Store) ShredNow(ctx context.Context) error {
 	if s.closed.Load() {
 		return ErrClosed
