@@ -91,6 +91,11 @@ type fsm struct {
 	stop               chan struct{} // closed by stopRetrying
 	stopOnce           sync.Once
 	retryMin, retryMax time.Duration
+
+	// erasures counts the EraseHealthData commands applied in this process and
+	// restores the snapshots restored: the shred loop (shred.go) watches both.
+	erasures atomic.Uint64
+	restores atomic.Uint64
 }
 
 // Retry delays of a failed FSM write, and how often a still failing one is

@@ -4,6 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,8 +43,11 @@ const (
 // LogStore is a raft.LogStore and raft.StableStore kept in one bbolt file
 // (DataDir/raft.db). Every write commits (and fsyncs) before returning.
 //
-// It is safe for concurrent use, as raft requires.
+// It is safe for concurrent use, as raft requires. mu guards db, which a
+// rewrite (shred.go) swaps for a compacted copy.
 type LogStore struct {
+	path        string
+	mu          sync.RWMutex
 	db          *bolt.DB
 	currentTerm atomic.Uint64 // cached value of raft's CurrentTerm key
 	fault       atomic.Pointer[logFault]
@@ -61,11 +67,20 @@ var (
 
 // OpenLogStore opens (creating if needed) the bbolt file at path.
 func OpenLogStore(path string) (*LogStore, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
-	if err != nil {
-		return nil, fmt.Errorf("storage: open log store %s: %w", path, err)
+	s := &LogStore{path: path}
+	if err := s.openDB(); err != nil {
+		return nil, err
 	}
-	s := &LogStore{db: db}
+	return s, nil
+}
+
+// openDB opens s.path, creates the buckets and loads the cached term. Callers
+// hold mu (or own s exclusively).
+func (s *LogStore) openDB() error {
+	db, err := bolt.Open(s.path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return fmt.Errorf("storage: open log store %s: %w", s.path, err)
+	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketLogs, bucketStable} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -79,13 +94,76 @@ func OpenLogStore(path string) (*LogStore, error) {
 	})
 	if err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("storage: init log store: %w", err)
+		return fmt.Errorf("storage: init log store: %w", err)
 	}
-	return s, nil
+	s.db = db
+	return nil
+}
+
+// view and update run fn in a read or write transaction on the current db.
+func (s *LogStore) view(fn func(tx *bolt.Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	return s.db.View(fn)
+}
+
+func (s *LogStore) update(fn func(tx *bolt.Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	return s.db.Update(fn)
 }
 
 // Close closes the bbolt file.
-func (s *LogStore) Close() error { return s.db.Close() }
+func (s *LogStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return nil
+	}
+	err := s.db.Close()
+	s.db = nil
+	return err
+}
+
+// rewrite rewrites raft.db without free pages (see shred.go): under mu (no
+// raft read or write meanwhile) it copies the live db into raft.db.compact-*,
+// fsyncs, closes the live db, renames the copy over raft.db, fsyncs the dir
+// and reopens. Anything failing before the rename leaves the live db in
+// service; a failed reopen is a write fault (raft's next write fails too).
+func (s *LogStore) rewrite() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	tmp, err := compactInto(s.db, s.path)
+	if err != nil {
+		return fmt.Errorf("rewrite raft.db: %w", err)
+	}
+	if err := s.db.Close(); err != nil {
+		_ = os.Remove(tmp)
+		return errors.Join(fmt.Errorf("rewrite raft.db: close: %w", err), s.openDB())
+	}
+	s.db = nil
+	if err := os.Rename(tmp, s.path); err != nil {
+		_ = os.Remove(tmp)
+		return errors.Join(fmt.Errorf("rewrite raft.db: rename: %w", err), s.openDB())
+	}
+	serr := syncDir(filepath.Dir(s.path))
+	if err := s.openDB(); err != nil {
+		return s.noteWrite("rewrite", fmt.Errorf("rewrite raft.db: reopen: %w", err))
+	}
+	if serr != nil {
+		return fmt.Errorf("rewrite raft.db: sync dir: %w", serr)
+	}
+	return nil
+}
 
 // CurrentTerm returns the last term raft persisted (0 if none).
 func (s *LogStore) CurrentTerm() uint64 { return s.currentTerm.Load() }
@@ -93,7 +171,7 @@ func (s *LogStore) CurrentTerm() uint64 { return s.currentTerm.Load() }
 // FirstIndex returns the first index written, 0 for no entries.
 func (s *LogStore) FirstIndex() (uint64, error) {
 	var idx uint64
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		if k, _ := tx.Bucket(bucketLogs).Cursor().First(); k != nil {
 			idx = binary.BigEndian.Uint64(k)
 		}
@@ -105,7 +183,7 @@ func (s *LogStore) FirstIndex() (uint64, error) {
 // LastIndex returns the last index written, 0 for no entries.
 func (s *LogStore) LastIndex() (uint64, error) {
 	var idx uint64
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		if k, _ := tx.Bucket(bucketLogs).Cursor().Last(); k != nil {
 			idx = binary.BigEndian.Uint64(k)
 		}
@@ -116,7 +194,7 @@ func (s *LogStore) LastIndex() (uint64, error) {
 
 // GetLog reads the entry at index into log; raft.ErrLogNotFound if absent.
 func (s *LogStore) GetLog(index uint64, log *raft.Log) error {
-	return s.db.View(func(tx *bolt.Tx) error {
+	return s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketLogs).Get(u64(index))
 		if v == nil {
 			return raft.ErrLogNotFound
@@ -130,7 +208,7 @@ func (s *LogStore) StoreLog(log *raft.Log) error { return s.StoreLogs([]*raft.Lo
 
 // StoreLogs stores entries in one transaction (one fsync).
 func (s *LogStore) StoreLogs(logs []*raft.Log) error {
-	return s.noteWrite("store logs", s.db.Update(func(tx *bolt.Tx) error {
+	return s.noteWrite("store logs", s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketLogs)
 		for _, l := range logs {
 			if err := b.Put(u64(l.Index), encodeLog(l)); err != nil {
@@ -180,7 +258,7 @@ func (s *LogStore) clearFault() { s.fault.Store(nil) }
 
 // DeleteRange deletes entries min..max inclusive.
 func (s *LogStore) DeleteRange(min, max uint64) error {
-	return s.noteWrite("delete range", s.db.Update(func(tx *bolt.Tx) error {
+	return s.noteWrite("delete range", s.update(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketLogs).Cursor()
 		for k, _ := c.Seek(u64(min)); k != nil; k, _ = c.Next() {
 			if binary.BigEndian.Uint64(k) > max {
@@ -196,7 +274,7 @@ func (s *LogStore) DeleteRange(min, max uint64) error {
 
 // Set stores a stable key.
 func (s *LogStore) Set(key, val []byte) error {
-	err := s.noteWrite("set "+string(key), s.db.Update(func(tx *bolt.Tx) error {
+	err := s.noteWrite("set "+string(key), s.update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketStable).Put(key, val)
 	}))
 	if err == nil && string(key) == string(keyCurrentTerm) && len(val) == 8 {
@@ -208,7 +286,7 @@ func (s *LogStore) Set(key, val []byte) error {
 // Get returns a stable key's value, or an error whose message is "not found".
 func (s *LogStore) Get(key []byte) ([]byte, error) {
 	var out []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketStable).Get(key)
 		if v == nil {
 			return errStableNotFound

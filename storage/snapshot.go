@@ -109,6 +109,7 @@ func (f *fsm) restore(r io.Reader, beforeSwap func() error) error {
 	if err := f.openDB(); err != nil {
 		return err
 	}
+	f.restores.Add(1)
 	f.logger.Info("fsm restored from snapshot", "applied_index", f.applied.Load())
 	return nil
 }

@@ -148,6 +148,14 @@ type Config struct {
 	// reports more due). Negative disables compaction: records are kept
 	// forever. Default 1m.
 	CompactInterval time.Duration
+
+	// ShredWithin bounds how long after this node applies an EraseHealthData
+	// it starts a shred (shred.go): a snapshot with the Raft log truncated to
+	// it, older snapshots removed, fsm.db and raft.db rewritten without free
+	// pages, so no byte of the erased client's wrapped key or sealed notes is
+	// left in the data dir. Must be positive. Default 1m (DefaultConfig), 3s
+	// (LocalConfig).
+	ShredWithin time.Duration
 }
 
 // DefaultConfig returns the preset for production nodes on a LAN of cities
@@ -174,6 +182,8 @@ func DefaultConfig() Config {
 		IdempotencyTTL:     DefaultIdempotencyTTL,
 		CancelledRetention: DefaultCancelledRetention,
 		CompactInterval:    DefaultCompactInterval,
+
+		ShredWithin: DefaultShredWithin,
 	}
 }
 
@@ -191,6 +201,7 @@ func LocalConfig() Config {
 	c.SnapshotThreshold = 1024
 	c.SnapshotInterval = 5 * time.Second
 	c.TrailingLogs = 512
+	c.ShredWithin = 3 * time.Second
 	return c
 }
 
@@ -244,6 +255,7 @@ func (c Config) Validate() error {
 		bad("MaxVoters (%d) must be positive", c.MaxVoters)
 	}
 	errs = append(errs, c.validateRetention()...)
+	errs = append(errs, c.validateShred()...)
 	if len(errs) > 0 {
 		return fmt.Errorf("storage: invalid config: %w", errors.Join(errs...))
 	}
@@ -310,12 +322,16 @@ type Store struct {
 
 	stopMaintain context.CancelFunc // ends maintain (maintain.go)
 	maintainDone chan struct{}
+
+	shredMu   sync.Mutex         // one shred at a time (shred.go)
+	stopShred context.CancelFunc // ends shredLoop
+	shredDone chan struct{}
 }
 
 // Open opens (or creates) the store in cfg.DataDir and starts its Raft node.
 // Zero MaxBatch, MaxInflight, ApplyTimeout, LeaderWaitTimeout, MaxVoters,
 // CloseTransferTimeout, IdempotencyTTL, CancelledRetention, CompactInterval,
-// Clock and Logger take DefaultConfig's values.
+// ShredWithin, Clock and Logger take DefaultConfig's values.
 // With cfg.Bootstrap and no Raft state on disk it bootstraps a single-voter
 // group; on an existing data dir it resumes. Before raft starts, an FSM
 // behind the latest snapshot is brought up to it from the log or by restoring
@@ -332,6 +348,7 @@ func Open(cfg Config) (_ *Store, err error) {
 	zeroToDefault(&cfg.IdempotencyTTL, def.IdempotencyTTL)
 	zeroToDefault(&cfg.CancelledRetention, def.CancelledRetention)
 	zeroToDefault(&cfg.CompactInterval, def.CompactInterval)
+	zeroToDefault(&cfg.ShredWithin, def.ShredWithin)
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
@@ -357,6 +374,7 @@ func Open(cfg Config) (_ *Store, err error) {
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, SnapshotsDir), 0o700); err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
 	}
+	removeCompactLeftovers(cfg.DataDir, s.logger)
 	if s.fsm, err = openFSM(filepath.Join(cfg.DataDir, FSMFile), s.logger); err != nil {
 		return nil, err
 	}
@@ -421,6 +439,9 @@ func Open(cfg Config) (_ *Store, err error) {
 	mctx, stop := context.WithCancel(context.Background())
 	s.stopMaintain, s.maintainDone = stop, make(chan struct{})
 	go s.maintain(mctx)
+	sctx, stopShred := context.WithCancel(context.Background())
+	s.stopShred, s.shredDone = stopShred, make(chan struct{})
+	go s.shredLoop(sctx)
 	s.logger.Info("store opened", "data_dir", cfg.DataDir, "raft_addr", s.trans.LocalAddr(), "applied_index", s.fsm.applied.Load())
 	return s, nil
 }
@@ -436,6 +457,8 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.stopMaintain()
 		<-s.maintainDone
+		s.stopShred()
+		<-s.shredDone
 		s.transferOnClose()
 		s.closed.Store(true)
 		s.b.close()
