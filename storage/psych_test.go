@@ -2,12 +2,15 @@ package storage_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -930,5 +933,269 @@ func TestAuditVerifier(t *testing.T) {
 	}
 	if v.Report().Entries != 5 || !bytes.Equal(v.Report().Head, prev) {
 		t.Fatalf("clean chain %+v", v.Report())
+	}
+}
+
+// copyDataDir copies the data dir src into a new temp dir.
+func copyDataDir(t *testing.T, src string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "copy")
+	if err := copyDir(src, dst); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// TestStore_PsychRecords drives the psychology commands through Propose on a
+// store of jurisdiction "ar": sentinel errors, reads, erasure with OnErase
+// (also replayed at Open), audit listing and verification, a snapshot that
+// restores every bucket, and VerifyAuditDir on copies of the data dir, one
+// with a byte of one entry changed.
+func TestStore_PsychRecords(t *testing.T) {
+	ctx := context.Background()
+	erased := &erasedLog{}
+	cfg := st.Config(t)
+	cfg.Jurisdiction, cfg.OnErase = "ar", erased.record
+	s := st.MustOpen(t, cfg)
+	n := 0
+	// audited gives cmd one record with a subject, object and node unique to it.
+	audited := func(cmd *bookingv1.Command, object string) *bookingv1.Command {
+		n++
+		return withAudit(cmd, &bookingv1.AuditRecord{Subject: fmt.Sprintf("subj-%02d", n), Role: "operator",
+			Action: "test.write", Object: object, Node: fmt.Sprintf("node-%02d", n)})
+	}
+	propose := func(cmd *bookingv1.Command, want error) *bookingv1.CommandResult {
+		t.Helper()
+		res, err := s.Propose(ctx, cmd)
+		if want == nil && err != nil || want != nil && !errors.Is(err, want) {
+			t.Fatalf("%T: %v, want %v", cmd.Op, err, want)
+		}
+		return res
+	}
+	propose(audited(st.CreateProvider(psyProvider("psy")), "psy"), nil)
+	propose(audited(st.CreateProvider(psyProvider("psy2")), "psy2"), nil)
+	propose(audited(cmdAt(-day, &bookingv1.VerifyProvider{ProviderId: "psy", VerifiedBy: "op1"}), "psy"), nil)
+	propose(audited(grant(-day, consent("cns_ar_1", "c1", -day)), "cns_ar_1"), nil)
+	if r := propose(audited(book(session("nope", "psy", "c2", 0)), "nope"), storage.ErrConsentRequired); r.Code != codeConsent || r.AuditSeq == 0 {
+		t.Fatalf("refused booking %v", r)
+	}
+	propose(audited(cmdAt(-time.Hour, &bookingv1.CreateBooking{Booking: session("nope", "psy2", "c1", 0), ConsentPurpose: psyPurpose, RequireVerified: true}), "nope"),
+		storage.ErrProviderUnverified)
+	propose(audited(book(session("s1", "psy", "c1", 0)), "s1"), nil)
+	propose(audited(book(session("s2", "psy", "c1", 2*time.Hour)), "s2"), nil)
+	sr := seriesOf("srs_ar_1", "psy", 7*day, 14*day)
+	sr.Series.ClientId = "c1"
+	for _, b := range sr.Bookings {
+		b.ClientId = "c1"
+	}
+	sr.ConsentPurpose = psyPurpose
+	propose(audited(cmdAt(-time.Hour, sr), "srs_ar_1"), nil)
+	propose(audited(cmdAt(-time.Hour, &bookingv1.PutClientKey{Key: clientKey("c1", "key_1")}), "client:c1"), nil)
+	propose(audited(cmdAt(-time.Hour, &bookingv1.PutNote{Note: note("s1", "c1", "key_1", "one")}), "s1"), nil)
+	propose(audited(cmdAt(-time.Hour, &bookingv1.PutNote{Note: note("s2", "c1", "key_1", "two")}), "s2"), nil)
+
+	if c, err := s.Consent(ctx, "cns_ar_1"); err != nil || c.ClientId != "c1" {
+		t.Fatalf("Consent: %v, %v", c, err)
+	}
+	if cs, err := s.ClientConsents(ctx, "c1"); err != nil || len(cs) != 1 || cs[0].Id != "cns_ar_1" {
+		t.Fatalf("ClientConsents: %v, %v", cs, err)
+	}
+	if cs, err := s.ClientConsents(ctx, "c2"); err != nil || len(cs) != 0 {
+		t.Fatalf("ClientConsents(c2): %v, %v", cs, err)
+	}
+	if got, err := s.Series(ctx, "srs_ar_1"); err != nil || len(got.BookingIds) != 2 {
+		t.Fatalf("Series: %v, %v", got, err)
+	}
+	if k, err := s.ClientKey(ctx, "c1"); err != nil || k.KeyId != "key_1" {
+		t.Fatalf("ClientKey: %v, %v", k, err)
+	}
+	if nt, err := s.Note(ctx, "s1"); err != nil || !bytes.Equal(nt.Ciphertext, []byte("sealed:one")) {
+		t.Fatalf("Note: %v, %v", nt, err)
+	}
+	if ns, err := s.ClientNotes(ctx, "c1"); err != nil || len(ns) != 2 || ns[0].BookingId != "s1" || ns[1].BookingId != "s2" {
+		t.Fatalf("ClientNotes: %v, %v", ns, err)
+	}
+	for _, err := range []error{
+		func() error { _, err := s.Consent(ctx, "x"); return err }(),
+		func() error { _, err := s.Series(ctx, "x"); return err }(),
+		func() error { _, err := s.ClientKey(ctx, "x"); return err }(),
+		func() error { _, err := s.Note(ctx, "x"); return err }(),
+		func() error { _, err := s.Erasure(ctx, "c1"); return err }(),
+	} {
+		if !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("missing record: %v", err)
+		}
+	}
+
+	propose(audited(cmdAt(0, &bookingv1.EraseHealthData{ClientId: "c1"}), "client:c1"), nil)
+	if s.ErasuresApplied() != 1 || !slices.Equal(erased.list(), []string{"c1"}) {
+		t.Fatalf("ErasuresApplied %d, OnErase %v", s.ErasuresApplied(), erased.list())
+	}
+	if e, err := s.Erasure(ctx, "c1"); err != nil || !slices.Equal(e.KeyIds, []string{"key_1"}) {
+		t.Fatalf("Erasure: %v, %v", e, err)
+	}
+	if _, err := s.ClientKey(ctx, "c1"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("ClientKey after erasure: %v", err)
+	}
+	if ns, err := s.ClientNotes(ctx, "c1"); err != nil || len(ns) != 0 {
+		t.Fatalf("ClientNotes after erasure: %v, %v", ns, err)
+	}
+	if b, err := s.Booking(ctx, "s1"); err != nil || !b.Erased {
+		t.Fatalf("booking after erasure: %v, %v", b, err)
+	}
+	propose(audited(cmdAt(0, &bookingv1.PutNote{Note: note("s1", "c1", "key_1", "late")}), "s1"), storage.ErrErased)
+	d1, _ := s.Digest()
+	var tampered *bookingv1.CommandResult
+	for i := range 4 {
+		r := propose(audited(cmdAt(time.Minute, &bookingv1.AppendAudit{}), fmt.Sprint("s", i%2+1)), nil)
+		if i == 2 {
+			tampered = r
+		}
+	}
+	if d2, _ := s.Digest(); bytes.Equal(d1, d2) {
+		t.Fatal("the digest does not cover the audit chain")
+	}
+	total := uint64(n) // every command above appended one entry, refused or not
+
+	all, next, err := s.AuditEntries(ctx, storage.AuditFilter{})
+	if err != nil || uint64(len(all)) != total || next != 0 || all[0].Seq != 1 || all[len(all)-1].Seq != total {
+		t.Fatalf("AuditEntries: %d entries, next %d, %v", len(all), next, err)
+	}
+	var pages [][]*bookingv1.AuditEntry
+	for after := uint64(0); ; {
+		page, nx, err := s.AuditEntries(ctx, storage.AuditFilter{Object: "s1", After: after, Limit: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages = append(pages, page)
+		if nx == 0 {
+			break
+		}
+		after = nx
+	}
+	var s1 []uint64
+	for _, p := range pages {
+		for _, e := range p {
+			if e.Object != "s1" {
+				t.Fatalf("object filter returned %v", e)
+			}
+			s1 = append(s1, e.Seq)
+		}
+	}
+	var wantS1 []uint64
+	for _, e := range all {
+		if e.Object == "s1" {
+			wantS1 = append(wantS1, e.Seq)
+		}
+	}
+	if !slices.Equal(s1, wantS1) || len(wantS1) < 4 {
+		t.Fatalf("object s1 pages %v, want %v", s1, wantS1)
+	}
+	if es, _, err := s.AuditEntries(ctx, storage.AuditFilter{Subject: "subj-03"}); err != nil || len(es) != 1 || es[0].Seq != 3 || es[0].Node != "node-03" {
+		t.Fatalf("subject filter: %v, %v", es, err)
+	}
+	if es, _, err := s.AuditEntries(ctx, storage.AuditFilter{Subject: "subj-03", Object: "s1"}); err != nil || len(es) != 0 {
+		t.Fatalf("subject and object filter: %v, %v", es, err)
+	}
+	rep, err := s.VerifyAudit(ctx)
+	if err != nil || rep.Entries != total {
+		t.Fatalf("VerifyAudit %+v, %v", rep, err)
+	}
+
+	// A snapshot restores every bucket into a fresh FSM, erasures notified.
+	snap := s.Raft().Snapshot()
+	if err := snap.Error(); err != nil {
+		t.Fatal(err)
+	}
+	_, rc, err := snap.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	erased2 := &erasedLog{}
+	f, err := storage.OpenTestFSMWith(filepath.Join(t.TempDir(), "fresh.db"), "ar", erased2.record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	err = f.Restore(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := storage.DumpStore(s)
+	got, _ := f.Dump()
+	for _, b := range []string{"consents", "client_consents", "series", "erasures", "audit", "audit_object", "audit_subject", "bookings"} {
+		if len(want[b]) == 0 {
+			t.Fatalf("bucket %s empty in the store", b)
+		}
+	}
+	for bucket, wm := range want {
+		if len(got[bucket]) != len(wm) {
+			t.Fatalf("bucket %s: %d records after restore, want %d", bucket, len(got[bucket]), len(wm))
+		}
+		for k, v := range wm {
+			if got[bucket][k] != v {
+				t.Fatalf("bucket %s key %q differs after restore", bucket, k)
+			}
+		}
+	}
+	if wd, _ := s.Digest(); !bytes.Equal(wd, func() []byte { d, _ := f.Digest(); return d }()) {
+		t.Fatal("digest differs after restore")
+	}
+	if !slices.Equal(erased2.list(), []string{"c1"}) || f.Erasures() != 1 {
+		t.Fatalf("restore notified %v, counter %d", erased2.list(), f.Erasures())
+	}
+	if rep, err := f.VerifyAudit(); err != nil || rep.Entries != total {
+		t.Fatalf("restored chain %+v, %v", rep, err)
+	}
+
+	// Offline: a copy verifies; a copy with one byte of one entry changed
+	// names that entry.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	clean, bad := copyDataDir(t, cfg.DataDir), copyDataDir(t, cfg.DataDir)
+	marker := []byte(fmt.Sprintf("node-%02d", tampered.AuditSeq))
+	path := filepath.Join(bad, storage.FSMFile)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Count(raw, marker) == 0 {
+		t.Fatalf("marker %s not in fsm.db", marker)
+	}
+	for i := bytes.Index(raw, marker); i >= 0; {
+		raw[i+len(marker)-1] ^= 0x01 // "node-NN" → a digit off by one
+		j := bytes.Index(raw[i+1:], marker)
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = storage.VerifyAuditDir(clean)
+	if err != nil || rep.Entries != total || rep.BrokenSeq != 0 {
+		t.Fatalf("clean copy: %+v, %v", rep, err)
+	}
+	rep, err = storage.VerifyAuditDir(bad)
+	if !errors.Is(err, storage.ErrAuditBroken) || rep.BrokenSeq != tampered.AuditSeq || rep.Entries != tampered.AuditSeq-1 ||
+		!strings.Contains(err.Error(), fmt.Sprintf("seq %d", tampered.AuditSeq)) {
+		t.Fatalf("tampered copy: %+v, %v (want broken at seq %d)", rep, err, tampered.AuditSeq)
+	}
+	if _, err := storage.VerifyAuditDir(t.TempDir()); !errors.Is(err, storage.ErrNoFSM) {
+		t.Fatalf("empty dir: %v", err)
+	}
+
+	// At Open every recorded erasure is notified again.
+	again := &erasedLog{}
+	cfg.OnErase = again.record
+	s2 := st.MustOpen(t, cfg)
+	if !slices.Equal(again.list(), []string{"c1"}) {
+		t.Fatalf("Open notified %v", again.list())
+	}
+	if rep, err := s2.VerifyAudit(ctx); err != nil || rep.Entries != total {
+		t.Fatalf("after reopen %+v, %v", rep, err)
 	}
 }
