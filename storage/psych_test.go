@@ -1199,3 +1199,37 @@ func TestStore_PsychRecords(t *testing.T) {
 		t.Fatalf("after reopen %+v, %v", rep, err)
 	}
 }
+
+// TestStore_PsychReplicas: the psychology commands apply identically on
+// every replica (equal digests) and every replica notifies the erasure.
+func TestStore_PsychReplicas(t *testing.T) {
+	erased := &erasedLog{}
+	base := storage.LocalConfig()
+	base.Jurisdiction, base.OnErase = "ar", erased.record
+	stores, _ := st.MustOpenInmemClusterWith(t, 3, base)
+	leader := stores[0]
+	for _, cmd := range []*bookingv1.Command{
+		st.CreateProvider(psyProvider("psy")),
+		cmdAt(-day, &bookingv1.VerifyProvider{ProviderId: "psy", VerifiedBy: "op1"}),
+		grant(-day, consent("cns_ar_1", "c1", -day)),
+		book(session("s1", "psy", "c1", 0)),
+		cmdAt(-time.Hour, &bookingv1.PutClientKey{Key: clientKey("c1", "key_1")}),
+		cmdAt(-time.Hour, &bookingv1.PutNote{Note: note("s1", "c1", "key_1", "one")}),
+		withAudit(cmdAt(0, &bookingv1.SetSessionStatus{BookingId: "s1", Status: sessCheckedIn}),
+			&bookingv1.AuditRecord{Subject: "psy", Role: "provider", Action: "session.move", Object: "s1"}),
+		withAudit(cmdAt(0, &bookingv1.EraseHealthData{ClientId: "c1"}),
+			&bookingv1.AuditRecord{Subject: "c1", Role: "client", Action: "erasure", Object: "client:c1"}),
+	} {
+		mustPropose(t, leader, cmd)
+	}
+	waitSameDigest(t, stores)
+	waitFor(t, "every replica notified the erasure", 5*time.Second, func() bool { return len(erased.list()) == 3 })
+	for _, s := range stores {
+		if s.ErasuresApplied() != 1 {
+			t.Fatalf("%s applied %d erasures", s.ID(), s.ErasuresApplied())
+		}
+		if rep, err := s.VerifyAudit(context.Background()); err != nil || rep.Entries != 2 {
+			t.Fatalf("%s audit %+v, %v", s.ID(), rep, err)
+		}
+	}
+}
