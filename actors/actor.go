@@ -304,6 +304,12 @@ func (a *calendarActor) handle(ctx actor.Context, msg proto.Message, w waiter) {
 		pid = r.GetProviderId()
 	case *calendarv1.UpdateProviderRequest:
 		pid = r.GetProvider().GetId()
+	case *calendarv1.BookSeriesRequest:
+		pid = r.GetProviderId()
+	case *calendarv1.CancelSeriesRequest:
+		pid = r.GetProviderId()
+	case *calendarv1.RefreshRequest:
+		pid = r.GetProviderId()
 	default:
 		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "unknown calendar message %T", msg), nil)
 		return
@@ -324,6 +330,12 @@ func (a *calendarActor) handle(ctx actor.Context, msg proto.Message, w waiter) {
 		a.reply(ctx, w, a.availability(r), nil)
 	case *calendarv1.UpdateProviderRequest:
 		a.updateProvider(ctx, r, w)
+	case *calendarv1.BookSeriesRequest:
+		a.bookSeries(ctx, r, w)
+	case *calendarv1.CancelSeriesRequest:
+		a.cancelSeries(ctx, r, w)
+	case *calendarv1.RefreshRequest:
+		a.reply(ctx, w, a.refresh(), nil)
 	}
 }
 
@@ -368,7 +380,7 @@ func (a *calendarActor) book(ctx actor.Context, r *calendarv1.BookRequest, w wai
 		return
 	}
 	start := time.UnixMilli(r.GetStartMs())
-	end, blockedUntil := calendar.Span(svc, start)
+	_, blockedUntil := calendar.Span(svc, start)
 	iv := calendar.Interval{Start: start, End: blockedUntil}
 	verify := false
 	if id, taken := a.busy.Overlapping(iv, ""); taken {
@@ -399,31 +411,18 @@ func (a *calendarActor) book(ctx actor.Context, r *calendarv1.BookRequest, w wai
 	if id == "" {
 		id = a.cfg.NewID()
 	}
-	now := a.now().UnixMilli()
-	b := &bookingv1.Booking{
-		Id:             id,
-		ProviderId:     a.providerID,
-		ServiceId:      svc.GetId(),
-		ClientId:       r.GetClientId(),
-		StartMs:        start.UnixMilli(),
-		EndMs:          end.UnixMilli(),
-		BlockedUntilMs: blockedUntil.UnixMilli(),
-		Price:          proto.Clone(svc.GetPrice()).(*bookingv1.Money),
-		Status:         bookingv1.BookingStatus_BOOKING_STATUS_CONFIRMED,
-		Vertical:       a.provider.GetVertical(),
-		CreatedAtMs:    now,
-		UpdatedAtMs:    now,
-	}
-	if svc.GetPrice() == nil {
-		b.Price = nil
-	}
+	b := a.newBooking(svc, id, r.GetClientId(), start, "")
 	o := a.newOp(opBook, r.GetIdempotencyKey(), r.GetRequestHash(), w)
 	o.booking = b
 	o.verify = verify
 	if !verify {
 		a.reserve(o, iv)
 	}
-	a.propose(ctx, o, &bookingv1.Command{Op: &bookingv1.Command_CreateBooking{CreateBooking: &bookingv1.CreateBooking{Booking: b}}})
+	a.propose(ctx, o, &bookingv1.Command{Audit: r.GetAudit(), Op: &bookingv1.Command_CreateBooking{CreateBooking: &bookingv1.CreateBooking{
+		Booking:         b,
+		ConsentPurpose:  r.GetConsentPurpose(),
+		RequireVerified: r.GetRequireVerified(),
+	}}})
 }
 
 func (a *calendarActor) cancel(ctx actor.Context, r *calendarv1.CancelRequest, w waiter) {
@@ -437,7 +436,7 @@ func (a *calendarActor) cancel(ctx actor.Context, r *calendarv1.CancelRequest, w
 	}
 	o := a.newOp(opCancel, "", nil, w)
 	o.booking = a.bookings[r.GetBookingId()].b
-	a.propose(ctx, o, &bookingv1.Command{Op: &bookingv1.Command_CancelBooking{CancelBooking: &bookingv1.CancelBooking{BookingId: r.GetBookingId()}}})
+	a.propose(ctx, o, &bookingv1.Command{Audit: r.GetAudit(), Op: &bookingv1.Command_CancelBooking{CancelBooking: &bookingv1.CancelBooking{BookingId: r.GetBookingId()}}})
 }
 
 func (a *calendarActor) reschedule(ctx actor.Context, r *calendarv1.RescheduleRequest, w waiter) {
@@ -480,7 +479,7 @@ func (a *calendarActor) reschedule(ctx actor.Context, r *calendarv1.RescheduleRe
 	o := a.newOp(opReschedule, r.GetIdempotencyKey(), r.GetRequestHash(), w)
 	o.booking = b
 	a.reserve(o, iv)
-	a.propose(ctx, o, &bookingv1.Command{Op: &bookingv1.Command_RescheduleBooking{RescheduleBooking: &bookingv1.RescheduleBooking{
+	a.propose(ctx, o, &bookingv1.Command{Audit: r.GetAudit(), Op: &bookingv1.Command_RescheduleBooking{RescheduleBooking: &bookingv1.RescheduleBooking{
 		BookingId:      b.GetId(),
 		StartMs:        start.UnixMilli(),
 		EndMs:          start.Add(dur).UnixMilli(),
@@ -538,6 +537,7 @@ func (a *calendarActor) onProposed(ctx actor.Context, m *proposed) {
 		// or memory is stale. Reload; a verified replay that lost was expected.
 		switch code {
 		case calendarv1.ErrorCode_ERROR_CODE_SLOT_TAKEN:
+			rep.Conflicts = m.res.GetConflicts()
 			if !o.verify {
 				a.reload("store said slot taken where memory had it free")
 			}
@@ -569,6 +569,8 @@ func (a *calendarActor) onProposed(ctx actor.Context, m *proposed) {
 			}
 			a.setProvider(p)
 			rep.Provider = p
+		case opSeries, opCancelSeries:
+			a.settleSeries(o, m.res, rep)
 		}
 		if o.key != "" {
 			a.done.put(o.key, doneKey{kind: o.kind, hash: o.hash, reply: rep})

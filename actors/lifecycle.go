@@ -86,8 +86,9 @@ func (a *calendarActor) loadBookings(ctx context.Context, p *bookingv1.Provider)
 	return nil
 }
 
-// reload re-reads the calendar from the store after the store contradicted memory.
-func (a *calendarActor) reload(reason string) {
+// reload re-reads the calendar from the store after the store contradicted memory
+// (or on a RefreshRequest); on failure memory stays as it was.
+func (a *calendarActor) reload(reason string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.RequestTimeout)
 	defer cancel()
 	err := a.store.LinearizableRead(ctx)
@@ -100,9 +101,20 @@ func (a *calendarActor) reload(reason string) {
 	}
 	if err != nil {
 		a.log.Warn("calendar reload failed", slog.String("reason", reason), slog.Any("error", err))
-		return
+		return err
 	}
 	a.log.Info("calendar reloaded from the store", slog.String("reason", reason), slog.Int("bookings", len(a.bookings)))
+	return nil
+}
+
+// refresh answers a RefreshRequest: memory is reloaded from the store, where
+// the FSM may have cancelled bookings itself (a consent withdrawal, an
+// erasure, a series cancelled elsewhere).
+func (a *calendarActor) refresh() *calendarv1.Reply {
+	if err := a.reload("refresh requested"); err != nil {
+		return errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "reload: %v", err)
+	}
+	return &calendarv1.Reply{Provider: a.provider}
 }
 
 // upsert records b in memory unless memory holds a newer version; a booking that
