@@ -376,6 +376,10 @@ func (a *calendarActor) book(ctx actor.Context, r *calendarv1.BookRequest, w wai
 		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "client_id is required"), nil)
 		return
 	}
+	if err := checkSessionStatus(r.GetSessionStatus()); err != nil {
+		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "%v", err), nil)
+		return
+	}
 	if a.checkKey(ctx, opBook, r.GetIdempotencyKey(), r.GetRequestHash(), w) {
 		return
 	}
@@ -411,7 +415,7 @@ func (a *calendarActor) book(ctx actor.Context, r *calendarv1.BookRequest, w wai
 	if id == "" {
 		id = a.cfg.NewID()
 	}
-	b := a.newBooking(svc, id, r.GetClientId(), start, "")
+	b := a.newBooking(svc, id, r.GetClientId(), start, "", r.GetSessionStatus())
 	o := a.newOp(opBook, r.GetIdempotencyKey(), r.GetRequestHash(), w)
 	o.booking = b
 	o.verify = verify

@@ -85,10 +85,6 @@ type Config struct {
 	// errors.Is(err, ErrStorageUnavailable). The node wires
 	// errors.Is(err, storage.ErrStorageUnavailable) here.
 	IsStorageUnavailable func(error) bool
-	// IsSession reports whether the bookings of a vertical are sessions
-	// (topology: sessions): the calendar creates them with session_status
-	// SCHEDULED, which the session actors then move. nil: no vertical's are.
-	IsSession func(vertical string) bool
 	// NewID returns a new booking id for a BookRequest without booking_id.
 	// Default: 16 random bytes, hex.
 	NewID func() string

@@ -27,6 +27,10 @@ func (a *calendarActor) bookSeries(ctx actor.Context, r *calendarv1.BookSeriesRe
 		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "client_id is required"), nil)
 		return
 	}
+	if err := checkSessionStatus(r.GetSessionStatus()); err != nil {
+		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "%v", err), nil)
+		return
+	}
 	count := int(r.GetCount())
 	if err := checkSeriesIDs(r.GetBookingIds(), count); err != nil {
 		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "%v", err), nil)
@@ -123,7 +127,7 @@ func (a *calendarActor) bookSeries(ctx actor.Context, r *calendarv1.BookSeriesRe
 	}
 	bookings := make([]*bookingv1.Booking, count)
 	for i, s := range starts {
-		bookings[i] = a.newBooking(svc, ids[i], r.GetClientId(), s, seriesID)
+		bookings[i] = a.newBooking(svc, ids[i], r.GetClientId(), s, seriesID, r.GetSessionStatus())
 	}
 	o := a.newOp(opSeries, r.GetIdempotencyKey(), r.GetRequestHash(), w)
 	o.series, o.bookings, o.verify = series, bookings, verify
@@ -155,6 +159,16 @@ func checkSeriesIDs(ids []string, count int) error {
 		seen[id] = true
 	}
 	return nil
+}
+
+// checkSessionStatus accepts what a new booking may start as: no session, or
+// a scheduled one.
+func checkSessionStatus(s bookingv1.SessionStatus) error {
+	switch s {
+	case bookingv1.SessionStatus_SESSION_STATUS_UNSPECIFIED, bookingv1.SessionStatus_SESSION_STATUS_SCHEDULED:
+		return nil
+	}
+	return fmt.Errorf("a new booking's session_status must be unset or SCHEDULED, not %s", s)
 }
 
 // checkStarts is the first occurrence whose start could never be offered
@@ -236,9 +250,10 @@ func (a *calendarActor) settleSeries(o *op, res *bookingv1.CommandResult, rep *c
 }
 
 // newBooking is the confirmed booking of svc at start that Book and BookSeries
-// propose: price and vertical from the provider, a session when the vertical's
-// bookings are sessions.
-func (a *calendarActor) newBooking(svc *bookingv1.Service, id, clientID string, start time.Time, seriesID string) *bookingv1.Booking {
+// propose: price and vertical from the provider, session status as the edge
+// asked (SCHEDULED for verticals whose bookings are sessions).
+func (a *calendarActor) newBooking(svc *bookingv1.Service, id, clientID string, start time.Time, seriesID string,
+	session bookingv1.SessionStatus) *bookingv1.Booking {
 	end, blockedUntil := calendar.Span(svc, start)
 	now := a.now().UnixMilli()
 	b := &bookingv1.Booking{
@@ -254,12 +269,10 @@ func (a *calendarActor) newBooking(svc *bookingv1.Service, id, clientID string, 
 		CreatedAtMs:    now,
 		UpdatedAtMs:    now,
 		SeriesId:       seriesID,
+		SessionStatus:  session,
 	}
 	if svc.GetPrice() != nil {
 		b.Price = proto.Clone(svc.GetPrice()).(*bookingv1.Money)
-	}
-	if a.cfg.IsSession != nil && a.cfg.IsSession(b.GetVertical()) {
-		b.SessionStatus = bookingv1.SessionStatus_SESSION_STATUS_SCHEDULED
 	}
 	return b
 }
