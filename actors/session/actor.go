@@ -32,6 +32,12 @@ const (
 	actionNotesWrite  = "notes.write"
 )
 
+// linearizer is a Store that can wait until its replica applied every write
+// committed before the call (*storage.Store can); the actor then reads after it.
+type linearizer interface {
+	LinearizableRead(ctx context.Context) error
+}
+
 // sessionActor serves the requests of one session, one at a time: the store
 // calls of a request run inside Receive, so the requests of one session are
 // serialized in arrival order.
@@ -45,11 +51,8 @@ type sessionActor struct {
 }
 
 func newSessionActor(s *Sessions, bookingID string, dir activations) *sessionActor {
-	a := &sessionActor{s: s, cfg: &s.cfg, bookingID: bookingID, dir: dir, log: s.cfg.Logger}
-	if bookingID != "" {
-		a.log = a.log.With(slog.String("booking_id", bookingID))
-	}
-	return a
+	// Logs name no booking (security.md: logs carry no ids of people's records).
+	return &sessionActor{s: s, cfg: &s.cfg, bookingID: bookingID, dir: dir, log: s.cfg.Logger.With(slog.String("component", "session"))}
 }
 
 // Receive implements actor.Actor.
@@ -59,7 +62,6 @@ func (a *sessionActor) Receive(ctx actor.Context) {
 		ctx.SetReceiveTimeout(a.s.idle)
 	case *cluster.ClusterInit:
 		a.bookingID = m.Identity.GetIdentity()
-		a.log = a.log.With(slog.String("booking_id", a.bookingID))
 	case *actor.ReceiveTimeout:
 		a.retire(ctx)
 	case *retireNow:
@@ -194,6 +196,14 @@ func (a *sessionActor) appendAudit(ctx context.Context, rec *bookingv1.AuditReco
 // handle serves req; carried reports whether a proposed command carried the
 // audit record (the FSM appended it, or its fate is unknown).
 func (a *sessionActor) handle(ctx context.Context, req *calendarv1.SessionRequest, rec *bookingv1.AuditRecord) (rep *calendarv1.SessionReply, carried bool) {
+	if l, ok := a.cfg.Store.(linearizer); ok {
+		// The local replica may trail the leader (this session's last write was
+		// applied there first): read only once it caught up.
+		if err := l.LinearizableRead(ctx); err != nil {
+			a.log.Warn("session: the store cannot catch up with its leader", slog.Any("error", err))
+			return errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "store: %v", err), false
+		}
+	}
 	b, err := a.cfg.Store.Booking(ctx, req.GetBookingId())
 	if err != nil && !isNotFound(err) {
 		a.log.Warn("session: booking lookup failed", slog.Any("error", err))

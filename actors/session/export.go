@@ -50,6 +50,11 @@ func (s *Sessions) ClientNotes(ctx context.Context, clientID string, notes []*bo
 	if kek.Erased(clientID) {
 		return nil, ErrErased
 	}
+	if l, ok := s.cfg.Store.(linearizer); ok {
+		if err := l.LinearizableRead(ctx); err != nil {
+			return nil, fmt.Errorf("%w: the store cannot catch up with its leader: %w", ErrUnavailable, err)
+		}
+	}
 	e, err := s.cfg.Store.Erasure(ctx, clientID)
 	switch {
 	case err == nil && e != nil:

@@ -22,6 +22,10 @@ import (
 // once. A missing record is an error wrapping storage.ErrNotFound (or a nil
 // record with a nil error). Propose returns a non-nil CommandResult whenever the
 // FSM judged the command; an error without a result means its fate is unknown.
+//
+// A Store that also has LinearizableRead(ctx) error (*storage.Store has) is
+// asked to catch up with its leader before each request reads, so a session
+// never answers from a replica that trails its own last write.
 type Store interface {
 	// Booking returns the booking with that id.
 	Booking(ctx context.Context, id string) (*bookingv1.Booking, error)

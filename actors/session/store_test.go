@@ -28,6 +28,17 @@ type fakeStore struct {
 	// beforePropose, if set, runs before a command applies; an error is
 	// returned by Propose without applying it.
 	beforePropose func(cmd *bookingv1.Command) error
+	// readIndexErr, if set, is what LinearizableRead returns; reads counts its calls.
+	readIndexErr error
+	reads        int
+}
+
+// LinearizableRead is the optional catch-up a *storage.Store offers.
+func (f *fakeStore) LinearizableRead(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reads++
+	return f.readIndexErr
 }
 
 func newFakeStore() *fakeStore {
