@@ -51,7 +51,8 @@ func (a *calendarActor) bookSeries(ctx actor.Context, r *calendarv1.BookSeriesRe
 	}
 
 	// Collisions with memory (bookings; writes in flight make it wait) and
-	// between occurrences (a service longer than the interval).
+	// between occurrences (a service longer than the interval: both collide),
+	// as the FSM judges them.
 	var conflicts []int64
 	var holders []*bookingv1.Booking
 	seen := map[string]bool{}
@@ -72,8 +73,8 @@ func (a *calendarActor) bookSeries(ctx actor.Context, r *calendarv1.BookSeriesRe
 				holders = append(holders, h.b)
 			}
 		}
-		for j := range i {
-			if ivs[j].Overlap(iv) {
+		for j := range ivs {
+			if j != i && ivs[j].Overlap(iv) {
 				collides, replayable = true, false
 			}
 		}
@@ -134,8 +135,12 @@ func (a *calendarActor) bookSeries(ctx actor.Context, r *calendarv1.BookSeriesRe
 	if !verify {
 		a.reserve(o, ivs...)
 	}
+	// The command lists the occurrences in bookings only: the FSM fills the
+	// stored series' booking_ids from them.
+	proposed := proto.Clone(series).(*bookingv1.Series)
+	proposed.BookingIds, proposed.CreatedAtMs = nil, 0
 	a.propose(ctx, o, &bookingv1.Command{Audit: r.GetAudit(), Op: &bookingv1.Command_CreateSeries{CreateSeries: &bookingv1.CreateSeries{
-		Series:          series,
+		Series:          proposed,
 		Bookings:        bookings,
 		ConsentPurpose:  r.GetConsentPurpose(),
 		RequireVerified: r.GetRequireVerified(),

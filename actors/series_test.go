@@ -392,3 +392,23 @@ func TestCalendars_SeriesWaitsForAWriteInFlight(t *testing.T) {
 		t.Fatalf("%d confirmed, want the 3 occurrences", n)
 	}
 }
+
+// TestCalendars_SeriesOccurrencesCollidingWithEachOther: occurrences of a
+// service longer than the interval collide with each other; every one that
+// collides is listed (as the FSM lists them), and nothing is proposed.
+func TestCalendars_SeriesOccurrencesCollidingWithEachOther(t *testing.T) {
+	s := actorstest.NewStore()
+	p := provider("p1")
+	p.Services = append(p.Services, &bookingv1.Service{Id: "long", DurationMinutes: 60, BufferMinutes: 2 * 24 * 60})
+	s.PutProvider(p)
+	cals := actorstest.MustStart(t, actorstest.Config(s, clock))
+	r := seriesReq("p1", at(2, 10, 0), 3, "l")
+	r.ServiceId, r.EveryDays = "long", 2
+	rep, err := cals.BookSeries(ctx(t), r)
+	if !errors.Is(err, actors.ErrSlotTaken) || !slices.Equal(rep.GetConflicts(), []int64{at(2, 10, 0), at(4, 10, 0), at(6, 10, 0)}) {
+		t.Fatalf("self-colliding series: %v %v", err, rep.GetConflicts())
+	}
+	if s.Proposals() != 0 {
+		t.Fatal("a self-colliding series was proposed")
+	}
+}

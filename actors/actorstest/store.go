@@ -30,8 +30,9 @@ var ErrNotFound = errors.New("actorstest: not found")
 // RESULT_CODE_INVALID_TRANSITION. CreateBooking and CreateSeries check consent
 // (an active consent of the client for consent_purpose at the entry time) and
 // verification (require_verified: the provider's verified_at_ms) before the
-// slot; a series is created all or none, a slot conflict listing the colliding
-// starts; CancelSeries cancels the confirmed occurrences from from_ms on;
+// slot; a series (its occurrences in bookings, booking_ids filled by the
+// store) is created all or none, a slot conflict listing the colliding starts
+// (with stored bookings or with another occurrence); CancelSeries cancels the confirmed occurrences from from_ms on;
 // WithdrawConsent cancels the client's confirmed bookings of its verticals that
 // start after the entry time. Safe for concurrent use.
 type Store struct {
@@ -340,20 +341,20 @@ func (s *Store) createSeries(c *bookingv1.CreateSeries, at int64) *bookingv1.Com
 	if _, dup := s.series[sr.GetId()]; dup || sr.GetId() == "" {
 		return result(bookingv1.ResultCode_RESULT_CODE_ALREADY_EXISTS, "series id exists")
 	}
-	if len(c.GetBookings()) == 0 || len(c.GetBookings()) != len(sr.GetBookingIds()) {
-		return result(bookingv1.ResultCode_RESULT_CODE_INVALID, "series without its bookings")
+	if len(c.GetBookings()) == 0 || len(sr.GetBookingIds()) != 0 {
+		return result(bookingv1.ResultCode_RESULT_CODE_INVALID, "a series lists its bookings in bookings, not booking_ids")
 	}
 	var conflicts []int64
 	for i, b := range c.GetBookings() {
-		if b.GetSeriesId() != sr.GetId() || b.GetId() != sr.GetBookingIds()[i] || b.GetProviderId() != sr.GetProviderId() {
+		if b.GetSeriesId() != sr.GetId() || b.GetProviderId() != sr.GetProviderId() || b.GetClientId() != sr.GetClientId() {
 			return result(bookingv1.ResultCode_RESULT_CODE_INVALID, "booking not of the series")
 		}
 		if r := s.judge(b, c.GetConsentPurpose(), c.GetRequireVerified(), at); r != nil {
 			return r
 		}
 		taken := s.overlaps(b.GetProviderId(), "", b.GetStartMs(), b.GetBlockedUntilMs())
-		for _, o := range c.GetBookings()[:i] {
-			taken = taken || (o.GetStartMs() < b.GetBlockedUntilMs() && b.GetStartMs() < o.GetBlockedUntilMs())
+		for j, o := range c.GetBookings() {
+			taken = taken || (j != i && o.GetStartMs() < b.GetBlockedUntilMs() && b.GetStartMs() < o.GetBlockedUntilMs())
 		}
 		if taken {
 			conflicts = append(conflicts, b.GetStartMs())
@@ -365,6 +366,9 @@ func (s *Store) createSeries(c *bookingv1.CreateSeries, at int64) *bookingv1.Com
 		return r
 	}
 	sr.CreatedAtMs = at
+	for _, b := range c.GetBookings() {
+		sr.BookingIds = append(sr.BookingIds, b.GetId())
+	}
 	s.series[sr.GetId()] = sr
 	r := result(bookingv1.ResultCode_RESULT_CODE_OK, "")
 	r.Series = proto.Clone(sr).(*bookingv1.Series)
