@@ -70,11 +70,12 @@ func TestCalendars_SeriesAgainstTheRealFSM(t *testing.T) {
 			t.Fatalf("not cancelled: %v", b)
 		}
 	}
-	// Consent is checked before the slot: over a taken slot, still consent_required.
+	// Without consent the FSM refuses a series on free slots. (Over slots memory
+	// knows are taken the calendar refuses first: it holds no consents; the
+	// edge checks consent before it asks the calendar.)
 	psy := seriesReq("p1", at(2, 11, 0), 2, "psy")
 	psy.ConsentPurpose = "psychology-care"
 	if _, err := fresh.BookSeries(c, psy); !errors.Is(err, actors.ErrSlotTaken) {
-		// Memory refuses a taken slot before proposing; on a free one the FSM judges consent.
 		t.Fatalf("series over taken slots: %v", err)
 	}
 	psy = seriesReq("p1", at(3, 15, 0), 2, "psy2")
