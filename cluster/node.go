@@ -99,6 +99,9 @@ type Node struct {
 
 	// leaveStarted is set by the first POST /v1/cluster/leave.
 	leaveStarted atomic.Bool
+	// left is set by the first Leave: a second one (a direct call racing the
+	// HTTP leave) returns ErrLeaving instead of closing n.leaving again.
+	left atomic.Bool
 }
 
 // New checks cfg, reads its token key set (Config.TokenKeys) and prepares a
@@ -554,6 +557,9 @@ func (n *Node) Stop() error {
 	return n.stopErr
 }
 
+// ErrLeaving is returned by Leave when the node is already leaving.
+var ErrLeaving = errors.New("cluster: the node is already leaving")
+
 // leaveDrain is how long a leaving node keeps serving its calendars' requests
 // in flight after withdrawing its actor kinds, while gossip spreads the news.
 const leaveDrain = time.Second
@@ -562,6 +568,9 @@ const leaveDrain = time.Second
 // taking actor work, hands Raft leadership over, has the leader remove it from
 // the Raft group, leaves gossip and stops.
 func (n *Node) Leave(ctx context.Context) error {
+	if !n.left.CompareAndSwap(false, true) {
+		return ErrLeaving
+	}
 	close(n.leaving)
 	var errs []error
 	// A leaving node keeps its group no more: a membership change it had in

@@ -45,6 +45,9 @@ type groupKeeper struct {
 	// waiting: former-disk voters still answering, by server id -> the server
 	// id waiting to replace them (logged once).
 	waiting map[string]string
+	// unverified: since when each alive member of the jurisdiction has gone
+	// unverified, by node id.
+	unverified map[string]time.Time
 }
 
 // run reconciles on every membership event, on every leadership gain, and every
@@ -140,9 +143,24 @@ func (g *groupKeeper) reconcile(ctx context.Context) {
 			// Meta over mutual TLS: yet, or ever): nothing gossip says of it —
 			// disk, cluster id, leaving, address — is acted on. Entries it
 			// already has stay (a restarted member is verified again shortly)
-			// and go the way of dead servers if it never is.
+			// and go the way of dead servers if it never is: unverified for
+			// deadAfter and silent on Raft as long.
+			if g.unverified == nil {
+				g.unverified = map[string]time.Time{}
+			}
+			since, ok := g.unverified[m.NodeID]
+			if !ok {
+				since = time.Now()
+				g.unverified[m.NodeID] = since
+			}
+			if time.Since(since) > g.deadAfter {
+				for _, s := range olds {
+					g.removeDead(ctx, s, fmt.Sprintf("alive in gossip but unverified for %s", time.Since(since).Round(time.Second)))
+				}
+			}
 			continue
 		}
+		delete(g.unverified, m.NodeID)
 		alive := m.State == membership.StateAlive && !m.Leaving
 		switch {
 		case alive && m.NodeID != self && m.ClusterID != "" && own != "" && m.ClusterID != own:

@@ -2,12 +2,15 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/barberpro/edge/cluster/membership"
+	"github.com/barberpro/edge/cluster/membership/membershiptest"
 	"github.com/barberpro/edge/storage"
 	st "github.com/barberpro/edge/storage/storagetest"
 )
@@ -60,5 +63,52 @@ func TestGroupKeeper_NeverReplacesAVoterThatAnswersRaft(t *testing.T) {
 	}
 	if !gone || !added {
 		t.Fatalf("control: %s not replaced by %s: %+v", id, m.ServerID(), servers())
+	}
+}
+
+type verifiesNobody struct{}
+
+func (verifiesNobody) Verified(membership.Member) bool { return false }
+
+// TestGroupKeeper_RemovesAMemberNeverVerified: a Raft server whose node gossip
+// shows alive but whose certificate never verifies (a process gossiping a dead
+// voter's id) is removed once it has been unverified and silent on Raft for the
+// dead-server timeout; before, the keeper skipped unverified members and such a
+// server stayed in the configuration for good. A voter that still answers Raft
+// stays however unverified (the control).
+func TestGroupKeeper_RemovesAMemberNeverVerified(t *testing.T) {
+	stores := st.MustOpenCluster(t, 3)
+	leader, live, dead := stores[0], stores[1], stores[2]
+	deadID, liveID := string(dead.ID()), string(live.ID())
+	if err := dead.Close(); err != nil {
+		t.Fatal(err)
+	}
+	self := membershiptest.MustStart(t, membershiptest.Config(membership.NodeOf(string(leader.ID())), "buenos-aires", "ar", "127.0.0.85"))
+	for i, id := range []string{deadID, liveID} {
+		c := membershiptest.Config(membership.NodeOf(id), "cordoba", "ar", fmt.Sprintf("127.0.0.%d", 86+i), self.GossipAddr())
+		c.Meta.RaftAddr = "127.0.0.1:1"
+		membershiptest.MustStart(t, c)
+	}
+	membershiptest.WaitFor(t, 10*time.Second, "the leader's gossip sees both", func() bool { return len(self.Members()) == 3 })
+	g := &groupKeeper{store: leader, members: self, verified: verifiesNobody{}, jurisdiction: "ar", deadAfter: 500 * time.Millisecond,
+		started: time.Now(), log: slog.New(slog.NewTextHandler(io.Discard, nil)), events: &eventLog{max: 8}}
+	has := func(id string) bool {
+		servers, err := leader.Servers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.ContainsFunc(servers, func(s storage.Server) bool { return s.ID == id })
+	}
+	g.reconcile(context.Background())
+	if !has(deadID) {
+		t.Fatal("removed an unverified member at once")
+	}
+	time.Sleep(700 * time.Millisecond)
+	g.reconcile(context.Background())
+	if has(deadID) {
+		t.Fatalf("%s, unverified and silent for the timeout, is still a server", deadID)
+	}
+	if !has(liveID) {
+		t.Fatalf("removed %s, which answers Raft", liveID)
 	}
 }

@@ -47,10 +47,16 @@ type prober struct {
 	dialer  *net.Dialer
 	self    string // this node's id: always verified (its own certificate)
 	log     *slog.Logger
-	changed chan struct{}
 
 	mu     sync.Mutex
-	result map[string]probeResult // by node id
+	result map[string]probeResult // by node id; pruned when gossip forgets the node
+	// inflight holds the node ids being probed: a member's probe runs on its
+	// own, so one unreachable member (a 2 s timeout) delays no other.
+	inflight map[string]bool
+	// subs are signalled (without blocking) when a member's verdict changes.
+	subs map[int]chan struct{}
+	next int
+	wg   sync.WaitGroup
 }
 
 type probeResult struct {
@@ -73,7 +79,7 @@ func incarnation(m membership.Member) string {
 
 func newProber(members *membership.Membership, m *pki.Material, dialer *net.Dialer, self string, log *slog.Logger) *prober {
 	return &prober{members: members, tls: m.ClientTLS(pki.AnyNode), dialer: dialer, self: self, log: log,
-		changed: make(chan struct{}, 1), result: map[string]probeResult{}}
+		result: map[string]probeResult{}, inflight: map[string]bool{}, subs: map[int]chan struct{}{}}
 }
 
 // Verified reports whether m's certificate identity matches what it gossips.
@@ -87,11 +93,26 @@ func (p *prober) Verified(m membership.Member) bool {
 	return ok && r.verified && r.key == incarnation(m)
 }
 
-// Changed is signalled (without blocking) when a member's verdict changed.
-func (p *prober) Changed() <-chan struct{} { return p.changed }
+// subscribe returns a channel signalled (without blocking, capacity 1) each time
+// a member's verdict changes, and the function that ends the subscription.
+func (p *prober) subscribe() (<-chan struct{}, func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	id := p.next
+	p.next++
+	ch := make(chan struct{}, 1)
+	p.subs[id] = ch
+	return ch, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		delete(p.subs, id)
+	}
+}
 
-// run probes members on every gossip event and every probeInterval until ctx ends.
+// run probes members on every gossip event and every probeInterval until ctx
+// ends, then waits for the probes in flight.
 func (p *prober) run(ctx context.Context) {
+	defer p.wg.Wait()
 	events, unsub := p.members.Subscribe()
 	defer unsub()
 	tick := time.NewTicker(probeInterval)
@@ -107,13 +128,24 @@ func (p *prober) run(ctx context.Context) {
 	}
 }
 
-// probeDue probes, concurrently, the live members without a current result, and
-// those whose last probe failed more than probeRetry ago.
+// probeDue starts a probe of each live member without a current result, or
+// whose last probe failed more than probeRetry ago, unless one is in flight. It
+// does not wait for them: each records its own verdict. It also forgets the
+// results of nodes gossip no longer knows.
 func (p *prober) probeDue(ctx context.Context) {
 	var due []membership.Member
 	p.mu.Lock()
+	known := map[string]bool{}
+	for _, m := range p.members.AllMembers() {
+		known[m.NodeID] = true
+	}
+	for id := range p.result {
+		if !known[id] {
+			delete(p.result, id)
+		}
+	}
 	for _, m := range p.members.Members() {
-		if m.NodeID == p.self {
+		if m.NodeID == p.self || p.inflight[m.NodeID] {
 			continue
 		}
 		r, ok := p.result[m.NodeID]
@@ -123,23 +155,23 @@ func (p *prober) probeDue(ctx context.Context) {
 		if ok && time.Since(r.at) < probeMinGap {
 			continue
 		}
+		p.inflight[m.NodeID] = true
 		due = append(due, m)
 	}
 	p.mu.Unlock()
-	var wg sync.WaitGroup
 	for _, m := range due {
-		wg.Add(1)
+		p.wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer p.wg.Done()
 			err := p.probe(ctx, m)
 			p.record(m, err)
 		}()
 	}
-	wg.Wait()
 }
 
 func (p *prober) record(m membership.Member, err error) {
 	p.mu.Lock()
+	delete(p.inflight, m.NodeID)
 	old, had := p.result[m.NodeID]
 	r := probeResult{key: incarnation(m), verified: err == nil, err: err, at: time.Now()}
 	p.result[m.NodeID] = r
@@ -153,10 +185,14 @@ func (p *prober) record(m membership.Member, err error) {
 		p.log.Warn("member not verified: its gossip is not trusted", "member", m.NodeID, "err", err)
 	}
 	if changed {
-		select {
-		case p.changed <- struct{}{}:
-		default:
+		p.mu.Lock()
+		for _, ch := range p.subs {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
 		}
+		p.mu.Unlock()
 	}
 }
 
@@ -242,6 +278,50 @@ func (v *verifiedMembers) Members() []membership.Member {
 // AllMembers returns the members, in any state, whose certificates are verified.
 func (v *verifiedMembers) AllMembers() []membership.Member {
 	return slices.DeleteFunc(v.Membership.AllMembers(), func(m membership.Member) bool { return !v.prober.Verified(m) })
+}
+
+// Subscribe returns gossip's events and, as an EventUpdate of the member, each
+// change of a member's verdict: a member whose Meta changed drops out of
+// Members until its new Meta is probed, and its subscribers (placement) learn
+// at once when it is back, not at their next periodic resync.
+func (v *verifiedMembers) Subscribe() (<-chan membership.Event, func()) {
+	events, unsubGossip := v.Membership.Subscribe()
+	verdicts, unsubVerdicts := v.prober.subscribe()
+	out := make(chan membership.Event, cap(events)+1)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(out)
+		for {
+			var ev membership.Event
+			select {
+			case <-stop:
+				return
+			case e, ok := <-events:
+				if !ok {
+					return
+				}
+				ev = e
+			case <-verdicts:
+				ev = membership.Event{Type: membership.EventUpdate}
+			}
+			select {
+			case out <- ev:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return out, func() {
+		once.Do(func() {
+			unsubVerdicts()
+			unsubGossip()
+			close(stop)
+			<-done
+		})
+	}
 }
 
 // MemberByActorID resolves a verified member by actor-cluster member id.

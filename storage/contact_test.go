@@ -39,3 +39,26 @@ func TestVoteGuard_ContactOnlyFromTheServerAddressed(t *testing.T) {
 		t.Fatal("an answer from the server addressed was not counted")
 	}
 }
+
+// TestVoteGuard_AnotherServerAtTheAddressEndsContact: once the address of
+// ba-1@old answers as ba-1@new, ba-1@old has no contact at all, so its group
+// replaces the wiped voter at once instead of after the dead-server timeout
+// (stop 13's known gap 1: the contact it had before the wipe kept it "alive").
+func TestVoteGuard_AnotherServerAtTheAddressEndsContact(t *testing.T) {
+	g := &voteGuard{Transport: answeringAs{id: "ba-1@old"}}
+	var resp raft.AppendEntriesResponse
+	if err := g.AppendEntries("ba-1@old", "127.0.0.1:7000", &raft.AppendEntriesRequest{}, &resp); err != nil {
+		t.Fatal(err)
+	}
+	s := &Store{guard: g}
+	if s.LastContact("ba-1@old").IsZero() {
+		t.Fatal("no contact recorded from the server addressed")
+	}
+	g.Transport = answeringAs{id: "ba-1@new"} // the disk was wiped; a new server answers there
+	if err := g.AppendEntries("ba-1@old", "127.0.0.1:7000", &raft.AppendEntriesRequest{}, &resp); err != nil {
+		t.Fatal(err)
+	}
+	if last := s.LastContact("ba-1@old"); !last.IsZero() {
+		t.Fatalf("ba-1@old still has contact (%v) after its address answered as ba-1@new", last)
+	}
+}

@@ -60,6 +60,11 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...interface{}) {
 	a.l.LogAttrs(context.Background(), sl, msg, attrs...)
 }
 
+// ownKeys are keys the node's own loggers set: raft's keys of the same name are
+// prefixed with "raft_" so no JSON line repeats a key.
+var ownKeys = map[string]bool{"node": true, "city": true, "component": true, "logger": true, "raft_server": true,
+	"time": true, "level": true, "msg": true}
+
 // appendArgs turns hclog key/value pairs into slog attributes; values that
 // are errors or Stringers become strings so the JSON handler renders them.
 func appendArgs(attrs []slog.Attr, args []interface{}) []slog.Attr {
@@ -67,6 +72,9 @@ func appendArgs(attrs []slog.Attr, args []interface{}) []slog.Attr {
 		key, ok := args[i].(string)
 		if !ok {
 			key = fmt.Sprint(args[i])
+		}
+		if ownKeys[key] {
+			key = "raft_" + key // raft's "node" is not the node's
 		}
 		if i+1 >= len(args) {
 			attrs = append(attrs, slog.String("EXTRA_VALUE_AT_END", key))

@@ -358,7 +358,7 @@ func Open(cfg Config) (_ *Store, err error) {
 	}
 	s := &Store{
 		cfg:       cfg,
-		logger:    cfg.Logger.With("component", "storage", "node", cfg.NodeID),
+		logger:    cfg.Logger.With("raft_server", cfg.NodeID), // the caller names the component and node
 		lcCh:      make(chan struct{}),
 		done:      make(chan struct{}),
 		watchDone: make(chan struct{}),

@@ -33,11 +33,18 @@ type voteGuard struct {
 
 // AppendEntries sends raft's AppendEntries (heartbeats too) and notes when
 // the target answered as server id: Store.LastContact. An answer from another
-// server id at the address (a wiped disk's new server) is no contact of id.
+// server id at the address (a wiped disk's new server) ends id's contact.
 func (g *voteGuard) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	err := g.Transport.AppendEntries(id, target, args, resp)
-	if err == nil && (len(resp.ID) == 0 || raft.ServerID(resp.ID) == id) {
+	switch {
+	case err != nil:
+	case len(resp.ID) == 0 || raft.ServerID(resp.ID) == id:
 		g.contact.Store(id, time.Now())
+	default:
+		// Another server answers at id's address: id's disk is gone (wiped,
+		// replaced), so id has no contact any more — its group may replace it
+		// now, not only once it has been silent for the dead-server timeout.
+		g.contact.Delete(id)
 	}
 	return err
 }
