@@ -252,7 +252,7 @@ func (n *Node) Start() (err error) {
 		return fmt.Errorf("cluster: calendars: %w", err)
 	}
 	n.sessions, err = session.New(session.Config{Store: n.store, KEK: n.kek, Node: n.cfg.ID, Clock: n.cfg.Clock,
-		Logger: n.log.With("component", "sessions"), RequestTimeout: n.cfg.ActorRequestTimeout})
+		Logger: n.log, RequestTimeout: n.cfg.ActorRequestTimeout}) // the session actors add their component
 	if err != nil {
 		return fmt.Errorf("cluster: sessions: %w", err)
 	}
