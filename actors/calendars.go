@@ -129,7 +129,11 @@ func (c *Calendars) request(ctx context.Context, providerID string, msg proto.Me
 // after the store committed it. Errors: ErrSlotTaken when it overlaps another
 // booking (checked first), ErrInvalid when the start could never be offered or
 // the service is unknown, ErrNotFound for an unknown provider,
-// ErrIdempotencyKeyReused, ErrUnavailable.
+// ErrIdempotencyKeyReused, ErrUnavailable; with r.consent_purpose or
+// r.require_verified set, ErrConsentRequired (no active consent of the client
+// for that purpose in the store's jurisdiction) and ErrProviderUnverified, which
+// the store checks before the slot. r.audit rides on the store command, and
+// r.session_status (unset or SCHEDULED) is the new booking's.
 func (c *Calendars) Book(ctx context.Context, r *calendarv1.BookRequest) (*bookingv1.Booking, error) {
 	rep, err := c.request(ctx, r.GetProviderId(), r)
 	if err != nil {
