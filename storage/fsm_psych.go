@@ -377,7 +377,7 @@ func (a *applier) verifyProvider(op *bookingv1.VerifyProvider, now int64) *booki
 // createSeries judges every occurrence as createBooking would, then the
 // overlaps with stored bookings and between occurrences; any refusal
 // refuses all. A slot conflict lists, in occurrence order, the start of
-// every occurrence that collides.
+// every occurrence that collides (each start once).
 func (a *applier) createSeries(op *bookingv1.CreateSeries, now int64) *bookingv1.CommandResult {
 	sr := op.GetSeries()
 	if sr == nil {
@@ -435,6 +435,7 @@ func (a *applier) createSeries(op *bookingv1.CreateSeries, now int64) *bookingv1
 		return r
 	}
 	var conflicts []int64
+	listed := map[int64]bool{}
 	for i, b := range op.Bookings {
 		collides := a.overlap(b.ProviderId, b.StartMs, b.BlockedUntilMs, "") != ""
 		for j, o := range op.Bookings {
@@ -443,7 +444,8 @@ func (a *applier) createSeries(op *bookingv1.CreateSeries, now int64) *bookingv1
 			}
 			collides = j != i && o.BlockedUntilMs > b.StartMs && o.StartMs < b.BlockedUntilMs
 		}
-		if collides {
+		if collides && !listed[b.StartMs] {
+			listed[b.StartMs] = true
 			conflicts = append(conflicts, b.StartMs)
 		}
 	}
