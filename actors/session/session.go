@@ -203,6 +203,12 @@ func (s *Sessions) Do(ctx context.Context, req *calendarv1.SessionRequest) (*cal
 	var rep *calendarv1.SessionReply
 	var err error
 	if cl != nil {
+		if _, ok := ctx.Deadline(); !ok {
+			// Retries go on until ctx ends: bound them.
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, 3*s.cfg.RequestTimeout)
+			defer cancel()
+		}
 		rep, err = requestCluster(ctx, cl, kind, req)
 	} else {
 		rep, err = d.request(ctx, req.GetBookingId(), req, s.cfg.RequestTimeout+time.Second)
