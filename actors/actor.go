@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -28,7 +26,9 @@ const (
 	opReschedule
 	opUpdateProvider
 	opFetch   // store lookup of a booking not in memory, then the request is re-handled
-	opConfirm // linearizable store read of a booking memory says is in the way
+	opConfirm // linearizable store read of the bookings memory says are in the way
+	opSeries
+	opCancelSeries
 )
 
 // waiter is a requester waiting for the answer to an op.
@@ -37,8 +37,8 @@ type waiter struct {
 	local bool // answer with *localReply instead of *calendarv1.Reply
 }
 
-// op is a write in flight. Its reservation (for bookings and reschedules) counts
-// as busy until the store answers.
+// op is a write in flight. Its reservations (one for a booking or a reschedule,
+// one per occurrence for a series) count as busy until the store answers.
 type op struct {
 	id      uint64
 	kind    opKind
@@ -46,12 +46,15 @@ type op struct {
 	hash    []byte
 	waiters []waiter
 
-	reservation string            // busy id of the reserved interval, "" if none
-	resIv       calendar.Interval // the reserved interval
-	verify      bool              // proposed although memory said taken (possible idempotent replay)
-	booking     *bookingv1.Booking
-	provider    *bookingv1.Provider
-	req         proto.Message // opFetch: the request to re-handle
+	reserved []calendar.Interval // the reserved intervals, busy ids reservationID(o.id, i)
+	verify   bool                // proposed although memory said taken (possible idempotent replay)
+	booking  *bookingv1.Booking
+	provider *bookingv1.Provider
+	req      proto.Message // opFetch, opConfirm: the request to re-handle
+	// opSeries: the series and its occurrences as proposed; opConfirm: the
+	// bookings memory says are in the way.
+	series   *bookingv1.Series
+	bookings []*bookingv1.Booking
 
 	// parked are requests that overlapped this write's reservation: they wait
 	// for its verdict and are handled again after it (see parkBehind).
@@ -73,14 +76,6 @@ type proposed struct {
 	op  *op
 	res *bookingv1.CommandResult
 	err error
-}
-
-// confirmed is the store's word on a booking that memory says conflicts with a
-// request: current is nil when it is gone.
-type confirmed struct {
-	op      *op
-	current *bookingv1.Booking
-	err     error
 }
 
 // fetched is a store lookup's answer.
@@ -120,7 +115,7 @@ type calendarActor struct {
 	provider *bookingv1.Provider
 	loadedTo time.Time // bookings are loaded up to here
 	bookings map[string]*held
-	busy     *calendar.Busy // "b:"+booking id, or "r:"+op id for reservations
+	busy     *calendar.Busy // "b:"+booking id, or reservationID for reservations
 
 	ops  map[uint64]*op
 	keys map[string]*op // pending idempotency keys
@@ -208,116 +203,7 @@ func (a *calendarActor) Receive(ctx actor.Context) {
 	}
 }
 
-// activate loads the calendar and arms passivation.
-func (a *calendarActor) activate(ctx actor.Context) {
-	a.load()
-	ctx.SetReceiveTimeout(a.cfg.IdleTimeout)
-	if a.loadErr != nil {
-		a.retire(ctx)
-	}
-}
-
-// retire asks the directory to stop routing here; retireNow arrives after every
-// request already routed to us.
-func (a *calendarActor) retire(ctx actor.Context) {
-	self := ctx.Self()
-	mark := func() { ctx.Send(self, &retireNow{}) }
-	if a.dir != nil {
-		a.dir.retire(a.providerID, self, mark)
-	} else {
-		mark()
-	}
-}
-
 func (a *calendarActor) now() time.Time { return a.cfg.Clock() }
-
-// load reads the provider and its upcoming bookings from the store.
-func (a *calendarActor) load() {
-	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.RequestTimeout)
-	defer cancel()
-	if err := a.store.LinearizableRead(ctx); err != nil {
-		a.loadCode, a.loadErr = calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, fmt.Errorf("load provider %q: %w", a.providerID, err)
-		a.log.Warn("calendar activation failed", slog.Any("error", err))
-		return
-	}
-	p, err := a.store.Provider(ctx, a.providerID)
-	if (err == nil && p == nil) || (err != nil && a.cfg.IsNotFound(err)) {
-		a.loadCode, a.loadErr = calendarv1.ErrorCode_ERROR_CODE_NOT_FOUND, fmt.Errorf("provider %q not found", a.providerID)
-		return
-	}
-	if err != nil {
-		a.loadCode, a.loadErr = calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, fmt.Errorf("load provider %q: %w", a.providerID, err)
-		a.log.Warn("calendar activation failed", slog.Any("error", err))
-		return
-	}
-	if err := a.loadBookings(ctx, p); err != nil {
-		a.loadCode, a.loadErr = calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, err
-		a.log.Warn("calendar activation failed", slog.Any("error", err))
-		return
-	}
-	a.log.Debug("calendar activated", slog.Int("bookings", len(a.bookings)))
-}
-
-// loadBookings replaces the in-memory calendar with the store's, keeping the
-// reservations of writes in flight.
-func (a *calendarActor) loadBookings(ctx context.Context, p *bookingv1.Provider) error {
-	now := a.now()
-	to := now.Add(calendar.Horizon(p) + 24*time.Hour)
-	bs, err := a.store.ProviderBookings(ctx, a.providerID, now.Add(-a.cfg.LookBack), to)
-	if err != nil {
-		return fmt.Errorf("load bookings of provider %q: %w", a.providerID, err)
-	}
-	a.provider = p
-	a.loadedTo = to
-	a.bookings = make(map[string]*held, len(bs))
-	a.busy = calendar.NewBusy()
-	for _, b := range bs {
-		if b.GetProviderId() == a.providerID {
-			a.upsert(b, true)
-		}
-	}
-	for _, o := range a.ops {
-		if o.reservation != "" {
-			a.busy.Add(o.reservation, o.resIv)
-		}
-	}
-	return nil
-}
-
-// reload re-reads the calendar from the store after the store contradicted memory.
-func (a *calendarActor) reload(reason string) {
-	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.RequestTimeout)
-	defer cancel()
-	err := a.store.LinearizableRead(ctx)
-	var p *bookingv1.Provider
-	if err == nil {
-		p, err = a.store.Provider(ctx, a.providerID)
-	}
-	if err == nil && p != nil {
-		err = a.loadBookings(ctx, p)
-	}
-	if err != nil {
-		a.log.Warn("calendar reload failed", slog.String("reason", reason), slog.Any("error", err))
-		return
-	}
-	a.log.Info("calendar reloaded from the store", slog.String("reason", reason), slog.Int("bookings", len(a.bookings)))
-}
-
-// upsert records b in memory unless memory holds a newer version; a booking that
-// is not confirmed leaves memory.
-func (a *calendarActor) upsert(b *bookingv1.Booking, loaded bool) {
-	id := b.GetId()
-	if h := a.bookings[id]; h != nil && b.GetVersion() != 0 && h.b.GetVersion() > b.GetVersion() {
-		return
-	}
-	if b.GetStatus() != bookingv1.BookingStatus_BOOKING_STATUS_CONFIRMED {
-		delete(a.bookings, id)
-		a.busy.Remove(bookingKey(id))
-		return
-	}
-	a.bookings[id] = &held{b: b, loaded: loaded}
-	a.busy.Add(bookingKey(id), calendar.BookingInterval(b))
-}
 
 func (a *calendarActor) reply(ctx actor.Context, w waiter, r *calendarv1.Reply, cause error) {
 	if w.pid == nil {
@@ -339,11 +225,16 @@ func (a *calendarActor) newOp(kind opKind, key string, hash []byte, w waiter) *o
 	return o
 }
 
-func (a *calendarActor) reserve(o *op, iv calendar.Interval) {
-	o.reservation = fmt.Sprintf("r:%d", o.id)
-	o.resIv = iv
-	a.busy.Add(o.reservation, iv)
+// reserve makes the intervals busy until o settles.
+func (a *calendarActor) reserve(o *op, ivs ...calendar.Interval) {
+	o.reserved = append(o.reserved, ivs...)
+	for i, iv := range o.reserved {
+		a.busy.Add(reservationID(o.id, i), iv)
+	}
 }
+
+// reservationID is the busy id of the i-th interval reserved by op id.
+func reservationID(id uint64, i int) string { return fmt.Sprintf("r:%d:%d", id, i) }
 
 // propose runs Propose in a goroutine; the answer comes back as *proposed.
 func (a *calendarActor) propose(ctx actor.Context, o *op, cmd *bookingv1.Command) {
@@ -390,8 +281,8 @@ func (a *calendarActor) finish(o *op) {
 	if o.key != "" && a.keys[o.key] == o {
 		delete(a.keys, o.key)
 	}
-	if o.reservation != "" {
-		a.busy.Remove(o.reservation)
+	for i := range o.reserved {
+		a.busy.Remove(reservationID(o.id, i))
 	}
 }
 
@@ -413,6 +304,12 @@ func (a *calendarActor) handle(ctx actor.Context, msg proto.Message, w waiter) {
 		pid = r.GetProviderId()
 	case *calendarv1.UpdateProviderRequest:
 		pid = r.GetProvider().GetId()
+	case *calendarv1.BookSeriesRequest:
+		pid = r.GetProviderId()
+	case *calendarv1.CancelSeriesRequest:
+		pid = r.GetProviderId()
+	case *calendarv1.RefreshRequest:
+		pid = r.GetProviderId()
 	default:
 		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "unknown calendar message %T", msg), nil)
 		return
@@ -433,6 +330,12 @@ func (a *calendarActor) handle(ctx actor.Context, msg proto.Message, w waiter) {
 		a.reply(ctx, w, a.availability(r), nil)
 	case *calendarv1.UpdateProviderRequest:
 		a.updateProvider(ctx, r, w)
+	case *calendarv1.BookSeriesRequest:
+		a.bookSeries(ctx, r, w)
+	case *calendarv1.CancelSeriesRequest:
+		a.cancelSeries(ctx, r, w)
+	case *calendarv1.RefreshRequest:
+		a.reply(ctx, w, a.refresh(), nil)
 	}
 }
 
@@ -473,11 +376,15 @@ func (a *calendarActor) book(ctx actor.Context, r *calendarv1.BookRequest, w wai
 		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "client_id is required"), nil)
 		return
 	}
+	if err := checkSessionStatus(r.GetSessionStatus()); err != nil {
+		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "%v", err), nil)
+		return
+	}
 	if a.checkKey(ctx, opBook, r.GetIdempotencyKey(), r.GetRequestHash(), w) {
 		return
 	}
 	start := time.UnixMilli(r.GetStartMs())
-	end, blockedUntil := calendar.Span(svc, start)
+	_, blockedUntil := calendar.Span(svc, start)
 	iv := calendar.Interval{Start: start, End: blockedUntil}
 	verify := false
 	if id, taken := a.busy.Overlapping(iv, ""); taken {
@@ -489,7 +396,7 @@ func (a *calendarActor) book(ctx actor.Context, r *calendarv1.BookRequest, w wai
 		if r.GetIdempotencyKey() == "" || h == nil || !h.loaded ||
 			calendar.CheckStart(a.provider, svc, start, a.now()) != nil {
 			if h != nil && !a.confirming {
-				a.confirmConflict(ctx, h.b, r, w)
+				a.confirmConflict(ctx, []*bookingv1.Booking{h.b}, r, w)
 				return
 			}
 			a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_SLOT_TAKEN,
@@ -508,31 +415,18 @@ func (a *calendarActor) book(ctx actor.Context, r *calendarv1.BookRequest, w wai
 	if id == "" {
 		id = a.cfg.NewID()
 	}
-	now := a.now().UnixMilli()
-	b := &bookingv1.Booking{
-		Id:             id,
-		ProviderId:     a.providerID,
-		ServiceId:      svc.GetId(),
-		ClientId:       r.GetClientId(),
-		StartMs:        start.UnixMilli(),
-		EndMs:          end.UnixMilli(),
-		BlockedUntilMs: blockedUntil.UnixMilli(),
-		Price:          proto.Clone(svc.GetPrice()).(*bookingv1.Money),
-		Status:         bookingv1.BookingStatus_BOOKING_STATUS_CONFIRMED,
-		Vertical:       a.provider.GetVertical(),
-		CreatedAtMs:    now,
-		UpdatedAtMs:    now,
-	}
-	if svc.GetPrice() == nil {
-		b.Price = nil
-	}
+	b := a.newBooking(svc, id, r.GetClientId(), start, "", r.GetSessionStatus())
 	o := a.newOp(opBook, r.GetIdempotencyKey(), r.GetRequestHash(), w)
 	o.booking = b
 	o.verify = verify
 	if !verify {
 		a.reserve(o, iv)
 	}
-	a.propose(ctx, o, &bookingv1.Command{Op: &bookingv1.Command_CreateBooking{CreateBooking: &bookingv1.CreateBooking{Booking: b}}})
+	a.propose(ctx, o, &bookingv1.Command{Audit: r.GetAudit(), Op: &bookingv1.Command_CreateBooking{CreateBooking: &bookingv1.CreateBooking{
+		Booking:         b,
+		ConsentPurpose:  r.GetConsentPurpose(),
+		RequireVerified: r.GetRequireVerified(),
+	}}})
 }
 
 func (a *calendarActor) cancel(ctx actor.Context, r *calendarv1.CancelRequest, w waiter) {
@@ -546,7 +440,7 @@ func (a *calendarActor) cancel(ctx actor.Context, r *calendarv1.CancelRequest, w
 	}
 	o := a.newOp(opCancel, "", nil, w)
 	o.booking = a.bookings[r.GetBookingId()].b
-	a.propose(ctx, o, &bookingv1.Command{Op: &bookingv1.Command_CancelBooking{CancelBooking: &bookingv1.CancelBooking{BookingId: r.GetBookingId()}}})
+	a.propose(ctx, o, &bookingv1.Command{Audit: r.GetAudit(), Op: &bookingv1.Command_CancelBooking{CancelBooking: &bookingv1.CancelBooking{BookingId: r.GetBookingId()}}})
 }
 
 func (a *calendarActor) reschedule(ctx actor.Context, r *calendarv1.RescheduleRequest, w waiter) {
@@ -572,7 +466,7 @@ func (a *calendarActor) reschedule(ctx actor.Context, r *calendarv1.RescheduleRe
 			return
 		}
 		if oh := a.bookings[other[min(2, len(other)):]]; oh != nil && !a.confirming {
-			a.confirmConflict(ctx, oh.b, r, w)
+			a.confirmConflict(ctx, []*bookingv1.Booking{oh.b}, r, w)
 			return
 		}
 		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_SLOT_TAKEN,
@@ -589,7 +483,7 @@ func (a *calendarActor) reschedule(ctx actor.Context, r *calendarv1.RescheduleRe
 	o := a.newOp(opReschedule, r.GetIdempotencyKey(), r.GetRequestHash(), w)
 	o.booking = b
 	a.reserve(o, iv)
-	a.propose(ctx, o, &bookingv1.Command{Op: &bookingv1.Command_RescheduleBooking{RescheduleBooking: &bookingv1.RescheduleBooking{
+	a.propose(ctx, o, &bookingv1.Command{Audit: r.GetAudit(), Op: &bookingv1.Command_RescheduleBooking{RescheduleBooking: &bookingv1.RescheduleBooking{
 		BookingId:      b.GetId(),
 		StartMs:        start.UnixMilli(),
 		EndMs:          start.Add(dur).UnixMilli(),
@@ -647,6 +541,7 @@ func (a *calendarActor) onProposed(ctx actor.Context, m *proposed) {
 		// or memory is stale. Reload; a verified replay that lost was expected.
 		switch code {
 		case calendarv1.ErrorCode_ERROR_CODE_SLOT_TAKEN:
+			rep.Conflicts = m.res.GetConflicts()
 			if !o.verify {
 				a.reload("store said slot taken where memory had it free")
 			}
@@ -678,6 +573,8 @@ func (a *calendarActor) onProposed(ctx actor.Context, m *proposed) {
 			}
 			a.setProvider(p)
 			rep.Provider = p
+		case opSeries, opCancelSeries:
+			a.settleSeries(o, m.res, rep)
 		}
 		if o.key != "" {
 			a.done.put(o.key, doneKey{kind: o.kind, hash: o.hash, reply: rep})
@@ -693,45 +590,6 @@ func (a *calendarActor) onProposed(ctx actor.Context, m *proposed) {
 	for _, p := range parked {
 		a.handle(ctx, p.msg, p.w)
 	}
-}
-
-// parkBehind makes req wait for the verdict of the write in flight that holds
-// the reservation busyID, and reports whether it did (false: busyID is not a
-// reservation of a write in flight). A reservation is not a booking: the write
-// may still fail (no leader, a timeout, a forward that never reaches the
-// leader, the FSM finding the slot taken), and a 409 answered because of it
-// would report a conflict with a booking that never existed. Once the write
-// settles, req is handled again: refused (after confirmConflict) if the write
-// took the slot, judged afresh if it did not.
-func (a *calendarActor) parkBehind(ctx actor.Context, busyID string, req proto.Message, w waiter) bool {
-	o := a.reservationOwner(busyID)
-	if o == nil {
-		return false
-	}
-	if len(o.parked) >= maxParked {
-		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE,
-			"too many requests waiting for a write in flight on this calendar; retry"), nil)
-		return true
-	}
-	o.parked = append(o.parked, parkedRequest{msg: req, w: w})
-	return true
-}
-
-// reservationOwner is the write in flight whose reservation is busyID, or nil
-// when busyID names a booking (or a reservation already released).
-func (a *calendarActor) reservationOwner(busyID string) *op {
-	n, ok := strings.CutPrefix(busyID, "r:")
-	if !ok {
-		return nil
-	}
-	id, err := strconv.ParseUint(n, 10, 64)
-	if err != nil {
-		return nil
-	}
-	if o := a.ops[id]; o != nil && o.reservation == busyID {
-		return o
-	}
-	return nil
 }
 
 // expected is what the booking looks like after o, for stores that return no
@@ -750,20 +608,11 @@ func (a *calendarActor) expected(o *op) *bookingv1.Booking {
 		b := proto.Clone(o.booking).(*bookingv1.Booking)
 		d := b.GetEndMs() - b.GetStartMs()
 		bl := b.GetBlockedUntilMs() - b.GetStartMs()
-		b.StartMs = o.resIv.Start.UnixMilli()
+		b.StartMs = o.reserved[0].Start.UnixMilli()
 		b.EndMs, b.BlockedUntilMs = b.StartMs+d, b.StartMs+bl
 		return b
 	}
 	return nil
-}
-
-// setProvider replaces the in-memory provider; bookings stay. A longer horizon
-// loads the bookings it brings into reach.
-func (a *calendarActor) setProvider(p *bookingv1.Provider) {
-	a.provider = p
-	if to := a.now().Add(calendar.Horizon(p) + 24*time.Hour); to.After(a.loadedTo) {
-		a.reload("horizon extended")
-	}
 }
 
 // onFetched continues a cancel or reschedule of a booking that was not in memory.
@@ -798,90 +647,10 @@ func (a *calendarActor) onFetched(ctx actor.Context, m *fetched) {
 	}
 }
 
-// confirmConflict checks with the store, linearizably, that booking b, which
-// memory says is in the way of req, still holds its slot, before req is refused.
-// Memory is exact while this is the calendar's only activation; during a
-// membership change another activation may have moved or cancelled b, and a
-// refusal from stale memory would be a wrong answer the FSM never sees. The
-// answer comes back as *confirmed.
-func (a *calendarActor) confirmConflict(ctx actor.Context, b *bookingv1.Booking, req proto.Message, w waiter) {
-	o := a.newOp(opConfirm, "", nil, w)
-	o.req, o.booking = req, b
-	self, root, store, timeout := ctx.Self(), a.system.Root, a.store, a.cfg.RequestTimeout
-	id := b.GetId()
-	go func() {
-		c, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		err := store.LinearizableRead(c)
-		var cur *bookingv1.Booking
-		if err == nil {
-			cur, err = store.Booking(c, id)
-			if err != nil && a.cfg.IsNotFound(err) {
-				cur, err = nil, nil
-			}
-		}
-		root.Send(self, &confirmed{op: o, current: cur, err: err})
-	}()
-}
-
-// onConfirmed refuses the request if the conflicting booking still holds its slot
-// (or the store cannot say), else refreshes memory from the store and handles
-// the request again, without a second confirmation.
-func (a *calendarActor) onConfirmed(ctx actor.Context, m *confirmed) {
-	o := m.op
-	a.finish(o)
-	w := o.waiters[0]
-	was, cur := o.booking, m.current
-	stale := (cur == nil ||
-		cur.GetStatus() != bookingv1.BookingStatus_BOOKING_STATUS_CONFIRMED ||
-		cur.GetStartMs() != was.GetStartMs() || cur.GetBlockedUntilMs() != was.GetBlockedUntilMs())
-	if m.err != nil {
-		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "store: %v", m.err), m.err)
-		return
-	}
-	if stale {
-		a.reload("memory held a booking the store has moved or cancelled")
-	}
-	a.confirming = true
-	defer func() { a.confirming = false }()
-	a.handle(ctx, o.req, w)
-}
-
 // local formats t in the provider's zone for messages.
 func (a *calendarActor) local(t time.Time) string {
 	if loc, err := calendar.Location(a.provider); err == nil {
 		t = t.In(loc)
 	}
 	return t.Format(time.RFC3339)
-}
-
-// doneKeys remembers the answers to idempotency keys of this activation (FIFO,
-// bounded).
-type doneKeys struct {
-	max   int
-	m     map[string]doneKey
-	order []string
-}
-
-type doneKey struct {
-	kind  opKind
-	hash  []byte
-	reply *calendarv1.Reply
-}
-
-const doneKeysMax = 4096
-
-func newDoneKeys(max int) *doneKeys { return &doneKeys{max: max, m: map[string]doneKey{}} }
-
-func (d *doneKeys) get(k string) (doneKey, bool) { v, ok := d.m[k]; return v, ok }
-
-func (d *doneKeys) put(k string, v doneKey) {
-	if _, ok := d.m[k]; !ok {
-		d.order = append(d.order, k)
-	}
-	d.m[k] = v
-	for len(d.order) > d.max {
-		delete(d.m, d.order[0])
-		d.order = d.order[1:]
-	}
 }

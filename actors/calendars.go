@@ -129,7 +129,11 @@ func (c *Calendars) request(ctx context.Context, providerID string, msg proto.Me
 // after the store committed it. Errors: ErrSlotTaken when it overlaps another
 // booking (checked first), ErrInvalid when the start could never be offered or
 // the service is unknown, ErrNotFound for an unknown provider,
-// ErrIdempotencyKeyReused, ErrUnavailable.
+// ErrIdempotencyKeyReused, ErrUnavailable; with r.consent_purpose or
+// r.require_verified set, ErrConsentRequired (no active consent of the client
+// for that purpose in the store's jurisdiction) and ErrProviderUnverified, which
+// the store checks before the slot. r.audit rides on the store command, and
+// r.session_status (unset or SCHEDULED) is the new booking's.
 func (c *Calendars) Book(ctx context.Context, r *calendarv1.BookRequest) (*bookingv1.Booking, error) {
 	rep, err := c.request(ctx, r.GetProviderId(), r)
 	if err != nil {
@@ -176,4 +180,44 @@ func (c *Calendars) UpdateProvider(ctx context.Context, r *calendarv1.UpdateProv
 		return nil, err
 	}
 	return rep.GetProvider(), nil
+}
+
+// BookSeries books r.count occurrences of r.service_id every r.every_days days
+// from r.start_ms, each at the same local wall time in the provider's time zone
+// (across a daylight-saving change the instants move, the wall time does not),
+// all or none, with one store command; r.booking_ids name the occurrences in
+// order (none: the calendar picks them) and r.series_id the series. It answers
+// the series in Reply.series and its bookings in Reply.bookings once the store
+// committed them. Errors: ErrSlotTaken when an occurrence overlaps another
+// booking (or another occurrence) — the Reply is returned too, with the starts
+// (ms) of exactly the colliding occurrences in Reply.conflicts; ErrInvalid when
+// an occurrence could never be offered (notice, horizon, hours, grid, a
+// wall time lost to a daylight-saving gap), count is outside 2..52,
+// every_days outside 1..366 or the ids do not match count; ErrConsentRequired,
+// ErrProviderUnverified (r.consent_purpose, r.require_verified);
+// ErrIdempotencyKeyReused; ErrNotFound; ErrUnavailable.
+func (c *Calendars) BookSeries(ctx context.Context, r *calendarv1.BookSeriesRequest) (*calendarv1.Reply, error) {
+	return c.request(ctx, r.GetProviderId(), r)
+}
+
+// CancelSeries cancels the confirmed occurrences of series r.series_id that
+// start at or after r.from_ms (0: now, the store's entry time); their slots are
+// free at once. r.provider_id must be the series' provider. It answers the
+// cancelled bookings in Reply.bookings (and the series in Reply.series when the
+// store gives it); cancelling again cancels nothing more. ErrNotFound for an
+// unknown series.
+func (c *Calendars) CancelSeries(ctx context.Context, r *calendarv1.CancelSeriesRequest) (*calendarv1.Reply, error) {
+	return c.request(ctx, r.GetProviderId(), r)
+}
+
+// Refresh makes the provider's calendar reload its provider and bookings from
+// the store. Call it after a write that changed the provider's bookings without
+// going through its calendar (a consent withdrawal or an erasure the FSM
+// applied, a series cancelled elsewhere): until then memory may hold a slot as
+// taken that is free (a refusal is still confirmed with the store first, so it
+// only costs a store read). ErrNotFound for an unknown provider, ErrUnavailable
+// when the store cannot be read.
+func (c *Calendars) Refresh(ctx context.Context, providerID string) error {
+	_, err := c.request(ctx, providerID, &calendarv1.RefreshRequest{ProviderId: providerID})
+	return err
 }

@@ -13,10 +13,31 @@
 //	                    ▼
 //	              Store.Propose (Raft; the FSM re-checks every invariant)
 //
-// The actor speaks calendarv1 protobufs (BookRequest, CancelRequest,
-// RescheduleRequest, AvailabilityRequest, UpdateProviderRequest in; Reply out), so
-// a cluster-backed requester can replace the local directory and host the same
-// actor as a virtual actor (grain) without changing it.
+// The actor speaks calendarv1 protobufs (BookRequest, BookSeriesRequest,
+// CancelRequest, CancelSeriesRequest, RescheduleRequest, AvailabilityRequest,
+// UpdateProviderRequest, RefreshRequest in; Reply out), so a cluster-backed
+// requester can replace the local directory and host the same actor as a
+// virtual actor (grain) without changing it. The actor's code is split by job:
+// actor.go (messages, single-booking writes, verdicts), lifecycle.go (load,
+// reload, refresh), conflicts.go (waiting behind writes in flight, confirming
+// conflicts with the store), series.go (series), donekeys.go (answered keys).
+//
+// # Series
+//
+// A series is count occurrences every every_days days at the same local wall
+// time in the provider's zone (calendar.SeriesStarts: across a daylight-saving
+// change the instants move, the wall time does not). Every occurrence is judged
+// in memory like a single booking and against the others; any collision refuses
+// them all with the colliding starts in Reply.conflicts, else one CreateSeries
+// command carries them all and the FSM judges them again, all or none.
+//
+// # Policy fields
+//
+// consent_purpose, require_verified, session_status and audit records travel
+// from the request into the command the actor proposes; the FSM enforces them
+// (consent and verification before the slot). The FSM may also cancel bookings
+// without the actor (a consent withdrawal): Calendars.Refresh reloads the
+// provider's calendar, and a refusal is always confirmed with the store first.
 //
 // # Concurrency contract
 //

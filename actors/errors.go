@@ -29,4 +29,17 @@ var (
 	// it cannot write now (a full disk, an I/O error: Config.IsStorageUnavailable);
 	// nothing was proposed, so a retry later is safe.
 	ErrStorageUnavailable = errors.New("actors: the store cannot write now")
+	// ErrConsentRequired means the booking needs an active consent of its client
+	// for the vertical's purpose in the provider's jurisdiction, and there is
+	// none (none granted, expired or withdrawn). The store checks it before the
+	// slot.
+	ErrConsentRequired = errors.New("actors: consent required")
+	// ErrProviderUnverified means the provider's licence has not been verified by
+	// an operator yet, and the vertical requires it.
+	ErrProviderUnverified = errors.New("actors: provider not verified")
+	// ErrErased means the client's health data was erased (crypto-shredded).
+	ErrErased = errors.New("actors: health data erased")
+	// ErrForbidden means the caller may not do this (only the treating provider
+	// reads or writes a session's notes).
+	ErrForbidden = errors.New("actors: forbidden")
 )

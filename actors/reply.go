@@ -25,6 +25,14 @@ func sentinelOf(code calendarv1.ErrorCode) error {
 		return ErrInvalidTransition
 	case calendarv1.ErrorCode_ERROR_CODE_STORAGE_UNAVAILABLE:
 		return ErrStorageUnavailable
+	case calendarv1.ErrorCode_ERROR_CODE_CONSENT_REQUIRED:
+		return ErrConsentRequired
+	case calendarv1.ErrorCode_ERROR_CODE_PROVIDER_UNVERIFIED:
+		return ErrProviderUnverified
+	case calendarv1.ErrorCode_ERROR_CODE_ERASED:
+		return ErrErased
+	case calendarv1.ErrorCode_ERROR_CODE_FORBIDDEN:
+		return ErrForbidden
 	default:
 		return ErrUnavailable
 	}
@@ -67,6 +75,12 @@ func resultCode(c bookingv1.ResultCode) calendarv1.ErrorCode {
 		return calendarv1.ErrorCode_ERROR_CODE_INVALID_TRANSITION
 	case bookingv1.ResultCode_RESULT_CODE_ALREADY_EXISTS, bookingv1.ResultCode_RESULT_CODE_INVALID:
 		return calendarv1.ErrorCode_ERROR_CODE_INVALID
+	case bookingv1.ResultCode_RESULT_CODE_CONSENT_REQUIRED:
+		return calendarv1.ErrorCode_ERROR_CODE_CONSENT_REQUIRED
+	case bookingv1.ResultCode_RESULT_CODE_PROVIDER_UNVERIFIED:
+		return calendarv1.ErrorCode_ERROR_CODE_PROVIDER_UNVERIFIED
+	case bookingv1.ResultCode_RESULT_CODE_ERASED:
+		return calendarv1.ErrorCode_ERROR_CODE_ERASED
 	default:
 		return calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE
 	}

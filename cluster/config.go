@@ -126,6 +126,12 @@ type Config struct {
 	// accepts; longer ones are refused even before they expire. Default
 	// auth.DefaultMaxTTL (30 days).
 	TokenMaxTTL time.Duration
+	// KEKFile is the path of the jurisdiction's key-encryption key (`barberpro
+	// keys init --out FILE`), which wraps the clients' data keys that seal
+	// session notes; its erasure ledger is FILE.erasures, next to it. Empty: the
+	// node holds no key, and notes answer unavailable on it (sessions and
+	// bookings still work).
+	KEKFile string
 	// Limits are the API's rate limits, per token subject and per client IP
 	// without a token. Default edge.DefaultLimits().
 	Limits edge.Limits

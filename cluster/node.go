@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/barberpro/edge/actors"
+	"github.com/barberpro/edge/actors/session"
 	"github.com/barberpro/edge/cluster/membership"
 	"github.com/barberpro/edge/cluster/pki"
 	"github.com/barberpro/edge/cluster/placement"
@@ -28,12 +29,18 @@ import (
 	"github.com/barberpro/edge/edge"
 	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/storage"
+	"github.com/barberpro/edge/storage/seal"
 )
 
 // CalendarKind is the actor kind of the calendars of jurisdiction j. A node
 // registers only its own jurisdiction's kind, so a calendar can never activate
 // outside its jurisdiction.
 func CalendarKind(j string) string { return placement.Kind("calendar", j) }
+
+// SessionKind is the actor kind of the sessions (psychology bookings) of
+// jurisdiction j. Like calendars, a node registers only its own
+// jurisdiction's, so a session activates only in its home jurisdiction.
+func SessionKind(j string) string { return session.Kind(j) }
 
 // Node is one running barberpro process: gossip membership, the Raft store of its
 // jurisdiction, calendar actors in the actor cluster, and the HTTP API.
@@ -47,10 +54,14 @@ type Node struct {
 	peers   *raftPeers
 	store   *storage.Store
 	cals    *actors.Calendars
-	actors  *protocluster.Cluster
-	lookup  *placement.Lookup
-	http    *http.Server
-	httpLn  net.Listener
+	// sessions are the session actors of this node's jurisdiction; kek seals
+	// their notes (nil without Config.KEKFile).
+	sessions *session.Sessions
+	kek      *seal.KEK
+	actors   *protocluster.Cluster
+	lookup   *placement.Lookup
+	http     *http.Server
+	httpLn   net.Listener
 	// picked holds the listeners resolvePorts opened on free ports, by the
 	// port they stand for, until the component that binds that port takes or
 	// releases it (takePort, releasePort).
@@ -204,6 +215,22 @@ func (n *Node) Start() (err error) {
 	sc.Clock, sc.Forwarder = n.cfg.Clock, n.peers
 	sc.RaftTLS = n.tls.PeerTLS(pki.SameJurisdiction(jur))
 	sc.Logger = n.log.With("component", "storage")
+	// Consents count only in the jurisdiction they name; an erasure the FSM
+	// applies goes to the KEK's ledger too, so a backup restored later cannot
+	// unseal the client's notes.
+	sc.Jurisdiction = jur
+	if n.cfg.KEKFile != "" {
+		if n.kek, err = seal.LoadKEK(n.cfg.KEKFile); err != nil {
+			return fmt.Errorf("%w: --kek-file: %w", ErrBadConfig, err)
+		}
+		kek, elog := n.kek, n.log.With("component", "seal")
+		sc.OnErase = func(clientID string) {
+			if err := kek.RecordErasure(clientID); err != nil {
+				// No client id in logs; Open replays every erasure into the ledger.
+				elog.Error("recording an erasure in the KEK's ledger failed; the next start retries", "error", err)
+			}
+		}
+	}
 	n.releasePort(&n.cfg.RaftPort)
 	if n.store, err = storage.Open(sc); err != nil {
 		return fmt.Errorf("cluster: open store: %w", err)
@@ -223,6 +250,11 @@ func (n *Node) Start() (err error) {
 	ac.IsStorageUnavailable = func(err error) bool { return errors.Is(err, storage.ErrStorageUnavailable) }
 	if n.cals, err = actors.New(ac); err != nil {
 		return fmt.Errorf("cluster: calendars: %w", err)
+	}
+	n.sessions, err = session.New(session.Config{Store: n.store, KEK: n.kek, Node: n.cfg.ID, Clock: n.cfg.Clock,
+		Logger: n.log, RequestTimeout: n.cfg.ActorRequestTimeout}) // the session actors add their component
+	if err != nil {
+		return fmt.Errorf("cluster: sessions: %w", err)
 	}
 	provider, err := placement.NewProvider(placement.ProviderConfig{Membership: n.verified, Logger: n.log.With("component", "placement")})
 	if err != nil {
@@ -244,7 +276,7 @@ func (n *Node) Start() (err error) {
 				grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 					return n.dialer().DialContext(ctx, "tcp", addr)
 				}))),
-		protocluster.WithKinds(protocluster.NewKind(kind, n.cals.Props())),
+		protocluster.WithKinds(protocluster.NewKind(kind, n.cals.Props()), protocluster.NewKind(SessionKind(jur), n.sessions.Props())),
 		protocluster.WithRequestTimeout(n.cfg.ActorRequestTimeout),
 		placement.GossipOff())
 	n.actors = protocluster.New(n.system, pc)
@@ -253,6 +285,7 @@ func (n *Node) Start() (err error) {
 		return fmt.Errorf("cluster: start actor cluster: %w", err)
 	}
 	n.cals.UseCluster(n.actors, kind)
+	n.sessions.UseCluster(n.actors, SessionKind(jur))
 	if err := n.cals.Start(); err != nil {
 		return fmt.Errorf("cluster: calendars: %w", err)
 	}
@@ -443,6 +476,9 @@ func (n *Node) ActorAddr() string { return hostPort(n.cfg.Bind, n.cfg.ActorPort)
 // GossipAddr is the address other nodes --join, once started.
 func (n *Node) GossipAddr() string { return n.members.GossipAddr() }
 
+// Sessions are the node's session actors (its jurisdiction's), once started.
+func (n *Node) Sessions() *session.Sessions { return n.sessions }
+
 // Store is the node's replicated store, once started.
 func (n *Node) Store() *storage.Store { return n.store }
 
@@ -505,6 +541,9 @@ func (n *Node) Stop() error {
 		n.shutdownActors()
 		if n.cals != nil {
 			n.cals.Stop()
+		}
+		if n.sessions != nil {
+			n.sessions.Stop()
 		}
 		if n.store != nil {
 			errs = append(errs, n.store.Close())

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,7 +27,14 @@ var ErrNotFound = errors.New("actorstest: not found")
 // blocked_until_ms); an idempotency key with the same hash replays the first OK
 // result, with another hash it is RESULT_CODE_IDEMPOTENCY_MISMATCH; cancelling a
 // cancelled booking is a no-op; rescheduling a cancelled one is
-// RESULT_CODE_INVALID_TRANSITION. Safe for concurrent use.
+// RESULT_CODE_INVALID_TRANSITION. CreateBooking and CreateSeries check consent
+// (an active consent of the client for consent_purpose at the entry time) and
+// verification (require_verified: the provider's verified_at_ms) before the
+// slot; a series (its occurrences in bookings, booking_ids filled by the
+// store) is created all or none, a slot conflict listing the colliding starts
+// (with stored bookings or with another occurrence); CancelSeries cancels the confirmed occurrences from from_ms on;
+// WithdrawConsent cancels the client's confirmed bookings of its verticals that
+// start after the entry time. Safe for concurrent use.
 type Store struct {
 	// ProposeDelay is slept (outside the lock) before each command applies.
 	ProposeDelay time.Duration
@@ -41,7 +49,10 @@ type Store struct {
 	lagging   map[string]bool
 	providers map[string]*bookingv1.Provider
 	bookings  map[string]*bookingv1.Booking
+	series    map[string]*bookingv1.Series
+	consents  map[string]*bookingv1.Consent
 	keys      map[string]idem
+	commands  []*bookingv1.Command
 
 	proposals     atomic.Int64
 	providerLoads atomic.Int64
@@ -68,7 +79,8 @@ func (s *Store) LinearizableRead(context.Context) error {
 
 // NewStore returns an empty Store.
 func NewStore() *Store {
-	return &Store{providers: map[string]*bookingv1.Provider{}, bookings: map[string]*bookingv1.Booking{}, keys: map[string]idem{}}
+	return &Store{providers: map[string]*bookingv1.Provider{}, bookings: map[string]*bookingv1.Booking{},
+		series: map[string]*bookingv1.Series{}, consents: map[string]*bookingv1.Consent{}, keys: map[string]idem{}}
 }
 
 // PutProvider stores p as is.
@@ -168,6 +180,7 @@ func (s *Store) Propose(ctx context.Context, cmd *bookingv1.Command) (*bookingv1
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.commands = append(s.commands, proto.Clone(cmd).(*bookingv1.Command))
 	if k := cmd.GetIdempotencyKey(); k != "" {
 		if rec, ok := s.keys[k]; ok {
 			if !bytes.Equal(rec.hash, cmd.GetRequestHash()) {
@@ -206,15 +219,10 @@ func (s *Store) apply(cmd *bookingv1.Command) *bookingv1.CommandResult {
 	}
 	switch op := cmd.GetOp().(type) {
 	case *bookingv1.Command_CreateBooking:
-		b := proto.Clone(op.CreateBooking.GetBooking()).(*bookingv1.Booking)
-		if _, dup := s.bookings[b.GetId()]; dup {
-			return result(bookingv1.ResultCode_RESULT_CODE_ALREADY_EXISTS, "booking id exists")
-		}
-		if _, ok := s.providers[b.GetProviderId()]; !ok {
-			return result(bookingv1.ResultCode_RESULT_CODE_NOT_FOUND, "no such provider")
-		}
-		if b.GetStartMs() >= b.GetEndMs() || b.GetEndMs() > b.GetBlockedUntilMs() {
-			return result(bookingv1.ResultCode_RESULT_CODE_INVALID, "bad times")
+		c := op.CreateBooking
+		b := proto.Clone(c.GetBooking()).(*bookingv1.Booking)
+		if r := s.judge(b, c.GetConsentPurpose(), c.GetRequireVerified(), cmd.GetProposedAtMs()); r != nil {
+			return r
 		}
 		if s.overlaps(b.GetProviderId(), "", b.GetStartMs(), b.GetBlockedUntilMs()) {
 			return result(bookingv1.ResultCode_RESULT_CODE_SLOT_TAKEN, "overlaps another booking")
@@ -223,6 +231,21 @@ func (s *Store) apply(cmd *bookingv1.Command) *bookingv1.CommandResult {
 		b.CreatedAtMs, b.UpdatedAtMs = cmd.GetProposedAtMs(), cmd.GetProposedAtMs()
 		s.bookings[b.GetId()] = b
 		return ok(b)
+	case *bookingv1.Command_CreateSeries:
+		return s.createSeries(op.CreateSeries, cmd.GetProposedAtMs())
+	case *bookingv1.Command_CancelSeries:
+		return s.cancelSeries(op.CancelSeries, cmd.GetProposedAtMs())
+	case *bookingv1.Command_GrantConsent:
+		c := proto.Clone(op.GrantConsent.GetConsent()).(*bookingv1.Consent)
+		if _, dup := s.consents[c.GetId()]; dup || c.GetId() == "" {
+			return result(bookingv1.ResultCode_RESULT_CODE_ALREADY_EXISTS, "consent id exists")
+		}
+		s.consents[c.GetId()] = c
+		r := result(bookingv1.ResultCode_RESULT_CODE_OK, "")
+		r.Consent = proto.Clone(c).(*bookingv1.Consent)
+		return r
+	case *bookingv1.Command_WithdrawConsent:
+		return s.withdrawConsent(op.WithdrawConsent, cmd.GetProposedAtMs())
 	case *bookingv1.Command_CancelBooking:
 		b, found := s.bookings[op.CancelBooking.GetBookingId()]
 		if !found {
@@ -277,6 +300,145 @@ func (s *Store) apply(cmd *bookingv1.Command) *bookingv1.CommandResult {
 		return r
 	}
 	return result(bookingv1.ResultCode_RESULT_CODE_INVALID, "unknown command")
+}
+
+// judge applies CreateBooking's checks before the slot: the booking is new and
+// well formed, its provider exists, the client's consent and the provider's
+// verification hold when asked for. nil: go on.
+func (s *Store) judge(b *bookingv1.Booking, purpose string, verified bool, at int64) *bookingv1.CommandResult {
+	if _, dup := s.bookings[b.GetId()]; dup {
+		return result(bookingv1.ResultCode_RESULT_CODE_ALREADY_EXISTS, "booking id exists")
+	}
+	p, found := s.providers[b.GetProviderId()]
+	if !found {
+		return result(bookingv1.ResultCode_RESULT_CODE_NOT_FOUND, "no such provider")
+	}
+	if b.GetStartMs() >= b.GetEndMs() || b.GetEndMs() > b.GetBlockedUntilMs() {
+		return result(bookingv1.ResultCode_RESULT_CODE_INVALID, "bad times")
+	}
+	if purpose != "" && !s.consented(b.GetClientId(), purpose, at) {
+		return result(bookingv1.ResultCode_RESULT_CODE_CONSENT_REQUIRED, "no active consent")
+	}
+	if verified && p.GetVerifiedAtMs() == 0 {
+		return result(bookingv1.ResultCode_RESULT_CODE_PROVIDER_UNVERIFIED, "provider not verified")
+	}
+	return nil
+}
+
+// consented reports whether the client has an active consent for purpose at.
+func (s *Store) consented(clientID, purpose string, at int64) bool {
+	for _, c := range s.consents {
+		if c.GetClientId() == clientID && c.GetPurpose() == purpose && c.GetWithdrawnAtMs() == 0 &&
+			c.GetGrantedAtMs() <= at && at < c.GetExpiresAtMs() {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Store) createSeries(c *bookingv1.CreateSeries, at int64) *bookingv1.CommandResult {
+	sr := proto.Clone(c.GetSeries()).(*bookingv1.Series)
+	if _, dup := s.series[sr.GetId()]; dup || sr.GetId() == "" {
+		return result(bookingv1.ResultCode_RESULT_CODE_ALREADY_EXISTS, "series id exists")
+	}
+	if len(c.GetBookings()) == 0 || len(sr.GetBookingIds()) != 0 {
+		return result(bookingv1.ResultCode_RESULT_CODE_INVALID, "a series lists its bookings in bookings, not booking_ids")
+	}
+	var conflicts []int64
+	for i, b := range c.GetBookings() {
+		if b.GetSeriesId() != sr.GetId() || b.GetProviderId() != sr.GetProviderId() || b.GetClientId() != sr.GetClientId() {
+			return result(bookingv1.ResultCode_RESULT_CODE_INVALID, "booking not of the series")
+		}
+		if r := s.judge(b, c.GetConsentPurpose(), c.GetRequireVerified(), at); r != nil {
+			return r
+		}
+		taken := s.overlaps(b.GetProviderId(), "", b.GetStartMs(), b.GetBlockedUntilMs())
+		for j, o := range c.GetBookings() {
+			taken = taken || (j != i && o.GetStartMs() < b.GetBlockedUntilMs() && b.GetStartMs() < o.GetBlockedUntilMs())
+		}
+		if taken {
+			conflicts = append(conflicts, b.GetStartMs())
+		}
+	}
+	if len(conflicts) > 0 {
+		r := result(bookingv1.ResultCode_RESULT_CODE_SLOT_TAKEN, "occurrences overlap other bookings")
+		r.Conflicts = conflicts
+		return r
+	}
+	sr.CreatedAtMs = at
+	for _, b := range c.GetBookings() {
+		sr.BookingIds = append(sr.BookingIds, b.GetId())
+	}
+	s.series[sr.GetId()] = sr
+	r := result(bookingv1.ResultCode_RESULT_CODE_OK, "")
+	r.Series = proto.Clone(sr).(*bookingv1.Series)
+	for _, b := range c.GetBookings() {
+		b = proto.Clone(b).(*bookingv1.Booking)
+		b.Version = 1
+		b.CreatedAtMs, b.UpdatedAtMs = at, at
+		s.bookings[b.GetId()] = b
+		r.Bookings = append(r.Bookings, proto.Clone(b).(*bookingv1.Booking))
+	}
+	return r
+}
+
+func (s *Store) cancelSeries(c *bookingv1.CancelSeries, at int64) *bookingv1.CommandResult {
+	sr, found := s.series[c.GetSeriesId()]
+	if !found {
+		return result(bookingv1.ResultCode_RESULT_CODE_NOT_FOUND, "no such series")
+	}
+	from := c.GetFromMs()
+	if from == 0 {
+		from = at
+	}
+	r := result(bookingv1.ResultCode_RESULT_CODE_OK, "")
+	r.Series = proto.Clone(sr).(*bookingv1.Series)
+	for _, id := range sr.GetBookingIds() {
+		b := s.bookings[id]
+		if b == nil || b.GetStatus() != bookingv1.BookingStatus_BOOKING_STATUS_CONFIRMED || b.GetStartMs() < from {
+			continue
+		}
+		b.Status, b.CancelReason = bookingv1.BookingStatus_BOOKING_STATUS_CANCELLED, "series_cancelled"
+		b.Version++
+		b.UpdatedAtMs = at
+		r.Bookings = append(r.Bookings, proto.Clone(b).(*bookingv1.Booking))
+	}
+	return r
+}
+
+func (s *Store) withdrawConsent(w *bookingv1.WithdrawConsent, at int64) *bookingv1.CommandResult {
+	c, found := s.consents[w.GetConsentId()]
+	if !found || c.GetClientId() != w.GetClientId() {
+		return result(bookingv1.ResultCode_RESULT_CODE_NOT_FOUND, "no such consent")
+	}
+	r := result(bookingv1.ResultCode_RESULT_CODE_OK, "")
+	if c.GetWithdrawnAtMs() == 0 {
+		c.WithdrawnAtMs = at
+		for _, b := range s.bookings {
+			if b.GetClientId() != w.GetClientId() || b.GetStatus() != bookingv1.BookingStatus_BOOKING_STATUS_CONFIRMED ||
+				b.GetStartMs() <= at || !slices.Contains(w.GetVerticals(), b.GetVertical()) {
+				continue
+			}
+			b.Status, b.CancelReason = bookingv1.BookingStatus_BOOKING_STATUS_CANCELLED, "consent_withdrawn"
+			b.Version++
+			b.UpdatedAtMs = at
+			r.Bookings = append(r.Bookings, proto.Clone(b).(*bookingv1.Booking))
+		}
+	}
+	r.Consent = proto.Clone(c).(*bookingv1.Consent)
+	return r
+}
+
+// Commands returns a copy of every command proposed so far, in order (also
+// those refused or replayed).
+func (s *Store) Commands() []*bookingv1.Command {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*bookingv1.Command, len(s.commands))
+	for i, c := range s.commands {
+		out[i] = proto.Clone(c).(*bookingv1.Command)
+	}
+	return out
 }
 
 // Config returns actors.LocalConfig wired to s (IsNotFound knows ErrNotFound)

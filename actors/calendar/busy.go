@@ -111,3 +111,17 @@ func (b *Busy) Intervals() []Interval {
 	}
 	return out
 }
+
+// OverlappingAll returns the ids of every interval overlapping iv other than the
+// one named except, in no particular order.
+func (b *Busy) OverlappingAll(iv Interval, except string) []string {
+	s, e := iv.Start.UnixNano(), iv.End.UnixNano()
+	var out []string
+	j := sort.Search(len(b.items), func(i int) bool { return b.items[i].start >= e })
+	for i := j - 1; i >= 0 && b.maxEnd[i] > s; i-- {
+		if it := b.items[i]; it.end > s && it.id != except {
+			out = append(out, it.id)
+		}
+	}
+	return out
+}

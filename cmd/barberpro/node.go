@@ -42,6 +42,9 @@ type nodeFlags struct {
 	// tokenKeys is the key set of people's tokens; the rate limits per token
 	// subject and per client IP without a token.
 	tokenKeys string
+	// kekFile is the jurisdiction's key-encryption key (notes are sealed
+	// under data keys it wraps).
+	kekFile string
 	// tokenIssuer is the iss tokens must carry; tokenMaxTTL their longest
 	// lifetime (exp − iat).
 	tokenIssuer           string
@@ -141,6 +144,7 @@ lowest node id, and all that has held for the founding wait (15 s; 5 s with
 				}
 			}
 			cfg.TokenKeys = f.tokenKeys
+			cfg.KEKFile = f.kekFile
 			if f.tokenIssuer == "" || f.tokenMaxTTL <= 0 {
 				return usagef("--token-issuer must not be empty and --token-max-ttl must be positive")
 			}
@@ -179,6 +183,7 @@ lowest node id, and all that has held for the founding wait (15 s; 5 s with
 	fl.DurationVar(&f.cancelledRetention, "cancelled-retention", sdef.CancelledRetention, "how long a cancelled booking is kept after its cancellation, then removed (at least 1s)")
 	fl.DurationVar(&f.compactInterval, "compact-interval", sdef.CompactInterval, "how often the Raft leader removes expired idempotency records and old cancelled bookings; negative disables")
 	fl.StringVar(&f.tokenKeys, "token-keys", "", "JSON Web Key Set that people's bearer tokens are verified against (required; `barberpro token init --dir DIR` makes DIR/keys.json)")
+	fl.StringVar(&f.kekFile, "kek-file", "", "the jurisdiction's key-encryption key `FILE`, made by 'barberpro keys init --out FILE' (mode 0600; its erasure ledger FILE.erasures lives next to it): session notes are sealed under client keys it wraps; without it this node answers notes with 503")
 	fl.StringVar(&f.tokenIssuer, "token-issuer", def.TokenIssuer, "the only iss a bearer token may carry: what `barberpro token issue` writes, or an outside identity provider's own name")
 	fl.DurationVar(&f.tokenMaxTTL, "token-max-ttl", def.TokenMaxTTL, "the longest lifetime (exp - iat) of a bearer token this node accepts; longer ones are refused even before they expire")
 	ldef := edge.DefaultLimits()

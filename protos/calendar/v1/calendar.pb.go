@@ -124,7 +124,11 @@ type BookRequest struct {
 	ConsentPurpose  string `protobuf:"bytes,8,opt,name=consent_purpose,json=consentPurpose,proto3" json:"consent_purpose,omitempty"`
 	RequireVerified bool   `protobuf:"varint,9,opt,name=require_verified,json=requireVerified,proto3" json:"require_verified,omitempty"`
 	// audit records ride on the command the actor proposes.
-	Audit         []*v1.AuditRecord `protobuf:"bytes,10,rep,name=audit,proto3" json:"audit,omitempty"`
+	Audit []*v1.AuditRecord `protobuf:"bytes,10,rep,name=audit,proto3" json:"audit,omitempty"`
+	// session_status is the new booking's session status, set by the edge to
+	// SCHEDULED for verticals whose bookings are sessions (topology: sessions),
+	// UNSPECIFIED otherwise; the actor copies it into the booking.
+	SessionStatus v1.SessionStatus `protobuf:"varint,11,opt,name=session_status,json=sessionStatus,proto3,enum=barberpro.booking.v1.SessionStatus" json:"session_status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -229,6 +233,13 @@ func (x *BookRequest) GetAudit() []*v1.AuditRecord {
 	return nil
 }
 
+func (x *BookRequest) GetSessionStatus() v1.SessionStatus {
+	if x != nil {
+		return x.SessionStatus
+	}
+	return v1.SessionStatus(0)
+}
+
 // BookSeriesRequest asks for count occurrences every every_days days from
 // start_ms (the same local wall time each time, in the provider's time zone), all
 // or none. booking_ids (count of them) and series_id are chosen by the edge.
@@ -247,8 +258,10 @@ type BookSeriesRequest struct {
 	ConsentPurpose  string                 `protobuf:"bytes,11,opt,name=consent_purpose,json=consentPurpose,proto3" json:"consent_purpose,omitempty"`
 	RequireVerified bool                   `protobuf:"varint,12,opt,name=require_verified,json=requireVerified,proto3" json:"require_verified,omitempty"`
 	Audit           []*v1.AuditRecord      `protobuf:"bytes,13,rep,name=audit,proto3" json:"audit,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// session_status: as BookRequest's, for every occurrence.
+	SessionStatus v1.SessionStatus `protobuf:"varint,14,opt,name=session_status,json=sessionStatus,proto3,enum=barberpro.booking.v1.SessionStatus" json:"session_status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BookSeriesRequest) Reset() {
@@ -370,6 +383,13 @@ func (x *BookSeriesRequest) GetAudit() []*v1.AuditRecord {
 		return x.Audit
 	}
 	return nil
+}
+
+func (x *BookSeriesRequest) GetSessionStatus() v1.SessionStatus {
+	if x != nil {
+		return x.SessionStatus
+	}
+	return v1.SessionStatus(0)
 }
 
 // CancelSeriesRequest cancels a series' occurrences from from_ms on (0: now).
@@ -587,6 +607,53 @@ func (x *RescheduleRequest) GetAudit() []*v1.AuditRecord {
 	return nil
 }
 
+// RefreshRequest makes the provider's calendar reload from the store: the FSM
+// may cancel bookings behind the actor's back (a consent withdrawal, an erasure,
+// a series cancelled by another proposer).
+type RefreshRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ProviderId    string                 `protobuf:"bytes,1,opt,name=provider_id,json=providerId,proto3" json:"provider_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefreshRequest) Reset() {
+	*x = RefreshRequest{}
+	mi := &file_calendar_v1_calendar_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefreshRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefreshRequest) ProtoMessage() {}
+
+func (x *RefreshRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_calendar_v1_calendar_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefreshRequest.ProtoReflect.Descriptor instead.
+func (*RefreshRequest) Descriptor() ([]byte, []int) {
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RefreshRequest) GetProviderId() string {
+	if x != nil {
+		return x.ProviderId
+	}
+	return ""
+}
+
 // AvailabilityRequest asks for every start at which a booking of the service would
 // succeed now, over `days` local dates from `from_date` (YYYY-MM-DD).
 type AvailabilityRequest struct {
@@ -601,7 +668,7 @@ type AvailabilityRequest struct {
 
 func (x *AvailabilityRequest) Reset() {
 	*x = AvailabilityRequest{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[5]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +680,7 @@ func (x *AvailabilityRequest) String() string {
 func (*AvailabilityRequest) ProtoMessage() {}
 
 func (x *AvailabilityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[5]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +693,7 @@ func (x *AvailabilityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AvailabilityRequest.ProtoReflect.Descriptor instead.
 func (*AvailabilityRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{5}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AvailabilityRequest) GetProviderId() string {
@@ -669,7 +736,7 @@ type UpdateProviderRequest struct {
 
 func (x *UpdateProviderRequest) Reset() {
 	*x = UpdateProviderRequest{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[6]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +748,7 @@ func (x *UpdateProviderRequest) String() string {
 func (*UpdateProviderRequest) ProtoMessage() {}
 
 func (x *UpdateProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[6]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,7 +761,7 @@ func (x *UpdateProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateProviderRequest.ProtoReflect.Descriptor instead.
 func (*UpdateProviderRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{6}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *UpdateProviderRequest) GetProvider() *v1.Provider {
@@ -729,7 +796,7 @@ type Slot struct {
 
 func (x *Slot) Reset() {
 	*x = Slot{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[7]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -741,7 +808,7 @@ func (x *Slot) String() string {
 func (*Slot) ProtoMessage() {}
 
 func (x *Slot) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[7]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -754,7 +821,7 @@ func (x *Slot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Slot.ProtoReflect.Descriptor instead.
 func (*Slot) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{7}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Slot) GetStartMs() int64 {
@@ -791,7 +858,7 @@ type Reply struct {
 
 func (x *Reply) Reset() {
 	*x = Reply{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[8]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -803,7 +870,7 @@ func (x *Reply) String() string {
 func (*Reply) ProtoMessage() {}
 
 func (x *Reply) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[8]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -816,7 +883,7 @@ func (x *Reply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reply.ProtoReflect.Descriptor instead.
 func (*Reply) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{8}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Reply) GetError() ErrorCode {
@@ -906,7 +973,7 @@ type SessionRequest struct {
 
 func (x *SessionRequest) Reset() {
 	*x = SessionRequest{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[9]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -918,7 +985,7 @@ func (x *SessionRequest) String() string {
 func (*SessionRequest) ProtoMessage() {}
 
 func (x *SessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[9]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -931,7 +998,7 @@ func (x *SessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
 func (*SessionRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{9}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SessionRequest) GetBookingId() string {
@@ -1042,7 +1109,7 @@ type GetSession struct {
 
 func (x *GetSession) Reset() {
 	*x = GetSession{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[10]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1054,7 +1121,7 @@ func (x *GetSession) String() string {
 func (*GetSession) ProtoMessage() {}
 
 func (x *GetSession) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[10]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1067,7 +1134,7 @@ func (x *GetSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSession.ProtoReflect.Descriptor instead.
 func (*GetSession) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{10}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{11}
 }
 
 // MoveSession moves the session to status (check-in, complete, no-show).
@@ -1080,7 +1147,7 @@ type MoveSession struct {
 
 func (x *MoveSession) Reset() {
 	*x = MoveSession{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[11]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1092,7 +1159,7 @@ func (x *MoveSession) String() string {
 func (*MoveSession) ProtoMessage() {}
 
 func (x *MoveSession) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[11]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1105,7 +1172,7 @@ func (x *MoveSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveSession.ProtoReflect.Descriptor instead.
 func (*MoveSession) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{11}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MoveSession) GetStatus() v1.SessionStatus {
@@ -1125,7 +1192,7 @@ type PutNotes struct {
 
 func (x *PutNotes) Reset() {
 	*x = PutNotes{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[12]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1137,7 +1204,7 @@ func (x *PutNotes) String() string {
 func (*PutNotes) ProtoMessage() {}
 
 func (x *PutNotes) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[12]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1150,7 +1217,7 @@ func (x *PutNotes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutNotes.ProtoReflect.Descriptor instead.
 func (*PutNotes) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{12}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PutNotes) GetText() string {
@@ -1169,7 +1236,7 @@ type GetNotes struct {
 
 func (x *GetNotes) Reset() {
 	*x = GetNotes{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[13]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1181,7 +1248,7 @@ func (x *GetNotes) String() string {
 func (*GetNotes) ProtoMessage() {}
 
 func (x *GetNotes) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[13]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1194,7 +1261,7 @@ func (x *GetNotes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNotes.ProtoReflect.Descriptor instead.
 func (*GetNotes) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{13}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{14}
 }
 
 // SessionReply is a session actor's answer.
@@ -1212,7 +1279,7 @@ type SessionReply struct {
 
 func (x *SessionReply) Reset() {
 	*x = SessionReply{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[14]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1224,7 +1291,7 @@ func (x *SessionReply) String() string {
 func (*SessionReply) ProtoMessage() {}
 
 func (x *SessionReply) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[14]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1237,7 +1304,7 @@ func (x *SessionReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionReply.ProtoReflect.Descriptor instead.
 func (*SessionReply) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{14}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SessionReply) GetError() ErrorCode {
@@ -1279,7 +1346,7 @@ var File_calendar_v1_calendar_proto protoreflect.FileDescriptor
 
 const file_calendar_v1_calendar_proto_rawDesc = "" +
 	"\n" +
-	"\x1acalendar/v1/calendar.proto\x12\x15barberpro.calendar.v1\x1a\x18booking/v1/booking.proto\"\xfd\x02\n" +
+	"\x1acalendar/v1/calendar.proto\x12\x15barberpro.calendar.v1\x1a\x18booking/v1/booking.proto\"\xc9\x03\n" +
 	"\vBookRequest\x12\x1f\n" +
 	"\vprovider_id\x18\x01 \x01(\tR\n" +
 	"providerId\x12\x1d\n" +
@@ -1294,7 +1361,8 @@ const file_calendar_v1_calendar_proto_rawDesc = "" +
 	"\x0fconsent_purpose\x18\b \x01(\tR\x0econsentPurpose\x12)\n" +
 	"\x10require_verified\x18\t \x01(\bR\x0frequireVerified\x127\n" +
 	"\x05audit\x18\n" +
-	" \x03(\v2!.barberpro.booking.v1.AuditRecordR\x05audit\"\xd7\x03\n" +
+	" \x03(\v2!.barberpro.booking.v1.AuditRecordR\x05audit\x12J\n" +
+	"\x0esession_status\x18\v \x01(\x0e2#.barberpro.booking.v1.SessionStatusR\rsessionStatus\"\xa3\x04\n" +
 	"\x11BookSeriesRequest\x12\x1f\n" +
 	"\vprovider_id\x18\x01 \x01(\tR\n" +
 	"providerId\x12\x1d\n" +
@@ -1313,7 +1381,8 @@ const file_calendar_v1_calendar_proto_rawDesc = "" +
 	" \x01(\fR\vrequestHash\x12'\n" +
 	"\x0fconsent_purpose\x18\v \x01(\tR\x0econsentPurpose\x12)\n" +
 	"\x10require_verified\x18\f \x01(\bR\x0frequireVerified\x127\n" +
-	"\x05audit\x18\r \x03(\v2!.barberpro.booking.v1.AuditRecordR\x05audit\"\xa5\x01\n" +
+	"\x05audit\x18\r \x03(\v2!.barberpro.booking.v1.AuditRecordR\x05audit\x12J\n" +
+	"\x0esession_status\x18\x0e \x01(\x0e2#.barberpro.booking.v1.SessionStatusR\rsessionStatus\"\xa5\x01\n" +
 	"\x13CancelSeriesRequest\x12\x1f\n" +
 	"\vprovider_id\x18\x01 \x01(\tR\n" +
 	"providerId\x12\x1b\n" +
@@ -1334,7 +1403,10 @@ const file_calendar_v1_calendar_proto_rawDesc = "" +
 	"\bstart_ms\x18\x03 \x01(\x03R\astartMs\x12'\n" +
 	"\x0fidempotency_key\x18\x04 \x01(\tR\x0eidempotencyKey\x12!\n" +
 	"\frequest_hash\x18\x05 \x01(\fR\vrequestHash\x127\n" +
-	"\x05audit\x18\x06 \x03(\v2!.barberpro.booking.v1.AuditRecordR\x05audit\"\x86\x01\n" +
+	"\x05audit\x18\x06 \x03(\v2!.barberpro.booking.v1.AuditRecordR\x05audit\"1\n" +
+	"\x0eRefreshRequest\x12\x1f\n" +
+	"\vprovider_id\x18\x01 \x01(\tR\n" +
+	"providerId\"\x86\x01\n" +
 	"\x13AvailabilityRequest\x12\x1f\n" +
 	"\vprovider_id\x18\x01 \x01(\tR\n" +
 	"providerId\x12\x1d\n" +
@@ -1413,7 +1485,7 @@ func file_calendar_v1_calendar_proto_rawDescGZIP() []byte {
 }
 
 var file_calendar_v1_calendar_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_calendar_v1_calendar_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_calendar_v1_calendar_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_calendar_v1_calendar_proto_goTypes = []any{
 	(ErrorCode)(0),                // 0: barberpro.calendar.v1.ErrorCode
 	(*BookRequest)(nil),           // 1: barberpro.calendar.v1.BookRequest
@@ -1421,47 +1493,50 @@ var file_calendar_v1_calendar_proto_goTypes = []any{
 	(*CancelSeriesRequest)(nil),   // 3: barberpro.calendar.v1.CancelSeriesRequest
 	(*CancelRequest)(nil),         // 4: barberpro.calendar.v1.CancelRequest
 	(*RescheduleRequest)(nil),     // 5: barberpro.calendar.v1.RescheduleRequest
-	(*AvailabilityRequest)(nil),   // 6: barberpro.calendar.v1.AvailabilityRequest
-	(*UpdateProviderRequest)(nil), // 7: barberpro.calendar.v1.UpdateProviderRequest
-	(*Slot)(nil),                  // 8: barberpro.calendar.v1.Slot
-	(*Reply)(nil),                 // 9: barberpro.calendar.v1.Reply
-	(*SessionRequest)(nil),        // 10: barberpro.calendar.v1.SessionRequest
-	(*GetSession)(nil),            // 11: barberpro.calendar.v1.GetSession
-	(*MoveSession)(nil),           // 12: barberpro.calendar.v1.MoveSession
-	(*PutNotes)(nil),              // 13: barberpro.calendar.v1.PutNotes
-	(*GetNotes)(nil),              // 14: barberpro.calendar.v1.GetNotes
-	(*SessionReply)(nil),          // 15: barberpro.calendar.v1.SessionReply
-	(*v1.AuditRecord)(nil),        // 16: barberpro.booking.v1.AuditRecord
-	(*v1.Provider)(nil),           // 17: barberpro.booking.v1.Provider
-	(*v1.Booking)(nil),            // 18: barberpro.booking.v1.Booking
-	(*v1.Series)(nil),             // 19: barberpro.booking.v1.Series
-	(v1.SessionStatus)(0),         // 20: barberpro.booking.v1.SessionStatus
+	(*RefreshRequest)(nil),        // 6: barberpro.calendar.v1.RefreshRequest
+	(*AvailabilityRequest)(nil),   // 7: barberpro.calendar.v1.AvailabilityRequest
+	(*UpdateProviderRequest)(nil), // 8: barberpro.calendar.v1.UpdateProviderRequest
+	(*Slot)(nil),                  // 9: barberpro.calendar.v1.Slot
+	(*Reply)(nil),                 // 10: barberpro.calendar.v1.Reply
+	(*SessionRequest)(nil),        // 11: barberpro.calendar.v1.SessionRequest
+	(*GetSession)(nil),            // 12: barberpro.calendar.v1.GetSession
+	(*MoveSession)(nil),           // 13: barberpro.calendar.v1.MoveSession
+	(*PutNotes)(nil),              // 14: barberpro.calendar.v1.PutNotes
+	(*GetNotes)(nil),              // 15: barberpro.calendar.v1.GetNotes
+	(*SessionReply)(nil),          // 16: barberpro.calendar.v1.SessionReply
+	(*v1.AuditRecord)(nil),        // 17: barberpro.booking.v1.AuditRecord
+	(v1.SessionStatus)(0),         // 18: barberpro.booking.v1.SessionStatus
+	(*v1.Provider)(nil),           // 19: barberpro.booking.v1.Provider
+	(*v1.Booking)(nil),            // 20: barberpro.booking.v1.Booking
+	(*v1.Series)(nil),             // 21: barberpro.booking.v1.Series
 }
 var file_calendar_v1_calendar_proto_depIdxs = []int32{
-	16, // 0: barberpro.calendar.v1.BookRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
-	16, // 1: barberpro.calendar.v1.BookSeriesRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
-	16, // 2: barberpro.calendar.v1.CancelSeriesRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
-	16, // 3: barberpro.calendar.v1.CancelRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
-	16, // 4: barberpro.calendar.v1.RescheduleRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
-	17, // 5: barberpro.calendar.v1.UpdateProviderRequest.provider:type_name -> barberpro.booking.v1.Provider
-	0,  // 6: barberpro.calendar.v1.Reply.error:type_name -> barberpro.calendar.v1.ErrorCode
-	18, // 7: barberpro.calendar.v1.Reply.booking:type_name -> barberpro.booking.v1.Booking
-	17, // 8: barberpro.calendar.v1.Reply.provider:type_name -> barberpro.booking.v1.Provider
-	8,  // 9: barberpro.calendar.v1.Reply.slots:type_name -> barberpro.calendar.v1.Slot
-	19, // 10: barberpro.calendar.v1.Reply.series:type_name -> barberpro.booking.v1.Series
-	18, // 11: barberpro.calendar.v1.Reply.bookings:type_name -> barberpro.booking.v1.Booking
-	11, // 12: barberpro.calendar.v1.SessionRequest.get:type_name -> barberpro.calendar.v1.GetSession
-	12, // 13: barberpro.calendar.v1.SessionRequest.move:type_name -> barberpro.calendar.v1.MoveSession
-	13, // 14: barberpro.calendar.v1.SessionRequest.put_notes:type_name -> barberpro.calendar.v1.PutNotes
-	14, // 15: barberpro.calendar.v1.SessionRequest.get_notes:type_name -> barberpro.calendar.v1.GetNotes
-	20, // 16: barberpro.calendar.v1.MoveSession.status:type_name -> barberpro.booking.v1.SessionStatus
-	0,  // 17: barberpro.calendar.v1.SessionReply.error:type_name -> barberpro.calendar.v1.ErrorCode
-	18, // 18: barberpro.calendar.v1.SessionReply.booking:type_name -> barberpro.booking.v1.Booking
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	17, // 0: barberpro.calendar.v1.BookRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
+	18, // 1: barberpro.calendar.v1.BookRequest.session_status:type_name -> barberpro.booking.v1.SessionStatus
+	17, // 2: barberpro.calendar.v1.BookSeriesRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
+	18, // 3: barberpro.calendar.v1.BookSeriesRequest.session_status:type_name -> barberpro.booking.v1.SessionStatus
+	17, // 4: barberpro.calendar.v1.CancelSeriesRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
+	17, // 5: barberpro.calendar.v1.CancelRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
+	17, // 6: barberpro.calendar.v1.RescheduleRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
+	19, // 7: barberpro.calendar.v1.UpdateProviderRequest.provider:type_name -> barberpro.booking.v1.Provider
+	0,  // 8: barberpro.calendar.v1.Reply.error:type_name -> barberpro.calendar.v1.ErrorCode
+	20, // 9: barberpro.calendar.v1.Reply.booking:type_name -> barberpro.booking.v1.Booking
+	19, // 10: barberpro.calendar.v1.Reply.provider:type_name -> barberpro.booking.v1.Provider
+	9,  // 11: barberpro.calendar.v1.Reply.slots:type_name -> barberpro.calendar.v1.Slot
+	21, // 12: barberpro.calendar.v1.Reply.series:type_name -> barberpro.booking.v1.Series
+	20, // 13: barberpro.calendar.v1.Reply.bookings:type_name -> barberpro.booking.v1.Booking
+	12, // 14: barberpro.calendar.v1.SessionRequest.get:type_name -> barberpro.calendar.v1.GetSession
+	13, // 15: barberpro.calendar.v1.SessionRequest.move:type_name -> barberpro.calendar.v1.MoveSession
+	14, // 16: barberpro.calendar.v1.SessionRequest.put_notes:type_name -> barberpro.calendar.v1.PutNotes
+	15, // 17: barberpro.calendar.v1.SessionRequest.get_notes:type_name -> barberpro.calendar.v1.GetNotes
+	18, // 18: barberpro.calendar.v1.MoveSession.status:type_name -> barberpro.booking.v1.SessionStatus
+	0,  // 19: barberpro.calendar.v1.SessionReply.error:type_name -> barberpro.calendar.v1.ErrorCode
+	20, // 20: barberpro.calendar.v1.SessionReply.booking:type_name -> barberpro.booking.v1.Booking
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_calendar_v1_calendar_proto_init() }
@@ -1469,7 +1544,7 @@ func file_calendar_v1_calendar_proto_init() {
 	if File_calendar_v1_calendar_proto != nil {
 		return
 	}
-	file_calendar_v1_calendar_proto_msgTypes[9].OneofWrappers = []any{
+	file_calendar_v1_calendar_proto_msgTypes[10].OneofWrappers = []any{
 		(*SessionRequest_Get)(nil),
 		(*SessionRequest_Move)(nil),
 		(*SessionRequest_PutNotes)(nil),
@@ -1481,7 +1556,7 @@ func file_calendar_v1_calendar_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_calendar_v1_calendar_proto_rawDesc), len(file_calendar_v1_calendar_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
