@@ -124,7 +124,11 @@ type BookRequest struct {
 	ConsentPurpose  string `protobuf:"bytes,8,opt,name=consent_purpose,json=consentPurpose,proto3" json:"consent_purpose,omitempty"`
 	RequireVerified bool   `protobuf:"varint,9,opt,name=require_verified,json=requireVerified,proto3" json:"require_verified,omitempty"`
 	// audit records ride on the command the actor proposes.
-	Audit         []*v1.AuditRecord `protobuf:"bytes,10,rep,name=audit,proto3" json:"audit,omitempty"`
+	Audit []*v1.AuditRecord `protobuf:"bytes,10,rep,name=audit,proto3" json:"audit,omitempty"`
+	// session_status is the new booking's session status, set by the edge to
+	// SCHEDULED for verticals whose bookings are sessions (topology: sessions),
+	// UNSPECIFIED otherwise; the actor copies it into the booking.
+	SessionStatus v1.SessionStatus `protobuf:"varint,11,opt,name=session_status,json=sessionStatus,proto3,enum=barberpro.booking.v1.SessionStatus" json:"session_status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -229,6 +233,13 @@ func (x *BookRequest) GetAudit() []*v1.AuditRecord {
 	return nil
 }
 
+func (x *BookRequest) GetSessionStatus() v1.SessionStatus {
+	if x != nil {
+		return x.SessionStatus
+	}
+	return v1.SessionStatus(0)
+}
+
 // BookSeriesRequest asks for count occurrences every every_days days from
 // start_ms (the same local wall time each time, in the provider's time zone), all
 // or none. booking_ids (count of them) and series_id are chosen by the edge.
@@ -247,8 +258,10 @@ type BookSeriesRequest struct {
 	ConsentPurpose  string                 `protobuf:"bytes,11,opt,name=consent_purpose,json=consentPurpose,proto3" json:"consent_purpose,omitempty"`
 	RequireVerified bool                   `protobuf:"varint,12,opt,name=require_verified,json=requireVerified,proto3" json:"require_verified,omitempty"`
 	Audit           []*v1.AuditRecord      `protobuf:"bytes,13,rep,name=audit,proto3" json:"audit,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// session_status: as BookRequest's, for every occurrence.
+	SessionStatus v1.SessionStatus `protobuf:"varint,14,opt,name=session_status,json=sessionStatus,proto3,enum=barberpro.booking.v1.SessionStatus" json:"session_status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BookSeriesRequest) Reset() {
@@ -370,6 +383,13 @@ func (x *BookSeriesRequest) GetAudit() []*v1.AuditRecord {
 		return x.Audit
 	}
 	return nil
+}
+
+func (x *BookSeriesRequest) GetSessionStatus() v1.SessionStatus {
+	if x != nil {
+		return x.SessionStatus
+	}
+	return v1.SessionStatus(0)
 }
 
 // CancelSeriesRequest cancels a series' occurrences from from_ms on (0: now).
@@ -1279,7 +1299,7 @@ var File_calendar_v1_calendar_proto protoreflect.FileDescriptor
 
 const file_calendar_v1_calendar_proto_rawDesc = "" +
 	"\n" +
-	"\x1acalendar/v1/calendar.proto\x12\x15barberpro.calendar.v1\x1a\x18booking/v1/booking.proto\"\xfd\x02\n" +
+	"\x1acalendar/v1/calendar.proto\x12\x15barberpro.calendar.v1\x1a\x18booking/v1/booking.proto\"\xc9\x03\n" +
 	"\vBookRequest\x12\x1f\n" +
 	"\vprovider_id\x18\x01 \x01(\tR\n" +
 	"providerId\x12\x1d\n" +
@@ -1294,7 +1314,8 @@ const file_calendar_v1_calendar_proto_rawDesc = "" +
 	"\x0fconsent_purpose\x18\b \x01(\tR\x0econsentPurpose\x12)\n" +
 	"\x10require_verified\x18\t \x01(\bR\x0frequireVerified\x127\n" +
 	"\x05audit\x18\n" +
-	" \x03(\v2!.barberpro.booking.v1.AuditRecordR\x05audit\"\xd7\x03\n" +
+	" \x03(\v2!.barberpro.booking.v1.AuditRecordR\x05audit\x12J\n" +
+	"\x0esession_status\x18\v \x01(\x0e2#.barberpro.booking.v1.SessionStatusR\rsessionStatus\"\xa3\x04\n" +
 	"\x11BookSeriesRequest\x12\x1f\n" +
 	"\vprovider_id\x18\x01 \x01(\tR\n" +
 	"providerId\x12\x1d\n" +
@@ -1313,7 +1334,8 @@ const file_calendar_v1_calendar_proto_rawDesc = "" +
 	" \x01(\fR\vrequestHash\x12'\n" +
 	"\x0fconsent_purpose\x18\v \x01(\tR\x0econsentPurpose\x12)\n" +
 	"\x10require_verified\x18\f \x01(\bR\x0frequireVerified\x127\n" +
-	"\x05audit\x18\r \x03(\v2!.barberpro.booking.v1.AuditRecordR\x05audit\"\xa5\x01\n" +
+	"\x05audit\x18\r \x03(\v2!.barberpro.booking.v1.AuditRecordR\x05audit\x12J\n" +
+	"\x0esession_status\x18\x0e \x01(\x0e2#.barberpro.booking.v1.SessionStatusR\rsessionStatus\"\xa5\x01\n" +
 	"\x13CancelSeriesRequest\x12\x1f\n" +
 	"\vprovider_id\x18\x01 \x01(\tR\n" +
 	"providerId\x12\x1b\n" +
@@ -1432,36 +1454,38 @@ var file_calendar_v1_calendar_proto_goTypes = []any{
 	(*GetNotes)(nil),              // 14: barberpro.calendar.v1.GetNotes
 	(*SessionReply)(nil),          // 15: barberpro.calendar.v1.SessionReply
 	(*v1.AuditRecord)(nil),        // 16: barberpro.booking.v1.AuditRecord
-	(*v1.Provider)(nil),           // 17: barberpro.booking.v1.Provider
-	(*v1.Booking)(nil),            // 18: barberpro.booking.v1.Booking
-	(*v1.Series)(nil),             // 19: barberpro.booking.v1.Series
-	(v1.SessionStatus)(0),         // 20: barberpro.booking.v1.SessionStatus
+	(v1.SessionStatus)(0),         // 17: barberpro.booking.v1.SessionStatus
+	(*v1.Provider)(nil),           // 18: barberpro.booking.v1.Provider
+	(*v1.Booking)(nil),            // 19: barberpro.booking.v1.Booking
+	(*v1.Series)(nil),             // 20: barberpro.booking.v1.Series
 }
 var file_calendar_v1_calendar_proto_depIdxs = []int32{
 	16, // 0: barberpro.calendar.v1.BookRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
-	16, // 1: barberpro.calendar.v1.BookSeriesRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
-	16, // 2: barberpro.calendar.v1.CancelSeriesRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
-	16, // 3: barberpro.calendar.v1.CancelRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
-	16, // 4: barberpro.calendar.v1.RescheduleRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
-	17, // 5: barberpro.calendar.v1.UpdateProviderRequest.provider:type_name -> barberpro.booking.v1.Provider
-	0,  // 6: barberpro.calendar.v1.Reply.error:type_name -> barberpro.calendar.v1.ErrorCode
-	18, // 7: barberpro.calendar.v1.Reply.booking:type_name -> barberpro.booking.v1.Booking
-	17, // 8: barberpro.calendar.v1.Reply.provider:type_name -> barberpro.booking.v1.Provider
-	8,  // 9: barberpro.calendar.v1.Reply.slots:type_name -> barberpro.calendar.v1.Slot
-	19, // 10: barberpro.calendar.v1.Reply.series:type_name -> barberpro.booking.v1.Series
-	18, // 11: barberpro.calendar.v1.Reply.bookings:type_name -> barberpro.booking.v1.Booking
-	11, // 12: barberpro.calendar.v1.SessionRequest.get:type_name -> barberpro.calendar.v1.GetSession
-	12, // 13: barberpro.calendar.v1.SessionRequest.move:type_name -> barberpro.calendar.v1.MoveSession
-	13, // 14: barberpro.calendar.v1.SessionRequest.put_notes:type_name -> barberpro.calendar.v1.PutNotes
-	14, // 15: barberpro.calendar.v1.SessionRequest.get_notes:type_name -> barberpro.calendar.v1.GetNotes
-	20, // 16: barberpro.calendar.v1.MoveSession.status:type_name -> barberpro.booking.v1.SessionStatus
-	0,  // 17: barberpro.calendar.v1.SessionReply.error:type_name -> barberpro.calendar.v1.ErrorCode
-	18, // 18: barberpro.calendar.v1.SessionReply.booking:type_name -> barberpro.booking.v1.Booking
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	17, // 1: barberpro.calendar.v1.BookRequest.session_status:type_name -> barberpro.booking.v1.SessionStatus
+	16, // 2: barberpro.calendar.v1.BookSeriesRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
+	17, // 3: barberpro.calendar.v1.BookSeriesRequest.session_status:type_name -> barberpro.booking.v1.SessionStatus
+	16, // 4: barberpro.calendar.v1.CancelSeriesRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
+	16, // 5: barberpro.calendar.v1.CancelRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
+	16, // 6: barberpro.calendar.v1.RescheduleRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
+	18, // 7: barberpro.calendar.v1.UpdateProviderRequest.provider:type_name -> barberpro.booking.v1.Provider
+	0,  // 8: barberpro.calendar.v1.Reply.error:type_name -> barberpro.calendar.v1.ErrorCode
+	19, // 9: barberpro.calendar.v1.Reply.booking:type_name -> barberpro.booking.v1.Booking
+	18, // 10: barberpro.calendar.v1.Reply.provider:type_name -> barberpro.booking.v1.Provider
+	8,  // 11: barberpro.calendar.v1.Reply.slots:type_name -> barberpro.calendar.v1.Slot
+	20, // 12: barberpro.calendar.v1.Reply.series:type_name -> barberpro.booking.v1.Series
+	19, // 13: barberpro.calendar.v1.Reply.bookings:type_name -> barberpro.booking.v1.Booking
+	11, // 14: barberpro.calendar.v1.SessionRequest.get:type_name -> barberpro.calendar.v1.GetSession
+	12, // 15: barberpro.calendar.v1.SessionRequest.move:type_name -> barberpro.calendar.v1.MoveSession
+	13, // 16: barberpro.calendar.v1.SessionRequest.put_notes:type_name -> barberpro.calendar.v1.PutNotes
+	14, // 17: barberpro.calendar.v1.SessionRequest.get_notes:type_name -> barberpro.calendar.v1.GetNotes
+	17, // 18: barberpro.calendar.v1.MoveSession.status:type_name -> barberpro.booking.v1.SessionStatus
+	0,  // 19: barberpro.calendar.v1.SessionReply.error:type_name -> barberpro.calendar.v1.ErrorCode
+	19, // 20: barberpro.calendar.v1.SessionReply.booking:type_name -> barberpro.booking.v1.Booking
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_calendar_v1_calendar_proto_init() }
