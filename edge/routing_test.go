@@ -145,7 +145,7 @@ func newTestNode(t *testing.T, peers *fakePeers, id, city, juris string, clock f
 	n.harness.logs = logs
 	n.harness.tokens = peers.tokens
 	n.harness.operator = peers.tokens.Bearer(t, auth.RoleOperator, "ops")
-	n.store.Fail, n.cals.Fail = n.rec.op, n.rec.op
+	n.store.Fail, n.cals.Fail, n.sess.Fail = n.rec.op, n.rec.op, n.rec.op
 	n.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if by := r.Header.Get(ForwardedByHeader); by != "" {
 			n.rec.mu.Lock()
@@ -179,6 +179,9 @@ func providerBody(city, vertical string) string {
 	b = strings.Replace(b, `"vertical": "barber"`, `"vertical": "`+vertical+`"`, 1)
 	if city == "us-east" {
 		b = strings.ReplaceAll(b, `"ARS"`, `"USD"`)
+	}
+	if vertical == "psychology" {
+		b = strings.Replace(b, `"name": "Barbería Don Julio",`, `"name": "Lic. Laura Pérez", "license": {"number": "MN 12345", "issuer": "Colegio de Psicólogos"},`, 1)
 	}
 	return b
 }
