@@ -352,3 +352,24 @@ func serve(srv *Server, method, path, body string) *httptest.ResponseRecorder {
 
 // errNotFoundForTest is a store miss, as a stale replica answers.
 var errNotFoundForTest = fmt.Errorf("%w: (test) stale replica", storage.ErrNotFound)
+
+// readyPsych makes a psychology provider bookable for clients through h: an
+// operator verifies its licence and each client grants a psychology-care
+// consent in the provider's jurisdiction.
+func (h *harness) readyPsych(p providerOut, clients ...string) {
+	h.t.Helper()
+	wantStatus(h.t, h.do(call{method: "POST", path: "/v1/providers/" + p.ID + "/verify", valid: true}), http.StatusOK)
+	for _, c := range clients {
+		h.grantConsent(c, p.Jurisdiction)
+	}
+}
+
+// grantConsent grants client a psychology-care consent in jurisdiction j
+// through h, as the client.
+func (h *harness) grantConsent(client, j string) consentOut {
+	h.t.Helper()
+	rec := h.do(call{method: "POST", path: "/v1/clients/" + client + "/consents", header: h.as(auth.RoleClient, client),
+		body: `{"purpose": "psychology-care", "jurisdiction": "` + j + `", "text_version": "2026-01"}`, valid: true})
+	wantStatus(h.t, rec, http.StatusCreated)
+	return decode[consentOut](h.t, rec)
+}

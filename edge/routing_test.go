@@ -236,7 +236,9 @@ func TestRouting_RelaysToHomeJurisdiction(t *testing.T) {
 		t.Errorf("placement through us: %+v", got)
 	}
 
-	// A psychology booking through the US node, with an Idempotency-Key.
+	// A psychology booking through the US node, with an Idempotency-Key, once
+	// the provider is verified and the client consented (both through US too).
+	us.readyPsych(p, "cli_psy")
 	key := map[string]string{IdempotencyHeader: "k-psy-1"}
 	body := bookingBody(p.ID, p.Services[0].ID, "cli_psy", "2026-12-01T09:00:00-03:00")
 	rec = us.do(call{method: "POST", path: "/v1/bookings", body: body, header: key, valid: true})
@@ -508,6 +510,7 @@ func TestFanOut_ClientBookings(t *testing.T) {
 	ar, us, _ := newTestCluster(t, clock)
 	pa := ar.create(providerBody("rosario", "psychology"))
 	pu := us.create(providerBody("us-east", "barber"))
+	ar.readyPsych(pa, "cli_x", "cli_other")
 	type want struct {
 		ms int64
 		id string
