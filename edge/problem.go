@@ -259,8 +259,9 @@ func resultError(res *bookingv1.CommandResult, err error) error {
 }
 
 // replyError maps an actor's error code, when the reply carries one, to its
-// problem; detail is the actor's text (it names no person: the actors' details
-// say what was refused, and a 403 or 410 answers a fixed text anyway).
+// problem. Only a validation failure answers the actor's detail (which rule the
+// request broke, as the calendar's ErrInvalid does); every other code answers a
+// fixed text, so nothing of the layers below reaches the client.
 func replyError(code calendarv1.ErrorCode, detail string) error {
 	if detail == "" {
 		detail = "refused"
@@ -270,10 +271,12 @@ func replyError(code calendarv1.ErrorCode, detail string) error {
 		return nil
 	case calendarv1.ErrorCode_ERROR_CODE_SLOT_TAKEN:
 		return &apiError{http.StatusConflict, CodeSlotUnavailable, slotTakenDetail, nil}
-	case calendarv1.ErrorCode_ERROR_CODE_INVALID, calendarv1.ErrorCode_ERROR_CODE_INVALID_TRANSITION:
+	case calendarv1.ErrorCode_ERROR_CODE_INVALID:
 		return invalid("%s", detail)
+	case calendarv1.ErrorCode_ERROR_CODE_INVALID_TRANSITION:
+		return invalid("the record's current state does not allow this change")
 	case calendarv1.ErrorCode_ERROR_CODE_NOT_FOUND:
-		return notFound("%s", detail)
+		return notFound("no such record")
 	case calendarv1.ErrorCode_ERROR_CODE_IDEMPOTENCY_MISMATCH:
 		return &apiError{http.StatusUnprocessableEntity, CodeIdempotencyKeyReused, "this " + IdempotencyHeader + " was used before with another request", nil}
 	case calendarv1.ErrorCode_ERROR_CODE_STORAGE_UNAVAILABLE:
