@@ -621,7 +621,20 @@ func TestPsych_ResidencyAcrossJurisdictions(t *testing.T) {
 	if len(ex.Bookings) != 1 || ex.Bookings[0].ID != b.ID || len(ex.Consents) != 1 {
 		t.Errorf("export through us: %+v", ex)
 	}
-	rec := us.do(call{method: "DELETE", path: "/v1/clients/cli-ana/health-data", header: ana, valid: true})
+	// A refused notes read through the US node is audited at home, naming the
+	// node it entered by; the notes through US reach the treating provider.
+	n := len(ar.store.Audit())
+	rec := us.do(call{method: "GET", path: "/v1/sessions/" + b.ID + "/notes", header: ana, valid: true})
+	wantStatus(t, rec, http.StatusForbidden)
+	if rec.Header().Get("Cache-Control") != "no-store" {
+		t.Errorf("relayed refusal Cache-Control %q", rec.Header().Get("Cache-Control"))
+	}
+	if es := ar.auditSince(n); len(es) != 1 || es[0].Node != "us-1" || es[0].Action != "notes.read" || es[0].Outcome != CodeForbidden {
+		t.Errorf("audit of a refusal relayed from us: %v", es)
+	}
+	prov := us.as(auth.RoleProvider, p.ID)
+	wantStatus(t, us.do(call{method: "PUT", path: "/v1/sessions/" + b.ID + "/notes", body: `{"text": "t"}`, header: prov, valid: true}), http.StatusOK)
+	rec = us.do(call{method: "DELETE", path: "/v1/clients/cli-ana/health-data", header: ana, valid: true})
 	wantStatus(t, rec, http.StatusAccepted)
 	if got := decode[erasureOut](t, rec); !slices.Equal(got.Jurisdictions, []string{"ar"}) {
 		t.Errorf("erasure through us: %+v", got)
