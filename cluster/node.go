@@ -387,6 +387,7 @@ func (n *Node) serveHTTP() (err error) {
 	ec.Status, ec.Leave, ec.Remove = n.status, n.leaveAsync, n.remove
 	ec.Clock, ec.Registry = n.cfg.Clock, n.registry
 	ec.Auth, ec.Limits, ec.PeerNode = n.tokens, n.cfg.Limits, peerNode
+	ec.Sessions = edgeSessions{sessions: n.sessions, store: n.store}
 	n.relayBase = &http.Transport{
 		DialTLSContext:      n.dialPeer,
 		MaxIdleConnsPerHost: 64,

@@ -31,6 +31,11 @@ const (
 	// provider its provider_id. The handler decides with Server.owns once it has
 	// the record; a refused read answers 404, as a missing record does.
 	ownRecord
+	// refused: the role may not, but the route lets the request reach the
+	// handler (relayed to the record's home first), which answers 403 once it
+	// has appended the refusal's audit record there (verticals audited "all":
+	// refusals of a session's notes and moves must leave a trace).
+	refused
 )
 
 // access is who may call a route.
@@ -59,6 +64,17 @@ var (
 	// ownClientBookings: GET /v1/clients/{client_id}/bookings: the client itself,
 	// operators.
 	ownClientBookings = access{client: ownPath, operator: anyone, param: "client_id"}
+	// ownClientOnly: consents (grant, list, withdraw) and export: the client
+	// itself; no operator (security.md: "bookings only").
+	ownClientOnly = access{client: ownPath, param: "client_id"}
+	// ownClientOrOperator: DELETE /v1/clients/{client_id}/health-data.
+	ownClientOrOperator = access{client: ownPath, operator: anyone, param: "client_id"}
+	// sessionRead: GET /v1/sessions/{id}: its client, its (treating) provider,
+	// operators (no notes).
+	sessionRead = access{client: ownRecord, provider: ownRecord, operator: anyone}
+	// treatingProvider: session moves and notes: the booking's provider only;
+	// clients and operators are refused by the handler, with an audit record.
+	treatingProvider = access{client: refused, provider: ownRecord, operator: refused}
 )
 
 // grantOf is what role may do under a.
@@ -82,6 +98,10 @@ type caller struct {
 	// authorization is the request's Authorization header, passed on verbatim to
 	// the nodes a list is gathered from.
 	authorization string
+	// node is the node the request entered by: this node, or the relaying node
+	// of a relayed request (its peer certificate named it). Audit records
+	// carry it.
+	node string
 }
 
 type callerKey struct{}
@@ -157,14 +177,14 @@ func errForbidden(detail string) *apiError {
 // route is public, the role must have a grant, and an ownPath grant needs the
 // subject in the path. It returns the request's caller (ok false on a public
 // route without a valid token) or the problem to answer.
-func authorize(r *http.Request, a access, p auth.Principal, authErr error) (caller, bool, error) {
+func authorize(r *http.Request, a access, p auth.Principal, authErr error, node string) (caller, bool, error) {
 	if authErr != nil {
 		if a.public {
 			return caller{}, false, nil
 		}
 		return caller{}, false, errUnauthorized(authErr)
 	}
-	c := caller{p: p, g: a.grantOf(p.Role), authorization: r.Header.Get("Authorization")}
+	c := caller{p: p, g: a.grantOf(p.Role), authorization: r.Header.Get("Authorization"), node: node}
 	if a.public {
 		c.g = anyone
 		return c, true, nil

@@ -128,6 +128,7 @@ func TestAccess_FanOutCarriesTheCallersToken(t *testing.T) {
 	ar, us, _ := newTestCluster(t, nil)
 	pa := ar.create(providerBody("rosario", "psychology"))
 	pu := us.create(providerBody("us-east", "barber"))
+	ar.readyPsych(pa, "cli-ana")
 	ar.mustBook(pa, "cli-ana", "2026-12-01T09:00:00-03:00")
 	us.mustBook(pu, "cli-ana", "2026-12-01T09:00:00-05:00")
 	var (

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/barberpro/edge/cluster/topology"
 	"github.com/barberpro/edge/edge/ids"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
@@ -79,14 +80,25 @@ func (s *Server) createBooking(w http.ResponseWriter, r *http.Request) error {
 	if !slices.ContainsFunc(p.GetServices(), func(sv *bookingv1.Service) bool { return sv.GetId() == in.ServiceID }) {
 		return invalid("service_id %q is not a service of provider %s", in.ServiceID, in.ProviderID)
 	}
+	v := s.vertical(p.GetVertical())
+	if err := s.checkResidency("a booking of provider "+p.GetId(), v, p.GetJurisdiction()); err != nil {
+		return err
+	}
+	if err := s.precheckBooking(ctx, v, p, in.ClientID, "booking.create", bookingID); err != nil {
+		return err
+	}
 	b, err := s.cfg.Calendars.Book(ctx, &calendarv1.BookRequest{
-		ProviderId:     in.ProviderID,
-		ServiceId:      in.ServiceID,
-		ClientId:       in.ClientID,
-		StartMs:        start.UnixMilli(),
-		BookingId:      bookingID,
-		IdempotencyKey: idem.key,
-		RequestHash:    idem.hash,
+		ProviderId:      in.ProviderID,
+		ServiceId:       in.ServiceID,
+		ClientId:        in.ClientID,
+		StartMs:         start.UnixMilli(),
+		BookingId:       bookingID,
+		IdempotencyKey:  idem.key,
+		RequestHash:     idem.hash,
+		ConsentPurpose:  v.ConsentPurpose(),
+		RequireVerified: v.LicenseRequired,
+		SessionStatus:   sessionStart(v),
+		Audit:           auditRecords(ctx, v.Audit, "booking.create", bookingID),
 	})
 	if err != nil {
 		return err
@@ -106,12 +118,23 @@ func (s *Server) getBooking(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	b, err := s.cfg.Store.Booking(ctx, id)
-	if errors.Is(err, storage.ErrNotFound) || (err == nil && !owns(ctx, b.GetClientId(), b.GetProviderId())) {
+	if errors.Is(err, storage.ErrNotFound) {
 		return notFound("booking %q does not exist", id)
 	}
 	if err != nil {
 		return err
 	}
+	v := s.vertical(b.GetVertical())
+	if !owns(ctx, b.GetClientId(), b.GetProviderId()) {
+		return s.refuse(ctx, v.Audit, "booking.read", id, notFound("booking %q does not exist", id))
+	}
+	if err := s.checkBookingResidency(ctx, b, v); err != nil {
+		return err
+	}
+	if err := s.appendAudit(ctx, v.Audit, auditRead, "booking.read", id, ""); err != nil {
+		return err
+	}
+	s.cacheFor(w, b.GetVertical())
 	return s.writeBooking(ctx, w, http.StatusOK, b, nil)
 }
 
@@ -123,11 +146,13 @@ func (s *Server) cancelBooking(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.decodeBody(w, r, &in, true); err != nil {
 		return err
 	}
-	b, err := s.readOwnBooking(ctx, r.PathValue("id"))
+	b, err := s.readOwnBooking(ctx, r.PathValue("id"), "booking.cancel")
 	if err != nil {
 		return err
 	}
-	out, err := s.cfg.Calendars.Cancel(ctx, &calendarv1.CancelRequest{ProviderId: b.GetProviderId(), BookingId: b.GetId()})
+	v := s.vertical(b.GetVertical())
+	out, err := s.cfg.Calendars.Cancel(ctx, &calendarv1.CancelRequest{ProviderId: b.GetProviderId(), BookingId: b.GetId(),
+		Audit: auditRecords(ctx, v.Audit, "booking.cancel", b.GetId())})
 	if err != nil {
 		return err
 	}
@@ -145,7 +170,7 @@ func (s *Server) rescheduleBooking(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	b, err := s.readOwnBooking(ctx, r.PathValue("id"))
+	b, err := s.readOwnBooking(ctx, r.PathValue("id"), "booking.reschedule")
 	if err != nil {
 		return err
 	}
@@ -162,6 +187,7 @@ func (s *Server) rescheduleBooking(w http.ResponseWriter, r *http.Request) error
 		StartMs:        start.UnixMilli(),
 		IdempotencyKey: idem.key,
 		RequestHash:    idem.hash,
+		Audit:          auditRecords(ctx, s.vertical(b.GetVertical()).Audit, "booking.reschedule", b.GetId()),
 	})
 	if err != nil {
 		return err
@@ -194,6 +220,7 @@ func (s *Server) clientBookings(w http.ResponseWriter, r *http.Request) error {
 		// A node gathering every jurisdiction's list merges by creation instant.
 		w.Header().Set(CreatedMsHeader, formatCreatedMs(items))
 	}
+	s.cacheFor(w, bookingVerticals(items, s.cfg.Topology.VerticalNames())...)
 	writeJSON(w, http.StatusOK, listOut[bookingOut]{Items: out, NextCursor: next})
 	return nil
 }
@@ -221,16 +248,102 @@ func (s *Server) readBooking(ctx context.Context, id string) (*bookingv1.Booking
 }
 
 // readOwnBooking is readBooking for a booking the caller may act on (owns); one
-// it may not is answered 404, as a missing one: the answer reveals nothing of it.
-func (s *Server) readOwnBooking(ctx context.Context, id string) (*bookingv1.Booking, error) {
+// it may not is answered 404, as a missing one: the answer reveals nothing of it
+// (the refusal is audited as action when the booking's vertical audits
+// refusals). A home-resident booking of another jurisdiction is refused.
+func (s *Server) readOwnBooking(ctx context.Context, id, action string) (*bookingv1.Booking, error) {
 	b, err := s.readBooking(ctx, id)
 	if err != nil {
 		return nil, err
 	}
+	v := s.vertical(b.GetVertical())
 	if !owns(ctx, b.GetClientId(), b.GetProviderId()) {
-		return nil, notFound("booking %q does not exist", id)
+		return nil, s.refuse(ctx, v.Audit, action, id, notFound("booking %q does not exist", id))
+	}
+	if err := s.checkBookingResidency(ctx, b, v); err != nil {
+		return nil, err
 	}
 	return b, nil
+}
+
+// checkBookingResidency refuses a booking of a home-resident vertical whose
+// provider is of another jurisdiction than this node's.
+func (s *Server) checkBookingResidency(ctx context.Context, b *bookingv1.Booking, v topology.Vertical) error {
+	if v.Residency != topology.ResidencyHome {
+		return nil
+	}
+	p, err := s.cfg.Store.Provider(ctx, b.GetProviderId())
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil // the provider is not here either: nothing is held abroad
+		}
+		return err
+	}
+	return s.checkResidency("booking "+b.GetId(), v, p.GetJurisdiction())
+}
+
+// sessionStart is the session status of a new booking of v: scheduled for
+// verticals whose bookings are sessions.
+func sessionStart(v topology.Vertical) bookingv1.SessionStatus {
+	if v.Sessions {
+		return bookingv1.SessionStatus_SESSION_STATUS_SCHEDULED
+	}
+	return bookingv1.SessionStatus_SESSION_STATUS_UNSPECIFIED
+}
+
+// precheckBooking refuses, before any slot is looked at, a booking (or series,
+// action) of client with provider p of vertical v that the FSM would refuse for
+// the vertical's rules: no active consent of the client for the vertical's
+// purpose in the provider's jurisdiction (422 consent_required), a provider
+// whose licence is not verified (422 provider_unverified). Consents are read
+// from this node's store (the provider's jurisdiction's: the request was
+// relayed home); one not found locally is looked for again after a
+// linearizable read. The FSM checks both again at the entry time. A refusal is
+// audited when v audits refusals.
+func (s *Server) precheckBooking(ctx context.Context, v topology.Vertical, p *bookingv1.Provider, clientID, action, object string) error {
+	var refusal *apiError
+	if purpose := v.ConsentPurpose(); purpose != "" {
+		ok, err := s.hasConsent(ctx, clientID, purpose, p.GetJurisdiction())
+		if err != nil {
+			return err
+		}
+		if !ok {
+			refusal = errConsentRequired(purpose, p.GetJurisdiction())
+		}
+	}
+	if refusal == nil && v.LicenseRequired && p.GetVerifiedAtMs() == 0 {
+		refusal = errProviderUnverified()
+	}
+	if refusal == nil {
+		return nil
+	}
+	if err := s.appendAudit(ctx, v.Audit, auditRefusal, action, object, refusal.code); err != nil {
+		return err
+	}
+	return refusal
+}
+
+// hasConsent reports whether the client has an active consent for purpose in
+// jurisdiction j in this node's store.
+func (s *Server) hasConsent(ctx context.Context, clientID, purpose, j string) (bool, error) {
+	now := s.cfg.Clock().UnixMilli()
+	for attempt := 0; attempt < 2; attempt++ {
+		if attempt == 1 {
+			if err := s.cfg.Store.LinearizableRead(ctx); err != nil {
+				return false, err
+			}
+		}
+		cs, err := s.cfg.Store.ClientConsents(ctx, clientID)
+		if err != nil {
+			return false, err
+		}
+		for _, c := range cs {
+			if c.GetPurpose() == purpose && c.GetJurisdiction() == j && consentStatus(c, now) == consentActive {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
 }
 
 // writeBooking answers b with its times in its provider's zone; p, when not nil,
@@ -275,4 +388,17 @@ func (s *Server) replayBooking(ctx context.Context, w http.ResponseWriter, idem 
 	}
 	markReplayed(w)
 	return true, s.writeBooking(ctx, w, status, b, nil)
+}
+
+// bookingVerticals are the verticals whose cache_ttl bounds a list of bookings:
+// those of its items, or every vertical for an empty list.
+func bookingVerticals(items []*bookingv1.Booking, all []string) []string {
+	if len(items) == 0 {
+		return all
+	}
+	vs := make([]string, 0, len(items))
+	for _, b := range items {
+		vs = append(vs, b.GetVertical())
+	}
+	return vs
 }

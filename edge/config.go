@@ -49,11 +49,35 @@ type Store interface {
 	// committed before the call.
 	LinearizableRead(ctx context.Context) error
 	// Propose commits cmd through Raft and returns the FSM's verdict. The edge
-	// uses it only to create providers; every other write goes through the
-	// calendar actors. A verdict other than OK comes back as err wrapping the
-	// storage sentinel (with the result).
+	// uses it for the writes no calendar actor orders: creating and verifying
+	// providers, granting and withdrawing consents, erasing a client's health
+	// data, and appending audit records of reads and refusals (AppendAudit);
+	// every booking write goes through the calendar actors. A verdict other than
+	// OK comes back as err wrapping the storage sentinel (with the result).
 	Propose(ctx context.Context, cmd *bookingv1.Command) (*bookingv1.CommandResult, error)
+
+	// The records of the psychology vertical (issue 9). Each may read the local
+	// replica, like Booking.
+
+	// Consent returns the consent or an error wrapping storage.ErrNotFound.
+	Consent(ctx context.Context, id string) (*bookingv1.Consent, error)
+	// ClientConsents returns every consent of a client held in this store.
+	ClientConsents(ctx context.Context, clientID string) ([]*bookingv1.Consent, error)
+	// Series returns the series or an error wrapping storage.ErrNotFound.
+	Series(ctx context.Context, id string) (*bookingv1.Series, error)
+	// ClientKey returns the client's wrapped data key or an error wrapping
+	// storage.ErrNotFound.
+	ClientKey(ctx context.Context, clientID string) (*bookingv1.ClientKey, error)
+	// Erasure returns the record of the client's health-data erasure or an
+	// error wrapping storage.ErrNotFound.
+	Erasure(ctx context.Context, clientID string) (*bookingv1.Erasure, error)
+	// AuditEntries returns the audit entries matching f, in seq order, and the
+	// After of the next page (0 at the end).
+	AuditEntries(ctx context.Context, f AuditFilter) ([]*bookingv1.AuditEntry, uint64, error)
 }
+
+// AuditFilter selects audit entries (storage.AuditFilter).
+type AuditFilter = storage.AuditFilter
 
 // Calendars reaches the provider calendar actors wherever they are active.
 // *actors.Calendars satisfies it.
@@ -74,6 +98,39 @@ type Calendars interface {
 	Availability(ctx context.Context, req *calendarv1.AvailabilityRequest) (*calendarv1.Reply, error)
 	// UpdateProvider replaces the provider's mutable fields.
 	UpdateProvider(ctx context.Context, req *calendarv1.UpdateProviderRequest) (*bookingv1.Provider, error)
+	// BookSeries books every occurrence of a series or none. On a slot
+	// conflict the reply (not nil) lists the colliding starts in conflicts and
+	// err wraps the slot-taken sentinel.
+	BookSeries(ctx context.Context, req *calendarv1.BookSeriesRequest) (*calendarv1.Reply, error)
+	// CancelSeries cancels a series' occurrences from from_ms on; the reply's
+	// bookings are the ones it cancelled.
+	CancelSeries(ctx context.Context, req *calendarv1.CancelSeriesRequest) (*calendarv1.Reply, error)
+	// Refresh makes the provider's calendar actor reload its bookings from the
+	// store, after a write the actor did not order (a consent withdrawal that
+	// cancelled bookings).
+	Refresh(ctx context.Context, providerID string) error
+}
+
+// Sessions reaches the session actors (one per psychology booking, active only
+// in the booking's home jurisdiction). The actor checks the caller again
+// (subject and role travel in the request), seals and unseals notes, and
+// appends the audit record of every request it answers, allowed or refused.
+// *session.Sessions satisfies it (ClientNotes: see below).
+//
+// Concurrency: every method may be called from many goroutines at once.
+type Sessions interface {
+	// Do sends one request to the session actor of req.booking_id. A refusal
+	// comes back in the reply's error code (FORBIDDEN, ERASED, NOT_FOUND,
+	// INVALID_TRANSITION...); err is for transport faults (unavailable).
+	Do(ctx context.Context, req *calendarv1.SessionRequest) (*calendarv1.SessionReply, error)
+	// ClientNotes returns the notes of every session of client clientID held
+	// in this node's jurisdiction, unsealed, for the client's export (GDPR Art.
+	// 15 and 20): one reply per session with notes, its booking and its notes
+	// (text, updated at). subject, role and node are the caller's and the entry
+	// node, for the audit records the actor appends. A client whose health data
+	// was erased has none (nil, nil). A node without the key-encryption key
+	// answers an error wrapping the unavailable sentinel.
+	ClientNotes(ctx context.Context, clientID, subject, role, node string) ([]*calendarv1.SessionReply, error)
 }
 
 // Placement is where a provider's calendar actor is active now.
@@ -99,6 +156,9 @@ type Config struct {
 	Calendars Calendars
 	// Topology gives cities (jurisdiction, zone, currency) and verticals. Required.
 	Topology *topology.Topology
+	// Sessions reaches the session actors (GET /v1/sessions/..., notes, the notes
+	// of an export). nil: those routes answer 503 on this node.
+	Sessions Sessions
 
 	// Placement reports where a provider's calendar actor is active
 	// (GET /v1/providers/{id}/placement). Required.

@@ -2,12 +2,12 @@ package edge
 
 import (
 	"github.com/barberpro/edge/edge/edgetest"
-	"github.com/barberpro/edge/storage"
 )
 
-// The real store and the test doubles satisfy the edge's interfaces.
+// The test doubles satisfy the edge's interfaces (the real ones: see
+// contract_merged_test.go).
 var (
-	_ Store     = (*storage.Store)(nil)
 	_ Store     = (*edgetest.Store)(nil)
 	_ Calendars = (*edgetest.Calendars)(nil)
+	_ Sessions  = (*edgetest.Sessions)(nil)
 )

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/barberpro/edge/cluster/topology"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	"github.com/barberpro/edge/storage"
 )
@@ -173,6 +174,7 @@ func (s *Server) listProvidersEverywhere(w http.ResponseWriter, r *http.Request,
 	if more && len(items) > 0 {
 		next = items[len(items)-1].id
 	}
+	s.cacheFor(w, listVerticals(f.Vertical, s.cfg.Topology.VerticalNames(), nil)...)
 	writeMerged(w, items, next)
 	return nil
 }
@@ -215,6 +217,15 @@ func (s *Server) localClientBookings(ctx context.Context, clientID string, p sto
 	}
 	items, next, err := s.cfg.Store.ClientBookings(ctx, clientID, p)
 	if err != nil {
+		return nil, nil, "", err
+	}
+	// Reading a client's bookings of an audited vertical is recorded here, in
+	// the store that holds them (nothing is recorded where the client has none).
+	var vs []topology.Vertical
+	for _, b := range items {
+		vs = append(vs, s.vertical(b.GetVertical()))
+	}
+	if err := s.appendAudit(ctx, strictest(vs...), auditRead, "booking.read", clientObject(clientID), ""); err != nil {
 		return nil, nil, "", err
 	}
 	out := make([]bookingOut, 0, len(items))

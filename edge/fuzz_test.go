@@ -102,3 +102,88 @@ func FuzzAuthorizationHeader(f *testing.F) {
 		}
 	})
 }
+
+// fuzzCheckAs is fuzzCheck with the request's method and Authorization header.
+func fuzzCheckAs(t *testing.T, h *harness, method, path string, body []byte, authz string) {
+	h.t = t
+	rec := h.do(call{method: method, path: path, body: string(body), header: map[string]string{"Authorization": authz}})
+	if rec.Code >= 500 || rec.Code < 200 || (rec.Code >= 300 && rec.Code < 400) {
+		t.Fatalf("status %d for %q: %s", rec.Code, body, rec.Body)
+	}
+}
+
+// FuzzGrantConsent feeds arbitrary bodies to POST /v1/clients/{id}/consents as
+// the client.
+func FuzzGrantConsent(f *testing.F) {
+	h := newHarness(f)
+	h.noSpec = true
+	ana := h.tokens.Bearer(f, auth.RoleClient, "cli-ana")
+	for _, s := range []string{
+		`{"purpose": "psychology-care", "jurisdiction": "ar", "text_version": "2026-01"}`,
+		`{"purpose": "psychology-care", "jurisdiction": "us", "text_version": "2026-01"}`,
+		`{"purpose": "barber-care", "jurisdiction": "ar", "text_version": "2026-01"}`,
+		`{"purpose": "psychology-care", "jurisdiction": "ar", "text_version": "\u0000"}`,
+		`{"purpose": ["x"]}`, `[]`, `{}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		fuzzCheckAs(t, h, "POST", "/v1/clients/cli-ana/consents", body, ana)
+	})
+}
+
+// FuzzCreateSeries feeds arbitrary bodies to POST /v1/bookings/series against a
+// real provider.
+func FuzzCreateSeries(f *testing.F) {
+	h := newHarness(f)
+	h.noSpec = true
+	p := h.mustCreateProvider()
+	for _, s := range []string{
+		seriesBody(p, "c", "2026-12-01T09:00:00-03:00", "1w", 4),
+		seriesBody(p, "c", "2026-12-01T09:00:00-03:00", "2w", 52),
+		seriesBody(p, "c", "2026-12-01T09:07:00-03:00", "1w", 2),
+		seriesBody(p, "c", "2026-12-01T09:00:00-03:00", "3w", 2),
+		seriesBody(p, "c", "2026-12-01T09:00:00-03:00", "1w", -1),
+		`{"count": 1e9}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		fuzzCheckAs(t, h, "POST", "/v1/bookings/series", body, h.operator)
+	})
+}
+
+// FuzzSessionNotes feeds arbitrary bodies to PUT /v1/sessions/{id}/notes as the
+// treating provider.
+func FuzzSessionNotes(f *testing.F) {
+	h := newHarness(f)
+	h.noSpec = true
+	p := h.create(providerBody("buenos-aires", "psychology"))
+	h.readyPsych(p, "cli-ana")
+	b := h.mustBook(p, "cli-ana", "2026-12-01T09:00:00-03:00")
+	prov := h.tokens.Bearer(f, auth.RoleProvider, p.ID)
+	for _, s := range []string{`{"text": "ok"}`, `{"text": ""}`, `{"text": "\ud800"}`, `{"text": null}`, `{"text": 1}`, `{"notes": "x"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		fuzzCheckAs(t, h, "PUT", "/v1/sessions/"+b.ID+"/notes", body, prov)
+	})
+}
+
+// FuzzCancelSeries feeds arbitrary bodies to POST /v1/bookings/series/{id}/cancel.
+func FuzzCancelSeries(f *testing.F) {
+	h := newHarness(f)
+	h.noSpec = true
+	p := h.mustCreateProvider()
+	rec := h.do(call{method: "POST", path: "/v1/bookings/series", body: seriesBody(p, "c", "2026-12-01T09:00:00-03:00", "1w", 3)})
+	if rec.Code != http.StatusCreated {
+		f.Fatalf("series: %d %s", rec.Code, rec.Body)
+	}
+	id := decode[seriesOut](f, rec).ID
+	for _, s := range []string{``, `{}`, `{"from": "2026-12-08T00:00:00-03:00"}`, `{"from": "later"}`, `{"from": 1}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		fuzzCheckAs(t, h, "POST", "/v1/bookings/series/"+id+"/cancel", body, h.operator)
+	})
+}

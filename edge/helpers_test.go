@@ -60,6 +60,7 @@ type harness struct {
 	srv    *Server
 	store  *edgetest.Store
 	cals   *edgetest.Calendars
+	sess   *edgetest.Sessions
 	router routers.Router
 	logs   *syncBuffer
 	ready  atomic.Pointer[error]
@@ -101,7 +102,8 @@ func newHarnessWith(t testing.TB, mut func(*Config)) *harness {
 	t.Helper()
 	store := edgetest.NewStore()
 	cals := edgetest.NewCalendars(store, func() time.Time { return testNow })
-	h := &harness{t: t, store: store, cals: cals, logs: &syncBuffer{}, tokens: edgetest.NewTokens(t)}
+	sess := edgetest.NewSessions(store, func() time.Time { return testNow })
+	h := &harness{t: t, store: store, cals: cals, sess: sess, logs: &syncBuffer{}, tokens: edgetest.NewTokens(t)}
 	h.operator = h.tokens.Bearer(t, auth.RoleOperator, "ops")
 	var n atomic.Int64
 	cfg := DefaultConfig()
@@ -112,6 +114,7 @@ func newHarnessWith(t testing.TB, mut func(*Config)) *harness {
 	cfg.City = "buenos-aires"
 	cfg.Store = store
 	cfg.Calendars = cals
+	cfg.Sessions = sess
 	cfg.Topology = topology.Default()
 	cfg.Clock = func() time.Time { return testNow }
 	cfg.NewID = func(prefix string) string { return fmt.Sprintf("%s_%06d", prefix, n.Add(1)) }
@@ -135,7 +138,7 @@ func newHarnessWith(t testing.TB, mut func(*Config)) *harness {
 	if mut != nil {
 		mut(&cfg)
 	}
-	cals.Now = cfg.Clock
+	cals.Now, sess.Now = cfg.Clock, cfg.Clock
 	srv, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -349,3 +352,24 @@ func serve(srv *Server, method, path, body string) *httptest.ResponseRecorder {
 
 // errNotFoundForTest is a store miss, as a stale replica answers.
 var errNotFoundForTest = fmt.Errorf("%w: (test) stale replica", storage.ErrNotFound)
+
+// readyPsych makes a psychology provider bookable for clients through h: an
+// operator verifies its licence and each client grants a psychology-care
+// consent in the provider's jurisdiction.
+func (h *harness) readyPsych(p providerOut, clients ...string) {
+	h.t.Helper()
+	wantStatus(h.t, h.do(call{method: "POST", path: "/v1/providers/" + p.ID + "/verify", valid: true}), http.StatusOK)
+	for _, c := range clients {
+		h.grantConsent(c, p.Jurisdiction)
+	}
+}
+
+// grantConsent grants client a psychology-care consent in jurisdiction j
+// through h, as the client.
+func (h *harness) grantConsent(client, j string) consentOut {
+	h.t.Helper()
+	rec := h.do(call{method: "POST", path: "/v1/clients/" + client + "/consents", header: h.as(auth.RoleClient, client),
+		body: `{"purpose": "psychology-care", "jurisdiction": "` + j + `", "text_version": "2026-01"}`, valid: true})
+	wantStatus(h.t, rec, http.StatusCreated)
+	return decode[consentOut](h.t, rec)
+}

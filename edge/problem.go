@@ -7,6 +7,8 @@ import (
 	"net/http"
 
 	"github.com/barberpro/edge/actors"
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
+	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
 	"github.com/barberpro/edge/storage"
 )
 
@@ -25,6 +27,8 @@ const (
 	CodePayloadTooLarge         = "payload_too_large"
 	CodeUnsupportedMediaType    = "unsupported_media_type"
 	CodeStorageUnavailable      = "storage_unavailable"
+	CodeProviderUnverified      = "provider_unverified"
+	CodeErased                  = "erased"
 	// CodeMemberAlive is added to api.md's list: cluster remove of a member gossip
 	// shows alive, without force (409).
 	CodeMemberAlive = "member_alive"
@@ -54,6 +58,8 @@ var titles = map[string]string{
 	CodePayloadTooLarge:         "Payload too large",
 	CodeUnsupportedMediaType:    "Unsupported media type",
 	CodeStorageUnavailable:      "Storage unavailable",
+	CodeProviderUnverified:      "Provider unverified",
+	CodeErased:                  "Erased",
 	CodeMemberAlive:             "Member alive",
 	CodeInternalError:           "Internal error",
 }
@@ -65,6 +71,9 @@ type problemBody struct {
 	Status int    `json:"status"`
 	Detail string `json:"detail"`
 	Code   string `json:"code"`
+	// Conflicts is set on the 409 of a series only: the starts of the
+	// occurrences that collide (never which booking they collide with).
+	Conflicts []string `json:"conflicts,omitempty"`
 }
 
 // apiError is an error a handler answers with as it is: its status, code and
@@ -148,6 +157,10 @@ const slotTakenDetail = "the requested time overlaps another booking of this pro
 // classify returns the status, code and detail that answer err, and the
 // headers the answer needs.
 func classify(err error) (status int, code, detail string, header http.Header) {
+	var sc *seriesConflict
+	if errors.As(err, &sc) {
+		return http.StatusConflict, CodeSlotUnavailable, seriesTakenDetail, nil
+	}
 	var ae *apiError
 	if errors.As(err, &ae) {
 		return ae.status, ae.code, ae.detail, ae.header
@@ -181,7 +194,104 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, label string
 	for k, v := range header {
 		w.Header()[k] = v
 	}
+	var sc *seriesConflict
+	if errors.As(err, &sc) {
+		writeProblemBody(w, status, problemBody{Type: ProblemTypePrefix + code, Title: titles[code],
+			Status: status, Detail: detail, Code: code, Conflicts: sc.starts})
+		return
+	}
 	writeProblem(w, status, code, detail)
+}
+
+// seriesConflict is the 409 of a series some of whose occurrences collide:
+// starts are those occurrences' starts (RFC 3339, the provider's zone).
+type seriesConflict struct{ starts []string }
+
+func (e *seriesConflict) Error() string { return seriesTakenDetail }
+
+// seriesTakenDetail is the detail of a series' 409: which starts, never with
+// what.
+const seriesTakenDetail = "some occurrences of the series overlap other bookings of this provider (conflicts lists their starts); nothing was booked"
+
+// The refusals of the psychology vertical's rules (psychology.md).
+
+// errConsentRequired is the 422 of a booking without an active consent.
+func errConsentRequired(purpose, jurisdiction string) *apiError {
+	return &apiError{http.StatusUnprocessableEntity, CodeConsentRequired,
+		fmt.Sprintf("the client has no active consent for %q in jurisdiction %s", purpose, jurisdiction), nil}
+}
+
+// errProviderUnverified is the 422 of a booking with a provider whose licence
+// no operator verified yet.
+func errProviderUnverified() *apiError {
+	return &apiError{http.StatusUnprocessableEntity, CodeProviderUnverified,
+		"the provider's licence has not been verified by an operator yet", nil}
+}
+
+// errErased is the 410 of health data that was erased.
+func errErased() *apiError {
+	return &apiError{http.StatusGone, CodeErased, "the client's health data was erased", nil}
+}
+
+// errResidency is the 409 of a request that would keep a home-resident
+// vertical's record on a node of another jurisdiction.
+func errResidency(what, home, here string) *apiError {
+	return &apiError{http.StatusConflict, CodeResidencyViolation,
+		fmt.Sprintf("%s belongs to jurisdiction %s and may not be held or served by a node of %s", what, home, here), nil}
+}
+
+// resultError maps the FSM's verdicts the storage sentinels do not tell apart
+// (consent, verification, erasure) to their problems; any other error is
+// returned as it is, for the error table.
+func resultError(res *bookingv1.CommandResult, err error) error {
+	if err == nil {
+		return nil
+	}
+	switch res.GetCode() {
+	case bookingv1.ResultCode_RESULT_CODE_CONSENT_REQUIRED:
+		return &apiError{http.StatusUnprocessableEntity, CodeConsentRequired, "the client has no active consent for this booking", nil}
+	case bookingv1.ResultCode_RESULT_CODE_PROVIDER_UNVERIFIED:
+		return errProviderUnverified()
+	case bookingv1.ResultCode_RESULT_CODE_ERASED:
+		return errErased()
+	}
+	return err
+}
+
+// replyError maps an actor's error code, when the reply carries one, to its
+// problem. Only a validation failure answers the actor's detail (which rule the
+// request broke, as the calendar's ErrInvalid does); every other code answers a
+// fixed text, so nothing of the layers below reaches the client.
+func replyError(code calendarv1.ErrorCode, detail string) error {
+	if detail == "" {
+		detail = "refused"
+	}
+	switch code {
+	case calendarv1.ErrorCode_ERROR_CODE_UNSPECIFIED:
+		return nil
+	case calendarv1.ErrorCode_ERROR_CODE_SLOT_TAKEN:
+		return &apiError{http.StatusConflict, CodeSlotUnavailable, slotTakenDetail, nil}
+	case calendarv1.ErrorCode_ERROR_CODE_INVALID:
+		return invalid("%s", detail)
+	case calendarv1.ErrorCode_ERROR_CODE_INVALID_TRANSITION:
+		return invalid("the record's current state does not allow this change")
+	case calendarv1.ErrorCode_ERROR_CODE_NOT_FOUND:
+		return notFound("no such record")
+	case calendarv1.ErrorCode_ERROR_CODE_IDEMPOTENCY_MISMATCH:
+		return &apiError{http.StatusUnprocessableEntity, CodeIdempotencyKeyReused, "this " + IdempotencyHeader + " was used before with another request", nil}
+	case calendarv1.ErrorCode_ERROR_CODE_STORAGE_UNAVAILABLE:
+		return &apiError{http.StatusServiceUnavailable, CodeStorageUnavailable, "the store cannot write now; retry", nil}
+	case calendarv1.ErrorCode_ERROR_CODE_CONSENT_REQUIRED:
+		return &apiError{http.StatusUnprocessableEntity, CodeConsentRequired, "the client has no active consent for this booking", nil}
+	case calendarv1.ErrorCode_ERROR_CODE_PROVIDER_UNVERIFIED:
+		return errProviderUnverified()
+	case calendarv1.ErrorCode_ERROR_CODE_ERASED:
+		return errErased()
+	case calendarv1.ErrorCode_ERROR_CODE_FORBIDDEN:
+		return errForbidden("only the treating provider may do this")
+	default:
+		return &apiError{http.StatusServiceUnavailable, CodeJurisdictionUnavailable, "the session or calendar could not answer now; retry", nil}
+	}
 }
 
 // errorKind is the problem code of err: what logs say about an error whose text
@@ -193,14 +303,19 @@ func errorKind(err error) string {
 
 // writeProblem writes an RFC 9457 problem.
 func writeProblem(w http.ResponseWriter, status int, code, detail string) {
-	if status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
-	}
-	writeJSONAs(w, status, problemContentType, problemBody{
+	writeProblemBody(w, status, problemBody{
 		Type:   ProblemTypePrefix + code,
 		Title:  titles[code],
 		Status: status,
 		Detail: detail,
 		Code:   code,
 	})
+}
+
+// writeProblemBody writes the RFC 9457 problem p.
+func writeProblemBody(w http.ResponseWriter, status int, p problemBody) {
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSONAs(w, status, problemContentType, p)
 }

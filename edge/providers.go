@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
@@ -28,6 +29,9 @@ type createProviderIn struct {
 	DateOverrides    []overrideJSON `json:"date_overrides,omitempty"`
 	MinNoticeMinutes *int64         `json:"min_notice_minutes,omitempty"`
 	HorizonDays      *int64         `json:"horizon_days,omitempty"`
+	// License is required for verticals with license_required, refused for
+	// the others.
+	License *licenseJSON `json:"license,omitempty"`
 }
 
 // patchProviderIn is the body of PATCH /v1/providers/{id}. Every field is
@@ -108,12 +112,20 @@ func (s *Server) newProvider(in *createProviderIn) (*bookingv1.Provider, error) 
 	if err := checkName("name", in.Name); err != nil {
 		return nil, err
 	}
-	if _, err := s.cfg.Topology.Vertical(in.Vertical); err != nil {
+	v, err := s.cfg.Topology.Vertical(in.Vertical)
+	if err != nil {
 		return nil, invalid("vertical %q is not one of %v", in.Vertical, s.cfg.Topology.VerticalNames())
 	}
 	city, err := s.cfg.Topology.City(in.City)
 	if err != nil {
 		return nil, invalid("city %q is not one of %v", in.City, s.cfg.Topology.CityNames())
+	}
+	if err := s.checkResidency("a "+v.Name+" provider of "+in.City, v, city.Jurisdiction); err != nil {
+		return nil, err
+	}
+	license, err := parseLicense(v, in.License)
+	if err != nil {
+		return nil, err
 	}
 	tz := city.Timezone
 	if in.Timezone != "" {
@@ -132,6 +144,7 @@ func (s *Server) newProvider(in *createProviderIn) (*bookingv1.Provider, error) 
 		MinNoticeMinutes: defaultNotice,
 		HorizonDays:      defaultHorizonDays,
 		SlotStepMinutes:  slotStepMinutes,
+		License:          license, // unverified until an operator verifies it
 	}
 	if len(in.Services) == 0 {
 		return nil, invalid("services must list at least one service")
@@ -154,6 +167,32 @@ func (s *Server) newProvider(in *createProviderIn) (*bookingv1.Provider, error) 
 		return nil, err
 	}
 	return p, nil
+}
+
+// maxLicenseRunes bounds a licence's number and issuer.
+const maxLicenseRunes = 100
+
+// parseLicense validates the licence of a new provider of vertical v: required
+// when v has license_required (422 without), refused otherwise (nothing would
+// read it).
+func parseLicense(v topology.Vertical, in *licenseJSON) (*bookingv1.License, error) {
+	switch {
+	case in == nil && v.LicenseRequired:
+		return nil, invalid("license {number, issuer} is required for a %s provider", v.Name)
+	case in == nil:
+		return nil, nil
+	case !v.LicenseRequired:
+		return nil, invalid("license is taken only for verticals that require one; %s does not", v.Name)
+	}
+	for _, f := range []struct{ name, v string }{{"license.number", in.Number}, {"license.issuer", in.Issuer}} {
+		if err := checkName(f.name, f.v); err != nil {
+			return nil, err
+		}
+		if utf8.RuneCountInString(f.v) > maxLicenseRunes {
+			return nil, invalid("%s must have at most %d characters", f.name, maxLicenseRunes)
+		}
+	}
+	return &bookingv1.License{Number: in.Number, Issuer: in.Issuer}, nil
 }
 
 // parseServices validates services; have is how many the provider already has.
@@ -277,6 +316,10 @@ func (s *Server) getProvider(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.checkResidency("provider "+p.GetId(), s.vertical(p.GetVertical()), p.GetJurisdiction()); err != nil {
+		return err
+	}
+	s.cacheFor(w, p.GetVertical())
 	return s.writeProvider(w, http.StatusOK, p)
 }
 
@@ -309,8 +352,25 @@ func (s *Server) listProviders(w http.ResponseWriter, r *http.Request) error {
 	for _, p := range items {
 		out.Items = append(out.Items, formatProvider(p, s.zone(p.GetTimezone())))
 	}
+	s.cacheFor(w, listVerticals(f.Vertical, s.cfg.Topology.VerticalNames(), items)...)
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// listVerticals are the verticals whose cache_ttl bounds a provider list's:
+// the filter's, else those of its items, else (an empty list) every vertical.
+func listVerticals(filter string, all []string, items []*bookingv1.Provider) []string {
+	if filter != "" {
+		return []string{filter}
+	}
+	if len(items) == 0 {
+		return all
+	}
+	vs := make([]string, 0, len(items))
+	for _, p := range items {
+		vs = append(vs, p.GetVertical())
+	}
+	return vs
 }
 
 // availabilityOut is the answer of GET /v1/providers/{id}/availability.
@@ -352,14 +412,15 @@ func (s *Server) availability(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	p, err := s.readProvider(r.Context(), id)
+	if err != nil {
+		return err
+	}
 	tz := reply.GetTimezone()
 	if tz == "" {
-		p, err := s.readProvider(r.Context(), id)
-		if err != nil {
-			return err
-		}
 		tz = p.GetTimezone()
 	}
+	s.cacheFor(w, p.GetVertical())
 	loc := s.zone(tz)
 	out := availabilityOut{ProviderID: id, ServiceID: serviceID, Timezone: tz, Slots: make([]slotJSON, 0, len(reply.GetSlots()))}
 	for _, sl := range reply.GetSlots() {
@@ -491,4 +552,51 @@ func (s *Server) applyPatch(ctx context.Context, cur *bookingv1.Provider, in *pa
 		updated = p
 	}
 	return updated, nil
+}
+
+// verifyProvider handles POST /v1/providers/{id}/verify (operators): the
+// provider's licence is verified, and from then on it takes bookings. Verifying
+// a verified provider answers it as it is. Its body is optional and, when
+// present, must be {}.
+func (s *Server) verifyProvider(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	var in struct{}
+	if _, err := s.decodeBody(w, r, &in, true); err != nil {
+		return err
+	}
+	p, err := s.readProvider(ctx, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	v := s.vertical(p.GetVertical())
+	if !v.LicenseRequired {
+		return invalid("%s providers have no licence to verify", v.Name)
+	}
+	if err := s.checkResidency("provider "+p.GetId(), v, p.GetJurisdiction()); err != nil {
+		return err
+	}
+	if p.GetVerifiedAtMs() != 0 {
+		return s.writeProvider(w, http.StatusOK, p)
+	}
+	c, _ := callerOf(ctx)
+	res, err := s.cfg.Store.Propose(ctx, &bookingv1.Command{
+		ProposedAtMs: s.cfg.Clock().UnixMilli(),
+		Audit:        auditRecords(ctx, v.Audit, "provider.verify", p.GetId()),
+		Op: &bookingv1.Command_VerifyProvider{VerifyProvider: &bookingv1.VerifyProvider{
+			ProviderId: p.GetId(), VerifiedBy: c.p.Subject,
+		}},
+	})
+	if err := resultError(res, err); err != nil {
+		return err
+	}
+	if res.GetProvider() != nil {
+		p = res.GetProvider()
+	} else if p, err = s.readProvider(ctx, p.GetId()); err != nil {
+		return err
+	}
+	// The calendar actor keeps a copy of the provider: let it read the new one.
+	if err := s.cfg.Calendars.Refresh(ctx, p.GetId()); err != nil {
+		s.log.WarnContext(ctx, "edge: calendar refresh after a verification failed", "reason", errorKind(err))
+	}
+	return s.writeProvider(w, http.StatusOK, p)
 }

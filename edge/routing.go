@@ -80,6 +80,28 @@ func byBodyCity(s *Server, r *http.Request) (string, bool) {
 	return in.City, in.City != ""
 }
 
+// byBodyJurisdiction locates POST /v1/clients/{client_id}/consents by its body's
+// jurisdiction (through the first city of that jurisdiction).
+func byBodyJurisdiction(s *Server, r *http.Request) (string, bool) {
+	var in struct {
+		Jurisdiction string `json:"jurisdiction"`
+	}
+	if b := s.peekBody(r); b == nil || json.Unmarshal(b, &in) != nil {
+		return "", false
+	}
+	return s.firstCity(in.Jurisdiction)
+}
+
+// byQueryJurisdiction locates GET /v1/audit?jurisdiction=X (default: this
+// node's).
+func byQueryJurisdiction(s *Server, r *http.Request) (string, bool) {
+	j := r.URL.Query().Get("jurisdiction")
+	if j == "" {
+		return "", false
+	}
+	return s.firstCity(j)
+}
+
 // byBodyProvider locates POST /v1/bookings by its body's provider_id.
 func byBodyProvider(s *Server, r *http.Request) (string, bool) {
 	var in struct {
@@ -187,6 +209,7 @@ func (s *Server) newProxy() *httputil.ReverseProxy {
 			}
 			s.log.WarnContext(r.Context(), "edge: relaying to another jurisdiction failed",
 				"route", fi.label, "jurisdiction", fi.juris, "target", fi.target.Host, "reason", reason)
+			w.Header().Set("Cache-Control", noStore)
 			writeProblem(w, http.StatusServiceUnavailable, CodeJurisdictionUnavailable,
 				fmt.Sprintf("the node of jurisdiction %s did not answer (%s); retry", fi.juris, reason))
 		},
@@ -211,6 +234,7 @@ func (s *Server) forward(w *statusWriter, r *http.Request, label, j, city string
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ForwardTimeout)
 	defer cancel()
 	ctx = context.WithValue(ctx, forwardKey{}, &forwardInfo{target: target, label: label, juris: j})
+	w.Header().Del("Cache-Control") // the home node's answer says what it is
 	s.proxy.ServeHTTP(w, r.WithContext(ctx))
 	status := strconv.Itoa(w.statusCode())
 	s.metrics.forwarded.WithLabelValues(label, j, status).Inc()
@@ -237,6 +261,12 @@ func errJurisdiction(j, reason string) error {
 // is; anything else that is not a 200 is a 503 naming j. label is the route
 // pattern, for the log (which never holds ids or bodies).
 func (s *Server) peerGet(ctx context.Context, label, j, path string, q url.Values) ([]byte, http.Header, error) {
+	return s.peerDo(ctx, label, http.MethodGet, j, path, q)
+}
+
+// peerDo is peerGet with any method (no body): the fan-out of an erasure sends
+// DELETE. Any 2xx answer is a success.
+func (s *Server) peerDo(ctx context.Context, label, method, j, path string, q url.Values) ([]byte, http.Header, error) {
 	base, err := s.cfg.Router.Peer(j, "")
 	var target *url.URL
 	if err == nil {
@@ -250,7 +280,7 @@ func (s *Server) peerGet(ctx context.Context, label, j, path string, q url.Value
 	defer cancel()
 	// path is already escaped; no cleaning of dot segments (JoinPath would).
 	u := strings.TrimRight(target.String(), "/") + path + "?" + q.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("edge: fan-out request: %w", err) // a bug: 500
 	}
@@ -282,7 +312,7 @@ func (s *Server) peerGet(ctx context.Context, label, j, path string, q url.Value
 		return fail("answer cut short")
 	case len(b) > maxPeerAnswerBytes:
 		return fail("answer too large")
-	case resp.StatusCode == http.StatusOK:
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		return b, resp.Header, nil
 	case resp.StatusCode >= 400 && resp.StatusCode < 500:
 		var p problemBody

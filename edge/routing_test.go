@@ -145,7 +145,7 @@ func newTestNode(t *testing.T, peers *fakePeers, id, city, juris string, clock f
 	n.harness.logs = logs
 	n.harness.tokens = peers.tokens
 	n.harness.operator = peers.tokens.Bearer(t, auth.RoleOperator, "ops")
-	n.store.Fail, n.cals.Fail = n.rec.op, n.rec.op
+	n.store.Fail, n.cals.Fail, n.sess.Fail = n.rec.op, n.rec.op, n.rec.op
 	n.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if by := r.Header.Get(ForwardedByHeader); by != "" {
 			n.rec.mu.Lock()
@@ -179,6 +179,9 @@ func providerBody(city, vertical string) string {
 	b = strings.Replace(b, `"vertical": "barber"`, `"vertical": "`+vertical+`"`, 1)
 	if city == "us-east" {
 		b = strings.ReplaceAll(b, `"ARS"`, `"USD"`)
+	}
+	if vertical == "psychology" {
+		b = strings.Replace(b, `"name": "Barbería Don Julio",`, `"name": "Lic. Laura Pérez", "license": {"number": "MN 12345", "issuer": "Colegio de Psicólogos"},`, 1)
 	}
 	return b
 }
@@ -233,7 +236,9 @@ func TestRouting_RelaysToHomeJurisdiction(t *testing.T) {
 		t.Errorf("placement through us: %+v", got)
 	}
 
-	// A psychology booking through the US node, with an Idempotency-Key.
+	// A psychology booking through the US node, with an Idempotency-Key, once
+	// the provider is verified and the client consented (both through US too).
+	us.readyPsych(p, "cli_psy")
 	key := map[string]string{IdempotencyHeader: "k-psy-1"}
 	body := bookingBody(p.ID, p.Services[0].ID, "cli_psy", "2026-12-01T09:00:00-03:00")
 	rec = us.do(call{method: "POST", path: "/v1/bookings", body: body, header: key, valid: true})
@@ -505,6 +510,7 @@ func TestFanOut_ClientBookings(t *testing.T) {
 	ar, us, _ := newTestCluster(t, clock)
 	pa := ar.create(providerBody("rosario", "psychology"))
 	pu := us.create(providerBody("us-east", "barber"))
+	ar.readyPsych(pa, "cli_x", "cli_other")
 	type want struct {
 		ms int64
 		id string

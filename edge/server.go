@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/barberpro/edge/edge/auth"
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 )
 
 // Server serves the HTTP API v1 of one node. It holds no state of its own beyond
@@ -100,6 +101,22 @@ func New(cfg Config) (*Server, error) {
 		{http.MethodPost, "/v1/bookings/{id}/cancel", s.cancelBooking, byPathID, ownBooking},
 		{http.MethodPost, "/v1/bookings/{id}/reschedule", s.rescheduleBooking, byPathID, ownBooking},
 		{http.MethodGet, "/v1/clients/{client_id}/bookings", s.clientBookings, nil, ownClientBookings},
+		// Issue 9: the psychology vertical (psychology.md) and series.
+		{http.MethodPost, "/v1/providers/{id}/verify", s.verifyProvider, byPathID, operatorOnly},
+		{http.MethodPost, "/v1/clients/{client_id}/consents", s.grantConsent, byBodyJurisdiction, ownClientOnly},
+		{http.MethodGet, "/v1/clients/{client_id}/consents", s.listConsents, nil, ownClientOnly},
+		{http.MethodPost, "/v1/clients/{client_id}/consents/{id}/withdraw", s.withdrawConsent, byPathID, ownClientOnly},
+		{http.MethodPost, "/v1/bookings/series", s.createSeries, byBodyProvider, ownBooking},
+		{http.MethodPost, "/v1/bookings/series/{id}/cancel", s.cancelSeries, byPathID, ownBooking},
+		{http.MethodGet, "/v1/sessions/{id}", s.getSession, byPathID, sessionRead},
+		{http.MethodPost, "/v1/sessions/{id}/check-in", s.moveSession(bookingv1.SessionStatus_SESSION_STATUS_CHECKED_IN), byPathID, treatingProvider},
+		{http.MethodPost, "/v1/sessions/{id}/complete", s.moveSession(bookingv1.SessionStatus_SESSION_STATUS_COMPLETED), byPathID, treatingProvider},
+		{http.MethodPost, "/v1/sessions/{id}/no-show", s.moveSession(bookingv1.SessionStatus_SESSION_STATUS_NO_SHOW), byPathID, treatingProvider},
+		{http.MethodPut, "/v1/sessions/{id}/notes", s.putNotes, byPathID, treatingProvider},
+		{http.MethodGet, "/v1/sessions/{id}/notes", s.getNotes, byPathID, treatingProvider},
+		{http.MethodDelete, "/v1/clients/{client_id}/health-data", s.eraseHealthData, nil, ownClientOrOperator},
+		{http.MethodGet, "/v1/clients/{client_id}/export", s.exportClient, nil, ownClientOnly},
+		{http.MethodGet, "/v1/audit", s.auditList, byQueryJurisdiction, operatorOnly},
 		{http.MethodGet, "/v1/cluster/members", s.members, nil, operatorOnly},
 		{http.MethodGet, "/v1/cluster/status", s.clusterStatus, nil, operatorOnly},
 		{http.MethodPost, "/v1/cluster/leave", s.clusterLeave, nil, operatorOnly},
@@ -164,6 +181,10 @@ func (s *Server) wrap(label string, h handlerFunc, loc locator, acc access, peer
 			}
 			s.metrics.observe(label, sw.statusCode(), time.Since(start))
 		}()
+		// Nothing is cacheable unless the handler says so (cacheFor): the
+		// psychology vertical's answers, errors included, are never stored. A
+		// relayed answer carries the home node's header instead (forward).
+		sw.Header().Set("Cache-Control", noStore)
 		r, err := s.admit(r, acc, peer)
 		if err != nil {
 			s.writeError(sw, r, label, err)
@@ -197,7 +218,11 @@ func (s *Server) admit(r *http.Request, acc access, peer bool) (*http.Request, e
 	if err != nil {
 		return r, err
 	}
-	c, ok, err := authorize(r, acc, p, authErr)
+	node := s.cfg.NodeID
+	if by := r.Header.Get(ForwardedByHeader); peer && by != "" {
+		node = by // checkRelay verified it names the connection's peer
+	}
+	c, ok, err := authorize(r, acc, p, authErr, node)
 	if err != nil {
 		return r, err
 	}

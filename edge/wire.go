@@ -109,6 +109,18 @@ type providerOut struct {
 	SlotStepMinutes  int32                  `json:"slot_step_minutes"`
 	CreatedAt        string                 `json:"created_at,omitempty"`
 	UpdatedAt        string                 `json:"updated_at,omitempty"`
+	// License is the provider's licence (verticals with license_required).
+	License *licenseJSON `json:"license,omitempty"`
+	// Verified tells, for verticals with license_required, whether an operator
+	// verified the licence (the provider takes bookings only then).
+	Verified   *bool  `json:"verified,omitempty"`
+	VerifiedAt string `json:"verified_at,omitempty"`
+}
+
+// licenseJSON is a provider's professional licence.
+type licenseJSON struct {
+	Number string `json:"number"`
+	Issuer string `json:"issuer"`
 }
 
 // bookingOut is a booking in an answer.
@@ -121,6 +133,15 @@ type bookingOut struct {
 	Start      string    `json:"start"`
 	End        string    `json:"end"`
 	Price      moneyJSON `json:"price"`
+	// SeriesID is the series the booking is an occurrence of.
+	SeriesID string `json:"series_id,omitempty"`
+	// CancelReason says why the system cancelled it (consent_withdrawn,
+	// series_cancelled).
+	CancelReason string `json:"cancel_reason,omitempty"`
+	// SessionStatus is set for verticals whose bookings are sessions.
+	SessionStatus string `json:"session_status,omitempty"`
+	// Erased: the client's health data was erased; dates and provider remain.
+	Erased bool `json:"erased,omitempty"`
 }
 
 // slotJSON is one bookable start.
@@ -365,14 +386,36 @@ func statusName(s bookingv1.BookingStatus) string {
 // formatBooking converts a stored booking to the API's shape, times in loc.
 func formatBooking(b *bookingv1.Booking, loc *time.Location) bookingOut {
 	return bookingOut{
-		ID:         b.GetId(),
-		Status:     statusName(b.GetStatus()),
-		ProviderID: b.GetProviderId(),
-		ServiceID:  b.GetServiceId(),
-		ClientID:   b.GetClientId(),
-		Start:      formatInstant(b.GetStartMs(), loc),
-		End:        formatInstant(b.GetEndMs(), loc),
-		Price:      formatMoney(b.GetPrice()),
+		ID:            b.GetId(),
+		Status:        statusName(b.GetStatus()),
+		ProviderID:    b.GetProviderId(),
+		ServiceID:     b.GetServiceId(),
+		ClientID:      b.GetClientId(),
+		Start:         formatInstant(b.GetStartMs(), loc),
+		End:           formatInstant(b.GetEndMs(), loc),
+		Price:         formatMoney(b.GetPrice()),
+		SeriesID:      b.GetSeriesId(),
+		CancelReason:  b.GetCancelReason(),
+		SessionStatus: sessionStatusName(b.GetSessionStatus()),
+		Erased:        b.GetErased(),
+	}
+}
+
+// sessionStatusName is a session status as the API writes it ("" for none).
+func sessionStatusName(s bookingv1.SessionStatus) string {
+	switch s {
+	case bookingv1.SessionStatus_SESSION_STATUS_SCHEDULED:
+		return "scheduled"
+	case bookingv1.SessionStatus_SESSION_STATUS_CHECKED_IN:
+		return "checked_in"
+	case bookingv1.SessionStatus_SESSION_STATUS_COMPLETED:
+		return "completed"
+	case bookingv1.SessionStatus_SESSION_STATUS_NO_SHOW:
+		return "no_show"
+	case bookingv1.SessionStatus_SESSION_STATUS_CANCELLED:
+		return "cancelled"
+	default:
+		return ""
 	}
 }
 
@@ -417,6 +460,14 @@ func formatProvider(p *bookingv1.Provider, loc *time.Location) providerOut {
 	}
 	if ms := p.GetUpdatedAtMs(); ms != 0 {
 		out.UpdatedAt = formatInstant(ms, loc)
+	}
+	if l := p.GetLicense(); l != nil {
+		out.License = &licenseJSON{Number: l.GetNumber(), Issuer: l.GetIssuer()}
+		verified := p.GetVerifiedAtMs() != 0
+		out.Verified = &verified
+		if verified {
+			out.VerifiedAt = formatInstant(p.GetVerifiedAtMs(), loc)
+		}
 	}
 	return out
 }

@@ -48,14 +48,50 @@ const (
 	ResidencyHome Residency = "home"
 )
 
-// Vertical is the policy of a line of business.
+// Audit says which requests about a vertical's data append audit entries.
+type Audit string
+
+const (
+	// AuditNone records nothing.
+	AuditNone Audit = "none"
+	// AuditWrites records every write (create, cancel, reschedule, move...).
+	AuditWrites Audit = "writes"
+	// AuditAll records every read and write, allowed or refused.
+	AuditAll Audit = "all"
+)
+
+// Vertical is the policy of a line of business. Every field drives code (the
+// edge): a field that nothing enforces must not exist.
 type Vertical struct {
-	Name            string        `yaml:"name"`
-	CacheTTL        time.Duration `yaml:"cache_ttl"`
-	Residency       Residency     `yaml:"residency"`
-	EncryptedAtRest bool          `yaml:"encrypted_at_rest"`
-	ConsentRequired bool          `yaml:"consent_required"`
-	Audit           string        `yaml:"audit"`
+	Name string `yaml:"name"`
+	// CacheTTL is the Cache-Control of the edge's GET answers about the
+	// vertical's data: 0 no-store (also on errors about it), else max-age.
+	CacheTTL time.Duration `yaml:"cache_ttl"`
+	// Residency home: the data is served only by nodes of the provider's
+	// jurisdiction (others relay) and a residency check flags it elsewhere.
+	Residency Residency `yaml:"residency"`
+	// EncryptedAtRest: health fields (session notes) are accepted only for
+	// verticals with it, and are sealed before they are proposed.
+	EncryptedAtRest bool `yaml:"encrypted_at_rest"`
+	// ConsentRequired: a booking needs an active consent of its client for
+	// ConsentPurpose in the provider's jurisdiction.
+	ConsentRequired bool `yaml:"consent_required"`
+	// Audit: which requests append audit entries (none, writes, all).
+	Audit Audit `yaml:"audit"`
+	// LicenseRequired: a provider needs a licence to be created and an
+	// operator's verification to take bookings.
+	LicenseRequired bool `yaml:"license_required"`
+	// Sessions: the vertical's bookings are sessions (status, notes).
+	Sessions bool `yaml:"sessions"`
+}
+
+// ConsentPurpose is the consent purpose a booking of v needs ("psychology-care"),
+// "" when v requires no consent.
+func (v Vertical) ConsentPurpose() string {
+	if !v.ConsentRequired {
+		return ""
+	}
+	return v.Name + "-care"
 }
 
 // Topology is the set of cities and verticals a cluster knows.
@@ -108,9 +144,22 @@ func Parse(b []byte) (*Topology, error) {
 		}
 		c.loc = loc
 	}
-	for _, v := range t.Verticals {
+	for i := range t.Verticals {
+		v := &t.Verticals[i]
+		if v.Audit == "" {
+			v.Audit = AuditNone
+		}
 		if v.Residency != ResidencyNone && v.Residency != ResidencyHome {
 			return nil, fmt.Errorf("topology: vertical %q: residency must be none or home, not %q", v.Name, v.Residency)
+		}
+		if v.Audit != AuditNone && v.Audit != AuditWrites && v.Audit != AuditAll {
+			return nil, fmt.Errorf("topology: vertical %q: audit must be none, writes or all, not %q", v.Name, v.Audit)
+		}
+		if v.Sessions && !v.EncryptedAtRest {
+			return nil, fmt.Errorf("topology: vertical %q: sessions hold notes (health data), so encrypted_at_rest must be true", v.Name)
+		}
+		if v.CacheTTL < 0 {
+			return nil, fmt.Errorf("topology: vertical %q: cache_ttl must not be negative", v.Name)
 		}
 	}
 	return &t, nil

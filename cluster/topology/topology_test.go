@@ -55,3 +55,52 @@ func TestParse_RejectsBadDocuments(t *testing.T) {
 		})
 	}
 }
+
+func TestDefault_PsychologyLicenceAndSessionsOnly(t *testing.T) {
+	top := Default()
+	for _, v := range top.Verticals {
+		psych := v.Name == "psychology"
+		if v.LicenseRequired != psych || v.Sessions != psych {
+			t.Errorf("%s: license_required %v sessions %v", v.Name, v.LicenseRequired, v.Sessions)
+		}
+		wantAudit := AuditWrites
+		if psych {
+			wantAudit = AuditAll
+		}
+		if v.Audit != wantAudit {
+			t.Errorf("%s: audit %q, want %q", v.Name, v.Audit, wantAudit)
+		}
+		wantPurpose := ""
+		if psych {
+			wantPurpose = "psychology-care"
+		}
+		if got := v.ConsentPurpose(); got != wantPurpose {
+			t.Errorf("%s: consent purpose %q, want %q", v.Name, got, wantPurpose)
+		}
+	}
+}
+
+func TestParse_VerticalPolicy(t *testing.T) {
+	cases := map[string]struct {
+		doc string
+		ok  bool
+	}{
+		"audit missing is none":     {"verticals: [{name: v, residency: none}]", true},
+		"audit unknown":             {"verticals: [{name: v, residency: none, audit: sometimes}]", false},
+		"sessions need encryption":  {"verticals: [{name: v, residency: home, sessions: true}]", false},
+		"sessions with encryption":  {"verticals: [{name: v, residency: home, sessions: true, encrypted_at_rest: true, audit: all}]", true},
+		"negative cache ttl":        {"verticals: [{name: v, residency: none, cache_ttl: -1s}]", false},
+		"licence field is accepted": {"verticals: [{name: v, residency: none, license_required: true}]", true},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			top, err := Parse([]byte(c.doc))
+			if (err == nil) != c.ok {
+				t.Fatalf("Parse: %v, want ok %v", err, c.ok)
+			}
+			if err == nil && top.Verticals[0].Audit == "" {
+				t.Error("audit left empty")
+			}
+		})
+	}
+}

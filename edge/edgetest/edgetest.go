@@ -32,6 +32,13 @@ type Store struct {
 	idem      map[string]*bookingv1.IdempotencyRecord
 	seq       int64 // creation order of bookings
 
+	// The psychology vertical's records (psych.go).
+	consents map[string]*bookingv1.Consent
+	series   map[string]*bookingv1.Series
+	keys     map[string]*bookingv1.ClientKey
+	erasures map[string]*bookingv1.Erasure
+	audit    []*bookingv1.AuditEntry
+
 	// Fail, when set, is asked before every operation ("Provider", "Booking",
 	// "ListProviders", "ClientBookings", "Idempotency", "LinearizableRead",
 	// "Propose"); a non-nil error is returned instead.
@@ -44,6 +51,10 @@ func NewStore() *Store {
 		providers: map[string]*bookingv1.Provider{},
 		bookings:  map[string]*bookingv1.Booking{},
 		idem:      map[string]*bookingv1.IdempotencyRecord{},
+		consents:  map[string]*bookingv1.Consent{},
+		series:    map[string]*bookingv1.Series{},
+		keys:      map[string]*bookingv1.ClientKey{},
+		erasures:  map[string]*bookingv1.Erasure{},
 	}
 }
 
@@ -191,14 +202,23 @@ func (s *Store) Idempotency(_ context.Context, key string) (*bookingv1.Idempoten
 // LinearizableRead implements edge.Store: the maps are always current.
 func (s *Store) LinearizableRead(context.Context) error { return s.fail("LinearizableRead") }
 
-// Propose implements edge.Store for create_provider (the only command the edge
-// proposes), with the FSM's idempotency rule.
+// Propose implements edge.Store for the commands the edge proposes
+// (create_provider, verify_provider, grant_consent, withdraw_consent,
+// erase_health_data, append_audit), with the FSM's idempotency rule; every
+// command's audit records are appended with its outcome, as the FSM does.
 func (s *Store) Propose(_ context.Context, cmd *bookingv1.Command) (*bookingv1.CommandResult, error) {
 	if err := s.fail("Propose"); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	res, err := s.apply(cmd)
+	s.appendAudit(cmd.GetAudit(), res.GetCode(), cmd.GetProposedAtMs())
+	return res, err
+}
+
+// applyProvider applies create_provider; s.mu is held.
+func (s *Store) applyProvider(cmd *bookingv1.Command) (*bookingv1.CommandResult, error) {
 	cp := cmd.GetCreateProvider()
 	if cp == nil || cp.Provider == nil || cp.Provider.Id == "" {
 		return &bookingv1.CommandResult{Code: bookingv1.ResultCode_RESULT_CODE_INVALID},
@@ -235,9 +255,12 @@ type Calendars struct {
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Fail, when set, is asked before every operation ("Book", "Cancel",
-	// "Reschedule", "Availability", "UpdateProvider"); a non-nil error is
-	// returned instead.
+	// "Reschedule", "Availability", "UpdateProvider", "BookSeries",
+	// "CancelSeries", "Refresh"); a non-nil error is returned instead.
 	Fail func(op string) error
+
+	refreshMu sync.Mutex
+	refreshed []string
 }
 
 // NewCalendars returns Calendars over st with the clock now.
@@ -259,20 +282,26 @@ func (c *Calendars) fail(op string) error {
 	return nil
 }
 
-// Book implements edge.Calendars.
-func (c *Calendars) Book(_ context.Context, req *calendarv1.BookRequest) (*bookingv1.Booking, error) {
+// Book implements edge.Calendars. It judges consent_purpose and
+// require_verified as the FSM does (before the slot), copies session_status and
+// appends the request's audit records with the outcome.
+func (c *Calendars) Book(_ context.Context, req *calendarv1.BookRequest) (b *bookingv1.Booking, err error) {
 	if err := c.fail("Book"); err != nil {
 		return nil, err
 	}
 	s := c.Store
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer func() { s.appendAudit(req.GetAudit(), codeOf(err), c.now().UnixMilli()) }()
 	if b, done, err := s.replay(req.IdempotencyKey, req.RequestHash); done {
 		return b, err
 	}
 	p, ok := s.providers[req.ProviderId]
 	if !ok {
 		return nil, fmt.Errorf("%w: provider %s", actors.ErrNotFound, req.ProviderId)
+	}
+	if err := s.judge(p, req.ClientId, req.ConsentPurpose, req.RequireVerified, c.now().UnixMilli()); err != nil {
+		return nil, err
 	}
 	svc, err := service(p, req.ServiceId)
 	if err != nil {
@@ -289,11 +318,12 @@ func (c *Calendars) Book(_ context.Context, req *calendarv1.BookRequest) (*booki
 	}
 	now := c.now().UnixMilli()
 	s.seq++
-	b := &bookingv1.Booking{
+	b = &bookingv1.Booking{
 		Id: req.BookingId, ProviderId: p.Id, ServiceId: svc.Id, ClientId: req.ClientId,
 		StartMs: start.UnixMilli(), EndMs: end.UnixMilli(), BlockedUntilMs: blocked.UnixMilli(),
 		Price: proto.CloneOf(svc.Price), Status: bookingv1.BookingStatus_BOOKING_STATUS_CONFIRMED,
 		Vertical: p.Vertical, CreatedAtMs: now, UpdatedAtMs: now, Version: uint64(s.seq),
+		SessionStatus: req.SessionStatus,
 	}
 	s.bookings[b.Id] = b
 	s.remember(req.IdempotencyKey, req.RequestHash, b.Id, now)
@@ -377,32 +407,33 @@ func hoursOn(p *bookingv1.Provider, t time.Time) []*bookingv1.TimeRange {
 }
 
 // Cancel implements edge.Calendars.
-func (c *Calendars) Cancel(_ context.Context, req *calendarv1.CancelRequest) (*bookingv1.Booking, error) {
+func (c *Calendars) Cancel(_ context.Context, req *calendarv1.CancelRequest) (_ *bookingv1.Booking, err error) {
 	if err := c.fail("Cancel"); err != nil {
 		return nil, err
 	}
 	s := c.Store
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer func() { s.appendAudit(req.GetAudit(), codeOf(err), c.now().UnixMilli()) }()
 	b, ok := s.bookings[req.BookingId]
 	if !ok || b.ProviderId != req.ProviderId {
 		return nil, fmt.Errorf("%w: booking %s", actors.ErrNotFound, req.BookingId)
 	}
 	if b.Status != bookingv1.BookingStatus_BOOKING_STATUS_CANCELLED {
-		b.Status = bookingv1.BookingStatus_BOOKING_STATUS_CANCELLED
-		b.UpdatedAtMs = c.now().UnixMilli()
+		cancelBooking(b, "", c.now().UnixMilli())
 	}
 	return proto.CloneOf(b), nil
 }
 
 // Reschedule implements edge.Calendars.
-func (c *Calendars) Reschedule(_ context.Context, req *calendarv1.RescheduleRequest) (*bookingv1.Booking, error) {
+func (c *Calendars) Reschedule(_ context.Context, req *calendarv1.RescheduleRequest) (_ *bookingv1.Booking, err error) {
 	if err := c.fail("Reschedule"); err != nil {
 		return nil, err
 	}
 	s := c.Store
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer func() { s.appendAudit(req.GetAudit(), codeOf(err), c.now().UnixMilli()) }()
 	if b, done, err := s.replay(req.IdempotencyKey, req.RequestHash); done {
 		return b, err
 	}

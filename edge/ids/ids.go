@@ -5,7 +5,7 @@
 // the actor layer (placement) and tools share one parse.
 //
 // Format: "<kind>_<city>_<rest>", e.g. "prv_buenos-aires_k3j4q7...". kind is
-// "prv" or "bkg"; city is a topology city name (lower-case ASCII letters, digits
+// "prv", "bkg", "cns" (consents) or "srs" (series); city is a topology city name (lower-case ASCII letters, digits
 // and '-', never '_'); rest is the random part (non-empty, printable ASCII without
 // spaces or '/'; it may itself contain '_'). Service ids ("svc_<random>") and
 // other ids do not route.
@@ -19,6 +19,11 @@ const (
 	Provider = "prv"
 	// Booking prefixes booking ids; the city is the booking's provider's.
 	Booking = "bkg"
+	// Consent prefixes consent ids; the city is a city of the jurisdiction the
+	// consent names (the first of the topology's), so it routes there.
+	Consent = "cns"
+	// Series prefixes series ids; the city is the series' provider's.
+	Series = "srs"
 )
 
 // Bounds of the parts of an id.
@@ -34,14 +39,14 @@ const (
 // Config.NewID, whose default returns prefix + "_" + random.
 func Prefix(kind, city string) string { return kind + "_" + city }
 
-// CityOf returns the city carried by a provider or booking id, and whether id is
-// one. It never panics and allocates nothing: the city is a substring of id.
+// CityOf returns the city carried by a provider, booking, consent or series id,
+// and whether id is one. It never panics and allocates nothing: the city is a substring of id.
 func CityOf(id string) (city string, ok bool) {
 	if len(id) > MaxIDLen {
 		return "", false
 	}
 	kind, after, found := strings.Cut(id, "_")
-	if !found || (kind != Provider && kind != Booking) {
+	if !found || (kind != Provider && kind != Booking && kind != Consent && kind != Series) {
 		return "", false
 	}
 	city, rest, found := strings.Cut(after, "_")

@@ -47,7 +47,7 @@ func TestCityOf(t *testing.T) {
 }
 
 func TestPrefixRoundTrip(t *testing.T) {
-	for _, kind := range []string{Provider, Booking} {
+	for _, kind := range []string{Provider, Booking, Consent, Series} {
 		for _, city := range []string{"buenos-aires", "cordoba", "rosario", "la-plata", "us-east", "sao-paulo"} {
 			id := Prefix(kind, city) + "_k3j4q7"
 			if got, ok := CityOf(id); !ok || got != city {
