@@ -45,6 +45,9 @@ type Needle struct {
 	// Secret keeps the value out of findings (key bytes, note text): they say
 	// What only.
 	Secret bool
+	// NoControl exempts the needle from the control (a prefix every record of a
+	// kind starts with, of which there may be none yet).
+	NoControl bool
 }
 
 // Label is how findings name the needle.
@@ -92,7 +95,7 @@ func ResidencyIn(home string, nodeDirs map[string]NodeDir, needles []string) Res
 
 // ResidencyScan is the residency check over needles of any kind: a needle on a
 // node whose jurisdiction is not home is a violation, and so is a Sealed needle
-// on any node. With control, every needle that is not Sealed must be found on
+// on any node. With control, every needle that is not Sealed (or NoControl) must be found on
 // some home node, else a "residency-control" violation; without, the home nodes
 // are scanned for Sealed needles only (an officer given foreign dirs alone has
 // nothing to prove the scan with). No needles at all is a control violation.
@@ -121,7 +124,7 @@ func ResidencyScan(home string, nodeDirs map[string]NodeDir, needles []Needle, c
 			want := func() []bool {
 				w := make([]bool, len(needles))
 				for i, n := range needles {
-					w[i] = !isHome || n.Sealed || (control && !foundHome[i])
+					w[i] = !isHome || n.Sealed || (control && !n.NoControl && !foundHome[i])
 				}
 				return w
 			}
@@ -174,7 +177,7 @@ func ResidencyScan(home string, nodeDirs map[string]NodeDir, needles []Needle, c
 	}
 	var missing []string
 	for i, ok := range foundHome {
-		if !ok && !needles[i].Sealed {
+		if !ok && !needles[i].Sealed && !needles[i].NoControl {
 			missing = append(missing, needles[i].Label())
 		}
 	}
