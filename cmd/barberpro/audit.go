@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -45,6 +46,17 @@ exits 0 when every link holds; exits 1 naming the first broken one.`,
   barberpro audit verify --data-dir ./data/ba-1`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if addr != "" && dataDir != "" {
+				// One of them may come from the environment only ($BARBERPRO_DATA_DIR
+				// set for node start): the command line wins.
+				fromEnv := func(flag, v string) bool { e, ok := os.LookupEnv(envName(flag)); return ok && e == v }
+				switch {
+				case fromEnv("data-dir", dataDir) && !fromEnv("addr", addr):
+					dataDir = ""
+				case fromEnv("addr", addr) && !fromEnv("data-dir", dataDir):
+					addr = ""
+				}
+			}
 			switch {
 			case addr == "" && dataDir == "":
 				return usagef("give --addr URL (a running node) or --data-dir DIR (offline)")

@@ -156,3 +156,14 @@ func exitCode(err error) int {
 	}
 	return 1
 }
+
+// TestAuditVerifyEnvDataDirYieldsToAddr: $BARBERPRO_DATA_DIR, set for node
+// start, does not make `audit verify --addr` ambiguous.
+func TestAuditVerifyEnvDataDirYieldsToAddr(t *testing.T) {
+	srv := auditServer(t, handChain(2))
+	t.Setenv("BARBERPRO_DATA_DIR", "/nonexistent")
+	out, err := runCLI(t, "audit", "verify", "--addr", srv.URL, "--token", "ops-token")
+	if err != nil || !strings.Contains(out, "2 entries") {
+		t.Fatalf("%q %v", out, err)
+	}
+}
