@@ -241,6 +241,12 @@ func resultError(r *bookingv1.CommandResult) error {
 		s = ErrInvalidTransition
 	case bookingv1.ResultCode_RESULT_CODE_ALREADY_EXISTS:
 		s = ErrAlreadyExists
+	case bookingv1.ResultCode_RESULT_CODE_CONSENT_REQUIRED:
+		s = ErrConsentRequired
+	case bookingv1.ResultCode_RESULT_CODE_PROVIDER_UNVERIFIED:
+		s = ErrProviderUnverified
+	case bookingv1.ResultCode_RESULT_CODE_ERASED:
+		s = ErrErased
 	default:
 		s = ErrInvalid
 	}

@@ -1,10 +1,14 @@
 // Package storage is the Raft-replicated bbolt store of BarberPro Edge: one Raft
 // group (github.com/hashicorp/raft) whose finite state machine keeps providers,
 // bookings, the per-provider time index, the per-client booking index and
-// idempotency records in a bbolt file.
+// idempotency records in a bbolt file — and, for the psychology vertical,
+// consents, series, session states, wrapped client data keys, sealed notes,
+// erasure records and a hash-chained audit log (fsm_psych.go, audit.go).
 //
 // The FSM is the judge of every invariant: no two non-cancelled bookings of a
-// provider overlap (buffers included), a command carrying an idempotency key
+// provider overlap (buffers included), a booking that asks for a consent or a
+// verified provider gets it before its slot is considered, a command's audit
+// records commit with it, a command carrying an idempotency key
 // takes effect at most once, and a malformed command is answered with
 // RESULT_CODE_INVALID instead of crashing the node. Commands carry everything
 // the FSM needs (ids, timestamps chosen by the proposer), so applying them is

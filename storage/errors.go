@@ -68,4 +68,18 @@ var (
 	// Config.ApplyTimeout (the command was not proposed), or a follower's
 	// FSM did not reach a linearizable read's index within ApplyTimeout.
 	ErrTimeout = errors.New("storage: timed out")
+
+	// ErrConsentRequired means a booking (or series) needs an active consent
+	// of its client for the command's purpose in the store's jurisdiction,
+	// and there is none (RESULT_CODE_CONSENT_REQUIRED).
+	ErrConsentRequired = errors.New("storage: consent required")
+
+	// ErrProviderUnverified means a booking (or series) requires a verified
+	// provider and its provider's licence was not verified
+	// (RESULT_CODE_PROVIDER_UNVERIFIED).
+	ErrProviderUnverified = errors.New("storage: provider unverified")
+
+	// ErrErased means the client's health data was erased: no data key or
+	// note can be stored for them any more (RESULT_CODE_ERASED).
+	ErrErased = errors.New("storage: health data erased")
 )

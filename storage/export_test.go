@@ -102,3 +102,30 @@ func BucketCounts(s *Store) (map[string]int, error) {
 	})
 	return out, err
 }
+
+// OpenTestFSMWith opens a test FSM with a jurisdiction and an OnErase hook.
+func OpenTestFSMWith(path, jurisdiction string, onErase func(clientID string)) (*TestFSM, error) {
+	f, err := openFSM(path, nil)
+	if err != nil {
+		return nil, err
+	}
+	f.jurisdiction, f.onErase = jurisdiction, onErase
+	return &TestFSM{f: f}, nil
+}
+
+// Erasures is the FSM's count of applied erasures (Store.ErasuresApplied).
+func (t *TestFSM) Erasures() uint64 { return t.f.erasures.Load() }
+
+// VerifyAudit walks the FSM's audit chain (Store.VerifyAudit).
+func (t *TestFSM) VerifyAudit() (AuditReport, error) {
+	var rep AuditReport
+	var broken error
+	err := t.f.view(func(tx *bolt.Tx) error {
+		rep, broken = verifyAuditTx(tx)
+		return nil
+	})
+	if err != nil {
+		return rep, err
+	}
+	return rep, broken
+}

@@ -79,7 +79,8 @@ func (s *Store) forwarder() Forwarder {
 // On RESULT_CODE_OK it returns the result and nil. On any other code it
 // returns the result and an error wrapping the code's sentinel (ErrSlotTaken,
 // ErrNotFound, ErrIdempotencyKeyReused, ErrInvalidTransition,
-// ErrAlreadyExists, ErrInvalid). It returns ErrClosed after Close, ErrTimeout
+// ErrAlreadyExists, ErrInvalid, ErrConsentRequired, ErrProviderUnverified,
+// ErrErased). It returns ErrClosed after Close, ErrTimeout
 // if raft does not accept the entry within ApplyTimeout, and ctx's error if
 // ctx ends first — in that case the command may still commit.
 func (s *Store) Propose(ctx context.Context, cmd *bookingv1.Command) (*bookingv1.CommandResult, error) {
@@ -338,7 +339,8 @@ func notProposed(err error) bool {
 // isDefinite reports whether err is an answer about the command itself, so
 // retrying elsewhere cannot change it.
 func isDefinite(err error) bool {
-	for _, s := range []error{ErrSlotTaken, ErrNotFound, ErrIdempotencyKeyReused, ErrInvalidTransition, ErrAlreadyExists, ErrInvalid} {
+	for _, s := range []error{ErrSlotTaken, ErrNotFound, ErrIdempotencyKeyReused, ErrInvalidTransition, ErrAlreadyExists, ErrInvalid,
+		ErrConsentRequired, ErrProviderUnverified, ErrErased} {
 		if errors.Is(err, s) {
 			return true
 		}
@@ -365,6 +367,9 @@ var errorKinds = []struct {
 	{"invalid_transition", ErrInvalidTransition},
 	{"already_exists", ErrAlreadyExists},
 	{"invalid", ErrInvalid},
+	{"consent_required", ErrConsentRequired},
+	{"provider_unverified", ErrProviderUnverified},
+	{"erased", ErrErased},
 	{"not_leader", ErrNotLeader},
 	{"outcome_unknown", ErrOutcomeUnknown},
 	{"closed", ErrClosed},

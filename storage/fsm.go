@@ -40,10 +40,10 @@ var (
 	// without them still open.
 	indexBuckets = [][]byte{bucketIdempotencyTime, bucketCancelledTime}
 	// fsmBuckets is every bucket of fsm.db.
-	fsmBuckets = append(append([][]byte{}, allBuckets...), indexBuckets...)
+	fsmBuckets = append(append(append([][]byte{}, allBuckets...), indexBuckets...), psychBuckets...)
 	// recordBuckets are the buckets Digest hashes, in this order (all but meta).
-	recordBuckets = [][]byte{bucketProviders, bucketBookings, bucketProviderTime, bucketClientBookings, bucketIdempotency,
-		bucketIdempotencyTime, bucketCancelledTime}
+	recordBuckets = append([][]byte{bucketProviders, bucketBookings, bucketProviderTime, bucketClientBookings, bucketIdempotency,
+		bucketIdempotencyTime, bucketCancelledTime}, psychBuckets...)
 
 	keyAppliedIndex = []byte("applied_index")
 	keyAppliedTerm  = []byte("applied_term")
@@ -91,6 +91,17 @@ type fsm struct {
 	stop               chan struct{} // closed by stopRetrying
 	stopOnce           sync.Once
 	retryMin, retryMax time.Duration
+
+	// jurisdiction is Config.Jurisdiction: the jurisdiction a consent must
+	// name to count for a booking ("" = any). Set before the first apply;
+	// every replica of a group must have the same.
+	jurisdiction string
+	// onErase is Config.OnErase, called after the transaction that applied
+	// an EraseHealthData committed (see notifyErased).
+	onErase func(clientID string)
+	// erasures counts the EraseHealthData commands applied (each erasing
+	// something) by this process, restored snapshots included.
+	erasures atomic.Uint64
 }
 
 // Retry delays of a failed FSM write, and how often a still failing one is
@@ -130,6 +141,13 @@ func (f *fsm) openDB() error {
 	var idx, term uint64
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		// The psychology buckets came later; a file or snapshot without them
+		// holds none of their records, so empty buckets are its exact state.
+		for _, b := range psychBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -231,18 +249,20 @@ func (f *fsm) Apply(l *raft.Log) interface{} {
 // writes again in this process.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	var prev []interface{}
+	var prevErased []erasedAt
 	for attempt := 0; ; attempt++ {
 		if f.abandoned.Load() {
 			return abandonedResponses(logs, errors.New("an earlier batch was abandoned"))
 		}
-		out, err := f.applyOnce(logs, prev)
+		out, erased, err := f.applyOnce(logs, prev, prevErased)
 		if err == nil {
 			if attempt > 0 {
 				f.clearFault(logs, attempt)
 			}
+			f.notifyErased(erased)
 			return out
 		}
-		prev = out
+		prev, prevErased = out, erased
 		f.setFault(err, logs, attempt)
 		if !f.waitRetry(attempt) {
 			f.abandoned.Store(true)
@@ -255,26 +275,36 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 
 // applyOnce makes one attempt at ApplyBatch's transaction. Logs already in
 // meta.applied_index are skipped; their response is taken from prev (the
-// previous attempt's, whose commit reported an error but reached the file).
-func (f *fsm) applyOnce(logs []*raft.Log, prev []interface{}) ([]interface{}, error) {
+// previous attempt's, whose commit reported an error but reached the file),
+// and so are their erasures (prevErased). It returns the erasures of the
+// batch (to notify once it committed).
+func (f *fsm) applyOnce(logs []*raft.Log, prev []interface{}, prevErased []erasedAt) ([]interface{}, []erasedAt, error) {
 	out := make([]interface{}, len(logs))
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.db == nil {
-		return out, ErrClosed
+		return out, nil, ErrClosed
 	}
 	var lastIdx, lastTerm, storedIdx, storedTerm uint64
+	var erased []erasedAt
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		storedIdx, storedTerm = readApplied(tx)
-		a := applier{tx: tx}
+		a := applier{tx: tx, jurisdiction: f.jurisdiction}
+		defer func() { erased = a.erased }()
 		for i, l := range logs {
 			if l.Index <= storedIdx {
 				if prev != nil {
 					out[i] = prev[i]
 				}
+				for _, e := range prevErased {
+					if e.index == l.Index {
+						a.erased = append(a.erased, e)
+					}
+				}
 				continue
 			}
 			if l.Type == raft.LogCommand {
+				a.index = l.Index
 				out[i] = a.applyLog(l)
 			}
 			lastIdx, lastTerm = l.Index, l.Term
@@ -297,14 +327,14 @@ func (f *fsm) applyOnce(logs []*raft.Log, prev []interface{}) ([]interface{}, er
 		return m.Put(keyAppliedTerm, u64(lastTerm))
 	})
 	if err != nil {
-		return out, err
+		return out, erased, err
 	}
 	if lastIdx != 0 {
 		f.setApplied(lastIdx, lastTerm)
 	} else if storedIdx > f.applied.Load() {
 		f.setApplied(storedIdx, storedTerm)
 	}
-	return out, nil
+	return out, erased, nil
 }
 
 // fsmFault is the FSM's write failure while it retries.
@@ -408,6 +438,10 @@ type applier struct {
 	clock       int64
 	clockLoaded bool
 	clockMoved  bool // clock to be stored in meta when the batch ends
+
+	jurisdiction string     // fsm.jurisdiction
+	index        uint64     // the log being applied
+	erased       []erasedAt // clients erased by this batch, in order
 }
 
 // keyEntryClock is the meta key of the largest proposed_at_ms applied.
@@ -486,26 +520,45 @@ func (a *applier) apply(cmd *bookingv1.Command) *bookingv1.CommandResult {
 		return invalid("command has no operation")
 	}
 	now := a.entryTime(cmd)
-	key := cmd.IdempotencyKey
 	if c, ok := cmd.Op.(*bookingv1.Command_Compact); ok {
-		if key != "" {
+		if cmd.IdempotencyKey != "" {
 			return invalid("compact takes no idempotency key")
+		}
+		if len(cmd.Audit) > 0 {
+			return invalid("compact carries no audit records")
 		}
 		return a.compact(cmd, c.Compact)
 	}
+	// Malformed audit records refuse the command before anything is judged,
+	// so nothing, not even an audit entry, is written for it.
+	if why := validAudit(cmd.Audit); why != "" {
+		return invalid("%s", why)
+	}
+	r, replayed := a.applyOp(cmd, now)
+	if !replayed {
+		// A replay answers a retry of a command whose records were appended
+		// when it took effect: appending them again would log it twice.
+		a.appendAudit(cmd.Audit, now, r)
+	}
+	return r
+}
+
+// applyOp judges and applies cmd's operation (with its idempotency key);
+// replayed reports that the key's first answer was replayed.
+func (a *applier) applyOp(cmd *bookingv1.Command, now int64) (r *bookingv1.CommandResult, replayed bool) {
+	key := cmd.IdempotencyKey
 	if key != "" {
 		if why := validID("idempotency_key", key); why != "" {
-			return invalid("%s", why)
+			return invalid("%s", why), false
 		}
 		if rec := a.idempotency(key); rec != nil {
 			if !bytes.Equal(rec.RequestHash, cmd.RequestHash) {
 				return result(bookingv1.ResultCode_RESULT_CODE_IDEMPOTENCY_MISMATCH,
-					"idempotency key %q was used by a different request", key)
+					"idempotency key %q was used by a different request", key), false
 			}
-			return a.replay(cmd, rec)
+			return a.replay(cmd, rec), true
 		}
 	}
-	var r *bookingv1.CommandResult
 	var resourceID string
 	switch op := cmd.Op.(type) {
 	case *bookingv1.Command_CreateProvider:
@@ -513,22 +566,27 @@ func (a *applier) apply(cmd *bookingv1.Command) *bookingv1.CommandResult {
 	case *bookingv1.Command_UpdateProvider:
 		r = a.updateProvider(cmd, op.UpdateProvider)
 	case *bookingv1.Command_CreateBooking:
-		r = a.createBooking(cmd, op.CreateBooking)
+		r = a.createBooking(cmd, op.CreateBooking, now)
 	case *bookingv1.Command_CancelBooking:
 		r = a.cancelBooking(cmd, op.CancelBooking)
 	case *bookingv1.Command_RescheduleBooking:
 		r = a.rescheduleBooking(cmd, op.RescheduleBooking)
 	case *bookingv1.Command_FoundGroup:
-		return a.foundGroup(op.FoundGroup)
+		return a.foundGroup(op.FoundGroup), false
 	default:
-		return invalid("unknown operation")
+		var ok bool
+		if r, resourceID, ok = a.applyPsych(cmd, now); !ok {
+			return invalid("unknown operation"), false
+		}
 	}
 	if r.Code != bookingv1.ResultCode_RESULT_CODE_OK || key == "" {
-		return r
+		return r, false
 	}
-	if r.Booking != nil {
+	switch {
+	case resourceID != "":
+	case r.Booking != nil:
 		resourceID = r.Booking.Id
-	} else if r.Provider != nil {
+	case r.Provider != nil:
 		resourceID = r.Provider.Id
 	}
 	a.put(bucketIdempotency, []byte(key), &bookingv1.IdempotencyRecord{
@@ -538,14 +596,17 @@ func (a *applier) apply(cmd *bookingv1.Command) *bookingv1.CommandResult {
 		CreatedAtMs: now,
 	})
 	a.putKey(bucketIdempotencyTime, atKey(now, key))
-	return r
+	return r, false
 }
 
 // replay answers a repeated keyed command with the current state of the
 // resource it created or changed, and changes nothing.
 func (a *applier) replay(cmd *bookingv1.Command, rec *bookingv1.IdempotencyRecord) *bookingv1.CommandResult {
+	if r, ok := a.replayPsych(cmd, rec); ok {
+		return r
+	}
 	switch cmd.Op.(type) {
-	case *bookingv1.Command_CreateProvider, *bookingv1.Command_UpdateProvider:
+	case *bookingv1.Command_CreateProvider, *bookingv1.Command_UpdateProvider, *bookingv1.Command_VerifyProvider:
 		if p := a.provider(rec.ResourceId); p != nil {
 			return okProvider(p)
 		}
@@ -642,43 +703,79 @@ func checkTimes(start, end, blocked int64) string {
 	return ""
 }
 
-func (a *applier) createBooking(cmd *bookingv1.Command, op *bookingv1.CreateBooking) *bookingv1.CommandResult {
+func (a *applier) createBooking(cmd *bookingv1.Command, op *bookingv1.CreateBooking, now int64) *bookingv1.CommandResult {
 	b := op.GetBooking()
 	if b == nil {
 		return invalid("create_booking without booking")
 	}
-	for _, f := range []struct{ what, id string }{{"booking id", b.Id}, {"provider_id", b.ProviderId}, {"client_id", b.ClientId}} {
-		if why := validID(f.what, f.id); why != "" {
-			return invalid("%s", why)
-		}
+	if why := checkNewBooking(b); why != "" {
+		return invalid("%s", why)
+	}
+	if b.SeriesId != "" {
+		return invalid("create_booking sets no series_id (create_series does)")
 	}
 	p := a.provider(b.ProviderId)
 	if p == nil {
 		return result(bookingv1.ResultCode_RESULT_CODE_NOT_FOUND, "provider %q not found", b.ProviderId)
 	}
-	if why := checkTimes(b.StartMs, b.EndMs, b.BlockedUntilMs); why != "" {
-		return invalid("%s", why)
-	}
 	if a.booking(b.Id) != nil {
 		return result(bookingv1.ResultCode_RESULT_CODE_ALREADY_EXISTS, "booking %q already exists", b.Id)
+	}
+	// Consent and verification come before the slot: a client without
+	// consent learns nothing about the provider's calendar.
+	if r := a.checkBookable(p, b.ClientId, op.ConsentPurpose, op.RequireVerified, now); r != nil {
+		return r
 	}
 	if other := a.overlap(b.ProviderId, b.StartMs, b.BlockedUntilMs, ""); other != "" {
 		return result(bookingv1.ResultCode_RESULT_CODE_SLOT_TAKEN, "overlaps another booking of the provider")
 	}
+	nb := a.insertBooking(b, p, cmd.ProposedAtMs)
+	if nb == nil {
+		return invalid("booking %q cannot be encoded", b.Id)
+	}
+	return okBooking(nb)
+}
+
+// checkNewBooking reports why b cannot be created (ids, times, the fields
+// only the FSM sets), or "".
+func checkNewBooking(b *bookingv1.Booking) string {
+	for _, f := range []struct{ what, id string }{{"booking id", b.Id}, {"provider_id", b.ProviderId}, {"client_id", b.ClientId}} {
+		if why := validID(f.what, f.id); why != "" {
+			return why
+		}
+	}
+	if why := checkTimes(b.StartMs, b.EndMs, b.BlockedUntilMs); why != "" {
+		return why
+	}
+	switch {
+	case b.CancelReason != "":
+		return "a new booking has no cancel_reason"
+	case b.Erased:
+		return "a new booking is not erased"
+	case b.SessionStatus != bookingv1.SessionStatus_SESSION_STATUS_UNSPECIFIED &&
+		b.SessionStatus != bookingv1.SessionStatus_SESSION_STATUS_SCHEDULED:
+		return "a new session must be scheduled"
+	}
+	return ""
+}
+
+// insertBooking stores b as a new confirmed booking of p created at
+// createdMs, with its indexes; nil if b cannot be encoded (nothing written).
+func (a *applier) insertBooking(b *bookingv1.Booking, p *bookingv1.Provider, createdMs int64) *bookingv1.Booking {
 	nb := proto.Clone(b).(*bookingv1.Booking)
 	nb.Status = bookingv1.BookingStatus_BOOKING_STATUS_CONFIRMED
-	nb.CreatedAtMs = cmd.ProposedAtMs
-	nb.UpdatedAtMs = cmd.ProposedAtMs
+	nb.CreatedAtMs = createdMs
+	nb.UpdatedAtMs = createdMs
 	nb.Version = 1
 	if nb.Vertical == "" {
 		nb.Vertical = p.Vertical
 	}
 	if !a.put(bucketBookings, []byte(nb.Id), nb) {
-		return invalid("booking %q cannot be encoded", b.Id)
+		return nil
 	}
 	a.putTimeIndex(nb)
 	a.putKey(bucketClientBookings, timeKey(nb.ClientId, nb.CreatedAtMs, nb.Id))
-	return okBooking(nb)
+	return nb
 }
 
 func (a *applier) cancelBooking(cmd *bookingv1.Command, op *bookingv1.CancelBooking) *bookingv1.CommandResult {
@@ -689,14 +786,38 @@ func (a *applier) cancelBooking(cmd *bookingv1.Command, op *bookingv1.CancelBook
 	if cur.Status == bookingv1.BookingStatus_BOOKING_STATUS_CANCELLED {
 		return okBooking(cur)
 	}
+	if sessionStarted(cur) {
+		return result(bookingv1.ResultCode_RESULT_CODE_INVALID_TRANSITION,
+			"session %q is %s and cannot be cancelled", cur.Id, cur.SessionStatus)
+	}
+	return okBooking(a.cancel(cur, cmd.ProposedAtMs, ""))
+}
+
+// sessionStarted reports whether b is a session past scheduled (checked in,
+// completed, no-show): it can be neither cancelled nor rescheduled.
+func sessionStarted(b *bookingv1.Booking) bool {
+	switch b.SessionStatus {
+	case bookingv1.SessionStatus_SESSION_STATUS_UNSPECIFIED, bookingv1.SessionStatus_SESSION_STATUS_SCHEDULED:
+		return false
+	}
+	return true
+}
+
+// cancel writes cur cancelled at atMs with reason (a session goes
+// cancelled too) and returns the new record. cur must be confirmed.
+func (a *applier) cancel(cur *bookingv1.Booking, atMs int64, reason string) *bookingv1.Booking {
 	nb := proto.Clone(cur).(*bookingv1.Booking)
 	nb.Status = bookingv1.BookingStatus_BOOKING_STATUS_CANCELLED
+	nb.CancelReason = reason
+	if nb.SessionStatus != bookingv1.SessionStatus_SESSION_STATUS_UNSPECIFIED {
+		nb.SessionStatus = bookingv1.SessionStatus_SESSION_STATUS_CANCELLED
+	}
 	nb.Version++
-	nb.UpdatedAtMs = cmd.ProposedAtMs
+	nb.UpdatedAtMs = atMs
 	a.put(bucketBookings, []byte(nb.Id), nb)
 	a.deleteKey(bucketProviderTime, timeKey(cur.ProviderId, cur.StartMs, cur.Id))
 	a.putKey(bucketCancelledTime, atKey(nb.UpdatedAtMs, nb.Id))
-	return okBooking(nb)
+	return nb
 }
 
 func (a *applier) rescheduleBooking(cmd *bookingv1.Command, op *bookingv1.RescheduleBooking) *bookingv1.CommandResult {
@@ -707,6 +828,10 @@ func (a *applier) rescheduleBooking(cmd *bookingv1.Command, op *bookingv1.Resche
 	if cur.Status != bookingv1.BookingStatus_BOOKING_STATUS_CONFIRMED {
 		return result(bookingv1.ResultCode_RESULT_CODE_INVALID_TRANSITION,
 			"booking %q is %s and cannot be rescheduled", cur.Id, cur.Status)
+	}
+	if sessionStarted(cur) {
+		return result(bookingv1.ResultCode_RESULT_CODE_INVALID_TRANSITION,
+			"session %q is %s and cannot be rescheduled", cur.Id, cur.SessionStatus)
 	}
 	if why := checkTimes(op.StartMs, op.EndMs, op.BlockedUntilMs); why != "" {
 		return invalid("%s", why)

@@ -16,8 +16,8 @@ import (
 // FuzzFSM_Apply feeds arbitrary bytes to the FSM as a Raft log entry. The FSM
 // must never panic; undecodable data must give exactly one INVALID result;
 // every command gets a known result code; no two non-cancelled bookings
-// of a provider may ever overlap; and the time indexes Compact walks match
-// the records (Compact included). Seeds: testdata/fuzz/FuzzFSM_Apply and the
+// of a provider may ever overlap; the time indexes Compact walks match
+// the records (Compact included); and the audit chain always verifies. Seeds: testdata/fuzz/FuzzFSM_Apply and the
 // f.Add calls below.
 func FuzzFSM_Apply(f *testing.F) {
 	seed := func(cmds ...*bookingv1.Command) {
@@ -41,6 +41,30 @@ func FuzzFSM_Apply(f *testing.F) {
 		st.CancelBooking("b3"),
 		&bookingv1.Command{ProposedAtMs: st.At(48 * time.Hour), Op: &bookingv1.Command_Compact{Compact: &bookingv1.Compact{
 			IdempotencyTtlMs: time.Hour.Milliseconds(), CancelledRetentionMs: time.Hour.Milliseconds(), MaxRemovals: 10}}})
+	// The psychology commands, with audit records, on provider p and booking b0.
+	aud := &bookingv1.AuditRecord{Subject: "s", Role: "client", Action: "booking.create", Object: "b4"}
+	psy := st.Provider("q2")
+	psy.License = &bookingv1.License{Number: "1", Issuer: "x"}
+	seed(st.CreateProvider(psy),
+		&bookingv1.Command{Op: &bookingv1.Command_VerifyProvider{VerifyProvider: &bookingv1.VerifyProvider{ProviderId: "q2", VerifiedBy: "op"}}},
+		&bookingv1.Command{ProposedAtMs: st.At(-time.Hour), Op: &bookingv1.Command_GrantConsent{GrantConsent: &bookingv1.GrantConsent{Consent: &bookingv1.Consent{
+			Id: "k", ClientId: "client1", Purpose: "psychology-care", Jurisdiction: "ar", TextVersion: "1", ExpiresAtMs: st.At(time.Hour)}}}},
+		&bookingv1.Command{ProposedAtMs: st.At(-time.Hour), Audit: []*bookingv1.AuditRecord{aud}, Op: &bookingv1.Command_CreateBooking{CreateBooking: &bookingv1.CreateBooking{
+			Booking: &bookingv1.Booking{Id: "b4", ProviderId: "q2", ClientId: "client1", StartMs: st.At(5 * time.Hour), EndMs: st.At(6 * time.Hour),
+				BlockedUntilMs: st.At(6 * time.Hour), SessionStatus: bookingv1.SessionStatus_SESSION_STATUS_SCHEDULED},
+			ConsentPurpose: "psychology-care", RequireVerified: true}}},
+		&bookingv1.Command{Op: &bookingv1.Command_SetSessionStatus{SetSessionStatus: &bookingv1.SetSessionStatus{BookingId: "b4", Status: bookingv1.SessionStatus_SESSION_STATUS_CHECKED_IN}}},
+		&bookingv1.Command{Op: &bookingv1.Command_PutClientKey{PutClientKey: &bookingv1.PutClientKey{Key: &bookingv1.ClientKey{ClientId: "client1", KeyId: "ky", Wrapped: []byte{1}, KekId: "kek"}}}},
+		&bookingv1.Command{Op: &bookingv1.Command_PutNote{PutNote: &bookingv1.PutNote{Note: &bookingv1.SealedNote{BookingId: "b4", ClientId: "client1", KeyId: "ky", Nonce: []byte{1}, Ciphertext: []byte{2}}}}},
+		&bookingv1.Command{Op: &bookingv1.Command_WithdrawConsent{WithdrawConsent: &bookingv1.WithdrawConsent{ClientId: "client1", ConsentId: "k", Verticals: []string{"barber"}}}},
+		&bookingv1.Command{Audit: []*bookingv1.AuditRecord{aud}, Op: &bookingv1.Command_EraseHealthData{EraseHealthData: &bookingv1.EraseHealthData{ClientId: "client1"}}},
+		&bookingv1.Command{Audit: []*bookingv1.AuditRecord{aud, aud}, Op: &bookingv1.Command_AppendAudit{AppendAudit: &bookingv1.AppendAudit{}}})
+	seed(&bookingv1.Command{Op: &bookingv1.Command_CreateSeries{CreateSeries: &bookingv1.CreateSeries{
+		Series: &bookingv1.Series{Id: "srs", ProviderId: "p", ClientId: "client1", EveryDays: 7},
+		Bookings: []*bookingv1.Booking{
+			st.Booking("o1", "p", 0, time.Hour, time.Hour),
+			st.Booking("o2", "p", 7*24*time.Hour, 7*24*time.Hour+time.Hour, 7*24*time.Hour+time.Hour)}}}},
+		&bookingv1.Command{Op: &bookingv1.Command_CancelSeries{CancelSeries: &bookingv1.CancelSeries{SeriesId: "srs"}}})
 	f.Add([]byte{})
 	f.Add([]byte{0xff, 0xff, 0xff})
 
@@ -76,6 +100,9 @@ func FuzzFSM_Apply(f *testing.F) {
 		}
 		checkNoOverlap(t, fsm)
 		checkTimeIndexes(t, fsm)
+		if rep, err := fsm.VerifyAudit(); err != nil {
+			t.Fatalf("audit chain broken after %d entries: %v", rep.Entries, err)
+		}
 	})
 }
 

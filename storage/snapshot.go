@@ -56,6 +56,16 @@ const restoreSuffix = ".restore-"
 // directory and reopens. If anything fails before the rename, the live db is
 // untouched.
 func (f *fsm) restore(r io.Reader, beforeSwap func() error) error {
+	before := f.erasedClients()
+	if err := f.restoreFile(r, beforeSwap); err != nil {
+		return err
+	}
+	f.noticeRestoredErasures(before)
+	return nil
+}
+
+// restoreFile is restore without the erasure notifications.
+func (f *fsm) restoreFile(r io.Reader, beforeSwap func() error) error {
 	dir := filepath.Dir(f.path)
 	tmp, err := os.CreateTemp(dir, filepath.Base(f.path)+restoreSuffix+"*")
 	if err != nil {

@@ -148,6 +148,21 @@ type Config struct {
 	// reports more due). Negative disables compaction: records are kept
 	// forever. Default 1m.
 	CompactInterval time.Duration
+
+	// Jurisdiction is the jurisdiction whose records this group holds
+	// ("ar"...). A consent counts for a booking only if it names it, and
+	// GrantConsent refuses a consent naming another. "" checks no
+	// jurisdiction. It decides how commands apply, so every node of a group
+	// must have the same.
+	Jurisdiction string
+	// OnErase, when set, is called with the client's id after the
+	// transaction that applied an EraseHealthData committed (on every
+	// replica, also when the erasure arrives in an installed snapshot), and
+	// at Open for every erasure recorded, so a crash between the commit and
+	// the call loses nothing. It may thus be called more than once for a
+	// client and must be idempotent. It runs on the FSM's goroutine: keep it
+	// short (cluster appends to the KEK's erasure ledger).
+	OnErase func(clientID string)
 }
 
 // DefaultConfig returns the preset for production nodes on a LAN of cities
@@ -360,6 +375,7 @@ func Open(cfg Config) (_ *Store, err error) {
 	if s.fsm, err = openFSM(filepath.Join(cfg.DataDir, FSMFile), s.logger); err != nil {
 		return nil, err
 	}
+	s.fsm.jurisdiction, s.fsm.onErase = cfg.Jurisdiction, cfg.OnErase
 	if s.logs, err = OpenLogStore(filepath.Join(cfg.DataDir, RaftFile)); err != nil {
 		return nil, err
 	}
@@ -372,6 +388,7 @@ func Open(cfg Config) (_ *Store, err error) {
 	if err := catchUpFSM(s.fsm, s.logs, s.snaps, s.logger); err != nil {
 		return nil, err
 	}
+	s.fsm.replayErasures()
 	s.trans = cfg.Transport
 	if s.trans == nil {
 		nt, err := newTCPTransport(cfg.RaftAddr, cfg.RaftTLS, hl.Named("transport"))

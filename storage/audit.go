@@ -1,0 +1,301 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
+)
+
+// The audit chain: every command's AuditRecords become AuditEntries in the
+// same transaction as the command, numbered from seq 1, each hashed over the
+// previous entry's hash and its own canonical bytes:
+//
+//	canon = be64(seq) || be64(at_ms) || for each of subject, role, action,
+//	        object, node, outcome: be32(len) || bytes
+//	hash  = SHA-256(prev_hash || canon)
+//
+// The first entry's prev_hash is 32 zero bytes. at_ms is the command's entry
+// time. Entries are never changed or deleted (Compact does not touch them).
+
+// Limits of the audit records a command carries (RESULT_CODE_INVALID beyond
+// them: the command is refused and nothing is appended).
+const (
+	MaxAuditRecords    = 16
+	MaxAuditFieldBytes = 512
+)
+
+// OutcomeOK is the outcome the FSM fills in for a record riding on a command
+// that succeeded; other results give their code's short name (OutcomeOf).
+const OutcomeOK = "ok"
+
+// OutcomeOf is the outcome the FSM gives an AuditRecord whose outcome is "",
+// for a command answered with code: "ok" for RESULT_CODE_OK, else the code's
+// name in lower case without its prefix ("slot_taken", "not_found",
+// "idempotency_mismatch", "invalid_transition", "already_exists", "invalid",
+// "consent_required", "provider_unverified", "erased").
+func OutcomeOf(code bookingv1.ResultCode) string {
+	if code == bookingv1.ResultCode_RESULT_CODE_OK {
+		return OutcomeOK
+	}
+	return strings.ToLower(strings.TrimPrefix(code.String(), "RESULT_CODE_"))
+}
+
+// ErrAuditBroken means the audit chain does not verify: an entry's seq,
+// prev_hash or hash is not what its predecessor and its content require.
+var ErrAuditBroken = errors.New("storage: audit chain broken")
+
+var zeroHash = make([]byte, sha256.Size)
+
+// AuditCanonical returns e's canonical bytes (seq, at_ms and the six string
+// fields; not its hashes).
+func AuditCanonical(e *bookingv1.AuditEntry) []byte {
+	fields := []string{e.GetSubject(), e.GetRole(), e.GetAction(), e.GetObject(), e.GetNode(), e.GetOutcome()}
+	n := 16
+	for _, f := range fields {
+		n += 4 + len(f)
+	}
+	out := make([]byte, 0, n)
+	out = binary.BigEndian.AppendUint64(out, e.GetSeq())
+	out = binary.BigEndian.AppendUint64(out, uint64(e.GetAtMs()))
+	for _, f := range fields {
+		out = binary.BigEndian.AppendUint32(out, uint32(len(f)))
+		out = append(out, f...)
+	}
+	return out
+}
+
+// AuditHash returns SHA-256(prev || AuditCanonical(e)): the hash e must
+// carry when prev is its predecessor's hash (32 zero bytes for seq 1).
+func AuditHash(prev []byte, e *bookingv1.AuditEntry) []byte {
+	h := sha256.New()
+	h.Write(prev)
+	h.Write(AuditCanonical(e))
+	return h.Sum(nil)
+}
+
+// validAudit reports why a command's audit records are not acceptable, or "".
+func validAudit(recs []*bookingv1.AuditRecord) string {
+	if len(recs) > MaxAuditRecords {
+		return fmt.Sprintf("more than %d audit records", MaxAuditRecords)
+	}
+	for i, r := range recs {
+		if r == nil {
+			return fmt.Sprintf("audit record %d is empty", i)
+		}
+		if r.Action == "" {
+			return fmt.Sprintf("audit record %d has no action", i)
+		}
+		for _, f := range []string{r.Subject, r.Role, r.Action, r.Object, r.Node, r.Outcome} {
+			if len(f) > MaxAuditFieldBytes || !utf8.ValidString(f) {
+				return fmt.Sprintf("audit record %d has a field longer than %d bytes or not UTF-8", i, MaxAuditFieldBytes)
+			}
+		}
+		if strings.IndexByte(r.Subject, 0) >= 0 || strings.IndexByte(r.Object, 0) >= 0 {
+			return fmt.Sprintf("audit record %d has a NUL byte in subject or object", i)
+		}
+	}
+	return ""
+}
+
+// auditHead returns the last entry's seq and hash (0 and 32 zero bytes for
+// an empty chain).
+func auditHead(tx *bolt.Tx) (uint64, []byte) {
+	k, v := tx.Bucket(bucketAudit).Cursor().Last()
+	if len(k) != 8 {
+		return 0, zeroHash
+	}
+	seq := binary.BigEndian.Uint64(k)
+	e := new(bookingv1.AuditEntry)
+	if proto.Unmarshal(v, e) != nil || len(e.Hash) != sha256.Size {
+		// A damaged last entry (the file was tampered with): chain on
+		// from a hash of its bytes, the same on every replica holding them.
+		sum := sha256.Sum256(v)
+		return seq, sum[:]
+	}
+	return seq, e.Hash
+}
+
+// auditIndexKey is owner 0x00 be64(seq): the key layout of audit_object and
+// audit_subject.
+func auditIndexKey(owner string, seq uint64) []byte {
+	k := make([]byte, 0, len(owner)+9)
+	k = append(k, owner...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+// appendAudit appends recs to the chain at now, filling an empty outcome
+// from r's code, and sets r.AuditSeq to the last seq appended.
+func (a *applier) appendAudit(recs []*bookingv1.AuditRecord, now int64, r *bookingv1.CommandResult) {
+	if len(recs) == 0 {
+		return
+	}
+	seq, prev := auditHead(a.tx)
+	for _, rec := range recs {
+		seq++
+		e := &bookingv1.AuditEntry{
+			Seq: seq, AtMs: now,
+			Subject: rec.Subject, Role: rec.Role, Action: rec.Action, Object: rec.Object, Node: rec.Node,
+			Outcome:  rec.Outcome,
+			PrevHash: prev,
+		}
+		if e.Outcome == "" {
+			e.Outcome = OutcomeOf(r.Code)
+		}
+		e.Hash = AuditHash(prev, e)
+		a.put(bucketAudit, u64(seq), e)
+		if e.Object != "" {
+			a.putKey(bucketAuditObject, auditIndexKey(e.Object, seq))
+		}
+		if e.Subject != "" {
+			a.putKey(bucketAuditSubject, auditIndexKey(e.Subject, seq))
+		}
+		prev = e.Hash
+	}
+	r.AuditSeq = seq
+}
+
+// AuditReport is the outcome of walking the audit chain.
+type AuditReport struct {
+	// Entries is how many entries verified, from seq 1 on.
+	Entries uint64
+	// Head is the hash of the last entry that verified (32 zero bytes when
+	// none did).
+	Head []byte
+	// BrokenSeq is the seq of the first entry that does not verify (0: the
+	// chain verified), and Reason says why.
+	BrokenSeq uint64
+	Reason    string
+}
+
+// AuditVerifier checks a chain one entry at a time, in seq order from seq 1
+// (what VerifyAudit and VerifyAuditDir do over the store; a client walking
+// GET /v1/audit pages can use it too).
+type AuditVerifier struct {
+	r AuditReport
+}
+
+// NewAuditVerifier returns a verifier expecting seq 1.
+func NewAuditVerifier() *AuditVerifier {
+	return &AuditVerifier{r: AuditReport{Head: zeroHash}}
+}
+
+// Add checks e as the next entry. After the first broken entry every call
+// returns the same error. The error wraps ErrAuditBroken and names the seq.
+func (v *AuditVerifier) Add(e *bookingv1.AuditEntry) error {
+	if v.r.BrokenSeq != 0 {
+		return v.err()
+	}
+	want := v.r.Entries + 1
+	switch {
+	case e.GetSeq() != want:
+		return v.broken(want, fmt.Sprintf("entry has seq %d, expected %d (missing or reordered entry)", e.GetSeq(), want))
+	case !bytes.Equal(e.GetPrevHash(), v.r.Head):
+		return v.broken(want, "prev_hash is not the previous entry's hash")
+	case !bytes.Equal(e.GetHash(), AuditHash(v.r.Head, e)):
+		return v.broken(want, "hash does not match the entry's content")
+	}
+	v.r.Entries = want
+	v.r.Head = e.GetHash()
+	return nil
+}
+
+func (v *AuditVerifier) broken(seq uint64, reason string) error {
+	v.r.BrokenSeq, v.r.Reason = seq, reason
+	return v.err()
+}
+
+func (v *AuditVerifier) err() error {
+	return fmt.Errorf("%w at seq %d: %s", ErrAuditBroken, v.r.BrokenSeq, v.r.Reason)
+}
+
+// Report returns what the verifier has seen so far.
+func (v *AuditVerifier) Report() AuditReport { return v.r }
+
+// verifyAuditTx walks the audit bucket of tx in key order. An entry whose
+// bytes do not decode, or whose key is not its seq, breaks the chain there.
+func verifyAuditTx(tx *bolt.Tx) (AuditReport, error) {
+	v := NewAuditVerifier()
+	b := tx.Bucket(bucketAudit)
+	if b == nil {
+		return v.Report(), nil // a file from before the audit chain
+	}
+	c := b.Cursor()
+	for k, val := c.First(); k != nil; k, val = c.Next() {
+		want := v.r.Entries + 1
+		if len(k) != 8 {
+			return v.Report(), v.broken(want, "audit bucket holds a key that is not a seq")
+		}
+		e := new(bookingv1.AuditEntry)
+		if err := proto.Unmarshal(val, e); err != nil {
+			return v.Report(), v.broken(binary.BigEndian.Uint64(k), "entry does not decode")
+		}
+		if ks := binary.BigEndian.Uint64(k); ks != e.Seq {
+			return v.Report(), v.broken(ks, fmt.Sprintf("entry stored at seq %d says seq %d", ks, e.Seq))
+		}
+		if err := v.Add(e); err != nil {
+			return v.Report(), err
+		}
+	}
+	return v.Report(), nil
+}
+
+// VerifyAudit walks this replica's audit chain from seq 1 and reports how
+// far it verifies. A broken chain returns the report (BrokenSeq, Reason) and
+// an error wrapping ErrAuditBroken that names the seq.
+func (s *Store) VerifyAudit(ctx context.Context) (AuditReport, error) {
+	if err := s.readable(ctx); err != nil {
+		return AuditReport{}, err
+	}
+	var rep AuditReport
+	var broken error
+	err := s.fsm.view(func(tx *bolt.Tx) error {
+		rep, broken = verifyAuditTx(tx)
+		return nil
+	})
+	if err != nil {
+		return AuditReport{}, err
+	}
+	return rep, broken
+}
+
+// VerifyAuditDir verifies the audit chain of a stopped node's data dir (or a
+// copy of one, e.g. a backup) offline: it opens <dataDir>/fsm.db read-only,
+// never writing to it, and walks the chain as VerifyAudit does. A live node
+// holds the file's lock; VerifyAuditDir then gives up after a second.
+func VerifyAuditDir(dataDir string) (AuditReport, error) {
+	path := filepath.Join(dataDir, FSMFile)
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return AuditReport{}, fmt.Errorf("%w: %s", ErrNoFSM, dataDir)
+		}
+		return AuditReport{}, err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return AuditReport{}, fmt.Errorf("storage: verify audit %s: %w", path, err)
+	}
+	defer db.Close()
+	var rep AuditReport
+	var broken error
+	if err := db.View(func(tx *bolt.Tx) error {
+		rep, broken = verifyAuditTx(tx)
+		return nil
+	}); err != nil {
+		return AuditReport{}, fmt.Errorf("storage: verify audit %s: %w", path, err)
+	}
+	return rep, broken
+}
