@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/barberpro/edge/edge/client"
 	"github.com/barberpro/edge/storage"
@@ -67,6 +68,9 @@ exits 0 when every link holds; exits 1 naming the first broken one.`,
 				if errors.Is(err, storage.ErrAuditBroken) || (err == nil && rep.BrokenSeq != 0) {
 					return &chainBreak{Seq: rep.BrokenSeq, Reason: rep.Reason}
 				}
+				if errors.Is(err, bolt.ErrTimeout) {
+					return fmt.Errorf("audit verify %s: its fsm.db is locked by a running node: stop the node, verify a copy of the dir, or use --addr", dataDir)
+				}
 				if err != nil {
 					return fmt.Errorf("audit verify %s: %w", dataDir, err)
 				}
@@ -92,9 +96,9 @@ exits 0 when every link holds; exits 1 naming the first broken one.`,
 				return br
 			}
 			if err != nil {
-				return fmt.Errorf("audit verify: reading the chain from %s after %d good entries: %w", addr, v.entries, err)
+				return fmt.Errorf("audit verify: reading the chain from %s after %d good entries: %w", addr, v.entries(), err)
 			}
-			printChainOK(cmd, v.entries, v.head())
+			printChainOK(cmd, v.entries(), v.head())
 			return nil
 		},
 	}

@@ -3,18 +3,24 @@ package main
 import (
 	"bytes"
 	"crypto/sha256"
+	be "encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/barberpro/edge/edge/client"
+	"github.com/barberpro/edge/storage"
 )
 
 // handChain builds n entries by the documented canonical form, written out
@@ -85,12 +91,11 @@ func TestAuditVerifyAddr(t *testing.T) {
 		{"empty", nil, ""},
 		{"a field changed", tamper(func(c []client.AuditEntry) { c[3].Outcome = "forbidden" }), "broken at seq 4: hash"},
 		{"a time changed by a millisecond", tamper(func(c []client.AuditEntry) { c[5].At = strings.Replace(c[5].At, ".042", ".043", 1) }), "broken at seq 6: hash"},
-		{"an entry deleted", append(append([]client.AuditEntry(nil), good[:2]...), good[3:]...), "broken at seq 3: entry missing"},
+		{"an entry deleted", append(append([]client.AuditEntry(nil), good[:2]...), good[3:]...), "broken at seq 3: entry has seq 4"},
 		{"an entry rewritten with its hash recomputed", tamper(func(c []client.AuditEntry) {
 			c[1].Subject = "someone-else"
-			atMs, _ := entryMillis(c[1])
-			prev, _ := decodeHash(c[1].PrevHash)
-			c[1].Hash = hex.EncodeToString(auditEntryHash(prev, 2, atMs, c[1].Subject, c[1].Role, c[1].Action, c[1].Object, c[1].Node, c[1].Outcome))
+			pe, _ := entryProto(c[1])
+			c[1].Hash = hex.EncodeToString(storage.AuditHash(pe.PrevHash, pe))
 		}), "broken at seq 3: prev_hash"},
 		{"an entry listed twice", append(append([]client.AuditEntry(nil), good[:4]...), good[3:]...), "broken at seq 4: entry listed again"},
 		{"first entry's prev not zero", tamper(func(c []client.AuditEntry) { c[0].PrevHash = c[1].Hash }), "broken at seq 1: prev_hash"},
@@ -165,5 +170,58 @@ func TestAuditVerifyEnvDataDirYieldsToAddr(t *testing.T) {
 	out, err := runCLI(t, "audit", "verify", "--addr", srv.URL, "--token", "ops-token")
 	if err != nil || !strings.Contains(out, "2 entries") {
 		t.Fatalf("%q %v", out, err)
+	}
+}
+
+// writeAuditDir writes a data dir whose fsm.db holds entries in the store's
+// audit bucket (be64 seq → AuditEntry), as a stopped node's would.
+func writeAuditDir(t *testing.T, entries []client.AuditEntry) string {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := bolt.Open(filepath.Join(dir, storage.FSMFile), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists([]byte("audit"))
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			pe, err := entryProto(e)
+			if err != nil {
+				return err
+			}
+			v, err := proto.Marshal(pe)
+			if err != nil {
+				return err
+			}
+			if err := b.Put(be.BigEndian.AppendUint64(nil, e.Seq), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestAuditVerifyDataDir(t *testing.T) {
+	good := handChain(5)
+	out, err := runCLI(t, "audit", "verify", "--data-dir", writeAuditDir(t, good))
+	if err != nil || !strings.Contains(out, "5 entries, head "+good[4].Hash) {
+		t.Fatalf("intact chain offline: %q %v", out, err)
+	}
+	bad := append([]client.AuditEntry(nil), good...)
+	bad[2].Action = "notes.read"
+	_, err = runCLI(t, "audit", "verify", "--data-dir", writeAuditDir(t, bad))
+	if exitCode(err) != 1 || !strings.Contains(err.Error(), "broken at seq 3") {
+		t.Fatalf("changed entry offline: %v, want exit 1 naming seq 3", err)
+	}
+	if _, err := runCLI(t, "audit", "verify", "--data-dir", t.TempDir()); exitCode(err) != 1 {
+		t.Fatalf("a dir without fsm.db: %v, want exit 1", err)
 	}
 }

@@ -1,40 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
-	be "encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/barberpro/edge/edge/client"
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
+	"github.com/barberpro/edge/storage"
 )
-
-// auditEntryHash is the hash of an audit entry as the FSM computes it
-// (issue9-plan Decisions, storage/audit.go): SHA-256(prev_hash || canon), canon =
-// be64(seq) || be64(at_ms) || for each of subject, role, action, object, node,
-// outcome: be32(len) || bytes.
-func auditEntryHash(prev []byte, seq uint64, atMs int64, subject, role, action, object, node, outcome string) []byte {
-	h := sha256.New()
-	h.Write(prev)
-	var b [8]byte
-	be.BigEndian.PutUint64(b[:], seq)
-	h.Write(b[:])
-	be.BigEndian.PutUint64(b[:], uint64(atMs))
-	h.Write(b[:])
-	for _, f := range []string{subject, role, action, object, node, outcome} {
-		be.BigEndian.PutUint32(b[:4], uint32(len(f)))
-		h.Write(b[:4])
-		h.Write([]byte(f))
-	}
-	return h.Sum(nil)
-}
-
-// zeroHash is the prev_hash of the first entry.
-var zeroHash = make([]byte, sha256.Size)
 
 // chainBreak is the first broken link of an audit chain.
 type chainBreak struct {
@@ -46,67 +24,80 @@ func (b *chainBreak) Error() string {
 	return fmt.Sprintf("audit chain broken at seq %d: %s", b.Seq, b.Reason)
 }
 
-// chainVerifier walks an audit chain in order, entry by entry, recomputing each
-// hash; it stops at the first broken link.
+// chainVerifier walks an audit chain as GET /v1/audit lists it, entry by entry,
+// with the store's own verifier (storage.AuditVerifier: the hash is defined once,
+// in storage/audit.go); it stops at the first broken link.
 type chainVerifier struct {
-	entries uint64
-	prev    []byte // hash of the last good entry (zeroHash before the first)
-	broken  *chainBreak
+	v      *storage.AuditVerifier
+	broken *chainBreak
 }
 
-func newChainVerifier() *chainVerifier { return &chainVerifier{prev: zeroHash} }
+func newChainVerifier() *chainVerifier { return &chainVerifier{v: storage.NewAuditVerifier()} }
 
 // add checks the next entries; it returns the first break (and keeps it).
-func (v *chainVerifier) add(es []client.AuditEntry) error {
+func (c *chainVerifier) add(es []client.AuditEntry) error {
 	for _, e := range es {
-		if v.broken != nil {
-			return v.broken
+		if c.broken != nil {
+			return c.broken
 		}
-		v.broken = v.check(e)
+		c.broken = c.check(e)
 	}
-	if v.broken != nil {
-		return v.broken
+	if c.broken != nil {
+		return c.broken
 	}
 	return nil
 }
 
-func (v *chainVerifier) check(e client.AuditEntry) *chainBreak {
-	want := v.entries + 1
-	switch {
-	case e.Seq > want:
-		return &chainBreak{want, fmt.Sprintf("entry missing (the next entry listed is seq %d)", e.Seq)}
-	case e.Seq < want:
-		return &chainBreak{e.Seq, fmt.Sprintf("entry listed again or out of order (after seq %d)", v.entries)}
+func (c *chainVerifier) check(e client.AuditEntry) *chainBreak {
+	want := c.v.Report().Entries + 1
+	if e.Seq < want {
+		// The store's verifier names the seq it expected; an entry listed again
+		// is named by its own.
+		return &chainBreak{e.Seq, fmt.Sprintf("entry listed again or out of order (after seq %d)", want-1)}
 	}
+	pe, err := entryProto(e)
+	if err != nil {
+		return &chainBreak{max(e.Seq, want), err.Error()}
+	}
+	if err := c.v.Add(pe); err != nil {
+		r := c.v.Report()
+		if !errors.Is(err, storage.ErrAuditBroken) || r.BrokenSeq == 0 {
+			return &chainBreak{want, err.Error()}
+		}
+		return &chainBreak{r.BrokenSeq, r.Reason}
+	}
+	return nil
+}
+
+// entries is how many entries verified.
+func (c *chainVerifier) entries() uint64 { return c.v.Report().Entries }
+
+// head is the hash of the last verified entry, hex ("" for an empty chain).
+func (c *chainVerifier) head() string {
+	r := c.v.Report()
+	if r.Entries == 0 {
+		return ""
+	}
+	return hex.EncodeToString(r.Head)
+}
+
+// entryProto turns an answered entry back into the stored record: hashes
+// decoded, the time in Unix milliseconds.
+func entryProto(e client.AuditEntry) (*bookingv1.AuditEntry, error) {
 	prev, err := decodeHash(e.PrevHash)
 	if err != nil {
-		return &chainBreak{e.Seq, "prev_hash: " + err.Error()}
+		return nil, fmt.Errorf("prev_hash: %w", err)
 	}
 	hash, err := decodeHash(e.Hash)
 	if err != nil {
-		return &chainBreak{e.Seq, "hash: " + err.Error()}
-	}
-	if !bytes.Equal(prev, v.prev) {
-		return &chainBreak{e.Seq, fmt.Sprintf("prev_hash %s is not the hash %s of the entry before", short(prev), short(v.prev))}
+		return nil, fmt.Errorf("hash: %w", err)
 	}
 	atMs, err := entryMillis(e)
 	if err != nil {
-		return &chainBreak{e.Seq, err.Error()}
+		return nil, err
 	}
-	if got := auditEntryHash(prev, e.Seq, atMs, e.Subject, e.Role, e.Action, e.Object, e.Node, e.Outcome); !bytes.Equal(got, hash) {
-		return &chainBreak{e.Seq, fmt.Sprintf("hash %s does not match the entry's content (recomputed %s): the entry was changed after it was written", short(hash), short(got))}
-	}
-	v.entries++
-	v.prev = hash
-	return nil
-}
-
-// head is the hash of the last entry, hex ("" for an empty chain).
-func (v *chainVerifier) head() string {
-	if v.entries == 0 {
-		return ""
-	}
-	return hex.EncodeToString(v.prev)
+	return &bookingv1.AuditEntry{Seq: e.Seq, AtMs: atMs, Subject: e.Subject, Role: e.Role, Action: e.Action, Object: e.Object,
+		Node: e.Node, Outcome: e.Outcome, PrevHash: prev, Hash: hash}, nil
 }
 
 // entryMillis is the entry's time in Unix milliseconds: at_ms when the node sent
@@ -134,12 +125,4 @@ func decodeHash(s string) ([]byte, error) {
 		}
 	}
 	return nil, fmt.Errorf("%q is not a SHA-256 digest in hex or base64", strings.TrimSpace(s))
-}
-
-func short(h []byte) string {
-	s := hex.EncodeToString(h)
-	if len(s) > 12 {
-		s = s[:12] + "…"
-	}
-	return s
 }
