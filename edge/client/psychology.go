@@ -34,6 +34,9 @@ type Consent struct {
 	GrantedAt    string `json:"granted_at"`
 	ExpiresAt    string `json:"expires_at"`
 	WithdrawnAt  string `json:"withdrawn_at,omitempty"`
+	// CancelledBookings lists, in the answer to a withdrawal, the bookings it
+	// cancelled (cancel_reason consent_withdrawn).
+	CancelledBookings []string `json:"cancelled_bookings,omitempty"`
 }
 
 // License is a psychology provider's professional licence.
@@ -55,8 +58,12 @@ type SeriesRequest struct {
 
 // Series is a recurring booking as answered: its id and every occurrence.
 type Series struct {
-	ID    string    `json:"id"`
-	Items []Booking `json:"items"`
+	ID         string    `json:"id"`
+	ProviderID string    `json:"provider_id,omitempty"`
+	ServiceID  string    `json:"service_id,omitempty"`
+	ClientID   string    `json:"client_id,omitempty"`
+	Every      string    `json:"every,omitempty"`
+	Items      []Booking `json:"items"`
 }
 
 // Session is a psychology booking seen as a session. Status is "scheduled",
@@ -66,6 +73,7 @@ type Session struct {
 	Status     string `json:"status"`
 	ProviderID string `json:"provider_id,omitempty"`
 	ClientID   string `json:"client_id,omitempty"`
+	ServiceID  string `json:"service_id,omitempty"`
 	Start      string `json:"start,omitempty"`
 	End        string `json:"end,omitempty"`
 	Erased     bool   `json:"erased,omitempty"`
@@ -78,28 +86,39 @@ type Notes struct {
 	UpdatedAt string `json:"updated_at,omitempty"`
 }
 
-// Erasure is the answer of DELETE /v1/clients/{client_id}/health-data.
+// Erasure is the answer of DELETE /v1/clients/{client_id}/health-data:
+// Jurisdictions lists those whose stores held health data of the client and
+// destroyed its keys.
 type Erasure struct {
-	ClientID string `json:"client_id,omitempty"`
-	ErasedAt string `json:"erased_at,omitempty"`
-	Status   string `json:"status,omitempty"`
+	ClientID      string   `json:"client_id,omitempty"`
+	Status        string   `json:"status,omitempty"`
+	Jurisdictions []string `json:"jurisdictions,omitempty"`
 }
 
 // ExportNote is one session's notes in a client's export.
 type ExportNote struct {
-	BookingID string `json:"booking_id"`
-	Text      string `json:"text,omitempty"`
-	UpdatedAt string `json:"updated_at,omitempty"`
+	BookingID  string `json:"booking_id"`
+	ProviderID string `json:"provider_id,omitempty"`
+	Text       string `json:"text,omitempty"`
+	UpdatedAt  string `json:"updated_at,omitempty"`
+}
+
+// ExportErasure is an erasure of the client's health data in one jurisdiction.
+type ExportErasure struct {
+	Jurisdiction string `json:"jurisdiction"`
+	ErasedAt     string `json:"erased_at"`
 }
 
 // Export is everything a node holds about a client (GDPR Art. 15 and 20). Raw is
 // the whole answer as received, fields this type does not name included.
 type Export struct {
-	ClientID string          `json:"client_id"`
-	Bookings []Booking       `json:"bookings"`
-	Consents []Consent       `json:"consents"`
-	Notes    []ExportNote    `json:"notes"`
-	Raw      json.RawMessage `json:"-"`
+	ClientID    string          `json:"client_id"`
+	GeneratedAt string          `json:"generated_at,omitempty"`
+	Bookings    []Booking       `json:"bookings"`
+	Consents    []Consent       `json:"consents"`
+	Notes       []ExportNote    `json:"notes"`
+	Erasures    []ExportErasure `json:"erasures,omitempty"`
+	Raw         json.RawMessage `json:"-"`
 }
 
 // AuditEntry is one link of a jurisdiction's hash-chained audit log. At is
@@ -122,15 +141,16 @@ type AuditEntry struct {
 // AuditQuery filters GET /v1/audit; empty fields are not sent.
 type AuditQuery struct {
 	Object, Subject string
-	// Jurisdiction names whose chain to read, when the node serves more than its own.
+	// Jurisdiction names whose chain to read (default: the node's own).
 	Jurisdiction string
-	Cursor       string
-	Limit        int
+	// After is the seq after which the page starts: a page's NextCursor.
+	After string
+	Limit int
 }
 
 func (q AuditQuery) values() url.Values {
 	v := url.Values{}
-	for k, s := range map[string]string{"object": q.Object, "subject": q.Subject, "jurisdiction": q.Jurisdiction, "cursor": q.Cursor} {
+	for k, s := range map[string]string{"object": q.Object, "subject": q.Subject, "jurisdiction": q.Jurisdiction, "after": q.After} {
 		if s != "" {
 			v.Set(k, s)
 		}
@@ -263,7 +283,7 @@ func (c *Client) Audit(ctx context.Context, q AuditQuery) (*List[AuditEntry], er
 	return &out, c.do(ctx, http.MethodGet, path, "", nil, &out)
 }
 
-// AuditAll walks every page of GET /v1/audit matching q from q.Cursor on,
+// AuditAll walks every page of GET /v1/audit matching q from q.After on,
 // calling f with each page's entries in order, until the last page, an error,
 // or f's error.
 func (c *Client) AuditAll(ctx context.Context, q AuditQuery, f func([]AuditEntry) error) error {
@@ -275,10 +295,10 @@ func (c *Client) AuditAll(ctx context.Context, q AuditQuery, f func([]AuditEntry
 		if err := f(page.Items); err != nil {
 			return err
 		}
-		if page.NextCursor == "" || page.NextCursor == q.Cursor {
+		if page.NextCursor == "" || page.NextCursor == q.After {
 			return nil
 		}
-		q.Cursor = page.NextCursor
+		q.After = page.NextCursor
 	}
 }
 

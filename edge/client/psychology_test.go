@@ -162,9 +162,9 @@ func TestAuditAllWalksPages(t *testing.T) {
 		return string(b)
 	}
 	c, seen := fakeNode(t, map[string]route{
-		"GET /v1/audit?limit=2":          {200, `{"items":` + page(1, 2) + `,"next_cursor":"2"}`},
-		"GET /v1/audit?cursor=2&limit=2": {200, `{"items":` + page(3, 4) + `,"next_cursor":"4"}`},
-		"GET /v1/audit?cursor=4&limit=2": {200, `{"items":` + page(5) + `}`},
+		"GET /v1/audit?limit=2":         {200, `{"items":` + page(1, 2) + `,"next_cursor":"2"}`},
+		"GET /v1/audit?after=2&limit=2": {200, `{"items":` + page(3, 4) + `,"next_cursor":"4"}`},
+		"GET /v1/audit?after=4&limit=2": {200, `{"items":` + page(5) + `}`},
 	})
 	var got []uint64
 	err := c.AuditAll(context.Background(), AuditQuery{Limit: 2}, func(es []AuditEntry) error {
