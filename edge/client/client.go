@@ -101,6 +101,9 @@ type Booking struct {
 	CancelReason string `json:"cancel_reason,omitempty"`
 	// SeriesID is the series the booking is an occurrence of, if any.
 	SeriesID string `json:"series_id,omitempty"`
+	// SessionStatus is the session's status, for verticals whose bookings are
+	// sessions (psychology): "scheduled", "checked_in", ...
+	SessionStatus string `json:"session_status,omitempty"`
 	// Erased is true once the client's health data was erased (the booking keeps
 	// its dates and provider).
 	Erased bool `json:"erased,omitempty"`
