@@ -32,7 +32,8 @@ import (
 // ciphertext. The client erases their health data: the notes read 410 erased
 // through every node, the booking says erased, and within the bound no data
 // dir holds the wrapped data key or the ciphertext (Raft log, snapshots, bbolt
-// free pages included), in any form.
+// free pages included), in any form. On the way, `audit verify` (online and on
+// a stopped replica's data dir) and `residency check` pass against the cluster.
 func Test_Psychology_NotesSealedAndErasedEverywhere(t *testing.T) {
 	c, _ := startFiveCities(t, 236)
 	ctx := context.Background()
@@ -120,6 +121,18 @@ func Test_Psychology_NotesSealedAndErasedEverywhere(t *testing.T) {
 		t.Fatalf("the US node holds Argentine health data, sealed or not: %v", found)
 	}
 
+	// The operator's tools agree, against the running cluster: the ar audit
+	// chain verifies, and nothing of it is on the US node's disk or log (ba-1's
+	// data dir is the control).
+	ops := operatorToken(ba)
+	if out, err := runCLI(t, "audit", "verify", "--addr", ba.Spec.URL(), "--token", ops); err != nil || !strings.Contains(out, "audit chain OK") || strings.Contains(out, " 0 entries") {
+		t.Fatalf("audit verify --addr: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, "residency", "check", "--addr", us.Spec.URL(), "--token", ops, "--marker", marker,
+		"--scan", "us-1="+us.Spec.DataDir, "--scan", "us-1="+us.LogPath, "--scan", "ba-1="+ba.Spec.DataDir); err != nil {
+		t.Fatalf("residency check: %v\n%s", err, out)
+	}
+
 	// Erasure, by the client, through a node that is not the one that wrote.
 	erased := time.Now()
 	if _, err := as(lp, auth.RoleClient, clientID).EraseHealthData(ctx, clientID); err != nil {
@@ -157,6 +170,15 @@ func Test_Psychology_NotesSealedAndErasedEverywhere(t *testing.T) {
 	t.Logf("no wrapped key or ciphertext on any data dir %v after the erasure", time.Since(erased).Round(100*time.Millisecond))
 	if found, _, _, _ := check.Scan(everything, markerNeedle); len(found) > 0 {
 		t.Fatalf("the note's text is on disk unsealed: %v", found)
+	}
+
+	// Offline, on a stopped replica: the chain (the erasure's entries
+	// included) still verifies.
+	if err := ba.Stop(15 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCLI(t, "audit", "verify", "--data-dir", ba.Spec.DataDir); err != nil || !strings.Contains(out, "audit chain OK") {
+		t.Fatalf("audit verify --data-dir: %v\n%s", err, out)
 	}
 }
 
