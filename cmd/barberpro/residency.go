@@ -299,6 +299,7 @@ func residencyCheck(ctx context.Context, c *client.Client, scheme string, o resi
 		res = check.Merge(res, check.ResidencyScan(o.home, nodes, needles, control))
 	} else {
 		count("residency.needles", len(needles))
+		fmt.Fprintf(warn, "warning: no --scan given: only the nodes' answers were checked, no disk\n")
 	}
 	return res, nil
 }
