@@ -443,6 +443,10 @@ func (r *run) run(ctx context.Context) (res *Result, err error) {
 	r.sampler.wait()
 	r.sampler.sampleAll(context.Background()) // the final state of every group
 	audited := r.auditedIDs(context.Background())
+	if psy := tr.Psychology(); len(psy.Consents)+len(psy.Series)+psy.Notes > 0 {
+		r.note("psychology workload: %d consents, %d series (%d sessions), %d notes written holding %s, %d audited records",
+			len(psy.Consents), len(psy.Series), len(psy.Bookings), psy.Notes, psy.Marker, len(audited))
+	}
 	r.logf("stopping nodes (SIGTERM)")
 	r.cl.StopAll(15 * time.Second)
 	ops := r.rec.Ops()
