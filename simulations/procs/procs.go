@@ -444,7 +444,7 @@ func FiveCities(binary, dataRoot string, sec *Secrets, ipBase int) (*Cluster, er
 		if err != nil {
 			return nil, err
 		}
-		kek, err := sec.KEKFile(j)
+		kek, err := sec.NodeKEKFile(n.id, j)
 		if err != nil {
 			return nil, err
 		}

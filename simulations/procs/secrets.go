@@ -27,6 +27,7 @@ import (
 //	DIR/tokens/       the token signing key and keys.json      — `barberpro token init`
 //	DIR/gossip.key    the gossip key, base64
 //	DIR/kek/J.json    jurisdiction J's key-encryption key       — `barberpro keys init`
+//	DIR/nodes/ID/kek.json  node ID's copy of it (its erasure ledger beside it)
 //
 // The demo, the end-to-end tests, the simulations and the benchmarks make their
 // own; nothing of it is secret beyond the local run. Safe for concurrent use.
@@ -170,18 +171,51 @@ func (s *Secrets) KEKFile(j string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return "", fmt.Errorf("procs: secrets: %w", err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return "", fmt.Errorf("procs: secrets: %w", err)
-	}
-	if err := f.Close(); err != nil {
+	if err := writeNew(path, b); err != nil {
 		return "", fmt.Errorf("procs: secrets: %w", err)
 	}
 	return path, nil
+}
+
+// NodeKEKFile returns node id's copy of jurisdiction j's key-encryption key,
+// made the first time: each node has its own file, as on separate machines,
+// and so its own erasure ledger (kek.json.erasures) beside it, which outlives
+// the node's data dir.
+func (s *Secrets) NodeKEKFile(id, j string) (string, error) {
+	master, err := s.KEKFile(j)
+	if err != nil {
+		return "", err
+	}
+	s.kekMu.Lock()
+	defer s.kekMu.Unlock()
+	path := filepath.Join(s.Dir, "nodes", id, "kek.json")
+	if exists(path) {
+		return path, nil
+	}
+	b, err := os.ReadFile(master)
+	if err != nil {
+		return "", fmt.Errorf("procs: secrets: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("procs: secrets: %w", err)
+	}
+	if err := writeNew(path, b); err != nil {
+		return "", fmt.Errorf("procs: secrets: %w", err)
+	}
+	return path, nil
+}
+
+// writeNew writes b to a new file at path, mode 0600.
+func writeNew(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // Jurisdiction is the jurisdiction of city in the secrets' topology.

@@ -40,13 +40,25 @@ func TestKEKFilePerJurisdiction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	arKey, _ := os.ReadFile(ar)
+	usKey, _ := os.ReadFile(us)
 	for _, p := range c.Procs {
-		want := ar
+		want := arKey
 		if p.Spec.City == "us-east" {
-			want = us
+			want = usKey
 		}
-		if i := slices.Index(p.Spec.Args(), "--kek-file"); i < 0 || p.Spec.Args()[i+1] != want {
-			t.Errorf("%s: args %q, want --kek-file %s", p.Spec.ID, p.Spec.Args(), want)
+		i := slices.Index(p.Spec.Args(), "--kek-file")
+		if i < 0 {
+			t.Fatalf("%s: no --kek-file in %q", p.Spec.ID, p.Spec.Args())
+		}
+		// Each node its own copy (its own erasure ledger beside it) of its
+		// jurisdiction's key.
+		file := p.Spec.Args()[i+1]
+		if got, err := os.ReadFile(file); err != nil || string(got) != string(want) || file == ar || file == us {
+			t.Errorf("%s: --kek-file %s holds %s (%v), want its own copy of its jurisdiction's key", p.Spec.ID, file, got, err)
+		}
+		if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: KEK copy mode %v %v", p.Spec.ID, fi, err)
 		}
 	}
 }
