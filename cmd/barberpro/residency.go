@@ -53,9 +53,11 @@ stays in its home jurisdiction (--home, default ar), as a compliance officer wou
     home), and from the home's audit log the ids of every psychology record that
     was read or written (bookings, consents, series) and the clients involved.
  3. Scan the dirs given with --scan (data dirs and logs, as they are on disk, with
-    no decoding) for those ids, for consent ids of the home's cities, and for
-    --marker strings (a text you wrote into a note: notes are sealed, so a marker
-    may be on no node at all, plain or base64).
+    no decoding) for those ids, for any consent id of the home's cities and any
+    booking id of the cities with psychology providers (ids carry their city,
+    and their store is at home), and for --marker strings (a text you wrote into
+    a note: notes are sealed, so a marker may be on no node at all, plain or
+    base64).
 
 A --scan value is DIR (a dir or file of a node outside the home) or NODE-ID=DIR (a
 member's dir; its jurisdiction comes from the cluster). Dirs of home nodes are the
@@ -208,6 +210,7 @@ func residencyCheck(ctx context.Context, c *client.Client, scheme string, o resi
 			needles = append(needles, n)
 		}
 	}
+	var psyCities []string // cities with psychology providers
 	q := client.ProvidersQuery{Vertical: "psychology", Limit: 500}
 	for {
 		page, err := c.Providers(ctx, q)
@@ -222,6 +225,9 @@ func residencyCheck(ctx context.Context, c *client.Client, scheme string, o resi
 			add(check.Needle{Value: p.ID, What: "psychology provider"})
 			if !slices.Contains(homeCities, p.City) {
 				homeCities = append(homeCities, p.City)
+			}
+			if !slices.Contains(psyCities, p.City) {
+				psyCities = append(psyCities, p.City)
 			}
 			pl, err := c.Placement(ctx, p.ID)
 			switch {
@@ -268,6 +274,12 @@ func residencyCheck(ctx context.Context, c *client.Client, scheme string, o resi
 	sort.Strings(homeCities)
 	for _, city := range homeCities {
 		add(check.Needle{Value: "cns_" + city + "_", What: "consent id prefix", NoControl: true})
+	}
+	// A booking id carries its provider's city: no booking of a city with
+	// psychology providers belongs on a disk abroad (its store is at home).
+	sort.Strings(psyCities)
+	for _, city := range psyCities {
+		add(check.Needle{Value: "bkg_" + city + "_", What: "booking id prefix of a city with psychology providers", NoControl: true})
 	}
 	for _, mk := range o.markers {
 		add(check.Needle{Value: mk, What: "note marker", Base64: true, Sealed: true})

@@ -95,6 +95,8 @@ func TestResidencyCheck(t *testing.T) {
 			want: []string{"node us-1 (jurisdiction us) holds", "cns_buenos-aires_c1", "us-1.log"}, exitWant: 1},
 		{name: "an unknown consent of an ar city on the US disk", placeOn: "ba-1", ar: arFiles, us: files{"raft/snap/state.bin": "...cns_buenos-aires_zzz..."}, named: true,
 			want: []string{"consent id prefix cns_buenos-aires_", "raft/snap/state.bin"}, exitWant: 1},
+		{name: "an unaudited booking of a psychology city in a US snapshot", placeOn: "ba-1", ar: arFiles, us: files{"snapshots/1/state.bin": "bkg_buenos-aires_never-audited"}, named: true,
+			want: []string{"booking id prefix of a city with psychology providers bkg_buenos-aires_", "snapshots/1/state.bin"}, exitWant: 1},
 		{name: "an audited client on the US disk", placeOn: "ba-1", ar: arFiles, us: files{"fsm.db": "cli-ana-psy"}, named: true,
 			want: []string{"client (audited) cli-ana-psy"}, exitWant: 1},
 		{name: "the marker base64'd on the ar disk", placeOn: "ba-1",
