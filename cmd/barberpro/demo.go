@@ -79,7 +79,7 @@ stops every node cleanly. The data dirs are temporary unless --data-dir is given
 				urls = append(urls, p.Spec.ID+" "+p.Spec.City+" "+p.Spec.URL())
 			}
 			fmt.Fprintf(out, "Nodes:\n  %s\n", strings.Join(urls, "\n  "))
-			if err := seedAndPrint(ctx, out, sec, c.Procs[0].Spec.URL(), c.Procs[1].Spec.URL(), c.Procs[4].Spec.URL()); err != nil {
+			if err := seedAndPrint(ctx, out, sec, c); err != nil {
 				return err
 			}
 			<-ctx.Done()
@@ -93,10 +93,12 @@ stops every node cleanly. The data dirs are temporary unless --data-dir is given
 	return cmd
 }
 
-// seedAndPrint creates the demo providers through the API, writes a token per
+// seedAndPrint creates the demo providers through the API (the psychologists
+// licensed and verified), grants Ana's psychology consent, writes a token per
 // role under the secrets dir, and prints curl lines that work against the
 // cluster as printed (each reads its token from its file).
-func seedAndPrint(ctx context.Context, w io.Writer, sec *procs.Secrets, base, other, us string) error {
+func seedAndPrint(ctx context.Context, w io.Writer, sec *procs.Secrets, cl *procs.Cluster) error {
+	base, other, us := cl.Procs[0].Spec.URL(), cl.Procs[1].Spec.URL(), cl.Procs[4].Spec.URL()
 	c := client.New(base, nil).WithToken(sec.Operator())
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -107,10 +109,16 @@ func seedAndPrint(ctx context.Context, w io.Writer, sec *procs.Secrets, base, ot
 	if err != nil {
 		return err
 	}
-	var barber client.Provider
+	var barber, psy client.Provider
 	for _, p := range providers {
-		if p.Vertical == "barber" && p.City == "buenos-aires" {
+		if p.City != "buenos-aires" {
+			continue
+		}
+		switch p.Vertical {
+		case "barber":
 			barber = p
+		case "psychology":
+			psy = p
 		}
 	}
 	// A token file per role: two clients, the barber, an operator.
@@ -121,7 +129,7 @@ func seedAndPrint(ctx context.Context, w io.Writer, sec *procs.Secrets, base, ot
 		sub  string
 	}{
 		{"ana", auth.RoleClient, "cli-ana"}, {"bruno", auth.RoleClient, "cli-bruno"},
-		{"barber", auth.RoleProvider, barber.ID}, {"operator", auth.RoleOperator, "ops"},
+		{"barber", auth.RoleProvider, barber.ID}, {"psychologist", auth.RoleProvider, psy.ID}, {"operator", auth.RoleOperator, "ops"},
 	} {
 		tok, err := sec.Token(t.role, t.sub)
 		if err != nil {
@@ -155,7 +163,7 @@ func seedAndPrint(ctx context.Context, w io.Writer, sec *procs.Secrets, base, ot
 
 	fmt.Fprintf(w, "\nBarberPro Edge demo: every node serves every city; these lines use several.\n")
 	fmt.Fprintf(w, "Seeded %d providers: barber, beauty, fitness and psychology in %s.\n\n", len(providers), strings.Join(seed.Cities, ", "))
-	lines := []struct{ what, cmd string }{
+	lines := []demoLine{
 		{"List the providers of Buenos Aires (public: no token)", fmt.Sprintf("curl -s '%s/v1/providers?city=buenos-aires'", base)},
 		{"Availability of " + barber.Name + " (" + svc.Name + ")", fmt.Sprintf("curl -s '%s/v1/providers/%s/availability?service_id=%s&from=%s&days=1'", base, barber.ID, svc.ID, from)},
 		{"Ana books the first free slot with her client token: 201", fmt.Sprintf("curl -s -i -X POST %s/v1/bookings %s -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' -d '%s'", base, bearer("ana"), book)},
@@ -169,6 +177,25 @@ func seedAndPrint(ctx context.Context, w io.Writer, sec *procs.Secrets, base, ot
 		{"The cluster: members, Raft groups and their leaders (operator)", fmt.Sprintf("curl -s %s/v1/cluster/members %s; curl -s %s/v1/cluster/status %s", base, bearer("operator"), us, bearer("operator"))},
 		{"Health, readiness, metrics, the OpenAPI contract (public)", fmt.Sprintf("curl -s %s/readyz; curl -s %s/metrics | grep barberpro_; curl -s %s/openapi.json | head -c 300", base, base, base)},
 	}
+	psyLines, err := psychologyDemo(ctx, base, us, sec, psy, tokenFile, bearer)
+	if err != nil {
+		return err
+	}
+	lines = append(lines, psyLines...)
+	var scans []string
+	for _, p := range cl.Procs {
+		if p.Spec.City == "us-east" {
+			scans = append(scans, "--scan "+p.Spec.ID+"="+p.Spec.DataDir, "--scan "+p.Spec.ID+"="+p.LogPath)
+		}
+	}
+	scans = append(scans, "--scan "+cl.Procs[0].Spec.ID+"="+cl.Procs[0].Spec.DataDir)
+	lines = append(lines,
+		demoLine{"Walk Ana's jurisdiction's audit chain, recomputing every hash (exit 1 names a broken link)",
+			fmt.Sprintf("barberpro audit verify --addr %s --token \"$(cat %s)\"", base, tokenFile["operator"])},
+		demoLine{"Is any psychology id, consent or note marker on the US node's disk or log? (ba-1's dir is the control)",
+			fmt.Sprintf("barberpro residency check --addr %s --token \"$(cat %s)\" %s --marker DEMO-NOTE-MARKER", base, tokenFile["operator"], strings.Join(scans, " "))},
+	)
+
 	fmt.Fprintf(w, "Tokens (one per role) are in %s; the CA and node certificates in %s.\n", sec.Dir, filepath.Join(sec.Dir, "ca"))
 	fmt.Fprintf(w, "More: barberpro token issue --dir %s --role client --sub cli-carla\n\n", sec.TokenDir())
 	for _, l := range lines {
@@ -176,4 +203,67 @@ func seedAndPrint(ctx context.Context, w io.Writer, sec *procs.Secrets, base, ot
 	}
 	fmt.Fprintln(w, "Ctrl-C stops the demo.")
 	return nil
+}
+
+// demoLine is a curl line the demo prints and what it shows.
+type demoLine struct{ what, cmd string }
+
+// psychologyDemo grants Ana's psychology consent (with her token) and returns
+// the curl lines of the psychology vertical: consents, a session booked with
+// psy, its notes written and read by the psychologist, what others may not do,
+// the audit of it, and the erasure of Ana's health data.
+func psychologyDemo(ctx context.Context, base, us string, sec *procs.Secrets, psy client.Provider, tokenFile map[string]string,
+	bearer func(string) string) ([]demoLine, error) {
+	if psy.ID == "" || len(psy.Services) == 0 {
+		return nil, fmt.Errorf("demo: no psychologist in Buenos Aires was seeded")
+	}
+	anaTok, err := sec.Token(auth.RoleClient, "cli-ana")
+	if err != nil {
+		return nil, err
+	}
+	consent := client.ConsentRequest{Purpose: client.ConsentPurposePsychology, Jurisdiction: "ar", TextVersion: "2026-01"}
+	if _, err := client.New(base, nil).WithToken(anaTok).GrantConsent(ctx, "cli-ana", consent, "demo-consent-ana"); err != nil {
+		return nil, fmt.Errorf("demo: Ana's psychology consent: %w", err)
+	}
+	loc, err := time.LoadLocation(psy.Timezone)
+	if err != nil {
+		return nil, err
+	}
+	from := time.Now().In(loc).AddDate(0, 0, 1).Format(time.DateOnly)
+	av, err := client.New(base, nil).Availability(ctx, psy.ID, psy.Services[0].ID, from, 14)
+	if err != nil {
+		return nil, err
+	}
+	if len(av.Slots) == 0 {
+		return nil, fmt.Errorf("demo: no free slot for %s in the next two weeks", psy.Name)
+	}
+	book := fmt.Sprintf(`{"provider_id":"%s","service_id":"%s","client_id":"cli-ana","start":"%s"}`, psy.ID, psy.Services[0].ID, av.Slots[0].Start)
+	notes := `{"text":"Primera sesión: refiere ansiedad en el trabajo. DEMO-NOTE-MARKER"}`
+	j := "-H 'Content-Type: application/json'"
+	return []demoLine{
+		{"Psychology: " + psy.Name + " is licensed and verified; Ana's consents (the demo granted psychology-care in ar)",
+			fmt.Sprintf("curl -s %s/v1/clients/cli-ana/consents %s", base, bearer("ana"))},
+		{"Ana grants it again with the same Idempotency-Key: the same consent (its id says its jurisdiction's city)",
+			fmt.Sprintf("curl -s -X POST %s/v1/clients/cli-ana/consents %s %s -H 'Idempotency-Key: demo-consent-ana' -d '%s'", base, bearer("ana"), j,
+				`{"purpose":"psychology-care","jurisdiction":"ar","text_version":"2026-01"}`)},
+		{"Bruno has no consent: 422 consent_required, before the slot is looked at",
+			fmt.Sprintf("curl -s -i -X POST %s/v1/bookings %s %s -d '%s'", base, bearer("bruno"), j, strings.Replace(book, "cli-ana", "cli-bruno", 1))},
+		{"Ana books a session through the US node (it relays, keeps nothing): 201, Cache-Control: no-store; keep its id",
+			fmt.Sprintf("SESSION=$(curl -s -X POST %s/v1/bookings %s %s -H 'Idempotency-Key: demo-psy-1' -d '%s' | grep -o '\"id\":\"[^\"]*\"' | head -1 | cut -d'\"' -f4); echo $SESSION", us, bearer("ana"), j, book)},
+		{"The psychologist writes the session's notes (sealed before they reach Raft: AES-256-GCM under Ana's data key)",
+			fmt.Sprintf("curl -s -X PUT %s/v1/sessions/$SESSION/notes %s %s -d '%s'", base, bearer("psychologist"), j, notes)},
+		{"...and reads them back; only the treating provider may",
+			fmt.Sprintf("curl -s -i %s/v1/sessions/$SESSION/notes %s", base, bearer("psychologist"))},
+		{"Not the operator, not Ana: 403, and the refusal is audited",
+			fmt.Sprintf("curl -s -i %s/v1/sessions/$SESSION/notes %s; curl -s -i %s/v1/sessions/$SESSION/notes %s", base, bearer("operator"), base, bearer("ana"))},
+		{"The session: Ana may read it; the psychologist checks her in, then completes it",
+			fmt.Sprintf("curl -s %s/v1/sessions/$SESSION %s; curl -s -X POST %s/v1/sessions/$SESSION/check-in %s; curl -s -X POST %s/v1/sessions/$SESSION/complete %s",
+				base, bearer("ana"), base, bearer("psychologist"), base, bearer("psychologist"))},
+		{"Who touched the session, allowed or refused (operator): the hash-chained audit log",
+			fmt.Sprintf("curl -s '%s/v1/audit?object='$SESSION %s", base, bearer("operator"))},
+		{"Everything held about Ana (her token)",
+			fmt.Sprintf("curl -s %s/v1/clients/cli-ana/export %s", base, bearer("ana"))},
+		{"Ana erases her health data: her data key is destroyed everywhere; the notes read 410 erased",
+			fmt.Sprintf("curl -s -i -X DELETE %s/v1/clients/cli-ana/health-data %s; curl -s -i %s/v1/sessions/$SESSION/notes %s", base, bearer("ana"), base, bearer("psychologist"))},
+	}, nil
 }

@@ -131,9 +131,10 @@ func scanFor(t *testing.T, dir string, needles []string) []string {
 
 // Test_Cluster_EveryNodeServesEveryCityAndResidencyHolds books through every node
 // of a real 5-process cluster, then checks residency: psychology bookings made
-// through the US node leave none of their ids on the US node's disk, while the
-// Argentine nodes' files hold them (the control that shows the scan can find
-// them); and with every ar node down the US node answers 503.
+// (and their clients' consents) through the US node leave none of their ids on
+// the US node's disk, while the Argentine nodes' files hold them (the control
+// that shows the scan can find them); and with every ar node down the US node
+// answers 503.
 func Test_Cluster_EveryNodeServesEveryCityAndResidencyHolds(t *testing.T) {
 	c, root := startFiveCities(t, 151)
 	ctx := context.Background()
@@ -173,6 +174,16 @@ func Test_Cluster_EveryNodeServesEveryCityAndResidencyHolds(t *testing.T) {
 		}
 		slot := firstSlots(t, cli(us), p, 1)[0]
 		clientID := "psy-client-" + p.City
+		// The client's consent first (psychology.md), through the US node too.
+		asClient, err := c.Secrets.Client(us.Spec.URL(), auth.RoleClient, clientID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cns, err := asClient.GrantConsent(ctx, clientID, client.ConsentRequest{Purpose: client.ConsentPurposePsychology, Jurisdiction: "ar", TextVersion: "2026-01"}, "")
+		if err != nil {
+			t.Fatalf("psychology consent through us-1: %v", err)
+		}
+		needles = append(needles, cns.ID)
 		b, err := cli(us).Book(ctx, client.BookingRequest{ProviderID: p.ID, ServiceID: p.Services[0].ID, ClientID: clientID, Start: slot}, "")
 		if err != nil {
 			t.Fatalf("psychology booking through us-1: %v", err)

@@ -57,6 +57,11 @@ type Provider struct {
 	DateOverrides    []DateOverride          `json:"date_overrides,omitempty"`
 	MinNoticeMinutes *int                    `json:"min_notice_minutes,omitempty"`
 	HorizonDays      *int                    `json:"horizon_days,omitempty"`
+	// License is a psychology provider's licence (required for verticals whose
+	// policy says license_required).
+	License *License `json:"license,omitempty"`
+	// Verified is true once an operator verified the licence (answers only).
+	Verified bool `json:"verified,omitempty"`
 }
 
 // Slot is a start at which a booking would succeed, and the end of that booking.
@@ -91,6 +96,17 @@ type Booking struct {
 	Start      string `json:"start"`
 	End        string `json:"end"`
 	Price      Money  `json:"price"`
+	// CancelReason says why a cancelled booking was cancelled by the system
+	// (e.g. "consent_withdrawn"); empty otherwise.
+	CancelReason string `json:"cancel_reason,omitempty"`
+	// SeriesID is the series the booking is an occurrence of, if any.
+	SeriesID string `json:"series_id,omitempty"`
+	// SessionStatus is the session's status, for verticals whose bookings are
+	// sessions (psychology): "scheduled", "checked_in", ...
+	SessionStatus string `json:"session_status,omitempty"`
+	// Erased is true once the client's health data was erased (the booking keeps
+	// its dates and provider).
+	Erased bool `json:"erased,omitempty"`
 }
 
 // Placement is where a provider's calendar actor is active.
@@ -114,6 +130,9 @@ type Problem struct {
 	Status int    `json:"status"`
 	Detail string `json:"detail"`
 	Code   string `json:"code"`
+	// Conflicts lists the colliding starts of a refused series (409
+	// slot_unavailable), and only those.
+	Conflicts []string `json:"conflicts,omitempty"`
 }
 
 func (p *Problem) Error() string {
@@ -384,11 +403,15 @@ func (c *Client) do(ctx context.Context, method, path, key string, in, out any) 
 		p.Status = resp.StatusCode
 		return p
 	}
-	if out == nil {
-		return nil
+	if out == nil || len(bytes.TrimSpace(b)) == 0 {
+		return nil // no body (204): out keeps its zero value
 	}
 	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("client: %s %s: decode answer: %w", method, path, err)
+		return decodeError(method, path, err)
 	}
 	return nil
+}
+
+func decodeError(method, path string, err error) error {
+	return fmt.Errorf("client: %s %s: decode answer: %w", method, path, err)
 }

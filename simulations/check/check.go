@@ -18,8 +18,11 @@
 //   - ReplicasAgree: every node of a Raft group reports the same FSM digest.
 //   - AckedPresent: every acknowledged booking, cancel and reschedule is in a
 //     replica's final state.
-//   - Residency: no psychology id or client id in any file of a node outside the
-//     home jurisdiction, with the same scan on the home nodes as its control.
+//   - Residency: no psychology id or client id in any file (data dir or log) of
+//     a node outside the home jurisdiction, with the same scan on the home nodes
+//     as its control; and no sealed text (a note's marker) on any node at all,
+//     plain or base64 (ResidencyScan). `barberpro residency check` scans with
+//     the same code.
 //   - LogPrivacy: no client id in any node's log, with a planted needle appended
 //     to each scanned log as its control.
 //   - Liveness: after the last fault heals, every provider accepts a booking within

@@ -2,8 +2,10 @@ package check
 
 import (
 	"bytes"
+	"encoding/base64"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -114,4 +116,75 @@ func TestResidency(t *testing.T) {
 func TestResidencyNoNeedles(t *testing.T) {
 	res := Residency(map[string]NodeDir{"ba": {Dir: t.TempDir(), Jurisdiction: "ar"}}, nil)
 	wantViolation(t, res, CheckResidencyControl, nil)
+}
+
+func TestBase64FormsFindTheValueAtAnyOffset(t *testing.T) {
+	marker := []byte("PSYNOTE-7f3a9c-marker")
+	forms := base64Forms(marker)
+	for pre := range 7 {
+		for post := range 4 {
+			blob := append(append(bytes.Repeat([]byte{0xA5}, pre), marker...), bytes.Repeat([]byte{0x5A}, post)...)
+			for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding} {
+				text := []byte(enc.EncodeToString(blob))
+				found := false
+				for _, f := range forms {
+					found = found || bytes.Contains(text, f)
+				}
+				if !found {
+					t.Errorf("marker at offset %d (+%d after) not found in %s", pre, post, text)
+				}
+			}
+		}
+	}
+	// And not in the base64 of something else.
+	other := []byte(base64.StdEncoding.EncodeToString([]byte("PSYNOTE-7f3a9c-markex and more")))
+	for _, f := range forms {
+		if bytes.Contains(other, f) && len(f) > 20 {
+			t.Errorf("form %s found in the base64 of another text", f)
+		}
+	}
+}
+
+func TestResidencyScanSealedAndExtra(t *testing.T) {
+	const marker = "PSYNOTE-run42-secret"
+	root := t.TempDir()
+	ar, us, usLog := filepath.Join(root, "ba-1"), filepath.Join(root, "us-1"), filepath.Join(root, "us-1.log")
+	writeFile(t, filepath.Join(ar, "fsm.db"), []byte("bkg_buenos-aires_x cns_buenos-aires_y"))
+	writeFile(t, filepath.Join(us, "fsm.db"), []byte("barbers"))
+	writeFile(t, usLog, []byte(`{"msg":"relayed","object":"cns_buenos-aires_y"}`))
+	needles := []Needle{
+		{Value: "bkg_buenos-aires_x", What: "psychology booking"},
+		{Value: "cns_buenos-aires_y", What: "consent"},
+		{Value: marker, What: "note marker", Base64: true, Sealed: true, Secret: true},
+	}
+	nodes := map[string]NodeDir{"ba-1": {Dir: ar, Jurisdiction: "ar"}, "us-1": {Dir: us, Jurisdiction: "us", Extra: []string{usLog}}}
+
+	res := ResidencyScan("ar", nodes, needles, true)
+	wantViolation(t, res, CheckResidency, nil, "cns_buenos-aires_y", "us-1")
+	if len(res.Violations) != 1 {
+		t.Fatalf("want one violation (the consent in the US log), got %v", res.Violations)
+	}
+
+	// The sealed marker, base64'd in a home node's Raft log: a violation at home
+	// too, naming what and not the text.
+	writeFile(t, filepath.Join(ar, "raft.db"), []byte(`{"text":"`+base64.StdEncoding.EncodeToString([]byte("x: "+marker+" y"))+`"}`))
+	res = ResidencyScan("ar", nodes, needles, true)
+	wantViolation(t, res, CheckResidency, nil, "note marker", "ba-1")
+	for _, v := range res.Violations {
+		if strings.Contains(v.Detail, marker) {
+			t.Errorf("a violation shows the secret: %s", v)
+		}
+	}
+
+	// Without control, a needle nowhere at home is no violation.
+	res = ResidencyScan("ar", map[string]NodeDir{"us-1": {Dir: us, Jurisdiction: "us"}}, PlainNeedles("consent", "cns_cordoba_z"), false)
+	if !res.OK() || res.Checked["residency.files"] != 1 {
+		t.Fatalf("foreign dir alone, clean, no control: %v %v", res.Violations, res.Checked)
+	}
+
+	// Scan: plain findings per file.
+	fs, files, _, errs := Scan([]string{ar, usLog, filepath.Join(root, "missing")}, needles)
+	if files < 3 || len(errs) != 1 || len(fs) != 4 {
+		t.Fatalf("Scan: %v files=%d errs=%v", fs, files, errs)
+	}
 }

@@ -50,6 +50,9 @@ type Spec struct {
 	// TokenKeys its `--token-keys` (the public key set of bearer tokens); see
 	// Secrets.
 	TLSDir, TokenKeys string
+	// KEKFile is the node's `--kek-file`: its jurisdiction's key-encryption
+	// key, which seals health data (see Secrets.KEKFile); "" for none.
+	KEKFile string
 	// Env adds environment variables (KEY=VALUE) to the process.
 	Env []string
 	// LogLevel is the node's --log-level. Default info.
@@ -74,6 +77,9 @@ func (s Spec) Args() []string {
 	}
 	if len(s.Join) > 0 {
 		args = append(args, "--join", strings.Join(s.Join, ","))
+	}
+	if s.KEKFile != "" {
+		args = append(args, "--kek-file", s.KEKFile)
 	}
 	if s.LogLevel != "" {
 		args = append(args, "--log-level", s.LogLevel)
@@ -413,7 +419,7 @@ func (c *Cluster) KillAll() {
 // --bootstrap), on 127.0.0.11-15 with the default ports, under dataRoot; every
 // node but ba-1 joins ba-1. ipBase shifts the addresses (11 gives .11-.15) so several
 // clusters can run at once. Each node gets its certificate from sec, and the
-// gossip key and token keys of sec.
+// gossip key, token keys and its jurisdiction's key-encryption key of sec.
 func FiveCities(binary, dataRoot string, sec *Secrets, ipBase int) (*Cluster, error) {
 	ip := func(i int) string { return "127.0.0." + strconv.Itoa(ipBase+i) }
 	ba := ip(0) + ":" + strconv.Itoa(GossipPort)
@@ -434,8 +440,16 @@ func FiveCities(binary, dataRoot string, sec *Secrets, ipBase int) (*Cluster, er
 		if err != nil {
 			return nil, err
 		}
+		j, err := sec.Jurisdiction(n.city)
+		if err != nil {
+			return nil, err
+		}
+		kek, err := sec.NodeKEKFile(n.id, j)
+		if err != nil {
+			return nil, err
+		}
 		s := Spec{ID: n.id, City: n.city, IP: ip(i), DataDir: filepath.Join(dataRoot, n.id), Bootstrap: n.bootstrap,
-			BootstrapExpect: n.expect, GossipKey: sec.GossipKey, TLSDir: tlsDir, TokenKeys: sec.KeySet()}
+			BootstrapExpect: n.expect, GossipKey: sec.GossipKey, TLSDir: tlsDir, TokenKeys: sec.KeySet(), KEKFile: kek}
 		if i > 0 {
 			s.Join = []string{ba}
 		}

@@ -3,12 +3,15 @@ package procs
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/barberpro/edge/cluster/pki"
@@ -23,6 +26,8 @@ import (
 //	DIR/nodes/ID/     each node's ca.crt, node.crt, node.key   — `barberpro ca issue`
 //	DIR/tokens/       the token signing key and keys.json      — `barberpro token init`
 //	DIR/gossip.key    the gossip key, base64
+//	DIR/kek/J.json    jurisdiction J's key-encryption key       — `barberpro keys init`
+//	DIR/nodes/ID/kek.json  node ID's copy of it (its erasure ledger beside it)
 //
 // The demo, the end-to-end tests, the simulations and the benchmarks make their
 // own; nothing of it is secret beyond the local run. Safe for concurrent use.
@@ -35,6 +40,7 @@ type Secrets struct {
 	top      *topology.Topology
 	tokens   *auth.TokenCache
 	operator string
+	kekMu    sync.Mutex
 }
 
 // TokenTTL is how long the tokens Secrets issues stay valid: longer than any
@@ -136,4 +142,87 @@ func (s *Secrets) Client(base string, role auth.Role, sub string) (*client.Clien
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return !errors.Is(err, fs.ErrNotExist)
+}
+
+// KEKFile returns the key-encryption key file of jurisdiction j (`node start
+// --kek-file`), made the first time: JSON {"id": "kek_<random>", "key": base64 of
+// 32 random bytes}, mode 0600 — the format of storage/seal (`barberpro keys
+// init`). Each jurisdiction has its own: a node of another holds no key to the
+// health data of j.
+func (s *Secrets) KEKFile(j string) (string, error) {
+	s.kekMu.Lock()
+	defer s.kekMu.Unlock()
+	path := filepath.Join(s.Dir, "kek", j+".json")
+	if exists(path) {
+		return path, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("procs: secrets: %w", err)
+	}
+	var id [8]byte
+	key := make([]byte, 32)
+	if _, err := rand.Read(id[:]); err != nil {
+		return "", err
+	}
+	if _, err := rand.Read(key); err != nil {
+		return "", err
+	}
+	b, err := json.Marshal(map[string]string{"id": "kek_" + hex.EncodeToString(id[:]), "key": base64.StdEncoding.EncodeToString(key)})
+	if err != nil {
+		return "", err
+	}
+	if err := writeNew(path, b); err != nil {
+		return "", fmt.Errorf("procs: secrets: %w", err)
+	}
+	return path, nil
+}
+
+// NodeKEKFile returns node id's copy of jurisdiction j's key-encryption key,
+// made the first time: each node has its own file, as on separate machines,
+// and so its own erasure ledger (kek.json.erasures) beside it, which outlives
+// the node's data dir.
+func (s *Secrets) NodeKEKFile(id, j string) (string, error) {
+	master, err := s.KEKFile(j)
+	if err != nil {
+		return "", err
+	}
+	s.kekMu.Lock()
+	defer s.kekMu.Unlock()
+	path := filepath.Join(s.Dir, "nodes", id, "kek.json")
+	if exists(path) {
+		return path, nil
+	}
+	b, err := os.ReadFile(master)
+	if err != nil {
+		return "", fmt.Errorf("procs: secrets: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("procs: secrets: %w", err)
+	}
+	if err := writeNew(path, b); err != nil {
+		return "", fmt.Errorf("procs: secrets: %w", err)
+	}
+	return path, nil
+}
+
+// writeNew writes b to a new file at path, mode 0600.
+func writeNew(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// Jurisdiction is the jurisdiction of city in the secrets' topology.
+func (s *Secrets) Jurisdiction(city string) (string, error) {
+	c, err := s.top.City(city)
+	if err != nil {
+		return "", fmt.Errorf("procs: secrets: %w", err)
+	}
+	return c.Jurisdiction, nil
 }

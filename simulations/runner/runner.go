@@ -331,7 +331,8 @@ func (r *run) run(ctx context.Context) (res *Result, err error) {
 	// Workload.
 	tr := traffic.New(traffic.Config{
 		Targets: targets, Providers: hot, Clients: w.Clients,
-		Mix:         traffic.Mix{Book: w.Mix.Book, Cancel: w.Mix.Cancel, Reschedule: w.Mix.Reschedule, Get: w.Mix.Get, Availability: w.Mix.Availability},
+		Mix: traffic.Mix{Book: w.Mix.Book, Cancel: w.Mix.Cancel, Reschedule: w.Mix.Reschedule, Get: w.Mix.Get, Availability: w.Mix.Availability,
+			Series: w.Mix.Series, Session: w.Mix.Session, Notes: w.Mix.Notes},
 		WindowSlots: w.WindowSlots, ThinkTime: w.ThinkTime, RequestTimeout: w.RequestTimeout, Retries: *w.Retries,
 		Seed: r.seed, Rand: func(stream uint64) *randRand { return sc.Rand(r.seed, stream) }, Recorder: r.rec,
 		Tokens: sec,
@@ -441,11 +442,20 @@ func (r *run) run(ctx context.Context) (res *Result, err error) {
 	stopSampler()
 	r.sampler.wait()
 	r.sampler.sampleAll(context.Background()) // the final state of every group
+	audited := r.auditedIDs(context.Background())
+	if psy := tr.Psychology(); len(psy.Consents)+len(psy.Series)+psy.Notes > 0 {
+		r.note("psychology workload: %d consents, %d series (%d sessions), %d notes written holding %s, %d audited records",
+			len(psy.Consents), len(psy.Series), len(psy.Bookings), psy.Notes, psy.Marker, len(audited))
+	}
 	r.logf("stopping nodes (SIGTERM)")
 	r.cl.StopAll(15 * time.Second)
 	ops := r.rec.Ops()
 	res = &Result{Scenario: sc.Name, Seed: r.seed, ReportDir: r.dir}
-	res.Checks = r.checks(ops, hot, lastHeal, records)
+	res.Checks = r.checks(ops, hot, lastHeal, records, tr.Psychology(), audited)
+	if n := tr.NotesMismatch.Load(); n > 0 {
+		res.Checks.Violations = append(res.Checks.Violations, check.Violation{Check: CheckNotes,
+			Detail: fmt.Sprintf("%d session notes read back by their provider were not the text written", n)})
+	}
 
 	// Report.
 	rep := report.Build(report.Input{Scenario: sc.Name, Description: sc.Description, Seed: r.seed, Start: start, End: end,
@@ -557,7 +567,8 @@ func (r *run) converge(j string, timeout time.Duration) {
 }
 
 // checks reads every node's FSM file and runs the checkers.
-func (r *run) checks(ops []history.Op, hot []traffic.Provider, lastHeal time.Time, records []report.FaultRecord) check.Result {
+func (r *run) checks(ops []history.Op, hot []traffic.Provider, lastHeal time.Time, records []report.FaultRecord,
+	psy traffic.PsyRecords, audited []string) check.Result {
 	var results []check.Result
 	lin := check.Linearizable(ops, r.o.LinearizabilityTimeout, filepath.Join(r.dir, "porcupine"))
 	results = append(results, lin)
@@ -614,31 +625,12 @@ func (r *run) checks(ops []history.Op, hot []traffic.Provider, lastHeal time.Tim
 		}
 	}
 
-	// Residency: psychology provider, booking and client ids of the history.
-	needles := map[string]bool{}
-	for _, op := range ops {
-		if op.Vertical != "psychology" {
-			continue
-		}
-		needles[op.ProviderID] = true
-		if op.ClientID != "" {
-			needles[op.ClientID] = true
-		}
-		if op.BookingID != "" && op.Outcome == history.OK {
-			needles[op.BookingID] = true
-		}
-	}
-	dirs := map[string]check.NodeDir{}
-	for _, p := range r.cl.Procs {
-		dirs[p.Spec.ID] = check.NodeDir{Dir: p.Spec.DataDir, Jurisdiction: r.fc.Jurisdiction[p.Spec.ID]}
-	}
-	ns := make([]string, 0, len(needles))
-	for n := range needles {
-		ns = append(ns, n)
-	}
-	sort.Strings(ns)
-	if len(ns) > 0 {
-		results = append(results, check.Residency(dirs, ns))
+	// Residency: psychology provider, booking and client ids of the history,
+	// the consents, series and occurrences the workload made, and the objects
+	// of the ar audit log, in every node's data dir and log; the notes' marker
+	// on no node at all (sealed), plain or base64.
+	if needles := residencyNeedles(ops, psy, audited); len(needles) > 0 {
+		results = append(results, check.ResidencyScan(check.HomeJurisdiction, r.nodeDirs(), needles, true))
 	}
 
 	// No client id in any node's log, whatever its jurisdiction.
@@ -689,6 +681,84 @@ func (r *run) checks(ops []history.Op, hot []traffic.Provider, lastHeal time.Tim
 		results = append(results, check.DiskFull(ops, windows, r.sc.Liveness.Bound))
 	}
 	return check.Merge(results...).WithOps(ops)
+}
+
+// CheckNotes is the check that notes read back are the notes written.
+const CheckNotes = "notes-read-back"
+
+// nodeDirs are every node's data dir and log, with its jurisdiction.
+func (r *run) nodeDirs() map[string]check.NodeDir {
+	dirs := map[string]check.NodeDir{}
+	for _, p := range r.cl.Procs {
+		dirs[p.Spec.ID] = check.NodeDir{Dir: p.Spec.DataDir, Jurisdiction: r.fc.Jurisdiction[p.Spec.ID], Extra: []string{p.LogPath}}
+	}
+	return dirs
+}
+
+// residencyNeedles are what must stay in Argentina: the psychology provider,
+// client and acknowledged booking ids of the history, the workload's consents,
+// series and their occurrences, the objects the ar audit log names; and the
+// notes' marker, which must be nowhere unsealed.
+func residencyNeedles(ops []history.Op, psy traffic.PsyRecords, audited []string) []check.Needle {
+	seen := map[string]bool{}
+	var out []check.Needle
+	add := func(what string, ids ...string) {
+		for _, id := range ids {
+			if id != "" && !seen[id] {
+				seen[id] = true
+				out = append(out, check.Needle{Value: id, What: what})
+			}
+		}
+	}
+	for _, op := range ops {
+		if op.Vertical != "psychology" {
+			continue
+		}
+		add("psychology provider", op.ProviderID)
+		add("psychology client", op.ClientID)
+		if op.BookingID != "" && op.Outcome == history.OK {
+			add("psychology booking", op.BookingID)
+		}
+	}
+	add("consent", psy.Consents...)
+	add("series", psy.Series...)
+	add("series occurrence", psy.Bookings...)
+	add("audited record", audited...)
+	if psy.Marker != "" && psy.Notes > 0 {
+		out = append(out, check.Needle{Value: psy.Marker, What: "note marker", Base64: true, Sealed: true})
+	}
+	return out
+}
+
+// auditedIDs lists the objects the ar audit log names (client ids for
+// "client:<id>"), read from the first ar node that serves it; none when no
+// node does (noted).
+func (r *run) auditedIDs(ctx context.Context) []string {
+	var last error
+	for _, p := range r.cl.Procs {
+		if r.fc.Jurisdiction[p.Spec.ID] != check.HomeJurisdiction || !p.Running() {
+			continue
+		}
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		var ids []string
+		seen := map[string]bool{}
+		last = client.New(p.Spec.URL(), nil).WithToken(r.cl.Secrets.Operator()).AuditAll(actx, client.AuditQuery{Limit: 500}, func(es []client.AuditEntry) error {
+			for _, e := range es {
+				id := strings.TrimPrefix(e.Object, "client:")
+				if len(id) >= 6 && !seen[id] {
+					seen[id] = true
+					ids = append(ids, id)
+				}
+			}
+			return nil
+		})
+		cancel()
+		if last == nil {
+			return ids
+		}
+	}
+	r.note("the ar audit log could not be read for the residency check: %v", last)
+	return nil
 }
 
 func checkedLine(c check.Result) string {

@@ -83,8 +83,9 @@ type Workload struct {
 	// WindowSlots is how many 15-minute starts of each hot provider the clients
 	// choose from (small: contention). Default 24.
 	WindowSlots int `yaml:"window_slots"`
-	// Mix weighs the operations: book, cancel, reschedule, get, availability.
-	// Default 50/15/10/15/10.
+	// Mix weighs the operations: book, cancel, reschedule, get, availability,
+	// and on psychology providers series, session, notes. Default
+	// 50/15/10/15/10/4/4/6.
 	Mix Mix `yaml:"mix"`
 	// ThinkTime is the mean pause between a client's operations (uniform in
 	// [ThinkTime/2, 3·ThinkTime/2)). Default 40ms.
@@ -108,10 +109,17 @@ type Mix struct {
 	Reschedule   int `yaml:"reschedule"`
 	Get          int `yaml:"get"`
 	Availability int `yaml:"availability"`
+	// Series, Session and Notes act on the psychology providers: a series of
+	// sessions, a session's moves by its provider, notes written and read back.
+	Series  int `yaml:"series"`
+	Session int `yaml:"session"`
+	Notes   int `yaml:"notes"`
 }
 
 // Total is the sum of the weights.
-func (m Mix) Total() int { return m.Book + m.Cancel + m.Reschedule + m.Get + m.Availability }
+func (m Mix) Total() int {
+	return m.Book + m.Cancel + m.Reschedule + m.Get + m.Availability + m.Series + m.Session + m.Notes
+}
 
 // FaultSpec is one entry of the fault schedule.
 type FaultSpec struct {
@@ -206,7 +214,7 @@ func (s *Scenario) defaults() {
 		w.WindowSlots = 24
 	}
 	if w.Mix == (Mix{}) {
-		w.Mix = Mix{Book: 50, Cancel: 15, Reschedule: 10, Get: 15, Availability: 10}
+		w.Mix = Mix{Book: 50, Cancel: 15, Reschedule: 10, Get: 15, Availability: 10, Series: 4, Session: 4, Notes: 6}
 	}
 	if w.ThinkTime == 0 {
 		w.ThinkTime = 40 * time.Millisecond
@@ -251,7 +259,8 @@ func (s *Scenario) Validate() error {
 		return fmt.Errorf("workload.hot_providers %d: want 1..64", w.HotProviders)
 	case w.WindowSlots < 2 || w.WindowSlots > 96:
 		return fmt.Errorf("workload.window_slots %d: want 2..96 (15-minute starts within one day)", w.WindowSlots)
-	case w.Mix.Book < 0 || w.Mix.Cancel < 0 || w.Mix.Reschedule < 0 || w.Mix.Get < 0 || w.Mix.Availability < 0:
+	case w.Mix.Book < 0 || w.Mix.Cancel < 0 || w.Mix.Reschedule < 0 || w.Mix.Get < 0 || w.Mix.Availability < 0 ||
+		w.Mix.Series < 0 || w.Mix.Session < 0 || w.Mix.Notes < 0:
 		return errors.New("workload.mix: weights must not be negative")
 	case w.Mix.Book == 0:
 		return errors.New("workload.mix.book must be positive: the other operations act on bookings")

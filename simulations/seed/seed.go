@@ -18,6 +18,7 @@ type profile struct {
 	names    []string // one per city, in Cities order
 	services []client.Service
 	hours    map[string][]client.HoursRange
+	licensed bool // a licence per provider (verticals whose policy requires one)
 }
 
 func hours(days []string, ranges ...client.HoursRange) map[string][]client.HoursRange {
@@ -69,7 +70,8 @@ var profiles = []profile{
 		services: []client.Service{
 			{Name: "Sesión individual", DurationMinutes: 50, BufferMinutes: 10, Price: ars("35000.00")},
 		},
-		hours: hours(weekdays, client.HoursRange{Start: "09:00", End: "13:00"}, client.HoursRange{Start: "15:00", End: "19:00"}),
+		hours:    hours(weekdays, client.HoursRange{Start: "09:00", End: "13:00"}, client.HoursRange{Start: "15:00", End: "19:00"}),
+		licensed: true,
 	},
 }
 
@@ -78,26 +80,41 @@ func DemoProviders() []client.Provider {
 	var out []client.Provider
 	for _, p := range profiles {
 		for i, city := range Cities {
-			out = append(out, client.Provider{
+			prov := client.Provider{
 				Name:        p.names[i],
 				Vertical:    p.vertical,
 				City:        city,
 				Services:    p.services,
 				WeeklyHours: p.hours,
-			})
+			}
+			if p.licensed {
+				prov.License = &client.License{Number: fmt.Sprintf("MN %d", 41000+i*137), Issuer: "Colegio de Psicólogos de " + cityNames[i]}
+			}
+			out = append(out, prov)
 		}
 	}
 	return out
 }
 
-// Create creates every provider through c, each with an Idempotency-Key derived from
-// its position so a re-run of the same seed makes no duplicates on the same store.
+// cityNames are Cities as people write them.
+var cityNames = []string{"Buenos Aires", "Córdoba", "Rosario", "La Plata"}
+
+// Create creates every provider through c (an operator), each with an
+// Idempotency-Key derived from its position so a re-run of the same seed makes no
+// duplicates on the same store, and verifies each licensed one, so that it takes
+// bookings.
 func Create(ctx context.Context, c *client.Client, providers []client.Provider) ([]client.Provider, error) {
 	out := make([]client.Provider, 0, len(providers))
 	for i, p := range providers {
 		got, err := c.CreateProvider(ctx, p, fmt.Sprintf("seed-%d-%s-%s", i, p.Vertical, p.City))
 		if err != nil {
 			return out, fmt.Errorf("seed: provider %q: %w", p.Name, err)
+		}
+		if p.License != nil {
+			if _, err := c.VerifyProvider(ctx, got.ID); err != nil {
+				return out, fmt.Errorf("seed: verify provider %q: %w", p.Name, err)
+			}
+			got.Verified = true
 		}
 		out = append(out, *got)
 	}

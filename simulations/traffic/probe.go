@@ -2,6 +2,7 @@ package traffic
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -46,6 +47,11 @@ func Probe(ctx context.Context, rec *history.Recorder, tokens Tokens, targets []
 			res := ProbeResult{ProviderID: p.ID}
 			slot := 0
 			key := fmt.Sprintf("sim-%d-probe-%d-%d", seed, i, slot)
+			if p.Vertical == "psychology" {
+				// The probe client's consent, before its first booking there (not
+				// a calendar operation: not recorded).
+				grantConsent(ctx, tokens, hc, targets, i, fmt.Sprintf("sim-psy-%d-probe", seed), p.Jurisdiction, seed, timeout, func() bool { return time.Since(t0) < bound })
+			}
 			for a := 0; time.Since(t0) < bound && ctx.Err() == nil; a++ {
 				start, end := p.Blocked(p.Probe.Add(time.Duration(slot) * time.Hour))
 				tg := targets[(i+a)%len(targets)]
@@ -144,4 +150,28 @@ func recordedBook(ctx context.Context, rec *history.Recorder, tokens Tokens, hc 
 		}
 	})
 	return o
+}
+
+// grantConsent grants clientID's psychology consent in jurisdiction j through
+// the targets (from the first-th on), one idempotent key for every try, while
+// more() holds; it reports whether a node acknowledged it.
+func grantConsent(ctx context.Context, tokens Tokens, hc *http.Client, targets []Target, first int, clientID, j string, seed uint64,
+	timeout time.Duration, more func() bool) bool {
+	req := client.ConsentRequest{Purpose: client.ConsentPurposePsychology, Jurisdiction: j, TextVersion: TextVersion}
+	key := fmt.Sprintf("sim-%d-consent-%s-%s", seed, clientID, j)
+	for a := 0; more() && ctx.Err() == nil; a++ {
+		tg := targets[(first+a)%len(targets)]
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		_, err := clientAs(tokens, tg.URL, hc, auth.RoleClient, clientID).GrantConsent(rctx, clientID, req, key)
+		cancel()
+		if err == nil {
+			return true
+		}
+		var p *client.Problem
+		if errors.As(err, &p) && p.Status < 500 && p.Code != "jurisdiction_unavailable" {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return false
 }

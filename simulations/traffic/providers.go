@@ -61,7 +61,11 @@ func HotSpecs(n int, verticals []string, us bool) []client.Provider {
 	for i := range n {
 		v := verticals[i%len(verticals)]
 		city := hotCities[i%len(hotCities)]
-		out = append(out, open24(fmt.Sprintf("Sim hot %d (%s)", i, v), v, city, "ARS", 30, 15, 30))
+		spec := open24(fmt.Sprintf("Sim hot %d (%s)", i, v), v, city, "ARS", 30, 15, 30)
+		if v == "psychology" {
+			spec.License = &client.License{Number: fmt.Sprintf("MN-SIM-%d", i), Issuer: "Colegio de Psicólogos (simulación)"}
+		}
+		out = append(out, spec)
 	}
 	if us && n > 1 {
 		out[n-1] = open24(fmt.Sprintf("Sim hot %d (us)", n-1), "barber", "us-east", "USD", 30, 15, 30)
@@ -97,6 +101,12 @@ func Create(ctx context.Context, c *client.Client, specs []client.Provider, now 
 		if err != nil {
 			return nil, fmt.Errorf("traffic: create provider %q: %w", s.Name, err)
 		}
+		if s.License != nil {
+			// A licensed provider takes bookings once an operator verified it.
+			if err := verify(ctx, c, p.ID); err != nil {
+				return nil, fmt.Errorf("traffic: verify provider %q: %w", s.Name, err)
+			}
+		}
 		loc, err := time.LoadLocation(p.Timezone)
 		if err != nil {
 			return nil, fmt.Errorf("traffic: provider zone %q: %w", p.Timezone, err)
@@ -111,4 +121,20 @@ func Create(ctx context.Context, c *client.Client, specs []client.Provider, now 
 		})
 	}
 	return out, nil
+}
+
+// verify verifies provider id through c (an operator), retrying unavailability
+// for up to a minute.
+func verify(ctx context.Context, c *client.Client, id string) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, err := c.VerifyProvider(ctx, id)
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		if pr, ok := err.(*client.Problem); ok && pr.Status < 500 {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

@@ -8,12 +8,14 @@ package traffic
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,8 +31,9 @@ type Target struct {
 	URL  string
 }
 
-// Mix weighs the operation kinds.
-type Mix struct{ Book, Cancel, Reschedule, Get, Availability int }
+// Mix weighs the operation kinds. Series, Session and Notes act on psychology
+// providers (see psychology.go); without any, they book.
+type Mix struct{ Book, Cancel, Reschedule, Get, Availability, Series, Session, Notes int }
 
 // Config is one workload.
 type Config struct {
@@ -55,6 +58,9 @@ type Config struct {
 	Recorder *history.Recorder
 	// Tokens gives each client its bearer token (subject: its client id).
 	Tokens Tokens
+	// NoteMarker is written into every session note; default one made from
+	// Seed and random bytes.
+	NoteMarker string
 }
 
 // Tokens issues the bearer tokens the traffic speaks with; *procs.Secrets
@@ -114,7 +120,12 @@ type Traffic struct {
 	samples []Sample
 	pool    []poolEntry // acknowledged bookings any client may read
 
+	psy    psy
+	marker string
+
 	OK, Fail, Unknown atomic.Int64
+	// NotesMismatch counts notes read back unlike what was written.
+	NotesMismatch atomic.Int64
 }
 
 type poolEntry struct {
@@ -125,7 +136,14 @@ type poolEntry struct {
 // New prepares a workload; Run starts it.
 func New(cfg Config) *Traffic {
 	tr := &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 128, IdleConnTimeout: 30 * time.Second}
-	return &Traffic{cfg: cfg, hc: &http.Client{Transport: tr}}
+	t := &Traffic{cfg: cfg, hc: &http.Client{Transport: tr}, marker: cfg.NoteMarker}
+	if t.marker == "" {
+		var b [6]byte
+		crand.Read(b[:])
+		t.marker = fmt.Sprintf("SIMNOTE-%d-%x", cfg.Seed, b)
+	}
+	t.psy.granted = map[string]bool{}
+	return t
 }
 
 // Samples returns every request so far.
@@ -213,6 +231,8 @@ type worker struct {
 	rng  *rand.Rand
 	n    int
 	mine []own
+	// sessions are the worker's psychology bookings (single and series).
+	sessions []session
 }
 
 func (w *worker) clientID(p *Provider) string {
@@ -229,10 +249,16 @@ func (w *worker) target(attempt int) Target {
 
 func (w *worker) run(ctx context.Context) {
 	m := w.t.cfg.Mix
-	total := m.Book + m.Cancel + m.Reschedule + m.Get + m.Availability
+	total := m.Book + m.Cancel + m.Reschedule + m.Get + m.Availability + m.Series + m.Session + m.Notes
 	for ctx.Err() == nil {
 		x := w.rng.IntN(total)
 		switch {
+		case x >= total-m.Notes:
+			w.notes(ctx)
+		case x >= total-m.Notes-m.Session:
+			w.session(ctx)
+		case x >= total-m.Notes-m.Session-m.Series:
+			w.series(ctx)
 		case x < m.Book:
 			w.book(ctx)
 		case x < m.Book+m.Cancel:
@@ -314,9 +340,17 @@ func (w *worker) book(ctx context.Context) {
 	op := history.Op{Client: w.id, Kind: history.Book, ProviderID: p.ID, Vertical: p.Vertical,
 		ClientID: w.clientID(p), Start: start, End: end, IdempotencyKey: key}
 	req := client.BookingRequest{ProviderID: p.ID, ServiceID: p.ServiceID, ClientID: op.ClientID, Start: start.In(p.Loc).Format(time.RFC3339)}
+	if p.Vertical == "psychology" {
+		// Consent first, as the app asks for it; a refusal of the booking
+		// without one (422) is still a definite failure of the history.
+		w.t.ensureConsent(ctx, w.id, op.ClientID, p.Jurisdiction)
+	}
 	b, o := w.write(ctx, op, func(ctx context.Context, c *client.Client) (*client.Booking, error) { return c.Book(ctx, req, key) })
 	if o == history.OK {
 		w.mine = append(w.mine, own{id: b.ID, p: p, start: start})
+		if p.Vertical == "psychology" {
+			w.sessions = append(w.sessions, session{id: b.ID, p: p})
+		}
 		w.t.mu.Lock()
 		w.t.pool = append(w.t.pool, poolEntry{b.ID, p})
 		if len(w.t.pool) > 256 {
@@ -338,6 +372,7 @@ func (w *worker) cancel(ctx context.Context) {
 	_, o := w.write(ctx, op, func(ctx context.Context, c *client.Client) (*client.Booking, error) { return c.Cancel(ctx, b.id) })
 	if o != history.Unknown { // cancelled, or refused for good: no longer ours to move
 		w.mine = append(w.mine[:i], w.mine[i+1:]...)
+		w.sessions = slices.DeleteFunc(w.sessions, func(s session) bool { return s.id == b.id })
 	}
 }
 

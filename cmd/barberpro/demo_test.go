@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/barberpro/edge/edge/client"
+	"github.com/barberpro/edge/simulations/procs"
+)
+
+// TestDemoPsychologyLines: the demo grants Ana's consent with her own token and
+// prints curl lines for a consent, a psychology booking and its notes, the
+// notes with the psychologist's token.
+func TestDemoPsychologyLines(t *testing.T) {
+	sec, err := procs.NewSecrets(filepath.Join(t.TempDir(), "secrets"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anaTok, _ := sec.Token("client", "cli-ana")
+	var granted bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == "POST" && r.URL.Path == "/v1/clients/cli-ana/consents":
+			var c client.ConsentRequest
+			json.NewDecoder(r.Body).Decode(&c)
+			if r.Header.Get("Authorization") != "Bearer "+anaTok || c.Purpose != "psychology-care" || c.Jurisdiction != "ar" {
+				w.WriteHeader(403)
+				return
+			}
+			granted = true
+			w.WriteHeader(201)
+			json.NewEncoder(w).Encode(client.Consent{ID: "cns_buenos-aires_1", Status: "active"})
+		case strings.HasSuffix(r.URL.Path, "/availability"):
+			json.NewEncoder(w).Encode(client.Availability{Slots: []client.Slot{{Start: "2026-12-01T09:00:00-03:00"}}})
+		default:
+			w.WriteHeader(404)
+		}
+	}))
+	defer srv.Close()
+	psy := client.Provider{ID: "prv_buenos-aires_psy", Name: "Lic. M", Timezone: "America/Argentina/Buenos_Aires", Services: []client.Service{{ID: "svc_1"}}}
+	files := map[string]string{"ana": "/s/ana.token", "bruno": "/s/bruno.token", "psychologist": "/s/psychologist.token", "operator": "/s/operator.token"}
+	bearer := func(n string) string { return `-H "Authorization: Bearer $(cat ` + files[n] + `)"` }
+	lines, err := psychologyDemo(context.Background(), srv.URL, "http://us", sec, psy, files, bearer)
+	if err != nil || !granted {
+		t.Fatalf("psychologyDemo: %v (consent granted: %v)", err, granted)
+	}
+	var all strings.Builder
+	for _, l := range lines {
+		all.WriteString(l.cmd + "\n")
+	}
+	for _, want := range []string{
+		"/v1/clients/cli-ana/consents " + bearer("ana"),
+		"-X POST http://us/v1/bookings " + bearer("ana"),
+		`"provider_id":"prv_buenos-aires_psy","service_id":"svc_1","client_id":"cli-ana","start":"2026-12-01T09:00:00-03:00"`,
+		"-X PUT " + srv.URL + "/v1/sessions/$SESSION/notes " + bearer("psychologist"),
+		srv.URL + "/v1/sessions/$SESSION/notes " + bearer("psychologist"),
+		"-X DELETE " + srv.URL + "/v1/clients/cli-ana/health-data " + bearer("ana"),
+	} {
+		if !strings.Contains(all.String(), want) {
+			t.Errorf("no line with %q in:\n%s", want, all.String())
+		}
+	}
+}
