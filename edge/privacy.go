@@ -350,8 +350,10 @@ func (s *Server) localExport(ctx context.Context, clientID string) (exportOut, e
 
 // auditEntryOut is one audit entry in an answer; hashes in hex.
 type auditEntryOut struct {
-	Seq      uint64 `json:"seq"`
-	At       string `json:"at"`
+	Seq uint64 `json:"seq"`
+	At  string `json:"at"`
+	// AtMs is At in Unix milliseconds: the value the entry's hash covers.
+	AtMs     int64  `json:"at_ms"`
 	Subject  string `json:"subject"`
 	Role     string `json:"role"`
 	Action   string `json:"action"`
@@ -415,7 +417,7 @@ func (s *Server) auditList(w http.ResponseWriter, r *http.Request) error {
 	}
 	for _, e := range entries {
 		out.Items = append(out.Items, auditEntryOut{
-			Seq: e.GetSeq(), At: formatInstant(e.GetAtMs(), time.UTC), Subject: e.GetSubject(), Role: e.GetRole(),
+			Seq: e.GetSeq(), At: formatInstant(e.GetAtMs(), time.UTC), AtMs: e.GetAtMs(), Subject: e.GetSubject(), Role: e.GetRole(),
 			Action: e.GetAction(), Object: e.GetObject(), Node: e.GetNode(), Outcome: e.GetOutcome(),
 			PrevHash: hex.EncodeToString(e.GetPrevHash()), Hash: hex.EncodeToString(e.GetHash()),
 		})

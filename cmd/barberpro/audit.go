@@ -99,9 +99,6 @@ exits 0 when every link holds; exits 1 naming the first broken one.`,
 				return fmt.Errorf("audit verify: reading the chain from %s after %d good entries: %w", addr, v.entries(), err)
 			}
 			printChainOK(cmd, v.entries(), v.head())
-			if v.toSecond > 0 {
-				fmt.Fprintf(cmd.OutOrStdout(), "(%d entries' times were given to the second, without at_ms: each verified at a millisecond of its second)\n", v.toSecond)
-			}
 			return nil
 		},
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -31,9 +30,6 @@ func (b *chainBreak) Error() string {
 type chainVerifier struct {
 	v      *storage.AuditVerifier
 	broken *chainBreak
-	// toSecond counts entries whose time the node gave to the second only (no
-	// at_ms, no fraction in at): each matched at some millisecond of it.
-	toSecond uint64
 }
 
 func newChainVerifier() *chainVerifier { return &chainVerifier{v: storage.NewAuditVerifier()} }
@@ -62,19 +58,6 @@ func (c *chainVerifier) check(e client.AuditEntry) *chainBreak {
 	pe, err := entryProto(e)
 	if err != nil {
 		return &chainBreak{max(e.Seq, want), err.Error()}
-	}
-	if e.AtMs == 0 && pe.AtMs%1000 == 0 && !strings.Contains(e.At, ".") {
-		// The node wrote the time to the second: the entry verifies if its hash
-		// matches its content at one millisecond of that second.
-		head := c.v.Report().Head
-		for off := int64(0); off < 1000; off++ {
-			pe.AtMs += off
-			if bytes.Equal(storage.AuditHash(head, pe), pe.Hash) {
-				c.toSecond++
-				break
-			}
-			pe.AtMs -= off
-		}
 	}
 	if err := c.v.Add(pe); err != nil {
 		r := c.v.Report()
