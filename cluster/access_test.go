@@ -26,6 +26,7 @@ import (
 	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/edge/client"
 	"github.com/barberpro/edge/simulations/load"
+	"github.com/barberpro/edge/storage/seal"
 )
 
 // answer is what a test request got back.
@@ -101,7 +102,14 @@ var callerNames = [nCallers]string{"none", "client-own", "client-other", "provid
 // without its access row fails here.
 func Test_Access_RouteTableByRole(t *testing.T) {
 	// Rate limits have their own test; here every cell must reach its rule.
-	n := clustertest.MustStartNode(t, func(c *cluster.Config) { c.Limits = edge.Limits{PerSubject: rate.Inf, PerIP: rate.Inf} })
+	kek := filepath.Join(t.TempDir(), "ar.kek")
+	if _, err := seal.InitKEK(kek); err != nil {
+		t.Fatal(err)
+	}
+	n := clustertest.MustStartNode(t, func(c *cluster.Config) {
+		c.Limits = edge.Limits{PerSubject: rate.Inf, PerIP: rate.Inf}
+		c.KEKFile = kek
+	})
 	ops := clustertest.Operator(t, n)
 	ctx := context.Background()
 	p := newProvider(t, ops, svc("Corte", 30, 0))
@@ -120,12 +128,6 @@ func Test_Access_RouteTableByRole(t *testing.T) {
 		asProviderOther: bearer(auth.RoleProvider, other.ID),
 		asOperator:      bearer(auth.RoleOperator, "ops"),
 	}
-	// Each successful booking or reschedule takes its own slot.
-	slot := 9
-	nextStart := func() string { slot++; return tomorrowAt(slot, 0) }
-	bookBody := func(int) string {
-		return fmt.Sprintf(`{"provider_id":%q,"service_id":%q,"client_id":%q,"start":%q}`, p.ID, p.Services[0].ID, ana, nextStart())
-	}
 	fixed := func(s string) func(int) string { return func(int) string { return s } }
 	const (
 		ok, created, accepted = http.StatusOK, http.StatusCreated, http.StatusAccepted
@@ -133,6 +135,52 @@ func Test_Access_RouteTableByRole(t *testing.T) {
 	)
 	public := [nCallers]int{ok, ok, ok, ok, ok, ok}
 	operatorOnly := func(s int) [nCallers]int { return [nCallers]int{unauth, forbid, forbid, forbid, forbid, s} }
+	// The psychology rows: a licensed, verified psychologist (the "own"
+	// provider of those rows), ana's consent, two of her sessions and a series.
+	psy := load.LoadProvider("buenos-aires", 98)
+	psy.Vertical, psy.License = "psychology", &client.License{Number: "MN-1234", Issuer: "colegio-psi"}
+	psyP, err := ops.CreateProvider(ctx, psy, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ops.VerifyProvider(ctx, psyP.ID); err != nil {
+		t.Fatal(err)
+	}
+	cns, err := clustertest.Client(t, n, auth.RoleClient, ana).GrantConsent(ctx, ana,
+		client.ConsentRequest{Purpose: "psychology-care", Jurisdiction: "ar", TextVersion: "2026-01"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	psyBook := func(hour int) *client.Booking {
+		b, err := ops.Book(ctx, client.BookingRequest{ProviderID: psyP.ID, ServiceID: psyP.Services[0].ID, ClientID: ana, Start: tomorrowAt(hour, 30)}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	sess, sess2 := psyBook(8), psyBook(9)
+	srs, err := ops.BookSeries(ctx, client.SeriesRequest{ProviderID: psyP.ID, ServiceID: psyP.Services[0].ID, ClientID: ana,
+		Start: tomorrowAt(7, 0), Every: "1w", Count: 2}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	psyAuthz := authz
+	psyAuthz[asProviderOwn] = bearer(auth.RoleProvider, psyP.ID)
+	seriesSlot := 9
+	seriesBody := func(int) string {
+		seriesSlot++
+		return fmt.Sprintf(`{"provider_id":%q,"service_id":%q,"client_id":%q,"start":%q,"every":"1w","count":2}`,
+			psyP.ID, psyP.Services[0].ID, ana, tomorrowAt(seriesSlot, 30))
+	}
+	consentBody := fixed(`{"purpose":"psychology-care","jurisdiction":"ar","text_version":"2026-02"}`)
+	ownClient := func(s int) [nCallers]int { return [nCallers]int{unauth, s, forbid, forbid, forbid, forbid} }
+	treating := func(s int) [nCallers]int { return [nCallers]int{unauth, forbid, forbid, s, forbid, forbid} }
+	// Each successful booking or reschedule takes its own slot.
+	slot := 9
+	nextStart := func() string { slot++; return tomorrowAt(slot, 0) }
+	bookBody := func(int) string {
+		return fmt.Sprintf(`{"provider_id":%q,"service_id":%q,"client_id":%q,"start":%q}`, p.ID, p.Services[0].ID, ana, nextStart())
+	}
 	provider, _ := json.Marshal(load.LoadProvider("buenos-aires", 99))
 	rows := []struct {
 		method, pattern, path string
@@ -161,6 +209,25 @@ func Test_Access_RouteTableByRole(t *testing.T) {
 			[nCallers]int{unauth, ok, gone, ok, gone, ok}},
 		{"GET", "/v1/clients/{client_id}/bookings", "/v1/clients/" + ana + "/bookings", nil,
 			[nCallers]int{unauth, ok, forbid, forbid, forbid, ok}},
+		{"POST", "/v1/providers/{id}/verify", "/v1/providers/" + psyP.ID + "/verify", fixed(`{}`), operatorOnly(ok)},
+		{"GET", "/v1/clients/{client_id}/consents", "/v1/clients/" + ana + "/consents", nil, ownClient(ok)},
+		{"POST", "/v1/clients/{client_id}/consents", "/v1/clients/" + ana + "/consents", consentBody, ownClient(created)},
+		{"POST", "/v1/bookings/series", "/v1/bookings/series", seriesBody,
+			[nCallers]int{unauth, created, forbid, created, forbid, created}},
+		{"GET", "/v1/sessions/{id}", "/v1/sessions/" + sess.ID, nil, [nCallers]int{unauth, ok, gone, ok, gone, ok}},
+		{"PUT", "/v1/sessions/{id}/notes", "/v1/sessions/" + sess.ID + "/notes", fixed(`{"text":"first session"}`), treating(ok)},
+		{"GET", "/v1/sessions/{id}/notes", "/v1/sessions/" + sess.ID + "/notes", nil, treating(ok)},
+		{"POST", "/v1/sessions/{id}/check-in", "/v1/sessions/" + sess.ID + "/check-in", fixed(`{}`), treating(ok)},
+		{"POST", "/v1/sessions/{id}/complete", "/v1/sessions/" + sess.ID + "/complete", fixed(`{}`), treating(ok)},
+		{"POST", "/v1/sessions/{id}/no-show", "/v1/sessions/" + sess2.ID + "/no-show", fixed(`{}`), treating(ok)},
+		{"GET", "/v1/clients/{client_id}/export", "/v1/clients/" + ana + "/export", nil, ownClient(ok)},
+		{"GET", "/v1/audit", "/v1/audit", nil, operatorOnly(ok)},
+		{"POST", "/v1/bookings/series/{id}/cancel", "/v1/bookings/series/" + srs.ID + "/cancel", fixed(`{}`),
+			[nCallers]int{unauth, ok, gone, ok, gone, ok}},
+		{"POST", "/v1/clients/{client_id}/consents/{id}/withdraw", "/v1/clients/" + ana + "/consents/" + cns.ID + "/withdraw", fixed(`{}`),
+			ownClient(ok)},
+		{"DELETE", "/v1/clients/{client_id}/health-data", "/v1/clients/" + ana + "/health-data", nil,
+			[nCallers]int{unauth, accepted, forbid, forbid, forbid, accepted}},
 		{"GET", "/v1/cluster/members", "/v1/cluster/members", nil, operatorOnly(ok)},
 		{"GET", "/v1/cluster/status", "/v1/cluster/status", nil, operatorOnly(ok)},
 		// The node itself is alive: admitted, then refused for that (409).
@@ -195,7 +262,11 @@ func Test_Access_RouteTableByRole(t *testing.T) {
 			if r.body != nil {
 				body = r.body(who)
 			}
-			got := send(t, n, r.method, r.path, body, authz[who])
+			az := authz[who]
+			if strings.Contains(r.pattern, "/sessions/") || strings.HasPrefix(r.pattern, "/v1/bookings/series") {
+				az = psyAuthz[who] // the own provider is the psychologist
+			}
+			got := send(t, n, r.method, r.path, body, az)
 			want := r.want[who]
 			if got.status != want {
 				t.Errorf("%s %s as %s: %d, want %d (%s)", r.method, r.pattern, callerNames[who], got.status, want, got.body)
