@@ -1,6 +1,8 @@
 package cluster_test
 
 import (
+	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"regexp"
@@ -8,13 +10,22 @@ import (
 	"testing"
 
 	"github.com/barberpro/edge/cluster/clustertest"
+	"github.com/barberpro/edge/edge/client"
 )
 
 // TestNode_Metrics checks the node's own metrics on a lone node after one
 // write: each carries node, city and jurisdiction, and says what it should.
 func TestNode_Metrics(t *testing.T) {
 	n := clustertest.MustStartNode(t, nil)
-	newProvider(t, clustertest.Operator(t, n), svc("corte", 30, 0))
+	ops := clustertest.Operator(t, n)
+	p := newProvider(t, ops, svc("corte", 30, 0))
+	req := client.BookingRequest{ProviderID: p.ID, ServiceID: p.Services[0].ID, ClientID: "cli-ana", Start: tomorrowAt(10, 0)}
+	if _, err := ops.Book(context.Background(), req, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ops.Book(context.Background(), req, ""); err == nil { // the same slot again
+		t.Fatal("a second booking of one slot succeeded")
+	}
 
 	resp, err := http.Get(n.URL() + "/metrics")
 	if err != nil {
@@ -54,6 +65,16 @@ func TestNode_Metrics(t *testing.T) {
 		{"barberpro_data_dir_avail_bytes", "", func(v float64) bool { return v > 0 }, "> 0"},
 		{"barberpro_data_dir_size_bytes", "", func(v float64) bool { return v > 0 }, "> 0"},
 		{"barberpro_raft_commit_duration_seconds_count", "", func(v float64) bool { return v >= 1 }, ">= 1 (the provider was written)"},
+	}
+	// The calendar metrics carry the provider's city and vertical, and the node.
+	for _, want := range []string{
+		`barberpro_calendar_requests_total{city="buenos-aires",node="ba-1",op="book",outcome="ok",vertical="barber"} 1`,
+		`barberpro_calendar_requests_total{city="buenos-aires",node="ba-1",op="book",outcome="slot_taken",vertical="barber"} 1`,
+		`barberpro_calendar_request_duration_seconds_count{city="buenos-aires",node="ba-1",op="book",vertical="barber"} 2`,
+	} {
+		if !bytes.Contains(body, []byte(want+"\n")) {
+			t.Errorf("no %s in /metrics:\n%s", want, body)
+		}
 	}
 	for _, c := range checks {
 		if v := value(c.name, c.extra); !c.ok(v) {
