@@ -26,6 +26,7 @@ import (
 const (
 	alertsFile     = "prometheus/alerts.yml"
 	alertTestsFile = "prometheus/alerts_test.yml"
+	promConfigFile = "prometheus/prometheus.yml"
 	dashboardFile  = "grafana/barberpro.json"
 	unitFile       = "systemd/barberpro.service"
 	envExampleFile = "systemd/barberpro.env.example"
@@ -62,11 +63,14 @@ func run(t *testing.T, name string, args ...string) string {
 }
 
 // TestAlerts_Promtool checks the rules and runs their unit tests, in which every
-// alert fires in one case and stays quiet in another.
+// alert fires in one case and stays quiet in another, and checks the example
+// configuration.
 func TestAlerts_Promtool(t *testing.T) {
 	p := promtool(t)
 	run(t, p, "check", "rules", alertsFile)
 	run(t, p, "test", "rules", alertTestsFile)
+	// The example configuration names paths of a Prometheus host: syntax only.
+	run(t, p, "check", "config", "--syntax-only", promConfigFile)
 }
 
 // TestAlerts_EveryAlertTested checks that alerts_test.yml has, for every alert of
