@@ -13,6 +13,7 @@ import (
 	"github.com/barberpro/edge/edge/ids"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
+	"github.com/barberpro/edge/storage"
 )
 
 // calendarMetrics decorates the edge's Calendars with the metrics the edge's
@@ -21,9 +22,9 @@ import (
 // and timed in barberpro_calendar_request_duration_seconds{op, city, vertical}.
 // city is the provider's home city, from the provider or booking id ("unknown"
 // for an id without one); vertical is the provider's, learned from the
-// answers (a booking, a provider) and remembered by provider id, "unknown"
-// until one was seen. outcome is "ok" or the actors sentinel's name
-// (outcomeOf).
+// answers (a booking, a provider) or else read once from the local replica
+// (lookup), and remembered by provider id; "unknown" if neither has it.
+// outcome is "ok" or the actors sentinel's name (outcomeOf).
 type calendarMetrics struct {
 	edge.Calendars
 	requests *prometheus.CounterVec
@@ -31,12 +32,17 @@ type calendarMetrics struct {
 	// verticals maps a provider id to its vertical (a provider's vertical never
 	// changes). It holds one short entry per provider this node has served.
 	verticals sync.Map
+	// lookup reads a provider's vertical from the local replica ("" if it
+	// cannot); nil: none.
+	lookup func(providerID string) string
 }
 
-// instrumentCalendars wraps c with calendarMetrics registered on reg.
-func instrumentCalendars(c edge.Calendars, reg prometheus.Registerer) edge.Calendars {
+// instrumentCalendars wraps c with calendarMetrics registered on reg; lookup
+// (may be nil) reads a provider's vertical when no answer told it.
+func instrumentCalendars(c edge.Calendars, reg prometheus.Registerer, lookup func(providerID string) string) edge.Calendars {
 	m := &calendarMetrics{
 		Calendars: c,
+		lookup:    lookup,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "barberpro", Subsystem: "calendar", Name: "requests_total",
 			Help: "Calendar actor requests this node made, by op, provider city and vertical, and outcome (ok or the refusal).",
@@ -97,6 +103,10 @@ func (m *calendarMetrics) observe(op, providerID, bookingID, vertical string, st
 		m.verticals.Store(providerID, vertical)
 	} else if v, ok := m.verticals.Load(providerID); ok {
 		vertical = v.(string)
+	} else if providerID != "" && m.lookup != nil {
+		if vertical = m.lookup(providerID); vertical != "" {
+			m.verticals.Store(providerID, vertical)
+		}
 	}
 	if vertical == "" {
 		vertical = "unknown"
@@ -109,6 +119,21 @@ func (m *calendarMetrics) observe(op, providerID, bookingID, vertical string, st
 	}
 	m.requests.WithLabelValues(op, city, vertical, outcomeOf(err)).Inc()
 	m.latency.WithLabelValues(op, city, vertical).Observe(d.Seconds())
+}
+
+// storeVertical returns a lookup for instrumentCalendars that reads the
+// provider from s, the local replica (the calendars are only called for
+// providers of this node's jurisdiction).
+func storeVertical(s *storage.Store) func(string) string {
+	return func(providerID string) string {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		p, err := s.Provider(ctx, providerID)
+		if err != nil {
+			return ""
+		}
+		return p.GetVertical()
+	}
 }
 
 // outcomeOf names err for the outcome label: "ok", the actors sentinel it
