@@ -381,7 +381,7 @@ func (n *Node) serveHTTP() (err error) {
 
 	ec := edge.DefaultConfig()
 	ec.NodeID, ec.City, ec.Topology = n.cfg.ID, n.cfg.City, n.cfg.Topology
-	ec.Store, ec.Calendars = n.store, n.cals
+	ec.Store, ec.Calendars = n.store, instrumentCalendars(n.cals, prometheus.WrapRegistererWith(prometheus.Labels{"node": n.cfg.ID}, n.registry), storeVertical(n.store))
 	ec.Router = &router{members: n.verified, jurisdiction: n.city.Jurisdiction}
 	ec.Placement, ec.Members, ec.Ready = n.placement, n.memberList, n.Ready
 	ec.Status, ec.Leave, ec.Remove = n.status, n.leaveAsync, n.remove

@@ -376,8 +376,9 @@ func newHTTPMetrics(reg *prometheus.Registry) (*httpMetrics, error) {
 		}, []string{"route", "status"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "barberpro", Subsystem: "http", Name: "request_duration_seconds",
-			Help:    "Time to answer an HTTP request, by route pattern.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+			Help: "Time to answer an HTTP request, by route pattern.",
+			// .15 is the booking latency objective (deploy/prometheus/alerts.yml).
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .15, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route"}),
 		panics: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "barberpro", Subsystem: "http", Name: "panics_total",

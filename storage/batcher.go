@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
@@ -35,6 +36,9 @@ type batcher struct {
 	once    sync.Once
 
 	lastBatchSize atomic.Int64
+	// commitSeconds observes the latency of each batch that commits
+	// (Store.Collectors).
+	commitSeconds prometheus.Histogram
 
 	// logFault reports a failing raft.db (LogStore.WriteFault); set before
 	// the first submit. raft's LogCache flattens the LogStore's error into
@@ -62,6 +66,8 @@ func newBatcher(r *raft.Raft, maxBatch, maxInflight int, timeout time.Duration) 
 		stop:     make(chan struct{}),
 		down:     make(chan struct{}),
 		stopped:  make(chan struct{}),
+
+		commitSeconds: newCommitHistogram(),
 	}
 	b.wg.Add(1)
 	go b.loop()
@@ -141,13 +147,14 @@ func (b *batcher) loop() {
 			data = protowire.AppendTag(data, 1, protowire.BytesType)
 			data = protowire.AppendBytes(data, p.data)
 		}
+		proposed := time.Now()
 		fut := b.raft.Apply(data, b.timeout)
 		b.wg.Add(1)
-		go b.finish(fut, batch)
+		go b.finish(fut, batch, proposed)
 	}
 }
 
-func (b *batcher) finish(fut raft.ApplyFuture, batch []*proposal) {
+func (b *batcher) finish(fut raft.ApplyFuture, batch []*proposal, proposed time.Time) {
 	defer b.wg.Done()
 	defer func() { <-b.slots }()
 	done := make(chan error, 1)
@@ -180,6 +187,7 @@ func (b *batcher) finish(fut raft.ApplyFuture, batch []*proposal) {
 		}
 		return
 	}
+	b.observeCommit(time.Since(proposed))
 	results, _ := fut.Response().([]*bookingv1.CommandResult)
 	for i, p := range batch {
 		if i >= len(results) || results[i] == nil {
