@@ -5,7 +5,7 @@ import (
 )
 
 // The test doubles satisfy the edge's interfaces (the real ones: see
-// contract_merged_test.go).
+// contract_real_test.go).
 var (
 	_ Store     = (*edgetest.Store)(nil)
 	_ Calendars = (*edgetest.Calendars)(nil)

@@ -3,12 +3,14 @@ package storage_test
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	"github.com/barberpro/edge/storage"
 	st "github.com/barberpro/edge/storage/storagetest"
 )
@@ -28,7 +30,7 @@ func BenchmarkPropose(b *testing.B) {
 			}
 			b.Run(fmt.Sprintf("%s/proposers=%d", mode, procs), func(b *testing.B) {
 				s := st.MustOpen(b, st.Config(b))
-				benchPropose(b, s, s, procs, hot)
+				benchPropose(b, s, s, procs, hot, false)
 			})
 		}
 	}
@@ -52,15 +54,71 @@ func BenchmarkProposeThreeNodes(b *testing.B) {
 				if via == "follower" {
 					target = stores[1]
 				}
-				benchPropose(b, stores[0], target, procs, false)
+				benchPropose(b, stores[0], target, procs, false, false)
 			})
 		}
 	}
 }
 
+// BenchmarkProposeAudit is BenchmarkPropose (own providers, one node, fsync
+// on) with and without an audit record on every booking: the cost of the
+// psychology vertical's audit chain (the record is appended, hashed and
+// indexed in the same bbolt transaction as the booking).
+//
+//	go test -bench BenchmarkProposeAudit -run '^$' -count 6 ./storage/ | benchstat -
+func BenchmarkProposeAudit(b *testing.B) {
+	for _, audit := range []bool{false, true} {
+		for _, procs := range []int{1, 16, 256} {
+			b.Run(fmt.Sprintf("audit=%v/proposers=%d", audit, procs), func(b *testing.B) {
+				s := st.MustOpen(b, st.Config(b))
+				benchPropose(b, s, s, procs, false, audit)
+			})
+		}
+	}
+}
+
+// BenchmarkApplyAudit applies batches of 64 bookings to an FSM (no Raft, no
+// fsync between batches beyond bbolt's commit) with and without an audit
+// record each: the CPU and write cost of the chain alone.
+//
+//	go test -bench BenchmarkApplyAudit -run '^$' -count 6 ./storage/ | benchstat -
+func BenchmarkApplyAudit(b *testing.B) {
+	for _, audit := range []bool{false, true} {
+		b.Run(fmt.Sprintf("audit=%v", audit), func(b *testing.B) {
+			f, err := storage.OpenTestFSM(filepath.Join(b.TempDir(), "fsm.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			f.Apply(1, mustMarshal(b, st.CreateProvider(st.Provider("p"))))
+			const batch = 64
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				cmds := make([]*bookingv1.Command, batch)
+				for j := range cmds {
+					n := i*batch + j
+					off := time.Duration(n) * 30 * time.Minute
+					cmds[j] = st.CreateBooking(st.Booking(fmt.Sprint("b", n), "p", off, off+25*time.Minute, off+30*time.Minute))
+					if audit {
+						cmds[j].Audit = auditRecord(cmds[j])
+					}
+				}
+				f.Apply(uint64(i+2), mustMarshal(b, cmds...))
+			}
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "bookings/s")
+		})
+	}
+}
+
+// auditRecord is the record the edge puts on a psychology booking.
+func auditRecord(cmd *bookingv1.Command) []*bookingv1.AuditRecord {
+	id := cmd.GetCreateBooking().GetBooking().GetId()
+	return []*bookingv1.AuditRecord{{Subject: "cli-ana", Role: "client", Action: "booking.create", Object: id, Node: "ba-1"}}
+}
+
 // benchPropose creates the providers through leader, then proposes b.N
-// bookings through s.
-func benchPropose(b *testing.B, leader, s *storage.Store, procs int, hot bool) {
+// bookings through s, each with an audit record when audit is set.
+func benchPropose(b *testing.B, leader, s *storage.Store, procs int, hot, audit bool) {
 	ctx := context.Background()
 	for p := range procs {
 		if !hot || p == 0 {
@@ -93,6 +151,9 @@ func benchPropose(b *testing.B, leader, s *storage.Store, procs int, hot bool) {
 				}
 				off := time.Duration(i) * 30 * time.Minute
 				cmd := st.CreateBooking(st.Booking(fmt.Sprint("b", i), provider, off, off+25*time.Minute, off+30*time.Minute))
+				if audit {
+					cmd.Audit = auditRecord(cmd)
+				}
 				t0 := time.Now()
 				if _, err := s.Propose(ctx, cmd); err != nil {
 					failed.Store(err)

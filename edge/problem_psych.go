@@ -7,10 +7,8 @@ import (
 	"github.com/barberpro/edge/storage"
 )
 
-// The sentinels of the psychology vertical's verdicts, from storage (H1) and
-// actors (H4), in the error table. This file builds once both are merged: drop
-// the build tag then (resultError and replyError map the result and reply codes
-// until then).
+// The sentinels of the psychology vertical's verdicts, from storage and
+// actors, in the error table.
 func init() {
 	errorTable = append([]errorMapping{
 		{storage.ErrConsentRequired, http.StatusUnprocessableEntity, CodeConsentRequired, "the client has no active consent for this booking"},
