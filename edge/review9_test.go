@@ -3,7 +3,9 @@ package edge
 import (
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/barberpro/edge/edge/auth"
 )
@@ -32,5 +34,34 @@ func TestPsych_Review9_AuditReadOnUSNodeKeepsArgentineIDs(t *testing.T) {
 				t.Errorf("the US store's audit chain names Argentine psychology data %q: %+v", secret, e)
 			}
 		}
+	}
+}
+
+// TestPsych_Review9_RescheduleAfterWithdrawalBypassesConsent: withdrawal
+// cancels only future psychology bookings. A session that has started (start
+// before the withdrawal) but was never checked in stays confirmed; after the
+// withdrawal its client reschedules it into next week and gets 200: a future
+// psychology booking with no active consent (psychology.md: "A psychology
+// booking ... without an active consent ...: 422 consent_required"). Neither
+// rescheduleBooking (edge) nor the FSM's rescheduleBooking checks consent.
+func TestPsych_Review9_RescheduleAfterWithdrawalBypassesConsent(t *testing.T) {
+	var now atomic.Int64
+	now.Store(testNow.UnixMilli())
+	h := newHarnessWith(t, func(c *Config) { c.Clock = func() time.Time { return time.UnixMilli(now.Load()) } })
+	psy := h.create(providerBody("buenos-aires", "psychology"))
+	h.readyPsych(psy, "cli-ana")
+	ana := h.as(auth.RoleClient, "cli-ana")
+	b := decode[bookingOut](t, h.bookAs(ana, psy, "cli-ana", "2026-12-01T09:00:00-03:00"))
+	// Ten minutes into the session (nobody checked in), the client withdraws.
+	now.Store(time.Date(2026, 12, 1, 9, 10, 0, 0, time.FixedZone("-03", -3*3600)).UnixMilli())
+	cns := decode[listOut[consentOut]](t, h.do(call{method: "GET", path: "/v1/clients/cli-ana/consents", header: ana})).Items[0]
+	wantStatus(t, h.do(call{method: "POST", path: "/v1/clients/cli-ana/consents/" + cns.ID + "/withdraw", header: ana}), http.StatusOK)
+	// A new booking is refused, as it must be...
+	wantStatus(t, h.bookAs(ana, psy, "cli-ana", "2026-12-08T10:00:00-03:00"), http.StatusUnprocessableEntity)
+	// ...but the surviving one moves into the future without any consent.
+	rec := h.do(call{method: "POST", path: "/v1/bookings/" + b.ID + "/reschedule", header: ana,
+		body: `{"start": "2026-12-08T09:00:00-03:00"}`})
+	if rec.Code != http.StatusUnprocessableEntity {
+		t.Errorf("reschedule of a psychology booking into the future after the consent was withdrawn: %d, want 422 consent_required: %s", rec.Code, rec.Body)
 	}
 }
