@@ -65,3 +65,55 @@ func TestPsych_Review9_RescheduleAfterWithdrawalBypassesConsent(t *testing.T) {
 		t.Errorf("reschedule of a psychology booking into the future after the consent was withdrawn: %d, want 422 consent_required: %s", rec.Code, rec.Body)
 	}
 }
+
+// TestPsych_Review9_ForeignConsentWithdrawalNotAudited: client bob tries to
+// withdraw ana's consent (ana's consent id under his own client path): 404, as
+// it must, but no audit entry records the refused access to a psychology
+// consent (psychology.md: every read and write of psychology data, consents
+// included, "allowed or refused, appends an entry"; withdrawConsent answers
+// notFound without s.refuse, unlike getBooking/cancelSeries).
+func TestPsych_Review9_ForeignConsentWithdrawalNotAudited(t *testing.T) {
+	f := newPsychFixture(t)
+	ana := f.as(auth.RoleClient, "cli-ana")
+	cns := decode[listOut[consentOut]](t, f.do(call{method: "GET", path: "/v1/clients/cli-ana/consents", header: ana})).Items[0]
+	n := len(f.store.Audit())
+	rec := f.do(call{method: "POST", path: "/v1/clients/cli-bob/consents/" + cns.ID + "/withdraw", header: f.as(auth.RoleClient, "cli-bob")})
+	wantStatus(t, rec, http.StatusNotFound)
+	es := f.auditSince(n)
+	if len(es) != 1 || es[0].Action != "consent.withdraw" || es[0].Object != cns.ID || es[0].Subject != "cli-bob" || es[0].Outcome != CodeForbidden {
+		t.Errorf("a refused withdrawal of another client's consent left audit entries %v, want one consent.withdraw forbidden by cli-bob", es)
+	}
+}
+
+// TestPsych_Review9_IdempotentReplayReadNotAudited: a retried psychology
+// booking (same Idempotency-Key) is answered from the store, a read of the
+// psychology booking, with no audit entry (replayBooking reads and writes the
+// booking without appendAudit). Same for the series and consent replays.
+func TestPsych_Review9_IdempotentReplayReadNotAudited(t *testing.T) {
+	f := newPsychFixture(t)
+	who := f.as(auth.RoleClient, "cli-ana")
+	who["Idempotency-Key"] = "k-review9"
+	wantStatus(t, f.bookAs(who, f.psy, "cli-ana", "2026-12-01T09:00:00-03:00"), http.StatusCreated)
+	n := len(f.store.Audit())
+	rec := f.bookAs(who, f.psy, "cli-ana", "2026-12-01T09:00:00-03:00")
+	wantStatus(t, rec, http.StatusCreated)
+	if es := f.auditSince(n); len(es) != 1 || es[0].Action != "booking.read" && es[0].Action != "booking.create" {
+		t.Errorf("the replayed psychology booking (a read of it) left audit entries %v, want exactly one", es)
+	}
+}
+
+// TestPsych_Review9_NotesExistenceOracle: another client (or a provider who
+// does not treat) learns whether a session id exists: 403 for an existing
+// session, 404 for a missing one (security.md: a refused read answers as a
+// missing record does; GET /v1/sessions/{id} does answer 404 to them).
+func TestPsych_Review9_NotesExistenceOracle(t *testing.T) {
+	f := newPsychFixture(t)
+	b := decode[bookingOut](t, f.bookAs(nil, f.psy, "cli-ana", "2026-12-01T09:00:00-03:00"))
+	for _, who := range []map[string]string{f.as(auth.RoleClient, "cli-bob"), f.as(auth.RoleProvider, "prv_buenos-aires_other")} {
+		exists := f.do(call{method: "GET", path: "/v1/sessions/" + b.ID + "/notes", header: who})
+		missing := f.do(call{method: "GET", path: "/v1/sessions/bkg_buenos-aires_nope/notes", header: who})
+		if exists.Code != missing.Code {
+			t.Errorf("a stranger tells an existing session (%d) from a missing one (%d)", exists.Code, missing.Code)
+		}
+	}
+}
