@@ -117,3 +117,22 @@ func TestPsych_Review9_NotesExistenceOracle(t *testing.T) {
 		}
 	}
 }
+
+// TestPsych_Review9_UnverifiedProviderProbesConsent: a psychology provider not
+// yet verified (it can book nothing) books "for" arbitrary client ids in its
+// own calendar and learns from the refusal which of them hold an active
+// psychology-care consent, i.e. who is in therapy: consent_required for one
+// without, provider_unverified for one with (precheckBooking checks the
+// client's consent before the provider's own verification). Special-category
+// data of a third party must not decide the answer.
+func TestPsych_Review9_UnverifiedProviderProbesConsent(t *testing.T) {
+	h := newHarness(t)
+	psy := h.create(providerBody("buenos-aires", "psychology")) // never verified
+	h.grantConsent("cli-in-therapy", "ar")
+	prov := h.as(auth.RoleProvider, psy.ID)
+	with := checkProblem(t, h.bookAs(prov, psy, "cli-in-therapy", "2026-12-01T09:00:00-03:00"))
+	without := checkProblem(t, h.bookAs(prov, psy, "cli-nobody", "2026-12-01T09:00:00-03:00"))
+	if with.Code != without.Code {
+		t.Errorf("an unverified provider tells a client with a psychology consent (%s) from one without (%s)", with.Code, without.Code)
+	}
+}
