@@ -136,3 +136,18 @@ func TestPsych_Review9_UnverifiedProviderProbesConsent(t *testing.T) {
 		t.Errorf("an unverified provider tells a client with a psychology consent (%s) from one without (%s)", with.Code, without.Code)
 	}
 }
+
+// TestPsych_Review9_SessionRouteRevealsOtherBookings: any client asking GET
+// /v1/sessions/{id} for another client's barber booking is told "booking ... is
+// not a session" (before any ownership check), for a missing id "does not
+// exist": the detail reveals that the booking exists.
+func TestPsych_Review9_SessionRouteRevealsOtherBookings(t *testing.T) {
+	f := newPsychFixture(t)
+	b := f.mustBook(f.barber, "cli-ana", "2026-12-01T10:00:00-03:00")
+	bob := f.as(auth.RoleClient, "cli-bob")
+	exists := checkProblem(t, f.do(call{method: "GET", path: "/v1/sessions/" + b.ID, header: bob}))
+	missing := checkProblem(t, f.do(call{method: "GET", path: "/v1/sessions/" + b.ID + "x", header: bob}))
+	if strings.Replace(exists.Detail, b.ID, "", 1) != strings.Replace(missing.Detail, b.ID+"x", "", 1) {
+		t.Errorf("a stranger tells another client's booking (%q) from a missing one (%q)", exists.Detail, missing.Detail)
+	}
+}
