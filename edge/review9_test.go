@@ -151,3 +151,28 @@ func TestPsych_Review9_SessionRouteRevealsOtherBookings(t *testing.T) {
 		t.Errorf("a stranger tells another client's booking (%q) from a missing one (%q)", exists.Detail, missing.Detail)
 	}
 }
+
+// TestPsych_Review9_RouteLevelRefusalsNotAudited: an operator (or a provider,
+// or another client) asking for a client's consents or export is refused 403
+// by the route wrapper before anything is recorded: no audit entry for a
+// refused read of psychology data (psychology.md: consents and export,
+// "allowed or refused, appends an entry"). Only refusals decided by handlers
+// (s.refuse) are audited.
+func TestPsych_Review9_RouteLevelRefusalsNotAudited(t *testing.T) {
+	f := newPsychFixture(t)
+	for _, c := range []struct {
+		who  map[string]string
+		path string
+	}{
+		{f.as(auth.RoleOperator, "ops"), "/v1/clients/cli-ana/consents"},
+		{f.as(auth.RoleOperator, "ops"), "/v1/clients/cli-ana/export"},
+		{f.as(auth.RoleProvider, f.psy.ID), "/v1/clients/cli-ana/export"},
+		{f.as(auth.RoleClient, "cli-bob"), "/v1/clients/cli-ana/consents"},
+	} {
+		n := len(f.store.Audit())
+		wantStatus(t, f.do(call{method: "GET", path: c.path, header: c.who}), http.StatusForbidden)
+		if es := f.auditSince(n); len(es) != 1 {
+			t.Errorf("GET %s refused 403: %d audit entries, want 1", c.path, len(es))
+		}
+	}
+}
