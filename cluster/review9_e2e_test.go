@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/barberpro/edge/cluster"
@@ -97,6 +98,48 @@ func Test_Review9_AuditOneEntryPerPsychologyRequest(t *testing.T) {
 		es := entries()
 		if len(es)-before != 1 {
 			t.Errorf("%s: %d audit entries appended, want exactly 1 (%s): %+v", step.name, len(es)-before, step.action, es[before:])
+		}
+	}
+}
+
+// Test_Review9_NoteOfExactly64KiBRefusedByTheFSM: the edge and the session
+// actor accept notes up to 64 KiB of text (maxNoteBytes, session.MaxNoteBytes),
+// but the FSM caps the sealed CIPHERTEXT at 64 KiB, and AES-GCM adds a 16-byte
+// tag: a note of 65 521..65 536 bytes, valid by the API, is refused by the store
+// (422 "store: invalid") after being sealed and proposed.
+func Test_Review9_NoteOfExactly64KiBRefusedByTheFSM(t *testing.T) {
+	kekFile := filepath.Join(t.TempDir(), "kek.json")
+	if _, err := seal.InitKEK(kekFile); err != nil {
+		t.Fatal(err)
+	}
+	n := clustertest.MustStartNode(t, func(c *cluster.Config) { c.KEKFile = kekFile })
+	ctx := context.Background()
+	ops := clustertest.Operator(t, n)
+	pp := load.LoadProvider("buenos-aires", 0)
+	pp.Vertical = "psychology"
+	pp.License = &client.License{Number: "MN 998", Issuer: "Colegio"}
+	pp.Services = []client.Service{svc("Sesión", 50, 10)}
+	p, err := ops.CreateProvider(ctx, pp, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ops.VerifyProvider(ctx, p.ID); err != nil {
+		t.Fatal(err)
+	}
+	const cli = "cli-r9-64k"
+	ana := clustertest.Client(t, n, auth.RoleClient, cli)
+	if _, err := ana.GrantConsent(ctx, cli, client.ConsentRequest{Purpose: "psychology-care", Jurisdiction: "ar", TextVersion: "1"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	b, err := ana.Book(ctx, client.BookingRequest{ProviderID: p.ID, ServiceID: p.Services[0].ID, ClientID: cli, Start: tomorrowAt(10, 0)}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	provTok := "Bearer " + clustertest.Token(t, n, auth.RoleProvider, p.ID)
+	for _, size := range []int{64<<10 - 16, 64 << 10} {
+		a := send(t, n, "PUT", "/v1/sessions/"+b.ID+"/notes", `{"text":"`+strings.Repeat("a", size)+`"}`, provTok)
+		if a.status != http.StatusOK {
+			t.Errorf("a note of %d bytes (the API allows %d): %d %.200s", size, 64<<10, a.status, a.body)
 		}
 	}
 }
