@@ -2,11 +2,13 @@ package cluster_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/barberpro/edge/cluster/clustertest"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
+	"github.com/barberpro/edge/storage"
 )
 
 // Test_Review9_FSMReschedulesPsychologyBookingWithoutConsent: the FSM, "the
@@ -52,9 +54,11 @@ func Test_Review9_FSMReschedulesPsychologyBookingWithoutConsent(t *testing.T) {
 		t.Fatalf("withdraw: %v", res)
 	}
 	next := start.Add(7 * 24 * time.Hour)
-	res = propose(withdrawAt+1, &bookingv1.Command{Op: &bookingv1.Command_RescheduleBooking{RescheduleBooking: &bookingv1.RescheduleBooking{
+	// Propose answers a refusal with the result and an error wrapping its
+	// sentinel (storage.ErrConsentRequired), so it is called directly here.
+	res, err := n.Store().Propose(ctx, &bookingv1.Command{ProposedAtMs: withdrawAt + 1, Op: &bookingv1.Command_RescheduleBooking{RescheduleBooking: &bookingv1.RescheduleBooking{
 		BookingId: b.Id, StartMs: next.UnixMilli(), EndMs: next.Add(50 * time.Minute).UnixMilli(), BlockedUntilMs: next.Add(time.Hour).UnixMilli()}}})
-	if res.GetCode() != bookingv1.ResultCode_RESULT_CODE_CONSENT_REQUIRED {
-		t.Errorf("the FSM rescheduled a psychology booking into the future after its client withdrew consent: %v, want CONSENT_REQUIRED", res.GetCode())
+	if res.GetCode() != bookingv1.ResultCode_RESULT_CODE_CONSENT_REQUIRED || !errors.Is(err, storage.ErrConsentRequired) {
+		t.Errorf("the FSM rescheduled a psychology booking into the future after its client withdrew consent: %v (%v), want CONSENT_REQUIRED", res.GetCode(), err)
 	}
 }
