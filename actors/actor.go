@@ -488,6 +488,7 @@ func (a *calendarActor) reschedule(ctx actor.Context, r *calendarv1.RescheduleRe
 		StartMs:        start.UnixMilli(),
 		EndMs:          start.Add(dur).UnixMilli(),
 		BlockedUntilMs: iv.End.UnixMilli(),
+		ConsentPurpose: r.GetConsentPurpose(),
 	}}})
 }
 

@@ -230,8 +230,10 @@ func TestCalendars_ConsentVerifiedAndAuditReachTheCommands(t *testing.T) {
 		BookingId: "b-psy", IdempotencyKey: "psy", RequestHash: []byte("psy"),
 		ConsentPurpose: "psychology-care", RequireVerified: true, Audit: audit,
 		SessionStatus: bookingv1.SessionStatus_SESSION_STATUS_SCHEDULED}
-	if _, err := e.cals.Book(ctx(t), book); !errors.Is(err, actors.ErrConsentRequired) {
-		t.Fatalf("Book without consent: %v", err)
+	// Verification is judged before consent (review9 finding 3): an unverified
+	// provider learns nothing of a client's consents.
+	if _, err := e.cals.Book(ctx(t), book); !errors.Is(err, actors.ErrProviderUnverified) {
+		t.Fatalf("Book without consent at an unverified provider: %v", err)
 	}
 	cmds := e.store.Commands()
 	cb := cmds[len(cmds)-1].GetCreateBooking()
@@ -241,19 +243,19 @@ func TestCalendars_ConsentVerifiedAndAuditReachTheCommands(t *testing.T) {
 	if cb.GetBooking().GetSessionStatus() != bookingv1.SessionStatus_SESSION_STATUS_SCHEDULED {
 		t.Fatalf("the request's session status did not reach the booking: %v", cb.GetBooking())
 	}
+	p := provider("p1")
+	p.VerifiedAtMs, p.VerifiedBy = now.UnixMilli(), "op1"
+	e.store.PutProvider(p)
+	book.IdempotencyKey, book.RequestHash = "psy2", []byte("psy2")
+	if _, err := e.cals.Book(ctx(t), book); !errors.Is(err, actors.ErrConsentRequired) {
+		t.Fatalf("Book without consent at a verified provider: %v", err)
+	}
 	grant := &bookingv1.Command{ProposedAtMs: now.UnixMilli(), Op: &bookingv1.Command_GrantConsent{GrantConsent: &bookingv1.GrantConsent{
 		Consent: &bookingv1.Consent{Id: "cns-1", ClientId: "c1", Purpose: "psychology-care", Jurisdiction: "ar",
 			GrantedAtMs: now.UnixMilli(), ExpiresAtMs: now.AddDate(0, 0, 730).UnixMilli()}}}}
 	if res, err := e.store.Propose(ctx(t), grant); err != nil || res.GetCode() != bookingv1.ResultCode_RESULT_CODE_OK {
 		t.Fatalf("grant: %v %v", res, err)
 	}
-	book.IdempotencyKey, book.RequestHash = "psy2", []byte("psy2")
-	if _, err := e.cals.Book(ctx(t), book); !errors.Is(err, actors.ErrProviderUnverified) {
-		t.Fatalf("Book at an unverified provider: %v", err)
-	}
-	p := provider("p1")
-	p.VerifiedAtMs, p.VerifiedBy = now.UnixMilli(), "op1"
-	e.store.PutProvider(p)
 	book.IdempotencyKey, book.RequestHash = "psy3", []byte("psy3")
 	b, err := e.cals.Book(ctx(t), book)
 	if err != nil {
@@ -279,8 +281,13 @@ func TestCalendars_ConsentVerifiedAndAuditReachTheCommands(t *testing.T) {
 	}
 
 	move := []*bookingv1.AuditRecord{{Subject: "c1", Role: "client", Action: "booking.reschedule", Object: b.GetId()}}
-	if _, err := e.cals.Reschedule(ctx(t), &calendarv1.RescheduleRequest{ProviderId: "p1", BookingId: b.GetId(), StartMs: at(2, 11, 0), Audit: move}); err != nil {
+	if _, err := e.cals.Reschedule(ctx(t), &calendarv1.RescheduleRequest{ProviderId: "p1", BookingId: b.GetId(), StartMs: at(2, 11, 0), Audit: move,
+		ConsentPurpose: "psychology-care"}); err != nil {
 		t.Fatalf("Reschedule: %v", err)
+	}
+	cmds = e.store.Commands()
+	if rb := cmds[len(cmds)-1].GetRescheduleBooking(); rb.GetConsentPurpose() != "psychology-care" {
+		t.Fatalf("the request's consent purpose did not reach RescheduleBooking: %v", cmds[len(cmds)-1])
 	}
 	cancel := []*bookingv1.AuditRecord{{Subject: "c1", Role: "client", Action: "booking.cancel", Object: b.GetId()}}
 	if _, err := e.cals.Cancel(ctx(t), &calendarv1.CancelRequest{ProviderId: "p1", BookingId: b.GetId(), Audit: cancel}); err != nil {

@@ -176,7 +176,8 @@ func errForbidden(detail string) *apiError {
 // authorize decides what the request alone can: a token is needed unless the
 // route is public, the role must have a grant, and an ownPath grant needs the
 // subject in the path. It returns the request's caller (ok false on a public
-// route without a valid token) or the problem to answer.
+// route without a valid token) or the problem to answer (with the caller, ok
+// false, when a valid token was refused).
 func authorize(r *http.Request, a access, p auth.Principal, authErr error, node string) (caller, bool, error) {
 	if authErr != nil {
 		if a.public {
@@ -189,12 +190,14 @@ func authorize(r *http.Request, a access, p auth.Principal, authErr error, node 
 		c.g = anyone
 		return c, true, nil
 	}
+	// A refusal returns the caller too (ok false): the wrapper audits the
+	// refusals of a client's psychology routes in its name.
 	switch c.g {
 	case deny:
-		return caller{}, false, errForbidden("a " + string(p.Role) + " token may not call this route")
+		return c, false, errForbidden("a " + string(p.Role) + " token may not call this route")
 	case ownPath:
 		if r.PathValue(a.param) != p.Subject {
-			return caller{}, false, errForbidden("a " + string(p.Role) + " may call this route only for itself")
+			return c, false, errForbidden("a " + string(p.Role) + " may call this route only for itself")
 		}
 	}
 	return c, true, nil

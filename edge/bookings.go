@@ -181,13 +181,26 @@ func (s *Server) rescheduleBooking(w http.ResponseWriter, r *http.Request) error
 	if done, err := s.replayBooking(ctx, w, idem, http.StatusOK); done || err != nil {
 		return err
 	}
+	// A booking moved is a booking made at its new time: the vertical's rules
+	// (a verified provider, an active consent) hold for it as for a new one.
+	v := s.vertical(b.GetVertical())
+	if v.ConsentPurpose() != "" || v.LicenseRequired {
+		p, err := s.readProvider(ctx, b.GetProviderId())
+		if err != nil {
+			return err
+		}
+		if err := s.precheckBooking(ctx, v, p, b.GetClientId(), "booking.reschedule", b.GetId()); err != nil {
+			return err
+		}
+	}
 	out, err := s.cfg.Calendars.Reschedule(ctx, &calendarv1.RescheduleRequest{
 		ProviderId:     b.GetProviderId(),
 		BookingId:      b.GetId(),
 		StartMs:        start.UnixMilli(),
 		IdempotencyKey: idem.key,
 		RequestHash:    idem.hash,
-		Audit:          auditRecords(ctx, s.vertical(b.GetVertical()).Audit, "booking.reschedule", b.GetId()),
+		Audit:          auditRecords(ctx, v.Audit, "booking.reschedule", b.GetId()),
+		ConsentPurpose: v.ConsentPurpose(),
 	})
 	if err != nil {
 		return err
@@ -299,10 +312,15 @@ func sessionStart(v topology.Vertical) bookingv1.SessionStatus {
 // from this node's store (the provider's jurisdiction's: the request was
 // relayed home); one not found locally is looked for again after a
 // linearizable read. The FSM checks both again at the entry time. A refusal is
-// audited when v audits refusals.
+// audited when v audits refusals. The provider's verification is checked
+// first: an unverified provider (who may book nothing) must not learn from the
+// answer which clients hold a consent.
 func (s *Server) precheckBooking(ctx context.Context, v topology.Vertical, p *bookingv1.Provider, clientID, action, object string) error {
 	var refusal *apiError
-	if purpose := v.ConsentPurpose(); purpose != "" {
+	if v.LicenseRequired && p.GetVerifiedAtMs() == 0 {
+		refusal = errProviderUnverified()
+	}
+	if purpose := v.ConsentPurpose(); refusal == nil && purpose != "" {
 		ok, err := s.hasConsent(ctx, clientID, purpose, p.GetJurisdiction())
 		if err != nil {
 			return err
@@ -310,9 +328,6 @@ func (s *Server) precheckBooking(ctx context.Context, v topology.Vertical, p *bo
 		if !ok {
 			refusal = errConsentRequired(purpose, p.GetJurisdiction())
 		}
-	}
-	if refusal == nil && v.LicenseRequired && p.GetVerifiedAtMs() == 0 {
-		refusal = errProviderUnverified()
 	}
 	if refusal == nil {
 		return nil
@@ -384,6 +399,10 @@ func (s *Server) replayBooking(ctx context.Context, w http.ResponseWriter, idem 
 	}
 	b, err := s.readBooking(ctx, id)
 	if err != nil {
+		return false, err
+	}
+	// The replay answers the whole booking: a read of it, audited as one.
+	if err := s.appendAudit(ctx, s.vertical(b.GetVertical()).Audit, auditRead, "booking.read", b.GetId(), ""); err != nil {
 		return false, err
 	}
 	markReplayed(w)

@@ -138,6 +138,10 @@ func (s *Server) grantConsent(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
+		// The replay answers the consent: a read of it, audited as one.
+		if err := s.appendAudit(ctx, strictest(vs...), auditRead, "consent.read", prev.GetId(), ""); err != nil {
+			return err
+		}
 		markReplayed(w)
 		writeJSON(w, http.StatusCreated, s.formatConsent(prev))
 		return nil
@@ -202,7 +206,7 @@ func (s *Server) withdrawConsent(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if c.GetClientId() != clientID {
-		return notFound("consent %q does not exist", id)
+		return s.refuse(ctx, s.consentAudit([]*bookingv1.Consent{c}), "consent.withdraw", id, notFound("consent %q does not exist", id))
 	}
 	if c.GetWithdrawnAtMs() > 0 {
 		writeJSON(w, http.StatusOK, s.formatConsent(c))

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/barberpro/edge/cluster/topology"
+	"github.com/barberpro/edge/edge/ids"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	"github.com/barberpro/edge/storage"
 )
@@ -404,9 +405,9 @@ func (s *Server) auditList(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	object := f.Object
-	if object == "" {
-		object = "audit"
+	object, err := s.auditReadObject(ctx, f.Object)
+	if err != nil {
+		return err
 	}
 	if err := s.appendAudit(ctx, strictest(s.cfg.Topology.Verticals...), auditRead, "audit.read", object, ""); err != nil {
 		return err
@@ -424,4 +425,77 @@ func (s *Server) auditList(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// auditReadObject is the object of the "audit.read" record of a query for
+// object: the object itself only when it is homed in this node's jurisdiction
+// (an id whose city is of it, or "client:<id>" of a client this store holds
+// something of); "audit" otherwise, so that no store records an id homed in
+// another jurisdiction (residency) or a client it knows nothing of.
+func (s *Server) auditReadObject(ctx context.Context, object string) (string, error) {
+	const anonymous = "audit"
+	if city, ok := ids.CityOf(object); ok {
+		if j, ok := s.jurisdictionOf(city); ok && j == s.jurisdiction {
+			return object, nil
+		}
+		return anonymous, nil
+	}
+	if clientID, ok := strings.CutPrefix(object, "client:"); ok && checkID("client_id", clientID) == nil {
+		_, held, err := s.clientHeld(ctx, clientID)
+		if err != nil || !held {
+			return anonymous, err
+		}
+		return object, nil
+	}
+	return anonymous, nil
+}
+
+// clientHeld reports whether this store holds anything of the client (a
+// booking, a consent, an erasure record) and the strictest audit level of the
+// verticals of what it holds.
+func (s *Server) clientHeld(ctx context.Context, clientID string) (topology.Audit, bool, error) {
+	if err := s.cfg.Store.LinearizableRead(ctx); err != nil {
+		return topology.AuditNone, false, err
+	}
+	var vs []topology.Vertical
+	held := false
+	err := s.eachClientBooking(ctx, clientID, func(b *bookingv1.Booking) bool {
+		held = true
+		vs = append(vs, s.vertical(b.GetVertical()))
+		return true
+	})
+	if err != nil {
+		return topology.AuditNone, false, err
+	}
+	cs, err := s.cfg.Store.ClientConsents(ctx, clientID)
+	if err != nil {
+		return topology.AuditNone, false, err
+	}
+	for _, c := range cs {
+		held = true
+		vs = append(vs, s.purposeVerticals(c.GetPurpose())...)
+	}
+	switch _, err := s.cfg.Store.Erasure(ctx, clientID); {
+	case err == nil:
+		held = true
+		vs = append(vs, s.healthVerticals()...)
+	case !errors.Is(err, storage.ErrNotFound):
+		return topology.AuditNone, false, err
+	}
+	return strictest(vs...), held, nil
+}
+
+// auditRouteRefusal records a refusal the route wrapper decided from the role
+// alone (403) on a client's route of action: in this node's store, and only
+// when the store holds something of the client (a store never records a
+// client it knows nothing of, nor an id homed elsewhere).
+func (s *Server) auditRouteRefusal(ctx context.Context, action, clientID string) error {
+	if checkID("client_id", clientID) != nil {
+		return nil
+	}
+	level, held, err := s.clientHeld(ctx, clientID)
+	if err != nil || !held {
+		return err
+	}
+	return s.appendAudit(ctx, level, auditRefusal, action, clientObject(clientID), CodeForbidden)
 }

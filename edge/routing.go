@@ -92,14 +92,16 @@ func byBodyJurisdiction(s *Server, r *http.Request) (string, bool) {
 	return s.firstCity(in.Jurisdiction)
 }
 
-// byQueryJurisdiction locates GET /v1/audit?jurisdiction=X (default: this
-// node's).
+// byQueryJurisdiction locates GET /v1/audit?jurisdiction=X; without it, the
+// home of the object asked about when its id carries a city
+// (?object=bkg_cordoba_…: the Argentine chain, where its entries are), else
+// this node's.
 func byQueryJurisdiction(s *Server, r *http.Request) (string, bool) {
-	j := r.URL.Query().Get("jurisdiction")
-	if j == "" {
-		return "", false
+	q := r.URL.Query()
+	if j := q.Get("jurisdiction"); j != "" {
+		return s.firstCity(j)
 	}
-	return s.firstCity(j)
+	return ids.CityOf(q.Get("object"))
 }
 
 // byBodyProvider locates POST /v1/bookings by its body's provider_id.

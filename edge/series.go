@@ -111,6 +111,10 @@ func (s *Server) createSeries(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
+		// The replay answers the whole series: a read of it, audited as one.
+		if err := s.appendAudit(ctx, s.vertical(p.GetVertical()).Audit, auditRead, "series.read", sr.GetId(), ""); err != nil {
+			return err
+		}
 		markReplayed(w)
 		return s.writeSeries(ctx, w, http.StatusCreated, sr, nil, p)
 	}

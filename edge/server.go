@@ -187,6 +187,7 @@ func (s *Server) wrap(label string, h handlerFunc, loc locator, acc access, peer
 		sw.Header().Set("Cache-Control", noStore)
 		r, err := s.admit(r, acc, peer)
 		if err != nil {
+			err = s.auditRefusedRoute(r, label, err)
 			s.writeError(sw, r, label, err)
 			return
 		}
@@ -224,6 +225,11 @@ func (s *Server) admit(r *http.Request, acc access, peer bool) (*http.Request, e
 	}
 	c, ok, err := authorize(r, acc, p, authErr, node)
 	if err != nil {
+		if c.p.Subject != "" {
+			// Refused from the role alone: the caller is kept for the
+			// refusal's audit record (auditRouteRefusal), never for access.
+			r = r.WithContext(context.WithValue(r.Context(), refusedKey{}, c))
+		}
 		return r, err
 	}
 	ctx := r.Context()
@@ -301,6 +307,45 @@ func (s *Server) checkRelay(r *http.Request, peer bool) error {
 		return errForbidden(ForwardedByHeader + " must name the node of the peer certificate")
 	}
 	return nil
+}
+
+// refusedKey marks the context of a request whose valid token the route
+// refused from the role alone; its value is the caller.
+type refusedKey struct{}
+
+// clientRouteActions are the audit actions of the routes about a client's
+// psychology data (psychology.md, "Audit": consents, export, erasure,
+// bookings), whose refusals by the route wrapper are audited too.
+var clientRouteActions = map[string]string{
+	"POST /v1/clients/{client_id}/consents":               "consent.grant",
+	"GET /v1/clients/{client_id}/consents":                "consent.read",
+	"POST /v1/clients/{client_id}/consents/{id}/withdraw": "consent.withdraw",
+	"GET /v1/clients/{client_id}/export":                  "export",
+	"DELETE /v1/clients/{client_id}/health-data":          "erasure",
+	"GET /v1/clients/{client_id}/bookings":                "booking.read",
+}
+
+// auditRefusedRoute appends the audit record of a 403 that the wrapper decided
+// from the role alone on a route of clientRouteActions (object
+// "client:<client_id>", outcome forbidden) and returns refusal, or the error
+// of appending it. The record goes to this node's store only when it holds
+// something of the client (auditRouteRefusal).
+func (s *Server) auditRefusedRoute(r *http.Request, label string, refusal error) error {
+	action, ok := clientRouteActions[label]
+	if !ok {
+		return refusal
+	}
+	c, ok := r.Context().Value(refusedKey{}).(caller)
+	var ae *apiError
+	if !ok || !errors.As(refusal, &ae) || ae.status != http.StatusForbidden {
+		return refusal
+	}
+	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), callerKey{}, c), s.cfg.RequestTimeout)
+	defer cancel()
+	if err := s.auditRouteRefusal(ctx, action, r.PathValue("client_id")); err != nil {
+		return err
+	}
+	return refusal
 }
 
 // noRoute answers requests no route matches: 405 with Allow when the path exists

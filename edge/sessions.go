@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"unicode/utf8"
 
@@ -46,27 +47,33 @@ type notesOut struct {
 	UpdatedAt string `json:"updated_at,omitempty"`
 }
 
-// sessionBooking reads the booking of a session route: 404 when it does not
-// exist or its vertical has no sessions; refusals are audited as action. mayAct
-// tells whether the caller may act on it: the read route lets the booking's
-// client and provider and operators; the others the treating provider only,
-// with 403 for everyone else.
+// sessionBooking reads the booking of a session route; refusals are audited as
+// action. The read route (treatingOnly false) lets the booking's client and
+// provider and operators: anyone else is answered 404 as for a missing booking,
+// and only those may learn that a booking is not a session (404). The other
+// routes let the treating provider alone: everyone else is answered 403 whether
+// the session exists or not (no existence oracle), and a booking of a vertical
+// without sessions is 404 for its own provider only.
 func (s *Server) sessionBooking(ctx context.Context, id, action string, treatingOnly bool) (*bookingv1.Booking, topology.Vertical, error) {
+	forbidden := errForbidden("only the treating provider may do this")
 	b, err := s.readBooking(ctx, id)
 	if err != nil {
+		var ae *apiError
+		if treatingOnly && errors.As(err, &ae) && ae.status == http.StatusNotFound {
+			return nil, topology.Vertical{}, forbidden
+		}
 		return nil, topology.Vertical{}, err
 	}
 	v := s.vertical(b.GetVertical())
-	if !v.Sessions {
-		return nil, v, notFound("booking %q is not a session", id)
-	}
 	c, _ := callerOf(ctx)
 	treating := c.p.Role == auth.RoleProvider && c.p.Subject == b.GetProviderId()
 	switch {
 	case treatingOnly && !treating:
-		return nil, v, s.refuse(ctx, v.Audit, action, id, errForbidden("only the treating provider may do this"))
+		return nil, v, s.refuse(ctx, v.Audit, action, id, forbidden)
 	case !treatingOnly && !owns(ctx, b.GetClientId(), b.GetProviderId()):
 		return nil, v, s.refuse(ctx, v.Audit, action, id, notFound("booking %q does not exist", id))
+	case !v.Sessions:
+		return nil, v, notFound("booking %q is not a session", id)
 	}
 	if err := s.checkBookingResidency(ctx, b, v); err != nil {
 		return nil, v, err

@@ -573,7 +573,7 @@ func (a *applier) applyOp(cmd *bookingv1.Command, now int64) (r *bookingv1.Comma
 	case *bookingv1.Command_CancelBooking:
 		r = a.cancelBooking(cmd, op.CancelBooking)
 	case *bookingv1.Command_RescheduleBooking:
-		r = a.rescheduleBooking(cmd, op.RescheduleBooking)
+		r = a.rescheduleBooking(cmd, op.RescheduleBooking, now)
 	case *bookingv1.Command_FoundGroup:
 		return a.foundGroup(op.FoundGroup), false
 	default:
@@ -732,7 +732,7 @@ func (a *applier) createBooking(cmd *bookingv1.Command, op *bookingv1.CreateBook
 	if other := a.overlap(b.ProviderId, b.StartMs, b.BlockedUntilMs, ""); other != "" {
 		return result(bookingv1.ResultCode_RESULT_CODE_SLOT_TAKEN, "overlaps another booking of the provider")
 	}
-	nb := a.insertBooking(b, p, cmd.ProposedAtMs)
+	nb := a.insertBooking(b, p, cmd.ProposedAtMs, op.ConsentPurpose)
 	if nb == nil {
 		return invalid("booking %q cannot be encoded", b.Id)
 	}
@@ -764,8 +764,9 @@ func checkNewBooking(b *bookingv1.Booking) string {
 
 // insertBooking stores b as a new confirmed booking of p created at
 // createdMs, with its indexes; nil if b cannot be encoded (nothing written).
-func (a *applier) insertBooking(b *bookingv1.Booking, p *bookingv1.Provider, createdMs int64) *bookingv1.Booking {
+func (a *applier) insertBooking(b *bookingv1.Booking, p *bookingv1.Provider, createdMs int64, purpose string) *bookingv1.Booking {
 	nb := proto.Clone(b).(*bookingv1.Booking)
+	nb.ConsentPurpose = purpose
 	nb.Status = bookingv1.BookingStatus_BOOKING_STATUS_CONFIRMED
 	nb.CreatedAtMs = createdMs
 	nb.UpdatedAtMs = createdMs
@@ -823,7 +824,7 @@ func (a *applier) cancel(cur *bookingv1.Booking, atMs int64, reason string) *boo
 	return nb
 }
 
-func (a *applier) rescheduleBooking(cmd *bookingv1.Command, op *bookingv1.RescheduleBooking) *bookingv1.CommandResult {
+func (a *applier) rescheduleBooking(cmd *bookingv1.Command, op *bookingv1.RescheduleBooking, now int64) *bookingv1.CommandResult {
 	cur := a.booking(op.BookingId)
 	if cur == nil {
 		return result(bookingv1.ResultCode_RESULT_CODE_NOT_FOUND, "booking %q not found", op.BookingId)
@@ -838,6 +839,15 @@ func (a *applier) rescheduleBooking(cmd *bookingv1.Command, op *bookingv1.Resche
 	}
 	if why := checkTimes(op.StartMs, op.EndMs, op.BlockedUntilMs); why != "" {
 		return invalid("%s", why)
+	}
+	// A booking moved is made anew at its new time: the consent it was created
+	// under (and the one the proposer names) must be active at the entry time,
+	// before the slot is looked at, as for CreateBooking.
+	for _, purpose := range []string{cur.ConsentPurpose, op.ConsentPurpose} {
+		if purpose != "" && a.activeConsent(cur.ClientId, purpose, now, "") == nil {
+			return result(bookingv1.ResultCode_RESULT_CODE_CONSENT_REQUIRED,
+				"no active consent of the client for %q", purpose)
+		}
 	}
 	if other := a.overlap(cur.ProviderId, op.StartMs, op.BlockedUntilMs, cur.Id); other != "" {
 		return result(bookingv1.ResultCode_RESULT_CODE_SLOT_TAKEN, "overlaps another booking of the provider")

@@ -40,7 +40,9 @@ const (
 	// MaxSeriesEveryDays is the longest interval of a series.
 	MaxSeriesEveryDays = 366
 	// MaxNoteBytes is the largest sealed note (ciphertext) a PutNote carries.
-	MaxNoteBytes = 64 << 10
+	// It is the largest note text the API takes (64 KiB) plus the AES-GCM tag
+	// sealing adds (16 bytes): a note the edge accepts is never refused here.
+	MaxNoteBytes = 64<<10 + 16
 	// MaxWrappedKeyBytes is the largest wrapped data key a PutClientKey carries.
 	MaxWrappedKeyBytes = 1024
 	maxNonceBytes      = 64
@@ -191,12 +193,14 @@ func validText(what, s string, required bool) string {
 // active consent for purpose (when set) in the store's jurisdiction at now,
 // then p's verification (when required). nil when both pass.
 func (a *applier) checkBookable(p *bookingv1.Provider, clientID, purpose string, requireVerified bool, now int64) *bookingv1.CommandResult {
+	// Verification first: an unverified provider, who may book nothing, must
+	// not learn from the answer whether a client holds a consent.
+	if requireVerified && p.VerifiedAtMs == 0 {
+		return result(bookingv1.ResultCode_RESULT_CODE_PROVIDER_UNVERIFIED, "provider %q is not verified", p.Id)
+	}
 	if purpose != "" && a.activeConsent(clientID, purpose, now, "") == nil {
 		return result(bookingv1.ResultCode_RESULT_CODE_CONSENT_REQUIRED,
 			"no active consent of the client for %q", purpose)
-	}
-	if requireVerified && p.VerifiedAtMs == 0 {
-		return result(bookingv1.ResultCode_RESULT_CODE_PROVIDER_UNVERIFIED, "provider %q is not verified", p.Id)
 	}
 	return nil
 }
@@ -468,7 +472,7 @@ func (a *applier) createSeries(op *bookingv1.CreateSeries, now int64) *bookingv1
 		ob := proto.Clone(b).(*bookingv1.Booking)
 		ob.SeriesId = ns.Id
 		// Every occurrence encoded above; the FSM adds only valid fields.
-		if nb := a.insertBooking(ob, p, now); nb != nil {
+		if nb := a.insertBooking(ob, p, now, op.ConsentPurpose); nb != nil {
 			res.Bookings = append(res.Bookings, nb)
 		}
 	}

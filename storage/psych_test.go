@@ -130,6 +130,8 @@ func cmdAt(at time.Duration, op any) *bookingv1.Command {
 		c.Op = &bookingv1.Command_CreateBooking{CreateBooking: o}
 	case *bookingv1.CancelBooking:
 		c.Op = &bookingv1.Command_CancelBooking{CancelBooking: o}
+	case *bookingv1.RescheduleBooking:
+		c.Op = &bookingv1.Command_RescheduleBooking{RescheduleBooking: o}
 	default:
 		panic(fmt.Sprintf("cmdAt: %T", op))
 	}
@@ -283,6 +285,11 @@ func TestFSM_BookingGate(t *testing.T) {
 		{"unverified provider", func(s *fsmSeq) { s.ok(grant(-2*time.Hour, consent("k1", "c1", -day))) },
 			cmdAt(-time.Hour, &bookingv1.CreateBooking{Booking: session("b", "psy", "c1", 0), ConsentPurpose: psyPurpose, RequireVerified: true}),
 			codeUnverified},
+		// Verification before consent: an unverified provider learns nothing of
+		// the client's consents (review9 finding 3).
+		{"unverified provider, client without consent", nil,
+			cmdAt(-time.Hour, &bookingv1.CreateBooking{Booking: session("b", "psy", "c1", 0), ConsentPurpose: psyPurpose, RequireVerified: true}),
+			codeUnverified},
 		{"unverified before slot", func(s *fsmSeq) {
 			s.ok(cmdAt(-time.Hour, &bookingv1.CreateBooking{Booking: session("other", "psy", "c9", 0)}))
 		}, cmdAt(-time.Hour, &bookingv1.CreateBooking{Booking: session("b", "psy", "c1", 0), RequireVerified: true}), codeUnverified},
@@ -317,6 +324,65 @@ func TestFSM_BookingGate(t *testing.T) {
 			}
 			if tc.want == codeOK && r.Booking.SessionStatus != sessScheduled {
 				t.Fatalf("session status %v", r.Booking.SessionStatus)
+			}
+		})
+	}
+}
+
+// TestFSM_RescheduleConsentGate: a RescheduleBooking needs, at its entry time
+// and before the slot, an active consent for the purpose the booking was
+// created under (stored on it by the FSM) and for the one the proposer names
+// (review9 finding 2: a session that survived its client's withdrawal, having
+// started, could be moved into the future without consent).
+func TestFSM_RescheduleConsentGate(t *testing.T) {
+	move := func(at, start time.Duration, purpose string) *bookingv1.Command {
+		return cmdAt(at, &bookingv1.RescheduleBooking{BookingId: "b", StartMs: st.At(start),
+			EndMs: st.At(start + 50*time.Minute), BlockedUntilMs: st.At(start + time.Hour), ConsentPurpose: purpose})
+	}
+	withdraw := func(at time.Duration) func(s *fsmSeq) {
+		return func(s *fsmSeq) {
+			s.ok(cmdAt(at, &bookingv1.WithdrawConsent{ClientId: "c1", ConsentId: "k1", Verticals: []string{psyVert}}))
+		}
+	}
+	tests := []struct {
+		name   string
+		create *bookingv1.Command
+		setup  func(s *fsmSeq)
+		cmd    *bookingv1.Command
+		want   bookingv1.ResultCode
+	}{
+		{"active consent", book(session("b", "psy", "c1", 0)), nil, move(time.Minute, 7*day, ""), codeOK},
+		{"withdrawn after the session started", book(session("b", "psy", "c1", 0)), withdraw(20 * time.Minute),
+			move(21*time.Minute, 7*day, ""), codeConsent},
+		{"withdrawn, proposer names the purpose", book(session("b", "psy", "c1", 0)), withdraw(20 * time.Minute),
+			move(21*time.Minute, 7*day, psyPurpose), codeConsent},
+		{"expired at the entry time", book(session("b", "psy", "c1", 0)), nil, move(731*day, 738*day, ""), codeConsent},
+		{"consent before slot", book(session("b", "psy", "c1", 0)), func(s *fsmSeq) {
+			withdraw(20 * time.Minute)(s)
+			s.ok(cmdAt(-time.Hour, &bookingv1.CreateBooking{Booking: session("other", "psy", "c9", 7*day)}))
+		}, move(21*time.Minute, 7*day, ""), codeConsent},
+		{"created without a purpose", cmdAt(-time.Hour, &bookingv1.CreateBooking{Booking: session("b", "psy", "c2", 0)}), nil,
+			move(time.Minute, 7*day, ""), codeOK},
+		{"created without a purpose, proposer names one", cmdAt(-time.Hour, &bookingv1.CreateBooking{Booking: session("b", "psy", "c2", 0)}), nil,
+			move(time.Minute, 7*day, psyPurpose), codeConsent},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := newPsychSeq(t)
+			s.ok(st.CreateProvider(psyProvider("psy")))
+			s.ok(grant(-2*time.Hour, consent("k1", "c1", -day)))
+			r := s.ok(tc.create)
+			if got, want := r.Booking.ConsentPurpose, tc.create.GetCreateBooking().ConsentPurpose; got != want {
+				t.Fatalf("stored consent_purpose %q, want %q", got, want)
+			}
+			if tc.setup != nil {
+				tc.setup(s)
+			}
+			before := s.booking("b")
+			s.want(tc.want, tc.cmd)
+			after := s.booking("b")
+			if moved := after.StartMs != before.StartMs; moved != (tc.want == codeOK) {
+				t.Fatalf("start %d → %d for %v", before.StartMs, after.StartMs, tc.want)
 			}
 		})
 	}

@@ -266,6 +266,9 @@ func (s *Store) apply(cmd *bookingv1.Command) *bookingv1.CommandResult {
 		if b.GetStatus() != bookingv1.BookingStatus_BOOKING_STATUS_CONFIRMED {
 			return result(bookingv1.ResultCode_RESULT_CODE_INVALID_TRANSITION, "booking is cancelled")
 		}
+		if purpose := r.GetConsentPurpose(); purpose != "" && !s.consented(b.GetClientId(), purpose, cmd.GetProposedAtMs()) {
+			return result(bookingv1.ResultCode_RESULT_CODE_CONSENT_REQUIRED, "no active consent")
+		}
 		if s.overlaps(b.GetProviderId(), b.GetId(), r.GetStartMs(), r.GetBlockedUntilMs()) {
 			return result(bookingv1.ResultCode_RESULT_CODE_SLOT_TAKEN, "overlaps another booking")
 		}
@@ -316,11 +319,11 @@ func (s *Store) judge(b *bookingv1.Booking, purpose string, verified bool, at in
 	if b.GetStartMs() >= b.GetEndMs() || b.GetEndMs() > b.GetBlockedUntilMs() {
 		return result(bookingv1.ResultCode_RESULT_CODE_INVALID, "bad times")
 	}
-	if purpose != "" && !s.consented(b.GetClientId(), purpose, at) {
-		return result(bookingv1.ResultCode_RESULT_CODE_CONSENT_REQUIRED, "no active consent")
-	}
 	if verified && p.GetVerifiedAtMs() == 0 {
 		return result(bookingv1.ResultCode_RESULT_CODE_PROVIDER_UNVERIFIED, "provider not verified")
+	}
+	if purpose != "" && !s.consented(b.GetClientId(), purpose, at) {
+		return result(bookingv1.ResultCode_RESULT_CODE_CONSENT_REQUIRED, "no active consent")
 	}
 	return nil
 }

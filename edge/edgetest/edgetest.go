@@ -445,6 +445,9 @@ func (c *Calendars) Reschedule(_ context.Context, req *calendarv1.RescheduleRequ
 		return nil, fmt.Errorf("%w: booking %s is cancelled", actors.ErrInvalidTransition, b.Id)
 	}
 	p := s.providers[b.ProviderId]
+	if err := s.judge(p, b.ClientId, req.ConsentPurpose, false, c.now().UnixMilli()); err != nil {
+		return nil, err
+	}
 	svc, err := service(p, b.ServiceId)
 	if err != nil {
 		return nil, err

@@ -163,13 +163,14 @@ const (
 	unverifiedRefusal = "provider unverified"
 )
 
-// judge applies CreateBooking's consent and verification rules; s.mu is held.
+// judge applies CreateBooking's verification and consent rules, in the FSM's
+// order (verification first); s.mu is held.
 func (s *Store) judge(p *bookingv1.Provider, clientID, purpose string, requireVerified bool, nowMs int64) error {
-	if purpose != "" && !s.activeConsent(clientID, purpose, p.Jurisdiction, nowMs) {
-		return fmt.Errorf("%w: %s", actors.ErrInvalid, consentRefusal)
-	}
 	if requireVerified && p.VerifiedAtMs == 0 {
 		return fmt.Errorf("%w: %s", actors.ErrInvalid, unverifiedRefusal)
+	}
+	if purpose != "" && !s.activeConsent(clientID, purpose, p.Jurisdiction, nowMs) {
+		return fmt.Errorf("%w: %s", actors.ErrInvalid, consentRefusal)
 	}
 	return nil
 }

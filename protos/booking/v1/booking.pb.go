@@ -761,9 +761,13 @@ type Booking struct {
 	SessionStatus SessionStatus `protobuf:"varint,16,opt,name=session_status,json=sessionStatus,proto3,enum=barberpro.booking.v1.SessionStatus" json:"session_status,omitempty"`
 	// erased: the client's health data was erased (crypto-shredded); the booking
 	// keeps dates and provider.
-	Erased        bool `protobuf:"varint,17,opt,name=erased,proto3" json:"erased,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Erased bool `protobuf:"varint,17,opt,name=erased,proto3" json:"erased,omitempty"`
+	// consent_purpose is the consent purpose the booking was created under
+	// (CreateBooking/CreateSeries.consent_purpose), set by the FSM: a
+	// RescheduleBooking of it needs an active consent for it at its entry time.
+	ConsentPurpose string `protobuf:"bytes,18,opt,name=consent_purpose,json=consentPurpose,proto3" json:"consent_purpose,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Booking) Reset() {
@@ -913,6 +917,13 @@ func (x *Booking) GetErased() bool {
 		return x.Erased
 	}
 	return false
+}
+
+func (x *Booking) GetConsentPurpose() string {
+	if x != nil {
+		return x.ConsentPurpose
+	}
+	return ""
 }
 
 // Consent is a client's consent to the processing of their data for a purpose, in
@@ -2238,6 +2249,11 @@ type RescheduleBooking struct {
 	StartMs        int64                  `protobuf:"varint,2,opt,name=start_ms,json=startMs,proto3" json:"start_ms,omitempty"`
 	EndMs          int64                  `protobuf:"varint,3,opt,name=end_ms,json=endMs,proto3" json:"end_ms,omitempty"`
 	BlockedUntilMs int64                  `protobuf:"varint,4,opt,name=blocked_until_ms,json=blockedUntilMs,proto3" json:"blocked_until_ms,omitempty"`
+	// consent_purpose, when set (psychology: "psychology-care"), needs an active
+	// consent of the booking's client for it in the store's jurisdiction at the
+	// entry time, as CreateBooking does (RESULT_CODE_CONSENT_REQUIRED otherwise).
+	// The FSM requires the booking's own consent_purpose too, when it has one.
+	ConsentPurpose string `protobuf:"bytes,5,opt,name=consent_purpose,json=consentPurpose,proto3" json:"consent_purpose,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -2298,6 +2314,13 @@ func (x *RescheduleBooking) GetBlockedUntilMs() int64 {
 		return x.BlockedUntilMs
 	}
 	return 0
+}
+
+func (x *RescheduleBooking) GetConsentPurpose() string {
+	if x != nil {
+		return x.ConsentPurpose
+	}
+	return ""
 }
 
 // FoundGroup names the Raft group for its whole life: the first one applied sets
@@ -3148,7 +3171,7 @@ const file_booking_v1_booking_proto_rawDesc = "" +
 	"verifiedBy\"9\n" +
 	"\aLicense\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\tR\x06number\x12\x16\n" +
-	"\x06issuer\x18\x02 \x01(\tR\x06issuer\"\xe6\x04\n" +
+	"\x06issuer\x18\x02 \x01(\tR\x06issuer\"\x8f\x05\n" +
 	"\aBooking\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vprovider_id\x18\x02 \x01(\tR\n" +
@@ -3169,7 +3192,8 @@ const file_booking_v1_booking_proto_rawDesc = "" +
 	"\tseries_id\x18\x0e \x01(\tR\bseriesId\x12#\n" +
 	"\rcancel_reason\x18\x0f \x01(\tR\fcancelReason\x12J\n" +
 	"\x0esession_status\x18\x10 \x01(\x0e2#.barberpro.booking.v1.SessionStatusR\rsessionStatus\x12\x16\n" +
-	"\x06erased\x18\x11 \x01(\bR\x06erased\"\x87\x02\n" +
+	"\x06erased\x18\x11 \x01(\bR\x06erased\x12'\n" +
+	"\x0fconsent_purpose\x18\x12 \x01(\tR\x0econsentPurpose\"\x87\x02\n" +
 	"\aConsent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x18\n" +
@@ -3278,13 +3302,14 @@ const file_booking_v1_booking_proto_rawDesc = "" +
 	"\x10require_verified\x18\x03 \x01(\bR\x0frequireVerified\".\n" +
 	"\rCancelBooking\x12\x1d\n" +
 	"\n" +
-	"booking_id\x18\x01 \x01(\tR\tbookingId\"\x8e\x01\n" +
+	"booking_id\x18\x01 \x01(\tR\tbookingId\"\xb7\x01\n" +
 	"\x11RescheduleBooking\x12\x1d\n" +
 	"\n" +
 	"booking_id\x18\x01 \x01(\tR\tbookingId\x12\x19\n" +
 	"\bstart_ms\x18\x02 \x01(\x03R\astartMs\x12\x15\n" +
 	"\x06end_ms\x18\x03 \x01(\x03R\x05endMs\x12(\n" +
-	"\x10blocked_until_ms\x18\x04 \x01(\x03R\x0eblockedUntilMs\"+\n" +
+	"\x10blocked_until_ms\x18\x04 \x01(\x03R\x0eblockedUntilMs\x12'\n" +
+	"\x0fconsent_purpose\x18\x05 \x01(\tR\x0econsentPurpose\"+\n" +
 	"\n" +
 	"FoundGroup\x12\x1d\n" +
 	"\n" +

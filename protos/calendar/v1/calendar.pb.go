@@ -531,6 +531,9 @@ type RescheduleRequest struct {
 	IdempotencyKey string                 `protobuf:"bytes,4,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	RequestHash    []byte                 `protobuf:"bytes,5,opt,name=request_hash,json=requestHash,proto3" json:"request_hash,omitempty"`
 	Audit          []*v1.AuditRecord      `protobuf:"bytes,6,rep,name=audit,proto3" json:"audit,omitempty"`
+	// consent_purpose is copied to RescheduleBooking.consent_purpose: the new
+	// time needs an active consent, as a new booking does.
+	ConsentPurpose string `protobuf:"bytes,7,opt,name=consent_purpose,json=consentPurpose,proto3" json:"consent_purpose,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -605,6 +608,13 @@ func (x *RescheduleRequest) GetAudit() []*v1.AuditRecord {
 		return x.Audit
 	}
 	return nil
+}
+
+func (x *RescheduleRequest) GetConsentPurpose() string {
+	if x != nil {
+		return x.ConsentPurpose
+	}
+	return ""
 }
 
 // RefreshRequest makes the provider's calendar reload from the store: the FSM
@@ -1394,7 +1404,7 @@ const file_calendar_v1_calendar_proto_rawDesc = "" +
 	"providerId\x12\x1d\n" +
 	"\n" +
 	"booking_id\x18\x02 \x01(\tR\tbookingId\x127\n" +
-	"\x05audit\x18\x03 \x03(\v2!.barberpro.booking.v1.AuditRecordR\x05audit\"\xf3\x01\n" +
+	"\x05audit\x18\x03 \x03(\v2!.barberpro.booking.v1.AuditRecordR\x05audit\"\x9c\x02\n" +
 	"\x11RescheduleRequest\x12\x1f\n" +
 	"\vprovider_id\x18\x01 \x01(\tR\n" +
 	"providerId\x12\x1d\n" +
@@ -1403,7 +1413,8 @@ const file_calendar_v1_calendar_proto_rawDesc = "" +
 	"\bstart_ms\x18\x03 \x01(\x03R\astartMs\x12'\n" +
 	"\x0fidempotency_key\x18\x04 \x01(\tR\x0eidempotencyKey\x12!\n" +
 	"\frequest_hash\x18\x05 \x01(\fR\vrequestHash\x127\n" +
-	"\x05audit\x18\x06 \x03(\v2!.barberpro.booking.v1.AuditRecordR\x05audit\"1\n" +
+	"\x05audit\x18\x06 \x03(\v2!.barberpro.booking.v1.AuditRecordR\x05audit\x12'\n" +
+	"\x0fconsent_purpose\x18\a \x01(\tR\x0econsentPurpose\"1\n" +
 	"\x0eRefreshRequest\x12\x1f\n" +
 	"\vprovider_id\x18\x01 \x01(\tR\n" +
 	"providerId\"\x86\x01\n" +
