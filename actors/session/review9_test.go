@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/barberpro/edge/actors/session"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
 	"google.golang.org/protobuf/proto"
@@ -36,5 +37,5 @@ func TestGetNotes_Review9_NoteMovedToAnotherBookingDoesNotOpen(t *testing.T) {
 	if rep.GetNotes() == text {
 		t.Fatalf("the provider of session %s read the notes of session %s (moved record opened)", moved, bookingID)
 	}
-	wantCode(t, rep, err, calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, nil)
+	wantCode(t, rep, err, calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, session.ErrUnavailable)
 }
