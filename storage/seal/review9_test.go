@@ -1,6 +1,7 @@
 package seal_test
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -52,4 +53,21 @@ func TestUnwrap_Review9_RelabelledKeyBypassesLedger(t *testing.T) {
 	text, err := fk.OpenNote(fn)
 	t.Fatalf("an erased client's wrapped key, relabelled (client %q, key id %q), unwraps past the ledger; its note opens: %q (%v)",
 		forged.ClientId, forged.KeyId, text, err)
+}
+
+// TestLoadKEK_Review9_RefusesGroupOrWorldReadableFile: the KEK is the one
+// secret that turns every backup's wrapped keys back into data keys; InitKEK
+// writes it 0600, but LoadKEK loads a copy that anyone on the host can read
+// (0644, as cp or a config-management tool may leave it) without a word.
+func TestLoadKEK_Review9_RefusesGroupOrWorldReadableFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kek.json")
+	if _, err := seal.InitKEK(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := seal.LoadKEK(path); err == nil {
+		t.Fatal("LoadKEK loaded a world-readable key-encryption key file (mode 0644)")
+	}
 }
