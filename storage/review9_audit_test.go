@@ -8,6 +8,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
 
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	"github.com/barberpro/edge/storage"
@@ -76,5 +77,64 @@ func TestAudit_Review9_IndexTamperingHidesEntries(t *testing.T) {
 	if verr == nil && (len(byObject) != 3 || len(bySubject) != 3) {
 		t.Fatalf("VerifyAuditDir says the chain is whole (%d entries), yet the audit read by object lists %d and by subject %d of the 3 entries: an index edit hides entries undetected",
 			rep.Entries, len(byObject), len(bySubject))
+	}
+}
+
+// TestAudit_Review9_RehashedChainVerifies: the chain is a bare SHA-256 chain
+// with no key and no anchor outside the file, so whoever can write fsm.db
+// changes an old entry (here: who read the notes) and recomputes every later
+// hash; VerifyAuditDir then reports a whole chain with the same number of
+// entries. DESIGN.md documents only tail truncation as undetectable.
+func TestAudit_Review9_RehashedChainVerifies(t *testing.T) {
+	dir := t.TempDir()
+	f, err := storage.OpenTestFSMWith(filepath.Join(dir, storage.FSMFile), "ar", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 4; i++ {
+		r := f.Apply(uint64(i), mustMarshal(t, withAudit(cmdAt(time.Duration(i)*time.Minute, &bookingv1.AppendAudit{}),
+			&bookingv1.AuditRecord{Subject: "prv_" + string(rune('a'+i)), Role: "provider", Action: "notes.read", Object: "bk_1", Node: "n1"})))
+		if len(r) != 1 || r[0].Code != bookingv1.ResultCode_RESULT_CODE_OK {
+			t.Fatalf("append: %v", r)
+		}
+	}
+	f.Close()
+	before, err := storage.VerifyAuditDir(dir)
+	if err != nil || before.Entries != 4 {
+		t.Fatalf("control: %+v %v", before, err)
+	}
+
+	db, err := bolt.Open(filepath.Join(dir, storage.FSMFile), 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("audit"))
+		prev := make([]byte, 32)
+		return b.ForEach(func(k, v []byte) error {
+			e := new(bookingv1.AuditEntry)
+			if err := proto.Unmarshal(v, e); err != nil {
+				return err
+			}
+			if e.Seq == 2 {
+				e.Subject = "prv_somebody_else" // who really read the notes is gone
+			}
+			e.PrevHash = prev
+			e.Hash = storage.AuditHash(prev, e)
+			prev = e.Hash
+			raw, err := proto.Marshal(e)
+			if err != nil {
+				return err
+			}
+			return b.Put(append([]byte(nil), k...), raw)
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	after, err := storage.VerifyAuditDir(dir)
+	if err == nil {
+		t.Fatalf("an audit entry was changed and the chain rehashed: VerifyAuditDir reports %d whole entries (head %x, was %x); nothing detects a rewrite without an anchor kept outside the file",
+			after.Entries, after.Head[:6], before.Head[:6])
 	}
 }
