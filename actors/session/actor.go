@@ -350,9 +350,9 @@ func (a *sessionActor) getNotes(ctx context.Context, b *bookingv1.Booking) *cale
 	if err != nil || n == nil {
 		return &calendarv1.SessionReply{Booking: b} // no notes yet
 	}
-	if n.GetClientId() != b.GetClientId() {
-		a.log.Error("session: stored notes name another client than their booking")
-		return errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "the stored notes do not belong to this session's client")
+	if n.GetClientId() != b.GetClientId() || n.GetBookingId() != b.GetId() {
+		a.log.Error("session: stored notes name another client or session than their booking")
+		return errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "the stored notes do not belong to this session")
 	}
 	ck, err := a.cfg.Store.ClientKey(ctx, b.GetClientId())
 	if err != nil && !isNotFound(err) {

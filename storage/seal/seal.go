@@ -343,8 +343,10 @@ func (k *KEK) NewDataKey(clientID string) (*DataKey, *bookingv1.ClientKey, error
 // the ledger, ErrWrongKEK when another KEK wrapped it, ErrUnwrap when it does not
 // open (tampered, or moved onto another client or key id).
 func (k *KEK) Unwrap(ck *bookingv1.ClientKey) (*DataKey, error) {
-	if ck == nil || ck.GetClientId() == "" || ck.GetKeyId() == "" {
-		return nil, fmt.Errorf("%w: client key without client or key id", ErrUnwrap)
+	// A key id is always "key_" and letters or digits (NewDataKey): with no
+	// "|" in it, the additional data names exactly one (client, key id) pair.
+	if ck == nil || ck.GetClientId() == "" || !validID(ck.GetKeyId(), KeyPrefix) {
+		return nil, fmt.Errorf("%w: client key without client or with a malformed key id", ErrUnwrap)
 	}
 	if k.Erased(ck.GetClientId()) {
 		return nil, ErrErased
