@@ -163,6 +163,12 @@ func InitKEK(path string) (id string, err error) {
 // last line was torn by a crash mid-append (an incomplete line of hex digits with
 // no newline) is repaired: the fragment is cut off.
 func LoadKEK(path string) (*KEK, error) {
+	// The KEK turns every backup's wrapped keys back into data keys: a copy
+	// that others on the host can read (cp, a config-management tool) is
+	// refused, not loaded quietly.
+	if info, err := os.Stat(path); err == nil && info.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%w: %s: mode %04o lets group or others read the key-encryption key: chmod 600 it", ErrBadKEKFile, path, info.Mode().Perm())
+	}
 	raw, err := readBounded(path, maxKEKFile)
 	if err != nil {
 		return nil, err
