@@ -409,11 +409,15 @@ func (f *fsm) rewrite() error {
 		}
 		return fmt.Errorf("rewrite fsm.db: rename: %w", err)
 	}
-	if err := syncDir(filepath.Dir(f.path)); err != nil {
-		f.logger.Warn("fsync of data dir after rewriting fsm.db failed", "err", err)
-	}
+	// A failed directory fsync leaves the rename (and so the shred) not
+	// durable: reported as an error, like LogStore.rewrite, so the shred is
+	// retried rather than marked done.
+	serr := syncDir(filepath.Dir(f.path))
 	if err := f.openDB(); err != nil {
-		return fmt.Errorf("rewrite fsm.db: reopen: %w", err)
+		return errors.Join(fmt.Errorf("rewrite fsm.db: reopen: %w", err), serr)
+	}
+	if serr != nil {
+		return fmt.Errorf("rewrite fsm.db: sync dir: %w", serr)
 	}
 	return nil
 }
