@@ -243,8 +243,9 @@ func snapshotIndex(name string) (uint64, bool) {
 }
 
 // shredLoop runs until ctx ends: when the FSM has applied an EraseHealthData
-// (or restored a snapshot holding more erasures than the last shred saw, or
-// Open found a shred pending from before a crash) it shreds within ShredWithin, coalescing the erasures
+// (or restored any snapshot while it holds at least one erasure: the restored
+// file may carry erased bytes in free pages; or Open found a shred pending
+// from before a crash) it shreds within ShredWithin, coalescing the erasures
 // of the first half of that window into one shred; a shred that fails or is
 // incomplete is retried every quarter of ShredWithin (at most every second).
 func (s *Store) shredLoop(ctx context.Context) {
@@ -271,8 +272,12 @@ func (s *Store) shredLoop(ctx context.Context) {
 		}
 		n, r := s.fsm.erasures.Load(), s.fsm.restores.Load()
 		grew := n != seenErasures
-		if r != seenRestores && s.fsm.erasureCount() > readShredDone(s.cfg.DataDir) {
-			grew = true // a snapshot brought erasures this node never shredded
+		if r != seenRestores && s.fsm.erasureCount() > 0 {
+			// Any restore while the FSM holds an erasure: the restored file
+			// may carry erased bytes in its free pages (a snapshot taken
+			// after an erasure, before its shred), whether or not it brought
+			// erasures this node had not seen.
+			grew = true
 		}
 		seenErasures, seenRestores = n, r
 		if grew && !pending {
