@@ -34,8 +34,8 @@ func sealedClientGroup(t *testing.T, client string, shredWithin time.Duration) (
 	cfg.CompactInterval = -1
 	cfg.ShredWithin = shredWithin
 	cfg.Jurisdiction = "ar"
-	cfg.OnErase = func(c string) {
-		_ = kek.RecordErasure(c)
+	cfg.OnErase = func(c string, keyIDs []string) {
+		_ = kek.RecordErasure(c, keyIDs...)
 	}
 	stores, trans := st.MustOpenInmemClusterWith(t, 3, cfg)
 	leader := stores[0]
@@ -151,7 +151,7 @@ func TestShred_Review9_RestoredSnapshotWithResidueIsShredded(t *testing.T) {
 	cfg.CompactInterval = -1
 	cfg.ShredWithin = 4 * time.Second
 	cfg.Jurisdiction = "ar"
-	cfg.OnErase = func(c string) { _ = kek.RecordErasure(c) }
+	cfg.OnErase = func(c string, keyIDs []string) { _ = kek.RecordErasure(c, keyIDs...) }
 	s := st.MustOpen(t, cfg)
 	const client = "cli-review9-residue"
 	mustPropose(t, s, st.CreateProvider(st.Provider("p")))

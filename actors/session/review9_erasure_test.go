@@ -20,7 +20,8 @@ func TestReview9_ReturningClientAfterErasureCanNeverHaveNotes(t *testing.T) {
 	rep, err := e.do(t, treating, bookingID, putNotes(marker), "notes.write", "ok")
 	wantCode(t, rep, err, calendarv1.ErrorCode_ERROR_CODE_UNSPECIFIED, nil)
 	e.store.erase(client)
-	if err := e.kek.RecordErasure(client); err != nil {
+	er, _ := e.store.Erasure(t.Context(), client)
+	if err := e.kek.RecordErasure(client, er.GetKeyIds()...); err != nil {
 		t.Fatal(err)
 	}
 	const later = "bkg_buenos-aires_after-erasure"

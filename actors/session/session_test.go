@@ -443,12 +443,16 @@ func TestErasedByLedger(t *testing.T) {
 	e := newEnv(t, true)
 	rep, err := e.do(t, treating, bookingID, putNotes(marker), "notes.write", "ok")
 	wantCode(t, rep, err, calendarv1.ErrorCode_ERROR_CODE_UNSPECIFIED, nil)
-	if err := e.kek.RecordErasure(client); err != nil {
+	ck, _ := e.store.ClientKey(context.Background(), client)
+	if err := e.kek.RecordErasure(client, ck.GetKeyId()); err != nil {
 		t.Fatal(err)
 	}
 	rep, err = e.do(t, treating, bookingID, getNotes(), "notes.read", "erased")
 	wantCode(t, rep, err, calendarv1.ErrorCode_ERROR_CODE_ERASED, session.ErrErased)
-	if _, err := e.s.ClientNotes(context.Background(), client, nil); !errors.Is(err, session.ErrErased) {
+	// The ledger names the erased key, not the client: the export of the
+	// notes sealed under it is refused.
+	n, _ := e.store.Note(context.Background(), bookingID)
+	if _, err := e.s.ClientNotes(context.Background(), client, []*bookingv1.SealedNote{n}); !errors.Is(err, session.ErrErased) {
 		t.Fatalf("ClientNotes of an erased client: %v", err)
 	}
 }

@@ -36,7 +36,7 @@ func TestUnwrap_Review9_RelabelledKeyBypassesLedger(t *testing.T) {
 		t.Fatal(err)
 	}
 	dk.Wipe()
-	if err := k.RecordErasure(victim); err != nil {
+	if err := k.RecordErasure(victim, ck.KeyId); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := k.Unwrap(ck); err == nil {
