@@ -281,6 +281,13 @@ func (v *AuditVerifier) broken(seq uint64, reason string) error {
 	return v.err()
 }
 
+// fail breaks the chain at seq and returns the report with the break in it
+// (a "return v.Report(), v.broken(...)" would read the report first).
+func (v *AuditVerifier) fail(seq uint64, reason string) (AuditReport, error) {
+	err := v.broken(seq, reason)
+	return v.Report(), err
+}
+
 func (v *AuditVerifier) err() error {
 	return fmt.Errorf("%w at seq %d: %s", ErrAuditBroken, v.r.BrokenSeq, v.r.Reason)
 }
@@ -298,7 +305,8 @@ func verifyAuditTx(tx *bolt.Tx, anchors ...AuditAnchor) (AuditReport, error) {
 	v := NewAuditVerifier(anchors...)
 	b := tx.Bucket(bucketAudit)
 	if b == nil {
-		return v.Report(), v.Finish() // a file from before the audit chain
+		err := v.Finish() // a file from before the audit chain
+		return v.Report(), err
 	}
 	objects, subjects := tx.Bucket(bucketAuditObject), tx.Bucket(bucketAuditSubject)
 	var indexed [2]int // keys the entries need in objects, subjects
@@ -306,14 +314,14 @@ func verifyAuditTx(tx *bolt.Tx, anchors ...AuditAnchor) (AuditReport, error) {
 	for k, val := c.First(); k != nil; k, val = c.Next() {
 		want := v.r.Entries + 1
 		if len(k) != 8 {
-			return v.Report(), v.broken(want, "audit bucket holds a key that is not a seq")
+			return v.fail(want, "audit bucket holds a key that is not a seq")
 		}
 		e := new(bookingv1.AuditEntry)
 		if err := proto.Unmarshal(val, e); err != nil {
-			return v.Report(), v.broken(binary.BigEndian.Uint64(k), "entry does not decode")
+			return v.fail(binary.BigEndian.Uint64(k), "entry does not decode")
 		}
 		if ks := binary.BigEndian.Uint64(k); ks != e.Seq {
-			return v.Report(), v.broken(ks, fmt.Sprintf("entry stored at seq %d says seq %d", ks, e.Seq))
+			return v.fail(ks, fmt.Sprintf("entry stored at seq %d says seq %d", ks, e.Seq))
 		}
 		if err := v.Add(e); err != nil {
 			return v.Report(), err
@@ -328,7 +336,7 @@ func verifyAuditTx(tx *bolt.Tx, anchors ...AuditAnchor) (AuditReport, error) {
 			}
 			indexed[i]++
 			if idx.bucket == nil || idx.bucket.Get(auditIndexKey(idx.owner, e.Seq)) == nil {
-				return v.Report(), v.broken(e.Seq, fmt.Sprintf("the %s index lacks the entry (filtered reads would not list it)", idx.name))
+				return v.fail(e.Seq, fmt.Sprintf("the %s index lacks the entry (filtered reads would not list it)", idx.name))
 			}
 		}
 	}
@@ -355,10 +363,11 @@ func verifyAuditTx(tx *bolt.Tx, anchors ...AuditAnchor) (AuditReport, error) {
 			if len(extra) >= 9 {
 				seq = binary.BigEndian.Uint64(extra[len(extra)-8:])
 			}
-			return v.Report(), v.broken(seq, fmt.Sprintf("the %s index holds a key naming no such entry (%d keys for %d entries)", idx.name, n, indexed[i]))
+			return v.fail(seq, fmt.Sprintf("the %s index holds a key naming no such entry (%d keys for %d entries)", idx.name, n, indexed[i]))
 		}
 	}
-	return v.Report(), v.Finish()
+	err := v.Finish()
+	return v.Report(), err
 }
 
 // indexKeyOfEntry reports whether k (owner 0x00 be64(seq)) names an entry of

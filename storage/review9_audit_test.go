@@ -3,6 +3,7 @@ package storage_test
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -81,10 +82,12 @@ func TestAudit_Review9_IndexTamperingHidesEntries(t *testing.T) {
 }
 
 // TestAudit_Review9_RehashedChainVerifies: the chain is a bare SHA-256 chain
-// with no key and no anchor outside the file, so whoever can write fsm.db
-// changes an old entry (here: who read the notes) and recomputes every later
-// hash; VerifyAuditDir then reports a whole chain with the same number of
-// entries. DESIGN.md documents only tail truncation as undetectable.
+// with no key, so whoever can write fsm.db changes an old entry (here: who
+// read the notes), fixes the index and recomputes every later hash;
+// VerifyAuditDir alone then reports a whole chain with the same number of
+// entries (the documented limit). Adapted by fix F2 (R2 #4): an anchor, the
+// head printed by an earlier verify and kept elsewhere (--head SEQ:HEX),
+// catches the rewrite, and a truncation past it.
 func TestAudit_Review9_RehashedChainVerifies(t *testing.T) {
 	dir := t.TempDir()
 	f, err := storage.OpenTestFSMWith(filepath.Join(dir, storage.FSMFile), "ar", nil)
@@ -103,10 +106,28 @@ func TestAudit_Review9_RehashedChainVerifies(t *testing.T) {
 	if err != nil || before.Entries != 4 {
 		t.Fatalf("control: %+v %v", before, err)
 	}
+	anchor, err := storage.ParseAuditAnchor(before.HeadAnchor())
+	if err != nil || anchor.Seq != 4 {
+		t.Fatalf("head anchor %q: %v", before.HeadAnchor(), err)
+	}
+	if _, err := storage.VerifyAuditDir(dir, anchor); err != nil {
+		t.Fatalf("control: the untouched chain against its own head: %v", err)
+	}
+	// An anchor kept from when the chain had 2 entries holds too.
+	early, err := storage.ParseAuditAnchor(storage.AuditAnchor{Seq: 2, Hash: auditHashAt(t, dir, 2)}.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := storage.VerifyAuditDir(dir, early); err != nil {
+		t.Fatalf("control: an earlier anchor: %v", err)
+	}
 
 	db, err := bolt.Open(filepath.Join(dir, storage.FSMFile), 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
+	}
+	key := func(owner string, seq uint64) []byte {
+		return binary.BigEndian.AppendUint64(append([]byte(owner), 0), seq)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte("audit"))
@@ -117,7 +138,14 @@ func TestAudit_Review9_RehashedChainVerifies(t *testing.T) {
 				return err
 			}
 			if e.Seq == 2 {
-				e.Subject = "prv_somebody_else" // who really read the notes is gone
+				// Who really read the notes is gone; the index follows.
+				if err := tx.Bucket([]byte("audit_subject")).Delete(key(e.Subject, 2)); err != nil {
+					return err
+				}
+				e.Subject = "prv_somebody_else"
+				if err := tx.Bucket([]byte("audit_subject")).Put(key(e.Subject, 2), nil); err != nil {
+					return err
+				}
 			}
 			e.PrevHash = prev
 			e.Hash = storage.AuditHash(prev, e)
@@ -133,8 +161,50 @@ func TestAudit_Review9_RehashedChainVerifies(t *testing.T) {
 	}
 	db.Close()
 	after, err := storage.VerifyAuditDir(dir)
-	if err == nil {
-		t.Fatalf("an audit entry was changed and the chain rehashed: VerifyAuditDir reports %d whole entries (head %x, was %x); nothing detects a rewrite without an anchor kept outside the file",
-			after.Entries, after.Head[:6], before.Head[:6])
+	if err != nil || after.Entries != 4 {
+		t.Fatalf("without an anchor a rehashed chain verifies (the documented limit), got %+v, %v", after, err)
 	}
+	for _, a := range []storage.AuditAnchor{anchor, early} {
+		if rep, err := storage.VerifyAuditDir(dir, a); !errors.Is(err, storage.ErrAuditBroken) || rep.BrokenSeq != a.Seq {
+			t.Fatalf("an audit entry was changed and the chain rehashed: VerifyAuditDir with anchor %s: %+v, %v; want broken at seq %d",
+				a, rep, err, a.Seq)
+		}
+	}
+
+	// Cutting the tail off (here: seq 4) is caught by an anchor past the end.
+	db, err = bolt.Open(filepath.Join(dir, storage.FSMFile), 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		_ = tx.Bucket([]byte("audit_subject")).Delete(key("prv_e", 4))
+		_ = tx.Bucket([]byte("audit_object")).Delete(key("bk_1", 4))
+		return tx.Bucket([]byte("audit")).Delete(binary.BigEndian.AppendUint64(nil, 4))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if rep, err := storage.VerifyAuditDir(dir); err != nil || rep.Entries != 3 {
+		t.Fatalf("control: the truncated chain verifies without an anchor: %+v, %v", rep, err)
+	}
+	if rep, err := storage.VerifyAuditDir(dir, storage.AuditAnchor{Seq: 4, Hash: anchor.Hash}); !errors.Is(err, storage.ErrAuditBroken) || rep.BrokenSeq != 4 {
+		t.Fatalf("a truncated chain with an anchor past its end: %+v, %v", rep, err)
+	}
+}
+
+// auditHashAt reads entry seq's hash from dir's fsm.db.
+func auditHashAt(t *testing.T, dir string, seq uint64) []byte {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(dir, storage.FSMFile), 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	e := new(bookingv1.AuditEntry)
+	if err := db.View(func(tx *bolt.Tx) error {
+		return proto.Unmarshal(tx.Bucket([]byte("audit")).Get(binary.BigEndian.AppendUint64(nil, seq)), e)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return e.Hash
 }
