@@ -13,6 +13,9 @@ import (
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 )
 
 // The erasure bound (crypto-shredding on disk). EraseHealthData deletes a
@@ -53,9 +56,10 @@ const (
 	// and not yet shredded: a shred interrupted by a crash runs again at the
 	// next Open. Empty; its presence is the record.
 	shredPendingFile = "shred.pending"
-	// shredDoneFile, in the data dir, holds the number of Erasure records the
-	// FSM held when the last complete shred began (decimal): an Open that
-	// finds more shreds, whether or not shred.pending survived.
+	// shredDoneFile, in the data dir, holds the erasure count (erasureCount:
+	// Erasure records plus the key ids they name) of the FSM when the last
+	// complete shred began (decimal): an Open that finds more shreds, whether
+	// or not shred.pending survived; a client erased again (a new key) counts.
 	shredDoneFile = "shred.done"
 	// raftSnapshotsSubdir is where raft's FileSnapshotStore keeps its snapshot
 	// directories under SnapshotsDir; tmpSnapshotSuffix marks one being written.
@@ -335,16 +339,25 @@ func fileExists(p string) bool {
 // bucketErasuresName is the FSM bucket of Erasure records (client → Erasure).
 var bucketErasuresName = []byte("erasures")
 
-// erasureCount returns how many Erasure records the FSM holds.
+// erasureCount returns how many Erasure records the FSM holds plus the key
+// ids they name: it grows with every erasure that destroys something, also a
+// second erasure of a client who came back with a new key (one record, one
+// more key id).
 func (f *fsm) erasureCount() uint64 {
-	var n int
+	var n uint64
 	_ = f.view(func(tx *bolt.Tx) error {
-		if b := tx.Bucket(bucketErasuresName); b != nil {
-			n = b.Stats().KeyN
+		b := tx.Bucket(bucketErasuresName)
+		if b == nil {
+			return nil
 		}
-		return nil
+		return b.ForEach(func(_, v []byte) error {
+			e := new(bookingv1.Erasure)
+			_ = proto.Unmarshal(v, e) // unreadable: the record counts alone
+			n += 1 + uint64(len(e.KeyIds))
+			return nil
+		})
 	})
-	return uint64(n)
+	return n
 }
 
 // readShredDone returns the count in the data dir's shred.done (0 if absent
