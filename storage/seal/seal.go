@@ -170,7 +170,8 @@ func InitKEK(path string) (id string, err error) {
 }
 
 // LoadKEK reads the KEK file at path and its erasure ledger path+".erasures",
-// creating the ledger (mode 0600) when it is missing. A malformed KEK file or
+// creating the ledger (mode 0600) when it is missing. A KEK file that group or
+// others may read (mode & 0o077) is refused (ErrBadKEKFile): chmod 600 it. A malformed KEK file or
 // ledger line is ErrBadKEKFile (naming the ledger's line number). A ledger whose
 // last line was torn by a crash mid-append (an incomplete line of hex digits with
 // no newline) is repaired: the fragment is cut off.
