@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/barberpro/edge/cluster/membership"
@@ -229,10 +231,41 @@ func (c Config) Validate() error {
 	case c.Clock == nil || c.Logger == nil:
 		return bad("clock and logger are required")
 	}
+	if c.KEKFile != "" && insideDir(c.KEKFile, c.DataDir) {
+		// Its erasure ledger (FILE.erasures) must outlive the data dir: in it,
+		// a data dir backup would carry the KEK and roll the ledger back.
+		return bad("the key-encryption key file (--kek-file %s) must not be inside the data dir (%s): its erasure ledger beside it must outlive the data dir and stay out of its backups", c.KEKFile, c.DataDir)
+	}
 	if err := c.Limits.Validate(); err != nil {
 		return bad("%v", err)
 	}
 	return nil
+}
+
+// insideDir reports whether path is dir or under it (both made absolute and
+// cleaned; symbolic links are resolved where they exist).
+func insideDir(path, dir string) bool {
+	abs := func(p string) string {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			a = filepath.Clean(p)
+		}
+		// Resolve the longest part that exists (the file or its directories
+		// may not exist yet).
+		for head, tail := a, ""; ; {
+			if r, err := filepath.EvalSymlinks(head); err == nil {
+				return filepath.Join(r, tail)
+			}
+			parent := filepath.Dir(head)
+			if parent == head {
+				return a
+			}
+			head, tail = parent, filepath.Join(filepath.Base(head), tail)
+		}
+	}
+	p, d := abs(path), abs(dir)
+	rel, err := filepath.Rel(d, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 func hostPort(ip string, port int) string { return net.JoinHostPort(ip, strconv.Itoa(port)) }

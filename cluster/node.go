@@ -224,8 +224,8 @@ func (n *Node) Start() (err error) {
 			return fmt.Errorf("%w: --kek-file: %w", ErrBadConfig, err)
 		}
 		kek, elog := n.kek, n.log.With("component", "seal")
-		sc.OnErase = func(clientID string) {
-			if err := kek.RecordErasure(clientID); err != nil {
+		sc.OnErase = func(clientID string, keyIDs []string) {
+			if err := kek.RecordErasure(clientID, keyIDs...); err != nil {
 				// No client id in logs; Open replays every erasure into the ledger.
 				elog.Error("recording an erasure in the KEK's ledger failed; the next start retries", "error", err)
 			}

@@ -76,6 +76,10 @@ func Test_SingleNode_SessionsSealWithTheKEKFileAndErasureReachesItsLedger(t *tes
 	if err != nil || rep.GetNotes() != "marker-3f9a" {
 		t.Fatalf("get notes: %q %v", rep.GetNotes(), err)
 	}
+	ck, err := n.Store().ClientKey(ctx, "c-psy")
+	if err != nil {
+		t.Fatalf("client key: %v", err)
+	}
 	if _, err := n.Store().Propose(ctx, &bookingv1.Command{ProposedAtMs: time.Now().UnixMilli(),
 		Op: &bookingv1.Command_EraseHealthData{EraseHealthData: &bookingv1.EraseHealthData{ClientId: "c-psy"}}}); err != nil {
 		t.Fatalf("erase: %v", err)
@@ -84,7 +88,7 @@ func Test_SingleNode_SessionsSealWithTheKEKFileAndErasureReachesItsLedger(t *tes
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reloaded.Erased("c-psy") {
+	if !reloaded.Erased("c-psy", ck.GetKeyId()) {
 		t.Fatal("the erasure the FSM applied is not in the KEK's ledger (storage OnErase not wired)")
 	}
 	if _, err := n.Sessions().Do(ctx, treating(&calendarv1.GetNotes{})); !errors.Is(err, session.ErrErased) {

@@ -5,10 +5,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -181,16 +184,57 @@ type AuditReport struct {
 	Reason    string
 }
 
-// AuditVerifier checks a chain one entry at a time, in seq order from seq 1
-// (what VerifyAudit and VerifyAuditDir do over the store; a client walking
-// GET /v1/audit pages can use it too).
-type AuditVerifier struct {
-	r AuditReport
+// HeadAnchor is the report's head as an anchor, "SEQ:HEX" (seq Entries, hash
+// Head), for ParseAuditAnchor; "" for an empty chain. Kept somewhere the
+// file's writers cannot reach, it is what detects a later rewrite.
+func (r AuditReport) HeadAnchor() string {
+	if r.Entries == 0 {
+		return ""
+	}
+	return AuditAnchor{Seq: r.Entries, Hash: r.Head}.String()
 }
 
-// NewAuditVerifier returns a verifier expecting seq 1.
-func NewAuditVerifier() *AuditVerifier {
-	return &AuditVerifier{r: AuditReport{Head: zeroHash}}
+// AuditAnchor is an entry's seq and hash kept outside the store (printed by
+// `barberpro audit verify`, checked with --head SEQ:HEX). The chain is a bare
+// SHA-256 chain: whoever can write fsm.db can change an entry and rehash every
+// later one, or cut the tail off, and the chain still verifies. Only an anchor
+// kept elsewhere detects that: the entry at Seq must exist and have Hash.
+type AuditAnchor struct {
+	Seq  uint64
+	Hash []byte
+}
+
+// String is "SEQ:HEX".
+func (a AuditAnchor) String() string { return fmt.Sprintf("%d:%x", a.Seq, a.Hash) }
+
+// ParseAuditAnchor reads "SEQ:HEX" (seq from 1, HEX the 64 hex digits of a
+// SHA-256 hash).
+func ParseAuditAnchor(s string) (AuditAnchor, error) {
+	seqText, hexText, ok := strings.Cut(strings.TrimSpace(s), ":")
+	seq, err := strconv.ParseUint(seqText, 10, 64)
+	if !ok || err != nil || seq == 0 {
+		return AuditAnchor{}, fmt.Errorf("audit anchor %q: want SEQ:HEX, SEQ from 1", s)
+	}
+	h, err := hex.DecodeString(hexText)
+	if err != nil || len(h) != sha256.Size {
+		return AuditAnchor{}, fmt.Errorf("audit anchor %q: HEX must be the %d hex digits of a SHA-256 hash", s, 2*sha256.Size)
+	}
+	return AuditAnchor{Seq: seq, Hash: h}, nil
+}
+
+// AuditVerifier checks a chain one entry at a time, in seq order from seq 1
+// (what VerifyAudit and VerifyAuditDir do over the store; a client walking
+// GET /v1/audit pages can use it too). Anchors given to NewAuditVerifier are
+// checked as their entries pass (Add) and, for anchors past the last entry
+// seen, by Finish (a truncated chain).
+type AuditVerifier struct {
+	r       AuditReport
+	anchors []AuditAnchor
+}
+
+// NewAuditVerifier returns a verifier expecting seq 1 that also checks anchors.
+func NewAuditVerifier(anchors ...AuditAnchor) *AuditVerifier {
+	return &AuditVerifier{r: AuditReport{Head: zeroHash}, anchors: anchors}
 }
 
 // Add checks e as the next entry. After the first broken entry every call
@@ -208,14 +252,40 @@ func (v *AuditVerifier) Add(e *bookingv1.AuditEntry) error {
 	case !bytes.Equal(e.GetHash(), AuditHash(v.r.Head, e)):
 		return v.broken(want, "hash does not match the entry's content")
 	}
+	for _, a := range v.anchors {
+		if a.Seq == want && !bytes.Equal(a.Hash, e.GetHash()) {
+			return v.broken(want, fmt.Sprintf("hash %x is not the anchor's %x: the chain was rewritten and rehashed from here or before", e.GetHash(), a.Hash))
+		}
+	}
 	v.r.Entries = want
 	v.r.Head = e.GetHash()
+	return nil
+}
+
+// Finish checks, after the last entry, that the chain reached every anchor:
+// one past its end means the chain was truncated. It wraps ErrAuditBroken.
+func (v *AuditVerifier) Finish() error {
+	if v.r.BrokenSeq != 0 {
+		return v.err()
+	}
+	for _, a := range v.anchors {
+		if a.Seq > v.r.Entries {
+			return v.broken(v.r.Entries+1, fmt.Sprintf("the chain ends at seq %d, before the anchor's seq %d: entries were cut off", v.r.Entries, a.Seq))
+		}
+	}
 	return nil
 }
 
 func (v *AuditVerifier) broken(seq uint64, reason string) error {
 	v.r.BrokenSeq, v.r.Reason = seq, reason
 	return v.err()
+}
+
+// fail breaks the chain at seq and returns the report with the break in it
+// (a "return v.Report(), v.broken(...)" would read the report first).
+func (v *AuditVerifier) fail(seq uint64, reason string) (AuditReport, error) {
+	err := v.broken(seq, reason)
+	return v.Report(), err
 }
 
 func (v *AuditVerifier) err() error {
@@ -225,45 +295,111 @@ func (v *AuditVerifier) err() error {
 // Report returns what the verifier has seen so far.
 func (v *AuditVerifier) Report() AuditReport { return v.r }
 
-// verifyAuditTx walks the audit bucket of tx in key order. An entry whose
-// bytes do not decode, or whose key is not its seq, breaks the chain there.
-func verifyAuditTx(tx *bolt.Tx) (AuditReport, error) {
-	v := NewAuditVerifier()
+// verifyAuditTx walks the audit bucket of tx in key order, checking anchors.
+// An entry whose bytes do not decode, or whose key is not its seq, breaks the
+// chain there. The index buckets (audit_object, audit_subject), which the
+// chain does not cover and filtered reads depend on, must hold exactly one
+// key per entry's object and subject: a missing key (an entry hidden from
+// GET /v1/audit?object=) or an extra one breaks the chain at its seq.
+func verifyAuditTx(tx *bolt.Tx, anchors ...AuditAnchor) (AuditReport, error) {
+	v := NewAuditVerifier(anchors...)
 	b := tx.Bucket(bucketAudit)
 	if b == nil {
-		return v.Report(), nil // a file from before the audit chain
+		err := v.Finish() // a file from before the audit chain
+		return v.Report(), err
 	}
+	objects, subjects := tx.Bucket(bucketAuditObject), tx.Bucket(bucketAuditSubject)
+	var indexed [2]int // keys the entries need in objects, subjects
 	c := b.Cursor()
 	for k, val := c.First(); k != nil; k, val = c.Next() {
 		want := v.r.Entries + 1
 		if len(k) != 8 {
-			return v.Report(), v.broken(want, "audit bucket holds a key that is not a seq")
+			return v.fail(want, "audit bucket holds a key that is not a seq")
 		}
 		e := new(bookingv1.AuditEntry)
 		if err := proto.Unmarshal(val, e); err != nil {
-			return v.Report(), v.broken(binary.BigEndian.Uint64(k), "entry does not decode")
+			return v.fail(binary.BigEndian.Uint64(k), "entry does not decode")
 		}
 		if ks := binary.BigEndian.Uint64(k); ks != e.Seq {
-			return v.Report(), v.broken(ks, fmt.Sprintf("entry stored at seq %d says seq %d", ks, e.Seq))
+			return v.fail(ks, fmt.Sprintf("entry stored at seq %d says seq %d", ks, e.Seq))
 		}
 		if err := v.Add(e); err != nil {
 			return v.Report(), err
 		}
+		for i, idx := range []struct {
+			owner  string
+			bucket *bolt.Bucket
+			name   string
+		}{{e.Object, objects, "audit_object"}, {e.Subject, subjects, "audit_subject"}} {
+			if idx.owner == "" {
+				continue
+			}
+			indexed[i]++
+			if idx.bucket == nil || idx.bucket.Get(auditIndexKey(idx.owner, e.Seq)) == nil {
+				return v.fail(e.Seq, fmt.Sprintf("the %s index lacks the entry (filtered reads would not list it)", idx.name))
+			}
+		}
 	}
-	return v.Report(), nil
+	// Every index key the entries need exists; any more is an extra one.
+	for i, idx := range []struct {
+		bucket *bolt.Bucket
+		name   string
+		field  func(*bookingv1.AuditEntry) string
+	}{{objects, "audit_object", (*bookingv1.AuditEntry).GetObject}, {subjects, "audit_subject", (*bookingv1.AuditEntry).GetSubject}} {
+		if idx.bucket == nil {
+			continue
+		}
+		n := 0
+		var extra []byte
+		_ = idx.bucket.ForEach(func(k, _ []byte) error {
+			n++
+			if extra == nil && !indexKeyOfEntry(b, k, idx.field) {
+				extra = bytes.Clone(k)
+			}
+			return nil
+		})
+		if extra != nil || n != indexed[i] {
+			seq := v.r.Entries
+			if len(extra) >= 9 {
+				seq = binary.BigEndian.Uint64(extra[len(extra)-8:])
+			}
+			return v.fail(seq, fmt.Sprintf("the %s index holds a key naming no such entry (%d keys for %d entries)", idx.name, n, indexed[i]))
+		}
+	}
+	err := v.Finish()
+	return v.Report(), err
+}
+
+// indexKeyOfEntry reports whether k (owner 0x00 be64(seq)) names an entry of
+// the audit bucket b whose field (object or subject) is owner.
+func indexKeyOfEntry(b *bolt.Bucket, k []byte, field func(*bookingv1.AuditEntry) string) bool {
+	if len(k) < 9 || k[len(k)-9] != 0 {
+		return false
+	}
+	owner, seq := string(k[:len(k)-9]), k[len(k)-8:]
+	val := b.Get(seq)
+	if val == nil {
+		return false
+	}
+	e := new(bookingv1.AuditEntry)
+	if proto.Unmarshal(val, e) != nil {
+		return false
+	}
+	return field(e) == owner
 }
 
 // VerifyAudit walks this replica's audit chain from seq 1 and reports how
-// far it verifies. A broken chain returns the report (BrokenSeq, Reason) and
-// an error wrapping ErrAuditBroken that names the seq.
-func (s *Store) VerifyAudit(ctx context.Context) (AuditReport, error) {
+// far it verifies, checking anchors (see AuditAnchor). A broken chain returns
+// the report (BrokenSeq, Reason) and an error wrapping ErrAuditBroken that
+// names the seq.
+func (s *Store) VerifyAudit(ctx context.Context, anchors ...AuditAnchor) (AuditReport, error) {
 	if err := s.readable(ctx); err != nil {
 		return AuditReport{}, err
 	}
 	var rep AuditReport
 	var broken error
 	err := s.fsm.view(func(tx *bolt.Tx) error {
-		rep, broken = verifyAuditTx(tx)
+		rep, broken = verifyAuditTx(tx, anchors...)
 		return nil
 	})
 	if err != nil {
@@ -274,9 +410,12 @@ func (s *Store) VerifyAudit(ctx context.Context) (AuditReport, error) {
 
 // VerifyAuditDir verifies the audit chain of a stopped node's data dir (or a
 // copy of one, e.g. a backup) offline: it opens <dataDir>/fsm.db read-only,
-// never writing to it, and walks the chain as VerifyAudit does. A live node
-// holds the file's lock; VerifyAuditDir then gives up after a second.
-func VerifyAuditDir(dataDir string) (AuditReport, error) {
+// never writing to it, and walks the chain as VerifyAudit does, checking
+// anchors. A live node holds the file's lock; VerifyAuditDir then gives up
+// after a second. A damaged file never crashes it: a memory fault reading the
+// mapped file, or a panic of bbolt on a corrupt page, is an error wrapping
+// ErrAuditBroken ("damaged file").
+func VerifyAuditDir(dataDir string, anchors ...AuditAnchor) (rep AuditReport, err error) {
 	path := filepath.Join(dataDir, FSMFile)
 	if _, err := os.Stat(path); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -284,15 +423,23 @@ func VerifyAuditDir(dataDir string) (AuditReport, error) {
 		}
 		return AuditReport{}, err
 	}
+	// Deferred in this order: db.Close (below) runs first, then the recover
+	// (which catches a panic in Close too), then the fault mode is restored.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			rep = AuditReport{}
+			err = fmt.Errorf("%w: damaged file %s: %v", ErrAuditBroken, path, p)
+		}
+	}()
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
 		return AuditReport{}, fmt.Errorf("storage: verify audit %s: %w", path, err)
 	}
 	defer db.Close()
-	var rep AuditReport
 	var broken error
 	if err := db.View(func(tx *bolt.Tx) error {
-		rep, broken = verifyAuditTx(tx)
+		rep, broken = verifyAuditTx(tx, anchors...)
 		return nil
 	}); err != nil {
 		return AuditReport{}, fmt.Errorf("storage: verify audit %s: %w", path, err)

@@ -89,8 +89,8 @@ func TestErasure_CryptoShreddingHoldsInAReplicatedLog(t *testing.T) {
 	cfg.CompactInterval = -1
 	cfg.ShredWithin = 500 * time.Millisecond
 	cfg.Jurisdiction = "ar"
-	cfg.OnErase = func(clientID string) {
-		if err := kek.RecordErasure(clientID); err != nil {
+	cfg.OnErase = func(clientID string, keyIDs []string) {
+		if err := kek.RecordErasure(clientID, keyIDs...); err != nil {
 			t.Errorf("record erasure: %v", err)
 		}
 	}

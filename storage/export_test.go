@@ -104,7 +104,7 @@ func BucketCounts(s *Store) (map[string]int, error) {
 }
 
 // OpenTestFSMWith opens a test FSM with a jurisdiction and an OnErase hook.
-func OpenTestFSMWith(path, jurisdiction string, onErase func(clientID string)) (*TestFSM, error) {
+func OpenTestFSMWith(path, jurisdiction string, onErase func(clientID string, keyIDs []string)) (*TestFSM, error) {
 	f, err := openFSM(path, nil)
 	if err != nil {
 		return nil, err

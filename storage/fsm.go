@@ -98,7 +98,7 @@ type fsm struct {
 	jurisdiction string
 	// onErase is Config.OnErase, called after the transaction that applied
 	// an EraseHealthData committed (see notifyErased).
-	onErase func(clientID string)
+	onErase func(clientID string, keyIDs []string)
 	// erasures counts the EraseHealthData commands applied (each erasing
 	// something) by this process, restored snapshots included.
 	erasures atomic.Uint64

@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
@@ -84,6 +85,9 @@ func ConsentStatus(c *bookingv1.Consent, nowMs int64) string {
 type erasedAt struct {
 	index  uint64
 	client string
+	// keyIDs are every data key id the client's Erasure names (all its
+	// erasures so far): what the KEK's ledger must refuse.
+	keyIDs []string
 }
 
 // applyPsych applies the psychology vertical's commands (and CreateSeries,
@@ -546,8 +550,10 @@ func (a *applier) setSessionStatus(op *bookingv1.SetSessionStatus, now int64) *b
 }
 
 // putClientKey stores the client's wrapped data key unless the client has
-// one (the answer carries the key the client has: first wins). An erased
-// client gets none: the KEK's ledger would refuse to unwrap it anyway.
+// one (the answer carries the key the client has: first wins). An erasure
+// covers the data that existed when it was applied: a client erased before
+// (whose key is gone) may get a new key, but never an erased one back
+// (ERASED: the KEK's ledger would refuse to unwrap it anyway).
 func (a *applier) putClientKey(op *bookingv1.PutClientKey, now int64) *bookingv1.CommandResult {
 	k := op.GetKey()
 	if k == nil {
@@ -561,7 +567,7 @@ func (a *applier) putClientKey(op *bookingv1.PutClientKey, now int64) *bookingv1
 	if len(k.Wrapped) == 0 || len(k.Wrapped) > MaxWrappedKeyBytes {
 		return invalid("wrapped key must be 1..%d bytes", MaxWrappedKeyBytes)
 	}
-	if a.erasure(k.ClientId) != nil {
+	if keyErased(a.erasure(k.ClientId), k.KeyId) {
 		return result(bookingv1.ResultCode_RESULT_CODE_ERASED, "the client's health data was erased")
 	}
 	if cur := a.clientKey(k.ClientId); cur != nil {
@@ -576,7 +582,10 @@ func (a *applier) putClientKey(op *bookingv1.PutClientKey, now int64) *bookingv1
 }
 
 // putNote replaces a session's sealed notes, sealed under the client's
-// current key: ERASED once the client was erased, INVALID for another key.
+// current key: ERASED for a session whose health data was erased (booked
+// before an erasure) or a note sealed under a key an erasure destroyed
+// (sealed before the erasure, proposed after), INVALID for another key that
+// is not the current one.
 func (a *applier) putNote(op *bookingv1.PutNote, now int64) *bookingv1.CommandResult {
 	n := op.GetNote()
 	if n == nil {
@@ -600,7 +609,7 @@ func (a *applier) putNote(op *bookingv1.PutNote, now int64) *bookingv1.CommandRe
 	if b.ClientId != n.ClientId || (n.ProviderId != "" && n.ProviderId != b.ProviderId) {
 		return invalid("note is not of the booking's client and provider")
 	}
-	if a.erasure(n.ClientId) != nil {
+	if b.Erased || keyErased(a.erasure(n.ClientId), n.KeyId) {
 		return result(bookingv1.ResultCode_RESULT_CODE_ERASED, "the client's health data was erased")
 	}
 	k := a.clientKey(n.ClientId)
@@ -616,9 +625,11 @@ func (a *applier) putNote(op *bookingv1.PutNote, now int64) *bookingv1.CommandRe
 }
 
 // eraseHealthData deletes the client's data key and sealed notes, marks
-// their bookings erased and keeps an Erasure for good. Erasing an erased
-// client marks bookings made since and keeps the first Erasure. The
-// bookings it marked come back in the result.
+// their bookings erased and keeps an Erasure for good, one per client: its
+// key_ids name every data key erased. Erasing a client again (one who came
+// back and got a new key) erases what exists then: the new key's id is
+// appended to key_ids, erased_at_ms stays the first erasure's, bookings made
+// since are marked. The bookings it marked come back in the result.
 func (a *applier) eraseHealthData(op *bookingv1.EraseHealthData, now int64) *bookingv1.CommandResult {
 	if why := validID("client_id", op.ClientId); why != "" {
 		return invalid("%s", why)
@@ -664,7 +675,7 @@ func (a *applier) eraseHealthData(op *bookingv1.EraseHealthData, now int64) *boo
 		res.Bookings = append(res.Bookings, nb)
 	})
 	if first || destroyed {
-		a.erased = append(a.erased, erasedAt{index: a.index, client: client})
+		a.erased = append(a.erased, erasedAt{index: a.index, client: client, keyIDs: slices.Clone(er.KeyIds)})
 	}
 	return res
 }
@@ -701,6 +712,11 @@ func (a *applier) note(bookingID string) *bookingv1.SealedNote {
 	return n
 }
 
+// keyErased reports whether the Erasure e (nil: none) destroyed key keyID.
+func keyErased(e *bookingv1.Erasure, keyID string) bool {
+	return e != nil && slices.Contains(e.KeyIds, keyID)
+}
+
 func (a *applier) erasure(clientID string) *bookingv1.Erasure {
 	e := new(bookingv1.Erasure)
 	if !getProto(a.tx, bucketErasures, clientID, e) {
@@ -715,22 +731,24 @@ func (f *fsm) notifyErased(erased []erasedAt) {
 	for _, e := range erased {
 		f.erasures.Add(1)
 		if f.onErase != nil {
-			f.onErase(e.client)
+			f.onErase(e.client, e.keyIDs)
 		}
 	}
 }
 
-// erasedClients returns the set of clients with an Erasure in the current
-// db (nil if it cannot be read).
-func (f *fsm) erasedClients() map[string]bool {
-	out := map[string]bool{}
+// erasedClients returns the clients with an Erasure in the current db, each
+// with the key ids it names (nil if the db cannot be read).
+func (f *fsm) erasedClients() map[string][]string {
+	out := map[string][]string{}
 	err := f.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketErasures)
 		if b == nil {
 			return nil
 		}
-		return b.ForEach(func(k, _ []byte) error {
-			out[string(k)] = true
+		return b.ForEach(func(k, v []byte) error {
+			e := new(bookingv1.Erasure)
+			_ = proto.Unmarshal(v, e) // unreadable: the client, without key ids
+			out[string(k)] = e.KeyIds
 			return nil
 		})
 	})
@@ -741,13 +759,15 @@ func (f *fsm) erasedClients() map[string]bool {
 }
 
 // noticeRestoredErasures treats the erasures a restored snapshot brought
-// (those not in before) as applied: counted, and onErase called, so a
-// replica that missed the EraseHealthData entry records it all the same.
-func (f *fsm) noticeRestoredErasures(before map[string]bool) {
+// (clients not in before, or with key ids before did not have) as applied:
+// counted, and onErase called, so a replica that missed the EraseHealthData
+// entry records it all the same.
+func (f *fsm) noticeRestoredErasures(before map[string][]string) {
 	var erased []erasedAt
-	for c := range f.erasedClients() {
-		if !before[c] {
-			erased = append(erased, erasedAt{client: c})
+	for c, keys := range f.erasedClients() {
+		old, seen := before[c]
+		if !seen || slices.ContainsFunc(keys, func(k string) bool { return !slices.Contains(old, k) }) {
+			erased = append(erased, erasedAt{client: c, keyIDs: keys})
 		}
 	}
 	f.notifyErased(erased)
@@ -759,7 +779,7 @@ func (f *fsm) replayErasures() {
 	if f.onErase == nil {
 		return
 	}
-	for c := range f.erasedClients() {
-		f.onErase(c)
+	for c, keys := range f.erasedClients() {
+		f.onErase(c, keys)
 	}
 }

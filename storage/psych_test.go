@@ -52,12 +52,20 @@ const (
 type erasedLog struct {
 	mu      sync.Mutex
 	clients []string
+	keys    [][]string
 }
 
-func (e *erasedLog) record(c string) {
+func (e *erasedLog) record(c string, keyIDs []string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.clients = append(e.clients, c)
+	e.keys = append(e.keys, slices.Clone(keyIDs))
+}
+
+func (e *erasedLog) keyLists() [][]string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.keys)
 }
 
 func (e *erasedLog) list() []string {
@@ -785,24 +793,46 @@ func TestFSM_NotesAndErasure(t *testing.T) {
 	if got := erased.list(); !slices.Equal(got, []string{"c1"}) || s.fsm.Erasures() != 1 {
 		t.Fatalf("OnErase calls %v, counter %d", got, s.fsm.Erasures())
 	}
-	// A note sealed before the erasure, with the stale key: ERASED. No new key.
+	if got := erased.keyLists(); len(got) != 1 || !slices.Equal(got[0], []string{"key_a"}) {
+		t.Fatalf("OnErase key ids %v", got)
+	}
+	// A note sealed before the erasure, with the stale key: ERASED; the erased
+	// key never comes back.
 	s.want(codeErased, cmdAt(2*time.Hour, &bookingv1.PutNote{Note: note("s1", "c1", "key_a", "late")}))
-	s.want(codeErased, cmdAt(2*time.Hour, &bookingv1.PutClientKey{Key: clientKey("c1", "key_b")}))
-	// Erasing again destroys nothing new: no notification, first record kept.
+	s.want(codeErased, cmdAt(2*time.Hour, &bookingv1.PutClientKey{Key: clientKey("c1", "key_a")}))
+	// An erasure covers the data that existed (R1 finding 8, integrator's
+	// decision): the returning client gets a new key and notes of a session
+	// booked since; a session erased stays erased.
 	s.ok(cmdAt(-time.Hour, &bookingv1.CreateBooking{Booking: session("s3", "psy", "c1", 7*time.Hour)}))
+	s.ok(cmdAt(2*time.Hour, &bookingv1.PutClientKey{Key: clientKey("c1", "key_b")}))
+	s.want(codeErased, cmdAt(2*time.Hour, &bookingv1.PutNote{Note: note("s1", "c1", "key_b", "old session")}))
+	s.want(codeErased, cmdAt(2*time.Hour, &bookingv1.PutNote{Note: note("s3", "c1", "key_a", "old key")}))
+	s.ok(cmdAt(2*time.Hour, &bookingv1.PutNote{Note: note("s3", "c1", "key_b", "new therapy")}))
+	// Erasing again erases what exists then: the new key and note; its id is
+	// appended to the record (erased_at_ms stays the first), notified.
 	e = s.want(codeOK, cmdAt(3*time.Hour, &bookingv1.EraseHealthData{ClientId: "c1"}))
 	if len(e.Bookings) != 1 || e.Bookings[0].Id != "s3" || !s.booking("s3").Erased {
 		t.Fatalf("second erasure marked %v", e.Bookings)
 	}
-	if got := erased.list(); len(got) != 1 || s.fsm.Erasures() != 1 {
+	d = s.dump()
+	if _, ok := d["client_keys"]["c1"]; ok || d["notes"]["s3"] != "" {
+		t.Fatal("the second erasure left c1's new key or note")
+	}
+	if got := erased.keyLists(); len(got) != 2 || !slices.Equal(got[1], []string{"key_a", "key_b"}) || s.fsm.Erasures() != 2 {
 		t.Fatalf("second erasure notified: %v, counter %d", got, s.fsm.Erasures())
 	}
-	if err := proto.Unmarshal([]byte(s.dump()["erasures"]["c1"]), er); err != nil || er.ErasedAtMs != st.At(time.Hour) {
+	if err := proto.Unmarshal([]byte(d["erasures"]["c1"]), er); err != nil || er.ErasedAtMs != st.At(time.Hour) || !slices.Equal(er.KeyIds, []string{"key_a", "key_b"}) {
 		t.Fatalf("erasure record after a second erasure: %v", er)
+	}
+	s.want(codeErased, cmdAt(4*time.Hour, &bookingv1.PutClientKey{Key: clientKey("c1", "key_b")}))
+	// Erasing once more destroys nothing new: no notification.
+	s.ok(cmdAt(4*time.Hour, &bookingv1.EraseHealthData{ClientId: "c1"}))
+	if got := erased.list(); len(got) != 2 || s.fsm.Erasures() != 2 {
+		t.Fatalf("third erasure notified: %v, counter %d", got, s.fsm.Erasures())
 	}
 	// A client with nothing stored: the erasure is recorded and notified.
 	s.ok(cmdAt(3*time.Hour, &bookingv1.EraseHealthData{ClientId: "c7"}))
-	if got := erased.list(); !slices.Equal(got, []string{"c1", "c7"}) {
+	if got := erased.list(); !slices.Equal(got, []string{"c1", "c1", "c7"}) {
 		t.Fatalf("OnErase calls %v", got)
 	}
 }

@@ -13,6 +13,9 @@ import (
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 )
 
 // The erasure bound (crypto-shredding on disk). EraseHealthData deletes a
@@ -53,9 +56,10 @@ const (
 	// and not yet shredded: a shred interrupted by a crash runs again at the
 	// next Open. Empty; its presence is the record.
 	shredPendingFile = "shred.pending"
-	// shredDoneFile, in the data dir, holds the number of Erasure records the
-	// FSM held when the last complete shred began (decimal): an Open that
-	// finds more shreds, whether or not shred.pending survived.
+	// shredDoneFile, in the data dir, holds the erasure count (erasureCount:
+	// Erasure records plus the key ids they name) of the FSM when the last
+	// complete shred began (decimal): an Open that finds more shreds, whether
+	// or not shred.pending survived; a client erased again (a new key) counts.
 	shredDoneFile = "shred.done"
 	// raftSnapshotsSubdir is where raft's FileSnapshotStore keeps its snapshot
 	// directories under SnapshotsDir; tmpSnapshotSuffix marks one being written.
@@ -243,8 +247,9 @@ func snapshotIndex(name string) (uint64, bool) {
 }
 
 // shredLoop runs until ctx ends: when the FSM has applied an EraseHealthData
-// (or restored a snapshot holding more erasures than the last shred saw, or
-// Open found a shred pending from before a crash) it shreds within ShredWithin, coalescing the erasures
+// (or restored any snapshot while it holds at least one erasure: the restored
+// file may carry erased bytes in free pages; or Open found a shred pending
+// from before a crash) it shreds within ShredWithin, coalescing the erasures
 // of the first half of that window into one shred; a shred that fails or is
 // incomplete is retried every quarter of ShredWithin (at most every second).
 func (s *Store) shredLoop(ctx context.Context) {
@@ -271,8 +276,12 @@ func (s *Store) shredLoop(ctx context.Context) {
 		}
 		n, r := s.fsm.erasures.Load(), s.fsm.restores.Load()
 		grew := n != seenErasures
-		if r != seenRestores && s.fsm.erasureCount() > readShredDone(s.cfg.DataDir) {
-			grew = true // a snapshot brought erasures this node never shredded
+		if r != seenRestores && s.fsm.erasureCount() > 0 {
+			// Any restore while the FSM holds an erasure: the restored file
+			// may carry erased bytes in its free pages (a snapshot taken
+			// after an erasure, before its shred), whether or not it brought
+			// erasures this node had not seen.
+			grew = true
 		}
 		seenErasures, seenRestores = n, r
 		if grew && !pending {
@@ -330,16 +339,25 @@ func fileExists(p string) bool {
 // bucketErasuresName is the FSM bucket of Erasure records (client → Erasure).
 var bucketErasuresName = []byte("erasures")
 
-// erasureCount returns how many Erasure records the FSM holds.
+// erasureCount returns how many Erasure records the FSM holds plus the key
+// ids they name: it grows with every erasure that destroys something, also a
+// second erasure of a client who came back with a new key (one record, one
+// more key id).
 func (f *fsm) erasureCount() uint64 {
-	var n int
+	var n uint64
 	_ = f.view(func(tx *bolt.Tx) error {
-		if b := tx.Bucket(bucketErasuresName); b != nil {
-			n = b.Stats().KeyN
+		b := tx.Bucket(bucketErasuresName)
+		if b == nil {
+			return nil
 		}
-		return nil
+		return b.ForEach(func(_, v []byte) error {
+			e := new(bookingv1.Erasure)
+			_ = proto.Unmarshal(v, e) // unreadable: the record counts alone
+			n += 1 + uint64(len(e.KeyIds))
+			return nil
+		})
 	})
-	return uint64(n)
+	return n
 }
 
 // readShredDone returns the count in the data dir's shred.done (0 if absent
@@ -409,11 +427,15 @@ func (f *fsm) rewrite() error {
 		}
 		return fmt.Errorf("rewrite fsm.db: rename: %w", err)
 	}
-	if err := syncDir(filepath.Dir(f.path)); err != nil {
-		f.logger.Warn("fsync of data dir after rewriting fsm.db failed", "err", err)
-	}
+	// A failed directory fsync leaves the rename (and so the shred) not
+	// durable: reported as an error, like LogStore.rewrite, so the shred is
+	// retried rather than marked done.
+	serr := syncDir(filepath.Dir(f.path))
 	if err := f.openDB(); err != nil {
-		return fmt.Errorf("rewrite fsm.db: reopen: %w", err)
+		return errors.Join(fmt.Errorf("rewrite fsm.db: reopen: %w", err), serr)
+	}
+	if serr != nil {
+		return fmt.Errorf("rewrite fsm.db: sync dir: %w", serr)
 	}
 	return nil
 }

@@ -162,14 +162,16 @@ type Config struct {
 	// jurisdiction. It decides how commands apply, so every node of a group
 	// must have the same.
 	Jurisdiction string
-	// OnErase, when set, is called with the client's id after the
-	// transaction that applied an EraseHealthData committed (on every
-	// replica, also when the erasure arrives in an installed snapshot), and
-	// at Open for every erasure recorded, so a crash between the commit and
-	// the call loses nothing. It may thus be called more than once for a
-	// client and must be idempotent. It runs on the FSM's goroutine: keep it
-	// short (cluster appends to the KEK's erasure ledger).
-	OnErase func(clientID string)
+	// OnErase, when set, is called with the client's id and the ids of
+	// every data key its Erasure names (all its erasures so far; none for a
+	// client erased before any key) after the transaction that applied an
+	// EraseHealthData committed (on every replica, also when the erasure
+	// arrives in an installed snapshot), and at Open for every erasure
+	// recorded, so a crash between the commit and the call loses nothing. It
+	// may thus be called more than once for a key and must be idempotent. It
+	// runs on the FSM's goroutine: keep it short (cluster appends the
+	// (client, key id) pairs to the KEK's erasure ledger).
+	OnErase func(clientID string, keyIDs []string)
 }
 
 // DefaultConfig returns the preset for production nodes on a LAN of cities

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -303,7 +304,7 @@ func (a *sessionActor) putNotes(ctx context.Context, b *bookingv1.Booking, text 
 		return errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID,
 			"notes are %d bytes, more than the %d allowed", len(text), MaxNoteBytes), false
 	}
-	if rep := a.erased(ctx, b); rep != nil {
+	if rep := a.erased(ctx, b, ""); rep != nil {
 		return rep, false
 	}
 	dk, rep := a.dataKey(ctx, b.GetClientId())
@@ -339,7 +340,7 @@ func (a *sessionActor) getNotes(ctx context.Context, b *bookingv1.Booking) *cale
 	if a.cfg.KEK == nil {
 		return noKEK()
 	}
-	if rep := a.erased(ctx, b); rep != nil {
+	if rep := a.erased(ctx, b, ""); rep != nil {
 		return rep
 	}
 	n, err := a.cfg.Store.Note(ctx, b.GetId())
@@ -350,9 +351,9 @@ func (a *sessionActor) getNotes(ctx context.Context, b *bookingv1.Booking) *cale
 	if err != nil || n == nil {
 		return &calendarv1.SessionReply{Booking: b} // no notes yet
 	}
-	if n.GetClientId() != b.GetClientId() {
-		a.log.Error("session: stored notes name another client than their booking")
-		return errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "the stored notes do not belong to this session's client")
+	if n.GetClientId() != b.GetClientId() || n.GetBookingId() != b.GetId() {
+		a.log.Error("session: stored notes name another client or session than their booking")
+		return errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "the stored notes do not belong to this session")
 	}
 	ck, err := a.cfg.Store.ClientKey(ctx, b.GetClientId())
 	if err != nil && !isNotFound(err) {
@@ -361,7 +362,7 @@ func (a *sessionActor) getNotes(ctx context.Context, b *bookingv1.Booking) *cale
 	}
 	if err != nil || ck == nil {
 		// Notes without a key: an erasure is being applied, or the store is damaged.
-		if rep := a.erased(ctx, b); rep != nil {
+		if rep := a.erased(ctx, b, n.GetKeyId()); rep != nil {
 			return rep
 		}
 		a.log.Error("session: notes stored without their client's data key")
@@ -394,16 +395,22 @@ func erasedReply() *calendarv1.SessionReply {
 	return errReply(calendarv1.ErrorCode_ERROR_CODE_ERASED, "the client's health data was erased")
 }
 
-// erased answers ERASED when the client's health data was erased (the booking
-// says so, the KEK's ledger lists the client, or the store holds an Erasure), an
-// error reply when the store cannot say, and nil otherwise.
-func (a *sessionActor) erased(ctx context.Context, b *bookingv1.Booking) *calendarv1.SessionReply {
-	if b.GetErased() || a.cfg.KEK.Erased(b.GetClientId()) {
+// erased answers ERASED when the session's health data was erased: the booking
+// says so (it existed when an erasure was applied), or, for keyID (a note's or
+// data key's id; "" for none), the KEK's ledger lists (client, keyID) or the
+// store's Erasure names keyID. An erasure covers the data that existed when it
+// was applied: a session booked after it, under a new data key, is not erased.
+// It is an error reply when the store cannot say, and nil otherwise.
+func (a *sessionActor) erased(ctx context.Context, b *bookingv1.Booking, keyID string) *calendarv1.SessionReply {
+	if b.GetErased() || (keyID != "" && a.cfg.KEK.Erased(b.GetClientId(), keyID)) {
 		return erasedReply()
+	}
+	if keyID == "" {
+		return nil
 	}
 	e, err := a.cfg.Store.Erasure(ctx, b.GetClientId())
 	switch {
-	case err == nil && e != nil:
+	case err == nil && e != nil && slices.Contains(e.GetKeyIds(), keyID):
 		return erasedReply()
 	case err == nil || isNotFound(err):
 		return nil

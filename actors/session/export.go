@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	"github.com/barberpro/edge/storage/seal"
@@ -29,9 +30,10 @@ type ExportedNote struct {
 // (object "client:<id>") covers it, and the caller checks that the requester is
 // the client.
 //
-// Errors: ErrInvalid (no client id, a note of another client), ErrErased (the
-// client's health data was erased: the store's Erasure record or the KEK's
-// ledger; export "erased" instead of notes), ErrUnavailable (no KEK on this
+// Errors: ErrInvalid (no client id, a note of another client), ErrErased (notes
+// sealed under a data key an erasure destroyed: the store's Erasure record or the
+// KEK's ledger names it; export "erased" instead of notes; a client who came
+// back after an erasure has the notes sealed under their new key exported), ErrUnavailable (no KEK on this
 // node, the store cannot answer, a key or note that does not open). No client id
 // or text is in an error.
 func (s *Sessions) ClientNotes(ctx context.Context, clientID string, notes []*bookingv1.SealedNote) ([]ExportedNote, error) {
@@ -47,20 +49,22 @@ func (s *Sessions) ClientNotes(ctx context.Context, clientID string, notes []*bo
 	if kek == nil {
 		return nil, fmt.Errorf("%w: this node holds no key-encryption key", ErrUnavailable)
 	}
-	if kek.Erased(clientID) {
-		return nil, ErrErased
-	}
 	if l, ok := s.cfg.Store.(linearizer); ok {
 		if err := l.LinearizableRead(ctx); err != nil {
 			return nil, fmt.Errorf("%w: the store cannot catch up with its leader: %w", ErrUnavailable, err)
 		}
 	}
 	e, err := s.cfg.Store.Erasure(ctx, clientID)
-	switch {
-	case err == nil && e != nil:
-		return nil, ErrErased
-	case err != nil && !isNotFound(err):
+	if err != nil && !isNotFound(err) {
 		return nil, fmt.Errorf("%w: the erasure record cannot be read now", ErrUnavailable)
+	}
+	// An erasure covers the data that existed when it was applied: notes
+	// sealed under a key it destroyed are erased; notes of a client who came
+	// back, under a new key, are exported.
+	for _, n := range notes {
+		if slices.Contains(e.GetKeyIds(), n.GetKeyId()) || kek.Erased(clientID, n.GetKeyId()) {
+			return nil, ErrErased
+		}
 	}
 	if len(notes) == 0 {
 		return nil, nil

@@ -4,35 +4,38 @@ import (
 	"testing"
 	"time"
 
+	"github.com/barberpro/edge/actors/session"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
+	"google.golang.org/protobuf/proto"
 )
 
-// TestReview9_ReturningClientAfterErasureCanNeverHaveNotes: a client erases
-// their health data, later consents again and books a new session. Its
-// treating provider cannot write notes for the NEW session: 410 erased, forever
-// (the store's Erasure record and the KEK ledger name the client, not the data
-// that existed at erasure time, and erased() is checked before a new data key
-// is made). psychology.md erases the data that existed; edge.localErase even
-// expects "a key since" the erasure. Clinical notes of later therapy are lost.
-func TestReview9_ReturningClientAfterErasureCanNeverHaveNotes(t *testing.T) {
+// TestGetNotes_Review9_NoteMovedToAnotherBookingDoesNotOpen: the sealed note
+// of one session, copied under another session of the same client (what
+// someone who can write fsm.db — a tampered backup restored, a raw bbolt
+// edit — does), must not open for that other session's provider. The AAD
+// binds the note to its booking, but OpenNote takes the booking id from the
+// stored record itself, and GetNotes never compares it with the session asked
+// for, so the other provider reads the first provider's notes.
+func TestGetNotes_Review9_NoteMovedToAnotherBookingDoesNotOpen(t *testing.T) {
 	e := newEnv(t, true)
-	rep, err := e.do(t, treating, bookingID, putNotes(marker), "notes.write", "ok")
+	text := "review9 " + marker
+	rep, err := e.do(t, treating, bookingID, putNotes(text), "notes.write", "ok")
 	wantCode(t, rep, err, calendarv1.ErrorCode_ERROR_CODE_UNSPECIFIED, nil)
-	e.store.erase(client)
-	if err := e.kek.RecordErasure(client); err != nil {
-		t.Fatal(err)
-	}
-	const later = "bkg_buenos-aires_after-erasure"
+
+	const moved = "bk-review9-other"
 	e.store.put(&bookingv1.Booking{
-		Id: later, ProviderId: provider, ClientId: client, Vertical: "psychology",
-		StartMs: now.Add(30 * 24 * time.Hour).UnixMilli(), EndMs: now.Add(30*24*time.Hour + time.Hour).UnixMilli(),
+		Id: moved, ProviderId: other, ClientId: client, Vertical: "psychology",
+		StartMs: now.Add(3 * time.Hour).UnixMilli(), EndMs: now.Add(4 * time.Hour).UnixMilli(),
 		Status: bookingv1.BookingStatus_BOOKING_STATUS_CONFIRMED, SessionStatus: bookingv1.SessionStatus_SESSION_STATUS_SCHEDULED,
 	})
-	req := putNotes("notes of the new therapy")
-	req.BookingId, req.Subject, req.Role, req.Node = later, treating.sub, treating.role, "node-entry"
-	rep, _ = e.s.Do(t.Context(), req)
-	if rep.GetError() != calendarv1.ErrorCode_ERROR_CODE_UNSPECIFIED {
-		t.Errorf("notes of a session booked after the client's erasure: %s (%s), want ok", rep.GetError(), rep.GetDetail())
+	e.store.mu.Lock()
+	e.store.notes[moved] = proto.Clone(e.store.notes[bookingID]).(*bookingv1.SealedNote)
+	e.store.mu.Unlock()
+
+	rep, err = e.do(t, otherProv, moved, getNotes(), "notes.read", "unavailable")
+	if rep.GetNotes() == text {
+		t.Fatalf("the provider of session %s read the notes of session %s (moved record opened)", moved, bookingID)
 	}
+	wantCode(t, rep, err, calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, session.ErrUnavailable)
 }

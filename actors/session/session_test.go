@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -443,12 +444,16 @@ func TestErasedByLedger(t *testing.T) {
 	e := newEnv(t, true)
 	rep, err := e.do(t, treating, bookingID, putNotes(marker), "notes.write", "ok")
 	wantCode(t, rep, err, calendarv1.ErrorCode_ERROR_CODE_UNSPECIFIED, nil)
-	if err := e.kek.RecordErasure(client); err != nil {
+	ck, _ := e.store.ClientKey(context.Background(), client)
+	if err := e.kek.RecordErasure(client, ck.GetKeyId()); err != nil {
 		t.Fatal(err)
 	}
 	rep, err = e.do(t, treating, bookingID, getNotes(), "notes.read", "erased")
 	wantCode(t, rep, err, calendarv1.ErrorCode_ERROR_CODE_ERASED, session.ErrErased)
-	if _, err := e.s.ClientNotes(context.Background(), client, nil); !errors.Is(err, session.ErrErased) {
+	// The ledger names the erased key, not the client: the export of the
+	// notes sealed under it is refused.
+	n, _ := e.store.Note(context.Background(), bookingID)
+	if _, err := e.s.ClientNotes(context.Background(), client, []*bookingv1.SealedNote{n}); !errors.Is(err, session.ErrErased) {
 		t.Fatalf("ClientNotes of an erased client: %v", err)
 	}
 }
@@ -588,5 +593,61 @@ func TestStopped(t *testing.T) {
 	e.s.Stop()
 	if rep, err := e.s.Do(context.Background(), req); rep != nil || !errors.Is(err, session.ErrUnavailable) {
 		t.Fatalf("after Stop: %v %v", rep, err)
+	}
+}
+
+// TestErasedThenReturningClient: an erasure covers the health data that
+// existed (R1 finding 8, the integrator's decision): the client comes back,
+// gets a new data key and notes for a session booked since; the erased
+// session stays erased; erasing again erases the new notes and key too.
+func TestErasedThenReturningClient(t *testing.T) {
+	e := newEnv(t, true)
+	rep, err := e.do(t, treating, bookingID, putNotes(marker), "notes.write", "ok")
+	wantCode(t, rep, err, calendarv1.ErrorCode_ERROR_CODE_UNSPECIFIED, nil)
+	old, _ := e.store.ClientKey(context.Background(), client)
+	e.store.erase(client)
+	if err := e.kek.RecordErasure(client, old.GetKeyId()); err != nil {
+		t.Fatal(err)
+	}
+	const later = "bkg_buenos-aires_returning"
+	e.store.put(&bookingv1.Booking{
+		Id: later, ProviderId: provider, ClientId: client, Vertical: "psychology",
+		StartMs: now.Add(48 * time.Hour).UnixMilli(), EndMs: now.Add(49 * time.Hour).UnixMilli(),
+		Status: bookingv1.BookingStatus_BOOKING_STATUS_CONFIRMED, SessionStatus: bookingv1.SessionStatus_SESSION_STATUS_SCHEDULED,
+	})
+	rep, err = e.do(t, treating, later, putNotes("new therapy"), "notes.write", "ok")
+	wantCode(t, rep, err, calendarv1.ErrorCode_ERROR_CODE_UNSPECIFIED, nil)
+	rep, err = e.do(t, treating, later, getNotes(), "notes.read", "ok")
+	wantCode(t, rep, err, calendarv1.ErrorCode_ERROR_CODE_UNSPECIFIED, nil)
+	if rep.GetNotes() != "new therapy" {
+		t.Fatalf("the returning client's notes: %q", rep.GetNotes())
+	}
+	fresh, _ := e.store.ClientKey(context.Background(), client)
+	if fresh.GetKeyId() == "" || fresh.GetKeyId() == old.GetKeyId() {
+		t.Fatalf("the returning client's key %q, the erased one %q", fresh.GetKeyId(), old.GetKeyId())
+	}
+	rep, err = e.do(t, treating, bookingID, getNotes(), "notes.read", "erased")
+	wantCode(t, rep, err, calendarv1.ErrorCode_ERROR_CODE_ERASED, session.ErrErased)
+	rep, err = e.do(t, treating, bookingID, putNotes("into the erased session"), "notes.write", "erased")
+	wantCode(t, rep, err, calendarv1.ErrorCode_ERROR_CODE_ERASED, session.ErrErased)
+	n, _ := e.store.Note(context.Background(), later)
+	if got, err := e.s.ClientNotes(context.Background(), client, []*bookingv1.SealedNote{n}); err != nil || len(got) != 1 || got[0].Text != "new therapy" {
+		t.Fatalf("export of the returning client's notes: %+v, %v", got, err)
+	}
+	// Erased again: the new key goes to the ledger too.
+	e.store.erase(client)
+	if er, _ := e.store.Erasure(context.Background(), client); !slices.Equal(er.GetKeyIds(), []string{old.GetKeyId(), fresh.GetKeyId()}) {
+		t.Fatalf("erasure record key ids %v", er.GetKeyIds())
+	}
+	if err := e.kek.RecordErasure(client, old.GetKeyId(), fresh.GetKeyId()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.kek.Unwrap(fresh); !errors.Is(err, seal.ErrErased) {
+		t.Fatalf("the second erasure's key unwraps: %v", err)
+	}
+	rep, err = e.do(t, treating, later, getNotes(), "notes.read", "erased")
+	wantCode(t, rep, err, calendarv1.ErrorCode_ERROR_CODE_ERASED, session.ErrErased)
+	if _, err := e.s.ClientNotes(context.Background(), client, []*bookingv1.SealedNote{n}); !errors.Is(err, session.ErrErased) {
+		t.Fatalf("export after the second erasure: %v", err)
 	}
 }

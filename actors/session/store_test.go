@@ -3,6 +3,7 @@ package session_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -98,9 +99,12 @@ func (f *fakeStore) Erasure(_ context.Context, clientID string) (*bookingv1.Eras
 func (f *fakeStore) erase(clientID string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	e := &bookingv1.Erasure{ClientId: clientID, ErasedAtMs: 1}
+	e := f.erasures[clientID]
+	if e == nil {
+		e = &bookingv1.Erasure{ClientId: clientID, ErasedAtMs: 1}
+	}
 	if k := f.keys[clientID]; k != nil {
-		e.KeyIds = []string{k.GetKeyId()}
+		e.KeyIds = append(e.KeyIds, k.GetKeyId())
 	}
 	delete(f.keys, clientID)
 	for id, n := range f.notes {
@@ -168,7 +172,7 @@ func (f *fakeStore) apply(cmd *bookingv1.Command) *bookingv1.CommandResult {
 		return &bookingv1.CommandResult{Code: bookingv1.ResultCode_RESULT_CODE_OK, Booking: proto.Clone(b).(*bookingv1.Booking)}
 	case *bookingv1.Command_PutClientKey:
 		k := op.PutClientKey.GetKey()
-		if f.erasures[k.GetClientId()] != nil {
+		if e := f.erasures[k.GetClientId()]; e != nil && slices.Contains(e.GetKeyIds(), k.GetKeyId()) {
 			return code(bookingv1.ResultCode_RESULT_CODE_ERASED)
 		}
 		if cur := f.keys[k.GetClientId()]; cur != nil {
@@ -178,7 +182,7 @@ func (f *fakeStore) apply(cmd *bookingv1.Command) *bookingv1.CommandResult {
 		return &bookingv1.CommandResult{Code: bookingv1.ResultCode_RESULT_CODE_OK, Key: proto.Clone(k).(*bookingv1.ClientKey)}
 	case *bookingv1.Command_PutNote:
 		n := op.PutNote.GetNote()
-		if f.erasures[n.GetClientId()] != nil {
+		if e := f.erasures[n.GetClientId()]; e != nil && slices.Contains(e.GetKeyIds(), n.GetKeyId()) {
 			return code(bookingv1.ResultCode_RESULT_CODE_ERASED)
 		}
 		if k := f.keys[n.GetClientId()]; k == nil || k.GetKeyId() != n.GetKeyId() {

@@ -33,6 +33,7 @@ func newAuditVerifyCmd() *cobra.Command {
 		addr, dataDir, token, jurisdiction string
 		timeout                            time.Duration
 		pageSize                           int
+		heads                              []string
 	)
 	cmd := &cobra.Command{
 		Use:   "verify",
@@ -42,9 +43,16 @@ hash from its content and the hash before it, and checking that no entry is
 missing. With --addr it reads the chain a running node serves (GET /v1/audit,
 an operator token); with --data-dir it reads a node's data dir offline (a
 stopped node, or a copy). Prints the number of entries and the head hash and
-exits 0 when every link holds; exits 1 naming the first broken one.`,
+exits 0 when every link holds; exits 1 naming the first broken one.
+
+The chain has no key: whoever can write a node's fsm.db can change an entry and
+rehash every later one, or cut the tail off, and the chain still verifies. Keep
+the head it prints as SEQ:HEX somewhere that host cannot write (another machine,
+a ticket, a signed mail) and pass it later with --head SEQ:HEX: verify then
+fails unless entry SEQ still has hash HEX.`,
 		Example: `  barberpro audit verify --addr http://127.0.0.11:8080 --token "$BARBERPRO_TOKEN"
-  barberpro audit verify --data-dir ./data/ba-1`,
+  barberpro audit verify --data-dir ./data/ba-1
+  barberpro audit verify --data-dir ./data/ba-1 --head 1234:6c82c5066f03...`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if addr != "" && dataDir != "" {
@@ -63,8 +71,20 @@ exits 0 when every link holds; exits 1 naming the first broken one.`,
 				return usagef("give --addr URL (a running node) or --data-dir DIR (offline)")
 			case addr != "" && dataDir != "":
 				return usagef("give --addr or --data-dir, not both (is $%s or $%s set?)", envName("addr"), envName("data-dir"))
-			case dataDir != "":
-				rep, err := storage.VerifyAuditDir(dataDir)
+			}
+			anchors := make([]storage.AuditAnchor, 0, len(heads))
+			for _, h := range heads {
+				a, err := storage.ParseAuditAnchor(h)
+				if err != nil {
+					return usagef("--head: %v", err)
+				}
+				anchors = append(anchors, a)
+			}
+			if dataDir != "" {
+				rep, err := storage.VerifyAuditDir(dataDir, anchors...)
+				if errors.Is(err, storage.ErrAuditBroken) && rep.BrokenSeq == 0 {
+					return fmt.Errorf("audit verify %s: %w", dataDir, err) // a damaged file
+				}
 				if errors.Is(err, storage.ErrAuditBroken) || (err == nil && rep.BrokenSeq != 0) {
 					return &chainBreak{Seq: rep.BrokenSeq, Reason: rep.Reason}
 				}
@@ -88,7 +108,7 @@ exits 0 when every link holds; exits 1 naming the first broken one.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			v := newChainVerifier()
+			v := newChainVerifier(anchors...)
 			c := client.New(addr, nil).WithToken(token)
 			err := c.AuditAll(ctx, client.AuditQuery{Jurisdiction: jurisdiction, Limit: pageSize}, v.add)
 			var br *chainBreak
@@ -97,6 +117,9 @@ exits 0 when every link holds; exits 1 naming the first broken one.`,
 			}
 			if err != nil {
 				return fmt.Errorf("audit verify: reading the chain from %s after %d good entries: %w", addr, v.entries(), err)
+			}
+			if br := v.finish(); br != nil {
+				return br
 			}
 			printChainOK(cmd, v.entries(), v.head())
 			return nil
@@ -109,6 +132,7 @@ exits 0 when every link holds; exits 1 naming the first broken one.`,
 	fl.StringVar(&jurisdiction, "jurisdiction", "", "whose chain to read, with --addr (default: the node's own)")
 	fl.DurationVar(&timeout, "timeout", 10*time.Minute, "how long the whole walk may take, with --addr")
 	fl.IntVar(&pageSize, "page-size", 500, "entries per request, with --addr (1..500)")
+	fl.StringArrayVar(&heads, "head", nil, "SEQ:HEX, a head an earlier verify printed, kept elsewhere: fail unless entry SEQ has hash HEX (repeatable)")
 	return cmd
 }
 
@@ -118,4 +142,6 @@ func printChainOK(cmd *cobra.Command, entries uint64, head string) {
 		return
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "audit chain OK: %d entries, head %s\n", entries, head)
+	fmt.Fprintf(cmd.OutOrStdout(), "head %d:%s (keep it where this host cannot write it; check it later with --head %d:%s: without it a rehashed or truncated chain verifies)\n",
+		entries, head, entries, head)
 }

@@ -25,7 +25,10 @@ import (
 
 // handChain builds n entries by the documented canonical form, written out
 // byte by byte here (not with auditEntryHash), so a drift of either shows.
-func handChain(n int) []client.AuditEntry {
+func handChain(n int) []client.AuditEntry { return handChainWith(n, nil) }
+
+// handChainWith is handChain with the subjects of some seqs replaced.
+func handChainWith(n int, subjects map[int]string) []client.AuditEntry {
 	prev := make([]byte, 32)
 	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.FixedZone("ART", -3*3600))
 	var out []client.AuditEntry
@@ -33,6 +36,9 @@ func handChain(n int) []client.AuditEntry {
 		at := t0.Add(time.Duration(i)*time.Second + time.Duration(i*7)*time.Millisecond)
 		e := client.AuditEntry{Seq: uint64(i), At: at.Format("2006-01-02T15:04:05.000Z07:00"), Subject: fmt.Sprintf("prv_buenos-aires_%d", i),
 			Role: "provider", Action: "notes.write", Object: fmt.Sprintf("bkg_buenos-aires_%d", i), Node: "ba-1", Outcome: "ok"}
+		if s, ok := subjects[i]; ok {
+			e.Subject = s
+		}
 		var canon bytes.Buffer
 		canon.Write([]byte{0, 0, 0, 0, 0, 0, 0, byte(i)})
 		ms := at.UnixMilli()
@@ -206,6 +212,19 @@ func writeAuditDir(t *testing.T, entries []client.AuditEntry) string {
 			if err := b.Put(be.BigEndian.AppendUint64(nil, e.Seq), v); err != nil {
 				return err
 			}
+			// The index keys the store keeps beside each entry (verify checks them).
+			for _, idx := range []struct{ bucket, owner string }{{"audit_object", e.Object}, {"audit_subject", e.Subject}} {
+				ib, err := tx.CreateBucketIfNotExists([]byte(idx.bucket))
+				if err != nil {
+					return err
+				}
+				if idx.owner == "" {
+					continue
+				}
+				if err := ib.Put(be.BigEndian.AppendUint64(append([]byte(idx.owner), 0), e.Seq), nil); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})
@@ -229,5 +248,44 @@ func TestAuditVerifyDataDir(t *testing.T) {
 	}
 	if _, err := runCLI(t, "audit", "verify", "--data-dir", t.TempDir()); exitCode(err) != 1 {
 		t.Fatalf("a dir without fsm.db: %v, want exit 1", err)
+	}
+}
+
+// TestAuditVerifyHeadAnchor: verify prints the head as SEQ:HEX; a chain
+// rewritten and rehashed (or cut short) verifies alone but fails against
+// that anchor, offline and online (R2 #4).
+func TestAuditVerifyHeadAnchor(t *testing.T) {
+	good := handChain(5)
+	dir := writeAuditDir(t, good)
+	out, err := runCLI(t, "audit", "verify", "--data-dir", dir)
+	head := "5:" + good[4].Hash
+	if err != nil || !strings.Contains(out, "head "+head) {
+		t.Fatalf("intact chain: %q %v, want the head %s", out, err, head)
+	}
+	if out, err := runCLI(t, "audit", "verify", "--data-dir", dir, "--head", head, "--head", "2:"+good[1].Hash); err != nil {
+		t.Fatalf("intact chain against its anchors: %q %v", out, err)
+	}
+	// Entry 3 changed and every later hash recomputed: a whole chain of 5.
+	forged := handChainWith(5, map[int]string{3: "prv_somebody_else"})
+	fdir := writeAuditDir(t, forged)
+	if _, err := runCLI(t, "audit", "verify", "--data-dir", fdir); err != nil {
+		t.Fatalf("control: the rehashed chain verifies without an anchor: %v", err)
+	}
+	_, err = runCLI(t, "audit", "verify", "--data-dir", fdir, "--head", head)
+	if exitCode(err) != 1 || !strings.Contains(err.Error(), "broken at seq 5") {
+		t.Fatalf("rehashed chain against the kept head: %v, want exit 1 at seq 5", err)
+	}
+	srv := auditServer(t, forged)
+	_, err = runCLI(t, "audit", "verify", "--addr", srv.URL, "--token", "ops-token", "--head", head)
+	if exitCode(err) != 1 || !strings.Contains(err.Error(), "broken at seq 5") {
+		t.Fatalf("online, rehashed chain against the kept head: %v, want exit 1 at seq 5", err)
+	}
+	// Cut to 4 entries: the anchor at seq 5 is past the end.
+	_, err = runCLI(t, "audit", "verify", "--data-dir", writeAuditDir(t, good[:4]), "--head", head)
+	if exitCode(err) != 1 || !strings.Contains(err.Error(), "cut off") {
+		t.Fatalf("truncated chain against the kept head: %v, want exit 1 naming the cut", err)
+	}
+	if _, err := runCLI(t, "audit", "verify", "--data-dir", dir, "--head", "5:zz"); exitCode(err) != 2 {
+		t.Fatalf("malformed --head: %v, want a usage error", err)
 	}
 }

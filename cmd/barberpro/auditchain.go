@@ -32,7 +32,22 @@ type chainVerifier struct {
 	broken *chainBreak
 }
 
-func newChainVerifier() *chainVerifier { return &chainVerifier{v: storage.NewAuditVerifier()} }
+func newChainVerifier(anchors ...storage.AuditAnchor) *chainVerifier {
+	return &chainVerifier{v: storage.NewAuditVerifier(anchors...)}
+}
+
+// finish checks, after the last entry, that the chain reached every anchor
+// (--head): a chain that ends before one was cut off.
+func (c *chainVerifier) finish() *chainBreak {
+	if c.broken != nil {
+		return c.broken
+	}
+	if err := c.v.Finish(); err != nil {
+		r := c.v.Report()
+		c.broken = &chainBreak{r.BrokenSeq, r.Reason}
+	}
+	return c.broken
+}
 
 // add checks the next entries; it returns the first break (and keeps it).
 func (c *chainVerifier) add(es []client.AuditEntry) error {

@@ -5,12 +5,19 @@
 // carrying them is proposed, so no plain text reaches a Raft log, snapshot or bbolt
 // page.
 //
-// Erasing a client destroys its wrapped DEK in the store and records the client in
-// the KEK's erasure ledger (the file "<kek-file>.erasures", next to the KEK): a KEK
-// refuses to unwrap a DEK of a client in its ledger (ErrErased), so a backup or
-// snapshot taken before the erasure cannot unseal the client's notes either. The
-// ledger holds one HMAC-SHA256(KEK, "erased|"+client_id) per line, in hex: it names
-// no client to whoever reads it without the KEK.
+// Erasing a client's health data destroys its wrapped DEK in the store and records
+// the destroyed key, as the pair (client, key id), in the KEK's erasure ledger (the
+// file "<kek-file>.erasures", next to the KEK): a KEK refuses to unwrap a DEK whose
+// (client, key id) is in its ledger (ErrErased), so a backup or snapshot taken
+// before the erasure cannot unseal those notes either. An erasure covers the health
+// data that existed when it was applied, not the client forever: a client who
+// comes back gets a new data key (a new key id), which the ledger does not name.
+// The ledger holds one HMAC-SHA256(ledger key, "erased|"+client_id+"|"+key_id) per
+// line, in hex: it names no client to whoever reads it without the KEK. (A key id
+// never holds "|", so the pair is read back from the string in one way only.)
+//
+// The KEK file's key is never used directly: HKDF-SHA256 derives two subkeys from
+// it, one that wraps DEKs and one that keys the ledger's HMAC.
 //
 // Additional data binds every ciphertext to its place: a wrapped DEK to its client
 // and key id ("barberpro-dek|" + client_id + "|" + key_id), a sealed note to its
@@ -26,6 +33,7 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -39,6 +47,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -80,6 +89,9 @@ const (
 	dekAAD   = "barberpro-dek|"
 	noteAAD  = "barberpro-note|"
 	eraseMAC = "erased|"
+	// HKDF info strings of the KEK's two subkeys.
+	hkdfWrap   = "barberpro-kek|wrap-dek|v1"
+	hkdfLedger = "barberpro-kek|erasure-ledger|v1"
 	// macHexLen is the length of one ledger line without its newline.
 	macHexLen = 2 * sha256.Size
 	// maxKEKFile bounds what LoadKEK reads of a KEK file.
@@ -158,11 +170,18 @@ func InitKEK(path string) (id string, err error) {
 }
 
 // LoadKEK reads the KEK file at path and its erasure ledger path+".erasures",
-// creating the ledger (mode 0600) when it is missing. A malformed KEK file or
+// creating the ledger (mode 0600) when it is missing. A KEK file that group or
+// others may read (mode & 0o077) is refused (ErrBadKEKFile): chmod 600 it. A malformed KEK file or
 // ledger line is ErrBadKEKFile (naming the ledger's line number). A ledger whose
 // last line was torn by a crash mid-append (an incomplete line of hex digits with
 // no newline) is repaired: the fragment is cut off.
 func LoadKEK(path string) (*KEK, error) {
+	// The KEK turns every backup's wrapped keys back into data keys: a copy
+	// that others on the host can read (cp, a config-management tool) is
+	// refused, not loaded quietly.
+	if info, err := os.Stat(path); err == nil && info.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%w: %s: mode %04o lets group or others read the key-encryption key: chmod 600 it", ErrBadKEKFile, path, info.Mode().Perm())
+	}
 	raw, err := readBounded(path, maxKEKFile)
 	if err != nil {
 		return nil, err
@@ -173,7 +192,16 @@ func LoadKEK(path string) (*KEK, error) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrBadKEKFile, path, err)
 	}
 	defer clear(key)
-	block, err := aes.NewCipher(key)
+	wrapKey, err := hkdf.Key(sha256.New, key, nil, hkdfWrap, KeySize)
+	if err != nil {
+		return nil, fmt.Errorf("seal: derive wrapping key: %w", err)
+	}
+	defer clear(wrapKey)
+	macKey, err := hkdf.Key(sha256.New, key, nil, hkdfLedger, KeySize)
+	if err != nil {
+		return nil, fmt.Errorf("seal: derive ledger key: %w", err)
+	}
+	block, err := aes.NewCipher(wrapKey)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrBadKEKFile, path, err)
 	}
@@ -184,7 +212,7 @@ func LoadKEK(path string) (*KEK, error) {
 	k := &KEK{
 		id:     id,
 		aead:   aead,
-		macKey: bytes.Clone(key),
+		macKey: macKey,
 		ledger: path + LedgerSuffix,
 		erased: make(map[[sha256.Size]byte]struct{}),
 	}
@@ -312,14 +340,11 @@ func (k *KEK) ID() string { return k.id }
 
 // NewDataKey makes a random data key for clientID and returns it with its wrapped
 // form: ClientKey{client_id, key_id, wrapped, kek_id}; created_at_ms is left 0 for
-// the proposer to set. A client in the erasure ledger gets ErrErased: Unwrap
-// would refuse any key of theirs, so notes sealed under it could never be read.
+// the proposer to set. A client whose earlier keys were erased gets a new key as
+// any other: the ledger names erased keys, not clients.
 func (k *KEK) NewDataKey(clientID string) (*DataKey, *bookingv1.ClientKey, error) {
 	if clientID == "" {
 		return nil, nil, fmt.Errorf("%w: empty client id", ErrInvalid)
-	}
-	if k.Erased(clientID) {
-		return nil, nil, ErrErased
 	}
 	keyID, err := randomID(KeyPrefix)
 	if err != nil {
@@ -339,14 +364,16 @@ func (k *KEK) NewDataKey(clientID string) (*DataKey, *bookingv1.ClientKey, error
 	return &DataKey{clientID: clientID, keyID: keyID, key: key}, ck, nil
 }
 
-// Unwrap opens a client's wrapped data key. It is ErrErased when the client is in
-// the ledger, ErrWrongKEK when another KEK wrapped it, ErrUnwrap when it does not
+// Unwrap opens a client's wrapped data key. It is ErrErased when its (client, key
+// id) is in the ledger, ErrWrongKEK when another KEK wrapped it, ErrUnwrap when it does not
 // open (tampered, or moved onto another client or key id).
 func (k *KEK) Unwrap(ck *bookingv1.ClientKey) (*DataKey, error) {
-	if ck == nil || ck.GetClientId() == "" || ck.GetKeyId() == "" {
-		return nil, fmt.Errorf("%w: client key without client or key id", ErrUnwrap)
+	// A key id is always "key_" and letters or digits (NewDataKey): with no
+	// "|" in it, the additional data names exactly one (client, key id) pair.
+	if ck == nil || ck.GetClientId() == "" || !validID(ck.GetKeyId(), KeyPrefix) {
+		return nil, fmt.Errorf("%w: client key without client or with a malformed key id", ErrUnwrap)
 	}
-	if k.Erased(ck.GetClientId()) {
+	if k.Erased(ck.GetClientId(), ck.GetKeyId()) {
 		return nil, ErrErased
 	}
 	if ck.GetKekId() != k.id {
@@ -365,27 +392,41 @@ func (k *KEK) Unwrap(ck *bookingv1.ClientKey) (*DataKey, error) {
 	return &DataKey{clientID: ck.GetClientId(), keyID: ck.GetKeyId(), key: key}, nil
 }
 
-// RecordErasure adds clientID to the erasure ledger (append, fsync) unless it is
-// there already. From then on Unwrap refuses the client's keys, through this KEK and
-// through any KEK later loaded from the same file.
-func (k *KEK) RecordErasure(clientID string) error {
+// RecordErasure adds the client's destroyed data keys, (clientID, keyID) for each
+// of keyIDs, to the erasure ledger (one append, fsync) unless they are there
+// already. From then on Unwrap refuses those keys, through this KEK and through
+// any KEK later loaded from the same file; the client's other (later) keys are
+// not affected. No key ids records nothing (a client erased before any key).
+func (k *KEK) RecordErasure(clientID string, keyIDs ...string) error {
 	if clientID == "" {
 		return fmt.Errorf("%w: empty client id", ErrInvalid)
 	}
-	mac := k.mac(clientID)
+	for _, id := range keyIDs {
+		if !validID(id, KeyPrefix) {
+			return fmt.Errorf("%w: malformed key id", ErrInvalid)
+		}
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if _, ok := k.erased[mac]; ok {
+	var lines []byte
+	var add [][sha256.Size]byte
+	for _, id := range keyIDs {
+		mac := k.mac(clientID, id)
+		if _, ok := k.erased[mac]; ok || slices.Contains(add, mac) {
+			continue
+		}
+		add = append(add, mac)
+		lines = hex.AppendEncode(lines, mac[:])
+		lines = append(lines, '\n')
+	}
+	if len(add) == 0 {
 		return nil
 	}
 	f, err := os.OpenFile(k.ledger, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("seal: open erasure ledger: %w", err)
 	}
-	line := make([]byte, 0, macHexLen+1)
-	line = hex.AppendEncode(line, mac[:])
-	line = append(line, '\n')
-	_, err = f.Write(line)
+	_, err = f.Write(lines)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -395,23 +436,27 @@ func (k *KEK) RecordErasure(clientID string) error {
 	if err != nil {
 		return fmt.Errorf("seal: append to erasure ledger: %w", err)
 	}
-	k.erased[mac] = struct{}{}
+	for _, mac := range add {
+		k.erased[mac] = struct{}{}
+	}
 	return nil
 }
 
-// Erased reports whether clientID is in the erasure ledger.
-func (k *KEK) Erased(clientID string) bool {
-	mac := k.mac(clientID)
+// Erased reports whether the client's data key keyID is in the erasure ledger.
+func (k *KEK) Erased(clientID, keyID string) bool {
+	mac := k.mac(clientID, keyID)
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	_, ok := k.erased[mac]
 	return ok
 }
 
-func (k *KEK) mac(clientID string) [sha256.Size]byte {
+func (k *KEK) mac(clientID, keyID string) [sha256.Size]byte {
 	m := hmac.New(sha256.New, k.macKey)
 	m.Write([]byte(eraseMAC))
 	m.Write([]byte(clientID))
+	m.Write([]byte("|"))
+	m.Write([]byte(keyID))
 	var out [sha256.Size]byte
 	m.Sum(out[:0])
 	return out

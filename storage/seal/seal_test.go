@@ -2,6 +2,7 @@ package seal
 
 import (
 	"bytes"
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -215,23 +216,33 @@ func TestSeal_ErasureIsPermanent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k.Erased("cli-ana") {
+	if k.Erased("cli-ana", ana.KeyId) {
 		t.Fatal("erased before RecordErasure")
 	}
-	if err := k.RecordErasure("cli-ana"); err != nil {
+	if err := k.RecordErasure("cli-ana", ana.KeyId); err != nil {
 		t.Fatal(err)
 	}
-	if err := k.RecordErasure("cli-ana"); err != nil { // idempotent
+	if err := k.RecordErasure("cli-ana", ana.KeyId); err != nil { // idempotent
 		t.Fatal(err)
 	}
-	if !k.Erased("cli-ana") || k.Erased("cli-bob") {
+	if !k.Erased("cli-ana", ana.KeyId) || k.Erased("cli-bob", bob.KeyId) || k.Erased("cli-bob", ana.KeyId) {
 		t.Fatal("Erased wrong after RecordErasure")
 	}
 	if _, err := k.Unwrap(ana); !errors.Is(err, ErrErased) {
 		t.Fatalf("Unwrap after erasure = %v, want ErrErased", err)
 	}
-	if _, _, err := k.NewDataKey("cli-ana"); !errors.Is(err, ErrErased) {
-		t.Fatalf("NewDataKey after erasure = %v, want ErrErased", err)
+	// The erasure covers the key that existed, not the client forever (the
+	// integrator's decision on R1 finding 8): a returning client gets a new
+	// key, which unwraps.
+	_, again, err := k.NewDataKey("cli-ana")
+	if err != nil {
+		t.Fatalf("NewDataKey after erasure = %v, want a new key", err)
+	}
+	if again.KeyId == ana.KeyId || k.Erased("cli-ana", again.KeyId) {
+		t.Fatal("the returning client's new key is the erased one, or erased")
+	}
+	if _, err := k.Unwrap(again); err != nil {
+		t.Fatalf("the returning client's new key: %v", err)
 	}
 	if _, err := k.Unwrap(bob); err != nil {
 		t.Fatalf("another client: %v", err)
@@ -249,7 +260,8 @@ func TestSeal_ErasureIsPermanent(t *testing.T) {
 		t.Fatalf("fresh KEK, another client: %v", err)
 	}
 
-	// The ledger is one line per client, HMAC-SHA256(KEK, "erased|"+client), and
+	// The ledger is one line per erased key, HMAC-SHA256(ledger subkey,
+	// "erased|"+client+"|"+key id), the subkey HKDF-derived from the KEK, and
 	// names no client.
 	raw, err := os.ReadFile(path + LedgerSuffix)
 	if err != nil {
@@ -266,8 +278,12 @@ func TestSeal_ErasureIsPermanent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := hmac.New(sha256.New, kek)
-	m.Write([]byte("erased|cli-ana"))
+	ledgerKey, err := hkdf.Key(sha256.New, kek, nil, "barberpro-kek|erasure-ledger|v1", 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := hmac.New(sha256.New, ledgerKey)
+	m.Write([]byte("erased|cli-ana|" + ana.KeyId))
 	if want := hex.EncodeToString(m.Sum(nil)) + "\n"; string(raw) != want {
 		t.Fatalf("ledger = %q, want %q", raw, want)
 	}
@@ -398,14 +414,14 @@ func TestSeal_Ledger(t *testing.T) {
 				t.Fatalf("ledger after load = %q, want %q", got, c.repaired)
 			}
 			// An append after the repair lands on a line of its own and reloads.
-			if err := k.RecordErasure("cli-x"); err != nil {
+			if err := k.RecordErasure("cli-x", "key_x"); err != nil {
 				t.Fatal(err)
 			}
 			k2, err := LoadKEK(path)
 			if err != nil {
 				t.Fatalf("reload after append: %v", err)
 			}
-			if !k2.Erased("cli-x") {
+			if !k2.Erased("cli-x", "key_x") {
 				t.Fatal("appended erasure lost")
 			}
 		})
