@@ -255,6 +255,8 @@ func resultError(r *bookingv1.CommandResult) error {
 		s = ErrProviderUnverified
 	case bookingv1.ResultCode_RESULT_CODE_ERASED:
 		s = ErrErased
+	case bookingv1.ResultCode_RESULT_CODE_STALE:
+		s = ErrStale
 	default:
 		s = ErrInvalid
 	}

@@ -82,4 +82,7 @@ var (
 	// ErrErased means the client's health data was erased: no data key or
 	// note can be stored for them any more (RESULT_CODE_ERASED).
 	ErrErased = errors.New("storage: health data erased")
+	// ErrStale means the record changed since the proposer read it
+	// (RESULT_CODE_STALE): read it again before writing.
+	ErrStale = errors.New("storage: the record changed since it was read")
 )

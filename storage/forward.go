@@ -340,7 +340,7 @@ func notProposed(err error) bool {
 // retrying elsewhere cannot change it.
 func isDefinite(err error) bool {
 	for _, s := range []error{ErrSlotTaken, ErrNotFound, ErrIdempotencyKeyReused, ErrInvalidTransition, ErrAlreadyExists, ErrInvalid,
-		ErrConsentRequired, ErrProviderUnverified, ErrErased} {
+		ErrConsentRequired, ErrProviderUnverified, ErrErased, ErrStale} {
 		if errors.Is(err, s) {
 			return true
 		}
@@ -370,6 +370,7 @@ var errorKinds = []struct {
 	{"consent_required", ErrConsentRequired},
 	{"provider_unverified", ErrProviderUnverified},
 	{"erased", ErrErased},
+	{"stale", ErrStale},
 	{"not_leader", ErrNotLeader},
 	{"outcome_unknown", ErrOutcomeUnknown},
 	{"closed", ErrClosed},

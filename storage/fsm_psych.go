@@ -616,9 +616,17 @@ func (a *applier) putNote(op *bookingv1.PutNote, now int64) *bookingv1.CommandRe
 	if k == nil || k.KeyId != n.KeyId {
 		return invalid("note is not sealed under the client's current key")
 	}
+	var stored uint64
+	if old := a.note(n.BookingId); old != nil {
+		stored = old.Version
+	}
+	if stored != op.ExpectedVersion {
+		return result(bookingv1.ResultCode_RESULT_CODE_STALE, "the notes changed since they were read (version %d, not %d)", stored, op.ExpectedVersion)
+	}
 	nn := proto.Clone(n).(*bookingv1.SealedNote)
 	nn.ProviderId = b.ProviderId
 	nn.UpdatedAtMs = now
+	nn.Version = stored + 1
 	a.put(bucketNotes, []byte(nn.BookingId), nn)
 	a.putKey(bucketClientNotes, indexKey(nn.ClientId, nn.BookingId))
 	return &bookingv1.CommandResult{Code: bookingv1.ResultCode_RESULT_CODE_OK, Note: nn}

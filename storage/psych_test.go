@@ -39,6 +39,7 @@ const (
 	codeConsent     = bookingv1.ResultCode_RESULT_CODE_CONSENT_REQUIRED
 	codeUnverified  = bookingv1.ResultCode_RESULT_CODE_PROVIDER_UNVERIFIED
 	codeErased      = bookingv1.ResultCode_RESULT_CODE_ERASED
+	codeStale       = bookingv1.ResultCode_RESULT_CODE_STALE
 	sessScheduled   = bookingv1.SessionStatus_SESSION_STATUS_SCHEDULED
 	sessCheckedIn   = bookingv1.SessionStatus_SESSION_STATUS_CHECKED_IN
 	sessCompleted   = bookingv1.SessionStatus_SESSION_STATUS_COMPLETED
@@ -749,7 +750,13 @@ func TestFSM_NotesAndErasure(t *testing.T) {
 	if r.Note.ProviderId != "psy" || r.Note.UpdatedAtMs != st.At(time.Minute) {
 		t.Fatalf("note %v", r.Note)
 	}
-	s.ok(cmdAt(2*time.Minute, &bookingv1.PutNote{Note: note("s1", "c1", "key_a", "second")}))
+	// A write names the version it replaces: one that read the notes before
+	// "first" was stored (a stale actor activation) is refused.
+	s.want(codeStale, cmdAt(2*time.Minute, &bookingv1.PutNote{Note: note("s1", "c1", "key_a", "late")}))
+	s.want(codeStale, cmdAt(2*time.Minute, &bookingv1.PutNote{Note: note("s1", "c1", "key_a", "ahead"), ExpectedVersion: 2}))
+	if r := s.ok(cmdAt(2*time.Minute, &bookingv1.PutNote{Note: note("s1", "c1", "key_a", "second"), ExpectedVersion: 1})); r.Note.Version != 2 {
+		t.Fatalf("second write of s1 has version %d, want 2", r.Note.Version)
+	}
 	s.ok(cmdAt(2*time.Minute, &bookingv1.PutNote{Note: note("s2", "c1", "key_a", "third")}))
 	s.ok(cmdAt(2*time.Minute, &bookingv1.PutNote{Note: note("o1", "c2", "key_z", "other")}))
 	d := s.dump()

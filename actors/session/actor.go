@@ -307,6 +307,15 @@ func (a *sessionActor) putNotes(ctx context.Context, b *bookingv1.Booking, text 
 	if rep := a.erased(ctx, b, ""); rep != nil {
 		return rep, false
 	}
+	// The write says which version it replaces (read after the request's
+	// linearizable read): one held up in a stale activation — this node
+	// paused while the session moved on — is refused instead of overwriting
+	// notes written since.
+	cur, err := a.cfg.Store.Note(ctx, b.GetId())
+	if err != nil && !isNotFound(err) {
+		a.log.Warn("session: notes lookup failed", slog.Any("error", err))
+		return errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "store: the notes cannot be read now"), false
+	}
 	dk, rep := a.dataKey(ctx, b.GetClientId())
 	if rep != nil {
 		return rep, false
@@ -324,7 +333,7 @@ func (a *sessionActor) putNotes(ctx context.Context, b *bookingv1.Booking, text 
 	res, err := a.cfg.Store.Propose(ctx, &bookingv1.Command{
 		ProposedAtMs: sn.GetUpdatedAtMs(),
 		Audit:        []*bookingv1.AuditRecord{proto.Clone(rec).(*bookingv1.AuditRecord)},
-		Op:           &bookingv1.Command_PutNote{PutNote: &bookingv1.PutNote{Note: sn}},
+		Op:           &bookingv1.Command_PutNote{PutNote: &bookingv1.PutNote{Note: sn, ExpectedVersion: cur.GetVersion()}},
 	})
 	if code, detail := a.verdict(res, err, false); code != calendarv1.ErrorCode_ERROR_CODE_UNSPECIFIED {
 		return errReply(code, "%s", detail), true

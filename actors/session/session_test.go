@@ -17,6 +17,7 @@ import (
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
 	"github.com/barberpro/edge/storage/seal"
+	"google.golang.org/protobuf/proto"
 )
 
 const (
@@ -649,5 +650,41 @@ func TestErasedThenReturningClient(t *testing.T) {
 	wantCode(t, rep, err, calendarv1.ErrorCode_ERROR_CODE_ERASED, session.ErrErased)
 	if _, err := e.s.ClientNotes(context.Background(), client, []*bookingv1.SealedNote{n}); !errors.Is(err, session.ErrErased) {
 		t.Fatalf("export after the second erasure: %v", err)
+	}
+}
+
+// TestNotes_StaleWriteIsRefused: a notes write that reaches the store after
+// another write of the same session (an activation on a node that was paused
+// while the session moved on — the simulations' pause-leader found it: the
+// provider read back older notes than it had written) is refused, and the
+// newer notes stay.
+func TestNotes_StaleWriteIsRefused(t *testing.T) {
+	e := newEnv(t, true)
+	rep, err := e.do(t, treating, bookingID, putNotes("first"), "notes.write", "ok")
+	wantCode(t, rep, err, calendarv1.ErrorCode_ERROR_CODE_UNSPECIFIED, nil)
+	var newer *bookingv1.SealedNote
+	e.store.beforePropose = func(cmd *bookingv1.Command) error {
+		if cmd.GetPutNote() == nil {
+			return nil
+		}
+		// Another activation wrote while this one held its request.
+		e.store.mu.Lock()
+		defer e.store.mu.Unlock()
+		n := proto.Clone(e.store.notes[bookingID]).(*bookingv1.SealedNote)
+		n.Version++
+		e.store.notes[bookingID], newer = n, n
+		return nil
+	}
+	req := putNotes("stale text")
+	req.BookingId, req.Subject, req.Role, req.Node = bookingID, treating.sub, treating.role, "node-entry"
+	rep, _ = e.s.Do(t.Context(), req)
+	if rep.GetError() != calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE {
+		t.Fatalf("a write over notes changed since it read them: %s (%s), want unavailable (retry)", rep.GetError(), rep.GetDetail())
+	}
+	e.store.mu.Lock()
+	got := e.store.notes[bookingID]
+	e.store.mu.Unlock()
+	if !proto.Equal(got, newer) {
+		t.Fatal("the stale write replaced the newer notes")
 	}
 }

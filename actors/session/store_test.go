@@ -188,8 +188,13 @@ func (f *fakeStore) apply(cmd *bookingv1.Command) *bookingv1.CommandResult {
 		if k := f.keys[n.GetClientId()]; k == nil || k.GetKeyId() != n.GetKeyId() {
 			return code(bookingv1.ResultCode_RESULT_CODE_INVALID)
 		}
-		f.notes[n.GetBookingId()] = proto.Clone(n).(*bookingv1.SealedNote)
-		return &bookingv1.CommandResult{Code: bookingv1.ResultCode_RESULT_CODE_OK, Note: proto.Clone(n).(*bookingv1.SealedNote)}
+		if f.notes[n.GetBookingId()].GetVersion() != op.PutNote.GetExpectedVersion() {
+			return code(bookingv1.ResultCode_RESULT_CODE_STALE)
+		}
+		nn := proto.Clone(n).(*bookingv1.SealedNote)
+		nn.Version = f.notes[n.GetBookingId()].GetVersion() + 1
+		f.notes[n.GetBookingId()] = nn
+		return &bookingv1.CommandResult{Code: bookingv1.ResultCode_RESULT_CODE_OK, Note: proto.Clone(nn).(*bookingv1.SealedNote)}
 	}
 	return code(bookingv1.ResultCode_RESULT_CODE_INVALID)
 }

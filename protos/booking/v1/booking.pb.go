@@ -152,6 +152,8 @@ const (
 	ResultCode_RESULT_CODE_CONSENT_REQUIRED     ResultCode = 8
 	ResultCode_RESULT_CODE_PROVIDER_UNVERIFIED  ResultCode = 9
 	ResultCode_RESULT_CODE_ERASED               ResultCode = 10
+	// The record changed since the proposer read it (PutNote.expected_version).
+	ResultCode_RESULT_CODE_STALE ResultCode = 11
 )
 
 // Enum value maps for ResultCode.
@@ -168,6 +170,7 @@ var (
 		8:  "RESULT_CODE_CONSENT_REQUIRED",
 		9:  "RESULT_CODE_PROVIDER_UNVERIFIED",
 		10: "RESULT_CODE_ERASED",
+		11: "RESULT_CODE_STALE",
 	}
 	ResultCode_value = map[string]int32{
 		"RESULT_CODE_UNSPECIFIED":          0,
@@ -181,6 +184,7 @@ var (
 		"RESULT_CODE_CONSENT_REQUIRED":     8,
 		"RESULT_CODE_PROVIDER_UNVERIFIED":  9,
 		"RESULT_CODE_ERASED":               10,
+		"RESULT_CODE_STALE":                11,
 	}
 )
 
@@ -1203,14 +1207,16 @@ func (x *ClientKey) GetCreatedAtMs() int64 {
 // SealedNote is a session's notes, sealed (AES-256-GCM) under the client's data key
 // key_id before they were proposed: no plain text reaches the log or the store.
 type SealedNote struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	BookingId     string                 `protobuf:"bytes,1,opt,name=booking_id,json=bookingId,proto3" json:"booking_id,omitempty"`
-	ClientId      string                 `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
-	ProviderId    string                 `protobuf:"bytes,3,opt,name=provider_id,json=providerId,proto3" json:"provider_id,omitempty"`
-	KeyId         string                 `protobuf:"bytes,4,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
-	Nonce         []byte                 `protobuf:"bytes,5,opt,name=nonce,proto3" json:"nonce,omitempty"`
-	Ciphertext    []byte                 `protobuf:"bytes,6,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"`
-	UpdatedAtMs   int64                  `protobuf:"varint,7,opt,name=updated_at_ms,json=updatedAtMs,proto3" json:"updated_at_ms,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	BookingId   string                 `protobuf:"bytes,1,opt,name=booking_id,json=bookingId,proto3" json:"booking_id,omitempty"`
+	ClientId    string                 `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	ProviderId  string                 `protobuf:"bytes,3,opt,name=provider_id,json=providerId,proto3" json:"provider_id,omitempty"`
+	KeyId       string                 `protobuf:"bytes,4,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	Nonce       []byte                 `protobuf:"bytes,5,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	Ciphertext  []byte                 `protobuf:"bytes,6,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"`
+	UpdatedAtMs int64                  `protobuf:"varint,7,opt,name=updated_at_ms,json=updatedAtMs,proto3" json:"updated_at_ms,omitempty"`
+	// version counts the writes of the session's notes (1 for the first).
+	Version       uint64 `protobuf:"varint,8,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1290,6 +1296,13 @@ func (x *SealedNote) GetCiphertext() []byte {
 func (x *SealedNote) GetUpdatedAtMs() int64 {
 	if x != nil {
 		return x.UpdatedAtMs
+	}
+	return 0
+}
+
+func (x *SealedNote) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
 	}
 	return 0
 }
@@ -2834,10 +2847,15 @@ func (x *PutClientKey) GetKey() *ClientKey {
 // key (RESULT_CODE_ERASED when the client's health data was erased after it was
 // sealed, RESULT_CODE_INVALID for another key).
 type PutNote struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Note          *SealedNote            `protobuf:"bytes,1,opt,name=note,proto3" json:"note,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Note  *SealedNote            `protobuf:"bytes,1,opt,name=note,proto3" json:"note,omitempty"`
+	// expected_version is the version of the notes the proposer read before
+	// sealing (0: none yet); another stored version is RESULT_CODE_STALE, so a
+	// write held up in a stale actor activation (a paused node) cannot overwrite
+	// notes written since.
+	ExpectedVersion uint64 `protobuf:"varint,2,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PutNote) Reset() {
@@ -2875,6 +2893,13 @@ func (x *PutNote) GetNote() *SealedNote {
 		return x.Note
 	}
 	return nil
+}
+
+func (x *PutNote) GetExpectedVersion() uint64 {
+	if x != nil {
+		return x.ExpectedVersion
+	}
+	return 0
 }
 
 // EraseHealthData destroys a client's data keys and sealed notes, marks their
@@ -3220,7 +3245,7 @@ const file_booking_v1_booking_proto_rawDesc = "" +
 	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x18\n" +
 	"\awrapped\x18\x03 \x01(\fR\awrapped\x12\x15\n" +
 	"\x06kek_id\x18\x04 \x01(\tR\x05kekId\x12\"\n" +
-	"\rcreated_at_ms\x18\x05 \x01(\x03R\vcreatedAtMs\"\xda\x01\n" +
+	"\rcreated_at_ms\x18\x05 \x01(\x03R\vcreatedAtMs\"\xf4\x01\n" +
 	"\n" +
 	"SealedNote\x12\x1d\n" +
 	"\n" +
@@ -3233,7 +3258,8 @@ const file_booking_v1_booking_proto_rawDesc = "" +
 	"\n" +
 	"ciphertext\x18\x06 \x01(\fR\n" +
 	"ciphertext\x12\"\n" +
-	"\rupdated_at_ms\x18\a \x01(\x03R\vupdatedAtMs\"a\n" +
+	"\rupdated_at_ms\x18\a \x01(\x03R\vupdatedAtMs\x12\x18\n" +
+	"\aversion\x18\b \x01(\x04R\aversion\"a\n" +
 	"\aErasure\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12 \n" +
 	"\ferased_at_ms\x18\x02 \x01(\x03R\n" +
@@ -3343,9 +3369,10 @@ const file_booking_v1_booking_proto_rawDesc = "" +
 	"booking_id\x18\x01 \x01(\tR\tbookingId\x12;\n" +
 	"\x06status\x18\x02 \x01(\x0e2#.barberpro.booking.v1.SessionStatusR\x06status\"A\n" +
 	"\fPutClientKey\x121\n" +
-	"\x03key\x18\x01 \x01(\v2\x1f.barberpro.booking.v1.ClientKeyR\x03key\"?\n" +
+	"\x03key\x18\x01 \x01(\v2\x1f.barberpro.booking.v1.ClientKeyR\x03key\"j\n" +
 	"\aPutNote\x124\n" +
-	"\x04note\x18\x01 \x01(\v2 .barberpro.booking.v1.SealedNoteR\x04note\".\n" +
+	"\x04note\x18\x01 \x01(\v2 .barberpro.booking.v1.SealedNoteR\x04note\x12)\n" +
+	"\x10expected_version\x18\x02 \x01(\x04R\x0fexpectedVersion\".\n" +
 	"\x0fEraseHealthData\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\"\r\n" +
 	"\vAppendAudit\"\x83\x05\n" +
@@ -3377,7 +3404,7 @@ const file_booking_v1_booking_proto_rawDesc = "" +
 	"\x19SESSION_STATUS_CHECKED_IN\x10\x02\x12\x1c\n" +
 	"\x18SESSION_STATUS_COMPLETED\x10\x03\x12\x1a\n" +
 	"\x16SESSION_STATUS_NO_SHOW\x10\x04\x12\x1c\n" +
-	"\x18SESSION_STATUS_CANCELLED\x10\x05*\xd6\x02\n" +
+	"\x18SESSION_STATUS_CANCELLED\x10\x05*\xed\x02\n" +
 	"\n" +
 	"ResultCode\x12\x1b\n" +
 	"\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x12\n" +
@@ -3391,7 +3418,8 @@ const file_booking_v1_booking_proto_rawDesc = "" +
 	"\x1cRESULT_CODE_CONSENT_REQUIRED\x10\b\x12#\n" +
 	"\x1fRESULT_CODE_PROVIDER_UNVERIFIED\x10\t\x12\x16\n" +
 	"\x12RESULT_CODE_ERASED\x10\n" +
-	"B7Z5github.com/barberpro/edge/protos/booking/v1;bookingv1b\x06proto3"
+	"\x12\x15\n" +
+	"\x11RESULT_CODE_STALE\x10\vB7Z5github.com/barberpro/edge/protos/booking/v1;bookingv1b\x06proto3"
 
 var (
 	file_booking_v1_booking_proto_rawDescOnce sync.Once
