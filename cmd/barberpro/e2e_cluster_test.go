@@ -319,6 +319,9 @@ func (b *booker) waitBookingAfter(t *testing.T, t0 time.Time, within time.Durati
 func Test_Cluster_FailoverKeepsEveryAcknowledgedBooking(t *testing.T) {
 	c, _ := startFiveCities(t, 161)
 	ctx := context.Background()
+	// The faults below need ar to outlive two of its nodes: wait until the
+	// keeper promoted the joiners (ready is not a voter yet).
+	waitVoters(t, c, "ar", 4)
 	prov, err := cli(c.Procs[2]).CreateProvider(ctx, load.LoadProvider("buenos-aires", 0), "")
 	if err != nil {
 		t.Fatal(err)
@@ -528,6 +531,29 @@ func Test_Cluster_GracefulLeaveLosesNoRequest(t *testing.T) {
 func leaderOf(st *client.ClusterStatus, group string) string { return groupOf(st, group).Leader }
 
 // groupOf is the named Raft group of a status (empty if absent or st is nil).
+// waitVoters waits up to 30 s until group has n voters (leader or followers),
+// as a member of c's first node reports it.
+func waitVoters(t *testing.T, c *procs.Cluster, group string, n int) {
+	t.Helper()
+	var last client.GroupStatus
+	if !waitFor(30*time.Second, func() bool {
+		st, err := cli(c.Procs[0]).Status(context.Background())
+		if err != nil {
+			return false
+		}
+		last = groupOf(st, group)
+		voters := 0
+		for _, m := range last.Members {
+			if m.Role == "leader" || m.Role == "follower" {
+				voters++
+			}
+		}
+		return voters >= n
+	}) {
+		t.Fatalf("group %s never had %d voters: %+v", group, n, last)
+	}
+}
+
 func groupOf(st *client.ClusterStatus, group string) client.GroupStatus {
 	if st != nil {
 		for _, g := range st.Groups {
