@@ -180,7 +180,7 @@ func (a *calendarActor) Receive(ctx actor.Context) {
 		a.retired = true
 	case *actor.Stopped:
 		if a.dir != nil {
-			a.dir.stopped(a.providerID, ctx.Self())
+			a.dir.Stopped(a.providerID, ctx.Self())
 		}
 		if a.counted {
 			a.counted = false
