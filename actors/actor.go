@@ -180,7 +180,7 @@ func (a *calendarActor) Receive(ctx actor.Context) {
 		a.retired = true
 	case *actor.Stopped:
 		if a.dir != nil {
-			a.dir.stopped(a.providerID, ctx.Self())
+			a.dir.Stopped(a.providerID, ctx.Self())
 		}
 		if a.counted {
 			a.counted = false
@@ -366,18 +366,28 @@ func (a *calendarActor) checkKey(ctx actor.Context, kind opKind, key string, has
 	return false
 }
 
-func (a *calendarActor) book(ctx actor.Context, r *calendarv1.BookRequest, w waiter) {
-	svc := calendar.FindService(a.provider, r.GetServiceId())
+// checkBooking finds the service of a booking (or series) request and checks its
+// client and session status; when one is wrong it answers w and returns nil.
+func (a *calendarActor) checkBooking(ctx actor.Context, w waiter, serviceID, clientID string, status bookingv1.SessionStatus) *bookingv1.Service {
+	svc := calendar.FindService(a.provider, serviceID)
 	if svc == nil {
-		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "unknown service %q", r.GetServiceId()), nil)
-		return
+		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "unknown service %q", serviceID), nil)
+		return nil
 	}
-	if r.GetClientId() == "" {
+	if clientID == "" {
 		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "client_id is required"), nil)
-		return
+		return nil
 	}
-	if err := checkSessionStatus(r.GetSessionStatus()); err != nil {
+	if err := checkSessionStatus(status); err != nil {
 		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "%v", err), nil)
+		return nil
+	}
+	return svc
+}
+
+func (a *calendarActor) book(ctx actor.Context, r *calendarv1.BookRequest, w waiter) {
+	svc := a.checkBooking(ctx, w, r.GetServiceId(), r.GetClientId(), r.GetSessionStatus())
+	if svc == nil {
 		return
 	}
 	if a.checkKey(ctx, opBook, r.GetIdempotencyKey(), r.GetRequestHash(), w) {

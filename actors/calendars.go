@@ -44,12 +44,11 @@ func New(cfg Config) (*Calendars, error) {
 func (c *Calendars) Start() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.dir != nil || c.stopped {
+	if c.req != nil || c.stopped {
 		return fmt.Errorf("actors: Calendars already started")
 	}
 	if c.cluster != nil {
 		c.req = c.cluster
-		c.dir = &localDirectory{entries: map[string]*entry{}, log: c.cfg.Logger, closed: true}
 		return nil
 	}
 	c.system = c.cfg.System
@@ -63,16 +62,7 @@ func (c *Calendars) Start() error {
 		)
 		c.ownSystem = true
 	}
-	d := &localDirectory{
-		system:  c.system,
-		timeout: c.cfg.RequestTimeout,
-		log:     c.cfg.Logger,
-		entries: map[string]*entry{},
-	}
-	cfg := &c.cfg
-	d.props = func(providerID string) *actor.Props {
-		return actor.PropsFromProducer(func() actor.Actor { return newCalendarActor(providerID, cfg, d) })
-	}
+	d := newLocalDirectory(c.system, &c.cfg)
 	c.dir, c.req = d, d
 	return nil
 }
@@ -92,7 +82,7 @@ func (c *Calendars) Stop() {
 	if d == nil || c.cluster != nil {
 		return // the cluster stops its grains when it shuts down
 	}
-	d.close(c.cfg.RequestTimeout)
+	d.Close(c.cfg.RequestTimeout)
 	if c.ownSystem {
 		c.system.Shutdown()
 	}
@@ -109,7 +99,7 @@ func (c *Calendars) Active() int {
 	if d == nil {
 		return 0
 	}
-	return d.active()
+	return d.Active()
 }
 
 func (c *Calendars) request(ctx context.Context, providerID string, msg proto.Message) (*calendarv1.Reply, error) {

@@ -2,12 +2,11 @@ package actors
 
 import (
 	"context"
-	"fmt"
 	"sync/atomic"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/barberpro/edge/actors/internal/activation"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
 	"google.golang.org/protobuf/proto"
 )
@@ -48,45 +47,11 @@ var _ requester = (*clusterRequester)(nil)
 // every calendar request is safe to repeat (writes carry their booking id and
 // idempotency key down to the store).
 func (r *clusterRequester) Request(ctx context.Context, providerID string, msg proto.Message) (*calendarv1.Reply, error) {
-	type result struct {
-		v   any
-		err error
+	rep, err := activation.RequestGrain[*calendarv1.Reply](ctx, r.cl, r.kind, providerID, msg, calendarNames)
+	if err != nil {
+		return nil, err
 	}
-	var last error
-	for attempt := 0; ; attempt++ {
-		ch := make(chan result, 1)
-		go func() {
-			v, err := r.cl.Request(providerID, r.kind, msg)
-			ch <- result{v, err}
-		}()
-		var res result
-		select {
-		case res = <-ch:
-		case <-ctx.Done():
-			if last == nil {
-				last = ctx.Err()
-			}
-			return nil, fmt.Errorf("%w: calendar of provider %s: %w", ErrUnavailable, providerID, last)
-		}
-		switch v := res.v.(type) {
-		case *calendarv1.Reply:
-			if res.err == nil {
-				return v, replyError(v, nil)
-			}
-		case nil:
-		default:
-			return nil, fmt.Errorf("%w: unexpected answer %T", ErrUnavailable, v)
-		}
-		last = res.err
-		if last == nil {
-			last = fmt.Errorf("no answer")
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: calendar of provider %s: %w", ErrUnavailable, providerID, last)
-		case <-time.After(min(time.Duration(attempt+1)*20*time.Millisecond, 200*time.Millisecond)):
-		}
-	}
+	return rep, replyError(rep, nil)
 }
 
 // grainCount counts calendar grains active in this process.

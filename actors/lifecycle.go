@@ -8,6 +8,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/barberpro/edge/actors/calendar"
+	"github.com/barberpro/edge/actors/internal/activation"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
 )
@@ -24,13 +25,7 @@ func (a *calendarActor) activate(ctx actor.Context) {
 // retire asks the directory to stop routing here; retireNow arrives after every
 // request already routed to us.
 func (a *calendarActor) retire(ctx actor.Context) {
-	self := ctx.Self()
-	mark := func() { ctx.Send(self, &retireNow{}) }
-	if a.dir != nil {
-		a.dir.retire(a.providerID, self, mark)
-	} else {
-		mark()
-	}
+	activation.Retire(ctx, a.dir, a.providerID)
 }
 
 // load reads the provider and its upcoming bookings from the store.

@@ -18,17 +18,8 @@ import (
 // otherwise one CreateSeries command carries them all, and the FSM judges them
 // again (consent, verification, overlap) all or none.
 func (a *calendarActor) bookSeries(ctx actor.Context, r *calendarv1.BookSeriesRequest, w waiter) {
-	svc := calendar.FindService(a.provider, r.GetServiceId())
+	svc := a.checkBooking(ctx, w, r.GetServiceId(), r.GetClientId(), r.GetSessionStatus())
 	if svc == nil {
-		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "unknown service %q", r.GetServiceId()), nil)
-		return
-	}
-	if r.GetClientId() == "" {
-		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "client_id is required"), nil)
-		return
-	}
-	if err := checkSessionStatus(r.GetSessionStatus()); err != nil {
-		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "%v", err), nil)
 		return
 	}
 	count := int(r.GetCount())

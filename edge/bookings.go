@@ -28,6 +28,22 @@ type rescheduleIn struct {
 	Start string `json:"start"`
 }
 
+// checkBookingIn checks the ids of a booking (or series) body and that the
+// caller may book for that client with that provider, and parses its start.
+func checkBookingIn(ctx context.Context, providerID, serviceID, clientID, start string) (time.Time, error) {
+	for _, f := range []struct{ name, v string }{
+		{"provider_id", providerID}, {"service_id", serviceID}, {"client_id", clientID},
+	} {
+		if err := checkID(f.name, f.v); err != nil {
+			return time.Time{}, err
+		}
+	}
+	if !owns(ctx, clientID, providerID) {
+		return time.Time{}, errForbidden("a client books only for itself (client_id), a provider only in its own calendar (provider_id)")
+	}
+	return parseInstant("start", start)
+}
+
 // createBooking handles POST /v1/bookings.
 func (s *Server) createBooking(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
@@ -35,17 +51,7 @@ func (s *Server) createBooking(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.decodeBody(w, r, &in, false); err != nil {
 		return err
 	}
-	for _, f := range []struct{ name, v string }{
-		{"provider_id", in.ProviderID}, {"service_id", in.ServiceID}, {"client_id", in.ClientID},
-	} {
-		if err := checkID(f.name, f.v); err != nil {
-			return err
-		}
-	}
-	if !owns(ctx, in.ClientID, in.ProviderID) {
-		return errForbidden("a client books only for itself (client_id), a provider only in its own calendar (provider_id)")
-	}
-	start, err := parseInstant("start", in.Start)
+	start, err := checkBookingIn(ctx, in.ProviderID, in.ServiceID, in.ClientID, in.Start)
 	if err != nil {
 		return err
 	}

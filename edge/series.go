@@ -67,17 +67,7 @@ func (s *Server) createSeries(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.decodeBody(w, r, &in, false); err != nil {
 		return err
 	}
-	for _, f := range []struct{ name, v string }{
-		{"provider_id", in.ProviderID}, {"service_id", in.ServiceID}, {"client_id", in.ClientID},
-	} {
-		if err := checkID(f.name, f.v); err != nil {
-			return err
-		}
-	}
-	if !owns(ctx, in.ClientID, in.ProviderID) {
-		return errForbidden("a client books only for itself (client_id), a provider only in its own calendar (provider_id)")
-	}
-	start, err := parseInstant("start", in.Start)
+	start, err := checkBookingIn(ctx, in.ProviderID, in.ServiceID, in.ClientID, in.Start)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/barberpro/edge/actors/internal/activation"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
 	"github.com/barberpro/edge/storage"
@@ -72,7 +73,7 @@ func (a *sessionActor) Receive(ctx actor.Context) {
 		}
 	case *actor.Stopped:
 		if a.dir != nil {
-			a.dir.stopped(a.bookingID, ctx.Self())
+			a.dir.Stopped(a.bookingID, ctx.Self())
 		}
 	case *calendarv1.SessionRequest:
 		rep := a.serve(m)
@@ -85,13 +86,7 @@ func (a *sessionActor) Receive(ctx actor.Context) {
 // retire asks the directory to stop routing here; retireNow arrives after every
 // request already routed to this actor.
 func (a *sessionActor) retire(ctx actor.Context) {
-	self := ctx.Self()
-	mark := func() { ctx.Send(self, &retireNow{}) }
-	if a.dir != nil {
-		a.dir.retire(a.bookingID, self, mark)
-	} else {
-		mark()
-	}
+	activation.Retire(ctx, a.dir, a.bookingID)
 }
 
 func (a *sessionActor) nowMs() int64 { return a.cfg.Clock().UnixMilli() }

@@ -13,5 +13,5 @@ func ActiveLocal(s *Sessions) int {
 	if d == nil {
 		return 0
 	}
-	return d.active()
+	return d.Active()
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/barberpro/edge/actors/internal/activation"
 	"github.com/barberpro/edge/cluster/placement"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
@@ -167,7 +168,7 @@ func (s *Sessions) Stop() {
 	d, sys := s.dir, s.system
 	s.mu.Unlock()
 	if d != nil {
-		d.close(s.cfg.RequestTimeout)
+		d.Close(s.cfg.RequestTimeout)
 	}
 	if sys != nil {
 		sys.Shutdown()
@@ -209,7 +210,7 @@ func (s *Sessions) Do(ctx context.Context, req *calendarv1.SessionRequest) (*cal
 			ctx, cancel = context.WithTimeout(ctx, 3*s.cfg.RequestTimeout)
 			defer cancel()
 		}
-		rep, err = requestCluster(ctx, cl, kind, req)
+		rep, err = activation.RequestGrain[*calendarv1.SessionReply](ctx, cl, kind, req.GetBookingId(), req, sessionNames)
 	} else {
 		rep, err = d.request(ctx, req.GetBookingId(), req, s.cfg.RequestTimeout+time.Second)
 	}
@@ -228,58 +229,7 @@ func (s *Sessions) startLocal() {
 		}),
 		actor.WithDeadLetterRequestLogging(false),
 	)
-	d := &localDirectory{system: s.system, log: logger, entries: map[string]*entry{}}
-	d.props = func(bookingID string) *actor.Props {
-		return actor.PropsFromProducer(func() actor.Actor { return newSessionActor(s, bookingID, d) })
-	}
-	s.dir = d
-}
-
-// requestCluster sends req to the session grain through the actor cluster. A
-// request that gets no answer (the grain's node died or handed the grain over,
-// a timeout, a dead letter) is sent again, to wherever the identity lookup
-// places the grain now, until ctx ends.
-func requestCluster(ctx context.Context, cl *cluster.Cluster, kind string, req *calendarv1.SessionRequest) (*calendarv1.SessionReply, error) {
-	type result struct {
-		v   any
-		err error
-	}
-	id := req.GetBookingId()
-	var last error
-	for attempt := 0; ; attempt++ {
-		ch := make(chan result, 1)
-		go func() {
-			v, err := cl.Request(id, kind, req)
-			ch <- result{v, err}
-		}()
-		var res result
-		select {
-		case res = <-ch:
-		case <-ctx.Done():
-			if last == nil {
-				last = ctx.Err()
-			}
-			return nil, fmt.Errorf("%w: session %s: %w", ErrUnavailable, id, last)
-		}
-		switch v := res.v.(type) {
-		case *calendarv1.SessionReply:
-			if res.err == nil {
-				return v, nil
-			}
-		case nil:
-		default:
-			return nil, fmt.Errorf("%w: unexpected answer %T", ErrUnavailable, v)
-		}
-		last = res.err
-		if last == nil {
-			last = errors.New("no answer")
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: session %s: %w", ErrUnavailable, id, last)
-		case <-time.After(min(time.Duration(attempt+1)*20*time.Millisecond, 200*time.Millisecond)):
-		}
-	}
+	s.dir = newLocalDirectory(s, s.system)
 }
 
 // sentinelOf maps a reply's error code to the package's sentinel.
