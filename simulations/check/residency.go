@@ -236,6 +236,9 @@ func Scan(paths []string, needles []Needle) (findings []Finding, files int, read
 // path is visited with its error. A file needing no needle is not read.
 func scanTree(root string, patterns [][][]byte, maxLen int, want func() []bool, visit func(path string, n int64, found []bool, err error)) {
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) && path != root {
+			return nil // removed while walking: a node's temporary file (a shred's compaction copy)
+		}
 		if err != nil {
 			visit(path, 0, make([]bool, len(patterns)), err)
 			if d != nil && d.IsDir() && path != root {
@@ -251,6 +254,9 @@ func scanTree(root string, patterns [][][]byte, maxLen int, want func() []bool, 
 			return nil
 		}
 		found, n, err := scanFile(path, patterns, w, maxLen)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		visit(path, n, found, err)
 		return nil
 	})
