@@ -1,0 +1,176 @@
+package storage_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/barberpro/edge/storage"
+	st "github.com/barberpro/edge/storage/storagetest"
+)
+
+// fillBookings creates providers and n bookings on s (64 proposers, so batches
+// form), each client client1 and an hour apart per provider.
+func fillBookings(t testing.TB, s *storage.Store, n int) []string {
+	t.Helper()
+	ctx := context.Background()
+	const providers = 100
+	for i := range providers {
+		if _, err := s.Propose(ctx, st.CreateProvider(st.Provider(fmt.Sprintf("p%d", i)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := make([]string, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				start := time.Duration(i/providers) * time.Hour
+				id := fmt.Sprintf("b%07d", i)
+				ids[i] = id
+				if _, err := s.Propose(ctx, st.CreateBooking(st.Booking(id, fmt.Sprintf("p%d", i%providers), start, start+30*time.Minute, start+40*time.Minute))); err != nil {
+					errs <- fmt.Errorf("booking %s: %w", id, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// TestBackup_RestoreSeedsANewGroup: a backup of a store holds every booking
+// acknowledged before it; a corrupted or truncated copy is refused; restored
+// into an empty data dir, the next Open founds a new single-voter group (a
+// new cluster id, never the old one) holding them, which accepts writes; a
+// non-empty data dir is refused. With BARBERPRO_BACKUP_BOOKINGS=100000 it is
+// the measurement of docs/ARCHITECTURE.md "Backups":
+//
+//	BARBERPRO_BACKUP_BOOKINGS=100000 go test ./storage/ -run TestBackup_RestoreSeedsANewGroup -v
+func TestBackup_RestoreSeedsANewGroup(t *testing.T) {
+	n := 300
+	if v := os.Getenv("BARBERPRO_BACKUP_BOOKINGS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := st.Config(t)
+	cfg.Jurisdiction = "ar"
+	s := st.MustOpen(t, cfg)
+	t0 := time.Now()
+	ids := fillBookings(t, s, n)
+	t.Logf("filled %d bookings in %s", n, time.Since(t0).Round(time.Millisecond))
+	deadline := time.Now().Add(st.ReadyTimeout)
+	for s.ClusterID() == "" && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	oldID := s.ClusterID()
+
+	ctx := context.Background()
+	file := filepath.Join(t.TempDir(), "ar.bpbackup")
+	t1 := time.Now()
+	h, err := s.BackupToFile(ctx, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(t1)
+	fi, _ := os.Stat(file)
+	t.Logf("backup of %d bookings: %d bytes (%.1f MiB, fsm.db copy %d bytes) in %s; header %+v",
+		n, fi.Size(), float64(fi.Size())/(1<<20), h.BodyBytes, took.Round(time.Millisecond), h)
+	if h.ClusterID != oldID || h.Jurisdiction != "ar" || h.AppliedIndex == 0 || h.Format != storage.BackupFormat {
+		t.Fatalf("header %+v, cluster id %s", h, oldID)
+	}
+	if got, err := storage.VerifyBackupFile(file); err != nil || got.AppliedIndex != h.AppliedIndex {
+		t.Fatalf("verify: %+v %v", got, err)
+	}
+
+	// A flipped byte and a truncated copy are refused.
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad")
+	flipped := append([]byte(nil), raw...)
+	flipped[len(flipped)/2] ^= 0x40
+	os.WriteFile(bad, flipped, 0o600)
+	if _, err := storage.VerifyBackupFile(bad); !errors.Is(err, storage.ErrBadBackup) {
+		t.Fatalf("a flipped byte: %v", err)
+	}
+	if _, err := storage.RestoreBackup(bad, t.TempDir()); !errors.Is(err, storage.ErrBadBackup) {
+		t.Fatalf("restore of a flipped byte: %v", err)
+	}
+	os.WriteFile(bad, raw[:len(raw)-10], 0o600)
+	if _, err := storage.VerifyBackupFile(bad); !errors.Is(err, storage.ErrBadBackup) {
+		t.Fatalf("a truncated copy: %v", err)
+	}
+	if _, err := storage.RestoreBackup(file, cfg.DataDir); err == nil {
+		t.Fatal("restore into a data dir in use was accepted")
+	}
+
+	// Restore and open: a new group.
+	dir := filepath.Join(t.TempDir(), "restored")
+	t2 := time.Now()
+	if _, err := storage.RestoreBackup(file, dir); err != nil {
+		t.Fatal(err)
+	}
+	id, err := storage.ReadIdentity(dir)
+	if err != nil || !id.HasState || id.ClusterID != "" {
+		t.Fatalf("identity of a restored dir: %+v %v (want HasState and no cluster id)", id, err)
+	}
+	rcfg := st.Config(t)
+	rcfg.NodeID, rcfg.DataDir, rcfg.Bootstrap, rcfg.Jurisdiction = "restored1", dir, false, "ar"
+	r := st.MustOpen(t, rcfg)
+	st.MustWaitLeader(t, r)
+	for r.ClusterID() == "" {
+		if time.Since(t2) > st.ReadyTimeout {
+			t.Fatal("the restored group got no cluster id")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("restore of %d bookings (verify, write, open, elect, new cluster id): %s", n, time.Since(t2).Round(time.Millisecond))
+	if r.ClusterID() == oldID {
+		t.Fatalf("the restored group has the old cluster id %s", oldID)
+	}
+	if from, ok := r.RestoredFrom(); !ok || from.ClusterID != oldID || from.AppliedIndex != h.AppliedIndex {
+		t.Fatalf("restored_from: %+v %v", from, ok)
+	}
+	if _, err := os.Stat(filepath.Join(dir, storage.RestoredMarker)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the restore marker is still there: %v", err)
+	}
+	if err := r.Found(); !errors.Is(err, storage.ErrAlreadyFounded) {
+		t.Fatalf("Found on a restored group: %v", err)
+	}
+	for _, i := range []int{0, n / 2, n - 1} {
+		if b, err := r.Booking(ctx, ids[i]); err != nil || b.GetId() != ids[i] {
+			t.Fatalf("booking %s after restore: %v %v", ids[i], b, err)
+		}
+	}
+	start := time.Duration(n/100+10) * time.Hour
+	if _, err := r.Propose(ctx, st.CreateBooking(st.Booking("after", "p0", start, start+30*time.Minute, start+40*time.Minute))); err != nil {
+		t.Fatalf("booking on the restored group: %v", err)
+	}
+	// A taken slot stays taken.
+	if _, err := r.Propose(ctx, st.CreateBooking(st.Booking("clash", "p0", 0, 30*time.Minute, 40*time.Minute))); err == nil {
+		t.Fatal("the restored group accepted a booking over an acknowledged one")
+	}
+}
