@@ -51,6 +51,10 @@ type nodeFlags struct {
 	tokenMaxTTL           time.Duration
 	subjectRate, ipRate   float64
 	subjectBurst, ipBurst int
+	// scheduled backups on the group's leader
+	backupDir   string
+	backupEvery time.Duration
+	backupKeep  int
 }
 
 func newNodeStartCmd() *cobra.Command {
@@ -154,6 +158,16 @@ lowest node id, and all that has held for the founding wait (15 s; 5 s with
 			}
 			cfg.Limits.PerSubject, cfg.Limits.SubjectBurst = rate.Limit(f.subjectRate), f.subjectBurst
 			cfg.Limits.PerIP, cfg.Limits.IPBurst = rate.Limit(f.ipRate), f.ipBurst
+			if f.backupDir != "" && f.backupEvery <= 0 {
+				return usagef("--backup-dir needs --backup-every (e.g. 1h)")
+			}
+			if f.backupKeep < 0 {
+				return usagef("--backup-keep must not be negative")
+			}
+			cfg.BackupDir, cfg.BackupEvery, cfg.BackupKeep = f.backupDir, f.backupEvery, f.backupKeep
+			if f.backupDir == "" {
+				cfg.BackupEvery = 0
+			}
 			cfg.Topology, cfg.Logger = top, log
 			return runNode(cmd.Context(), cfg)
 		},
@@ -191,6 +205,9 @@ lowest node id, and all that has held for the founding wait (15 s; 5 s with
 	fl.IntVar(&f.subjectBurst, "rate-burst", ldef.SubjectBurst, "requests one token subject may send to this node at once")
 	fl.Float64Var(&f.ipRate, "ip-rate-limit", float64(ldef.PerIP), "requests per second one client IP without a valid token may send, sustained")
 	fl.IntVar(&f.ipBurst, "ip-rate-burst", ldef.IPBurst, "requests one client IP without a valid token may send at once")
+	fl.StringVar(&f.backupDir, "backup-dir", "", "directory where this node writes a backup of its jurisdiction's store every --backup-every while it leads its Raft group (files <jurisdiction>-<time>-<index>.bpbackup; restore with barberpro restore); empty: no scheduled backups")
+	fl.DurationVar(&f.backupEvery, "backup-every", time.Hour, "interval of scheduled backups (with --backup-dir)")
+	fl.IntVar(&f.backupKeep, "backup-keep", 48, "how many scheduled backup files to keep (the oldest beyond are removed; 0 keeps all)")
 	fl.StringVar(&f.profile, "profile", "lan", "timing preset: lan (cities on a LAN/WAN) or local (one machine: fast failure detection, for tests and simulations)")
 	return cmd
 }
