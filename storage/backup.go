@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -311,10 +312,16 @@ func RestoreBackup(path, dataDir string) (BackupHeader, error) {
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bucketMeta)
-		for _, k := range [][]byte{keyClusterID, keyAppliedIndex, keyAppliedTerm} {
-			if err := m.Delete(k); err != nil {
-				return err
-			}
+		if err := m.Delete(keyClusterID); err != nil {
+			return err
+		}
+		// The new group's history starts with a snapshot at index 1, term 1
+		// (seedRestoredGroup): the FSM reflects it.
+		if err := m.Put(keyAppliedIndex, u64(restoredIndex)); err != nil {
+			return err
+		}
+		if err := m.Put(keyAppliedTerm, u64(restoredTerm)); err != nil {
+			return err
 		}
 		return m.Put(keyRestoredFrom, from)
 	})
@@ -333,6 +340,53 @@ func RestoreBackup(path, dataDir string) (BackupHeader, error) {
 		return h, fmt.Errorf("storage: restore: %w", err)
 	}
 	return h, nil
+}
+
+// restoredIndex and restoredTerm are the index and term of the snapshot a
+// restored group's history starts with.
+const (
+	restoredIndex = 1
+	restoredTerm  = 1
+)
+
+// seedRestoredGroup runs in Open, before raft starts, on a data dir that
+// RestoreBackup wrote and that holds no Raft state yet: it makes the restored
+// fsm.db the group's first snapshot (index 1, term 1, a configuration of this
+// server alone as the only voter) and sets the current term to 1, with no log
+// entry. A server that joins the new group is thus sent that snapshot
+// (InstallSnapshot: the leader's log begins after it) — with a bootstrap
+// entry instead, the leader would replicate the log from index 1 and a
+// joiner would never get the restored records.
+func (s *Store) seedRestoredGroup(rc *raft.Config) error {
+	has, err := raft.HasExistingState(s.logs, s.logs, s.snaps)
+	if err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	if has {
+		return nil // seeded by an earlier Open that stopped before removing the marker
+	}
+	if got := s.fsm.applied.Load(); got != restoredIndex {
+		return fmt.Errorf("storage: %s is present but fsm.db's applied index is %d, not %d: not a data dir barberpro restore wrote", RestoredMarker, got, restoredIndex)
+	}
+	conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: s.trans.LocalAddr()}}}
+	snap, err := s.fsm.Snapshot()
+	if err != nil {
+		return err
+	}
+	sink, err := s.snaps.Create(raft.SnapshotVersionMax, restoredIndex, restoredTerm, conf, restoredIndex, s.trans)
+	if err != nil {
+		snap.Release()
+		return fmt.Errorf("storage: seed restored group: %w", err)
+	}
+	if err := snap.Persist(sink); err != nil {
+		return fmt.Errorf("storage: seed restored group: %w", err)
+	}
+	if err := s.logs.SetUint64(keyCurrentTerm, restoredTerm); err != nil {
+		return fmt.Errorf("storage: seed restored group: %w", err)
+	}
+	s.logger.Info("seeded a new raft group from a restored backup: its first snapshot holds the restored records",
+		"index", restoredIndex, "addr", s.trans.LocalAddr())
+	return nil
 }
 
 // keyRestoredFrom is the meta key holding the header (JSON) of the backup a

@@ -421,6 +421,11 @@ func Open(cfg Config) (_ *Store, err error) {
 	notify := make(chan bool, 16)
 	rc.NotifyCh = notify
 	restored := restoredPending(cfg.DataDir)
+	if restored {
+		if err := s.seedRestoredGroup(rc); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Bootstrap || restored {
 		has, err := raft.HasExistingState(s.logs, s.logs, s.snaps)
 		if err != nil {
