@@ -14,27 +14,31 @@ import (
 // <jurisdiction>-<UTC time 20060102T150405Z>-<applied index>.bpbackup.
 const backupSuffix = ".bpbackup"
 
-// backupLoop writes a backup of the node's group into Config.BackupDir every
-// BackupEvery while this node leads the group (followers write none, so a
-// jurisdiction's nodes do not write the same backup N times), and removes the
-// oldest of its files beyond BackupKeep. The metric
-// barberpro_backup_last_success_timestamp_seconds says when it last succeeded.
+// backupLoop writes a backup of the node's group into Config.BackupDir while
+// this node leads the group (followers write none, so a jurisdiction's nodes
+// do not write the same backup N times): at once when it leads and has not
+// written one yet in this process (a new leader, a fresh start), then every
+// BackupEvery. It removes the oldest of its files beyond BackupKeep. The
+// metric barberpro_backup_last_success_timestamp_seconds says when it last
+// succeeded.
 func (n *Node) backupLoop(ctx context.Context) {
 	if n.cfg.BackupDir == "" || n.cfg.BackupEvery <= 0 {
 		return
 	}
-	t := time.NewTicker(n.cfg.BackupEvery)
+	t := time.NewTicker(min(n.cfg.BackupEvery, 10*time.Second))
 	defer t.Stop()
 	log := n.log.With("component", "backup")
+	var last time.Time // last attempt
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if !n.store.IsLeader() {
+		if !n.store.IsLeader() || (!last.IsZero() && time.Since(last) < n.cfg.BackupEvery) {
 			continue
 		}
+		last = time.Now()
 		if err := n.backupOnce(ctx); err != nil {
 			log.Error("scheduled backup failed", "dir", n.cfg.BackupDir, "err", err)
 		}
