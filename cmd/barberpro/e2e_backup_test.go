@@ -12,6 +12,7 @@ import (
 
 	"github.com/barberpro/edge/edge/client"
 	"github.com/barberpro/edge/simulations/load"
+	"github.com/barberpro/edge/storage"
 )
 
 // Test_Cluster_DisasterDrill is issue 10's drill with real processes: bookings
@@ -24,7 +25,8 @@ import (
 // in the backup: the drill's data loss, bounded by the backup interval), and
 // calendars accept bookings through every ar node. It logs RTO = t1 - t0.
 func Test_Cluster_DisasterDrill(t *testing.T) {
-	c, root := startFiveCities(t, 176)
+	sched := t.TempDir() // scheduled backups of every node (only leaders write)
+	c, root := startFiveCities(t, 176, "BARBERPRO_BACKUP_DIR="+sched, "BARBERPRO_BACKUP_EVERY=1s", "BARBERPRO_BACKUP_KEEP=3")
 	ctx := context.Background()
 	ba, us := c.ByID("ba-1"), c.ByID("us-1")
 	ar := []string{"ba-1", "cba-1", "ros-1", "lp-1"}
@@ -163,6 +165,17 @@ func Test_Cluster_DisasterDrill(t *testing.T) {
 		}
 		if _, err := book(id, s, "c-through-"+id); err != nil {
 			t.Errorf("booking through %s after the restore: %v", id, err)
+		}
+	}
+	// Scheduled backups: the leaders wrote them, at most 3 per jurisdiction
+	// kept, each a complete backup.
+	files, _ := filepath.Glob(filepath.Join(sched, "ar-*.bpbackup"))
+	if len(files) == 0 || len(files) > 3 {
+		t.Errorf("scheduled backups of ar: %v, want 1 to 3 files", files)
+	}
+	for _, f := range files {
+		if h, err := storage.VerifyBackupFile(f); err != nil || h.Jurisdiction != "ar" {
+			t.Errorf("scheduled backup %s: %+v %v", f, h, err)
 		}
 	}
 	t.Logf("drill: %d bookings acknowledged before the backup all present, %d after it lost, first booking %s, new cluster id %s (old %s), RTO %s",
