@@ -74,7 +74,10 @@ jurisdiction's group only when --bootstrap-expect nodes of the jurisdiction
 (1 with --bootstrap) are alive in gossip, none of them (nor any other member of
 the jurisdiction it has heard of) holds Raft state or a cluster id, it has the
 lowest node id, and all that has held for the founding wait (15 s; 5 s with
---profile local), long enough for members that remember this node to knock.`,
+--profile local), long enough for members that remember this node to knock.
+A data dir written by ` + "`barberpro restore`" + ` is the exception: the node founds a NEW
+group on it at once (a new cluster id), holding the backup's records; the
+jurisdiction's other nodes then join it with empty data dirs.`,
 		Example: `  export BARBERPRO_GOSSIP_KEY=$(head -c 32 /dev/urandom | base64)
   barberpro ca init --dir ./pki/ca
   barberpro token init --dir ./data/tokens
