@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/barberpro/edge/edge/client"
 )
@@ -119,6 +120,9 @@ func (s *Server) clusterRemove(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// BackupWriteTimeout bounds how long GET /v1/cluster/backup may stream.
+const BackupWriteTimeout = time.Hour
+
 // BackupFunc streams a backup of this node's own jurisdiction store to w
 // (Config.Backup); it must not write anything before it knows it can serve
 // the backup, so an early error becomes a problem answer.
@@ -156,6 +160,9 @@ func (s *Server) clusterBackup(w http.ResponseWriter, r *http.Request) error {
 	if s.cfg.Backup == nil {
 		return errNotWired("Backup")
 	}
+	// The server's write timeout (30 s) is for answers, not for streaming a
+	// jurisdiction's store: a large one over a slow link takes longer.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(BackupWriteTimeout))
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", j+".bpbackup"))
 	w.Header().Set("Cache-Control", "no-store")
