@@ -1,12 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/barberpro/edge/storage"
@@ -62,5 +67,56 @@ func TestRestore_CLI(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, storage.RestoredMarker)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestBackup_CLIRefusesABadStream: `barberpro backup` from a node that sends
+// a corrupted (or cut) stream exits 1 and leaves no file at --out; a problem
+// answer is printed with its code.
+func TestBackup_CLIRefusesABadStream(t *testing.T) {
+	cfg := st.Config(t)
+	cfg.Jurisdiction = "ar"
+	s := st.MustOpen(t, cfg)
+	var good bytes.Buffer
+	if _, err := s.Backup(context.Background(), &good); err != nil {
+		t.Fatal(err)
+	}
+	var mode atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b := append([]byte(nil), good.Bytes()...)
+		switch mode.Load() {
+		case "flip":
+			b[len(b)/2] ^= 1
+		case "cut":
+			b = b[:len(b)-100]
+		case "problem":
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusForbidden)
+			io.WriteString(w, `{"type":"about:blank","title":"Forbidden","status":403,"code":"residency_violation","detail":"no"}`)
+			return
+		}
+		w.Write(b)
+	}))
+	defer srv.Close()
+	for _, m := range []string{"flip", "cut", "problem", "good"} {
+		mode.Store(m)
+		out := filepath.Join(t.TempDir(), "ar.bpbackup")
+		msg, err := exec.Command(binary, "backup", "--addr", srv.URL, "--jurisdiction", "ar", "--out", out, "--token", "t").CombinedOutput()
+		_, statErr := os.Stat(out)
+		if m == "good" {
+			if err != nil || statErr != nil {
+				t.Fatalf("a good stream: %v %s %v", err, msg, statErr)
+			}
+			continue
+		}
+		if err == nil || statErr == nil {
+			t.Errorf("%s: exit %v, file %v: %s", m, err, statErr, msg)
+		}
+		if m == "problem" && !strings.Contains(string(msg), "residency_violation") {
+			t.Errorf("problem not shown: %s", msg)
+		}
+		if left, _ := filepath.Glob(out + ".tmp-*"); len(left) > 0 {
+			t.Errorf("%s: temporary files left: %v", m, left)
+		}
 	}
 }
