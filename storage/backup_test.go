@@ -243,3 +243,44 @@ func TestBackup_RestoredErasuresAreShredded(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestBackup_RestoredNodeRestarts: a restored node closed after it founded
+// the new group (marker gone) reopens as a member of that group — same
+// cluster id, records kept — and never seeds again.
+func TestBackup_RestoredNodeRestarts(t *testing.T) {
+	cfg := st.Config(t)
+	cfg.Jurisdiction = "ar"
+	s := st.MustOpen(t, cfg)
+	ids := fillBookings(t, s, 20)
+	file := filepath.Join(t.TempDir(), "b.bpbackup")
+	if _, err := s.BackupToFile(context.Background(), file); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "restored")
+	if _, err := storage.RestoreBackup(file, dir); err != nil {
+		t.Fatal(err)
+	}
+	rcfg := st.Config(t)
+	rcfg.NodeID, rcfg.DataDir, rcfg.Bootstrap, rcfg.Jurisdiction = "restored1", dir, false, "ar"
+	r, err := storage.Open(rcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.MustWaitLeader(t, r)
+	deadline := time.Now().Add(st.ReadyTimeout)
+	for r.ClusterID() == "" && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cid := r.ClusterID()
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r2 := st.MustOpen(t, rcfg)
+	st.MustWaitLeader(t, r2)
+	if r2.ClusterID() != cid || cid == "" {
+		t.Fatalf("after a restart the cluster id is %q, was %q", r2.ClusterID(), cid)
+	}
+	if b, err := r2.Booking(context.Background(), ids[7]); err != nil || b.GetId() != ids[7] {
+		t.Fatalf("booking after the restart: %v %v", b, err)
+	}
+}
