@@ -230,6 +230,8 @@ func Test_Access_RouteTableByRole(t *testing.T) {
 			[nCallers]int{unauth, accepted, forbid, forbid, forbid, accepted}},
 		{"GET", "/v1/cluster/members", "/v1/cluster/members", nil, operatorOnly(ok)},
 		{"GET", "/v1/cluster/status", "/v1/cluster/status", nil, operatorOnly(ok)},
+		// The node's own jurisdiction (ar): a backup stream.
+		{"GET", "/v1/cluster/backup", "/v1/cluster/backup?jurisdiction=ar", nil, operatorOnly(ok)},
 		// The node itself is alive: admitted, then refused for that (409).
 		{"POST", "/v1/cluster/members/{id}/remove", "/v1/cluster/members/" + n.ID() + "/remove", fixed(`{}`),
 			operatorOnly(http.StatusConflict)},

@@ -86,6 +86,13 @@ type Config struct {
 	// node (they knock on it every 2 s) to reach a node restarted on a wiped
 	// disk and show it that its group exists. Default 15 s; LocalConfig 5 s.
 	FoundingWait time.Duration
+	// BackupDir, when set with BackupEvery, is where the group's leader writes
+	// a backup of the jurisdiction's store every BackupEvery (followers write
+	// none), keeping the newest BackupKeep files (0: all). Files are named
+	// <jurisdiction>-<UTC time>-<applied index>.bpbackup.
+	BackupDir   string
+	BackupEvery time.Duration
+	BackupKeep  int
 	// Topology is the set of cities and verticals. Default: the embedded one.
 	Topology *topology.Topology
 	// Storage tunes the Raft store; its NodeID, DataDir and RaftAddr are set from
@@ -228,6 +235,10 @@ func (c Config) Validate() error {
 		return bad("bootstrap-expect must be 0 or more (got %d)", c.BootstrapExpect)
 	case c.FoundingWait < 0:
 		return bad("founding wait must not be negative")
+	case c.BackupEvery < 0 || c.BackupKeep < 0:
+		return bad("backup interval and keep must not be negative")
+	case c.BackupDir != "" && c.BackupEvery == 0:
+		return bad("a backup dir needs a backup interval (--backup-every)")
 	case c.Clock == nil || c.Logger == nil:
 		return bad("clock and logger are required")
 	}

@@ -38,6 +38,15 @@ func (n *Node) registerMetrics() {
 		})
 	gauge("raft_voters", "Voters in the latest Raft configuration of this node's group.",
 		func() float64 { return float64(n.store.Stats().Voters) })
+	gauge("backup_last_success_timestamp_seconds", "Unix time of the last scheduled backup this node wrote (0 until the first; only the group's leader writes them).",
+		func() float64 { return float64(n.backupLast.Load()) })
+	gauge("backup_interval_seconds", "Interval of this node's scheduled backups (node start --backup-every), 0 if it takes none.",
+		func() float64 {
+			if n.cfg.BackupDir == "" {
+				return 0
+			}
+			return n.cfg.BackupEvery.Seconds()
+		})
 	gauge("calendar_actors_active", "Calendar actors active on this node.", func() float64 { return float64(n.cals.Active()) })
 	gauge("data_dir_avail_bytes", "Bytes available to the node on the file system of its data dir (-1 if unknown).",
 		func() float64 { avail, _ := diskSpace(n.cfg.DataDir); return avail })

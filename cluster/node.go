@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -83,6 +84,8 @@ type Node struct {
 
 	cancel context.CancelFunc
 	bg     sync.WaitGroup
+	// backupLast is the Unix time of the last scheduled backup written (0: none).
+	backupLast atomic.Int64
 	// savedPeersJSON is what keepPeers last wrote to peers.json.
 	savedPeersJSON string
 
@@ -303,6 +306,8 @@ func (n *Node) Start() (err error) {
 	go func() { defer n.bg.Done(); defer close(n.keeperDone); keeper.run(keeperCtx) }()
 	go func() { defer n.bg.Done(); n.keepPeers(ctx, remembered) }()
 	go func() { defer n.bg.Done(); n.foundWhenDue(ctx) }()
+	n.bg.Add(1)
+	go func() { defer n.bg.Done(); n.backupLoop(ctx) }()
 
 	// 6. The API.
 	if err := n.serveHTTP(); err != nil {
@@ -385,6 +390,7 @@ func (n *Node) serveHTTP() (err error) {
 	ec.Router = &router{members: n.verified, jurisdiction: n.city.Jurisdiction}
 	ec.Placement, ec.Members, ec.Ready = n.placement, n.memberList, n.Ready
 	ec.Status, ec.Leave, ec.Remove = n.status, n.leaveAsync, n.remove
+	ec.Backup = func(ctx context.Context, w io.Writer) error { _, err := n.store.Backup(ctx, w); return err }
 	ec.Clock, ec.Registry = n.cfg.Clock, n.registry
 	ec.Auth, ec.Limits, ec.PeerNode = n.tokens, n.cfg.Limits, peerNode
 	ec.Sessions = edgeSessions{sessions: n.sessions, store: n.store}

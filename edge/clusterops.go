@@ -1,9 +1,13 @@
 package edge
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/barberpro/edge/edge/client"
 )
@@ -113,5 +117,65 @@ func (s *Server) clusterRemove(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, client.RemoveResult{Node: s.cfg.NodeID, Member: id, Status: "removed"})
+	return nil
+}
+
+// BackupWriteTimeout bounds how long GET /v1/cluster/backup may stream.
+const BackupWriteTimeout = time.Hour
+
+// BackupFunc streams a backup of this node's own jurisdiction store to w
+// (Config.Backup); it must not write anything before it knows it can serve
+// the backup, so an early error becomes a problem answer.
+type BackupFunc func(ctx context.Context, w io.Writer) error
+
+// countingWriter counts what reached the client.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// clusterBackup handles GET /v1/cluster/backup?jurisdiction=J: a consistent
+// copy of J's store (storage's backup format), streamed. Only a node of J
+// serves it: a backup is every record of the jurisdiction, so another
+// jurisdiction's node neither takes it nor relays it (403
+// residency_violation).
+func (s *Server) clusterBackup(w http.ResponseWriter, r *http.Request) error {
+	j := r.URL.Query().Get("jurisdiction")
+	if j == "" {
+		return badRequest("query parameter jurisdiction is required")
+	}
+	if _, ok := s.firstCity(j); !ok {
+		return invalid("jurisdiction %q is not a jurisdiction of the topology", j)
+	}
+	if j != s.jurisdiction {
+		return &apiError{http.StatusForbidden, CodeResidencyViolation,
+			fmt.Sprintf("a backup of jurisdiction %s holds all its records and may not be taken through or onto a node of %s: ask a node of %s", j, s.jurisdiction, j), nil}
+	}
+	if s.cfg.Backup == nil {
+		return errNotWired("Backup")
+	}
+	// The server's write timeout (30 s) is for answers, not for streaming a
+	// jurisdiction's store: a large one over a slow link takes longer.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(BackupWriteTimeout))
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", j+".bpbackup"))
+	w.Header().Set("Cache-Control", "no-store")
+	cw := &countingWriter{w: w}
+	if err := s.cfg.Backup(r.Context(), cw); err != nil {
+		if cw.n == 0 {
+			w.Header().Del("Content-Disposition")
+			return err
+		}
+		// Too late for a problem: the client sees a short stream, which its
+		// checksum check refuses.
+		s.log.ErrorContext(r.Context(), "edge: backup stream broken", "jurisdiction", j, "bytes_sent", cw.n, "err", err)
+		panic(http.ErrAbortHandler)
+	}
 	return nil
 }

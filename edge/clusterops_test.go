@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -143,4 +144,39 @@ func TestCluster_OperatorDefaults(t *testing.T) {
 		c.Status = func(context.Context) (ClusterStatus, error) { return ClusterStatus{}, storage.ErrClosed }
 	})
 	wantStatus(t, h2.do(call{method: "GET", path: "/v1/cluster/status", valid: true}), http.StatusServiceUnavailable)
+}
+
+// TestCluster_BackupRoute: GET /v1/cluster/backup streams what Config.Backup
+// writes for the node's own jurisdiction; another jurisdiction is refused 403
+// residency_violation (never relayed); a missing or unknown one is a 400/422;
+// an error before any byte is a problem answer.
+func TestCluster_BackupRoute(t *testing.T) {
+	var fail atomic.Bool
+	h := newHarnessWith(t, func(c *Config) {
+		c.Backup = func(ctx context.Context, w io.Writer) error {
+			if fail.Load() {
+				return fmt.Errorf("cluster: %w", storage.ErrNotLeader)
+			}
+			_, err := io.WriteString(w, "BPBACKUP-body")
+			return err
+		}
+	})
+	rec := h.do(call{method: "GET", path: "/v1/cluster/backup?jurisdiction=ar", valid: true})
+	wantStatus(t, rec, http.StatusOK)
+	if rec.Body.String() != "BPBACKUP-body" || rec.Header().Get("Content-Type") != "application/octet-stream" {
+		t.Fatalf("backup answer: %q %v", rec.Body.String(), rec.Header())
+	}
+	rec = h.do(call{method: "GET", path: "/v1/cluster/backup?jurisdiction=us", valid: true})
+	wantStatus(t, rec, http.StatusForbidden)
+	if !strings.Contains(rec.Body.String(), CodeResidencyViolation) {
+		t.Fatalf("a backup of us on an ar node: %s", rec.Body.String())
+	}
+	wantStatus(t, h.do(call{method: "GET", path: "/v1/cluster/backup"}), http.StatusBadRequest)
+	wantStatus(t, h.do(call{method: "GET", path: "/v1/cluster/backup?jurisdiction=zz", valid: true}), http.StatusUnprocessableEntity)
+	fail.Store(true)
+	rec = h.do(call{method: "GET", path: "/v1/cluster/backup?jurisdiction=ar", valid: true})
+	wantStatus(t, rec, http.StatusServiceUnavailable)
+	if rec.Header().Get("Content-Disposition") != "" {
+		t.Fatalf("a refused backup answers as an attachment: %v", rec.Header())
+	}
 }

@@ -180,6 +180,9 @@ type Config struct {
 	// ErrMemberAlive (409); an error wrapping ErrUnknownMember is a 404. Default
 	// nil: the route answers 503.
 	Remove func(ctx context.Context, id string, force bool) error
+	// Backup streams a consistent backup of this node's jurisdiction store
+	// (GET /v1/cluster/backup). Default nil: the route answers 503.
+	Backup BackupFunc
 
 	// Auth verifies the bearer tokens of people against the token key set (see
 	// package edge/auth and security.md). Required: no route but the public ones

@@ -121,6 +121,8 @@ func New(cfg Config) (*Server, error) {
 		{http.MethodGet, "/v1/cluster/status", s.clusterStatus, nil, operatorOnly},
 		{http.MethodPost, "/v1/cluster/leave", s.clusterLeave, nil, operatorOnly},
 		{http.MethodPost, "/v1/cluster/members/{id}/remove", s.clusterRemove, nil, operatorOnly},
+		// Issue 10: never relayed (a backup is all of a jurisdiction's records).
+		{http.MethodGet, "/v1/cluster/backup", s.clusterBackup, nil, operatorOnly},
 		{http.MethodGet, "/healthz", s.healthz, nil, publicAccess},
 		{http.MethodGet, "/readyz", s.readyz, nil, publicAccess},
 		{http.MethodGet, "/metrics", func(w http.ResponseWriter, r *http.Request) error {

@@ -83,6 +83,9 @@ func ReadIdentity(dataDir string) (DirIdentity, error) {
 	if id.HasState, err = ls.hasState(); err != nil {
 		return id, err
 	}
+	if restoredPending(dataDir) {
+		id.HasState = true // Open founds a group on the restored records
+	}
 	if snaps, err := os.ReadDir(filepath.Join(dataDir, SnapshotsDir)); err == nil {
 		for _, e := range snaps {
 			if e.IsDir() && !strings.HasSuffix(e.Name(), ".tmp") {

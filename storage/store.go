@@ -420,7 +420,13 @@ func Open(cfg Config) (_ *Store, err error) {
 	rc := cfg.raftConfig(s.logger)
 	notify := make(chan bool, 16)
 	rc.NotifyCh = notify
-	if cfg.Bootstrap {
+	restored := restoredPending(cfg.DataDir)
+	if restored {
+		if err := s.seedRestoredGroup(rc); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Bootstrap || restored {
 		has, err := raft.HasExistingState(s.logs, s.logs, s.snaps)
 		if err != nil {
 			return nil, fmt.Errorf("storage: %w", err)
@@ -432,7 +438,16 @@ func Open(cfg Config) (_ *Store, err error) {
 			if err := raft.BootstrapCluster(rc, s.logs, s.logs, s.snaps, s.trans, conf); err != nil {
 				return nil, fmt.Errorf("storage: bootstrap: %w", err)
 			}
-			s.logger.Info("bootstrapped new raft group", "addr", s.trans.LocalAddr())
+			s.logger.Info("bootstrapped new raft group", "addr", s.trans.LocalAddr(), "restored_from_backup", restored)
+		}
+		if restored {
+			// Raft holds the new group's configuration (now or since an
+			// earlier Open that crashed before this): the marker has done
+			// its work.
+			if err := os.Remove(filepath.Join(cfg.DataDir, RestoredMarker)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("storage: remove %s: %w", RestoredMarker, err)
+			}
+			_ = syncDir(cfg.DataDir)
 		}
 	}
 	cache, err := raft.NewLogCache(logCacheSize, s.logs)

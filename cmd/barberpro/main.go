@@ -58,7 +58,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newNodeCmd(), newCACmd(), newTokenCmd(), newKeysCmd(), newClusterCmd(), newAuditCmd(), newResidencyCmd(), newDemoCmd(), newBenchCmd(), newSimCmd(), newVersionCmd())
+	root.AddCommand(newNodeCmd(), newCACmd(), newTokenCmd(), newKeysCmd(), newClusterCmd(), newBackupCmd(), newRestoreCmd(), newAuditCmd(), newResidencyCmd(), newDemoCmd(), newBenchCmd(), newSimCmd(), newVersionCmd())
 	root.Version = Version // --version
 	root.SetVersionTemplate("barberpro {{.Version}}\n")
 	for _, c := range root.Commands() {

@@ -51,6 +51,10 @@ type nodeFlags struct {
 	tokenMaxTTL           time.Duration
 	subjectRate, ipRate   float64
 	subjectBurst, ipBurst int
+	// scheduled backups on the group's leader
+	backupDir   string
+	backupEvery time.Duration
+	backupKeep  int
 }
 
 func newNodeStartCmd() *cobra.Command {
@@ -70,7 +74,10 @@ jurisdiction's group only when --bootstrap-expect nodes of the jurisdiction
 (1 with --bootstrap) are alive in gossip, none of them (nor any other member of
 the jurisdiction it has heard of) holds Raft state or a cluster id, it has the
 lowest node id, and all that has held for the founding wait (15 s; 5 s with
---profile local), long enough for members that remember this node to knock.`,
+--profile local), long enough for members that remember this node to knock.
+A data dir written by ` + "`barberpro restore`" + ` is the exception: the node founds a NEW
+group on it at once (a new cluster id), holding the backup's records; the
+jurisdiction's other nodes then join it with empty data dirs.`,
 		Example: `  export BARBERPRO_GOSSIP_KEY=$(head -c 32 /dev/urandom | base64)
   barberpro ca init --dir ./pki/ca
   barberpro token init --dir ./data/tokens
@@ -154,6 +161,16 @@ lowest node id, and all that has held for the founding wait (15 s; 5 s with
 			}
 			cfg.Limits.PerSubject, cfg.Limits.SubjectBurst = rate.Limit(f.subjectRate), f.subjectBurst
 			cfg.Limits.PerIP, cfg.Limits.IPBurst = rate.Limit(f.ipRate), f.ipBurst
+			if f.backupDir != "" && f.backupEvery <= 0 {
+				return usagef("--backup-dir needs --backup-every (e.g. 1h)")
+			}
+			if f.backupKeep < 0 {
+				return usagef("--backup-keep must not be negative")
+			}
+			cfg.BackupDir, cfg.BackupEvery, cfg.BackupKeep = f.backupDir, f.backupEvery, f.backupKeep
+			if f.backupDir == "" {
+				cfg.BackupEvery = 0
+			}
 			cfg.Topology, cfg.Logger = top, log
 			return runNode(cmd.Context(), cfg)
 		},
@@ -191,6 +208,9 @@ lowest node id, and all that has held for the founding wait (15 s; 5 s with
 	fl.IntVar(&f.subjectBurst, "rate-burst", ldef.SubjectBurst, "requests one token subject may send to this node at once")
 	fl.Float64Var(&f.ipRate, "ip-rate-limit", float64(ldef.PerIP), "requests per second one client IP without a valid token may send, sustained")
 	fl.IntVar(&f.ipBurst, "ip-rate-burst", ldef.IPBurst, "requests one client IP without a valid token may send at once")
+	fl.StringVar(&f.backupDir, "backup-dir", "", "directory where this node writes a backup of its jurisdiction's store every --backup-every while it leads its Raft group (files <jurisdiction>-<time>-<index>.bpbackup; restore with barberpro restore); empty: no scheduled backups")
+	fl.DurationVar(&f.backupEvery, "backup-every", time.Hour, "interval of scheduled backups (with --backup-dir)")
+	fl.IntVar(&f.backupKeep, "backup-keep", 48, "how many scheduled backup files to keep (the oldest beyond are removed; 0 keeps all)")
 	fl.StringVar(&f.profile, "profile", "lan", "timing preset: lan (cities on a LAN/WAN) or local (one machine: fast failure detection, for tests and simulations)")
 	return cmd
 }

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/barberpro/edge/cluster/topology"
+	"github.com/barberpro/edge/edge/client"
+	"github.com/barberpro/edge/storage"
+)
+
+func newBackupCmd() *cobra.Command {
+	var (
+		addr, token, jurisdiction, out string
+		timeout                        time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "backup",
+		Short: "Take a consistent backup of a jurisdiction's store from one of its nodes",
+		Long: `Take a consistent backup of a jurisdiction's store: the node at --addr (a node
+of that jurisdiction; any other answers 403 residency_violation, a backup is never
+relayed) streams one read transaction of its store after a linearizable read, with
+a header (cluster id, jurisdiction, Raft applied index, time) and a SHA-256
+trailer. The checksum is verified before the file is renamed into place (written
+atomically: OUT.tmp-*, fsync, rename).`,
+		Example: `  barberpro backup --addr http://127.0.0.11:8080 --jurisdiction ar --out ar.bpbackup --token "$BARBERPRO_TOKEN"`,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if token == "" {
+				return usagef("--token is required: backups need an operator token (barberpro token issue --role operator)")
+			}
+			if jurisdiction == "" || out == "" {
+				return usagef("--jurisdiction and --out are required")
+			}
+			u, err := url.Parse(addr)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return usagef("--addr %q is not a node's API URL: give one like http://127.0.0.11:8080", addr)
+			}
+			start := time.Now()
+			h, size, err := fetchBackup(cmd, addr, token, jurisdiction, out, timeout)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "backup of %s written to %s: %d bytes, cluster id %s, applied index %d, taken %s by %s in %s\n",
+				h.Jurisdiction, out, size, h.ClusterID, h.AppliedIndex, h.TakenAt.Format(time.RFC3339), h.Node, time.Since(start).Round(time.Millisecond))
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&addr, "addr", "http://127.0.0.11:8080", "API URL of a node of the jurisdiction")
+	fl.StringVar(&token, "token", "", "an operator's bearer token (barberpro token issue --role operator)")
+	fl.StringVar(&jurisdiction, "jurisdiction", "", "the jurisdiction to back up, e.g. ar (required)")
+	fl.StringVar(&out, "out", "", "file to write (required)")
+	fl.DurationVar(&timeout, "timeout", 30*time.Minute, "how long the whole transfer may take")
+	return cmd
+}
+
+// fetchBackup downloads the backup into a temporary file beside out, checks
+// it (format, length, SHA-256) while it streams, fsyncs and renames it to out.
+func fetchBackup(cmd *cobra.Command, addr, token, jurisdiction, out string, timeout time.Duration) (storage.BackupHeader, int64, error) {
+	var h storage.BackupHeader
+	req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet,
+		addr+"/v1/cluster/backup?jurisdiction="+url.QueryEscape(jurisdiction), nil)
+	if err != nil {
+		return h, 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := (&http.Client{Timeout: timeout}).Do(req)
+	if err != nil {
+		return h, 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		p := &client.Problem{Status: resp.StatusCode}
+		if json.Unmarshal(b, p) != nil || p.Detail == "" {
+			return h, 0, fmt.Errorf("backup: %s answered %s: %s", addr, resp.Status, b)
+		}
+		return h, 0, p
+	}
+	dir := filepath.Dir(out)
+	f, err := os.CreateTemp(dir, filepath.Base(out)+".tmp-*")
+	if err != nil {
+		return h, 0, err
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	bw := bufio.NewWriterSize(f, 1<<20)
+	cw := &countWriter{w: bw}
+	if h, err = storage.CopyBackup(cw, bufio.NewReaderSize(resp.Body, 1<<20)); err != nil {
+		return h, 0, fmt.Errorf("backup: the stream from %s is not a complete backup: %w", addr, err)
+	}
+	if h.Jurisdiction != jurisdiction {
+		return h, 0, fmt.Errorf("backup: %s sent a backup of %q, not %q", addr, h.Jurisdiction, jurisdiction)
+	}
+	if err := bw.Flush(); err != nil {
+		return h, 0, err
+	}
+	if err := f.Sync(); err != nil {
+		return h, 0, err
+	}
+	if err := f.Close(); err != nil {
+		return h, 0, err
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return h, 0, err
+	}
+	ok = true
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return h, cw.n, nil
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func newRestoreCmd() *cobra.Command {
+	var from, dataDir, id, city, topologyFile string
+	cmd := &cobra.Command{
+		Use:   "restore",
+		Short: "Seed an empty data dir from a backup: the node started on it founds a NEW group",
+		Long: `Seed an empty data dir from a backup file (barberpro backup, or a scheduled one
+from node start --backup-dir). The checksum is verified first. The data dir then
+holds the backup's records with the Raft applied index reset and no cluster id, and
+a restored.json marker: ` + "`node start`" + ` on it (same --id, --city, --data-dir) bootstraps
+a single-voter Raft group of that node at once (no founding wait, whatever
+--bootstrap-expect says), whose first leader gives it a NEW cluster id — a
+restored group never merges into the group the backup came from. Start the other
+nodes of the jurisdiction with EMPTY data dirs and --join: they join it as new
+servers. Erasures the backup holds are replayed into the KEK's erasure ledger and
+shredded from the restored files at start.`,
+		Example: `  barberpro restore --from ar.bpbackup --data-dir ./data/ba-1 --id ba-1 --city buenos-aires
+  barberpro node start --id ba-1 --city buenos-aires --data-dir ./data/ba-1 ...`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if from == "" || dataDir == "" || id == "" || city == "" {
+				return usagef("--from, --data-dir, --id and --city are required")
+			}
+			top, err := topology.Load(topologyFile)
+			if err != nil {
+				return usageError{err}
+			}
+			c, err := top.City(city)
+			if err != nil {
+				return usageError{err}
+			}
+			start := time.Now()
+			h, err := storage.VerifyBackupFile(from)
+			if err != nil {
+				return err
+			}
+			if h.Jurisdiction != c.Jurisdiction {
+				return fmt.Errorf("restore: %s is a backup of jurisdiction %q; %s (%s) is in %q: a jurisdiction's records are restored only onto its own nodes",
+					from, h.Jurisdiction, id, city, c.Jurisdiction)
+			}
+			if _, err := storage.RestoreBackup(from, dataDir); err != nil {
+				if errors.Is(err, storage.ErrBadBackup) {
+					return err
+				}
+				return fmt.Errorf("restore: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "restored %s (cluster id %s, applied index %d, taken %s) into %s in %s\n"+
+				"start %s on it: it founds a new %s group (a new cluster id); start the other %s nodes with empty data dirs and --join\n",
+				from, h.ClusterID, h.AppliedIndex, h.TakenAt.Format(time.RFC3339), dataDir, time.Since(start).Round(time.Millisecond),
+				id, h.Jurisdiction, h.Jurisdiction)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&from, "from", "", "backup file (required)")
+	fl.StringVar(&dataDir, "data-dir", "", "the node's data dir: must be empty or absent (required)")
+	fl.StringVar(&id, "id", "", "id of the node that will start on it (required)")
+	fl.StringVar(&city, "city", "", "city of that node; its jurisdiction must be the backup's (required)")
+	fl.StringVar(&topologyFile, "topology", "", "topology YAML file (cities, verticals); default the embedded one")
+	return cmd
+}

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/barberpro/edge/storage"
+	st "github.com/barberpro/edge/storage/storagetest"
+)
+
+// TestRestore_CLI: `barberpro restore` refuses (exit 1, saying why) a file
+// that is not a backup, a city of another jurisdiction and a non-empty data
+// dir; it seeds an empty one (restored.json written); bad usage exits 2.
+func TestRestore_CLI(t *testing.T) {
+	cfg := st.Config(t)
+	cfg.Jurisdiction = "ar"
+	s := st.MustOpen(t, cfg)
+	file := filepath.Join(t.TempDir(), "ar.bpbackup")
+	if _, err := s.BackupToFile(context.Background(), file); err != nil {
+		t.Fatal(err)
+	}
+	garbage := filepath.Join(t.TempDir(), "garbage")
+	os.WriteFile(garbage, []byte("not a backup at all"), 0o600)
+	used := t.TempDir()
+	os.WriteFile(filepath.Join(used, "fsm.db"), []byte("x"), 0o600)
+
+	run := func(args ...string) (int, string) {
+		out, err := exec.Command(binary, append([]string{"restore"}, args...)...).CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), string(out)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0, string(out)
+	}
+	for _, c := range []struct {
+		name     string
+		args     []string
+		code     int
+		contains string
+	}{
+		{"no flags", nil, 2, "required"},
+		{"garbage", []string{"--from", garbage, "--data-dir", filepath.Join(t.TempDir(), "d"), "--id", "ba-1", "--city", "buenos-aires"}, 1, "not a valid backup"},
+		{"another jurisdiction", []string{"--from", file, "--data-dir", filepath.Join(t.TempDir(), "d"), "--id", "us-1", "--city", "us-east"}, 1, "jurisdiction"},
+		{"used data dir", []string{"--from", file, "--data-dir", used, "--id", "ba-1", "--city", "buenos-aires"}, 1, "not empty"},
+	} {
+		code, out := run(c.args...)
+		if code != c.code || !strings.Contains(out, c.contains) {
+			t.Errorf("%s: exit %d %q, want %d and %q", c.name, code, out, c.code, c.contains)
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "ba-1")
+	if code, out := run("--from", file, "--data-dir", dir, "--id", "ba-1", "--city", "buenos-aires"); code != 0 {
+		t.Fatalf("restore: exit %d %s", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, storage.RestoredMarker)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBackup_CLIRefusesABadStream: `barberpro backup` from a node that sends
+// a corrupted (or cut) stream exits 1 and leaves no file at --out; a problem
+// answer is printed with its code.
+func TestBackup_CLIRefusesABadStream(t *testing.T) {
+	cfg := st.Config(t)
+	cfg.Jurisdiction = "ar"
+	s := st.MustOpen(t, cfg)
+	var good bytes.Buffer
+	if _, err := s.Backup(context.Background(), &good); err != nil {
+		t.Fatal(err)
+	}
+	var mode atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b := append([]byte(nil), good.Bytes()...)
+		switch mode.Load() {
+		case "flip":
+			b[len(b)/2] ^= 1
+		case "cut":
+			b = b[:len(b)-100]
+		case "problem":
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusForbidden)
+			io.WriteString(w, `{"type":"about:blank","title":"Forbidden","status":403,"code":"residency_violation","detail":"no"}`)
+			return
+		}
+		w.Write(b)
+	}))
+	defer srv.Close()
+	for _, m := range []string{"flip", "cut", "problem", "good"} {
+		mode.Store(m)
+		out := filepath.Join(t.TempDir(), "ar.bpbackup")
+		msg, err := exec.Command(binary, "backup", "--addr", srv.URL, "--jurisdiction", "ar", "--out", out, "--token", "t").CombinedOutput()
+		_, statErr := os.Stat(out)
+		if m == "good" {
+			if err != nil || statErr != nil {
+				t.Fatalf("a good stream: %v %s %v", err, msg, statErr)
+			}
+			continue
+		}
+		if err == nil || statErr == nil {
+			t.Errorf("%s: exit %v, file %v: %s", m, err, statErr, msg)
+		}
+		if m == "problem" && !strings.Contains(string(msg), "residency_violation") {
+			t.Errorf("problem not shown: %s", msg)
+		}
+		if left, _ := filepath.Glob(out + ".tmp-*"); len(left) > 0 {
+			t.Errorf("%s: temporary files left: %v", m, left)
+		}
+	}
+}
