@@ -590,7 +590,17 @@ func (n *Node) Leave(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}
-	// Withdraw this node's actor kinds first and say it is leaving: every node
+	// Hand Raft leadership over before anything else changes: the meta change
+	// below makes every peer probe this node again, and until they have,
+	// requests forwarded to it (proposals, read indexes) cannot reach it — a
+	// leader in that window failed reads with "no leader served the read
+	// index" (Test_Cluster_GracefulLeaveLosesNoRequest under CI load).
+	if n.store.IsLeader() {
+		if err := n.store.TransferLeadership(ctx); err != nil && !errors.Is(err, storage.ErrNoOtherVoter) {
+			errs = append(errs, fmt.Errorf("transfer leadership: %w", err))
+		}
+	}
+	// Withdraw this node's actor kinds and say it is leaving: every node
 	// (this one included) then places its calendars elsewhere, and no Raft
 	// leader adds it back once removed, while the actor system stays up to
 	// finish the requests in flight and to reach the Raft leader below.
@@ -601,6 +611,7 @@ func (n *Node) Leave(ctx context.Context) error {
 	case <-time.After(leaveDrain):
 	case <-ctx.Done():
 	}
+	// Leadership may have come back meanwhile (an election among few voters).
 	if n.store.IsLeader() {
 		if err := n.store.TransferLeadership(ctx); err != nil && !errors.Is(err, storage.ErrNoOtherVoter) {
 			errs = append(errs, fmt.Errorf("transfer leadership: %w", err))
