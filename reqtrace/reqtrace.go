@@ -39,7 +39,9 @@ type Info struct {
 }
 
 // Valid reports whether i was begun (a zero Info is not).
-func (i Info) Valid() bool { return i.RequestID != "" && i.TraceID != [16]byte{} && i.SpanID != [8]byte{} }
+func (i Info) Valid() bool {
+	return i.RequestID != "" && i.TraceID != [16]byte{} && i.SpanID != [8]byte{}
+}
 
 // TraceIDHex is the trace id as 32 lowercase hex digits.
 func (i Info) TraceIDHex() string { return hex.EncodeToString(i.TraceID[:]) }
