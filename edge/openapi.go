@@ -32,6 +32,7 @@ func OpenAPI() (*openapi3.T, error) {
 			specErr = fmt.Errorf("edge: openapi.yaml: %w", err)
 			return
 		}
+		addTraceHeaders(doc) // every operation's X-Request-Id and traceparent
 		if err := doc.Validate(loader.Context); err != nil {
 			specErr = fmt.Errorf("edge: openapi.yaml: %w", err)
 			return

@@ -74,6 +74,9 @@ type problemBody struct {
 	// Conflicts is set on the 409 of a series only: the starts of the
 	// occurrences that collide (never which booking they collide with).
 	Conflicts []string `json:"conflicts,omitempty"`
+	// Instance names the request answered ("urn:barberpro:request:<id>",
+	// reqid.go), for the caller to quote and operators to find in the logs.
+	Instance string `json:"instance,omitempty"`
 }
 
 // apiError is an error a handler answers with as it is: its status, code and
@@ -314,6 +317,9 @@ func writeProblem(w http.ResponseWriter, status int, code, detail string) {
 
 // writeProblemBody writes the RFC 9457 problem p.
 func writeProblemBody(w http.ResponseWriter, status int, p problemBody) {
+	if p.Instance == "" {
+		p.Instance = instanceOf(w)
+	}
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
