@@ -11,9 +11,11 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/barberpro/edge/actors/calendar"
+	"github.com/barberpro/edge/actors/internal/activation"
 	"github.com/barberpro/edge/cluster/placement"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
+	"github.com/barberpro/edge/reqtrace"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -108,6 +110,9 @@ type calendarActor struct {
 	dir        activations // may be nil
 	log        *slog.Logger
 	system     *actor.ActorSystem
+	// rctx is the context of the request being handled (its request id and
+	// trace: activation.Traced), nil between requests; log with lctx().
+	rctx context.Context
 
 	loadErr  error
 	loadCode calendarv1.ErrorCode
@@ -134,10 +139,10 @@ func newCalendarActor(providerID string, cfg *Config, dir activations) *calendar
 		cfg:        cfg,
 		store:      cfg.Store,
 		dir:        dir,
-		log:        cfg.Logger,
+		log:        reqtrace.Logger(cfg.Logger),
 	}
 	if providerID != "" {
-		a.log = cfg.Logger.With(slog.String("provider_id", providerID))
+		a.log = a.log.With(slog.String("provider_id", providerID))
 	}
 	return a
 }
@@ -193,9 +198,13 @@ func (a *calendarActor) Receive(ctx actor.Context) {
 	case *confirmed:
 		a.onConfirmed(ctx, m)
 	case *localRequest:
+		a.rctx = activation.Traced(context.Background(), m.msg)
 		a.handle(ctx, m.msg, waiter{pid: ctx.Sender(), local: true})
+		a.rctx = nil
 	case proto.Message:
+		a.rctx = activation.Traced(context.Background(), m)
 		a.handle(ctx, m, waiter{pid: ctx.Sender()})
+		a.rctx = nil
 	}
 	if a.retired && len(a.ops) == 0 && !a.stopSent {
 		a.stopSent = true
@@ -204,6 +213,15 @@ func (a *calendarActor) Receive(ctx actor.Context) {
 }
 
 func (a *calendarActor) now() time.Time { return a.cfg.Clock() }
+
+// lctx is the context of the actor's log lines: the request's being handled
+// (its request id and trace reach the line through reqtrace.Handler), else none.
+func (a *calendarActor) lctx() context.Context {
+	if a.rctx != nil {
+		return a.rctx
+	}
+	return context.Background()
+}
 
 func (a *calendarActor) reply(ctx actor.Context, w waiter, r *calendarv1.Reply, cause error) {
 	if w.pid == nil {
@@ -319,6 +337,7 @@ func (a *calendarActor) handle(ctx actor.Context, msg proto.Message, w waiter) {
 			"request for provider %q reached the calendar of %q", pid, a.providerID), nil)
 		return
 	}
+	a.log.DebugContext(a.lctx(), "calendar request", slog.String("kind", string(msg.ProtoReflect().Descriptor().Name())))
 	switch r := msg.(type) {
 	case *calendarv1.BookRequest:
 		a.book(ctx, r, w)
