@@ -53,6 +53,9 @@ type op struct {
 	booking  *bookingv1.Booking
 	provider *bookingv1.Provider
 	req      proto.Message // opFetch, opConfirm: the request to re-handle
+	// rctx is the context of the request that began the op (its request id
+	// and trace), for the log lines of its verdict; nil if none.
+	rctx context.Context
 	// opSeries: the series and its occurrences as proposed; opConfirm: the
 	// bookings memory says are in the way.
 	series   *bookingv1.Series
@@ -192,19 +195,21 @@ func (a *calendarActor) Receive(ctx actor.Context) {
 			a.grains.Add(-1)
 		}
 	case *proposed:
+		a.rctx = m.op.rctx
 		a.onProposed(ctx, m)
+		a.rctx = nil
 	case *fetched:
+		a.rctx = m.op.rctx
 		a.onFetched(ctx, m)
+		a.rctx = nil
 	case *confirmed:
+		a.rctx = m.op.rctx
 		a.onConfirmed(ctx, m)
+		a.rctx = nil
 	case *localRequest:
-		a.rctx = activation.Traced(context.Background(), m.msg)
 		a.handle(ctx, m.msg, waiter{pid: ctx.Sender(), local: true})
-		a.rctx = nil
 	case proto.Message:
-		a.rctx = activation.Traced(context.Background(), m)
 		a.handle(ctx, m, waiter{pid: ctx.Sender()})
-		a.rctx = nil
 	}
 	if a.retired && len(a.ops) == 0 && !a.stopSent {
 		a.stopSent = true
@@ -235,7 +240,7 @@ func (a *calendarActor) reply(ctx actor.Context, w waiter, r *calendarv1.Reply, 
 }
 
 func (a *calendarActor) newOp(kind opKind, key string, hash []byte, w waiter) *op {
-	o := &op{id: opIDs.Add(1), kind: kind, key: key, hash: hash, waiters: []waiter{w}}
+	o := &op{id: opIDs.Add(1), kind: kind, key: key, hash: hash, waiters: []waiter{w}, rctx: a.rctx}
 	a.ops[o.id] = o
 	if key != "" {
 		a.keys[key] = o
@@ -259,9 +264,9 @@ func (a *calendarActor) propose(ctx actor.Context, o *op, cmd *bookingv1.Command
 	cmd.IdempotencyKey = o.key
 	cmd.RequestHash = o.hash
 	cmd.ProposedAtMs = a.now().UnixMilli()
-	self, root, store, timeout := ctx.Self(), a.system.Root, a.store, a.cfg.RequestTimeout
+	self, root, store, timeout, rctx := ctx.Self(), a.system.Root, a.store, a.cfg.RequestTimeout, a.lctx()
 	go func() {
-		c, cancel := context.WithTimeout(context.Background(), timeout)
+		c, cancel := context.WithTimeout(rctx, timeout) // the request's ids, for the store's log lines
 		res, err := store.Propose(c, cmd)
 		cancel()
 		root.Send(self, &proposed{op: o, res: res, err: err})
@@ -273,10 +278,10 @@ func (a *calendarActor) propose(ctx actor.Context, o *op, cmd *bookingv1.Command
 func (a *calendarActor) fetch(ctx actor.Context, bookingID string, req proto.Message, w waiter) {
 	o := a.newOp(opFetch, "", nil, w)
 	o.req = req
-	self, root, store, timeout := ctx.Self(), a.system.Root, a.store, a.cfg.RequestTimeout
+	self, root, store, timeout, rctx := ctx.Self(), a.system.Root, a.store, a.cfg.RequestTimeout, a.lctx()
 	isNotFound := a.cfg.IsNotFound
 	go func() {
-		c, cancel := context.WithTimeout(context.Background(), timeout)
+		c, cancel := context.WithTimeout(rctx, timeout) // the request's ids, for the store's log lines
 		defer cancel()
 		b, err := store.Booking(c, bookingID)
 		if (err == nil && b == nil) || (err != nil && isNotFound(err)) {
@@ -306,6 +311,11 @@ func (a *calendarActor) finish(o *op) {
 
 // handle dispatches a calendar request.
 func (a *calendarActor) handle(ctx actor.Context, msg proto.Message, w waiter) {
+	// The request's ids and trace (its trace field) for the log lines about it,
+	// also when it is handled again (parked, confirmed, fetched).
+	prev := a.rctx
+	a.rctx = activation.Traced(context.Background(), msg)
+	defer func() { a.rctx = prev }()
 	if a.loadErr != nil {
 		a.reply(ctx, w, &calendarv1.Reply{Error: a.loadCode, Detail: a.loadErr.Error()}, nil)
 		return

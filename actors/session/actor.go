@@ -112,7 +112,7 @@ func (a *sessionActor) nowMs() int64 { return a.cfg.Clock().UnixMilli() }
 // its record committed; a refusal is answered even if its record could not be
 // written (it discloses nothing), and the failure is logged.
 func (a *sessionActor) serve(req *calendarv1.SessionRequest) *calendarv1.SessionReply {
-	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(a.lctx(), a.cfg.RequestTimeout) // the request's ids, for the store's log lines
 	defer cancel()
 	id := req.GetBookingId()
 	if a.bookingID != "" && id != a.bookingID {
