@@ -32,11 +32,11 @@ func OpenAPI() (*openapi3.T, error) {
 			specErr = fmt.Errorf("edge: openapi.yaml: %w", err)
 			return
 		}
-		addTraceHeaders(doc) // every operation's X-Request-Id and traceparent
 		if err := doc.Validate(loader.Context); err != nil {
 			specErr = fmt.Errorf("edge: openapi.yaml: %w", err)
 			return
 		}
+		addTraceHeaders(doc) // every operation's X-Request-Id and traceparent
 		b, err := json.Marshal(doc)
 		if err != nil {
 			specErr = fmt.Errorf("edge: openapi.yaml: %w", err)

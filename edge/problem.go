@@ -71,12 +71,12 @@ type problemBody struct {
 	Status int    `json:"status"`
 	Detail string `json:"detail"`
 	Code   string `json:"code"`
-	// Conflicts is set on the 409 of a series only: the starts of the
-	// occurrences that collide (never which booking they collide with).
-	Conflicts []string `json:"conflicts,omitempty"`
 	// Instance names the request answered ("urn:barberpro:request:<id>",
 	// reqid.go), for the caller to quote and operators to find in the logs.
 	Instance string `json:"instance,omitempty"`
+	// Conflicts is set on the 409 of a series only: the starts of the
+	// occurrences that collide (never which booking they collide with).
+	Conflicts []string `json:"conflicts,omitempty"`
 }
 
 // apiError is an error a handler answers with as it is: its status, code and
