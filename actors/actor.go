@@ -11,9 +11,11 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/barberpro/edge/actors/calendar"
+	"github.com/barberpro/edge/actors/internal/activation"
 	"github.com/barberpro/edge/cluster/placement"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
+	"github.com/barberpro/edge/reqtrace"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -51,6 +53,9 @@ type op struct {
 	booking  *bookingv1.Booking
 	provider *bookingv1.Provider
 	req      proto.Message // opFetch, opConfirm: the request to re-handle
+	// rctx is the context of the request that began the op (its request id
+	// and trace), for the log lines of its verdict; nil if none.
+	rctx context.Context
 	// opSeries: the series and its occurrences as proposed; opConfirm: the
 	// bookings memory says are in the way.
 	series   *bookingv1.Series
@@ -108,6 +113,9 @@ type calendarActor struct {
 	dir        activations // may be nil
 	log        *slog.Logger
 	system     *actor.ActorSystem
+	// rctx is the context of the request being handled (its request id and
+	// trace: activation.Traced), nil between requests; log with lctx().
+	rctx context.Context
 
 	loadErr  error
 	loadCode calendarv1.ErrorCode
@@ -134,10 +142,10 @@ func newCalendarActor(providerID string, cfg *Config, dir activations) *calendar
 		cfg:        cfg,
 		store:      cfg.Store,
 		dir:        dir,
-		log:        cfg.Logger,
+		log:        reqtrace.Logger(cfg.Logger),
 	}
 	if providerID != "" {
-		a.log = cfg.Logger.With(slog.String("provider_id", providerID))
+		a.log = a.log.With(slog.String("provider_id", providerID))
 	}
 	return a
 }
@@ -187,11 +195,17 @@ func (a *calendarActor) Receive(ctx actor.Context) {
 			a.grains.Add(-1)
 		}
 	case *proposed:
+		a.rctx = m.op.rctx
 		a.onProposed(ctx, m)
+		a.rctx = nil
 	case *fetched:
+		a.rctx = m.op.rctx
 		a.onFetched(ctx, m)
+		a.rctx = nil
 	case *confirmed:
+		a.rctx = m.op.rctx
 		a.onConfirmed(ctx, m)
+		a.rctx = nil
 	case *localRequest:
 		a.handle(ctx, m.msg, waiter{pid: ctx.Sender(), local: true})
 	case proto.Message:
@@ -205,6 +219,15 @@ func (a *calendarActor) Receive(ctx actor.Context) {
 
 func (a *calendarActor) now() time.Time { return a.cfg.Clock() }
 
+// lctx is the context of the actor's log lines: the request's being handled
+// (its request id and trace reach the line through reqtrace.Handler), else none.
+func (a *calendarActor) lctx() context.Context {
+	if a.rctx != nil {
+		return a.rctx
+	}
+	return context.Background()
+}
+
 func (a *calendarActor) reply(ctx actor.Context, w waiter, r *calendarv1.Reply, cause error) {
 	if w.pid == nil {
 		return
@@ -217,7 +240,7 @@ func (a *calendarActor) reply(ctx actor.Context, w waiter, r *calendarv1.Reply, 
 }
 
 func (a *calendarActor) newOp(kind opKind, key string, hash []byte, w waiter) *op {
-	o := &op{id: opIDs.Add(1), kind: kind, key: key, hash: hash, waiters: []waiter{w}}
+	o := &op{id: opIDs.Add(1), kind: kind, key: key, hash: hash, waiters: []waiter{w}, rctx: a.rctx}
 	a.ops[o.id] = o
 	if key != "" {
 		a.keys[key] = o
@@ -241,9 +264,9 @@ func (a *calendarActor) propose(ctx actor.Context, o *op, cmd *bookingv1.Command
 	cmd.IdempotencyKey = o.key
 	cmd.RequestHash = o.hash
 	cmd.ProposedAtMs = a.now().UnixMilli()
-	self, root, store, timeout := ctx.Self(), a.system.Root, a.store, a.cfg.RequestTimeout
+	self, root, store, timeout, rctx := ctx.Self(), a.system.Root, a.store, a.cfg.RequestTimeout, a.lctx()
 	go func() {
-		c, cancel := context.WithTimeout(context.Background(), timeout)
+		c, cancel := context.WithTimeout(rctx, timeout) // the request's ids, for the store's log lines
 		res, err := store.Propose(c, cmd)
 		cancel()
 		root.Send(self, &proposed{op: o, res: res, err: err})
@@ -255,10 +278,10 @@ func (a *calendarActor) propose(ctx actor.Context, o *op, cmd *bookingv1.Command
 func (a *calendarActor) fetch(ctx actor.Context, bookingID string, req proto.Message, w waiter) {
 	o := a.newOp(opFetch, "", nil, w)
 	o.req = req
-	self, root, store, timeout := ctx.Self(), a.system.Root, a.store, a.cfg.RequestTimeout
+	self, root, store, timeout, rctx := ctx.Self(), a.system.Root, a.store, a.cfg.RequestTimeout, a.lctx()
 	isNotFound := a.cfg.IsNotFound
 	go func() {
-		c, cancel := context.WithTimeout(context.Background(), timeout)
+		c, cancel := context.WithTimeout(rctx, timeout) // the request's ids, for the store's log lines
 		defer cancel()
 		b, err := store.Booking(c, bookingID)
 		if (err == nil && b == nil) || (err != nil && isNotFound(err)) {
@@ -288,6 +311,11 @@ func (a *calendarActor) finish(o *op) {
 
 // handle dispatches a calendar request.
 func (a *calendarActor) handle(ctx actor.Context, msg proto.Message, w waiter) {
+	// The request's ids and trace (its trace field) for the log lines about it,
+	// also when it is handled again (parked, confirmed, fetched).
+	prev := a.rctx
+	a.rctx = activation.Traced(context.Background(), msg)
+	defer func() { a.rctx = prev }()
 	if a.loadErr != nil {
 		a.reply(ctx, w, &calendarv1.Reply{Error: a.loadCode, Detail: a.loadErr.Error()}, nil)
 		return
@@ -319,6 +347,7 @@ func (a *calendarActor) handle(ctx actor.Context, msg proto.Message, w waiter) {
 			"request for provider %q reached the calendar of %q", pid, a.providerID), nil)
 		return
 	}
+	a.log.DebugContext(a.lctx(), "calendar request", slog.String("kind", string(msg.ProtoReflect().Descriptor().Name())))
 	switch r := msg.(type) {
 	case *calendarv1.BookRequest:
 		a.book(ctx, r, w)

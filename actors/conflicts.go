@@ -65,14 +65,14 @@ func (a *calendarActor) reservationOwner(busyID string) *op {
 func (a *calendarActor) confirmConflict(ctx actor.Context, bs []*bookingv1.Booking, req proto.Message, w waiter) {
 	o := a.newOp(opConfirm, "", nil, w)
 	o.req, o.bookings = req, bs
-	self, root, store, timeout := ctx.Self(), a.system.Root, a.store, a.cfg.RequestTimeout
+	self, root, store, timeout, rctx := ctx.Self(), a.system.Root, a.store, a.cfg.RequestTimeout, a.lctx()
 	ids := make([]string, len(bs))
 	for i, b := range bs {
 		ids[i] = b.GetId()
 	}
 	isNotFound := a.cfg.IsNotFound
 	go func() {
-		c, cancel := context.WithTimeout(context.Background(), timeout)
+		c, cancel := context.WithTimeout(rctx, timeout) // the request's ids, for the store's log lines
 		defer cancel()
 		err := store.LinearizableRead(c)
 		cur := make([]*bookingv1.Booking, len(ids))

@@ -77,6 +77,7 @@ func newLocalDirectory(system *actor.ActorSystem, cfg *Config) *localDirectory {
 
 // Request implements requester.
 func (d *localDirectory) Request(ctx context.Context, providerID string, msg proto.Message) (*calendarv1.Reply, error) {
+	activation.Stamp(ctx, msg) // inside localRequest, Directory.Request cannot
 	res, err := d.Directory.Request(ctx, providerID, &localRequest{msg: msg}, d.timeout)
 	if err != nil {
 		return nil, err

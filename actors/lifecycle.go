@@ -34,7 +34,7 @@ func (a *calendarActor) load() {
 	defer cancel()
 	if err := a.store.LinearizableRead(ctx); err != nil {
 		a.loadCode, a.loadErr = calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, fmt.Errorf("load provider %q: %w", a.providerID, err)
-		a.log.Warn("calendar activation failed", slog.Any("error", err))
+		a.log.WarnContext(a.lctx(), "calendar activation failed", slog.Any("error", err))
 		return
 	}
 	p, err := a.store.Provider(ctx, a.providerID)
@@ -44,15 +44,15 @@ func (a *calendarActor) load() {
 	}
 	if err != nil {
 		a.loadCode, a.loadErr = calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, fmt.Errorf("load provider %q: %w", a.providerID, err)
-		a.log.Warn("calendar activation failed", slog.Any("error", err))
+		a.log.WarnContext(a.lctx(), "calendar activation failed", slog.Any("error", err))
 		return
 	}
 	if err := a.loadBookings(ctx, p); err != nil {
 		a.loadCode, a.loadErr = calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, err
-		a.log.Warn("calendar activation failed", slog.Any("error", err))
+		a.log.WarnContext(a.lctx(), "calendar activation failed", slog.Any("error", err))
 		return
 	}
-	a.log.Debug("calendar activated", slog.Int("bookings", len(a.bookings)))
+	a.log.DebugContext(a.lctx(), "calendar activated", slog.Int("bookings", len(a.bookings)))
 }
 
 // loadBookings replaces the in-memory calendar with the store's, keeping the
@@ -95,10 +95,10 @@ func (a *calendarActor) reload(reason string) error {
 		err = a.loadBookings(ctx, p)
 	}
 	if err != nil {
-		a.log.Warn("calendar reload failed", slog.String("reason", reason), slog.Any("error", err))
+		a.log.WarnContext(a.lctx(), "calendar reload failed", slog.String("reason", reason), slog.Any("error", err))
 		return err
 	}
-	a.log.Info("calendar reloaded from the store", slog.String("reason", reason), slog.Int("bookings", len(a.bookings)))
+	a.log.InfoContext(a.lctx(), "calendar reloaded from the store", slog.String("reason", reason), slog.Int("bookings", len(a.bookings)))
 	return nil
 }
 

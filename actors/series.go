@@ -238,7 +238,7 @@ func (a *calendarActor) settleSeries(o *op, res *bookingv1.CommandResult, rep *c
 			a.upsert(b, false)
 		}
 		if foreign {
-			a.log.Warn("a series of another provider was cancelled through this calendar", slog.Int("bookings", len(bs)))
+			a.log.WarnContext(a.lctx(), "a series of another provider was cancelled through this calendar", slog.Int("bookings", len(bs)))
 		}
 		rep.Series = res.GetSeries()
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/barberpro/edge/cluster/topology"
 	"github.com/barberpro/edge/edge"
 	"github.com/barberpro/edge/edge/auth"
+	"github.com/barberpro/edge/reqtrace"
 	"github.com/barberpro/edge/storage"
 	"github.com/barberpro/edge/storage/seal"
 )
@@ -121,7 +122,9 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: token keys (--token-keys; `barberpro token init --dir DIR` makes DIR/keys.json): %w", ErrBadConfig, err)
 	}
-	log := cfg.Logger.With("node", cfg.ID, "city", cfg.City)
+	// reqtrace.Logger: a line logged with a request's context (the edge's, an
+	// actor's) carries its request_id, trace_id and span_id.
+	log := reqtrace.Logger(cfg.Logger).With("node", cfg.ID, "city", cfg.City)
 	return &Node{cfg: cfg, city: city, log: log, tokens: tokens, served: make(chan error, 1), leaving: make(chan struct{}),
 		events: &eventLog{max: 32}}, nil
 }

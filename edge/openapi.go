@@ -36,6 +36,7 @@ func OpenAPI() (*openapi3.T, error) {
 			specErr = fmt.Errorf("edge: openapi.yaml: %w", err)
 			return
 		}
+		addTraceHeaders(doc) // every operation's X-Request-Id and traceparent
 		b, err := json.Marshal(doc)
 		if err != nil {
 			specErr = fmt.Errorf("edge: openapi.yaml: %w", err)

@@ -71,6 +71,9 @@ type problemBody struct {
 	Status int    `json:"status"`
 	Detail string `json:"detail"`
 	Code   string `json:"code"`
+	// Instance names the request answered ("urn:barberpro:request:<id>",
+	// reqid.go), for the caller to quote and operators to find in the logs.
+	Instance string `json:"instance,omitempty"`
 	// Conflicts is set on the 409 of a series only: the starts of the
 	// occurrences that collide (never which booking they collide with).
 	Conflicts []string `json:"conflicts,omitempty"`
@@ -314,6 +317,9 @@ func writeProblem(w http.ResponseWriter, status int, code, detail string) {
 
 // writeProblemBody writes the RFC 9457 problem p.
 func writeProblemBody(w http.ResponseWriter, status int, p problemBody) {
+	if p.Instance == "" {
+		p.Instance = instanceOf(w)
+	}
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}

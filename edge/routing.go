@@ -192,7 +192,7 @@ type forwardKey struct{}
 // request unchanged but for X-Barberpro-Forwarded-By (and hop-by-hop headers),
 // the answer streamed back verbatim. It stores, caches and logs nothing of either.
 func (s *Server) newProxy() *httputil.ReverseProxy {
-	return &httputil.ReverseProxy{
+	return traceProxy(&httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			fi := pr.In.Context().Value(forwardKey{}).(*forwardInfo)
 			pr.SetURL(fi.target)
@@ -215,7 +215,7 @@ func (s *Server) newProxy() *httputil.ReverseProxy {
 			writeProblem(w, http.StatusServiceUnavailable, CodeJurisdictionUnavailable,
 				fmt.Sprintf("the node of jurisdiction %s did not answer (%s); retry", fi.juris, reason))
 		},
-	}
+	})
 }
 
 // forward relays r to a live node of jurisdiction j (preferring city) within
@@ -288,6 +288,7 @@ func (s *Server) peerDo(ctx context.Context, label, method, j, path string, q ur
 	}
 	req.Header.Set(ForwardedByHeader, s.cfg.NodeID)
 	req.Header.Set("Accept", "application/json")
+	setTraceHeader(req, req.Header)
 	if c, ok := callerOf(ctx); ok && c.authorization != "" {
 		// The peer verifies the caller's token again and applies the route's access.
 		req.Header.Set("Authorization", c.authorization)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/barberpro/edge/edge/auth"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
+	"github.com/barberpro/edge/reqtrace"
 )
 
 // Server serves the HTTP API v1 of one node. It holds no state of its own beyond
@@ -79,7 +80,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), metrics: m, openapi: spec,
+	s := &Server{cfg: cfg, log: reqtrace.Logger(cfg.Logger), mux: http.NewServeMux(), metrics: m, openapi: spec,
 		limits: newLimiter(cfg.Limits, cfg.Clock)}
 	s.jurisdiction, _ = s.jurisdictionOf(cfg.City) // Validate checked the city
 	s.proxy = s.newProxy()
@@ -167,6 +168,7 @@ type peerKey struct{}
 func (s *Server) wrap(label string, h handlerFunc, loc locator, acc access, peer bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		r = traced(w, r) // request id and trace (reqid.go)
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
 			if v := recover(); v != nil {
@@ -182,6 +184,7 @@ func (s *Server) wrap(label string, h handlerFunc, loc locator, acc access, peer
 				}
 			}
 			s.metrics.observe(label, sw.statusCode(), time.Since(start))
+			s.logAccess(r, label, sw.statusCode(), time.Since(start))
 		}()
 		// Nothing is cacheable unless the handler says so (cacheFor): the
 		// psychology vertical's answers, errors included, are never stored. A

@@ -14,6 +14,7 @@ import (
 	"github.com/barberpro/edge/actors/internal/activation"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
+	"github.com/barberpro/edge/reqtrace"
 	"github.com/barberpro/edge/storage"
 	"github.com/barberpro/edge/storage/seal"
 	"google.golang.org/protobuf/proto"
@@ -50,11 +51,23 @@ type sessionActor struct {
 	dir       activations // nil for cluster grains
 	log       *slog.Logger
 	stopSent  bool
+	// rctx is the context of the request being served (its request id and
+	// trace: activation.Traced), nil between requests; log with lctx().
+	rctx context.Context
+}
+
+// lctx is the context of the actor's log lines: the request's being served
+// (its request id and trace reach the line through reqtrace.Handler), else none.
+func (a *sessionActor) lctx() context.Context {
+	if a.rctx != nil {
+		return a.rctx
+	}
+	return context.Background()
 }
 
 func newSessionActor(s *Sessions, bookingID string, dir activations) *sessionActor {
 	// Logs name no booking (security.md: logs carry no ids of people's records).
-	return &sessionActor{s: s, cfg: &s.cfg, bookingID: bookingID, dir: dir, log: s.cfg.Logger.With(slog.String("component", "session"))}
+	return &sessionActor{s: s, cfg: &s.cfg, bookingID: bookingID, dir: dir, log: reqtrace.Logger(s.cfg.Logger).With(slog.String("component", "session"))}
 }
 
 // Receive implements actor.Actor.
@@ -76,7 +89,10 @@ func (a *sessionActor) Receive(ctx actor.Context) {
 			a.dir.Stopped(a.bookingID, ctx.Self())
 		}
 	case *calendarv1.SessionRequest:
+		a.rctx = activation.Traced(context.Background(), m)
+		a.log.DebugContext(a.rctx, "session request", slog.String("action", actionOf(m)))
 		rep := a.serve(m)
+		a.rctx = nil
 		if ctx.Sender() != nil {
 			ctx.Respond(rep)
 		}
@@ -96,7 +112,7 @@ func (a *sessionActor) nowMs() int64 { return a.cfg.Clock().UnixMilli() }
 // its record committed; a refusal is answered even if its record could not be
 // written (it discloses nothing), and the failure is logged.
 func (a *sessionActor) serve(req *calendarv1.SessionRequest) *calendarv1.SessionReply {
-	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(a.lctx(), a.cfg.RequestTimeout) // the request's ids, for the store's log lines
 	defer cancel()
 	id := req.GetBookingId()
 	if a.bookingID != "" && id != a.bookingID {
@@ -120,7 +136,7 @@ func (a *sessionActor) serve(req *calendarv1.SessionRequest) *calendarv1.Session
 	}
 	outcome := outcomeOf(rep.GetError())
 	if err := a.appendAudit(ctx, rec, outcome); err != nil {
-		a.log.Warn("session audit record not written", slog.String("action", action),
+		a.log.WarnContext(a.lctx(), "session audit record not written", slog.String("action", action),
 			slog.String("outcome", outcome), slog.Any("error", err))
 		if rep.GetError() == calendarv1.ErrorCode_ERROR_CODE_UNSPECIFIED {
 			code := calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE
@@ -196,13 +212,13 @@ func (a *sessionActor) handle(ctx context.Context, req *calendarv1.SessionReques
 		// The local replica may trail the leader (this session's last write was
 		// applied there first): read only once it caught up.
 		if err := l.LinearizableRead(ctx); err != nil {
-			a.log.Warn("session: the store cannot catch up with its leader", slog.Any("error", err))
+			a.log.WarnContext(a.lctx(), "session: the store cannot catch up with its leader", slog.Any("error", err))
 			return errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "store: %v", err), false
 		}
 	}
 	b, err := a.cfg.Store.Booking(ctx, req.GetBookingId())
 	if err != nil && !isNotFound(err) {
-		a.log.Warn("session: booking lookup failed", slog.Any("error", err))
+		a.log.WarnContext(a.lctx(), "session: booking lookup failed", slog.Any("error", err))
 		return errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "store: %v", err), false
 	}
 	if err != nil || b == nil || b.GetSessionStatus() == bookingv1.SessionStatus_SESSION_STATUS_UNSPECIFIED {
@@ -308,7 +324,7 @@ func (a *sessionActor) putNotes(ctx context.Context, b *bookingv1.Booking, text 
 	// notes written since.
 	cur, err := a.cfg.Store.Note(ctx, b.GetId())
 	if err != nil && !isNotFound(err) {
-		a.log.Warn("session: notes lookup failed", slog.Any("error", err))
+		a.log.WarnContext(a.lctx(), "session: notes lookup failed", slog.Any("error", err))
 		return errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "store: the notes cannot be read now"), false
 	}
 	dk, rep := a.dataKey(ctx, b.GetClientId())
@@ -320,7 +336,7 @@ func (a *sessionActor) putNotes(ctx context.Context, b *bookingv1.Booking, text 
 	sn, err := dk.SealNote(b.GetId(), b.GetClientId(), plain)
 	clear(plain)
 	if err != nil {
-		a.log.Error("session: sealing notes failed", slog.Any("error", err))
+		a.log.ErrorContext(a.lctx(), "session: sealing notes failed", slog.Any("error", err))
 		return errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "the notes could not be sealed"), false
 	}
 	sn.ProviderId = b.GetProviderId()
@@ -349,19 +365,19 @@ func (a *sessionActor) getNotes(ctx context.Context, b *bookingv1.Booking) *cale
 	}
 	n, err := a.cfg.Store.Note(ctx, b.GetId())
 	if err != nil && !isNotFound(err) {
-		a.log.Warn("session: notes lookup failed", slog.Any("error", err))
+		a.log.WarnContext(a.lctx(), "session: notes lookup failed", slog.Any("error", err))
 		return errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "store: the notes cannot be read now")
 	}
 	if err != nil || n == nil {
 		return &calendarv1.SessionReply{Booking: b} // no notes yet
 	}
 	if n.GetClientId() != b.GetClientId() || n.GetBookingId() != b.GetId() {
-		a.log.Error("session: stored notes name another client or session than their booking")
+		a.log.ErrorContext(a.lctx(), "session: stored notes name another client or session than their booking")
 		return errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "the stored notes do not belong to this session")
 	}
 	ck, err := a.cfg.Store.ClientKey(ctx, b.GetClientId())
 	if err != nil && !isNotFound(err) {
-		a.log.Warn("session: client key lookup failed")
+		a.log.WarnContext(a.lctx(), "session: client key lookup failed")
 		return errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "store: the data key cannot be read now")
 	}
 	if err != nil || ck == nil {
@@ -369,11 +385,11 @@ func (a *sessionActor) getNotes(ctx context.Context, b *bookingv1.Booking) *cale
 		if rep := a.erased(ctx, b, n.GetKeyId()); rep != nil {
 			return rep
 		}
-		a.log.Error("session: notes stored without their client's data key")
+		a.log.ErrorContext(a.lctx(), "session: notes stored without their client's data key")
 		return errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "the notes' data key is missing")
 	}
 	if ck.GetKeyId() != n.GetKeyId() {
-		a.log.Error("session: notes sealed under another key than their client's")
+		a.log.ErrorContext(a.lctx(), "session: notes sealed under another key than their client's")
 		return errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "the notes were sealed under another data key")
 	}
 	dk, rep := a.unwrap(ck)
@@ -383,7 +399,7 @@ func (a *sessionActor) getNotes(ctx context.Context, b *bookingv1.Booking) *cale
 	defer dk.Wipe()
 	plain, err := dk.OpenNote(n)
 	if err != nil {
-		a.log.Error("session: notes cannot be opened", slog.Any("error", err))
+		a.log.ErrorContext(a.lctx(), "session: notes cannot be opened", slog.Any("error", err))
 		return errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "the notes cannot be opened")
 	}
 	text := string(plain)
@@ -419,7 +435,7 @@ func (a *sessionActor) erased(ctx context.Context, b *bookingv1.Booking, keyID s
 	case err == nil || isNotFound(err):
 		return nil
 	default:
-		a.log.Warn("session: erasure lookup failed")
+		a.log.WarnContext(a.lctx(), "session: erasure lookup failed")
 		return errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "store: the erasure record cannot be read now")
 	}
 }
@@ -430,7 +446,7 @@ func (a *sessionActor) erased(ctx context.Context, b *bookingv1.Booking, keyID s
 func (a *sessionActor) dataKey(ctx context.Context, clientID string) (*seal.DataKey, *calendarv1.SessionReply) {
 	ck, err := a.cfg.Store.ClientKey(ctx, clientID)
 	if err != nil && !isNotFound(err) {
-		a.log.Warn("session: client key lookup failed")
+		a.log.WarnContext(a.lctx(), "session: client key lookup failed")
 		return nil, errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "store: the data key cannot be read now")
 	}
 	if err == nil && ck != nil {
@@ -438,7 +454,7 @@ func (a *sessionActor) dataKey(ctx context.Context, clientID string) (*seal.Data
 	}
 	dk, nk, err := a.cfg.KEK.NewDataKey(clientID)
 	if err != nil {
-		a.log.Error("session: creating a data key failed", slog.Any("error", err))
+		a.log.ErrorContext(a.lctx(), "session: creating a data key failed", slog.Any("error", err))
 		return nil, errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "a data key could not be created")
 	}
 	nk.CreatedAtMs = a.nowMs()
@@ -465,7 +481,7 @@ func (a *sessionActor) unwrap(ck *bookingv1.ClientKey) (*seal.DataKey, *calendar
 		return nil, erasedReply()
 	}
 	if err != nil {
-		a.log.Error("session: a data key cannot be unwrapped", slog.Any("error", err))
+		a.log.ErrorContext(a.lctx(), "session: a data key cannot be unwrapped", slog.Any("error", err))
 		return nil, errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "the client's data key cannot be unwrapped on this node")
 	}
 	return dk, nil
@@ -499,7 +515,7 @@ func (a *sessionActor) verdict(res *bookingv1.CommandResult, err error, withDeta
 		return code, detail
 	}
 	if err != nil {
-		a.log.Warn("session: proposal failed", slog.Any("error", err))
+		a.log.WarnContext(a.lctx(), "session: proposal failed", slog.Any("error", err))
 		if errors.Is(err, storage.ErrStorageUnavailable) {
 			return calendarv1.ErrorCode_ERROR_CODE_STORAGE_UNAVAILABLE, "store: " + err.Error()
 		}

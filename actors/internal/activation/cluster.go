@@ -22,6 +22,7 @@ func RequestGrain[R any](ctx context.Context, cl *cluster.Cluster, kind, key str
 	}
 	var zero R
 	var last error
+	Stamp(ctx, msg) // the request msg serves, for the grain's log lines
 	for attempt := 0; ; attempt++ {
 		ch := make(chan result, 1)
 		go func() {

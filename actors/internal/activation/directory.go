@@ -109,6 +109,7 @@ func NewDirectory(system *actor.ActorSystem, props func(key string) *actor.Props
 // whose activation stopped without answering. Errors wrap Names.Unavailable.
 func (d *Directory) Request(ctx context.Context, key string, msg any, timeout time.Duration) (any, error) {
 	unavailable, what := d.opts.Unavailable, d.opts.Describe(key)
+	Stamp(ctx, msg) // the request msg serves, for the actor's log lines
 	deadline := time.Now().Add(timeout)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl

@@ -107,6 +107,61 @@ func (ErrorCode) EnumDescriptor() ([]byte, []int) {
 	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{0}
 }
 
+// RequestTrace names the HTTP request an actor request serves: its
+// X-Request-Id and the W3C traceparent of the edge's span (the actor's parent).
+// Neither holds personal data. Every request message carries it last, as trace.
+type RequestTrace struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Traceparent   string                 `protobuf:"bytes,2,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestTrace) Reset() {
+	*x = RequestTrace{}
+	mi := &file_calendar_v1_calendar_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestTrace) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestTrace) ProtoMessage() {}
+
+func (x *RequestTrace) ProtoReflect() protoreflect.Message {
+	mi := &file_calendar_v1_calendar_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestTrace.ProtoReflect.Descriptor instead.
+func (*RequestTrace) Descriptor() ([]byte, []int) {
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RequestTrace) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *RequestTrace) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
+}
+
 // BookRequest asks for a new booking. booking_id and idempotency_key are chosen by the
 // edge so that a retried request has one effect.
 type BookRequest struct {
@@ -129,13 +184,16 @@ type BookRequest struct {
 	// SCHEDULED for verticals whose bookings are sessions (topology: sessions),
 	// UNSPECIFIED otherwise; the actor copies it into the booking.
 	SessionStatus v1.SessionStatus `protobuf:"varint,11,opt,name=session_status,json=sessionStatus,proto3,enum=barberpro.booking.v1.SessionStatus" json:"session_status,omitempty"`
+	// trace: the request this message serves (request id, traceparent), for
+	// the actor's log lines.
+	Trace         *RequestTrace `protobuf:"bytes,12,opt,name=trace,proto3" json:"trace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BookRequest) Reset() {
 	*x = BookRequest{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[0]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -147,7 +205,7 @@ func (x *BookRequest) String() string {
 func (*BookRequest) ProtoMessage() {}
 
 func (x *BookRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[0]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -160,7 +218,7 @@ func (x *BookRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BookRequest.ProtoReflect.Descriptor instead.
 func (*BookRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{0}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *BookRequest) GetProviderId() string {
@@ -240,6 +298,13 @@ func (x *BookRequest) GetSessionStatus() v1.SessionStatus {
 	return v1.SessionStatus(0)
 }
 
+func (x *BookRequest) GetTrace() *RequestTrace {
+	if x != nil {
+		return x.Trace
+	}
+	return nil
+}
+
 // BookSeriesRequest asks for count occurrences every every_days days from
 // start_ms (the same local wall time each time, in the provider's time zone), all
 // or none. booking_ids (count of them) and series_id are chosen by the edge.
@@ -260,13 +325,16 @@ type BookSeriesRequest struct {
 	Audit           []*v1.AuditRecord      `protobuf:"bytes,13,rep,name=audit,proto3" json:"audit,omitempty"`
 	// session_status: as BookRequest's, for every occurrence.
 	SessionStatus v1.SessionStatus `protobuf:"varint,14,opt,name=session_status,json=sessionStatus,proto3,enum=barberpro.booking.v1.SessionStatus" json:"session_status,omitempty"`
+	// trace: the request this message serves (request id, traceparent), for
+	// the actor's log lines.
+	Trace         *RequestTrace `protobuf:"bytes,15,opt,name=trace,proto3" json:"trace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BookSeriesRequest) Reset() {
 	*x = BookSeriesRequest{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[1]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -278,7 +346,7 @@ func (x *BookSeriesRequest) String() string {
 func (*BookSeriesRequest) ProtoMessage() {}
 
 func (x *BookSeriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[1]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -291,7 +359,7 @@ func (x *BookSeriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BookSeriesRequest.ProtoReflect.Descriptor instead.
 func (*BookSeriesRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{1}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *BookSeriesRequest) GetProviderId() string {
@@ -392,20 +460,30 @@ func (x *BookSeriesRequest) GetSessionStatus() v1.SessionStatus {
 	return v1.SessionStatus(0)
 }
 
+func (x *BookSeriesRequest) GetTrace() *RequestTrace {
+	if x != nil {
+		return x.Trace
+	}
+	return nil
+}
+
 // CancelSeriesRequest cancels a series' occurrences from from_ms on (0: now).
 type CancelSeriesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ProviderId    string                 `protobuf:"bytes,1,opt,name=provider_id,json=providerId,proto3" json:"provider_id,omitempty"`
-	SeriesId      string                 `protobuf:"bytes,2,opt,name=series_id,json=seriesId,proto3" json:"series_id,omitempty"`
-	FromMs        int64                  `protobuf:"varint,3,opt,name=from_ms,json=fromMs,proto3" json:"from_ms,omitempty"`
-	Audit         []*v1.AuditRecord      `protobuf:"bytes,4,rep,name=audit,proto3" json:"audit,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ProviderId string                 `protobuf:"bytes,1,opt,name=provider_id,json=providerId,proto3" json:"provider_id,omitempty"`
+	SeriesId   string                 `protobuf:"bytes,2,opt,name=series_id,json=seriesId,proto3" json:"series_id,omitempty"`
+	FromMs     int64                  `protobuf:"varint,3,opt,name=from_ms,json=fromMs,proto3" json:"from_ms,omitempty"`
+	Audit      []*v1.AuditRecord      `protobuf:"bytes,4,rep,name=audit,proto3" json:"audit,omitempty"`
+	// trace: the request this message serves (request id, traceparent), for
+	// the actor's log lines.
+	Trace         *RequestTrace `protobuf:"bytes,5,opt,name=trace,proto3" json:"trace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CancelSeriesRequest) Reset() {
 	*x = CancelSeriesRequest{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[2]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -417,7 +495,7 @@ func (x *CancelSeriesRequest) String() string {
 func (*CancelSeriesRequest) ProtoMessage() {}
 
 func (x *CancelSeriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[2]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -430,7 +508,7 @@ func (x *CancelSeriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelSeriesRequest.ProtoReflect.Descriptor instead.
 func (*CancelSeriesRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{2}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CancelSeriesRequest) GetProviderId() string {
@@ -461,19 +539,29 @@ func (x *CancelSeriesRequest) GetAudit() []*v1.AuditRecord {
 	return nil
 }
 
+func (x *CancelSeriesRequest) GetTrace() *RequestTrace {
+	if x != nil {
+		return x.Trace
+	}
+	return nil
+}
+
 // CancelRequest cancels a booking of the provider.
 type CancelRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ProviderId    string                 `protobuf:"bytes,1,opt,name=provider_id,json=providerId,proto3" json:"provider_id,omitempty"`
-	BookingId     string                 `protobuf:"bytes,2,opt,name=booking_id,json=bookingId,proto3" json:"booking_id,omitempty"`
-	Audit         []*v1.AuditRecord      `protobuf:"bytes,3,rep,name=audit,proto3" json:"audit,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ProviderId string                 `protobuf:"bytes,1,opt,name=provider_id,json=providerId,proto3" json:"provider_id,omitempty"`
+	BookingId  string                 `protobuf:"bytes,2,opt,name=booking_id,json=bookingId,proto3" json:"booking_id,omitempty"`
+	Audit      []*v1.AuditRecord      `protobuf:"bytes,3,rep,name=audit,proto3" json:"audit,omitempty"`
+	// trace: the request this message serves (request id, traceparent), for
+	// the actor's log lines.
+	Trace         *RequestTrace `protobuf:"bytes,4,opt,name=trace,proto3" json:"trace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[3]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -485,7 +573,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[3]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -498,7 +586,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{3}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CancelRequest) GetProviderId() string {
@@ -522,6 +610,13 @@ func (x *CancelRequest) GetAudit() []*v1.AuditRecord {
 	return nil
 }
 
+func (x *CancelRequest) GetTrace() *RequestTrace {
+	if x != nil {
+		return x.Trace
+	}
+	return nil
+}
+
 // RescheduleRequest moves a booking of the provider to a new start.
 type RescheduleRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -534,13 +629,16 @@ type RescheduleRequest struct {
 	// consent_purpose is copied to RescheduleBooking.consent_purpose: the new
 	// time needs an active consent, as a new booking does.
 	ConsentPurpose string `protobuf:"bytes,7,opt,name=consent_purpose,json=consentPurpose,proto3" json:"consent_purpose,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// trace: the request this message serves (request id, traceparent), for
+	// the actor's log lines.
+	Trace         *RequestTrace `protobuf:"bytes,8,opt,name=trace,proto3" json:"trace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RescheduleRequest) Reset() {
 	*x = RescheduleRequest{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[4]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -552,7 +650,7 @@ func (x *RescheduleRequest) String() string {
 func (*RescheduleRequest) ProtoMessage() {}
 
 func (x *RescheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[4]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -565,7 +663,7 @@ func (x *RescheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RescheduleRequest.ProtoReflect.Descriptor instead.
 func (*RescheduleRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{4}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RescheduleRequest) GetProviderId() string {
@@ -617,19 +715,29 @@ func (x *RescheduleRequest) GetConsentPurpose() string {
 	return ""
 }
 
+func (x *RescheduleRequest) GetTrace() *RequestTrace {
+	if x != nil {
+		return x.Trace
+	}
+	return nil
+}
+
 // RefreshRequest makes the provider's calendar reload from the store: the FSM
 // may cancel bookings behind the actor's back (a consent withdrawal, an erasure,
 // a series cancelled by another proposer).
 type RefreshRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ProviderId    string                 `protobuf:"bytes,1,opt,name=provider_id,json=providerId,proto3" json:"provider_id,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ProviderId string                 `protobuf:"bytes,1,opt,name=provider_id,json=providerId,proto3" json:"provider_id,omitempty"`
+	// trace: the request this message serves (request id, traceparent), for
+	// the actor's log lines.
+	Trace         *RequestTrace `protobuf:"bytes,2,opt,name=trace,proto3" json:"trace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RefreshRequest) Reset() {
 	*x = RefreshRequest{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[5]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -641,7 +749,7 @@ func (x *RefreshRequest) String() string {
 func (*RefreshRequest) ProtoMessage() {}
 
 func (x *RefreshRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[5]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -654,7 +762,7 @@ func (x *RefreshRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefreshRequest.ProtoReflect.Descriptor instead.
 func (*RefreshRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{5}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RefreshRequest) GetProviderId() string {
@@ -664,21 +772,31 @@ func (x *RefreshRequest) GetProviderId() string {
 	return ""
 }
 
+func (x *RefreshRequest) GetTrace() *RequestTrace {
+	if x != nil {
+		return x.Trace
+	}
+	return nil
+}
+
 // AvailabilityRequest asks for every start at which a booking of the service would
 // succeed now, over `days` local dates from `from_date` (YYYY-MM-DD).
 type AvailabilityRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ProviderId    string                 `protobuf:"bytes,1,opt,name=provider_id,json=providerId,proto3" json:"provider_id,omitempty"`
-	ServiceId     string                 `protobuf:"bytes,2,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
-	FromDate      string                 `protobuf:"bytes,3,opt,name=from_date,json=fromDate,proto3" json:"from_date,omitempty"`
-	Days          int32                  `protobuf:"varint,4,opt,name=days,proto3" json:"days,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ProviderId string                 `protobuf:"bytes,1,opt,name=provider_id,json=providerId,proto3" json:"provider_id,omitempty"`
+	ServiceId  string                 `protobuf:"bytes,2,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	FromDate   string                 `protobuf:"bytes,3,opt,name=from_date,json=fromDate,proto3" json:"from_date,omitempty"`
+	Days       int32                  `protobuf:"varint,4,opt,name=days,proto3" json:"days,omitempty"`
+	// trace: the request this message serves (request id, traceparent), for
+	// the actor's log lines.
+	Trace         *RequestTrace `protobuf:"bytes,5,opt,name=trace,proto3" json:"trace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AvailabilityRequest) Reset() {
 	*x = AvailabilityRequest{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[6]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +808,7 @@ func (x *AvailabilityRequest) String() string {
 func (*AvailabilityRequest) ProtoMessage() {}
 
 func (x *AvailabilityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[6]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +821,7 @@ func (x *AvailabilityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AvailabilityRequest.ProtoReflect.Descriptor instead.
 func (*AvailabilityRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{6}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AvailabilityRequest) GetProviderId() string {
@@ -734,19 +852,29 @@ func (x *AvailabilityRequest) GetDays() int32 {
 	return 0
 }
 
+func (x *AvailabilityRequest) GetTrace() *RequestTrace {
+	if x != nil {
+		return x.Trace
+	}
+	return nil
+}
+
 // UpdateProviderRequest replaces the provider's mutable fields.
 type UpdateProviderRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Provider       *v1.Provider           `protobuf:"bytes,1,opt,name=provider,proto3" json:"provider,omitempty"`
 	IdempotencyKey string                 `protobuf:"bytes,2,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	RequestHash    []byte                 `protobuf:"bytes,3,opt,name=request_hash,json=requestHash,proto3" json:"request_hash,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// trace: the request this message serves (request id, traceparent), for
+	// the actor's log lines.
+	Trace         *RequestTrace `protobuf:"bytes,4,opt,name=trace,proto3" json:"trace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdateProviderRequest) Reset() {
 	*x = UpdateProviderRequest{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[7]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -758,7 +886,7 @@ func (x *UpdateProviderRequest) String() string {
 func (*UpdateProviderRequest) ProtoMessage() {}
 
 func (x *UpdateProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[7]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -771,7 +899,7 @@ func (x *UpdateProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateProviderRequest.ProtoReflect.Descriptor instead.
 func (*UpdateProviderRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{7}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UpdateProviderRequest) GetProvider() *v1.Provider {
@@ -795,6 +923,13 @@ func (x *UpdateProviderRequest) GetRequestHash() []byte {
 	return nil
 }
 
+func (x *UpdateProviderRequest) GetTrace() *RequestTrace {
+	if x != nil {
+		return x.Trace
+	}
+	return nil
+}
+
 // Slot is one bookable start and the end of the service booked there.
 type Slot struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -806,7 +941,7 @@ type Slot struct {
 
 func (x *Slot) Reset() {
 	*x = Slot{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[8]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -818,7 +953,7 @@ func (x *Slot) String() string {
 func (*Slot) ProtoMessage() {}
 
 func (x *Slot) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[8]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -831,7 +966,7 @@ func (x *Slot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Slot.ProtoReflect.Descriptor instead.
 func (*Slot) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{8}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Slot) GetStartMs() int64 {
@@ -868,7 +1003,7 @@ type Reply struct {
 
 func (x *Reply) Reset() {
 	*x = Reply{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[9]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -880,7 +1015,7 @@ func (x *Reply) String() string {
 func (*Reply) ProtoMessage() {}
 
 func (x *Reply) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[9]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -893,7 +1028,7 @@ func (x *Reply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reply.ProtoReflect.Descriptor instead.
 func (*Reply) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{9}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Reply) GetError() ErrorCode {
@@ -976,14 +1111,17 @@ type SessionRequest struct {
 	//	*SessionRequest_Move
 	//	*SessionRequest_PutNotes
 	//	*SessionRequest_GetNotes
-	Op            isSessionRequest_Op `protobuf_oneof:"op"`
+	Op isSessionRequest_Op `protobuf_oneof:"op"`
+	// trace: the request this message serves (request id, traceparent), for
+	// the actor's log lines.
+	Trace         *RequestTrace `protobuf:"bytes,14,opt,name=trace,proto3" json:"trace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionRequest) Reset() {
 	*x = SessionRequest{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[10]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1133,7 @@ func (x *SessionRequest) String() string {
 func (*SessionRequest) ProtoMessage() {}
 
 func (x *SessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[10]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1146,7 @@ func (x *SessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
 func (*SessionRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{10}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SessionRequest) GetBookingId() string {
@@ -1082,6 +1220,13 @@ func (x *SessionRequest) GetGetNotes() *GetNotes {
 	return nil
 }
 
+func (x *SessionRequest) GetTrace() *RequestTrace {
+	if x != nil {
+		return x.Trace
+	}
+	return nil
+}
+
 type isSessionRequest_Op interface {
 	isSessionRequest_Op()
 }
@@ -1119,7 +1264,7 @@ type GetSession struct {
 
 func (x *GetSession) Reset() {
 	*x = GetSession{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[11]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1131,7 +1276,7 @@ func (x *GetSession) String() string {
 func (*GetSession) ProtoMessage() {}
 
 func (x *GetSession) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[11]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1144,7 +1289,7 @@ func (x *GetSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSession.ProtoReflect.Descriptor instead.
 func (*GetSession) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{11}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{12}
 }
 
 // MoveSession moves the session to status (check-in, complete, no-show).
@@ -1157,7 +1302,7 @@ type MoveSession struct {
 
 func (x *MoveSession) Reset() {
 	*x = MoveSession{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[12]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1169,7 +1314,7 @@ func (x *MoveSession) String() string {
 func (*MoveSession) ProtoMessage() {}
 
 func (x *MoveSession) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[12]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1182,7 +1327,7 @@ func (x *MoveSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveSession.ProtoReflect.Descriptor instead.
 func (*MoveSession) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{12}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MoveSession) GetStatus() v1.SessionStatus {
@@ -1202,7 +1347,7 @@ type PutNotes struct {
 
 func (x *PutNotes) Reset() {
 	*x = PutNotes{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[13]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1214,7 +1359,7 @@ func (x *PutNotes) String() string {
 func (*PutNotes) ProtoMessage() {}
 
 func (x *PutNotes) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[13]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1227,7 +1372,7 @@ func (x *PutNotes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutNotes.ProtoReflect.Descriptor instead.
 func (*PutNotes) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{13}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PutNotes) GetText() string {
@@ -1246,7 +1391,7 @@ type GetNotes struct {
 
 func (x *GetNotes) Reset() {
 	*x = GetNotes{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[14]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1258,7 +1403,7 @@ func (x *GetNotes) String() string {
 func (*GetNotes) ProtoMessage() {}
 
 func (x *GetNotes) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[14]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1271,7 +1416,7 @@ func (x *GetNotes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNotes.ProtoReflect.Descriptor instead.
 func (*GetNotes) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{14}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{15}
 }
 
 // SessionReply is a session actor's answer.
@@ -1289,7 +1434,7 @@ type SessionReply struct {
 
 func (x *SessionReply) Reset() {
 	*x = SessionReply{}
-	mi := &file_calendar_v1_calendar_proto_msgTypes[15]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1301,7 +1446,7 @@ func (x *SessionReply) String() string {
 func (*SessionReply) ProtoMessage() {}
 
 func (x *SessionReply) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_v1_calendar_proto_msgTypes[15]
+	mi := &file_calendar_v1_calendar_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1314,7 +1459,7 @@ func (x *SessionReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionReply.ProtoReflect.Descriptor instead.
 func (*SessionReply) Descriptor() ([]byte, []int) {
-	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{15}
+	return file_calendar_v1_calendar_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SessionReply) GetError() ErrorCode {
@@ -1356,7 +1501,11 @@ var File_calendar_v1_calendar_proto protoreflect.FileDescriptor
 
 const file_calendar_v1_calendar_proto_rawDesc = "" +
 	"\n" +
-	"\x1acalendar/v1/calendar.proto\x12\x15barberpro.calendar.v1\x1a\x18booking/v1/booking.proto\"\xc9\x03\n" +
+	"\x1acalendar/v1/calendar.proto\x12\x15barberpro.calendar.v1\x1a\x18booking/v1/booking.proto\"O\n" +
+	"\fRequestTrace\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12 \n" +
+	"\vtraceparent\x18\x02 \x01(\tR\vtraceparent\"\x84\x04\n" +
 	"\vBookRequest\x12\x1f\n" +
 	"\vprovider_id\x18\x01 \x01(\tR\n" +
 	"providerId\x12\x1d\n" +
@@ -1372,7 +1521,8 @@ const file_calendar_v1_calendar_proto_rawDesc = "" +
 	"\x10require_verified\x18\t \x01(\bR\x0frequireVerified\x127\n" +
 	"\x05audit\x18\n" +
 	" \x03(\v2!.barberpro.booking.v1.AuditRecordR\x05audit\x12J\n" +
-	"\x0esession_status\x18\v \x01(\x0e2#.barberpro.booking.v1.SessionStatusR\rsessionStatus\"\xa3\x04\n" +
+	"\x0esession_status\x18\v \x01(\x0e2#.barberpro.booking.v1.SessionStatusR\rsessionStatus\x129\n" +
+	"\x05trace\x18\f \x01(\v2#.barberpro.calendar.v1.RequestTraceR\x05trace\"\xde\x04\n" +
 	"\x11BookSeriesRequest\x12\x1f\n" +
 	"\vprovider_id\x18\x01 \x01(\tR\n" +
 	"providerId\x12\x1d\n" +
@@ -1392,19 +1542,22 @@ const file_calendar_v1_calendar_proto_rawDesc = "" +
 	"\x0fconsent_purpose\x18\v \x01(\tR\x0econsentPurpose\x12)\n" +
 	"\x10require_verified\x18\f \x01(\bR\x0frequireVerified\x127\n" +
 	"\x05audit\x18\r \x03(\v2!.barberpro.booking.v1.AuditRecordR\x05audit\x12J\n" +
-	"\x0esession_status\x18\x0e \x01(\x0e2#.barberpro.booking.v1.SessionStatusR\rsessionStatus\"\xa5\x01\n" +
+	"\x0esession_status\x18\x0e \x01(\x0e2#.barberpro.booking.v1.SessionStatusR\rsessionStatus\x129\n" +
+	"\x05trace\x18\x0f \x01(\v2#.barberpro.calendar.v1.RequestTraceR\x05trace\"\xe0\x01\n" +
 	"\x13CancelSeriesRequest\x12\x1f\n" +
 	"\vprovider_id\x18\x01 \x01(\tR\n" +
 	"providerId\x12\x1b\n" +
 	"\tseries_id\x18\x02 \x01(\tR\bseriesId\x12\x17\n" +
 	"\afrom_ms\x18\x03 \x01(\x03R\x06fromMs\x127\n" +
-	"\x05audit\x18\x04 \x03(\v2!.barberpro.booking.v1.AuditRecordR\x05audit\"\x88\x01\n" +
+	"\x05audit\x18\x04 \x03(\v2!.barberpro.booking.v1.AuditRecordR\x05audit\x129\n" +
+	"\x05trace\x18\x05 \x01(\v2#.barberpro.calendar.v1.RequestTraceR\x05trace\"\xc3\x01\n" +
 	"\rCancelRequest\x12\x1f\n" +
 	"\vprovider_id\x18\x01 \x01(\tR\n" +
 	"providerId\x12\x1d\n" +
 	"\n" +
 	"booking_id\x18\x02 \x01(\tR\tbookingId\x127\n" +
-	"\x05audit\x18\x03 \x03(\v2!.barberpro.booking.v1.AuditRecordR\x05audit\"\x9c\x02\n" +
+	"\x05audit\x18\x03 \x03(\v2!.barberpro.booking.v1.AuditRecordR\x05audit\x129\n" +
+	"\x05trace\x18\x04 \x01(\v2#.barberpro.calendar.v1.RequestTraceR\x05trace\"\xd7\x02\n" +
 	"\x11RescheduleRequest\x12\x1f\n" +
 	"\vprovider_id\x18\x01 \x01(\tR\n" +
 	"providerId\x12\x1d\n" +
@@ -1414,21 +1567,25 @@ const file_calendar_v1_calendar_proto_rawDesc = "" +
 	"\x0fidempotency_key\x18\x04 \x01(\tR\x0eidempotencyKey\x12!\n" +
 	"\frequest_hash\x18\x05 \x01(\fR\vrequestHash\x127\n" +
 	"\x05audit\x18\x06 \x03(\v2!.barberpro.booking.v1.AuditRecordR\x05audit\x12'\n" +
-	"\x0fconsent_purpose\x18\a \x01(\tR\x0econsentPurpose\"1\n" +
+	"\x0fconsent_purpose\x18\a \x01(\tR\x0econsentPurpose\x129\n" +
+	"\x05trace\x18\b \x01(\v2#.barberpro.calendar.v1.RequestTraceR\x05trace\"l\n" +
 	"\x0eRefreshRequest\x12\x1f\n" +
 	"\vprovider_id\x18\x01 \x01(\tR\n" +
-	"providerId\"\x86\x01\n" +
+	"providerId\x129\n" +
+	"\x05trace\x18\x02 \x01(\v2#.barberpro.calendar.v1.RequestTraceR\x05trace\"\xc1\x01\n" +
 	"\x13AvailabilityRequest\x12\x1f\n" +
 	"\vprovider_id\x18\x01 \x01(\tR\n" +
 	"providerId\x12\x1d\n" +
 	"\n" +
 	"service_id\x18\x02 \x01(\tR\tserviceId\x12\x1b\n" +
 	"\tfrom_date\x18\x03 \x01(\tR\bfromDate\x12\x12\n" +
-	"\x04days\x18\x04 \x01(\x05R\x04days\"\x9f\x01\n" +
+	"\x04days\x18\x04 \x01(\x05R\x04days\x129\n" +
+	"\x05trace\x18\x05 \x01(\v2#.barberpro.calendar.v1.RequestTraceR\x05trace\"\xda\x01\n" +
 	"\x15UpdateProviderRequest\x12:\n" +
 	"\bprovider\x18\x01 \x01(\v2\x1e.barberpro.booking.v1.ProviderR\bprovider\x12'\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\x12!\n" +
-	"\frequest_hash\x18\x03 \x01(\fR\vrequestHash\"8\n" +
+	"\frequest_hash\x18\x03 \x01(\fR\vrequestHash\x129\n" +
+	"\x05trace\x18\x04 \x01(\v2#.barberpro.calendar.v1.RequestTraceR\x05trace\"8\n" +
 	"\x04Slot\x12\x19\n" +
 	"\bstart_ms\x18\x01 \x01(\x03R\astartMs\x12\x15\n" +
 	"\x06end_ms\x18\x02 \x01(\x03R\x05endMs\"\xaa\x03\n" +
@@ -1441,7 +1598,7 @@ const file_calendar_v1_calendar_proto_rawDesc = "" +
 	"\btimezone\x18\x06 \x01(\tR\btimezone\x124\n" +
 	"\x06series\x18\a \x01(\v2\x1c.barberpro.booking.v1.SeriesR\x06series\x129\n" +
 	"\bbookings\x18\b \x03(\v2\x1d.barberpro.booking.v1.BookingR\bbookings\x12\x1c\n" +
-	"\tconflicts\x18\t \x03(\x03R\tconflicts\"\xe8\x02\n" +
+	"\tconflicts\x18\t \x03(\x03R\tconflicts\"\xa3\x03\n" +
 	"\x0eSessionRequest\x12\x1d\n" +
 	"\n" +
 	"booking_id\x18\x01 \x01(\tR\tbookingId\x12\x18\n" +
@@ -1452,7 +1609,8 @@ const file_calendar_v1_calendar_proto_rawDesc = "" +
 	" \x01(\v2!.barberpro.calendar.v1.GetSessionH\x00R\x03get\x128\n" +
 	"\x04move\x18\v \x01(\v2\".barberpro.calendar.v1.MoveSessionH\x00R\x04move\x12>\n" +
 	"\tput_notes\x18\f \x01(\v2\x1f.barberpro.calendar.v1.PutNotesH\x00R\bputNotes\x12>\n" +
-	"\tget_notes\x18\r \x01(\v2\x1f.barberpro.calendar.v1.GetNotesH\x00R\bgetNotesB\x04\n" +
+	"\tget_notes\x18\r \x01(\v2\x1f.barberpro.calendar.v1.GetNotesH\x00R\bgetNotes\x129\n" +
+	"\x05trace\x18\x0e \x01(\v2#.barberpro.calendar.v1.RequestTraceR\x05traceB\x04\n" +
 	"\x02op\"\f\n" +
 	"\n" +
 	"GetSession\"J\n" +
@@ -1496,58 +1654,68 @@ func file_calendar_v1_calendar_proto_rawDescGZIP() []byte {
 }
 
 var file_calendar_v1_calendar_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_calendar_v1_calendar_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_calendar_v1_calendar_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_calendar_v1_calendar_proto_goTypes = []any{
 	(ErrorCode)(0),                // 0: barberpro.calendar.v1.ErrorCode
-	(*BookRequest)(nil),           // 1: barberpro.calendar.v1.BookRequest
-	(*BookSeriesRequest)(nil),     // 2: barberpro.calendar.v1.BookSeriesRequest
-	(*CancelSeriesRequest)(nil),   // 3: barberpro.calendar.v1.CancelSeriesRequest
-	(*CancelRequest)(nil),         // 4: barberpro.calendar.v1.CancelRequest
-	(*RescheduleRequest)(nil),     // 5: barberpro.calendar.v1.RescheduleRequest
-	(*RefreshRequest)(nil),        // 6: barberpro.calendar.v1.RefreshRequest
-	(*AvailabilityRequest)(nil),   // 7: barberpro.calendar.v1.AvailabilityRequest
-	(*UpdateProviderRequest)(nil), // 8: barberpro.calendar.v1.UpdateProviderRequest
-	(*Slot)(nil),                  // 9: barberpro.calendar.v1.Slot
-	(*Reply)(nil),                 // 10: barberpro.calendar.v1.Reply
-	(*SessionRequest)(nil),        // 11: barberpro.calendar.v1.SessionRequest
-	(*GetSession)(nil),            // 12: barberpro.calendar.v1.GetSession
-	(*MoveSession)(nil),           // 13: barberpro.calendar.v1.MoveSession
-	(*PutNotes)(nil),              // 14: barberpro.calendar.v1.PutNotes
-	(*GetNotes)(nil),              // 15: barberpro.calendar.v1.GetNotes
-	(*SessionReply)(nil),          // 16: barberpro.calendar.v1.SessionReply
-	(*v1.AuditRecord)(nil),        // 17: barberpro.booking.v1.AuditRecord
-	(v1.SessionStatus)(0),         // 18: barberpro.booking.v1.SessionStatus
-	(*v1.Provider)(nil),           // 19: barberpro.booking.v1.Provider
-	(*v1.Booking)(nil),            // 20: barberpro.booking.v1.Booking
-	(*v1.Series)(nil),             // 21: barberpro.booking.v1.Series
+	(*RequestTrace)(nil),          // 1: barberpro.calendar.v1.RequestTrace
+	(*BookRequest)(nil),           // 2: barberpro.calendar.v1.BookRequest
+	(*BookSeriesRequest)(nil),     // 3: barberpro.calendar.v1.BookSeriesRequest
+	(*CancelSeriesRequest)(nil),   // 4: barberpro.calendar.v1.CancelSeriesRequest
+	(*CancelRequest)(nil),         // 5: barberpro.calendar.v1.CancelRequest
+	(*RescheduleRequest)(nil),     // 6: barberpro.calendar.v1.RescheduleRequest
+	(*RefreshRequest)(nil),        // 7: barberpro.calendar.v1.RefreshRequest
+	(*AvailabilityRequest)(nil),   // 8: barberpro.calendar.v1.AvailabilityRequest
+	(*UpdateProviderRequest)(nil), // 9: barberpro.calendar.v1.UpdateProviderRequest
+	(*Slot)(nil),                  // 10: barberpro.calendar.v1.Slot
+	(*Reply)(nil),                 // 11: barberpro.calendar.v1.Reply
+	(*SessionRequest)(nil),        // 12: barberpro.calendar.v1.SessionRequest
+	(*GetSession)(nil),            // 13: barberpro.calendar.v1.GetSession
+	(*MoveSession)(nil),           // 14: barberpro.calendar.v1.MoveSession
+	(*PutNotes)(nil),              // 15: barberpro.calendar.v1.PutNotes
+	(*GetNotes)(nil),              // 16: barberpro.calendar.v1.GetNotes
+	(*SessionReply)(nil),          // 17: barberpro.calendar.v1.SessionReply
+	(*v1.AuditRecord)(nil),        // 18: barberpro.booking.v1.AuditRecord
+	(v1.SessionStatus)(0),         // 19: barberpro.booking.v1.SessionStatus
+	(*v1.Provider)(nil),           // 20: barberpro.booking.v1.Provider
+	(*v1.Booking)(nil),            // 21: barberpro.booking.v1.Booking
+	(*v1.Series)(nil),             // 22: barberpro.booking.v1.Series
 }
 var file_calendar_v1_calendar_proto_depIdxs = []int32{
-	17, // 0: barberpro.calendar.v1.BookRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
-	18, // 1: barberpro.calendar.v1.BookRequest.session_status:type_name -> barberpro.booking.v1.SessionStatus
-	17, // 2: barberpro.calendar.v1.BookSeriesRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
-	18, // 3: barberpro.calendar.v1.BookSeriesRequest.session_status:type_name -> barberpro.booking.v1.SessionStatus
-	17, // 4: barberpro.calendar.v1.CancelSeriesRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
-	17, // 5: barberpro.calendar.v1.CancelRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
-	17, // 6: barberpro.calendar.v1.RescheduleRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
-	19, // 7: barberpro.calendar.v1.UpdateProviderRequest.provider:type_name -> barberpro.booking.v1.Provider
-	0,  // 8: barberpro.calendar.v1.Reply.error:type_name -> barberpro.calendar.v1.ErrorCode
-	20, // 9: barberpro.calendar.v1.Reply.booking:type_name -> barberpro.booking.v1.Booking
-	19, // 10: barberpro.calendar.v1.Reply.provider:type_name -> barberpro.booking.v1.Provider
-	9,  // 11: barberpro.calendar.v1.Reply.slots:type_name -> barberpro.calendar.v1.Slot
-	21, // 12: barberpro.calendar.v1.Reply.series:type_name -> barberpro.booking.v1.Series
-	20, // 13: barberpro.calendar.v1.Reply.bookings:type_name -> barberpro.booking.v1.Booking
-	12, // 14: barberpro.calendar.v1.SessionRequest.get:type_name -> barberpro.calendar.v1.GetSession
-	13, // 15: barberpro.calendar.v1.SessionRequest.move:type_name -> barberpro.calendar.v1.MoveSession
-	14, // 16: barberpro.calendar.v1.SessionRequest.put_notes:type_name -> barberpro.calendar.v1.PutNotes
-	15, // 17: barberpro.calendar.v1.SessionRequest.get_notes:type_name -> barberpro.calendar.v1.GetNotes
-	18, // 18: barberpro.calendar.v1.MoveSession.status:type_name -> barberpro.booking.v1.SessionStatus
-	0,  // 19: barberpro.calendar.v1.SessionReply.error:type_name -> barberpro.calendar.v1.ErrorCode
-	20, // 20: barberpro.calendar.v1.SessionReply.booking:type_name -> barberpro.booking.v1.Booking
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	18, // 0: barberpro.calendar.v1.BookRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
+	19, // 1: barberpro.calendar.v1.BookRequest.session_status:type_name -> barberpro.booking.v1.SessionStatus
+	1,  // 2: barberpro.calendar.v1.BookRequest.trace:type_name -> barberpro.calendar.v1.RequestTrace
+	18, // 3: barberpro.calendar.v1.BookSeriesRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
+	19, // 4: barberpro.calendar.v1.BookSeriesRequest.session_status:type_name -> barberpro.booking.v1.SessionStatus
+	1,  // 5: barberpro.calendar.v1.BookSeriesRequest.trace:type_name -> barberpro.calendar.v1.RequestTrace
+	18, // 6: barberpro.calendar.v1.CancelSeriesRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
+	1,  // 7: barberpro.calendar.v1.CancelSeriesRequest.trace:type_name -> barberpro.calendar.v1.RequestTrace
+	18, // 8: barberpro.calendar.v1.CancelRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
+	1,  // 9: barberpro.calendar.v1.CancelRequest.trace:type_name -> barberpro.calendar.v1.RequestTrace
+	18, // 10: barberpro.calendar.v1.RescheduleRequest.audit:type_name -> barberpro.booking.v1.AuditRecord
+	1,  // 11: barberpro.calendar.v1.RescheduleRequest.trace:type_name -> barberpro.calendar.v1.RequestTrace
+	1,  // 12: barberpro.calendar.v1.RefreshRequest.trace:type_name -> barberpro.calendar.v1.RequestTrace
+	1,  // 13: barberpro.calendar.v1.AvailabilityRequest.trace:type_name -> barberpro.calendar.v1.RequestTrace
+	20, // 14: barberpro.calendar.v1.UpdateProviderRequest.provider:type_name -> barberpro.booking.v1.Provider
+	1,  // 15: barberpro.calendar.v1.UpdateProviderRequest.trace:type_name -> barberpro.calendar.v1.RequestTrace
+	0,  // 16: barberpro.calendar.v1.Reply.error:type_name -> barberpro.calendar.v1.ErrorCode
+	21, // 17: barberpro.calendar.v1.Reply.booking:type_name -> barberpro.booking.v1.Booking
+	20, // 18: barberpro.calendar.v1.Reply.provider:type_name -> barberpro.booking.v1.Provider
+	10, // 19: barberpro.calendar.v1.Reply.slots:type_name -> barberpro.calendar.v1.Slot
+	22, // 20: barberpro.calendar.v1.Reply.series:type_name -> barberpro.booking.v1.Series
+	21, // 21: barberpro.calendar.v1.Reply.bookings:type_name -> barberpro.booking.v1.Booking
+	13, // 22: barberpro.calendar.v1.SessionRequest.get:type_name -> barberpro.calendar.v1.GetSession
+	14, // 23: barberpro.calendar.v1.SessionRequest.move:type_name -> barberpro.calendar.v1.MoveSession
+	15, // 24: barberpro.calendar.v1.SessionRequest.put_notes:type_name -> barberpro.calendar.v1.PutNotes
+	16, // 25: barberpro.calendar.v1.SessionRequest.get_notes:type_name -> barberpro.calendar.v1.GetNotes
+	1,  // 26: barberpro.calendar.v1.SessionRequest.trace:type_name -> barberpro.calendar.v1.RequestTrace
+	19, // 27: barberpro.calendar.v1.MoveSession.status:type_name -> barberpro.booking.v1.SessionStatus
+	0,  // 28: barberpro.calendar.v1.SessionReply.error:type_name -> barberpro.calendar.v1.ErrorCode
+	21, // 29: barberpro.calendar.v1.SessionReply.booking:type_name -> barberpro.booking.v1.Booking
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_calendar_v1_calendar_proto_init() }
@@ -1555,7 +1723,7 @@ func file_calendar_v1_calendar_proto_init() {
 	if File_calendar_v1_calendar_proto != nil {
 		return
 	}
-	file_calendar_v1_calendar_proto_msgTypes[10].OneofWrappers = []any{
+	file_calendar_v1_calendar_proto_msgTypes[11].OneofWrappers = []any{
 		(*SessionRequest_Get)(nil),
 		(*SessionRequest_Move)(nil),
 		(*SessionRequest_PutNotes)(nil),
@@ -1567,7 +1735,7 @@ func file_calendar_v1_calendar_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_calendar_v1_calendar_proto_rawDesc), len(file_calendar_v1_calendar_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
