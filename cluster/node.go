@@ -647,6 +647,9 @@ func (n *Node) removeSelf(ctx context.Context) error {
 // leaveAsync serves POST /v1/cluster/leave: the answer goes out first, then the
 // node leaves and its process ends (Done yields nil).
 func (n *Node) leaveAsync(context.Context) error {
+	if err := n.canLeave(); err != nil {
+		return err
+	}
 	// Two leave requests at once start one leave (Leave closes n.leaving once).
 	if !n.leaveStarted.CompareAndSwap(false, true) {
 		return nil
@@ -661,6 +664,27 @@ func (n *Node) leaveAsync(context.Context) error {
 		default:
 		}
 	}()
+	return nil
+}
+
+// canLeave refuses the leave of its group's only voter when no non-voter could
+// take its place (storage.ErrLastVoter): Raft keeps at least one voter, so the
+// removal would fail after the node had stopped serving.
+func (n *Node) canLeave() error {
+	servers, err := n.store.Servers()
+	if err != nil {
+		return err
+	}
+	voters, self := 0, false
+	for _, s := range servers {
+		if s.Voter {
+			voters++
+			self = self || membership.NodeOf(s.ID) == n.cfg.ID
+		}
+	}
+	if self && voters == 1 && len(servers) == 1 {
+		return fmt.Errorf("cluster: %s: %w", n.cfg.ID, storage.ErrLastVoter)
+	}
 	return nil
 }
 

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"unicode/utf8"
 
 	"github.com/barberpro/edge/storage"
 )
@@ -20,8 +19,20 @@ const IdempotencyHeader = "Idempotency-Key"
 // Idempotency-Key.
 const ReplayedHeader = "Idempotent-Replayed"
 
-// maxIdempotencyKeyBytes bounds the Idempotency-Key header.
-const maxIdempotencyKeyBytes = 200 // with the scope and route pattern, within storage.MaxIDLength
+// maxIdempotencyKeyBytes bounds the Idempotency-Key header: with the scope and
+// route pattern it stays within storage.MaxIDLength. The spec says the same
+// (maxLength 200, printable ASCII, so characters are bytes).
+const maxIdempotencyKeyBytes = 200
+
+// printableASCII reports whether v is made of bytes 0x20-0x7E only.
+func printableASCII(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x20 || v[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
 
 // idempotency is how one request is made to take effect at most once.
 type idempotency struct {
@@ -50,15 +61,22 @@ func idempotencyOf(r *http.Request, canonical any, autoID string) (idempotency, 
 	h.Write([]byte{0})
 	h.Write(body)
 	id := idempotency{hash: h.Sum(nil)}
-	v := r.Header.Get(IdempotencyHeader)
-	if v == "" {
+	vs, sent := r.Header[IdempotencyHeader]
+	if !sent {
 		id.key = "auto:" + autoID
 		return id, nil
 	}
-	if !utf8.ValidString(v) {
-		return idempotency{}, invalid("%s must be UTF-8", IdempotencyHeader)
-	}
-	if len(v) > maxIdempotencyKeyBytes {
+	v := vs[0]
+	switch {
+	case v == "":
+		// Sent but empty is not "none": the spec says minLength 1, and a
+		// client whose key generator broke must learn it before it retries.
+		return idempotency{}, badRequest("%s must not be empty (leave the header out to send none)", IdempotencyHeader)
+	case len(vs) > 1:
+		return idempotency{}, badRequest("%s must be sent once", IdempotencyHeader)
+	case !printableASCII(v):
+		return idempotency{}, invalid("%s must be printable ASCII (a UUID, say)", IdempotencyHeader)
+	case len(v) > maxIdempotencyKeyBytes:
 		return idempotency{}, invalid("%s must have at most %d characters", IdempotencyHeader, maxIdempotencyKeyBytes)
 	}
 	id.key = subjectScope(r.Context()) + " " + r.Pattern + " " + v

@@ -32,6 +32,10 @@ const (
 	// CodeMemberAlive is added to api.md's list: cluster remove of a member gossip
 	// shows alive, without force (409).
 	CodeMemberAlive = "member_alive"
+	// CodeLastVoter is added to api.md's list: cluster remove or leave of the
+	// only voter of its jurisdiction's Raft group, which cannot be left without
+	// one (409).
+	CodeLastVoter = "last_voter"
 	// CodeInternalError is the one code added to api.md's list: the answer to a bug
 	// (an unmapped error or a recovered panic). It never answers bad input.
 	CodeInternalError = "internal_error"
@@ -61,6 +65,7 @@ var titles = map[string]string{
 	CodeProviderUnverified:      "Provider unverified",
 	CodeErased:                  "Erased",
 	CodeMemberAlive:             "Member alive",
+	CodeLastVoter:               "Last voter",
 	CodeInternalError:           "Internal error",
 }
 
@@ -139,6 +144,7 @@ var errorTable = []errorMapping{
 	{storage.ErrAlreadyExists, http.StatusConflict, CodeValidationFailed, ""},
 	{ErrUnknownMember, http.StatusNotFound, CodeNotFound, ""},
 	{ErrMemberAlive, http.StatusConflict, CodeMemberAlive, ""},
+	{storage.ErrLastVoter, http.StatusConflict, CodeLastVoter, lastVoterDetail},
 	{storage.ErrStorageUnavailable, http.StatusServiceUnavailable, CodeStorageUnavailable, ""},
 	{ErrNoPeer, http.StatusServiceUnavailable, CodeJurisdictionUnavailable, ""},
 	{actors.ErrStorageUnavailable, http.StatusServiceUnavailable, CodeStorageUnavailable, ""},
@@ -153,6 +159,10 @@ var errorTable = []errorMapping{
 // slotTakenDetail is the detail of every 409 slot_unavailable: it says the slot
 // is taken, never by which booking or whom (security.md).
 const slotTakenDetail = "the requested time overlaps another booking of this provider"
+
+// lastVoterDetail is the detail of every 409 last_voter.
+const lastVoterDetail = "the node is the only voter of its jurisdiction's Raft group, which cannot be left without one: " +
+	"start another node of the jurisdiction and let it join first"
 
 // classify returns the status, code and detail that answer err, and the
 // headers the answer needs.
