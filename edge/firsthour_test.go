@@ -8,7 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/barberpro/edge/cluster/topology"
 	"github.com/barberpro/edge/storage"
+	"github.com/getkin/kin-openapi/openapi3"
 )
 
 // TestFirstHour_LastVoter: a removal or leave of a group's only voter is a 409
@@ -53,5 +55,49 @@ func TestFirstHour_IdempotencyKeyBounds(t *testing.T) {
 	s := doc.Components.Parameters["IdempotencyKey"].Value.Schema.Value
 	if s.MinLength != 1 || s.MaxLength == nil || *s.MaxLength != maxIdempotencyKeyBytes {
 		t.Errorf("spec Idempotency-Key length %d..%v, server 1..%d", s.MinLength, s.MaxLength, maxIdempotencyKeyBytes)
+	}
+}
+
+// TestFirstHour_SpecAsStrictAsServer: values the server refuses, the spec
+// refuses too (a generated client or fuzzer is told before it sends them).
+func TestFirstHour_SpecAsStrictAsServer(t *testing.T) {
+	doc, err := OpenAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema := func(name string) *openapi3.Schema { return doc.Components.Schemas[name].Value }
+	refuses := func(s *openapi3.Schema, v any) bool { return s.VisitJSON(v) != nil }
+	money := schema("MoneyInput")
+	for _, a := range []string{"0", "0.00", "-1.00", "1.001", "01.00"} {
+		if !refuses(money, map[string]any{"amount": a, "currency": "ARS"}) {
+			t.Errorf("spec accepts amount %q", a)
+		}
+	}
+	for _, a := range []string{"0.01", "0.5", "1500", "1500.00"} {
+		if refuses(money, map[string]any{"amount": a, "currency": "ARS"}) {
+			t.Errorf("spec refuses amount %q", a)
+		}
+	}
+	if !refuses(money, map[string]any{"amount": "1.00", "currency": "XXX"}) {
+		t.Errorf("spec accepts currency XXX")
+	}
+	for _, d := range []string{"2026-02-30", "2026-13-01", "2026-1-1"} {
+		if !refuses(schema("Date"), d) {
+			t.Errorf("spec accepts date %q", d)
+		}
+	}
+	if refuses(schema("Date"), "2026-02-28") {
+		t.Errorf("spec refuses a real date")
+	}
+	topo := topology.Default()
+	for name, s := range doc.Components.Schemas {
+		if p, ok := s.Value.Properties["city"]; ok && len(p.Value.Enum) != len(topo.CityNames()) {
+			t.Errorf("%s.city enum %v, topology %v", name, p.Value.Enum, topo.CityNames())
+		}
+	}
+	for _, id := range []string{"", "a b", "a/b", strings.Repeat("x", 201)} {
+		if !refuses(doc.Components.Parameters["ProviderID"].Value.Schema.Value, id) {
+			t.Errorf("spec accepts provider id %q", id)
+		}
 	}
 }
