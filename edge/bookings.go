@@ -396,14 +396,17 @@ func (s *Server) providerZone(ctx context.Context, providerID string) *time.Loca
 }
 
 // replayBooking answers a request whose Idempotency-Key was seen before with
-// the same body: the booking it made, as it is now, with the route's status.
+// the same body: the first answer (status, body, Location), as api.md's "the
+// same result" means it, not the booking as it is now (a booking cancelled
+// since replays as the confirmed booking its creation answered). The booking
+// is still read, so a booking gone or erased since answers as its read does.
 // done reports whether it answered.
 func (s *Server) replayBooking(ctx context.Context, w http.ResponseWriter, idem idempotency, status int) (done bool, err error) {
-	id, err := s.replayed(ctx, idem)
-	if err != nil || id == "" {
+	rec, err := s.replayedRecord(ctx, idem)
+	if err != nil || rec == nil {
 		return false, err
 	}
-	b, err := s.readBooking(ctx, id)
+	b, err := s.readBooking(ctx, rec.GetResourceId())
 	if err != nil {
 		return false, err
 	}
@@ -411,7 +414,13 @@ func (s *Server) replayBooking(ctx context.Context, w http.ResponseWriter, idem 
 	if err := s.appendAudit(ctx, s.vertical(b.GetVertical()).Audit, auditRead, "booking.read", b.GetId(), ""); err != nil {
 		return false, err
 	}
+	if first := firstAnswer(rec).GetBooking(); first != nil && first.GetId() == b.GetId() {
+		b = first
+	}
 	markReplayed(w)
+	if status == http.StatusCreated {
+		w.Header().Set("Location", "/v1/bookings/"+b.GetId())
+	}
 	return true, s.writeBooking(ctx, w, status, b, nil)
 }
 

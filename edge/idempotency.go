@@ -9,7 +9,9 @@ import (
 	"errors"
 	"net/http"
 
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	"github.com/barberpro/edge/storage"
+	"google.golang.org/protobuf/proto"
 )
 
 // IdempotencyHeader is the request header that makes a POST take effect once.
@@ -105,22 +107,55 @@ func subjectScope(ctx context.Context) string {
 // none (go ahead: the FSM still judges), and idempotency_key_reused when the key
 // came with another request.
 func (s *Server) replayed(ctx context.Context, id idempotency) (string, error) {
+	rec, err := s.replayedRecord(ctx, id)
+	return rec.GetResourceId(), err
+}
+
+// replayedRecord is replayed with the whole record (nil when there was none).
+func (s *Server) replayedRecord(ctx context.Context, id idempotency) (*bookingv1.IdempotencyRecord, error) {
 	if !id.fromClient {
-		return "", nil
+		return nil, nil
 	}
 	rec, err := s.cfg.Store.Idempotency(ctx, id.key)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return "", nil
+		return nil, nil
 	case err != nil:
-		return "", err
+		return nil, err
 	case !bytes.Equal(rec.GetRequestHash(), id.hash):
-		return "", &apiError{http.StatusUnprocessableEntity, CodeIdempotencyKeyReused, "this " + IdempotencyHeader + " was used before with another request", nil}
-
+		return nil, &apiError{http.StatusUnprocessableEntity, CodeIdempotencyKeyReused, "this " + IdempotencyHeader + " was used before with another request", nil}
 	default:
-		return rec.GetResourceId(), nil
+		return rec, nil
 	}
+}
+
+// firstAnswer is the result the record's request answered when it took effect
+// (IdempotencyRecord.first_result), or nil when the record does not keep it
+// (written before it did, or too big): the replay then answers the current
+// state.
+func firstAnswer(rec *bookingv1.IdempotencyRecord) *bookingv1.CommandResult {
+	if len(rec.GetFirstResult()) == 0 {
+		return nil
+	}
+	r := new(bookingv1.CommandResult)
+	if proto.Unmarshal(rec.GetFirstResult(), r) != nil {
+		return nil
+	}
+	return r
 }
 
 // markReplayed sets the replay header on w.
 func markReplayed(w http.ResponseWriter) { w.Header().Set(ReplayedHeader, "true") }
+
+// firstProvider is the provider the first request with idem's key answered,
+// when its record keeps it and it is provider id; else nil.
+func (s *Server) firstProvider(ctx context.Context, idem idempotency, id string) *bookingv1.Provider {
+	rec, err := s.replayedRecord(ctx, idem)
+	if err != nil || rec == nil {
+		return nil
+	}
+	if p := firstAnswer(rec).GetProvider(); p.GetId() == id {
+		return p
+	}
+	return nil
+}

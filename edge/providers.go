@@ -73,7 +73,11 @@ func (s *Server) createProvider(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
+		if first := s.firstProvider(ctx, idem, id); first != nil {
+			prev = first
+		}
 		markReplayed(w)
+		w.Header().Set("Location", "/v1/providers/"+prev.GetId())
 		return s.writeProvider(w, http.StatusCreated, prev)
 	}
 	for _, svc := range p.Services {
@@ -284,6 +288,9 @@ func (s *Server) patchProvider(w http.ResponseWriter, r *http.Request) error {
 		prev, err := s.readProvider(ctx, rid)
 		if err != nil {
 			return err
+		}
+		if first := s.firstProvider(ctx, idem, rid); first != nil {
+			prev = first
 		}
 		markReplayed(w)
 		return s.writeProvider(w, http.StatusOK, prev)
