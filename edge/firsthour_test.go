@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/barberpro/edge/actors"
 	"github.com/barberpro/edge/cluster/topology"
 	"github.com/barberpro/edge/storage"
 	"github.com/getkin/kin-openapi/openapi3"
@@ -98,6 +99,32 @@ func TestFirstHour_SpecAsStrictAsServer(t *testing.T) {
 	for _, id := range []string{"", "a b", "a/b", strings.Repeat("x", 201)} {
 		if !refuses(doc.Components.Parameters["ProviderID"].Value.Schema.Value, id) {
 			t.Errorf("spec accepts provider id %q", id)
+		}
+	}
+}
+
+// TestFirstHour_DetailsInClientTerms: a detail from the layers below says what
+// is wrong without their package prefixes and wrapped sentinels.
+func TestFirstHour_DetailsInClientTerms(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("%w: calendar: %w", actors.ErrInvalid, fmt.Errorf("%w: start is in the past", storage.ErrInvalid)), "start is in the past"},
+		{fmt.Errorf("%w: start 2026-12-01T09:00:00-03:00 is outside the working hours", actors.ErrInvalid), "start 2026-12-01T09:00:00-03:00 is outside the working hours"},
+		{fmt.Errorf("storage: %w", storage.ErrNotFound), "not found"},
+		{fmt.Errorf("%w: %q", ErrUnknownMember, "ghost"), `unknown cluster member: "ghost"`},
+		{fmt.Errorf("%w: booking %q is cancelled", actors.ErrInvalidTransition, "b1"), `booking "b1" is cancelled`},
+		{fmt.Errorf("%w: no leader known", storage.ErrNotLeader), "no leader known"},
+	} {
+		_, _, detail, _ := classify(tc.err)
+		if detail != tc.want {
+			t.Errorf("%q: detail %q, want %q", tc.err, detail, tc.want)
+		}
+		for _, bad := range []string{"actors:", "storage:", "calendar:", "edge:", "invalid request", "invalid command"} {
+			if strings.Contains(detail, bad) {
+				t.Errorf("%q: detail %q names %q", tc.err, detail, bad)
+			}
 		}
 	}
 }

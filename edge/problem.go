@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/barberpro/edge/actors"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
@@ -177,7 +178,7 @@ func classify(err error) (status int, code, detail string, header http.Header) {
 	}
 	for _, m := range errorTable {
 		if errors.Is(err, m.err) {
-			detail = err.Error()
+			detail = clientDetail(err, m.err)
 			if m.detail != "" {
 				detail = m.detail
 			}
@@ -185,6 +186,65 @@ func classify(err error) (status int, code, detail string, header http.Header) {
 		}
 	}
 	return http.StatusInternalServerError, CodeInternalError, "internal error", nil
+}
+
+// internalWords are the segments of an error chain that name a layer below
+// the edge ("actors: ", "calendar: ", "storage: "): a client has no use for them.
+var internalWords = map[string]bool{
+	"actors": true, "actor": true, "calendar": true, "calendars": true, "session": true, "sessions": true,
+	"storage": true, "store": true, "cluster": true, "edge": true, "raft": true, "membership": true,
+	"placement": true, "fsm": true, "activation": true,
+}
+
+// sentinelWords are the texts of the sentinels below the edge without their
+// package prefix ("invalid request", "invalid command", "not found"): in a
+// chain they say which kind of error it is, which the problem's code already
+// says.
+var sentinelWords = func() map[string]bool {
+	words := map[string]bool{}
+	for _, m := range errorTable {
+		text := m.err.Error()
+		if _, rest, ok := strings.Cut(text, ": "); ok && internalWords[text[:strings.Index(text, ":")]] {
+			text = rest
+		}
+		words[text] = true
+	}
+	return words
+}()
+
+// clientDetail is the detail of an error of the layers below: what is wrong in
+// the client's terms, the useful last part of the chain without its package
+// prefixes and wrapped sentinels ("actors: invalid request: calendar: storage:
+// invalid command: start is in the past" → "start is in the past"). With
+// nothing left, the sentinel's own words ("not found").
+func clientDetail(err, sentinel error) string {
+	msg := err.Error()
+	if i := strings.IndexByte(msg, '\n'); i >= 0 { // errors.Join: the first
+		msg = msg[:i]
+	}
+	words := sentinel.Error()
+	if _, rest, ok := strings.Cut(words, ": "); ok {
+		words = rest
+	}
+	var kept []string
+	for _, part := range strings.Split(msg, ": ") {
+		switch p := strings.TrimSpace(part); {
+		case p == "" || internalWords[p]:
+		case sentinelWords[p]:
+			words = p
+		default:
+			kept = append(kept, p)
+		}
+	}
+	out := strings.Join(kept, ": ")
+	switch {
+	case out == "":
+		return words
+	case !strings.Contains(out, " "):
+		// A bare name or id says nothing by itself: "not found: \"b1\"".
+		return words + ": " + out
+	}
+	return out
 }
 
 // writeError answers err as a problem and logs it when it is a server fault:
