@@ -30,18 +30,29 @@ type rescheduleIn struct {
 
 // checkBookingIn checks the ids of a booking (or series) body and that the
 // caller may book for that client with that provider, and parses its start.
+// Every missing or invalid field is reported (fieldErrors), then ownership.
 func checkBookingIn(ctx context.Context, providerID, serviceID, clientID, start string) (time.Time, error) {
+	var fe fieldErrors
 	for _, f := range []struct{ name, v string }{
 		{"provider_id", providerID}, {"service_id", serviceID}, {"client_id", clientID},
 	} {
-		if err := checkID(f.name, f.v); err != nil {
-			return time.Time{}, err
-		}
+		fe.add(checkID(f.name, f.v))
+	}
+	var at time.Time
+	if start == "" {
+		fe.add(invalid("start is required"))
+	} else {
+		var err error
+		at, err = parseInstant("start", start)
+		fe.add(err)
+	}
+	if err := fe.err(); err != nil {
+		return time.Time{}, err
 	}
 	if !owns(ctx, clientID, providerID) {
 		return time.Time{}, errForbidden("a client books only for itself (client_id), a provider only in its own calendar (provider_id)")
 	}
-	return parseInstant("start", start)
+	return at, nil
 }
 
 // createBooking handles POST /v1/bookings.

@@ -128,3 +128,33 @@ func TestFirstHour_DetailsInClientTerms(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstHour_EveryFieldReported: a request with several missing or wrong
+// fields names them all (errors, and detail joins them); a negative price
+// "must be positive".
+func TestFirstHour_EveryFieldReported(t *testing.T) {
+	h := newHarness(t)
+	rec := h.do(call{method: "POST", path: "/v1/bookings", body: `{}`})
+	wantStatus(t, rec, http.StatusUnprocessableEntity)
+	p := decode[problemBody](t, rec)
+	var fields []string
+	for _, e := range p.Errors {
+		fields = append(fields, e.Field)
+	}
+	if fmt.Sprint(fields) != "[provider_id service_id client_id start]" || !strings.Contains(p.Detail, "start is required") {
+		t.Errorf("empty booking: %+v", p)
+	}
+	body := `{"name": "", "vertical": "barber", "city": "buenos-aires", "services": [
+		{"name": "Corte", "duration_minutes": 0, "price": {"amount": "-1500.00", "currency": "ARS"}}]}`
+	rec = h.do(call{method: "POST", path: "/v1/providers", body: body})
+	wantStatus(t, rec, http.StatusUnprocessableEntity)
+	p = decode[problemBody](t, rec)
+	fields = nil
+	for _, e := range p.Errors {
+		fields = append(fields, e.Field)
+	}
+	if fmt.Sprint(fields) != "[name services[0].duration_minutes services[0].price.amount]" ||
+		!strings.Contains(p.Detail, "must be positive") || strings.Contains(p.Detail, "decimal string") {
+		t.Errorf("bad provider: %+v", p)
+	}
+}

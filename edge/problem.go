@@ -80,6 +80,18 @@ type problemBody struct {
 	// Conflicts is set on the 409 of a series only: the starts of the
 	// occurrences that collide (never which booking they collide with).
 	Conflicts []string `json:"conflicts,omitempty"`
+	// Errors is set on a validation_failed that found more than one thing
+	// wrong (fieldErrors): each field and what is
+	// wrong with it; detail joins them.
+	Errors []fieldError `json:"errors,omitempty"`
+}
+
+// fieldError is one item of a problem's errors: a field (a JSON path such as
+// services[0].price.amount, or a header name; "" for the body as a whole) and
+// what is wrong with it.
+type fieldError struct {
+	Field  string `json:"field"`
+	Detail string `json:"detail"`
 }
 
 // apiError is an error a handler answers with as it is: its status, code and
@@ -90,6 +102,16 @@ type apiError struct {
 	detail string
 	header http.Header
 }
+
+// invalidFields is the 422 validation_failed of fieldErrors: the apiError
+// (detail joining every failure) and the failures one by one.
+type invalidFields struct {
+	ae   *apiError
+	errs []fieldError
+}
+
+func (e *invalidFields) Error() string { return e.ae.Error() }
+func (e *invalidFields) Unwrap() error { return e.ae }
 
 func (e *apiError) Error() string { return fmt.Sprintf("%d %s: %s", e.status, e.code, e.detail) }
 
@@ -106,6 +128,61 @@ func invalid(format string, args ...any) *apiError {
 // notFound is a 404 not_found.
 func notFound(format string, args ...any) *apiError {
 	return &apiError{http.StatusNotFound, CodeNotFound, fmt.Sprintf(format, args...), nil}
+}
+
+// fieldErrors collects the validation failures of a request's independent
+// fields, so that one answer names every field that is missing or wrong, not
+// only the first.
+type fieldErrors struct{ list []fieldError }
+
+// add records err when it is a 422 validation_failed and reports whether it
+// did; any other error (a 403, a 5xx) is for the caller to return at once.
+// A nil err is recorded as nothing (true).
+func (fe *fieldErrors) add(err error) bool {
+	if err == nil {
+		return true
+	}
+	var inv *invalidFields
+	if errors.As(err, &inv) {
+		fe.list = append(fe.list, inv.errs...)
+		return true
+	}
+	var ae *apiError
+	if !errors.As(err, &ae) || ae.status != http.StatusUnprocessableEntity || ae.code != CodeValidationFailed {
+		return false
+	}
+	fe.list = append(fe.list, fieldError{Field: fieldOf(ae.detail), Detail: ae.detail})
+	return true
+}
+
+// err is the 422 that names every failure collected, or nil: its detail joins
+// theirs, its errors list them.
+func (fe *fieldErrors) err() error {
+	if len(fe.list) == 0 {
+		return nil
+	}
+	details := make([]string, len(fe.list))
+	for i, f := range fe.list {
+		details[i] = f.Detail
+	}
+	return &invalidFields{errs: fe.list, ae: &apiError{status: http.StatusUnprocessableEntity,
+		code: CodeValidationFailed, detail: strings.Join(details, "; ")}}
+}
+
+// fieldOf is the field a validation detail starts with ("services[0].price is
+// required" → "services[0].price"), or "".
+func fieldOf(detail string) string {
+	f, _, _ := strings.Cut(detail, " ")
+	f = strings.TrimSuffix(f, ":")
+	for _, c := range f {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '[' || c == ']' || c == '-') {
+			if f == IdempotencyHeader {
+				return f
+			}
+			return ""
+		}
+	}
+	return f
 }
 
 // errorMapping is one row of errorTable.
@@ -268,6 +345,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, label string
 	if errors.As(err, &sc) {
 		writeProblemBody(w, status, problemBody{Type: ProblemTypePrefix + code, Title: titles[code],
 			Status: status, Detail: detail, Code: code, Conflicts: sc.starts})
+		return
+	}
+	var inv *invalidFields
+	if errors.As(err, &inv) {
+		writeProblemBody(w, status, problemBody{Type: ProblemTypePrefix + code, Title: titles[code],
+			Status: status, Detail: detail, Code: code, Errors: inv.errs})
 		return
 	}
 	writeProblem(w, status, code, detail)
