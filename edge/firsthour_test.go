@@ -10,6 +10,7 @@ import (
 
 	"github.com/barberpro/edge/actors"
 	"github.com/barberpro/edge/cluster/topology"
+	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/storage"
 	"github.com/getkin/kin-openapi/openapi3"
 )
@@ -156,5 +157,25 @@ func TestFirstHour_EveryFieldReported(t *testing.T) {
 	if fmt.Sprint(fields) != "[name services[0].duration_minutes services[0].price.amount]" ||
 		!strings.Contains(p.Detail, "must be positive") || strings.Contains(p.Detail, "decimal string") {
 		t.Errorf("bad provider: %+v", p)
+	}
+}
+
+// TestFirstHour_ConsentReplayIsTheFirstAnswer: a consent granted, then
+// withdrawn, replays as granted (status, body and Location of the first answer).
+func TestFirstHour_ConsentReplayIsTheFirstAnswer(t *testing.T) {
+	h := newHarness(t)
+	hdr := h.as(auth.RoleClient, "cli-ana")
+	hdr[IdempotencyHeader] = "grant-1"
+	body := `{"purpose": "psychology-care", "jurisdiction": "ar", "text_version": "2026-01"}`
+	first := h.do(call{method: "POST", path: "/v1/clients/cli-ana/consents", header: hdr, body: body, valid: true})
+	wantStatus(t, first, http.StatusCreated)
+	c := decode[consentOut](t, first)
+	wantStatus(t, h.do(call{method: "POST", path: "/v1/clients/cli-ana/consents/" + c.ID + "/withdraw",
+		header: h.as(auth.RoleClient, "cli-ana")}), http.StatusOK)
+	again := h.do(call{method: "POST", path: "/v1/clients/cli-ana/consents", header: hdr, body: body, valid: true})
+	wantStatus(t, again, http.StatusCreated)
+	if again.Body.String() != first.Body.String() || again.Header().Get("Location") != first.Header().Get("Location") {
+		t.Errorf("replay after withdrawal: %s (Location %q), want %s (Location %q)", again.Body,
+			again.Header().Get("Location"), first.Body, first.Header().Get("Location"))
 	}
 }

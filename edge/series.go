@@ -94,10 +94,10 @@ func (s *Server) createSeries(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if rid, err := s.replayed(ctx, idem); err != nil {
+	if rec, err := s.replayedRecord(ctx, idem); err != nil {
 		return err
-	} else if rid != "" {
-		sr, err := s.readSeries(ctx, rid)
+	} else if rec != nil {
+		sr, err := s.readSeries(ctx, rec.GetResourceId())
 		if err != nil {
 			return err
 		}
@@ -105,8 +105,15 @@ func (s *Server) createSeries(w http.ResponseWriter, r *http.Request) error {
 		if err := s.appendAudit(ctx, s.vertical(p.GetVertical()).Audit, auditRead, "series.read", sr.GetId(), ""); err != nil {
 			return err
 		}
+		// The first answer (api.md's "the same result"): the series and its
+		// occurrences as they were booked, when the record keeps them.
+		var known []*bookingv1.Booking
+		if first := firstAnswer(rec); first.GetSeries().GetId() == sr.GetId() {
+			sr, known = first.GetSeries(), first.GetBookings()
+		}
 		markReplayed(w)
-		return s.writeSeries(ctx, w, http.StatusCreated, sr, nil, p)
+		w.Header().Set("Location", "/v1/bookings/series/"+sr.GetId())
+		return s.writeSeries(ctx, w, http.StatusCreated, sr, known, p)
 	}
 	if !slices.ContainsFunc(p.GetServices(), func(sv *bookingv1.Service) bool { return sv.GetId() == in.ServiceID }) {
 		return invalid("service_id %q is not a service of provider %s", in.ServiceID, in.ProviderID)

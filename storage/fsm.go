@@ -604,11 +604,11 @@ func (a *applier) applyOp(cmd *bookingv1.Command, now int64) (r *bookingv1.Comma
 }
 
 // MaxFirstResultBytes bounds the first answer an idempotency record keeps
-// (IdempotencyRecord.first_result): one booking or provider is well under it; a
-// bigger result (a long series) is not kept, and its replay answers the current
-// state. Records, first answers included, go when the idempotency TTL expires
+// (IdempotencyRecord.first_result): a booking, provider or consent is well
+// under it, and so is a series of the edge's 52 occurrences at most; a bigger
+// result is not kept, and its replay answers the current state. Records, first answers included, go when the idempotency TTL expires
 // them (compaction), so the bound also bounds what a key costs the store.
-const MaxFirstResultBytes = 16 << 10
+const MaxFirstResultBytes = 64 << 10
 
 // firstResult is r as a record keeps it: its deterministic encoding (every
 // replica writes the same bytes), or nil when over MaxFirstResultBytes.
