@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"github.com/barberpro/edge/actors"
 	"github.com/barberpro/edge/cluster/topology"
 	"github.com/barberpro/edge/edge/auth"
+	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
 	"github.com/barberpro/edge/storage"
 	"github.com/getkin/kin-openapi/openapi3"
 )
@@ -119,6 +121,13 @@ func TestFirstHour_DetailsInClientTerms(t *testing.T) {
 		{fmt.Errorf("%w: no leader known", storage.ErrNotLeader), "no leader known"},
 	} {
 		_, _, detail, _ := classify(tc.err)
+		if errors.Is(tc.err, actors.ErrInvalid) {
+			// The same text in an actor's reply (a remote calendar's).
+			_, _, d, _ := classify(replyError(calendarv1.ErrorCode_ERROR_CODE_INVALID, tc.err.Error()))
+			if d != tc.want {
+				t.Errorf("reply %q: detail %q, want %q", tc.err, d, tc.want)
+			}
+		}
 		if detail != tc.want {
 			t.Errorf("%q: detail %q, want %q", tc.err, detail, tc.want)
 		}

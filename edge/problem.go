@@ -295,13 +295,18 @@ var sentinelWords = func() map[string]bool {
 // invalid command: start is in the past" → "start is in the past"). With
 // nothing left, the sentinel's own words ("not found").
 func clientDetail(err, sentinel error) string {
-	msg := err.Error()
-	if i := strings.IndexByte(msg, '\n'); i >= 0 { // errors.Join: the first
-		msg = msg[:i]
-	}
 	words := sentinel.Error()
 	if _, rest, ok := strings.Cut(words, ": "); ok {
 		words = rest
+	}
+	return cleanDetail(err.Error(), words)
+}
+
+// cleanDetail is clientDetail of an error's text msg; words say what kind of
+// error it is when nothing else is left.
+func cleanDetail(msg, words string) string {
+	if i := strings.IndexByte(msg, '\n'); i >= 0 { // errors.Join: the first
+		msg = msg[:i]
 	}
 	var kept []string
 	for _, part := range strings.Split(msg, ": ") {
@@ -425,7 +430,7 @@ func replyError(code calendarv1.ErrorCode, detail string) error {
 	case calendarv1.ErrorCode_ERROR_CODE_SLOT_TAKEN:
 		return &apiError{http.StatusConflict, CodeSlotUnavailable, slotTakenDetail, nil}
 	case calendarv1.ErrorCode_ERROR_CODE_INVALID:
-		return invalid("%s", detail)
+		return invalid("%s", cleanDetail(detail, "invalid request"))
 	case calendarv1.ErrorCode_ERROR_CODE_INVALID_TRANSITION:
 		return invalid("the record's current state does not allow this change")
 	case calendarv1.ErrorCode_ERROR_CODE_NOT_FOUND:
