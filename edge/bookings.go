@@ -30,8 +30,10 @@ type rescheduleIn struct {
 
 // checkBookingIn checks the ids of a booking (or series) body and that the
 // caller may book for that client with that provider, and parses its start.
-// Every missing or invalid field is reported (fieldErrors), then ownership.
-func checkBookingIn(ctx context.Context, providerID, serviceID, clientID, start string) (time.Time, error) {
+// Every missing or invalid field is reported (fieldErrors), with the failures
+// of the body's other fields (more: a series' every and count), then
+// ownership.
+func checkBookingIn(ctx context.Context, providerID, serviceID, clientID, start string, more ...error) (time.Time, error) {
 	var fe fieldErrors
 	for _, f := range []struct{ name, v string }{
 		{"provider_id", providerID}, {"service_id", serviceID}, {"client_id", clientID},
@@ -44,6 +46,9 @@ func checkBookingIn(ctx context.Context, providerID, serviceID, clientID, start 
 	} else {
 		var err error
 		at, err = parseInstant("start", start)
+		fe.add(err)
+	}
+	for _, err := range more {
 		fe.add(err)
 	}
 	if err := fe.err(); err != nil {

@@ -154,6 +154,16 @@ func TestFirstHour_EveryFieldReported(t *testing.T) {
 	if fmt.Sprint(fields) != "[provider_id service_id client_id start]" || !strings.Contains(p.Detail, "start is required") {
 		t.Errorf("empty booking: %+v", p)
 	}
+	rec = h.do(call{method: "POST", path: "/v1/bookings/series", body: `{"every": "3w", "count": 0}`})
+	wantStatus(t, rec, http.StatusUnprocessableEntity)
+	p = decode[problemBody](t, rec)
+	fields = nil
+	for _, e := range p.Errors {
+		fields = append(fields, e.Field)
+	}
+	if fmt.Sprint(fields) != "[provider_id service_id client_id start every count]" {
+		t.Errorf("empty series: %+v", p)
+	}
 	body := `{"name": "", "vertical": "barber", "city": "buenos-aires", "services": [
 		{"name": "Corte", "duration_minutes": 0, "price": {"amount": "-1500.00", "currency": "ARS"}}]}`
 	rec = h.do(call{method: "POST", path: "/v1/providers", body: body})

@@ -67,16 +67,17 @@ func (s *Server) createSeries(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.decodeBody(w, r, &in, false); err != nil {
 		return err
 	}
-	start, err := checkBookingIn(ctx, in.ProviderID, in.ServiceID, in.ClientID, in.Start)
-	if err != nil {
-		return err
-	}
+	var everyErr, countErr error
 	every, ok := seriesEvery[in.Every]
 	if !ok {
-		return invalid("every %q must be \"1w\" or \"2w\"", in.Every)
+		everyErr = invalid("every %q must be \"1w\" or \"2w\"", in.Every)
 	}
 	if in.Count < minSeriesCount || in.Count > maxSeriesCount {
-		return invalid("count %d must be between %d and %d", in.Count, minSeriesCount, maxSeriesCount)
+		countErr = invalid("count %d must be between %d and %d", in.Count, minSeriesCount, maxSeriesCount)
+	}
+	start, err := checkBookingIn(ctx, in.ProviderID, in.ServiceID, in.ClientID, in.Start, everyErr, countErr)
+	if err != nil {
+		return err
 	}
 	p, err := s.readProvider(ctx, in.ProviderID)
 	if err != nil {
