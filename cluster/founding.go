@@ -22,9 +22,16 @@ const foundCheckInterval = 250 * time.Millisecond
 // has the lowest node id of the live ones. Two nodes found two groups only if
 // they cannot see each other and each sees BootstrapExpect founders — which a
 // majority expectation rules out.
-func foundingVerdict(self string, jurisdiction string, expect int, members []membership.Member) (bool, string) {
+//
+// A node started with --join founds nothing while none of its seeds has ever
+// answered (seedsAnswered false): alone, it would see itself as the expected
+// founders (bootstrap-expect 1) and fork the group its seeds belong to.
+func foundingVerdict(self string, jurisdiction string, expect int, members []membership.Member, seedsAnswered bool) (bool, string) {
 	if expect <= 0 {
 		return false, "bootstrap-expect is 0: waiting to be added to the group"
+	}
+	if !seedsAnswered {
+		return false, "none of the --join seeds has answered yet: a node given seeds joins their group, it never founds one alone"
 	}
 	var alive []string
 	for _, m := range members {
@@ -65,7 +72,7 @@ func (n *Node) foundWhenDue(ctx context.Context) {
 		if n.store.HasState() {
 			return
 		}
-		ok, why := foundingVerdict(n.cfg.ID, n.city.Jurisdiction, n.cfg.BootstrapExpect, n.members.AllMembers())
+		ok, why := foundingVerdict(n.cfg.ID, n.city.Jurisdiction, n.cfg.BootstrapExpect, n.members.AllMembers(), n.seedsAnswered.Load())
 		switch {
 		case !ok:
 			holdsSince = time.Time{}
@@ -102,5 +109,61 @@ func (n *Node) foundWhenDue(ctx context.Context) {
 		case <-events:
 		case <-tick.C:
 		}
+	}
+}
+
+// seeds are the --join addresses other than this node's own.
+func (n *Node) seeds() []string {
+	self := n.members.GossipAddr()
+	var out []string
+	for _, a := range n.cfg.Join {
+		if a != "" && a != self {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// othersSeen reports whether gossip shows another node, alive now.
+func (n *Node) othersSeen() bool {
+	for _, m := range n.members.Members() {
+		if m.NodeID != n.cfg.ID {
+			return true
+		}
+	}
+	return false
+}
+
+// Retry pauses of retryJoin: doubling from the first to the last.
+const (
+	retryJoinFirst = 500 * time.Millisecond
+	retryJoinMax   = 30 * time.Second
+)
+
+// retryJoin keeps trying the --join seeds, with backoff, until one answers (or
+// another node joins this one) or ctx ends, logging each attempt; meanwhile
+// Ready says the node is joining and the founding rule holds it back.
+func (n *Node) retryJoin(ctx context.Context, seeds []string) {
+	wait := retryJoinFirst
+	for {
+		if n.othersSeen() {
+			n.seedsAnswered.Store(true)
+			n.log.Info("joined the cluster", "attempts", n.joinAttempts.Load())
+			return
+		}
+		attempt := n.joinAttempts.Add(1)
+		k, err := n.members.Join(seeds)
+		if k > 0 {
+			n.seedsAnswered.Store(true)
+			n.log.Info("joined the cluster through its seeds", "attempt", attempt, "answered", k)
+			return
+		}
+		n.log.Warn("no --join seed answered; retrying", "attempt", attempt, "seeds", seeds, "retry_in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, retryJoinMax)
 	}
 }

@@ -49,10 +49,28 @@ func TestFoundingVerdict(t *testing.T) {
 			if strings.HasPrefix(c.self, "us") {
 				jur = "us"
 			}
-			found, why := foundingVerdict(c.self, jur, c.expect, c.members)
+			found, why := foundingVerdict(c.self, jur, c.expect, c.members, true)
 			if found != c.found || !strings.Contains(why, c.why) {
 				t.Fatalf("verdict %v %q, want %v containing %q", found, why, c.found, c.why)
 			}
 		})
+	}
+}
+
+// TestFoundingVerdict_SeedsNeverAnswered: a node started with --join whose
+// seeds never answered founds nothing, though it alone meets bootstrap-expect
+// 1 or is the lowest of enough live nodes: its seeds' group may exist.
+func TestFoundingVerdict_SeedsNeverAnswered(t *testing.T) {
+	alive := membership.StateAlive
+	for _, ms := range [][]membership.Member{
+		{member("ba-1", "ar", alive, false, "")},
+		{member("ba-1", "ar", alive, false, ""), member("cba-1", "ar", alive, false, "")},
+	} {
+		if found, why := foundingVerdict("ba-1", "ar", len(ms), ms, false); found || !strings.Contains(why, "--join seeds") {
+			t.Fatalf("seeds never answered, %d alive: verdict %v %q", len(ms), found, why)
+		}
+		if found, _ := foundingVerdict("ba-1", "ar", len(ms), ms, true); !found {
+			t.Fatalf("seeds answered, %d alive: no founding", len(ms))
+		}
 	}
 }

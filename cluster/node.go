@@ -101,6 +101,14 @@ type Node struct {
 	// events are this node's recent group-keeping actions (cluster status).
 	events *eventLog
 
+	// seedsAnswered is set once the node has seen another member in gossip
+	// (one of its --join seeds answered, or another node joined it); it is
+	// set from the start for a node without seeds. Until then the node is
+	// not ready and never founds a group (foundingVerdict).
+	seedsAnswered atomic.Bool
+	// joinAttempts counts retryJoin's attempts, for Ready's reason.
+	joinAttempts atomic.Int64
+
 	// leaveStarted is set by the first POST /v1/cluster/leave.
 	leaveStarted atomic.Bool
 	// left is set by the first Leave: a second one (a direct call racing the
@@ -180,6 +188,9 @@ func (n *Node) Start() (err error) {
 		Founded: ident.HasState, ClusterID: ident.ClusterID,
 	}
 	mc.BindAddr, mc.BindPort, mc.Join = bind, n.cfg.GossipPort, n.cfg.Join
+	// A node whose seeds do not answer keeps trying (retryJoin), like Consul's
+	// retry_join: a node restarting while its seed is down must not stay down.
+	mc.RetryJoin = true
 	mc.SecretKey = n.cfg.GossipKey
 	mc.Logger = n.log.With("component", "membership")
 	if n.members, err = membership.New(mc); err != nil {
@@ -195,6 +206,10 @@ func (n *Node) Start() (err error) {
 	remembered := n.savedPeers()
 	if k, _ := n.members.Join(remembered); k > 0 {
 		n.log.Info("rejoined gossip through remembered peers", "answered", k)
+	}
+	seeds := n.seeds()
+	if len(seeds) == 0 || n.othersSeen() {
+		n.seedsAnswered.Store(true)
 	}
 
 	// The peer listener answers this node's own Meta from now on (what other
@@ -302,6 +317,10 @@ func (n *Node) Start() (err error) {
 	keeper := &groupKeeper{store: n.store, members: n.members, verified: n.prober, peers: n.peers, jurisdiction: jur,
 		deadAfter: n.cfg.DeadServerTimeout, interval: n.cfg.GroupCheckInterval,
 		log: n.log.With("component", "raft-group"), events: n.events}
+	if !n.seedsAnswered.Load() {
+		n.bg.Add(1)
+		go func() { defer n.bg.Done(); n.retryJoin(ctx, seeds) }()
+	}
 	n.bg.Add(4)
 	go func() { defer n.bg.Done(); n.prober.run(ctx) }()
 	keeperCtx, stopKeeper := context.WithCancel(ctx)
@@ -503,6 +522,10 @@ func (n *Node) Ready() error {
 		return errors.New("leaving the cluster")
 	default:
 	}
+	if !n.seedsAnswered.Load() {
+		return fmt.Errorf("joining: none of the --join seeds %v has answered yet (%d attempts); retrying",
+			n.seeds(), n.joinAttempts.Load())
+	}
 	return n.store.Ready()
 }
 
@@ -667,6 +690,9 @@ func (n *Node) removeSelf(ctx context.Context) error {
 // leaveAsync serves POST /v1/cluster/leave: the answer goes out first, then the
 // node leaves and its process ends (Done yields nil).
 func (n *Node) leaveAsync(context.Context) error {
+	if err := n.canLeave(); err != nil {
+		return err
+	}
 	// Two leave requests at once start one leave (Leave closes n.leaving once).
 	if !n.leaveStarted.CompareAndSwap(false, true) {
 		return nil
@@ -681,6 +707,27 @@ func (n *Node) leaveAsync(context.Context) error {
 		default:
 		}
 	}()
+	return nil
+}
+
+// canLeave refuses the leave of its group's only voter when no non-voter could
+// take its place (storage.ErrLastVoter): Raft keeps at least one voter, so the
+// removal would fail after the node had stopped serving.
+func (n *Node) canLeave() error {
+	servers, err := n.store.Servers()
+	if err != nil {
+		return err
+	}
+	voters, self := 0, false
+	for _, s := range servers {
+		if s.Voter {
+			voters++
+			self = self || membership.NodeOf(s.ID) == n.cfg.ID
+		}
+	}
+	if self && voters == 1 && len(servers) == 1 {
+		return fmt.Errorf("cluster: %s: %w", n.cfg.ID, storage.ErrLastVoter)
+	}
 	return nil
 }
 

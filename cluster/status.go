@@ -84,6 +84,7 @@ func (n *Node) status(ctx context.Context) (edge.ClusterStatus, error) {
 	// store, so measured against the leader's last log index an idle leader
 	// lagged behind itself).
 	leaderApplied := map[string]uint64{}
+	leaving := map[string]bool{} // node ids gossip shows leaving (cluster leave)
 	for _, m := range n.members.Members() {
 		g := groups[m.Jurisdiction]
 		if g == nil {
@@ -107,6 +108,12 @@ func (n *Node) status(ctx context.Context) (edge.ClusterStatus, error) {
 				g.Leader = st.LeaderId
 			}
 			g.Term = max(g.Term, st.Term)
+		}
+		if m.Leaving {
+			// A leaving node hands its work over and is removed from its
+			// group: it is neither a member catching up nor one joining.
+			leaving[m.NodeID] = true
+			gm.Role = "leaving"
 		}
 		g.Members = append(g.Members, gm)
 	}
@@ -132,7 +139,7 @@ func (n *Node) status(ctx context.Context) (edge.ClusterStatus, error) {
 		// Live nodes of the jurisdiction not (yet) in the configuration, or
 		// there under another disk.
 		for i, m := range own.Members {
-			if !inConfig[membership.ServerIDOf(m.ID, m.Disk)] {
+			if !inConfig[membership.ServerIDOf(m.ID, m.Disk)] && !leaving[m.ID] {
 				own.Members[i].Role = "joining"
 			}
 		}
@@ -142,6 +149,9 @@ func (n *Node) status(ctx context.Context) (edge.ClusterStatus, error) {
 		slices.Sort(g.Events) // each starts with its RFC 3339 UTC time
 		g.Events = slices.Compact(g.Events)
 		for i := range g.Members {
+			if !replicating(g.Members[i].Role) {
+				continue // no lag: it does not (yet, or any more) follow the leader's log
+			}
 			if l := leaderApplied[g.Group]; l > g.Members[i].AppliedIndex {
 				g.Members[i].Lag = l - g.Members[i].AppliedIndex
 			}
@@ -150,4 +160,15 @@ func (n *Node) status(ctx context.Context) (edge.ClusterStatus, error) {
 	}
 	slices.SortFunc(out.Groups, func(a, b edge.GroupStatus) int { return strings.Compare(a.Group, b.Group) })
 	return out, nil
+}
+
+// replicating reports whether a member of role follows its leader's log, so
+// that its lag means something: not a node joining (not yet in the
+// configuration), leaving (on its way out, removed), unreachable or unknown.
+func replicating(role string) bool {
+	switch role {
+	case "leader", "follower", "candidate", "nonvoter":
+		return true
+	}
+	return false
 }

@@ -97,7 +97,7 @@ func TestServer_BadInput(t *testing.T) {
 		{"bad service name", call{method: "POST", path: "/v1/providers", body: `{"name": "x", "vertical": "barber", "city": "buenos-aires", "services": [` + svcWith(`"Corte"`, `""`) + `]}`}, 422, CodeValidationFailed, "services[0].name"},
 		{"negative notice", call{method: "POST", path: "/v1/providers", body: providerWith(t, `"city": "buenos-aires",`, `"city": "buenos-aires", "min_notice_minutes": -1,`)}, 422, CodeValidationFailed, "min_notice_minutes"},
 		{"zero horizon", call{method: "POST", path: "/v1/providers", body: providerWith(t, `"city": "buenos-aires",`, `"city": "buenos-aires", "horizon_days": 0,`)}, 422, CodeValidationFailed, "horizon_days"},
-		{"long idempotency key", call{method: "POST", path: "/v1/providers", body: validProviderBody, header: map[string]string{IdempotencyHeader: strings.Repeat("k", 256)}}, 422, CodeValidationFailed, IdempotencyHeader},
+		{"long idempotency key", call{method: "POST", path: "/v1/providers", body: validProviderBody, header: map[string]string{IdempotencyHeader: strings.Repeat("k", 201)}}, 422, CodeValidationFailed, IdempotencyHeader},
 
 		// Bookings against the calendar.
 		{"unknown provider", call{method: "POST", path: "/v1/bookings", body: bookingBody("prv_nope", svc, "c1", "2026-12-01T09:00:00-03:00")}, 404, CodeNotFound, "prv_nope"},

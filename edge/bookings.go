@@ -30,18 +30,34 @@ type rescheduleIn struct {
 
 // checkBookingIn checks the ids of a booking (or series) body and that the
 // caller may book for that client with that provider, and parses its start.
-func checkBookingIn(ctx context.Context, providerID, serviceID, clientID, start string) (time.Time, error) {
+// Every missing or invalid field is reported (fieldErrors), with the failures
+// of the body's other fields (more: a series' every and count), then
+// ownership.
+func checkBookingIn(ctx context.Context, providerID, serviceID, clientID, start string, more ...error) (time.Time, error) {
+	var fe fieldErrors
 	for _, f := range []struct{ name, v string }{
 		{"provider_id", providerID}, {"service_id", serviceID}, {"client_id", clientID},
 	} {
-		if err := checkID(f.name, f.v); err != nil {
-			return time.Time{}, err
-		}
+		fe.add(checkID(f.name, f.v))
+	}
+	var at time.Time
+	if start == "" {
+		fe.add(invalid("start is required"))
+	} else {
+		var err error
+		at, err = parseInstant("start", start)
+		fe.add(err)
+	}
+	for _, err := range more {
+		fe.add(err)
+	}
+	if err := fe.err(); err != nil {
+		return time.Time{}, err
 	}
 	if !owns(ctx, clientID, providerID) {
 		return time.Time{}, errForbidden("a client books only for itself (client_id), a provider only in its own calendar (provider_id)")
 	}
-	return parseInstant("start", start)
+	return at, nil
 }
 
 // createBooking handles POST /v1/bookings.
@@ -396,14 +412,17 @@ func (s *Server) providerZone(ctx context.Context, providerID string) *time.Loca
 }
 
 // replayBooking answers a request whose Idempotency-Key was seen before with
-// the same body: the booking it made, as it is now, with the route's status.
+// the same body: the first answer (status, body, Location), as api.md's "the
+// same result" means it, not the booking as it is now (a booking cancelled
+// since replays as the confirmed booking its creation answered). The booking
+// is still read, so a booking gone or erased since answers as its read does.
 // done reports whether it answered.
 func (s *Server) replayBooking(ctx context.Context, w http.ResponseWriter, idem idempotency, status int) (done bool, err error) {
-	id, err := s.replayed(ctx, idem)
-	if err != nil || id == "" {
+	rec, err := s.replayedRecord(ctx, idem)
+	if err != nil || rec == nil {
 		return false, err
 	}
-	b, err := s.readBooking(ctx, id)
+	b, err := s.readBooking(ctx, rec.GetResourceId())
 	if err != nil {
 		return false, err
 	}
@@ -411,7 +430,13 @@ func (s *Server) replayBooking(ctx context.Context, w http.ResponseWriter, idem 
 	if err := s.appendAudit(ctx, s.vertical(b.GetVertical()).Audit, auditRead, "booking.read", b.GetId(), ""); err != nil {
 		return false, err
 	}
+	if first := firstAnswer(rec).GetBooking(); first != nil && first.GetId() == b.GetId() {
+		b = first
+	}
 	markReplayed(w)
+	if status == http.StatusCreated {
+		w.Header().Set("Location", "/v1/bookings/"+b.GetId())
+	}
 	return true, s.writeBooking(ctx, w, status, b, nil)
 }
 

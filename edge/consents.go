@@ -131,18 +131,23 @@ func (s *Server) grantConsent(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if rid, err := s.replayed(ctx, idem); err != nil {
+	if rec, err := s.replayedRecord(ctx, idem); err != nil {
 		return err
-	} else if rid != "" {
-		prev, err := s.readConsent(ctx, rid)
+	} else if rec != nil {
+		prev, err := s.readConsent(ctx, rec.GetResourceId())
 		if err != nil {
 			return err
+		}
+		// The first answer (a consent withdrawn since replays as granted).
+		if first := firstAnswer(rec).GetConsent(); first.GetId() == prev.GetId() {
+			prev = first
 		}
 		// The replay answers the consent: a read of it, audited as one.
 		if err := s.appendAudit(ctx, strictest(vs...), auditRead, "consent.read", prev.GetId(), ""); err != nil {
 			return err
 		}
 		markReplayed(w)
+		w.Header().Set("Location", "/v1/clients/"+url.PathEscape(clientID)+"/consents")
 		writeJSON(w, http.StatusCreated, s.formatConsent(prev))
 		return nil
 	}

@@ -8,9 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"unicode/utf8"
 
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	"github.com/barberpro/edge/storage"
+	"google.golang.org/protobuf/proto"
 )
 
 // IdempotencyHeader is the request header that makes a POST take effect once.
@@ -20,8 +21,20 @@ const IdempotencyHeader = "Idempotency-Key"
 // Idempotency-Key.
 const ReplayedHeader = "Idempotent-Replayed"
 
-// maxIdempotencyKeyBytes bounds the Idempotency-Key header.
-const maxIdempotencyKeyBytes = 200 // with the scope and route pattern, within storage.MaxIDLength
+// maxIdempotencyKeyBytes bounds the Idempotency-Key header: with the scope and
+// route pattern it stays within storage.MaxIDLength. The spec says the same
+// (maxLength 200, printable ASCII, so characters are bytes).
+const maxIdempotencyKeyBytes = 200
+
+// printableASCII reports whether v is made of bytes 0x20-0x7E only.
+func printableASCII(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x20 || v[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
 
 // idempotency is how one request is made to take effect at most once.
 type idempotency struct {
@@ -50,15 +63,22 @@ func idempotencyOf(r *http.Request, canonical any, autoID string) (idempotency, 
 	h.Write([]byte{0})
 	h.Write(body)
 	id := idempotency{hash: h.Sum(nil)}
-	v := r.Header.Get(IdempotencyHeader)
-	if v == "" {
+	vs, sent := r.Header[IdempotencyHeader]
+	if !sent {
 		id.key = "auto:" + autoID
 		return id, nil
 	}
-	if !utf8.ValidString(v) {
-		return idempotency{}, invalid("%s must be UTF-8", IdempotencyHeader)
-	}
-	if len(v) > maxIdempotencyKeyBytes {
+	v := vs[0]
+	switch {
+	case v == "":
+		// Sent but empty is not "none": the spec says minLength 1, and a
+		// client whose key generator broke must learn it before it retries.
+		return idempotency{}, badRequest("%s must not be empty (leave the header out to send none)", IdempotencyHeader)
+	case len(vs) > 1:
+		return idempotency{}, badRequest("%s must be sent once", IdempotencyHeader)
+	case !printableASCII(v):
+		return idempotency{}, invalid("%s must be printable ASCII (a UUID, say)", IdempotencyHeader)
+	case len(v) > maxIdempotencyKeyBytes:
 		return idempotency{}, invalid("%s must have at most %d characters", IdempotencyHeader, maxIdempotencyKeyBytes)
 	}
 	id.key = subjectScope(r.Context()) + " " + r.Pattern + " " + v
@@ -87,22 +107,55 @@ func subjectScope(ctx context.Context) string {
 // none (go ahead: the FSM still judges), and idempotency_key_reused when the key
 // came with another request.
 func (s *Server) replayed(ctx context.Context, id idempotency) (string, error) {
+	rec, err := s.replayedRecord(ctx, id)
+	return rec.GetResourceId(), err
+}
+
+// replayedRecord is replayed with the whole record (nil when there was none).
+func (s *Server) replayedRecord(ctx context.Context, id idempotency) (*bookingv1.IdempotencyRecord, error) {
 	if !id.fromClient {
-		return "", nil
+		return nil, nil
 	}
 	rec, err := s.cfg.Store.Idempotency(ctx, id.key)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return "", nil
+		return nil, nil
 	case err != nil:
-		return "", err
+		return nil, err
 	case !bytes.Equal(rec.GetRequestHash(), id.hash):
-		return "", &apiError{http.StatusUnprocessableEntity, CodeIdempotencyKeyReused, "this " + IdempotencyHeader + " was used before with another request", nil}
-
+		return nil, &apiError{http.StatusUnprocessableEntity, CodeIdempotencyKeyReused, "this " + IdempotencyHeader + " was used before with another request", nil}
 	default:
-		return rec.GetResourceId(), nil
+		return rec, nil
 	}
+}
+
+// firstAnswer is the result the record's request answered when it took effect
+// (IdempotencyRecord.first_result), or nil when the record does not keep it
+// (written before it did, or too big): the replay then answers the current
+// state.
+func firstAnswer(rec *bookingv1.IdempotencyRecord) *bookingv1.CommandResult {
+	if len(rec.GetFirstResult()) == 0 {
+		return nil
+	}
+	r := new(bookingv1.CommandResult)
+	if proto.Unmarshal(rec.GetFirstResult(), r) != nil {
+		return nil
+	}
+	return r
 }
 
 // markReplayed sets the replay header on w.
 func markReplayed(w http.ResponseWriter) { w.Header().Set(ReplayedHeader, "true") }
+
+// firstProvider is the provider the first request with idem's key answered,
+// when its record keeps it and it is provider id; else nil.
+func (s *Server) firstProvider(ctx context.Context, idem idempotency, id string) *bookingv1.Provider {
+	rec, err := s.replayedRecord(ctx, idem)
+	if err != nil || rec == nil {
+		return nil
+	}
+	if p := firstAnswer(rec).GetProvider(); p.GetId() == id {
+		return p
+	}
+	return nil
+}

@@ -4,7 +4,10 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
+
+	"github.com/barberpro/edge/cluster/topology"
 
 	"github.com/getkin/kin-openapi/openapi3"
 )
@@ -32,6 +35,7 @@ func OpenAPI() (*openapi3.T, error) {
 			specErr = fmt.Errorf("edge: openapi.yaml: %w", err)
 			return
 		}
+		topologyEnums(doc, topology.Default())
 		if err := doc.Validate(loader.Context); err != nil {
 			specErr = fmt.Errorf("edge: openapi.yaml: %w", err)
 			return
@@ -53,4 +57,56 @@ func openAPIJSON() ([]byte, error) {
 		return nil, err
 	}
 	return specJSON, nil
+}
+
+// topologyEnums makes the spec as strict as the server about names: every
+// property or query parameter named city, vertical or currency (and
+// jurisdiction) lists the embedded topology's values as its enum, so generated
+// clients and fuzzers send only names the server knows.
+func topologyEnums(doc *openapi3.T, t *topology.Topology) {
+	var currencies, jurisdictions []any
+	for _, c := range t.Cities {
+		if !slices.Contains(currencies, any(c.Currency)) {
+			currencies = append(currencies, c.Currency)
+		}
+		if !slices.Contains(jurisdictions, any(c.Jurisdiction)) {
+			jurisdictions = append(jurisdictions, c.Jurisdiction)
+		}
+	}
+	enums := map[string][]any{
+		"city":         anySlice(t.CityNames()),
+		"vertical":     anySlice(t.VerticalNames()),
+		"currency":     currencies,
+		"jurisdiction": jurisdictions,
+	}
+	set := func(name string, s *openapi3.SchemaRef) {
+		if e, ok := enums[name]; ok && s != nil && s.Value != nil && s.Value.Type.Is("string") && s.Value.Enum == nil {
+			s.Value.Enum = e
+		}
+	}
+	for _, s := range doc.Components.Schemas {
+		if s.Value == nil {
+			continue
+		}
+		for name, p := range s.Value.Properties {
+			set(name, p)
+		}
+	}
+	for _, path := range doc.Paths.Map() {
+		for _, op := range path.Operations() {
+			for _, p := range op.Parameters {
+				if p.Value != nil && p.Value.In == "query" {
+					set(p.Value.Name, p.Value.Schema)
+				}
+			}
+		}
+	}
+}
+
+func anySlice(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
 }

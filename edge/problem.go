@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/barberpro/edge/actors"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
@@ -32,6 +33,10 @@ const (
 	// CodeMemberAlive is added to api.md's list: cluster remove of a member gossip
 	// shows alive, without force (409).
 	CodeMemberAlive = "member_alive"
+	// CodeLastVoter is added to api.md's list: cluster remove or leave of the
+	// only voter of its jurisdiction's Raft group, which cannot be left without
+	// one (409).
+	CodeLastVoter = "last_voter"
 	// CodeInternalError is the one code added to api.md's list: the answer to a bug
 	// (an unmapped error or a recovered panic). It never answers bad input.
 	CodeInternalError = "internal_error"
@@ -61,6 +66,7 @@ var titles = map[string]string{
 	CodeProviderUnverified:      "Provider unverified",
 	CodeErased:                  "Erased",
 	CodeMemberAlive:             "Member alive",
+	CodeLastVoter:               "Last voter",
 	CodeInternalError:           "Internal error",
 }
 
@@ -77,6 +83,18 @@ type problemBody struct {
 	// Conflicts is set on the 409 of a series only: the starts of the
 	// occurrences that collide (never which booking they collide with).
 	Conflicts []string `json:"conflicts,omitempty"`
+	// Errors is set on a validation_failed that found more than one thing
+	// wrong (fieldErrors): each field and what is
+	// wrong with it; detail joins them.
+	Errors []fieldError `json:"errors,omitempty"`
+}
+
+// fieldError is one item of a problem's errors: a field (a JSON path such as
+// services[0].price.amount, or a header name; "" for the body as a whole) and
+// what is wrong with it.
+type fieldError struct {
+	Field  string `json:"field"`
+	Detail string `json:"detail"`
 }
 
 // apiError is an error a handler answers with as it is: its status, code and
@@ -87,6 +105,16 @@ type apiError struct {
 	detail string
 	header http.Header
 }
+
+// invalidFields is the 422 validation_failed of fieldErrors: the apiError
+// (detail joining every failure) and the failures one by one.
+type invalidFields struct {
+	ae   *apiError
+	errs []fieldError
+}
+
+func (e *invalidFields) Error() string { return e.ae.Error() }
+func (e *invalidFields) Unwrap() error { return e.ae }
 
 func (e *apiError) Error() string { return fmt.Sprintf("%d %s: %s", e.status, e.code, e.detail) }
 
@@ -103,6 +131,61 @@ func invalid(format string, args ...any) *apiError {
 // notFound is a 404 not_found.
 func notFound(format string, args ...any) *apiError {
 	return &apiError{http.StatusNotFound, CodeNotFound, fmt.Sprintf(format, args...), nil}
+}
+
+// fieldErrors collects the validation failures of a request's independent
+// fields, so that one answer names every field that is missing or wrong, not
+// only the first.
+type fieldErrors struct{ list []fieldError }
+
+// add records err when it is a 422 validation_failed and reports whether it
+// did; any other error (a 403, a 5xx) is for the caller to return at once.
+// A nil err is recorded as nothing (true).
+func (fe *fieldErrors) add(err error) bool {
+	if err == nil {
+		return true
+	}
+	var inv *invalidFields
+	if errors.As(err, &inv) {
+		fe.list = append(fe.list, inv.errs...)
+		return true
+	}
+	var ae *apiError
+	if !errors.As(err, &ae) || ae.status != http.StatusUnprocessableEntity || ae.code != CodeValidationFailed {
+		return false
+	}
+	fe.list = append(fe.list, fieldError{Field: fieldOf(ae.detail), Detail: ae.detail})
+	return true
+}
+
+// err is the 422 that names every failure collected, or nil: its detail joins
+// theirs, its errors list them.
+func (fe *fieldErrors) err() error {
+	if len(fe.list) == 0 {
+		return nil
+	}
+	details := make([]string, len(fe.list))
+	for i, f := range fe.list {
+		details[i] = f.Detail
+	}
+	return &invalidFields{errs: fe.list, ae: &apiError{status: http.StatusUnprocessableEntity,
+		code: CodeValidationFailed, detail: strings.Join(details, "; ")}}
+}
+
+// fieldOf is the field a validation detail starts with ("services[0].price is
+// required" → "services[0].price"), or "".
+func fieldOf(detail string) string {
+	f, _, _ := strings.Cut(detail, " ")
+	f = strings.TrimSuffix(f, ":")
+	for _, c := range f {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '[' || c == ']' || c == '-') {
+			if f == IdempotencyHeader {
+				return f
+			}
+			return ""
+		}
+	}
+	return f
 }
 
 // errorMapping is one row of errorTable.
@@ -142,6 +225,7 @@ var errorTable = []errorMapping{
 	{storage.ErrAlreadyExists, http.StatusConflict, CodeValidationFailed, ""},
 	{ErrUnknownMember, http.StatusNotFound, CodeNotFound, ""},
 	{ErrMemberAlive, http.StatusConflict, CodeMemberAlive, ""},
+	{storage.ErrLastVoter, http.StatusConflict, CodeLastVoter, lastVoterDetail},
 	{storage.ErrStorageUnavailable, http.StatusServiceUnavailable, CodeStorageUnavailable, ""},
 	{ErrNoPeer, http.StatusServiceUnavailable, CodeJurisdictionUnavailable, ""},
 	{actors.ErrStorageUnavailable, http.StatusServiceUnavailable, CodeStorageUnavailable, ""},
@@ -157,6 +241,10 @@ var errorTable = []errorMapping{
 // is taken, never by which booking or whom (security.md).
 const slotTakenDetail = "the requested time overlaps another booking of this provider"
 
+// lastVoterDetail is the detail of every 409 last_voter.
+const lastVoterDetail = "the node is the only voter of its jurisdiction's Raft group, which cannot be left without one: " +
+	"start another node of the jurisdiction and let it join first"
+
 // classify returns the status, code and detail that answer err, and the
 // headers the answer needs.
 func classify(err error) (status int, code, detail string, header http.Header) {
@@ -170,7 +258,7 @@ func classify(err error) (status int, code, detail string, header http.Header) {
 	}
 	for _, m := range errorTable {
 		if errors.Is(err, m.err) {
-			detail = err.Error()
+			detail = clientDetail(err, m.err)
 			if m.detail != "" {
 				detail = m.detail
 			}
@@ -178,6 +266,70 @@ func classify(err error) (status int, code, detail string, header http.Header) {
 		}
 	}
 	return http.StatusInternalServerError, CodeInternalError, "internal error", nil
+}
+
+// internalWords are the segments of an error chain that name a layer below
+// the edge ("actors: ", "calendar: ", "storage: "): a client has no use for them.
+var internalWords = map[string]bool{
+	"actors": true, "actor": true, "calendar": true, "calendars": true, "session": true, "sessions": true,
+	"storage": true, "store": true, "cluster": true, "edge": true, "raft": true, "membership": true,
+	"placement": true, "fsm": true, "activation": true,
+}
+
+// sentinelWords are the texts of the sentinels below the edge without their
+// package prefix ("invalid request", "invalid command", "not found"): in a
+// chain they say which kind of error it is, which the problem's code already
+// says.
+var sentinelWords = func() map[string]bool {
+	words := map[string]bool{}
+	for _, m := range errorTable {
+		text := m.err.Error()
+		if _, rest, ok := strings.Cut(text, ": "); ok && internalWords[text[:strings.Index(text, ":")]] {
+			text = rest
+		}
+		words[text] = true
+	}
+	return words
+}()
+
+// clientDetail is the detail of an error of the layers below: what is wrong in
+// the client's terms, the useful last part of the chain without its package
+// prefixes and wrapped sentinels ("actors: invalid request: calendar: storage:
+// invalid command: start is in the past" → "start is in the past"). With
+// nothing left, the sentinel's own words ("not found").
+func clientDetail(err, sentinel error) string {
+	words := sentinel.Error()
+	if _, rest, ok := strings.Cut(words, ": "); ok {
+		words = rest
+	}
+	return cleanDetail(err.Error(), words)
+}
+
+// cleanDetail is clientDetail of an error's text msg; words say what kind of
+// error it is when nothing else is left.
+func cleanDetail(msg, words string) string {
+	if i := strings.IndexByte(msg, '\n'); i >= 0 { // errors.Join: the first
+		msg = msg[:i]
+	}
+	var kept []string
+	for _, part := range strings.Split(msg, ": ") {
+		switch p := strings.TrimSpace(part); {
+		case p == "" || internalWords[p]:
+		case sentinelWords[p]:
+			words = p
+		default:
+			kept = append(kept, p)
+		}
+	}
+	out := strings.Join(kept, ": ")
+	switch {
+	case out == "":
+		return words
+	case !strings.Contains(out, " "):
+		// A bare name or id says nothing by itself: "not found: \"b1\"".
+		return words + ": " + out
+	}
+	return out
 }
 
 // writeError answers err as a problem and logs it when it is a server fault:
@@ -201,6 +353,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, label string
 	if errors.As(err, &sc) {
 		writeProblemBody(w, status, problemBody{Type: ProblemTypePrefix + code, Title: titles[code],
 			Status: status, Detail: detail, Code: code, Conflicts: sc.starts})
+		return
+	}
+	var inv *invalidFields
+	if errors.As(err, &inv) {
+		writeProblemBody(w, status, problemBody{Type: ProblemTypePrefix + code, Title: titles[code],
+			Status: status, Detail: detail, Code: code, Errors: inv.errs})
 		return
 	}
 	writeProblem(w, status, code, detail)
@@ -275,7 +433,7 @@ func replyError(code calendarv1.ErrorCode, detail string) error {
 	case calendarv1.ErrorCode_ERROR_CODE_SLOT_TAKEN:
 		return &apiError{http.StatusConflict, CodeSlotUnavailable, slotTakenDetail, nil}
 	case calendarv1.ErrorCode_ERROR_CODE_INVALID:
-		return invalid("%s", detail)
+		return invalid("%s", cleanDetail(detail, "invalid request"))
 	case calendarv1.ErrorCode_ERROR_CODE_INVALID_TRANSITION:
 		return invalid("the record's current state does not allow this change")
 	case calendarv1.ErrorCode_ERROR_CODE_NOT_FOUND:

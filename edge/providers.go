@@ -73,7 +73,11 @@ func (s *Server) createProvider(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
+		if first := s.firstProvider(ctx, idem, id); first != nil {
+			prev = first
+		}
 		markReplayed(w)
+		w.Header().Set("Location", "/v1/providers/"+prev.GetId())
 		return s.writeProvider(w, http.StatusCreated, prev)
 	}
 	for _, svc := range p.Services {
@@ -109,28 +113,35 @@ func (s *Server) newRoutedID(kind, city string) (string, error) {
 
 // newProvider validates a creation request and builds the provider without ids.
 func (s *Server) newProvider(in *createProviderIn) (*bookingv1.Provider, error) {
-	if err := checkName("name", in.Name); err != nil {
-		return nil, err
+	// Every missing or invalid field is reported at once (fieldErrors); the
+	// checks that need a valid vertical or city run only when it is.
+	var fe fieldErrors
+	fe.add(checkName("name", in.Name))
+	v, verr := s.cfg.Topology.Vertical(in.Vertical)
+	if verr != nil {
+		fe.add(invalid("vertical %q is not one of %v", in.Vertical, s.cfg.Topology.VerticalNames()))
 	}
-	v, err := s.cfg.Topology.Vertical(in.Vertical)
-	if err != nil {
-		return nil, invalid("vertical %q is not one of %v", in.Vertical, s.cfg.Topology.VerticalNames())
+	city, cerr := s.cfg.Topology.City(in.City)
+	if cerr != nil {
+		fe.add(invalid("city %q is not one of %v", in.City, s.cfg.Topology.CityNames()))
 	}
-	city, err := s.cfg.Topology.City(in.City)
-	if err != nil {
-		return nil, invalid("city %q is not one of %v", in.City, s.cfg.Topology.CityNames())
+	if verr == nil && cerr == nil {
+		if err := s.checkResidency("a "+v.Name+" provider of "+in.City, v, city.Jurisdiction); err != nil {
+			return nil, err
+		}
 	}
-	if err := s.checkResidency("a "+v.Name+" provider of "+in.City, v, city.Jurisdiction); err != nil {
-		return nil, err
-	}
-	license, err := parseLicense(v, in.License)
-	if err != nil {
-		return nil, err
+	var license *bookingv1.License
+	if verr == nil {
+		var err error
+		license, err = parseLicense(v, in.License)
+		if !fe.add(err) {
+			return nil, err
+		}
 	}
 	tz := city.Timezone
 	if in.Timezone != "" {
 		if _, err := loadZone(in.Timezone); err != nil {
-			return nil, invalid("timezone %q is not an IANA time zone", in.Timezone)
+			fe.add(invalid("timezone %q is not an IANA time zone", in.Timezone))
 		}
 		tz = in.Timezone
 	}
@@ -146,24 +157,32 @@ func (s *Server) newProvider(in *createProviderIn) (*bookingv1.Provider, error) 
 		SlotStepMinutes:  slotStepMinutes,
 		License:          license, // unverified until an operator verifies it
 	}
-	if len(in.Services) == 0 {
-		return nil, invalid("services must list at least one service")
-	}
-	if p.Services, err = parseServices("services", in.Services, 0, city); err != nil {
-		return nil, err
+	var err error
+	switch {
+	case len(in.Services) == 0:
+		fe.add(invalid("services must list at least one service"))
+	case cerr == nil:
+		p.Services, err = parseServices("services", in.Services, 0, city)
+		if !fe.add(err) {
+			return nil, err
+		}
 	}
 	for d := range p.WeeklyHours {
 		p.WeeklyHours[d] = &bookingv1.DayHours{}
 	}
 	if in.WeeklyHours != nil {
-		if err := applyWeek(p, in.WeeklyHours); err != nil {
+		if err := applyWeek(p, in.WeeklyHours); !fe.add(err) {
 			return nil, err
 		}
 	}
-	if p.DateOverrides, err = parseOverrides(in.DateOverrides); err != nil {
+	p.DateOverrides, err = parseOverrides(in.DateOverrides)
+	if !fe.add(err) {
 		return nil, err
 	}
-	if err := applyRules(p, in.MinNoticeMinutes, in.HorizonDays); err != nil {
+	if err := applyRules(p, in.MinNoticeMinutes, in.HorizonDays); !fe.add(err) {
+		return nil, err
+	}
+	if err := fe.err(); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -200,28 +219,28 @@ func parseServices(field string, in []serviceIn, have int, city topology.City) (
 	if have+len(in) > maxServices {
 		return nil, invalid("a provider has at most %d services", maxServices)
 	}
+	var fe fieldErrors
 	out := make([]*bookingv1.Service, 0, len(in))
 	for i, sv := range in {
 		f := fmt.Sprintf("%s[%d]", field, i)
-		if err := checkName(f+".name", sv.Name); err != nil {
-			return nil, err
-		}
+		fe.add(checkName(f+".name", sv.Name))
 		if sv.DurationMinutes < minDurationMinutes || sv.DurationMinutes > maxDurationMinutes {
-			return nil, invalid("%s.duration_minutes %d must be between %d and %d", f, sv.DurationMinutes, minDurationMinutes, maxDurationMinutes)
+			fe.add(invalid("%s.duration_minutes %d must be between %d and %d", f, sv.DurationMinutes, minDurationMinutes, maxDurationMinutes))
 		}
 		if sv.BufferMinutes < 0 || sv.BufferMinutes > maxBufferMinutes {
-			return nil, invalid("%s.buffer_minutes %d must be between 0 and %d", f, sv.BufferMinutes, maxBufferMinutes)
+			fe.add(invalid("%s.buffer_minutes %d must be between 0 and %d", f, sv.BufferMinutes, maxBufferMinutes))
 		}
 		price, err := parseMoney(f+".price", sv.Price, city.Currency)
-		if err != nil {
-			return nil, err
-		}
+		fe.add(err)
 		out = append(out, &bookingv1.Service{
 			Name:            sv.Name,
 			DurationMinutes: int32(sv.DurationMinutes),
 			BufferMinutes:   int32(sv.BufferMinutes),
 			Price:           price,
 		})
+	}
+	if err := fe.err(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -284,6 +303,9 @@ func (s *Server) patchProvider(w http.ResponseWriter, r *http.Request) error {
 		prev, err := s.readProvider(ctx, rid)
 		if err != nil {
 			return err
+		}
+		if first := s.firstProvider(ctx, idem, rid); first != nil {
+			prev = first
 		}
 		markReplayed(w)
 		return s.writeProvider(w, http.StatusOK, prev)

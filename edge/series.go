@@ -67,16 +67,17 @@ func (s *Server) createSeries(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.decodeBody(w, r, &in, false); err != nil {
 		return err
 	}
-	start, err := checkBookingIn(ctx, in.ProviderID, in.ServiceID, in.ClientID, in.Start)
-	if err != nil {
-		return err
-	}
+	var everyErr, countErr error
 	every, ok := seriesEvery[in.Every]
 	if !ok {
-		return invalid("every %q must be \"1w\" or \"2w\"", in.Every)
+		everyErr = invalid("every %q must be \"1w\" or \"2w\"", in.Every)
 	}
 	if in.Count < minSeriesCount || in.Count > maxSeriesCount {
-		return invalid("count %d must be between %d and %d", in.Count, minSeriesCount, maxSeriesCount)
+		countErr = invalid("count %d must be between %d and %d", in.Count, minSeriesCount, maxSeriesCount)
+	}
+	start, err := checkBookingIn(ctx, in.ProviderID, in.ServiceID, in.ClientID, in.Start, everyErr, countErr)
+	if err != nil {
+		return err
 	}
 	p, err := s.readProvider(ctx, in.ProviderID)
 	if err != nil {
@@ -94,10 +95,10 @@ func (s *Server) createSeries(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if rid, err := s.replayed(ctx, idem); err != nil {
+	if rec, err := s.replayedRecord(ctx, idem); err != nil {
 		return err
-	} else if rid != "" {
-		sr, err := s.readSeries(ctx, rid)
+	} else if rec != nil {
+		sr, err := s.readSeries(ctx, rec.GetResourceId())
 		if err != nil {
 			return err
 		}
@@ -105,8 +106,15 @@ func (s *Server) createSeries(w http.ResponseWriter, r *http.Request) error {
 		if err := s.appendAudit(ctx, s.vertical(p.GetVertical()).Audit, auditRead, "series.read", sr.GetId(), ""); err != nil {
 			return err
 		}
+		// The first answer (api.md's "the same result"): the series and its
+		// occurrences as they were booked, when the record keeps them.
+		var known []*bookingv1.Booking
+		if first := firstAnswer(rec); first.GetSeries().GetId() == sr.GetId() {
+			sr, known = first.GetSeries(), first.GetBookings()
+		}
 		markReplayed(w)
-		return s.writeSeries(ctx, w, http.StatusCreated, sr, nil, p)
+		w.Header().Set("Location", "/v1/bookings/series/"+sr.GetId())
+		return s.writeSeries(ctx, w, http.StatusCreated, sr, known, p)
 	}
 	if !slices.ContainsFunc(p.GetServices(), func(sv *bookingv1.Service) bool { return sv.GetId() == in.ServiceID }) {
 		return invalid("service_id %q is not a service of provider %s", in.ServiceID, in.ProviderID)

@@ -176,6 +176,9 @@ func formatMoney(m *bookingv1.Money) moneyJSON {
 // "1500.5", "1500.50") into cents, without floating point. It rejects signs,
 // exponents, leading zeros, spaces, more than two places and zero.
 func parseAmount(s string) (int64, error) {
+	if rest, neg := strings.CutPrefix(s, "-"); neg && rest != "" {
+		return 0, fmt.Errorf("amount %q must be positive", s)
+	}
 	intPart, frac, hasDot := strings.Cut(s, ".")
 	if intPart == "" || len(intPart) > maxAmountIntDigits || !allDigits(intPart) ||
 		(len(intPart) > 1 && intPart[0] == '0') {

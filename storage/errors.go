@@ -47,6 +47,11 @@ var (
 	// leadership to.
 	ErrNoOtherVoter = errors.New("storage: no other voter")
 
+	// ErrLastVoter means a membership change would remove the group's only
+	// voter with no non-voter to promote in its place: Raft needs at least
+	// one voter, so the group would be left without any.
+	ErrLastVoter = errors.New("storage: the only voter of the group cannot be removed")
+
 	// ErrTooManyVoters means Promote found the group at Config.MaxVoters.
 	ErrTooManyVoters = errors.New("storage: the group has its most voters")
 

@@ -376,6 +376,7 @@ var errorKinds = []struct {
 	{"closed", ErrClosed},
 	{"timeout", ErrTimeout},
 	{"no_other_voter", ErrNoOtherVoter},
+	{"last_voter", ErrLastVoter},
 	{"storage_unavailable", ErrStorageUnavailable},
 	{"deadline_exceeded", context.DeadlineExceeded},
 	{"canceled", context.Canceled},

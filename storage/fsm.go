@@ -597,9 +597,32 @@ func (a *applier) applyOp(cmd *bookingv1.Command, now int64) (r *bookingv1.Comma
 		RequestHash: cmd.RequestHash,
 		ResourceId:  resourceID,
 		CreatedAtMs: now,
+		FirstResult: firstResult(r),
 	})
 	a.putKey(bucketIdempotencyTime, atKey(now, key))
 	return r, false
+}
+
+// MaxFirstResultBytes bounds the first answer an idempotency record keeps
+// (IdempotencyRecord.first_result): a booking, provider or consent is well
+// under it, and so is a series of the edge's 52 occurrences at most; a bigger
+// result is not kept, and its replay answers the current state. Records, first answers included, go when the idempotency TTL expires
+// them (compaction), so the bound also bounds what a key costs the store.
+const MaxFirstResultBytes = 64 << 10
+
+// firstResult is r as a record keeps it: its deterministic encoding (every
+// replica writes the same bytes), or nil when over MaxFirstResultBytes.
+// Only the records an answer is rendered from are kept: never a note or a
+// client key (erasure must be able to destroy those), nor the index, which
+// is this entry's and not the answer's.
+func firstResult(r *bookingv1.CommandResult) []byte {
+	kept := &bookingv1.CommandResult{Code: r.Code, Booking: r.Booking, Provider: r.Provider,
+		Consent: r.Consent, Series: r.Series, Bookings: r.Bookings}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(kept)
+	if err != nil || len(b) > MaxFirstResultBytes {
+		return nil
+	}
+	return b
 }
 
 // replay answers a repeated keyed command with the current state of the

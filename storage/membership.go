@@ -160,15 +160,23 @@ func (s *Store) RemoveServer(ctx context.Context, id string) error {
 	if i < 0 {
 		return nil
 	}
-	if voters, _ := countVoters(servers); id == s.cfg.NodeID && servers[i].Voter && voters == 1 {
+	if voters, _ := countVoters(servers); servers[i].Voter && voters == 1 {
+		// The group's only voter: a non-voter takes its place, or the removal
+		// is refused (Raft would answer "need at least one voter" after the
+		// fact, as an internal error).
+		promoted := false
 		for _, sv := range servers { // ordered by ID
-			if !sv.Voter {
+			if !sv.Voter && id == s.cfg.NodeID {
 				s.logger.Info("promoting raft non-voter", "id", sv.ID, "replaces", id)
 				if err := s.awaitFuture(ctx, s.raft.AddVoter(raft.ServerID(sv.ID), raft.ServerAddress(sv.Addr), 0, s.cfg.ApplyTimeout)); err != nil {
 					return err
 				}
+				promoted = true
 				break
 			}
+		}
+		if !promoted {
+			return fmt.Errorf("%w: %s", ErrLastVoter, id)
 		}
 	}
 	s.logger.Info("removing raft server", "id", id, "voter", servers[i].Voter)

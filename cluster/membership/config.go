@@ -31,6 +31,11 @@ type Config struct {
 	// JoinTimeout bounds how long Start keeps retrying Join before it gives up with
 	// ErrJoin. Default 10 s (Local: 2 s).
 	JoinTimeout time.Duration
+	// RetryJoin makes Start keep going when no Join address answers within
+	// JoinTimeout: it returns nil with the node alone in its gossip, and the
+	// caller keeps trying (Join), as Consul's retry_join does. Without it
+	// Start fails with ErrJoin.
+	RetryJoin bool
 	// JoinRetryInterval is the pause between Join attempts. Default 250 ms
 	// (Local: 100 ms).
 	JoinRetryInterval time.Duration

@@ -196,6 +196,11 @@ func (m *Membership) Start() error {
 			return nil
 		}
 		if time.Now().Add(m.cfg.JoinRetryInterval).After(deadline) {
+			if m.cfg.RetryJoin {
+				m.cfg.Logger.Warn("membership started alone: no join address answered; the caller retries",
+					"gossip", self, "join", join, "err", err)
+				return nil
+			}
 			_ = m.shutdown()
 			return fmt.Errorf("%w via %v: %w", ErrJoin, join, err)
 		}

@@ -92,7 +92,14 @@ func newClusterCmd() *cobra.Command {
 					if cid != "" && g.ClusterID != "" && cid != g.ClusterID {
 						cid += " (ANOTHER GROUP)"
 					}
-					fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\n", g.Group, g.Leader, g.Term, m.ID, m.Role, m.AppliedIndex, m.Lag, cid, m.Disk)
+					// Lag means something only for a member that follows the
+					// leader's log: "-" for one joining, leaving or unreachable.
+					lag := fmt.Sprint(m.Lag)
+					switch m.Role {
+					case "joining", "leaving", "unreachable", "unknown", "shutdown":
+						lag = "-"
+					}
+					fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\t%s\n", g.Group, g.Leader, g.Term, m.ID, m.Role, m.AppliedIndex, lag, cid, m.Disk)
 				}
 			}
 			if err := w.Flush(); err != nil {

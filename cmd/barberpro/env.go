@@ -13,6 +13,38 @@ func envName(flag string) string {
 	return "BARBERPRO_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
+// commandEnv names the variables of the flags whose name means different
+// things to different commands ("top-level command flag" → variable): each gets
+// a variable of its own, BARBERPRO_<COMMAND>_<FLAG>, so that a variable set for
+// one command never changes what another does (BARBERPRO_DATA_DIR set for a node
+// must not make `demo` write into that node's data dir). Flags that mean the
+// same everywhere keep BARBERPRO_<FLAG>: --data-dir of node start and audit
+// verify (a node's data dir), --city and --id of node start and ca issue (the
+// node's), --addr, --token, --timeout, --json, --topology.
+var commandEnv = map[string]string{
+	"demo data-dir":  "BARBERPRO_DEMO_DATA_DIR", // where the demo keeps its nodes
+	"bench city":     "BARBERPRO_BENCH_CITY",    // the load providers' city
+	"bench duration": "BARBERPRO_BENCH_DURATION",
+	"sim duration":   "BARBERPRO_SIM_DURATION",
+	"ca dir":         "BARBERPRO_CA_DIR", // the CA's directory
+	"ca out":         "BARBERPRO_CA_OUT", // the issued node's TLS dir
+	"token dir":      "BARBERPRO_TOKEN_DIR",
+	"keys out":       "BARBERPRO_KEYS_OUT",
+}
+
+// envNameFor is the environment variable flag of cmd reads: its commandEnv
+// entry, else envName(flag).
+func envNameFor(cmd *cobra.Command, flag string) string {
+	top := cmd
+	for top.HasParent() && top.Parent().HasParent() {
+		top = top.Parent()
+	}
+	if v, ok := commandEnv[top.Name()+" "+flag]; ok {
+		return v
+	}
+	return envName(flag)
+}
+
 // bindEnvAll makes every flag of every command below root fall back to its
 // environment variable when it is not given on the command line, and names that
 // variable in the flag's help.
@@ -20,7 +52,7 @@ func bindEnvAll(root *cobra.Command) {
 	var walk func(*cobra.Command)
 	walk = func(c *cobra.Command) {
 		c.Flags().VisitAll(func(f *pflag.Flag) {
-			f.Usage += " [$" + envName(f.Name) + "]"
+			f.Usage += " [$" + envNameFor(c, f.Name) + "]"
 		})
 		prev := c.PreRunE
 		c.PreRunE = func(cmd *cobra.Command, args []string) error {
@@ -29,9 +61,9 @@ func bindEnvAll(root *cobra.Command) {
 				if err != nil || f.Changed {
 					return
 				}
-				if v, ok := os.LookupEnv(envName(f.Name)); ok {
+				if v, ok := os.LookupEnv(envNameFor(cmd, f.Name)); ok {
 					if e := cmd.Flags().Set(f.Name, v); e != nil {
-						err = usagef("$%s: %v", envName(f.Name), e)
+						err = usagef("$%s: %v", envNameFor(cmd, f.Name), e)
 					}
 				}
 			})

@@ -53,7 +53,7 @@ func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "barberpro",
 		Short:         "BarberPro Edge: the booking engine of a services marketplace",
-		Long:          "barberpro runs a BarberPro Edge node, a local demo cluster, and the tools around them.\nEvery flag also reads from an environment variable: --data-dir <-> BARBERPRO_DATA_DIR.",
+		Long:          "barberpro runs a BarberPro Edge node, a local demo cluster, and the tools around them.\nEvery flag also reads from an environment variable, named in its help: --data-dir <-> BARBERPRO_DATA_DIR;\na flag whose name means something else to another command has a variable of its own (demo --data-dir <-> BARBERPRO_DEMO_DATA_DIR).",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

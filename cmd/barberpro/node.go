@@ -187,7 +187,7 @@ jurisdiction's other nodes then join it with empty data dirs.`,
 	fl.IntVar(&f.peerPort, "peer-port", 0, "port of the peer HTTP listener (mutual TLS: relays between nodes, certificate probes); default --http-port + 1")
 	fl.StringVar(&f.tlsDir, "tls-dir", "", "directory of the node's ca.crt, node.crt, node.key, made by barberpro ca issue (required)")
 	fl.BoolVar(&f.apiTLS, "api-tls", false, "serve the public API over HTTPS (TLS 1.3) with the node certificate")
-	fl.StringSliceVar(&f.join, "join", nil, "gossip addresses (ip:port) of live members to join, comma-separated")
+	fl.StringSliceVar(&f.join, "join", nil, "gossip addresses (ip:port) of members to join (seeds), comma-separated; while none answers the node keeps trying with backoff (500ms doubling to 30s, each attempt logged), reports unready on /readyz and never founds a group")
 	fl.BoolVar(&f.bootstrap, "bootstrap", false, "this node may found its jurisdiction's Raft group (same as --bootstrap-expect 1): it does so only with an empty data dir, when no member of the jurisdiction holding state shows up in gossip for the founding wait; a wiped node rejoins instead")
 	fl.IntVar(&f.bootstrapExpect, "bootstrap-expect", 0, "found the jurisdiction's Raft group once this many of its nodes, all without Raft state, are alive (the lowest node id founds; never while any member of the jurisdiction holds state); 0: only join (or 1 with --bootstrap)")
 	fl.StringVar(&f.gossipKey, "gossip-key", "", "base64 of the 16, 24 or 32-byte key that encrypts gossip, the same on every node (required; make one with: head -c 32 /dev/urandom | base64)")

@@ -279,12 +279,14 @@ type GroupStatus struct {
 type GroupMember struct {
 	ID string `json:"id"`
 	// Role is "leader", "follower", "candidate", "nonvoter", "unreachable" (in
-	// the Raft configuration but not alive in gossip), "joining", "shutdown" or
-	// "unknown".
+	// the Raft configuration but not alive in gossip), "joining", "leaving"
+	// (cluster leave under way), "shutdown" or "unknown".
 	Role string `json:"role"`
 	// AppliedIndex is the last log index the member has applied.
 	AppliedIndex uint64 `json:"applied_index"`
-	// Lag is how many log entries the member is behind the leader.
+	// Lag is how many log entries the member is behind the leader; 0 for a
+	// member that does not follow the leader's log (joining, leaving,
+	// unreachable, unknown).
 	Lag uint64 `json:"lag"`
 	// Term is the member's current Raft term (0 if it did not answer).
 	Term uint64 `json:"term"`

@@ -245,7 +245,25 @@ func (s *Store) remember(key string, hash []byte, resourceID string, atMs int64)
 	if key == "" {
 		return
 	}
-	s.idem[key] = &bookingv1.IdempotencyRecord{Key: key, RequestHash: slices.Clone(hash), ResourceId: resourceID, CreatedAtMs: atMs}
+	// The first answer, as the FSM keeps it (storage.firstResult): the booking
+	// or provider the request answered.
+	first := &bookingv1.CommandResult{Code: bookingv1.ResultCode_RESULT_CODE_OK}
+	if b, ok := s.bookings[resourceID]; ok {
+		first.Booking = proto.CloneOf(b)
+	} else if p, ok := s.providers[resourceID]; ok {
+		first.Provider = proto.CloneOf(p)
+	} else if c, ok := s.consents[resourceID]; ok {
+		first.Consent = proto.CloneOf(c)
+	} else if sr, ok := s.series[resourceID]; ok {
+		first.Series = proto.CloneOf(sr)
+		for _, id := range sr.GetBookingIds() {
+			if b, ok := s.bookings[id]; ok {
+				first.Bookings = append(first.Bookings, proto.CloneOf(b))
+			}
+		}
+	}
+	enc, _ := proto.MarshalOptions{Deterministic: true}.Marshal(first)
+	s.idem[key] = &bookingv1.IdempotencyRecord{Key: key, RequestHash: slices.Clone(hash), ResourceId: resourceID, CreatedAtMs: atMs, FirstResult: enc}
 }
 
 // Calendars is an in-memory edge.Calendars over a Store: it applies the calendar

@@ -1577,11 +1577,17 @@ func (x *AuditRecord) GetOutcome() string {
 
 // IdempotencyRecord remembers the effect of a request that carried an Idempotency-Key.
 type IdempotencyRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	RequestHash   []byte                 `protobuf:"bytes,2,opt,name=request_hash,json=requestHash,proto3" json:"request_hash,omitempty"`
-	ResourceId    string                 `protobuf:"bytes,3,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
-	CreatedAtMs   int64                  `protobuf:"varint,4,opt,name=created_at_ms,json=createdAtMs,proto3" json:"created_at_ms,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Key         string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	RequestHash []byte                 `protobuf:"bytes,2,opt,name=request_hash,json=requestHash,proto3" json:"request_hash,omitempty"`
+	ResourceId  string                 `protobuf:"bytes,3,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
+	CreatedAtMs int64                  `protobuf:"varint,4,opt,name=created_at_ms,json=createdAtMs,proto3" json:"created_at_ms,omitempty"`
+	// first_result is the CommandResult the command answered when it took effect
+	// (deterministic encoding, written by the FSM on every replica alike): a
+	// replay answers it, not the resource as it is now ("the same result" of
+	// api.md). Empty for records written before it existed and for results over
+	// storage.MaxFirstResultBytes; a replay then answers the current state.
+	FirstResult   []byte `protobuf:"bytes,5,opt,name=first_result,json=firstResult,proto3" json:"first_result,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1642,6 +1648,13 @@ func (x *IdempotencyRecord) GetCreatedAtMs() int64 {
 		return x.CreatedAtMs
 	}
 	return 0
+}
+
+func (x *IdempotencyRecord) GetFirstResult() []byte {
+	if x != nil {
+		return x.FirstResult
+	}
+	return nil
 }
 
 // Command is one entry of the Raft log. It carries everything the FSM needs so that
@@ -3284,13 +3297,14 @@ const file_booking_v1_booking_proto_rawDesc = "" +
 	"\x06action\x18\x03 \x01(\tR\x06action\x12\x16\n" +
 	"\x06object\x18\x04 \x01(\tR\x06object\x12\x12\n" +
 	"\x04node\x18\x05 \x01(\tR\x04node\x12\x18\n" +
-	"\aoutcome\x18\x06 \x01(\tR\aoutcome\"\x8d\x01\n" +
+	"\aoutcome\x18\x06 \x01(\tR\aoutcome\"\xb0\x01\n" +
 	"\x11IdempotencyRecord\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12!\n" +
 	"\frequest_hash\x18\x02 \x01(\fR\vrequestHash\x12\x1f\n" +
 	"\vresource_id\x18\x03 \x01(\tR\n" +
 	"resourceId\x12\"\n" +
-	"\rcreated_at_ms\x18\x04 \x01(\x03R\vcreatedAtMs\"\xd5\v\n" +
+	"\rcreated_at_ms\x18\x04 \x01(\x03R\vcreatedAtMs\x12!\n" +
+	"\ffirst_result\x18\x05 \x01(\fR\vfirstResult\"\xd5\v\n" +
 	"\aCommand\x12'\n" +
 	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12!\n" +
 	"\frequest_hash\x18\x02 \x01(\fR\vrequestHash\x12$\n" +

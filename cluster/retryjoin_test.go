@@ -1,0 +1,59 @@
+package cluster_test
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/barberpro/edge/cluster"
+	"github.com/barberpro/edge/cluster/clustertest"
+	"github.com/barberpro/edge/edge/client"
+)
+
+// Test_RetryJoin_SeedDownThenUp: a node started with --join while its seed is
+// down starts anyway (it exited 1), reports unready, founds no group though it
+// alone meets bootstrap-expect 1, and joins the seed's group once the seed is up.
+func Test_RetryJoin_SeedDownThenUp(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seedPort := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	seedAddr := "127.0.0.1:" + strconv.Itoa(seedPort)
+
+	cfg := cluster.LocalConfig()
+	cfg.ID, cfg.City, cfg.BootstrapExpect, cfg.FoundingWait = "cba-1", "cordoba", 1, 0
+	cfg.DataDir, cfg.Logger = t.TempDir(), clustertest.Logger()
+	cfg.TokenKeys, cfg.GossipKey = clustertest.KeySet(t), clustertest.GossipKey(t)
+	cfg.Join = []string{seedAddr}
+	cfg.TLSDir = clustertest.MustTLSDir(t, cfg.ID, cfg.City, cfg.Bind)
+	joiner, err := cluster.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := joiner.Start(); err != nil {
+		t.Fatalf("start with its seed down: %v (want it to keep trying)", err)
+	}
+	t.Cleanup(func() { joiner.Stop() })
+	time.Sleep(time.Second)
+	if err := joiner.Ready(); err == nil || !strings.Contains(err.Error(), "--join seeds") {
+		t.Fatalf("Ready with the seed down = %v, want the joining reason", err)
+	}
+	if joiner.Store().HasState() {
+		t.Fatal("a node whose seeds never answered founded a group")
+	}
+
+	clustertest.MustStartNode(t, func(c *cluster.Config) { c.GossipPort = seedPort })
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	if err := client.New(joiner.URL(), nil).WaitReady(ctx); err != nil {
+		t.Fatalf("the joiner never became ready once its seed was up: %v (Ready: %v)", err, joiner.Ready())
+	}
+	if !joiner.Store().HasState() {
+		t.Fatal("ready without the group's state")
+	}
+}
