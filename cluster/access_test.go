@@ -235,8 +235,9 @@ func Test_Access_RouteTableByRole(t *testing.T) {
 		// The node itself is alive: admitted, then refused for that (409).
 		{"POST", "/v1/cluster/members/{id}/remove", "/v1/cluster/members/" + n.ID() + "/remove", fixed(`{}`),
 			operatorOnly(http.StatusConflict)},
-		// Last: the operator's cell makes the node leave.
-		{"POST", "/v1/cluster/leave", "/v1/cluster/leave", fixed(`{}`), operatorOnly(accepted)},
+		// The node is its group's only voter: admitted, then refused (409
+		// last_voter) before anything changes.
+		{"POST", "/v1/cluster/leave", "/v1/cluster/leave", fixed(`{}`), operatorOnly(http.StatusConflict)},
 	}
 
 	doc, err := edge.OpenAPI()
