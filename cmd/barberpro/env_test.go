@@ -16,17 +16,18 @@ import (
 func TestCLI_EnvVarsMeanOneThing(t *testing.T) {
 	// The variables shared on purpose, with the commands that share them.
 	shared := map[string][]string{
-		"BARBERPRO_DATA_DIR":  {"audit verify", "node start"}, // a node's data dir
-		"BARBERPRO_CITY":      {"ca issue", "node start"},     // the node's city
-		"BARBERPRO_ID":        {"ca issue", "node start"},     // the node's id
-		"BARBERPRO_ADDR":      nil,                            // a node's API URL, everywhere
-		"BARBERPRO_TOKEN":     nil,
-		"BARBERPRO_TIMEOUT":   nil,
-		"BARBERPRO_JSON":      nil,
-		"BARBERPRO_TOPOLOGY":  nil,
-		"BARBERPRO_HELP":      nil,
-		"BARBERPRO_CA_DIR":    nil, // the CA's directory (ca init, ca issue)
-		"BARBERPRO_TOKEN_DIR": nil, // the token keys' directory (token *, bench --token-dir)
+		"BARBERPRO_DATA_DIR":     {"audit verify", "node start", "restore"}, // a node's data dir
+		"BARBERPRO_CITY":         {"ca issue", "node start", "restore"},     // the node's city
+		"BARBERPRO_ID":           {"ca issue", "node start", "restore"},     // the node's id
+		"BARBERPRO_JURISDICTION": {"audit verify", "backup"},                // the jurisdiction whose data
+		"BARBERPRO_ADDR":         nil,                                       // a node's API URL, everywhere
+		"BARBERPRO_TOKEN":        nil,
+		"BARBERPRO_TIMEOUT":      nil,
+		"BARBERPRO_JSON":         nil,
+		"BARBERPRO_TOPOLOGY":     nil,
+		"BARBERPRO_HELP":         nil,
+		"BARBERPRO_CA_DIR":       nil, // the CA's directory (ca init, ca issue)
+		"BARBERPRO_TOKEN_DIR":    nil, // the token keys' directory (token *, bench --token-dir)
 	}
 	users := map[string][]string{}
 	var walk func(c *cobra.Command)
