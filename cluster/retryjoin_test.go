@@ -1,3 +1,8 @@
+//go:build !race
+
+// Several nodes (protoactor remotes) in one process race inside protoactor
+// under the race detector: like the other multi-node tests, not under -race.
+
 package cluster_test
 
 import (
