@@ -26,7 +26,6 @@ import (
 	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/edge/client"
 	"github.com/barberpro/edge/simulations/load"
-	"github.com/barberpro/edge/storage/seal"
 )
 
 // answer is what a test request got back.
@@ -102,10 +101,7 @@ var callerNames = [nCallers]string{"none", "client-own", "client-other", "provid
 // without its access row fails here.
 func Test_Access_RouteTableByRole(t *testing.T) {
 	// Rate limits have their own test; here every cell must reach its rule.
-	kek := filepath.Join(t.TempDir(), "ar.kek")
-	if _, err := seal.InitKEK(kek); err != nil {
-		t.Fatal(err)
-	}
+	kek := newKEKFile(t)
 	n := clustertest.MustStartNode(t, func(c *cluster.Config) {
 		c.Limits = edge.Limits{PerSubject: rate.Inf, PerIP: rate.Inf}
 		c.KEKFile = kek
@@ -137,20 +133,8 @@ func Test_Access_RouteTableByRole(t *testing.T) {
 	operatorOnly := func(s int) [nCallers]int { return [nCallers]int{unauth, forbid, forbid, forbid, forbid, s} }
 	// The psychology rows: a licensed, verified psychologist (the "own"
 	// provider of those rows), ana's consent, two of her sessions and a series.
-	psy := load.LoadProvider("buenos-aires", 98)
-	psy.Vertical, psy.License = "psychology", &client.License{Number: "MN-1234", Issuer: "colegio-psi"}
-	psyP, err := ops.CreateProvider(ctx, psy, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ops.VerifyProvider(ctx, psyP.ID); err != nil {
-		t.Fatal(err)
-	}
-	cns, err := clustertest.Client(t, n, auth.RoleClient, ana).GrantConsent(ctx, ana,
-		client.ConsentRequest{Purpose: "psychology-care", Jurisdiction: "ar", TextVersion: "2026-01"}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	psyP := verifiedPsychologist(t, ops, 98, "MN-1234")
+	cns := grantCare(t, clustertest.Client(t, n, auth.RoleClient, ana), ana)
 	psyBook := func(hour int) *client.Booking {
 		b, err := ops.Book(ctx, client.BookingRequest{ProviderID: psyP.ID, ServiceID: psyP.Services[0].ID, ClientID: ana, Start: tomorrowAt(hour, 30)}, "")
 		if err != nil {

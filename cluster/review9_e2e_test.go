@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -12,8 +11,6 @@ import (
 	"github.com/barberpro/edge/cluster/clustertest"
 	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/edge/client"
-	"github.com/barberpro/edge/simulations/load"
-	"github.com/barberpro/edge/storage/seal"
 )
 
 // Test_Review9_AuditOneEntryPerPsychologyRequest drives psychology requests
@@ -22,29 +19,14 @@ import (
 // request, allowed or refused (psychology.md, "Audit"). The idempotent replay
 // of the booking (a read of it: it answers the whole booking) appends none.
 func Test_Review9_AuditOneEntryPerPsychologyRequest(t *testing.T) {
-	kekFile := filepath.Join(t.TempDir(), "kek.json")
-	if _, err := seal.InitKEK(kekFile); err != nil {
-		t.Fatal(err)
-	}
+	kekFile := newKEKFile(t)
 	n := clustertest.MustStartNode(t, func(c *cluster.Config) { c.KEKFile = kekFile })
 	ctx := context.Background()
 	ops := clustertest.Operator(t, n)
-	pp := load.LoadProvider("buenos-aires", 0)
-	pp.Vertical = "psychology"
-	pp.License = &client.License{Number: "MN 999", Issuer: "Colegio"}
-	pp.Services = []client.Service{svc("Sesión", 50, 10)}
-	p, err := ops.CreateProvider(ctx, pp, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ops.VerifyProvider(ctx, p.ID); err != nil {
-		t.Fatal(err)
-	}
+	p := verifiedPsychologist(t, ops, 0, "MN 999", svc("Sesión", 50, 10))
 	const cli = "cli-ana-r9e2e"
 	ana := clustertest.Client(t, n, auth.RoleClient, cli)
-	if _, err := ana.GrantConsent(ctx, cli, client.ConsentRequest{Purpose: "psychology-care", Jurisdiction: "ar", TextVersion: "1"}, ""); err != nil {
-		t.Fatal(err)
-	}
+	grantCare(t, ana, cli)
 	anaTok := "Bearer " + clustertest.Token(t, n, auth.RoleClient, cli)
 	provTok := "Bearer " + clustertest.Token(t, n, auth.RoleProvider, p.ID)
 	body := fmt.Sprintf(`{"provider_id":%q,"service_id":%q,"client_id":%q,"start":%q}`, p.ID, p.Services[0].ID, cli, tomorrowAt(10, 0))
@@ -108,29 +90,14 @@ func Test_Review9_AuditOneEntryPerPsychologyRequest(t *testing.T) {
 // tag: a note of 65 521..65 536 bytes, valid by the API, is refused by the store
 // (422 "store: invalid") after being sealed and proposed.
 func Test_Review9_NoteOfExactly64KiBRefusedByTheFSM(t *testing.T) {
-	kekFile := filepath.Join(t.TempDir(), "kek.json")
-	if _, err := seal.InitKEK(kekFile); err != nil {
-		t.Fatal(err)
-	}
+	kekFile := newKEKFile(t)
 	n := clustertest.MustStartNode(t, func(c *cluster.Config) { c.KEKFile = kekFile })
 	ctx := context.Background()
 	ops := clustertest.Operator(t, n)
-	pp := load.LoadProvider("buenos-aires", 0)
-	pp.Vertical = "psychology"
-	pp.License = &client.License{Number: "MN 998", Issuer: "Colegio"}
-	pp.Services = []client.Service{svc("Sesión", 50, 10)}
-	p, err := ops.CreateProvider(ctx, pp, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ops.VerifyProvider(ctx, p.ID); err != nil {
-		t.Fatal(err)
-	}
+	p := verifiedPsychologist(t, ops, 0, "MN 998", svc("Sesión", 50, 10))
 	const cli = "cli-r9-64k"
 	ana := clustertest.Client(t, n, auth.RoleClient, cli)
-	if _, err := ana.GrantConsent(ctx, cli, client.ConsentRequest{Purpose: "psychology-care", Jurisdiction: "ar", TextVersion: "1"}, ""); err != nil {
-		t.Fatal(err)
-	}
+	grantCare(t, ana, cli)
 	b, err := ana.Book(ctx, client.BookingRequest{ProviderID: p.ID, ServiceID: p.Services[0].ID, ClientID: cli, Start: tomorrowAt(10, 0)}, "")
 	if err != nil {
 		t.Fatal(err)

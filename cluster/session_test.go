@@ -45,10 +45,7 @@ func psychSession(t *testing.T, n *cluster.Node, providerID, bookingID string) *
 // lands in the KEK's ledger, so the key file itself refuses the client from
 // then on.
 func Test_SingleNode_SessionsSealWithTheKEKFileAndErasureReachesItsLedger(t *testing.T) {
-	kekFile := filepath.Join(t.TempDir(), "kek.json")
-	if _, err := seal.InitKEK(kekFile); err != nil {
-		t.Fatal(err)
-	}
+	kekFile := newKEKFile(t)
 	n := clustertest.MustStartNode(t, func(c *cluster.Config) { c.KEKFile = kekFile })
 	b := psychSession(t, n, "prv_buenos-aires_psy1", "bkg_buenos-aires_psy1")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -35,7 +35,7 @@ func (e edgeSessions) Do(ctx context.Context, req *calendarv1.SessionRequest) (*
 // ClientNotes unseals every note of clientID this jurisdiction holds, for the
 // client's export: one reply per session with its booking, text and time. An
 // erased client has none. The edge's "export" audit record covers the read.
-func (e edgeSessions) ClientNotes(ctx context.Context, clientID, _, _, _ string) ([]*calendarv1.SessionReply, error) {
+func (e edgeSessions) ClientNotes(ctx context.Context, clientID string) ([]*calendarv1.SessionReply, error) {
 	sealed, err := e.store.ClientNotes(ctx, clientID)
 	if err != nil {
 		return nil, err

@@ -126,11 +126,11 @@ type Sessions interface {
 	// ClientNotes returns the notes of every session of client clientID held
 	// in this node's jurisdiction, unsealed, for the client's export (GDPR Art.
 	// 15 and 20): one reply per session with notes, its booking and its notes
-	// (text, updated at). subject, role and node are the caller's and the entry
-	// node, for the audit records the actor appends. A client whose health data
-	// was erased has none (nil, nil). A node without the key-encryption key
-	// answers an error wrapping the unavailable sentinel.
-	ClientNotes(ctx context.Context, clientID, subject, role, node string) ([]*calendarv1.SessionReply, error)
+	// (text, updated at). It appends no audit record: the edge's "export"
+	// record covers the read. A client whose health data was erased has none
+	// (nil, nil). A node without the key-encryption key answers an error
+	// wrapping the unavailable sentinel.
+	ClientNotes(ctx context.Context, clientID string) ([]*calendarv1.SessionReply, error)
 }
 
 // Placement is where a provider's calendar actor is active now.

@@ -332,8 +332,7 @@ func (s *Server) localExport(ctx context.Context, clientID string) (exportOut, e
 		if s.cfg.Sessions == nil {
 			return part, &apiError{http.StatusServiceUnavailable, CodeJurisdictionUnavailable, "session notes cannot be read on this node; retry", nil}
 		}
-		c, _ := callerOf(ctx)
-		notes, err := s.cfg.Sessions.ClientNotes(ctx, clientID, c.p.Subject, string(c.p.Role), c.node)
+		notes, err := s.cfg.Sessions.ClientNotes(ctx, clientID)
 		if err != nil {
 			return part, err
 		}

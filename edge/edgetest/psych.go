@@ -589,8 +589,9 @@ func (x *Sessions) Do(_ context.Context, req *calendarv1.SessionRequest) (*calen
 }
 
 // ClientNotes implements edge.Sessions: the notes of the client's sessions, by
-// booking id; none once the client's health data was erased.
-func (x *Sessions) ClientNotes(_ context.Context, clientID, subject, role, node string) ([]*calendarv1.SessionReply, error) {
+// booking id; none once the client's health data was erased. Like the real
+// one, it records nothing: the edge's "export" record covers the read.
+func (x *Sessions) ClientNotes(_ context.Context, clientID string) ([]*calendarv1.SessionReply, error) {
 	if x.Fail != nil {
 		if err := x.Fail("ClientNotes"); err != nil {
 			return nil, err
@@ -611,8 +612,6 @@ func (x *Sessions) ClientNotes(_ context.Context, clientID, subject, role, node 
 			continue
 		}
 		out = append(out, &calendarv1.SessionReply{Booking: proto.CloneOf(b), Notes: n.text, NotesUpdatedAtMs: n.at})
-		s.appendAudit([]*bookingv1.AuditRecord{{Subject: subject, Role: role, Action: "notes.read", Object: id, Node: node}},
-			bookingv1.ResultCode_RESULT_CODE_OK, x.now())
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Booking.Id < out[j].Booking.Id })
 	return out, nil
