@@ -65,39 +65,40 @@ func (s *Store) fail(op string) error {
 	return nil
 }
 
-// PutProvider stores p as is (a copy).
-func (s *Store) PutProvider(p *bookingv1.Provider) {
+// get is every keyed read of the double: the injected failure of op, then a
+// copy of m[key] or an error wrapping storage.ErrNotFound naming what.
+func get[T proto.Message](s *Store, op string, m map[string]T, key, what string) (T, error) {
+	var zero T
+	if err := s.fail(op); err != nil {
+		return zero, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.providers[p.Id] = proto.CloneOf(p)
+	v, ok := m[key]
+	if !ok {
+		return zero, fmt.Errorf("%w: %s", storage.ErrNotFound, what)
+	}
+	return proto.CloneOf(v), nil
 }
+
+// put stores a copy of v under key in m.
+func put[T proto.Message](s *Store, m map[string]T, key string, v T) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m[key] = proto.CloneOf(v)
+}
+
+// PutProvider stores p as is (a copy).
+func (s *Store) PutProvider(p *bookingv1.Provider) { put(s, s.providers, p.Id, p) }
 
 // Provider implements edge.Store.
 func (s *Store) Provider(_ context.Context, id string) (*bookingv1.Provider, error) {
-	if err := s.fail("Provider"); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p, ok := s.providers[id]
-	if !ok {
-		return nil, fmt.Errorf("%w: provider %s", storage.ErrNotFound, id)
-	}
-	return proto.CloneOf(p), nil
+	return get(s, "Provider", s.providers, id, "provider "+id)
 }
 
 // Booking implements edge.Store.
 func (s *Store) Booking(_ context.Context, id string) (*bookingv1.Booking, error) {
-	if err := s.fail("Booking"); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b, ok := s.bookings[id]
-	if !ok {
-		return nil, fmt.Errorf("%w: booking %s", storage.ErrNotFound, id)
-	}
-	return proto.CloneOf(b), nil
+	return get(s, "Booking", s.bookings, id, "booking "+id)
 }
 
 // ListProviders implements edge.Store: by id, After is the last id seen.

@@ -232,38 +232,17 @@ func (s *Store) Audit() []*bookingv1.AuditEntry {
 }
 
 // PutConsent stores c as is (a copy).
-func (s *Store) PutConsent(c *bookingv1.Consent) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.consents[c.Id] = proto.CloneOf(c)
-}
+func (s *Store) PutConsent(c *bookingv1.Consent) { put(s, s.consents, c.Id, c) }
 
 // PutClientKey stores k as is (a copy).
-func (s *Store) PutClientKey(k *bookingv1.ClientKey) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.keys[k.ClientId] = proto.CloneOf(k)
-}
+func (s *Store) PutClientKey(k *bookingv1.ClientKey) { put(s, s.keys, k.ClientId, k) }
 
 // PutBooking stores b as is (a copy).
-func (s *Store) PutBooking(b *bookingv1.Booking) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.bookings[b.Id] = proto.CloneOf(b)
-}
+func (s *Store) PutBooking(b *bookingv1.Booking) { put(s, s.bookings, b.Id, b) }
 
 // Consent implements edge.Store.
 func (s *Store) Consent(_ context.Context, id string) (*bookingv1.Consent, error) {
-	if err := s.fail("Consent"); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, found := s.consents[id]
-	if !found {
-		return nil, fmt.Errorf("%w: consent", storage.ErrNotFound)
-	}
-	return proto.CloneOf(c), nil
+	return get(s, "Consent", s.consents, id, "consent")
 }
 
 // ClientConsents implements edge.Store: by id.
@@ -285,44 +264,17 @@ func (s *Store) ClientConsents(_ context.Context, clientID string) ([]*bookingv1
 
 // Series implements edge.Store.
 func (s *Store) Series(_ context.Context, id string) (*bookingv1.Series, error) {
-	if err := s.fail("Series"); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sr, found := s.series[id]
-	if !found {
-		return nil, fmt.Errorf("%w: series", storage.ErrNotFound)
-	}
-	return proto.CloneOf(sr), nil
+	return get(s, "Series", s.series, id, "series")
 }
 
 // ClientKey implements edge.Store.
 func (s *Store) ClientKey(_ context.Context, clientID string) (*bookingv1.ClientKey, error) {
-	if err := s.fail("ClientKey"); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	k, found := s.keys[clientID]
-	if !found {
-		return nil, fmt.Errorf("%w: client key", storage.ErrNotFound)
-	}
-	return proto.CloneOf(k), nil
+	return get(s, "ClientKey", s.keys, clientID, "client key")
 }
 
 // Erasure implements edge.Store.
 func (s *Store) Erasure(_ context.Context, clientID string) (*bookingv1.Erasure, error) {
-	if err := s.fail("Erasure"); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, found := s.erasures[clientID]
-	if !found {
-		return nil, fmt.Errorf("%w: erasure", storage.ErrNotFound)
-	}
-	return proto.CloneOf(e), nil
+	return get(s, "Erasure", s.erasures, clientID, "erasure")
 }
 
 // AuditEntries implements edge.Store.
