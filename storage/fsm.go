@@ -518,6 +518,17 @@ func validID(what, id string) string {
 	return ""
 }
 
+// validIDs checks (what, id) pairs with validID in order and returns the first
+// reason, or "".
+func validIDs(whatID ...string) string {
+	for i := 0; i+1 < len(whatID); i += 2 {
+		if why := validID(whatID[i], whatID[i+1]); why != "" {
+			return why
+		}
+	}
+	return ""
+}
+
 func (a *applier) apply(cmd *bookingv1.Command) *bookingv1.CommandResult {
 	if cmd == nil || cmd.Op == nil {
 		return invalid("command has no operation")
@@ -765,10 +776,8 @@ func (a *applier) createBooking(cmd *bookingv1.Command, op *bookingv1.CreateBook
 // checkNewBooking reports why b cannot be created (ids, times, the fields
 // only the FSM sets), or "".
 func checkNewBooking(b *bookingv1.Booking) string {
-	for _, f := range []struct{ what, id string }{{"booking id", b.Id}, {"provider_id", b.ProviderId}, {"client_id", b.ClientId}} {
-		if why := validID(f.what, f.id); why != "" {
-			return why
-		}
+	if why := validIDs("booking id", b.Id, "provider_id", b.ProviderId, "client_id", b.ClientId); why != "" {
+		return why
 	}
 	if why := checkTimes(b.StartMs, b.EndMs, b.BlockedUntilMs); why != "" {
 		return why

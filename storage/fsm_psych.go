@@ -255,10 +255,8 @@ func (a *applier) grantConsent(op *bookingv1.GrantConsent, now int64) *bookingv1
 	if c == nil {
 		return invalid("grant_consent without consent")
 	}
-	for _, f := range []struct{ what, id string }{{"consent id", c.Id}, {"client_id", c.ClientId}} {
-		if why := validID(f.what, f.id); why != "" {
-			return invalid("%s", why)
-		}
+	if why := validIDs("consent id", c.Id, "client_id", c.ClientId); why != "" {
+		return invalid("%s", why)
 	}
 	for _, f := range []struct{ what, s string }{{"purpose", c.Purpose}, {"jurisdiction", c.Jurisdiction}, {"text_version", c.TextVersion}} {
 		if why := validText(f.what, f.s, true); why != "" {
@@ -296,10 +294,8 @@ func (a *applier) grantConsent(op *bookingv1.GrantConsent, now int64) *bookingv1
 // purpose is still active in the store's jurisdiction, which keeps them
 // consented.
 func (a *applier) withdrawConsent(op *bookingv1.WithdrawConsent, now int64) *bookingv1.CommandResult {
-	for _, f := range []struct{ what, id string }{{"consent_id", op.ConsentId}, {"client_id", op.ClientId}} {
-		if why := validID(f.what, f.id); why != "" {
-			return invalid("%s", why)
-		}
+	if why := validIDs("consent_id", op.ConsentId, "client_id", op.ClientId); why != "" {
+		return invalid("%s", why)
 	}
 	if len(op.Verticals) > MaxWithdrawVerticals {
 		return invalid("more than %d verticals", MaxWithdrawVerticals)
@@ -391,10 +387,8 @@ func (a *applier) createSeries(op *bookingv1.CreateSeries, now int64) *bookingv1
 	if sr == nil {
 		return invalid("create_series without series")
 	}
-	for _, f := range []struct{ what, id string }{{"series id", sr.Id}, {"provider_id", sr.ProviderId}, {"client_id", sr.ClientId}} {
-		if why := validID(f.what, f.id); why != "" {
-			return invalid("%s", why)
-		}
+	if why := validIDs("series id", sr.Id, "provider_id", sr.ProviderId, "client_id", sr.ClientId); why != "" {
+		return invalid("%s", why)
 	}
 	switch n := len(op.Bookings); {
 	case n < MinSeriesOccurrences || n > MaxSeriesOccurrences:
@@ -559,10 +553,8 @@ func (a *applier) putClientKey(op *bookingv1.PutClientKey, now int64) *bookingv1
 	if k == nil {
 		return invalid("put_client_key without key")
 	}
-	for _, f := range []struct{ what, id string }{{"client_id", k.ClientId}, {"key_id", k.KeyId}, {"kek_id", k.KekId}} {
-		if why := validID(f.what, f.id); why != "" {
-			return invalid("%s", why)
-		}
+	if why := validIDs("client_id", k.ClientId, "key_id", k.KeyId, "kek_id", k.KekId); why != "" {
+		return invalid("%s", why)
 	}
 	if len(k.Wrapped) == 0 || len(k.Wrapped) > MaxWrappedKeyBytes {
 		return invalid("wrapped key must be 1..%d bytes", MaxWrappedKeyBytes)
@@ -591,10 +583,8 @@ func (a *applier) putNote(op *bookingv1.PutNote, now int64) *bookingv1.CommandRe
 	if n == nil {
 		return invalid("put_note without note")
 	}
-	for _, f := range []struct{ what, id string }{{"booking_id", n.BookingId}, {"client_id", n.ClientId}, {"key_id", n.KeyId}} {
-		if why := validID(f.what, f.id); why != "" {
-			return invalid("%s", why)
-		}
+	if why := validIDs("booking_id", n.BookingId, "client_id", n.ClientId, "key_id", n.KeyId); why != "" {
+		return invalid("%s", why)
 	}
 	switch {
 	case len(n.Ciphertext) == 0 || len(n.Ciphertext) > MaxNoteBytes:
