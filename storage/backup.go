@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -230,6 +231,11 @@ func copyBackup(w, body io.Writer, r io.Reader) (BackupHeader, error) {
 	h, err := readBackupHeader(tee)
 	if err != nil {
 		return h, err
+	}
+	if h.BodyBytes > math.MaxInt64 {
+		// int64 would turn it negative and CopyN would copy nothing: a file of
+		// a header and its checksum would verify.
+		return h, fmt.Errorf("%w: body length %d out of range", ErrBadBackup, h.BodyBytes)
 	}
 	dst := io.Discard
 	if body != nil {
