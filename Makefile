@@ -6,7 +6,7 @@ LDFLAGS := -X main.Version=$(VERSION)
 # Packages whose tests run under the race detector (concurrent code).
 RACE_PKGS := ./storage/... ./actors/... ./edge/... ./cluster/...
 
-.PHONY: all build build-failpoints run test vet fmt-check race unit fuzz bench proto clean sim sim-ci
+.PHONY: all build build-failpoints run test vet fmt-check race unit fuzz bench bench-vs-etcd proto clean sim sim-ci
 
 all: build
 
@@ -64,6 +64,16 @@ sim-ci: build
 ## bench: the go test benchmarks of every package.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./...
+
+## bench-vs-etcd: etcd (built from its Go module in simulations/anchor, a module of
+## its own) and barberpro side by side in issue 11's layouts, in one run: prints the
+## table of throughput, p50/p99 and ratios barberpro/etcd, and writes
+## simulations/anchor/reports/bench-vs-etcd.json. About 5 minutes; only ratios from
+## one run compare (docs/PERFORMANCE.md). BENCH_ARGS adds flags, e.g.
+## BENCH_ARGS="--duration 20s --layouts 3" (--help lists them).
+BENCH_ARGS ?=
+bench-vs-etcd: build
+	cd simulations/anchor && $(GO) build -o bin/etcd ./cmd/etcd && $(GO) run . --barberpro ../../$(BIN) $(BENCH_ARGS)
 
 ## proto: regenerate protos/ with the pinned protoc-gen-go (needs protoc: apt-get install protobuf-compiler).
 proto:

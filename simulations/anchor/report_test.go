@@ -1,0 +1,133 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func measure(ops float64, p50, p99 time.Duration) Measure {
+	return Measure{OK: int(ops * 10), OpsPerSecond: ops, P50: p50, P99: p99}
+}
+
+func TestRow_Ratios(t *testing.T) {
+	cases := []struct {
+		name       string
+		etcd, bp   Measure
+		ratio, p50 float64
+		ok         bool
+	}{
+		{"both measured", measure(2000, 500*time.Microsecond, time.Millisecond), measure(1000, time.Millisecond, 3*time.Millisecond), 0.5, 2, true},
+		{"barberpro faster", measure(12266, 8*time.Millisecond, 21*time.Millisecond), measure(24532, 4*time.Millisecond, 10*time.Millisecond), 2, 0.5, true},
+		{"barberpro not supported", measure(2000, time.Millisecond, time.Millisecond), Measure{Note: "not supported by this build"}, 0, 0, false},
+		{"etcd answered nothing", Measure{Errors: 7}, measure(1000, time.Millisecond, time.Millisecond), 0, 0, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := Row{Etcd: c.etcd, BarberPro: c.bp}
+			ratio, ok := r.Ratio()
+			p50, ok2 := r.P50Ratio()
+			if ok != c.ok || ok2 != c.ok || ratio != c.ratio || p50 != c.p50 {
+				t.Fatalf("Ratio() = %v, %v; P50Ratio() = %v, %v; want %v, %v, %v", ratio, ok, p50, ok2, c.ratio, c.p50, c.ok)
+			}
+		})
+	}
+}
+
+func TestReport_WriteTable(t *testing.T) {
+	rep := Report{
+		Started: time.Date(2026, 11, 28, 2, 0, 0, 0, time.UTC), RowDuration: 10 * time.Second, CPUs: 2,
+		GoVersion: "go1.26.8", EtcdVersion: "3.6.14", BarberProVersion: "abc123",
+		Rows: []Row{
+			{Layout: "1 member / 1 node", Nodes: 1, Load: loadWrites, Clients: 1,
+				Etcd: measure(2018, 500*time.Microsecond, 1234*time.Microsecond), BarberPro: measure(843, 1150*time.Microsecond, 2*time.Millisecond)},
+			{Layout: "3 members / 3 ar nodes", Nodes: 3, Load: loadWrites, Clients: 100, Spread: true,
+				Etcd:      measure(6278, 15*time.Millisecond, 37*time.Millisecond),
+				BarberPro: Measure{OK: 19320, Errors: 3, OpsPerSecond: 1932, P50: 40 * time.Millisecond, P99: 101 * time.Millisecond}},
+			{Layout: "3 members / 3 ar nodes", Nodes: 3, Load: loadReads, Clients: 100,
+				Etcd: measure(16500, 5*time.Millisecond, 20*time.Millisecond), BarberPro: Measure{Note: "not supported by this build"}},
+		},
+	}
+	var b bytes.Buffer
+	if err := rep.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"etcd 3.6.14 vs barberpro abc123, go1.26.8, 2 CPUs, 10s per run, started 2026-11-28T02:00:00Z",
+		"| 1 member / 1 node, 1 client | put / booking | 2,018/s, p50 0.50 ms, p99 1.23 ms | 843/s, p50 1.15 ms, p99 2.00 ms | 0.42 | 2.30 |",
+		"| 3 members / 3 ar nodes, 100 clients, spread over the 3 nodes | put / booking | 6,278/s, p50 15.0 ms, p99 37.0 ms | 1,932/s, p50 40.0 ms, p99 101 ms, 3 errors | 0.31 | 2.67 |",
+		"| 3 members / 3 ar nodes, 100 clients | range / availability | 16,500/s, p50 5.00 ms, p99 20.0 ms | not supported by this build | — | — |",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+func TestReport_JSON(t *testing.T) {
+	rep := Report{Rows: []Row{
+		{Layout: "1 member / 1 node", Nodes: 1, Load: loadWrites, Clients: 100,
+			Etcd: measure(4000, time.Millisecond, time.Millisecond), BarberPro: measure(5000, time.Millisecond, time.Millisecond)},
+		{Layout: "1 member / 1 node", Nodes: 1, Load: loadReads, Clients: 100,
+			Etcd: measure(4000, time.Millisecond, time.Millisecond), BarberPro: Measure{Note: "not supported by this build"}},
+	}}
+	var b bytes.Buffer
+	if err := writeJSON("-", &b, rep); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Rows []struct {
+			Setup     string   `json:"setup"`
+			Ratio     *float64 `json:"ratio"`
+			P50Ratio  *float64 `json:"p50_ratio"`
+			Clients   int      `json:"clients"`
+			BarberPro Measure  `json:"barberpro"`
+		} `json:"rows"`
+	}
+	if err := json.Unmarshal(b.Bytes(), &got); err != nil {
+		t.Fatalf("%v:\n%s", err, b.String())
+	}
+	if len(got.Rows) != 2 {
+		t.Fatalf("%d rows, want 2", len(got.Rows))
+	}
+	r0, r1 := got.Rows[0], got.Rows[1]
+	if r0.Setup != "1 member / 1 node, 100 clients" || r0.Clients != 100 || r0.Ratio == nil || *r0.Ratio != 1.25 || r0.P50Ratio == nil || *r0.P50Ratio != 1 {
+		t.Errorf("row 0 = %+v", r0)
+	}
+	if r1.Ratio != nil || r1.P50Ratio != nil || r1.BarberPro.Note != "not supported by this build" {
+		t.Errorf("row 1 = %+v, want no ratios and the note", r1)
+	}
+}
+
+func TestPlan_Rows(t *testing.T) {
+	var got []string
+	for _, r := range plan([]int{1, 3}, []int{1, 100}) {
+		got = append(got, r.Load+" "+r.Setup())
+	}
+	want := []string{
+		"writes 1 member / 1 node, 1 client",
+		"writes 1 member / 1 node, 100 clients",
+		"reads 1 member / 1 node, 100 clients",
+		"writes 3 members / 3 ar nodes, 1 client",
+		"writes 3 members / 3 ar nodes, 100 clients",
+		"writes 3 members / 3 ar nodes, 100 clients, spread over the 3 nodes",
+		"reads 3 members / 3 ar nodes, 100 clients",
+		"reads 3 members / 3 ar nodes, 100 clients, spread over the 3 nodes",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("plan:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestSummarize_NearestRank(t *testing.T) {
+	lat := []time.Duration{5, 1, 4, 2, 3, 6, 7, 8, 9, 10}
+	m := summarize(lat, 2, 2*time.Second)
+	if m.OK != 10 || m.Errors != 2 || m.OpsPerSecond != 5 || m.P50 != 5 || m.P99 != 10 {
+		t.Errorf("summarize = %+v", m)
+	}
+	if m := summarize(nil, 0, time.Second); m.P50 != 0 || m.OpsPerSecond != 0 {
+		t.Errorf("summarize(none) = %+v", m)
+	}
+}
