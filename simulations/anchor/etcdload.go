@@ -9,6 +9,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/status"
 )
 
 // valueSize is the size of every value the etcd driver puts, as in the issue's
@@ -68,10 +69,11 @@ func (l etcdLoad) run(ctx context.Context) (Measure, error) {
 	}
 
 	var (
-		mu   sync.Mutex
-		lat  []time.Duration
-		errs int
-		wg   sync.WaitGroup
+		mu    sync.Mutex
+		lat   []time.Duration
+		errs  int
+		codes = map[string]int{}
+		wg    sync.WaitGroup
 	)
 	runCtx, cancel := context.WithTimeout(ctx, l.Duration)
 	defer cancel()
@@ -81,7 +83,7 @@ func (l etcdLoad) run(ctx context.Context) (Measure, error) {
 		go func() {
 			defer wg.Done()
 			var mine []time.Duration
-			failed := 0
+			failed := map[string]int{}
 			readKey := fmt.Sprintf("%s/read/%d", prefix, w)
 			for n := 0; runCtx.Err() == nil; n++ {
 				t0 := time.Now()
@@ -94,19 +96,37 @@ func (l etcdLoad) run(ctx context.Context) (Measure, error) {
 				d := time.Since(t0)
 				if err != nil {
 					if runCtx.Err() == nil {
-						failed++
+						failed[errCode(err)]++
 					}
 					continue
 				}
 				mine = append(mine, d)
 			}
 			mu.Lock()
-			lat, errs = append(lat, mine...), errs+failed
+			lat = append(lat, mine...)
+			for c, n := range failed {
+				codes[c] += n
+				errs += n
+			}
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	return summarize(lat, errs, time.Since(start)), nil
+	m := summarize(lat, errs, time.Since(start))
+	if len(codes) > 0 {
+		m.Codes = codes
+	}
+	return m, nil
+}
+
+// errCode names an etcd client error for the report: its gRPC code, or its
+// text (at most 60 bytes) when it has none.
+func errCode(err error) string {
+	if st, ok := status.FromError(err); ok {
+		return st.Code().String()
+	}
+	s := err.Error()
+	return s[:min(len(s), 60)]
 }
 
 // summarize makes the Measure of a run from its successful latencies, as

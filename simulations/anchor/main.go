@@ -218,7 +218,7 @@ func runEtcd(ctx context.Context, cfg config, dir string, n int, rows []*Row, pr
 			m = Measure{Note: "failed"}
 		}
 		r.Etcd = m
-		fmt.Fprintf(progress, "etcd      %-60s %-6s %s\n", r.Setup(), op, m.cell())
+		fmt.Fprintf(progress, "etcd      %-60s %-12s %s\n", r.Setup(), op, m.cell())
 	}
 	return nil
 }
@@ -268,7 +268,7 @@ func runBarberPro(ctx context.Context, cfg config, dir string, n int, rows []*Ro
 			} else {
 				r.BarberPro = ms[i]
 			}
-			fmt.Fprintf(progress, "barberpro %-60s %-6s %s\n", r.Setup(), mode, r.BarberPro.cell())
+			fmt.Fprintf(progress, "barberpro %-60s %-12s %s\n", r.Setup(), mode, r.BarberPro.cell())
 		}
 		if err != nil {
 			fmt.Fprintln(progress, "barberpro:", err)

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -133,13 +135,25 @@ func (m Measure) cell() string {
 		return m.Note
 	}
 	if m.OK == 0 {
-		return fmt.Sprintf("no request answered (%d errors)", m.Errors)
+		return fmt.Sprintf("no request answered, %d errors%s", m.Errors, m.codes())
 	}
 	s := fmt.Sprintf("%s/s, p50 %s, p99 %s", thousands(m.OpsPerSecond), millis(m.P50), millis(m.P99))
 	if m.Errors > 0 {
-		s += fmt.Sprintf(", %d errors", m.Errors)
+		s += fmt.Sprintf(", %d errors%s", m.Errors, m.codes())
 	}
 	return s
+}
+
+// codes lists the error codes and their counts, e.g. " (503 jurisdiction_unavailable: 22)".
+func (m Measure) codes() string {
+	if len(m.Codes) == 0 {
+		return ""
+	}
+	var cs []string
+	for _, c := range slices.Sorted(maps.Keys(m.Codes)) {
+		cs = append(cs, fmt.Sprintf("%s: %d", c, m.Codes[c]))
+	}
+	return " (" + strings.Join(cs, ", ") + ")"
 }
 
 // ratioCell is a ratio with two decimals, or "—".

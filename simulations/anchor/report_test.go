@@ -45,7 +45,7 @@ func TestReport_WriteTable(t *testing.T) {
 				Etcd: measure(2018, 500*time.Microsecond, 1234*time.Microsecond), BarberPro: measure(843, 1150*time.Microsecond, 2*time.Millisecond)},
 			{Layout: "3 members / 3 ar nodes", Nodes: 3, Load: loadWrites, Clients: 100, Spread: true,
 				Etcd:      measure(6278, 15*time.Millisecond, 37*time.Millisecond),
-				BarberPro: Measure{OK: 19320, Errors: 3, OpsPerSecond: 1932, P50: 40 * time.Millisecond, P99: 101 * time.Millisecond}},
+				BarberPro: Measure{OK: 19320, Errors: 3, Codes: map[string]int{"transport": 1, "503 jurisdiction_unavailable": 2}, OpsPerSecond: 1932, P50: 40 * time.Millisecond, P99: 101 * time.Millisecond}},
 			{Layout: "3 members / 3 ar nodes", Nodes: 3, Load: loadReads, Clients: 100,
 				Etcd: measure(16500, 5*time.Millisecond, 20*time.Millisecond), BarberPro: Measure{Note: "not supported by this build"}},
 		},
@@ -57,7 +57,7 @@ func TestReport_WriteTable(t *testing.T) {
 	for _, want := range []string{
 		"etcd 3.6.14 vs barberpro abc123, go1.26.8, 2 CPUs, 10s per run, started 2026-11-28T02:00:00Z",
 		"| 1 member / 1 node, 1 client | put / booking | 2,018/s, p50 0.50 ms, p99 1.23 ms | 843/s, p50 1.15 ms, p99 2.00 ms | 0.42 | 2.30 |",
-		"| 3 members / 3 ar nodes, 100 clients, spread over the 3 nodes | put / booking | 6,278/s, p50 15.0 ms, p99 37.0 ms | 1,932/s, p50 40.0 ms, p99 101 ms, 3 errors | 0.31 | 2.67 |",
+		"| 3 members / 3 ar nodes, 100 clients, spread over the 3 nodes | put / booking | 6,278/s, p50 15.0 ms, p99 37.0 ms | 1,932/s, p50 40.0 ms, p99 101 ms, 3 errors (503 jurisdiction_unavailable: 2, transport: 1) | 0.31 | 2.67 |",
 		"| 3 members / 3 ar nodes, 100 clients | range / availability | 16,500/s, p50 5.00 ms, p99 20.0 ms | not supported by this build | — | — |",
 	} {
 		if !strings.Contains(b.String(), want) {
