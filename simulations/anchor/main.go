@@ -36,6 +36,7 @@ type config struct {
 	jsonOut   string        // JSON report file; "-" stdout, "" none
 }
 
+// parseFlags reads the command line; usage and errors go to stderr.
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var c config
 	var clients, layouts, systems string
@@ -153,9 +154,15 @@ func run(ctx context.Context, cfg config, stdout, progress io.Writer) error {
 	defer os.RemoveAll(dir)
 
 	rep := Report{Started: time.Now(), RowDuration: cfg.duration, CPUs: runtime.NumCPU(), GoVersion: runtime.Version(),
-		EtcdVersion: "not run", BarberProVersion: "not run", Rows: plan(cfg.layouts, cfg.clients)}
+		LoadStart: loadAverage(), EtcdVersion: "not run", BarberProVersion: "not run", Rows: plan(cfg.layouts, cfg.clients)}
 	for i := range rep.Rows {
 		rep.Rows[i].Etcd.Note, rep.Rows[i].BarberPro.Note = "not run", "not run"
+	}
+	if slices.Contains(cfg.systems, "etcd") {
+		rep.EtcdVersion = etcdVersion(ctx, cfg.etcd)
+	}
+	if slices.Contains(cfg.systems, "barberpro") {
+		rep.BarberProVersion = barberproVersion(ctx, cfg.barberpro)
 	}
 	for _, n := range cfg.layouts {
 		var rows []*Row
@@ -165,18 +172,17 @@ func run(ctx context.Context, cfg config, stdout, progress io.Writer) error {
 			}
 		}
 		if slices.Contains(cfg.systems, "etcd") {
-			rep.EtcdVersion = etcdVersion(ctx, cfg.etcd)
 			if err := runEtcd(ctx, cfg, filepath.Join(dir, fmt.Sprintf("etcd-%d", n)), n, rows, progress); err != nil {
 				return err
 			}
 		}
 		if slices.Contains(cfg.systems, "barberpro") {
-			rep.BarberProVersion = barberproVersion(ctx, cfg.barberpro)
 			if err := runBarberPro(ctx, cfg, filepath.Join(dir, fmt.Sprintf("barberpro-%d", n)), n, rows, progress); err != nil {
 				return err
 			}
 		}
 	}
+	rep.LoadEnd = loadAverage()
 
 	fmt.Fprintln(stdout)
 	if err := rep.WriteTable(stdout); err != nil {
@@ -313,4 +319,16 @@ func writeJSON(path string, w io.Writer, rep Report) error {
 	}
 	fmt.Fprintf(w, "\nJSON: %s\n", path)
 	return nil
+}
+
+// loadAverage is the machine's 1-minute load average (/proc/loadavg), 0 where
+// there is none: a run's figures move with what else the machine runs.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	first, _, _ := strings.Cut(string(b), " ")
+	f, _ := strconv.ParseFloat(first, 64)
+	return f
 }

@@ -100,20 +100,24 @@ func (r Row) MarshalJSON() ([]byte, error) {
 
 // Report is one run of the harness: the table's rows and what they ran on.
 type Report struct {
-	Started          time.Time     `json:"started"`
-	RowDuration      time.Duration `json:"row_duration_ns"`
-	CPUs             int           `json:"cpus"`
-	GoVersion        string        `json:"go_version"`
-	EtcdVersion      string        `json:"etcd_version"`
-	BarberProVersion string        `json:"barberpro_version"`
-	Rows             []Row         `json:"rows"`
+	Started     time.Time     `json:"started"`
+	RowDuration time.Duration `json:"row_duration_ns"`
+	CPUs        int           `json:"cpus"`
+	GoVersion   string        `json:"go_version"`
+	// LoadStart and LoadEnd are the machine's 1-minute load average before the
+	// first run and after the last (0: unknown).
+	LoadStart        float64 `json:"load_average_start"`
+	LoadEnd          float64 `json:"load_average_end"`
+	EtcdVersion      string  `json:"etcd_version"`
+	BarberProVersion string  `json:"barberpro_version"`
+	Rows             []Row   `json:"rows"`
 }
 
 // WriteTable writes the report as a Markdown table, with a line saying what ran.
 func (rep Report) WriteTable(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "etcd %s vs barberpro %s, %s, %d CPUs, %v per run, started %s\n\n",
-		rep.EtcdVersion, rep.BarberProVersion, rep.GoVersion, rep.CPUs, rep.RowDuration,
+	fmt.Fprintf(&b, "etcd %s vs barberpro %s, %s, %d CPUs (load average %.2f at the start, %.2f at the end), %v per run, started %s\n\n",
+		rep.EtcdVersion, rep.BarberProVersion, rep.GoVersion, rep.CPUs, rep.LoadStart, rep.LoadEnd, rep.RowDuration,
 		rep.Started.UTC().Format(time.RFC3339))
 	b.WriteString("| setup | load | etcd | barberpro | ratio | p50 ratio |\n|---|---|---|---|---|---|\n")
 	for _, r := range rep.Rows {

@@ -39,7 +39,7 @@ func TestRow_Ratios(t *testing.T) {
 func TestReport_WriteTable(t *testing.T) {
 	rep := Report{
 		Started: time.Date(2026, 11, 28, 2, 0, 0, 0, time.UTC), RowDuration: 10 * time.Second, CPUs: 2,
-		GoVersion: "go1.26.8", EtcdVersion: "3.6.14", BarberProVersion: "abc123",
+		GoVersion: "go1.26.8", LoadStart: 0.5, LoadEnd: 13.76, EtcdVersion: "3.6.14", BarberProVersion: "abc123",
 		Rows: []Row{
 			{Layout: "1 member / 1 node", Nodes: 1, Load: loadWrites, Clients: 1,
 				Etcd: measure(2018, 500*time.Microsecond, 1234*time.Microsecond), BarberPro: measure(843, 1150*time.Microsecond, 2*time.Millisecond)},
@@ -55,7 +55,7 @@ func TestReport_WriteTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"etcd 3.6.14 vs barberpro abc123, go1.26.8, 2 CPUs, 10s per run, started 2026-11-28T02:00:00Z",
+		"etcd 3.6.14 vs barberpro abc123, go1.26.8, 2 CPUs (load average 0.50 at the start, 13.76 at the end), 10s per run, started 2026-11-28T02:00:00Z",
 		"| 1 member / 1 node, 1 client | put / booking | 2,018/s, p50 0.50 ms, p99 1.23 ms | 843/s, p50 1.15 ms, p99 2.00 ms | 0.42 | 2.30 |",
 		"| 3 members / 3 ar nodes, 100 clients, spread over the 3 nodes | put / booking | 6,278/s, p50 15.0 ms, p99 37.0 ms | 1,932/s, p50 40.0 ms, p99 101 ms, 3 errors (503 jurisdiction_unavailable: 2, transport: 1) | 0.31 | 2.67 |",
 		"| 3 members / 3 ar nodes, 100 clients | range / availability | 16,500/s, p50 5.00 ms, p99 20.0 ms | not supported by this build | — | — |",
