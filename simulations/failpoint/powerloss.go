@@ -173,10 +173,13 @@ func (f *powerLoss) Inject(ctx context.Context, c *Cluster) error {
 			return err
 		}
 	}
+	var lost []string
 	for _, id := range cut {
-		if err := f.disks[id].Cut(); err != nil {
+		l, err := f.disks[id].Cut()
+		if err != nil {
 			return err
 		}
+		lost = append(lost, fmt.Sprintf("%s %v", id, l))
 		f.cut = append(f.cut, id)
 		if err := f.mount(c, id); err != nil {
 			return err
@@ -188,8 +191,8 @@ func (f *powerLoss) Inject(ctx context.Context, c *Cluster) error {
 	if len(followers) > 1 {
 		who = "followers " + strings.Join(followers, ", ")
 	}
-	f.desc = append(f.desc, fmt.Sprintf("power cut of %s leader %s and %s after %v of background bookings (%d acknowledged before the cut was over): kill -9, then every write they had not fsynced dropped (%v)",
-		f.group, leader, who, f.load, booked, time.Since(cutAt).Round(time.Millisecond)))
+	f.desc = append(f.desc, fmt.Sprintf("power cut of %s leader %s and %s after %v of background bookings (%d acknowledged before the cut was over): kill -9, then every write they had not fsynced dropped (%s) in %v",
+		f.group, leader, who, f.load, booked, strings.Join(lost, ", "), time.Since(cutAt).Round(time.Millisecond)))
 	c.logf("power-loss: %s", f.desc[len(f.desc)-1])
 	return nil
 }

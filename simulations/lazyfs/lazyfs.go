@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -59,13 +60,18 @@ const cacheTimeout = time.Second
 // Mount mounts a lazyfs of directory under at mountpoint, served by this
 // process until the returned server is unmounted.
 func Mount(under, mountpoint string) (*fuse.Server, error) {
+	srv, _, err := mount(under, mountpoint)
+	return srv, err
+}
+
+func mount(under, mountpoint string) (*fuse.Server, *node, error) {
 	under, err := filepath.Abs(under)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	lroot, err := fs.NewLoopbackRoot(under)
 	if err != nil {
-		return nil, fmt.Errorf("lazyfs: %w", err)
+		return nil, nil, fmt.Errorf("lazyfs: %w", err)
 	}
 	root := &node{LoopbackNode: lroot.(*fs.LoopbackNode)}
 	t := cacheTimeout
@@ -79,31 +85,74 @@ func Mount(under, mountpoint string) (*fuse.Server, error) {
 		},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("lazyfs: mount %s on %s: %w", under, mountpoint, err)
+		return nil, nil, fmt.Errorf("lazyfs: mount %s on %s: %w", under, mountpoint, err)
 	}
-	return srv, nil
+	return srv, root, nil
+}
+
+// Pending is what a cut loses: the data written and not yet fsynced.
+type Pending struct {
+	// Bytes in whole pages (a page written in part counts whole).
+	Bytes int64
+	// Files holding them.
+	Files int
+}
+
+func (p Pending) String() string {
+	return fmt.Sprintf("%d KiB in %d file(s)", p.Bytes>>10, p.Files)
+}
+
+// pending sums the unsynced pages of n and every node below it that the
+// kernel still knows by name.
+func (n *node) pending() Pending {
+	var out Pending
+	n.mu.Lock()
+	if n.d.pending() {
+		out = Pending{Bytes: int64(len(n.d.pages)) * pageSize, Files: 1}
+	}
+	n.mu.Unlock()
+	for _, ch := range n.Children() {
+		if c, ok := ch.Operations().(*node); ok {
+			p := c.pending()
+			out.Bytes, out.Files = out.Bytes+p.Bytes, out.Files+p.Files
+		}
+	}
+	return out
 }
 
 // ReadyLine is what Serve prints on its standard output once the mount
-// serves.
-const ReadyLine = "lazyfs: ready"
+// serves; pendingLine, followed by bytes and files, what it prints on
+// SIGUSR1.
+const (
+	ReadyLine   = "lazyfs: ready"
+	pendingLine = "lazyfs: pending"
+)
 
 // Serve mounts a lazyfs of under at mountpoint, prints ReadyLine, and serves
-// until ctx ends (then it unmounts) or the mount goes away. It is the body of
-// the server process Start runs.
+// until ctx ends (then it unmounts) or the mount goes away. On SIGUSR1 it
+// prints what a cut would lose. It is the body of the server process Start
+// runs.
 func Serve(ctx context.Context, under, mountpoint string) error {
-	srv, err := Mount(under, mountpoint)
+	srv, root, err := mount(under, mountpoint)
 	if err != nil {
 		return err
 	}
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
 	fmt.Println(ReadyLine)
 	done := make(chan struct{})
 	go func() { srv.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return srv.Unmount()
+	for {
+		select {
+		case <-usr1:
+			p := root.pending()
+			fmt.Println(pendingLine, p.Bytes, p.Files)
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return srv.Unmount()
+		}
 	}
 }
 
@@ -112,15 +161,16 @@ type Process struct {
 	// Mountpoint is where the lazyfs is mounted.
 	Mountpoint string
 
-	cmd    *exec.Cmd
-	exited chan struct{}
-	stderr bytes.Buffer
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	pending chan Pending
+	stderr  bytes.Buffer
 }
 
 // Start runs cmd, a process that calls Serve for mountpoint (its standard
 // output is Start's), and waits until it prints ReadyLine or timeout passes.
 func Start(cmd *exec.Cmd, mountpoint string, timeout time.Duration) (*Process, error) {
-	p := &Process{Mountpoint: mountpoint, cmd: cmd, exited: make(chan struct{})}
+	p := &Process{Mountpoint: mountpoint, cmd: cmd, exited: make(chan struct{}), pending: make(chan Pending, 1)}
 	if cmd.Stderr == nil {
 		cmd.Stderr = &p.stderr
 	}
@@ -136,7 +186,14 @@ func Start(cmd *exec.Cmd, mountpoint string, timeout time.Duration) (*Process, e
 		sc := bufio.NewScanner(out)
 		ok := false
 		for sc.Scan() {
-			if !ok && sc.Text() == ReadyLine {
+			var pd Pending
+			switch _, err := fmt.Sscanf(sc.Text(), pendingLine+" %d %d", &pd.Bytes, &pd.Files); {
+			case err == nil:
+				select {
+				case p.pending <- pd:
+				default:
+				}
+			case !ok && sc.Text() == ReadyLine:
 				ok = true
 				ready <- true
 			}
@@ -155,19 +212,31 @@ func Start(cmd *exec.Cmd, mountpoint string, timeout time.Duration) (*Process, e
 		<-p.exited
 		return nil, fmt.Errorf("lazyfs: server for %s exited: %v: %s", mountpoint, cmd.ProcessState, strings.TrimSpace(p.stderr.String()))
 	case <-time.After(timeout):
-		p.Cut()
+		p.cmd.Process.Kill()
+		<-p.exited
+		Unmount(mountpoint)
 		return nil, fmt.Errorf("lazyfs: server for %s not ready within %v: %s", mountpoint, timeout, strings.TrimSpace(p.stderr.String()))
 	}
 }
 
 // Cut cuts the power: it kills the server (SIGKILL), so every write not yet
 // fsynced is gone with its memory, and detaches the mount, so the kernel's
-// page cache of it goes too. The caller must have killed every process using
-// the mount first. Mount a fresh one (Start) to read what survived.
-func (p *Process) Cut() error {
+// page cache of it goes too. It returns what was lost, as the server said
+// just before (zero if it did not say within a second). The caller must have
+// killed every process using the mount first. Mount a fresh one (Start) to
+// read what survived.
+func (p *Process) Cut() (Pending, error) {
+	var lost Pending
+	if p.cmd.Process.Signal(syscall.SIGUSR1) == nil {
+		select {
+		case lost = <-p.pending:
+		case <-p.exited:
+		case <-time.After(time.Second):
+		}
+	}
 	p.cmd.Process.Kill()
 	<-p.exited
-	return Unmount(p.Mountpoint)
+	return lost, Unmount(p.Mountpoint)
 }
 
 // Stop stops the server (SIGTERM: it unmounts) and detaches the mount if it

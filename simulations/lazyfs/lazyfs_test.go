@@ -76,16 +76,19 @@ func (d *disk) start(t *testing.T) {
 	d.p = p
 }
 
-// cut cuts the power (nothing may use the mount) and mounts a fresh lazyfs.
-func (d *disk) cut(t *testing.T) {
+// cut cuts the power (nothing may use the mount) and mounts a fresh lazyfs;
+// it returns what the cut lost.
+func (d *disk) cut(t *testing.T) lazyfs.Pending {
 	t.Helper()
-	if err := d.p.Cut(); err != nil {
+	lost, err := d.p.Cut()
+	if err != nil {
 		t.Fatal(err)
 	}
 	if lazyfs.Mounted(d.mnt) {
 		t.Fatal("still mounted after the cut")
 	}
 	d.start(t)
+	return lost
 }
 
 func (d *disk) path(name string) string { return filepath.Join(d.mnt, name) }
@@ -134,7 +137,9 @@ func TestLazyFS_CutLosesWhatWasNotFsynced(t *testing.T) {
 		t.Fatalf("the disk has %v before any fsync; want an empty file", fi)
 	}
 
-	d.cut(t)
+	if lost := d.cut(t); lost != (lazyfs.Pending{Bytes: 5 * 4096, Files: 2}) {
+		t.Errorf("the cut lost %+v; want 5 pages (1 appended, 4 written) in 2 files", lost)
+	}
 	if got := mustRead(t, synced); got != "kept " {
 		t.Errorf("after the cut, %q; want only the fsynced %q", got, "kept ")
 	}
@@ -204,7 +209,10 @@ func TestLazyFS_BoltSyncedCommitsSurviveACut(t *testing.T) {
 				t.Fatalf("before the cut, %d keys; want %d", n, commits)
 			}
 			db.Close() // writes nothing: as kill -9 would leave it
-			d.cut(t)
+			lost := d.cut(t)
+			if (lost.Bytes > 0) != tc.noSync {
+				t.Errorf("the cut lost %v", lost)
+			}
 
 			db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 			if err != nil {
@@ -226,7 +234,7 @@ func TestLazyFS_BoltSyncedCommitsSurviveACut(t *testing.T) {
 			case tc.noSync && n >= commits:
 				t.Errorf("after the cut, all %d NoSync commits are there: the mount did not forget", n)
 			}
-			t.Logf("%s: %d of %d commits after the cut", tc.name, n, commits)
+			t.Logf("%s: %d of %d commits after the cut (it lost %v)", tc.name, n, commits, lost)
 		})
 	}
 }
