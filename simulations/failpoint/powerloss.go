@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -149,7 +150,7 @@ func (f *powerLoss) Inject(ctx context.Context, c *Cluster) error {
 	}
 	sort.Strings(followers)
 	off := int(f.pick % uint64(len(followers)))
-	followers = append(followers[off:], followers[:off]...)[:n] // from the seeded pick on, as Resolve picks one
+	followers = slices.Concat(followers[off:], followers[:off])[:n] // from the seeded pick on, as Resolve picks one
 	cut := append([]string{leader}, followers...)
 	// Book in the background, so that the cut comes with writes in flight.
 	lctx, stopLoad := context.WithCancel(ctx)
