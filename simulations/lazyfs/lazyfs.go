@@ -20,12 +20,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -94,35 +96,36 @@ func mount(under, mountpoint string) (*fuse.Server, *node, error) {
 type Pending struct {
 	// Bytes in whole pages (a page written in part counts whole).
 	Bytes int64
-	// Files holding them.
-	Files int
+	// Files holding them, by path in the mount, sorted.
+	Files []string
 }
 
 func (p Pending) String() string {
-	return fmt.Sprintf("%d KiB in %d file(s)", p.Bytes>>10, p.Files)
+	if len(p.Files) == 0 {
+		return "nothing"
+	}
+	return fmt.Sprintf("%d KiB in %s", p.Bytes>>10, strings.Join(p.Files, ", "))
 }
 
-// pending sums the unsynced pages of n and every node below it that the
-// kernel still knows by name.
-func (n *node) pending() Pending {
-	var out Pending
+// pending sums the unsynced pages of n (at path) and of every node below it
+// that the kernel still knows by name.
+func (n *node) pending(path string, out *Pending) {
 	n.mu.Lock()
 	if n.d.pending() {
-		out = Pending{Bytes: int64(len(n.d.pages)) * pageSize, Files: 1}
+		out.Bytes += int64(len(n.d.pages)) * pageSize
+		out.Files = append(out.Files, path)
 	}
 	n.mu.Unlock()
-	for _, ch := range n.Children() {
+	for name, ch := range n.Children() {
 		if c, ok := ch.Operations().(*node); ok {
-			p := c.pending()
-			out.Bytes, out.Files = out.Bytes+p.Bytes, out.Files+p.Files
+			c.pending(filepath.Join(path, name), out)
 		}
 	}
-	return out
 }
 
 // ReadyLine is what Serve prints on its standard output once the mount
-// serves; pendingLine, followed by bytes and files, what it prints on
-// SIGUSR1.
+// serves; pendingLine, followed by the bytes and the files (JSON) of
+// Pending, what it prints on SIGUSR1.
 const (
 	ReadyLine   = "lazyfs: ready"
 	pendingLine = "lazyfs: pending"
@@ -146,8 +149,11 @@ func Serve(ctx context.Context, under, mountpoint string) error {
 	for {
 		select {
 		case <-usr1:
-			p := root.pending()
-			fmt.Println(pendingLine, p.Bytes, p.Files)
+			var p Pending
+			root.pending("", &p)
+			slices.Sort(p.Files)
+			files, _ := json.Marshal(p.Files)
+			fmt.Println(pendingLine, p.Bytes, string(files))
 		case <-done:
 			return nil
 		case <-ctx.Done():
@@ -186,9 +192,8 @@ func Start(cmd *exec.Cmd, mountpoint string, timeout time.Duration) (*Process, e
 		sc := bufio.NewScanner(out)
 		ok := false
 		for sc.Scan() {
-			var pd Pending
-			switch _, err := fmt.Sscanf(sc.Text(), pendingLine+" %d %d", &pd.Bytes, &pd.Files); {
-			case err == nil:
+			switch pd, isPending := parsePending(sc.Text()); {
+			case isPending:
 				select {
 				case p.pending <- pd:
 				default:
@@ -217,6 +222,21 @@ func Start(cmd *exec.Cmd, mountpoint string, timeout time.Duration) (*Process, e
 		Unmount(mountpoint)
 		return nil, fmt.Errorf("lazyfs: server for %s not ready within %v: %s", mountpoint, timeout, strings.TrimSpace(p.stderr.String()))
 	}
+}
+
+// parsePending reads a line Serve printed on SIGUSR1.
+func parsePending(line string) (Pending, bool) {
+	var pd Pending
+	rest, ok := strings.CutPrefix(line, pendingLine+" ")
+	if !ok {
+		return pd, false
+	}
+	n, files, _ := strings.Cut(rest, " ")
+	var err error
+	if pd.Bytes, err = strconv.ParseInt(n, 10, 64); err != nil || json.Unmarshal([]byte(files), &pd.Files) != nil {
+		return pd, false
+	}
+	return pd, true
 }
 
 // Cut cuts the power: it kills the server (SIGKILL), so every write not yet
