@@ -15,7 +15,8 @@ build:
 
 ## build-failpoints: bin/barberpro-failpoints, built with the failpoints tag: it
 ## reads BARBERPRO_FAILPOINTS (e.g. snapshot-restore=crash) and crashes or stalls
-## where told; the simulations use it (snapshot-install-crash). Never ship it.
+## where told; the simulations use it (snapshot-install-crash; raft-log-nosync=on
+## is the power-loss scenarios' control). Never ship it.
 build-failpoints:
 	$(GO) build -tags failpoints -ldflags "$(LDFLAGS)" -o $(BIN)-failpoints ./cmd/barberpro
 
@@ -50,7 +51,8 @@ fuzz:
 	done
 
 ## sim: every failover scenario of simulations/scenarios (real processes; iptables
-## partitions need root; disk-full mounts a tmpfs, skipped when not root). Reports
+## partitions need root; disk-full mounts a tmpfs and power-loss FUSE file systems,
+## skipped when not root). Reports
 ## under sim-reports/. SIM_ARGS adds flags, e.g. SIM_ARGS="--seed 7" or
 ## SIM_ARGS="--node-binary /path/to/an/older/barberpro". sim-ci: the short CI
 ## selection (about 3 minutes).

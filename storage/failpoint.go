@@ -18,10 +18,12 @@ import (
 //
 //	BARBERPRO_FAILPOINTS=snapshot-restore=crash
 //	BARBERPRO_FAILPOINTS=snapshot-restore=sleep(200ms)
+//	BARBERPRO_FAILPOINTS=raft-log-nosync=on
 //
 // Actions: crash (the process kills itself with SIGKILL, no deferred code, no
-// flush: a power cut as far as the data dir can tell) and sleep(d) (d is a
-// time.ParseDuration string). Unknown names and malformed actions are errors:
+// flush: a power cut as far as the data dir can tell), sleep(d) (d is a
+// time.ParseDuration string) and on (for a failpoint that is a mode, not a
+// point: failpointOn reports it). Unknown names and malformed actions are errors:
 // a tagged binary refuses to start with them rather than silently never fire.
 
 // FailpointsEnv is the environment variable a binary built with the
@@ -36,15 +38,20 @@ const (
 	// fsynced its copy beside fsm.db, and the rename that would make it live
 	// has not happened. It does not fire in Open's own catch-up restore.
 	fpSnapshotRestore = "snapshot-restore"
+	// fpRaftLogNoSync, on, opens raft.db with bbolt's NoSync: the Raft log
+	// and stable store commit without fsync. A deliberate bug, the control
+	// of the power-loss simulation (an acknowledged write lost on a cut).
+	fpRaftLogNoSync = "raft-log-nosync"
 )
 
-var knownFailpoints = []string{fpSnapshotRestore}
+var knownFailpoints = []string{fpSnapshotRestore, fpRaftLogNoSync}
 
 type failpointKind int
 
 const (
 	fpCrash failpointKind = iota + 1
 	fpSleep
+	fpOn
 )
 
 // failpointAction is what a failpoint does when it fires.
@@ -59,6 +66,8 @@ func (a failpointAction) String() string {
 		return "crash"
 	case fpSleep:
 		return fmt.Sprintf("sleep(%s)", a.sleep)
+	case fpOn:
+		return "on"
 	}
 	return "?"
 }
@@ -99,8 +108,11 @@ func parseFailpoints(spec string) (map[string]failpointAction, error) {
 }
 
 func parseFailpointAction(s string) (failpointAction, error) {
-	if s == "crash" {
+	switch s {
+	case "crash":
 		return failpointAction{kind: fpCrash}, nil
+	case "on":
+		return failpointAction{kind: fpOn}, nil
 	}
 	if arg, ok := strings.CutPrefix(s, "sleep("); ok {
 		if arg, ok = strings.CutSuffix(arg, ")"); ok {
@@ -111,5 +123,5 @@ func parseFailpointAction(s string) (failpointAction, error) {
 			return failpointAction{kind: fpSleep, sleep: d}, nil
 		}
 	}
-	return failpointAction{}, fmt.Errorf("unknown action %q (want crash or sleep(duration))", s)
+	return failpointAction{}, fmt.Errorf("unknown action %q (want crash, sleep(duration) or on)", s)
 }

@@ -5,6 +5,7 @@ package storage
 import (
 	"fmt"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -26,6 +27,9 @@ func failpoint(name string) {
 	if !ok {
 		return
 	}
+	if a.kind == fpOn {
+		return // a mode, read with failpointOn
+	}
 	fmt.Fprintf(os.Stderr, "failpoint %s: %s (pid %d)\n", name, a, os.Getpid())
 	switch a.kind {
 	case fpSleep:
@@ -37,3 +41,15 @@ func failpoint(name string) {
 		select {} // the signal is delivered asynchronously
 	}
 }
+
+// failpointOn reports whether the mode failpoint name is on (name=on), and
+// says so once on stderr when it is.
+func failpointOn(name string) bool {
+	a, ok := activeFailpoints[name]
+	if ok && a.kind == fpOn {
+		announced.Do(func() { fmt.Fprintf(os.Stderr, "failpoint %s: on (pid %d)\n", name, os.Getpid()) })
+	}
+	return ok && a.kind == fpOn
+}
+
+var announced sync.Once

@@ -77,7 +77,8 @@ func OpenLogStore(path string) (*LogStore, error) {
 // openDB opens s.path, creates the buckets and loads the cached term. Callers
 // hold mu (or own s exclusively).
 func (s *LogStore) openDB() error {
-	db, err := bolt.Open(s.path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	db, err := bolt.Open(s.path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType,
+		NoSync: failpointOn(fpRaftLogNoSync)})
 	if err != nil {
 		return fmt.Errorf("storage: open log store %s: %w", s.path, err)
 	}

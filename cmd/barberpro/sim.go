@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/barberpro/edge/simulations/failpoint"
+	"github.com/barberpro/edge/simulations/lazyfs"
 	"github.com/barberpro/edge/simulations/runner"
 	"github.com/barberpro/edge/simulations/scenario"
 	"github.com/barberpro/edge/simulations/scenarios"
@@ -37,7 +38,8 @@ func newSimCmd() *cobra.Command {
 loopback IPs, drives a booking workload through every node, injects and heals its
 faults (kill -9, SIGSTOP, iptables partitions, wiped disk, rolling restart,
 flapping, a wiped founder, a wiped voter then a leader crash, a crash while
-installing a snapshot, a full disk), then checks the recorded history and every
+installing a snapshot, a full disk, a power cut that loses every write not
+fsynced), then checks the recorded history and every
 node's final state (linearizability, no double booking, replicas agree,
 acknowledged writes present, residency, liveness), that no Raft group forked (two
 cluster ids, or two leaders of one term, in any node's status during the run) and
@@ -47,7 +49,7 @@ status.jsonl).
 With no arguments it runs every scenario of the embedded library; --ci runs the
 short selection. A failing run keeps its data dirs and node logs. Exit status 1
 when any scenario finds a violation. Partitions need root and iptables; disk-full
-mounts a tmpfs (root). A scenario whose faults cannot run on this machine is
+mounts a tmpfs (root); power-loss mounts lazy FUSE file systems (root, /dev/fuse). A scenario whose faults cannot run on this machine is
 skipped, saying why; a run that skipped any is not a pass: exit status 2. --node-binary runs the
 cluster with another build of barberpro (a release, or an old commit to show a
 scenario fails on it); snapshot-install-crash uses the failpoints build (make
@@ -179,6 +181,30 @@ build-failpoints: bin/barberpro-failpoints, found next to the node binary).`,
 	fl.StringVar(&binary, "node-binary", "", "barberpro binary the nodes run, e.g. a release or an older build (default: this one)")
 	fl.StringVar(&binary, "binary", "", "same as --node-binary")
 	fl.StringVar(&fpBinary, "failpoint-binary", "", "barberpro built with -tags failpoints, for the faults that crash a node at a failpoint (default: barberpro-failpoints beside the node binary, if there)")
+	cmd.AddCommand(newSimLazyFSCmd())
+	return cmd
+}
+
+// newSimLazyFSCmd is the server process of a power-loss fault's lazy file
+// system (simulations/lazyfs): hidden, the simulation runs it.
+func newSimLazyFSCmd() *cobra.Command {
+	var under, mount string
+	cmd := &cobra.Command{
+		Use:    "lazyfs --under DIR --mount DIR",
+		Short:  "Serve a lazy FUSE file system of --under at --mount until SIGTERM (power-loss fault)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if under == "" || mount == "" {
+				return usagef("--under and --mount are required")
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return lazyfs.Serve(ctx, under, mount)
+		},
+	}
+	cmd.Flags().StringVar(&under, "under", "", "the directory holding the files (the disk)")
+	cmd.Flags().StringVar(&mount, "mount", "", "where to mount the lazy file system")
 	return cmd
 }
 

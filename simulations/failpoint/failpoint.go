@@ -1,6 +1,7 @@
 // Package failpoint holds the faults a failover simulation injects into a
 // cluster of real node processes: kill -9, SIGSTOP/SIGCONT, iptables
-// partitions, a wiped data dir, a rolling restart and a flapping node. Each
+// partitions, a wiped data dir, a rolling restart, a flapping node and a
+// power cut that loses every write not fsynced (package lazyfs). Each
 // fault is a type with a Name, an Available check, Inject and Heal, built by
 // name from one registry (New), after etcd's robustness tests.
 //
@@ -69,6 +70,8 @@ var registry = map[string]entry{
 		[]string{"target", "group", "crash", "trailing", "timeout", "leader_change"}, newSnapshotCrash},
 	"disk-full": {"finding 5 of issue 7 (root, Linux): the data dirs are tmpfs mounts of size (default 256m) from the start; at injection each is remounted to leave margin (default 64k) free and the workload, with background bookings, fills it; a node's disk is full once it hit ENOSPC (in its log) or died (fill_timeout 30s); all stay full for hold (default 6s), then grow back to size and each node must be ready within resume (default 30s) without a restart (target: group = every node of group, default ar; or us, city:<name>, a node id)",
 		[]string{"target", "group", "size", "margin", "hold", "fill_timeout", "resume"}, newDiskFull},
+	"power-loss": {"issue 11 (root, /dev/fuse): the data dirs of the group (default ar) are lazyfs mounts from the start, which keep file data in memory until it is fsynced; at injection, after load (default 2s) of background bookings and with them in flight, kill -9 the group's leader and followers (default 1; a number, or all) of its followers, then cut their power: each mount's server is killed, so every write they had not fsynced is lost, and a fresh mount replaces it over the same disk (metadata — creates, renames, truncates — is durable at once; no torn writes); on heal restart both and wait until ready",
+		[]string{"group", "load", "followers"}, newPowerLoss},
 	"flapping": {"kill -9 and restart a node repeatedly until heal (target as for kill, default follower; period: default 3s)",
 		[]string{"target", "group", "period"}, newFlapping},
 }

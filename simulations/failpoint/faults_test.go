@@ -22,8 +22,8 @@ func TestRule_ArgsWithPort(t *testing.T) {
 	}
 }
 
-// TestNew_IssueSevenFaults: the faults of issue 7 take their parameters and
-// refuse bad ones, naming the parameter.
+// TestNew_IssueSevenFaults: the faults of issue 7 (and power-loss, issue 11)
+// take their parameters and refuse bad ones, naming the parameter.
 func TestNew_IssueSevenFaults(t *testing.T) {
 	good := []struct {
 		name string
@@ -36,6 +36,9 @@ func TestNew_IssueSevenFaults(t *testing.T) {
 		{"snapshot-crash", failpoint.Params{"target": "ros-1", "crash": "failpoint"}},
 		{"disk-full", failpoint.Params{"target": "city:rosario", "size": "64m", "margin": "32k", "hold": "2s"}},
 		{"disk-full", failpoint.Params{"target": "group", "group": "us"}},
+		{"power-loss", nil},
+		{"power-loss", failpoint.Params{"followers": "all", "load": "0s"}},
+		{"power-loss", failpoint.Params{"followers": "2", "group": "ar"}},
 	}
 	for _, g := range good {
 		f, err := failpoint.New(g.name, g.p, 7)
@@ -65,6 +68,11 @@ func TestNew_IssueSevenFaults(t *testing.T) {
 		{"disk-full", failpoint.Params{"size": "big"}, "size"},
 		{"disk-full", failpoint.Params{"margin": "0"}, "margin"},
 		{"disk-full", failpoint.Params{"hold": "0s"}, "hold"},
+		{"power-loss", failpoint.Params{"followers": "0"}, "followers"},
+		{"power-loss", failpoint.Params{"followers": "some"}, "followers"},
+		{"power-loss", failpoint.Params{"load": "soon"}, "load"},
+		{"power-loss", failpoint.Params{"group": "us"}, "one node"},
+		{"power-loss", failpoint.Params{"target": "leader"}, `unknown parameter "target"`},
 	}
 	for _, b := range bad {
 		if _, err := failpoint.New(b.name, b.p, 0); err == nil || !strings.Contains(err.Error(), b.want) {
