@@ -111,6 +111,7 @@ func TestCityRun_PercentilesPerRouteAndCity(t *testing.T) {
 	run.record(routeBook, "rosario", 4*time.Millisecond, taken)
 	run.record(routeBook, "rosario", 5*time.Millisecond, limited)
 	run.record(routeBook, "rosario", 0, errors.New("connection refused"))
+	run.record(routeBook, "rosario", 0, context.DeadlineExceeded)
 	r := run.result(time.Second)
 	row := func(route, city string) RouteStats {
 		t.Helper()
@@ -131,14 +132,14 @@ func TestCityRun_PercentilesPerRouteAndCity(t *testing.T) {
 		t.Errorf("availability over the cities: %+v", all)
 	}
 	book := row(routeBook, "rosario")
-	if book.Requests != 4 || book.OK != 1 || book.Conflicts != 1 || book.Errors != 2 ||
-		book.Codes["409 slot_unavailable"] != 1 || book.Codes["429 rate_limited"] != 1 || book.Codes["transport"] != 1 {
+	if book.Requests != 5 || book.OK != 1 || book.Conflicts != 1 || book.Errors != 3 ||
+		book.Codes["409 slot_unavailable"] != 1 || book.Codes["429 rate_limited"] != 1 || book.Codes["transport"] != 1 || book.Codes["timeout"] != 1 {
 		t.Errorf("bookings in Rosario: %+v", book)
 	}
-	if book.Max != 5*time.Millisecond { // three answered; the transport failure has no latency
+	if book.Max != 5*time.Millisecond { // three answered; the transport failure and timeout have no latency
 		t.Errorf("bookings in Rosario: max %v, want 5ms", book.Max)
 	}
-	if r.OK != 201 || r.Conflicts != 1 || r.Errors != 2 {
+	if r.OK != 201 || r.Conflicts != 1 || r.Errors != 3 {
 		t.Errorf("totals: ok %d, 409s %d, errors %d", r.OK, r.Conflicts, r.Errors)
 	}
 	if !strings.Contains(r.String(), "429 rate_limited: the nodes enforce rate limits") {

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -425,11 +426,16 @@ func closedBooking(cfg Config, targets []target, cid string, n int) client.Booki
 }
 
 // codeOf names the failure of a request: "STATUS code" for a problem answer
-// ("409 slot_unavailable"), else "transport".
+// ("409 slot_unavailable"), "timeout" for none within the HTTP client's
+// timeout, else "transport".
 func codeOf(err error) string {
 	var p *client.Problem
 	if errors.As(err, &p) {
 		return fmt.Sprintf("%d %s", p.Status, p.Code)
+	}
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return "timeout"
 	}
 	return "transport"
 }

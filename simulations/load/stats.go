@@ -32,7 +32,8 @@ const AllCities = "all"
 
 // RouteStats are the figures of one route in one city (or AllCities). The
 // percentiles are of every answered request (success, 409 or another error
-// status); a request without an answer (transport) counts in Errors only.
+// status); a request without an answer (timeout, transport) counts in Errors
+// only.
 type RouteStats struct {
 	Route     string         `json:"route"`
 	City      string         `json:"city"`
