@@ -155,7 +155,7 @@ or the runs measure 429s (bench says so when it saw any).`,
 	fl.StringVar(&mode, "mode", string(load.City), "city (a city's real traffic), spread (each client books its own provider), hot (all book one provider) or availability (each client reads its own provider's availability)")
 	fl.StringVar(&city, "city", "buenos-aires", "city of the load providers (spread, hot, availability; city mode uses the seed's four)")
 	fl.DurationVar(&think, "think", load.DefaultThink, "city: mean pause of a person between two actions (exponential; 0: none)")
-	fl.Uint64Var(&seed, "seed", 1, "city: seed of every person's choices (cities, actions, providers, days, slots, pauses)")
+	fl.Uint64Var(&seed, "seed", 1, "city: seed of every person's draws (actions, providers, days, slots, pauses)")
 	fl.IntVar(&providers, "providers", 0, "city: load providers to create over the cities (0: users/50, at least 2 per city)")
 	fl.BoolVar(&asJSON, "json", false, "print the results as JSON (no progress line)")
 	fl.BoolVar(&quiet, "quiet", false, "no progress line on stderr")

@@ -235,7 +235,8 @@ func runCity(ctx context.Context, cfg Config) (Result, error) {
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(run.start)
+	// Answers after the deadline are not counted: neither is the time after it.
+	elapsed := min(time.Since(run.start), cfg.Duration)
 	stop()
 	r := run.result(elapsed)
 	r.CityTargets = run.targets

@@ -75,8 +75,10 @@ type Config struct {
 	// drawn from an exponential distribution (capped at 10× the mean). 0 means
 	// DefaultThink; a negative value, no pause at all.
 	Think time.Duration
-	// Seed makes City mode's choices (each person's city, actions, providers,
-	// days and slots, pauses) repeatable. Default 1.
+	// Seed makes City mode's draws (each person's actions, providers, days,
+	// slots and pauses) repeatable: the same seed draws the same sequence for
+	// each person (what a draw picks from, e.g. the free slots, comes from the
+	// nodes). Default 1.
 	Seed uint64
 	// Mix is City mode's action mix. Default DefaultMix.
 	Mix Mix
