@@ -1,6 +1,7 @@
 package load
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -155,15 +156,7 @@ func Apportion(n int, shares []CityShare) []int {
 	for i := range order {
 		order[i] = i
 	}
-	slices.SortStableFunc(order, func(a, b int) int {
-		switch {
-		case rem[a] > rem[b]:
-			return -1
-		case rem[a] < rem[b]:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(rem[b], rem[a]) })
 	for i := 0; i < left; i++ {
 		counts[order[i%len(order)]]++
 	}
@@ -328,19 +321,9 @@ func (run *cityRun) createProviders(ctx context.Context, opToken string) error {
 		return errors.Join(errs...)
 	}
 	for _, ts := range run.providers { // a repeatable order for the seeded choices
-		slices.SortFunc(ts, func(a, b target) int { return cmpString(a.provider.Name, b.provider.Name) })
+		slices.SortFunc(ts, func(a, b target) int { return cmp.Compare(a.provider.Name, b.provider.Name) })
 	}
 	return nil
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // own is a booking of a person, as the person last saw it.
