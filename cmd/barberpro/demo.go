@@ -21,8 +21,9 @@ import (
 
 func newDemoCmd() *cobra.Command {
 	var (
-		dataDir string
-		ipBase  int
+		dataDir      string
+		ipBase       int
+		noRateLimits bool
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -32,8 +33,13 @@ default ports: Buenos Aires (127.0.0.11), Córdoba (.12), Rosario (.13), La Plat
 — jurisdiction ar — and us-east (.15), joined by encrypted gossip. Seed providers of
 every vertical (barber, beauty, fitness, psychology) in the four Argentine cities,
 print curl lines that work as printed against any node, and run until Ctrl-C, which
-stops every node cleanly. The data dirs are temporary unless --data-dir is given.`,
-		Example: "  barberpro demo\n  barberpro demo --data-dir ./data/demo",
+stops every node cleanly. The data dirs are temporary unless --data-dir is given.
+
+The nodes keep the default rate limits (50 requests/s per token subject, 50/s per IP
+without a verified token), under which a load run from one machine measures 429s;
+--no-rate-limits starts them with --rate-limit inf --ip-rate-limit inf, for the
+` + "`barberpro bench`" + ` line the demo prints.`,
+		Example: "  barberpro demo\n  barberpro demo --data-dir ./data/demo\n  barberpro demo --no-rate-limits --ip-base 141   # then the printed barberpro bench line",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			binary, err := os.Executable()
@@ -64,6 +70,11 @@ stops every node cleanly. The data dirs are temporary unless --data-dir is given
 			if err != nil {
 				return err
 			}
+			if noRateLimits {
+				for _, p := range c.Procs {
+					p.Spec.Env = append(p.Spec.Env, unlimitedEnv...)
+				}
+			}
 			defer c.StopAll(15 * time.Second)
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
@@ -79,7 +90,7 @@ stops every node cleanly. The data dirs are temporary unless --data-dir is given
 				urls = append(urls, p.Spec.ID+" "+p.Spec.City+" "+p.Spec.URL())
 			}
 			fmt.Fprintf(out, "Nodes:\n  %s\n", strings.Join(urls, "\n  "))
-			if err := seedAndPrint(ctx, out, sec, c); err != nil {
+			if err := seedAndPrint(ctx, out, sec, c, noRateLimits); err != nil {
 				return err
 			}
 			<-ctx.Done()
@@ -90,14 +101,34 @@ stops every node cleanly. The data dirs are temporary unless --data-dir is given
 	fl := cmd.Flags()
 	fl.StringVar(&dataDir, "data-dir", "", "keep the nodes' data and logs here (default: a temporary dir, removed on exit)")
 	fl.IntVar(&ipBase, "ip-base", 11, "last byte of the first node's loopback IP (nodes take five in a row)")
+	fl.BoolVar(&noRateLimits, "no-rate-limits", false, "start the nodes with --rate-limit inf --ip-rate-limit inf, for barberpro bench")
 	return cmd
+}
+
+// unlimitedEnv lifts a node's rate limits (its --rate-limit and --ip-rate-limit).
+var unlimitedEnv = []string{"BARBERPRO_RATE_LIMIT=inf", "BARBERPRO_IP_RATE_LIMIT=inf"}
+
+// benchLine is the demo's `barberpro bench` line: 10,000 people of the four
+// cities for 60 s against every node, and what it needs when the nodes keep
+// their rate limits.
+func benchLine(cl *procs.Cluster, tokenDir string, unlimited bool) demoLine {
+	var urls []string
+	for _, p := range cl.Procs {
+		urls = append(urls, p.Spec.URL())
+	}
+	what := "Load: 10,000 people of the four cities for 60 s, each at its city's node; per-route, per-city p50/p95/p99, errors apart from 409s, each node's RSS"
+	if !unlimited {
+		what += " (these nodes keep their rate limits, so it would measure 429s: start the demo with --no-rate-limits for it)"
+	}
+	return demoLine{what, fmt.Sprintf("barberpro bench --target %s --token-dir %s --users %d --duration %s",
+		strings.Join(urls, ","), tokenDir, benchCityUsers, benchCityDuration)}
 }
 
 // seedAndPrint creates the demo providers through the API (the psychologists
 // licensed and verified), grants Ana's psychology consent, writes a token per
 // role under the secrets dir, and prints curl lines that work against the
 // cluster as printed (each reads its token from its file).
-func seedAndPrint(ctx context.Context, w io.Writer, sec *procs.Secrets, cl *procs.Cluster) error {
+func seedAndPrint(ctx context.Context, w io.Writer, sec *procs.Secrets, cl *procs.Cluster, unlimited bool) error {
 	base, other, us := cl.Procs[0].Spec.URL(), cl.Procs[1].Spec.URL(), cl.Procs[4].Spec.URL()
 	c := client.New(base, nil).WithToken(sec.Operator())
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -194,6 +225,7 @@ func seedAndPrint(ctx context.Context, w io.Writer, sec *procs.Secrets, cl *proc
 			fmt.Sprintf("barberpro audit verify --addr %s --token \"$(cat %s)\"", base, tokenFile["operator"])},
 		demoLine{"Is any psychology id, consent or note marker on the US node's disk or log? (ba-1's dir is the control)",
 			fmt.Sprintf("barberpro residency check --addr %s --token \"$(cat %s)\" %s --marker DEMO-NOTE-MARKER", base, tokenFile["operator"], strings.Join(scans, " "))},
+		benchLine(cl, sec.TokenDir(), unlimited),
 	)
 
 	fmt.Fprintf(w, "Tokens (one per role) are in %s; the CA and node certificates in %s.\n", sec.Dir, filepath.Join(sec.Dir, "ca"))

@@ -25,6 +25,7 @@ var commandEnv = map[string]string{
 	"demo data-dir":  "BARBERPRO_DEMO_DATA_DIR", // where the demo keeps its nodes
 	"bench city":     "BARBERPRO_BENCH_CITY",    // the load providers' city
 	"bench duration": "BARBERPRO_BENCH_DURATION",
+	"bench seed":     "BARBERPRO_BENCH_SEED", // sim --seed is a scenario's
 	"sim duration":   "BARBERPRO_SIM_DURATION",
 	"ca dir":         "BARBERPRO_CA_DIR", // the CA's directory
 	"ca out":         "BARBERPRO_CA_OUT", // the issued node's TLS dir

@@ -1,8 +1,11 @@
 package load
 
 import (
+	"errors"
 	"testing"
 	"time"
+
+	"github.com/barberpro/edge/edge/auth"
 )
 
 func TestPercentile_NearestRank(t *testing.T) {
@@ -41,4 +44,25 @@ func TestConfig_RejectsBadMode(t *testing.T) {
 	if err := c.defaults(); err == nil {
 		t.Fatal("accepted no targets")
 	}
+	for name, bad := range map[string]Config{
+		"mode":      {Mode: "lukewarm"},
+		"clients":   {Clients: -1},
+		"duration":  {Duration: -time.Second},
+		"providers": {Providers: -1},
+		"mix":       {Mix: Mix{Book: -1, List: 2}},
+		"shares":    {Shares: []CityShare{{City: "buenos-aires", Share: 0}}},
+	} {
+		bad.Targets, bad.Tokens = []string{"http://127.0.0.1:1"}, noTokens{}
+		if err := bad.defaults(); !errors.Is(err, ErrBadConfig) {
+			t.Errorf("bad %s: %v, want ErrBadConfig", name, err)
+		}
+	}
+	good := Config{Targets: []string{"http://127.0.0.1:1"}, Tokens: noTokens{}}
+	if err := good.defaults(); err != nil || good.Think != DefaultThink || good.Mix != DefaultMix || good.Seed != 1 {
+		t.Fatalf("defaults: %v %+v", err, good)
+	}
 }
+
+type noTokens struct{}
+
+func (noTokens) Token(auth.Role, string) (string, error) { return "", nil }

@@ -1,7 +1,7 @@
 #!/bin/bash
 # bench-layouts.sh BINARY MODE LAYOUT IPBASE OUTFILE
 # Starts LAYOUT (1 or 3) Argentine nodes of BINARY as processes on 127.0.0.IPBASE..,
-# runs `barberpro bench` (spread) at 1 and 100 clients for 10 s each against the
+# runs `barberpro bench --mode spread` at 1 and 100 clients for 10 s each against the
 # first node, writes the JSON results to OUTFILE and stops the nodes.
 # MODE "after" (issue 8 and later builds) makes a CA, node certificates and token keys,
 # and lifts the rate limits; MODE "before" starts a build older than issue 8 without them.
@@ -34,6 +34,8 @@ for t in $(seq 1 60); do curl -sf http://127.0.0.$BASE:8080/readyz >/dev/null &&
 sleep 2
 targets=http://127.0.0.$BASE:8080
 tok=(); [ "$MODE" = after ] && tok=(--token-dir $ROOT/tokens)
-$BIN bench --target $targets "${tok[@]}" --users 1,100 --duration 10s --json > $OUT
+# --mode spread explicitly: city is the default since session 15 (every build since
+# the first bench has --mode).
+$BIN bench --mode spread --target $targets "${tok[@]}" --users 1,100 --duration 10s --json > $OUT
 kill "${pids[@]}"; wait
 rm -rf $ROOT

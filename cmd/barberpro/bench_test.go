@@ -1,0 +1,75 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/barberpro/edge/edge/auth"
+	"github.com/barberpro/edge/simulations/procs"
+)
+
+// TestCLI_BenchBadUsage: bad flags of bench are bad usage (exit 2), refused
+// before any request.
+func TestCLI_BenchBadUsage(t *testing.T) {
+	keys := filepath.Join(t.TempDir(), "tokens")
+	if err := auth.Init(keys); err != nil {
+		t.Fatal(err)
+	}
+	ok := []string{"bench", "--target", "http://127.0.0.1:1", "--token-dir", keys}
+	for name, args := range map[string][]string{
+		"unknown mode":    append(ok, "--mode", "lukewarm"),
+		"no target":       {"bench", "--token-dir", keys},
+		"target not URL":  {"bench", "--target", "127.0.0.11:8080", "--token-dir", keys},
+		"no token dir":    {"bench", "--target", "http://127.0.0.1:1"},
+		"bad token dir":   {"bench", "--target", "http://127.0.0.1:1", "--token-dir", t.TempDir()},
+		"no users":        append(ok, "--users", "0"),
+		"users not int":   append(ok, "--users", "many"),
+		"negative time":   append(ok, "--duration", "-1s"),
+		"negative think":  append(ok, "--think", "-1s"),
+		"negative provs":  append(ok, "--providers", "-3"),
+		"stray argument":  append(ok, "now"),
+		"unknown flag":    append(ok, "--users-per-city", "3"),
+		"spread bad user": append(ok, "--mode", "spread", "--users", "1,-2"),
+	} {
+		if _, err := runCLI(t, args...); exitCode(err) != 2 {
+			t.Errorf("%s: %v (exit %d), want exit 2", name, err, exitCode(err))
+		}
+	}
+}
+
+// TestDemo_BenchLine: the demo prints a bench line for a city run against its
+// five nodes with its token keys, and says when its nodes' rate limits would
+// make it measure 429s; --no-rate-limits lifts them through the node's own
+// flags' variables.
+func TestDemo_BenchLine(t *testing.T) {
+	sec, err := procs.NewSecrets(filepath.Join(t.TempDir(), "secrets"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := procs.FiveCities("barberpro", t.TempDir(), sec, 141)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := benchLine(cl, sec.TokenDir(), true)
+	want := "barberpro bench --target http://127.0.0.141:8080,http://127.0.0.142:8080,http://127.0.0.143:8080,http://127.0.0.144:8080,http://127.0.0.145:8080 --token-dir " +
+		sec.TokenDir() + " --users 10000 --duration 1m0s"
+	if l.cmd != want {
+		t.Errorf("bench line\n%s\nwant\n%s", l.cmd, want)
+	}
+	if strings.Contains(l.what, "429") {
+		t.Errorf("unlimited nodes, yet the line warns of 429s: %s", l.what)
+	}
+	if l := benchLine(cl, sec.TokenDir(), false); !strings.Contains(l.what, "--no-rate-limits") {
+		t.Errorf("limited nodes, and the line does not say how to lift them: %s", l.what)
+	}
+	node, _, err := newRootCmd().Find([]string{"node", "start"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, flag := range []string{"rate-limit", "ip-rate-limit"} {
+		if want := envNameFor(node, flag) + "=inf"; unlimitedEnv[i] != want {
+			t.Errorf("unlimitedEnv[%d] = %s, want %s", i, unlimitedEnv[i], want)
+		}
+	}
+}
