@@ -144,6 +144,7 @@ func writeBootMarker(path, s string) error {
 // commit, as without it. A negative every keeps every commit fsynced too.
 func (f *fsm) startSyncing(every time.Duration) {
 	if every < 0 {
+		f.markCleanIfMarked()
 		return
 	}
 	id, err := bootID()
@@ -152,6 +153,7 @@ func (f *fsm) startSyncing(every time.Duration) {
 	}
 	if err != nil {
 		f.logger.Warn("fsm keeps fsyncing every commit: cannot record the boot id it would need after a power loss", "err", err)
+		f.markCleanIfMarked()
 		return
 	}
 	f.mu.Lock()
@@ -163,6 +165,28 @@ func (f *fsm) startSyncing(every time.Duration) {
 	f.mu.Unlock()
 	f.syncStop, f.syncDone = make(chan struct{}), make(chan struct{})
 	go f.syncLoop(every)
+}
+
+// markCleanIfMarked runs when the FSM keeps fsyncing every commit: if an
+// earlier run left a marker (it committed without fsync), fsm.db is fsynced
+// (pages that run left in the page cache) and marked clean, so a later
+// reboot does not discard a file that is durable.
+func (f *fsm) markCleanIfMarked() {
+	if _, err := os.Stat(f.path + fsmBootSuffix); err != nil {
+		return
+	}
+	f.mu.RLock()
+	err := ErrClosed
+	if f.db != nil {
+		err = f.db.Sync()
+	}
+	f.mu.RUnlock()
+	if err == nil {
+		err = writeBootMarker(f.path, markerClean)
+	}
+	if err != nil {
+		f.logger.Warn("cannot mark fsm.db clean: a reboot before the next clean close rebuilds it", "err", err)
+	}
 }
 
 // syncLoop fsyncs fsm.db every `every` while commits are unsynced, until

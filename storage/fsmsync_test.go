@@ -206,6 +206,30 @@ func TestFSM_NoBootIDKeepsFsync(t *testing.T) {
 	}
 }
 
+// TestFSM_FsyncEveryCommitMarksClean: a run that fsyncs every commit
+// (FSMSyncInterval < 0) after one that did not fsyncs what that run left and
+// marks fsm.db clean, so a reboot keeps it.
+func TestFSM_FsyncEveryCommitMarksClean(t *testing.T) {
+	withBootID(t, "boot-1")
+	dir := t.TempDir()
+	f := openLazyFSM(t, dir, time.Hour)
+	f.ApplyBatch(providerEntries(t, 1, 3))
+	die(f)
+	g, err := openFSM(filepath.Join(dir, FSMFile), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.close()
+	g.startSyncing(-1)
+	if g.lazy {
+		t.Fatal("FSMSyncInterval < 0 commits without fsync")
+	}
+	withBootID(t, "boot-2")
+	if ok, why := fsmTrusted(filepath.Join(dir, FSMFile)); !ok {
+		t.Fatalf("fsm.db fsynced on every commit untrusted after a reboot: %s", why)
+	}
+}
+
 // TestReadIdentity_UntrustedFSM: a data dir whose fsm.db may be torn by a
 // power loss is read without opening fsm.db (bbolt could panic on it).
 func TestReadIdentity_UntrustedFSM(t *testing.T) {
