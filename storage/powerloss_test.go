@@ -1,12 +1,17 @@
 package storage_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -118,4 +123,76 @@ func tearBoltFile(t *testing.T, path string) {
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestStore_KillNineLosesNoAck kills a node with a real SIGKILL while its
+// fsm.db holds commits never fsynced (FSMSyncInterval 1h): a child process
+// (this test binary again) opens a store, prints every acknowledged
+// booking, and kills itself. Reopened under the same kernel, fsm.db is
+// trusted (the page cache kept every write) and holds every acknowledged
+// booking; reopened as after a reboot, it is rebuilt from the log and holds
+// them too.
+func TestStore_KillNineLosesNoAck(t *testing.T) {
+	if dir := os.Getenv("STORAGE_KILL9_DIR"); dir != "" {
+		runUntilKilled(t, dir)
+		return
+	}
+	for _, reboot := range []bool{false, true} {
+		t.Run(fmt.Sprintf("reboot=%v", reboot), func(t *testing.T) {
+			dir := t.TempDir()
+			cmd := exec.Command(os.Args[0], "-test.run=^TestStore_KillNineLosesNoAck$", "-test.count=1")
+			cmd.Env = append(os.Environ(), "STORAGE_KILL9_DIR="+dir)
+			out, err := cmd.Output()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) {
+				t.Fatalf("child: %v\n%s", err, out)
+			}
+			if ws, ok := ee.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+				t.Fatalf("child ended with %v, want SIGKILL\n%s%s", err, out, ee.Stderr)
+			}
+			var acked []string
+			sc := bufio.NewScanner(bytes.NewReader(out))
+			for sc.Scan() {
+				if id, ok := strings.CutPrefix(sc.Text(), "ACK "); ok {
+					acked = append(acked, id)
+				}
+			}
+			if len(acked) == 0 {
+				t.Fatalf("child acknowledged nothing\n%s", out)
+			}
+			if reboot {
+				storage.SetBootID(t, "a boot after the kill")
+			}
+			logs := &captureHandler{}
+			cfg := st.Config(t)
+			cfg.DataDir, cfg.Logger = dir, slog.New(logs)
+			s := st.MustOpen(t, cfg)
+			if got := logs.contains("discarded fsm.db"); got != reboot {
+				t.Errorf("Open discarded fsm.db: %v, want %v", got, reboot)
+			}
+			if err := s.LinearizableRead(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if missing := missingBookings(s, acked); len(missing) > 0 {
+				t.Fatalf("%d of %d acknowledged bookings lost: %v", len(missing), len(acked), missing)
+			}
+		})
+	}
+}
+
+// runUntilKilled is the child's part of TestStore_KillNineLosesNoAck.
+func runUntilKilled(t *testing.T, dir string) {
+	cfg := st.Config(t)
+	cfg.DataDir = dir
+	cfg.FSMSyncInterval = time.Hour
+	s := st.MustOpen(t, cfg)
+	mustPropose(t, s, st.CreateProvider(st.Provider("p")))
+	for j := range 40 {
+		off := time.Duration(j) * hour
+		id := fmt.Sprint("b", j)
+		mustPropose(t, s, st.CreateBooking(st.Booking(id, "p", off, off+min30, off+min30)))
+		fmt.Fprintf(os.Stdout, "ACK %s\n", id)
+	}
+	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	select {}
 }
