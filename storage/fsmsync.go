@@ -90,6 +90,19 @@ func fsmTrusted(path string) (ok bool, why string) {
 	return true, ""
 }
 
+// ErrFSMUntrusted is returned by Inspect and VerifyAuditDir for a data dir
+// whose fsm.db was being committed without fsync when its machine went down
+// (see fsmTrusted): the file may be torn. Opening the node rebuilds it.
+var ErrFSMUntrusted = errors.New("storage: fsm.db may be torn by a power loss (committed without fsync before the machine restarted); start the node to rebuild it")
+
+// checkFSMTrusted is fsmTrusted as an error wrapping ErrFSMUntrusted.
+func checkFSMTrusted(path string) error {
+	if ok, why := fsmTrusted(path); !ok {
+		return fmt.Errorf("%w: %s: %s", ErrFSMUntrusted, path, why)
+	}
+	return nil
+}
+
 // discardUntrustedFSM removes the fsm.db at path (and fsyncs its directory)
 // when fsmTrusted says no: the caller then opens an empty one, which
 // catchUpFSM fills from the latest snapshot and raft from its log. The

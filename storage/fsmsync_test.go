@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -231,7 +232,8 @@ func TestFSM_FsyncEveryCommitMarksClean(t *testing.T) {
 }
 
 // TestReadIdentity_UntrustedFSM: a data dir whose fsm.db may be torn by a
-// power loss is read without opening fsm.db (bbolt could panic on it).
+// power loss is read without opening fsm.db (bbolt could panic on it), and
+// Inspect and VerifyAuditDir refuse it (ErrFSMUntrusted).
 func TestReadIdentity_UntrustedFSM(t *testing.T) {
 	withBootID(t, "boot-2")
 	dir := t.TempDir()
@@ -248,5 +250,11 @@ func TestReadIdentity_UntrustedFSM(t *testing.T) {
 	}
 	if !id.HasState || id.DiskID == "" {
 		t.Fatalf("identity %+v", id)
+	}
+	if _, err := Inspect(dir); !errors.Is(err, ErrFSMUntrusted) {
+		t.Fatalf("Inspect: %v, want ErrFSMUntrusted", err)
+	}
+	if _, err := VerifyAuditDir(dir); !errors.Is(err, ErrFSMUntrusted) {
+		t.Fatalf("VerifyAuditDir: %v, want ErrFSMUntrusted", err)
 	}
 }
