@@ -246,10 +246,10 @@ func (f *fsm) Apply(l *raft.Log) interface{} {
 	return f.ApplyBatch([]*raft.Log{l})[0]
 }
 
-// ApplyBatch applies every log of the batch in one bbolt transaction (one
-// fsync, or none once startSyncing ran: see fsmsync.go) and stores the last index in meta in the same transaction. Logs at
-// or below the stored applied index were applied before a restart and get a
-// nil response. A LogCommand's response is a []*CommandResult, one per
+// ApplyBatch applies every log of the batch in one bbolt transaction (not
+// fsynced once startSyncing ran: see fsmsync.go) and stores the last index
+// in meta in the same transaction. Logs at or below the stored applied index
+// were applied before a restart and get a nil response. A LogCommand's response is a []*CommandResult, one per
 // command of its CommandBatch (one INVALID result if the data does not decode).
 //
 // A failure of bbolt itself (I/O error, full disk) rolls the transaction

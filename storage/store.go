@@ -353,9 +353,10 @@ type Store struct {
 }
 
 // Open opens (or creates) the store in cfg.DataDir and starts its Raft node.
-// Zero MaxBatch, MaxInflight, ApplyTimeout, FSMSyncInterval, LeaderWaitTimeout, MaxVoters,
-// CloseTransferTimeout, IdempotencyTTL, CancelledRetention, CompactInterval,
-// ShredWithin, Clock and Logger take DefaultConfig's values.
+// Zero MaxBatch, MaxInflight, ApplyTimeout, FSMSyncInterval,
+// LeaderWaitTimeout, MaxVoters, CloseTransferTimeout, IdempotencyTTL,
+// CancelledRetention, CompactInterval, ShredWithin, Clock and Logger take
+// DefaultConfig's values.
 // With cfg.Bootstrap and no Raft state on disk it bootstraps a single-voter
 // group; on an existing data dir it resumes. Before raft starts, an FSM
 // behind the latest snapshot is brought up to it from the log or by restoring
