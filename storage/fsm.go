@@ -117,6 +117,8 @@ type fsm struct {
 	syncStop     chan struct{}
 	syncDone     chan struct{}
 	syncStopOnce sync.Once
+	// fsync is (*bolt.DB).Sync; tests make it fail.
+	fsync func(*bolt.DB) error
 }
 
 // Retry delays of a failed FSM write, and how often a still failing one is
@@ -134,7 +136,7 @@ func openFSM(path string, logger *slog.Logger) (*fsm, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	f := &fsm{path: path, logger: logger, notify: make(chan struct{}), stop: make(chan struct{}),
-		retryMin: fsmRetryMin, retryMax: fsmRetryMax}
+		retryMin: fsmRetryMin, retryMax: fsmRetryMax, fsync: (*bolt.DB).Sync}
 	if err := discardUntrustedFSM(path, logger); err != nil {
 		return nil, err
 	}

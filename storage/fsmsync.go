@@ -191,7 +191,7 @@ func (f *fsm) markCleanIfMarked() {
 	f.mu.RLock()
 	err := ErrClosed
 	if f.db != nil {
-		err = f.db.Sync()
+		err = f.fsync(f.db)
 	}
 	f.mu.RUnlock()
 	if err == nil {
@@ -247,7 +247,7 @@ func (f *fsm) syncLocked() error {
 	if idx == f.synced.Load() {
 		return nil
 	}
-	if err := f.db.Sync(); err != nil {
+	if err := f.fsync(f.db); err != nil {
 		err = fmt.Errorf("%w: fsync of fsm.db failed; restart the node to rebuild it from the raft log: %w", ErrStorageUnavailable, err)
 		f.syncFault.Store(&err)
 		f.wake()

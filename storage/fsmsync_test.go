@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
 )
 
 // withBootID makes bootID answer id until t ends.
@@ -228,6 +229,31 @@ func TestFSM_FsyncEveryCommitMarksClean(t *testing.T) {
 	withBootID(t, "boot-2")
 	if ok, why := fsmTrusted(filepath.Join(dir, FSMFile)); !ok {
 		t.Fatalf("fsm.db fsynced on every commit untrusted after a reboot: %s", why)
+	}
+}
+
+// TestFSM_FailedFsync: a failed fsync of fsm.db (its dirty pages may be
+// gone) makes the FSM refuse (write fault, no snapshot) until a restart, and
+// marks the file broken so the next Open rebuilds it, even under the same
+// boot.
+func TestFSM_FailedFsync(t *testing.T) {
+	withBootID(t, "boot-1")
+	dir := t.TempDir()
+	f := openLazyFSM(t, dir, time.Hour)
+	eio := errors.New("input/output error")
+	f.fsync = func(*bolt.DB) error { return eio }
+	f.ApplyBatch(providerEntries(t, 1, 2))
+	if _, err := f.Snapshot(); !errors.Is(err, eio) || !errors.Is(err, ErrStorageUnavailable) {
+		t.Fatalf("Snapshot after a failed fsync: %v", err)
+	}
+	if err := f.writeFault(); !errors.Is(err, ErrStorageUnavailable) {
+		t.Fatalf("write fault after a failed fsync: %v", err)
+	}
+	if err := f.close(); !errors.Is(err, eio) {
+		t.Fatalf("Close after a failed fsync: %v", err)
+	}
+	if ok, _ := fsmTrusted(filepath.Join(dir, FSMFile)); ok {
+		t.Fatal("fsm.db trusted after a failed fsync")
 	}
 }
 
