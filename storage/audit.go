@@ -414,7 +414,8 @@ func (s *Store) VerifyAudit(ctx context.Context, anchors ...AuditAnchor) (AuditR
 // anchors. A live node holds the file's lock; VerifyAuditDir then gives up
 // after a second. A damaged file never crashes it: a memory fault reading the
 // mapped file, or a panic of bbolt on a corrupt page, is an error wrapping
-// ErrAuditBroken ("damaged file").
+// ErrAuditBroken ("damaged file"). An fsm.db a power loss may have torn is
+// not read: ErrFSMUntrusted (see Inspect).
 func VerifyAuditDir(dataDir string, anchors ...AuditAnchor) (rep AuditReport, err error) {
 	path := filepath.Join(dataDir, FSMFile)
 	if _, err := os.Stat(path); err != nil {
@@ -422,6 +423,9 @@ func VerifyAuditDir(dataDir string, anchors ...AuditAnchor) (rep AuditReport, er
 			return AuditReport{}, fmt.Errorf("%w: %s", ErrNoFSM, dataDir)
 		}
 		return AuditReport{}, err
+	}
+	if err := checkFSMTrusted(path); err != nil {
+		return AuditReport{}, err // not evidence of tampering: rebuilt at the next Open
 	}
 	// Deferred in this order: db.Close (below) runs first, then the recover
 	// (which catches a panic in Close too), then the fault mode is restored.

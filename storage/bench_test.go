@@ -16,7 +16,8 @@ import (
 )
 
 // BenchmarkPropose measures CreateBooking throughput and latency through a
-// single-node store on loopback TCP (fsync on), with 1, 16 and 256
+// single-node store on loopback TCP (raft.db fsynced per batch, fsm.db in
+// the background), with 1, 16 and 256
 // concurrent proposers, each on its own provider or all on one hot provider
 // (non-overlapping 30-minute slots, so every command succeeds).
 //
@@ -31,6 +32,26 @@ func BenchmarkPropose(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/proposers=%d", mode, procs), func(b *testing.B) {
 				s := st.MustOpen(b, st.Config(b))
 				benchPropose(b, s, s, procs, hot, false)
+			})
+		}
+	}
+}
+
+// BenchmarkProposeFSMSync is BenchmarkPropose (own providers, one node) with
+// fsm.db fsynced on every commit (FSMSyncInterval -1, the discipline before
+// issue 11) and in the background (the default): the cost of the FSM's fsync.
+//
+//	go test -bench BenchmarkProposeFSMSync -run '^$' -count 6 ./storage/ | benchstat -col /fsm-sync -
+func BenchmarkProposeFSMSync(b *testing.B) {
+	for _, sync := range []string{"every-commit", "background"} {
+		for _, procs := range []int{1, 16, 256} {
+			b.Run(fmt.Sprintf("fsm-sync=%s/proposers=%d", sync, procs), func(b *testing.B) {
+				cfg := st.Config(b)
+				if sync == "every-commit" {
+					cfg.FSMSyncInterval = -1
+				}
+				s := st.MustOpen(b, cfg)
+				benchPropose(b, s, s, procs, false, false)
 			})
 		}
 	}

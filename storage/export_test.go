@@ -2,6 +2,8 @@ package storage
 
 import (
 	"io"
+	"path/filepath"
+	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -128,4 +130,18 @@ func (t *TestFSM) VerifyAudit() (AuditReport, error) {
 		return rep, err
 	}
 	return rep, broken
+}
+
+// SetBootID makes the FSM see id as the kernel's boot id until t ends (a
+// changed id plays a reboot). Tests using it must not run in parallel.
+func SetBootID(t testing.TB, id string) {
+	old := bootID
+	bootID = func() (string, error) { return id, nil }
+	t.Cleanup(func() { bootID = old })
+}
+
+// MarkFSMUnclean writes the boot marker of dataDir's fsm.db as a node that
+// was committing without fsync under boot leaves it when it dies.
+func MarkFSMUnclean(dataDir, boot string) error {
+	return writeBootMarker(filepath.Join(dataDir, FSMFile), markerOpen+" "+boot)
 }

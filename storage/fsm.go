@@ -105,6 +105,20 @@ type fsm struct {
 	// restores counts the snapshots restored: the shred loop (shred.go) watches
 	// it and erasures.
 	restores atomic.Uint64
+
+	// Lazy durability (fsmsync.go). lazy (guarded by mu) is set by
+	// startSyncing: commits skip fsync and syncLoop fsyncs. synced is the
+	// applied index as of the last fsync; syncMu serializes fsyncs;
+	// syncFault latches a failed fsync.
+	lazy         bool
+	syncMu       sync.Mutex
+	synced       atomic.Uint64
+	syncFault    atomic.Pointer[error]
+	syncStop     chan struct{}
+	syncDone     chan struct{}
+	syncStopOnce sync.Once
+	// fsync is (*bolt.DB).Sync; tests make it fail.
+	fsync func(*bolt.DB) error
 }
 
 // Retry delays of a failed FSM write, and how often a still failing one is
@@ -122,7 +136,10 @@ func openFSM(path string, logger *slog.Logger) (*fsm, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	f := &fsm{path: path, logger: logger, notify: make(chan struct{}), stop: make(chan struct{}),
-		retryMin: fsmRetryMin, retryMax: fsmRetryMax}
+		retryMin: fsmRetryMin, retryMax: fsmRetryMax, fsync: (*bolt.DB).Sync}
+	if err := discardUntrustedFSM(path, logger); err != nil {
+		return nil, err
+	}
 	removeRestoreLeftovers(path, logger)
 	if err := f.openDB(); err != nil {
 		return nil, err
@@ -165,6 +182,7 @@ func (f *fsm) openDB() error {
 		_ = db.Close()
 		return fmt.Errorf("storage: init fsm: %w", err)
 	}
+	db.NoSync = f.lazy // the init above was fsynced either way
 	f.db = db
 	f.setApplied(idx, term)
 	return nil
@@ -181,15 +199,16 @@ func readApplied(tx *bolt.Tx) (idx, term uint64) {
 	return idx, term
 }
 
+// close stops the sync loop, fsyncs fsm.db, closes it and marks it clean
+// (see closeDurably).
 func (f *fsm) close() error {
+	f.stopSyncing()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.db == nil {
 		return nil
 	}
-	err := f.db.Close()
-	f.db = nil
-	return err
+	return f.closeDurably()
 }
 
 func (f *fsm) setApplied(idx, term uint64) {
@@ -229,10 +248,10 @@ func (f *fsm) Apply(l *raft.Log) interface{} {
 	return f.ApplyBatch([]*raft.Log{l})[0]
 }
 
-// ApplyBatch applies every log of the batch in one bbolt transaction (one
-// fsync) and stores the last index in meta in the same transaction. Logs at
-// or below the stored applied index were applied before a restart and get a
-// nil response. A LogCommand's response is a []*CommandResult, one per
+// ApplyBatch applies every log of the batch in one bbolt transaction (not
+// fsynced once startSyncing ran: see fsmsync.go) and stores the last index
+// in meta in the same transaction. Logs at or below the stored applied index
+// were applied before a restart and get a nil response. A LogCommand's response is a []*CommandResult, one per
 // command of its CommandBatch (one INVALID result if the data does not decode).
 //
 // A failure of bbolt itself (I/O error, full disk) rolls the transaction
@@ -394,6 +413,9 @@ func (f *fsm) writeFault() error {
 	}
 	if f.abandoned.Load() {
 		return fmt.Errorf("%w: fsm stopped applying at close after a write failure", ErrStorageUnavailable)
+	}
+	if err := f.syncFault.Load(); err != nil {
+		return *err
 	}
 	return nil
 }
@@ -1020,7 +1042,9 @@ func (a *applier) deleteKey(bucket, key []byte) {
 	}
 }
 
-// Snapshot captures a read transaction; Persist streams it. See snapshot.go.
+// Snapshot fsyncs fsm.db (when commits skip fsync: fsm.db then durably holds
+// at least the snapshot's index before raft may compact its log past it),
+// then captures a read transaction; Persist streams it. See snapshot.go.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -1030,6 +1054,9 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if f.abandoned.Load() {
 		// raft believes the abandoned batch applied; this db does not hold it.
 		return nil, fmt.Errorf("%w: fsm abandoned a batch, no snapshot until restart", ErrStorageUnavailable)
+	}
+	if err := f.syncLocked(); err != nil {
+		return nil, fmt.Errorf("storage: snapshot: %w", err)
 	}
 	tx, err := f.db.Begin(false)
 	if err != nil {

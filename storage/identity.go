@@ -100,6 +100,13 @@ func ReadIdentity(dataDir string) (DirIdentity, error) {
 		}
 		return id, fmt.Errorf("storage: %w", err)
 	}
+	if ok, _ := fsmTrusted(path); !ok {
+		// Possibly torn by a power loss (fsmsync.go): Open rebuilds it.
+		// raft.db and snapshots/ say whether there is state; the cluster
+		// id is unknown until then.
+		id.HasState = true
+		return id, nil
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
 		return id, fmt.Errorf("storage: read identity of %s: %w", path, err)

@@ -31,13 +31,18 @@ var ErrNoFSM = errors.New("storage: no fsm.db in data dir")
 // Inspect reads the FSM file of a node's data dir (<dataDir>/fsm.db) read-only
 // and returns its records and digest. The node must be stopped: bbolt locks the
 // file, and Inspect gives up after a second if a live node holds it. It never
-// writes to the file.
+// writes to the file. An fsm.db a power loss may have torn (the node died
+// committing without fsync and the machine restarted since) is not read:
+// ErrFSMUntrusted.
 func Inspect(dataDir string) (State, error) {
 	path := filepath.Join(dataDir, FSMFile)
 	if _, err := os.Stat(path); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return State{}, fmt.Errorf("%w: %s", ErrNoFSM, dataDir)
 		}
+		return State{}, err
+	}
+	if err := checkFSMTrusted(path); err != nil {
 		return State{}, err
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})

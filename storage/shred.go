@@ -434,6 +434,7 @@ func (f *fsm) rewrite() error {
 	if err := f.openDB(); err != nil {
 		return errors.Join(fmt.Errorf("rewrite fsm.db: reopen: %w", err), serr)
 	}
+	f.markSynced() // compactInto fsynced the copy
 	if serr != nil {
 		return fmt.Errorf("rewrite fsm.db: sync dir: %w", serr)
 	}

@@ -119,6 +119,7 @@ func (f *fsm) restoreFile(r io.Reader, beforeSwap func() error) error {
 	if err := f.openDB(); err != nil {
 		return err
 	}
+	f.markSynced() // the copy was fsynced before the rename
 	f.restores.Add(1)
 	f.logger.Info("fsm restored from snapshot", "applied_index", f.applied.Load())
 	return nil
