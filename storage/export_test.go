@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	dto "github.com/prometheus/client_model/go"
 	bolt "go.etcd.io/bbolt"
 
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
@@ -128,4 +129,18 @@ func (t *TestFSM) VerifyAudit() (AuditReport, error) {
 		return rep, err
 	}
 	return rep, broken
+}
+
+// SelfSignedTLS is selfSignedTLS for the external tests: mutual TLS on 127.0.0.1
+// as cluster builds it (Config.RaftTLS).
+var SelfSignedTLS = selfSignedTLS
+
+// ForeignGroupRefused returns how many Raft connections s refused as another
+// group's (barberpro_raft_foreign_group_refused_total).
+func ForeignGroupRefused(s *Store) float64 {
+	var m dto.Metric
+	if err := s.foreignRefused.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
 }

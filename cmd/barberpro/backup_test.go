@@ -13,20 +13,50 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	"github.com/barberpro/edge/storage"
+	"github.com/barberpro/edge/storage/seal"
 	st "github.com/barberpro/edge/storage/storagetest"
 )
 
 // TestRestore_CLI: `barberpro restore` refuses (exit 1, saying why) a file
-// that is not a backup, a city of another jurisdiction and a non-empty data
-// dir; it seeds an empty one (restored.json written); bad usage exits 2.
+// that is not a backup, a city of another jurisdiction, a non-empty data dir
+// and a backup holding wrapped client keys without --kek-file (or with a
+// ledger older than the backup, unless --allow-old-ledger); it seeds an empty
+// one (restored.json written); bad usage exits 2.
 func TestRestore_CLI(t *testing.T) {
 	cfg := st.Config(t)
 	cfg.Jurisdiction = "ar"
 	s := st.MustOpen(t, cfg)
 	file := filepath.Join(t.TempDir(), "ar.bpbackup")
 	if _, err := s.BackupToFile(context.Background(), file); err != nil {
+		t.Fatal(err)
+	}
+	// A second backup, holding a client's wrapped key.
+	kekPath := filepath.Join(t.TempDir(), "ar.kek")
+	if _, err := seal.InitKEK(kekPath); err != nil {
+		t.Fatal(err)
+	}
+	kek, err := seal.LoadKEK(kekPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dek, ck, err := kek.NewDataKey("client1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dek.Wipe()
+	if _, err := s.Propose(context.Background(), &bookingv1.Command{ProposedAtMs: st.At(0), Op: &bookingv1.Command_PutClientKey{PutClientKey: &bookingv1.PutClientKey{Key: ck}}}); err != nil {
+		t.Fatal(err)
+	}
+	sealed := filepath.Join(t.TempDir(), "sealed.bpbackup")
+	if _, err := s.BackupToFile(context.Background(), sealed); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(kekPath+seal.LedgerSuffix, old, old); err != nil {
 		t.Fatal(err)
 	}
 	garbage := filepath.Join(t.TempDir(), "garbage")
@@ -55,6 +85,9 @@ func TestRestore_CLI(t *testing.T) {
 		{"garbage", []string{"--from", garbage, "--data-dir", filepath.Join(t.TempDir(), "d"), "--id", "ba-1", "--city", "buenos-aires"}, 1, "not a valid backup"},
 		{"another jurisdiction", []string{"--from", file, "--data-dir", filepath.Join(t.TempDir(), "d"), "--id", "us-1", "--city", "us-east"}, 1, "jurisdiction"},
 		{"used data dir", []string{"--from", file, "--data-dir", used, "--id", "ba-1", "--city", "buenos-aires"}, 1, "not empty"},
+		{"keys without --kek-file", []string{"--from", sealed, "--data-dir", filepath.Join(t.TempDir(), "d"), "--id", "ba-1", "--city", "buenos-aires"}, 1, "--kek-file"},
+		{"old ledger", []string{"--from", sealed, "--data-dir", filepath.Join(t.TempDir(), "d"), "--id", "ba-1", "--city", "buenos-aires", "--kek-file", kekPath}, 1, "--allow-old-ledger"},
+		{"old ledger allowed", []string{"--from", sealed, "--data-dir", filepath.Join(t.TempDir(), "d"), "--id", "ba-1", "--city", "buenos-aires", "--kek-file", kekPath, "--allow-old-ledger"}, 0, "1 wrapped client keys"},
 	} {
 		code, out := run(c.args...)
 		if code != c.code || !strings.Contains(out, c.contains) {
