@@ -21,8 +21,8 @@ import (
 
 func newBackupCmd() *cobra.Command {
 	var (
-		addr, token, jurisdiction, out string
-		timeout                        time.Duration
+		addr, token, jurisdiction, out, ca string
+		timeout                            time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "backup",
@@ -33,8 +33,9 @@ relayed) streams one read transaction of its store after a linearizable read, wi
 a header (cluster id, jurisdiction, Raft applied index, time) and a SHA-256
 trailer. The checksum is verified before the file is renamed into place (written
 atomically: OUT.tmp-*, fsync, rename).`,
-		Example: `  barberpro backup --addr http://127.0.0.11:8080 --jurisdiction ar --out ar.bpbackup --token "$BARBERPRO_TOKEN"`,
-		Args:    noArgs,
+		Example: `  barberpro backup --addr http://127.0.0.11:8080 --jurisdiction ar --out ar.bpbackup --token "$BARBERPRO_TOKEN"
+  barberpro backup --addr https://10.0.0.11:8443 --ca ca/ca.crt --jurisdiction ar --out ar.bpbackup --token "$BARBERPRO_TOKEN"`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if token == "" {
 				return usagef("--token is required: backups need an operator token (barberpro token issue --role operator)")
@@ -46,8 +47,12 @@ atomically: OUT.tmp-*, fsync, rename).`,
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				return usagef("--addr %q is not a node's API URL: give one like http://127.0.0.11:8080", addr)
 			}
+			hc, err := nodeHTTPClient(ca, timeout)
+			if err != nil {
+				return err
+			}
 			start := time.Now()
-			h, size, err := fetchBackup(cmd, addr, token, jurisdiction, out, timeout)
+			h, size, err := fetchBackup(cmd, hc, addr, token, jurisdiction, out)
 			if err != nil {
 				return err
 			}
@@ -62,12 +67,13 @@ atomically: OUT.tmp-*, fsync, rename).`,
 	fl.StringVar(&jurisdiction, "jurisdiction", "", "the jurisdiction to back up, e.g. ar (required)")
 	fl.StringVar(&out, "out", "", "file to write (required)")
 	fl.DurationVar(&timeout, "timeout", 30*time.Minute, "how long the whole transfer may take")
+	addCAFlag(fl, &ca)
 	return cmd
 }
 
 // fetchBackup downloads the backup into a temporary file beside out, checks
 // it (format, length, SHA-256) while it streams, fsyncs and renames it to out.
-func fetchBackup(cmd *cobra.Command, addr, token, jurisdiction, out string, timeout time.Duration) (storage.BackupHeader, int64, error) {
+func fetchBackup(cmd *cobra.Command, hc *http.Client, addr, token, jurisdiction, out string) (storage.BackupHeader, int64, error) {
 	var h storage.BackupHeader
 	req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet,
 		addr+"/v1/cluster/backup?jurisdiction="+url.QueryEscape(jurisdiction), nil)
@@ -75,7 +81,7 @@ func fetchBackup(cmd *cobra.Command, addr, token, jurisdiction, out string, time
 		return h, 0, err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := (&http.Client{Timeout: timeout}).Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return h, 0, err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/pem"
 	"errors"
 	"io"
 	"net/http"
@@ -151,5 +152,45 @@ func TestBackup_CLIRefusesABadStream(t *testing.T) {
 		if left, _ := filepath.Glob(out + ".tmp-*"); len(left) > 0 {
 			t.Errorf("%s: temporary files left: %v", m, left)
 		}
+	}
+}
+
+// TestBackup_CLIOverHTTPS: `barberpro backup --ca FILE` fetches from a node
+// serving its API over HTTPS (--api-tls) with a certificate FILE vouches for;
+// without --ca the certificate is not trusted (exit 1), and a --ca file that
+// holds no certificate is bad usage (exit 2).
+func TestBackup_CLIOverHTTPS(t *testing.T) {
+	cfg := st.Config(t)
+	cfg.Jurisdiction = "ar"
+	s := st.MustOpen(t, cfg)
+	var good bytes.Buffer
+	if _, err := s.Backup(context.Background(), &good); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(good.Bytes()) }))
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.crt")
+	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)
+	notCA := filepath.Join(t.TempDir(), "not.crt")
+	os.WriteFile(notCA, []byte("no certificate here"), 0o600)
+	run := func(extra ...string) (int, string, string) {
+		out := filepath.Join(t.TempDir(), "ar.bpbackup")
+		msg, err := exec.Command(binary, append([]string{"backup", "--addr", srv.URL, "--jurisdiction", "ar", "--out", out, "--token", "t"}, extra...)...).CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), string(msg), out
+		}
+		return 0, string(msg), out
+	}
+	if code, msg, out := run("--ca", ca); code != 0 {
+		t.Fatalf("with --ca: exit %d %s", code, msg)
+	} else if _, err := storage.VerifyBackupFile(out); err != nil {
+		t.Fatalf("with --ca: %v", err)
+	}
+	if code, msg, _ := run(); code != 1 || !strings.Contains(msg, "certificate") {
+		t.Errorf("without --ca: exit %d %s", code, msg)
+	}
+	if code, msg, _ := run("--ca", notCA); code != 2 || !strings.Contains(msg, "no PEM certificate") {
+		t.Errorf("a --ca without a certificate: exit %d %s", code, msg)
 	}
 }
