@@ -20,9 +20,9 @@ import (
 // "leadership lost") has nothing left to do when it leaves: Leave returns
 // at once. It kept asking for a leader to remove it until its deadline.
 func Test_Leave_AlreadyRemovedReturnsAtOnce(t *testing.T) {
-	a := clustertest.MustStartNode(t, func(c *cluster.Config) { c.Bind = "127.0.0.37" })
+	a := clustertest.MustStartNode(t, func(c *cluster.Config) { c.Bind = "127.0.0.57" })
 	b := clustertest.MustStartNode(t, func(c *cluster.Config) {
-		c.ID, c.City, c.Bind, c.Join, c.BootstrapExpect = "cba-1", "cordoba", "127.0.0.38", []string{a.GossipAddr()}, 0
+		c.ID, c.City, c.Bind, c.Join, c.BootstrapExpect = "cba-1", "cordoba", "127.0.0.58", []string{a.GossipAddr()}, 0
 	})
 	server := func(s *storage.Store, prefix string) string {
 		servers, _ := s.Servers()
