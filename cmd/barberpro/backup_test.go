@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -192,5 +193,45 @@ func TestBackup_CLIOverHTTPS(t *testing.T) {
 	}
 	if code, msg, _ := run("--ca", notCA); code != 2 || !strings.Contains(msg, "no PEM certificate") {
 		t.Errorf("a --ca without a certificate: exit %d %s", code, msg)
+	}
+}
+
+// TestRestore_CLIReadsTheFileOnce: `barberpro restore` reads the backup in one
+// pass, so it restores from a pipe (a backup streamed from object storage, say)
+// — it read the file twice (verify, then copy), and a pipe's second read
+// never ended.
+func TestRestore_CLIReadsTheFileOnce(t *testing.T) {
+	cfg := st.Config(t)
+	cfg.Jurisdiction = "ar"
+	s := st.MustOpen(t, cfg)
+	var good bytes.Buffer
+	if _, err := s.Backup(context.Background(), &good); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(t.TempDir(), "ar.bpbackup")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("no fifo here: %v", err)
+	}
+	writer := make(chan error, 1)
+	go func() { // one stream, as a pipe gives: a second open would wait for a writer forever
+		f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err == nil {
+			_, err = f.Write(good.Bytes())
+			f.Close()
+		}
+		writer <- err
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	dir := filepath.Join(t.TempDir(), "ba-1")
+	out, err := exec.CommandContext(ctx, binary, "restore", "--from", fifo, "--data-dir", dir, "--id", "ba-1", "--city", "buenos-aires").CombinedOutput()
+	if err != nil {
+		t.Fatalf("restore from a pipe: %v %s", err, out)
+	}
+	if err := <-writer; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, storage.RestoredMarker)); err != nil {
+		t.Fatal(err)
 	}
 }
