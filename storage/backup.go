@@ -286,13 +286,14 @@ type RestoreOptions struct {
 	// the restored dir on a node of another jurisdiction.
 	Jurisdiction string
 	// KEKFile is the jurisdiction's key-encryption key file (seal). It is
-	// required (ErrKEKRequired) when the backup holds a wrapped client key or
-	// an erasure: the KEK's erasure ledger (KEKFile+".erasures") is what keeps
-	// keys of clients erased AFTER the backup was taken from being unwrapped
-	// again, so the ledger must exist and parse, the backup's keys must be
-	// wrapped by this KEK, and the ledger must not be older than the backup
+	// required (ErrKEKRequired) when the backup holds a wrapped client key:
+	// the KEK's erasure ledger (KEKFile+".erasures") is what keeps keys of
+	// clients erased AFTER the backup was taken from being unwrapped again,
+	// so the ledger must exist and parse, the backup's keys must be wrapped
+	// by this KEK, and the ledger must not be older than the backup
 	// (ErrLedgerOutdated: last modified before the backup's TakenAt), unless
-	// AllowOldLedger. When given it is checked even if the backup needs none.
+	// AllowOldLedger. When given for a backup without keys, the KEK and its
+	// ledger must still exist and load.
 	KEKFile string
 	// AllowOldLedger accepts a ledger last modified before the backup was
 	// taken: the operator states that no client was erased since.
@@ -376,7 +377,11 @@ func RestoreBackup(path, dataDir string, opt RestoreOptions) (RestoreResult, err
 	}
 	done = true
 	_ = os.RemoveAll(tmp)
-	if err := syncDir(dataDir); err != nil {
+	err = syncDir(dataDir)
+	if err == nil && created {
+		err = syncDir(filepath.Dir(dataDir))
+	}
+	if err != nil {
 		return res, fmt.Errorf("storage: restore: %w", err)
 	}
 	return res, nil
@@ -479,9 +484,9 @@ func checkRestoreKeys(tx *bolt.Tx, h BackupHeader, opt RestoreOptions, res *Rest
 	res.ClientKeys = tx.Bucket(bucketClientKeys).Stats().KeyN
 	res.Erasures = tx.Bucket(bucketErasures).Stats().KeyN
 	if opt.KEKFile == "" {
-		if res.ClientKeys > 0 || res.Erasures > 0 {
-			return fmt.Errorf("%w: the backup holds %d wrapped client keys and %d erasures: give the jurisdiction's key-encryption key file, whose erasure ledger keeps clients erased after the backup erased",
-				ErrKEKRequired, res.ClientKeys, res.Erasures)
+		if res.ClientKeys > 0 {
+			return fmt.Errorf("%w: the backup holds %d wrapped client keys: give the jurisdiction's key-encryption key file, whose erasure ledger keeps clients erased after the backup erased",
+				ErrKEKRequired, res.ClientKeys)
 		}
 		return nil
 	}
@@ -495,7 +500,9 @@ func checkRestoreKeys(tx *bolt.Tx, h BackupHeader, opt RestoreOptions, res *Rest
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrKEKRequired, err)
 	}
-	if info.ModTime().Before(h.TakenAt.Add(-ledgerClockSlack)) && !opt.AllowOldLedger {
+	// Only keys the backup holds can come back: without any, how recent the
+	// ledger is does not matter.
+	if res.ClientKeys > 0 && info.ModTime().Before(h.TakenAt.Add(-ledgerClockSlack)) && !opt.AllowOldLedger {
 		return fmt.Errorf("%w: %s was last changed %s, before the backup was taken (%s): it may lack erasures made since",
 			ErrLedgerOutdated, ledger, info.ModTime().UTC().Format(time.RFC3339), h.TakenAt.UTC().Format(time.RFC3339))
 	}

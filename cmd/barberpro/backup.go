@@ -166,7 +166,7 @@ its first start the node refuses Raft connections from servers of any other grou
 jurisdiction. Start the other nodes of the jurisdiction with EMPTY data dirs and
 --join: they join it as new servers.
 
-A backup holding wrapped client keys or erasures (psychology) needs --kek-file:
+A backup holding wrapped client keys (psychology) needs --kek-file:
 the key-encryption key's erasure ledger (FILE.erasures) names the clients erased
 AFTER the backup was taken, whose keys in the backup it keeps from ever being
 unwrapped again. The ledger must exist (it is never made here), the KEK must be
@@ -224,7 +224,7 @@ into the ledger and shredded from the restored files at start.`,
 	fl.StringVar(&id, "id", "", "id of the node that will start on it (required)")
 	fl.StringVar(&city, "city", "", "city of that node; its jurisdiction must be the backup's (required)")
 	fl.StringVar(&topologyFile, "topology", "", "topology YAML file (cities, verticals); default the embedded one")
-	fl.StringVar(&kekFile, "kek-file", "", "the jurisdiction's key-encryption key `FILE` (its erasure ledger FILE.erasures must exist): required when the backup holds wrapped client keys or erasures")
+	fl.StringVar(&kekFile, "kek-file", "", "the jurisdiction's key-encryption key `FILE` (its erasure ledger FILE.erasures must exist): required when the backup holds wrapped client keys")
 	fl.BoolVar(&allowOldLedger, "allow-old-ledger", false, "accept an erasure ledger last changed before the backup was taken (no client was erased since)")
 	return cmd
 }
