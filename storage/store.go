@@ -403,12 +403,6 @@ func Open(cfg Config) (_ *Store, err error) {
 		return nil, err
 	}
 	s.fsm.jurisdiction, s.fsm.onErase = cfg.Jurisdiction, cfg.OnErase
-	// A dir restored from a backup holds that backup's jurisdiction's
-	// records: never serve them from a node of another.
-	if from, ok := s.RestoredFrom(); ok && from.Jurisdiction != cfg.Jurisdiction {
-		return nil, fmt.Errorf("%w: %s was restored from a backup of jurisdiction %q (taken %s by %s); this node is in %q",
-			ErrWrongJurisdiction, cfg.DataDir, from.Jurisdiction, from.TakenAt.UTC().Format(time.RFC3339), from.Node, cfg.Jurisdiction)
-	}
 	if s.logs, err = OpenLogStore(filepath.Join(cfg.DataDir, RaftFile)); err != nil {
 		return nil, err
 	}
@@ -420,6 +414,14 @@ func Open(cfg Config) (_ *Store, err error) {
 	// latest snapshot as applied whether or not the FSM reflects it.
 	if err := catchUpFSM(s.fsm, s.logs, s.snaps, s.logger); err != nil {
 		return nil, err
+	}
+	// A dir restored from a backup holds that backup's jurisdiction's
+	// records (also when they came in a snapshot, as on a joiner): never
+	// serve them from a node of another, nor replay their erasures into its
+	// KEK's ledger.
+	if from, ok := s.RestoredFrom(); ok && from.Jurisdiction != cfg.Jurisdiction {
+		return nil, fmt.Errorf("%w: %s was restored from a backup of jurisdiction %q (taken %s by %s); this node is in %q",
+			ErrWrongJurisdiction, cfg.DataDir, from.Jurisdiction, from.TakenAt.UTC().Format(time.RFC3339), from.Node, cfg.Jurisdiction)
 	}
 	s.fsm.replayErasures()
 	s.trans = cfg.Transport
