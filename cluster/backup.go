@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,8 +12,14 @@ import (
 )
 
 // backupSuffix ends the names of scheduled backup files:
-// <jurisdiction>-<UTC time 20060102T150405Z>-<applied index>.bpbackup.
+// <jurisdiction>-<UTC time 20060102T150405Z>-<applied index>-<node id>.bpbackup
+// (the node id last: nodes sharing a dir never write the same name, and names
+// still sort by time).
 const backupSuffix = ".bpbackup"
+
+// takingPrefix starts the name of the file a node writes a backup into
+// before it knows the backup's name: .taking-<node id>.bpbackup.
+const takingPrefix = ".taking"
 
 // backupLoop writes a backup of the node's group into Config.BackupDir while
 // this node leads the group (followers write none, so a jurisdiction's nodes
@@ -28,6 +35,9 @@ func (n *Node) backupLoop(ctx context.Context) {
 	t := time.NewTicker(min(n.cfg.BackupEvery, 10*time.Second))
 	defer t.Stop()
 	log := n.log.With("component", "backup")
+	if err := removeStaleTaking(n.cfg.BackupDir, n.cfg.ID, time.Now()); err != nil {
+		log.Warn("removing what a crashed backup left", "dir", n.cfg.BackupDir, "err", err)
+	}
 	var last time.Time // last attempt
 	for {
 		select {
@@ -52,13 +62,13 @@ func (n *Node) backupOnce(ctx context.Context) error {
 		return err
 	}
 	start := time.Now()
-	tmp := filepath.Join(n.cfg.BackupDir, ".taking"+backupSuffix)
+	tmp := takingPath(n.cfg.BackupDir, n.cfg.ID)
 	h, err := n.store.BackupToFile(ctx, tmp)
 	if err != nil {
 		_ = os.Remove(tmp)
 		return err
 	}
-	name := fmt.Sprintf("%s-%s-%012d%s", jur, h.TakenAt.UTC().Format("20060102T150405Z"), h.AppliedIndex, backupSuffix)
+	name := fmt.Sprintf("%s-%s-%012d-%s%s", jur, h.TakenAt.UTC().Format("20060102T150405Z"), h.AppliedIndex, n.cfg.ID, backupSuffix)
 	path := filepath.Join(n.cfg.BackupDir, name)
 	if err := os.Rename(tmp, path); err != nil {
 		_ = os.Remove(tmp)
@@ -75,8 +85,51 @@ func (n *Node) backupOnce(ctx context.Context) error {
 	return pruneBackups(n.cfg.BackupDir, jur, n.cfg.BackupKeep)
 }
 
+// takingPath is the file node writes a backup into before naming it.
+func takingPath(dir, node string) string {
+	return filepath.Join(dir, takingPrefix+"-"+node+backupSuffix)
+}
+
+// staleTakingAge is how old a .taking.bpbackup of an earlier release (no node
+// id in the name) must be before any node removes it: another node sharing
+// the dir may be writing it.
+const staleTakingAge = time.Hour
+
+// removeStaleTaking removes what a backup of node that crashed left in dir:
+// its .taking file and the temporary files beside it (node writes one
+// backup at a time, and backupLoop calls this before its first), and those
+// of an earlier release older than staleTakingAge.
+func removeStaleTaking(dir, node string, now time.Time) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		return err
+	}
+	own := filepath.Base(takingPath(dir, node))
+	legacy := takingPrefix + backupSuffix
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		stale := name == own || strings.HasPrefix(name, own+".tmp-")
+		if !stale && (name == legacy || strings.HasPrefix(name, legacy+".tmp-")) {
+			if fi, err := e.Info(); err == nil && now.Sub(fi.ModTime()) > staleTakingAge {
+				stale = true
+			}
+		}
+		if stale {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil && !os.IsNotExist(err) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // pruneBackups removes the oldest backup files of jurisdiction jur in dir
-// beyond keep (names sort by time).
+// beyond keep (names sort by time), whichever node wrote them: leadership
+// moves, and the newest keep of the jurisdiction are what matters.
 func pruneBackups(dir, jur string, keep int) error {
 	if keep <= 0 {
 		return nil

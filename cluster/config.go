@@ -89,7 +89,7 @@ type Config struct {
 	// BackupDir, when set with BackupEvery, is where the group's leader writes
 	// a backup of the jurisdiction's store every BackupEvery (followers write
 	// none), keeping the newest BackupKeep files (0: all). Files are named
-	// <jurisdiction>-<UTC time>-<applied index>.bpbackup.
+	// <jurisdiction>-<UTC time>-<applied index>-<node id>.bpbackup.
 	BackupDir   string
 	BackupEvery time.Duration
 	BackupKeep  int

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -663,9 +664,16 @@ func (n *Node) shutdownActors() {
 }
 
 // removeSelf asks the group's leader to remove this node, retrying across a
-// leader change until ctx ends.
+// leader change until ctx ends. It is done once this server is not in its
+// latest configuration (a non-empty one: a joiner that has none yet may be in
+// the leader's): the removal happened (raft may answer a leader that
+// removed itself with "leadership lost", and a removed server never learns
+// a leader again, so asking on would only wait for ctx).
 func (n *Node) removeSelf(ctx context.Context) error {
 	for {
+		if servers, err := n.store.Servers(); err == nil && len(servers) > 0 && !slices.ContainsFunc(servers, func(s storage.Server) bool { return s.ID == string(n.store.ID()) }) {
+			return nil
+		}
 		leader, _ := n.store.Leader()
 		var err error
 		switch {

@@ -18,6 +18,10 @@ import (
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
+	"github.com/barberpro/edge/storage/seal"
 )
 
 // A backup file (or stream) is, in this order:
@@ -218,11 +222,12 @@ func readBackupHeader(r io.Reader) (BackupHeader, error) {
 // backup, is truncated, or its checksum does not match. Nothing after the
 // trailer is read.
 func CopyBackup(w io.Writer, r io.Reader) (BackupHeader, error) {
-	return copyBackup(w, nil, r)
+	return copyBackup(w, nil, r, nil)
 }
 
-// copyBackup is CopyBackup, writing the body alone to body when it is not nil.
-func copyBackup(w, body io.Writer, r io.Reader) (BackupHeader, error) {
+// copyBackup is CopyBackup, writing the body alone to body when it is not nil
+// and calling check (when not nil) with the header before the body is read.
+func copyBackup(w, body io.Writer, r io.Reader, check func(BackupHeader) error) (BackupHeader, error) {
 	if w == nil {
 		w = io.Discard
 	}
@@ -236,6 +241,11 @@ func copyBackup(w, body io.Writer, r io.Reader) (BackupHeader, error) {
 		// int64 would turn it negative and CopyN would copy nothing: a file of
 		// a header and its checksum would verify.
 		return h, fmt.Errorf("%w: body length %d out of range", ErrBadBackup, h.BodyBytes)
+	}
+	if check != nil {
+		if err := check(h); err != nil {
+			return h, err
+		}
 	}
 	dst := io.Discard
 	if body != nil {
@@ -268,57 +278,178 @@ func VerifyBackupFile(path string) (BackupHeader, error) {
 	return CopyBackup(nil, bufio.NewReaderSize(f, 1<<20))
 }
 
-// RestoreBackup seeds dataDir — which must be empty or absent — from the
+// RestoreOptions are the checks RestoreBackup makes before it seeds a data dir.
+type RestoreOptions struct {
+	// Jurisdiction is the jurisdiction of the node that will open the data
+	// dir (its Config.Jurisdiction): a backup of another one is refused
+	// (ErrWrongJurisdiction) as soon as its header is read, and Open refuses
+	// the restored dir on a node of another jurisdiction.
+	Jurisdiction string
+	// KEKFile is the jurisdiction's key-encryption key file (seal). It is
+	// required (ErrKEKRequired) when the backup holds a wrapped client key:
+	// the KEK's erasure ledger (KEKFile+".erasures") is what keeps keys of
+	// clients erased AFTER the backup was taken from being unwrapped again,
+	// so the ledger must exist and parse, the backup's keys must be wrapped
+	// by this KEK, and the ledger must not be older than the backup
+	// (ErrLedgerOutdated: last modified before the backup's TakenAt), unless
+	// AllowOldLedger. When given for a backup without keys, the KEK and its
+	// ledger must still exist and load.
+	KEKFile string
+	// AllowOldLedger accepts a ledger last modified before the backup was
+	// taken: the operator states that no client was erased since.
+	AllowOldLedger bool
+}
+
+// RestoreResult is what RestoreBackup restored.
+type RestoreResult struct {
+	// BackupHeader is the backup's header (ClusterID is the OLD group's).
+	BackupHeader
+	// NewClusterID is the id of the group the restored dir founds.
+	NewClusterID string
+	// ClientKeys counts the wrapped client keys the backup holds, Erasures its
+	// erasure records; ErasedKeys counts the client keys the KEK's ledger names
+	// (clients erased after the backup: their keys never unwrap again).
+	ClientKeys, Erasures, ErasedKeys int
+}
+
+// ledgerClockSlack is how much older than the backup's TakenAt a ledger's
+// modification time may be and still count as changed after it: file times
+// come from a coarse clock (and some filesystems keep 1 or 2 s).
+const ledgerClockSlack = 2 * time.Second
+
+// restoreTmp is the directory, inside the data dir, in which RestoreBackup
+// builds the restored files before it moves them into place.
+const restoreTmp = ".restore-tmp"
+
+// RestoreBackup seeds dataDir — which must be empty or absent (a
+// .restore-tmp left by a restore that crashed is removed) — from the
 // backup at path, so that the next Open founds a NEW Raft group holding the
-// backup's records: it checks the checksum, writes the body as fsm.db, resets
-// the FSM's applied index and term to 0 and drops its cluster id (the new
-// group's first leader claims a fresh one: a restored group must never be
-// taken for, or merge into, the group the backup came from), records where it
-// came from (meta restored_from) and leaves RestoredMarker. Open then
-// bootstraps a single-voter configuration of this node (as --bootstrap does)
-// whose entries apply on top of the restored records; the other nodes of the
-// jurisdiction join it as new servers with empty data dirs.
+// backup's records. In one pass over the file it checks the header (format,
+// opt.Jurisdiction) before the body, then writes the body as fsm.db while
+// hashing and checks the checksum; then the client keys against
+// opt.KEKFile's ledger (see RestoreOptions), resets the FSM's applied index
+// and term, gives it a NEW cluster id (a restored group must never be taken
+// for, or merge into, the group the backup came from, and its servers refuse
+// that group's Raft connections from their first start: groupcheck.go),
+// records where it came from (meta restored_from: the backup's header,
+// jurisdiction included) and leaves RestoredMarker. Everything is built in
+// dataDir/.restore-tmp and moved into place at the end (the marker, then
+// fsm.db, which completes the restore); a restore that fails leaves dataDir
+// as it found it (absent stays absent, empty stays empty).
 //
-// Erasures the backup holds are replayed into the KEK's erasure ledger at
-// Open (Config.OnErase) and, as the new data dir has no shred.done, shredded
-// within ShredWithin (free pages of the copy may carry erased bytes).
-func RestoreBackup(path, dataDir string) (BackupHeader, error) {
-	if entries, err := os.ReadDir(dataDir); err == nil && len(entries) > 0 {
-		return BackupHeader{}, fmt.Errorf("storage: restore: data dir %s is not empty: restore into a new or empty dir", dataDir)
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return BackupHeader{}, fmt.Errorf("storage: restore: %w", err)
+// Open then bootstraps a single-voter configuration of this node (as
+// --bootstrap does) whose entries apply on top of the restored records; the
+// other nodes of the jurisdiction join it as new servers with empty data
+// dirs. Erasures the backup holds are replayed into the KEK's erasure ledger
+// at Open (Config.OnErase) and, as the new data dir has no shred.done,
+// shredded within ShredWithin (free pages of the copy may carry erased bytes).
+func RestoreBackup(path, dataDir string, opt RestoreOptions) (RestoreResult, error) {
+	created, err := prepareRestoreDir(dataDir)
+	if err != nil {
+		return RestoreResult{}, err
 	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return BackupHeader{}, fmt.Errorf("storage: restore: %w", err)
+	tmp := filepath.Join(dataDir, restoreTmp)
+	done := false
+	defer func() {
+		if !done {
+			_ = os.RemoveAll(tmp)
+			if created {
+				_ = os.Remove(dataDir)
+			}
+		}
+	}()
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return RestoreResult{}, fmt.Errorf("storage: restore: %w", err)
 	}
+	res, err := buildRestore(path, tmp, opt)
+	if err != nil {
+		return res, err
+	}
+	// The marker first: a crash after it and before fsm.db leaves a dir that
+	// Open refuses (seedRestoredGroup: applied index is not 1), never one
+	// that starts as an ordinary node.
+	if err := os.Rename(filepath.Join(tmp, RestoredMarker), filepath.Join(dataDir, RestoredMarker)); err != nil {
+		return res, fmt.Errorf("storage: restore: %w", err)
+	}
+	if err := os.Rename(filepath.Join(tmp, FSMFile), filepath.Join(dataDir, FSMFile)); err != nil {
+		_ = os.Remove(filepath.Join(dataDir, RestoredMarker))
+		return res, fmt.Errorf("storage: restore: %w", err)
+	}
+	done = true
+	_ = os.RemoveAll(tmp)
+	err = syncDir(dataDir)
+	if err == nil && created {
+		err = syncDir(filepath.Dir(dataDir))
+	}
+	if err != nil {
+		return res, fmt.Errorf("storage: restore: %w", err)
+	}
+	return res, nil
+}
+
+// prepareRestoreDir makes sure dataDir exists and is empty (but for a
+// restoreTmp leftover, removed) and says whether it created it.
+func prepareRestoreDir(dataDir string) (created bool, err error) {
+	entries, err := os.ReadDir(dataDir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if err := os.MkdirAll(dataDir, 0o700); err != nil {
+			return false, fmt.Errorf("storage: restore: %w", err)
+		}
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("storage: restore: %w", err)
+	}
+	for _, e := range entries {
+		if e.Name() != restoreTmp {
+			return false, fmt.Errorf("storage: restore: data dir %s is not empty: restore into a new or empty dir", dataDir)
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(dataDir, restoreTmp)); err != nil {
+		return false, fmt.Errorf("storage: restore: remove a leftover of a failed restore: %w", err)
+	}
+	return false, nil
+}
+
+// buildRestore writes fsm.db and RestoredMarker into dir (see RestoreBackup).
+func buildRestore(path, dir string, opt RestoreOptions) (RestoreResult, error) {
+	var res RestoreResult
 	f, err := os.Open(path)
 	if err != nil {
-		return BackupHeader{}, fmt.Errorf("storage: restore: %w", err)
+		return res, fmt.Errorf("storage: restore: %w", err)
 	}
 	defer f.Close()
-	fsmPath := filepath.Join(dataDir, FSMFile)
-	var h BackupHeader
+	fsmPath := filepath.Join(dir, FSMFile)
 	err = writeFileAtomic(fsmPath, func(w io.Writer) error {
 		var err error
-		h, err = copyBackup(nil, w, bufio.NewReaderSize(f, 1<<20))
+		res.BackupHeader, err = copyBackup(nil, w, bufio.NewReaderSize(f, 1<<20), func(h BackupHeader) error {
+			if h.Jurisdiction != opt.Jurisdiction {
+				return fmt.Errorf("%w: %s is a backup of jurisdiction %q, the node is in %q: a jurisdiction's records are restored only onto its own nodes",
+					ErrWrongJurisdiction, path, h.Jurisdiction, opt.Jurisdiction)
+			}
+			return nil
+		})
 		return err
 	})
 	if err != nil {
-		_ = os.Remove(fsmPath)
-		return h, fmt.Errorf("storage: restore %s: %w", path, err)
+		return res, fmt.Errorf("storage: restore %s: %w", path, err)
 	}
 	if err := checkSnapshotFile(fsmPath); err != nil {
-		_ = os.Remove(fsmPath)
-		return h, err
+		return res, err
 	}
+	h := res.BackupHeader
 	from, _ := json.Marshal(h)
+	res.NewClusterID = NewID()
 	db, err := openBolt(fsmPath)
 	if err != nil {
-		return h, fmt.Errorf("storage: restore: %w", err)
+		return res, fmt.Errorf("storage: restore: %w", err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
+		if err := checkRestoreKeys(tx, h, opt, &res); err != nil {
+			return err
+		}
 		m := tx.Bucket(bucketMeta)
-		if err := m.Delete(keyClusterID); err != nil {
+		if err := m.Put(keyClusterID, []byte(res.NewClusterID)); err != nil {
 			return err
 		}
 		// The new group's history starts with a snapshot at index 1, term 1
@@ -335,17 +466,59 @@ func RestoreBackup(path, dataDir string) (BackupHeader, error) {
 		err = cerr
 	}
 	if err != nil {
-		_ = os.Remove(fsmPath)
-		return h, fmt.Errorf("storage: restore: reset meta: %w", err)
+		return res, fmt.Errorf("storage: restore: %w", err)
 	}
-	err = writeFileAtomic(filepath.Join(dataDir, RestoredMarker), func(w io.Writer) error {
+	err = writeFileAtomic(filepath.Join(dir, RestoredMarker), func(w io.Writer) error {
 		_, err := w.Write(append(from, '\n'))
 		return err
 	})
 	if err != nil {
-		return h, fmt.Errorf("storage: restore: %w", err)
+		return res, fmt.Errorf("storage: restore: %w", err)
 	}
-	return h, nil
+	return res, nil
+}
+
+// checkRestoreKeys counts the backup's client keys and erasures and checks
+// them against opt's KEK (see RestoreOptions).
+func checkRestoreKeys(tx *bolt.Tx, h BackupHeader, opt RestoreOptions, res *RestoreResult) error {
+	res.ClientKeys = tx.Bucket(bucketClientKeys).Stats().KeyN
+	res.Erasures = tx.Bucket(bucketErasures).Stats().KeyN
+	if opt.KEKFile == "" {
+		if res.ClientKeys > 0 {
+			return fmt.Errorf("%w: the backup holds %d wrapped client keys: give the jurisdiction's key-encryption key file, whose erasure ledger keeps clients erased after the backup erased",
+				ErrKEKRequired, res.ClientKeys)
+		}
+		return nil
+	}
+	ledger := opt.KEKFile + seal.LedgerSuffix
+	info, err := os.Stat(ledger)
+	if err != nil {
+		// LoadKEK would make an empty one: the ledger's absence is the point.
+		return fmt.Errorf("%w: erasure ledger %s: %w", ErrKEKRequired, ledger, err)
+	}
+	kek, err := seal.LoadKEK(opt.KEKFile)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrKEKRequired, err)
+	}
+	// Only keys the backup holds can come back: without any, how recent the
+	// ledger is does not matter.
+	if res.ClientKeys > 0 && info.ModTime().Before(h.TakenAt.Add(-ledgerClockSlack)) && !opt.AllowOldLedger {
+		return fmt.Errorf("%w: %s was last changed %s, before the backup was taken (%s): it may lack erasures made since",
+			ErrLedgerOutdated, ledger, info.ModTime().UTC().Format(time.RFC3339), h.TakenAt.UTC().Format(time.RFC3339))
+	}
+	return tx.Bucket(bucketClientKeys).ForEach(func(_, v []byte) error {
+		var ck bookingv1.ClientKey
+		if err := proto.Unmarshal(v, &ck); err != nil {
+			return fmt.Errorf("storage: restore: a client key does not decode: %w", err)
+		}
+		if ck.KekId != kek.ID() {
+			return fmt.Errorf("%w: the backup's client keys are wrapped by %s, %s holds %s", seal.ErrWrongKEK, ck.KekId, opt.KEKFile, kek.ID())
+		}
+		if kek.Erased(ck.ClientId, ck.KeyId) {
+			res.ErasedKeys++
+		}
+		return nil
+	})
 }
 
 // restoredIndex and restoredTerm are the index and term of the snapshot a

@@ -118,26 +118,29 @@ func TestBackup_RestoreSeedsANewGroup(t *testing.T) {
 	if _, err := storage.VerifyBackupFile(bad); !errors.Is(err, storage.ErrBadBackup) {
 		t.Fatalf("a flipped byte: %v", err)
 	}
-	if _, err := storage.RestoreBackup(bad, t.TempDir()); !errors.Is(err, storage.ErrBadBackup) {
+	if _, err := storage.RestoreBackup(bad, t.TempDir(), storage.RestoreOptions{Jurisdiction: "ar"}); !errors.Is(err, storage.ErrBadBackup) {
 		t.Fatalf("restore of a flipped byte: %v", err)
 	}
 	os.WriteFile(bad, raw[:len(raw)-10], 0o600)
 	if _, err := storage.VerifyBackupFile(bad); !errors.Is(err, storage.ErrBadBackup) {
 		t.Fatalf("a truncated copy: %v", err)
 	}
-	if _, err := storage.RestoreBackup(file, cfg.DataDir); err == nil {
+	if _, err := storage.RestoreBackup(file, cfg.DataDir, storage.RestoreOptions{Jurisdiction: "ar"}); err == nil {
 		t.Fatal("restore into a data dir in use was accepted")
 	}
 
 	// Restore and open: a new group.
 	dir := filepath.Join(t.TempDir(), "restored")
 	t2 := time.Now()
-	if _, err := storage.RestoreBackup(file, dir); err != nil {
+	res, err := storage.RestoreBackup(file, dir, storage.RestoreOptions{Jurisdiction: "ar"})
+	if err != nil {
 		t.Fatal(err)
 	}
+	// The new group's id is there before the node starts: it gossips it and
+	// refuses the old group's Raft connections from its first second.
 	id, err := storage.ReadIdentity(dir)
-	if err != nil || !id.HasState || id.ClusterID != "" {
-		t.Fatalf("identity of a restored dir: %+v %v (want HasState and no cluster id)", id, err)
+	if err != nil || !id.HasState || id.ClusterID == "" || id.ClusterID == oldID || id.ClusterID != res.NewClusterID {
+		t.Fatalf("identity of a restored dir: %+v %v (want HasState and the new cluster id %s)", id, err, res.NewClusterID)
 	}
 	rcfg := st.Config(t)
 	rcfg.NodeID, rcfg.DataDir, rcfg.Bootstrap, rcfg.Jurisdiction = "restored1", dir, false, "ar"
@@ -223,7 +226,8 @@ func TestBackup_RestoredErasuresAreShredded(t *testing.T) {
 	t.Logf("the backup file holds bytes of the removed record in free pages: %v", inBackup)
 
 	dir := filepath.Join(t.TempDir(), "restored")
-	if _, err := storage.RestoreBackup(file, dir); err != nil {
+	kekPath, _ := newKEK(t) // the backup holds an erasure: a restore needs the ledger
+	if _, err := storage.RestoreBackup(file, dir, storage.RestoreOptions{KEKFile: kekPath}); err != nil {
 		t.Fatal(err)
 	}
 	rcfg := st.Config(t)
@@ -257,7 +261,7 @@ func TestBackup_RestoredNodeRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "restored")
-	if _, err := storage.RestoreBackup(file, dir); err != nil {
+	if _, err := storage.RestoreBackup(file, dir, storage.RestoreOptions{Jurisdiction: "ar"}); err != nil {
 		t.Fatal(err)
 	}
 	rcfg := st.Config(t)

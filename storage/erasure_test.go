@@ -77,14 +77,7 @@ func clientKeyInSnapshot(t *testing.T, dir, clientID string) *bookingv1.ClientKe
 // read out of the snapshot taken before the erasure cannot be unwrapped with
 // the jurisdiction's KEK, whose erasure ledger every node appended to.
 func TestErasure_CryptoShreddingHoldsInAReplicatedLog(t *testing.T) {
-	kekPath := filepath.Join(t.TempDir(), "ar.kek")
-	if _, err := seal.InitKEK(kekPath); err != nil {
-		t.Fatal(err)
-	}
-	kek, err := seal.LoadKEK(kekPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kekPath, kek := newKEK(t)
 	cfg := storage.LocalConfig()
 	cfg.CompactInterval = -1
 	cfg.ShredWithin = 500 * time.Millisecond

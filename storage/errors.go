@@ -5,6 +5,20 @@ import "errors"
 // Sentinel errors returned by the Store. They are wrapped with %w and carry
 // detail in the message; compare them with errors.Is.
 var (
+	// ErrWrongJurisdiction means a backup, or a data dir restored from one,
+	// holds another jurisdiction's records than the node's (RestoreBackup,
+	// Open).
+	ErrWrongJurisdiction = errors.New("storage: records of another jurisdiction")
+
+	// ErrKEKRequired means a restore needs the jurisdiction's key-encryption
+	// key file and its erasure ledger (RestoreOptions.KEKFile), which were
+	// not given, are missing or do not load.
+	ErrKEKRequired = errors.New("storage: restore needs the key-encryption key file and its erasure ledger")
+
+	// ErrLedgerOutdated means the KEK's erasure ledger was last changed
+	// before the backup was taken (RestoreOptions.AllowOldLedger).
+	ErrLedgerOutdated = errors.New("storage: erasure ledger older than the backup")
+
 	// ErrNotFound means the requested provider, booking or idempotency record
 	// does not exist (RESULT_CODE_NOT_FOUND for commands).
 	ErrNotFound = errors.New("storage: not found")

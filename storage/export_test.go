@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	dto "github.com/prometheus/client_model/go"
 	bolt "go.etcd.io/bbolt"
 
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
@@ -144,4 +145,18 @@ func SetBootID(t testing.TB, id string) {
 // was committing without fsync under boot leaves it when it dies.
 func MarkFSMUnclean(dataDir, boot string) error {
 	return writeBootMarker(filepath.Join(dataDir, FSMFile), markerOpen+" "+boot)
+}
+
+// SelfSignedTLS is selfSignedTLS for the external tests: mutual TLS on 127.0.0.1
+// as cluster builds it (Config.RaftTLS).
+var SelfSignedTLS = selfSignedTLS
+
+// ForeignGroupRefused returns how many Raft connections s refused as another
+// group's (barberpro_raft_foreign_group_refused_total).
+func ForeignGroupRefused(s *Store) float64 {
+	var m dto.Metric
+	if err := s.foreignRefused.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
 }

@@ -75,6 +75,10 @@ type fsm struct {
 
 	applied     atomic.Uint64 // highest log index reflected in db (mirror of meta)
 	appliedTerm atomic.Uint64
+	// group mirrors meta.cluster_id ("" until the group's FoundGroup entry
+	// applied): the Raft transport reads it at every handshake (groupcheck.go),
+	// so it must not wait for mu.
+	group atomic.Pointer[string]
 
 	notifyMu sync.Mutex
 	notify   chan struct{} // closed and replaced whenever applied advances
@@ -159,6 +163,7 @@ func (f *fsm) openDB() error {
 		return fmt.Errorf("storage: open fsm %s: %w", f.path, err)
 	}
 	var idx, term uint64
+	var group string
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -176,6 +181,7 @@ func (f *fsm) openDB() error {
 			return err
 		}
 		idx, term = readApplied(tx)
+		group = string(tx.Bucket(bucketMeta).Get(keyClusterID))
 		return nil
 	})
 	if err != nil {
@@ -184,8 +190,17 @@ func (f *fsm) openDB() error {
 	}
 	db.NoSync = f.lazy // the init above was fsynced either way
 	f.db = db
+	f.group.Store(&group)
 	f.setApplied(idx, term)
 	return nil
+}
+
+// groupID returns the cluster id the FSM holds ("" before FoundGroup applied).
+func (f *fsm) groupID() string {
+	if p := f.group.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 func readApplied(tx *bolt.Tx) (idx, term uint64) {
@@ -309,8 +324,12 @@ func (f *fsm) applyOnce(logs []*raft.Log, prev []interface{}, prevErased []erase
 	}
 	var lastIdx, lastTerm, storedIdx, storedTerm uint64
 	var erased []erasedAt
+	var group string
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		storedIdx, storedTerm = readApplied(tx)
+		if f.groupID() == "" {
+			defer func() { group = string(tx.Bucket(bucketMeta).Get(keyClusterID)) }()
+		}
 		a := applier{tx: tx, jurisdiction: f.jurisdiction}
 		defer func() { erased = a.erased }()
 		for i, l := range logs {
@@ -350,6 +369,9 @@ func (f *fsm) applyOnce(logs []*raft.Log, prev []interface{}, prevErased []erase
 	})
 	if err != nil {
 		return out, erased, err
+	}
+	if group != "" {
+		f.group.Store(&group)
 	}
 	if lastIdx != 0 {
 		f.setApplied(lastIdx, lastTerm)

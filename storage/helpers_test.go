@@ -1,12 +1,14 @@
 package storage_test
 
 import (
+	"path/filepath"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	"github.com/barberpro/edge/storage"
+	"github.com/barberpro/edge/storage/seal"
 )
 
 // mustMarshal encodes cmd as a one-command CommandBatch log payload.
@@ -31,4 +33,19 @@ func compactLogNow(t testing.TB, leader *storage.Store) {
 	if err := leader.Raft().Snapshot().Error(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// newKEK makes a jurisdiction's key-encryption key file in a temp dir and
+// loads it (which creates its erasure ledger beside it).
+func newKEK(t testing.TB) (path string, kek *seal.KEK) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "ar.kek")
+	if _, err := seal.InitKEK(path); err != nil {
+		t.Fatal(err)
+	}
+	kek, err := seal.LoadKEK(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, kek
 }

@@ -22,11 +22,13 @@ func newCommitHistogram() prometheus.Histogram {
 
 // Collectors returns the Store's Prometheus collectors: the histogram
 // barberpro_raft_commit_duration_seconds, observed for each batch this node
-// proposes (as leader) that commits. They carry no labels: the caller adds the
+// proposes (as leader) that commits, and the counter
+// barberpro_raft_foreign_group_refused_total (Raft connections refused as
+// another group's, groupcheck.go). They carry no labels: the caller adds the
 // node's (prometheus.WrapRegistererWith). Safe to call at any time; each call
 // returns the same collectors.
 func (s *Store) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{s.b.commitSeconds}
+	return []prometheus.Collector{s.b.commitSeconds, s.foreignRefused}
 }
 
 // observeCommit records one committed batch's latency.

@@ -5,13 +5,11 @@ import (
 	"context"
 	"errors"
 	"io"
-	"path/filepath"
 	"testing"
 	"time"
 
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	"github.com/barberpro/edge/storage"
-	"github.com/barberpro/edge/storage/seal"
 	st "github.com/barberpro/edge/storage/storagetest"
 	"github.com/hashicorp/raft"
 )
@@ -22,14 +20,7 @@ import (
 // log and fsm.db). It returns the needles of the wrapped key and the note.
 func sealedClientGroup(t *testing.T, client string, shredWithin time.Duration) ([]*storage.Store, []*raft.InmemTransport, [][]byte) {
 	t.Helper()
-	kekPath := filepath.Join(t.TempDir(), "ar.kek")
-	if _, err := seal.InitKEK(kekPath); err != nil {
-		t.Fatal(err)
-	}
-	kek, err := seal.LoadKEK(kekPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, kek := newKEK(t)
 	cfg := storage.LocalConfig()
 	cfg.CompactInterval = -1
 	cfg.ShredWithin = shredWithin
@@ -139,14 +130,7 @@ func TestShred_Review9_FollowerDownDuringErasure(t *testing.T) {
 // removes them.
 func TestShred_Review9_RestoredSnapshotWithResidueIsShredded(t *testing.T) {
 	ctx := context.Background()
-	kekPath := filepath.Join(t.TempDir(), "ar.kek")
-	if _, err := seal.InitKEK(kekPath); err != nil {
-		t.Fatal(err)
-	}
-	kek, err := seal.LoadKEK(kekPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, kek := newKEK(t)
 	cfg := st.Config(t)
 	cfg.CompactInterval = -1
 	cfg.ShredWithin = 4 * time.Second

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
@@ -347,6 +348,10 @@ type Store struct {
 	stopMaintain context.CancelFunc // ends maintain (maintain.go)
 	maintainDone chan struct{}
 
+	// foreignRefused counts Raft connections refused as another group's
+	// (groupcheck.go).
+	foreignRefused prometheus.Counter
+
 	shredMu   sync.Mutex         // one shred at a time (shred.go)
 	stopShred context.CancelFunc // ends shredLoop
 	shredDone chan struct{}
@@ -361,7 +366,8 @@ type Store struct {
 // group; on an existing data dir it resumes. Before raft starts, an FSM
 // behind the latest snapshot is brought up to it from the log or by restoring
 // the snapshot (see catchUpFSM); Open fails if neither is possible. Open does
-// not wait for a leader: use WaitReady.
+// not wait for a leader: use WaitReady. A data dir restored from a backup of
+// another jurisdiction than cfg.Jurisdiction is refused (ErrWrongJurisdiction).
 func Open(cfg Config) (_ *Store, err error) {
 	def := DefaultConfig()
 	zeroToDefault(&cfg.MaxBatch, def.MaxBatch)
@@ -390,6 +396,8 @@ func Open(cfg Config) (_ *Store, err error) {
 		lcCh:      make(chan struct{}),
 		done:      make(chan struct{}),
 		watchDone: make(chan struct{}),
+
+		foreignRefused: newForeignGroupCounter(),
 	}
 	s.SetForwarder(cfg.Forwarder)
 	defer func() {
@@ -417,10 +425,19 @@ func Open(cfg Config) (_ *Store, err error) {
 	if err := catchUpFSM(s.fsm, s.logs, s.snaps, s.logger); err != nil {
 		return nil, err
 	}
+	// A dir restored from a backup holds that backup's jurisdiction's
+	// records (also when they came in a snapshot, as on a joiner): never
+	// serve them from a node of another, nor replay their erasures into its
+	// KEK's ledger.
+	if from, ok := s.RestoredFrom(); ok && from.Jurisdiction != cfg.Jurisdiction {
+		return nil, fmt.Errorf("%w: %s was restored from a backup of jurisdiction %q (taken %s by %s); this node is in %q",
+			ErrWrongJurisdiction, cfg.DataDir, from.Jurisdiction, from.TakenAt.UTC().Format(time.RFC3339), from.Node, cfg.Jurisdiction)
+	}
 	s.fsm.replayErasures()
 	s.trans = cfg.Transport
 	if s.trans == nil {
-		nt, err := newTCPTransport(cfg.RaftAddr, cfg.RaftTLS, hl.Named("transport"))
+		gc := &groupCheck{local: s.fsm.groupID, refused: s.foreignRefused, logger: s.logger}
+		nt, err := newTCPTransport(cfg.RaftAddr, cfg.RaftTLS, gc, hl.Named("transport"))
 		if err != nil {
 			return nil, fmt.Errorf("storage: raft transport on %s: %w", cfg.RaftAddr, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,10 +30,15 @@ const tlsHandshakeTimeout = 5 * time.Second
 // dialed one completes its client handshake, with ServerName set to the dialed
 // host, before Dial returns. A connection whose handshake fails is closed; raft
 // never sees a byte from it.
+//
+// With a groupCheck (groupcheck.go) the TLS handshake also carries the
+// dialer's Raft group, and an acceptor of another group refuses it.
 type boundStream struct {
-	ln   *net.TCPListener
-	from *net.TCPAddr // nil when listening on an unspecified IP
-	tls  *tls.Config  // nil: plain TCP (storage's own tests only)
+	ln     *net.TCPListener
+	from   *net.TCPAddr // nil when listening on an unspecified IP
+	tls    *tls.Config  // nil: plain TCP (storage's own tests only)
+	accept *tls.Config  // tls as a server (with the group check)
+	group  *groupCheck  // nil: no group check
 }
 
 var _ raft.StreamLayer = (*boundStream)(nil)
@@ -43,7 +49,11 @@ func (s *boundStream) Accept() (net.Conn, error) {
 	if err != nil || s.tls == nil {
 		return c, err
 	}
-	return &serverConn{Conn: tls.Server(c, s.tls)}, nil
+	conf := s.accept
+	if conf == nil {
+		conf = s.tls
+	}
+	return &serverConn{Conn: tls.Server(c, conf)}, nil
 }
 
 func (s *boundStream) Close() error   { return s.ln.Close() }
@@ -66,11 +76,18 @@ func (s *boundStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.
 	}
 	conf := s.tls.Clone()
 	conf.ServerName = host
+	if s.group != nil {
+		conf.NextProtos = s.group.clientProtos()
+	}
 	tc := tls.Client(c, conf)
 	ctx, cancel := context.WithTimeout(context.Background(), min(timeout, tlsHandshakeTimeout))
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		c.Close()
+		if len(conf.NextProtos) > 0 && strings.Contains(err.Error(), "no application protocol") {
+			return nil, fmt.Errorf("storage: raft TLS handshake with %s: %w (the server there belongs to another raft group than this node's %s)",
+				addr, err, strings.TrimPrefix(conf.NextProtos[0], groupALPNPrefix))
+		}
 		return nil, fmt.Errorf("storage: raft TLS handshake with %s: %w", addr, err)
 	}
 	return tc, nil
@@ -110,13 +127,17 @@ func (c *serverConn) Write(b []byte) (int, error) {
 }
 
 // newTCPTransport listens on bind (host:port, a specific IP: raft advertises it)
-// and dials from that IP, over TLS when conf is not nil.
-func newTCPTransport(bind string, conf *tls.Config, logger hclog.Logger) (*raft.NetworkTransport, error) {
+// and dials from that IP, over TLS when conf is not nil, then with the group
+// check gc (nil: none).
+func newTCPTransport(bind string, conf *tls.Config, gc *groupCheck, logger hclog.Logger) (*raft.NetworkTransport, error) {
 	s, err := listenBound(bind)
 	if err != nil {
 		return nil, err
 	}
 	s.tls = conf
+	if conf != nil && gc != nil {
+		s.group, s.accept = gc, gc.serverConfig(conf)
+	}
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: s, MaxPool: 3, Timeout: 10 * time.Second, Logger: logger,
 	}), nil

@@ -30,10 +30,10 @@ the jurisdiction's store: hash = SHA-256(prev_hash || canonical entry).`,
 
 func newAuditVerifyCmd() *cobra.Command {
 	var (
-		addr, dataDir, token, jurisdiction string
-		timeout                            time.Duration
-		pageSize                           int
-		heads                              []string
+		addr, dataDir, token, jurisdiction, ca string
+		timeout                                time.Duration
+		pageSize                               int
+		heads                                  []string
 	)
 	cmd := &cobra.Command{
 		Use:   "verify",
@@ -108,9 +108,13 @@ fails unless entry SEQ still has hash HEX.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
+			hc, err := nodeHTTPClient(ca, 0)
+			if err != nil {
+				return err
+			}
 			v := newChainVerifier(anchors...)
-			c := client.New(addr, nil).WithToken(token)
-			err := c.AuditAll(ctx, client.AuditQuery{Jurisdiction: jurisdiction, Limit: pageSize}, v.add)
+			c := client.New(addr, hc).WithToken(token)
+			err = c.AuditAll(ctx, client.AuditQuery{Jurisdiction: jurisdiction, Limit: pageSize}, v.add)
 			var br *chainBreak
 			if errors.As(err, &br) {
 				return br
@@ -132,6 +136,7 @@ fails unless entry SEQ still has hash HEX.`,
 	fl.StringVar(&jurisdiction, "jurisdiction", "", "whose chain to read, with --addr (default: the node's own)")
 	fl.DurationVar(&timeout, "timeout", 10*time.Minute, "how long the whole walk may take, with --addr")
 	fl.IntVar(&pageSize, "page-size", 500, "entries per request, with --addr (1..500)")
+	addCAFlag(fl, &ca)
 	fl.StringArrayVar(&heads, "head", nil, "SEQ:HEX, a head an earlier verify printed, kept elsewhere: fail unless entry SEQ has hash HEX (repeatable)")
 	return cmd
 }

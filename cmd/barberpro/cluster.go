@@ -18,6 +18,7 @@ func newClusterCmd() *cobra.Command {
 	var (
 		addr    string
 		token   string
+		ca      string
 		asJSON  bool
 		timeout time.Duration
 	)
@@ -30,6 +31,7 @@ func newClusterCmd() *cobra.Command {
 	pf.StringVar(&token, "token", "", "an operator's bearer token (barberpro token issue --role operator)")
 	pf.BoolVar(&asJSON, "json", false, "print the answer as JSON")
 	pf.DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the answer")
+	addCAFlag(pf, &ca)
 
 	run := func(f func(ctx context.Context, c *client.Client, out io.Writer) error) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, _ []string) error {
@@ -41,7 +43,11 @@ func newClusterCmd() *cobra.Command {
 			if u, err := url.Parse(addr); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				return usagef("--addr %q is not a node's API URL: give one like http://127.0.0.11:8080", addr)
 			}
-			return f(ctx, client.New(addr, nil).WithToken(token), cmd.OutOrStdout())
+			hc, err := nodeHTTPClient(ca, 0)
+			if err != nil {
+				return err
+			}
+			return f(ctx, client.New(addr, hc).WithToken(token), cmd.OutOrStdout())
 		}
 	}
 	printJSON := func(out io.Writer, v any) error {

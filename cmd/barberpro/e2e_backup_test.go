@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -176,6 +177,9 @@ func Test_Cluster_DisasterDrill(t *testing.T) {
 	for _, f := range files {
 		if h, err := storage.VerifyBackupFile(f); err != nil || h.Jurisdiction != "ar" {
 			t.Errorf("scheduled backup %s: %+v %v", f, h, err)
+		} else if id, _, _ := strings.Cut(h.Node, "@"); !slices.Contains(ar, id) || !strings.HasSuffix(f, "-"+id+".bpbackup") {
+			// Every node writes into the shared dir: names carry the writer.
+			t.Errorf("scheduled backup %s was written by %s: its name does not say so", f, h.Node)
 		}
 	}
 	t.Logf("drill: %d bookings acknowledged before the backup all present, %d after it lost, first booking %s, new cluster id %s (old %s), RTO %s",

@@ -26,8 +26,10 @@ func TestCLI_EnvVarsMeanOneThing(t *testing.T) {
 		"BARBERPRO_JSON":         nil,
 		"BARBERPRO_TOPOLOGY":     nil,
 		"BARBERPRO_HELP":         nil,
-		"BARBERPRO_CA_DIR":       nil, // the CA's directory (ca init, ca issue)
-		"BARBERPRO_TOKEN_DIR":    nil, // the token keys' directory (token *, bench --token-dir)
+		"BARBERPRO_CA_DIR":       nil,                       // the CA's directory (ca init, ca issue)
+		"BARBERPRO_TOKEN_DIR":    nil,                       // the token keys' directory (token *, bench --token-dir)
+		"BARBERPRO_CA":           nil,                       // the CA certificate trusted for a node's HTTPS API
+		"BARBERPRO_KEK_FILE":     {"node start", "restore"}, // the jurisdiction's key-encryption key
 	}
 	users := map[string][]string{}
 	var walk func(c *cobra.Command)
