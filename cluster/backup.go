@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/barberpro/edge/storage/durable"
 )
 
 // backupSuffix ends the names of scheduled backup files:
@@ -72,6 +74,9 @@ func (n *Node) backupOnce(ctx context.Context) error {
 	path := filepath.Join(n.cfg.BackupDir, name)
 	if err := os.Rename(tmp, path); err != nil {
 		_ = os.Remove(tmp)
+		return err
+	}
+	if err := durable.SyncDir(n.cfg.BackupDir); err != nil {
 		return err
 	}
 	n.backupLast.Store(h.TakenAt.Unix())

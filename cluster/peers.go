@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/barberpro/edge/storage/durable"
+
 	"github.com/barberpro/edge/cluster/membership"
 )
 
@@ -53,12 +55,10 @@ func (n *Node) savePeers(members []membership.Member) {
 		return // gossip events are frequent (every meta change): write only changes
 	}
 	path := filepath.Join(n.cfg.DataDir, peersFile)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o640); err != nil {
-		n.log.Warn("save peers", "err", err)
-		return
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	// Durably: a peers file renamed into place before its bytes reached the
+	// disk is empty after a power cut (the power-loss simulation found it), and
+	// a founder restarted without --join then has no way back to its group.
+	if err := durable.WriteBytes(path, 0o640, b); err != nil {
 		n.log.Warn("save peers", "err", err)
 		return
 	}

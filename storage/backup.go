@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/barberpro/edge/storage/durable"
+
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
@@ -118,42 +120,12 @@ func (s *Store) Backup(ctx context.Context, w io.Writer) (BackupHeader, error) {
 // fsynced, renamed, directory fsynced).
 func (s *Store) BackupToFile(ctx context.Context, path string) (BackupHeader, error) {
 	var h BackupHeader
-	err := writeFileAtomic(path, func(w io.Writer) error {
+	err := durable.WriteFile(path, 0o600, func(w io.Writer) error {
 		var err error
 		h, err = s.Backup(ctx, w)
 		return err
 	})
 	return h, err
-}
-
-// writeFileAtomic writes path through fill into a temporary file beside it,
-// fsyncs it, renames it over path and fsyncs the directory.
-func writeFileAtomic(path string, fill func(w io.Writer) error) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("storage: %w", err)
-	}
-	tmp := f.Name()
-	bw := bufio.NewWriterSize(f, 1<<20)
-	err = fill(bw)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
 }
 
 type hashWriter struct {
@@ -377,9 +349,9 @@ func RestoreBackup(path, dataDir string, opt RestoreOptions) (RestoreResult, err
 	}
 	done = true
 	_ = os.RemoveAll(tmp)
-	err = syncDir(dataDir)
+	err = durable.SyncDir(dataDir)
 	if err == nil && created {
-		err = syncDir(filepath.Dir(dataDir))
+		err = durable.SyncDir(filepath.Dir(dataDir))
 	}
 	if err != nil {
 		return res, fmt.Errorf("storage: restore: %w", err)
@@ -420,7 +392,7 @@ func buildRestore(path, dir string, opt RestoreOptions) (RestoreResult, error) {
 	}
 	defer f.Close()
 	fsmPath := filepath.Join(dir, FSMFile)
-	err = writeFileAtomic(fsmPath, func(w io.Writer) error {
+	err = durable.WriteFile(fsmPath, 0o600, func(w io.Writer) error {
 		var err error
 		res.BackupHeader, err = copyBackup(nil, w, bufio.NewReaderSize(f, 1<<20), func(h BackupHeader) error {
 			if h.Jurisdiction != opt.Jurisdiction {
@@ -468,7 +440,7 @@ func buildRestore(path, dir string, opt RestoreOptions) (RestoreResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("storage: restore: %w", err)
 	}
-	err = writeFileAtomic(filepath.Join(dir, RestoredMarker), func(w io.Writer) error {
+	err = durable.WriteFile(filepath.Join(dir, RestoredMarker), 0o600, func(w io.Writer) error {
 		_, err := w.Write(append(from, '\n'))
 		return err
 	})

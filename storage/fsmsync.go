@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/barberpro/edge/storage/durable"
 )
 
 // Lazy FSM durability (see DESIGN.md, "Durability"): once a Store runs, the
@@ -120,7 +122,7 @@ func discardUntrustedFSM(path string, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("storage: discard untrusted %s: %w", path, err)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(path)); err != nil {
 		return fmt.Errorf("storage: discard untrusted %s: sync dir: %w", path, err)
 	}
 	logger.Warn("discarded fsm.db: it may be torn by a power loss; rebuilding it from the latest snapshot and the raft log",
@@ -147,7 +149,7 @@ func writeBootMarker(path, s string) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", p, err)
 	}
-	return syncDir(filepath.Dir(path))
+	return durable.SyncDir(filepath.Dir(path))
 }
 
 // startSyncing switches the FSM to commits without fsync, made durable by a

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/barberpro/edge/storage/durable"
+
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
 )
@@ -156,7 +158,7 @@ func (s *LogStore) rewrite() error {
 		_ = os.Remove(tmp)
 		return errors.Join(fmt.Errorf("rewrite raft.db: rename: %w", err), s.openDB())
 	}
-	serr := syncDir(filepath.Dir(s.path))
+	serr := durable.SyncDir(filepath.Dir(s.path))
 	if err := s.openDB(); err != nil {
 		return s.noteWrite("rewrite", fmt.Errorf("rewrite raft.db: reopen: %w", err))
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/barberpro/edge/storage/durable"
+
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
@@ -228,7 +230,7 @@ func (s *Store) removeOlderSnapshots() error {
 		removed++
 	}
 	if removed > 0 {
-		if err := syncDir(dir); err != nil {
+		if err := durable.SyncDir(dir); err != nil {
 			errs = append(errs, fmt.Errorf("sync snapshots dir: %w", err))
 		}
 	}
@@ -328,7 +330,7 @@ func (s *Store) markShredPending() error {
 	if err != nil {
 		return err
 	}
-	return syncDir(s.cfg.DataDir)
+	return durable.SyncDir(s.cfg.DataDir)
 }
 
 func fileExists(p string) bool {
@@ -376,26 +378,7 @@ func readShredDone(dir string) uint64 {
 
 // writeShredDone replaces the data dir's shred.done with n, atomically.
 func writeShredDone(dir string, n uint64) error {
-	f, err := os.CreateTemp(dir, shredDoneFile+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.WriteString(strconv.FormatUint(n, 10) + "\n")
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, shredDoneFile))
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
+	return durable.WriteBytes(filepath.Join(dir, shredDoneFile), 0o600, []byte(strconv.FormatUint(n, 10)+"\n"))
 }
 
 // rewrite rewrites fsm.db without free pages: under mu (no reader, no apply,
@@ -430,7 +413,7 @@ func (f *fsm) rewrite() error {
 	// A failed directory fsync leaves the rename (and so the shred) not
 	// durable: reported as an error, like LogStore.rewrite, so the shred is
 	// retried rather than marked done.
-	serr := syncDir(filepath.Dir(f.path))
+	serr := durable.SyncDir(filepath.Dir(f.path))
 	if err := f.openDB(); err != nil {
 		return errors.Join(fmt.Errorf("rewrite fsm.db: reopen: %w", err), serr)
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/barberpro/edge/storage/durable"
+
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
 )
@@ -113,7 +115,7 @@ func (f *fsm) restoreFile(r io.Reader, beforeSwap func() error) error {
 		return fmt.Errorf("storage: restore: rename: %w", err)
 	}
 	renamed = true
-	if err := syncDir(dir); err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		f.logger.Warn("fsync of data dir after restore failed", "dir", dir, "err", err)
 	}
 	if err := f.openDB(); err != nil {
@@ -162,15 +164,6 @@ func checkSnapshotFile(path string) error {
 		}
 		return nil
 	})
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // replayChunk is how many log entries catchUpFSM applies per transaction.

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/barberpro/edge/storage/durable"
+
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
@@ -474,7 +476,7 @@ func Open(cfg Config) (_ *Store, err error) {
 			if err := os.Remove(filepath.Join(cfg.DataDir, RestoredMarker)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return nil, fmt.Errorf("storage: remove %s: %w", RestoredMarker, err)
 			}
-			_ = syncDir(cfg.DataDir)
+			_ = durable.SyncDir(cfg.DataDir)
 		}
 	}
 	// From here on the FSM commits without fsync (fsmsync.go): catch-up and

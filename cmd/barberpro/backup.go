@@ -8,9 +8,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/barberpro/edge/storage/durable"
 
 	"github.com/spf13/cobra"
 
@@ -94,45 +94,19 @@ func fetchBackup(cmd *cobra.Command, hc *http.Client, addr, token, jurisdiction,
 		}
 		return h, 0, p
 	}
-	dir := filepath.Dir(out)
-	f, err := os.CreateTemp(dir, filepath.Base(out)+".tmp-*")
-	if err != nil {
-		return h, 0, err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
+	var cw countWriter
+	err = durable.WriteFile(out, 0o600, func(w io.Writer) error {
+		cw.w = w
+		var err error
+		if h, err = storage.CopyBackup(&cw, bufio.NewReaderSize(resp.Body, 1<<20)); err != nil {
+			return fmt.Errorf("backup: the stream from %s is not a complete backup: %w", addr, err)
 		}
-	}()
-	bw := bufio.NewWriterSize(f, 1<<20)
-	cw := &countWriter{w: bw}
-	if h, err = storage.CopyBackup(cw, bufio.NewReaderSize(resp.Body, 1<<20)); err != nil {
-		return h, 0, fmt.Errorf("backup: the stream from %s is not a complete backup: %w", addr, err)
-	}
-	if h.Jurisdiction != jurisdiction {
-		return h, 0, fmt.Errorf("backup: %s sent a backup of %q, not %q", addr, h.Jurisdiction, jurisdiction)
-	}
-	if err := bw.Flush(); err != nil {
-		return h, 0, err
-	}
-	if err := f.Sync(); err != nil {
-		return h, 0, err
-	}
-	if err := f.Close(); err != nil {
-		return h, 0, err
-	}
-	if err := os.Rename(tmp, out); err != nil {
-		return h, 0, err
-	}
-	ok = true
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return h, cw.n, nil
+		if h.Jurisdiction != jurisdiction {
+			return fmt.Errorf("backup: %s sent a backup of %q, not %q", addr, h.Jurisdiction, jurisdiction)
+		}
+		return nil
+	})
+	return h, cw.n, err
 }
 
 type countWriter struct {

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/barberpro/edge/storage/durable"
+
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 )
@@ -130,12 +132,7 @@ func writeJSON(path string, v any, perm fs.FileMode, exclusive bool) error {
 		}
 		return nil
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, perm); err != nil {
-		return fmt.Errorf("auth: write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	if err := durable.WriteBytes(path, perm, b); err != nil {
 		return fmt.Errorf("auth: write %s: %w", path, err)
 	}
 	return nil

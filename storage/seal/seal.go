@@ -51,6 +51,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/barberpro/edge/storage/durable"
+
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 )
 
@@ -163,7 +165,7 @@ func InitKEK(path string) (id string, err error) {
 		_ = os.Remove(path)
 		return "", fmt.Errorf("seal: write key file: %w", werr)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(path)); err != nil {
 		return "", err
 	}
 	return id, nil
@@ -257,7 +259,7 @@ func (k *KEK) loadLedger() error {
 	}
 	if info.Size() == 0 {
 		// Possibly just created: make its directory entry durable.
-		if err := syncDir(filepath.Dir(k.ledger)); err != nil {
+		if err := durable.SyncDir(filepath.Dir(k.ledger)); err != nil {
 			return err
 		}
 	}
@@ -579,17 +581,4 @@ func readBounded(path string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %s: larger than %d bytes", ErrBadKEKFile, path, limit)
 	}
 	return raw, nil
-}
-
-// syncDir fsyncs a directory so a file created in it survives a crash.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("seal: sync dir: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("seal: sync dir: %w", err)
-	}
-	return nil
 }
