@@ -620,8 +620,12 @@ func (a *calendarActor) onProposed(ctx actor.Context, m *proposed) {
 			a.done.put(o.key, doneKey{kind: o.kind, hash: o.hash, reply: rep})
 		}
 	}
+	// Every waiter gets rep itself, not a copy: rep and its records are
+	// never modified once settled (memory replaces a record, it does not
+	// change it), and receivers only read them (Calendars' contract). A copy
+	// per answer was the actor's largest cost after the store.
 	for _, w := range o.waiters {
-		a.reply(ctx, w, proto.Clone(rep).(*calendarv1.Reply), cause)
+		a.reply(ctx, w, rep, cause)
 	}
 	// Memory now follows the store's verdict on o: the requests that were
 	// waiting for it are judged against that.
