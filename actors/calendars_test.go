@@ -70,7 +70,7 @@ func newEnv(t *testing.T, mod func(*actors.Config)) *env {
 	return &env{store: s, cals: actorstest.MustStart(t, cfg)}
 }
 
-func ctx(t *testing.T) context.Context {
+func ctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
 	return c

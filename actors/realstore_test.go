@@ -15,7 +15,7 @@ import (
 
 // realStore opens a one-node Raft store holding provider p1 and returns it
 // with a calendar Config over it.
-func realStore(t *testing.T) (*storage.Store, actors.Config) {
+func realStore(t testing.TB) (*storage.Store, actors.Config) {
 	t.Helper()
 	cfg := storage.LocalConfig()
 	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.Bootstrap = "ba-1", t.TempDir(), "127.0.0.1:0", true
