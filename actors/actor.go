@@ -106,6 +106,9 @@ type calendarActor struct {
 	// was checked with the store (confirmConflict): it is then answered from
 	// memory, which the check refreshed if needed.
 	confirming bool
+	// keyAbsent is set with confirming when the store said the request's
+	// idempotency key took effect nowhere (confirmConflict's key).
+	keyAbsent bool
 
 	providerID string
 	cfg        *Config
@@ -432,10 +435,11 @@ func (a *calendarActor) book(ctx actor.Context, r *calendarv1.BookRequest, w wai
 		}
 		// A slot lost to another booking is a 409, even if the start is also invalid.
 		h := a.bookings[id[min(2, len(id)):]]
-		if r.GetIdempotencyKey() == "" || h == nil || !h.loaded ||
+		key := r.GetIdempotencyKey()
+		if key == "" || h == nil || !h.loaded || (a.confirming && a.keyAbsent) ||
 			calendar.CheckStart(a.provider, svc, start, a.now()) != nil {
 			if h != nil && !a.confirming {
-				a.confirmConflict(ctx, []*bookingv1.Booking{h.b}, r, w)
+				a.confirmConflict(ctx, []*bookingv1.Booking{h.b}, r, w, "")
 				return
 			}
 			a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_SLOT_TAKEN,
@@ -443,8 +447,15 @@ func (a *calendarActor) book(ctx actor.Context, r *calendarv1.BookRequest, w wai
 			return
 		}
 		// It overlaps a booking loaded from the store, whose key we do not know:
-		// it may be this very request, answered before this activation. Let the
-		// FSM judge; it replays the first answer or says SLOT_TAKEN.
+		// it may be this very request, answered before this activation. Unless
+		// the request carries policy the FSM checks before the slot (consent,
+		// verification), ask the store whether its key took effect: if not, it
+		// is refused like any other (confirmConflict). Else let the FSM judge;
+		// it replays the first answer or says SLOT_TAKEN.
+		if !a.confirming && r.GetConsentPurpose() == "" && !r.GetRequireVerified() {
+			a.confirmConflict(ctx, []*bookingv1.Booking{h.b}, r, w, key)
+			return
+		}
 		verify = true
 	} else if err := calendar.CheckStart(a.provider, svc, start, a.now()); err != nil {
 		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "%v", err), nil)
@@ -505,7 +516,7 @@ func (a *calendarActor) reschedule(ctx actor.Context, r *calendarv1.RescheduleRe
 			return
 		}
 		if oh := a.bookings[other[min(2, len(other)):]]; oh != nil && !a.confirming {
-			a.confirmConflict(ctx, []*bookingv1.Booking{oh.b}, r, w)
+			a.confirmConflict(ctx, []*bookingv1.Booking{oh.b}, r, w, "")
 			return
 		}
 		a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_SLOT_TAKEN,
@@ -620,8 +631,12 @@ func (a *calendarActor) onProposed(ctx actor.Context, m *proposed) {
 			a.done.put(o.key, doneKey{kind: o.kind, hash: o.hash, reply: rep})
 		}
 	}
+	// Every waiter gets rep itself, not a copy: rep and its records are
+	// never modified once settled (memory replaces a record, it does not
+	// change it), and receivers only read them (Calendars' contract). A copy
+	// per answer was the actor's largest cost after the store.
 	for _, w := range o.waiters {
-		a.reply(ctx, w, proto.Clone(rep).(*calendarv1.Reply), cause)
+		a.reply(ctx, w, rep, cause)
 	}
 	// Memory now follows the store's verdict on o: the requests that were
 	// waiting for it are judged against that.

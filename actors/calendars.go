@@ -15,7 +15,9 @@ import (
 // Calendars is the front door to the providers' calendar actors: it routes each
 // request to the provider's activation (activating it on demand) and turns the
 // Reply into a value or an error wrapping one of the package's sentinels. It is
-// safe for concurrent use.
+// safe for concurrent use. The records it answers (bookings, providers, the
+// Reply) may be shared with the calendar actor's memory and other callers:
+// read them, never modify them (proto.Clone one to change it).
 type Calendars struct {
 	cfg Config
 

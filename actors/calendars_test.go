@@ -70,7 +70,7 @@ func newEnv(t *testing.T, mod func(*actors.Config)) *env {
 	return &env{store: s, cals: actorstest.MustStart(t, cfg)}
 }
 
-func ctx(t *testing.T) context.Context {
+func ctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
 	return c
@@ -688,4 +688,43 @@ func TestCalendars_StorageUnavailableIsSaid(t *testing.T) {
 	}
 	down.Store(false)
 	e.mustBook(t, "p1", "cut", start, "k1")
+}
+
+// TestCalendars_KeyedRefusalOverLoadedBookingNeedsNoProposal: a keyed request
+// for a slot held by a booking loaded from the store (whose key memory does not
+// know) is refused without a Raft proposal when the store holds no record of
+// its key; a retry of the request that made the booking is still replayed by
+// the FSM, a key used by another request still answers a mismatch, and a
+// request with policy the FSM checks before the slot still goes to the FSM.
+func TestCalendars_KeyedRefusalOverLoadedBookingNeedsNoProposal(t *testing.T) {
+	e := newEnv(t, func(c *actors.Config) { c.IdleTimeout = 50 * time.Millisecond })
+	b := e.mustBook(t, "p1", "cut", at(2, 10, 0), "a")
+	eventually(t, "passivation", func() bool { return e.cals.Active() == 0 })
+	e.slots(t, "p1", "cut", "2026-12-02") // reactivate: the booking is loaded now
+
+	props := e.store.Proposals()
+	if _, err := e.book(t, "p1", "cut", at(2, 10, 0), "z"); !errors.Is(err, actors.ErrSlotTaken) {
+		t.Fatalf("another key over a loaded booking: %v, want slot taken", err)
+	}
+	if n := e.store.Proposals() - props; n != 0 {
+		t.Fatalf("refusal over a loaded booking made %d proposals, want 0", n)
+	}
+	props = e.store.Proposals()
+	if _, err := e.cals.Book(ctx(t), &calendarv1.BookRequest{ProviderId: "p1", ServiceId: "cut", ClientId: "c1",
+		StartMs: at(2, 10, 0), BookingId: "b-psy", IdempotencyKey: "psy", RequestHash: []byte("psy"),
+		ConsentPurpose: "psychology-care"}); err == nil {
+		t.Fatal("policy request over a loaded booking was booked")
+	}
+	if n := e.store.Proposals() - props; n != 1 {
+		t.Fatalf("request with a consent purpose over a loaded booking made %d proposals, want 1 (the FSM checks consent first)", n)
+	}
+	props = e.store.Proposals()
+	again := e.mustBook(t, "p1", "cut", at(2, 10, 0), "a")
+	if again.GetId() != b.GetId() || e.store.Proposals()-props != 1 {
+		t.Fatalf("retry of the first request: %v after %d proposals, want %s replayed by the FSM", again, e.store.Proposals()-props, b.GetId())
+	}
+	if _, err := e.cals.Book(ctx(t), &calendarv1.BookRequest{ProviderId: "p1", ServiceId: "cut", ClientId: "c1",
+		StartMs: at(2, 10, 15), BookingId: "b-other", IdempotencyKey: "a", RequestHash: []byte("other")}); !errors.Is(err, actors.ErrIdempotencyKeyReused) {
+		t.Fatalf("key of another request over a loaded booking: %v, want idempotency key reused", err)
+	}
 }

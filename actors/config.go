@@ -38,6 +38,10 @@ type Store interface {
 	// committed before the call: a calendar that (re)loads on a follower, e.g.
 	// after moving from a dead node, must not start from stale state.
 	LinearizableRead(ctx context.Context) error
+	// Idempotency returns the record of an idempotency key whose command took
+	// effect, or an error for which Config.IsNotFound is true when there is
+	// none.
+	Idempotency(ctx context.Context, key string) (*bookingv1.IdempotencyRecord, error)
 }
 
 // Defaults of Config.

@@ -62,7 +62,14 @@ func (a *calendarActor) reservationOwner(busyID string) *op {
 // them (and the FSM cancels bookings itself on a consent withdrawal), and a
 // refusal from stale memory would be a wrong answer the FSM never sees. The
 // answer comes back as *confirmed.
-func (a *calendarActor) confirmConflict(ctx actor.Context, bs []*bookingv1.Booking, req proto.Message, w waiter) {
+//
+// With key set (a keyed request that overlaps a booking loaded from the store,
+// whose key memory does not know), the check also reads whether a command
+// with that key took effect: if none did, the FSM would refuse the request as
+// it refuses any other (refusals record no key), and it is refused here
+// without a Raft round trip; if one did, it may be this very request, and the
+// FSM judges it (replay or mismatch).
+func (a *calendarActor) confirmConflict(ctx actor.Context, bs []*bookingv1.Booking, req proto.Message, w waiter, key string) {
 	o := a.newOp(opConfirm, "", nil, w)
 	o.req, o.bookings = req, bs
 	self, root, store, timeout, rctx := ctx.Self(), a.system.Root, a.store, a.cfg.RequestTimeout, a.lctx()
@@ -82,7 +89,15 @@ func (a *calendarActor) confirmConflict(ctx actor.Context, bs []*bookingv1.Booki
 				cur[i], err = nil, nil
 			}
 		}
-		root.Send(self, &confirmed{op: o, current: cur, err: err})
+		keyAbsent := false
+		if err == nil && key != "" {
+			if _, kerr := store.Idempotency(c, key); isNotFound(kerr) {
+				keyAbsent = true
+			} else if kerr != nil {
+				err = kerr
+			}
+		}
+		root.Send(self, &confirmed{op: o, current: cur, keyAbsent: keyAbsent, err: err})
 	}()
 }
 
@@ -91,7 +106,10 @@ func (a *calendarActor) confirmConflict(ctx actor.Context, bs []*bookingv1.Booki
 type confirmed struct {
 	op      *op
 	current []*bookingv1.Booking
-	err     error
+	// keyAbsent: the request's idempotency key (confirmConflict's key) has
+	// no record in the store.
+	keyAbsent bool
+	err       error
 }
 
 // onConfirmed refuses the request if the conflicting bookings still hold their
@@ -115,7 +133,7 @@ func (a *calendarActor) onConfirmed(ctx actor.Context, m *confirmed) {
 	if stale {
 		a.reload("memory held a booking the store has moved or cancelled")
 	}
-	a.confirming = true
-	defer func() { a.confirming = false }()
+	a.confirming, a.keyAbsent = true, m.keyAbsent
+	defer func() { a.confirming, a.keyAbsent = false, false }()
 	a.handle(ctx, o.req, w)
 }

@@ -13,10 +13,10 @@ import (
 	st "github.com/barberpro/edge/storage/storagetest"
 )
 
-// TestCalendars_SeriesAgainstTheRealFSM runs series through a real one-node
-// Raft store: the command the calendar proposes is the one the FSM accepts
-// (all or none, exact conflicts, cancel from a date, consent before the slot).
-func TestCalendars_SeriesAgainstTheRealFSM(t *testing.T) {
+// realStore opens a one-node Raft store holding provider p1 and returns it
+// with a calendar Config over it.
+func realStore(t testing.TB) (*storage.Store, actors.Config) {
+	t.Helper()
 	cfg := storage.LocalConfig()
 	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.Bootstrap = "ba-1", t.TempDir(), "127.0.0.1:0", true
 	cfg.Logger, cfg.Clock, cfg.Jurisdiction = st.Logger(), clock, "ar"
@@ -36,6 +36,42 @@ func TestCalendars_SeriesAgainstTheRealFSM(t *testing.T) {
 	ac := actorstest.Config(actorstest.NewStore(), clock)
 	ac.Store = s
 	ac.IsNotFound = func(err error) bool { return errors.Is(err, storage.ErrNotFound) }
+	return s, ac
+}
+
+// TestCalendars_KeyedRefusalOnTheRealFSM: over the real store, a keyed booking
+// of a slot a loaded booking holds is refused without a Raft entry, and a
+// retry of the request that made the booking is replayed.
+func TestCalendars_KeyedRefusalOnTheRealFSM(t *testing.T) {
+	s, ac := realStore(t)
+	c := ctx(t)
+	first, err := actorstest.MustStart(t, ac).Book(c, &calendarv1.BookRequest{ProviderId: "p1", ServiceId: "cut", ClientId: "c0",
+		StartMs: at(16, 10, 0), BookingId: "single", IdempotencyKey: "single", RequestHash: []byte("single")})
+	if err != nil {
+		t.Fatalf("Book: %v", err)
+	}
+	fresh := actorstest.MustStart(t, ac) // loads the booking: its key unknown
+	last := s.Stats().LastLogIndex
+	if _, err := fresh.Book(c, &calendarv1.BookRequest{ProviderId: "p1", ServiceId: "cut", ClientId: "c1",
+		StartMs: at(16, 10, 0), BookingId: "other", IdempotencyKey: "other", RequestHash: []byte("other")}); !errors.Is(err, actors.ErrSlotTaken) {
+		t.Fatalf("another key over the loaded booking: %v, want slot taken", err)
+	}
+	if got := s.Stats().LastLogIndex; got != last {
+		t.Fatalf("the refusal appended %d Raft entries, want none", got-last)
+	}
+	again, err := fresh.Book(c, &calendarv1.BookRequest{ProviderId: "p1", ServiceId: "cut", ClientId: "c0",
+		StartMs: at(16, 10, 0), BookingId: "single-retry", IdempotencyKey: "single", RequestHash: []byte("single")})
+	if err != nil || again.GetId() != first.GetId() {
+		t.Fatalf("retry over its own loaded booking: %v %v, want %s replayed", again, err, first.GetId())
+	}
+}
+
+// TestCalendars_SeriesAgainstTheRealFSM runs series through a real one-node
+// Raft store: the command the calendar proposes is the one the FSM accepts
+// (all or none, exact conflicts, cancel from a date, consent before the slot).
+func TestCalendars_SeriesAgainstTheRealFSM(t *testing.T) {
+	s, ac := realStore(t)
+	c := ctx(t)
 	cals := actorstest.MustStart(t, ac)
 
 	if _, err := cals.Book(c, &calendarv1.BookRequest{ProviderId: "p1", ServiceId: "cut", ClientId: "c0", StartMs: at(16, 10, 0),

@@ -80,7 +80,7 @@ func (a *calendarActor) bookSeries(ctx actor.Context, r *calendarv1.BookSeriesRe
 			// A slot lost to another booking is a 409, even if a start is also
 			// invalid; memory is confirmed with the store before it refuses.
 			if len(holders) > 0 && !a.confirming {
-				a.confirmConflict(ctx, holders, r, w)
+				a.confirmConflict(ctx, holders, r, w, "")
 				return
 			}
 			rep := errReply(calendarv1.ErrorCode_ERROR_CODE_SLOT_TAKEN,

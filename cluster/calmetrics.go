@@ -99,11 +99,17 @@ func (m *calendarMetrics) UpdateProvider(ctx context.Context, req *calendarv1.Up
 
 func (m *calendarMetrics) observe(op, providerID, bookingID, vertical string, start time.Time, err error) {
 	d := time.Since(start)
-	if vertical != "" && providerID != "" {
-		m.verticals.Store(providerID, vertical)
-	} else if v, ok := m.verticals.Load(providerID); ok {
-		vertical = v.(string)
-	} else if providerID != "" && m.lookup != nil {
+	known, seen := m.verticals.Load(providerID)
+	switch {
+	case vertical != "" && providerID != "":
+		// Stored only when new: a Store on every request allocates and takes
+		// the map's lock (a provider's vertical never changes).
+		if !seen || known != any(vertical) {
+			m.verticals.Store(providerID, vertical)
+		}
+	case seen:
+		vertical = known.(string)
+	case providerID != "" && m.lookup != nil:
 		if vertical = m.lookup(providerID); vertical != "" {
 			m.verticals.Store(providerID, vertical)
 		}

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -74,5 +75,22 @@ func TestCalendarMetrics_Labels(t *testing.T) {
 	}
 	if lookups != 2 { // prv_cordoba_psi once (then remembered), legacy-provider once
 		t.Errorf("lookups = %d, want 2", lookups)
+	}
+}
+
+// TestCalendarMetrics_KnownVerticalAllocatesNothing checks that a request whose
+// answer names a vertical already remembered for its provider costs no
+// allocation in the metrics (the map is written only when the vertical is new).
+func TestCalendarMetrics_KnownVerticalAllocatesNothing(t *testing.T) {
+	m := instrumentCalendars(refusingCalendars{}, prometheus.NewRegistry(), nil).(*calendarMetrics)
+	start := time.Now()
+	m.observe("cancel", "prv_rosario_1", "bkg_rosario_1", "beauty", start, nil)
+	if n := testing.AllocsPerRun(100, func() {
+		m.observe("cancel", "prv_rosario_1", "bkg_rosario_1", "beauty", start, nil)
+	}); n != 0 {
+		t.Fatalf("observe with a known vertical: %v allocations, want 0", n)
+	}
+	if v, _ := m.verticals.Load("prv_rosario_1"); v != "beauty" {
+		t.Fatalf("vertical remembered: %v, want beauty", v)
 	}
 }

@@ -37,7 +37,7 @@ func (instantCalendars) Book(_ context.Context, r *calendarv1.BookRequest) (*boo
 func BenchmarkEdge_CreateBooking(b *testing.B) {
 	st := edgetest.NewStore()
 	st.PutProvider(&bookingv1.Provider{
-		Id: "prv_1", Timezone: "America/Argentina/Buenos_Aires", City: "buenos-aires",
+		Id: "prv_buenos-aires_1", Timezone: "America/Argentina/Buenos_Aires", City: "buenos-aires", Vertical: "barber", Jurisdiction: "ar",
 		Services: []*bookingv1.Service{{Id: "svc_1", DurationMinutes: 30, Price: &bookingv1.Money{Cents: 150000, Currency: "ARS"}}},
 	})
 	cfg := DefaultConfig()
@@ -55,7 +55,7 @@ func BenchmarkEdge_CreateBooking(b *testing.B) {
 		b.Fatal(err)
 	}
 	handler := srv.Handler()
-	body := bookingBody("prv_1", "svc_1", "cli_1", "2026-12-01T09:00:00-03:00")
+	body := bookingBody("prv_buenos-aires_1", "svc_1", "cli_1", "2026-12-01T09:00:00-03:00")
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {

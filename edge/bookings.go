@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/barberpro/edge/cluster/topology"
@@ -95,14 +94,20 @@ func (s *Server) createBooking(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if p == nil {
+		if p, err = s.providerFacts(ctx, in.ProviderID, in.ServiceID); err != nil {
+			return err
+		}
+	}
+	if !offers(p, in.ServiceID) {
+		return invalid("service_id %q is not a service of provider %s", in.ServiceID, in.ProviderID)
+	}
+	v := s.vertical(p.GetVertical())
+	if v.LicenseRequired && p.GetVerifiedAtMs() == 0 {
+		// The precheck reads the verification, which changes: from the store.
 		if p, err = s.readProvider(ctx, in.ProviderID); err != nil {
 			return err
 		}
 	}
-	if !slices.ContainsFunc(p.GetServices(), func(sv *bookingv1.Service) bool { return sv.GetId() == in.ServiceID }) {
-		return invalid("service_id %q is not a service of provider %s", in.ServiceID, in.ProviderID)
-	}
-	v := s.vertical(p.GetVertical())
 	if err := s.checkResidency("a booking of provider "+p.GetId(), v, p.GetJurisdiction()); err != nil {
 		return err
 	}

@@ -434,7 +434,7 @@ func (s *Server) availability(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p, err := s.readProvider(r.Context(), id)
+	p, err := s.providerFacts(r.Context(), id, "") // its zone and vertical
 	if err != nil {
 		return err
 	}

@@ -43,6 +43,8 @@ type Server struct {
 	peerClient *http.Client
 
 	zones sync.Map // IANA name → *time.Location
+	// providers holds providers for their immutable facts (providercache.go).
+	providers providerCache
 }
 
 // handlerFunc handles one request; a returned error is answered as a problem.

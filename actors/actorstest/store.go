@@ -139,6 +139,18 @@ func (s *Store) Booking(_ context.Context, id string) (*bookingv1.Booking, error
 	return proto.Clone(b).(*bookingv1.Booking), nil
 }
 
+// Idempotency implements actors.Store: the record of a key whose command
+// took effect (ErrNotFound otherwise).
+func (s *Store) Idempotency(_ context.Context, key string) (*bookingv1.IdempotencyRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.keys[key]
+	if !ok {
+		return nil, fmt.Errorf("idempotency key %q: %w", key, ErrNotFound)
+	}
+	return &bookingv1.IdempotencyRecord{Key: key, RequestHash: rec.hash, ResourceId: rec.res.GetBooking().GetId()}, nil
+}
+
 // Lag makes Booking answer "not found" for id until the next LinearizableRead,
 // as a follower replica that has not yet applied the booking would.
 func (s *Store) Lag(id string) {
