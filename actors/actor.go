@@ -436,7 +436,12 @@ func (a *calendarActor) book(ctx actor.Context, r *calendarv1.BookRequest, w wai
 		// A slot lost to another booking is a 409, even if the start is also invalid.
 		h := a.bookings[id[min(2, len(id)):]]
 		key := r.GetIdempotencyKey()
-		if key == "" || h == nil || !h.loaded || (a.confirming && a.keyAbsent) ||
+		if len(r.GetAudit()) > 0 {
+			// A request carrying audit records is never refused from memory
+			// (psychology.md: every refused access is audited): the FSM
+			// refuses it and appends its audit entries.
+			verify = true
+		} else if key == "" || h == nil || !h.loaded || (a.confirming && a.keyAbsent) ||
 			calendar.CheckStart(a.provider, svc, start, a.now()) != nil {
 			if h != nil && !a.confirming {
 				a.confirmConflict(ctx, []*bookingv1.Booking{h.b}, r, w, "")
@@ -452,7 +457,7 @@ func (a *calendarActor) book(ctx actor.Context, r *calendarv1.BookRequest, w wai
 		// verification), ask the store whether its key took effect: if not, it
 		// is refused like any other (confirmConflict). Else let the FSM judge;
 		// it replays the first answer or says SLOT_TAKEN.
-		if !a.confirming && r.GetConsentPurpose() == "" && !r.GetRequireVerified() {
+		if len(r.GetAudit()) == 0 && !a.confirming && r.GetConsentPurpose() == "" && !r.GetRequireVerified() {
 			a.confirmConflict(ctx, []*bookingv1.Booking{h.b}, r, w, key)
 			return
 		}

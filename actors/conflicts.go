@@ -61,7 +61,9 @@ func (a *calendarActor) reservationOwner(busyID string) *op {
 // during a membership change another activation may have moved or cancelled
 // them (and the FSM cancels bookings itself on a consent withdrawal), and a
 // refusal from stale memory would be a wrong answer the FSM never sees. The
-// answer comes back as *confirmed.
+// answer comes back as *confirmed. A booking request carrying audit records
+// (psychology.md: every refused access is audited) is never refused from
+// memory: it is proposed, and the FSM refuses it and appends its audit entries.
 //
 // With key set (a keyed request that overlaps a booking loaded from the store,
 // whose key memory does not know), the check also reads whether a command
@@ -133,7 +135,9 @@ func (a *calendarActor) onConfirmed(ctx actor.Context, m *confirmed) {
 	if stale {
 		a.reload("memory held a booking the store has moved or cancelled")
 	}
-	a.confirming, a.keyAbsent = true, m.keyAbsent
+	// keyAbsent was read before a reload: it says nothing of the bookings the
+	// reload read (the key may have committed meanwhile), so the FSM judges.
+	a.confirming, a.keyAbsent = true, m.keyAbsent && !stale
 	defer func() { a.confirming, a.keyAbsent = false, false }()
 	a.handle(ctx, o.req, w)
 }

@@ -107,6 +107,9 @@ func (s *Server) createBooking(w http.ResponseWriter, r *http.Request) error {
 		if p, err = s.readProvider(ctx, in.ProviderID); err != nil {
 			return err
 		}
+		if p.GetVerifiedAtMs() != 0 {
+			s.providers.put(p) // verified once, for good: later bookings read it no more
+		}
 	}
 	if err := s.checkResidency("a booking of provider "+p.GetId(), v, p.GetJurisdiction()); err != nil {
 		return err

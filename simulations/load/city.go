@@ -358,12 +358,15 @@ func (run *cityRun) person(ctx context.Context, i int, city string) {
 	}
 }
 
+// maxPause bounds one pause: a huge --think would overflow the duration.
+const maxPause = 24 * time.Hour
+
 // think sleeps a person's pause; false when ctx ended first.
 func (run *cityRun) think(ctx context.Context, rng *rand.Rand) bool {
 	if run.cfg.Think < 0 {
 		return ctx.Err() == nil
 	}
-	d := time.Duration(min(rng.ExpFloat64(), 10) * float64(run.cfg.Think))
+	d := time.Duration(min(min(rng.ExpFloat64(), 10)*float64(run.cfg.Think), float64(maxPause)))
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
