@@ -59,7 +59,8 @@ booking is a real commit, nothing is faked. Four modes (--mode):
                   node of each. A progress line goes to stderr every second (not with
                   --json or --quiet). At the end: per route and city, requests, ok, 409s
                   (a slot someone else took: not errors), errors by status and code, and
-                  p50/p95/p99/max of every answered request. --seed makes every choice
+                  p50/p95/p99/max of every answered request (fast 409s included, which
+                  pull a busy route's p50 down). --seed makes every choice
                   repeatable.
   spread          closed loop: concurrent clients (--users, default 1,16,256, one run per
                   value, 10 s each) book distinct free slots as fast as they are answered,
