@@ -406,7 +406,7 @@ func buildRestore(path, dir string, opt RestoreOptions) (RestoreResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("storage: restore %s: %w", path, err)
 	}
-	if err := checkSnapshotFile(fsmPath); err != nil {
+	if _, err := checkSnapshotFile(fsmPath); err != nil {
 		return res, err
 	}
 	h := res.BackupHeader

@@ -10,6 +10,10 @@ var (
 	// Open).
 	ErrWrongJurisdiction = errors.New("storage: records of another jurisdiction")
 
+	// ErrForeignGroupSnapshot is returned by the FSM's Restore for a snapshot
+	// whose cluster id differs from this node's (another Raft group's).
+	ErrForeignGroupSnapshot = errors.New("storage: snapshot of another raft group")
+
 	// ErrKEKRequired means a restore needs the jurisdiction's key-encryption
 	// key file and its erasure ledger (RestoreOptions.KEKFile), which were
 	// not given, are missing or do not load.

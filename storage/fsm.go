@@ -1089,9 +1089,12 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 
 // Restore replaces the whole db with the snapshot stream; raft calls it to
 // install a snapshot from the leader (or a user restore). See snapshot.go.
+// It refuses (ErrForeignGroupSnapshot, nothing swapped) a snapshot whose
+// cluster id is set and differs from this node's; a node with no id yet (a
+// joiner, or an fsm.db rebuilt after a power loss) accepts any.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	return f.restore(rc, f.beforeInstallSwap)
+	return f.restore(rc, f.groupID(), f.beforeInstallSwap)
 }
 
 // beforeInstallSwap runs in raft's Restore between the snapshot copy being on

@@ -57,9 +57,9 @@ const restoreSuffix = ".restore-"
 // closes the live db, renames the copy over it (atomic on POSIX), fsyncs the
 // directory and reopens. If anything fails before the rename, the live db is
 // untouched.
-func (f *fsm) restore(r io.Reader, beforeSwap func() error) error {
+func (f *fsm) restore(r io.Reader, own string, beforeSwap func() error) error {
 	before := f.erasedClients()
-	if err := f.restoreFile(r, beforeSwap); err != nil {
+	if err := f.restoreFile(r, own, beforeSwap); err != nil {
 		return err
 	}
 	f.noticeRestoredErasures(before)
@@ -67,7 +67,7 @@ func (f *fsm) restore(r io.Reader, beforeSwap func() error) error {
 }
 
 // restoreFile is restore without the erasure notifications.
-func (f *fsm) restoreFile(r io.Reader, beforeSwap func() error) error {
+func (f *fsm) restoreFile(r io.Reader, own string, beforeSwap func() error) error {
 	dir := filepath.Dir(f.path)
 	tmp, err := os.CreateTemp(dir, filepath.Base(f.path)+restoreSuffix+"*")
 	if err != nil {
@@ -90,8 +90,17 @@ func (f *fsm) restoreFile(r io.Reader, beforeSwap func() error) error {
 	if err != nil {
 		return fmt.Errorf("storage: restore: write %s: %w", tmpPath, err)
 	}
-	if err := checkSnapshotFile(tmpPath); err != nil {
+	theirs, err := checkSnapshotFile(tmpPath)
+	if err != nil {
 		return err
+	}
+	if own != "" && theirs != "" && theirs != own {
+		// A snapshot of another Raft group (e.g. the old group's leader
+		// reaching a node restored from a backup): installing it would turn
+		// this node into a member of that group. Nothing is swapped.
+		f.logger.Warn("refused to install a snapshot of another raft group",
+			"its_cluster_id", theirs, "cluster_id", own)
+		return fmt.Errorf("storage: restore: %w: snapshot of cluster %q, this node is in %q", ErrForeignGroupSnapshot, theirs, own)
 	}
 	if beforeSwap != nil {
 		if err := beforeSwap(); err != nil {
@@ -149,21 +158,25 @@ func removeRestoreLeftovers(path string, logger *slog.Logger) {
 	}
 }
 
-// checkSnapshotFile verifies path is a bbolt file holding the FSM's buckets.
-func checkSnapshotFile(path string) error {
+// checkSnapshotFile verifies path is a bbolt file holding the FSM's buckets
+// and returns its cluster id ("" if it has none).
+func checkSnapshotFile(path string) (string, error) {
 	db, err := openBolt(path)
 	if err != nil {
-		return fmt.Errorf("storage: restore: snapshot is not a bbolt file: %w", err)
+		return "", fmt.Errorf("storage: restore: snapshot is not a bbolt file: %w", err)
 	}
 	defer db.Close()
-	return db.View(func(tx *bolt.Tx) error {
+	var id string
+	err = db.View(func(tx *bolt.Tx) error {
 		for _, b := range allBuckets {
 			if tx.Bucket(b) == nil {
 				return fmt.Errorf("storage: restore: snapshot lacks bucket %q", b)
 			}
 		}
+		id = string(tx.Bucket(bucketMeta).Get(keyClusterID))
 		return nil
 	})
+	return id, err
 }
 
 // replayChunk is how many log entries catchUpFSM applies per transaction.
@@ -314,5 +327,5 @@ func restoreFromStore(f *fsm, snaps raft.SnapshotStore, id string) error {
 		return fmt.Errorf("storage: open snapshot %s: %w", id, err)
 	}
 	defer rc.Close()
-	return f.restore(rc, nil)
+	return f.restore(rc, "", nil)
 }
