@@ -79,6 +79,9 @@ type fsm struct {
 	// applied): the Raft transport reads it at every handshake (groupcheck.go),
 	// so it must not wait for mu.
 	group atomic.Pointer[string]
+	// onGroup, if set (before raft starts), is called with the cluster id
+	// whenever fsm.db is seen holding one (setGroup).
+	onGroup func(string)
 
 	notifyMu sync.Mutex
 	notify   chan struct{} // closed and replaced whenever applied advances
@@ -190,9 +193,18 @@ func (f *fsm) openDB() error {
 	}
 	db.NoSync = f.lazy // the init above was fsynced either way
 	f.db = db
-	f.group.Store(&group)
+	f.setGroup(group)
 	f.setApplied(idx, term)
 	return nil
+}
+
+// setGroup records the cluster id fsm.db holds and, when it is set, hands it
+// to onGroup (the Store keeps it in raft.db too: groupid.go).
+func (f *fsm) setGroup(g string) {
+	f.group.Store(&g)
+	if g != "" && f.onGroup != nil {
+		f.onGroup(g)
+	}
 }
 
 // groupID returns the cluster id the FSM holds ("" before FoundGroup applied).
@@ -371,7 +383,7 @@ func (f *fsm) applyOnce(logs []*raft.Log, prev []interface{}, prevErased []erase
 		return out, erased, err
 	}
 	if group != "" {
-		f.group.Store(&group)
+		f.setGroup(group)
 	}
 	if lastIdx != 0 {
 		f.setApplied(lastIdx, lastTerm)

@@ -93,6 +93,11 @@ func ReadIdentity(dataDir string) (DirIdentity, error) {
 			}
 		}
 	}
+	// raft.db keeps the cluster id through a power loss that discards
+	// fsm.db (groupid.go); fsm.db's, when trusted, is read below.
+	if id.ClusterID, err = ls.stableClusterID(); err != nil {
+		return id, err
+	}
 	path := filepath.Join(dataDir, FSMFile)
 	if _, err := os.Stat(path); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -102,8 +107,8 @@ func ReadIdentity(dataDir string) (DirIdentity, error) {
 	}
 	if ok, _ := fsmTrusted(path); !ok {
 		// Possibly torn by a power loss (fsmsync.go): Open rebuilds it.
-		// raft.db and snapshots/ say whether there is state; the cluster
-		// id is unknown until then.
+		// raft.db and snapshots/ say whether there is state, raft.db
+		// which group it is.
 		id.HasState = true
 		return id, nil
 	}
@@ -117,7 +122,9 @@ func ReadIdentity(dataDir string) (DirIdentity, error) {
 		if m == nil {
 			return nil
 		}
-		id.ClusterID = string(m.Get(keyClusterID))
+		if g := m.Get(keyClusterID); len(g) > 0 {
+			id.ClusterID = string(g)
+		}
 		if idx, _ := readApplied(tx); idx > 0 {
 			id.HasState = true
 		}

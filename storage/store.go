@@ -353,6 +353,9 @@ type Store struct {
 	// foreignRefused counts Raft connections refused as another group's
 	// (groupcheck.go).
 	foreignRefused prometheus.Counter
+	// stableGroup is the cluster id as raft.db's stable store holds it
+	// (groupid.go); "" until the node knows its group.
+	stableGroup atomic.Pointer[string]
 
 	shredMu   sync.Mutex         // one shred at a time (shred.go)
 	stopShred context.CancelFunc // ends shredLoop
@@ -427,6 +430,9 @@ func Open(cfg Config) (_ *Store, err error) {
 	if err := catchUpFSM(s.fsm, s.logs, s.snaps, s.logger); err != nil {
 		return nil, err
 	}
+	if err := s.keepGroupID(); err != nil {
+		return nil, err
+	}
 	// A dir restored from a backup holds that backup's jurisdiction's
 	// records (also when they came in a snapshot, as on a joiner): never
 	// serve them from a node of another, nor replay their erasures into its
@@ -438,7 +444,7 @@ func Open(cfg Config) (_ *Store, err error) {
 	s.fsm.replayErasures()
 	s.trans = cfg.Transport
 	if s.trans == nil {
-		gc := &groupCheck{local: s.fsm.groupID, refused: s.foreignRefused, logger: s.logger}
+		gc := &groupCheck{local: s.localGroupID, refused: s.foreignRefused, logger: s.logger}
 		nt, err := newTCPTransport(cfg.RaftAddr, cfg.RaftTLS, gc, hl.Named("transport"))
 		if err != nil {
 			return nil, fmt.Errorf("storage: raft transport on %s: %w", cfg.RaftAddr, err)
