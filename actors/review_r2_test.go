@@ -107,3 +107,37 @@ func TestReview_AuditedRefusalFromMemoryIsNotAudited(t *testing.T) {
 		t.Fatalf("a refused request carrying audit records (%v) reached no store command: its refusal is in no audit chain", err)
 	}
 }
+
+// The same rule for a reschedule and a series: a refused request carrying
+// audit records reaches the store (whose FSM refuses it and audits it).
+func TestAuditedRescheduleOverATakenSlotReachesTheStore(t *testing.T) {
+	e := newEnv(t, nil)
+	e.mustBook(t, "p1", "cut", at(2, 10, 0), "first")
+	mine := e.mustBook(t, "p1", "cut", at(2, 14, 0), "second")
+	cmds := len(e.store.Commands())
+	_, err := e.cals.Reschedule(ctx(t), &calendarv1.RescheduleRequest{ProviderId: "p1", BookingId: mine.GetId(),
+		StartMs: at(2, 10, 0), IdempotencyKey: "mv", RequestHash: []byte("mv"),
+		Audit: []*bookingv1.AuditRecord{{Subject: "c2", Role: "client", Action: "booking.reschedule", Object: mine.GetId(), Node: "ba-1"}}})
+	if err == nil {
+		t.Fatal("rescheduled over a taken slot")
+	}
+	if n := len(e.store.Commands()) - cmds; n == 0 {
+		t.Fatalf("a refused reschedule carrying audit records (%v) reached no store command: its refusal is in no audit chain", err)
+	}
+}
+
+func TestAuditedSeriesOverATakenSlotReachesTheStore(t *testing.T) {
+	e := newEnv(t, nil)
+	e.mustBook(t, "p1", "cut", at(2, 10, 0), "first")
+	cmds := len(e.store.Commands())
+	_, err := e.cals.BookSeries(ctx(t), &calendarv1.BookSeriesRequest{ProviderId: "p1", ServiceId: "cut", ClientId: "c2",
+		StartMs: at(2, 10, 0), EveryDays: 7, Count: 2, SeriesId: "s-psy", BookingIds: []string{"b-s1", "b-s2"},
+		IdempotencyKey: "ser", RequestHash: []byte("ser"),
+		Audit: []*bookingv1.AuditRecord{{Subject: "c2", Role: "client", Action: "series.create", Object: "s-psy", Node: "ba-1"}}})
+	if err == nil {
+		t.Fatal("booked a series over a taken slot")
+	}
+	if n := len(e.store.Commands()) - cmds; n == 0 {
+		t.Fatalf("a refused series carrying audit records (%v) reached no store command: its refusal is in no audit chain", err)
+	}
+}
