@@ -12,8 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// The Raft group check. A group's id (meta cluster_id) lives in the FSM only;
-// hashicorp/raft's RPCs carry the sender's server id and address, nothing of
+// The Raft group check. A group's id (meta cluster_id, kept in raft.db too:
+// groupid.go) is data; hashicorp/raft's RPCs carry the sender's server id and address, nothing of
 // its group. A server of group X that still runs would otherwise drive a
 // server of group Y at an address X's configuration lists — typically a node
 // restored from a backup (a NEW group) at the address of one of X's old
@@ -28,8 +28,11 @@ import (
 // with TLS's no_application_protocol alert on both sides, counts it
 // (barberpro_raft_foreign_group_refused_total) and logs it. Every RPC
 // (AppendEntries, InstallSnapshot, RequestVote, pre-vote, TimeoutNow) travels
-// on such a connection, and both ends of a pair accept connections, so
-// neither group can reach the other in either direction.
+// on such a connection, and both ends of a pair accept connections, so no
+// server of one group that knows its id reaches a server of another that
+// knows its own. The check runs at the handshake only: a connection pooled
+// or accepted while the local id was still empty (a fresh joiner) keeps
+// working after the id is set (storage/DESIGN.md, known limitations).
 //
 // A server with no id yet (a fresh joiner, before it applied FoundGroup or
 // got a snapshot) accepts every dialer and offers none: it must be able to
