@@ -55,7 +55,7 @@ fuzz:
 ## skipped when not root). Reports
 ## under sim-reports/. SIM_ARGS adds flags, e.g. SIM_ARGS="--seed 7" or
 ## SIM_ARGS="--node-binary /path/to/an/older/barberpro". sim-ci: the short CI
-## selection (about 3 minutes).
+## selection (about 4 minutes).
 SIM_ARGS ?=
 sim: build build-failpoints
 	./$(BIN) sim $(SIM_ARGS)
