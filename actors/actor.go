@@ -436,13 +436,11 @@ func (a *calendarActor) book(ctx actor.Context, r *calendarv1.BookRequest, w wai
 		// A slot lost to another booking is a 409, even if the start is also invalid.
 		h := a.bookings[id[min(2, len(id)):]]
 		key := r.GetIdempotencyKey()
-		if len(r.GetAudit()) > 0 {
-			// A request carrying audit records is never refused from memory
-			// (psychology.md: every refused access is audited): the FSM
-			// refuses it and appends its audit entries.
-			verify = true
-		} else if key == "" || h == nil || !h.loaded || (a.confirming && a.keyAbsent) ||
-			calendar.CheckStart(a.provider, svc, start, a.now()) != nil {
+		switch {
+		case refusedByStoreOnly(r):
+			// proposed below: the FSM refuses it and audits it
+		case key == "" || h == nil || !h.loaded || (a.confirming && a.keyAbsent) ||
+			calendar.CheckStart(a.provider, svc, start, a.now()) != nil:
 			if h != nil && !a.confirming {
 				a.confirmConflict(ctx, []*bookingv1.Booking{h.b}, r, w, "")
 				return
@@ -450,14 +448,14 @@ func (a *calendarActor) book(ctx actor.Context, r *calendarv1.BookRequest, w wai
 			a.reply(ctx, w, errReply(calendarv1.ErrorCode_ERROR_CODE_SLOT_TAKEN,
 				"%s overlaps another booking", a.local(start)), nil)
 			return
-		}
-		// It overlaps a booking loaded from the store, whose key we do not know:
-		// it may be this very request, answered before this activation. Unless
-		// the request carries policy the FSM checks before the slot (consent,
-		// verification), ask the store whether its key took effect: if not, it
-		// is refused like any other (confirmConflict). Else let the FSM judge;
-		// it replays the first answer or says SLOT_TAKEN.
-		if len(r.GetAudit()) == 0 && !a.confirming && r.GetConsentPurpose() == "" && !r.GetRequireVerified() {
+		case !a.confirming && r.GetConsentPurpose() == "" && !r.GetRequireVerified():
+			// It overlaps a booking loaded from the store, whose key we do not
+			// know: it may be this very request, answered before this
+			// activation. Unless the request carries policy the FSM checks
+			// before the slot (consent, verification), ask the store whether
+			// its key took effect: if not, it is refused like any other
+			// (confirmConflict). Else let the FSM judge; it replays the first
+			// answer or says SLOT_TAKEN.
 			a.confirmConflict(ctx, []*bookingv1.Booking{h.b}, r, w, key)
 			return
 		}
@@ -516,10 +514,7 @@ func (a *calendarActor) reschedule(ctx actor.Context, r *calendarv1.RescheduleRe
 	blocked := time.Duration(b.GetBlockedUntilMs()-b.GetStartMs()) * time.Millisecond
 	start := time.UnixMilli(r.GetStartMs())
 	iv := calendar.Interval{Start: start, End: start.Add(blocked)}
-	// A request carrying audit records is never refused from memory
-	// (psychology.md: every refused access is audited): the FSM judges the
-	// overlap and appends its audit entries.
-	if other, taken := a.busy.Overlapping(iv, bookingKey(b.GetId())); taken && len(r.GetAudit()) == 0 {
+	if other, taken := a.busy.Overlapping(iv, bookingKey(b.GetId())); taken && !refusedByStoreOnly(r) {
 		if a.parkBehind(ctx, other, r, w) {
 			return
 		}
@@ -716,4 +711,14 @@ func (a *calendarActor) local(t time.Time) string {
 		t = t.In(loc)
 	}
 	return t.Format(time.RFC3339)
+}
+
+// refusedByStoreOnly reports whether a request must not be refused from the
+// actor's memory: it carries audit records (psychology.md: every allowed or
+// refused access appends an entry), which only the FSM appends, so it is
+// proposed and the FSM refuses it and audits it.
+func refusedByStoreOnly(r interface {
+	GetAudit() []*bookingv1.AuditRecord
+}) bool {
+	return len(r.GetAudit()) > 0
 }

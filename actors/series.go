@@ -76,10 +76,7 @@ func (a *calendarActor) bookSeries(ctx actor.Context, r *calendarv1.BookSeriesRe
 	invalid := a.checkStarts(svc, starts)
 	verify := false
 	if len(conflicts) > 0 {
-		// A request carrying audit records is never refused from memory
-		// (psychology.md: every refused access is audited): the FSM refuses
-		// it and appends its audit entries.
-		if len(r.GetAudit()) == 0 && (!replayable || invalid != nil) {
+		if !refusedByStoreOnly(r) && (!replayable || invalid != nil) {
 			// A slot lost to another booking is a 409, even if a start is also
 			// invalid; memory is confirmed with the store before it refuses.
 			if len(holders) > 0 && !a.confirming {
