@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"time"
 
 	"github.com/barberpro/edge/storage/durable"
@@ -94,11 +95,9 @@ func fetchBackup(cmd *cobra.Command, hc *http.Client, addr, token, jurisdiction,
 		}
 		return h, 0, p
 	}
-	var cw countWriter
 	err = durable.WriteFile(out, 0o600, func(w io.Writer) error {
-		cw.w = w
 		var err error
-		if h, err = storage.CopyBackup(&cw, bufio.NewReaderSize(resp.Body, 1<<20)); err != nil {
+		if h, err = storage.CopyBackup(w, bufio.NewReaderSize(resp.Body, 1<<20)); err != nil {
 			return fmt.Errorf("backup: the stream from %s is not a complete backup: %w", addr, err)
 		}
 		if h.Jurisdiction != jurisdiction {
@@ -106,18 +105,14 @@ func fetchBackup(cmd *cobra.Command, hc *http.Client, addr, token, jurisdiction,
 		}
 		return nil
 	})
-	return h, cw.n, err
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
+	if err != nil {
+		return h, 0, err
+	}
+	fi, err := os.Stat(out)
+	if err != nil {
+		return h, 0, err
+	}
+	return h, fi.Size(), nil
 }
 
 func newRestoreCmd() *cobra.Command {
