@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -173,13 +174,8 @@ func (r Result) Table(w io.Writer) {
 	}
 	tw.Flush()
 	if len(r.Codes) > 0 {
-		keys := make([]string, 0, len(r.Codes))
-		for k := range r.Codes {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
 		var parts []string
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(r.Codes)) {
 			parts = append(parts, fmt.Sprintf("%s ×%d", k, r.Codes[k]))
 		}
 		fmt.Fprintf(w, "not ok: %s\n", strings.Join(parts, ", "))
