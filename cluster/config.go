@@ -13,10 +13,10 @@ import (
 
 	"github.com/barberpro/edge/cluster/membership"
 	"github.com/barberpro/edge/cluster/placement"
-	"github.com/barberpro/edge/cluster/topology"
 	"github.com/barberpro/edge/edge"
 	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/storage"
+	"github.com/barberpro/edge/topology"
 )
 
 // Default ports of a node; each node of a local cluster takes its own loopback IP and

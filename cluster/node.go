@@ -27,12 +27,12 @@ import (
 	"github.com/barberpro/edge/cluster/membership"
 	"github.com/barberpro/edge/cluster/pki"
 	"github.com/barberpro/edge/cluster/placement"
-	"github.com/barberpro/edge/cluster/topology"
 	"github.com/barberpro/edge/edge"
 	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/reqtrace"
 	"github.com/barberpro/edge/storage"
 	"github.com/barberpro/edge/storage/seal"
+	"github.com/barberpro/edge/topology"
 )
 
 // CalendarKind is the actor kind of the calendars of jurisdiction j. A node

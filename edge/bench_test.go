@@ -12,11 +12,11 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/barberpro/edge/cluster/topology"
 	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/edge/edgetest"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
+	"github.com/barberpro/edge/topology"
 )
 
 // instantCalendars books anything at once: it measures the edge, not a calendar.

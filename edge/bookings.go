@@ -7,11 +7,11 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/barberpro/edge/cluster/topology"
 	"github.com/barberpro/edge/edge/ids"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
 	"github.com/barberpro/edge/storage"
+	"github.com/barberpro/edge/topology"
 )
 
 // createBookingIn is the body of POST /v1/bookings.

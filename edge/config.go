@@ -14,13 +14,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/barberpro/edge/cluster/topology"
 	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/edge/client"
 	"github.com/barberpro/edge/edge/ids"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
 	"github.com/barberpro/edge/storage"
+	"github.com/barberpro/edge/topology"
 )
 
 // Store is the part of the replicated booking store the edge reads and writes

@@ -16,9 +16,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/barberpro/edge/cluster/topology"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	"github.com/barberpro/edge/storage"
+	"github.com/barberpro/edge/topology"
 )
 
 // The unfiltered lists (GET /v1/providers without city, GET

@@ -10,10 +10,10 @@ import (
 	"testing"
 
 	"github.com/barberpro/edge/actors"
-	"github.com/barberpro/edge/cluster/topology"
 	"github.com/barberpro/edge/edge/auth"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
 	"github.com/barberpro/edge/storage"
+	"github.com/barberpro/edge/topology"
 	"github.com/getkin/kin-openapi/openapi3"
 )
 

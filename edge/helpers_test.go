@@ -25,10 +25,10 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/barberpro/edge/cluster/topology"
 	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/edge/edgetest"
 	"github.com/barberpro/edge/storage"
+	"github.com/barberpro/edge/topology"
 )
 
 // testNow is the fake clock of every test: Monday 2026-11-30 12:00 in Buenos Aires.

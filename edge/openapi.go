@@ -7,7 +7,7 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/barberpro/edge/cluster/topology"
+	"github.com/barberpro/edge/topology"
 
 	"github.com/getkin/kin-openapi/openapi3"
 )

@@ -6,8 +6,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/barberpro/edge/cluster/topology"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
+	"github.com/barberpro/edge/topology"
 )
 
 // The vertical policy of the topology, as the edge enforces it (every field of

@@ -14,10 +14,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/barberpro/edge/cluster/topology"
 	"github.com/barberpro/edge/edge/ids"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	"github.com/barberpro/edge/storage"
+	"github.com/barberpro/edge/topology"
 )
 
 // A client's rights over their data (psychology.md, "Sealed at rest, erasable

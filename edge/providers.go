@@ -11,11 +11,11 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/barberpro/edge/actors"
-	"github.com/barberpro/edge/cluster/topology"
 	"github.com/barberpro/edge/edge/ids"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
 	"github.com/barberpro/edge/storage"
+	"github.com/barberpro/edge/topology"
 )
 
 // createProviderIn is the body of POST /v1/providers.

@@ -10,11 +10,11 @@ import (
 	"testing"
 
 	"github.com/barberpro/edge/actors"
-	"github.com/barberpro/edge/cluster/topology"
 	"github.com/barberpro/edge/edge/edgetest"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
 	"github.com/barberpro/edge/storage"
+	"github.com/barberpro/edge/topology"
 )
 
 // TestServer_RoutesMatchSpec checks that the routes the mux serves are exactly the

@@ -6,10 +6,10 @@ import (
 	"net/http"
 	"unicode/utf8"
 
-	"github.com/barberpro/edge/cluster/topology"
 	"github.com/barberpro/edge/edge/auth"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
+	"github.com/barberpro/edge/topology"
 )
 
 // Sessions (psychology.md, "Sessions"): each booking of a vertical with sessions

@@ -21,9 +21,9 @@ import (
 
 	"github.com/barberpro/edge/cluster"
 	"github.com/barberpro/edge/cluster/pki"
-	"github.com/barberpro/edge/cluster/topology"
 	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/edge/client"
+	"github.com/barberpro/edge/topology"
 )
 
 var (

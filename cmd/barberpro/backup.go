@@ -15,9 +15,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/barberpro/edge/cluster/topology"
 	"github.com/barberpro/edge/edge/client"
 	"github.com/barberpro/edge/storage"
+	"github.com/barberpro/edge/topology"
 )
 
 func newBackupCmd() *cobra.Command {

@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/barberpro/edge/cluster/pki"
-	"github.com/barberpro/edge/cluster/topology"
+	"github.com/barberpro/edge/topology"
 )
 
 func newCACmd() *cobra.Command {

@@ -15,9 +15,9 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/barberpro/edge/cluster"
-	"github.com/barberpro/edge/cluster/topology"
 	"github.com/barberpro/edge/edge"
 	"github.com/barberpro/edge/storage"
+	"github.com/barberpro/edge/topology"
 )
 
 func newNodeCmd() *cobra.Command {

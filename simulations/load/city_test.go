@@ -18,11 +18,11 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/barberpro/edge/cluster/topology"
 	"github.com/barberpro/edge/edge"
 	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/edge/client"
 	"github.com/barberpro/edge/edge/edgetest"
+	"github.com/barberpro/edge/topology"
 )
 
 // TestMix_PickHonoursTheShares: 200,000 draws of DefaultMix land within half a

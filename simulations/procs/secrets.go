@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/barberpro/edge/cluster/pki"
-	"github.com/barberpro/edge/cluster/topology"
 	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/edge/client"
+	"github.com/barberpro/edge/topology"
 )
 
 // Secrets is the key material of a local cluster, kept under one directory:
