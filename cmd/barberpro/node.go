@@ -55,6 +55,8 @@ type nodeFlags struct {
 	backupDir   string
 	backupEvery time.Duration
 	backupKeep  int
+	// pprofAddr, when set, serves runtime profiles on that loopback address.
+	pprofAddr string
 }
 
 func newNodeStartCmd() *cobra.Command {
@@ -172,6 +174,11 @@ jurisdiction's other nodes then join it with empty data dirs.`,
 				cfg.BackupEvery = 0
 			}
 			cfg.Topology, cfg.Logger = top, log
+			if f.pprofAddr != "" {
+				if _, err := servePprof(f.pprofAddr, log); err != nil {
+					return err
+				}
+			}
 			return runNode(cmd.Context(), cfg)
 		},
 	}
@@ -211,6 +218,7 @@ jurisdiction's other nodes then join it with empty data dirs.`,
 	fl.StringVar(&f.backupDir, "backup-dir", "", "directory where this node writes a backup of its jurisdiction's store every --backup-every while it leads its Raft group (files <jurisdiction>-<time>-<index>.bpbackup; restore with barberpro restore); empty: no scheduled backups")
 	fl.DurationVar(&f.backupEvery, "backup-every", time.Hour, "interval of scheduled backups (with --backup-dir)")
 	fl.IntVar(&f.backupKeep, "backup-keep", 48, "how many scheduled backup files to keep (the oldest beyond are removed; 0 keeps all)")
+	fl.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go runtime profiles (/debug/pprof/, e.g. go tool pprof http://ADDR/debug/pprof/profile?seconds=20) on this loopback host:port; off when empty. No token: loopback only")
 	fl.StringVar(&f.profile, "profile", "lan", "timing preset: lan (cities on a LAN/WAN) or local (one machine: fast failure detection, for tests and simulations)")
 	return cmd
 }

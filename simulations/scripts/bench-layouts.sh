@@ -8,6 +8,8 @@
 # Issue 8's before/after figures: the same layout, the two builds, alternated, e.g.
 #   simulations/scripts/bench-layouts.sh OLD/barberpro before 3 227 b3.json
 #   simulations/scripts/bench-layouts.sh bin/barberpro after 3 231 a3.json
+# PPROF=1 serves each node's runtime profiles on IP:6060 (--pprof-addr), e.g. during
+# the 100-client run: go tool pprof -seconds 8 http://127.0.0.IPBASE:6060/debug/pprof/profile
 set -u
 BIN=$1; MODE=$2; LAYOUT=$3; BASE=$4; OUT=$5
 ROOT=$(mktemp -d /tmp/bench8-XXXX)
@@ -23,6 +25,7 @@ for i in $(seq 0 $((LAYOUT-1))); do
   args=(node start --id $id --city ${cities[$i]} --data-dir $ROOT/$id --bind $ip --log-level warn)
   if [ $LAYOUT = 1 ]; then args+=(--bootstrap); else args+=(--bootstrap-expect 3); fi
   if [ $i -gt 0 ]; then args+=(--join 127.0.0.$BASE:7946); fi
+  if [ "${PPROF:-}" = 1 ]; then args+=(--pprof-addr $ip:6060); fi
   if [ "$MODE" = after ]; then
     $BIN ca issue --dir $ROOT/ca --id $id --city ${cities[$i]} --ip $ip --out $ROOT/tls-$id >/dev/null
     args+=(--tls-dir $ROOT/tls-$id --token-keys $ROOT/tokens/keys.json --rate-limit inf --ip-rate-limit inf)
