@@ -420,9 +420,16 @@ func TestStore_FollowerCatchesUpBySnapshot(t *testing.T) {
 	}
 	want, _ := leader.Digest()
 	target := leader.Stats().AppliedIndex
+	// raft records the installed snapshot (last_snapshot_index) only after
+	// the FSM's Restore returned, and the FSM's applied index moves inside
+	// Restore: wait for both, or a loaded machine reads the stat in between.
+	snapshotted := func() bool { return lagger.Raft().Stats()["last_snapshot_index"] != "0" }
 	deadline := time.Now().Add(10 * time.Second)
-	for lagger.Stats().AppliedIndex < target {
+	for lagger.Stats().AppliedIndex < target || !snapshotted() {
 		if time.Now().After(deadline) {
+			if lagger.Stats().AppliedIndex >= target {
+				t.Fatalf("follower caught up without installing a snapshot (last_snapshot_index %s)", lagger.Raft().Stats()["last_snapshot_index"])
+			}
 			t.Fatalf("lagging follower stuck at %+v, leader applied %d", lagger.Stats(), target)
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -432,8 +439,5 @@ func TestStore_FollowerCatchesUpBySnapshot(t *testing.T) {
 	}
 	if _, err := lagger.Booking(context.Background(), "b29"); err != nil {
 		t.Fatal(err)
-	}
-	if n := lagger.Raft().Stats()["last_snapshot_index"]; n == "0" {
-		t.Fatalf("follower caught up without installing a snapshot (last_snapshot_index %s)", n)
 	}
 }
