@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -580,7 +581,7 @@ func validID(what, id string) string {
 		return what + " is empty"
 	case len(id) > MaxIDLength:
 		return fmt.Sprintf("%s is longer than %d bytes", what, MaxIDLength)
-	case bytes.IndexByte([]byte(id), 0) >= 0:
+	case strings.IndexByte(id, 0) >= 0:
 		return what + " contains a NUL byte"
 	case !utf8.ValidString(id):
 		return what + " is not valid UTF-8"
@@ -973,7 +974,7 @@ func (a *applier) rescheduleBooking(cmd *bookingv1.Command, op *bookingv1.Resche
 func (a *applier) overlap(providerID string, start, blocked int64, exclude string) string {
 	var found string
 	a.key = appendTimeKey(a.key[:0], providerID, max(start-maxBlockedMs, 0), "")
-	scanTimeIndex(a.bucket(bucketProviderTime).Cursor(), a.key, len(providerID)+1, blocked, func(id []byte, bStart, bBlocked int64) bool {
+	scanTimeIndex(a.cursor(bucketProviderTime), a.key, len(providerID)+1, blocked, func(id []byte, bStart, bBlocked int64) bool {
 		if bBlocked > start && bStart < blocked && string(id) != exclude {
 			found = string(id)
 			return false
@@ -1061,13 +1062,18 @@ func (a *applier) idempotency(key string) *bookingv1.IdempotencyRecord {
 }
 
 // get returns bucket[key] (valid until the transaction ends), nil if absent
-// or key is not a possible key.
+// or key is not a possible key. It is (*bolt.Bucket).Get through the
+// bucket's cursor of this transaction (our buckets hold no nested bucket),
+// which Seek repositions from the root, writes since included.
 func (a *applier) get(bucket []byte, key string) []byte {
 	if key == "" || len(key) > bolt.MaxKeySize {
 		return nil
 	}
 	a.key = append(a.key[:0], key...)
-	return a.bucket(bucket).Get(a.key)
+	if k, v := a.cursor(bucket).Seek(a.key); bytes.Equal(k, a.key) {
+		return v
+	}
+	return nil
 }
 
 // getNew decodes bucket[key] into a new T, as getProto does (nil if absent
@@ -1089,20 +1095,37 @@ func getNew[T any, P interface {
 
 // bucket returns the named bucket of a.tx, looked up once per transaction.
 // names are the package's bucket variables (compared by identity).
-func (a *applier) bucket(name []byte) *bolt.Bucket {
+func (a *applier) bucket(name []byte) *bolt.Bucket { return a.named(name).b }
+
+// cursor returns a cursor of the named bucket, one per bucket and
+// transaction (bbolt allocates a cursor, and its stack, per Get): callers
+// position it with Seek (or First/Last), never go on from where an earlier
+// caller left it.
+func (a *applier) cursor(name []byte) *bolt.Cursor {
+	nb := a.named(name)
+	if nb.c == nil {
+		nb.c = nb.b.Cursor()
+	}
+	return nb.c
+}
+
+func (a *applier) named(name []byte) *namedBucket {
 	for i := range a.buckets {
-		if c := &a.buckets[i]; len(c.name) > 0 && &c.name[0] == &name[0] {
-			return c.b
+		if nb := &a.buckets[i]; &nb.name[0] == &name[0] {
+			return nb
 		}
 	}
-	b := a.tx.Bucket(name)
-	a.buckets = append(a.buckets, namedBucket{name, b})
-	return b
+	if a.buckets == nil {
+		a.buckets = make([]namedBucket, 0, len(fsmBuckets))
+	}
+	a.buckets = append(a.buckets, namedBucket{name: name, b: a.tx.Bucket(name)})
+	return &a.buckets[len(a.buckets)-1]
 }
 
 type namedBucket struct {
 	name []byte
 	b    *bolt.Bucket
+	c    *bolt.Cursor // cursor, made on first use
 }
 
 // providerCache keeps decoded providers by id, each with the exact bytes it

@@ -1,6 +1,7 @@
 package storage_test
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -29,7 +30,8 @@ func loadProvider(id string) *bookingv1.Provider {
 
 // applyBookingsBatch is the log of a batch of n bookings, booking k of it
 // (k counted over every batch) on provider k mod providers, each at the
-// next free 15-minute slot of its provider, with the audit record the edge
+// next free 15-minute slot of its provider, with an idempotency key and
+// request hash (the bench's client sends a key) and the audit record the edge
 // puts on a write of an audited vertical (barber: writes).
 func applyBookingsBatch(tb testing.TB, first, n, providers int) []byte {
 	cmds := make([]*bookingv1.Command, n)
@@ -38,7 +40,8 @@ func applyBookingsBatch(tb testing.TB, first, n, providers int) []byte {
 		off := time.Duration(k/providers) * 15 * time.Minute
 		b := st.Booking(fmt.Sprint("b", k), fmt.Sprint("p", k%providers), off, off+15*time.Minute, off+15*time.Minute)
 		b.ClientId = fmt.Sprint("cli-", k%providers)
-		cmds[j] = st.CreateBooking(b)
+		cmds[j] = st.WithKey(st.CreateBooking(b), fmt.Sprintf("kJ8vQm2xZr5tWn0pLs3uYd7hBf1cGe4aNi6oTq9wXk:POST /v1/bookings:load-%d", k),
+			string(sha256.New().Sum([]byte(b.Id))[:32]))
 		cmds[j].Audit = []*bookingv1.AuditRecord{{Subject: b.ClientId, Role: "client", Action: "booking.create", Object: b.Id, Node: "ba-1"}}
 	}
 	return mustMarshal(tb, cmds...)
