@@ -87,8 +87,8 @@ func AuditHash(prev []byte, e *bookingv1.AuditEntry) []byte {
 }
 
 // auditHashScratch is AuditHash building prev || canonical bytes in
-// scratch, which it returns for the next call.
-func auditHashScratch(scratch, prev []byte, e *bookingv1.AuditEntry) (hash, _ []byte) {
+// scratch, which it returns (grown) for the next call.
+func auditHashScratch(scratch, prev []byte, e *bookingv1.AuditEntry) (hash, grown []byte) {
 	scratch = appendAuditCanonical(append(scratch[:0], prev...), e)
 	sum := sha256.Sum256(scratch)
 	return sum[:], scratch

@@ -3,16 +3,11 @@
 package storage_test
 
 import (
-	"fmt"
-	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/raft"
 
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
-	"github.com/barberpro/edge/storage"
-	st "github.com/barberpro/edge/storage/storagetest"
 )
 
 // maxAllocsPerBooking bounds the heap allocations of the FSM's apply of one
@@ -29,15 +24,7 @@ const maxAllocsPerBooking = 100
 // on its own.
 func TestFSM_ApplyBookingAllocs(t *testing.T) {
 	const providers, cmds, runs = 32, 64, 10
-	f, err := storage.OpenTestFSM(filepath.Join(t.TempDir(), "fsm.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	f.StartSyncing(time.Hour)
-	for p := range providers {
-		f.Apply(uint64(p+1), mustMarshal(t, st.CreateProvider(loadProvider(fmt.Sprint("p", p)))))
-	}
+	f := openLoadFSM(t, providers)
 	var logs [][]*raft.Log
 	for i := range runs + 1 { // AllocsPerRun runs once more to warm up
 		logs = append(logs, []*raft.Log{{Index: uint64(providers + 1 + i), Term: 1, Type: raft.LogCommand,

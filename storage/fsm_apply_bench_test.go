@@ -47,28 +47,37 @@ func applyBookingsBatch(tb testing.TB, first, n, providers int) []byte {
 	return mustMarshal(tb, cmds...)
 }
 
+// openLoadFSM opens a test FSM that commits without fsync (as a node's:
+// fsmsync.go), closed when tb ends, holding load providers p0..p(n-1) at
+// indexes 1..n.
+func openLoadFSM(tb testing.TB, n int) *storage.TestFSM {
+	f, err := storage.OpenTestFSM(filepath.Join(tb.TempDir(), "fsm.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = f.Close() })
+	f.StartSyncing(time.Hour)
+	for p := range n {
+		if r := f.Apply(uint64(p+1), mustMarshal(tb, st.CreateProvider(loadProvider(fmt.Sprint("p", p))))); r[0].Code != bookingv1.ResultCode_RESULT_CODE_OK {
+			tb.Fatal(r[0])
+		}
+	}
+	return f
+}
+
 // BenchmarkApplyBookings is the FSM's apply of the bookings `barberpro bench
 // --mode spread` proposes: one ApplyBatch of one log holding cmds
 // CreateBookings (each audited), over 32 providers (spread) or one (hot), no
-// Raft, commits without fsync (as a node's FSM: fsmsync.go). The batches are encoded with the timer stopped, so allocs/op is the
-// FSM's own (per batch: divide by cmds for a booking's).
+// Raft, commits without fsync (as a node's FSM: fsmsync.go). The batches
+// are encoded with the timer stopped, so allocs/op is the FSM's own (per
+// batch: divide by cmds for a booking's).
 //
 //	go test ./storage -run '^$' -bench BenchmarkApplyBookings -benchmem -count 6 | benchstat -
 func BenchmarkApplyBookings(b *testing.B) {
 	for _, providers := range []int{32, 1} {
 		for _, cmds := range []int{1, 64} {
 			b.Run(fmt.Sprintf("providers=%d/cmds=%d", providers, cmds), func(b *testing.B) {
-				f, err := storage.OpenTestFSM(filepath.Join(b.TempDir(), "fsm.db"))
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer f.Close()
-				f.StartSyncing(time.Hour) // commits without fsync, as a node's
-				for p := range providers {
-					if r := f.Apply(uint64(p+1), mustMarshal(b, st.CreateProvider(loadProvider(fmt.Sprint("p", p))))); r[0].Code != bookingv1.ResultCode_RESULT_CODE_OK {
-						b.Fatal(r[0])
-					}
-				}
+				f := openLoadFSM(b, providers)
 				index := uint64(providers)
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
