@@ -65,15 +65,14 @@ var zeroHash = make([]byte, sha256.Size)
 // AuditCanonical returns e's canonical bytes (seq, at_ms and the six string
 // fields; not its hashes).
 func AuditCanonical(e *bookingv1.AuditEntry) []byte {
-	fields := []string{e.GetSubject(), e.GetRole(), e.GetAction(), e.GetObject(), e.GetNode(), e.GetOutcome()}
-	n := 16
-	for _, f := range fields {
-		n += 4 + len(f)
-	}
-	out := make([]byte, 0, n)
+	return appendAuditCanonical(nil, e)
+}
+
+// appendAuditCanonical appends AuditCanonical(e) to out.
+func appendAuditCanonical(out []byte, e *bookingv1.AuditEntry) []byte {
 	out = binary.BigEndian.AppendUint64(out, e.GetSeq())
 	out = binary.BigEndian.AppendUint64(out, uint64(e.GetAtMs()))
-	for _, f := range fields {
+	for _, f := range [...]string{e.GetSubject(), e.GetRole(), e.GetAction(), e.GetObject(), e.GetNode(), e.GetOutcome()} {
 		out = binary.BigEndian.AppendUint32(out, uint32(len(f)))
 		out = append(out, f...)
 	}
@@ -83,10 +82,16 @@ func AuditCanonical(e *bookingv1.AuditEntry) []byte {
 // AuditHash returns SHA-256(prev || AuditCanonical(e)): the hash e must
 // carry when prev is its predecessor's hash (32 zero bytes for seq 1).
 func AuditHash(prev []byte, e *bookingv1.AuditEntry) []byte {
-	h := sha256.New()
-	h.Write(prev)
-	h.Write(AuditCanonical(e))
-	return h.Sum(nil)
+	h, _ := auditHashScratch(nil, prev, e)
+	return h
+}
+
+// auditHashScratch is AuditHash building prev || canonical bytes in
+// scratch, which it returns (grown) for the next call.
+func auditHashScratch(scratch, prev []byte, e *bookingv1.AuditEntry) (hash, grown []byte) {
+	scratch = appendAuditCanonical(append(scratch[:0], prev...), e)
+	sum := sha256.Sum256(scratch)
+	return sum[:], scratch
 }
 
 // validAudit reports why a command's audit records are not acceptable, or "".
@@ -134,19 +139,29 @@ func auditHead(tx *bolt.Tx) (uint64, []byte) {
 // auditIndexKey is owner 0x00 be64(seq): the key layout of audit_object and
 // audit_subject.
 func auditIndexKey(owner string, seq uint64) []byte {
-	k := make([]byte, 0, len(owner)+9)
+	return appendAuditIndexKey(make([]byte, 0, len(owner)+9), owner, seq)
+}
+
+// appendAuditIndexKey appends auditIndexKey(owner, seq) to k.
+func appendAuditIndexKey(k []byte, owner string, seq uint64) []byte {
 	k = append(k, owner...)
 	k = append(k, 0)
 	return binary.BigEndian.AppendUint64(k, seq)
 }
 
 // appendAudit appends recs to the chain at now, filling an empty outcome
-// from r's code, and sets r.AuditSeq to the last seq appended.
+// from r's code, and sets r.AuditSeq to the last seq appended. The chain's
+// head is read from the audit bucket at the transaction's first append and
+// kept in a from then on (nothing else writes the bucket).
 func (a *applier) appendAudit(recs []*bookingv1.AuditRecord, now int64, r *bookingv1.CommandResult) {
 	if len(recs) == 0 {
 		return
 	}
-	seq, prev := auditHead(a.tx)
+	if !a.auditKnown {
+		a.auditSeq, a.auditHash = auditHead(a.tx)
+		a.auditKnown = true
+	}
+	seq, prev := a.auditSeq, a.auditHash
 	for _, rec := range recs {
 		seq++
 		e := &bookingv1.AuditEntry{
@@ -158,16 +173,20 @@ func (a *applier) appendAudit(recs []*bookingv1.AuditRecord, now int64, r *booki
 		if e.Outcome == "" {
 			e.Outcome = OutcomeOf(r.Code)
 		}
-		e.Hash = AuditHash(prev, e)
-		a.put(bucketAudit, u64(seq), e)
+		e.Hash, a.canon = auditHashScratch(a.canon, prev, e)
+		a.wkey = binary.BigEndian.AppendUint64(a.wkey[:0], seq) // Put copies its key
+		a.put(bucketAudit, a.wkey, e)
 		if e.Object != "" {
-			a.putKey(bucketAuditObject, auditIndexKey(e.Object, seq))
+			a.wkey = appendAuditIndexKey(a.wkey[:0], e.Object, seq)
+			a.putKey(bucketAuditObject, a.wkey)
 		}
 		if e.Subject != "" {
-			a.putKey(bucketAuditSubject, auditIndexKey(e.Subject, seq))
+			a.wkey = appendAuditIndexKey(a.wkey[:0], e.Subject, seq)
+			a.putKey(bucketAuditSubject, a.wkey)
 		}
 		prev = e.Hash
 	}
+	a.auditSeq, a.auditHash = seq, prev
 	r.AuditSeq = seq
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -126,6 +127,9 @@ type fsm struct {
 	syncStopOnce sync.Once
 	// fsync is (*bolt.DB).Sync; tests make it fail.
 	fsync func(*bolt.DB) error
+
+	// providers caches decoded provider records for the apply path.
+	providers providerCache
 }
 
 // Retry delays of a failed FSM write, and how often a still failing one is
@@ -342,7 +346,7 @@ func (f *fsm) applyOnce(logs []*raft.Log, prev []interface{}, prevErased []erase
 		if f.groupID() == "" {
 			defer func() { group = string(tx.Bucket(bucketMeta).Get(keyClusterID)) }()
 		}
-		a := applier{tx: tx, jurisdiction: f.jurisdiction}
+		a := applier{tx: tx, jurisdiction: f.jurisdiction, providers: &f.providers}
 		defer func() { erased = a.erased }()
 		for i, l := range logs {
 			if l.Index <= storedIdx {
@@ -501,6 +505,17 @@ type applier struct {
 	jurisdiction string     // fsm.jurisdiction
 	index        uint64     // the log being applied
 	erased       []erasedAt // clients erased by this batch, in order
+
+	providers *providerCache // fsm.providers (providerView)
+	buckets   []namedBucket  // the buckets of tx looked up so far (bucket)
+	key       []byte         // scratch of get and overlap (bbolt keeps no key it is given)
+	wkey      []byte         // scratch of the keys written (Put copies its key)
+	// The audit chain's head (seq, hash) once read or appended in this
+	// transaction (auditHead reads it from the audit bucket once).
+	auditSeq   uint64
+	auditHash  []byte
+	auditKnown bool
+	canon      []byte // scratch of appendAudit: prev_hash || canonical bytes
 }
 
 // keyEntryClock is the meta key of the largest proposed_at_ms applied.
@@ -515,7 +530,7 @@ var keyEntryClock = []byte("entry_clock_ms")
 func (a *applier) entryTime(cmd *bookingv1.Command) int64 {
 	if !a.clockLoaded {
 		a.clockLoaded = true
-		if v := a.tx.Bucket(bucketMeta).Get(keyEntryClock); len(v) == 8 {
+		if v := a.bucket(bucketMeta).Get(keyEntryClock); len(v) == 8 {
 			a.clock = int64(binary.BigEndian.Uint64(v))
 		}
 	}
@@ -566,7 +581,7 @@ func validID(what, id string) string {
 		return what + " is empty"
 	case len(id) > MaxIDLength:
 		return fmt.Sprintf("%s is longer than %d bytes", what, MaxIDLength)
-	case bytes.IndexByte([]byte(id), 0) >= 0:
+	case strings.IndexByte(id, 0) >= 0:
 		return what + " contains a NUL byte"
 	case !utf8.ValidString(id):
 		return what + " is not valid UTF-8"
@@ -723,7 +738,7 @@ func (a *applier) createProvider(cmd *bookingv1.Command, op *bookingv1.CreatePro
 	if p.Timezone == "" {
 		return invalid("provider %q has no timezone", p.Id)
 	}
-	if a.provider(p.Id) != nil {
+	if a.providerView(p.Id) != nil {
 		return result(bookingv1.ResultCode_RESULT_CODE_ALREADY_EXISTS, "provider %q already exists", p.Id)
 	}
 	np := proto.Clone(p).(*bookingv1.Provider)
@@ -744,7 +759,7 @@ func (a *applier) updateProvider(cmd *bookingv1.Command, op *bookingv1.UpdatePro
 	if why := validID("provider id", p.Id); why != "" {
 		return invalid("%s", why)
 	}
-	cur := a.provider(p.Id)
+	cur := a.providerView(p.Id) // cloned below, never changed
 	if cur == nil {
 		return result(bookingv1.ResultCode_RESULT_CODE_NOT_FOUND, "provider %q not found", p.Id)
 	}
@@ -807,7 +822,7 @@ func (a *applier) createBooking(cmd *bookingv1.Command, op *bookingv1.CreateBook
 	if b.SeriesId != "" {
 		return invalid("create_booking sets no series_id (create_series does)")
 	}
-	p := a.provider(b.ProviderId)
+	p := a.providerView(b.ProviderId) // read only
 	if p == nil {
 		return result(bookingv1.ResultCode_RESULT_CODE_NOT_FOUND, "provider %q not found", b.ProviderId)
 	}
@@ -852,8 +867,11 @@ func checkNewBooking(b *bookingv1.Booking) string {
 
 // insertBooking stores b as a new confirmed booking of p created at
 // createdMs, with its indexes; nil if b cannot be encoded (nothing written).
+// It sets the fields the FSM owns in b itself and returns it: callers pass a
+// booking of their own (the decoded command's, or a clone), not one read
+// from a cache.
 func (a *applier) insertBooking(b *bookingv1.Booking, p *bookingv1.Provider, createdMs int64, purpose string) *bookingv1.Booking {
-	nb := proto.Clone(b).(*bookingv1.Booking)
+	nb := b
 	nb.ConsentPurpose = purpose
 	nb.Status = bookingv1.BookingStatus_BOOKING_STATUS_CONFIRMED
 	nb.CreatedAtMs = createdMs
@@ -866,7 +884,7 @@ func (a *applier) insertBooking(b *bookingv1.Booking, p *bookingv1.Provider, cre
 		return nil
 	}
 	a.putTimeIndex(nb)
-	a.putKey(bucketClientBookings, timeKey(nb.ClientId, nb.CreatedAtMs, nb.Id))
+	a.putKey(bucketClientBookings, a.timeKey(nb.ClientId, nb.CreatedAtMs, nb.Id))
 	return nb
 }
 
@@ -907,7 +925,7 @@ func (a *applier) cancel(cur *bookingv1.Booking, atMs int64, reason string) *boo
 	nb.Version++
 	nb.UpdatedAtMs = atMs
 	a.put(bucketBookings, []byte(nb.Id), nb)
-	a.deleteKey(bucketProviderTime, timeKey(cur.ProviderId, cur.StartMs, cur.Id))
+	a.deleteKey(bucketProviderTime, a.timeKey(cur.ProviderId, cur.StartMs, cur.Id))
 	a.putKey(bucketCancelledTime, atKey(nb.UpdatedAtMs, nb.Id))
 	return nb
 }
@@ -944,7 +962,7 @@ func (a *applier) rescheduleBooking(cmd *bookingv1.Command, op *bookingv1.Resche
 	nb.StartMs, nb.EndMs, nb.BlockedUntilMs = op.StartMs, op.EndMs, op.BlockedUntilMs
 	nb.Version++
 	nb.UpdatedAtMs = cmd.ProposedAtMs
-	a.deleteKey(bucketProviderTime, timeKey(cur.ProviderId, cur.StartMs, cur.Id))
+	a.deleteKey(bucketProviderTime, a.timeKey(cur.ProviderId, cur.StartMs, cur.Id))
 	a.putTimeIndex(nb)
 	a.put(bucketBookings, []byte(nb.Id), nb)
 	return okBooking(nb)
@@ -955,9 +973,10 @@ func (a *applier) rescheduleBooking(cmd *bookingv1.Command, op *bookingv1.Resche
 // reads the time index alone (its values hold blocked_until_ms).
 func (a *applier) overlap(providerID string, start, blocked int64, exclude string) string {
 	var found string
-	scanProviderTime(a.tx, providerID, start, blocked, func(id string, bStart, bBlocked int64) bool {
-		if id != exclude && bBlocked > start && bStart < blocked {
-			found = id
+	a.key = appendTimeKey(a.key[:0], providerID, max(start-maxBlockedMs, 0), "")
+	scanTimeIndex(a.cursor(bucketProviderTime), a.key, len(providerID)+1, blocked, func(id []byte, bStart, bBlocked int64) bool {
+		if bBlocked > start && bStart < blocked && string(id) != exclude {
+			found = string(id)
 			return false
 		}
 		return true
@@ -970,13 +989,19 @@ func (a *applier) overlap(providerID string, start, blocked int64, exclude strin
 // the bookings that can intersect [from, to), with the booking's start and
 // blocked_until (from the index value). fn returns false to stop.
 func scanProviderTime(tx *bolt.Tx, providerID string, from, to int64, fn func(id string, start, blockedUntil int64) bool) {
-	prefix := append([]byte(providerID), 0)
-	seek := from - maxBlockedMs
-	if seek < 0 {
-		seek = 0
-	}
-	c := tx.Bucket(bucketProviderTime).Cursor()
-	for k, v := c.Seek(timeKey(providerID, seek, "")); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+	seek := timeKey(providerID, max(from-maxBlockedMs, 0), "")
+	scanTimeIndex(tx.Bucket(bucketProviderTime).Cursor(), seek, len(providerID)+1, to, func(id []byte, start, blocked int64) bool {
+		return fn(string(id), start, blocked)
+	})
+}
+
+// scanTimeIndex walks provider_time with c from seek (providerID 0x00
+// be64(from)) while keys have seek's first prefixLen bytes (providerID 0x00)
+// and start before to, calling fn with each booking id (valid only during
+// the call), start and blocked_until. fn returns false to stop.
+func scanTimeIndex(c *bolt.Cursor, seek []byte, prefixLen int, to int64, fn func(id []byte, start, blockedUntil int64) bool) {
+	prefix := seek[:prefixLen]
+	for k, v := c.Seek(seek); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 		rest := k[len(prefix):]
 		if len(rest) < 8 || len(v) != 8 {
 			continue
@@ -985,7 +1010,7 @@ func scanProviderTime(tx *bolt.Tx, providerID string, from, to int64, fn func(id
 		if start >= to {
 			return
 		}
-		if !fn(string(rest[8:]), start, int64(binary.BigEndian.Uint64(v))) {
+		if !fn(rest[8:], start, int64(binary.BigEndian.Uint64(v))) {
 			return
 		}
 	}
@@ -994,38 +1019,160 @@ func scanProviderTime(tx *bolt.Tx, providerID string, from, to int64, fn func(id
 // timeKey is id 0x00 be64(ms) suffix: the key layout of provider_time and
 // client_bookings. ms is never negative (checkTimes, and created_at is clamped).
 func timeKey(id string, ms int64, suffix string) []byte {
-	if ms < 0 {
-		ms = 0
-	}
-	k := make([]byte, 0, len(id)+1+8+len(suffix))
+	return appendTimeKey(make([]byte, 0, len(id)+1+8+len(suffix)), id, ms, suffix)
+}
+
+// timeKey is timeKey(id, ms, suffix) in a's write-key scratch: valid until
+// the next key built there, for a Put or Delete (which keep no key).
+func (a *applier) timeKey(id string, ms int64, suffix string) []byte {
+	a.wkey = appendTimeKey(a.wkey[:0], id, ms, suffix)
+	return a.wkey
+}
+
+// appendTimeKey appends timeKey(id, ms, suffix) to k.
+func appendTimeKey(k []byte, id string, ms int64, suffix string) []byte {
 	k = append(k, id...)
 	k = append(k, 0)
-	k = binary.BigEndian.AppendUint64(k, uint64(ms))
+	k = binary.BigEndian.AppendUint64(k, uint64(max(ms, 0)))
 	return append(k, suffix...)
 }
 
+// provider returns provider id decoded afresh (the caller may change it or
+// hand it out in a result), or nil.
 func (a *applier) provider(id string) *bookingv1.Provider {
-	p := new(bookingv1.Provider)
-	if !getProto(a.tx, bucketProviders, id, p) {
+	return getNew[bookingv1.Provider](a, bucketProviders, id)
+}
+
+// providerView returns provider id as stored, or nil, from the FSM's
+// providerCache: shared, so read-only (proto.Clone it to change it).
+func (a *applier) providerView(id string) *bookingv1.Provider {
+	v := a.get(bucketProviders, id)
+	if v == nil {
 		return nil
 	}
-	return p
+	return a.providers.decode(id, v)
 }
 
 func (a *applier) booking(id string) *bookingv1.Booking {
-	b := new(bookingv1.Booking)
-	if !getProto(a.tx, bucketBookings, id, b) {
-		return nil
-	}
-	return b
+	return getNew[bookingv1.Booking](a, bucketBookings, id)
 }
 
 func (a *applier) idempotency(key string) *bookingv1.IdempotencyRecord {
-	r := new(bookingv1.IdempotencyRecord)
-	if !getProto(a.tx, bucketIdempotency, key, r) {
+	return getNew[bookingv1.IdempotencyRecord](a, bucketIdempotency, key)
+}
+
+// get returns bucket[key] (valid until the transaction ends), nil if absent
+// or key is not a possible key. It is (*bolt.Bucket).Get through the
+// bucket's cursor of this transaction (our buckets hold no nested bucket),
+// which Seek repositions from the root, writes since included.
+func (a *applier) get(bucket []byte, key string) []byte {
+	if key == "" || len(key) > bolt.MaxKeySize {
 		return nil
 	}
-	return r
+	a.key = append(a.key[:0], key...)
+	if k, v := a.cursor(bucket).Seek(a.key); bytes.Equal(k, a.key) {
+		return v
+	}
+	return nil
+}
+
+// getNew decodes bucket[key] into a new T, as getProto does (nil if absent
+// or undecodable), allocating nothing when it is absent.
+func getNew[T any, P interface {
+	*T
+	proto.Message
+}](a *applier, bucket []byte, key string) P {
+	v := a.get(bucket, key)
+	if v == nil {
+		return nil
+	}
+	m := P(new(T))
+	if proto.Unmarshal(v, m) != nil {
+		return nil
+	}
+	return m
+}
+
+// bucket returns the named bucket of a.tx, looked up once per transaction.
+// names are the package's bucket variables (compared by identity).
+func (a *applier) bucket(name []byte) *bolt.Bucket { return a.named(name).b }
+
+// cursor returns a cursor of the named bucket, one per bucket and
+// transaction (bbolt allocates a cursor, and its stack, per Get): callers
+// position it with Seek (or First/Last), never go on from where an earlier
+// caller left it.
+func (a *applier) cursor(name []byte) *bolt.Cursor {
+	nb := a.named(name)
+	if nb.c == nil {
+		nb.c = nb.b.Cursor()
+	}
+	return nb.c
+}
+
+func (a *applier) named(name []byte) *namedBucket {
+	for i := range a.buckets {
+		if nb := &a.buckets[i]; &nb.name[0] == &name[0] {
+			return nb
+		}
+	}
+	if a.buckets == nil {
+		a.buckets = make([]namedBucket, 0, len(fsmBuckets))
+	}
+	a.buckets = append(a.buckets, namedBucket{name: name, b: a.tx.Bucket(name)})
+	return &a.buckets[len(a.buckets)-1]
+}
+
+type namedBucket struct {
+	name []byte
+	b    *bolt.Bucket
+	c    *bolt.Cursor // cursor, made on first use
+}
+
+// providerCache keeps decoded providers by id, each with the exact bytes it
+// was decoded from: a provider is decoded again only when the bytes stored
+// for its id differ from the cached ones. Decoding is a function of the
+// bytes alone, so an entry is right whatever happened to fsm.db since it
+// was made (a write of the provider, a rolled back transaction, a snapshot
+// installed, a compaction): no invalidation, and every replica judges from
+// what its fsm.db holds, as without the cache. Entries are shared: never
+// change a cached provider. At most providerCacheMax entries (one goes,
+// any, to make room).
+type providerCache struct {
+	mu sync.Mutex
+	m  map[string]cachedProvider
+}
+
+type cachedProvider struct {
+	raw []byte
+	p   *bookingv1.Provider
+}
+
+const providerCacheMax = 4096
+
+// decode returns raw (the record of provider id) decoded, nil if it does
+// not decode.
+func (c *providerCache) decode(id string, raw []byte) *bookingv1.Provider {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[id]
+	if ok && bytes.Equal(e.raw, raw) {
+		return e.p
+	}
+	p := new(bookingv1.Provider)
+	if proto.Unmarshal(raw, p) != nil {
+		return nil
+	}
+	if c.m == nil {
+		c.m = make(map[string]cachedProvider)
+	}
+	if !ok && len(c.m) >= providerCacheMax {
+		for k := range c.m {
+			delete(c.m, k)
+			break
+		}
+	}
+	c.m[id] = cachedProvider{raw: bytes.Clone(raw), p: p}
+	return p
 }
 
 // getProto reads bucket[key] into m; false if absent (or, defensively,
@@ -1049,7 +1196,7 @@ func (a *applier) put(bucket, key []byte, m proto.Message) bool {
 	if err != nil {
 		return false
 	}
-	if err := a.tx.Bucket(bucket).Put(key, v); err != nil && a.err == nil {
+	if err := a.bucket(bucket).Put(key, v); err != nil && a.err == nil {
 		a.err = err
 	}
 	return true
@@ -1058,7 +1205,7 @@ func (a *applier) put(bucket, key []byte, m proto.Message) bool {
 func (a *applier) putKey(bucket, key []byte) { a.putValue(bucket, key, []byte{}) }
 
 func (a *applier) putValue(bucket, key, value []byte) {
-	if err := a.tx.Bucket(bucket).Put(key, value); err != nil && a.err == nil {
+	if err := a.bucket(bucket).Put(key, value); err != nil && a.err == nil {
 		a.err = err
 	}
 }
@@ -1066,12 +1213,12 @@ func (a *applier) putValue(bucket, key, value []byte) {
 // putTimeIndex indexes a non-cancelled booking in provider_time; the value is its
 // blocked_until_ms, so overlap checks read the index alone.
 func (a *applier) putTimeIndex(b *bookingv1.Booking) {
-	a.putValue(bucketProviderTime, timeKey(b.ProviderId, b.StartMs, b.Id),
+	a.putValue(bucketProviderTime, a.timeKey(b.ProviderId, b.StartMs, b.Id),
 		binary.BigEndian.AppendUint64(nil, uint64(max(b.BlockedUntilMs, 0))))
 }
 
 func (a *applier) deleteKey(bucket, key []byte) {
-	if err := a.tx.Bucket(bucket).Delete(key); err != nil && a.err == nil {
+	if err := a.bucket(bucket).Delete(key); err != nil && a.err == nil {
 		a.err = err
 	}
 }

@@ -421,7 +421,7 @@ func (a *applier) createSeries(op *bookingv1.CreateSeries, now int64) *bookingv1
 		}
 		seen[b.Id] = true
 	}
-	p := a.provider(sr.ProviderId)
+	p := a.providerView(sr.ProviderId) // read only
 	if p == nil {
 		return result(bookingv1.ResultCode_RESULT_CODE_NOT_FOUND, "provider %q not found", sr.ProviderId)
 	}

@@ -1,0 +1,97 @@
+package storage_test
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
+	"github.com/barberpro/edge/storage"
+	st "github.com/barberpro/edge/storage/storagetest"
+)
+
+// loadProvider is a provider as `barberpro bench` creates them
+// (simulations/load.LoadProvider): open around the clock every day, one
+// 15-minute service, a year of horizon.
+func loadProvider(id string) *bookingv1.Provider {
+	p := st.Provider(id)
+	p.Services[0].DurationMinutes, p.Services[0].BufferMinutes = 15, 0
+	p.WeeklyHours = make([]*bookingv1.DayHours, 7)
+	for d := range p.WeeklyHours {
+		p.WeeklyHours[d] = &bookingv1.DayHours{Ranges: []*bookingv1.TimeRange{{StartMinute: 0, EndMinute: 24 * 60}}}
+	}
+	p.HorizonDays = 365
+	return p
+}
+
+// applyBookingsBatch is the log of a batch of n bookings, booking k of it
+// (k counted over every batch) on provider k mod providers, each at the
+// next free 15-minute slot of its provider, with an idempotency key and
+// request hash (the bench's client sends a key) and the audit record the edge
+// puts on a write of an audited vertical (barber: writes).
+func applyBookingsBatch(tb testing.TB, first, n, providers int) []byte {
+	cmds := make([]*bookingv1.Command, n)
+	for j := range cmds {
+		k := first + j
+		off := time.Duration(k/providers) * 15 * time.Minute
+		b := st.Booking(fmt.Sprint("b", k), fmt.Sprint("p", k%providers), off, off+15*time.Minute, off+15*time.Minute)
+		b.ClientId = fmt.Sprint("cli-", k%providers)
+		cmds[j] = st.WithKey(st.CreateBooking(b), fmt.Sprintf("kJ8vQm2xZr5tWn0pLs3uYd7hBf1cGe4aNi6oTq9wXk:POST /v1/bookings:load-%d", k),
+			string(sha256.New().Sum([]byte(b.Id))[:32]))
+		cmds[j].Audit = []*bookingv1.AuditRecord{{Subject: b.ClientId, Role: "client", Action: "booking.create", Object: b.Id, Node: "ba-1"}}
+	}
+	return mustMarshal(tb, cmds...)
+}
+
+// openLoadFSM opens a test FSM that commits without fsync (as a node's:
+// fsmsync.go), closed when tb ends, holding load providers p0..p(n-1) at
+// indexes 1..n.
+func openLoadFSM(tb testing.TB, n int) *storage.TestFSM {
+	f, err := storage.OpenTestFSM(filepath.Join(tb.TempDir(), "fsm.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = f.Close() })
+	f.StartSyncing(time.Hour)
+	for p := range n {
+		if r := f.Apply(uint64(p+1), mustMarshal(tb, st.CreateProvider(loadProvider(fmt.Sprint("p", p))))); r[0].Code != bookingv1.ResultCode_RESULT_CODE_OK {
+			tb.Fatal(r[0])
+		}
+	}
+	return f
+}
+
+// BenchmarkApplyBookings is the FSM's apply of the bookings `barberpro bench
+// --mode spread` proposes: one ApplyBatch of one log holding cmds
+// CreateBookings (each audited), over 32 providers (spread) or one (hot), no
+// Raft, commits without fsync (as a node's FSM: fsmsync.go). The batches
+// are encoded with the timer stopped, so allocs/op is the FSM's own (per
+// batch: divide by cmds for a booking's).
+//
+//	go test ./storage -run '^$' -bench BenchmarkApplyBookings -benchmem -count 6 | benchstat -
+func BenchmarkApplyBookings(b *testing.B) {
+	for _, providers := range []int{32, 1} {
+		for _, cmds := range []int{1, 64} {
+			b.Run(fmt.Sprintf("providers=%d/cmds=%d", providers, cmds), func(b *testing.B) {
+				f := openLoadFSM(b, providers)
+				index := uint64(providers)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					b.StopTimer()
+					index++
+					logs := []*raft.Log{{Index: index, Term: 1, Type: raft.LogCommand, Data: applyBookingsBatch(b, i*cmds, cmds, providers)}}
+					b.StartTimer()
+					out := f.ApplyLogs(logs)
+					if res, _ := out[0].([]*bookingv1.CommandResult); len(res) != cmds || res[cmds-1].Code != bookingv1.ResultCode_RESULT_CODE_OK {
+						b.Fatalf("batch %d: %v", i, out[0])
+					}
+				}
+				b.ReportMetric(float64(b.N*cmds)/b.Elapsed().Seconds(), "bookings/s")
+			})
+		}
+	}
+}
