@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
 )
 
