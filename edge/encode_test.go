@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
 )
 
