@@ -2,6 +2,7 @@ package edge
 
 import (
 	"encoding/json"
+	"net/http"
 	"sync"
 	"time"
 
@@ -83,4 +84,89 @@ func putBody(bp *[]byte, b []byte) {
 	}
 	*bp = b[:0]
 	bodies.Put(bp)
+}
+
+// writeAvailability answers reply, the calendar's availability of provider id
+// for serviceID in zone tz: the body kept for the same reply when there is
+// one, else encoded into a pooled buffer. A body is kept (availBodies) only
+// for a vertical whose answers may be cached at all (not psychology).
+func (s *Server) writeAvailability(w http.ResponseWriter, id, serviceID, tz, vertical string, reply *calendarv1.Reply) {
+	keep := s.vertical(vertical).CacheTTL > 0
+	var body []byte
+	seen := false
+	if keep {
+		body, seen = s.availBodies.get(id, serviceID, tz, reply)
+	}
+	switch {
+	case body != nil:
+		writeBody(w, http.StatusOK, "application/json", body)
+	case seen: // the same answer again: encode it once more, to keep
+		body = appendAvailability(nil, id, serviceID, tz, reply.GetSlots(), s.zone(tz))
+		if len(body) <= maxPooledBody {
+			s.availBodies.put(id, serviceID, tz, reply, body)
+		}
+		writeBody(w, http.StatusOK, "application/json", body)
+	default:
+		bp := pooledBody()
+		body = appendAvailability(*bp, id, serviceID, tz, reply.GetSlots(), s.zone(tz))
+		writeBody(w, http.StatusOK, "application/json", body)
+		putBody(bp, body)
+		if keep {
+			s.availBodies.put(id, serviceID, tz, reply, nil)
+		}
+	}
+}
+
+// maxAvailBodies bounds the providers availBodies remembers.
+const maxAvailBodies = 512
+
+// availBodies remembers the last availability answer of each provider as it
+// was encoded, keyed by the calendar's Reply it was encoded from. A local
+// calendar answers the same question with the same *Reply for as long as that
+// answer holds (actors.availCache: the calendar never modifies a Reply it
+// answered, and answers a new one after any change of its provider, its
+// bookings or the clock's effect on them), so the same pointer means the same
+// slots, and the body is encoded once per change instead of once per request.
+// The entry holds the Reply, so its address cannot be reused by another while
+// it is remembered. A reply from another node is decoded afresh each time and
+// never matches; a body is kept only once its Reply came back a second time.
+type availBodies struct {
+	mu sync.Mutex
+	m  map[string]availBody // provider id →
+}
+
+type availBody struct {
+	reply       *calendarv1.Reply
+	service, tz string
+	body        []byte // nil until reply was answered twice
+}
+
+// get returns the body encoded from reply for provider id, service and zone
+// tz, if there is one; seen reports whether reply is the one last answered
+// for the provider (then put keeps a body).
+func (c *availBodies) get(id, service, tz string, reply *calendarv1.Reply) (body []byte, seen bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[id]
+	if !ok || e.reply != reply || e.service != service || e.tz != tz {
+		return nil, false
+	}
+	return e.body, true
+}
+
+// put remembers reply as the provider's last answer, with its body when seen
+// (body is then the remembered copy and must not be modified).
+func (c *availBodies) put(id, service, tz string, reply *calendarv1.Reply, body []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = make(map[string]availBody)
+	}
+	if _, ok := c.m[id]; !ok && len(c.m) >= maxAvailBodies {
+		for k := range c.m { // drop any one
+			delete(c.m, k)
+			break
+		}
+	}
+	c.m[id] = availBody{reply: reply, service: service, tz: tz, body: body}
 }

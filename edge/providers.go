@@ -444,10 +444,7 @@ func (s *Server) availability(w http.ResponseWriter, r *http.Request) error {
 		tz = p.GetTimezone()
 	}
 	s.cacheFor(w, p.GetVertical())
-	bp := pooledBody()
-	body := appendAvailability(*bp, id, serviceID, tz, reply.GetSlots(), s.zone(tz))
-	writeBody(w, http.StatusOK, "application/json", body)
-	putBody(bp, body)
+	s.writeAvailability(w, id, serviceID, tz, p.GetVertical(), reply)
 	return nil
 }
 

@@ -45,6 +45,8 @@ type Server struct {
 	zones sync.Map // IANA name → *time.Location
 	// providers holds providers for their immutable facts (providercache.go).
 	providers providerCache
+	// availBodies holds encoded availability answers (encode.go).
+	availBodies availBodies
 }
 
 // handlerFunc handles one request; a returned error is answered as a problem.
