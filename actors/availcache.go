@@ -8,9 +8,10 @@ import (
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
 )
 
-// maxCachedAvailability bounds the answers one calendar keeps: a client reads
-// a few days of one service again and again; more distinct questions clear it.
-const maxCachedAvailability = 4
+// maxCachedAvailability bounds the answers one calendar keeps: the same day
+// is read again and again; more distinct questions clear it. A day of
+// 15-minute slots is ~7 KB of Reply, kept while the calendar is active.
+const maxCachedAvailability = 2
 
 // availKey is one availability question.
 type availKey struct {
