@@ -127,6 +127,7 @@ type calendarActor struct {
 	loadedTo time.Time // bookings are loaded up to here
 	bookings map[string]*held
 	busy     *calendar.Busy // "b:"+booking id, or reservationID for reservations
+	avail    availCache     // the last availability answers (availcache.go)
 
 	ops  map[uint64]*op
 	keys map[string]*op // pending idempotency keys
@@ -557,14 +558,22 @@ func (a *calendarActor) availability(r *calendarv1.AvailabilityRequest) *calenda
 	if r.GetDays() < 1 || r.GetDays() > MaxAvailabilityDays {
 		return errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "days must be within 1..%d, got %d", MaxAvailabilityDays, r.GetDays())
 	}
-	slots, err := calendar.SlotsBusy(a.provider, svc, from, int(r.GetDays()), a.now(), a.busy)
+	now := a.now()
+	k := availKey{service: r.GetServiceId(), from: r.GetFromDate(), days: r.GetDays()}
+	if out, ok := a.avail.get(a.provider, a.busy, k, now); ok {
+		return out
+	}
+	slots, until, err := calendar.SlotsUntil(a.provider, svc, from, int(r.GetDays()), now, a.busy)
 	if err != nil {
 		return errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "%v", err)
 	}
 	out := &calendarv1.Reply{Timezone: a.provider.GetTimezone(), Slots: make([]*calendarv1.Slot, len(slots))}
+	backing := make([]calendarv1.Slot, len(slots)) // one allocation for the day
 	for i, s := range slots {
-		out.Slots[i] = &calendarv1.Slot{StartMs: s.Start.UnixMilli(), EndMs: s.End.UnixMilli()}
+		backing[i].StartMs, backing[i].EndMs = s.Start.UnixMilli(), s.End.UnixMilli()
+		out.Slots[i] = &backing[i]
 	}
+	a.avail.put(a.provider, a.busy, k, out, until)
 	return out
 }
 

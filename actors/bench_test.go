@@ -59,3 +59,20 @@ func BenchmarkCalendars_RefusalOverLoadedBooking(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCalendars_Availability reads the same day of one calendar again and
+// again, as a client polling a provider does: the actor path of a read.
+func BenchmarkCalendars_Availability(b *testing.B) {
+	s := actorstest.NewStore()
+	s.PutProvider(provider("p1"))
+	cals := actorstest.MustStart(b, actorstest.Config(s, clock))
+	ctx := context.Background()
+	r := &calendarv1.AvailabilityRequest{ProviderId: "p1", ServiceId: "beard", FromDate: "2026-12-02", Days: 1}
+	b.ReportAllocs()
+	for b.Loop() {
+		rep, err := cals.Availability(ctx, r)
+		if err != nil || len(rep.GetSlots()) == 0 {
+			b.Fatal(rep, err)
+		}
+	}
+}

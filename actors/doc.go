@@ -20,7 +20,20 @@
 // virtual actor (grain) without changing it. The actor's code is split by job:
 // actor.go (messages, single-booking writes, verdicts), lifecycle.go (load,
 // reload, refresh), conflicts.go (waiting behind writes in flight, confirming
-// conflicts with the store), series.go (series), donekeys.go (answered keys).
+// conflicts with the store), series.go (series), donekeys.go (answered keys),
+// availcache.go (the last availability answers).
+//
+// # Availability answers
+//
+// A calendar keeps its last few availability answers (availCache) and answers
+// the same question with the same *calendarv1.Reply while the answer holds:
+// its provider record and busy set (calendar.Busy.Gen) unchanged, and the
+// clock not past the instant the notice or the horizon changes it
+// (calendar.SlotsUntil). Every booking, cancellation, reservation, provider
+// update and reload changes one of them, so the answer after an acknowledged
+// write is computed afresh. A Reply the calendar answered is never modified:
+// callers may keep what they derived from it by its pointer (the edge keeps
+// the encoded body).
 //
 // # Series
 //

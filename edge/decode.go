@@ -157,10 +157,16 @@ func writeJSONAs(w http.ResponseWriter, status int, contentType string, v any) {
 		status, contentType = http.StatusInternalServerError, problemContentType
 		b = []byte(`{"type":"` + ProblemTypePrefix + CodeInternalError + `","title":"Internal error","status":500,"detail":"encoding the answer failed","code":"internal_error"}`)
 	}
+	writeBody(w, status, contentType, append(b, '\n'))
+}
+
+// writeBody answers body, already encoded and ending in its newline, with the
+// headers of every JSON answer, in one Write.
+func writeBody(w http.ResponseWriter, status int, contentType string, body []byte) {
 	h := w.Header()
 	h.Set("Content-Type", contentType)
-	h.Set("Content-Length", strconv.Itoa(len(b)+1))
+	h.Set("Content-Length", strconv.Itoa(len(body)))
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(body)
 }

@@ -395,7 +395,8 @@ func listVerticals(filter string, all []string, items []*bookingv1.Provider) []s
 	return vs
 }
 
-// availabilityOut is the answer of GET /v1/providers/{id}/availability.
+// availabilityOut is the answer of GET /v1/providers/{id}/availability, as
+// appendAvailability writes it (encode.go).
 type availabilityOut struct {
 	ProviderID string     `json:"provider_id"`
 	ServiceID  string     `json:"service_id"`
@@ -443,12 +444,7 @@ func (s *Server) availability(w http.ResponseWriter, r *http.Request) error {
 		tz = p.GetTimezone()
 	}
 	s.cacheFor(w, p.GetVertical())
-	loc := s.zone(tz)
-	out := availabilityOut{ProviderID: id, ServiceID: serviceID, Timezone: tz, Slots: make([]slotJSON, 0, len(reply.GetSlots()))}
-	for _, sl := range reply.GetSlots() {
-		out.Slots = append(out.Slots, slotJSON{Start: formatInstant(sl.GetStartMs(), loc), End: formatInstant(sl.GetEndMs(), loc)})
-	}
-	writeJSON(w, http.StatusOK, out)
+	s.writeAvailability(w, id, serviceID, tz, p.GetVertical(), reply)
 	return nil
 }
 

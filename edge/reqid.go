@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"log/slog"
 	"net/http"
 	"net/http/httputil"
 	"time"
@@ -72,6 +73,9 @@ func instanceOf(w http.ResponseWriter) string {
 // path: paths hold ids), status and duration, and (through the context) its
 // request and trace ids. Bodies, client ids and names never appear.
 func (s *Server) logAccess(r *http.Request, label string, status int, d time.Duration) {
+	if !s.log.Enabled(r.Context(), slog.LevelInfo) {
+		return // before its attributes are built
+	}
 	s.log.InfoContext(r.Context(), "edge: request", "route", label, "status", status,
 		"duration_ms", float64(d.Microseconds())/1000, "relayed", relayed(r))
 }

@@ -45,6 +45,8 @@ type Server struct {
 	zones sync.Map // IANA name → *time.Location
 	// providers holds providers for their immutable facts (providercache.go).
 	providers providerCache
+	// availBodies holds encoded availability answers (encode.go).
+	availBodies availBodies
 }
 
 // handlerFunc handles one request; a returned error is answered as a problem.
@@ -168,6 +170,7 @@ type peerKey struct{}
 // (acc). With a Router and a locator, a request for another jurisdiction is
 // relayed there (routeAway) instead of reaching h.
 func (s *Server) wrap(label string, h handlerFunc, loc locator, acc access, peer bool) http.Handler {
+	metrics := s.metrics.forRoute(label)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		r = traced(w, r) // request id and trace (reqid.go)
@@ -185,8 +188,9 @@ func (s *Server) wrap(label string, h handlerFunc, loc locator, acc access, peer
 					writeProblem(sw, http.StatusInternalServerError, CodeInternalError, "internal error")
 				}
 			}
-			s.metrics.observe(label, sw.statusCode(), time.Since(start))
-			s.logAccess(r, label, sw.statusCode(), time.Since(start))
+			d := time.Since(start)
+			metrics.observe(sw.statusCode(), d)
+			s.logAccess(r, label, sw.statusCode(), d)
 		}()
 		// Nothing is cacheable unless the handler says so (cacheFor): the
 		// psychology vertical's answers, errors included, are never stored. A
@@ -476,7 +480,29 @@ func register[C prometheus.Collector](reg *prometheus.Registry, c C) (C, error) 
 	return c, nil
 }
 
-func (m *httpMetrics) observe(route string, status int, d time.Duration) {
-	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
-	m.latency.WithLabelValues(route).Observe(d.Seconds())
+// routeMetrics observes the requests of one route. It looks the route's
+// series up once (the latency) or once per status (the count) instead of
+// hashing the labels on every request; a series still appears only once a
+// request was answered with it.
+type routeMetrics struct {
+	m        *httpMetrics
+	route    string
+	latency  func() prometheus.Observer
+	requests sync.Map // status (int) → prometheus.Counter
+}
+
+func (m *httpMetrics) forRoute(route string) *routeMetrics {
+	return &routeMetrics{m: m, route: route, latency: sync.OnceValue(func() prometheus.Observer {
+		return m.latency.WithLabelValues(route)
+	})}
+}
+
+// observe counts a request answered with status after d.
+func (rm *routeMetrics) observe(status int, d time.Duration) {
+	c, ok := rm.requests.Load(status)
+	if !ok {
+		c, _ = rm.requests.LoadOrStore(status, rm.m.requests.WithLabelValues(rm.route, strconv.Itoa(status)))
+	}
+	c.(prometheus.Counter).Inc()
+	rm.latency().Observe(d.Seconds())
 }

@@ -13,6 +13,7 @@ type Busy struct {
 	items  []busyItem // sorted by start, then id
 	maxEnd []int64    // maxEnd[i] = max end of items[0..i]
 	byID   map[string]Interval
+	gen    uint64 // counts changes (Gen)
 }
 
 type busyItem struct {
@@ -25,6 +26,11 @@ func NewBusy() *Busy { return &Busy{byID: map[string]Interval{}} }
 
 // Len is the number of intervals in the set.
 func (b *Busy) Len() int { return len(b.items) }
+
+// Gen counts the changes of the set: it differs after every Add and every
+// Remove that removed something, so an answer computed from the set at one Gen
+// holds while Gen is the same.
+func (b *Busy) Gen() uint64 { return b.gen }
 
 // Get returns the interval named id.
 func (b *Busy) Get(id string) (Interval, bool) {
@@ -44,6 +50,7 @@ func (b *Busy) Add(id string, iv Interval) {
 	copy(b.items[i+1:], b.items[i:])
 	b.items[i] = it
 	b.byID[id] = iv
+	b.gen++
 	b.fixMax(i)
 }
 
@@ -54,6 +61,7 @@ func (b *Busy) Remove(id string) bool {
 		return false
 	}
 	delete(b.byID, id)
+	b.gen++
 	s := iv.Start.UnixNano()
 	i := sort.Search(len(b.items), func(i int) bool {
 		x := b.items[i]

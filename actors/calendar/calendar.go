@@ -272,39 +272,66 @@ func Slots(p *bookingv1.Provider, svc *bookingv1.Service, from Date, days int, n
 
 // SlotsBusy is Slots over a Busy set (nil: nothing busy).
 func SlotsBusy(p *bookingv1.Provider, svc *bookingv1.Service, from Date, days int, now time.Time, busy *Busy) ([]Slot, error) {
+	slots, _, err := SlotsUntil(p, svc, from, days, now, busy)
+	return slots, err
+}
+
+// Forever is the until of SlotsUntil when no later now changes the answer.
+var Forever = time.Unix(1<<62, 0)
+
+// SlotsUntil is SlotsBusy that also tells how long its answer holds: the same
+// call with any now' in [now, until] (same p, svc, from, days and an unchanged
+// busy) returns the same slots. Time only removes starts (the minimum notice
+// passes them) and adds starts (the horizon reaches them); until is the last
+// instant before the first of those, Forever when there is none.
+func SlotsUntil(p *bookingv1.Provider, svc *bookingv1.Service, from Date, days int, now time.Time, busy *Busy) ([]Slot, time.Time, error) {
+	until := Forever
 	if err := checkService(svc); err != nil {
-		return nil, err
+		return nil, until, err
 	}
 	if days < 1 || days > MaxDays {
-		return nil, fmt.Errorf("%w: days must be within 1..%d, got %d", ErrBadRequest, MaxDays, days)
+		return nil, until, fmt.Errorf("%w: days must be within 1..%d, got %d", ErrBadRequest, MaxDays, days)
 	}
 	if !from.Valid() {
-		return nil, fmt.Errorf("%w: invalid date %v", ErrBadRequest, from)
+		return nil, until, fmt.Errorf("%w: invalid date %v", ErrBadRequest, from)
 	}
 	loc, err := Location(p)
 	if err != nil {
-		return nil, err
+		return nil, until, err
 	}
 	dur := time.Duration(svc.GetDurationMinutes()) * time.Minute
 	blocked := dur + time.Duration(svc.GetBufferMinutes())*time.Minute
 	durMin := int(svc.GetDurationMinutes())
 	step := int(Step(p) / time.Minute)
-	earliest := now.Add(Notice(p))
-	limit := now.Add(Horizon(p))
+	notice, horizon := Notice(p), Horizon(p)
+	earliest := now.Add(notice)
+	limit := now.Add(horizon)
 	var out []Slot
 	for i := 0; i < days; i++ {
 		d := from.AddDays(i)
 		for _, r := range Ranges(p, d) {
 			rs, re := int(r.GetStartMinute()), int(r.GetEndMinute())
 			if rs < 0 || re > 24*60 {
-				return nil, fmt.Errorf("%w: range %d..%d on %s is not within a day", ErrBadProvider, rs, re, d)
+				return nil, until, fmt.Errorf("%w: range %d..%d on %s is not within a day", ErrBadProvider, rs, re, d)
+			}
+			if out == nil {
+				out = make([]Slot, 0, days*(re-rs)/step+1)
 			}
 			for m := rs; m+durMin <= re; m += step {
 				s, ok := wallInstant(d, m, loc)
 				if !ok || s.Before(earliest) {
 					continue
 				}
+				// s leaves the answer once now+notice passes it.
+				if t := s.Add(-notice); t.Before(until) {
+					until = t
+				}
 				if !s.Before(limit) {
+					// s (the first start of the range past the horizon)
+					// joins once now+horizon passes it.
+					if t := s.Add(-horizon); t.Before(until) {
+						until = t
+					}
 					break
 				}
 				if busy != nil && busy.Overlaps(Interval{Start: s, End: s.Add(blocked)}, "") {
@@ -326,5 +353,5 @@ func SlotsBusy(p *bookingv1.Provider, svc *bookingv1.Service, from Date, days in
 		out[n] = out[i]
 		n++
 	}
-	return out[:n], nil
+	return out[:n], until, nil
 }

@@ -1,0 +1,73 @@
+package actors_test
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/barberpro/edge/actors"
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
+	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
+)
+
+// TestCalendars_AvailabilityCacheFollowsWrites: the same question asked again
+// after each acknowledged write answers what memory holds now, never the
+// answer cached before the write (booking, cancellation, provider update).
+func TestCalendars_AvailabilityCacheFollowsWrites(t *testing.T) {
+	e := newEnv(t, nil)
+	day := "2026-12-02"
+	for range 2 { // the second read is the cached answer
+		if s := e.slots(t, "p1", "cut", day); !s[at(2, 9, 0)] || !s[at(2, 10, 0)] {
+			t.Fatalf("free day: %v", s)
+		}
+	}
+	b := e.mustBook(t, "p1", "cut", at(2, 9, 0), "a")
+	if s := e.slots(t, "p1", "cut", day); s[at(2, 9, 0)] || !s[at(2, 10, 0)] {
+		t.Fatalf("after the booking was acknowledged, 09:00 still offered: %v", s)
+	}
+	if _, err := e.cals.Cancel(ctx(t), &calendarv1.CancelRequest{ProviderId: "p1", BookingId: b.GetId()}); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.slots(t, "p1", "cut", day); !s[at(2, 9, 0)] {
+		t.Fatalf("after the cancellation, 09:00 not offered: %v", s)
+	}
+	p := provider("p1")
+	p.DateOverrides = []*bookingv1.DateOverride{{Date: day, Ranges: []*bookingv1.TimeRange{{StartMinute: 10 * 60, EndMinute: 12 * 60}}}}
+	if _, err := e.cals.UpdateProvider(ctx(t), &calendarv1.UpdateProviderRequest{Provider: p, IdempotencyKey: "u", RequestHash: []byte("u")}); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.slots(t, "p1", "cut", day); s[at(2, 9, 0)] || !s[at(2, 10, 0)] {
+		t.Fatalf("after the hours changed, 09:00 still offered: %v", s)
+	}
+	// Another day and another service are other questions, not answers of this one.
+	if s := e.slots(t, "p1", "color", day); s[at(2, 9, 0)] || !s[at(2, 10, 0)] {
+		t.Fatalf("color: %v", s)
+	}
+}
+
+// TestCalendars_AvailabilityCacheFollowsTheClock: a start leaves the answer
+// once the minimum notice passes it, and a day comes into the horizon, though
+// nothing was written in between.
+func TestCalendars_AvailabilityCacheFollowsTheClock(t *testing.T) {
+	var clockAt atomic.Int64
+	clockAt.Store(now.UnixNano())
+	e := newEnv(t, func(c *actors.Config) { c.Clock = func() time.Time { return time.Unix(0, clockAt.Load()) } })
+	set := func(tm time.Time) { clockAt.Store(tm.UnixNano()) }
+	// now is 2026-12-01 08:00 with 60 minutes' notice: 09:00 is the first start.
+	if s := e.slots(t, "p1", "cut", "2026-12-01"); !s[at(1, 9, 0)] {
+		t.Fatalf("09:00 not offered at 08:00: %v", s)
+	}
+	set(now.Add(time.Minute)) // 08:01: 09:00 is within the notice
+	if s := e.slots(t, "p1", "cut", "2026-12-01"); s[at(1, 9, 0)] || !s[at(1, 9, 15)] {
+		t.Fatalf("at 08:01, 09:00 still offered (or 09:15 not): %v", s)
+	}
+	// The horizon is 30 days: 2026-12-31 09:00 is beyond it until 12-01 09:00.
+	set(now)
+	if s := e.slots(t, "p1", "cut", "2026-12-31"); s[at(31, 9, 0)] {
+		t.Fatalf("09:00 of day 30 offered before the horizon reached it: %v", s)
+	}
+	set(time.Date(2026, 12, 1, 9, 0, 0, 1, ba))
+	if s := e.slots(t, "p1", "cut", "2026-12-31"); !s[at(31, 9, 0)] {
+		t.Fatalf("09:00 of day 30 not offered once the horizon reached it: %v", s)
+	}
+}
