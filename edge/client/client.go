@@ -188,9 +188,21 @@ func (c *Client) Provider(ctx context.Context, id string) (*Provider, error) {
 
 // Availability lists the free starts of a service over days local dates from from.
 func (c *Client) Availability(ctx context.Context, providerID, serviceID, from string, days int) (*Availability, error) {
-	q := url.Values{"service_id": {serviceID}, "from": {from}, "days": {strconv.Itoa(days)}}
 	var out Availability
-	return &out, c.do(ctx, http.MethodGet, "/v1/providers/"+url.PathEscape(providerID)+"/availability?"+q.Encode(), "", nil, &out)
+	return &out, c.do(ctx, http.MethodGet, availabilityPath(providerID, serviceID, from, days), "", nil, &out)
+}
+
+// AvailabilityJSON is Availability's answer as the node sent it: checked to
+// be JSON, not decoded. A load generator reading many days of slots spends
+// its CPU on the node this way, not on decoding answers it does not use.
+func (c *Client) AvailabilityJSON(ctx context.Context, providerID, serviceID, from string, days int) (json.RawMessage, error) {
+	var out json.RawMessage
+	return out, c.do(ctx, http.MethodGet, availabilityPath(providerID, serviceID, from, days), "", nil, &out)
+}
+
+func availabilityPath(providerID, serviceID, from string, days int) string {
+	q := url.Values{"service_id": {serviceID}, "from": {from}, "days": {strconv.Itoa(days)}}
+	return "/v1/providers/" + url.PathEscape(providerID) + "/availability?" + q.Encode()
 }
 
 // Placement tells where a provider's calendar actor is active.

@@ -1,0 +1,39 @@
+package client
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+// AvailabilityJSON hands back the answer's bytes unparsed but refuses one
+// that is not JSON, and asks the same path Availability does.
+func TestAvailabilityJSON(t *testing.T) {
+	body := `{"provider_id":"p 1","service_id":"s","timezone":"America/Argentina/Buenos_Aires","slots":[]}`
+	var paths []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		paths = append(paths, r.URL.RequestURI())
+		if r.URL.Query().Get("from") == "bad" {
+			_, _ = w.Write([]byte("{not json"))
+			return
+		}
+		_, _ = w.Write([]byte(body))
+	}))
+	defer srv.Close()
+	c := New(srv.URL, srv.Client())
+	ctx := context.Background()
+	got, err := c.AvailabilityJSON(ctx, "p 1", "s", "2026-12-01", 1)
+	if err != nil || string(got) != body {
+		t.Fatalf("AvailabilityJSON = %s, %v", got, err)
+	}
+	if _, err := c.Availability(ctx, "p 1", "s", "2026-12-01", 1); err != nil {
+		t.Fatal(err)
+	}
+	if paths[0] != paths[1] || paths[0] != "/v1/providers/p%201/availability?days=1&from=2026-12-01&service_id=s" {
+		t.Fatalf("paths %q", paths)
+	}
+	if _, err := c.AvailabilityJSON(ctx, "p 1", "s", "bad", 1); err == nil {
+		t.Fatal("a body that is not JSON was accepted")
+	}
+}
