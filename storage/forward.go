@@ -38,12 +38,25 @@ type Forwarder interface {
 	ReadIndex(ctx context.Context, leader raft.ServerID, addr raft.ServerAddress) (uint64, error)
 }
 
-type forwarderBox struct{ f Forwarder }
+// forwarderBox holds the Forwarder and, for a BatchForwarder, the batcher
+// that group-commits forwarded proposals through it.
+type forwarderBox struct {
+	f  Forwarder
+	fb *fwdBatcher
+}
 
 // SetForwarder replaces Config.Forwarder (nil turns forwarding off), for a
 // cluster layer that can only build its Forwarder after the Store is open.
+// A BatchForwarder carries the proposals waiting on this node to the leader
+// in batches (see BatchForwarder).
 func (s *Store) SetForwarder(f Forwarder) {
-	s.fwd.Store(&forwarderBox{f: f})
+	box := &forwarderBox{f: f}
+	if bf, ok := f.(BatchForwarder); ok {
+		box.fb = newFwdBatcher(bf, s.cfg.MaxBatch, s.cfg.MaxInflight, s.done)
+	}
+	if old := s.fwd.Swap(box); old != nil && old.fb != nil {
+		close(old.fb.replaced)
+	}
 }
 
 func (s *Store) forwarder() Forwarder {
@@ -51,6 +64,19 @@ func (s *Store) forwarder() Forwarder {
 		return b.f
 	}
 	return nil
+}
+
+// forwardPropose sends cmd to the leader: through the batcher when the
+// Forwarder batches, else alone.
+func (s *Store) forwardPropose(ctx context.Context, leader raft.ServerID, addr raft.ServerAddress, cmd *bookingv1.Command) (*bookingv1.CommandResult, error) {
+	box := s.fwd.Load()
+	if box == nil || box.f == nil {
+		return nil, fmt.Errorf("%w: forwarding turned off", ErrNotLeader)
+	}
+	if box.fb != nil {
+		return box.fb.propose(ctx, leader, addr, cmd)
+	}
+	return box.f.Propose(ctx, leader, addr, cmd)
 }
 
 // Propose replicates cmd through Raft and returns the FSM's verdict. Commands
@@ -122,7 +148,7 @@ func (s *Store) Propose(ctx context.Context, cmd *bookingv1.Command) (*bookingv1
 					}
 				}()
 			}
-			res, err = fwd.Propose(actx, id, addr, cmd)
+			res, err = s.forwardPropose(actx, id, addr, cmd)
 			cancel()
 			if res != nil {
 				return res, resultError(res)
