@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	"github.com/barberpro/edge/storage"
@@ -180,4 +183,64 @@ func TestProposeBatchLocal_LeaderChanges(t *testing.T) {
 	if applied == 0 || refused == 0 {
 		t.Fatalf("%d applied, %d refused of %d: want both", applied, refused, len(outs))
 	}
+}
+
+// TestForwardBatch_ExchangeFails: when a batch's exchange fails as a whole,
+// every command of it is answered as Forwarder.Propose's error would be: a
+// refusal (ErrNotLeader alone) is retried, a transport failure or a reply
+// that does not match the batch is an unknown outcome (a command without a
+// key is not retried).
+func TestForwardBatch_ExchangeFails(t *testing.T) {
+	cfg := storage.LocalConfig()
+	cfg.LeaderWaitTimeout = 300 * time.Millisecond
+	stores, _ := st.MustOpenInmemClusterWith(t, 3, cfg)
+	follower := stores[1]
+	ctx := context.Background()
+	var calls atomic.Int32
+	for _, tc := range []struct {
+		name     string
+		f        batchForwarder
+		unknown  bool
+		minCalls int32
+	}{
+		{"refused", batchForwarder{calls: &calls, err: fmt.Errorf("%w: far side", storage.ErrNotLeader)}, false, 3},
+		{"transport", batchForwarder{calls: &calls, err: errors.New("connection reset by peer")}, true, 1},
+		{"short reply", batchForwarder{calls: &calls}, true, 1},
+	} {
+		calls.Store(0)
+		follower.SetForwarder(tc.f)
+		var wg sync.WaitGroup
+		for i := range 5 {
+			wg.Go(func() {
+				_, err := follower.Propose(ctx, st.CreateProvider(st.Provider(fmt.Sprint("p", i))))
+				if !errors.Is(err, storage.ErrNotLeader) || errors.Is(err, storage.ErrOutcomeUnknown) != tc.unknown {
+					t.Errorf("%s: %v; want ErrNotLeader, outcome unknown %v", tc.name, err, tc.unknown)
+				}
+			})
+		}
+		wg.Wait()
+		if n := calls.Load(); n < tc.minCalls || tc.unknown && n > 5 {
+			t.Errorf("%s: %d batches sent", tc.name, n)
+		}
+	}
+}
+
+// batchForwarder fails every batch with err, or (err nil) answers with no
+// outcome at all.
+type batchForwarder struct {
+	calls *atomic.Int32
+	err   error
+}
+
+func (f batchForwarder) Propose(context.Context, raft.ServerID, raft.ServerAddress, *bookingv1.Command) (*bookingv1.CommandResult, error) {
+	panic("a BatchForwarder's proposals go through ProposeBatch")
+}
+
+func (f batchForwarder) ProposeBatch(context.Context, raft.ServerID, raft.ServerAddress, []*bookingv1.Command) ([]storage.Outcome, error) {
+	f.calls.Add(1)
+	return nil, f.err
+}
+
+func (f batchForwarder) ReadIndex(context.Context, raft.ServerID, raft.ServerAddress) (uint64, error) {
+	return 0, errors.New("connection reset by peer")
 }
