@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -39,10 +40,14 @@ type Forwarder interface {
 }
 
 // forwarderBox holds the Forwarder and, for a BatchForwarder, the batcher
-// that group-commits forwarded proposals through it.
+// that group-commits forwarded proposals through it (started at the first
+// forwarded proposal, so a Store that fails to open starts none).
 type forwarderBox struct {
-	f  Forwarder
-	fb *fwdBatcher
+	f        Forwarder
+	bf       BatchForwarder
+	once     sync.Once
+	fb       *fwdBatcher
+	replaced chan struct{} // closed when SetForwarder replaces the box
 }
 
 // SetForwarder replaces Config.Forwarder (nil turns forwarding off), for a
@@ -50,12 +55,10 @@ type forwarderBox struct {
 // A BatchForwarder carries the proposals waiting on this node to the leader
 // in batches (see BatchForwarder).
 func (s *Store) SetForwarder(f Forwarder) {
-	box := &forwarderBox{f: f}
-	if bf, ok := f.(BatchForwarder); ok {
-		box.fb = newFwdBatcher(bf, s.cfg.MaxBatch, s.cfg.MaxInflight, s.done)
-	}
-	if old := s.fwd.Swap(box); old != nil && old.fb != nil {
-		close(old.fb.replaced)
+	box := &forwarderBox{f: f, replaced: make(chan struct{})}
+	box.bf, _ = f.(BatchForwarder)
+	if old := s.fwd.Swap(box); old != nil {
+		close(old.replaced)
 	}
 }
 
@@ -73,7 +76,8 @@ func (s *Store) forwardPropose(ctx context.Context, leader raft.ServerID, addr r
 	if box == nil || box.f == nil {
 		return nil, fmt.Errorf("%w: forwarding turned off", ErrNotLeader)
 	}
-	if box.fb != nil {
+	if box.bf != nil {
+		box.once.Do(func() { box.fb = newFwdBatcher(box.bf, s.cfg.MaxBatch, s.cfg.MaxInflight, s.done, box.replaced) })
 		return box.fb.propose(ctx, leader, addr, cmd)
 	}
 	return box.f.Propose(ctx, leader, addr, cmd)

@@ -74,7 +74,7 @@ type fwdBatcher struct {
 	in       chan *fwdCall // unbuffered: a call handed over is owned by the loop
 	slots    chan struct{}
 	stop     <-chan struct{} // closed by Store.Close
-	replaced chan struct{}   // closed when SetForwarder replaces this batcher
+	replaced <-chan struct{} // closed when SetForwarder replaces the Forwarder
 	exited   chan struct{}   // closed when the loop returns
 }
 
@@ -86,13 +86,13 @@ type fwdCall struct {
 	done   chan outcome // buffered 1
 }
 
-func newFwdBatcher(f BatchForwarder, maxBatch, maxInflight int, stop <-chan struct{}) *fwdBatcher {
+func newFwdBatcher(f BatchForwarder, maxBatch, maxInflight int, stop, replaced <-chan struct{}) *fwdBatcher {
 	b := &fwdBatcher{
 		fwd: f, maxBatch: maxBatch,
 		in:       make(chan *fwdCall),
 		slots:    make(chan struct{}, maxInflight),
 		stop:     stop,
-		replaced: make(chan struct{}),
+		replaced: replaced,
 		exited:   make(chan struct{}),
 	}
 	go b.loop()
