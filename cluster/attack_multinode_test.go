@@ -31,6 +31,7 @@ import (
 	"github.com/barberpro/edge/cluster/clustertest"
 	"github.com/barberpro/edge/cluster/pki"
 	"github.com/barberpro/edge/cluster/placement"
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	clusterv1 "github.com/barberpro/edge/protos/cluster/v1"
 	"github.com/barberpro/edge/storage"
 	st "github.com/barberpro/edge/storage/storagetest"
@@ -186,6 +187,11 @@ func Test_ActorRemote_ForwardingActorServesOnlyItsGroup(t *testing.T) {
 		return sys.Root.RequestFuture(actor.NewPID(n.ActorAddr(), "barberpro-raft"),
 			&clusterv1.ProposeRequest{Command: st.CreateProvider(st.Provider(provider)), TimeoutMs: 2000}, 3*time.Second).Result()
 	}
+	// askBatch sends the proposal as a follower's batch of forwarded proposals.
+	askBatch := func(sys *actor.ActorSystem, provider string) (any, error) {
+		return sys.Root.RequestFuture(actor.NewPID(n.ActorAddr(), "barberpro-raft"),
+			&clusterv1.ProposeBatchRequest{Commands: []*bookingv1.Command{st.CreateProvider(st.Provider(provider))}, TimeoutMs: 2000}, 3*time.Second).Result()
+	}
 	applied := func(provider string) bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -200,6 +206,12 @@ func Test_ActorRemote_ForwardingActorServesOnlyItsGroup(t *testing.T) {
 		}
 		if applied(provider) {
 			t.Errorf("%s: its proposal was applied by the ar group", who)
+		}
+		if res, err := askBatch(sys, provider+"-batch"); err == nil {
+			t.Errorf("%s: its batch of proposals to the ar group was answered: %+v", who, res)
+		}
+		if applied(provider + "-batch") {
+			t.Errorf("%s: its batch of proposals was applied by the ar group", who)
 		}
 	}
 
@@ -220,6 +232,12 @@ func Test_ActorRemote_ForwardingActorServesOnlyItsGroup(t *testing.T) {
 		}
 		if !applied("p-ar") {
 			t.Error("an ar node's proposal was not applied")
+		}
+		if res, err := askBatch(sys, "p-ar-batch"); err == nil {
+			t.Errorf("a client no verified member gossips got an answer to a batch: %+v", res)
+		}
+		if !applied("p-ar-batch") {
+			t.Error("an ar node's batch of proposals was not applied")
 		}
 	})
 }

@@ -48,6 +48,17 @@ func (a *raftActor) Receive(ctx actor.Context) {
 			res, err := a.store.ProposeLocal(c, m.Command)
 			reply(&clusterv1.ProposeReply{Result: res, ErrorKinds: storage.ErrorKinds(err), Detail: errDetail(err)})
 		}()
+	case *clusterv1.ProposeBatchRequest:
+		go func() {
+			c, cancel := context.WithTimeout(context.Background(), msDuration(m.TimeoutMs))
+			defer cancel()
+			outs := a.store.ProposeBatchLocal(c, m.Commands)
+			replies := make([]*clusterv1.ProposeReply, len(outs))
+			for i, o := range outs {
+				replies[i] = &clusterv1.ProposeReply{Result: o.Result, ErrorKinds: storage.ErrorKinds(o.Err), Detail: errDetail(o.Err)}
+			}
+			reply(&clusterv1.ProposeBatchReply{Replies: replies})
+		}()
 	case *clusterv1.ReadIndexRequest:
 		go func() {
 			c, cancel := context.WithTimeout(context.Background(), msDuration(m.TimeoutMs))
@@ -172,7 +183,7 @@ func (c *crossFutures) expects(id, node, reply string) bool {
 	return ok && f.node == node && f.reply == reply
 }
 
-var _ storage.Forwarder = (*raftPeers)(nil)
+var _ storage.BatchForwarder = (*raftPeers)(nil)
 
 // pid is the raft actor of the live, verified member whose node id is nodeID,
 // and that member's jurisdiction.
@@ -245,6 +256,24 @@ func (p *raftPeers) Propose(ctx context.Context, leader raft.ServerID, _ raft.Se
 		return nil, fmt.Errorf("cluster: unexpected answer %T to a proposal", res)
 	}
 	return r.Result, remoteErr(r.ErrorKinds, r.Detail)
+}
+
+// ProposeBatch forwards cmds to the leader in one message; see
+// storage.BatchForwarder.
+func (p *raftPeers) ProposeBatch(ctx context.Context, leader raft.ServerID, _ raft.ServerAddress, cmds []*bookingv1.Command) ([]storage.Outcome, error) {
+	res, err := p.request(ctx, membership.NodeOf(string(leader)), &clusterv1.ProposeBatchRequest{Commands: cmds, TimeoutMs: deadlineMs(ctx, p.timeout)}, &clusterv1.ProposeBatchReply{})
+	if err != nil {
+		return nil, err
+	}
+	r, ok := res.(*clusterv1.ProposeBatchReply)
+	if !ok {
+		return nil, fmt.Errorf("cluster: unexpected answer %T to a batch of proposals", res)
+	}
+	outs := make([]storage.Outcome, len(r.Replies))
+	for i, rep := range r.Replies {
+		outs[i] = storage.Outcome{Result: rep.GetResult(), Err: remoteErr(rep.GetErrorKinds(), rep.GetDetail())}
+	}
+	return outs, nil
 }
 
 // ReadIndex asks the leader for a safe read index; see storage.Forwarder.

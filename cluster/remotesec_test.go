@@ -17,7 +17,7 @@ import (
 )
 
 // TestRemoteGuard_KeepsOnlyWhatCrossJurisdictionNeeds: of a batch from a peer of
-// another jurisdiction, only a NodeStatusRequest to barberpro-raft and the status
+// another jurisdiction (a proposal, alone or in a batch, among them), only a NodeStatusRequest to barberpro-raft and the status
 // reply a future of this node waits for from that peer, both addressed to this
 // node, get through.
 func TestRemoteGuard_KeepsOnlyWhatCrossJurisdictionNeeds(t *testing.T) {
@@ -27,7 +27,8 @@ func TestRemoteGuard_KeepsOnlyWhatCrossJurisdictionNeeds(t *testing.T) {
 	cross.open("future$abc", "us-1", name(&clusterv1.NodeStatusReply{}))
 	b := &remote.MessageBatch{
 		TypeNames: []string{name(&clusterv1.NodeStatusRequest{}), name(&clusterv1.ProposeRequest{}),
-			name(&clusterv1.RemoveServerRequest{}), name(&clusterv1.NodeStatusReply{}), "actors.v1.Book"},
+			name(&clusterv1.RemoveServerRequest{}), name(&clusterv1.NodeStatusReply{}), "actors.v1.Book",
+			name(&clusterv1.ProposeBatchRequest{})},
 		Targets: []*actor.PID{
 			actor.NewPID("127.0.0.1:8090", raftActorName),  // 0
 			actor.NewPID("127.0.0.1:8090", "future$abc"),   // 1
@@ -48,14 +49,15 @@ func TestRemoteGuard_KeepsOnlyWhatCrossJurisdictionNeeds(t *testing.T) {
 		env(3, 0), // status request for another node: dropped
 		env(4, 3), // reply for another node's future: dropped
 		env(9, 0), // target out of range: dropped
+		env(0, 5), // batch of proposals: dropped
 	}
 	want := []*remote.MessageEnvelope{b.Envelopes[0], b.Envelopes[3]}
 	g.filter(b, pki.Identity{Jurisdiction: "us", City: "us-east", NodeID: "us-1"})
 	if !slices.Equal(b.Envelopes, want) {
 		t.Fatalf("kept %v, want the status request and the future's reply", b.Envelopes)
 	}
-	if g.dropped.Load() != 6 {
-		t.Fatalf("dropped %d, want 6", g.dropped.Load())
+	if g.dropped.Load() != 7 {
+		t.Fatalf("dropped %d, want 7", g.dropped.Load())
 	}
 }
 

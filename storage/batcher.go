@@ -78,14 +78,29 @@ func newBatcher(r *raft.Raft, maxBatch, maxInflight int, timeout time.Duration) 
 // submit enqueues data and waits for its outcome. A canceled ctx stops the
 // wait, not the command: once enqueued it may still commit.
 func (b *batcher) submit(ctx context.Context, data []byte) (*bookingv1.CommandResult, error) {
+	p, err := b.enqueue(ctx, data)
+	if err != nil {
+		return nil, err
+	}
+	return b.wait(ctx, p)
+}
+
+// enqueue hands data to the loop without waiting for its outcome (wait
+// does). An error means data was not enqueued: certainly not proposed.
+func (b *batcher) enqueue(ctx context.Context, data []byte) (*proposal, error) {
 	p := &proposal{data: data, done: make(chan outcome, 1)}
 	select {
 	case b.in <- p:
+		return p, nil
 	case <-b.stop:
 		return nil, ErrClosed
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// wait waits for the outcome of an enqueued proposal, as submit does.
+func (b *batcher) wait(ctx context.Context, p *proposal) (*bookingv1.CommandResult, error) {
 	select {
 	case o := <-p.done:
 		return o.res, o.err

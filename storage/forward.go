@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -38,12 +39,27 @@ type Forwarder interface {
 	ReadIndex(ctx context.Context, leader raft.ServerID, addr raft.ServerAddress) (uint64, error)
 }
 
-type forwarderBox struct{ f Forwarder }
+// forwarderBox holds the Forwarder and, for a BatchForwarder, the batcher
+// that group-commits forwarded proposals through it (started at the first
+// forwarded proposal, so a Store that fails to open starts none).
+type forwarderBox struct {
+	f        Forwarder
+	bf       BatchForwarder
+	once     sync.Once
+	fb       *fwdBatcher
+	replaced chan struct{} // closed when SetForwarder replaces the box
+}
 
 // SetForwarder replaces Config.Forwarder (nil turns forwarding off), for a
 // cluster layer that can only build its Forwarder after the Store is open.
+// A BatchForwarder carries the proposals waiting on this node to the leader
+// in batches (see BatchForwarder).
 func (s *Store) SetForwarder(f Forwarder) {
-	s.fwd.Store(&forwarderBox{f: f})
+	box := &forwarderBox{f: f, replaced: make(chan struct{})}
+	box.bf, _ = f.(BatchForwarder)
+	if old := s.fwd.Swap(box); old != nil {
+		close(old.replaced)
+	}
 }
 
 func (s *Store) forwarder() Forwarder {
@@ -51,6 +67,20 @@ func (s *Store) forwarder() Forwarder {
 		return b.f
 	}
 	return nil
+}
+
+// forwardPropose sends cmd to the leader: through the batcher when the
+// Forwarder batches, else alone.
+func (s *Store) forwardPropose(ctx context.Context, leader raft.ServerID, addr raft.ServerAddress, cmd *bookingv1.Command) (*bookingv1.CommandResult, error) {
+	box := s.fwd.Load()
+	if box == nil || box.f == nil {
+		return nil, fmt.Errorf("%w: forwarding turned off", ErrNotLeader)
+	}
+	if box.bf != nil {
+		box.once.Do(func() { box.fb = newFwdBatcher(box.bf, s.cfg.MaxBatch, s.cfg.MaxInflight, s.done, box.replaced) })
+		return box.fb.propose(ctx, leader, addr, cmd)
+	}
+	return box.f.Propose(ctx, leader, addr, cmd)
 }
 
 // Propose replicates cmd through Raft and returns the FSM's verdict. Commands
@@ -122,7 +152,7 @@ func (s *Store) Propose(ctx context.Context, cmd *bookingv1.Command) (*bookingv1
 					}
 				}()
 			}
-			res, err = fwd.Propose(actx, id, addr, cmd)
+			res, err = s.forwardPropose(actx, id, addr, cmd)
 			cancel()
 			if res != nil {
 				return res, resultError(res)

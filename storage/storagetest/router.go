@@ -14,9 +14,9 @@ import (
 	"github.com/barberpro/edge/storage"
 )
 
-// Router is a test double of the cluster layer's storage.Forwarder: it
-// delivers a forwarded request straight to the target store's ProposeLocal or
-// ReadIndexLocal, found by server ID. It copies the command and carries
+// Router is a test double of the cluster layer's storage.BatchForwarder: it
+// delivers a forwarded request straight to the target store's ProposeLocal,
+// ProposeBatchLocal or ReadIndexLocal, found by server ID. It copies the command and carries
 // errors through storage.ErrorKinds/ErrorFromKinds, as a wire would. A node
 // marked down (SetDown) is unreachable: requests to or from it fail with a
 // transport error after Latency.
@@ -26,6 +26,16 @@ type Router struct {
 	down   map[raft.ServerID]bool
 	// Latency is added to every forwarded request (default none).
 	Latency time.Duration
+	// largest is the most commands one ProposeBatch carried.
+	largest int
+}
+
+// LargestBatch is the most commands one forwarded batch (ProposeBatch) has
+// carried so far.
+func (r *Router) LargestBatch() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.largest
 }
 
 // NewRouter returns a Router that knows stores and installs itself as their
@@ -87,6 +97,31 @@ func (f *routerFrom) Propose(ctx context.Context, leader raft.ServerID, _ raft.S
 		return proto.Clone(res).(*bookingv1.CommandResult), nil
 	}
 	return nil, wire(err)
+}
+
+// ProposeBatch makes routerFrom a storage.BatchForwarder: the batch goes to
+// the target's ProposeBatchLocal, each outcome carried as Propose's.
+func (f *routerFrom) ProposeBatch(ctx context.Context, leader raft.ServerID, _ raft.ServerAddress, cmds []*bookingv1.Command) ([]storage.Outcome, error) {
+	f.r.mu.Lock()
+	f.r.largest = max(f.r.largest, len(cmds))
+	f.r.mu.Unlock()
+	s, err := f.r.target(ctx, f.from, leader)
+	if err != nil {
+		return nil, err
+	}
+	sent := make([]*bookingv1.Command, len(cmds))
+	for i, c := range cmds {
+		sent[i] = proto.Clone(c).(*bookingv1.Command)
+	}
+	outs := s.ProposeBatchLocal(ctx, sent)
+	for i, o := range outs {
+		if o.Result != nil {
+			outs[i] = storage.Outcome{Result: proto.Clone(o.Result).(*bookingv1.CommandResult)}
+		} else {
+			outs[i].Err = wire(o.Err)
+		}
+	}
+	return outs, nil
 }
 
 func (f *routerFrom) ReadIndex(ctx context.Context, leader raft.ServerID, _ raft.ServerAddress) (uint64, error) {

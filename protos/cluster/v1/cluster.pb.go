@@ -142,6 +142,107 @@ func (x *ProposeReply) GetResult() *v1.CommandResult {
 	return nil
 }
 
+// ProposeBatchRequest carries several commands to the leader in one message: a
+// follower's Store group-commits the proposals made on it while earlier ones are in
+// flight. Each command keeps its idempotency key and proposed_at_ms.
+type ProposeBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Commands      []*v1.Command          `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
+	TimeoutMs     int64                  `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposeBatchRequest) Reset() {
+	*x = ProposeBatchRequest{}
+	mi := &file_cluster_v1_cluster_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposeBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposeBatchRequest) ProtoMessage() {}
+
+func (x *ProposeBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_v1_cluster_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposeBatchRequest.ProtoReflect.Descriptor instead.
+func (*ProposeBatchRequest) Descriptor() ([]byte, []int) {
+	return file_cluster_v1_cluster_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ProposeBatchRequest) GetCommands() []*v1.Command {
+	if x != nil {
+		return x.Commands
+	}
+	return nil
+}
+
+func (x *ProposeBatchRequest) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+// ProposeBatchReply answers a ProposeBatchRequest: replies[i] is the outcome of
+// commands[i], as a ProposeReply would tell it.
+type ProposeBatchReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Replies       []*ProposeReply        `protobuf:"bytes,1,rep,name=replies,proto3" json:"replies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposeBatchReply) Reset() {
+	*x = ProposeBatchReply{}
+	mi := &file_cluster_v1_cluster_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposeBatchReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposeBatchReply) ProtoMessage() {}
+
+func (x *ProposeBatchReply) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_v1_cluster_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposeBatchReply.ProtoReflect.Descriptor instead.
+func (*ProposeBatchReply) Descriptor() ([]byte, []int) {
+	return file_cluster_v1_cluster_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ProposeBatchReply) GetReplies() []*ProposeReply {
+	if x != nil {
+		return x.Replies
+	}
+	return nil
+}
+
 // ReadIndexRequest asks the leader for a commit index that is safe to read at.
 type ReadIndexRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -152,7 +253,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_cluster_v1_cluster_proto_msgTypes[2]
+	mi := &file_cluster_v1_cluster_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -164,7 +265,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_cluster_proto_msgTypes[2]
+	mi := &file_cluster_v1_cluster_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -177,7 +278,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_cluster_proto_rawDescGZIP(), []int{2}
+	return file_cluster_v1_cluster_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ReadIndexRequest) GetTimeoutMs() int64 {
@@ -201,7 +302,7 @@ type ReadIndexReply struct {
 
 func (x *ReadIndexReply) Reset() {
 	*x = ReadIndexReply{}
-	mi := &file_cluster_v1_cluster_proto_msgTypes[3]
+	mi := &file_cluster_v1_cluster_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -213,7 +314,7 @@ func (x *ReadIndexReply) String() string {
 func (*ReadIndexReply) ProtoMessage() {}
 
 func (x *ReadIndexReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_cluster_proto_msgTypes[3]
+	mi := &file_cluster_v1_cluster_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -226,7 +327,7 @@ func (x *ReadIndexReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexReply.ProtoReflect.Descriptor instead.
 func (*ReadIndexReply) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_cluster_proto_rawDescGZIP(), []int{3}
+	return file_cluster_v1_cluster_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ReadIndexReply) GetErrorKinds() []string {
@@ -262,7 +363,7 @@ type RemoveServerRequest struct {
 
 func (x *RemoveServerRequest) Reset() {
 	*x = RemoveServerRequest{}
-	mi := &file_cluster_v1_cluster_proto_msgTypes[4]
+	mi := &file_cluster_v1_cluster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -274,7 +375,7 @@ func (x *RemoveServerRequest) String() string {
 func (*RemoveServerRequest) ProtoMessage() {}
 
 func (x *RemoveServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_cluster_proto_msgTypes[4]
+	mi := &file_cluster_v1_cluster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -287,7 +388,7 @@ func (x *RemoveServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServerRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServerRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_cluster_proto_rawDescGZIP(), []int{4}
+	return file_cluster_v1_cluster_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RemoveServerRequest) GetNodeId() string {
@@ -317,7 +418,7 @@ type RemoveServerReply struct {
 
 func (x *RemoveServerReply) Reset() {
 	*x = RemoveServerReply{}
-	mi := &file_cluster_v1_cluster_proto_msgTypes[5]
+	mi := &file_cluster_v1_cluster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -329,7 +430,7 @@ func (x *RemoveServerReply) String() string {
 func (*RemoveServerReply) ProtoMessage() {}
 
 func (x *RemoveServerReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_cluster_proto_msgTypes[5]
+	mi := &file_cluster_v1_cluster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -342,7 +443,7 @@ func (x *RemoveServerReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServerReply.ProtoReflect.Descriptor instead.
 func (*RemoveServerReply) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_cluster_proto_rawDescGZIP(), []int{5}
+	return file_cluster_v1_cluster_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RemoveServerReply) GetErrorKinds() []string {
@@ -368,7 +469,7 @@ type NodeStatusRequest struct {
 
 func (x *NodeStatusRequest) Reset() {
 	*x = NodeStatusRequest{}
-	mi := &file_cluster_v1_cluster_proto_msgTypes[6]
+	mi := &file_cluster_v1_cluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -380,7 +481,7 @@ func (x *NodeStatusRequest) String() string {
 func (*NodeStatusRequest) ProtoMessage() {}
 
 func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_cluster_proto_msgTypes[6]
+	mi := &file_cluster_v1_cluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -393,7 +494,7 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_cluster_proto_rawDescGZIP(), []int{6}
+	return file_cluster_v1_cluster_proto_rawDescGZIP(), []int{8}
 }
 
 // NodeStatusReply is one node's Raft progress.
@@ -425,7 +526,7 @@ type NodeStatusReply struct {
 
 func (x *NodeStatusReply) Reset() {
 	*x = NodeStatusReply{}
-	mi := &file_cluster_v1_cluster_proto_msgTypes[7]
+	mi := &file_cluster_v1_cluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -437,7 +538,7 @@ func (x *NodeStatusReply) String() string {
 func (*NodeStatusReply) ProtoMessage() {}
 
 func (x *NodeStatusReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_cluster_proto_msgTypes[7]
+	mi := &file_cluster_v1_cluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -450,7 +551,7 @@ func (x *NodeStatusReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusReply.ProtoReflect.Descriptor instead.
 func (*NodeStatusReply) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_cluster_proto_rawDescGZIP(), []int{7}
+	return file_cluster_v1_cluster_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *NodeStatusReply) GetNodeId() string {
@@ -550,7 +651,13 @@ const file_cluster_v1_cluster_proto_rawDesc = "" +
 	"\verror_kinds\x18\x01 \x03(\tR\n" +
 	"errorKinds\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\x12;\n" +
-	"\x06result\x18\x03 \x01(\v2#.barberpro.booking.v1.CommandResultR\x06result\"1\n" +
+	"\x06result\x18\x03 \x01(\v2#.barberpro.booking.v1.CommandResultR\x06result\"o\n" +
+	"\x13ProposeBatchRequest\x129\n" +
+	"\bcommands\x18\x01 \x03(\v2\x1d.barberpro.booking.v1.CommandR\bcommands\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x02 \x01(\x03R\ttimeoutMs\"Q\n" +
+	"\x11ProposeBatchReply\x12<\n" +
+	"\areplies\x18\x01 \x03(\v2\".barberpro.cluster.v1.ProposeReplyR\areplies\"1\n" +
 	"\x10ReadIndexRequest\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x01 \x01(\x03R\ttimeoutMs\"_\n" +
@@ -596,27 +703,31 @@ func file_cluster_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_cluster_v1_cluster_proto_rawDescData
 }
 
-var file_cluster_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_cluster_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_cluster_v1_cluster_proto_goTypes = []any{
 	(*ProposeRequest)(nil),      // 0: barberpro.cluster.v1.ProposeRequest
 	(*ProposeReply)(nil),        // 1: barberpro.cluster.v1.ProposeReply
-	(*ReadIndexRequest)(nil),    // 2: barberpro.cluster.v1.ReadIndexRequest
-	(*ReadIndexReply)(nil),      // 3: barberpro.cluster.v1.ReadIndexReply
-	(*RemoveServerRequest)(nil), // 4: barberpro.cluster.v1.RemoveServerRequest
-	(*RemoveServerReply)(nil),   // 5: barberpro.cluster.v1.RemoveServerReply
-	(*NodeStatusRequest)(nil),   // 6: barberpro.cluster.v1.NodeStatusRequest
-	(*NodeStatusReply)(nil),     // 7: barberpro.cluster.v1.NodeStatusReply
-	(*v1.Command)(nil),          // 8: barberpro.booking.v1.Command
-	(*v1.CommandResult)(nil),    // 9: barberpro.booking.v1.CommandResult
+	(*ProposeBatchRequest)(nil), // 2: barberpro.cluster.v1.ProposeBatchRequest
+	(*ProposeBatchReply)(nil),   // 3: barberpro.cluster.v1.ProposeBatchReply
+	(*ReadIndexRequest)(nil),    // 4: barberpro.cluster.v1.ReadIndexRequest
+	(*ReadIndexReply)(nil),      // 5: barberpro.cluster.v1.ReadIndexReply
+	(*RemoveServerRequest)(nil), // 6: barberpro.cluster.v1.RemoveServerRequest
+	(*RemoveServerReply)(nil),   // 7: barberpro.cluster.v1.RemoveServerReply
+	(*NodeStatusRequest)(nil),   // 8: barberpro.cluster.v1.NodeStatusRequest
+	(*NodeStatusReply)(nil),     // 9: barberpro.cluster.v1.NodeStatusReply
+	(*v1.Command)(nil),          // 10: barberpro.booking.v1.Command
+	(*v1.CommandResult)(nil),    // 11: barberpro.booking.v1.CommandResult
 }
 var file_cluster_v1_cluster_proto_depIdxs = []int32{
-	8, // 0: barberpro.cluster.v1.ProposeRequest.command:type_name -> barberpro.booking.v1.Command
-	9, // 1: barberpro.cluster.v1.ProposeReply.result:type_name -> barberpro.booking.v1.CommandResult
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	10, // 0: barberpro.cluster.v1.ProposeRequest.command:type_name -> barberpro.booking.v1.Command
+	11, // 1: barberpro.cluster.v1.ProposeReply.result:type_name -> barberpro.booking.v1.CommandResult
+	10, // 2: barberpro.cluster.v1.ProposeBatchRequest.commands:type_name -> barberpro.booking.v1.Command
+	1,  // 3: barberpro.cluster.v1.ProposeBatchReply.replies:type_name -> barberpro.cluster.v1.ProposeReply
+	4,  // [4:4] is the sub-list for method output_type
+	4,  // [4:4] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_cluster_v1_cluster_proto_init() }
@@ -630,7 +741,7 @@ func file_cluster_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_v1_cluster_proto_rawDesc), len(file_cluster_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
