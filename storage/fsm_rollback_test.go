@@ -60,6 +60,11 @@ func TestFSM_ApplyAfterRollbackMatchesGolden(t *testing.T) {
 		if sa, sb := stateHash(t, a), stateHash(t, b); !bytes.Equal(sa, sb) {
 			t.Errorf("seed %d: state after rolled back transactions %x, want %x", seed, sb, sa)
 		}
+		for _, f := range []*storage.TestFSM{a, b} {
+			if err := f.CheckProviderCache(); err != nil {
+				t.Errorf("seed %d: %v", seed, err)
+			}
+		}
 		if rep, err := b.VerifyAudit(); err != nil {
 			t.Errorf("seed %d: audit chain after rolled back transactions: %v (%+v)", seed, err, rep)
 		}
