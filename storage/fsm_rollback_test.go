@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"math/rand"
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -19,22 +17,12 @@ import (
 // and the final state must be those of the FSM that never rolled back.
 func TestFSM_ApplyAfterRollbackMatchesGolden(t *testing.T) {
 	for seed := int64(1); seed <= 2; seed++ {
-		cmds := goldenCommands(seed, 1500)
-		r := rand.New(rand.NewSource(seed))
-		logs := goldenLogs(t, r, cmds, 1)
-		open := func(name string) *storage.TestFSM {
-			f, err := storage.OpenTestFSMWith(filepath.Join(t.TempDir(), name), "ar", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = f.Close() })
-			return f
-		}
-		a := open("a.db")
+		r, logs := goldenSeed(t, seed)
+		a := openGoldenFSM(t, "a.db")
 		want := applyGolden(t, r, a, logs)
 
 		half := len(logs) / 2
-		b := open("b.db")
+		b := openGoldenFSM(t, "b.db")
 		got := applyGolden(t, r, b, logs[:half])
 		// Several rolled back attempts, each over a different part of the
 		// rest, as a batch retried after failed writes would be.
