@@ -1152,12 +1152,12 @@ type cachedProvider struct {
 // providerCacheMax and providerCacheMaxBytes bound the providerCache. A
 // decoded provider takes about 7 times its record's bytes on the heap (the
 // largest the edge accepts: 92 KB encoded, 640 KB decoded), so a bound on
-// entries alone would let 4096 large providers hold gigabytes; 2 MiB of
+// entries alone would let 4096 large providers hold gigabytes; 4 MiB of
 // records keeps the cache to tens of MiB, and thousands of ordinary
 // providers (a few hundred bytes each) still fit.
 const (
 	providerCacheMax      = 4096
-	providerCacheMaxBytes = 2 << 20
+	providerCacheMaxBytes = 4 << 20
 )
 
 // decode returns raw (the record of provider id) decoded, nil if it does
