@@ -81,4 +81,13 @@ func TestProviderCache_BoundsMemory(t *testing.T) {
 		t.Errorf("the provider cache holds %d MiB after %d large providers, want at most %d MiB",
 			held>>20, n, maxProviderCacheHeap>>20)
 	}
+	// The bound must not stop the cache from caching: an ordinary provider
+	// is decoded once, then served as cached while its record is unchanged.
+	small, err := marshalOpts.Marshal(&bookingv1.Provider{Id: "small", Timezone: "UTC"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := c.decode("small", small); p == nil || c.decode("small", append([]byte(nil), small...)) != p {
+		t.Error("an ordinary provider is decoded again although its record did not change")
+	}
 }
