@@ -1135,11 +1135,13 @@ type namedBucket struct {
 // was made (a write of the provider, a rolled back transaction, a snapshot
 // installed, a compaction): no invalidation, and every replica judges from
 // what its fsm.db holds, as without the cache. Entries are shared: never
-// change a cached provider. At most providerCacheMax entries (one goes,
-// any, to make room).
+// change a cached provider. At most providerCacheMax entries holding at
+// most providerCacheMaxBytes of records (entries go, any, to make room; a
+// record over that is decoded but not kept).
 type providerCache struct {
-	mu sync.Mutex
-	m  map[string]cachedProvider
+	mu    sync.Mutex
+	m     map[string]cachedProvider
+	bytes int // sum of len(raw) over m
 }
 
 type cachedProvider struct {
@@ -1147,7 +1149,16 @@ type cachedProvider struct {
 	p   *bookingv1.Provider
 }
 
-const providerCacheMax = 4096
+// providerCacheMax and providerCacheMaxBytes bound the providerCache. A
+// decoded provider takes about 7 times its record's bytes on the heap (the
+// largest the edge accepts: 92 KB encoded, 640 KB decoded), so a bound on
+// entries alone would let 4096 large providers hold gigabytes; 4 MiB of
+// records keeps the cache to tens of MiB, and thousands of ordinary
+// providers (a few hundred bytes each) still fit.
+const (
+	providerCacheMax      = 4096
+	providerCacheMaxBytes = 4 << 20
+)
 
 // decode returns raw (the record of provider id) decoded, nil if it does
 // not decode.
@@ -1162,16 +1173,25 @@ func (c *providerCache) decode(id string, raw []byte) *bookingv1.Provider {
 	if proto.Unmarshal(raw, p) != nil {
 		return nil
 	}
+	if ok {
+		delete(c.m, id)
+		c.bytes -= len(e.raw)
+	}
+	if len(raw) > providerCacheMaxBytes {
+		return p
+	}
 	if c.m == nil {
 		c.m = make(map[string]cachedProvider)
 	}
-	if !ok && len(c.m) >= providerCacheMax {
-		for k := range c.m {
+	for len(c.m) >= providerCacheMax || c.bytes+len(raw) > providerCacheMaxBytes {
+		for k, old := range c.m {
 			delete(c.m, k)
+			c.bytes -= len(old.raw)
 			break
 		}
 	}
 	c.m[id] = cachedProvider{raw: bytes.Clone(raw), p: p}
+	c.bytes += len(raw)
 	return p
 }
 

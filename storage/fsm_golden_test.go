@@ -170,6 +170,24 @@ var goldenApply = map[int64][2]string{
 	4: {"b3aec6f86f456424095c9ee4331965f0cbd7ae45fbdad54bf51af3600ede33f0", "64533c92fc72f134502b0ffba580f3f25cbdefb96179611865e9b619e8070b99"},
 }
 
+// goldenSeed is the random source and the command log of seed, as
+// TestFSM_ApplyGolden draws them.
+func goldenSeed(t testing.TB, seed int64) (*rand.Rand, []*raft.Log) {
+	r := rand.New(rand.NewSource(seed))
+	return r, goldenLogs(t, r, goldenCommands(seed, 1500), 1)
+}
+
+// openGoldenFSM opens an empty FSM of jurisdiction ar named name in a
+// temporary directory, closed when t ends.
+func openGoldenFSM(t testing.TB, name string) *storage.TestFSM {
+	f, err := storage.OpenTestFSMWith(filepath.Join(t.TempDir(), name), "ar", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	return f
+}
+
 // TestFSM_ApplyGolden applies a seeded log of plain and psychology commands
 // (collisions, stale versions, malformed input, idempotent retries,
 // compactions, audit records) and compares every result and the final
@@ -180,17 +198,8 @@ var goldenApply = map[int64][2]string{
 // snapshot must equal the first FSM's.
 func TestFSM_ApplyGolden(t *testing.T) {
 	for seed := int64(1); seed <= 4; seed++ {
-		cmds := goldenCommands(seed, 1500)
-		r := rand.New(rand.NewSource(seed))
-		logs := goldenLogs(t, r, cmds, 1)
-		open := func(name string) *storage.TestFSM {
-			f, err := storage.OpenTestFSMWith(filepath.Join(t.TempDir(), name), "ar", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = f.Close() })
-			return f
-		}
+		r, logs := goldenSeed(t, seed)
+		open := func(name string) *storage.TestFSM { return openGoldenFSM(t, name) }
 		a := open("a.db")
 		results := applyGolden(t, r, a, logs)
 		rh := sha256.New()
