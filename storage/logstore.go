@@ -359,15 +359,16 @@ func (s *LogStore) StoreLogs(logs []*raft.Log) error {
 	return s.noteWrite("store logs", s.log.StoreLogs(logs))
 }
 
-// noteWrite records the outcome of a write transaction: a failure (disk full,
-// I/O error) is kept as the store's fault until a later write succeeds. bbolt
-// rolls a failed transaction back, so the file still holds the last committed
-// state. It returns err.
+// noteWrite records the outcome of a write: a failure (disk full, I/O
+// error) is kept as the store's fault. Success does not clear it: on a full
+// disk a small append still fits in the last page a segment file already
+// has, and a small Set in a free page of raft.db, so they prove nothing; the
+// Store's write probe (maintain.go, clearFault) decides when writes resume.
+// A failed bbolt transaction is rolled back and a failed append is cut
+// before the next one, so the files hold the last successful state. It
+// returns err.
 func (s *LogStore) noteWrite(op string, err error) error {
 	if err == nil {
-		if s.fault.Load() != nil {
-			s.fault.Store(nil)
-		}
 		return nil
 	}
 	since := time.Now()

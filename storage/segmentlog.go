@@ -114,9 +114,10 @@ func (g *segment) last() uint64 { return g.first + uint64(len(g.offs)) - 1 }
 // may remain on disk in the oldest segment (deleted only logically) until a
 // rewrite or until their whole segment goes.
 type segLog struct {
-	dir    string
-	noSync bool
-	logger *slog.Logger
+	dir      string
+	noSync   bool
+	logger   *slog.Logger
+	maxBytes int64 // segmentMaxBytes; smaller in tests
 
 	wmu  sync.Mutex
 	mu   sync.RWMutex
@@ -138,7 +139,7 @@ func openSegLog(dir string, noSync bool, logger *slog.Logger) (*segLog, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("storage: raft log dir: %w", err)
 	}
-	l := &segLog{dir: dir, noSync: noSync, logger: logger}
+	l := &segLog{dir: dir, noSync: noSync, logger: logger, maxBytes: segmentMaxBytes}
 	names, err := segmentNames(dir)
 	if err != nil {
 		return nil, err
@@ -382,7 +383,7 @@ func (l *segLog) StoreLogs(logs []*raft.Log) error {
 			}
 			l.dirtyTail = false
 		}
-		if tail.size >= segmentMaxBytes {
+		if tail.size >= l.maxBytes {
 			tail = nil
 		}
 	case first != 0 && next <= last:
