@@ -379,8 +379,9 @@ func (s *LogStore) noteWrite(op string, err error) error {
 	return err
 }
 
-// WriteFault returns an error wrapping ErrStorageUnavailable if the last
-// write to raft.db failed, nil otherwise. raft handles the failure itself (a
+// WriteFault returns an error wrapping ErrStorageUnavailable if a write to
+// the log or raft.db failed and the Store's write probe has not succeeded
+// since (clearFault), nil otherwise. raft handles the failure itself (a
 // leader whose StoreLogs fails answers the entries' futures with the error and
 // steps down; a follower rejects the AppendEntries and the leader retries);
 // the Store refuses writes and reports unready meanwhile.

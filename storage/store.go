@@ -112,7 +112,7 @@ type Config struct {
 	// load. Default 4.
 	MaxInflight int
 	// FSMSyncInterval is how often fsm.db is fsynced: its commits skip
-	// fsync (an acknowledged write is durable in raft.db, fsynced on every
+	// fsync (an acknowledged write is durable in the raft log, fdatasynced on every
 	// append, and the FSM catches up from it after a crash; see DESIGN.md,
 	// "Durability"). fsm.db is also fsynced before every Raft snapshot and at
 	// Close. Negative fsyncs every commit. Default 100ms
