@@ -73,6 +73,13 @@ func checkLog(t *testing.T, ls *LogStore, first, last uint64) {
 	}
 }
 
+// reopen closes ls, opens the dir again and checks it holds first..last.
+func reopen(t *testing.T, ls *LogStore, dir string, first, last uint64) *LogStore {
+	t.Helper()
+	ls = reopen(t, ls, dir, first, last)
+	return ls
+}
+
 func segFiles(t *testing.T, dir string) []string {
 	t.Helper()
 	names, err := segmentNames(filepath.Join(dir, RaftLogDir))
@@ -104,9 +111,7 @@ func TestSegmentLog_AppendGetReopen(t *testing.T) {
 	if err := ls.StoreLogs(testEntries(15, 20)); err != nil {
 		t.Fatal(err)
 	}
-	ls.Close()
-	ls = openTestLog(t, dir)
-	checkLog(t, ls, 13, 20)
+	ls = reopen(t, ls, dir, 13, 20)
 }
 
 func TestSegmentLog_DeleteRangeHeadAndTail(t *testing.T) {
@@ -158,9 +163,7 @@ func TestSegmentLog_DeleteRangeHeadAndTail(t *testing.T) {
 	if err := ls.StoreLogs(testEntries(100, 101)); err != nil {
 		t.Fatal(err)
 	}
-	ls.Close()
-	ls = openTestLog(t, dir)
-	checkLog(t, ls, 100, 101)
+	ls = reopen(t, ls, dir, 100, 101)
 }
 
 // TestSegmentLog_RewriteDropsDeletedBytes: after a head delete inside a
@@ -187,9 +190,7 @@ func TestSegmentLog_RewriteDropsDeletedBytes(t *testing.T) {
 	if err := ls.StoreLogs(testEntries(31, 32)); err != nil {
 		t.Fatal(err)
 	}
-	ls.Close()
-	ls = openTestLog(t, dir)
-	checkLog(t, ls, 21, 32)
+	ls = reopen(t, ls, dir, 21, 32)
 }
 
 func dirHolds(t *testing.T, dir string, b []byte) bool {
