@@ -76,7 +76,9 @@ func checkLog(t *testing.T, ls *LogStore, first, last uint64) {
 // reopen closes ls, opens the dir again and checks it holds first..last.
 func reopen(t *testing.T, ls *LogStore, dir string, first, last uint64) *LogStore {
 	t.Helper()
-	ls = reopen(t, ls, dir, first, last)
+	ls.Close()
+	ls = openTestLog(t, dir)
+	checkLog(t, ls, first, last)
 	return ls
 }
 
