@@ -16,7 +16,7 @@ import (
 )
 
 // BenchmarkPropose measures CreateBooking throughput and latency through a
-// single-node store on loopback TCP (raft.db fsynced per batch, fsm.db in
+// single-node store on loopback TCP (raft log fdatasynced per batch, fsm.db in
 // the background), with 1, 16 and 256
 // concurrent proposers, each on its own provider or all on one hot provider
 // (non-overlapping 30-minute slots, so every command succeeds).

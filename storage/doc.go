@@ -27,7 +27,8 @@
 // TransferLeadership and LeaderChanges are the cluster layer's handles on
 // membership.
 //
-// Raft's log and stable store also live in bbolt (raft.db, see LogStore), and
-// snapshots stream a consistent copy of the FSM's bbolt file. DESIGN.md beside
+// Raft's log is append-only segment files (raft-log/, one write and one
+// fdatasync per append) and its stable store a bbolt file (raft.db), both
+// behind LogStore; snapshots stream a consistent copy of the FSM's bbolt file. DESIGN.md beside
 // this file describes buckets, keys, apply rules and restart semantics.
 package storage

@@ -38,8 +38,9 @@ const (
 	// fsynced its copy beside fsm.db, and the rename that would make it live
 	// has not happened. It does not fire in Open's own catch-up restore.
 	fpSnapshotRestore = "snapshot-restore"
-	// fpRaftLogNoSync, on, opens raft.db with bbolt's NoSync: the Raft log
-	// and stable store commit without fsync. A deliberate bug, the control
+	// fpRaftLogNoSync, on, makes the segment log skip its fdatasyncs and
+	// opens raft.db with bbolt's NoSync: the Raft log and stable store
+	// commit without fsync. A deliberate bug, the control
 	// of the power-loss simulation (an acknowledged write lost on a cut).
 	fpRaftLogNoSync = "raft-log-nosync"
 )

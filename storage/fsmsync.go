@@ -15,7 +15,7 @@ import (
 // Lazy FSM durability (see DESIGN.md, "Durability"): once a Store runs, the
 // FSM commits fsm.db without fsync (bbolt NoSync) and a background loop
 // fsyncs it every Config.FSMSyncInterval, before every Raft snapshot and at
-// Close. An acknowledged write is durable in raft.db (fsynced on every
+// Close. An acknowledged write is durable in the raft log (fdatasynced on every
 // StoreLogs) and in the snapshots; fsm.db is only a cache of them that the
 // FSM's applied index lets raft and catchUpFSM bring up to date.
 //

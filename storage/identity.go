@@ -42,7 +42,7 @@ func (s *LogStore) diskID() (string, error) {
 	return id, nil
 }
 
-// hasState reports whether raft.db holds a log or a term.
+// hasState reports whether the log holds an entry or raft.db a term.
 func (s *LogStore) hasState() (bool, error) {
 	last, err := s.LastIndex()
 	return last > 0 || s.currentTerm.Load() > 0, err

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -17,6 +18,8 @@ import (
 )
 
 var (
+	// bucketLogs held the log in raft.db before the segment log; read only
+	// to migrate it (migrateLog).
 	bucketLogs   = []byte("logs")
 	bucketStable = []byte("stable")
 
@@ -27,7 +30,9 @@ var (
 	keyCurrentTerm = []byte("CurrentTerm") // raft's own key, cached by LogStore
 )
 
-// Log record encoding (version 1), stored under the big-endian index:
+// Log entry encoding (version 1), the payload of a segment record after the
+// index (segmentlog.go), and the value under the big-endian index in the
+// logs bucket of an older raft.db:
 //
 //	offset size field
 //	0      1    format version (1)
@@ -42,15 +47,20 @@ const (
 	logHeaderLength = 22
 )
 
-// LogStore is a raft.LogStore and raft.StableStore kept in one bbolt file
-// (DataDir/raft.db). Every write commits (and fsyncs) before returning.
+// LogStore is a raft.LogStore and raft.StableStore. The log is append-only
+// segment files in DataDir/raft-log (segLog: one write and one fdatasync per
+// StoreLogs); the stable store (term, vote, disk id, cluster id) is the bbolt
+// file DataDir/raft.db, every Set committed and fsynced before returning.
 //
 // It is safe for concurrent use, as raft requires. mu guards db, which a
-// rewrite (shred.go) swaps for a compacted copy.
+// rewrite (shred.go) swaps for a compacted copy; the log has its own locks.
 type LogStore struct {
 	path        string
+	logger      *slog.Logger
 	mu          sync.RWMutex
 	db          *bolt.DB
+	log         *segLog
+	closed      atomic.Bool
 	currentTerm atomic.Uint64 // cached value of raft's CurrentTerm key
 	fault       atomic.Pointer[logFault]
 }
@@ -63,21 +73,40 @@ type logFault struct {
 }
 
 var (
-	_ raft.LogStore    = (*LogStore)(nil)
-	_ raft.StableStore = (*LogStore)(nil)
+	_ raft.LogStore          = (*LogStore)(nil)
+	_ raft.StableStore       = (*LogStore)(nil)
+	_ raft.MonotonicLogStore = (*LogStore)(nil)
 )
 
-// OpenLogStore opens (creating if needed) the bbolt file at path.
-func OpenLogStore(path string) (*LogStore, error) {
-	s := &LogStore{path: path}
+// OpenLogStore opens (creating if needed) the stable store at path (raft.db)
+// and the log in the directory RaftLogDir beside it; warnings (a torn tail
+// cut, a migration) go to slog's default logger.
+func OpenLogStore(path string) (*LogStore, error) { return openLogStore(path, slog.Default()) }
+
+// openLogStore is OpenLogStore with a logger. A raft.db holding log entries
+// (bucket logs, written by a release before the segment log) has them moved
+// into segments first (migrateLog).
+func openLogStore(path string, logger *slog.Logger) (*LogStore, error) {
+	s := &LogStore{path: path, logger: logger}
 	if err := s.openDB(); err != nil {
+		return nil, err
+	}
+	if err := s.migrateLog(); err != nil {
+		_ = s.db.Close()
+		return nil, err
+	}
+	var err error
+	if s.log, err = openSegLog(s.logDir(), failpointOn(fpRaftLogNoSync), logger); err != nil {
+		_ = s.db.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
-// openDB opens s.path, creates the buckets and loads the cached term. Callers
-// hold mu (or own s exclusively).
+func (s *LogStore) logDir() string { return filepath.Join(filepath.Dir(s.path), RaftLogDir) }
+
+// openDB opens s.path, creates the stable bucket and loads the cached term.
+// Callers hold mu (or own s exclusively).
 func (s *LogStore) openDB() error {
 	db, err := bolt.Open(s.path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType,
 		NoSync: failpointOn(fpRaftLogNoSync)})
@@ -85,12 +114,11 @@ func (s *LogStore) openDB() error {
 		return fmt.Errorf("storage: open log store %s: %w", s.path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketLogs, bucketStable} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
+		b, err := tx.CreateBucketIfNotExists(bucketStable)
+		if err != nil {
+			return err
 		}
-		if v := tx.Bucket(bucketStable).Get(keyCurrentTerm); len(v) == 8 {
+		if v := b.Get(keyCurrentTerm); len(v) == 8 {
 			s.currentTerm.Store(binary.BigEndian.Uint64(v))
 		}
 		return nil
@@ -100,6 +128,108 @@ func (s *LogStore) openDB() error {
 		return fmt.Errorf("storage: init log store: %w", err)
 	}
 	s.db = db
+	return nil
+}
+
+// migrateLog moves the log entries of a raft.db written before the segment
+// log (bucket logs) into segments, crash-safe at every step: the segments
+// are written and fdatasynced in RaftLogDir.tmp, which is renamed into place
+// (the dir fsynced) before the bucket is deleted in one transaction. A crash
+// before the rename redoes it (the .tmp is removed); after it, the segments
+// win and the stale bucket is deleted. Only the last contiguous run of
+// entries is kept (a gap means raft installed a snapshot past the older ones).
+func (s *LogStore) migrateLog() error {
+	dir := s.logDir()
+	tmp := dir + ".tmp"
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("storage: raft log migration: %w", err)
+	}
+	_, err := os.Stat(dir)
+	switch {
+	case err == nil:
+		return s.dropLogsBucket()
+	case !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("storage: raft log: %w", err)
+	}
+	n := 0
+	err = s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketLogs)
+		if b == nil || b.Stats().KeyN == 0 {
+			return nil
+		}
+		// Find the start of the last contiguous run.
+		c := b.Cursor()
+		var start, prev uint64
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			i := binary.BigEndian.Uint64(k)
+			if start == 0 || i != prev+1 {
+				start = i
+			}
+			prev = i
+		}
+		sl, err := openSegLog(tmp, true, s.logger)
+		if err != nil {
+			return err
+		}
+		defer sl.Close()
+		batch := make([]*raft.Log, 0, 1024)
+		for k, v := c.Seek(u64(start)); k != nil; k, v = c.Next() {
+			l := new(raft.Log)
+			if err := decodeLog(binary.BigEndian.Uint64(k), v, l); err != nil {
+				return err
+			}
+			batch = append(batch, l)
+			if len(batch) == cap(batch) {
+				if err := sl.StoreLogs(batch); err != nil {
+					return err
+				}
+				n += len(batch)
+				batch = batch[:0]
+			}
+		}
+		if err := sl.StoreLogs(batch); err != nil {
+			return err
+		}
+		n += len(batch)
+		for _, g := range sl.segs {
+			if err := fdatasync(g.f); err != nil {
+				return err
+			}
+		}
+		return durable.SyncDir(tmp)
+	})
+	if err != nil {
+		_ = os.RemoveAll(tmp)
+		return fmt.Errorf("storage: raft log migration: %w", err)
+	}
+	if n == 0 {
+		if err := os.Mkdir(tmp, 0o700); err != nil {
+			return fmt.Errorf("storage: raft log: %w", err)
+		}
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return fmt.Errorf("storage: raft log migration: %w", err)
+	}
+	if err := durable.SyncDir(filepath.Dir(dir)); err != nil {
+		return fmt.Errorf("storage: raft log migration: %w", err)
+	}
+	if n > 0 {
+		s.logger.Info("raft log moved from raft.db into segment files", "entries", n, "dir", dir)
+	}
+	return s.dropLogsBucket()
+}
+
+// dropLogsBucket deletes raft.db's bucket logs if present (the log lives in
+// segments).
+func (s *LogStore) dropLogsBucket() error {
+	var has bool
+	_ = s.db.View(func(tx *bolt.Tx) error { has = tx.Bucket(bucketLogs) != nil; return nil })
+	if !has {
+		return nil
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketLogs) }); err != nil {
+		return fmt.Errorf("storage: raft log migration: drop raft.db's logs bucket: %w", err)
+	}
 	return nil
 }
 
@@ -122,24 +252,37 @@ func (s *LogStore) update(fn func(tx *bolt.Tx) error) error {
 	return s.db.Update(fn)
 }
 
-// Close closes the bbolt file.
+// Close closes the segment files and the bbolt file.
 func (s *LogStore) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.db == nil {
+	if s.closed.Swap(true) {
 		return nil
 	}
-	err := s.db.Close()
-	s.db = nil
-	return err
+	lerr := s.log.Close()
+	var err error
+	if s.db != nil {
+		err = s.db.Close()
+		s.db = nil
+	}
+	return errors.Join(lerr, err)
 }
 
-// rewrite rewrites raft.db without free pages (see shred.go): under mu (no
-// raft read or write meanwhile) it copies the live db into raft.db.compact-*,
-// fsyncs, closes the live db, renames the copy over raft.db, fsyncs the dir
-// and reopens. Anything failing before the rename leaves the live db in
-// service; a failed reopen is a write fault (raft's next write fails too).
+// rewrite removes from the data dir every byte of what the log and the
+// stable store deleted (see shred.go): the oldest segment is rewritten
+// without the entries below the first index (segLog.rewrite), then raft.db
+// without free pages: under mu (no stable read or write meanwhile) it copies
+// the live db into raft.db.compact-*, fsyncs, closes the live db, renames the
+// copy over raft.db, fsyncs the dir and reopens. Anything failing before the
+// rename leaves the live db in service; a failed reopen is a write fault
+// (raft's next write fails too).
 func (s *LogStore) rewrite() error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if err := s.log.rewrite(); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.db == nil {
@@ -171,66 +314,61 @@ func (s *LogStore) rewrite() error {
 // CurrentTerm returns the last term raft persisted (0 if none).
 func (s *LogStore) CurrentTerm() uint64 { return s.currentTerm.Load() }
 
-// FirstIndex returns the first index written, 0 for no entries.
+// IsMonotonic tells raft (raft.MonotonicLogStore) that the log only grows at
+// its end: after installing or restoring a snapshot raft deletes the whole
+// log instead of leaving a gap.
+func (s *LogStore) IsMonotonic() bool { return true }
+
+// FirstIndex returns the first index written, 0 for no entries. After a
+// compaction it is the new first index; after a reopen it may be lower
+// (entries deleted only logically, still in the oldest segment, are found
+// again: they are valid entries raft wrote).
 func (s *LogStore) FirstIndex() (uint64, error) {
-	var idx uint64
-	err := s.view(func(tx *bolt.Tx) error {
-		if k, _ := tx.Bucket(bucketLogs).Cursor().First(); k != nil {
-			idx = binary.BigEndian.Uint64(k)
-		}
-		return nil
-	})
-	return idx, err
+	if s.closed.Load() {
+		return 0, ErrClosed
+	}
+	first, _ := s.log.bounds()
+	return first, nil
 }
 
 // LastIndex returns the last index written, 0 for no entries.
 func (s *LogStore) LastIndex() (uint64, error) {
-	var idx uint64
-	err := s.view(func(tx *bolt.Tx) error {
-		if k, _ := tx.Bucket(bucketLogs).Cursor().Last(); k != nil {
-			idx = binary.BigEndian.Uint64(k)
-		}
-		return nil
-	})
-	return idx, err
+	if s.closed.Load() {
+		return 0, ErrClosed
+	}
+	_, last := s.log.bounds()
+	return last, nil
 }
 
 // GetLog reads the entry at index into log; raft.ErrLogNotFound if absent.
 func (s *LogStore) GetLog(index uint64, log *raft.Log) error {
-	return s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketLogs).Get(u64(index))
-		if v == nil {
-			return raft.ErrLogNotFound
-		}
-		return decodeLog(index, v, log)
-	})
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return s.log.GetLog(index, log)
 }
 
 // StoreLog stores one entry.
 func (s *LogStore) StoreLog(log *raft.Log) error { return s.StoreLogs([]*raft.Log{log}) }
 
-// StoreLogs stores entries in one transaction (one fsync).
+// StoreLogs appends entries with one write and one fdatasync.
 func (s *LogStore) StoreLogs(logs []*raft.Log) error {
-	return s.noteWrite("store logs", s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketLogs)
-		for _, l := range logs {
-			if err := b.Put(u64(l.Index), encodeLog(l)); err != nil {
-				return err
-			}
-		}
-		return nil
-	}))
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return s.noteWrite("store logs", s.log.StoreLogs(logs))
 }
 
-// noteWrite records the outcome of a write transaction: a failure (disk full,
-// I/O error) is kept as the store's fault until a later write succeeds. bbolt
-// rolls a failed transaction back, so the file still holds the last committed
-// state. It returns err.
+// noteWrite records the outcome of a write: a failure (disk full, I/O
+// error) is kept as the store's fault. Success does not clear it: on a full
+// disk a small append still fits in the last page a segment file already
+// has, and a small Set in a free page of raft.db, so they prove nothing; the
+// Store's write probe (maintain.go, clearFault) decides when writes resume.
+// A failed bbolt transaction is rolled back and a failed append is cut
+// before the next one, so the files hold the last successful state. It
+// returns err.
 func (s *LogStore) noteWrite(op string, err error) error {
 	if err == nil {
-		if s.fault.Load() != nil {
-			s.fault.Store(nil)
-		}
 		return nil
 	}
 	since := time.Now()
@@ -241,8 +379,9 @@ func (s *LogStore) noteWrite(op string, err error) error {
 	return err
 }
 
-// WriteFault returns an error wrapping ErrStorageUnavailable if the last
-// write to raft.db failed, nil otherwise. raft handles the failure itself (a
+// WriteFault returns an error wrapping ErrStorageUnavailable if a write to
+// the log or raft.db failed and the Store's write probe has not succeeded
+// since (clearFault), nil otherwise. raft handles the failure itself (a
 // leader whose StoreLogs fails answers the entries' futures with the error and
 // steps down; a follower rejects the AppendEntries and the leader retries);
 // the Store refuses writes and reports unready meanwhile.
@@ -259,20 +398,12 @@ func (s *LogStore) WriteFault() error {
 // shows the disk takes writes again (raft may have nothing to append).
 func (s *LogStore) clearFault() { s.fault.Store(nil) }
 
-// DeleteRange deletes entries min..max inclusive.
+// DeleteRange deletes entries min..max inclusive (segLog.DeleteRange).
 func (s *LogStore) DeleteRange(min, max uint64) error {
-	return s.noteWrite("delete range", s.update(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketLogs).Cursor()
-		for k, _ := c.Seek(u64(min)); k != nil; k, _ = c.Next() {
-			if binary.BigEndian.Uint64(k) > max {
-				break
-			}
-			if err := c.Delete(); err != nil {
-				return err
-			}
-		}
-		return nil
-	}))
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return s.noteWrite("delete range", s.log.DeleteRange(min, max))
 }
 
 // Set stores a stable key.

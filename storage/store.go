@@ -27,7 +27,8 @@ import (
 // File and directory names inside Config.DataDir.
 const (
 	FSMFile      = "fsm.db"    // the FSM's bbolt file
-	RaftFile     = "raft.db"   // Raft's log and stable store (LogStore)
+	RaftFile     = "raft.db"   // Raft's stable store: term, vote, disk and cluster id (LogStore)
+	RaftLogDir   = "raft-log"  // Raft's log: segment files (LogStore, segmentlog.go)
 	SnapshotsDir = "snapshots" // raft.FileSnapshotStore
 )
 
@@ -111,7 +112,7 @@ type Config struct {
 	// load. Default 4.
 	MaxInflight int
 	// FSMSyncInterval is how often fsm.db is fsynced: its commits skip
-	// fsync (an acknowledged write is durable in raft.db, fsynced on every
+	// fsync (an acknowledged write is durable in the raft log, fdatasynced on every
 	// append, and the FSM catches up from it after a crash; see DESIGN.md,
 	// "Durability"). fsm.db is also fsynced before every Raft snapshot and at
 	// Close. Negative fsyncs every commit. Default 100ms
@@ -418,7 +419,7 @@ func Open(cfg Config) (_ *Store, err error) {
 		return nil, err
 	}
 	s.fsm.jurisdiction, s.fsm.onErase = cfg.Jurisdiction, cfg.OnErase
-	if s.logs, err = OpenLogStore(filepath.Join(cfg.DataDir, RaftFile)); err != nil {
+	if s.logs, err = openLogStore(filepath.Join(cfg.DataDir, RaftFile), s.logger); err != nil {
 		return nil, err
 	}
 	hl := newHclogAdapter(s.logger, "raft")

@@ -1,0 +1,632 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/barberpro/edge/storage/durable"
+
+	"github.com/hashicorp/raft"
+)
+
+// ErrLogCorrupt is returned by OpenLogStore when the Raft log's segment files
+// hold an invalid record that is not a torn tail (a valid record follows it,
+// or it is not in the last segment), or records whose indexes are not
+// contiguous. The log is not opened: cutting there would drop entries that
+// were acknowledged.
+var ErrLogCorrupt = errors.New("storage: raft log corrupt")
+
+// Segment record (little-endian header):
+//
+//	offset size field
+//	0      4    n = length of the payload
+//	4      4    CRC-32C of bytes 0..3 and of the payload
+//	8      8    payload: Raft index (big-endian)
+//	16     n-8  payload: encodeLog (format v1: type, term, appended-at, data, extensions)
+const (
+	recHeader     = 8
+	recMinPayload = 8 + logHeaderLength
+	recMaxPayload = 1 << 30
+	segPrefix     = "seg-"
+	segSuffix     = ".log"
+	// segmentMaxBytes is the size past which the next append starts a new
+	// segment file.
+	segmentMaxBytes = 64 << 20
+)
+
+var crc32c = crc32.MakeTable(crc32.Castagnoli)
+
+// appendRecord appends l's record to buf.
+func appendRecord(buf []byte, l *raft.Log) []byte {
+	body := encodeLog(l)
+	n := 8 + len(body)
+	start := len(buf)
+	buf = binary.LittleEndian.AppendUint32(buf, uint32(n))
+	buf = append(buf, 0, 0, 0, 0)
+	buf = binary.BigEndian.AppendUint64(buf, l.Index)
+	buf = append(buf, body...)
+	c := crc32.Update(0, crc32c, buf[start:start+4])
+	c = crc32.Update(c, crc32c, buf[start+recHeader:])
+	binary.LittleEndian.PutUint32(buf[start+4:], c)
+	return buf
+}
+
+// errRecordShort means buf ends before the record it starts does (or before
+// its header): a torn tail when at the end of the last segment.
+var errRecordShort = errors.New("record cut short")
+
+// decodeRecord decodes the record at the start of b into l and returns its
+// length. A header whose length is impossible or whose CRC does not match is
+// an error; a record reaching past len(b) is errRecordShort.
+func decodeRecord(b []byte, l *raft.Log) (int, error) {
+	if len(b) < recHeader {
+		return 0, errRecordShort
+	}
+	n := binary.LittleEndian.Uint32(b)
+	if n < recMinPayload || n > recMaxPayload {
+		return 0, fmt.Errorf("bad record length %d", n)
+	}
+	if uint64(len(b)) < uint64(recHeader)+uint64(n) {
+		return 0, errRecordShort
+	}
+	end := recHeader + int(n)
+	c := crc32.Update(0, crc32c, b[:4])
+	c = crc32.Update(c, crc32c, b[recHeader:end])
+	if c != binary.LittleEndian.Uint32(b[4:]) {
+		return 0, errors.New("record checksum mismatch")
+	}
+	idx := binary.BigEndian.Uint64(b[recHeader:])
+	if err := decodeLog(idx, b[recHeader+8:end], l); err != nil {
+		return 0, err
+	}
+	return end, nil
+}
+
+// segment is one file of the log. offs[i] is where the record of index
+// first+i starts; size is where the last valid record ends.
+type segment struct {
+	path  string
+	f     *os.File
+	first uint64
+	offs  []int64
+	size  int64
+}
+
+func (g *segment) last() uint64 { return g.first + uint64(len(g.offs)) - 1 }
+
+// segLog is the Raft log as append-only segment files in one directory
+// (DataDir/raft-log/seg-<20-digit index>.log; the name's index is the first
+// one the file was created with, its first record may come later after a
+// shred rewrote it). StoreLogs writes every record of the call with one
+// pwrite and makes it durable with one fdatasync.
+//
+// wmu serializes writers (StoreLogs, DeleteRange, rewrite); mu guards the
+// in-memory index, which readers (GetLog) take shared. Records below first
+// may remain on disk in the oldest segment (deleted only logically) until a
+// rewrite or until their whole segment goes.
+type segLog struct {
+	dir      string
+	noSync   bool
+	logger   *slog.Logger
+	maxBytes int64 // segmentMaxBytes; smaller in tests
+
+	wmu  sync.Mutex
+	mu   sync.RWMutex
+	segs []*segment
+	// first and last are the logical bounds (0, 0 when empty).
+	first, last uint64
+	// dirtyTail is set when a write to the tail segment failed: bytes past
+	// its size may be on disk, cut before the next write.
+	dirtyTail bool
+}
+
+func segName(index uint64) string {
+	return fmt.Sprintf("%s%020d%s", segPrefix, index, segSuffix)
+}
+
+// openSegLog opens (creating) dir and scans every segment (see ErrLogCorrupt
+// for what refuses to open; a torn tail of the last segment is cut).
+func openSegLog(dir string, noSync bool, logger *slog.Logger) (*segLog, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("storage: raft log dir: %w", err)
+	}
+	l := &segLog{dir: dir, noSync: noSync, logger: logger, maxBytes: segmentMaxBytes}
+	names, err := segmentNames(dir)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			l.closeFiles()
+		}
+	}()
+	for i, name := range names {
+		lastSeg := i == len(names)-1
+		g, err := l.scanSegment(filepath.Join(dir, name), lastSeg)
+		if err != nil {
+			return nil, err
+		}
+		if len(g.offs) == 0 {
+			if lastSeg {
+				// Created, nothing durable written: drop it.
+				_ = g.f.Close()
+				if err := os.Remove(g.path); err != nil {
+					return nil, fmt.Errorf("storage: raft log: %w", err)
+				}
+				if err := durable.SyncDir(dir); err != nil {
+					return nil, fmt.Errorf("storage: raft log: %w", err)
+				}
+				continue
+			}
+			_ = g.f.Close()
+			return nil, fmt.Errorf("%w: segment %s holds no record and is not the last", ErrLogCorrupt, g.path)
+		}
+		if n := len(l.segs); n > 0 && l.segs[n-1].last()+1 != g.first {
+			_ = g.f.Close()
+			return nil, fmt.Errorf("%w: segment %s starts at index %d, the previous one ends at %d",
+				ErrLogCorrupt, g.path, g.first, l.segs[n-1].last())
+		}
+		l.segs = append(l.segs, g)
+	}
+	if n := len(l.segs); n > 0 {
+		l.first, l.last = l.segs[0].first, l.segs[n-1].last()
+	}
+	ok = true
+	return l, nil
+}
+
+// segmentNames lists dir's segment files in index order; leftovers of an
+// interrupted rewrite (*.tmp) are removed.
+func segmentNames(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("storage: raft log: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasSuffix(name, ".tmp") {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil {
+				return nil, fmt.Errorf("storage: raft log: remove leftover: %w", err)
+			}
+			continue
+		}
+		if !strings.HasPrefix(name, segPrefix) || !strings.HasSuffix(name, segSuffix) {
+			continue
+		}
+		if _, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(name, segPrefix), segSuffix), 10, 64); err != nil {
+			continue
+		}
+		names = append(names, name)
+	}
+	sort.Strings(names) // zero-padded: name order is index order
+	return names, nil
+}
+
+// scanSegment reads every record of path. An invalid record ends the scan:
+// in the last segment, with no valid record right after it, the rest is a
+// torn tail and is cut (ftruncate + fsync, logged); otherwise ErrLogCorrupt.
+func (l *segLog) scanSegment(path string, lastSeg bool) (*segment, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("storage: raft log: %w", err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("storage: raft log: %w", err)
+	}
+	g := &segment{path: path, f: f}
+	var rec raft.Log
+	off := 0
+	for off < len(data) {
+		n, derr := decodeRecord(data[off:], &rec)
+		if derr == nil && len(g.offs) > 0 && rec.Index != g.last()+1 {
+			derr = fmt.Errorf("index %d after %d", rec.Index, g.last())
+			if !lastSeg || validRecordAt(data, off+n) {
+				_ = f.Close()
+				return nil, fmt.Errorf("%w: %s at offset %d: %v", ErrLogCorrupt, path, off, derr)
+			}
+		}
+		if derr != nil {
+			if !lastSeg || followedByValid(data, off) {
+				_ = f.Close()
+				return nil, fmt.Errorf("%w: %s at offset %d: %v", ErrLogCorrupt, path, off, derr)
+			}
+			cut := len(data) - off
+			if err := f.Truncate(int64(off)); err == nil {
+				err = f.Sync()
+			}
+			if err != nil {
+				_ = f.Close()
+				return nil, fmt.Errorf("storage: raft log: cut torn tail of %s: %w", path, err)
+			}
+			l.logger.Warn("raft log: cut a torn tail (a write not acknowledged before a crash)",
+				"segment", path, "offset", off, "bytes", cut, "reason", derr.Error())
+			break
+		}
+		if len(g.offs) == 0 {
+			g.first = rec.Index
+		}
+		g.offs = append(g.offs, int64(off))
+		off += n
+		g.size = int64(off)
+	}
+	return g, nil
+}
+
+// followedByValid reports whether a valid record starts where the invalid
+// record at off says it ends (its length field intact, its body damaged):
+// damage in the middle, not a torn tail.
+func followedByValid(data []byte, off int) bool {
+	if len(data)-off < recHeader {
+		return false
+	}
+	n := int64(binary.LittleEndian.Uint32(data[off:]))
+	if n < recMinPayload || n > recMaxPayload || int64(off)+recHeader+n >= int64(len(data)) {
+		return false
+	}
+	return validRecordAt(data, off+recHeader+int(n))
+}
+
+func validRecordAt(data []byte, off int) bool {
+	if off >= len(data) {
+		return false
+	}
+	var l raft.Log
+	_, err := decodeRecord(data[off:], &l)
+	return err == nil
+}
+
+func (l *segLog) closeFiles() error {
+	var errs []error
+	for _, g := range l.segs {
+		if err := g.f.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	l.segs = nil
+	return errors.Join(errs...)
+}
+
+// Close closes the segment files.
+func (l *segLog) Close() error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closeFiles()
+}
+
+func (l *segLog) bounds() (uint64, uint64) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.first, l.last
+}
+
+// locate returns the segment and offsets of index (mu held).
+func (l *segLog) locate(index uint64) (*segment, int64, int64, bool) {
+	if l.first == 0 || index < l.first || index > l.last {
+		return nil, 0, 0, false
+	}
+	i := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].last() >= index })
+	if i == len(l.segs) || index < l.segs[i].first {
+		return nil, 0, 0, false
+	}
+	g := l.segs[i]
+	k := index - g.first
+	end := g.size
+	if int(k)+1 < len(g.offs) {
+		end = g.offs[k+1]
+	}
+	return g, g.offs[k], end, true
+}
+
+// GetLog reads the entry at index; raft.ErrLogNotFound if absent.
+func (l *segLog) GetLog(index uint64, out *raft.Log) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	g, off, end, ok := l.locate(index)
+	if !ok {
+		return raft.ErrLogNotFound
+	}
+	buf := make([]byte, end-off)
+	if _, err := g.f.ReadAt(buf, off); err != nil {
+		return fmt.Errorf("storage: read raft log entry %d: %w", index, err)
+	}
+	if _, err := decodeRecord(buf, out); err != nil {
+		return fmt.Errorf("%w: entry %d in %s: %v", ErrLogCorrupt, index, g.path, err)
+	}
+	if out.Index != index {
+		return fmt.Errorf("%w: entry %d in %s holds index %d", ErrLogCorrupt, index, g.path, out.Index)
+	}
+	return nil
+}
+
+// errLogOrder means StoreLogs got entries that do not follow the log.
+var errLogOrder = errors.New("storage: raft log entries out of order")
+
+// StoreLogs appends logs (consecutive indexes following the last one) with
+// one write and one fdatasync. Appending to an empty log, or past a gap
+// (raft appends after a snapshot it installed; the older entries are below
+// it), starts a new log: the old segments are removed first.
+func (l *segLog) StoreLogs(logs []*raft.Log) error {
+	if len(logs) == 0 {
+		return nil
+	}
+	for i := 1; i < len(logs); i++ {
+		if logs[i].Index != logs[i-1].Index+1 {
+			return fmt.Errorf("%w: index %d after %d", errLogOrder, logs[i].Index, logs[i-1].Index)
+		}
+	}
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	first, last := l.bounds()
+	next := logs[0].Index
+	var tail *segment
+	switch {
+	case first != 0 && next == last+1:
+		tail = l.segs[len(l.segs)-1]
+		if l.dirtyTail {
+			if err := tail.f.Truncate(tail.size); err != nil {
+				return fmt.Errorf("storage: raft log: cut a failed write: %w", err)
+			}
+			l.dirtyTail = false
+		}
+		if tail.size >= l.maxBytes {
+			tail = nil
+		}
+	case first != 0 && next <= last:
+		return fmt.Errorf("%w: append at %d, log ends at %d", errLogOrder, next, last)
+	default:
+		if len(l.segs) > 0 {
+			if first != 0 {
+				l.logger.Warn("raft log: append past a gap; dropping the older entries", "last", last, "append", next)
+			}
+			if err := l.removeSegments(0, len(l.segs)); err != nil {
+				return err
+			}
+		}
+	}
+	var buf []byte
+	offs := make([]int64, len(logs))
+	base := int64(0)
+	if tail != nil {
+		base = tail.size
+	}
+	for i, e := range logs {
+		offs[i] = base + int64(len(buf))
+		buf = appendRecord(buf, e)
+	}
+	if tail == nil {
+		g, err := l.createSegment(next, buf)
+		if err != nil {
+			return err
+		}
+		for i := range offs {
+			g.offs = append(g.offs, offs[i])
+		}
+		g.size = int64(len(buf))
+		l.mu.Lock()
+		l.segs = append(l.segs, g)
+		if l.first == 0 {
+			l.first = next
+		}
+		l.last = logs[len(logs)-1].Index
+		l.mu.Unlock()
+		return nil
+	}
+	if _, err := tail.f.WriteAt(buf, tail.size); err != nil {
+		l.dirtyTail = true
+		return fmt.Errorf("storage: raft log append: %w", err)
+	}
+	if err := l.sync(tail.f); err != nil {
+		l.dirtyTail = true
+		return fmt.Errorf("storage: raft log fdatasync: %w", err)
+	}
+	l.mu.Lock()
+	tail.offs = append(tail.offs, offs...)
+	tail.size = base + int64(len(buf))
+	l.last = logs[len(logs)-1].Index
+	l.mu.Unlock()
+	return nil
+}
+
+func (l *segLog) sync(f *os.File) error {
+	if l.noSync {
+		return nil
+	}
+	return fdatasync(f)
+}
+
+// createSegment creates the segment file named after index holding buf,
+// fdatasyncs it and fsyncs the dir. A failure removes the file.
+func (l *segLog) createSegment(index uint64, buf []byte) (*segment, error) {
+	path := filepath.Join(l.dir, segName(index))
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("storage: raft log: new segment: %w", err)
+	}
+	_, err = f.WriteAt(buf, 0)
+	if err == nil {
+		err = l.sync(f)
+	}
+	if err == nil {
+		err = durable.SyncDir(l.dir)
+	}
+	if err != nil {
+		_ = f.Close()
+		_ = os.Remove(path)
+		return nil, fmt.Errorf("storage: raft log: new segment: %w", err)
+	}
+	return &segment{path: path, f: f, first: index}, nil
+}
+
+// removeSegments removes segs[from:to] (files in order, then one dir fsync)
+// and drops them from the index; wmu held. On an empty remainder the log is
+// empty.
+func (l *segLog) removeSegments(from, to int) error {
+	if from >= to {
+		return nil
+	}
+	victims := append([]*segment(nil), l.segs[from:to]...)
+	l.mu.Lock()
+	l.segs = append(l.segs[:from:from], l.segs[to:]...)
+	if len(l.segs) == 0 {
+		l.first, l.last = 0, 0
+	} else {
+		if l.first < l.segs[0].first {
+			l.first = l.segs[0].first
+		}
+		if n := len(l.segs); l.last > l.segs[n-1].last() {
+			l.last = l.segs[n-1].last()
+		}
+	}
+	l.mu.Unlock()
+	if to == len(l.segs)+len(victims) {
+		l.dirtyTail = false
+	}
+	// Oldest first from the head, newest first from the tail: a crash
+	// midway leaves contiguous segments.
+	if from > 0 {
+		for i, j := 0, len(victims)-1; i < j; i, j = i+1, j-1 {
+			victims[i], victims[j] = victims[j], victims[i]
+		}
+	}
+	var errs []error
+	for _, g := range victims {
+		_ = g.f.Close()
+		if err := os.Remove(g.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := durable.SyncDir(l.dir); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("storage: raft log: remove segments: %w", err)
+	}
+	return nil
+}
+
+// DeleteRange deletes min..max inclusive, from the head (compaction: whole
+// segments below the new first index are removed, the rest is dropped
+// logically) or from the tail (conflict: the file is cut at min and
+// fdatasynced). A range covering the whole log empties it.
+func (l *segLog) DeleteRange(min, max uint64) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	first, last := l.bounds()
+	if first == 0 || max < first || min > last || min > max {
+		return nil
+	}
+	switch {
+	case min <= first && max >= last:
+		return l.removeSegments(0, len(l.segs))
+	case min <= first:
+		n := 0
+		for n < len(l.segs) && l.segs[n].last() <= max {
+			n++
+		}
+		l.mu.Lock()
+		l.first = max + 1
+		l.mu.Unlock()
+		return l.removeSegments(0, n)
+	case max >= last:
+		return l.truncateTail(min)
+	default:
+		return fmt.Errorf("%w: delete %d..%d inside the log %d..%d", errLogOrder, min, max, first, last)
+	}
+}
+
+// truncateTail removes every entry from index min on (min > first); wmu held.
+func (l *segLog) truncateTail(min uint64) error {
+	i := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].last() >= min })
+	g := l.segs[i]
+	if min <= g.first {
+		// min > first: g is not the first segment.
+		return l.removeSegments(i, len(l.segs))
+	}
+	if err := l.removeSegments(i+1, len(l.segs)); err != nil {
+		return err
+	}
+	k := min - g.first
+	cut := g.offs[k]
+	l.mu.Lock()
+	g.offs = g.offs[:k]
+	g.size = cut
+	l.last = min - 1
+	l.mu.Unlock()
+	err := g.f.Truncate(cut)
+	if err == nil {
+		err = l.sync(g.f)
+	}
+	if err != nil {
+		l.dirtyTail = true
+		return fmt.Errorf("storage: raft log: cut tail at %d: %w", min, err)
+	}
+	l.dirtyTail = false
+	return nil
+}
+
+// rewrite rewrites the oldest segment without the records below the first
+// index (the shred's erasure bound: no byte of a deleted entry stays in the
+// data dir). The copy is written to <name>.tmp, fdatasynced and renamed over
+// the segment (same name), then the dir is fsynced.
+func (l *segLog) rewrite() error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if len(l.segs) == 0 {
+		return nil
+	}
+	g := l.segs[0]
+	if l.first <= g.first {
+		return nil
+	}
+	k := l.first - g.first
+	start := g.offs[k]
+	data := make([]byte, g.size-start)
+	if _, err := g.f.ReadAt(data, start); err != nil {
+		return fmt.Errorf("storage: raft log rewrite: %w", err)
+	}
+	tmp := g.path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("storage: raft log rewrite: %w", err)
+	}
+	_, err = f.WriteAt(data, 0)
+	if err == nil {
+		err = fdatasync(f) // the shred needs it durable even with the failpoint
+	}
+	if err == nil {
+		err = os.Rename(tmp, g.path)
+	}
+	if err != nil {
+		_ = f.Close()
+		_ = os.Remove(tmp)
+		return fmt.Errorf("storage: raft log rewrite: %w", err)
+	}
+	offs := make([]int64, 0, len(g.offs)-int(k))
+	for _, o := range g.offs[k:] {
+		offs = append(offs, o-start)
+	}
+	l.mu.Lock()
+	old := g.f
+	g.f, g.first, g.offs, g.size = f, l.first, offs, int64(len(data))
+	l.mu.Unlock()
+	_ = old.Close()
+	if err := durable.SyncDir(l.dir); err != nil {
+		return fmt.Errorf("storage: raft log rewrite: sync dir: %w", err)
+	}
+	return nil
+}
