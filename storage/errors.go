@@ -61,6 +61,11 @@ var (
 	// by itself for keyed commands.
 	ErrOutcomeUnknown = errors.New("storage: outcome unknown")
 
+	// ErrBatchTooLarge refuses a forwarded batch of more commands than the
+	// leader's Config.MaxBatch (a follower never packs more): none of them is
+	// proposed, so a peer cannot queue an unbounded batch in one message.
+	ErrBatchTooLarge = errors.New("storage: forwarded batch too large")
+
 	// ErrNoOtherVoter means TransferLeadership found no other voter to hand
 	// leadership to.
 	ErrNoOtherVoter = errors.New("storage: no other voter")

@@ -41,9 +41,18 @@ type Outcome struct {
 // other proposals, or be split over several), and out[i] is cmds[i]'s outcome
 // with ProposeLocal's meaning: a command refused because this node is not
 // (or no longer) the leader gets ErrNotLeader alone, one whose entry lost
-// leadership in flight ErrNotLeader with ErrOutcomeUnknown.
+// leadership in flight ErrNotLeader with ErrOutcomeUnknown. A batch of more
+// than Config.MaxBatch commands is refused whole (ErrBatchTooLarge, nothing
+// proposed).
 func (s *Store) ProposeBatchLocal(ctx context.Context, cmds []*bookingv1.Command) []Outcome {
 	out := make([]Outcome, len(cmds))
+	if len(cmds) > s.cfg.MaxBatch {
+		err := fmt.Errorf("%w: %d commands, at most %d", ErrBatchTooLarge, len(cmds), s.cfg.MaxBatch)
+		for i := range out {
+			out[i].Err = err
+		}
+		return out
+	}
 	ps := make([]*proposal, len(cmds))
 	for i, cmd := range cmds {
 		_, data, err := s.prepare(ctx, cmd)
