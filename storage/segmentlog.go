@@ -19,8 +19,9 @@ import (
 )
 
 // ErrLogCorrupt is returned by OpenLogStore when the Raft log's segment files
-// hold an invalid record that is not a torn tail (a valid record follows it,
-// or it is not in the last segment), or records whose indexes are not
+// hold an invalid record that is not a torn tail (a valid record follows it
+// and it holds no unwritten, zero-filled sector, or it is not in the last
+// segment), or records whose indexes are not
 // contiguous. The log is not opened: cutting there would drop entries that
 // were acknowledged.
 var ErrLogCorrupt = errors.New("storage: raft log corrupt")
@@ -239,7 +240,7 @@ func (l *segLog) scanSegment(path string, lastSeg bool) (*segment, error) {
 			}
 		}
 		if derr != nil {
-			if !lastSeg || followedByValid(data, off) {
+			if !lastSeg || (followedByValid(data, off) && !holdsUnwrittenSector(data, off)) {
 				_ = f.Close()
 				return nil, fmt.Errorf("%w: %s at offset %d: %v", ErrLogCorrupt, path, off, derr)
 			}
@@ -277,6 +278,35 @@ func followedByValid(data []byte, off int) bool {
 		return false
 	}
 	return validRecordAt(data, off+recHeader+int(n))
+}
+
+// holdsUnwrittenSector reports whether the invalid record at off holds a
+// whole zero-filled disk sector: part of a write that never reached the disk
+// (writeback persists the pages of one pwrite in any order, so a later record
+// of the same unacknowledged batch can be whole). Nothing past it was
+// acknowledged: a later record's fdatasync would have written this sector
+// too. etcd's WAL uses the same test for a torn write.
+func holdsUnwrittenSector(data []byte, off int) bool {
+	const sector = 512
+	end := len(data)
+	if len(data)-off >= recHeader {
+		if n := int64(binary.LittleEndian.Uint32(data[off:])); int64(off)+recHeader+n < int64(end) {
+			end = off + recHeader + int(n)
+		}
+	}
+	for s := (off + sector - 1) / sector * sector; s+sector <= end; s += sector {
+		zero := true
+		for _, b := range data[s : s+sector] {
+			if b != 0 {
+				zero = false
+				break
+			}
+		}
+		if zero {
+			return true
+		}
+	}
+	return false
 }
 
 func validRecordAt(data []byte, off int) bool {
