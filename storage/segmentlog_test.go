@@ -549,3 +549,61 @@ func TestSegmentLog_TornMultiPageBatchIsCut(t *testing.T) {
 	t.Cleanup(func() { ls.Close() })
 	checkLog(t, ls, 1, 3)
 }
+
+// TestSegmentLog_ConflictCutThenShorterAppend: a tail cut followed by a
+// shorter append of a new term leaves no record of the old term readable,
+// before or after reopening, across rotation; an emptied log reports 0..0 and
+// ErrLogNotFound; an append past a gap starts a new log.
+func TestSegmentLog_ConflictCutThenShorterAppend(t *testing.T) {
+	dir := t.TempDir()
+	ls := openTestLog(t, dir)
+	ls.log.maxBytes = 300
+	big := testEntries(1, 30)
+	for _, e := range big {
+		e.Data = bytes.Repeat([]byte{'o'}, 100)
+	}
+	if err := ls.StoreLogs(big[:10]); err != nil {
+		t.Fatal(err)
+	}
+	for i := 10; i < 30; i += 2 {
+		if err := ls.StoreLogs(big[i : i+2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ls.DeleteRange(12, 30); err != nil {
+		t.Fatal(err)
+	}
+	nw := &raft.Log{Index: 12, Term: 99, Type: raft.LogCommand, Data: []byte("n")}
+	if err := ls.StoreLogs([]*raft.Log{nw}); err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 2; round++ {
+		if l, _ := ls.LastIndex(); l != 12 {
+			t.Fatalf("round %d: last %d, want 12", round, l)
+		}
+		var got raft.Log
+		if err := ls.GetLog(12, &got); err != nil || got.Term != 99 {
+			t.Fatalf("round %d: entry 12 = %+v, %v", round, got, err)
+		}
+		if err := ls.GetLog(13, &got); !errors.Is(err, raft.ErrLogNotFound) {
+			t.Fatalf("round %d: GetLog(13) = %v", round, err)
+		}
+		ls.Close()
+		ls = openTestLog(t, dir)
+	}
+	if err := ls.DeleteRange(1, 12); err != nil {
+		t.Fatal(err)
+	}
+	var got raft.Log
+	if f, _ := ls.FirstIndex(); f != 0 || ls.GetLog(5, &got) != raft.ErrLogNotFound {
+		t.Fatalf("emptied log: first %d", f)
+	}
+	if err := ls.StoreLogs(testEntries(100, 101)); err != nil {
+		t.Fatal(err)
+	}
+	ls = reopen(t, ls, dir, 100, 101)
+	if err := ls.StoreLogs(testEntries(200, 200)); err != nil {
+		t.Fatal(err)
+	}
+	reopen(t, ls, dir, 200, 200)
+}
