@@ -408,7 +408,16 @@ func (l *segLog) StoreLogs(logs []*raft.Log) error {
 	case first != 0 && next == last+1:
 		tail = l.segs[len(l.segs)-1]
 		if l.dirtyTail {
-			if err := tail.f.Truncate(tail.size); err != nil {
+			// The cut is made durable before a rotation leaves this
+			// segment behind: bytes of the failed write that writeback
+			// put on the disk would otherwise come back after power
+			// loss in a segment that is no longer the last (refused as
+			// ErrLogCorrupt at Open).
+			err := tail.f.Truncate(tail.size)
+			if err == nil {
+				err = l.sync(tail.f)
+			}
+			if err != nil {
 				return fmt.Errorf("storage: raft log: cut a failed write: %w", err)
 			}
 			l.dirtyTail = false
