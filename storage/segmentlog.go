@@ -19,8 +19,9 @@ import (
 )
 
 // ErrLogCorrupt is returned by OpenLogStore when the Raft log's segment files
-// hold an invalid record that is not a torn tail (a valid record follows it,
-// or it is not in the last segment), or records whose indexes are not
+// hold an invalid record that is not a torn tail (a valid record follows it
+// and it holds no unwritten, zero-filled sector, or it is not in the last
+// segment), or records whose indexes are not
 // contiguous. The log is not opened: cutting there would drop entries that
 // were acknowledged.
 var ErrLogCorrupt = errors.New("storage: raft log corrupt")
@@ -239,7 +240,7 @@ func (l *segLog) scanSegment(path string, lastSeg bool) (*segment, error) {
 			}
 		}
 		if derr != nil {
-			if !lastSeg || followedByValid(data, off) {
+			if !lastSeg || (followedByValid(data, off) && !holdsUnwrittenSector(data, off)) {
 				_ = f.Close()
 				return nil, fmt.Errorf("%w: %s at offset %d: %v", ErrLogCorrupt, path, off, derr)
 			}
@@ -277,6 +278,35 @@ func followedByValid(data []byte, off int) bool {
 		return false
 	}
 	return validRecordAt(data, off+recHeader+int(n))
+}
+
+// holdsUnwrittenSector reports whether the invalid record at off holds a
+// whole zero-filled disk sector: part of a write that never reached the disk
+// (writeback persists the pages of one pwrite in any order, so a later record
+// of the same unacknowledged batch can be whole). Nothing past it was
+// acknowledged: a later record's fdatasync would have written this sector
+// too. etcd's WAL uses the same test for a torn write.
+func holdsUnwrittenSector(data []byte, off int) bool {
+	const sector = 512
+	end := len(data)
+	if len(data)-off >= recHeader {
+		if n := int64(binary.LittleEndian.Uint32(data[off:])); int64(off)+recHeader+n < int64(end) {
+			end = off + recHeader + int(n)
+		}
+	}
+	for s := (off + sector - 1) / sector * sector; s+sector <= end; s += sector {
+		zero := true
+		for _, b := range data[s : s+sector] {
+			if b != 0 {
+				zero = false
+				break
+			}
+		}
+		if zero {
+			return true
+		}
+	}
+	return false
 }
 
 func validRecordAt(data []byte, off int) bool {
@@ -378,7 +408,16 @@ func (l *segLog) StoreLogs(logs []*raft.Log) error {
 	case first != 0 && next == last+1:
 		tail = l.segs[len(l.segs)-1]
 		if l.dirtyTail {
-			if err := tail.f.Truncate(tail.size); err != nil {
+			// The cut is made durable before a rotation leaves this
+			// segment behind: bytes of the failed write that writeback
+			// put on the disk would otherwise come back after power
+			// loss in a segment that is no longer the last (refused as
+			// ErrLogCorrupt at Open).
+			err := tail.f.Truncate(tail.size)
+			if err == nil {
+				err = l.sync(tail.f)
+			}
+			if err != nil {
 				return fmt.Errorf("storage: raft log: cut a failed write: %w", err)
 			}
 			l.dirtyTail = false
