@@ -26,7 +26,7 @@ import (
 // CancelBooking, on one node with LocalConfig's snapshot settings (or
 // DefaultConfig's with STORAGE_SIZE_PRESET=default). With compaction:
 // IdempotencyTTL and CancelledRetention 20s, CompactInterval 5s. It logs
-// fsm.db, raft.db and snapshots/ sizes and the record counts every 10s.
+// fsm.db, raft.db, raft-log/ and snapshots/ sizes and the record counts every 10s.
 func TestStoreSize_SteadyLoad(t *testing.T) {
 	dur, err := time.ParseDuration(os.Getenv("STORAGE_SIZE_DURATION"))
 	if err != nil {
@@ -116,9 +116,10 @@ func measureSteadyLoad(t *testing.T, s *storage.Store, dir string, dur time.Dura
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("t=%4.0fs booked+cancelled=%6d failed=%d  fsm.db=%6.2f MiB raft.db=%6.2f MiB snapshots=%6.2f MiB  bookings=%6d idempotency=%6d client_bookings=%6d",
+		t.Logf("t=%4.0fs booked+cancelled=%6d failed=%d  fsm.db=%6.2f MiB raft.db=%6.2f MiB raft-log=%6.2f MiB snapshots=%6.2f MiB  bookings=%6d idempotency=%6d client_bookings=%6d",
 			time.Since(begin).Seconds(), made.Load(), failed.Load(),
 			mib(fileSize(filepath.Join(dir, storage.FSMFile))), mib(fileSize(filepath.Join(dir, storage.RaftFile))),
+			mib(dirSize(filepath.Join(dir, storage.RaftLogDir))),
 			mib(dirSize(filepath.Join(dir, storage.SnapshotsDir))),
 			c["bookings"], c["idempotency"], c["client_bookings"])
 	}
