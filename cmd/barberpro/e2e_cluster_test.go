@@ -534,7 +534,6 @@ func Test_Cluster_GracefulLeaveLosesNoRequest(t *testing.T) {
 
 func leaderOf(st *client.ClusterStatus, group string) string { return groupOf(st, group).Leader }
 
-// groupOf is the named Raft group of a status (empty if absent or st is nil).
 // waitVoters waits up to 30 s until group has n voters (leader or followers),
 // as a member of c's first node reports it.
 func waitVoters(t *testing.T, c *procs.Cluster, group string, n int) {
@@ -558,6 +557,7 @@ func waitVoters(t *testing.T, c *procs.Cluster, group string, n int) {
 	}
 }
 
+// groupOf is the named Raft group of a status (empty if absent or st is nil).
 func groupOf(st *client.ClusterStatus, group string) client.GroupStatus {
 	if st != nil {
 		for _, g := range st.Groups {
