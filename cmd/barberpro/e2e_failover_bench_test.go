@@ -51,6 +51,7 @@ func failoverTrial(t *testing.T, ipBase int, what string) time.Duration {
 	t.Helper()
 	c, _ := startFiveCities(t, ipBase)
 	defer c.KillAll()
+	waitVoters(t, c, "ar", 4) // a kill before the promotions would measure a lost quorum
 	ctx := context.Background()
 	prov, err := cli(c.Procs[2]).CreateProvider(ctx, load.LoadProvider("cordoba", 0), "")
 	if err != nil {
