@@ -41,11 +41,6 @@ func appendAvailability(b []byte, providerID, serviceID, tz string, slots []*cal
 	return append(b, "]}\n"...)
 }
 
-// appendInstant appends what formatInstant returns.
-func appendInstant(b []byte, ms int64, loc *time.Location) []byte {
-	return time.UnixMilli(ms).In(loc).AppendFormat(b, time.RFC3339)
-}
-
 // appendJSONString appends s as encoding/json writes a string: printable ASCII
 // that needs no escape as it is, anything else (control bytes, quotes,
 // backslashes, the HTML-escaped <, > and &, non-ASCII) through json.Marshal.

@@ -240,7 +240,14 @@ func parseInstant(field, s string) (time.Time, error) {
 
 // formatInstant writes a Unix-millisecond instant as RFC 3339 in loc.
 func formatInstant(ms int64, loc *time.Location) string {
-	return time.UnixMilli(ms).In(loc).Format(time.RFC3339)
+	var buf [len("2006-01-02T15:04:05-07:00")]byte // no allocation but the string's
+	return string(appendInstant(buf[:0], ms, loc))
+}
+
+// appendInstant appends formatInstant's text to b: the one place that says how
+// an instant is written (the availability encoder appends it into its buffer).
+func appendInstant(b []byte, ms int64, loc *time.Location) []byte {
+	return time.UnixMilli(ms).In(loc).AppendFormat(b, time.RFC3339)
 }
 
 // parseDate reads a YYYY-MM-DD date.

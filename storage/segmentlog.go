@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -222,7 +223,7 @@ func (l *segLog) scanSegment(path string, lastSeg bool) (*segment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: raft log: %w", err)
 	}
-	data, err := os.ReadFile(path)
+	data, err := io.ReadAll(f) // through the file scanned and kept, not a second open
 	if err != nil {
 		_ = f.Close()
 		return nil, fmt.Errorf("storage: raft log: %w", err)
@@ -452,9 +453,7 @@ func (l *segLog) StoreLogs(logs []*raft.Log) error {
 		if err != nil {
 			return err
 		}
-		for i := range offs {
-			g.offs = append(g.offs, offs[i])
-		}
+		g.offs = offs
 		g.size = int64(len(buf))
 		l.mu.Lock()
 		l.segs = append(l.segs, g)

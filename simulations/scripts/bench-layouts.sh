@@ -8,6 +8,10 @@
 # Issue 8's before/after figures: the same layout, the two builds, alternated, e.g.
 #   simulations/scripts/bench-layouts.sh OLD/barberpro before 3 227 b3.json
 #   simulations/scripts/bench-layouts.sh bin/barberpro after 3 231 a3.json
+# USERS=1 (or any list) replaces the client counts 1,100. METRICS=1 prints, after the
+# run, the first node's mean handler time of POST /v1/bookings and mean Raft commit
+# time (batcher to FSM result) from its /metrics: where a booking's time goes, e.g.
+#   USERS=1 METRICS=1 simulations/scripts/bench-layouts.sh bin/barberpro after 1 90 o.json
 # PPROF=1 serves each node's runtime profiles on IP:6060 (--pprof-addr), e.g. during
 # the 100-client run: go tool pprof -seconds 8 http://127.0.0.IPBASE:6060/debug/pprof/profile
 set -u
@@ -39,6 +43,13 @@ targets=http://127.0.0.$BASE:8080
 tok=(); [ "$MODE" = after ] && tok=(--token-dir $ROOT/tokens)
 # --mode spread explicitly: city is the default since session 15 (every build since
 # the first bench has --mode).
-$BIN bench --mode spread --target $targets "${tok[@]}" --users 1,100 --duration 10s --json > $OUT
+$BIN bench --mode spread --target $targets "${tok[@]}" --users ${USERS:-1,100} --duration 10s --json > $OUT
+if [ "${METRICS:-}" = 1 ]; then
+  curl -s http://127.0.0.$BASE:8080/metrics | awk '
+    /^barberpro_http_request_duration_seconds_(sum|count)\{route="POST \/v1\/bookings"\}/ { h[$0 ~ /_sum/ ? "s" : "c"] = $NF }
+    /^barberpro_raft_commit_duration_seconds_(sum|count)\{/ { r[$0 ~ /_sum/ ? "s" : "c"] = $NF }
+    END { if (h["c"] > 0) printf "POST /v1/bookings handler: mean %.3f ms over %d\n", 1000*h["s"]/h["c"], h["c"]
+          if (r["c"] > 0) printf "raft commit (batcher to FSM result): mean %.3f ms over %d\n", 1000*r["s"]/r["c"], r["c"] }' >&2
+fi
 kill "${pids[@]}"; wait
 rm -rf $ROOT
