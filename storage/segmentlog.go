@@ -134,6 +134,10 @@ type segLog struct {
 	// fsync succeeds (after a power cut a removed segment could come back
 	// overlapping later entries, or a renamed one's old file without them).
 	dirDirty bool
+	// orphan is a segment file a failed rotation created and could not
+	// remove: outside the index, it is removed before the log is appended
+	// to or cut (it would sort after the tail and overlap what follows).
+	orphan string
 
 	// remove and syncDir are os.Remove and durable.SyncDir; tests replace
 	// them to make one call fail.
@@ -401,8 +405,8 @@ var errLogOrder = errors.New("storage: raft log entries out of order")
 // StoreLogs appends logs (consecutive indexes following the last one) with
 // one write and one fdatasync. Appending to an empty log, or past a gap
 // (raft appends after a snapshot it installed; the older entries are below
-// it), starts a new log: the old segments are removed first. After a failed
-// dir fsync (dirDirty) it fsyncs the dir first and fails if it cannot.
+// it), starts a new log: the old segments are removed first. What a failed
+// write left undone (settle) is done first; it fails if that cannot be.
 func (l *segLog) StoreLogs(logs []*raft.Log) error {
 	if len(logs) == 0 {
 		return nil
@@ -414,10 +418,8 @@ func (l *segLog) StoreLogs(logs []*raft.Log) error {
 	}
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
-	if l.dirDirty {
-		if err := l.syncDirNow(); err != nil {
-			return fmt.Errorf("storage: raft log: sync dir before an append: %w", err)
-		}
+	if err := l.settle(); err != nil {
+		return err
 	}
 	first, last := l.bounds()
 	next := logs[0].Index
@@ -521,9 +523,11 @@ func (l *segLog) createSegment(index uint64, buf []byte) (*segment, error) {
 	}
 	if err != nil {
 		_ = f.Close()
-		_ = l.remove(path)
-		// Not acknowledged; its removal is made durable with the next dir
-		// fsync, before an append is acknowledged.
+		if rerr := l.remove(path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			l.orphan = path
+		}
+		// Not acknowledged; its removal is made durable by settle before
+		// the next append.
 		l.dirDirty = true
 		return nil, fmt.Errorf("storage: raft log: new segment: %w", err)
 	}
@@ -571,6 +575,25 @@ func (l *segLog) removeSegments(from, to int) error {
 	return nil
 }
 
+// settle finishes what a failed write left undone before the log is
+// appended to or cut: it removes the orphan segment and fsyncs the dir if
+// the last dir fsync failed. wmu held.
+func (l *segLog) settle() error {
+	if l.orphan != "" {
+		if err := l.remove(l.orphan); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("storage: raft log: remove a failed new segment: %w", err)
+		}
+		l.orphan = ""
+		l.dirDirty = true
+	}
+	if l.dirDirty {
+		if err := l.syncDirNow(); err != nil {
+			return fmt.Errorf("storage: raft log: sync dir: %w", err)
+		}
+	}
+	return nil
+}
+
 // syncDirNow fsyncs the log's dir; a failure is remembered (dirDirty) until
 // a later fsync succeeds. wmu held.
 func (l *segLog) syncDirNow() error {
@@ -608,6 +631,9 @@ func (l *segLog) DeleteRange(min, max uint64) error {
 		l.mu.Unlock()
 		return nil
 	case max >= last:
+		if err := l.settle(); err != nil {
+			return err
+		}
 		return l.truncateTail(min)
 	default:
 		return fmt.Errorf("%w: delete %d..%d inside the log %d..%d", errLogOrder, min, max, first, last)

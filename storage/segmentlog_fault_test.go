@@ -206,3 +206,45 @@ func TestSegmentLog_AppendWaitsForDurableDirectory(t *testing.T) {
 		})
 	}
 }
+
+// TestSegmentLog_FailedNewSegmentLeftoverRemovedFirst: a rotation that fails
+// (here its dir fsync) and cannot remove the file it created leaves a
+// segment outside the index. It is removed before the log is cut or
+// appended to again: left there, it sorts after the tail, and once the tail
+// is cut (conflict) and appended past its first index, Open refuses the
+// overlap (ErrLogCorrupt).
+func TestSegmentLog_FailedNewSegmentLeftoverRemovedFirst(t *testing.T) {
+	dir := t.TempDir()
+	ls, _ := segmentedLog(t, dir)
+	leftover := filepath.Join(ls.log.dir, segName(41))
+	rm, sd := ls.log.remove, ls.log.syncDir
+	removeFails := true
+	ls.log.remove = func(p string) error {
+		if removeFails && p == leftover {
+			return errInjected
+		}
+		return rm(p)
+	}
+	ls.log.syncDir = func(string) error { return errInjected }
+	ls.log.maxBytes = 1 // the next append starts a segment
+	if err := ls.StoreLogs(testEntries(41, 42)); !errors.Is(err, errInjected) {
+		t.Fatalf("append with a failing new segment = %v, want the dir fsync's error", err)
+	}
+	ls.log.syncDir = sd
+	ls.log.maxBytes = 1 << 20
+	if err := ls.DeleteRange(39, 40); !errors.Is(err, errInjected) {
+		t.Fatalf("cut while the leftover cannot be removed = %v, want the removal's error", err)
+	}
+	checkLog(t, ls, 1, 40)
+	removeFails = false
+	if err := ls.DeleteRange(39, 40); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(segFiles(t, dir), filepath.Base(leftover)) {
+		t.Fatal("the failed new segment is still on disk")
+	}
+	if err := ls.StoreLogs(testEntries(39, 43)); err != nil {
+		t.Fatal(err)
+	}
+	reopen(t, ls, dir, 1, 43)
+}
