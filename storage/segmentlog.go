@@ -503,7 +503,7 @@ func (l *segLog) sync(f *os.File) error {
 	if l.noSync {
 		return nil
 	}
-	return fdatasync(f)
+	return durable.Fdatasync(f)
 }
 
 // createSegment creates the segment file named after index holding buf,
@@ -697,7 +697,7 @@ func (l *segLog) rewrite() error {
 	}
 	_, err = f.WriteAt(data, 0)
 	if err == nil {
-		err = fdatasync(f) // the shred needs it durable even with the failpoint
+		err = durable.Fdatasync(f) // the shred needs it durable even with the failpoint
 	}
 	if err == nil {
 		err = os.Rename(tmp, g.path)
