@@ -192,7 +192,7 @@ func (s *LogStore) migrateLog() error {
 		}
 		n += len(batch)
 		for _, g := range sl.segs {
-			if err := fdatasync(g.f); err != nil {
+			if err := durable.Fdatasync(g.f); err != nil {
 				return err
 			}
 		}

@@ -129,6 +129,20 @@ type segLog struct {
 	// dirtyTail is set when a write to the tail segment failed: bytes past
 	// its size may be on disk, cut before the next write.
 	dirtyTail bool
+	// dirDirty is set when the dir fsync after a segment was created,
+	// removed or renamed over failed: no append is acknowledged until a dir
+	// fsync succeeds (after a power cut a removed segment could come back
+	// overlapping later entries, or a renamed one's old file without them).
+	dirDirty bool
+	// orphan is a segment file a failed rotation created and could not
+	// remove: outside the index, it is removed before the log is appended
+	// to or cut (it would sort after the tail and overlap what follows).
+	orphan string
+
+	// remove and syncDir are os.Remove and durable.SyncDir; tests replace
+	// them to make one call fail.
+	remove  func(path string) error
+	syncDir func(dir string) error
 }
 
 func segName(index uint64) string {
@@ -141,7 +155,8 @@ func openSegLog(dir string, noSync bool, logger *slog.Logger) (*segLog, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("storage: raft log dir: %w", err)
 	}
-	l := &segLog{dir: dir, noSync: noSync, logger: logger, maxBytes: segmentMaxBytes}
+	l := &segLog{dir: dir, noSync: noSync, logger: logger, maxBytes: segmentMaxBytes,
+		remove: os.Remove, syncDir: durable.SyncDir}
 	names, err := segmentNames(dir)
 	if err != nil {
 		return nil, err
@@ -390,7 +405,8 @@ var errLogOrder = errors.New("storage: raft log entries out of order")
 // StoreLogs appends logs (consecutive indexes following the last one) with
 // one write and one fdatasync. Appending to an empty log, or past a gap
 // (raft appends after a snapshot it installed; the older entries are below
-// it), starts a new log: the old segments are removed first.
+// it), starts a new log: the old segments are removed first. What a failed
+// write left undone (settle) is done first; it fails if that cannot be.
 func (l *segLog) StoreLogs(logs []*raft.Log) error {
 	if len(logs) == 0 {
 		return nil
@@ -402,6 +418,9 @@ func (l *segLog) StoreLogs(logs []*raft.Log) error {
 	}
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
+	if err := l.settle(); err != nil {
+		return err
+	}
 	first, last := l.bounds()
 	next := logs[0].Index
 	var tail *segment
@@ -484,7 +503,7 @@ func (l *segLog) sync(f *os.File) error {
 	if l.noSync {
 		return nil
 	}
-	return fdatasync(f)
+	return durable.Fdatasync(f)
 }
 
 // createSegment creates the segment file named after index holding buf,
@@ -500,67 +519,95 @@ func (l *segLog) createSegment(index uint64, buf []byte) (*segment, error) {
 		err = l.sync(f)
 	}
 	if err == nil {
-		err = durable.SyncDir(l.dir)
+		err = l.syncDirNow()
 	}
 	if err != nil {
 		_ = f.Close()
-		_ = os.Remove(path)
+		if rerr := l.remove(path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			l.orphan = path
+		}
+		// Not acknowledged; its removal is made durable by settle before
+		// the next append.
+		l.dirDirty = true
 		return nil, fmt.Errorf("storage: raft log: new segment: %w", err)
 	}
 	return &segment{path: path, f: f, first: index}, nil
 }
 
-// removeSegments removes segs[from:to] (files in order, then one dir fsync)
-// and drops them from the index; wmu held. On an empty remainder the log is
-// empty.
+// removeSegments removes segs[from:to] from the disk and the index: oldest
+// first from the head (from == 0), newest first from the tail, one file at a
+// time, each removal made durable (dir fsync) before the next, so that an
+// error or a crash midway leaves contiguous segments, which Open accepts. It
+// stops at the first failure and returns it: the segments not removed stay
+// in the index, readable, and the bounds are what the files hold (first is
+// raised to the oldest remaining segment's first index, last lowered to the
+// newest one's). wmu held. On an empty remainder the log is empty.
 func (l *segLog) removeSegments(from, to int) error {
-	if from >= to {
-		return nil
-	}
-	victims := append([]*segment(nil), l.segs[from:to]...)
-	l.mu.Lock()
-	l.segs = append(l.segs[:from:from], l.segs[to:]...)
-	if len(l.segs) == 0 {
-		l.first, l.last = 0, 0
-	} else {
-		if l.first < l.segs[0].first {
-			l.first = l.segs[0].first
+	fromHead := from == 0
+	for n := to - from; n > 0; n-- {
+		i := from // oldest of those left
+		if !fromHead {
+			i = len(l.segs) - 1 // newest (to == len(l.segs) from the tail)
 		}
-		if n := len(l.segs); l.last > l.segs[n-1].last() {
-			l.last = l.segs[n-1].last()
+		g := l.segs[i]
+		if err := l.remove(g.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("storage: raft log: remove segment: %w", err)
 		}
-	}
-	l.mu.Unlock()
-	if to == len(l.segs)+len(victims) {
-		l.dirtyTail = false
-	}
-	// Oldest first from the head, newest first from the tail: a crash
-	// midway leaves contiguous segments.
-	if from > 0 {
-		for i, j := 0, len(victims)-1; i < j; i, j = i+1, j-1 {
-			victims[i], victims[j] = victims[j], victims[i]
+		l.mu.Lock()
+		l.segs = append(l.segs[:i:i], l.segs[i+1:]...)
+		switch {
+		case len(l.segs) == 0:
+			l.first, l.last = 0, 0
+		case fromHead:
+			l.first = max(l.first, l.segs[0].first)
+		default:
+			l.last = min(l.last, l.segs[len(l.segs)-1].last())
 		}
-	}
-	var errs []error
-	for _, g := range victims {
-		_ = g.f.Close()
-		if err := os.Remove(g.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
+		l.mu.Unlock()
+		_ = g.f.Close() // out of the index: no reader holds it now
+		if i == len(l.segs) {
+			l.dirtyTail = false // the tail segment went, with the failed write's bytes
 		}
-	}
-	if err := durable.SyncDir(l.dir); err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("storage: raft log: remove segments: %w", err)
+		if err := l.syncDirNow(); err != nil {
+			return fmt.Errorf("storage: raft log: remove segment: %w", err)
+		}
 	}
 	return nil
+}
+
+// settle finishes what a failed write left undone before the log is
+// appended to or cut: it removes the orphan segment and fsyncs the dir if
+// the last dir fsync failed. wmu held.
+func (l *segLog) settle() error {
+	if l.orphan != "" {
+		if err := l.remove(l.orphan); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("storage: raft log: remove a failed new segment: %w", err)
+		}
+		l.orphan = ""
+		l.dirDirty = true
+	}
+	if l.dirDirty {
+		if err := l.syncDirNow(); err != nil {
+			return fmt.Errorf("storage: raft log: sync dir: %w", err)
+		}
+	}
+	return nil
+}
+
+// syncDirNow fsyncs the log's dir; a failure is remembered (dirDirty) until
+// a later fsync succeeds. wmu held.
+func (l *segLog) syncDirNow() error {
+	err := l.syncDir(l.dir)
+	l.dirDirty = err != nil
+	return err
 }
 
 // DeleteRange deletes min..max inclusive, from the head (compaction: whole
 // segments below the new first index are removed, the rest is dropped
 // logically) or from the tail (conflict: the file is cut at min and
-// fdatasynced). A range covering the whole log empties it.
+// fdatasynced). A range covering the whole log empties it. A failed segment
+// removal stops it with the error; the log is then what the files hold
+// (see removeSegments).
 func (l *segLog) DeleteRange(min, max uint64) error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
@@ -576,11 +623,17 @@ func (l *segLog) DeleteRange(min, max uint64) error {
 		for n < len(l.segs) && l.segs[n].last() <= max {
 			n++
 		}
+		if err := l.removeSegments(0, n); err != nil {
+			return err // first is the oldest remaining segment's
+		}
 		l.mu.Lock()
 		l.first = max + 1
 		l.mu.Unlock()
-		return l.removeSegments(0, n)
+		return nil
 	case max >= last:
+		if err := l.settle(); err != nil {
+			return err
+		}
 		return l.truncateTail(min)
 	default:
 		return fmt.Errorf("%w: delete %d..%d inside the log %d..%d", errLogOrder, min, max, first, last)
@@ -644,7 +697,7 @@ func (l *segLog) rewrite() error {
 	}
 	_, err = f.WriteAt(data, 0)
 	if err == nil {
-		err = fdatasync(f) // the shred needs it durable even with the failpoint
+		err = durable.Fdatasync(f) // the shred needs it durable even with the failpoint
 	}
 	if err == nil {
 		err = os.Rename(tmp, g.path)
@@ -663,7 +716,7 @@ func (l *segLog) rewrite() error {
 	g.f, g.first, g.offs, g.size = f, l.first, offs, int64(len(data))
 	l.mu.Unlock()
 	_ = old.Close()
-	if err := durable.SyncDir(l.dir); err != nil {
+	if err := l.syncDirNow(); err != nil {
 		return fmt.Errorf("storage: raft log rewrite: sync dir: %w", err)
 	}
 	return nil

@@ -1,7 +1,9 @@
 // Package durable writes files so that they survive a crash or a power cut:
 // whole or not at all. It is a leaf (the standard library only), so every
 // layer that keeps a file of its own — the store, the seal's ledger, the
-// node's peers file, token keys — writes it the same way.
+// node's peers file, token keys — writes it the same way. Its flushes,
+// Fdatasync (a file's data) and SyncDir (the names in a directory), are the
+// ones the store's Raft log appends and rotates segments with.
 package durable
 
 import (

@@ -59,3 +59,34 @@ func TestSyncDir_MissingDirIsAnError(t *testing.T) {
 		t.Fatal("SyncDir of a missing dir succeeded")
 	}
 }
+
+func TestFdatasync_FlushesAFileAndNamesItOnError(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("data"); err != nil {
+		t.Fatal(err)
+	}
+	if err := durable.Fdatasync(f); err != nil {
+		t.Fatalf("Fdatasync of a regular file: %v", err)
+	}
+	// A pipe cannot be flushed: the error names it.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	err = durable.Fdatasync(w)
+	var pe *os.PathError
+	if !errors.As(err, &pe) || pe.Path != w.Name() {
+		t.Fatalf("Fdatasync of a pipe = %v, want a *os.PathError naming %q", err, w.Name())
+	}
+	w.Close()
+	if err := durable.Fdatasync(w); err == nil {
+		t.Fatal("Fdatasync of a closed file succeeded")
+	}
+}
