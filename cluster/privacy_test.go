@@ -167,3 +167,49 @@ func Test_RateLimit_BurstGets429OthersUnaffected(t *testing.T) {
 		t.Fatalf("a token holder on the limited IP: %d %s", b.status, b.body)
 	}
 }
+
+// Test_Privacy_MetricsNameNoOne: /metrics is public, so no label of it may
+// carry a person's data. After a booking, a collision, reads of a client's
+// bookings allowed and refused, another's booking asked by id and a path that
+// matches no route, all carrying a client id or a booking id, the node's
+// /metrics holds none of them: labels are route patterns, statuses, cities,
+// verticals, jurisdictions and node ids.
+func Test_Privacy_MetricsNameNoOne(t *testing.T) {
+	n := clustertest.MustStartNode(t, nil)
+	p := newProvider(t, clustertest.Operator(t, n), svc("Corte", 60, 0))
+	const ana, bob = "cli-ana-metrics-5821", "cli-bob-metrics-9034"
+	anaAuth := "Bearer " + clustertest.Token(t, n, auth.RoleClient, ana)
+	bobAuth := "Bearer " + clustertest.Token(t, n, auth.RoleClient, bob)
+	body := func(sub string) string {
+		return fmt.Sprintf(`{"provider_id":%q,"service_id":%q,"client_id":%q,"start":%q}`, p.ID, p.Services[0].ID, sub, tomorrowAt(10, 0))
+	}
+	first := send(t, n, "POST", "/v1/bookings", body(ana), anaAuth, edge.IdempotencyHeader, "idem-metrics-7719")
+	if first.status != http.StatusCreated {
+		t.Fatalf("booking: %d %s", first.status, first.body)
+	}
+	var b client.Booking
+	mustJSON(t, first.body, &b)
+	for _, c := range []struct {
+		method, path, body, authz string
+		want                      int
+	}{
+		{"POST", "/v1/bookings", body(bob), bobAuth, http.StatusConflict},
+		{"GET", "/v1/bookings/" + b.ID, "", bobAuth, http.StatusNotFound},
+		{"GET", "/v1/clients/" + ana + "/bookings", "", anaAuth, http.StatusOK},
+		{"GET", "/v1/clients/" + ana + "/bookings", "", bobAuth, http.StatusForbidden},
+		{"GET", "/v1/clients/" + ana + "/no-such-route", "", anaAuth, http.StatusNotFound},
+	} {
+		if a := send(t, n, c.method, c.path, c.body, c.authz); a.status != c.want {
+			t.Fatalf("%s %s: %d %s, want %d", c.method, c.path, a.status, a.body, c.want)
+		}
+	}
+	m := send(t, n, "GET", "/metrics", "", "")
+	if m.status != http.StatusOK || !bytes.Contains(m.body, []byte(`route="POST /v1/bookings"`)) {
+		t.Fatalf("/metrics: %d, or without the booking route's series:\n%s", m.status, m.body)
+	}
+	for _, secret := range []string{ana, bob, b.ID, "idem-metrics-7719", "no-such-route"} {
+		if bytes.Contains(m.body, []byte(secret)) {
+			t.Errorf("/metrics names %q", secret)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"net"
 	"path/filepath"
 	"testing"
@@ -33,6 +34,7 @@ func proberFixture(t *testing.T) (*prober, *membership.Membership, membership.Me
 	self := membershiptest.MustStart(t, membershiptest.Config("p-0", "buenos-aires", "ar", "127.0.0.83"))
 	oc := membershiptest.Config("p-1", "cordoba", "ar", "127.0.0.84", self.GossipAddr())
 	oc.Meta.PeerAddr = hole.Addr().String()
+	oc.Meta.ActorAddr = "127.0.0.84:8090"
 	membershiptest.MustStart(t, oc)
 	var other membership.Member
 	membershiptest.WaitFor(t, 10*time.Second, "p-0 sees p-1", func() bool {
@@ -120,5 +122,26 @@ func TestVerifiedMembers_SubscribersLearnVerdicts(t *testing.T) {
 	}
 	if ms := v.Members(); len(ms) != 2 {
 		t.Fatalf("verified members after the verdict: %v", ms)
+	}
+}
+
+// TestRaftPeers_OnlyVerifiedMembers: the requests a node sends to raft actors
+// (forwarded proposals and reads, removals, status) find their target among
+// verified members only, as the node wires them (raftPeers over
+// verifiedMembers): a member gossip shows, with an actor address, is no target
+// until its certificate was verified.
+func TestRaftPeers_OnlyVerifiedMembers(t *testing.T) {
+	p, self, other := proberFixture(t)
+	peers := &raftPeers{members: &verifiedMembers{Membership: self, prober: p}, jurisdiction: "ar"}
+	if pid, _, err := peers.pid("p-1"); !errors.Is(err, ErrNoSuchNode) {
+		t.Fatalf("an unverified member is a target: %v, %v", pid, err)
+	}
+	if _, err := peers.request(context.Background(), "p-1", nil, nil); !errors.Is(err, ErrNoSuchNode) {
+		t.Fatalf("a request to an unverified member: %v", err)
+	}
+	p.record(other, nil)
+	pid, jur, err := peers.pid("p-1")
+	if err != nil || pid.Address != "127.0.0.84:8090" || jur != "ar" {
+		t.Fatalf("the verified member: %v %q %v", pid, jur, err)
 	}
 }

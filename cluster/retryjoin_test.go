@@ -7,6 +7,7 @@ package cluster_test
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -19,8 +20,9 @@ import (
 )
 
 // Test_RetryJoin_SeedDownThenUp: a node started with --join while its seed is
-// down starts anyway (it exited 1), reports unready, founds no group though it
-// alone meets bootstrap-expect 1, and joins the seed's group once the seed is up.
+// down starts anyway (it exited 1), reports unready, logs each attempt, founds
+// no group though it alone meets bootstrap-expect 1, and joins the seed's group
+// once the seed is up (and says so).
 func Test_RetryJoin_SeedDownThenUp(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -32,7 +34,8 @@ func Test_RetryJoin_SeedDownThenUp(t *testing.T) {
 
 	cfg := cluster.LocalConfig()
 	cfg.ID, cfg.City, cfg.BootstrapExpect, cfg.FoundingWait = "cba-1", "cordoba", 1, 0
-	cfg.DataDir, cfg.Logger = t.TempDir(), clustertest.Logger()
+	var logs syncBuffer
+	cfg.DataDir, cfg.Logger = t.TempDir(), slog.New(slog.NewJSONHandler(&logs, nil))
 	cfg.TokenKeys, cfg.GossipKey = clustertest.KeySet(t), clustertest.GossipKey(t)
 	cfg.Join = []string{seedAddr}
 	cfg.TLSDir = clustertest.MustTLSDir(t, cfg.ID, cfg.City, cfg.Bind)
@@ -51,6 +54,18 @@ func Test_RetryJoin_SeedDownThenUp(t *testing.T) {
 	if joiner.Store().HasState() {
 		t.Fatal("a node whose seeds never answered founded a group")
 	}
+	// Attempts at 0 s and 0.5 s (the backoff doubles from 500 ms): each logged.
+	var attempts []float64
+	for _, l := range logLines(&logs) {
+		if l["msg"] == "no --join seed answered; retrying" {
+			if a, ok := l["attempt"].(float64); ok {
+				attempts = append(attempts, a)
+			}
+		}
+	}
+	if len(attempts) < 2 || attempts[0] != 1 || attempts[1] != 2 {
+		t.Fatalf("attempts logged while the seed was down: %v, want 1, 2, ...\n%s", attempts, logs.String())
+	}
 
 	clustertest.MustStartNode(t, func(c *cluster.Config) { c.GossipPort = seedPort })
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
@@ -60,5 +75,8 @@ func Test_RetryJoin_SeedDownThenUp(t *testing.T) {
 	}
 	if !joiner.Store().HasState() {
 		t.Fatal("ready without the group's state")
+	}
+	if !strings.Contains(logs.String(), `"msg":"joined the cluster`) {
+		t.Errorf("no line says the node joined:\n%s", logs.String())
 	}
 }

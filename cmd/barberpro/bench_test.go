@@ -39,7 +39,8 @@ func TestCLI_BenchBadUsage(t *testing.T) {
 }
 
 // TestDemo_BenchLine: the demo prints a bench line for a city run against its
-// five nodes with its token keys, and says when its nodes' rate limits would
+// five nodes with its token keys, naming the binary its nodes run (bin/barberpro
+// after `make run` is on no PATH), and says when its nodes' rate limits would
 // make it measure 429s; --no-rate-limits lifts them through the node's own
 // flags' variables.
 func TestDemo_BenchLine(t *testing.T) {
@@ -47,12 +48,12 @@ func TestDemo_BenchLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := procs.FiveCities("barberpro", t.TempDir(), sec, 141)
+	cl, err := procs.FiveCities("/opt/demo/bin/barberpro", t.TempDir(), sec, 141)
 	if err != nil {
 		t.Fatal(err)
 	}
 	l := benchLine(cl, sec.TokenDir(), true)
-	want := "barberpro bench --target http://127.0.0.141:8080,http://127.0.0.142:8080,http://127.0.0.143:8080,http://127.0.0.144:8080,http://127.0.0.145:8080 --token-dir " +
+	want := "/opt/demo/bin/barberpro bench --target http://127.0.0.141:8080,http://127.0.0.142:8080,http://127.0.0.143:8080,http://127.0.0.144:8080,http://127.0.0.145:8080 --token-dir " +
 		sec.TokenDir() + " --users 10000 --duration 1m0s"
 	if l.cmd != want {
 		t.Errorf("bench line\n%s\nwant\n%s", l.cmd, want)

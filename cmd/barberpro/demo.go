@@ -110,7 +110,8 @@ var unlimitedEnv = []string{"BARBERPRO_RATE_LIMIT=inf", "BARBERPRO_IP_RATE_LIMIT
 
 // benchLine is the demo's `barberpro bench` line: 10,000 people of the four
 // cities for 60 s against every node, and what it needs when the nodes keep
-// their rate limits.
+// their rate limits. It names the binary the nodes run (after `make run`,
+// bin/barberpro is on no PATH), so it works as printed.
 func benchLine(cl *procs.Cluster, tokenDir string, unlimited bool) demoLine {
 	var urls []string
 	for _, p := range cl.Procs {
@@ -120,8 +121,8 @@ func benchLine(cl *procs.Cluster, tokenDir string, unlimited bool) demoLine {
 	if !unlimited {
 		what += " (these nodes keep their rate limits, so it would measure 429s: start the demo with --no-rate-limits for it)"
 	}
-	return demoLine{what, fmt.Sprintf("barberpro bench --target %s --token-dir %s --users %d --duration %s",
-		strings.Join(urls, ","), tokenDir, benchCityUsers, benchCityDuration)}
+	return demoLine{what, fmt.Sprintf("%s bench --target %s --token-dir %s --users %d --duration %s",
+		cl.Procs[0].Binary, strings.Join(urls, ","), tokenDir, benchCityUsers, benchCityDuration)}
 }
 
 // seedAndPrint creates the demo providers through the API (the psychologists
@@ -188,25 +189,12 @@ func seedAndPrint(ctx context.Context, w io.Writer, sec *procs.Secrets, cl *proc
 	if len(av.Slots) == 0 {
 		return fmt.Errorf("demo: no free slot for %s in the next week", barber.Name)
 	}
-	slot := av.Slots[0].Start
-	book := fmt.Sprintf(`{"provider_id":"%s","service_id":"%s","client_id":"cli-ana","start":"%s"}`, barber.ID, svc.ID, slot)
-	otherBook := strings.Replace(book, "cli-ana", "cli-bruno", 1)
 
 	fmt.Fprintf(w, "\nBarberPro Edge demo: every node serves every city; these lines use several.\n")
 	fmt.Fprintf(w, "Seeded %d providers: barber, beauty, fitness and psychology in %s.\n\n", len(providers), strings.Join(seed.Cities, ", "))
-	lines := []demoLine{
-		{"List the providers of Buenos Aires (public: no token)", fmt.Sprintf("curl -s '%s/v1/providers?city=buenos-aires'", base)},
-		{"Availability of " + barber.Name + " (" + svc.Name + ")", fmt.Sprintf("curl -s '%s/v1/providers/%s/availability?service_id=%s&from=%s&days=1'", base, barber.ID, svc.ID, from)},
-		{"Ana books the first free slot with her client token: 201", fmt.Sprintf("curl -s -i -X POST %s/v1/bookings %s -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' -d '%s'", base, bearer("ana"), book)},
-		{"Bruno wants the same slot, through Córdoba's node: 409 slot_unavailable (and not whose)", fmt.Sprintf("curl -s -i -X POST %s/v1/bookings %s -H 'Content-Type: application/json' -d '%s'", other, bearer("bruno"), otherBook)},
-		{"Ana retries with her Idempotency-Key: the same booking; keep its id", fmt.Sprintf("BOOKING=$(curl -s -X POST %s/v1/bookings %s -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' -d '%s' | grep -o '\"id\":\"[^\"]*\"' | head -1 | cut -d'\"' -f4); echo $BOOKING", base, bearer("ana"), book)},
-		{"Bruno may not read Ana's booking: 404", fmt.Sprintf("curl -s -i %s/v1/bookings/$BOOKING %s", base, bearer("bruno"))},
-		{"The barber sees it on his calendar", fmt.Sprintf("curl -s %s/v1/bookings/$BOOKING %s", base, bearer("barber"))},
-		{"Ana cancels it: the slot is free again at once", fmt.Sprintf("curl -s -X POST %s/v1/bookings/$BOOKING/cancel %s", base, bearer("ana"))},
-		{"Without a token: 401", fmt.Sprintf("curl -s -i %s/v1/clients/cli-ana/bookings", base)},
-		{"Where the provider's calendar actor runs, asked of the US node (operator)", fmt.Sprintf("curl -s %s/v1/providers/%s/placement %s", us, barber.ID, bearer("operator"))},
-		{"The cluster: members, Raft groups and their leaders (operator)", fmt.Sprintf("curl -s %s/v1/cluster/members %s; curl -s %s/v1/cluster/status %s", base, bearer("operator"), us, bearer("operator"))},
-		{"Health, readiness, metrics, the OpenAPI contract (public)", fmt.Sprintf("curl -s %s/readyz; curl -s %s/metrics | grep barberpro_; curl -s %s/openapi.json | head -c 300", base, base, base)},
+	lines, err := bookingLines(base, other, us, barber, svc, av.Slots[0].Start, bearer)
+	if err != nil {
+		return err
 	}
 	psyLines, err := psychologyDemo(ctx, base, us, sec, psy, tokenFile, bearer)
 	if err != nil {
@@ -222,9 +210,9 @@ func seedAndPrint(ctx context.Context, w io.Writer, sec *procs.Secrets, cl *proc
 	scans = append(scans, "--scan "+cl.Procs[0].Spec.ID+"="+cl.Procs[0].Spec.DataDir)
 	lines = append(lines,
 		demoLine{"Walk Ana's jurisdiction's audit chain, recomputing every hash (exit 1 names a broken link)",
-			fmt.Sprintf("barberpro audit verify --addr %s --token \"$(cat %s)\"", base, tokenFile["operator"])},
+			fmt.Sprintf("%s audit verify --addr %s --token \"$(cat %s)\"", cl.Procs[0].Binary, base, tokenFile["operator"])},
 		demoLine{"Is any psychology id, consent or note marker on the US node's disk or log? (ba-1's dir is the control)",
-			fmt.Sprintf("barberpro residency check --addr %s --token \"$(cat %s)\" %s --marker DEMO-NOTE-MARKER", base, tokenFile["operator"], strings.Join(scans, " "))},
+			fmt.Sprintf("%s residency check --addr %s --token \"$(cat %s)\" %s --marker DEMO-NOTE-MARKER", cl.Procs[0].Binary, base, tokenFile["operator"], strings.Join(scans, " "))},
 		benchLine(cl, sec.TokenDir(), unlimited),
 	)
 
@@ -239,6 +227,39 @@ func seedAndPrint(ctx context.Context, w io.Writer, sec *procs.Secrets, cl *proc
 
 // demoLine is a curl line the demo prints and what it shows.
 type demoLine struct{ what, cmd string }
+
+// bookingLines are the demo's lines about bookings and the cluster: the
+// barber's availability on the day of slot (the first free one: the day after
+// today may be one he does not work), Ana booking slot with svc, Bruno refused
+// it, what each token may read, and the operators' routes. base is Buenos
+// Aires' node, other Córdoba's, us the US node's.
+func bookingLines(base, other, us string, barber client.Provider, svc client.Service, slot string, bearer func(string) string) ([]demoLine, error) {
+	loc, err := time.LoadLocation(barber.Timezone)
+	if err != nil {
+		return nil, err
+	}
+	start, err := time.Parse(time.RFC3339, slot)
+	if err != nil {
+		return nil, fmt.Errorf("demo: slot %q: %w", slot, err)
+	}
+	day := start.In(loc).Format(time.DateOnly)
+	book := fmt.Sprintf(`{"provider_id":"%s","service_id":"%s","client_id":"cli-ana","start":"%s"}`, barber.ID, svc.ID, slot)
+	otherBook := strings.Replace(book, "cli-ana", "cli-bruno", 1)
+	return []demoLine{
+		{"List the providers of Buenos Aires (public: no token)", fmt.Sprintf("curl -s '%s/v1/providers?city=buenos-aires'", base)},
+		{"Availability of " + barber.Name + " (" + svc.Name + ")", fmt.Sprintf("curl -s '%s/v1/providers/%s/availability?service_id=%s&from=%s&days=1'", base, barber.ID, svc.ID, day)},
+		{"Ana books the first free slot with her client token: 201", fmt.Sprintf("curl -s -i -X POST %s/v1/bookings %s -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' -d '%s'", base, bearer("ana"), book)},
+		{"Bruno wants the same slot, through Córdoba's node: 409 slot_unavailable (and not whose)", fmt.Sprintf("curl -s -i -X POST %s/v1/bookings %s -H 'Content-Type: application/json' -d '%s'", other, bearer("bruno"), otherBook)},
+		{"Ana retries with her Idempotency-Key: the same booking; keep its id", fmt.Sprintf("BOOKING=$(curl -s -X POST %s/v1/bookings %s -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' -d '%s' | grep -o '\"id\":\"[^\"]*\"' | head -1 | cut -d'\"' -f4); echo $BOOKING", base, bearer("ana"), book)},
+		{"Bruno may not read Ana's booking: 404", fmt.Sprintf("curl -s -i %s/v1/bookings/$BOOKING %s", base, bearer("bruno"))},
+		{"The barber sees it on his calendar", fmt.Sprintf("curl -s %s/v1/bookings/$BOOKING %s", base, bearer("barber"))},
+		{"Ana cancels it: the slot is free again at once", fmt.Sprintf("curl -s -X POST %s/v1/bookings/$BOOKING/cancel %s", base, bearer("ana"))},
+		{"Without a token: 401", fmt.Sprintf("curl -s -i %s/v1/clients/cli-ana/bookings", base)},
+		{"Where the provider's calendar actor runs, asked of the US node (operator)", fmt.Sprintf("curl -s %s/v1/providers/%s/placement %s", us, barber.ID, bearer("operator"))},
+		{"The cluster: members, Raft groups and their leaders (operator)", fmt.Sprintf("curl -s %s/v1/cluster/members %s; curl -s %s/v1/cluster/status %s", base, bearer("operator"), us, bearer("operator"))},
+		{"Health, readiness, metrics, the OpenAPI contract (public)", fmt.Sprintf("curl -s %s/readyz; curl -s %s/metrics | grep barberpro_; curl -s %s/openapi.json | head -c 300", base, base, base)},
+	}, nil
+}
 
 // psychologyDemo grants Ana's psychology consent (with her token) and returns
 // the curl lines of the psychology vertical: consents, a session booked with

@@ -66,3 +66,34 @@ func TestDemoPsychologyLines(t *testing.T) {
 		}
 	}
 }
+
+// TestDemo_BookingLinesShowTheSlotsDay: the availability line asks for the day
+// of the slot Ana then books, not for tomorrow (a Sunday the barber does not
+// work printed an empty list), and Ana's and Bruno's lines book that slot.
+func TestDemo_BookingLinesShowTheSlotsDay(t *testing.T) {
+	barber := client.Provider{ID: "prv_buenos-aires_b", Name: "B", Timezone: "America/Argentina/Buenos_Aires"}
+	svc := client.Service{ID: "svc_1", Name: "Corte"}
+	bearer := func(n string) string { return `-H "Authorization: Bearer $(cat /s/` + n + `.token)"` }
+	// 23:30 in Buenos Aires is the next day in UTC: the day is the provider's.
+	const slot = "2030-12-04T23:30:00-03:00"
+	lines, err := bookingLines("http://ba", "http://cba", "http://us", barber, svc, slot, bearer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all strings.Builder
+	for _, l := range lines {
+		all.WriteString(l.cmd + "\n")
+	}
+	for _, want := range []string{
+		"curl -s 'http://ba/v1/providers/prv_buenos-aires_b/availability?service_id=svc_1&from=2030-12-04&days=1'",
+		`-X POST http://ba/v1/bookings ` + bearer("ana") + ` -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' -d '{"provider_id":"prv_buenos-aires_b","service_id":"svc_1","client_id":"cli-ana","start":"` + slot + `"}'`,
+		`-X POST http://cba/v1/bookings ` + bearer("bruno") + ` -H 'Content-Type: application/json' -d '{"provider_id":"prv_buenos-aires_b","service_id":"svc_1","client_id":"cli-bruno","start":"` + slot + `"}'`,
+	} {
+		if !strings.Contains(all.String(), want) {
+			t.Errorf("no line with\n%s\nin:\n%s", want, all.String())
+		}
+	}
+	if _, err := bookingLines("http://ba", "http://cba", "http://us", barber, svc, "tomorrow 9am", bearer); err == nil {
+		t.Error("a slot that is no RFC 3339 time was taken")
+	}
+}

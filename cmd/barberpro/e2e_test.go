@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -140,6 +141,48 @@ func TestCLI_BadUsageExitsTwo(t *testing.T) {
 	}
 	if v, err := exec.Command(binary, "--version").Output(); err != nil || string(v) != string(out) {
 		t.Fatalf("--version: %v %q, want what `version` prints (%q)", err, v, out)
+	}
+}
+
+// TestCLI_UsageErrorsSayTheFix: issue 10's first hour, items 2 and 6. A node
+// started without a gossip key, or with one that is not base64, is told the
+// flag, the variable and the command that make one; an --addr without a scheme
+// is told what an API URL looks like, not a URL parser's error. Both exit 2.
+func TestCLI_UsageErrorsSayTheFix(t *testing.T) {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "BARBERPRO_") {
+			env = append(env, kv)
+		}
+	}
+	node := []string{"node", "start", "--id", "ba-1", "--city", "buenos-aires", "--data-dir", t.TempDir(),
+		"--tls-dir", t.TempDir(), "--token-keys", filepath.Join(t.TempDir(), "keys.json")}
+	keyFix := []string{"--gossip-key", "BARBERPRO_GOSSIP_KEY", "head -c 32 /dev/urandom | base64"}
+	addrFix := []string{`"127.0.0.11:8080" is not a node's API URL`, "http://127.0.0.11:8080"}
+	for name, c := range map[string]struct {
+		args []string
+		want []string
+	}{
+		"no gossip key":            {node, keyFix},
+		"a gossip key not base64":  {append(slices.Clone(node), "--gossip-key", "not base64!"), keyFix},
+		"cluster --addr no scheme": {[]string{"cluster", "members", "--addr", "127.0.0.11:8080", "--token", "t"}, addrFix},
+		"backup --addr no scheme": {[]string{"backup", "--addr", "127.0.0.11:8080", "--jurisdiction", "ar",
+			"--out", filepath.Join(t.TempDir(), "b"), "--token", "t"}, addrFix},
+	} {
+		cmd := exec.Command(binary, c.args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+			t.Errorf("%s: %v, want exit status 2\n%s", name, err, out)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(string(out), w) {
+				t.Errorf("%s: the message does not say %q:\n%s", name, w, out)
+			}
+		}
+		if strings.Contains(string(out), "parse \"") {
+			t.Errorf("%s: a URL parser's error:\n%s", name, out)
+		}
 	}
 }
 

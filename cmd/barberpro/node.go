@@ -149,7 +149,7 @@ jurisdiction's other nodes then join it with empty data dirs.`,
 			cfg.Storage.CompactInterval = f.compactInterval
 			if f.gossipKey != "" {
 				if cfg.GossipKey, err = base64.StdEncoding.DecodeString(f.gossipKey); err != nil {
-					return usagef("--gossip-key: not base64: %v", err)
+					return usagef("--gossip-key: not base64 (%v): make one with `head -c 32 /dev/urandom | base64`, the same on every node, and pass it as --gossip-key KEY or set BARBERPRO_GOSSIP_KEY", err)
 				}
 			}
 			cfg.TokenKeys = f.tokenKeys

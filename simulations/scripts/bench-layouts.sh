@@ -4,7 +4,9 @@
 # runs `barberpro bench --mode spread` at 1 and 100 clients for 10 s each against the
 # first node, writes the JSON results to OUTFILE and stops the nodes.
 # MODE "after" (issue 8 and later builds) makes a CA, node certificates and token keys,
-# and lifts the rate limits; MODE "before" starts a build older than issue 8 without them.
+# and lifts the rate limits; MODE "before" starts a build older than issue 8 without them
+# (one with --bootstrap-expect, as 7aff7fa, the last before issue 8: older ones, e.g.
+# a629ac8, cannot start the 3-node layout).
 # Issue 8's before/after figures: the same layout, the two builds, alternated, e.g.
 #   simulations/scripts/bench-layouts.sh OLD/barberpro before 3 227 b3.json
 #   simulations/scripts/bench-layouts.sh bin/barberpro after 3 231 a3.json
