@@ -260,3 +260,28 @@ func (f *fsm) viewFailed(fn func(tx *bolt.Tx) error) error {
 	}
 	return fn(tx)
 }
+
+// peek runs fn, a brief read (a few point lookups: fn must not scan), on
+// every log applied so far without committing them: in the open
+// transaction, under pendMu (the FSM goroutine waits meanwhile), or in a read
+// transaction when nothing is pending. A write fault falls back to view's
+// rules. fn must not write nor keep anything it read past its return.
+func (f *fsm) peek(fn func(tx *bolt.Tx) error) error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		return ErrClosed
+	}
+	if f.dirty() {
+		f.pendMu.Lock()
+		if p := f.pend; p != nil && len(f.failed) == 0 {
+			defer f.pendMu.Unlock()
+			return fn(p.tx)
+		}
+		f.pendMu.Unlock()
+		if err := f.flush(); err != nil {
+			return f.viewFailed(fn)
+		}
+	}
+	return f.db.View(fn)
+}

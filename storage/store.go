@@ -623,7 +623,7 @@ func (s *Store) get(ctx context.Context, bucket []byte, key string, m proto.Mess
 		return err
 	}
 	var found bool
-	err := s.fsm.view(func(tx *bolt.Tx) error {
+	err := s.fsm.peek(func(tx *bolt.Tx) error {
 		if key == "" || len(key) > bolt.MaxKeySize {
 			return nil
 		}
