@@ -83,6 +83,10 @@ func (s *Store) Backup(ctx context.Context, w io.Writer) (BackupHeader, error) {
 		s.fsm.mu.RUnlock()
 		return BackupHeader{}, ErrClosed
 	}
+	if err := s.fsm.flush(); err != nil {
+		s.fsm.mu.RUnlock()
+		return BackupHeader{}, err
+	}
 	tx, err := s.fsm.db.Begin(false)
 	s.fsm.mu.RUnlock()
 	if err != nil {

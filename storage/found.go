@@ -52,7 +52,7 @@ func (a *applier) foundGroup(op *bookingv1.FoundGroup) *bookingv1.CommandResult 
 // received a snapshot that has it).
 func (s *Store) ClusterID() string {
 	var id string
-	_ = s.fsm.view(func(tx *bolt.Tx) error {
+	_ = s.fsm.peek(func(tx *bolt.Tx) error {
 		id = string(tx.Bucket(bucketMeta).Get(keyClusterID))
 		return nil
 	})

@@ -94,7 +94,8 @@ type fsm struct {
 	// Write failures (see ApplyBatch). fault is non-nil while a batch is
 	// being retried; abandoned latches once a batch was given up at close.
 	fault              atomic.Pointer[fsmFault]
-	faultLogged        time.Time // FSM goroutine only
+	faultMu            sync.Mutex // guards faultLogged (faults are set by ApplyBatch and by flushes)
+	faultLogged        time.Time
 	abandoned          atomic.Bool
 	stop               chan struct{} // closed by stopRetrying
 	stopOnce           sync.Once
@@ -130,6 +131,23 @@ type fsm struct {
 
 	// providers caches decoded provider records for the apply path.
 	providers providerCache
+
+	// Deferred commits (fsmcommit.go). pendMu guards pend (the open write
+	// transaction) and failed (logs of a transaction whose commit failed;
+	// the first failedAnswered of them were answered); uncommitted mirrors
+	// "pend or failed logs" for readers that do not take pendMu.
+	// committed/committedTerm are the last log in fsm.db (applied and
+	// appliedTerm: the last applied, committed or not). commitEvery (set by
+	// startSyncing; 0 commits every batch) bounds a transaction's age.
+	pendMu         sync.Mutex
+	pend           *pendingTx
+	failed         []*raft.Log
+	failedAnswered int
+	uncommitted    atomic.Bool
+	committed      atomic.Uint64
+	committedTerm  atomic.Uint64
+	commitEvery    time.Duration
+	commits        atomic.Uint64 // transactions committed by the apply path
 }
 
 // Retry delays of a failed FSM write, and how often a still failing one is
@@ -198,6 +216,8 @@ func (f *fsm) openDB() error {
 	db.NoSync = f.lazy // the init above was fsynced either way
 	f.db = db
 	f.setGroup(group)
+	f.committed.Store(idx)
+	f.committedTerm.Store(term)
 	f.setApplied(idx, term)
 	return nil
 }
@@ -264,12 +284,17 @@ func (f *fsm) changed() <-chan struct{} {
 	return f.notify
 }
 
-// view runs fn in a read transaction on the current db.
+// view runs fn in a read transaction on the current db, after committing
+// what is pending (fsmcommit.go): a read sees every log applied before it,
+// also while the FSM cannot commit the answered ones (viewFailed).
 func (f *fsm) view(fn func(tx *bolt.Tx) error) error {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.db == nil {
 		return ErrClosed
+	}
+	if err := f.flush(); err != nil {
+		return f.viewFailed(fn)
 	}
 	return f.db.View(fn)
 }
@@ -279,9 +304,10 @@ func (f *fsm) Apply(l *raft.Log) interface{} {
 	return f.ApplyBatch([]*raft.Log{l})[0]
 }
 
-// ApplyBatch applies every log of the batch in one bbolt transaction (not
-// fsynced once startSyncing ran: see fsmsync.go) and stores the last index
-// in meta in the same transaction. Logs at or below the stored applied index
+// ApplyBatch applies every log of the batch in a bbolt transaction (not
+// fsynced once startSyncing ran: see fsmsync.go; kept open across batches
+// then: see fsmcommit.go) and stores the last index in meta in the same
+// transaction. Logs at or below the stored applied index
 // were applied before a restart and get a nil response. A LogCommand's response is a []*CommandResult, one per
 // command of its CommandBatch (one INVALID result if the data does not decode).
 //
@@ -309,14 +335,11 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 		}
 		out, erased, err := f.applyOnce(logs, prev, prevErased)
 		if err == nil {
-			if attempt > 0 {
-				f.clearFault(logs, attempt)
-			}
 			f.notifyErased(erased)
 			return out
 		}
 		prev, prevErased = out, erased
-		f.setFault(err, logs, attempt)
+		f.setFault(err, logs)
 		if !f.waitRetry(attempt) {
 			f.abandoned.Store(true)
 			f.logger.Error("fsm gave up applying entries at close; they stay in the raft log and are applied after restart",
@@ -326,75 +349,105 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	}
 }
 
-// applyOnce makes one attempt at ApplyBatch's transaction. Logs already in
-// meta.applied_index are skipped; their response is taken from prev (the
-// previous attempt's, whose commit reported an error but reached the file),
+// applyOnce makes one attempt at ApplyBatch's transaction: it first applies
+// again the logs of a deferred transaction whose commit failed (redoLocked),
+// then applies logs into the open transaction (fsmcommit.go) and commits it
+// if it is due. Logs already in meta.applied_index are skipped; their
+// response is taken from prev (the previous attempt's, whose commit reported
+// an error but reached the file, or whose logs redoLocked applied again),
 // and so are their erasures (prevErased). It returns the erasures of the
-// batch (to notify once it committed).
+// batch (to notify once it committed: a batch that erases commits at once).
 func (f *fsm) applyOnce(logs []*raft.Log, prev []interface{}, prevErased []erasedAt) ([]interface{}, []erasedAt, error) {
-	out := make([]interface{}, len(logs))
 	f.mu.RLock()
 	defer f.mu.RUnlock()
+	if prev == nil {
+		prev = make([]interface{}, len(logs))
+	}
 	if f.db == nil {
-		return out, nil, ErrClosed
+		return prev, prevErased, ErrClosed
 	}
-	var lastIdx, lastTerm, storedIdx, storedTerm uint64
-	var erased []erasedAt
-	var group string
-	err := f.db.Update(func(tx *bolt.Tx) error {
-		storedIdx, storedTerm = readApplied(tx)
-		if f.groupID() == "" {
-			defer func() { group = string(tx.Bucket(bucketMeta).Get(keyClusterID)) }()
-		}
-		a := applier{tx: tx, jurisdiction: f.jurisdiction, providers: &f.providers}
-		defer func() { erased = a.erased }()
-		for i, l := range logs {
-			if l.Index <= storedIdx {
-				if prev != nil {
-					out[i] = prev[i]
-				}
-				for _, e := range prevErased {
-					if e.index == l.Index {
-						a.erased = append(a.erased, e)
-					}
-				}
-				continue
-			}
-			if l.Type == raft.LogCommand {
-				a.index = l.Index
-				out[i] = a.applyLog(l)
-			}
-			lastIdx, lastTerm = l.Index, l.Term
-		}
-		if a.err != nil {
-			return a.err
-		}
-		if lastIdx == 0 {
-			return nil
-		}
-		m := tx.Bucket(bucketMeta)
-		if a.clockMoved { // once per batch, not per command
-			if err := m.Put(keyEntryClock, u64(uint64(a.clock))); err != nil {
-				return err
-			}
-		}
-		if err := m.Put(keyAppliedIndex, u64(lastIdx)); err != nil {
-			return err
-		}
-		return m.Put(keyAppliedTerm, u64(lastTerm))
-	})
+	f.pendMu.Lock()
+	defer f.pendMu.Unlock()
+	// A failure before logs are applied keeps the previous attempt's answers.
+	if err := f.redoLocked(); err != nil {
+		return prev, prevErased, err
+	}
+	p, err := f.beginLocked()
 	if err != nil {
-		return out, erased, err
+		return prev, prevErased, err
 	}
-	if group != "" {
-		f.setGroup(group)
+	r := f.applyInTx(p.tx, logs, prev, prevErased)
+	if r.err != nil {
+		f.abortLocked(p, logs)
+		return r.out, r.erased, r.err
 	}
-	if lastIdx != 0 {
-		f.setApplied(lastIdx, lastTerm)
-	} else if storedIdx > f.applied.Load() {
-		f.setApplied(storedIdx, storedTerm)
+	p.add(logs, r)
+	if r.lastIdx != 0 {
+		f.setApplied(r.lastIdx, r.lastTerm)
+	} else if r.storedIdx > f.applied.Load() {
+		f.setApplied(r.storedIdx, r.storedTerm)
 	}
-	return out, erased, nil
+	if f.commitDue(p, len(r.erased) > 0) {
+		if err := f.commitLocked(len(logs)); err != nil {
+			return r.out, r.erased, err
+		}
+	}
+	return r.out, r.erased, nil
+}
+
+// txApply is what applyInTx did in a transaction.
+type txApply struct {
+	out                   []interface{} // one response per log
+	erased                []erasedAt    // clients the logs erased
+	lastIdx, lastTerm     uint64        // the last log applied (0: none was new)
+	storedIdx, storedTerm uint64        // meta.applied_index before the logs
+	group                 string        // meta.cluster_id after the logs, read while the FSM has none
+	err                   error         // a bbolt failure: tx must be rolled back
+}
+
+// applyInTx applies logs in tx, skipping those at or below meta's applied
+// index (their answers from prev and prevErased when given), and stores the
+// last index, its term and the entry clock in meta.
+func (f *fsm) applyInTx(tx *bolt.Tx, logs []*raft.Log, prev []interface{}, prevErased []erasedAt) txApply {
+	r := txApply{out: make([]interface{}, len(logs))}
+	r.storedIdx, r.storedTerm = readApplied(tx)
+	a := applier{tx: tx, jurisdiction: f.jurisdiction, providers: &f.providers}
+	for i, l := range logs {
+		if l.Index <= r.storedIdx {
+			if prev != nil {
+				r.out[i] = prev[i]
+			}
+			for _, e := range prevErased {
+				if e.index == l.Index {
+					a.erased = append(a.erased, e)
+				}
+			}
+			continue
+		}
+		if l.Type == raft.LogCommand {
+			a.index = l.Index
+			r.out[i] = a.applyLog(l)
+		}
+		r.lastIdx, r.lastTerm = l.Index, l.Term
+	}
+	r.erased = a.erased
+	if f.groupID() == "" {
+		r.group = string(tx.Bucket(bucketMeta).Get(keyClusterID))
+	}
+	if r.err = a.err; r.err != nil || r.lastIdx == 0 {
+		return r
+	}
+	m := tx.Bucket(bucketMeta)
+	if a.clockMoved { // once per batch, not per command
+		if r.err = m.Put(keyEntryClock, u64(uint64(a.clock))); r.err != nil {
+			return r
+		}
+	}
+	if r.err = m.Put(keyAppliedIndex, u64(r.lastIdx)); r.err != nil {
+		return r
+	}
+	r.err = m.Put(keyAppliedTerm, u64(r.lastTerm))
+	return r
 }
 
 // fsmFault is the FSM's write failure while it retries.
@@ -405,17 +458,23 @@ type fsmFault struct {
 	attempts    int
 }
 
-// setFault records a failed attempt. The first failure of an episode is
-// logged as an error, then one warning every faultLogEvery.
-func (f *fsm) setFault(err error, logs []*raft.Log, attempt int) {
-	first, last := logs[0].Index, logs[len(logs)-1].Index
+// setFault records a failed attempt to write logs (ApplyBatch's, or a
+// flush's: fsmcommit.go). The first failure of an episode is logged as an
+// error, then one warning every faultLogEvery.
+func (f *fsm) setFault(err error, logs []*raft.Log) {
+	f.faultMu.Lock()
+	defer f.faultMu.Unlock()
+	var first, last uint64
+	if len(logs) > 0 {
+		first, last = logs[0].Index, logs[len(logs)-1].Index
+	}
 	now := time.Now()
 	cur := f.fault.Load()
-	since := now
+	since, attempts := now, 1
 	if cur != nil {
-		since = cur.since
+		since, attempts = cur.since, cur.attempts+1
 	}
-	f.fault.Store(&fsmFault{err: err, first: first, last: last, since: since, attempts: attempt + 1})
+	f.fault.Store(&fsmFault{err: err, first: first, last: last, since: since, attempts: attempts})
 	if cur == nil {
 		f.wake() // waiters for the applied index learn they would wait in vain
 	}
@@ -425,21 +484,23 @@ func (f *fsm) setFault(err error, logs []*raft.Log, attempt int) {
 			"first_index", first, "last_index", last, "err", err)
 	case now.Sub(f.faultLogged) >= faultLogEvery:
 		f.logger.Warn("fsm write still failing", "first_index", first, "last_index", last,
-			"attempts", attempt+1, "since", since, "err", err)
+			"attempts", attempts, "since", since, "err", err)
 	default:
 		return
 	}
 	f.faultLogged = now
 }
 
-func (f *fsm) clearFault(logs []*raft.Log, attempts int) {
+// clearFault ends a fault episode (a write succeeded), if one is on.
+func (f *fsm) clearFault() {
+	f.faultMu.Lock()
+	defer f.faultMu.Unlock()
 	cur := f.fault.Swap(nil)
-	var took time.Duration
-	if cur != nil {
-		took = time.Since(cur.since)
+	if cur == nil {
+		return
 	}
-	f.logger.Info("fsm writes resumed", "first_index", logs[0].Index, "last_index", logs[len(logs)-1].Index,
-		"failed_attempts", attempts, "degraded_for", took)
+	f.logger.Info("fsm writes resumed", "first_index", cur.first, "last_index", cur.last,
+		"failed_attempts", cur.attempts, "degraded_for", time.Since(cur.since))
 }
 
 // writeFault returns an error wrapping ErrStorageUnavailable while the FSM
@@ -1255,6 +1316,11 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if f.abandoned.Load() {
 		// raft believes the abandoned batch applied; this db does not hold it.
 		return nil, fmt.Errorf("%w: fsm abandoned a batch, no snapshot until restart", ErrStorageUnavailable)
+	}
+	// Raft takes the snapshot as of every log it handed the FSM: what is
+	// pending must be in fsm.db first.
+	if err := f.flush(); err != nil {
+		return nil, fmt.Errorf("storage: snapshot: %w", err)
 	}
 	if err := f.syncLocked(); err != nil {
 		return nil, fmt.Errorf("storage: snapshot: %w", err)

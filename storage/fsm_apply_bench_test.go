@@ -77,21 +77,49 @@ func BenchmarkApplyBookings(b *testing.B) {
 	for _, providers := range []int{32, 1} {
 		for _, cmds := range []int{1, 64} {
 			b.Run(fmt.Sprintf("providers=%d/cmds=%d", providers, cmds), func(b *testing.B) {
-				f := openLoadFSM(b, providers)
-				index := uint64(providers)
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
-					b.StopTimer()
-					index++
-					logs := []*raft.Log{{Index: index, Term: 1, Type: raft.LogCommand, Data: applyBookingsBatch(b, i*cmds, cmds, providers)}}
-					b.StartTimer()
-					out := f.ApplyLogs(logs)
-					if res, _ := out[0].([]*bookingv1.CommandResult); len(res) != cmds || res[cmds-1].Code != bookingv1.ResultCode_RESULT_CODE_OK {
-						b.Fatalf("batch %d: %v", i, out[0])
-					}
-				}
-				b.ReportMetric(float64(b.N*cmds)/b.Elapsed().Seconds(), "bookings/s")
+				benchApplyBookings(b, providers, cmds, 0)
 			})
 		}
 	}
+}
+
+// BenchmarkApplyDeferredCommit is BenchmarkApplyBookings with small batches
+// over 100 providers (the shape of `barberpro bench` at 100 clients), the
+// open transaction committed after every batch (commit=each, as before
+// deferred commits) or when due (commit=deferred: FSMSyncInterval, 100 ms).
+//
+//	go test ./storage -run '^$' -bench BenchmarkApplyDeferredCommit -benchmem -count 6 | benchstat -
+func BenchmarkApplyDeferredCommit(b *testing.B) {
+	for _, cmds := range []int{1, 8, 32} {
+		for _, mode := range []struct {
+			name  string
+			every time.Duration
+		}{{"each", -1}, {"deferred", storage.DefaultFSMSyncInterval}} {
+			b.Run(fmt.Sprintf("cmds=%d/commit=%s", cmds, mode.name), func(b *testing.B) {
+				benchApplyBookings(b, 100, cmds, mode.every)
+			})
+		}
+	}
+}
+
+// benchApplyBookings applies b.N batches of cmds bookings over providers;
+// commitEvery, if not 0, replaces the FSM's commit interval (-1: every batch).
+func benchApplyBookings(b *testing.B, providers, cmds int, commitEvery time.Duration) {
+	f := openLoadFSM(b, providers)
+	if commitEvery != 0 {
+		f.SetCommitEvery(max(commitEvery, 0))
+	}
+	index := uint64(providers)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		index++
+		logs := []*raft.Log{{Index: index, Term: 1, Type: raft.LogCommand, Data: applyBookingsBatch(b, i*cmds, cmds, providers)}}
+		b.StartTimer()
+		out := f.ApplyLogs(logs)
+		if res, _ := out[0].([]*bookingv1.CommandResult); len(res) != cmds || res[cmds-1].Code != bookingv1.ResultCode_RESULT_CODE_OK {
+			b.Fatalf("batch %d: %v", i, out[0])
+		}
+	}
+	b.ReportMetric(float64(b.N*cmds)/b.Elapsed().Seconds(), "bookings/s")
 }

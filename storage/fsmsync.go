@@ -173,7 +173,8 @@ func (f *fsm) startSyncing(every time.Duration) {
 	}
 	f.mu.Lock()
 	f.lazy = true
-	f.synced.Store(f.applied.Load()) // every commit so far was fsynced
+	f.commitEvery = every
+	f.synced.Store(f.committed.Load()) // every commit so far was fsynced
 	if f.db != nil {
 		f.db.NoSync = true
 	}
@@ -216,6 +217,9 @@ func (f *fsm) syncLoop(every time.Duration) {
 			return
 		case <-t.C:
 			f.mu.RLock()
+			if f.db != nil {
+				_ = f.flush() // a failure is the write fault; retried at the next tick
+			}
 			_ = f.syncLocked()
 			f.mu.RUnlock()
 		}
@@ -245,7 +249,7 @@ func (f *fsm) syncLocked() error {
 	if err := f.syncFault.Load(); err != nil {
 		return *err
 	}
-	idx := f.applied.Load() // committed before the fsync starts
+	idx := f.committed.Load() // committed before the fsync starts
 	if idx == f.synced.Load() {
 		return nil
 	}
@@ -265,11 +269,16 @@ func (f *fsm) syncLocked() error {
 
 // markSynced records that the file now open was fully fsynced (a restore or
 // rewrite wrote it so). Callers hold mu.
-func (f *fsm) markSynced() { f.synced.Store(f.applied.Load()) }
+func (f *fsm) markSynced() { f.synced.Store(f.committed.Load()) }
 
 // closeDurably fsyncs fsm.db, closes it and marks it clean (Close). Callers
 // hold mu.
 func (f *fsm) closeDurably() error {
+	if err := f.flush(); err != nil {
+		// Nothing is lost: raft applies these logs again after a restart.
+		f.logger.Warn("fsm closes without its last applied logs; they are applied again from the raft log at the next start", "err", err)
+		f.discardPendingLocked()
+	}
 	syncErr := f.syncLocked()
 	err := f.db.Close()
 	f.db = nil

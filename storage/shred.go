@@ -391,6 +391,9 @@ func (f *fsm) rewrite() error {
 	if f.db == nil {
 		return ErrClosed
 	}
+	if err := f.flush(); err != nil { // the copy must hold every applied log
+		return fmt.Errorf("rewrite fsm.db: %w", err)
+	}
 	tmp, err := compactInto(f.db, f.path)
 	if err != nil {
 		return fmt.Errorf("rewrite fsm.db: %w", err)

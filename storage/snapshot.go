@@ -111,6 +111,11 @@ func (f *fsm) restoreFile(r io.Reader, own string, beforeSwap func() error) erro
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.db != nil {
+		// What is pending goes into fsm.db first: if anything below fails,
+		// the old db stays in service and must hold every applied log.
+		if err := f.flush(); err != nil {
+			return fmt.Errorf("storage: restore: %w", err)
+		}
 		if err := f.db.Close(); err != nil {
 			return fmt.Errorf("storage: restore: close fsm: %w", err)
 		}

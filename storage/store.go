@@ -623,7 +623,7 @@ func (s *Store) get(ctx context.Context, bucket []byte, key string, m proto.Mess
 		return err
 	}
 	var found bool
-	err := s.fsm.view(func(tx *bolt.Tx) error {
+	err := s.fsm.peek(func(tx *bolt.Tx) error {
 		if key == "" || len(key) > bolt.MaxKeySize {
 			return nil
 		}
@@ -829,10 +829,19 @@ func (s *Store) fsmTarget(commit uint64) uint64 {
 	return 0
 }
 
+// waitApplied waits until fsm.db holds index idx: it commits the FSM's open
+// transaction when that holds idx (fsmcommit.go), else waits for the FSM to
+// apply it. ErrStorageUnavailable while the FSM cannot write.
 func (s *Store) waitApplied(ctx context.Context, idx uint64) error {
 	for {
 		ch := s.fsm.changed()
-		if s.fsm.applied.Load() >= idx {
+		if s.fsm.committed.Load() >= idx {
+			return nil
+		}
+		if err := s.fsm.commitFor(idx); err != nil {
+			return err
+		}
+		if s.fsm.committed.Load() >= idx {
 			return nil
 		}
 		if err := s.fsm.writeFault(); err != nil {
