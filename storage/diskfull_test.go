@@ -40,6 +40,18 @@ func mountTmpfs(t *testing.T, size string) string {
 	return dir
 }
 
+// resumed waits for the answers of a batch that waited for space to return.
+func resumed(t *testing.T, done <-chan []interface{}) []interface{} {
+	t.Helper()
+	select {
+	case out := <-done:
+		return out
+	case <-time.After(10 * time.Second):
+		t.Fatal("the FSM did not resume after space returned")
+		return nil
+	}
+}
+
 // fillDisk writes dir/filler until the filesystem is full and returns a
 // function that removes it (space returns).
 func fillDisk(t *testing.T, dir string) (free func()) {
@@ -159,12 +171,7 @@ func TestFSM_WriteFailureRetriesAndResumes(t *testing.T) {
 	}
 
 	free()
-	var out []interface{}
-	select {
-	case out = <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the FSM did not resume after space returned")
-	}
+	out := resumed(t, done)
 	if err := fsm.WriteFault(); err != nil {
 		t.Fatalf("fault not cleared after resuming: %v", err)
 	}

@@ -156,12 +156,7 @@ func TestFSM_DeferredCommitFailureKeepsAnsweredLogs(t *testing.T) {
 	default:
 	}
 	free()
-	var out []interface{}
-	select {
-	case out = <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the FSM did not resume after space returned")
-	}
+	out := resumed(t, done)
 	if w := ref.ApplyLogs([]*raft.Log{next}); fmt.Sprint(out) != fmt.Sprint(w) {
 		t.Fatalf("log 4 answered %v after resuming, want %v", out, w)
 	}
