@@ -141,15 +141,7 @@ func (b *batcher) loop() {
 			<-b.slots
 			return
 		}
-	drain:
-		for len(batch) < b.maxBatch {
-			select {
-			case p := <-b.in:
-				batch = append(batch, p)
-			default:
-				break drain
-			}
-		}
+		batch, _, _ = drain(b.in, batch, b.maxBatch, nil)
 		b.lastBatchSize.Store(int64(len(batch)))
 		size := 0
 		for _, p := range batch {
@@ -167,6 +159,25 @@ func (b *batcher) loop() {
 		b.wg.Add(1)
 		go b.finish(fut, batch, proposed)
 	}
+}
+
+// drain appends to batch what in holds right now, up to max in all: group
+// commit takes whatever queued while the last batch was in flight. A value
+// for which belongs (if set) is false ends the batch without joining it: it
+// is returned as held, for the next batch.
+func drain[T any](in <-chan T, batch []T, max int, belongs func(T) bool) (_ []T, held T, isHeld bool) {
+	for len(batch) < max {
+		select {
+		case v := <-in:
+			if belongs != nil && !belongs(v) {
+				return batch, v, true
+			}
+			batch = append(batch, v)
+		default:
+			return batch, held, false
+		}
+	}
+	return batch, held, false
 }
 
 func (b *batcher) finish(fut raft.ApplyFuture, batch []*proposal, proposed time.Time) {

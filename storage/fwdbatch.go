@@ -157,20 +157,10 @@ func (b *fwdBatcher) loop() {
 				return
 			}
 		}
-		batch := []*fwdCall{first}
-	drain:
-		for len(batch) < b.maxBatch {
-			select {
-			case c := <-b.in:
-				if c.leader != first.leader || c.addr != first.addr {
-					held = c
-					break drain
-				}
-				batch = append(batch, c)
-			default:
-				break drain
-			}
-		}
+		batch, next, _ := drain(b.in, []*fwdCall{first}, b.maxBatch, func(c *fwdCall) bool {
+			return c.leader == first.leader && c.addr == first.addr
+		})
+		held = next // nil unless a call for another leader ended the batch
 		go b.send(batch)
 	}
 }
