@@ -115,8 +115,10 @@ type Config struct {
 	// fsync (an acknowledged write is durable in the raft log, fdatasynced on every
 	// append, and the FSM catches up from it after a crash; see DESIGN.md,
 	// "Durability"). fsm.db is also fsynced before every Raft snapshot and at
-	// Close. Negative fsyncs every commit. Default 100ms
-	// (DefaultFSMSyncInterval).
+	// Close. It is also the longest the FSM keeps its write transaction open
+	// across batches before committing it (a read commits it sooner; see
+	// DESIGN.md, "Deferred commits"). Negative fsyncs and commits every
+	// batch. Default 100ms (DefaultFSMSyncInterval).
 	FSMSyncInterval time.Duration
 	// ApplyTimeout is how long Propose waits for raft to accept (enqueue) a
 	// batch (ErrTimeout past it); it also bounds each forwarded attempt, a
