@@ -1,0 +1,131 @@
+package storage_test
+
+import (
+	"bytes"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
+	"github.com/barberpro/edge/storage"
+	st "github.com/barberpro/edge/storage/storagetest"
+)
+
+// TestFSM_DeferredCommitsThroughRepeatedDiskFull: the disk fills and frees
+// again and again while batches are answered into the open transaction (their
+// commit fails while the disk is full). Through
+// every episode: a batch is answered only once the logs before it are in
+// fsm.db, its answer is a healthy FSM's (also when it depends on logs that
+// were applied again after a failed commit), a local read sees exactly the
+// answered logs, and the final state is the healthy FSM's.
+func TestFSM_DeferredCommitsThroughRepeatedDiskFull(t *testing.T) {
+	dir := mountTmpfs(t, "8m")
+	f := openDeferringFSM(t, filepath.Join(dir, "fsm.db"), time.Hour)
+	f.SetRetry(2*time.Millisecond, 10*time.Millisecond)
+	ref, err := storage.OpenTestFSM(filepath.Join(t.TempDir(), "ref.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+
+	idx := uint64(0)
+	next := func(cmds ...*bookingv1.Command) *raft.Log {
+		idx++
+		return commandLog(t, idx, cmds...)
+	}
+	apply := func(l *raft.Log) []interface{} {
+		got, want := f.ApplyLogs([]*raft.Log{l}), ref.ApplyLogs([]*raft.Log{l})
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("log %d answered %v, want %v", l.Index, got, want)
+		}
+		return got
+	}
+	sameState := func(when string) {
+		t.Helper()
+		got, err := f.Digest()
+		want, _ := ref.Digest()
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s: local read err %v, sees exactly the answered logs: %v", when, err, bytes.Equal(got, want))
+		}
+	}
+	apply(next(st.CreateProvider(st.Provider("p"))))
+	for round := range 8 {
+		off := time.Duration(round) * 1000 * time.Hour
+		ownCommit := round%4 >= 2 // the waiting batch's own commit fails
+		var free func()
+		if !ownCommit {
+			free = fillDisk(t, dir)
+		}
+		// Answered into the open transaction, some cancelled again.
+		for k := range 3 {
+			apply(next(bookingBatch("p", fmt.Sprint("c", round, k), off+time.Duration(k)*100*time.Hour, 30)...))
+		}
+		apply(next(st.CancelBooking(fmt.Sprintf("p-b%d", int(off/time.Hour)+3))))
+		if ownCommit {
+			// The next batch finds the transaction due (its age) and
+			// commits it, with the answered logs, on a full disk.
+			free = fillDisk(t, dir)
+			f.SetCommitEvery(time.Millisecond)
+			time.Sleep(5 * time.Millisecond)
+		} else {
+			// The commit fails (a read, the sync loop); the answered
+			// logs stay visible.
+			if err := f.Flush(); err == nil {
+				t.Fatalf("round %d: commit on a full disk succeeded (the test does not exercise a failed commit)", round)
+			}
+			sameState(fmt.Sprintf("round %d, disk full", round))
+		}
+		// A batch whose answers depend on the failed logs: a booking over
+		// a cancelled one (OK), one over a live one (taken), a cancel.
+		cancelled := off + 3*time.Hour
+		live := off + 5*time.Hour
+		l := next(
+			st.CreateBooking(st.Booking(fmt.Sprint("x", round), "p", cancelled, cancelled+30*time.Minute, cancelled+30*time.Minute)),
+			st.CreateBooking(st.Booking(fmt.Sprint("y", round), "p", live, live+30*time.Minute, live+30*time.Minute)),
+			st.CancelBooking(fmt.Sprintf("p-b%d", int(off/time.Hour)+7)),
+		)
+		done := make(chan []interface{}, 1)
+		go func() { done <- f.ApplyLogs([]*raft.Log{l}) }()
+		time.Sleep(30 * time.Millisecond)
+		select {
+		case <-done:
+			t.Fatalf("round %d: a batch was answered while the logs before it cannot be committed", round)
+		default:
+		}
+		sameState(fmt.Sprintf("round %d, batch waiting", round))
+		if ownCommit {
+			f.SetCommitEvery(time.Hour)
+		}
+		free()
+		if round%2 == 1 {
+			// The sync loop applies the failed logs again (the waiting
+			// batch among them) while ApplyBatch waits to retry.
+			if err := f.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var got []interface{}
+		select {
+		case got = <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: the FSM did not resume after space returned", round)
+		}
+		if want := ref.ApplyLogs([]*raft.Log{l}); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("round %d: log %d answered %v after resuming, want %v", round, l.Index, got, want)
+		}
+		sameState(fmt.Sprintf("round %d, resumed", round))
+	}
+	if err := f.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.WriteFault(); err != nil {
+		t.Fatalf("fault after the last round: %v", err)
+	}
+	if f.CommittedIndex() != idx {
+		t.Fatalf("committed %d, want %d", f.CommittedIndex(), idx)
+	}
+	sameState("end")
+}
