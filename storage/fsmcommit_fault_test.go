@@ -129,3 +129,62 @@ func TestFSM_DeferredCommitsThroughRepeatedDiskFull(t *testing.T) {
 	}
 	sameState("end")
 }
+
+// TestFSM_CloseWhileDeferredCommitFails: the node stops while the answered
+// logs of a failed deferred commit cannot be committed (disk full; a Raft
+// snapshot is refused meanwhile). fsm.db keeps its last commit; at the next
+// start raft hands the FSM every entry after its latest snapshot (none
+// here) and the FSM applies those past fsm.db's index again, to the
+// answers it gave and the state a healthy FSM has.
+func TestFSM_CloseWhileDeferredCommitFails(t *testing.T) {
+	dir := mountTmpfs(t, "4m")
+	path := filepath.Join(dir, "fsm.db")
+	f := openDeferringFSM(t, path, time.Hour)
+	f.SetRetry(2*time.Millisecond, 10*time.Millisecond)
+	ref, err := storage.OpenTestFSM(filepath.Join(t.TempDir(), "ref.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	logs := []*raft.Log{commandLog(t, 1, st.CreateProvider(st.Provider("p")))}
+	f.ApplyLogs(logs)
+	if err := f.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	free := fillDisk(t, dir)
+	var answers []string
+	for k := range 3 {
+		l := commandLog(t, uint64(2+k), bookingBatch("p", fmt.Sprint("c", k), time.Duration(k)*100*time.Hour, 30)...)
+		logs = append(logs, l)
+		answers = append(answers, fmt.Sprint(f.ApplyLogs([]*raft.Log{l})[0]))
+	}
+	if err := f.Flush(); err == nil {
+		t.Fatal("commit on a full disk succeeded (the test does not exercise a failed commit)")
+	}
+	if err := f.Snapshot(); err == nil {
+		t.Fatal("a Raft snapshot was taken while answered logs are not in fsm.db")
+	}
+	_ = f.Close() // may fail to mark fsm.db clean on the full disk
+	free()
+
+	g, err := storage.OpenTestFSM(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if g.AppliedIndex() != 1 {
+		t.Fatalf("fsm.db at index %d after the close, want 1 (its last commit)", g.AppliedIndex())
+	}
+	want := ref.ApplyLogs(logs)
+	got := g.ApplyLogs(logs) // raft's replay
+	for i := 1; i < len(logs); i++ {
+		if a, w := fmt.Sprint(got[i]), fmt.Sprint(want[i]); a != w || a != answers[i-1] {
+			t.Fatalf("log %d: replayed answer equals the first %v, the healthy FSM's %v", i+1, a == answers[i-1], a == w)
+		}
+	}
+	d, _ := g.Digest()
+	wd, _ := ref.Digest()
+	if !bytes.Equal(d, wd) {
+		t.Fatal("state after the restart and replay differs from a healthy FSM's")
+	}
+}
