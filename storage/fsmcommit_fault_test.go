@@ -188,3 +188,37 @@ func TestFSM_CloseWhileDeferredCommitFails(t *testing.T) {
 		t.Fatal("state after the restart and replay differs from a healthy FSM's")
 	}
 }
+
+// TestFSM_DeferredCommitsEraseAfterCommit: an erasure applied after batches
+// that were answered into the open transaction commits them and itself
+// before OnErase runs (the KEK ledger destroys the client's keys on it):
+// fsm.db then holds the erasure, whatever the process does next.
+func TestFSM_DeferredCommitsEraseAfterCommit(t *testing.T) {
+	storage.SetBootID(t, "boot-1")
+	var f *storage.TestFSM
+	type seen struct{ applied, committed uint64 }
+	var at []seen
+	f, err := storage.OpenTestFSMWith(filepath.Join(t.TempDir(), "fsm.db"), "ar", func(string, []string) {
+		at = append(at, seen{f.AppliedIndex(), f.CommittedIndex()})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.StartSyncing(time.Hour)
+	logs := []*raft.Log{
+		commandLog(t, 1, cmdAt(0, &bookingv1.PutClientKey{Key: clientKey("c1", "key_a")})),
+		commandLog(t, 2, cmdAt(0, &bookingv1.PutClientKey{Key: clientKey("c2", "key_b")})),
+		commandLog(t, 3, cmdAt(time.Hour, &bookingv1.EraseHealthData{ClientId: "c1"})),
+	}
+	for _, l := range logs[:2] {
+		f.ApplyLogs([]*raft.Log{l})
+	}
+	if f.CommittedIndex() >= 2 {
+		t.Fatalf("committed %d before the erasure: the test needs answered logs left in the open transaction", f.CommittedIndex())
+	}
+	f.ApplyLogs(logs[2:])
+	if len(at) != 1 || at[0] != (seen{3, 3}) {
+		t.Fatalf("OnErase calls with (applied, committed) %v, want one at (3, 3)", at)
+	}
+}
