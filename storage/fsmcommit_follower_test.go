@@ -4,7 +4,6 @@ package storage_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -28,7 +27,6 @@ func TestStore_FollowerKillNineWithDeferredCommits(t *testing.T) {
 	cfg.FSMSyncInterval = time.Hour // nothing commits by time
 	stores, trans := st.MustOpenInmemClusterWith(t, 3, cfg)
 	leader, victim := stores[0], stores[2]
-	ctx := context.Background()
 
 	mustPropose(t, leader, st.CreateProvider(st.Provider("p")))
 	// A snapshot in the middle: raft replays from it after the restart.
@@ -74,15 +72,7 @@ func TestStore_FollowerKillNineWithDeferredCommits(t *testing.T) {
 	_, tr := raft.NewInmemTransport(addr)
 	c.Transport = tr
 	restarted := st.MustOpen(t, c)
-	for i := range trans[:2] {
-		trans[i].Connect(addr, tr)
-		tr.Connect(trans[i].LocalAddr(), trans[i])
-	}
-	rctx, cancel := context.WithTimeout(ctx, st.ReadyTimeout)
-	defer cancel()
-	if err := restarted.WaitReady(rctx); err != nil {
-		t.Fatal(err)
-	}
+	rejoin(t, restarted, tr, trans[:2])
 	if missing := missingBookings(restarted, acked); len(missing) > 0 {
 		t.Fatalf("Ready after kill -9 and restart, yet %d of %d acknowledged bookings missing: %v", len(missing), len(acked), missing)
 	}
