@@ -378,7 +378,7 @@ func (f *fsm) applyOnce(logs []*raft.Log, prev []interface{}, prevErased []erase
 	}
 	r := f.applyInTx(p.tx, logs, prev, prevErased)
 	if r.err != nil {
-		f.abortLocked(p, logs)
+		f.abortLocked(p)
 		return r.out, r.erased, r.err
 	}
 	p.add(logs, r)
@@ -387,7 +387,10 @@ func (f *fsm) applyOnce(logs []*raft.Log, prev []interface{}, prevErased []erase
 	} else if r.storedIdx > f.applied.Load() {
 		f.setApplied(r.storedIdx, r.storedTerm)
 	}
-	if f.commitDue(p, len(r.erased) > 0) {
+	// A batch applied during a write fault commits at once: only a commit
+	// ends the fault (a retried batch whose apply failed leaves no failed
+	// logs for redoLocked to commit).
+	if f.commitDue(p, len(r.erased) > 0 || f.fault.Load() != nil) {
 		if err := f.commitLocked(len(logs)); err != nil {
 			return r.out, r.erased, err
 		}

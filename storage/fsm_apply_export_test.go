@@ -27,3 +27,7 @@ func (t *TestFSM) Flush() error {
 	defer t.f.mu.RUnlock()
 	return t.f.flush()
 }
+
+// StoreCommittedIndex is the last log index s's fsm.db holds (Stats'
+// AppliedIndex may be ahead: deferred commits).
+func StoreCommittedIndex(s *Store) uint64 { return s.fsm.committed.Load() }

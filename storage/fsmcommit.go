@@ -83,11 +83,12 @@ func (f *fsm) beginLocked() (*pendingTx, error) {
 }
 
 // commitDue reports whether the open transaction must commit now: always
-// while commits are not deferred (commitEvery 0, before startSyncing), for a
-// batch that erased a client or revealed the group id, and once
+// while commits are not deferred (commitEvery 0, before startSyncing), when
+// the caller says so (now: a batch that erased a client, or one applied
+// during a write fault), for a batch that revealed the group id, and once
 // it is commitEvery old or holds maxPendingLogs or maxPendingBytes.
-func (f *fsm) commitDue(p *pendingTx, erased bool) bool {
-	return f.commitEvery <= 0 || erased || p.group != "" ||
+func (f *fsm) commitDue(p *pendingTx, now bool) bool {
+	return f.commitEvery <= 0 || now || p.group != "" ||
 		time.Since(p.began) >= f.commitEvery || len(p.logs) >= maxPendingLogs || p.bytes >= maxPendingBytes
 }
 
@@ -119,12 +120,14 @@ func (f *fsm) commitLocked(unanswered int) error {
 	return nil
 }
 
-// abortLocked rolls the open transaction back after a failure while logs were
-// applied into it (they become failed with the transaction's earlier logs).
-func (f *fsm) abortLocked(p *pendingTx, logs []*raft.Log) {
+// abortLocked rolls the open transaction back after a failure while a batch
+// was applied into it. The transaction's earlier logs (answered) become
+// failed; the batch does not: its answers judged commands against writes
+// that failed, so ApplyBatch's retry applies it afresh after them.
+func (f *fsm) abortLocked(p *pendingTx) {
 	f.pend = nil
 	_ = p.tx.Rollback()
-	f.failLocked(append(p.logs, logs...), len(p.logs))
+	f.failLocked(p.logs, len(p.logs))
 }
 
 // failLocked keeps logs, whose transaction did not commit, to be applied

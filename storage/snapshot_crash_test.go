@@ -125,15 +125,7 @@ func TestStore_CrashDuringSnapshotInstall(t *testing.T) {
 		t.Errorf("after Open, before serving: %d of %d acknowledged bookings missing: %v", len(missing), len(acked), missing)
 	}
 
-	for i := range trans[:2] {
-		trans[i].Connect(addr, tr)
-		tr.Connect(trans[i].LocalAddr(), trans[i])
-	}
-	rctx, cancel := context.WithTimeout(ctx, st.ReadyTimeout)
-	defer cancel()
-	if err := restarted.WaitReady(rctx); err != nil {
-		t.Fatal(err)
-	}
+	rejoin(t, restarted, tr, trans[:2])
 	if missing := missingBookings(restarted, acked); len(missing) > 0 {
 		t.Errorf("Ready, yet %d of %d acknowledged bookings missing: %v", len(missing), len(acked), missing)
 	}
@@ -268,6 +260,21 @@ func slowElections() storage.Config {
 	c := storage.LocalConfig()
 	c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = time.Second, time.Second, 500*time.Millisecond
 	return c
+}
+
+// rejoin connects s's transport tr with the transports of the group's other
+// nodes (both ways) and waits until s is Ready.
+func rejoin(t *testing.T, s *storage.Store, tr *raft.InmemTransport, others []*raft.InmemTransport) {
+	t.Helper()
+	for _, o := range others {
+		o.Connect(tr.LocalAddr(), tr)
+		tr.Connect(o.LocalAddr(), o)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), st.ReadyTimeout)
+	defer cancel()
+	if err := s.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // missingBookings returns the ids the local replica of s lacks.

@@ -864,7 +864,7 @@ func (s *Store) waitApplied(ctx context.Context, idx uint64) error {
 type Stats struct {
 	State         string // Follower, Candidate, Leader or Shutdown
 	Leader        string // leader's server ID, "" if unknown (same as LeaderID)
-	AppliedIndex  uint64 // last log index reflected in fsm.db
+	AppliedIndex  uint64 // last log index applied to the FSM (fsm.db may lack the last ones for up to FSMSyncInterval: deferred commits)
 	CommitIndex   uint64
 	LastLogIndex  uint64
 	LastBatchSize int // commands in the last CommandBatch this node proposed
