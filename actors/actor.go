@@ -573,7 +573,7 @@ func (a *calendarActor) availability(r *calendarv1.AvailabilityRequest) *calenda
 		backing[i].StartMs, backing[i].EndMs = s.Start.UnixMilli(), s.End.UnixMilli()
 		out.Slots[i] = &backing[i]
 	}
-	a.avail.put(a.provider, a.busy, k, out, until)
+	a.avail.put(a.provider, a.busy, k, out, now, until)
 	return out
 }
 

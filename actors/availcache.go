@@ -19,11 +19,13 @@ type availKey struct {
 	days          int32
 }
 
-// availAnswer is a computed answer and the last instant it holds
-// (calendar.SlotsUntil).
+// availAnswer is a computed answer, the instant it was computed at and the
+// last instant it holds (calendar.SlotsUntil: it holds for any now in
+// [at, until], not before at: a wall clock stepped back moves the horizon and
+// the notice back).
 type availAnswer struct {
-	reply *calendarv1.Reply
-	until time.Time
+	reply     *calendarv1.Reply
+	at, until time.Time
 }
 
 // availCache keeps a calendar's last availability answers so that the same
@@ -46,21 +48,22 @@ func (c *availCache) current(p *bookingv1.Provider, busy *calendar.Busy) bool {
 }
 
 // get returns the answer to k computed from p and busy as they are, if it
-// still holds at now.
+// holds at now: now is within [at, until] of the answer.
 func (c *availCache) get(p *bookingv1.Provider, busy *calendar.Busy, k availKey, now time.Time) (*calendarv1.Reply, bool) {
 	if !c.current(p, busy) {
 		return nil, false
 	}
 	a, ok := c.answers[k]
-	if !ok || now.After(a.until) {
+	if !ok || now.Before(a.at) || now.After(a.until) {
 		return nil, false
 	}
 	return a.reply, true
 }
 
-// put keeps reply, computed from p and busy as they are, as the answer to k
-// until until; answers from an older provider or busy set are dropped first.
-func (c *availCache) put(p *bookingv1.Provider, busy *calendar.Busy, k availKey, reply *calendarv1.Reply, until time.Time) {
+// put keeps reply, computed at at from p and busy as they are, as the answer
+// to k until until; answers from an older provider or busy set are dropped
+// first.
+func (c *availCache) put(p *bookingv1.Provider, busy *calendar.Busy, k availKey, reply *calendarv1.Reply, at, until time.Time) {
 	if busy == nil {
 		return
 	}
@@ -71,5 +74,5 @@ func (c *availCache) put(p *bookingv1.Provider, busy *calendar.Busy, k availKey,
 	if c.answers == nil {
 		c.answers = make(map[availKey]availAnswer, maxCachedAvailability)
 	}
-	c.answers[k] = availAnswer{reply: reply, until: until}
+	c.answers[k] = availAnswer{reply: reply, at: at, until: until}
 }

@@ -1,6 +1,7 @@
 package actors_test
 
 import (
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -69,5 +70,29 @@ func TestCalendars_AvailabilityCacheFollowsTheClock(t *testing.T) {
 	set(time.Date(2026, 12, 1, 9, 0, 0, 1, ba))
 	if s := e.slots(t, "p1", "cut", "2026-12-31"); !s[at(31, 9, 0)] {
 		t.Fatalf("09:00 of day 30 not offered once the horizon reached it: %v", s)
+	}
+}
+
+// TestCalendars_AvailabilityCacheClockStepsBack: an answer holds from the
+// instant it was computed to its until, not before: after the wall clock steps
+// back (an NTP correction), a day the horizon reached at the later reading is
+// beyond it again, and the answer must not offer its starts (a booking there
+// is refused as beyond the horizon).
+func TestCalendars_AvailabilityCacheClockStepsBack(t *testing.T) {
+	var clockAt atomic.Int64
+	clockAt.Store(now.UnixNano())
+	e := newEnv(t, func(c *actors.Config) { c.Clock = func() time.Time { return time.Unix(0, clockAt.Load()) } })
+	set := func(tm time.Time) { clockAt.Store(tm.UnixNano()) }
+	// The horizon is 30 days: 2026-12-31 09:00 is offered from 12-01 09:00 on.
+	set(time.Date(2026, 12, 1, 9, 0, 0, 1, ba))
+	if s := e.slots(t, "p1", "cut", "2026-12-31"); !s[at(31, 9, 0)] {
+		t.Fatalf("09:00 of day 30 not offered once the horizon reached it: %v", s)
+	}
+	set(now) // 08:00: the clock stepped back an hour
+	if s := e.slots(t, "p1", "cut", "2026-12-31"); s[at(31, 9, 0)] {
+		t.Fatalf("after the clock stepped back, 09:00 of day 30 offered beyond the horizon: %v", s)
+	}
+	if _, err := e.book(t, "p1", "cut", at(31, 9, 0), "k"); !errors.Is(err, actors.ErrInvalid) {
+		t.Fatalf("booking the start beyond the horizon: %v, want ErrInvalid", err)
 	}
 }
