@@ -13,6 +13,13 @@ import (
 // 15-minute slots is ~7 KB of Reply, kept while the calendar is active.
 const maxCachedAvailability = 2
 
+// maxCachedSlots bounds the answer a calendar keeps: two days of 15-minute
+// slots around the clock (~12 KB of Reply), a week of usual hours. A longer
+// answer (up to 31 days, ~200 KB) is computed afresh each time: kept, any
+// client reading months of many providers would make every active calendar
+// (4-9 KB, PERFORMANCE.md) tens of times larger.
+const maxCachedSlots = 2 * 96
+
 // availKey is one availability question.
 type availKey struct {
 	service, from string
@@ -61,10 +68,10 @@ func (c *availCache) get(p *bookingv1.Provider, busy *calendar.Busy, k availKey,
 }
 
 // put keeps reply, computed at at from p and busy as they are, as the answer
-// to k until until; answers from an older provider or busy set are dropped
-// first.
+// to k until until, unless it has more than maxCachedSlots slots; answers from
+// an older provider or busy set are dropped first.
 func (c *availCache) put(p *bookingv1.Provider, busy *calendar.Busy, k availKey, reply *calendarv1.Reply, at, until time.Time) {
-	if busy == nil {
+	if busy == nil || len(reply.GetSlots()) > maxCachedSlots {
 		return
 	}
 	if !c.current(p, busy) || len(c.answers) >= maxCachedAvailability {

@@ -2,11 +2,13 @@ package actors_test
 
 import (
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/barberpro/edge/actors"
+	"github.com/barberpro/edge/actors/actorstest"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
 )
@@ -94,5 +96,49 @@ func TestCalendars_AvailabilityCacheClockStepsBack(t *testing.T) {
 	}
 	if _, err := e.book(t, "p1", "cut", at(31, 9, 0), "k"); !errors.Is(err, actors.ErrInvalid) {
 		t.Fatalf("booking the start beyond the horizon: %v, want ErrInvalid", err)
+	}
+}
+
+// TestCalendars_AvailabilityCacheKeepsNoLongAnswers: a calendar keeps the
+// answer a day's reads share, not the month a client may ask for: reading
+// 31 days (twice) of many providers must not leave each active calendar holding
+// tens of kilobytes of slots (PERFORMANCE.md: an active calendar is 4-9 KB).
+func TestCalendars_AvailabilityCacheKeepsNoLongAnswers(t *testing.T) {
+	const n = 200
+	s := actorstest.NewStore()
+	for i := range n {
+		s.PutProvider(provider(fmt.Sprintf("m%d", i)))
+	}
+	cals := actorstest.MustStart(t, actorstest.Config(s, clock))
+	read := func(id, from string, days int32) *calendarv1.Reply {
+		t.Helper()
+		rep, err := cals.Availability(ctx(t), &calendarv1.AvailabilityRequest{ProviderId: id, ServiceId: "cut", FromDate: from, Days: days})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	day := make([]*calendarv1.Reply, n)
+	for i := range n {
+		day[i] = read(fmt.Sprintf("m%d", i), "2026-12-01", 1)
+	}
+	before := memNow()
+	slots := 0
+	for i := range n {
+		slots += len(read(fmt.Sprintf("m%d", i), "2026-12-01", 31).GetSlots())
+		slots += len(read(fmt.Sprintf("m%d", i), "2026-12-02", 31).GetSlots())
+	}
+	after := memNow()
+	if slots/n < 1000 {
+		t.Fatalf("%d slots per month: the test would not test a long answer", slots/n)
+	}
+	// Kept, a month is ~50 KB a calendar (two do not fit: the cache is
+	// cleared when full); the actor system's own growth between the
+	// readings is ~9 KB.
+	if grew := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n; grew > 32<<10 {
+		t.Errorf("each calendar holds %d more bytes after two 31-day reads", grew)
+	}
+	if read("m0", "2026-12-01", 1) != day[0] {
+		t.Error("a day's answer is no longer kept")
 	}
 }
