@@ -132,3 +132,25 @@ func TestWriteAvailability_PsychologyKeepsNothing(t *testing.T) {
 		t.Fatal("the barber answer, seen twice, was not kept: the test would not test the psychology rule")
 	}
 }
+
+// TestWriteAvailability_LongAnswerNotRemembered: an answer whose body is too
+// large to keep (a month of slots) is not remembered either: its Reply (up to
+// ~200 KB of slots) would stay pinned by availBodies for nothing.
+func TestWriteAvailability_LongAnswerNotRemembered(t *testing.T) {
+	h := newHarness(t)
+	rep := &calendarv1.Reply{Timezone: "UTC"}
+	for i := range 2000 {
+		s := int64(i) * 15 * 60 * 1000
+		rep.Slots = append(rep.Slots, &calendarv1.Slot{StartMs: s, EndMs: s + 30*60*1000})
+	}
+	for range 3 {
+		rec := httptest.NewRecorder()
+		h.srv.writeAvailability(rec, "prv_x", "svc_1", "UTC", "barber", rep)
+		if rec.Body.Len() <= maxPooledBody {
+			t.Fatalf("a %d-byte body: the test would not test a long answer", rec.Body.Len())
+		}
+		if _, ok := h.srv.availBodies.m["prv_x"]; ok {
+			t.Fatal("a Reply whose body is never kept was remembered")
+		}
+	}
+}

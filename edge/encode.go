@@ -105,10 +105,10 @@ func (s *Server) writeAvailability(w http.ResponseWriter, id, serviceID, tz, ver
 		bp := pooledBody()
 		body = appendAvailability(*bp, id, serviceID, tz, reply.GetSlots(), s.zone(tz))
 		writeBody(w, http.StatusOK, "application/json", body)
-		putBody(bp, body)
-		if keep {
+		if keep && len(body) <= maxPooledBody { // a longer body is never kept: nor its Reply
 			s.availBodies.put(id, serviceID, tz, reply, nil)
 		}
+		putBody(bp, body)
 	}
 }
 
