@@ -81,5 +81,8 @@ func (c *availCache) put(p *bookingv1.Provider, busy *calendar.Busy, k availKey,
 	if c.answers == nil {
 		c.answers = make(map[availKey]availAnswer, maxCachedAvailability)
 	}
-	c.answers[k] = availAnswer{reply: reply, at: at, until: until}
+	// at without its monotonic reading: now is then compared with it by the
+	// wall clock, as SlotsUntil compares it with the slots (time.Now's
+	// monotonic reading never steps back when the wall clock does).
+	c.answers[k] = availAnswer{reply: reply, at: at.Round(0), until: until}
 }
