@@ -559,6 +559,9 @@ func (a *calendarActor) availability(r *calendarv1.AvailabilityRequest) *calenda
 		return errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "days must be within 1..%d, got %d", MaxAvailabilityDays, r.GetDays())
 	}
 	now := a.now()
+	if err := a.loadFor(svc, from, int(r.GetDays()), now); err != nil {
+		return errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "bookings past %s not loaded: %v", a.local(a.loadedTo), err)
+	}
 	k := availKey{service: r.GetServiceId(), from: r.GetFromDate(), days: r.GetDays()}
 	if out, ok := a.avail.get(a.provider, a.busy, k, now); ok {
 		return out

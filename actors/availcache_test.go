@@ -142,3 +142,33 @@ func TestCalendars_AvailabilityCacheKeepsNoLongAnswers(t *testing.T) {
 		t.Error("a day's answer is no longer kept")
 	}
 }
+
+// TestCalendars_HorizonExtendedWhileStoreUnreadable: a provider update that
+// extends the horizon brings days whose bookings memory never loaded; when
+// they cannot be loaded then (the store cannot serve a linearizable read),
+// availability of those days must not offer a start a booking in the store
+// already holds.
+func TestCalendars_HorizonExtendedWhileStoreUnreadable(t *testing.T) {
+	e := newEnv(t, nil)
+	start := time.Date(2027, 1, 12, 9, 0, 0, 0, ba) // day 42: beyond the 30-day horizon
+	e.store.PutBooking(&bookingv1.Booking{Id: "far", ProviderId: "p1", ServiceId: "cut", ClientId: "c9",
+		StartMs: start.UnixMilli(), EndMs: start.Add(30 * time.Minute).UnixMilli(), BlockedUntilMs: start.Add(40 * time.Minute).UnixMilli(),
+		Status: bookingv1.BookingStatus_BOOKING_STATUS_CONFIRMED, Version: 1})
+	e.slots(t, "p1", "cut", "2026-12-02") // activated: bookings loaded up to day 31
+	e.store.ReadIndexErr = errors.New("no leader")
+	p := provider("p1")
+	p.HorizonDays = 60
+	if _, err := e.cals.UpdateProvider(ctx(t), &calendarv1.UpdateProviderRequest{Provider: p, IdempotencyKey: "u", RequestHash: []byte("u")}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := e.cals.Availability(ctx(t), &calendarv1.AvailabilityRequest{ProviderId: "p1", ServiceId: "cut", FromDate: "2027-01-12", Days: 1})
+	for _, s := range rep.GetSlots() {
+		if s.GetStartMs() == start.UnixMilli() {
+			t.Fatalf("09:00 of 2027-01-12 offered though a booking in the store holds it (err %v)", err)
+		}
+	}
+	e.store.ReadIndexErr = nil
+	if s := e.slots(t, "p1", "cut", "2027-01-12"); s[start.UnixMilli()] || !s[start.Add(time.Hour).UnixMilli()] {
+		t.Fatalf("once the store answers: %v", s)
+	}
+}

@@ -128,6 +128,25 @@ func (a *calendarActor) upsert(b *bookingv1.Booking, loaded bool) {
 	a.busy.Add(bookingKey(id), calendar.BookingInterval(b))
 }
 
+// loadFor makes sure memory holds the bookings that can overlap a booking of
+// svc offered over days local dates from from at now: those up to the end of
+// its span at the earlier of the last date's end and the horizon. Memory holds
+// them up to loadedTo; past it (a horizon extended while the store could not
+// be read, or a day of activity moving the horizon) the calendar is reloaded,
+// and if that fails the answer would be a guess: the error says so.
+func (a *calendarActor) loadFor(svc *bookingv1.Service, from calendar.Date, days int, now time.Time) error {
+	need := now.Add(calendar.Horizon(a.provider))
+	if loc, err := calendar.Location(a.provider); err == nil {
+		if end := time.Date(from.Year, from.Month, from.Day+days, 0, 0, 0, 0, loc); end.Before(need) {
+			need = end
+		}
+	}
+	if _, blockedUntil := calendar.Span(svc, need); !blockedUntil.After(a.loadedTo) {
+		return nil
+	}
+	return a.reload("the horizon reaches past the bookings loaded")
+}
+
 // setProvider replaces the in-memory provider; bookings stay. A longer horizon
 // loads the bookings it brings into reach.
 func (a *calendarActor) setProvider(p *bookingv1.Provider) {
