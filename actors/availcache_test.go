@@ -172,3 +172,21 @@ func TestCalendars_HorizonExtendedWhileStoreUnreadable(t *testing.T) {
 		t.Fatalf("once the store answers: %v", s)
 	}
 }
+
+// TestCalendars_ActiveForDaysLoadsTheDaysTheHorizonReaches: a calendar kept
+// active while days pass loads the bookings of the days its horizon moves
+// onto before offering their starts.
+func TestCalendars_ActiveForDaysLoadsTheDaysTheHorizonReaches(t *testing.T) {
+	var clockAt atomic.Int64
+	clockAt.Store(now.UnixNano())
+	e := newEnv(t, func(c *actors.Config) { c.Clock = func() time.Time { return time.Unix(0, clockAt.Load()) } })
+	start := time.Date(2027, 1, 2, 9, 0, 0, 0, ba) // past what activation loads (30 days + 1)
+	e.store.PutBooking(&bookingv1.Booking{Id: "far", ProviderId: "p1", ServiceId: "cut", ClientId: "c9",
+		StartMs: start.UnixMilli(), EndMs: start.Add(30 * time.Minute).UnixMilli(), BlockedUntilMs: start.Add(40 * time.Minute).UnixMilli(),
+		Status: bookingv1.BookingStatus_BOOKING_STATUS_CONFIRMED, Version: 1})
+	e.slots(t, "p1", "cut", "2026-12-02")
+	clockAt.Store(now.Add(3 * 24 * time.Hour).UnixNano())
+	if s := e.slots(t, "p1", "cut", "2027-01-02"); s[start.UnixMilli()] || !s[start.Add(time.Hour).UnixMilli()] {
+		t.Fatalf("three days later, 2027-01-02: %v", s)
+	}
+}
