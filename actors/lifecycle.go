@@ -135,14 +135,15 @@ func (a *calendarActor) upsert(b *bookingv1.Booking, loaded bool) {
 // be read, or a day of activity moving the horizon) the calendar is reloaded,
 // and if that fails the answer would be a guess: the error says so.
 func (a *calendarActor) loadFor(svc *bookingv1.Service, from calendar.Date, days int, now time.Time) error {
-	need := now.Add(calendar.Horizon(a.provider))
-	if loc, err := calendar.Location(a.provider); err == nil {
-		if end := time.Date(from.Year, from.Month, from.Day+days, 0, 0, 0, 0, loc); end.Before(need) {
-			need = end
-		}
+	covered := func(need time.Time) bool {
+		_, blockedUntil := calendar.Span(svc, need)
+		return !blockedUntil.After(a.loadedTo)
 	}
-	if _, blockedUntil := calendar.Span(svc, need); !blockedUntil.After(a.loadedTo) {
+	if covered(now.Add(calendar.Horizon(a.provider))) { // usual: a load reaches a day past the horizon
 		return nil
+	}
+	if loc, err := calendar.Location(a.provider); err == nil && covered(time.Date(from.Year, from.Month, from.Day+days, 0, 0, 0, 0, loc)) {
+		return nil // the dates asked end before the bookings loaded do
 	}
 	return a.reload("the horizon reaches past the bookings loaded")
 }
