@@ -125,6 +125,7 @@ type calendarActor struct {
 
 	provider *bookingv1.Provider
 	loadedTo time.Time // bookings are loaded up to here
+	stale    bool      // the last reload failed: memory is what the store contradicted
 	bookings map[string]*held
 	busy     *calendar.Busy // "b:"+booking id, or reservationID for reservations
 	avail    availCache     // the last availability answers (availcache.go)
@@ -560,7 +561,7 @@ func (a *calendarActor) availability(r *calendarv1.AvailabilityRequest) *calenda
 	}
 	now := a.now()
 	if err := a.loadFor(svc, from, int(r.GetDays()), now); err != nil {
-		return errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "bookings past %s not loaded: %v", a.local(a.loadedTo), err)
+		return errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "the calendar cannot be read from the store: %v", err)
 	}
 	k := availKey{service: r.GetServiceId(), from: r.GetFromDate(), days: r.GetDays()}
 	if out, ok := a.avail.get(a.provider, a.busy, k, now); ok {

@@ -190,3 +190,30 @@ func TestCalendars_ActiveForDaysLoadsTheDaysTheHorizonReaches(t *testing.T) {
 		t.Fatalf("three days later, 2027-01-02: %v", s)
 	}
 }
+
+// TestCalendars_RefusedWriteWhileStoreUnreadable: the store refuses a booking
+// memory had free (another activation's booking holds the slot) and the
+// reload that follows fails: availability must not go on offering the start
+// from the memory the store contradicted.
+func TestCalendars_RefusedWriteWhileStoreUnreadable(t *testing.T) {
+	e := newEnv(t, nil)
+	e.slots(t, "p1", "cut", "2026-12-02")
+	start := at(2, 9, 0)
+	e.store.PutBooking(&bookingv1.Booking{Id: "other", ProviderId: "p1", ServiceId: "cut", ClientId: "c9",
+		StartMs: start, EndMs: start + 30*60*1000, BlockedUntilMs: start + 40*60*1000,
+		Status: bookingv1.BookingStatus_BOOKING_STATUS_CONFIRMED, Version: 1})
+	e.store.ReadIndexErr = errors.New("no leader")
+	if _, err := e.book(t, "p1", "cut", start, "k"); !errors.Is(err, actors.ErrSlotTaken) {
+		t.Fatalf("booking a slot the store holds: %v", err)
+	}
+	rep, err := e.cals.Availability(ctx(t), &calendarv1.AvailabilityRequest{ProviderId: "p1", ServiceId: "cut", FromDate: "2026-12-02", Days: 1})
+	for _, s := range rep.GetSlots() {
+		if s.GetStartMs() == start {
+			t.Fatalf("09:00 offered after the store refused it (err %v)", err)
+		}
+	}
+	e.store.ReadIndexErr = nil
+	if s := e.slots(t, "p1", "cut", "2026-12-02"); s[start] || !s[at(2, 10, 0)] {
+		t.Fatalf("once the store answers: %v", s)
+	}
+}
