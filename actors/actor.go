@@ -125,6 +125,7 @@ type calendarActor struct {
 
 	provider *bookingv1.Provider
 	loadedTo time.Time // bookings are loaded up to here
+	stale    bool      // the last reload failed: memory is what the store contradicted
 	bookings map[string]*held
 	busy     *calendar.Busy // "b:"+booking id, or reservationID for reservations
 	avail    availCache     // the last availability answers (availcache.go)
@@ -559,6 +560,9 @@ func (a *calendarActor) availability(r *calendarv1.AvailabilityRequest) *calenda
 		return errReply(calendarv1.ErrorCode_ERROR_CODE_INVALID, "days must be within 1..%d, got %d", MaxAvailabilityDays, r.GetDays())
 	}
 	now := a.now()
+	if err := a.loadFor(svc, from, int(r.GetDays()), now); err != nil {
+		return errReply(calendarv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "the calendar cannot be read from the store: %v", err)
+	}
 	k := availKey{service: r.GetServiceId(), from: r.GetFromDate(), days: r.GetDays()}
 	if out, ok := a.avail.get(a.provider, a.busy, k, now); ok {
 		return out
@@ -573,7 +577,7 @@ func (a *calendarActor) availability(r *calendarv1.AvailabilityRequest) *calenda
 		backing[i].StartMs, backing[i].EndMs = s.Start.UnixMilli(), s.End.UnixMilli()
 		out.Slots[i] = &backing[i]
 	}
-	a.avail.put(a.provider, a.busy, k, out, until)
+	a.avail.put(a.provider, a.busy, k, out, now, until)
 	return out
 }
 

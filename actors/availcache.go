@@ -13,17 +13,26 @@ import (
 // 15-minute slots is ~7 KB of Reply, kept while the calendar is active.
 const maxCachedAvailability = 2
 
+// maxCachedSlots bounds the answer a calendar keeps: two days of 15-minute
+// slots around the clock (~12 KB of Reply), a week of usual hours. A longer
+// answer (up to 31 days, ~200 KB) is computed afresh each time: kept, any
+// client reading months of many providers would make every active calendar
+// (4-9 KB, PERFORMANCE.md) tens of times larger.
+const maxCachedSlots = 2 * 96
+
 // availKey is one availability question.
 type availKey struct {
 	service, from string
 	days          int32
 }
 
-// availAnswer is a computed answer and the last instant it holds
-// (calendar.SlotsUntil).
+// availAnswer is a computed answer, the instant it was computed at and the
+// last instant it holds (calendar.SlotsUntil: it holds for any now in
+// [at, until], not before at: a wall clock stepped back moves the horizon and
+// the notice back).
 type availAnswer struct {
-	reply *calendarv1.Reply
-	until time.Time
+	reply     *calendarv1.Reply
+	at, until time.Time
 }
 
 // availCache keeps a calendar's last availability answers so that the same
@@ -46,22 +55,23 @@ func (c *availCache) current(p *bookingv1.Provider, busy *calendar.Busy) bool {
 }
 
 // get returns the answer to k computed from p and busy as they are, if it
-// still holds at now.
+// holds at now: now is within [at, until] of the answer.
 func (c *availCache) get(p *bookingv1.Provider, busy *calendar.Busy, k availKey, now time.Time) (*calendarv1.Reply, bool) {
 	if !c.current(p, busy) {
 		return nil, false
 	}
 	a, ok := c.answers[k]
-	if !ok || now.After(a.until) {
+	if !ok || now.Before(a.at) || now.After(a.until) {
 		return nil, false
 	}
 	return a.reply, true
 }
 
-// put keeps reply, computed from p and busy as they are, as the answer to k
-// until until; answers from an older provider or busy set are dropped first.
-func (c *availCache) put(p *bookingv1.Provider, busy *calendar.Busy, k availKey, reply *calendarv1.Reply, until time.Time) {
-	if busy == nil {
+// put keeps reply, computed at at from p and busy as they are, as the answer
+// to k until until, unless it has more than maxCachedSlots slots; answers from
+// an older provider or busy set are dropped first.
+func (c *availCache) put(p *bookingv1.Provider, busy *calendar.Busy, k availKey, reply *calendarv1.Reply, at, until time.Time) {
+	if busy == nil || len(reply.GetSlots()) > maxCachedSlots {
 		return
 	}
 	if !c.current(p, busy) || len(c.answers) >= maxCachedAvailability {
@@ -71,5 +81,8 @@ func (c *availCache) put(p *bookingv1.Provider, busy *calendar.Busy, k availKey,
 	if c.answers == nil {
 		c.answers = make(map[availKey]availAnswer, maxCachedAvailability)
 	}
-	c.answers[k] = availAnswer{reply: reply, until: until}
+	// at without its monotonic reading: now is then compared with it by the
+	// wall clock, as SlotsUntil compares it with the slots (time.Now's
+	// monotonic reading never steps back when the wall clock does).
+	c.answers[k] = availAnswer{reply: reply, at: at.Round(0), until: until}
 }

@@ -25,11 +25,12 @@
 //
 // # Availability answers
 //
-// A calendar keeps its last few availability answers (availCache) and answers
-// the same question with the same *calendarv1.Reply while the answer holds:
-// its provider record and busy set (calendar.Busy.Gen) unchanged, and the
-// clock not past the instant the notice or the horizon changes it
-// (calendar.SlotsUntil). Every booking, cancellation, reservation, provider
+// A calendar keeps its last few short availability answers (availCache: two,
+// of at most two days of 15-minute slots) and answers the same question with
+// the same *calendarv1.Reply while the answer holds: its provider record and
+// busy set (calendar.Busy.Gen) unchanged, and the clock neither before the
+// instant the answer was computed (a wall clock stepped back) nor past the
+// instant the notice or the horizon changes it (calendar.SlotsUntil). Every booking, cancellation, reservation, provider
 // update and reload changes one of them, so the answer after an acknowledged
 // write is computed afresh. A Reply the calendar answered is never modified:
 // callers may keep what they derived from it by its pointer (the edge keeps

@@ -94,6 +94,7 @@ func (a *calendarActor) reload(reason string) error {
 	if err == nil && p != nil {
 		err = a.loadBookings(ctx, p)
 	}
+	a.stale = err != nil
 	if err != nil {
 		a.log.WarnContext(a.lctx(), "calendar reload failed", slog.String("reason", reason), slog.Any("error", err))
 		return err
@@ -126,6 +127,30 @@ func (a *calendarActor) upsert(b *bookingv1.Booking, loaded bool) {
 	}
 	a.bookings[id] = &held{b: b, loaded: loaded}
 	a.busy.Add(bookingKey(id), calendar.BookingInterval(b))
+}
+
+// loadFor makes sure memory holds the bookings that can overlap a booking of
+// svc offered over days local dates from from at now: those up to the end of
+// its span at the earlier of the last date's end and the horizon, as the store
+// has them. Memory holds them up to loadedTo; past it (a horizon extended
+// while the store could not be read, or a day of activity moving the horizon)
+// or after a reload failed (the store contradicted memory) the calendar is
+// reloaded, and if that fails the answer would be a guess: the error says so.
+func (a *calendarActor) loadFor(svc *bookingv1.Service, from calendar.Date, days int, now time.Time) error {
+	if a.stale {
+		return a.reload("a reload failed before")
+	}
+	covered := func(need time.Time) bool {
+		_, blockedUntil := calendar.Span(svc, need)
+		return !blockedUntil.After(a.loadedTo)
+	}
+	if covered(now.Add(calendar.Horizon(a.provider))) { // usual: a load reaches a day past the horizon
+		return nil
+	}
+	if loc, err := calendar.Location(a.provider); err == nil && covered(time.Date(from.Year, from.Month, from.Day+days, 0, 0, 0, 0, loc)) {
+		return nil // the dates asked end before the bookings loaded do
+	}
+	return a.reload("the horizon reaches past the bookings loaded")
 }
 
 // setProvider replaces the in-memory provider; bookings stay. A longer horizon

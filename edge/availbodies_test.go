@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"sync"
 	"testing"
+	"time"
 
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
@@ -130,5 +131,60 @@ func TestWriteAvailability_PsychologyKeepsNothing(t *testing.T) {
 	}
 	if h.srv.availBodies.m["prv_x"].body == nil {
 		t.Fatal("the barber answer, seen twice, was not kept: the test would not test the psychology rule")
+	}
+}
+
+// TestWriteAvailability_LongAnswerNotRemembered: an answer whose body is too
+// large to keep (a month of slots) is not remembered either: its Reply (up to
+// ~200 KB of slots) would stay pinned by availBodies for nothing.
+func TestWriteAvailability_LongAnswerNotRemembered(t *testing.T) {
+	h := newHarness(t)
+	rep := &calendarv1.Reply{Timezone: "UTC"}
+	for i := range 2000 {
+		s := int64(i) * 15 * 60 * 1000
+		rep.Slots = append(rep.Slots, &calendarv1.Slot{StartMs: s, EndMs: s + 30*60*1000})
+	}
+	for range 3 {
+		rec := httptest.NewRecorder()
+		h.srv.writeAvailability(rec, "prv_x", "svc_1", "UTC", "barber", rep)
+		if rec.Body.Len() <= maxPooledBody {
+			t.Fatalf("a %d-byte body: the test would not test a long answer", rec.Body.Len())
+		}
+		if _, ok := h.srv.availBodies.m["prv_x"]; ok {
+			t.Fatal("a Reply whose body is never kept was remembered")
+		}
+	}
+}
+
+// TestWriteAvailability_ConcurrentRepliesNeverMixed: requests racing with
+// the calendar's answer changing (a write between reads) each get the body
+// of the Reply they were handed, never one kept for another.
+func TestWriteAvailability_ConcurrentRepliesNeverMixed(t *testing.T) {
+	h := newHarness(t)
+	reps := make([]*calendarv1.Reply, 3)
+	want := make([]string, len(reps))
+	for i := range reps {
+		reps[i] = &calendarv1.Reply{Timezone: "UTC", Slots: []*calendarv1.Slot{{StartMs: int64(i) * 60000, EndMs: int64(i)*60000 + 1000}}}
+		want[i] = string(appendAvailability(nil, "prv_x", "svc_1", "UTC", reps[i].GetSlots(), time.UTC))
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 300 {
+				n := (g + i/7) % len(reps)
+				rec := httptest.NewRecorder()
+				h.srv.writeAvailability(rec, "prv_x", "svc_1", "UTC", "barber", reps[n])
+				if rec.Body.String() != want[n] {
+					t.Errorf("reply %d answered %s", n, rec.Body)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if h.srv.availBodies.m["prv_x"].reply == nil {
+		t.Fatal("nothing was remembered: the test would not test kept bodies")
 	}
 }

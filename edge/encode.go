@@ -15,7 +15,8 @@ import (
 // reflection, the per-instant strings and the copy of the body were a quarter
 // of a node's CPU under availability load (docs/PERFORMANCE.md). The bytes are
 // exactly json.Marshal's for availabilityOut plus the newline writeJSON adds
-// (TestAppendAvailability_MatchesMarshal holds them to it).
+// (TestAppendAvailability_MatchesMarshal and FuzzAppendAvailability hold them
+// to it).
 
 // appendAvailability appends the answer of GET /v1/providers/{id}/availability,
 // ending in its newline, to b: provider, service and zone, then slots in loc.
@@ -105,10 +106,10 @@ func (s *Server) writeAvailability(w http.ResponseWriter, id, serviceID, tz, ver
 		bp := pooledBody()
 		body = appendAvailability(*bp, id, serviceID, tz, reply.GetSlots(), s.zone(tz))
 		writeBody(w, http.StatusOK, "application/json", body)
-		putBody(bp, body)
-		if keep {
+		if keep && len(body) <= maxPooledBody { // a longer body is never kept: nor its Reply
 			s.availBodies.put(id, serviceID, tz, reply, nil)
 		}
+		putBody(bp, body)
 	}
 }
 

@@ -3,6 +3,7 @@ package edge
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"testing"
 	"time"
 
@@ -84,6 +85,25 @@ func FuzzAppendJSONString(f *testing.F) {
 		}
 		if got := appendJSONString(nil, s); !bytes.Equal(got, want) {
 			t.Fatalf("%q: got %s, want %s", s, got, want)
+		}
+	})
+}
+
+// FuzzAppendAvailability: any answer (ids, zone name, instants anywhere in
+// the range an int64 of milliseconds reaches, in any of the zones) is written
+// as encoding/json writes availabilityOut; the table test above only draws
+// instants near 2026 and FuzzAppendJSONString only strings.
+func FuzzAppendAvailability(f *testing.F) {
+	f.Add("prv_x", "svc_1", "America/Argentina/Buenos_Aires", int64(1796140800000), int64(1796142600000), uint8(0))
+	f.Add("<&>", "\u2028", "Zone/\"x\"", int64(-62135596800001), int64(253402300800000), uint8(3))
+	f.Add("p", "s", "UTC", int64(math.MinInt64), int64(math.MaxInt64), uint8(2))
+	zones := []*time.Location{time.UTC, mustZone(f, "America/New_York"), mustZone(f, "Asia/Kolkata"), mustZone(f, "Australia/Lord_Howe")}
+	f.Fuzz(func(t *testing.T, pid, sid, tz string, start, end int64, zone uint8) {
+		loc := zones[int(zone)%len(zones)]
+		slots := []*calendarv1.Slot{{StartMs: start, EndMs: end}, {StartMs: end, EndMs: start}}
+		want := marshalAvailability(t, pid, sid, tz, slots, loc)
+		if got := appendAvailability(nil, pid, sid, tz, slots, loc); !bytes.Equal(got, want) {
+			t.Fatalf("got\n%s\nwant\n%s", got, want)
 		}
 	})
 }
