@@ -39,6 +39,11 @@ type Store interface {
 	// ListProviders returns a page of providers matching f and the cursor of the
 	// next page ("" at the end).
 	ListProviders(ctx context.Context, f storage.ProviderFilter) ([]*bookingv1.Provider, string, error)
+	// ProvidersVersion returns a number that changes whenever the provider
+	// records Provider and ListProviders read may have changed (the edge keeps
+	// encoded list pages per version: listmemo.go), or the error
+	// ListProviders would return now that is not about its filter.
+	ProvidersVersion() (uint64, error)
 	// ClientBookings returns a page of a client's bookings, newest first, and the
 	// cursor of the next page ("" at the end).
 	ClientBookings(ctx context.Context, clientID string, p storage.Page) ([]*bookingv1.Booking, string, error)

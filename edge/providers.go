@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -366,6 +367,16 @@ func (s *Server) listProviders(w http.ResponseWriter, r *http.Request) error {
 	if f.City == "" && s.fansOut(r) {
 		return s.listProvidersEverywhere(w, r, f)
 	}
+	// A page read at the store's current provider version is kept (listmemo.go).
+	key := listKey{city: f.City, vertical: f.Vertical, after: f.After, limit: f.Limit}
+	version, err := s.cfg.Store.ProvidersVersion()
+	if err != nil {
+		return err
+	}
+	if page, ok := s.listMemo.get(key, version); ok {
+		writeListPage(w, page)
+		return nil
+	}
 	items, next, err := s.cfg.Store.ListProviders(r.Context(), f)
 	if err != nil {
 		return err
@@ -375,7 +386,16 @@ func (s *Server) listProviders(w http.ResponseWriter, r *http.Request) error {
 		out.Items = append(out.Items, formatProvider(p, s.zone(p.GetTimezone())))
 	}
 	s.cacheFor(w, listVerticals(f.Vertical, s.cfg.Topology.VerticalNames(), items)...)
-	writeJSON(w, http.StatusOK, out)
+	b, err := json.Marshal(out)
+	if err != nil {
+		writeJSON(w, http.StatusOK, out) // answers the encoding failure as writeJSON does
+		return nil
+	}
+	page := listPage{version: version, body: append(b, '\n'), cacheControl: w.Header().Get("Cache-Control")}
+	if now, err := s.cfg.Store.ProvidersVersion(); err == nil && now == version { // no provider write while it was read
+		s.listMemo.put(key, page)
+	}
+	writeBody(w, http.StatusOK, "application/json", page.body)
 	return nil
 }
 

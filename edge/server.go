@@ -47,6 +47,8 @@ type Server struct {
 	providers providerCache
 	// availBodies holds encoded availability answers (encode.go).
 	availBodies availBodies
+	// listMemo holds encoded provider list pages (listmemo.go).
+	listMemo listMemo
 }
 
 // handlerFunc handles one request; a returned error is answered as a problem.

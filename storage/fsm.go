@@ -148,6 +148,10 @@ type fsm struct {
 	committedTerm  atomic.Uint64
 	commitEvery    time.Duration
 	commits        atomic.Uint64 // transactions committed by the apply path
+
+	// providersVer changes whenever the provider records a read may see
+	// change (providersChanged): Store.ProvidersVersion.
+	providersVer atomic.Uint64
 }
 
 // Retry delays of a failed FSM write, and how often a still failing one is
@@ -382,6 +386,9 @@ func (f *fsm) applyOnce(logs []*raft.Log, prev []interface{}, prevErased []erase
 		return r.out, r.erased, r.err
 	}
 	p.add(logs, r)
+	if r.providers {
+		f.providersChanged() // under pendMu: a reader of the new version waits for this apply
+	}
 	if r.lastIdx != 0 {
 		f.setApplied(r.lastIdx, r.lastTerm)
 	} else if r.storedIdx > f.applied.Load() {
@@ -405,6 +412,7 @@ type txApply struct {
 	lastIdx, lastTerm     uint64        // the last log applied (0: none was new)
 	storedIdx, storedTerm uint64        // meta.applied_index before the logs
 	group                 string        // meta.cluster_id after the logs, read while the FSM has none
+	providers             bool          // a provider record was written
 	err                   error         // a bbolt failure: tx must be rolled back
 }
 
@@ -434,6 +442,7 @@ func (f *fsm) applyInTx(tx *bolt.Tx, logs []*raft.Log, prev []interface{}, prevE
 		r.lastIdx, r.lastTerm = l.Index, l.Term
 	}
 	r.erased = a.erased
+	r.providers = a.providersWritten
 	if f.groupID() == "" {
 		r.group = string(tx.Bucket(bucketMeta).Get(keyClusterID))
 	}
@@ -580,6 +589,8 @@ type applier struct {
 	auditHash  []byte
 	auditKnown bool
 	canon      []byte // scratch of appendAudit: prev_hash || canonical bytes
+	// providersWritten: a provider record was put (fsm.providersVersion).
+	providersWritten bool
 }
 
 // keyEntryClock is the meta key of the largest proposed_at_ms applied.
@@ -1282,6 +1293,9 @@ func (a *applier) put(bucket, key []byte, m proto.Message) bool {
 	}
 	if err := a.bucket(bucket).Put(key, v); err != nil && a.err == nil {
 		a.err = err
+	}
+	if bytes.Equal(bucket, bucketProviders) {
+		a.providersWritten = true
 	}
 	return true
 }

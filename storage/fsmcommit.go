@@ -135,6 +135,7 @@ func (f *fsm) abortLocked(p *pendingTx) {
 // first answered of them were answered (by earlier ApplyBatch calls): local
 // reads still see those (viewFailed).
 func (f *fsm) failLocked(logs []*raft.Log, answered int) {
+	f.providersChanged() // what reads see goes back
 	f.failed = append(f.failed, logs...)
 	f.failedAnswered = answered
 	f.uncommitted.Store(true)
@@ -288,3 +289,9 @@ func (f *fsm) peek(fn func(tx *bolt.Tx) error) error {
 	}
 	return f.db.View(fn)
 }
+
+// providersChanged moves providersVer on: called after provider records were
+// written into the open transaction (with pendMu held, so a reader that sees
+// the new version and then reads waits for the apply and sees its writes),
+// when a rollback takes writes back, and when a snapshot replaces the db.
+func (f *fsm) providersChanged() { f.providersVer.Add(1) }

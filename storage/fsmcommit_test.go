@@ -201,3 +201,56 @@ func TestStore_ReadYourWriteWithDeferredCommits(t *testing.T) {
 		}
 	}
 }
+
+// TestStore_ProvidersVersionMovesWithProviderWrites: the version the edge
+// keys its provider list pages on moves with every provider write (create,
+// update) and not with a booking; a read after the new version sees the
+// write; a closed store answers ErrClosed.
+func TestStore_ProvidersVersionMovesWithProviderWrites(t *testing.T) {
+	cfg := st.Config(t)
+	cfg.FSMSyncInterval = time.Hour // deferred: the version must move before any commit
+	s := st.MustOpen(t, cfg)
+	ctx := context.Background()
+	version := func() uint64 {
+		t.Helper()
+		v, err := s.ProvidersVersion()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	v0 := version()
+	if _, err := s.Propose(ctx, st.CreateProvider(st.Provider("p"))); err != nil {
+		t.Fatal(err)
+	}
+	v1 := version()
+	if v1 == v0 {
+		t.Fatal("a provider was created and the version stayed")
+	}
+	if items, _, err := s.ListProviders(ctx, storage.ProviderFilter{}); err != nil || len(items) != 1 {
+		t.Fatalf("list at the new version: %d items, %v", len(items), err)
+	}
+	if _, err := s.Propose(ctx, st.CreateBooking(st.Booking("b", "p", time.Hour, 2*time.Hour, 2*time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	if version() != v1 {
+		t.Fatal("a booking moved the providers version")
+	}
+	p := st.Provider("p")
+	p.Name = "renamed"
+	if _, err := s.Propose(ctx, &bookingv1.Command{Op: &bookingv1.Command_UpdateProvider{UpdateProvider: &bookingv1.UpdateProvider{Provider: p}}}); err != nil {
+		t.Fatal(err)
+	}
+	if version() == v1 {
+		t.Fatal("a provider was updated and the version stayed")
+	}
+	if got, err := s.Provider(ctx, "p"); err != nil || got.Name != "renamed" {
+		t.Fatalf("read at the new version: %v %v", got, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ProvidersVersion(); !errors.Is(err, storage.ErrClosed) {
+		t.Fatalf("ProvidersVersion of a closed store: %v, want ErrClosed", err)
+	}
+}

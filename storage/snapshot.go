@@ -136,6 +136,7 @@ func (f *fsm) restoreFile(r io.Reader, own string, beforeSwap func() error) erro
 		return err
 	}
 	f.markSynced() // the copy was fsynced before the rename
+	f.providersChanged()
 	f.restores.Add(1)
 	f.logger.Info("fsm restored from snapshot", "applied_index", f.applied.Load())
 	return nil

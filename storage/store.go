@@ -602,6 +602,19 @@ func (s *Store) Provider(ctx context.Context, id string) (*bookingv1.Provider, e
 	return p, nil
 }
 
+// ProvidersVersion returns a number that changes whenever the provider
+// records this replica serves (ListProviders, Provider) may have changed: a
+// reader that gets v, reads, and gets v again read the records of v. Two
+// different sets of records never share a version within a process.
+// ErrClosed once the store is closed (ListProviders's only failure that is
+// not about its arguments).
+func (s *Store) ProvidersVersion() (uint64, error) {
+	if err := s.readable(context.Background()); err != nil {
+		return 0, err
+	}
+	return s.fsm.providersVer.Load(), nil
+}
+
 // Booking returns the booking with id from the local replica; ErrNotFound.
 func (s *Store) Booking(ctx context.Context, id string) (*bookingv1.Booking, error) {
 	b := new(bookingv1.Booking)

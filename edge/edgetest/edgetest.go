@@ -28,6 +28,7 @@ import (
 type Store struct {
 	mu        sync.Mutex
 	providers map[string]*bookingv1.Provider
+	provVer   uint64 // ProvidersVersion: moved on by every provider write
 	bookings  map[string]*bookingv1.Booking
 	idem      map[string]*bookingv1.IdempotencyRecord
 	seq       int64 // creation order of bookings
@@ -43,6 +44,17 @@ type Store struct {
 	// "ListProviders", "ClientBookings", "Idempotency", "LinearizableRead",
 	// "Propose"); a non-nil error is returned instead.
 	Fail func(op string) error
+}
+
+// ProvidersVersion returns a number that changes with every provider write,
+// or Fail("ListProviders")'s error.
+func (s *Store) ProvidersVersion() (uint64, error) {
+	if err := s.fail("ListProviders"); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.provVer, nil
 }
 
 // NewStore returns an empty Store.
@@ -237,6 +249,7 @@ func (s *Store) applyProvider(cmd *bookingv1.Command) (*bookingv1.CommandResult,
 	p := proto.CloneOf(cp.Provider)
 	p.Version = 1
 	s.providers[p.Id] = p
+	s.provVer++
 	s.remember(cmd.IdempotencyKey, cmd.RequestHash, p.Id, cmd.ProposedAtMs)
 	return &bookingv1.CommandResult{Code: bookingv1.ResultCode_RESULT_CODE_OK, Provider: proto.CloneOf(p)}, nil
 }
@@ -556,6 +569,7 @@ func (c *Calendars) UpdateProvider(_ context.Context, req *calendarv1.UpdateProv
 	p := proto.CloneOf(req.Provider)
 	p.Version = cur.Version + 1
 	s.providers[p.Id] = p
+	s.provVer++
 	s.remember(req.IdempotencyKey, req.RequestHash, p.Id, c.now().UnixMilli())
 	return proto.CloneOf(p), nil
 }

@@ -78,6 +78,7 @@ func (s *Store) apply(cmd *bookingv1.Command) (*bookingv1.CommandResult, error) 
 		if p.VerifiedAtMs == 0 {
 			p.VerifiedAtMs, p.VerifiedBy = at, op.VerifyProvider.GetVerifiedBy()
 			p.Version++
+			s.provVer++
 		}
 		return ok(&bookingv1.CommandResult{Provider: proto.CloneOf(p)}), nil
 	case *bookingv1.Command_EraseHealthData:
