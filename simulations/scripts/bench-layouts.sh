@@ -14,6 +14,8 @@
 # run, the first node's mean handler time of POST /v1/bookings and mean Raft commit
 # time (batcher to FSM result) from its /metrics: where a booking's time goes, e.g.
 #   USERS=1 METRICS=1 simulations/scripts/bench-layouts.sh bin/barberpro after 1 90 o.json
+# BENCH_MODE=availability|city|hot replaces spread, e.g. the city mix on 3 ar nodes:
+#   BENCH_MODE=city USERS=5000 DURATION=25s simulations/scripts/bench-layouts.sh bin/barberpro after 3 150 o.json
 # PPROF=1 serves each node's runtime profiles on IP:6060 (--pprof-addr), e.g. during
 # the 100-client run: go tool pprof -seconds 8 http://127.0.0.IPBASE:6060/debug/pprof/profile
 set -u
@@ -42,10 +44,15 @@ done
 for t in $(seq 1 60); do curl -sf http://127.0.0.$BASE:8080/readyz >/dev/null && break; sleep 1; done
 sleep 2
 targets=http://127.0.0.$BASE:8080
+# BENCH_MODE=city (the 10,000-person shape: each person at their city's node)
+# targets every node; DURATION= replaces the 10 s of each run.
+if [ "${BENCH_MODE:-spread}" = city ]; then
+  for i in $(seq 1 $((LAYOUT-1))); do targets=$targets,http://127.0.0.$((BASE+i)):8080; done
+fi
 tok=(); [ "$MODE" = after ] && tok=(--token-dir $ROOT/tokens)
 # --mode spread explicitly: city is the default since session 15 (every build since
 # the first bench has --mode).
-$BIN bench --mode spread --target $targets "${tok[@]}" --users ${USERS:-1,100} --duration 10s --json > $OUT
+$BIN bench --mode ${BENCH_MODE:-spread} --target $targets "${tok[@]}" --users ${USERS:-1,100} --duration ${DURATION:-10s} --json > $OUT
 if [ "${METRICS:-}" = 1 ]; then
   curl -s http://127.0.0.$BASE:8080/metrics | awk '
     /^barberpro_http_request_duration_seconds_(sum|count)\{route="POST \/v1\/bookings"\}/ { h[$0 ~ /_sum/ ? "s" : "c"] = $NF }
