@@ -160,3 +160,6 @@ func ForeignGroupRefused(s *Store) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// ProvidersVersion is Store.ProvidersVersion's number for a bare FSM.
+func (t *TestFSM) ProvidersVersion() uint64 { return t.f.providersVer.Load() }
