@@ -81,3 +81,17 @@ func TestListMemo_Bounded(t *testing.T) {
 		t.Fatal("a page kept for a cursor longer than any id")
 	}
 }
+
+// TestListProviders_MemoSeesDoublePutProvider: the edgetest double's
+// PutProvider is a provider write too; a list after it shows the provider.
+func TestListProviders_MemoSeesDoublePutProvider(t *testing.T) {
+	h := newHarness(t)
+	list := call{method: "GET", path: "/v1/providers?city=buenos-aires", valid: true}
+	wantStatus(t, h.do(list), http.StatusOK)
+	h.store.PutProvider(&bookingv1.Provider{Id: "prv_put", Vertical: "barber", City: "buenos-aires", Timezone: "UTC"})
+	rec := h.do(list)
+	wantStatus(t, rec, http.StatusOK)
+	if !strings.Contains(rec.Body.String(), "prv_put") {
+		t.Fatalf("list after PutProvider lacks it (kept page of the version before): %s", rec.Body.String())
+	}
+}
