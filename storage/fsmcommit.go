@@ -162,6 +162,11 @@ func (f *fsm) redoLocked() error {
 		return err
 	}
 	f.commits.Add(1)
+	if r.providers {
+		// The logs of the failed batch that were not answered become
+		// visible: readers must not keep what they read without them.
+		f.providersChanged()
+	}
 	f.failed, f.failedAnswered = nil, 0
 	f.uncommitted.Store(f.pend != nil)
 	idx, term := max(r.lastIdx, r.storedIdx), r.lastTerm

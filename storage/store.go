@@ -606,11 +606,16 @@ func (s *Store) Provider(ctx context.Context, id string) (*bookingv1.Provider, e
 // records this replica serves (ListProviders, Provider) may have changed: a
 // reader that gets v, reads, and gets v again read the records of v. Two
 // different sets of records never share a version within a process.
-// ErrClosed once the store is closed (ListProviders's only failure that is
-// not about its arguments).
+// ErrClosed once the store is closed or its fsm.db could not be reopened
+// (ListProviders's only failures that are not about its arguments).
 func (s *Store) ProvidersVersion() (uint64, error) {
 	if err := s.readable(context.Background()); err != nil {
 		return 0, err
+	}
+	s.fsm.mu.RLock()
+	defer s.fsm.mu.RUnlock()
+	if s.fsm.db == nil {
+		return 0, ErrClosed
 	}
 	return s.fsm.providersVer.Load(), nil
 }

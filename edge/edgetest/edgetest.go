@@ -100,8 +100,13 @@ func put[T proto.Message](s *Store, m map[string]T, key string, v T) {
 	m[key] = proto.CloneOf(v)
 }
 
-// PutProvider stores p as is (a copy).
-func (s *Store) PutProvider(p *bookingv1.Provider) { put(s, s.providers, p.Id, p) }
+// PutProvider stores p as is (a copy); ProvidersVersion moves on.
+func (s *Store) PutProvider(p *bookingv1.Provider) {
+	put(s, s.providers, p.Id, p)
+	s.mu.Lock()
+	s.provVer++
+	s.mu.Unlock()
+}
 
 // Provider implements edge.Store.
 func (s *Store) Provider(_ context.Context, id string) (*bookingv1.Provider, error) {
