@@ -88,7 +88,7 @@ func TestListProviders_MemoSeesDoublePutProvider(t *testing.T) {
 	h := newHarness(t)
 	list := call{method: "GET", path: "/v1/providers?city=buenos-aires", valid: true}
 	wantStatus(t, h.do(list), http.StatusOK)
-	h.store.PutProvider(&bookingv1.Provider{Id: "prv_put", Vertical: "barber", City: "buenos-aires", Timezone: "UTC"})
+	h.store.PutProvider(&bookingv1.Provider{Id: "prv_put", Name: "Put", Vertical: "barber", City: "buenos-aires", Jurisdiction: "ar", Timezone: "America/Argentina/Buenos_Aires"})
 	rec := h.do(list)
 	wantStatus(t, rec, http.StatusOK)
 	if !strings.Contains(rec.Body.String(), "prv_put") {
