@@ -106,18 +106,25 @@ func (f *fsm) commitLocked(unanswered int) error {
 		f.failLocked(p.logs, len(p.logs)-unanswered)
 		return err
 	}
-	f.commits.Add(1)
 	if p.lastIdx != 0 {
 		f.committed.Store(p.lastIdx)
 		f.committedTerm.Store(p.lastTerm)
 	}
-	if p.group != "" {
-		f.setGroup(p.group)
-	}
-	f.uncommitted.Store(len(f.failed) > 0)
-	f.clearFault()
+	f.committedLocked(p.group)
 	f.wake()
 	return nil
+}
+
+// committedLocked is what follows every commit of the apply path (the open
+// transaction's or a redo's), once committed holds its last log: the group
+// id it revealed, if any, is set, and a write fault ends.
+func (f *fsm) committedLocked(group string) {
+	f.commits.Add(1)
+	if group != "" {
+		f.setGroup(group)
+	}
+	f.uncommitted.Store(f.pend != nil || len(f.failed) > 0)
+	f.clearFault()
 }
 
 // abortLocked rolls the open transaction back after a failure while a batch
@@ -161,25 +168,20 @@ func (f *fsm) redoLocked() error {
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	f.commits.Add(1)
 	if r.providers {
 		// The logs of the failed batch that were not answered become
 		// visible: readers must not keep what they read without them.
 		f.providersChanged()
 	}
 	f.failed, f.failedAnswered = nil, 0
-	f.uncommitted.Store(f.pend != nil)
-	idx, term := max(r.lastIdx, r.storedIdx), r.lastTerm
-	if r.lastIdx == 0 {
-		term = r.storedTerm
+	idx, term := r.lastIdx, r.lastTerm
+	if idx == 0 { // every failed log had reached the file (see ApplyBatch)
+		idx, term = r.storedIdx, r.storedTerm
 	}
 	f.committed.Store(idx)
 	f.committedTerm.Store(term)
-	if r.group != "" {
-		f.setGroup(r.group)
-	}
+	f.committedLocked(r.group)
 	f.setApplied(idx, term)
-	f.clearFault()
 	return nil
 }
 
@@ -251,13 +253,14 @@ func (f *fsm) discardPendingLocked() {
 func (f *fsm) viewFailed(fn func(tx *bolt.Tx) error) error {
 	f.pendMu.Lock()
 	defer f.pendMu.Unlock()
-	if f.failedAnswered == 0 && f.pend == nil {
-		return f.db.View(fn) // resumed meanwhile
-	}
-	if f.pend != nil { // cannot be: a failed commit leaves none open; stay safe
+	if f.failedAnswered == 0 {
+		// No answered log is missing from fsm.db: only a batch being retried
+		// (not answered), or the fault ended meanwhile and a new transaction
+		// may be open (failed logs are redone before any begins).
 		if err := f.commitLocked(0); err != nil {
 			return err
 		}
+		return f.db.View(fn)
 	}
 	tx, err := f.db.Begin(true)
 	if err != nil {
