@@ -523,7 +523,7 @@ func (l *segLog) createSegment(index uint64, buf []byte) (*segment, error) {
 	}
 	if err != nil {
 		_ = f.Close()
-		if rerr := l.remove(path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		if rerr := l.removeFile(path); rerr != nil {
 			l.orphan = path
 		}
 		// Not acknowledged; its removal is made durable by settle before
@@ -550,7 +550,7 @@ func (l *segLog) removeSegments(from, to int) error {
 			i = len(l.segs) - 1 // newest (to == len(l.segs) from the tail)
 		}
 		g := l.segs[i]
-		if err := l.remove(g.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := l.removeFile(g.path); err != nil {
 			return fmt.Errorf("storage: raft log: remove segment: %w", err)
 		}
 		l.mu.Lock()
@@ -580,7 +580,7 @@ func (l *segLog) removeSegments(from, to int) error {
 // the last dir fsync failed. wmu held.
 func (l *segLog) settle() error {
 	if l.orphan != "" {
-		if err := l.remove(l.orphan); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := l.removeFile(l.orphan); err != nil {
 			return fmt.Errorf("storage: raft log: remove a failed new segment: %w", err)
 		}
 		l.orphan = ""
@@ -590,6 +590,14 @@ func (l *segLog) settle() error {
 		if err := l.syncDirNow(); err != nil {
 			return fmt.Errorf("storage: raft log: sync dir: %w", err)
 		}
+	}
+	return nil
+}
+
+// removeFile removes a segment file; one already gone is no error.
+func (l *segLog) removeFile(path string) error {
+	if err := l.remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
 	}
 	return nil
 }
