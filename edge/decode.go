@@ -151,13 +151,20 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // writeJSONAs answers v as JSON with the given media type.
 func writeJSONAs(w http.ResponseWriter, status int, contentType string, v any) {
+	status, contentType, body := jsonAnswer(status, contentType, v)
+	writeBody(w, status, contentType, body)
+}
+
+// jsonAnswer is v's JSON (and a newline) with the status and media type to
+// answer it with; if v does not encode, the 500 problem saying so.
+func jsonAnswer(status int, contentType string, v any) (int, string, []byte) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		// Only our own answer types are marshalled; they always encode.
 		status, contentType = http.StatusInternalServerError, problemContentType
 		b = []byte(`{"type":"` + ProblemTypePrefix + CodeInternalError + `","title":"Internal error","status":500,"detail":"encoding the answer failed","code":"internal_error"}`)
 	}
-	writeBody(w, status, contentType, append(b, '\n'))
+	return status, contentType, append(b, '\n')
 }
 
 // writeBody answers body, already encoded and ending in its newline, with the

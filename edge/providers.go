@@ -2,7 +2,6 @@ package edge
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -386,16 +385,11 @@ func (s *Server) listProviders(w http.ResponseWriter, r *http.Request) error {
 		out.Items = append(out.Items, formatProvider(p, s.zone(p.GetTimezone())))
 	}
 	s.cacheFor(w, listVerticals(f.Vertical, s.cfg.Topology.VerticalNames(), items)...)
-	b, err := json.Marshal(out)
-	if err != nil {
-		writeJSON(w, http.StatusOK, out) // answers the encoding failure as writeJSON does
-		return nil
+	status, contentType, body := jsonAnswer(http.StatusOK, "application/json", out)
+	if now, err := s.cfg.Store.ProvidersVersion(); err == nil && now == version && status == http.StatusOK { // no provider write while it was read
+		s.listMemo.put(key, listPage{version: version, body: body, cacheControl: w.Header().Get("Cache-Control")})
 	}
-	page := listPage{version: version, body: append(b, '\n'), cacheControl: w.Header().Get("Cache-Control")}
-	if now, err := s.cfg.Store.ProvidersVersion(); err == nil && now == version { // no provider write while it was read
-		s.listMemo.put(key, page)
-	}
-	writeBody(w, http.StatusOK, "application/json", page.body)
+	writeBody(w, status, contentType, body)
 	return nil
 }
 
