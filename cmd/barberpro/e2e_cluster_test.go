@@ -402,9 +402,23 @@ func Test_Cluster_FailoverKeepsEveryAcknowledgedBooking(t *testing.T) {
 	if len(acked) < 20 {
 		t.Fatalf("only %d bookings acknowledged: the workload did not run", len(acked))
 	}
+	// A read may answer 503 jurisdiction_unavailable (retryable) while the
+	// group settles after the restart (the restarted leader can win again and
+	// its peers verify it anew): that is availability, checked above; what is
+	// checked here is that no acknowledged booking is missing or changed.
 	for _, p := range c.Procs {
 		for id, start := range acked {
-			got, err := cli(p).Booking(ctx, id)
+			var got client.Booking
+			var err error
+			waitFor(15*time.Second, func() bool {
+				var b *client.Booking
+				b, err = cli(p).Booking(ctx, id)
+				if b != nil {
+					got = *b
+				}
+				var pb *client.Problem
+				return !errors.As(err, &pb) || pb.Status != 503
+			})
 			if err != nil || got.Start != start || got.Status != "confirmed" {
 				t.Fatalf("acknowledged booking %s via %s: %+v %v", id, p.Spec.ID, got, err)
 			}
