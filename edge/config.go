@@ -2,9 +2,7 @@ package edge
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/base32"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -223,7 +221,7 @@ type Config struct {
 	// passes ids.Prefix(kind, city) for the ids that route ("prv_<city>",
 	// "bkg_<city>": see package edge/ids) and plain prefixes for the others ("svc",
 	// "upd", "rsc"). A routed id that does not parse back to its city with
-	// ids.CityOf is a 500. Default: RandomID.
+	// ids.CityOf is a 500. Default: ids.New (ids in creation-time order).
 	NewID func(prefix string) string
 
 	// Logger receives request errors and recovered panics. Default: slog.Default().
@@ -253,7 +251,7 @@ const (
 func DefaultConfig() Config {
 	return Config{
 		Clock:          time.Now,
-		NewID:          RandomID,
+		NewID:          ids.New,
 		Logger:         slog.Default(),
 		MaxBodyBytes:   DefaultMaxBodyBytes,
 		RequestTimeout: DefaultRequestTimeout,
@@ -346,14 +344,4 @@ func (c Config) withDefaults() Config {
 		c.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	return c
-}
-
-var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
-
-// RandomID returns prefix + "_" + 20 random lower-case base32 characters (100 bits), the
-// default Config.NewID.
-func RandomID(prefix string) string {
-	var b [13]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
-	return prefix + "_" + idEncoding.EncodeToString(b[:])[:20]
 }

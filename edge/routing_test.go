@@ -679,12 +679,12 @@ func TestIDs_CarryTheCity(t *testing.T) {
 	if _, ok := ids.CityOf(p.Services[0].ID); ok || strings.Contains(p.Services[0].ID, "buenos-aires") {
 		t.Errorf("service id %q carries a city", p.Services[0].ID)
 	}
-	bad := newHarnessWith(t, func(c *Config) { c.NewID = func(prefix string) string { return "prv_" + RandomID("x") } })
+	bad := newHarnessWith(t, func(c *Config) { c.NewID = func(prefix string) string { return "prv_" + ids.New("x") } })
 	rec := bad.do(call{method: "POST", path: "/v1/providers", body: validProviderBody, valid: true})
 	wantStatus(t, rec, http.StatusInternalServerError)
-	// RandomID builds routed ids from routed prefixes.
-	if city, ok := ids.CityOf(RandomID(ids.Prefix(ids.Booking, "la-plata"))); !ok || city != "la-plata" {
-		t.Errorf("RandomID does not route: %q %v", city, ok)
+	// ids.New builds routed ids from routed prefixes.
+	if city, ok := ids.CityOf(ids.New(ids.Prefix(ids.Booking, "la-plata"))); !ok || city != "la-plata" {
+		t.Errorf("ids.New does not route: %q %v", city, ok)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/barberpro/edge/actors"
 	"github.com/barberpro/edge/edge/edgetest"
+	"github.com/barberpro/edge/edge/ids"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	calendarv1 "github.com/barberpro/edge/protos/calendar/v1"
 	"github.com/barberpro/edge/storage"
@@ -451,7 +452,7 @@ func TestConfig_Validate(t *testing.T) {
 	if _, err := New(good); err != nil {
 		t.Errorf("second server on one registry: %v", err)
 	}
-	if id := RandomID("bkg"); len(id) != 24 || !strings.HasPrefix(id, "bkg_") || id == RandomID("bkg") {
-		t.Errorf("RandomID = %q", id)
+	if id := ids.New("bkg"); len(id) != 30 || !strings.HasPrefix(id, "bkg_") || id == ids.New("bkg") {
+		t.Errorf("ids.New = %q", id)
 	}
 }

@@ -163,3 +163,15 @@ func ForeignGroupRefused(s *Store) float64 {
 
 // ProvidersVersion is Store.ProvidersVersion's number for a bare FSM.
 func (t *TestFSM) ProvidersVersion() uint64 { return t.f.providersVer.Load() }
+
+// LeafFill is how full the leaf pages of the named bucket are: the bytes in
+// use over the bytes of its leaf pages (bbolt's BucketStats).
+func (t *TestFSM) LeafFill(bucket string) (float64, error) {
+	var fill float64
+	err := t.f.view(func(tx *bolt.Tx) error {
+		s := tx.Bucket([]byte(bucket)).Stats()
+		fill = float64(s.LeafInuse) / float64(s.LeafAlloc)
+		return nil
+	})
+	return fill, err
+}

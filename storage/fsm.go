@@ -1193,8 +1193,30 @@ func (a *applier) named(name []byte) *namedBucket {
 	if a.buckets == nil {
 		a.buckets = make([]namedBucket, 0, len(fsmBuckets))
 	}
-	a.buckets = append(a.buckets, namedBucket{name: name, b: a.tx.Bucket(name)})
+	b := a.tx.Bucket(name)
+	if b != nil && appendOrdered(name) {
+		b.FillPercent = appendFillPercent
+	}
+	a.buckets = append(a.buckets, namedBucket{name: name, b: b})
 	return &a.buckets[len(a.buckets)-1]
+}
+
+// appendFillPercent is how full bbolt fills a page of an append-ordered
+// bucket before it splits it (bbolt's default, 0.5, suits keys inserted
+// anywhere: here a split page is never written into again).
+const appendFillPercent = 0.9
+
+// appendOrdered reports whether the named bucket's new keys go at the end of
+// its key range (or of one of a few ranges): the audit chain (seq), the
+// time-ordered indexes, and the records keyed by ids in creation-time order
+// (ids.New) — bookings, and audit_object whose objects are such ids.
+func appendOrdered(name []byte) bool {
+	for _, n := range [][]byte{bucketBookings, bucketAudit, bucketAuditObject, bucketIdempotencyTime, bucketCancelledTime} {
+		if &n[0] == &name[0] {
+			return true
+		}
+	}
+	return false
 }
 
 type namedBucket struct {

@@ -28,7 +28,7 @@ func TestFSM_ApplyBookingAllocs(t *testing.T) {
 	var logs [][]*raft.Log
 	for i := range runs + 1 { // AllocsPerRun runs once more to warm up
 		logs = append(logs, []*raft.Log{{Index: uint64(providers + 1 + i), Term: 1, Type: raft.LogCommand,
-			Data: applyBookingsBatch(t, i*cmds, cmds, providers)}})
+			Data: applyBookingsBatch(t, i*cmds, cmds, providers, orderedBookingID)}})
 	}
 	next := 0
 	var failed any

@@ -1,7 +1,9 @@
 package storage_test
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base32"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/barberpro/edge/edge/ids"
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	"github.com/barberpro/edge/storage"
 	st "github.com/barberpro/edge/storage/storagetest"
@@ -28,17 +31,33 @@ func loadProvider(id string) *bookingv1.Provider {
 	return p
 }
 
-// applyBookingsBatch is the log of a batch of n bookings, booking k of it
+// bookingIDs is how a benchmark names its bookings: as the edge does
+// (ids.New: in creation-time order) or as it did before session 18 (100
+// random bits, randomBookingID).
+type bookingIDs func() string
+
+// orderedBookingID is a booking id as the edge makes it.
+func orderedBookingID() string { return ids.New(ids.Prefix(ids.Booking, "buenos-aires")) }
+
+// randomBookingID is a booking id as the edge made it before session 18:
+// 20 base32 characters of 100 random bits, in no order.
+func randomBookingID() string {
+	var b [13]byte
+	_, _ = rand.Read(b[:])
+	return ids.Prefix(ids.Booking, "buenos-aires") + "_" + base32.StdEncoding.EncodeToString(b[:])[:20]
+}
+
+// applyBookingsBatch is the log of a batch of n bookings named by newID, booking k of it
 // (k counted over every batch) on provider k mod providers, each at the
 // next free 15-minute slot of its provider, with an idempotency key and
 // request hash (the bench's client sends a key) and the audit record the edge
 // puts on a write of an audited vertical (barber: writes).
-func applyBookingsBatch(tb testing.TB, first, n, providers int) []byte {
+func applyBookingsBatch(tb testing.TB, first, n, providers int, newID bookingIDs) []byte {
 	cmds := make([]*bookingv1.Command, n)
 	for j := range cmds {
 		k := first + j
 		off := time.Duration(k/providers) * 15 * time.Minute
-		b := st.Booking(fmt.Sprint("b", k), fmt.Sprint("p", k%providers), off, off+15*time.Minute, off+15*time.Minute)
+		b := st.Booking(newID(), fmt.Sprint("p", k%providers), off, off+15*time.Minute, off+15*time.Minute)
 		b.ClientId = fmt.Sprint("cli-", k%providers)
 		cmds[j] = st.WithKey(st.CreateBooking(b), fmt.Sprintf("kJ8vQm2xZr5tWn0pLs3uYd7hBf1cGe4aNi6oTq9wXk:POST /v1/bookings:load-%d", k),
 			string(sha256.New().Sum([]byte(b.Id))[:32]))
@@ -77,7 +96,7 @@ func BenchmarkApplyBookings(b *testing.B) {
 	for _, providers := range []int{32, 1} {
 		for _, cmds := range []int{1, 64} {
 			b.Run(fmt.Sprintf("providers=%d/cmds=%d", providers, cmds), func(b *testing.B) {
-				benchApplyBookings(b, providers, cmds, 0)
+				benchApplyBookings(b, providers, cmds, 0, orderedBookingID)
 			})
 		}
 	}
@@ -86,7 +105,9 @@ func BenchmarkApplyBookings(b *testing.B) {
 // BenchmarkApplyDeferredCommit is BenchmarkApplyBookings with small batches
 // over 100 providers (the shape of `barberpro bench` at 100 clients), the
 // open transaction committed after every batch (commit=each, as before
-// deferred commits) or when due (commit=deferred: FSMSyncInterval, 100 ms).
+// deferred commits) or when due (commit=deferred: FSMSyncInterval, 100 ms),
+// the bookings named as the edge names them (ids=ordered) or as it did before
+// session 18 (ids=random: each booking's keys land on a page of their own).
 //
 //	go test ./storage -run '^$' -bench BenchmarkApplyDeferredCommit -benchmem -count 6 | benchstat -
 func BenchmarkApplyDeferredCommit(b *testing.B) {
@@ -95,16 +116,21 @@ func BenchmarkApplyDeferredCommit(b *testing.B) {
 			name  string
 			every time.Duration
 		}{{"each", -1}, {"deferred", storage.DefaultFSMSyncInterval}} {
-			b.Run(fmt.Sprintf("cmds=%d/commit=%s", cmds, mode.name), func(b *testing.B) {
-				benchApplyBookings(b, 100, cmds, mode.every)
-			})
+			for _, names := range []struct {
+				name  string
+				newID bookingIDs
+			}{{"random", randomBookingID}, {"ordered", orderedBookingID}} {
+				b.Run(fmt.Sprintf("cmds=%d/commit=%s/ids=%s", cmds, mode.name, names.name), func(b *testing.B) {
+					benchApplyBookings(b, 100, cmds, mode.every, names.newID)
+				})
+			}
 		}
 	}
 }
 
 // benchApplyBookings applies b.N batches of cmds bookings over providers;
 // commitEvery, if not 0, replaces the FSM's commit interval (-1: every batch).
-func benchApplyBookings(b *testing.B, providers, cmds int, commitEvery time.Duration) {
+func benchApplyBookings(b *testing.B, providers, cmds int, commitEvery time.Duration, newID bookingIDs) {
 	f := openLoadFSM(b, providers)
 	if commitEvery != 0 {
 		f.SetCommitEvery(max(commitEvery, 0))
@@ -114,7 +140,7 @@ func benchApplyBookings(b *testing.B, providers, cmds int, commitEvery time.Dura
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		index++
-		logs := []*raft.Log{{Index: index, Term: 1, Type: raft.LogCommand, Data: applyBookingsBatch(b, i*cmds, cmds, providers)}}
+		logs := []*raft.Log{{Index: index, Term: 1, Type: raft.LogCommand, Data: applyBookingsBatch(b, i*cmds, cmds, providers, newID)}}
 		b.StartTimer()
 		out := f.ApplyLogs(logs)
 		if res, _ := out[0].([]*bookingv1.CommandResult); len(res) != cmds || res[cmds-1].Code != bookingv1.ResultCode_RESULT_CODE_OK {

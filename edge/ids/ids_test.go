@@ -3,6 +3,7 @@ package ids
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestCityOf(t *testing.T) {
@@ -84,4 +85,42 @@ func FuzzCityOf(f *testing.F) {
 			t.Fatalf("CityOf(%q) accepted an id without a random part", id)
 		}
 	})
+}
+
+// TestNew_SortsByCreationTime: ids made later sort after ids made earlier, also
+// across the base32 alphabet's digit/letter boundary and over decades, and each
+// routes to its city. A plain base32 alphabet ("a".."z", then "2".."7") fails it.
+func TestNew_SortsByCreationTime(t *testing.T) {
+	prefix := Prefix(Booking, "buenos-aires")
+	base := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	var prev string
+	for _, step := range []time.Duration{0, time.Millisecond, 31 * time.Millisecond, time.Second, time.Hour, 24 * time.Hour, 365 * 24 * time.Hour, 30 * 365 * 24 * time.Hour} {
+		for i := 0; i < 64; i++ {
+			at := base.Add(step + time.Duration(i)*time.Millisecond)
+			id := NewAt(prefix, at)
+			if city, ok := CityOf(id); !ok || city != "buenos-aires" {
+				t.Fatalf("NewAt = %q does not route: %q %v", id, city, ok)
+			}
+			if len(id) != len(prefix)+1+26 {
+				t.Fatalf("NewAt = %q: want 26 characters after the prefix", id)
+			}
+			if prev != "" && id <= prev && !at.Equal(base.Add(step)) {
+				t.Fatalf("%q (at %v) sorts before the earlier %q", id, at, prev)
+			}
+			prev = id
+		}
+	}
+}
+
+// TestNew_Unique: ids made in the same millisecond differ (80 random bits).
+func TestNew_Unique(t *testing.T) {
+	at := time.Now()
+	seen := map[string]bool{}
+	for i := 0; i < 100_000; i++ {
+		id := NewAt("bkg_cordoba", at)
+		if seen[id] {
+			t.Fatalf("%q made twice", id)
+		}
+		seen[id] = true
+	}
 }
