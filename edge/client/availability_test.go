@@ -14,8 +14,14 @@ func TestAvailabilityJSON(t *testing.T) {
 	var paths []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		paths = append(paths, r.URL.RequestURI())
-		if r.URL.Query().Get("from") == "bad" {
+		switch r.URL.Query().Get("from") {
+		case "bad":
 			_, _ = w.Write([]byte("{not json"))
+			return
+		case "chunked": // no Content-Length: read to the end
+			_, _ = w.Write([]byte(body[:10]))
+			w.(http.Flusher).Flush()
+			_, _ = w.Write([]byte(body[10:]))
 			return
 		}
 		_, _ = w.Write([]byte(body))
@@ -32,6 +38,9 @@ func TestAvailabilityJSON(t *testing.T) {
 	}
 	if paths[0] != paths[1] || paths[0] != "/v1/providers/p%201/availability?days=1&from=2026-12-01&service_id=s" {
 		t.Fatalf("paths %q", paths)
+	}
+	if got, err := c.AvailabilityJSON(ctx, "p 1", "s", "chunked", 1); err != nil || string(got) != body {
+		t.Fatalf("chunked: AvailabilityJSON = %s, %v", got, err)
 	}
 	if _, err := c.AvailabilityJSON(ctx, "p 1", "s", "bad", 1); err == nil {
 		t.Fatal("a body that is not JSON was accepted")

@@ -405,7 +405,7 @@ func (c *Client) do(ctx context.Context, method, path, key string, in, out any) 
 		return err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	b, err := readBody(resp)
 	if err != nil {
 		return err
 	}
@@ -420,10 +420,39 @@ func (c *Client) do(ctx context.Context, method, path, key string, in, out any) 
 	if out == nil || len(bytes.TrimSpace(b)) == 0 {
 		return nil // no body (204): out keeps its zero value
 	}
+	if raw, ok := out.(*json.RawMessage); ok {
+		// Checked once and kept (json.Unmarshal into a RawMessage scans the
+		// answer twice and copies it).
+		if !json.Valid(b) {
+			return decodeError(method, path, errNotJSON)
+		}
+		*raw = b
+		return nil
+	}
 	if err := json.Unmarshal(b, out); err != nil {
 		return decodeError(method, path, err)
 	}
 	return nil
+}
+
+// errNotJSON is the decode error of an answer that is not JSON.
+var errNotJSON = errors.New("not JSON")
+
+// maxAnswer bounds the answer the client reads.
+const maxAnswer = 16 << 20
+
+// readBody reads resp's body, at most maxAnswer bytes, into one buffer
+// of the announced length when the answer has one.
+func readBody(resp *http.Response) ([]byte, error) {
+	r := io.LimitReader(resp.Body, maxAnswer)
+	if n := resp.ContentLength; n > 0 && n <= maxAnswer {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(r, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	return io.ReadAll(r)
 }
 
 func decodeError(method, path string, err error) error {
