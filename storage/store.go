@@ -658,10 +658,22 @@ func (s *Store) get(ctx context.Context, bucket []byte, key string, m proto.Mess
 		return err
 	}
 	if !found {
-		return fmt.Errorf("%w: %s %q", ErrNotFound, bucket, key)
+		return &notFoundError{bucket: bucket, key: key}
 	}
 	return nil
 }
+
+// notFoundError is get's ErrNotFound, naming what was missing. Its text is
+// made only when asked for: the edge asks for an idempotency record on every
+// keyed write, and a miss is the usual answer (fmt.Errorf there was 1.4 % of a
+// node's CPU at 100 clients).
+type notFoundError struct {
+	bucket []byte
+	key    string
+}
+
+func (e *notFoundError) Error() string { return fmt.Sprintf("%v: %s %q", ErrNotFound, e.bucket, e.key) }
+func (e *notFoundError) Unwrap() error { return ErrNotFound }
 
 func (s *Store) readable(ctx context.Context) error {
 	if s.closed.Load() {
