@@ -441,11 +441,16 @@ var errNotJSON = errors.New("not JSON")
 // maxAnswer bounds the answer the client reads.
 const maxAnswer = 16 << 20
 
+// maxPrealloc bounds the buffer readBody allocates on the word of a
+// Content-Length alone: a peer that announces 16 MiB and sends a few bytes
+// does not make the client hold 16 MiB; a longer answer grows as it arrives.
+const maxPrealloc = 1 << 20
+
 // readBody reads resp's body, at most maxAnswer bytes, into one buffer
-// of the announced length when the answer has one.
+// of the announced length when the answer has one of at most maxPrealloc.
 func readBody(resp *http.Response) ([]byte, error) {
 	r := io.LimitReader(resp.Body, maxAnswer)
-	if n := resp.ContentLength; n > 0 && n <= maxAnswer {
+	if n := resp.ContentLength; n > 0 && n <= maxPrealloc {
 		b := make([]byte, n)
 		if _, err := io.ReadFull(r, b); err != nil {
 			return nil, err
