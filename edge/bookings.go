@@ -80,11 +80,13 @@ func (s *Server) createBooking(w http.ResponseWriter, r *http.Request) error {
 		}
 		city = p.GetCity()
 	}
-	bookingID := s.cfg.NewID("bkg")
+	var bookingID string
 	if routed || ids.ValidCity(city) {
 		if bookingID, err = s.newRoutedID(ids.Booking, city); err != nil {
 			return err
 		}
+	} else {
+		bookingID = s.cfg.NewID("bkg")
 	}
 	idem, err := idempotencyOf(r, &in, bookingID)
 	if err != nil {
