@@ -33,6 +33,7 @@ type config struct {
 	clients   []int         // client counts of the write rows; reads and spread rows use the largest
 	layouts   []int         // node counts: 1 and/or 3
 	systems   []string      // "etcd", "barberpro"
+	rounds    int           // times every row runs on each system
 	jsonOut   string        // JSON report file; "-" stdout, "" none
 }
 
@@ -48,6 +49,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&clients, "clients", "1,100", "client counts of the write rows; the read and spread rows use the largest")
 	fs.StringVar(&layouts, "layouts", "1,3", "layouts to run: 1 (one member / one node) and/or 3 (three members / three ar nodes)")
 	fs.StringVar(&systems, "systems", "etcd,barberpro", "systems to run (the other's cells say not run)")
+	fs.IntVar(&c.rounds, "rounds", 1, "run every layout on both systems this many times, alternating which goes first; a row shows its median round (by ratio) and every round's ratio")
 	fs.StringVar(&c.jsonOut, "json", "reports/bench-vs-etcd.json", `write the report as JSON to this file ("-": standard output after the table; "": none)`)
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -72,6 +74,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.duration <= 0 {
 		return c, errors.New("--duration must be positive")
+	}
+	if c.rounds < 1 {
+		return c, errors.New("--rounds must be at least 1")
 	}
 	return c, nil
 }
@@ -164,22 +169,28 @@ func run(ctx context.Context, cfg config, stdout, progress io.Writer) error {
 	if slices.Contains(cfg.systems, "barberpro") {
 		rep.BarberProVersion = barberproVersion(ctx, cfg.barberpro)
 	}
-	for _, n := range cfg.layouts {
-		var rows []*Row
+	for round := range cfg.rounds {
+		if cfg.rounds > 1 {
+			fmt.Fprintf(progress, "round %d of %d\n", round+1, cfg.rounds)
+		}
+		for _, n := range cfg.layouts {
+			var rows []*Row
+			for i := range rep.Rows {
+				if rep.Rows[i].Nodes == n {
+					rows = append(rows, &rep.Rows[i])
+				}
+			}
+			for _, s := range roundOrder(cfg.systems, round) {
+				dir := filepath.Join(dir, fmt.Sprintf("%s-%d-%d", s, n, round))
+				runSystem := map[string]func(context.Context, config, string, int, []*Row, io.Writer) error{
+					"etcd": runEtcd, "barberpro": runBarberPro}[s]
+				if err := runSystem(ctx, cfg, dir, n, rows, progress); err != nil {
+					return err
+				}
+			}
+		}
 		for i := range rep.Rows {
-			if rep.Rows[i].Nodes == n {
-				rows = append(rows, &rep.Rows[i])
-			}
-		}
-		if slices.Contains(cfg.systems, "etcd") {
-			if err := runEtcd(ctx, cfg, filepath.Join(dir, fmt.Sprintf("etcd-%d", n)), n, rows, progress); err != nil {
-				return err
-			}
-		}
-		if slices.Contains(cfg.systems, "barberpro") {
-			if err := runBarberPro(ctx, cfg, filepath.Join(dir, fmt.Sprintf("barberpro-%d", n)), n, rows, progress); err != nil {
-				return err
-			}
+			rep.Rows[i].endRound()
 		}
 	}
 	rep.LoadEnd = loadAverage()
@@ -189,6 +200,17 @@ func run(ctx context.Context, cfg config, stdout, progress io.Writer) error {
 		return err
 	}
 	return writeJSON(cfg.jsonOut, stdout, rep)
+}
+
+// roundOrder is the order the systems run in a round: as given in even
+// rounds, reversed in odd ones, so neither always runs on a machine the other
+// just warmed (or loaded).
+func roundOrder(systems []string, round int) []string {
+	out := slices.Clone(systems)
+	if round%2 == 1 {
+		slices.Reverse(out)
+	}
+	return out
 }
 
 // runEtcd starts the n-member layout and fills the etcd side of rows. A layout

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -44,9 +45,53 @@ type Row struct {
 	Load    string `json:"load"`
 	Clients int    `json:"clients"`
 	// Spread: clients round-robin over every node, else all on the first.
-	Spread    bool    `json:"spread"`
+	Spread bool `json:"spread"`
+	// Etcd and BarberPro are the two systems' figures: of the round whose
+	// ratio is the median of the rounds' (the lower middle one of an even
+	// number), so the row's cells and ratio come from one pair of runs.
 	Etcd      Measure `json:"etcd"`
 	BarberPro Measure `json:"barberpro"`
+	// Rounds holds every round's pair of figures, in order (--rounds).
+	Rounds []Round `json:"rounds,omitempty"`
+}
+
+// Round is one round's figures of a row: the two systems ran back to back
+// (in one order in even rounds, the other in odd ones).
+type Round struct {
+	Etcd      Measure `json:"etcd"`
+	BarberPro Measure `json:"barberpro"`
+}
+
+// endRound keeps the row's figures of the round that ended as one of its
+// Rounds and makes the row's cells those of the median round so far.
+func (r *Row) endRound() {
+	r.Rounds = append(r.Rounds, Round{Etcd: r.Etcd, BarberPro: r.BarberPro})
+	type ranked struct {
+		i     int
+		ratio float64
+	}
+	var rs []ranked
+	for i, rd := range r.Rounds {
+		if v, ok := (Row{Etcd: rd.Etcd, BarberPro: rd.BarberPro}).Ratio(); ok {
+			rs = append(rs, ranked{i, v})
+		}
+	}
+	pick := len(r.Rounds) - 1 // no round compares: the last one's cells
+	if len(rs) > 0 {
+		slices.SortStableFunc(rs, func(a, b ranked) int { return cmp.Compare(a.ratio, b.ratio) })
+		pick = rs[(len(rs)-1)/2].i
+	}
+	r.Etcd, r.BarberPro = r.Rounds[pick].Etcd, r.Rounds[pick].BarberPro
+}
+
+// roundRatios is the rounds' ratios in order, "0.64, 0.71, 0.60" ("—" for a
+// round without one).
+func (r Row) roundRatios() string {
+	cells := make([]string, len(r.Rounds))
+	for i, rd := range r.Rounds {
+		cells[i] = ratioCell(Row{Etcd: rd.Etcd, BarberPro: rd.BarberPro}.Ratio())
+	}
+	return strings.Join(cells, ", ")
 }
 
 // Setup is the row's first column, e.g. "3 members / 3 ar nodes, 100 clients,
@@ -119,16 +164,29 @@ func (rep Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(&b, "etcd %s vs barberpro %s, %s, %d CPUs (load average %.2f at the start, %.2f at the end), %v per run, started %s\n\n",
 		rep.EtcdVersion, rep.BarberProVersion, rep.GoVersion, rep.CPUs, rep.LoadStart, rep.LoadEnd, rep.RowDuration,
 		rep.Started.UTC().Format(time.RFC3339))
-	b.WriteString("| setup | load | etcd | barberpro | ratio | p50 ratio |\n|---|---|---|---|---|---|\n")
+	rounds := slices.ContainsFunc(rep.Rows, func(r Row) bool { return len(r.Rounds) > 1 })
+	b.WriteString("| setup | load | etcd | barberpro | ratio | p50 ratio |")
+	if rounds {
+		b.WriteString(" ratio of each round |\n|---|---|---|---|---|---|---|\n")
+	} else {
+		b.WriteString("\n|---|---|---|---|---|---|\n")
+	}
 	for _, r := range rep.Rows {
 		load := "put / booking"
 		if r.Load == loadReads {
 			load = "range / availability"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", r.Setup(), load,
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |", r.Setup(), load,
 			r.Etcd.cell(), r.BarberPro.cell(), ratioCell(r.Ratio()), ratioCell(r.P50Ratio()))
+		if rounds {
+			fmt.Fprintf(&b, " %s |", r.roundRatios())
+		}
+		b.WriteString("\n")
 	}
 	b.WriteString("\nratio: barberpro's ops/s over etcd's (above 1 is faster); p50 ratio: barberpro's median latency over etcd's (below 1 is faster).\n")
+	if rounds {
+		b.WriteString("With rounds, a row's figures are those of its median round (by ratio); the last column has every round's ratio.\n")
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -129,5 +130,70 @@ func TestSummarize_NearestRank(t *testing.T) {
 	}
 	if m := summarize(nil, 0, time.Second); m.P50 != 0 || m.OpsPerSecond != 0 {
 		t.Errorf("summarize(none) = %+v", m)
+	}
+}
+
+// TestRow_RoundsShowTheMedianRound: with rounds, a row's cells are the two
+// figures of its median round by ratio (the lower middle of an even count;
+// rounds without a ratio left out), the table gains a column of every
+// round's ratio, and the JSON keeps every round.
+func TestRow_RoundsShowTheMedianRound(t *testing.T) {
+	ms := time.Millisecond
+	r := Row{Layout: "1 member / 1 node", Nodes: 1, Load: loadWrites, Clients: 100}
+	for _, rd := range []Round{
+		{measure(4000, ms, ms), measure(2000, 2*ms, ms)}, // 0.50
+		{measure(5000, ms, ms), measure(4500, 3*ms, ms)}, // 0.90
+		{measure(4000, ms, ms), Measure{Note: "failed"}}, // none
+		{measure(3000, ms, ms), measure(2100, 4*ms, ms)}, // 0.70
+	} {
+		r.Etcd, r.BarberPro = rd.Etcd, rd.BarberPro
+		r.endRound()
+	}
+	if got, ok := r.Ratio(); !ok || got != 0.7 || r.BarberPro.P50 != 4*ms {
+		t.Fatalf("row after 4 rounds: ratio %v, %v, barberpro p50 %v; want 0.70 of the fourth round", got, ok, r.BarberPro.P50)
+	}
+	if got := r.roundRatios(); got != "0.50, 0.90, —, 0.70" {
+		t.Errorf("roundRatios = %q", got)
+	}
+	var b bytes.Buffer
+	if err := (Report{Rows: []Row{r}}).WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "| ratio of each round |") || !strings.Contains(b.String(), "| 0.70 | 4.00 | 0.50, 0.90, —, 0.70 |") {
+		t.Errorf("table:\n%s", b.String())
+	}
+	j, err := json.Marshal(r)
+	if err != nil || strings.Count(string(j), `"barberpro":`) != 5 {
+		t.Errorf("JSON keeps the row's and each round's figures: %s, %v", j, err)
+	}
+	// One round: the table has no rounds column.
+	one := Row{Layout: "1 member / 1 node", Nodes: 1, Load: loadWrites, Clients: 1, Etcd: measure(100, ms, ms), BarberPro: measure(100, ms, ms)}
+	one.endRound()
+	b.Reset()
+	if err := (Report{Rows: []Row{one}}).WriteTable(&b); err != nil || strings.Contains(b.String(), "each round") {
+		t.Errorf("one round:\n%s %v", b.String(), err)
+	}
+}
+
+func TestRoundOrder_Alternates(t *testing.T) {
+	s := []string{"etcd", "barberpro"}
+	if got := roundOrder(s, 0); !slices.Equal(got, s) {
+		t.Errorf("round 0: %v", got)
+	}
+	if got := roundOrder(s, 1); !slices.Equal(got, []string{"barberpro", "etcd"}) || !slices.Equal(s, []string{"etcd", "barberpro"}) {
+		t.Errorf("round 1: %v (given %v)", got, s)
+	}
+}
+
+func TestParseFlags_Rounds(t *testing.T) {
+	var stderr bytes.Buffer
+	if c, err := parseFlags(nil, &stderr); err != nil || c.rounds != 1 {
+		t.Errorf("default rounds = %d, %v; want 1", c.rounds, err)
+	}
+	if c, err := parseFlags([]string{"--rounds", "3"}, &stderr); err != nil || c.rounds != 3 {
+		t.Errorf("--rounds 3 = %d, %v", c.rounds, err)
+	}
+	if _, err := parseFlags([]string{"--rounds", "0"}, &stderr); err == nil {
+		t.Error("--rounds 0 accepted")
 	}
 }
