@@ -118,7 +118,7 @@ type Config struct {
 	// Close. It is also the longest the FSM keeps its write transaction open
 	// across batches before committing it (a read commits it sooner; see
 	// DESIGN.md, "Deferred commits"). Negative fsyncs and commits every
-	// batch. Default 500ms (DefaultFSMSyncInterval).
+	// batch. Default 100ms (DefaultFSMSyncInterval).
 	FSMSyncInterval time.Duration
 	// ApplyTimeout is how long Propose waits for raft to accept (enqueue) a
 	// batch (ErrTimeout past it); it also bounds each forwarded attempt, a
