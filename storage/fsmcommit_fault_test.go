@@ -22,9 +22,7 @@ import (
 // were applied again after a failed commit), a local read sees exactly the
 // answered logs, and the final state is the healthy FSM's.
 func TestFSM_DeferredCommitsThroughRepeatedDiskFull(t *testing.T) {
-	dir := mountTmpfs(t, "8m")
-	f := openDeferringFSM(t, filepath.Join(dir, "fsm.db"), time.Hour)
-	f.SetRetry(2*time.Millisecond, 10*time.Millisecond)
+	f, dir := openDeferringFSMOnSmallDisk(t)
 	ref, err := storage.OpenTestFSM(filepath.Join(t.TempDir(), "ref.db"))
 	if err != nil {
 		t.Fatal(err)

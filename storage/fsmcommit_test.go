@@ -31,6 +31,18 @@ func openDeferringFSM(t *testing.T, path string, every time.Duration) *storage.T
 	return f
 }
 
+// openDeferringFSMOnSmallDisk is openDeferringFSM (commits when told, an
+// hour at most) on an 8 MiB tmpfs of its own, retrying a failed commit within
+// milliseconds: the set-up of the disk-full tests, which fill the returned
+// dir with fillDisk.
+func openDeferringFSMOnSmallDisk(t *testing.T) (f *storage.TestFSM, dir string) {
+	t.Helper()
+	dir = mountTmpfs(t, "8m")
+	f = openDeferringFSM(t, filepath.Join(dir, "fsm.db"), time.Hour)
+	f.SetRetry(2*time.Millisecond, 10*time.Millisecond)
+	return f, dir
+}
+
 // bookingLogs are n logs from index first on, each one booking of provider p
 // (created by the first log).
 func bookingLogs(t *testing.T, first uint64, n int) []*raft.Log {

@@ -1,7 +1,6 @@
 package storage_test
 
 import (
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -18,9 +17,7 @@ import (
 // now see the new provider, so the version must have moved from v, or the
 // edge keeps answering the page without it.
 func TestFSM_ProvidersVersionAcrossFailedOwnCommit(t *testing.T) {
-	dir := mountTmpfs(t, "8m")
-	f := openDeferringFSM(t, filepath.Join(dir, "fsm.db"), time.Hour)
-	f.SetRetry(2*time.Millisecond, 10*time.Millisecond)
+	f, dir := openDeferringFSMOnSmallDisk(t)
 	providers := func() int {
 		t.Helper()
 		d, err := f.Dump()
