@@ -227,7 +227,7 @@ func runEtcd(ctx context.Context, cfg config, dir string, n int, rows []*Row, pr
 		}
 		fmt.Fprintln(progress, "etcd:", err)
 		for _, r := range rows {
-			r.Etcd.Note = "did not start"
+			r.Etcd = Measure{Note: "did not start"}
 		}
 		return nil
 	}
@@ -265,7 +265,7 @@ func runBarberPro(ctx context.Context, cfg config, dir string, n int, rows []*Ro
 		}
 		fmt.Fprintln(progress, "barberpro:", err)
 		for _, r := range rows {
-			r.BarberPro.Note = "did not start"
+			r.BarberPro = Measure{Note: "did not start"}
 		}
 		return nil
 	}

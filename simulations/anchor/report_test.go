@@ -2,7 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"io"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -195,5 +198,25 @@ func TestParseFlags_Rounds(t *testing.T) {
 	}
 	if _, err := parseFlags([]string{"--rounds", "0"}, &stderr); err == nil {
 		t.Error("--rounds 0 accepted")
+	}
+}
+
+// TestRunEtcd_RoundThatDidNotStartKeepsNoOldFigures: after endRound a row's
+// Measure holds the median round's figures; a later round whose layout does
+// not start must not keep them (in Rounds and the JSON's rounds[]) beside the
+// note "did not start". The etcd binary does not exist: nothing is started.
+func TestRunEtcd_RoundThatDidNotStartKeepsNoOldFigures(t *testing.T) {
+	ms := time.Millisecond
+	r := Row{Layout: "1 member / 1 node", Nodes: 1, Load: loadWrites, Clients: 100}
+	r.Etcd, r.BarberPro = measure(4000, ms, ms), measure(2000, 2*ms, ms)
+	r.endRound()
+	cfg := config{etcd: filepath.Join(t.TempDir(), "no-such-etcd"), duration: time.Second}
+	if err := runEtcd(context.Background(), cfg, t.TempDir(), 1, []*Row{&r}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	r.BarberPro = measure(2500, 2*ms, ms)
+	r.endRound()
+	if got := r.Rounds[1].Etcd; got.Note != "did not start" || got.OK != 0 || got.OpsPerSecond != 0 {
+		t.Errorf("round 2's etcd = %+v; want only the note, not round 1's figures", got)
 	}
 }
