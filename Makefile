@@ -70,7 +70,7 @@ bench:
 ## bench-vs-etcd: etcd (built from its Go module in simulations/anchor, a module of
 ## its own) and barberpro side by side in issue 11's layouts, in one run: prints the
 ## table of throughput, p50/p99 and ratios barberpro/etcd, and writes
-## simulations/anchor/reports/bench-vs-etcd.json. About 5 minutes; only ratios from
+## simulations/anchor/reports/bench-vs-etcd.json. About 3.5 minutes (plus etcd's build the first time); only ratios from
 ## one run compare (docs/PERFORMANCE.md). BENCH_ARGS adds flags, e.g.
 ## BENCH_ARGS="--duration 20s --layouts 3" (--help lists them).
 BENCH_ARGS ?=

@@ -41,7 +41,7 @@ const (
 )
 
 // DefaultFSMSyncInterval is Config.FSMSyncInterval's default, etcd's batch
-// interval. 500 ms gave the write-only bench 22 % less CPU per booking on 3
+// interval. 500 ms gave the write-only bench ~24 % less CPU per booking on 3
 // nodes but doubled the mixed traffic's p99 (a longer transaction makes a
 // longer commit, which reads and applies wait for): storage/DESIGN.md,
 // "Deferred commits", "Why 100 ms".
