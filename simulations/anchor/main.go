@@ -184,7 +184,9 @@ func run(ctx context.Context, cfg config, stdout, progress io.Writer) error {
 				dir := filepath.Join(dir, fmt.Sprintf("%s-%d-%d", s, n, round))
 				runSystem := map[string]func(context.Context, config, string, int, []*Row, io.Writer) error{
 					"etcd": runEtcd, "barberpro": runBarberPro}[s]
-				if err := runSystem(ctx, cfg, dir, n, rows, progress); err != nil {
+				err := runSystem(ctx, cfg, dir, n, rows, progress)
+				_ = os.RemoveAll(dir) // its processes are stopped: rounds do not pile up data dirs
+				if err != nil {
 					return err
 				}
 			}
