@@ -24,6 +24,7 @@ import (
 
 	"github.com/barberpro/edge/actors"
 	"github.com/barberpro/edge/actors/session"
+	"github.com/barberpro/edge/cluster/internal/drain"
 	"github.com/barberpro/edge/cluster/membership"
 	"github.com/barberpro/edge/cluster/pki"
 	"github.com/barberpro/edge/cluster/placement"
@@ -63,13 +64,13 @@ type Node struct {
 	kek      *seal.KEK
 	actors   *protocluster.Cluster
 	lookup   *placement.Lookup
-	http     *http.Server
+	http     *drain.Server
 	httpLn   net.Listener
 	// picked holds the listeners resolvePorts opened on free ports, by the
 	// port they stand for, until the component that binds that port takes or
 	// releases it (takePort, releasePort).
 	picked   map[*int]net.Listener
-	peerHTTP *http.Server
+	peerHTTP *drain.Server
 	// peerMux serves the peer listener: this node's Meta, then the edge's
 	// peer handler.
 	peerMux *peerMux
@@ -445,7 +446,7 @@ func (n *Node) serveHTTP() (err error) {
 }
 
 // serve runs srv on ln until it is shut down; a failure is what Done yields.
-func (n *Node) serve(srv *http.Server, ln net.Listener) {
+func (n *Node) serve(srv *drain.Server, ln net.Listener) {
 	go func() {
 		// A Shutdown (Stop, Leave) is not a failure: Done then yields what
 		// Leave reports, or nothing for Stop.
@@ -458,15 +459,17 @@ func (n *Node) serve(srv *http.Server, ln net.Listener) {
 	}()
 }
 
-func (n *Node) httpServer(h http.Handler) *http.Server {
-	return &http.Server{
+// httpServer is a server for h whose Shutdown (Stop) does not wait on
+// connections without a request in flight (drain).
+func (n *Node) httpServer(h http.Handler) *drain.Server {
+	return drain.Track(&http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
-	}
+	})
 }
 
 // ID is the node's id.
@@ -553,7 +556,7 @@ func (n *Node) Stop() error {
 		drainErrs := make([]error, 2)
 		var drained sync.WaitGroup
 		for i, l := range []struct {
-			srv *http.Server
+			srv *drain.Server
 			ln  net.Listener
 		}{{n.http, n.httpLn}, {n.peerHTTP, n.peerLn}} {
 			drained.Add(1)
