@@ -40,9 +40,9 @@ type barberproCluster struct {
 
 // startBarberPro starts n Argentine nodes as bench-layouts.sh's "after" mode does:
 // a CA and node certificates (mTLS between nodes), token keys, rate limits lifted,
-// the local profile, one node bootstrapping alone or three with --bootstrap-expect
+// the timing preset profile (BARBERPRO_PROFILE), one node bootstrapping alone or three with --bootstrap-expect
 // 3 joining the first; then it waits until every node's /readyz answers 200.
-func startBarberPro(ctx context.Context, bin, dir string, n int) (*barberproCluster, error) {
+func startBarberPro(ctx context.Context, bin, profile, dir string, n int) (*barberproCluster, error) {
 	if n > len(arNodes) {
 		return nil, fmt.Errorf("barberpro: at most %d nodes", len(arNodes))
 	}
@@ -55,7 +55,7 @@ func startBarberPro(ctx context.Context, bin, dir string, n int) (*barberproClus
 	}
 	key := make([]byte, 32)
 	rand.Read(key)
-	env := []string{"BARBERPRO_GOSSIP_KEY=" + base64.StdEncoding.EncodeToString(key), "BARBERPRO_PROFILE=local"}
+	env := []string{"BARBERPRO_GOSSIP_KEY=" + base64.StdEncoding.EncodeToString(key), "BARBERPRO_PROFILE=" + profile}
 	first := barberproIPBase + "1"
 	for i, node := range arNodes[:n] {
 		ip := barberproIPBase + strconv.Itoa(i+1)

@@ -28,6 +28,7 @@ import (
 // config is the harness's command line.
 type config struct {
 	barberpro string        // barberpro binary
+	profile   string        // barberpro's timing preset (node start --profile)
 	etcd      string        // etcd binary (cmd/etcd of this module)
 	duration  time.Duration // length of each run
 	clients   []int         // client counts of the write rows; reads and spread rows use the largest
@@ -44,6 +45,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("anchor", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.barberpro, "barberpro", "../../bin/barberpro", "barberpro binary (make build)")
+	fs.StringVar(&c.profile, "barberpro-profile", "lan", "barberpro's timing preset: lan (its default, as etcd runs its own) or local (the one for tests: a Raft snapshot, a copy of fsm.db, every 1024 entries)")
 	fs.StringVar(&c.etcd, "etcd", "bin/etcd", "etcd binary (go build -o bin/etcd ./cmd/etcd in this module)")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "length of each run (each row runs once per system)")
 	fs.StringVar(&clients, "clients", "1,100", "client counts of the write rows; the read and spread rows use the largest")
@@ -71,6 +73,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		if s != "etcd" && s != "barberpro" {
 			return c, fmt.Errorf("--systems: %q (want etcd and/or barberpro)", s)
 		}
+	}
+	if c.profile != "lan" && c.profile != "local" {
+		return c, fmt.Errorf("--barberpro-profile: %q (want lan or local)", c.profile)
 	}
 	if c.duration <= 0 {
 		return c, errors.New("--duration must be positive")
@@ -159,7 +164,7 @@ func run(ctx context.Context, cfg config, stdout, progress io.Writer) error {
 	defer os.RemoveAll(dir)
 
 	rep := Report{Started: time.Now(), RowDuration: cfg.duration, CPUs: runtime.NumCPU(), GoVersion: runtime.Version(),
-		LoadStart: loadAverage(), EtcdVersion: "not run", BarberProVersion: "not run", Rows: plan(cfg.layouts, cfg.clients)}
+		LoadStart: loadAverage(), EtcdVersion: "not run", BarberProVersion: "not run", BarberProProfile: cfg.profile, Rows: plan(cfg.layouts, cfg.clients)}
 	for i := range rep.Rows {
 		rep.Rows[i].Etcd.Note, rep.Rows[i].BarberPro.Note = "not run", "not run"
 	}
@@ -260,7 +265,7 @@ func runBarberPro(ctx context.Context, cfg config, dir string, n int, rows []*Ro
 		return err
 	}
 	fmt.Fprintf(progress, "barberpro: starting %d node(s)\n", n)
-	c, err := startBarberPro(ctx, cfg.barberpro, dir, n)
+	c, err := startBarberPro(ctx, cfg.barberpro, cfg.profile, dir, n)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -155,14 +155,20 @@ type Report struct {
 	LoadEnd          float64 `json:"load_average_end"`
 	EtcdVersion      string  `json:"etcd_version"`
 	BarberProVersion string  `json:"barberpro_version"`
-	Rows             []Row   `json:"rows"`
+	// BarberProProfile is the nodes' timing preset (lan, local).
+	BarberProProfile string `json:"barberpro_profile"`
+	Rows             []Row  `json:"rows"`
 }
 
 // WriteTable writes the report as a Markdown table, with a line saying what ran.
 func (rep Report) WriteTable(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "etcd %s vs barberpro %s, %s, %d CPUs (load average %.2f at the start, %.2f at the end), %v per run, started %s\n\n",
-		rep.EtcdVersion, rep.BarberProVersion, rep.GoVersion, rep.CPUs, rep.LoadStart, rep.LoadEnd, rep.RowDuration,
+	profile := ""
+	if rep.BarberProProfile != "" {
+		profile = " (profile " + rep.BarberProProfile + ")"
+	}
+	fmt.Fprintf(&b, "etcd %s vs barberpro %s%s, %s, %d CPUs (load average %.2f at the start, %.2f at the end), %v per run, started %s\n\n",
+		rep.EtcdVersion, rep.BarberProVersion, profile, rep.GoVersion, rep.CPUs, rep.LoadStart, rep.LoadEnd, rep.RowDuration,
 		rep.Started.UTC().Format(time.RFC3339))
 	rounds := slices.ContainsFunc(rep.Rows, func(r Row) bool { return len(r.Rounds) > 1 })
 	b.WriteString("| setup | load | etcd | barberpro | ratio | p50 ratio |")

@@ -43,7 +43,7 @@ func TestRow_Ratios(t *testing.T) {
 func TestReport_WriteTable(t *testing.T) {
 	rep := Report{
 		Started: time.Date(2026, 11, 28, 2, 0, 0, 0, time.UTC), RowDuration: 10 * time.Second, CPUs: 2,
-		GoVersion: "go1.26.8", LoadStart: 0.5, LoadEnd: 13.76, EtcdVersion: "3.6.14", BarberProVersion: "abc123",
+		GoVersion: "go1.26.8", LoadStart: 0.5, LoadEnd: 13.76, EtcdVersion: "3.6.14", BarberProVersion: "abc123", BarberProProfile: "lan",
 		Rows: []Row{
 			{Layout: "1 member / 1 node", Nodes: 1, Load: loadWrites, Clients: 1,
 				Etcd: measure(2018, 500*time.Microsecond, 1234*time.Microsecond), BarberPro: measure(843, 1150*time.Microsecond, 2*time.Millisecond)},
@@ -59,7 +59,7 @@ func TestReport_WriteTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"etcd 3.6.14 vs barberpro abc123, go1.26.8, 2 CPUs (load average 0.50 at the start, 13.76 at the end), 10s per run, started 2026-11-28T02:00:00Z",
+		"etcd 3.6.14 vs barberpro abc123 (profile lan), go1.26.8, 2 CPUs (load average 0.50 at the start, 13.76 at the end), 10s per run, started 2026-11-28T02:00:00Z",
 		"| 1 member / 1 node, 1 client | put / booking | 2,018/s, p50 0.50 ms, p99 1.23 ms | 843/s, p50 1.15 ms, p99 2.00 ms | 0.42 | 2.30 |",
 		"| 3 members / 3 ar nodes, 100 clients, spread over the 3 nodes | put / booking | 6,278/s, p50 15.0 ms, p99 37.0 ms | 1,932/s, p50 40.0 ms, p99 101 ms, 3 errors (503 jurisdiction_unavailable: 2, transport: 1) | 0.31 | 2.67 |",
 		"| 3 members / 3 ar nodes, 100 clients | range / availability | 16,500/s, p50 5.00 ms, p99 20.0 ms | not supported by this build | — | — |",
@@ -218,5 +218,20 @@ func TestRunEtcd_RoundThatDidNotStartKeepsNoOldFigures(t *testing.T) {
 	r.endRound()
 	if got := r.Rounds[1].Etcd; got.Note != "did not start" || got.OK != 0 || got.OpsPerSecond != 0 {
 		t.Errorf("round 2's etcd = %+v; want only the note, not round 1's figures", got)
+	}
+}
+
+// TestParseFlags_Profile: barberpro runs its production preset unless told,
+// as etcd runs its defaults; only the two presets node start knows pass.
+func TestParseFlags_Profile(t *testing.T) {
+	var stderr bytes.Buffer
+	if c, err := parseFlags(nil, &stderr); err != nil || c.profile != "lan" {
+		t.Errorf("default profile = %q, %v; want lan", c.profile, err)
+	}
+	if c, err := parseFlags([]string{"--barberpro-profile", "local"}, &stderr); err != nil || c.profile != "local" {
+		t.Errorf("--barberpro-profile local = %q, %v", c.profile, err)
+	}
+	if _, err := parseFlags([]string{"--barberpro-profile", "fast"}, &stderr); err == nil {
+		t.Error("--barberpro-profile fast accepted")
 	}
 }

@@ -17,6 +17,8 @@
 #   USERS=1 METRICS=1 simulations/scripts/bench-layouts.sh bin/barberpro after 1 90 o.json
 # BENCH_MODE=availability|city|hot replaces spread, e.g. the city mix on 3 ar nodes:
 #   BENCH_MODE=city USERS=5000 DURATION=25s simulations/scripts/bench-layouts.sh bin/barberpro after 3 150 o.json
+# PROFILE=lan starts the nodes with the production timing preset instead of
+# BARBERPRO_PROFILE=local (the local one snapshots every 1024 Raft entries).
 # PPROF=1 serves each node's runtime profiles on IP:6060 (--pprof-addr), e.g. during
 # the 100-client run: go tool pprof -seconds 8 http://127.0.0.IPBASE:6060/debug/pprof/profile
 set -u
@@ -39,7 +41,7 @@ for i in $(seq 0 $((LAYOUT-1))); do
     $BIN ca issue --dir $ROOT/ca --id $id --city ${cities[$i]} --ip $ip --out $ROOT/tls-$id >/dev/null
     args+=(--tls-dir $ROOT/tls-$id --token-keys $ROOT/tokens/keys.json --rate-limit inf --ip-rate-limit inf)
   fi
-  BARBERPRO_GOSSIP_KEY=$KEY BARBERPRO_PROFILE=local $BIN "${args[@]}" >$ROOT/$id.log 2>&1 &
+  BARBERPRO_GOSSIP_KEY=$KEY BARBERPRO_PROFILE=${PROFILE:-local} $BIN "${args[@]}" >$ROOT/$id.log 2>&1 &
   pids+=($!)
 done
 for t in $(seq 1 60); do curl -sf http://127.0.0.$BASE:8080/readyz >/dev/null && break; sleep 1; done
@@ -47,7 +49,8 @@ sleep 2
 targets=http://127.0.0.$BASE:8080
 # BENCH_MODE=city (the 10,000-person shape: each person at their city's node)
 # targets every node; DURATION= replaces the 10 s of each run.
-if [ "${BENCH_MODE:-spread}" = city ]; then
+# SPREAD=1 does so for any mode (the anchor's "spread over the 3 nodes" rows).
+if [ "${BENCH_MODE:-spread}" = city ] || [ "${SPREAD:-}" = 1 ]; then
   for i in $(seq 1 $((LAYOUT-1))); do targets=$targets,http://127.0.0.$((BASE+i)):8080; done
 fi
 tok=(); [ "$MODE" = after ] && tok=(--token-dir $ROOT/tokens)
