@@ -12,9 +12,12 @@ import (
 // ApplyBatch applies into a bbolt write transaction it keeps open across
 // batches and commits it (without fsync) when it is due (commitDue: commitEvery
 // after it began, or maxPendingLogs / maxPendingBytes held), and whenever
-// something needs the state it holds: a read of fsm.db (view; waitApplied for a
-// linearizable read), a snapshot, a backup, a restore, a shred's rewrite,
-// Close. A batch that erases a client, or that makes the group id known,
+// something needs fsm.db to hold it: a read that takes a read transaction
+// (view), a snapshot, a backup, a restore, a shred's rewrite, Close. The reads
+// a request makes — point lookups and one page of a list — run in the open
+// transaction instead (peek), so neither they nor the linearizable read before
+// them (Store.waitApplied waits for applied, not committed) cost a commit: in
+// mixed traffic reads came many times per interval and each one committed. A batch that erases a client, or that makes the group id known,
 // commits at once (both are acted on after the commit). The sync
 // loop commits what is pending at every tick before it fsyncs.
 //
@@ -27,8 +30,8 @@ import (
 //
 // Two applied indexes: applied is the last index applied to the open
 // transaction (what raft handed the FSM), committed the last one committed to
-// fsm.db (what a read transaction sees). Readers wait for committed
-// (Store.waitApplied), committing what is pending when applied covers them.
+// fsm.db (what a read transaction sees). A linearizable read waits for applied
+// (Store.waitApplied); peek then reads the open transaction, view commits it.
 //
 // A commit that fails rolls back every batch of the transaction. Their logs
 // are kept (failed) and applied again in a fresh transaction before anything
@@ -217,18 +220,6 @@ func (f *fsm) flushLocked() error {
 // open transaction, or failed logs).
 func (f *fsm) dirty() bool { return f.uncommitted.Load() }
 
-// commitFor commits what is pending if fsm.db lacks index idx and the open
-// transaction (or the failed logs) holds it: Store.waitApplied's step for a
-// read at idx.
-func (f *fsm) commitFor(idx uint64) error {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	if f.committed.Load() >= idx || f.applied.Load() < idx {
-		return nil
-	}
-	return f.flush()
-}
-
 // discardPendingLocked rolls back the open transaction and forgets failed
 // logs (Close after a failed flush: raft applies them again after a restart,
 // from its log, past meta.applied_index). Callers hold mu (write).
@@ -273,9 +264,10 @@ func (f *fsm) viewFailed(fn func(tx *bolt.Tx) error) error {
 	return fn(tx)
 }
 
-// peek runs fn, a brief read (a few point lookups: fn must not scan), on
-// every log applied so far without committing them: in the open
-// transaction, under pendMu (the FSM goroutine waits meanwhile), or in a read
+// peek runs fn, a brief read (point lookups, or one bounded page of a list:
+// fn must not walk a whole bucket), on every log applied so far without
+// committing them: in the open transaction, under pendMu (the FSM goroutine
+// waits meanwhile, for less than a commit would hold it), or in a read
 // transaction when nothing is pending. A write fault falls back to view's
 // rules. fn must not write nor keep anything it read past its return.
 func (f *fsm) peek(fn func(tx *bolt.Tx) error) error {

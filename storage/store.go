@@ -766,7 +766,10 @@ func (s *Store) ClientBookings(ctx context.Context, clientID string, p Page) ([]
 	}
 	var items []*bookingv1.Booking
 	var next string
-	err := s.fsm.view(func(tx *bolt.Tx) error {
+	// One page (at most limit+1 keys of one client): brief enough to read in
+	// the FSM's open transaction, so the linearizable read before it costs no
+	// commit (peek).
+	err := s.fsm.peek(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketClientBookings).Cursor()
 		k, _ := c.Seek(start)
 		if k == nil {
@@ -861,19 +864,14 @@ func (s *Store) fsmTarget(commit uint64) uint64 {
 	return 0
 }
 
-// waitApplied waits until fsm.db holds index idx: it commits the FSM's open
-// transaction when that holds idx (fsmcommit.go), else waits for the FSM to
-// apply it. ErrStorageUnavailable while the FSM cannot write.
+// waitApplied waits until the FSM has applied index idx. It does not commit
+// the FSM's open transaction: the reads that follow see what it holds (peek
+// reads in it; view commits it first), so a linearizable read costs no
+// commit (fsmcommit.go). ErrStorageUnavailable while the FSM cannot write.
 func (s *Store) waitApplied(ctx context.Context, idx uint64) error {
 	for {
 		ch := s.fsm.changed()
-		if s.fsm.committed.Load() >= idx {
-			return nil
-		}
-		if err := s.fsm.commitFor(idx); err != nil {
-			return err
-		}
-		if s.fsm.committed.Load() >= idx {
+		if s.fsm.applied.Load() >= idx {
 			return nil
 		}
 		if err := s.fsm.writeFault(); err != nil {
@@ -898,6 +896,10 @@ type Stats struct {
 	CommitIndex   uint64
 	LastLogIndex  uint64
 	LastBatchSize int // commands in the last CommandBatch this node proposed
+	// FSMCommits counts the FSM's bbolt commits since Open: one per
+	// FSMSyncInterval under steady writes, more when a read transaction
+	// (view), a snapshot or a size bound asked for one (fsmcommit.go).
+	FSMCommits uint64
 
 	Term     uint64 // current Raft term
 	LeaderID string // leader's server ID, "" if unknown
@@ -919,6 +921,7 @@ func (s *Store) Stats() Stats {
 		CommitIndex:   s.raft.CommitIndex(),
 		LastLogIndex:  s.raft.LastIndex(),
 		LastBatchSize: int(s.b.lastBatchSize.Load()),
+		FSMCommits:    s.fsm.commits.Load(),
 		Term:          s.raft.CurrentTerm(),
 		LeaderID:      string(id),
 		LastContact:   -1,

@@ -13,7 +13,7 @@
 # USERS=1 (or any list) replaces the client counts 1,100. METRICS=1 prints, after the
 # run, the first node's mean handler time of POST /v1/bookings and mean Raft commit
 # time (batcher to FSM result) from its /metrics: where a booking's time goes, and
-# each node's CPU seconds (over the bench's "ok": CPU per request), e.g.
+# each node's CPU seconds (over the bench's "ok": CPU per request) and FSM commits, e.g.
 #   USERS=1 METRICS=1 simulations/scripts/bench-layouts.sh bin/barberpro after 1 90 o.json
 # BENCH_MODE=availability|city|hot replaces spread, e.g. the city mix on 3 ar nodes:
 #   BENCH_MODE=city USERS=5000 DURATION=25s simulations/scripts/bench-layouts.sh bin/barberpro after 3 150 o.json
@@ -64,7 +64,8 @@ if [ "${METRICS:-}" = 1 ]; then
     END { if (h["c"] > 0) printf "POST /v1/bookings handler: mean %.3f ms over %d\n", 1000*h["s"]/h["c"], h["c"]
           if (r["c"] > 0) printf "raft commit (batcher to FSM result): mean %.3f ms over %d\n", 1000*r["s"]/r["c"], r["c"] }' >&2  # Each node's CPU since it started (divide by the bench's "ok" for CPU per request).
   for i in $(seq 0 $((LAYOUT-1))); do
-    curl -s http://127.0.0.$((BASE+i)):8080/metrics | awk -v n=${ids[$i]} '/^process_cpu_seconds_total/ { printf "%s CPU: %s s\n", n, $NF }' >&2
+    curl -s http://127.0.0.$((BASE+i)):8080/metrics | awk -v n=${ids[$i]} '/^process_cpu_seconds_total/ { printf "%s CPU: %s s\n", n, $NF }
+      /^barberpro_fsm_commits_total/ { printf "%s FSM commits: %s\n", n, $NF }' >&2
   done
 fi
 kill "${pids[@]}"; wait
