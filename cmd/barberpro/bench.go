@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -25,17 +27,18 @@ var benchClosedUsers = []int{1, 16, 256}
 
 func newBenchCmd() *cobra.Command {
 	var (
-		targets   string
-		users     []int
-		duration  time.Duration
-		mode      string
-		city      string
-		asJSON    bool
-		quiet     bool
-		tokenDir  string
-		think     time.Duration
-		seed      uint64
-		providers int
+		targets    string
+		users      []int
+		duration   time.Duration
+		mode       string
+		city       string
+		asJSON     bool
+		quiet      bool
+		tokenDir   string
+		cpuProfile string
+		think      time.Duration
+		seed       uint64
+		providers  int
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -146,6 +149,19 @@ or the runs measure 429s (bench says so when it saw any).`,
 			if !asJSON && !quiet {
 				cfg.Progress = cmd.ErrOrStderr()
 			}
+			if cpuProfile != "" {
+				// The bench shares the machine with the nodes it drives: what it
+				// costs per request is part of every figure it prints.
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			return runBench(cmd, cfg, users, asJSON)
 		},
 	}
@@ -160,6 +176,7 @@ or the runs measure 429s (bench says so when it saw any).`,
 	fl.IntVar(&providers, "providers", 0, "city: load providers to create over the cities (0: users/50, at least 2 per city)")
 	fl.BoolVar(&asJSON, "json", false, "print the results as JSON (no progress line)")
 	fl.BoolVar(&quiet, "quiet", false, "no progress line on stderr")
+	fl.StringVar(&cpuProfile, "cpuprofile", "", "write the bench process's own CPU profile to this file (go tool pprof FILE)")
 	fl.StringVar(&tokenDir, "token-dir", "", "directory of the cluster's token signing key (barberpro token init --dir), to sign the load's tokens (required)")
 	return cmd
 }

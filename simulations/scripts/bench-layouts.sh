@@ -19,6 +19,8 @@
 #   BENCH_MODE=city USERS=5000 DURATION=25s simulations/scripts/bench-layouts.sh bin/barberpro after 3 150 o.json
 # PROFILE=lan starts the nodes with the production timing preset instead of
 # BARBERPRO_PROFILE=local (the local one snapshots every 1024 Raft entries).
+# BENCH_EXTRA= adds flags to the bench, e.g. BENCH_EXTRA="--cpuprofile /tmp/bench.pprof"
+# (the bench's own CPU, on the same cores as the nodes).
 # PPROF=1 serves each node's runtime profiles on IP:6060 (--pprof-addr), e.g. during
 # the 100-client run: go tool pprof -seconds 8 http://127.0.0.IPBASE:6060/debug/pprof/profile
 set -u
@@ -56,7 +58,7 @@ fi
 tok=(); [ "$MODE" = after ] && tok=(--token-dir $ROOT/tokens)
 # --mode spread explicitly: city is the default since session 15 (every build since
 # the first bench has --mode).
-$BIN bench --mode ${BENCH_MODE:-spread} --target $targets "${tok[@]}" --users ${USERS:-1,100} --duration ${DURATION:-10s} --json > $OUT
+$BIN bench --mode ${BENCH_MODE:-spread} --target $targets "${tok[@]}" --users ${USERS:-1,100} --duration ${DURATION:-10s} ${BENCH_EXTRA:-} --json > $OUT
 if [ "${METRICS:-}" = 1 ]; then
   curl -s http://127.0.0.$BASE:8080/metrics | awk '
     /^barberpro_http_request_duration_seconds_(sum|count)\{route="POST \/v1\/bookings"\}/ { h[$0 ~ /_sum/ ? "s" : "c"] = $NF }
