@@ -42,9 +42,9 @@ const (
 
 // DefaultFSMSyncInterval is Config.FSMSyncInterval's default, etcd's batch
 // interval. 500 ms gave the write-only bench ~24 % less CPU per booking on 3
-// nodes but doubled the mixed traffic's p99 (a longer transaction makes a
-// longer commit, which reads and applies wait for): storage/DESIGN.md,
-// "Deferred commits", "Why 100 ms".
+// nodes but doubled the mixed traffic's p99, and still doubled its p50 once
+// reads no longer committed (session 19): storage/DESIGN.md, "Deferred
+// commits", "Why 100 ms".
 const DefaultFSMSyncInterval = 100 * time.Millisecond
 
 // bootIDPath is where Linux publishes a random id chosen at every boot.
