@@ -12,6 +12,11 @@
 // seconds a clean leave ended as "context deadline exceeded" and exit status 1
 // (Test_Cluster_GracefulLeaveLosesNoRequest in CI). Server.Shutdown closes
 // them as soon as no request is in flight.
+//
+// HTTP/1 only: net/http does not report an HTTP/2 connection's requests to
+// the ConnState hook, so a Server serving HTTP/2 would look idle with
+// requests in flight. The node's listeners offer no h2 (their TLS configs
+// name no ALPN protocol and h2c is off).
 package drain
 
 import (
@@ -67,8 +72,18 @@ func (s *Server) busy() bool {
 // returns nil. It returns ctx's error if a request is still in flight when
 // ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
+	// Look only once Shutdown has begun: from then on net/http serves no
+	// request that is not already active (a request read later is dropped),
+	// so "no connection active" stays true.
+	began := make(chan struct{})
+	s.Server.RegisterOnShutdown(func() { close(began) })
 	done := make(chan error, 1)
 	go func() { done <- s.Server.Shutdown(ctx) }()
+	select {
+	case <-began:
+	case err := <-done:
+		return err
+	}
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	for {
