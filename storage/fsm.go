@@ -389,11 +389,6 @@ func (f *fsm) applyOnce(logs []*raft.Log, prev []interface{}, prevErased []erase
 	if r.providers {
 		f.providersChanged() // under pendMu: a reader of the new version waits for this apply
 	}
-	if r.lastIdx != 0 {
-		f.setApplied(r.lastIdx, r.lastTerm)
-	} else if r.storedIdx > f.applied.Load() {
-		f.setApplied(r.storedIdx, r.storedTerm)
-	}
 	// A batch applied during a write fault commits at once: only a commit
 	// ends the fault (a retried batch whose apply failed leaves no failed
 	// logs for redoLocked to commit).
@@ -401,6 +396,15 @@ func (f *fsm) applyOnce(logs []*raft.Log, prev []interface{}, prevErased []erase
 		if err := f.commitLocked(len(logs)); err != nil {
 			return r.out, r.erased, err
 		}
+	}
+	// applied moves only now: a linearizable read returns once applied
+	// covers its index (Store.waitApplied), and a batch whose own commit
+	// failed above is rolled back unanswered — a read let through before
+	// that commit would have missed it with no error.
+	if r.lastIdx != 0 {
+		f.setApplied(r.lastIdx, r.lastTerm)
+	} else if r.storedIdx > f.applied.Load() {
+		f.setApplied(r.storedIdx, r.storedTerm)
 	}
 	return r.out, r.erased, nil
 }
