@@ -13,9 +13,10 @@ import (
 // batches and commits it (without fsync) when it is due (commitDue: commitEvery
 // after it began, or maxPendingLogs / maxPendingBytes held), and whenever
 // something needs fsm.db to hold it: a read that takes a read transaction
-// (view), a snapshot, a backup, a restore, a shred's rewrite, Close. The reads
-// a request makes — point lookups and one page of a list — run in the open
-// transaction instead (peek), so neither they nor the linearizable read before
+// (view), a snapshot, a backup, a restore, a shred's rewrite, Close. Point
+// lookups and a page of a client's bookings run in the open transaction
+// instead (peek; lists of providers and consents and a calendar's load still
+// use view), so neither they nor the linearizable read before
 // them (Store.waitApplied waits for applied, not committed) cost a commit: in
 // mixed traffic reads came many times per interval and each one committed. A batch that erases a client, or that makes the group id known,
 // commits at once (both are acted on after the commit). The sync

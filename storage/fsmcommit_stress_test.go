@@ -101,10 +101,15 @@ func TestFSM_DeferredCommitsUnderConcurrency(t *testing.T) {
 		return nil
 	})
 	reader("peek page", func(i uint64) error { // a page of a list in the open transaction
-		var n uint64
+		want := fmt.Sprint("p", i)
+		var first string
 		err := f.peek(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bucketProviders).Cursor()
-			for k, _ := c.Seek([]byte(fmt.Sprint("p", i))); k != nil && n < 8; k, _ = c.Next() {
+			n := 0
+			for k, _ := c.Seek([]byte(want)); k != nil && n < 8; k, _ = c.Next() {
+				if n == 0 {
+					first = string(k)
+				}
 				n++
 			}
 			return nil
@@ -112,7 +117,7 @@ func TestFSM_DeferredCommitsUnderConcurrency(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if n == 0 {
+		if first != want { // a missing p<i> would seek to the next key
 			return missing
 		}
 		return nil

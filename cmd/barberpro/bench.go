@@ -156,11 +156,16 @@ or the runs measure 429s (bench says so when it saw any).`,
 				if err != nil {
 					return err
 				}
-				defer f.Close()
 				if err := pprof.StartCPUProfile(f); err != nil {
+					f.Close()
 					return err
 				}
-				defer pprof.StopCPUProfile()
+				err = runBench(cmd, cfg, users, asJSON)
+				pprof.StopCPUProfile()
+				if cerr := f.Close(); cerr != nil && err == nil {
+					err = fmt.Errorf("--cpuprofile: %w", cerr)
+				}
+				return err
 			}
 			return runBench(cmd, cfg, users, asJSON)
 		},

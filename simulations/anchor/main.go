@@ -28,7 +28,7 @@ import (
 // config is the harness's command line.
 type config struct {
 	barberpro string        // barberpro binary
-	profile   string        // barberpro's timing preset (node start --profile)
+	profile   string        // barberpro's timing preset (BARBERPRO_PROFILE of its nodes)
 	etcd      string        // etcd binary (cmd/etcd of this module)
 	duration  time.Duration // length of each run
 	clients   []int         // client counts of the write rows; reads and spread rows use the largest

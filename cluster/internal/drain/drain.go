@@ -10,8 +10,8 @@
 // connection sits in the client's pool unused. A node whose peers relay to it
 // often holds one when it stops, and with a shutdown timeout under five
 // seconds a clean leave ended as "context deadline exceeded" and exit status 1
-// (Test_Cluster_GracefulLeaveLosesNoRequest in CI). Server.Shutdown closes
-// them as soon as no request is in flight.
+// (Test_Cluster_GracefulLeaveLosesNoRequest in CI). This package's
+// Server.Shutdown closes them as soon as no request is in flight.
 //
 // HTTP/1 only: net/http does not report an HTTP/2 connection's requests to
 // the ConnState hook, so a Server serving HTTP/2 would look idle with
@@ -75,8 +75,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// Look only once Shutdown has begun: from then on net/http serves no
 	// request that is not already active (a request read later is dropped),
 	// so "no connection active" stays true.
+	// net/http runs every registered hook at each Shutdown: a second call
+	// must not close the first call's channel again.
 	began := make(chan struct{})
-	s.Server.RegisterOnShutdown(func() { close(began) })
+	var once sync.Once
+	s.Server.RegisterOnShutdown(func() { once.Do(func() { close(began) }) })
 	done := make(chan error, 1)
 	go func() { done <- s.Server.Shutdown(ctx) }()
 	select {

@@ -149,3 +149,18 @@ func TestTrack_KeepsAnEarlierHook(t *testing.T) {
 		t.Fatal("the earlier ConnState hook was not called")
 	}
 }
+
+// Shutdown may be called twice, as http.Server's may: the second call must
+// not close the first call's channel again (a panic in net/http's goroutine).
+func TestShutdown_Twice(t *testing.T) {
+	srv := &http.Server{Handler: http.NotFoundHandler()}
+	d := Track(srv)
+	serve(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := d.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d.Shutdown(ctx)                   // the server is closed: any answer, but no panic
+	time.Sleep(50 * time.Millisecond) // the hooks run in goroutines
+}
