@@ -40,7 +40,7 @@ func (n *Node) registerMetrics() {
 		func() float64 { return float64(n.store.Stats().Voters) })
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "barberpro", Name: "fsm_commits_total",
 		Help: "bbolt commits of the FSM's deferred transaction: about one per FSMSyncInterval under steady writes, more when a snapshot, a backup or a full scan needed fsm.db to hold everything applied."},
-		func() float64 { return float64(n.store.Stats().FSMCommits) }))
+		func() float64 { return float64(n.store.FSMCommits()) }))
 	gauge("backup_last_success_timestamp_seconds", "Unix time of the last scheduled backup this node wrote (0 until the first; only the group's leader writes them).",
 		func() float64 { return float64(n.backupLast.Load()) })
 	gauge("backup_interval_seconds", "Interval of this node's scheduled backups (node start --backup-every), 0 if it takes none.",

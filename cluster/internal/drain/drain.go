@@ -36,18 +36,18 @@ type Server struct {
 	*http.Server
 
 	mu     sync.Mutex
-	active map[net.Conn]bool // connections reading or serving a request
+	active map[net.Conn]struct{} // connections reading or serving a request
 }
 
 // Track makes srv's connections followed (it sets srv.ConnState, calling any
 // hook set before). Call it before srv serves.
 func Track(srv *http.Server) *Server {
-	s := &Server{Server: srv, active: map[net.Conn]bool{}}
+	s := &Server{Server: srv, active: map[net.Conn]struct{}{}}
 	prev := srv.ConnState
 	srv.ConnState = func(c net.Conn, st http.ConnState) {
 		s.mu.Lock()
 		if st == http.StateActive {
-			s.active[c] = true
+			s.active[c] = struct{}{}
 		} else {
 			delete(s.active, c)
 		}
