@@ -90,8 +90,9 @@ func (a *applier) compact(cmd *bookingv1.Command, op *bookingv1.Compact) *bookin
 	if ttl := op.IdempotencyTtlMs; ttl > 0 {
 		due, more := a.oldest(bucketIdempotencyTime, cmd.ProposedAtMs-ttl, limit)
 		for _, k := range due {
-			a.deleteKey(bucketIdempotency, k[8:])
+			a.deleteKey(bucketIdempotency, k[8:]) // a record of the older layout, if any
 			a.deleteKey(bucketIdempotencyTime, k)
+			a.idemRemoved = append(a.idemRemoved, idemEntry{key: string(k[8:]), at: int64(binary.BigEndian.Uint64(k))})
 		}
 		res.Removed += uint64(len(due))
 		res.More = res.More || more

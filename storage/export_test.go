@@ -175,3 +175,22 @@ func (t *TestFSM) LeafFill(bucket string) (float64, error) {
 	})
 	return fill, err
 }
+
+// PutLegacyIdempotency writes rec where FSMs before session 20 kept an
+// idempotency record: under its key in the idempotency bucket, with an
+// empty idempotency_time entry.
+func (t *TestFSM) PutLegacyIdempotency(rec *bookingv1.IdempotencyRecord) error {
+	v, err := marshalOpts.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return t.f.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketIdempotency).Put([]byte(rec.Key), v); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketIdempotencyTime).Put(atKey(rec.CreatedAtMs, rec.Key), []byte{})
+	})
+}
+
+// LocatedIdempotencyKeys is how many keys the FSM's idempotency locator holds.
+func (t *TestFSM) LocatedIdempotencyKeys() int { return t.f.idem.len() }

@@ -27,10 +27,10 @@ var (
 	bucketBookings       = []byte("bookings")        // booking id → Booking
 	bucketProviderTime   = []byte("provider_time")   // providerID 0x00 be64(start_ms) bookingID → empty (non-cancelled only)
 	bucketClientBookings = []byte("client_bookings") // clientID 0x00 be64(created_at_ms) bookingID → empty
-	bucketIdempotency    = []byte("idempotency")     // key → IdempotencyRecord
+	bucketIdempotency    = []byte("idempotency")     // key → IdempotencyRecord, written before records moved to idempotency_time
 	bucketMeta           = []byte("meta")            // applied_index, applied_term
 	// Time-ordered indexes that Compact walks from the oldest entry (compact.go).
-	bucketIdempotencyTime = []byte("idempotency_time") // be64(created_at_ms) key → empty
+	bucketIdempotencyTime = []byte("idempotency_time") // be64(created_at_ms) key → IdempotencyRecord (empty: the record is in idempotency)
 	bucketCancelledTime   = []byte("cancelled_time")   // be64(cancelled_at_ms) bookingID → empty (cancelled only)
 
 	// allBuckets are the buckets every fsm.db and every snapshot has had since
@@ -131,6 +131,8 @@ type fsm struct {
 
 	// providers caches decoded provider records for the apply path.
 	providers providerCache
+	// idem locates idempotency records in idempotency_time (idemlocator.go).
+	idem idemLocator
 
 	// Deferred commits (fsmcommit.go). pendMu guards pend (the open write
 	// transaction) and failed (logs of a transaction whose commit failed;
@@ -211,6 +213,7 @@ func (f *fsm) openDB() error {
 		}
 		idx, term = readApplied(tx)
 		group = string(tx.Bucket(bucketMeta).Get(keyClusterID))
+		f.idem.load(tx)
 		return nil
 	})
 	if err != nil {
@@ -417,6 +420,7 @@ type txApply struct {
 	storedIdx, storedTerm uint64        // meta.applied_index before the logs
 	group                 string        // meta.cluster_id after the logs, read while the FSM has none
 	providers             bool          // a provider record was written
+	idemRemoved           []idemEntry   // idempotency records the logs deleted (idemLocator.forget after the commit)
 	err                   error         // a bbolt failure: tx must be rolled back
 }
 
@@ -426,7 +430,7 @@ type txApply struct {
 func (f *fsm) applyInTx(tx *bolt.Tx, logs []*raft.Log, prev []interface{}, prevErased []erasedAt) txApply {
 	r := txApply{out: make([]interface{}, len(logs))}
 	r.storedIdx, r.storedTerm = readApplied(tx)
-	a := applier{tx: tx, jurisdiction: f.jurisdiction, providers: &f.providers}
+	a := applier{tx: tx, jurisdiction: f.jurisdiction, providers: &f.providers, idem: &f.idem}
 	for i, l := range logs {
 		if l.Index <= r.storedIdx {
 			if prev != nil {
@@ -447,6 +451,7 @@ func (f *fsm) applyInTx(tx *bolt.Tx, logs []*raft.Log, prev []interface{}, prevE
 	}
 	r.erased = a.erased
 	r.providers = a.providersWritten
+	r.idemRemoved = a.idemRemoved
 	if f.groupID() == "" {
 		r.group = string(tx.Bucket(bucketMeta).Get(keyClusterID))
 	}
@@ -584,9 +589,14 @@ type applier struct {
 	erased       []erasedAt // clients erased by this batch, in order
 
 	providers *providerCache // fsm.providers (providerView)
-	buckets   []namedBucket  // the buckets of tx looked up so far (bucket)
-	key       []byte         // scratch of get and overlap (bbolt keeps no key it is given)
-	wkey      []byte         // scratch of the keys written (Put copies its key)
+	idem      *idemLocator   // fsm.idem
+	// idemRemoved are the idempotency records deleted in tx: the locator
+	// forgets them once tx commits (a transaction rolled back and applied
+	// again must still find them).
+	idemRemoved []idemEntry
+	buckets     []namedBucket // the buckets of tx looked up so far (bucket)
+	key         []byte        // scratch of get and overlap (bbolt keeps no key it is given)
+	wkey        []byte        // scratch of the keys written (Put copies its key)
 	// The audit chain's head (seq, hash) once read or appended in this
 	// transaction (auditHead reads it from the audit bucket once).
 	auditSeq   uint64
@@ -753,14 +763,17 @@ func (a *applier) applyOp(cmd *bookingv1.Command, now int64) (r *bookingv1.Comma
 	case r.Provider != nil:
 		resourceID = r.Provider.Id
 	}
-	a.put(bucketIdempotency, []byte(key), &bookingv1.IdempotencyRecord{
+	// The record goes in time order (idemlocator.go); its locator entry
+	// with it, and both go if the transaction is rolled back (the entry
+	// then locates nothing).
+	a.put(bucketIdempotencyTime, atKey(now, key), &bookingv1.IdempotencyRecord{
 		Key:         key,
 		RequestHash: cmd.RequestHash,
 		ResourceId:  resourceID,
 		CreatedAtMs: now,
 		FirstResult: firstResult(r),
 	})
-	a.putKey(bucketIdempotencyTime, atKey(now, key))
+	a.idem.set(key, now)
 	return r, false
 }
 
@@ -1137,7 +1150,15 @@ func (a *applier) booking(id string) *bookingv1.Booking {
 }
 
 func (a *applier) idempotency(key string) *bookingv1.IdempotencyRecord {
-	return getNew[bookingv1.IdempotencyRecord](a, bucketIdempotency, key)
+	v := a.idem.value(key, a.get)
+	if v == nil {
+		return nil
+	}
+	rec := new(bookingv1.IdempotencyRecord)
+	if proto.Unmarshal(v, rec) != nil {
+		return nil
+	}
+	return rec
 }
 
 // get returns bucket[key] (valid until the transaction ends), nil if absent

@@ -21,7 +21,7 @@ var errRolledBack = errors.New("rolled back on purpose")
 // uncommitted write, fsm.db none.
 func (t *TestFSM) ApplyRolledBack(logs []*raft.Log) error {
 	err := t.f.db.Update(func(tx *bolt.Tx) error {
-		a := applier{tx: tx, jurisdiction: t.f.jurisdiction, providers: &t.f.providers}
+		a := applier{tx: tx, jurisdiction: t.f.jurisdiction, providers: &t.f.providers, idem: &t.f.idem}
 		for _, l := range logs {
 			if l.Type == raft.LogCommand {
 				a.index = l.Index

@@ -55,6 +55,7 @@ type pendingTx struct {
 	bytes             int
 	lastIdx, lastTerm uint64 // the last log applied into tx (0: none yet)
 	group             string // meta.cluster_id seen while the FSM had none
+	idemRemoved       []idemEntry
 }
 
 // add records logs as applied into p.
@@ -69,6 +70,7 @@ func (p *pendingTx) add(logs []*raft.Log, r txApply) {
 	if r.group != "" {
 		p.group = r.group
 	}
+	p.idemRemoved = append(p.idemRemoved, r.idemRemoved...)
 }
 
 // beginLocked returns the open transaction, beginning one if none is.
@@ -114,6 +116,7 @@ func (f *fsm) commitLocked(unanswered int) error {
 		f.committed.Store(p.lastIdx)
 		f.committedTerm.Store(p.lastTerm)
 	}
+	f.idem.forget(p.idemRemoved)
 	f.committedLocked(p.group)
 	f.wake()
 	return nil
@@ -178,6 +181,7 @@ func (f *fsm) redoLocked() error {
 		f.providersChanged()
 	}
 	f.failed, f.failedAnswered = nil, 0
+	f.idem.forget(r.idemRemoved)
 	idx, term := r.lastIdx, r.lastTerm
 	if idx == 0 { // every failed log had reached the file (see ApplyBatch)
 		idx, term = r.storedIdx, r.storedTerm

@@ -632,22 +632,37 @@ func (s *Store) Booking(ctx context.Context, id string) (*bookingv1.Booking, err
 // Idempotency returns the record of an idempotency key; ErrNotFound.
 func (s *Store) Idempotency(ctx context.Context, key string) (*bookingv1.IdempotencyRecord, error) {
 	r := new(bookingv1.IdempotencyRecord)
-	if err := s.get(ctx, bucketIdempotency, key, r); err != nil {
+	err := s.getWith(ctx, bucketIdempotency, key, r, func(get func(bucket []byte, key string) []byte) []byte {
+		return s.fsm.idem.value(key, get)
+	})
+	if err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
 func (s *Store) get(ctx context.Context, bucket []byte, key string, m proto.Message) error {
+	return s.getWith(ctx, bucket, key, m, func(get func(bucket []byte, key string) []byte) []byte {
+		return get(bucket, key)
+	})
+}
+
+// getWith decodes into m the value find reads with get (a lookup in the
+// transaction peek runs: nil for an absent or impossible key); an error
+// naming bucket and key wraps ErrNotFound when find reads none.
+func (s *Store) getWith(ctx context.Context, bucket []byte, key string, m proto.Message,
+	find func(get func(bucket []byte, key string) []byte) []byte) error {
 	if err := s.readable(ctx); err != nil {
 		return err
 	}
 	var found bool
 	err := s.fsm.peek(func(tx *bolt.Tx) error {
-		if key == "" || len(key) > bolt.MaxKeySize {
-			return nil
-		}
-		v := tx.Bucket(bucket).Get([]byte(key))
+		v := find(func(bucket []byte, key string) []byte {
+			if key == "" || len(key) > bolt.MaxKeySize {
+				return nil
+			}
+			return tx.Bucket(bucket).Get([]byte(key))
+		})
 		if v == nil {
 			return nil
 		}
