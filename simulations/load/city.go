@@ -385,7 +385,6 @@ type personState struct {
 	city string
 	id   string
 	n    int // the person's index
-	seq  int // requests that create something, for idempotency keys
 	mine []own
 }
 
@@ -443,11 +442,9 @@ func (p *personState) act(ctx context.Context, a Action) {
 	}
 }
 
-// key is a new idempotency key of the person.
-func (p *personState) key() string {
-	p.seq++
-	return fmt.Sprintf("load-%d-%d-%d", p.run.start.UnixNano(), p.n, p.seq)
-}
+// key is a new idempotency key of the person: a random UUID, as a client
+// app sends (the store's cost depends on the keys' order: newKey).
+func (p *personState) key() string { return newKey() }
 
 func (p *personState) pickProvider() target {
 	ts := p.run.providers[p.city]

@@ -32,6 +32,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/edge/client"
 )
@@ -390,7 +392,7 @@ func runClosed(ctx context.Context, cfg Config) (Result, error) {
 					// the node spent answering (the two share the cores).
 					_, err = c.AvailabilityJSON(runCtx, t.provider.ID, t.provider.Services[0].ID, t.base.Format(time.DateOnly), 1)
 				} else {
-					_, err = c.Book(runCtx, closedBooking(cfg, targets, cid, n), fmt.Sprintf("load-%d-%d", start.UnixNano(), n))
+					_, err = c.Book(runCtx, closedBooking(cfg, targets, cid, n), newKey())
 				}
 				d := time.Since(t0)
 				prog.inFlight.Add(-1)
@@ -472,3 +474,8 @@ func Percentile(sorted []time.Duration, q float64) time.Duration {
 	i = max(0, min(i, len(sorted)-1))
 	return sorted[i]
 }
+
+// newKey is a new idempotency key: a random (version 4) UUID, as client apps
+// send. Keys in order (a counter) would flatter the store, which keeps a
+// record per key: such keys land on few pages, random ones on a page each.
+func newKey() string { return uuid.NewString() }
