@@ -16,7 +16,7 @@ import (
 // commit: with random keys, 1 node, 100 clients, this layout measured +12 %
 // bookings/s, -10 to -17 % node CPU and -40 % bytes written per booking
 // (docs/PERFORMANCE.md, session 20). A lookup by key needs the record's
-// time: idemLocator keeps it in memory (~130 bytes a key, for the
+// time: idemLocator keeps it in memory (~115 bytes a key, for the
 // idempotency TTL), built from idempotency_time whenever fsm.db is opened.
 //
 // A record written before this layout is still found where it was (the
