@@ -87,6 +87,15 @@ func TestShred_Review9_FollowerDownDuringErasure(t *testing.T) {
 	mustPropose(t, stores[0], &bookingv1.Command{ProposedAtMs: time.Now().UnixMilli(),
 		Op: &bookingv1.Command_EraseHealthData{EraseHealthData: &bookingv1.EraseHealthData{ClientId: client}}})
 	for _, s := range stores[:2] {
+		// The follower among them applies the erasure after the leader
+		// answered: a shred before that has nothing to drop.
+		for wait := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			if _, err := s.Erasure(ctx, client); err == nil {
+				break
+			} else if time.Now().After(wait) {
+				t.Fatalf("%s never applied the erasure: %v", s.ID(), err)
+			}
+		}
 		if err := s.ShredNow(ctx); err != nil {
 			t.Fatalf("shred on %s: %v", s.ID(), err)
 		}
