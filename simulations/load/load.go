@@ -374,7 +374,11 @@ func runClosed(ctx context.Context, cfg Config) (Result, error) {
 				fail("token")
 				return
 			}
-			c := client.New(cfg.Targets[w%len(cfg.Targets)], hc).WithToken(tok)
+			// Each closed loop has its own connection (oneConn), written
+			// and read on this goroutine.
+			conn := &http.Client{Transport: &oneConn{}}
+			defer conn.CloseIdleConnections()
+			c := client.New(cfg.Targets[w%len(cfg.Targets)], conn).WithToken(tok)
 			var mine []time.Duration
 			defer func() { mu.Lock(); lat = append(lat, mine...); mu.Unlock() }()
 			for runCtx.Err() == nil {

@@ -1,0 +1,65 @@
+package storage
+
+import (
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
+)
+
+// FailPendingCommit plays commitLocked's failure path on the open
+// transaction: bbolt rolled it back, its logs (all answered) become failed.
+func (t *TestFSM) FailPendingCommit() bool {
+	t.f.mu.RLock()
+	defer t.f.mu.RUnlock()
+	t.f.pendMu.Lock()
+	defer t.f.pendMu.Unlock()
+	p := t.f.pend
+	if p == nil {
+		return false
+	}
+	t.f.pend = nil
+	_ = p.tx.Rollback()
+	t.f.failLocked(p.logs, len(p.logs))
+	return true
+}
+
+// PeekIdempotency reads key's record as Store.Idempotency does (peek).
+func (t *TestFSM) PeekIdempotency(key string) (*bookingv1.IdempotencyRecord, error) {
+	var rec *bookingv1.IdempotencyRecord
+	err := t.f.peek(func(tx *bolt.Tx) error {
+		v := t.f.idem.value(key, func(b []byte, k string) []byte { return tx.Bucket(b).Get([]byte(k)) })
+		if v == nil {
+			return nil
+		}
+		rec = new(bookingv1.IdempotencyRecord)
+		return proto.Unmarshal(v, rec)
+	})
+	return rec, err
+}
+
+// IdemTimes is what the locator holds for key.
+func (t *TestFSM) IdemTimes(key string) (int64, bool, []int64) {
+	l := &t.f.idem
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	at, ok := l.at[key]
+	return at, ok, append([]int64(nil), l.extra[key]...)
+}
+
+// ViewFailedIdempotency reads key's record through viewFailed (a read while
+// the failed logs cannot be committed).
+func (t *TestFSM) ViewFailedIdempotency(key string) (*bookingv1.IdempotencyRecord, error) {
+	t.f.mu.RLock()
+	defer t.f.mu.RUnlock()
+	var rec *bookingv1.IdempotencyRecord
+	err := t.f.viewFailed(func(tx *bolt.Tx) error {
+		v := t.f.idem.value(key, func(b []byte, k string) []byte { return tx.Bucket(b).Get([]byte(k)) })
+		if v == nil {
+			return nil
+		}
+		rec = new(bookingv1.IdempotencyRecord)
+		return proto.Unmarshal(v, rec)
+	})
+	return rec, err
+}
