@@ -27,14 +27,7 @@ func (t *TestFSM) FailPendingCommit() bool {
 // PeekIdempotency reads key's record as Store.Idempotency does (peek).
 func (t *TestFSM) PeekIdempotency(key string) (*bookingv1.IdempotencyRecord, error) {
 	var rec *bookingv1.IdempotencyRecord
-	err := t.f.peek(func(tx *bolt.Tx) error {
-		v := t.f.idem.value(key, func(b []byte, k string) []byte { return tx.Bucket(b).Get([]byte(k)) })
-		if v == nil {
-			return nil
-		}
-		rec = new(bookingv1.IdempotencyRecord)
-		return proto.Unmarshal(v, rec)
-	})
+	err := t.f.peek(func(tx *bolt.Tx) (err error) { rec, err = t.readIdempotency(tx, key); return err })
 	return rec, err
 }
 
@@ -53,13 +46,16 @@ func (t *TestFSM) ViewFailedIdempotency(key string) (*bookingv1.IdempotencyRecor
 	t.f.mu.RLock()
 	defer t.f.mu.RUnlock()
 	var rec *bookingv1.IdempotencyRecord
-	err := t.f.viewFailed(func(tx *bolt.Tx) error {
-		v := t.f.idem.value(key, func(b []byte, k string) []byte { return tx.Bucket(b).Get([]byte(k)) })
-		if v == nil {
-			return nil
-		}
-		rec = new(bookingv1.IdempotencyRecord)
-		return proto.Unmarshal(v, rec)
-	})
+	err := t.f.viewFailed(func(tx *bolt.Tx) (err error) { rec, err = t.readIdempotency(tx, key); return err })
 	return rec, err
+}
+
+// readIdempotency is key's record in tx, found through the locator.
+func (t *TestFSM) readIdempotency(tx *bolt.Tx, key string) (*bookingv1.IdempotencyRecord, error) {
+	v := t.f.idem.value(key, func(b []byte, k string) []byte { return tx.Bucket(b).Get([]byte(k)) })
+	if v == nil {
+		return nil, nil
+	}
+	rec := new(bookingv1.IdempotencyRecord)
+	return rec, proto.Unmarshal(v, rec)
 }

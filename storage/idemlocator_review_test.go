@@ -29,12 +29,7 @@ func idemReviewLogs(t *testing.T) [][]*raft.Log {
 }
 
 func TestIdemLocatorReview_RedoAfterFailedCommitWithCompactAndReuse(t *testing.T) {
-	ref, err := storage.OpenTestFSM(filepath.Join(t.TempDir(), "ref.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ref.Close()
-	f := openDeferringFSM(t, filepath.Join(t.TempDir(), "f.db"), time.Hour)
+	ref, f := idemReviewPair(t)
 	batches := idemReviewLogs(t)
 	for i, b := range batches {
 		want := ref.ApplyLogs(b)
@@ -88,12 +83,7 @@ func TestIdemLocatorReview_RedoAfterFailedCommitWithCompactAndReuse(t *testing.T
 
 // Restore a snapshot (ref's, taken before the reuse) while f has the reuse pending.
 func TestIdemLocatorReview_RestoreWhilePending(t *testing.T) {
-	ref, err := storage.OpenTestFSM(filepath.Join(t.TempDir(), "ref.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ref.Close()
-	f := openDeferringFSM(t, filepath.Join(t.TempDir(), "f.db"), time.Hour)
+	ref, f := idemReviewPair(t)
 	batches := idemReviewLogs(t)
 	for _, b := range batches[:2] {
 		ref.ApplyLogs(b)
@@ -199,4 +189,16 @@ func TestIdemLocatorReview_LegacyRolledBackReuse(t *testing.T) {
 	if r := s.ok(at(keyedBooking("b5", 18, "K", "h2"), 50*time.Hour)); r.Booking.GetId() != "b4" {
 		t.Fatalf("repeat answered %q", r.Booking.GetId())
 	}
+}
+
+// idemReviewPair is a reference FSM committing every batch and one deferring
+// its commits (an hour), both closed at the test's end.
+func idemReviewPair(t *testing.T) (ref, f *storage.TestFSM) {
+	t.Helper()
+	ref, err := storage.OpenTestFSM(filepath.Join(t.TempDir(), "ref.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ref.Close() })
+	return ref, openDeferringFSM(t, filepath.Join(t.TempDir(), "f.db"), time.Hour)
 }
