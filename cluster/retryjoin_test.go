@@ -24,13 +24,18 @@ import (
 // no group though it alone meets bootstrap-expect 1, and joins the seed's group
 // once the seed is up (and says so).
 func Test_RetryJoin_SeedDownThenUp(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	// The seed's port is reserved on a loopback address of its own: on
+	// 127.0.0.1 the joiner's dials (and other tests' sockets) could take the
+	// freed port before the seed binds it ("address already in use", seen in
+	// CI, session 21).
+	const seedIP = "127.0.0.246" // no other test or scenario uses it
+	l, err := net.Listen("tcp", seedIP+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	seedPort := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	seedAddr := "127.0.0.1:" + strconv.Itoa(seedPort)
+	seedAddr := seedIP + ":" + strconv.Itoa(seedPort)
 
 	cfg := cluster.LocalConfig()
 	cfg.ID, cfg.City, cfg.BootstrapExpect, cfg.FoundingWait = "cba-1", "cordoba", 1, 0
@@ -67,7 +72,7 @@ func Test_RetryJoin_SeedDownThenUp(t *testing.T) {
 		t.Fatalf("attempts logged while the seed was down: %v, want 1, 2, ...\n%s", attempts, logs.String())
 	}
 
-	clustertest.MustStartNode(t, func(c *cluster.Config) { c.GossipPort = seedPort })
+	clustertest.MustStartNode(t, func(c *cluster.Config) { c.Bind, c.GossipPort = seedIP, seedPort })
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	if err := client.New(joiner.URL(), nil).WaitReady(ctx); err != nil {
