@@ -7,20 +7,17 @@ import (
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 )
 
-// FailPendingCommit plays commitLocked's failure path on the open
-// transaction: bbolt rolled it back, its logs (all answered) become failed.
+// FailPendingCommit fails the open transaction as a failed commit does
+// (abortLocked: rolled back, its logs, all answered, kept to be redone).
 func (t *TestFSM) FailPendingCommit() bool {
 	t.f.mu.RLock()
 	defer t.f.mu.RUnlock()
 	t.f.pendMu.Lock()
 	defer t.f.pendMu.Unlock()
-	p := t.f.pend
-	if p == nil {
+	if t.f.pend == nil {
 		return false
 	}
-	t.f.pend = nil
-	_ = p.tx.Rollback()
-	t.f.failLocked(p.logs, len(p.logs))
+	t.f.abortLocked(t.f.pend)
 	return true
 }
 
@@ -29,15 +26,6 @@ func (t *TestFSM) PeekIdempotency(key string) (*bookingv1.IdempotencyRecord, err
 	var rec *bookingv1.IdempotencyRecord
 	err := t.f.peek(func(tx *bolt.Tx) (err error) { rec, err = t.readIdempotency(tx, key); return err })
 	return rec, err
-}
-
-// IdemTimes is what the locator holds for key.
-func (t *TestFSM) IdemTimes(key string) (int64, bool, []int64) {
-	l := &t.f.idem
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	at, ok := l.at[key]
-	return at, ok, append([]int64(nil), l.extra[key]...)
 }
 
 // ViewFailedIdempotency reads key's record through viewFailed (a read while

@@ -3,6 +3,7 @@ package storage_test
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -42,39 +43,22 @@ func TestIdemLocatorReview_RedoAfterFailedCommitWithCompactAndReuse(t *testing.T
 				t.Fatal(err)
 			}
 		}
-		{
-			at, ok, extra := f.IdemTimes("K")
-			t.Logf("after batch %d: locator %d %v %v commits %d committed %d", i, at, ok, extra, f.Commits(), f.CommittedIndex())
-		}
 		if i == 2 {
 			if !f.FailPendingCommit() {
 				t.Fatal("nothing pending")
 			}
-			at, ok, extra := f.IdemTimes("K")
-			t.Logf("locator right after failure: %d %v %v", at, ok, extra)
-			// viewFailed read: must see the reused record (h2)
+			// Reads while the logs wait to be redone see the reused record (h2).
 			rec, err := f.ViewFailedIdempotency("K")
 			if err != nil || rec == nil || string(rec.RequestHash) != "h2" {
 				t.Fatalf("viewFailed read: %v %v", rec, err)
 			}
 			rec, err = f.PeekIdempotency("K")
 			if err != nil || rec == nil || string(rec.RequestHash) != "h2" {
-				t.Fatalf("viewFailed read: %v %v", rec, err)
+				t.Fatalf("peek read (redoes the failed logs): %v %v", rec, err)
 			}
-			at, ok, extra = f.IdemTimes("K")
-			t.Logf("locator after failure: %d %v %v", at, ok, extra)
 		}
 	}
-	if err := f.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	gd, _ := f.Digest()
-	wd, _ := ref.Digest()
-	if !bytes.Equal(gd, wd) {
-		t.Fatal("digest differs")
-	}
-	at, ok, extra := f.IdemTimes("K")
-	t.Logf("locator at end: %d %v %v", at, ok, extra)
+	requireSameDigest(t, f, ref)
 	rec, err := f.PeekIdempotency("K")
 	if err != nil || rec == nil || string(rec.RequestHash) != "h2" {
 		t.Fatalf("end read: %v %v", rec, err)
@@ -94,7 +78,7 @@ func TestIdemLocatorReview_RestoreWhilePending(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.ApplyLogs(batches[2])
-	if err := f.Restore(nopCloser{bytes.NewReader(snap)}); err != nil {
+	if err := f.Restore(io.NopCloser(bytes.NewReader(snap))); err != nil {
 		t.Fatal(err)
 	}
 	for i, b := range batches[2:] {
@@ -104,17 +88,8 @@ func TestIdemLocatorReview_RestoreWhilePending(t *testing.T) {
 			t.Fatalf("batch %d: %v, want %v", i+2, got, want)
 		}
 	}
-	_ = f.Flush()
-	gd, _ := f.Digest()
-	wd, _ := ref.Digest()
-	if !bytes.Equal(gd, wd) {
-		t.Fatal("digest differs")
-	}
+	requireSameDigest(t, f, ref)
 }
-
-type nopCloser struct{ *bytes.Reader }
-
-func (nopCloser) Close() error { return nil }
 
 // Concurrent reads (peek) while the FSM applies keyed bookings, compacts and
 // commits from the sync loop: run with -race.
@@ -170,8 +145,8 @@ func TestIdemLocatorReview_LegacyRolledBackReuse(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := []*raft.Log{
-		{Index: s.idx + 1, Term: 1, Type: raft.LogCommand, Data: mustMarshal(t, compactCmd(48*time.Hour, 24*time.Hour, 0, 100))},
-		{Index: s.idx + 2, Term: 1, Type: raft.LogCommand, Data: mustMarshal(t, at(keyedBooking("b2", 12, "K", "h2"), 49*time.Hour))},
+		commandLog(t, s.idx+1, compactCmd(48*time.Hour, 24*time.Hour, 0, 100)),
+		commandLog(t, s.idx+2, at(keyedBooking("b2", 12, "K", "h2"), 49*time.Hour)),
 	}
 	if err := s.fsm.ApplyRolledBack(logs); err != nil {
 		t.Fatal(err)
@@ -201,4 +176,23 @@ func idemReviewPair(t *testing.T) (ref, f *storage.TestFSM) {
 	}
 	t.Cleanup(func() { ref.Close() })
 	return ref, openDeferringFSM(t, filepath.Join(t.TempDir(), "f.db"), time.Hour)
+}
+
+// requireSameDigest flushes f and fails unless its file's digest is ref's.
+func requireSameDigest(t *testing.T, f, ref *storage.TestFSM) {
+	t.Helper()
+	if err := f.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ref.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("the digest differs from the reference FSM's")
+	}
 }

@@ -284,7 +284,7 @@ func newTarget(p *client.Provider, now time.Time) (target, error) {
 // per node.
 func newHTTPClient(idle int) (*http.Client, func()) {
 	tr := &http.Transport{MaxIdleConns: idle * 2, MaxIdleConnsPerHost: idle, IdleConnTimeout: time.Minute}
-	return &http.Client{Transport: tr, Timeout: 30 * time.Second}, tr.CloseIdleConnections
+	return &http.Client{Transport: tr, Timeout: requestTimeout}, tr.CloseIdleConnections
 }
 
 // Run creates the load's providers, then drives the load until the duration or

@@ -18,7 +18,8 @@ import (
 // through a connection pool shared behind a lock, with a reader and a writer
 // goroutine per connection: two goroutine hand-offs a request more, which the
 // load pays in CPU on the cores it shares with the nodes it measures (session
-// 21: bench CPU per booking, docs/PERFORMANCE.md). What goes on the wire and
+// 21: bench CPU per booking, docs/PERFORMANCE.md; a Transport of its own per
+// client, goroutines kept, cost as much as the shared one). What goes on the wire and
 // how an answer is read are net/http's own (Request.Write, ReadResponse).
 //
 // A request is bounded by its context and by requestTimeout. A kept-alive
@@ -31,13 +32,13 @@ type oneConn struct {
 
 	mu   sync.Mutex // one request at a time (the closed loop's own order)
 	conn net.Conn
-	host string
+	host string // the URL host conn was dialled for
 	br   *bufio.Reader
 	bw   *bufio.Writer
 }
 
 // requestTimeout bounds a request of the load when its context does not end
-// sooner: the run's http.Client bound (newHTTPClient).
+// sooner, on a oneConn and on the shared client of newHTTPClient alike.
 const requestTimeout = 30 * time.Second
 
 // errBusy is a second request on a oneConn whose answer is still open.
@@ -79,13 +80,8 @@ func (t *oneConn) retryable(req *http.Request, err error) bool {
 	if !errors.As(err, &s) || req.Context().Err() != nil {
 		return false
 	}
-	switch {
-	case req.Method == http.MethodGet || req.Method == http.MethodHead:
-		return req.Body == nil || req.GetBody != nil
-	case req.Header.Get("Idempotency-Key") != "":
-		return req.Body == nil || req.GetBody != nil
-	}
-	return false
+	safe := req.Method == http.MethodGet || req.Method == http.MethodHead || req.Header.Get("Idempotency-Key") != ""
+	return safe && (req.Body == nil || req.GetBody != nil)
 }
 
 // rewound is req with a fresh copy of its body, for a second attempt.
@@ -107,16 +103,12 @@ func rewound(req *http.Request) (*http.Request, error) {
 // a kept-alive one and nothing of the answer came.
 func (t *oneConn) send(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	host := req.URL.Host
-	if _, _, err := net.SplitHostPort(host); err != nil {
-		host = net.JoinHostPort(host, "80")
-	}
-	if t.conn != nil && t.host != host {
+	if t.conn != nil && t.host != req.URL.Host {
 		t.drop()
 	}
 	reused := t.conn != nil
 	if !reused {
-		if err := t.dial(ctx, host); err != nil {
+		if err := t.dial(ctx, req.URL.Host); err != nil {
 			closeBody(req)
 			return nil, err
 		}
@@ -161,8 +153,13 @@ func (t *oneConn) send(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
+// dial connects to host (a URL's host: port 80 if it names none).
 func (t *oneConn) dial(ctx context.Context, host string) error {
-	c, err := t.dialer.DialContext(ctx, "tcp", host)
+	addr := host
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		addr = net.JoinHostPort(addr, "80")
+	}
+	c, err := t.dialer.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return err
 	}
