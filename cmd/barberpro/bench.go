@@ -39,6 +39,7 @@ func newBenchCmd() *cobra.Command {
 		think      time.Duration
 		seed       uint64
 		providers  int
+		gcPercent  int
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -149,6 +150,7 @@ or the runs measure 429s (bench says so when it saw any).`,
 			if !asJSON && !quiet {
 				cfg.Progress = cmd.ErrOrStderr()
 			}
+			setGCPercent(gcPercent)
 			if cpuProfile != "" {
 				// The bench shares the machine with the nodes it drives: what it
 				// costs per request is part of every figure it prints.
@@ -182,6 +184,7 @@ or the runs measure 429s (bench says so when it saw any).`,
 	fl.BoolVar(&asJSON, "json", false, "print the results as JSON (no progress line)")
 	fl.BoolVar(&quiet, "quiet", false, "no progress line on stderr")
 	fl.StringVar(&cpuProfile, "cpuprofile", "", "write the bench process's own CPU profile to this file (go tool pprof FILE)")
+	gcPercentFlag(fl, &gcPercent, "the bench (it shares the cores with the nodes it drives)")
 	fl.StringVar(&tokenDir, "token-dir", "", "directory of the cluster's token signing key (barberpro token init --dir), to sign the load's tokens (required)")
 	return cmd
 }

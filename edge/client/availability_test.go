@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -44,5 +45,51 @@ func TestAvailabilityJSON(t *testing.T) {
 	}
 	if _, err := c.AvailabilityJSON(ctx, "p 1", "s", "bad", 1); err == nil {
 		t.Fatal("a body that is not JSON was accepted")
+	}
+}
+
+// ProvidersJSON hands back the page's bytes unparsed, refuses one that is not
+// JSON or a problem, and asks the same path Providers does.
+func TestProvidersJSON(t *testing.T) {
+	body := `{"items":[{"id":"prv_1","name":"A","vertical":"barber","city":"cordoba","services":[],"weekly_hours":{}}],"next_cursor":""}`
+	var paths []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		paths = append(paths, r.URL.RequestURI())
+		switch r.URL.Query().Get("city") {
+		case "bad":
+			_, _ = w.Write([]byte(`{"items":[`))
+			return
+		case "gone":
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"status":503,"code":"jurisdiction_unavailable"}`))
+			return
+		}
+		_, _ = w.Write([]byte(body))
+	}))
+	defer srv.Close()
+	c := New(srv.URL, srv.Client())
+	ctx := context.Background()
+	q := ProvidersQuery{City: "cordoba", Vertical: "barber", Cursor: "c 1", Limit: 7}
+	got, err := c.ProvidersJSON(ctx, q)
+	if err != nil || string(got) != body {
+		t.Fatalf("ProvidersJSON = %s, %v", got, err)
+	}
+	page, err := c.Providers(ctx, q)
+	if err != nil || len(page.Items) != 1 || page.Items[0].ID != "prv_1" {
+		t.Fatalf("Providers = %+v, %v", page, err)
+	}
+	if paths[0] != paths[1] || paths[0] != "/v1/providers?city=cordoba&cursor=c+1&limit=7&vertical=barber" {
+		t.Fatalf("paths %q", paths)
+	}
+	if _, err := c.ProvidersJSON(ctx, ProvidersQuery{}); err != nil || paths[2] != "/v1/providers" {
+		t.Fatalf("no query: %v, paths %q", err, paths)
+	}
+	if _, err := c.ProvidersJSON(ctx, ProvidersQuery{City: "bad"}); err == nil {
+		t.Fatal("a body that is not JSON was accepted")
+	}
+	var p *Problem
+	if _, err := c.ProvidersJSON(ctx, ProvidersQuery{City: "gone"}); !errors.As(err, &p) || p.Code != "jurisdiction_unavailable" {
+		t.Fatalf("a problem answer: %v", err)
 	}
 }

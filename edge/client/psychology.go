@@ -310,6 +310,21 @@ type ProvidersQuery struct {
 
 // Providers lists a page of providers.
 func (c *Client) Providers(ctx context.Context, q ProvidersQuery) (*List[Provider], error) {
+	var out List[Provider]
+	return &out, c.do(ctx, http.MethodGet, q.path(), "", nil, &out)
+}
+
+// ProvidersJSON is Providers' answer as the node sent it: checked to be JSON,
+// not decoded (as AvailabilityJSON). A page of 50 providers with their weekly
+// hours cost `barberpro bench --mode city` ~270 µs of CPU to decode, 46 % of
+// the load generator's CPU, taken from the nodes it shares the cores with.
+func (c *Client) ProvidersJSON(ctx context.Context, q ProvidersQuery) (json.RawMessage, error) {
+	var out json.RawMessage
+	return out, c.do(ctx, http.MethodGet, q.path(), "", nil, &out)
+}
+
+// path is the query's GET /v1/providers path.
+func (q ProvidersQuery) path() string {
 	v := url.Values{}
 	for k, s := range map[string]string{"city": q.City, "vertical": q.Vertical, "cursor": q.Cursor} {
 		if s != "" {
@@ -323,6 +338,5 @@ func (c *Client) Providers(ctx context.Context, q ProvidersQuery) (*List[Provide
 	if len(v) > 0 {
 		path += "?" + v.Encode()
 	}
-	var out List[Provider]
-	return &out, c.do(ctx, http.MethodGet, path, "", nil, &out)
+	return path
 }

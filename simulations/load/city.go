@@ -396,7 +396,10 @@ func (p *personState) act(ctx context.Context, a Action) {
 	switch a {
 	case ListProviders:
 		p.do(ctx, routeList, func() error {
-			_, err := p.c.Providers(ctx, client.ProvidersQuery{City: p.city})
+			// The page is checked to be JSON, not decoded: the person picks
+			// from the run's providers (pickProvider), and decoding 50 of
+			// them was most of the load generator's CPU (ProvidersJSON).
+			_, err := p.c.ProvidersJSON(ctx, client.ProvidersQuery{City: p.city})
 			return err
 		})
 	case ReadAvailability:

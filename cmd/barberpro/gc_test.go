@@ -1,0 +1,45 @@
+package main
+
+import (
+	"os"
+	"runtime/debug"
+	"testing"
+)
+
+// setGCPercent applies a positive --gc-percent, leaves Go's target alone for
+// 0 or less, and lets GOGC win.
+func TestSetGCPercent(t *testing.T) {
+	orig := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(orig)
+	t.Setenv("GOGC", "") // restored when the test ends
+	os.Unsetenv("GOGC")
+	setGCPercent(333)
+	if got := debug.SetGCPercent(100); got != 333 {
+		t.Fatalf("--gc-percent 333: GC target %d", got)
+	}
+	setGCPercent(0)
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Fatalf("--gc-percent 0 changed the GC target to %d", got)
+	}
+	t.Setenv("GOGC", "150")
+	setGCPercent(333)
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Fatalf("GOGC set: --gc-percent changed the GC target to %d", got)
+	}
+}
+
+// Both the node and the bench take --gc-percent, defaulting to
+// defaultGCPercent.
+func TestGCPercentFlags(t *testing.T) {
+	root := newRootCmd()
+	for _, path := range [][]string{{"node", "start"}, {"bench"}} {
+		c, _, err := root.Find(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := c.Flags().Lookup("gc-percent")
+		if f == nil || f.DefValue != "400" {
+			t.Fatalf("%v --gc-percent: %+v", path, f)
+		}
+	}
+}
