@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"testing"
 	"time"
 )
@@ -39,5 +40,19 @@ func TestModeInHelp(t *testing.T) {
 	}
 	if !modeInHelp(older, "spread") || !modeInHelp(newer, "availability") {
 		t.Error("a listed mode not found")
+	}
+}
+
+// The bench runs at the GC target of the etcd driver: Go's 100 unless GOGC is
+// set, which it then inherits.
+func TestBenchEnvGCTarget(t *testing.T) {
+	t.Setenv("GOGC", "250")
+	if env := benchEnv(); env != nil {
+		t.Fatalf("GOGC set: bench env %v, want this process's", env)
+	}
+	os.Unsetenv("GOGC") // t.Setenv restores it
+	env := benchEnv()
+	if len(env) == 0 || env[len(env)-1] != "GOGC=100" {
+		t.Fatalf("GOGC unset: bench env ends %v, want GOGC=100", env[max(0, len(env)-1):])
 	}
 }

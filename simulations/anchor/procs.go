@@ -134,8 +134,14 @@ func waitReady(ctx context.Context, ps []*proc, timeout time.Duration, ready fun
 // output runs bin with args to completion and returns its standard output; on
 // failure the error carries its standard error.
 func output(ctx context.Context, bin string, args ...string) ([]byte, error) {
+	return outputEnv(ctx, nil, bin, args...)
+}
+
+// outputEnv is output with the environment env (nil: this process's).
+func outputEnv(ctx context.Context, env []string, bin string, args ...string) ([]byte, error) {
 	var stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = env
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
