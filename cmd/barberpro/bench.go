@@ -94,6 +94,7 @@ or the runs measure 429s (bench says so when it saw any).`,
 			"  barberpro bench --mode availability --target http://127.0.0.11:8080 --token-dir DIR/secrets/tokens --users 100 --json",
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			setGCPercent(gcPercent) // first: even a refused run has set it (TestGCPercentFlags)
 			m := load.Mode(mode)
 			if !slices.Contains(load.Modes, m) {
 				return usagef("--mode %q: want city, spread, hot or availability", mode)
@@ -150,7 +151,6 @@ or the runs measure 429s (bench says so when it saw any).`,
 			if !asJSON && !quiet {
 				cfg.Progress = cmd.ErrOrStderr()
 			}
-			setGCPercent(gcPercent)
 			if cpuProfile != "" {
 				// The bench shares the machine with the nodes it drives: what it
 				// costs per request is part of every figure it prints.

@@ -22,15 +22,16 @@ func envName(flag string) string {
 // verify (a node's data dir), --city and --id of node start and ca issue (the
 // node's), --addr, --token, --timeout, --json, --topology.
 var commandEnv = map[string]string{
-	"demo data-dir":  "BARBERPRO_DEMO_DATA_DIR", // where the demo keeps its nodes
-	"bench city":     "BARBERPRO_BENCH_CITY",    // the load providers' city
-	"bench duration": "BARBERPRO_BENCH_DURATION",
-	"bench seed":     "BARBERPRO_BENCH_SEED", // sim --seed is a scenario's
-	"sim duration":   "BARBERPRO_SIM_DURATION",
-	"ca dir":         "BARBERPRO_CA_DIR", // the CA's directory
-	"ca out":         "BARBERPRO_CA_OUT", // the issued node's TLS dir
-	"token dir":      "BARBERPRO_TOKEN_DIR",
-	"keys out":       "BARBERPRO_KEYS_OUT",
+	"demo data-dir":    "BARBERPRO_DEMO_DATA_DIR", // where the demo keeps its nodes
+	"bench city":       "BARBERPRO_BENCH_CITY",    // the load providers' city
+	"bench duration":   "BARBERPRO_BENCH_DURATION",
+	"bench seed":       "BARBERPRO_BENCH_SEED",       // sim --seed is a scenario's
+	"bench gc-percent": "BARBERPRO_BENCH_GC_PERCENT", // a node's is BARBERPRO_GC_PERCENT
+	"sim duration":     "BARBERPRO_SIM_DURATION",
+	"ca dir":           "BARBERPRO_CA_DIR", // the CA's directory
+	"ca out":           "BARBERPRO_CA_OUT", // the issued node's TLS dir
+	"token dir":        "BARBERPRO_TOKEN_DIR",
+	"keys out":         "BARBERPRO_KEYS_OUT",
 }
 
 // envNameFor is the environment variable flag of cmd reads: its commandEnv

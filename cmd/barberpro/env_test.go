@@ -59,7 +59,7 @@ func TestCLI_EnvVarsMeanOneThing(t *testing.T) {
 			t.Errorf("$%s is read by %v, which give it different meanings", env, cmds)
 		}
 	}
-	for _, env := range []string{"BARBERPRO_DEMO_DATA_DIR", "BARBERPRO_BENCH_CITY", "BARBERPRO_BENCH_DURATION", "BARBERPRO_SIM_DURATION"} {
+	for _, env := range []string{"BARBERPRO_DEMO_DATA_DIR", "BARBERPRO_BENCH_CITY", "BARBERPRO_BENCH_DURATION", "BARBERPRO_BENCH_GC_PERCENT", "BARBERPRO_SIM_DURATION"} {
 		if len(users[env]) != 1 {
 			t.Errorf("$%s read by %v, want one command", env, users[env])
 		}

@@ -29,8 +29,19 @@ func TestSetGCPercent(t *testing.T) {
 }
 
 // Both the node and the bench take --gc-percent, defaulting to
-// defaultGCPercent.
+// defaultGCPercent, and the bench applies it (a node's is applied as it
+// starts).
 func TestGCPercentFlags(t *testing.T) {
+	orig := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(orig)
+	t.Setenv("GOGC", "") // restored when the test ends
+	os.Unsetenv("GOGC")
+	if _, err := runCLI(t, "bench", "--gc-percent", "321"); err == nil {
+		t.Fatal("bench without --target ran")
+	}
+	if got := debug.SetGCPercent(100); got != 321 {
+		t.Fatalf("bench --gc-percent 321: GC target %d", got)
+	}
 	root := newRootCmd()
 	for _, path := range [][]string{{"node", "start"}, {"bench"}} {
 		c, _, err := root.Find(path)

@@ -197,7 +197,8 @@ func (c *Client) Availability(ctx context.Context, providerID, serviceID, from s
 // its CPU on the node this way, not on decoding answers it does not use.
 func (c *Client) AvailabilityJSON(ctx context.Context, providerID, serviceID, from string, days int) (json.RawMessage, error) {
 	var out json.RawMessage
-	return out, c.do(ctx, http.MethodGet, availabilityPath(providerID, serviceID, from, days), "", nil, &out)
+	err := c.do(ctx, http.MethodGet, availabilityPath(providerID, serviceID, from, days), "", nil, &out)
+	return out, err
 }
 
 func availabilityPath(providerID, serviceID, from string, days int) string {

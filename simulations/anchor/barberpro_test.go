@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -54,5 +56,13 @@ func TestBenchEnvGCTarget(t *testing.T) {
 	env := benchEnv()
 	if len(env) == 0 || env[len(env)-1] != "GOGC=100" {
 		t.Fatalf("GOGC unset: bench env ends %v, want GOGC=100", env[max(0, len(env)-1):])
+	}
+}
+
+// outputEnv runs the program with the environment it is given.
+func TestOutputEnvPassesEnv(t *testing.T) {
+	out, err := outputEnv(context.Background(), []string{"GOGC=123"}, "/bin/sh", "-c", "echo $GOGC")
+	if err != nil || strings.TrimSpace(string(out)) != "123" {
+		t.Fatalf("outputEnv: %q, %v", out, err)
 	}
 }

@@ -398,7 +398,7 @@ func (p *personState) act(ctx context.Context, a Action) {
 		p.do(ctx, routeList, func() error {
 			// The page is checked to be JSON, not decoded: the person picks
 			// from the run's providers (pickProvider), and decoding 50 of
-			// them was most of the load generator's CPU (ProvidersJSON).
+			// them was 46 % of the load generator's CPU (ProvidersJSON).
 			_, err := p.c.ProvidersJSON(ctx, client.ProvidersQuery{City: p.city})
 			return err
 		})
