@@ -2,7 +2,6 @@ package storage
 
 import (
 	bolt "go.etcd.io/bbolt"
-	"google.golang.org/protobuf/proto"
 
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 )
@@ -24,7 +23,7 @@ func (t *TestFSM) FailPendingCommit() bool {
 // PeekIdempotency reads key's record as Store.Idempotency does (peek).
 func (t *TestFSM) PeekIdempotency(key string) (*bookingv1.IdempotencyRecord, error) {
 	var rec *bookingv1.IdempotencyRecord
-	err := t.f.peek(func(tx *bolt.Tx) (err error) { rec, err = t.readIdempotency(tx, key); return err })
+	err := t.f.peek(func(tx *bolt.Tx) error { rec = t.readIdempotency(tx, key); return nil })
 	return rec, err
 }
 
@@ -34,16 +33,13 @@ func (t *TestFSM) ViewFailedIdempotency(key string) (*bookingv1.IdempotencyRecor
 	t.f.mu.RLock()
 	defer t.f.mu.RUnlock()
 	var rec *bookingv1.IdempotencyRecord
-	err := t.f.viewFailed(func(tx *bolt.Tx) (err error) { rec, err = t.readIdempotency(tx, key); return err })
+	err := t.f.viewFailed(func(tx *bolt.Tx) error { rec = t.readIdempotency(tx, key); return nil })
 	return rec, err
 }
 
-// readIdempotency is key's record in tx, found through the locator.
-func (t *TestFSM) readIdempotency(tx *bolt.Tx, key string) (*bookingv1.IdempotencyRecord, error) {
-	v := t.f.idem.value(key, func(b []byte, k string) []byte { return tx.Bucket(b).Get([]byte(k)) })
-	if v == nil {
-		return nil, nil
-	}
-	rec := new(bookingv1.IdempotencyRecord)
-	return rec, proto.Unmarshal(v, rec)
+// readIdempotency is key's record in tx, read as the FSM reads it (through
+// the locator; nil when absent or undecodable).
+func (t *TestFSM) readIdempotency(tx *bolt.Tx, key string) *bookingv1.IdempotencyRecord {
+	a := applier{tx: tx, idem: &t.f.idem}
+	return a.idempotency(key)
 }

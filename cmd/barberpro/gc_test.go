@@ -9,10 +9,7 @@ import (
 // setGCPercent applies a positive --gc-percent, leaves Go's target alone for
 // 0 or less, and lets GOGC win.
 func TestSetGCPercent(t *testing.T) {
-	orig := debug.SetGCPercent(100)
-	defer debug.SetGCPercent(orig)
-	t.Setenv("GOGC", "") // restored when the test ends
-	os.Unsetenv("GOGC")
+	withoutGOGC(t)
 	setGCPercent(333)
 	if got := debug.SetGCPercent(100); got != 333 {
 		t.Fatalf("--gc-percent 333: GC target %d", got)
@@ -32,10 +29,7 @@ func TestSetGCPercent(t *testing.T) {
 // defaultGCPercent, and the bench applies it (a node's is applied as it
 // starts).
 func TestGCPercentFlags(t *testing.T) {
-	orig := debug.SetGCPercent(100)
-	defer debug.SetGCPercent(orig)
-	t.Setenv("GOGC", "") // restored when the test ends
-	os.Unsetenv("GOGC")
+	withoutGOGC(t)
 	if _, err := runCLI(t, "bench", "--gc-percent", "321"); err == nil {
 		t.Fatal("bench without --target ran")
 	}
@@ -53,4 +47,13 @@ func TestGCPercentFlags(t *testing.T) {
 			t.Fatalf("%v --gc-percent: %+v", path, f)
 		}
 	}
+}
+
+// withoutGOGC runs the test with GOGC unset and the GC target at 100; both
+// are restored when it ends.
+func withoutGOGC(t *testing.T) {
+	orig := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(orig) })
+	t.Setenv("GOGC", "") // restored when the test ends
+	os.Unsetenv("GOGC")
 }

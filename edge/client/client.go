@@ -196,8 +196,14 @@ func (c *Client) Availability(ctx context.Context, providerID, serviceID, from s
 // be JSON, not decoded. A load generator reading many days of slots spends
 // its CPU on the node this way, not on decoding answers it does not use.
 func (c *Client) AvailabilityJSON(ctx context.Context, providerID, serviceID, from string, days int) (json.RawMessage, error) {
+	return c.getJSON(ctx, availabilityPath(providerID, serviceID, from, days))
+}
+
+// getJSON is GET path's answer as the node sent it, checked to be JSON (do
+// refuses one that is not), not decoded.
+func (c *Client) getJSON(ctx context.Context, path string) (json.RawMessage, error) {
 	var out json.RawMessage
-	err := c.do(ctx, http.MethodGet, availabilityPath(providerID, serviceID, from, days), "", nil, &out)
+	err := c.do(ctx, http.MethodGet, path, "", nil, &out)
 	return out, err
 }
 

@@ -315,14 +315,12 @@ func (c *Client) Providers(ctx context.Context, q ProvidersQuery) (*List[Provide
 }
 
 // ProvidersJSON is Providers' answer as the node sent it: checked to be JSON,
-// not decoded (as AvailabilityJSON). Decoding a page of 50 providers with
-// their weekly hours cost `barberpro bench --mode city` ~700 µs of CPU (one
-// request in five lists): 46 % of the load generator's CPU, taken from the
-// nodes it shares the cores with; checking it costs ~165 µs.
+// not decoded (as AvailabilityJSON). Decoding pages of 50 providers with
+// their weekly hours was 46 % of the CPU of `barberpro bench --mode city`,
+// taken from the nodes it shares the cores with (docs/PERFORMANCE.md,
+// session 22).
 func (c *Client) ProvidersJSON(ctx context.Context, q ProvidersQuery) (json.RawMessage, error) {
-	var out json.RawMessage
-	err := c.do(ctx, http.MethodGet, q.path(), "", nil, &out)
-	return out, err
+	return c.getJSON(ctx, q.path())
 }
 
 // path is the query's GET /v1/providers path.

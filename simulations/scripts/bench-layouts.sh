@@ -60,11 +60,12 @@ tok=(); [ "$MODE" = after ] && tok=(--token-dir $ROOT/tokens)
 # the first bench has --mode).
 # METRICS=1 also prints the bench's own CPU (user+sys, provider setup included):
 # it shares the cores with the nodes, so its CPU per request counts too.
+bench=($BIN bench --mode ${BENCH_MODE:-spread} --target $targets "${tok[@]}" --users ${USERS:-1,100} --duration ${DURATION:-10s} ${BENCH_EXTRA:-} --json)
 TIMEFORMAT='bench CPU: %U s user, %S s sys'
 if [ "${METRICS:-}" = 1 ]; then
-  { time $BIN bench --mode ${BENCH_MODE:-spread} --target $targets "${tok[@]}" --users ${USERS:-1,100} --duration ${DURATION:-10s} ${BENCH_EXTRA:-} --json > $OUT 2>&3 ; } 3>&2 2>&1 | grep "^bench CPU" >&2
+  { time "${bench[@]}" > $OUT 2>&3 ; } 3>&2 2>&1 | grep "^bench CPU" >&2
 else
-  $BIN bench --mode ${BENCH_MODE:-spread} --target $targets "${tok[@]}" --users ${USERS:-1,100} --duration ${DURATION:-10s} ${BENCH_EXTRA:-} --json > $OUT
+  "${bench[@]}" > $OUT
 fi
 if [ "${METRICS:-}" = 1 ]; then
   curl -s http://127.0.0.$BASE:8080/metrics | awk '
