@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -42,5 +43,25 @@ func TestReadBody_AnnouncedLengthIsNotTrusted(t *testing.T) {
 	}
 	if got, err := c.AvailabilityJSON(ctx, "p", "s", "long", 1); err != nil || string(got) != long {
 		t.Fatalf("a %d-byte answer: %d bytes, %v", len(long), len(got), err)
+	}
+}
+
+// An answer longer than maxAnswer is ErrAnswerTooLong, not its first 16 MiB
+// (`{}` and endless blanks would otherwise be valid JSON), with or without a
+// Content-Length.
+func TestReadBody_OverLongAnswerIsAnError(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body := "{}" + strings.Repeat(" ", maxAnswer)
+		if r.URL.Query().Get("city") == "sized" {
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		}
+		_, _ = w.Write([]byte(body))
+	}))
+	defer srv.Close()
+	c := New(srv.URL, srv.Client())
+	for _, city := range []string{"sized", "chunked"} {
+		if _, err := c.ProvidersJSON(context.Background(), ProvidersQuery{City: city}); !errors.Is(err, ErrAnswerTooLong) {
+			t.Fatalf("%s: a %d-byte answer: %v, want ErrAnswerTooLong", city, maxAnswer+2, err)
+		}
 	}
 }

@@ -445,18 +445,23 @@ func (c *Client) do(ctx context.Context, method, path, key string, in, out any) 
 // errNotJSON is the decode error of an answer that is not JSON.
 var errNotJSON = errors.New("not JSON")
 
-// maxAnswer bounds the answer the client reads.
+// maxAnswer bounds the answer the client reads: a longer one is
+// ErrAnswerTooLong, not its first maxAnswer bytes (which may be valid JSON).
 const maxAnswer = 16 << 20
+
+// ErrAnswerTooLong is an answer over maxAnswer (16 MiB).
+var ErrAnswerTooLong = errors.New("client: answer over 16 MiB")
 
 // maxPrealloc bounds the buffer readBody allocates on the word of a
 // Content-Length alone: a peer that announces 16 MiB and sends a few bytes
 // does not make the client hold 16 MiB; a longer answer grows as it arrives.
 const maxPrealloc = 1 << 20
 
-// readBody reads resp's body, at most maxAnswer bytes, into one buffer
-// of the announced length when the answer has one of at most maxPrealloc.
+// readBody reads resp's body, at most maxAnswer bytes (more is
+// ErrAnswerTooLong), into one buffer of the announced length when the answer
+// has one of at most maxPrealloc.
 func readBody(resp *http.Response) ([]byte, error) {
-	r := io.LimitReader(resp.Body, maxAnswer)
+	r := io.LimitReader(resp.Body, maxAnswer+1)
 	if n := resp.ContentLength; n > 0 && n <= maxPrealloc {
 		b := make([]byte, n)
 		if _, err := io.ReadFull(r, b); err != nil {
@@ -464,7 +469,11 @@ func readBody(resp *http.Response) ([]byte, error) {
 		}
 		return b, nil
 	}
-	return io.ReadAll(r)
+	b, err := io.ReadAll(r)
+	if err == nil && len(b) > maxAnswer {
+		return nil, ErrAnswerTooLong
+	}
+	return b, err
 }
 
 func decodeError(method, path string, err error) error {

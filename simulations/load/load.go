@@ -216,6 +216,14 @@ func (c *Config) defaults() error {
 	if !slices.Contains(Modes, c.Mode) {
 		return fmt.Errorf("%w: mode %q (want city, spread, hot or availability)", ErrBadConfig, c.Mode)
 	}
+	if c.Mode != City {
+		for _, u := range c.Targets {
+			if !strings.HasPrefix(u, "http://") {
+				// Refused here, not by every request: they would fail at once, in a loop.
+				return fmt.Errorf("%w: target %q: the closed loops speak plain http:// (oneConn)", ErrBadConfig, u)
+			}
+		}
+	}
 	if c.Think == 0 {
 		c.Think = DefaultThink
 	}

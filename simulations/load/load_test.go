@@ -51,8 +51,12 @@ func TestConfig_RejectsBadMode(t *testing.T) {
 		"providers": {Providers: -1},
 		"mix":       {Mix: Mix{Book: -1, List: 2}},
 		"shares":    {Shares: []CityShare{{City: "buenos-aires", Share: 0}}},
+		"https":     {Mode: Spread, Targets: []string{"http://127.0.0.1:1", "https://127.0.0.1:2"}},
 	} {
-		bad.Targets, bad.Tokens = []string{"http://127.0.0.1:1"}, noTokens{}
+		if bad.Targets == nil {
+			bad.Targets = []string{"http://127.0.0.1:1"}
+		}
+		bad.Tokens = noTokens{}
 		if err := bad.defaults(); !errors.Is(err, ErrBadConfig) {
 			t.Errorf("bad %s: %v, want ErrBadConfig", name, err)
 		}

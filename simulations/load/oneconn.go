@@ -22,7 +22,13 @@ import (
 // client, goroutines kept, cost as much as the shared one). What goes on the wire and
 // how an answer is read are net/http's own (Request.Write, ReadResponse).
 //
-// A request is bounded by its context and by requestTimeout. A kept-alive
+// A request, its dial included, is bounded by its context and by
+// requestTimeout. 1xx answers are skipped (at most 5, as net/http's
+// Transport), and a connection holding bytes past an answer's end (an answer
+// nobody asked for, a body after a 204) is dropped, so that no request reads
+// another's answer; bytes arriving only after the body is closed are seen
+// by the next request as a malformed answer (it fails, the connection is
+// dropped): there is no background reader to see them sooner. A kept-alive
 // connection the node closed meanwhile is redialled once for a request that
 // is safe to send again (GET, HEAD, or one with an Idempotency-Key, as
 // net/http's Transport does), when nothing of the answer was read.
@@ -113,12 +119,8 @@ func (t *oneConn) send(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 	}
-	timeout := t.timeout
-	if timeout <= 0 {
-		timeout = requestTimeout
-	}
 	conn := t.conn
-	if err := conn.SetDeadline(time.Now().Add(timeout)); err != nil {
+	if err := conn.SetDeadline(time.Now().Add(t.limit())); err != nil {
 		closeBody(req)
 		t.drop()
 		return nil, err
@@ -146,11 +148,26 @@ func (t *oneConn) send(req *http.Request) (*http.Response, error) {
 		return fail(err, true)
 	}
 	resp, err := http.ReadResponse(t.br, req)
+	for n := 0; err == nil && resp.StatusCode < 200; n++ {
+		// 1xx: not the answer (net/http's Transport skips up to 5 too).
+		if resp.StatusCode == http.StatusSwitchingProtocols || n == 5 {
+			return fail(fmt.Errorf("load: unexpected %s", resp.Status), false)
+		}
+		resp, err = http.ReadResponse(t.br, req)
+	}
 	if err != nil {
 		return fail(err, false)
 	}
 	resp.Body = &oneConnBody{ReadCloser: resp.Body, t: t, stop: stop, keep: !resp.Close && !req.Close}
 	return resp, nil
+}
+
+// limit is the bound of one request: timeout, else requestTimeout.
+func (t *oneConn) limit() time.Duration {
+	if t.timeout > 0 {
+		return t.timeout
+	}
+	return requestTimeout
 }
 
 // dial connects to host (a URL's host: port 80 if it names none).
@@ -159,7 +176,11 @@ func (t *oneConn) dial(ctx context.Context, host string) error {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		addr = net.JoinHostPort(addr, "80")
 	}
-	c, err := t.dialer.DialContext(ctx, "tcp", addr)
+	d := t.dialer
+	if d.Timeout <= 0 {
+		d.Timeout = t.limit()
+	}
+	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return err
 	}
@@ -215,6 +236,9 @@ func (b *oneConnBody) Close() error {
 			b.t.drop() // first: the body's Close reads what is left
 		}
 		err = b.ReadCloser.Close()
+		if b.t.br.Buffered() > 0 {
+			b.t.drop() // bytes nobody asked for: the connection is out of step
+		}
 		b.t.mu.Unlock()
 	})
 	return err

@@ -1,6 +1,7 @@
 package load
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -197,5 +198,79 @@ func TestOneConn_LongUnreadAnswerDropsTheConnection(t *testing.T) {
 	}
 	if n := conns.Load(); n != 2 {
 		t.Fatalf("connections %d, want 2 (the long answer's dropped)", n)
+	}
+}
+
+// rawServer answers each request read on a connection with the next of
+// answers, written verbatim (a node that speaks HTTP badly), and closes the
+// connection after the last.
+func rawServer(t *testing.T, answers ...string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for _, a := range answers {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					if _, err := io.WriteString(c, a); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+// A 1xx answer is not the answer: the one after it is, and the next request
+// reads its own.
+func TestOneConn_Skips1xxAnswers(t *testing.T) {
+	url := rawServer(t,
+		"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nanswer-0",
+		"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nanswer-1")
+	c := &http.Client{Transport: &oneConn{timeout: 5 * time.Second}}
+	for i, want := range []string{"answer-0", "answer-1"} {
+		code, body, err := get(t, c, url)
+		if err != nil || code != 200 || body != want {
+			t.Fatalf("request %d: %d %q %v, want 200 %q", i, code, body, err, want)
+		}
+	}
+}
+
+// Bytes past an answer's end (an answer nobody asked for, a body after a
+// 204) drop the connection: the next request reads its own answer on a new
+// one, never them.
+func TestOneConn_BytesPastTheAnswerDropTheConnection(t *testing.T) {
+	for name, first := range map[string]string{
+		"unasked answer": "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nanswer-0HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nFORGED",
+		"204 with body":  "HTTP/1.1 204 No Content\r\n\r\nsmuggled",
+	} {
+		t.Run(name, func(t *testing.T) {
+			url := rawServer(t, first, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nanswer-1")
+			c := &http.Client{Transport: &oneConn{timeout: 5 * time.Second}}
+			if _, _, err := get(t, c, url); err != nil {
+				t.Fatal(err)
+			}
+			// The server's connection would answer "answer-1" next too: only a
+			// new connection (whose first answer is `first` again) tells.
+			code, body, err := get(t, c, url)
+			if err != nil || body == "answer-1" || body == "FORGED" || body == "smuggled" {
+				t.Fatalf("second request: %d %q %v: read on the first connection", code, body, err)
+			}
+		})
 	}
 }

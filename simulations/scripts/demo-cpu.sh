@@ -9,16 +9,17 @@
 #   simulations/scripts/demo-cpu.sh bin/barberpro o.json
 # BENCH_ENV= sets variables for the bench only, e.g. BENCH_ENV=GOGC=100 (the
 # bench's GC target before session 22). The p50/p95/p99 per route are in
-# OUTFILE's "routes". Needs the loopback addresses free and no other demo up.
+# OUTFILE's "routes". Needs the loopback addresses free and no other demo,
+# node or bench on the machine (it reads every "node start" and "bench" process).
 set -u
 BIN=$1; OUT=$2
 LOG=$(mktemp /tmp/demo-cpu-XXXX.log)
-cleanup() { pkill -INT -f "demo --no-rate-limits --ip-base 201" 2>/dev/null; }
+cleanup() { pkill -INT -f "demo --no-rate-limits --ip-base 201" 2>/dev/null; rm -f "$LOG"; }
 trap cleanup EXIT
 "$BIN" demo --no-rate-limits --ip-base 201 > "$LOG" 2>&1 &
 for _ in $(seq 1 120); do grep -q "bench --target" "$LOG" && break; sleep 1; done
 line=$(grep -m1 "bench --target" "$LOG")
-[ -n "$line" ] || { echo "the demo printed no bench line: $LOG" >&2; exit 1; }
+[ -n "$line" ] || { echo "the demo printed no bench line:" >&2; tail -20 "$LOG" >&2; exit 1; }
 sleep 3
 read -r -a bench <<< "$line"
 env ${BENCH_ENV:-} "${bench[@]}" --json > "$OUT" &
