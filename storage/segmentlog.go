@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/barberpro/edge/storage/durable"
 
@@ -43,7 +44,24 @@ const (
 	// segmentMaxBytes is the size past which the next append starts a new
 	// segment file.
 	segmentMaxBytes = 64 << 20
+	// zeroAhead is how far past the tail segment's last record the log keeps
+	// the file written with zeros and fdatasynced (zero-ahead), zeroChunk the
+	// step it writes them in. An append into that space changes neither the
+	// file's size nor its block map, so its fdatasync writes the data alone;
+	// an append that grows the file also commits the file system's journal.
+	// Measured on this project's machines (ext4, 3,000-byte appends, each
+	// fdatasynced): p50 ~200-240 µs growing the file, ~90-100 µs into
+	// zeroed space (~150-180 µs into fallocated space, whose extents are
+	// converted on write). zeroretryAfter is how long the zero-ahead rests
+	// after a failed write (a full disk): appends then grow the file, as
+	// before it.
+	zeroAhead      = 1 << 20
+	zeroChunk      = 256 << 10
+	zeroRetryAfter = 10 * time.Second
 )
+
+// zeros is a zeroChunk of zeros (only ever read).
+var zeros = make([]byte, zeroChunk)
 
 var crc32c = crc32.MakeTable(crc32.Castagnoli)
 
@@ -94,13 +112,16 @@ func decodeRecord(b []byte, l *raft.Log) (int, error) {
 }
 
 // segment is one file of the log. offs[i] is where the record of index
-// first+i starts; size is where the last valid record ends.
+// first+i starts; size is where the last valid record ends. From size to
+// zeroed the file holds zeros, written and fdatasynced (the zero-ahead; none
+// when zeroed <= size).
 type segment struct {
-	path  string
-	f     *os.File
-	first uint64
-	offs  []int64
-	size  int64
+	path   string
+	f      *os.File
+	first  uint64
+	offs   []int64
+	size   int64
+	zeroed int64
 }
 
 func (g *segment) last() uint64 { return g.first + uint64(len(g.offs)) - 1 }
@@ -109,7 +130,11 @@ func (g *segment) last() uint64 { return g.first + uint64(len(g.offs)) - 1 }
 // (DataDir/raft-log/seg-<20-digit index>.log; the name's index is the first
 // one the file was created with, its first record may come later after a
 // shred rewrote it). StoreLogs writes every record of the call with one
-// pwrite and makes it durable with one fdatasync.
+// pwrite and makes it durable with one fdatasync. A goroutine keeps the tail
+// segment's next zeroAhead bytes written with zeros (zeroLoop), so that
+// appends overwrite zeros instead of growing the file: everything past the
+// last record of the tail segment is zeros, and a scan takes a zero tail for
+// the end of the log, not for a torn write.
 //
 // wmu serializes writers (StoreLogs, DeleteRange, rewrite); mu guards the
 // in-memory index, which readers (GetLog) take shared. Records below first
@@ -143,6 +168,15 @@ type segLog struct {
 	// them to make one call fail.
 	remove  func(path string) error
 	syncDir func(dir string) error
+
+	// The zero-ahead (zeroLoop): kicked by appends, stopped by Close. It
+	// writes under wmu, so no append, cut or rotation runs meanwhile.
+	// zeroAhead is 0 for a log that never fsyncs (nothing to save).
+	zeroAhead int64
+	zeroKick  chan struct{} // buffered 1
+	zeroStop  chan struct{}
+	zeroDone  chan struct{}
+	stopOnce  sync.Once
 }
 
 func segName(index uint64) string {
@@ -156,7 +190,8 @@ func openSegLog(dir string, noSync bool, logger *slog.Logger) (*segLog, error) {
 		return nil, fmt.Errorf("storage: raft log dir: %w", err)
 	}
 	l := &segLog{dir: dir, noSync: noSync, logger: logger, maxBytes: segmentMaxBytes,
-		remove: os.Remove, syncDir: durable.SyncDir}
+		remove: os.Remove, syncDir: durable.SyncDir,
+		zeroKick: make(chan struct{}, 1), zeroStop: make(chan struct{}), zeroDone: make(chan struct{})}
 	names, err := segmentNames(dir)
 	if err != nil {
 		return nil, err
@@ -199,6 +234,12 @@ func openSegLog(dir string, noSync bool, logger *slog.Logger) (*segLog, error) {
 		l.first, l.last = l.segs[0].first, l.segs[n-1].last()
 	}
 	ok = true
+	if noSync {
+		close(l.zeroDone)
+	} else {
+		l.zeroAhead = zeroAhead
+		go l.zeroLoop()
+	}
 	return l, nil
 }
 
@@ -254,6 +295,11 @@ func (l *segLog) scanSegment(path string, lastSeg bool) (*segment, error) {
 				_ = f.Close()
 				return nil, fmt.Errorf("%w: %s at offset %d: %v", ErrLogCorrupt, path, off, derr)
 			}
+		}
+		if derr != nil && lastSeg && allZero(data[off:]) {
+			// The zero-ahead past the last record: the end of the log.
+			g.zeroed = int64(len(data))
+			break
 		}
 		if derr != nil {
 			if !lastSeg || (followedByValid(data, off) && !holdsUnwrittenSector(data, off)) {
@@ -325,6 +371,22 @@ func holdsUnwrittenSector(data []byte, off int) bool {
 	return false
 }
 
+// allZero reports whether b holds only zero bytes.
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b) != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 func validRecordAt(data []byte, off int) bool {
 	if off >= len(data) {
 		return false
@@ -345,8 +407,10 @@ func (l *segLog) closeFiles() error {
 	return errors.Join(errs...)
 }
 
-// Close closes the segment files.
+// Close stops the zero-ahead and closes the segment files.
 func (l *segLog) Close() error {
+	l.stopOnce.Do(func() { close(l.zeroStop) })
+	<-l.zeroDone
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	l.mu.Lock()
@@ -440,6 +504,7 @@ func (l *segLog) StoreLogs(logs []*raft.Log) error {
 			if err != nil {
 				return fmt.Errorf("storage: raft log: cut a failed write: %w", err)
 			}
+			tail.zeroed = 0
 			l.dirtyTail = false
 		}
 		if tail.size >= l.maxBytes {
@@ -481,6 +546,7 @@ func (l *segLog) StoreLogs(logs []*raft.Log) error {
 		}
 		l.last = logs[len(logs)-1].Index
 		l.mu.Unlock()
+		l.kickZero(g)
 		return nil
 	}
 	if _, err := tail.f.WriteAt(buf, tail.size); err != nil {
@@ -496,7 +562,92 @@ func (l *segLog) StoreLogs(logs []*raft.Log) error {
 	tail.size = base + int64(len(buf))
 	l.last = logs[len(logs)-1].Index
 	l.mu.Unlock()
+	l.kickZero(tail)
 	return nil
+}
+
+// kickZero wakes the zero-ahead when the tail segment g has less than half
+// of zeroAhead zeroed past its end and may still grow. wmu held.
+func (l *segLog) kickZero(g *segment) {
+	if l.zeroAhead == 0 || g.size >= l.maxBytes || g.zeroed-g.size >= l.zeroAhead/2 {
+		return
+	}
+	select {
+	case l.zeroKick <- struct{}{}:
+	default:
+	}
+}
+
+// zeroLoop is the zero-ahead: woken by kickZero, it writes zeros past the
+// tail segment's end, a zeroChunk at a time, until zeroAhead bytes past it
+// are zeroed or the segment's maxBytes is reached. After a failed write it
+// logs once and rests for zeroRetryAfter.
+func (l *segLog) zeroLoop() {
+	defer close(l.zeroDone)
+	failing := false
+	for {
+		select {
+		case <-l.zeroStop:
+			return
+		case <-l.zeroKick:
+		}
+		for {
+			more, err := l.zeroStep()
+			if err != nil {
+				if !failing {
+					l.logger.Warn("raft log: writing zeros ahead of the log failed; appends grow the file until it works again",
+						"err", err.Error(), "retry_in", zeroRetryAfter)
+				}
+				failing = true
+				select {
+				case <-l.zeroStop:
+					return
+				case <-time.After(zeroRetryAfter):
+				}
+				continue
+			}
+			if failing {
+				l.logger.Info("raft log: writing zeros ahead of the log works again")
+				failing = false
+			}
+			if !more {
+				break
+			}
+			select {
+			case <-l.zeroStop:
+				return
+			default:
+			}
+		}
+	}
+}
+
+// zeroStep writes the next chunk of zeros past the tail segment's end and
+// fdatasyncs it; more reports that another chunk is wanted. It writes
+// nothing while a failed write's bytes may be past the end (dirtyTail: the
+// next append cuts them) and nothing at or past maxBytes (the next segment
+// starts there). A failed write or fdatasync leaves zeroed as it was: what
+// it wrote is past the end of the log, zeros or nothing.
+func (l *segLog) zeroStep() (more bool, err error) {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if l.dirtyTail || len(l.segs) == 0 {
+		return false, nil
+	}
+	g := l.segs[len(l.segs)-1]
+	from := max(g.size, g.zeroed)
+	to := min(from+zeroChunk, l.maxBytes)
+	if from-g.size >= l.zeroAhead || to <= from {
+		return false, nil
+	}
+	if _, err := g.f.WriteAt(zeros[:to-from], from); err != nil {
+		return false, fmt.Errorf("storage: raft log zero-ahead: %w", err)
+	}
+	if err := durable.Fdatasync(g.f); err != nil {
+		return false, fmt.Errorf("storage: raft log zero-ahead: %w", err)
+	}
+	g.zeroed = to
+	return to-g.size < l.zeroAhead, nil
 }
 
 func (l *segLog) sync(f *os.File) error {
@@ -666,6 +817,7 @@ func (l *segLog) truncateTail(min uint64) error {
 	g.size = cut
 	l.last = min - 1
 	l.mu.Unlock()
+	g.zeroed = 0 // cut with the rest of the file
 	err := g.f.Truncate(cut)
 	if err == nil {
 		err = l.sync(g.f)
@@ -721,7 +873,7 @@ func (l *segLog) rewrite() error {
 	}
 	l.mu.Lock()
 	old := g.f
-	g.f, g.first, g.offs, g.size = f, l.first, offs, int64(len(data))
+	g.f, g.first, g.offs, g.size, g.zeroed = f, l.first, offs, int64(len(data)), 0
 	l.mu.Unlock()
 	_ = old.Close()
 	if err := l.syncDirNow(); err != nil {

@@ -1,0 +1,159 @@
+package storage
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+)
+
+// tailZeroed waits until the zero-ahead has zeroed want bytes past the tail
+// segment's end (or the segment's maxBytes) and returns the tail's size and
+// zeroed end, read under the writers' lock.
+func tailZeroed(t *testing.T, ls *LogStore, want int64) (size, zeroed int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ls.log.wmu.Lock()
+		g := ls.log.segs[len(ls.log.segs)-1]
+		size, zeroed = g.size, g.zeroed
+		limit := ls.log.maxBytes
+		ls.log.wmu.Unlock()
+		if zeroed-size >= want || (zeroed >= limit && zeroed > size) {
+			return size, zeroed
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("zero-ahead: size %d, zeroed %d after 10s, want %d past the end", size, zeroed, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func fileSize(t *testing.T, p string) int64 {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// TestSegmentLog_AppendsGoIntoZeroAhead: the tail segment is kept written
+// with zeros zeroAhead past its last record; an append lands in them without
+// growing the file, a reopen takes them for the end of the log (nothing cut,
+// nothing logged as torn) and appends into them again.
+func TestSegmentLog_AppendsGoIntoZeroAhead(t *testing.T) {
+	dir := t.TempDir()
+	ls := openTestLog(t, dir)
+	if err := ls.StoreLogs(testEntries(1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	size, zeroed := tailZeroed(t, ls, zeroAhead)
+	p := lastSegPath(t, dir)
+	if got := fileSize(t, p); got != zeroed {
+		t.Fatalf("file size %d, zeroed to %d", got, zeroed)
+	}
+	data, _ := os.ReadFile(p)
+	if !allZero(data[size:]) {
+		t.Fatal("bytes past the last record are not zeros")
+	}
+	if err := ls.StoreLogs(testEntries(11, 20)); err != nil {
+		t.Fatal(err)
+	}
+	if got := fileSize(t, p); got < zeroed {
+		t.Fatalf("file shrank to %d", got)
+	}
+	ls.Close()
+	grown := fileSize(t, p)
+	ls = openTestLog(t, dir)
+	checkLog(t, ls, 1, 20)
+	if got := fileSize(t, p); got != grown {
+		t.Fatalf("reopen changed the file from %d to %d bytes: the zero tail was cut", grown, got)
+	}
+	before := fileSize(t, p)
+	if err := ls.StoreLogs(testEntries(21, 21)); err != nil {
+		t.Fatal(err)
+	}
+	if got := fileSize(t, p); got != before {
+		t.Fatalf("an append after reopen grew the file from %d to %d: it did not go into the zeros", before, got)
+	}
+	ls = reopen(t, ls, dir, 1, 21)
+}
+
+// TestSegmentLog_ZeroAheadStopsAtMaxBytes: no zeros past the size at which
+// the next segment starts; the full segment keeps none past its records.
+func TestSegmentLog_ZeroAheadStopsAtMaxBytes(t *testing.T) {
+	dir := t.TempDir()
+	ls := openTestLog(t, dir)
+	ls.log.maxBytes = 4000
+	if err := ls.StoreLogs(testEntries(1, 3)); err != nil {
+		t.Fatal(err)
+	}
+	_, zeroed := tailZeroed(t, ls, zeroAhead)
+	if zeroed != 4000 {
+		t.Fatalf("zeroed to %d, want maxBytes 4000", zeroed)
+	}
+	for i := uint64(4); i <= 200; i++ {
+		if err := ls.StoreLogs(testEntries(i, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	names := segFiles(t, dir)
+	if len(names) < 2 {
+		t.Fatalf("%d segments, want a rotation", len(names))
+	}
+	ls = reopen(t, ls, dir, 1, 200) // every segment but the last ends at its last record
+}
+
+// TestSegmentLog_CutTailDropsZeroAhead: a conflict cut (DeleteRange from the
+// tail) truncates the file at the cut, zeros included; the zero-ahead then
+// starts again from the new end, and the log reads back whole.
+func TestSegmentLog_CutTailDropsZeroAhead(t *testing.T) {
+	dir := t.TempDir()
+	ls := openTestLog(t, dir)
+	if err := ls.StoreLogs(testEntries(1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	tailZeroed(t, ls, zeroAhead)
+	if err := ls.DeleteRange(6, 10); err != nil {
+		t.Fatal(err)
+	}
+	ls.log.wmu.Lock()
+	g := ls.log.segs[len(ls.log.segs)-1]
+	cut, zeroed := g.size, g.zeroed
+	ls.log.wmu.Unlock()
+	if zeroed > cut {
+		t.Fatalf("zeroed %d past the cut at %d", zeroed, cut)
+	}
+	if got := fileSize(t, lastSegPath(t, dir)); got != cut {
+		t.Fatalf("file is %d bytes after the cut at %d", got, cut)
+	}
+	if err := ls.StoreLogs(testEntries(6, 8)); err != nil {
+		t.Fatal(err)
+	}
+	tailZeroed(t, ls, zeroAhead)
+	ls = reopen(t, ls, dir, 1, 8)
+}
+
+// TestSegmentLog_NoZeroAheadWithoutSync: a log that never fsyncs (the
+// failpoint, the migration's scratch log) writes no zeros ahead.
+func TestSegmentLog_NoZeroAheadWithoutSync(t *testing.T) {
+	dir := t.TempDir()
+	l, err := openSegLog(dir, true, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.StoreLogs(testEntries(1, 5)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	l.wmu.Lock()
+	g := l.segs[0]
+	size, zeroed := g.size, g.zeroed
+	l.wmu.Unlock()
+	if zeroed > size {
+		t.Fatalf("zeroed to %d past %d without fsync", zeroed, size)
+	}
+}
