@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -90,6 +91,52 @@ func TestProvidersJSON(t *testing.T) {
 	}
 	var p *Problem
 	if _, err := c.ProvidersJSON(ctx, ProvidersQuery{City: "gone"}); !errors.As(err, &p) || p.Code != "jurisdiction_unavailable" {
+		t.Fatalf("a problem answer: %v", err)
+	}
+}
+
+// TestBookJSON: BookJSON posts what Book posts (same path, body and
+// Idempotency-Key) and answers the node's bytes; an answer that is not JSON,
+// or a problem, is an error.
+func TestBookJSON(t *testing.T) {
+	answer := `{"id":"bkg_1","provider_id":"prv_1","status":"confirmed"}`
+	type seen struct{ path, key, body string }
+	var got []seen
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got = append(got, seen{r.Method + " " + r.URL.RequestURI(), r.Header.Get("Idempotency-Key"), string(b)})
+		switch r.Header.Get("Idempotency-Key") {
+		case "bad":
+			_, _ = w.Write([]byte(`{"id":`))
+			return
+		case "taken":
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusConflict)
+			_, _ = w.Write([]byte(`{"status":409,"code":"slot_unavailable"}`))
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(answer))
+	}))
+	defer srv.Close()
+	c := New(srv.URL, srv.Client())
+	ctx := context.Background()
+	req := BookingRequest{ProviderID: "prv_1", ServiceID: "svc_1", ClientID: "cli_1", Start: "2026-12-01T10:00:00Z"}
+	raw, err := c.BookJSON(ctx, req, "k1")
+	if err != nil || string(raw) != answer {
+		t.Fatalf("BookJSON = %s, %v", raw, err)
+	}
+	if _, err := c.Book(ctx, req, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	if got[0] != got[1] || got[0].path != "POST /v1/bookings" || got[0].key != "k1" {
+		t.Fatalf("BookJSON sent %+v, Book %+v", got[0], got[1])
+	}
+	if _, err := c.BookJSON(ctx, req, "bad"); err == nil {
+		t.Fatal("an answer that is not JSON was accepted")
+	}
+	var p *Problem
+	if _, err := c.BookJSON(ctx, req, "taken"); !errors.As(err, &p) || p.Code != "slot_unavailable" {
 		t.Fatalf("a problem answer: %v", err)
 	}
 }

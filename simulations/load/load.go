@@ -404,7 +404,8 @@ func runClosed(ctx context.Context, cfg Config) (Result, error) {
 					// the node spent answering (the two share the cores).
 					_, err = c.AvailabilityJSON(runCtx, t.provider.ID, t.provider.Services[0].ID, t.base.Format(time.DateOnly), 1)
 				} else {
-					_, err = c.Book(runCtx, closedBooking(cfg, targets, cid, n), newKey())
+					// Likewise the booking answer: checked, not decoded.
+					_, err = c.BookJSON(runCtx, closedBooking(cfg, targets, cid, n), newKey())
 				}
 				d := time.Since(t0)
 				prog.inFlight.Add(-1)
