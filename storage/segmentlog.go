@@ -52,7 +52,7 @@ const (
 	// Measured on this project's machines (ext4, 3,000-byte appends, each
 	// fdatasynced): p50 ~200-240 µs growing the file, ~90-100 µs into
 	// zeroed space (~150-180 µs into fallocated space, whose extents are
-	// converted on write). zeroretryAfter is how long the zero-ahead rests
+	// converted on write). zeroRetryAfter is how long the zero-ahead rests
 	// after a failed write (a full disk): appends then grow the file, as
 	// before it.
 	zeroAhead      = 1 << 20
@@ -113,8 +113,8 @@ func decodeRecord(b []byte, l *raft.Log) (int, error) {
 
 // segment is one file of the log. offs[i] is where the record of index
 // first+i starts; size is where the last valid record ends. From size to
-// zeroed the file holds zeros, written and fdatasynced (the zero-ahead; none
-// when zeroed <= size).
+// zeroed the file holds zeros (the zero-ahead; none when zeroed <= size),
+// and it ends no later than max(size, zeroed).
 type segment struct {
 	path   string
 	f      *os.File
@@ -508,6 +508,21 @@ func (l *segLog) StoreLogs(logs []*raft.Log) error {
 			l.dirtyTail = false
 		}
 		if tail.size >= l.maxBytes {
+			// The segment is left behind: it must end at its last
+			// record (Open refuses an older segment with anything
+			// past it), so the zero-ahead goes first. It reaches past
+			// maxBytes only if maxBytes shrank (a later release), or
+			// after a zero write that failed midway.
+			if tail.zeroed > tail.size {
+				err := tail.f.Truncate(tail.size)
+				if err == nil {
+					err = l.sync(tail.f)
+				}
+				if err != nil {
+					return fmt.Errorf("storage: raft log: cut the zero-ahead of a full segment: %w", err)
+				}
+				tail.zeroed = 0
+			}
 			tail = nil
 		}
 	case first != 0 && next <= last:
@@ -626,8 +641,10 @@ func (l *segLog) zeroLoop() {
 // fdatasyncs it; more reports that another chunk is wanted. It writes
 // nothing while a failed write's bytes may be past the end (dirtyTail: the
 // next append cuts them) and nothing at or past maxBytes (the next segment
-// starts there). A failed write or fdatasync leaves zeroed as it was: what
-// it wrote is past the end of the log, zeros or nothing.
+// starts there). After a failed write or fdatasync the file may end anywhere
+// up to the chunk's end, holding zeros or nothing there: zeroed takes the
+// chunk's end, so that a rotation still cuts the file back to its last
+// record.
 func (l *segLog) zeroStep() (more bool, err error) {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
@@ -640,13 +657,13 @@ func (l *segLog) zeroStep() (more bool, err error) {
 	if from-g.size >= l.zeroAhead || to <= from {
 		return false, nil
 	}
+	g.zeroed = to
 	if _, err := g.f.WriteAt(zeros[:to-from], from); err != nil {
 		return false, fmt.Errorf("storage: raft log zero-ahead: %w", err)
 	}
 	if err := durable.Fdatasync(g.f); err != nil {
 		return false, fmt.Errorf("storage: raft log zero-ahead: %w", err)
 	}
-	g.zeroed = to
 	return to-g.size < l.zeroAhead, nil
 }
 

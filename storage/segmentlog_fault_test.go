@@ -14,7 +14,7 @@ var errInjected = errors.New("injected fault")
 func segmentedLog(t *testing.T, dir string) (*LogStore, []string) {
 	t.Helper()
 	ls := openTestLog(t, dir)
-	ls.log.maxBytes = 200 // a few entries per segment
+	setMaxBytes(ls, 200) // a few entries per segment
 	for i := uint64(1); i <= 40; i += 2 {
 		if err := ls.StoreLogs(testEntries(i, i+1)); err != nil {
 			t.Fatal(err)
@@ -178,7 +178,7 @@ func TestSegmentLog_AppendWaitsForDurableDirectory(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			ls := openTestLog(t, dir)
-			ls.log.maxBytes = 200
+			setMaxBytes(ls, 200)
 			for i := uint64(1); i <= 40; i += 2 {
 				if err := ls.StoreLogs(testEntries(i, i+1)); err != nil {
 					t.Fatal(err)
@@ -192,7 +192,7 @@ func TestSegmentLog_AppendWaitsForDurableDirectory(t *testing.T) {
 				}
 				return sd(d)
 			}
-			ls.log.maxBytes = 1 << 20 // appends go to the tail, no new segment
+			setMaxBytes(ls, 1 << 20) // appends go to the tail, no new segment
 			next := tc.change(t, ls)
 			if err := ls.StoreLogs(testEntries(next, next+1)); !errors.Is(err, errInjected) {
 				t.Fatalf("append while the dir cannot be fsynced = %v, want the dir fsync's error", err)
@@ -226,12 +226,12 @@ func TestSegmentLog_FailedNewSegmentLeftoverRemovedFirst(t *testing.T) {
 		return rm(p)
 	}
 	ls.log.syncDir = func(string) error { return errInjected }
-	ls.log.maxBytes = 1 // the next append starts a segment
+	setMaxBytes(ls, 1) // the next append starts a segment
 	if err := ls.StoreLogs(testEntries(41, 42)); !errors.Is(err, errInjected) {
 		t.Fatalf("append with a failing new segment = %v, want the dir fsync's error", err)
 	}
 	ls.log.syncDir = sd
-	ls.log.maxBytes = 1 << 20
+	setMaxBytes(ls, 1 << 20)
 	if err := ls.DeleteRange(39, 40); !errors.Is(err, errInjected) {
 		t.Fatalf("cut while the leftover cannot be removed = %v, want the removal's error", err)
 	}

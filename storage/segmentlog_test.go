@@ -119,7 +119,7 @@ func TestSegmentLog_AppendGetReopen(t *testing.T) {
 func TestSegmentLog_DeleteRangeHeadAndTail(t *testing.T) {
 	dir := t.TempDir()
 	ls := openTestLog(t, dir)
-	ls.log.maxBytes = 200 // a few entries per segment
+	setMaxBytes(ls, 200) // a few entries per segment
 	for i := uint64(1); i <= 40; i += 2 {
 		if err := ls.StoreLogs(testEntries(i, i+1)); err != nil {
 			t.Fatal(err)
@@ -310,7 +310,7 @@ func TestSegmentLog_MiddleDamageRefused(t *testing.T) {
 func TestSegmentLog_DamagedOlderSegmentRefused(t *testing.T) {
 	dir := t.TempDir()
 	ls := openTestLog(t, dir)
-	ls.log.maxBytes = 100
+	setMaxBytes(ls, 100)
 	for i := uint64(1); i <= 6; i++ {
 		if err := ls.StoreLog(testEntry(i)); err != nil {
 			t.Fatal(err)
@@ -447,7 +447,7 @@ func TestSegmentLog_MigrationCrashes(t *testing.T) {
 func TestSegmentLog_ConcurrentReaders(t *testing.T) {
 	dir := t.TempDir()
 	ls := openTestLog(t, dir)
-	ls.log.maxBytes = 1000
+	setMaxBytes(ls, 1000)
 	if err := ls.StoreLogs(testEntries(1, 5)); err != nil {
 		t.Fatal(err)
 	}
@@ -571,7 +571,7 @@ func TestSegmentLog_TornMultiPageBatchIsCut(t *testing.T) {
 func TestSegmentLog_ConflictCutThenShorterAppend(t *testing.T) {
 	dir := t.TempDir()
 	ls := openTestLog(t, dir)
-	ls.log.maxBytes = 300
+	setMaxBytes(ls, 300)
 	big := testEntries(1, 30)
 	for _, e := range big {
 		e.Data = bytes.Repeat([]byte{'o'}, 100)

@@ -30,6 +30,35 @@ func tailZeroed(t *testing.T, ls *LogStore, want int64) (size, zeroed int64) {
 	}
 }
 
+// setMaxBytes sets the size at which ls's log starts a new segment, under
+// the writers' lock (the zero-ahead reads it).
+func setMaxBytes(ls *LogStore, n int64) {
+	ls.log.wmu.Lock()
+	ls.log.maxBytes = n
+	ls.log.wmu.Unlock()
+}
+
+// checkZeroTail asserts what every path that cuts or rewrites the tail must
+// keep: past the tail segment's last record the file holds only zeros, up to
+// the zero-ahead's end and no further. Read under the writers' lock, so the
+// zero-ahead does not move it meanwhile.
+func checkZeroTail(t *testing.T, ls *LogStore) {
+	t.Helper()
+	ls.log.wmu.Lock()
+	defer ls.log.wmu.Unlock()
+	g := ls.log.segs[len(ls.log.segs)-1]
+	data, err := os.ReadFile(g.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := max(g.size, g.zeroed); int64(len(data)) != want {
+		t.Fatalf("file is %d bytes, last record ends at %d, zeroed to %d", len(data), g.size, g.zeroed)
+	}
+	if !allZero(data[g.size:]) {
+		t.Fatal("bytes past the last record are not zeros")
+	}
+}
+
 func fileSize(t *testing.T, p string) int64 {
 	t.Helper()
 	fi, err := os.Stat(p)
@@ -86,7 +115,7 @@ func TestSegmentLog_AppendsGoIntoZeroAhead(t *testing.T) {
 func TestSegmentLog_ZeroAheadStopsAtMaxBytes(t *testing.T) {
 	dir := t.TempDir()
 	ls := openTestLog(t, dir)
-	ls.log.maxBytes = 4000
+	setMaxBytes(ls, 4000)
 	if err := ls.StoreLogs(testEntries(1, 3)); err != nil {
 		t.Fatal(err)
 	}
@@ -155,5 +184,104 @@ func TestSegmentLog_NoZeroAheadWithoutSync(t *testing.T) {
 	l.wmu.Unlock()
 	if zeroed > size {
 		t.Fatalf("zeroed to %d past %d without fsync", zeroed, size)
+	}
+}
+
+// TestSegmentLog_RotationCutsZeroAhead: a segment left behind by a rotation
+// ends at its last record even when its zero-ahead reached past maxBytes (a
+// release with a smaller segment size): Open refuses an older segment with
+// bytes past its records.
+func TestSegmentLog_RotationCutsZeroAhead(t *testing.T) {
+	dir := t.TempDir()
+	ls := openTestLog(t, dir)
+	if err := ls.StoreLogs(testEntries(1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	tailZeroed(t, ls, zeroAhead)
+	old := lastSegPath(t, dir)
+	ls.log.wmu.Lock()
+	end := ls.log.segs[0].size
+	ls.log.wmu.Unlock()
+	setMaxBytes(ls, 1)
+	if err := ls.StoreLogs(testEntries(11, 12)); err != nil {
+		t.Fatal(err)
+	}
+	if len(segFiles(t, dir)) != 2 {
+		t.Fatal("no rotation")
+	}
+	if got := fileSize(t, old); got != end {
+		t.Fatalf("the older segment is %d bytes, its last record ends at %d", got, end)
+	}
+	ls = reopen(t, ls, dir, 1, 12)
+}
+
+// TestSegmentLog_FailedAppendCutKeepsZeroTail: the cut of a failed append
+// (dirtyTail) truncates the zeros with it and the zero-ahead starts again.
+func TestSegmentLog_FailedAppendCutKeepsZeroTail(t *testing.T) {
+	dir := t.TempDir()
+	ls := openTestLog(t, dir)
+	if err := ls.StoreLogs(testEntries(1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	tailZeroed(t, ls, zeroAhead)
+	ls.log.wmu.Lock()
+	g := ls.log.segs[len(ls.log.segs)-1]
+	rw := g.f
+	ro, err := os.Open(g.path) // read-only: the append fails
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.f = ro
+	ls.log.wmu.Unlock()
+	if err := ls.StoreLogs(testEntries(11, 11)); err == nil {
+		t.Fatal("an append through a read-only file succeeded")
+	}
+	ls.log.wmu.Lock()
+	g.f = rw
+	ls.log.wmu.Unlock()
+	_ = ro.Close()
+	if err := ls.StoreLogs(testEntries(11, 11)); err != nil {
+		t.Fatal(err)
+	}
+	checkZeroTail(t, ls)
+	ls = reopen(t, ls, dir, 1, 11)
+}
+
+// TestSegmentLog_RewriteOfTailKeepsZeroTail: a shred's rewrite of the tail
+// segment copies its records only; the zero-ahead then starts again.
+func TestSegmentLog_RewriteOfTailKeepsZeroTail(t *testing.T) {
+	dir := t.TempDir()
+	ls := openTestLog(t, dir)
+	if err := ls.StoreLogs(testEntries(1, 30)); err != nil {
+		t.Fatal(err)
+	}
+	tailZeroed(t, ls, zeroAhead)
+	if err := ls.DeleteRange(1, 20); err != nil {
+		t.Fatal(err)
+	}
+	if err := ls.log.rewrite(); err != nil {
+		t.Fatal(err)
+	}
+	checkZeroTail(t, ls)
+	if err := ls.StoreLogs(testEntries(31, 31)); err != nil {
+		t.Fatal(err)
+	}
+	tailZeroed(t, ls, zeroAhead)
+	checkZeroTail(t, ls)
+	ls = reopen(t, ls, dir, 21, 31)
+}
+
+// TestSegmentLog_CloseStopsZeroAhead: Close ends the zero-ahead's goroutine.
+func TestSegmentLog_CloseStopsZeroAhead(t *testing.T) {
+	dir := t.TempDir()
+	ls := openTestLog(t, dir)
+	if err := ls.StoreLogs(testEntries(1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	ls.Close()
+	select {
+	case <-ls.log.zeroDone:
+	default:
+		t.Fatal("the zero-ahead still runs after Close")
 	}
 }
