@@ -192,7 +192,7 @@ func TestSegmentLog_AppendWaitsForDurableDirectory(t *testing.T) {
 				}
 				return sd(d)
 			}
-			setMaxBytes(ls, 1 << 20) // appends go to the tail, no new segment
+			setMaxBytes(ls, 1<<20) // appends go to the tail, no new segment
 			next := tc.change(t, ls)
 			if err := ls.StoreLogs(testEntries(next, next+1)); !errors.Is(err, errInjected) {
 				t.Fatalf("append while the dir cannot be fsynced = %v, want the dir fsync's error", err)
@@ -231,7 +231,7 @@ func TestSegmentLog_FailedNewSegmentLeftoverRemovedFirst(t *testing.T) {
 		t.Fatalf("append with a failing new segment = %v, want the dir fsync's error", err)
 	}
 	ls.log.syncDir = sd
-	setMaxBytes(ls, 1 << 20)
+	setMaxBytes(ls, 1<<20)
 	if err := ls.DeleteRange(39, 40); !errors.Is(err, errInjected) {
 		t.Fatalf("cut while the leftover cannot be removed = %v, want the removal's error", err)
 	}
