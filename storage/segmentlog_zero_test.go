@@ -1,9 +1,11 @@
 package storage
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -283,5 +285,33 @@ func TestSegmentLog_CloseStopsZeroAhead(t *testing.T) {
 	case <-ls.log.zeroDone:
 	default:
 		t.Fatal("the zero-ahead still runs after Close")
+	}
+}
+
+// TestSegmentLog_ZerosInOlderSegmentRefused: only the last segment may end
+// in zeros (a rotation cuts them); zeros past an older segment's last record
+// are damage, and Open refuses the log rather than guess.
+func TestSegmentLog_ZerosInOlderSegmentRefused(t *testing.T) {
+	dir := t.TempDir()
+	ls := openTestLog(t, dir)
+	setMaxBytes(ls, 200) // a few entries per segment
+	for i := uint64(1); i <= 12; i++ {
+		if err := ls.StoreLogs(testEntries(i, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ls.Close()
+	names := segFiles(t, dir)
+	if len(names) < 2 {
+		t.Fatalf("%d segments, want several", len(names))
+	}
+	p := filepath.Join(dir, RaftLogDir, names[0])
+	data, _ := os.ReadFile(p)
+	if err := os.WriteFile(p, append(data, make([]byte, 4096)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := openLogStore(filepath.Join(dir, RaftFile), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if !errors.Is(err, ErrLogCorrupt) {
+		t.Fatalf("open = %v, want ErrLogCorrupt", err)
 	}
 }
