@@ -497,14 +497,9 @@ func (l *segLog) StoreLogs(logs []*raft.Log) error {
 			// put on the disk would otherwise come back after power
 			// loss in a segment that is no longer the last (refused as
 			// ErrLogCorrupt at Open).
-			err := tail.f.Truncate(tail.size)
-			if err == nil {
-				err = l.sync(tail.f)
-			}
-			if err != nil {
+			if err := l.cutAt(tail, tail.size); err != nil {
 				return fmt.Errorf("storage: raft log: cut a failed write: %w", err)
 			}
-			tail.zeroed = 0
 			l.dirtyTail = false
 		}
 		if tail.size >= l.maxBytes {
@@ -514,14 +509,9 @@ func (l *segLog) StoreLogs(logs []*raft.Log) error {
 			// maxBytes only if maxBytes shrank (a later release), or
 			// after a zero write that failed midway.
 			if tail.zeroed > tail.size {
-				err := tail.f.Truncate(tail.size)
-				if err == nil {
-					err = l.sync(tail.f)
-				}
-				if err != nil {
+				if err := l.cutAt(tail, tail.size); err != nil {
 					return fmt.Errorf("storage: raft log: cut the zero-ahead of a full segment: %w", err)
 				}
-				tail.zeroed = 0
 			}
 			tail = nil
 		}
@@ -579,6 +569,19 @@ func (l *segLog) StoreLogs(logs []*raft.Log) error {
 	l.mu.Unlock()
 	l.kickZero(tail)
 	return nil
+}
+
+// cutAt truncates g's file at size (its zero-ahead with the rest) and
+// fdatasyncs it. wmu held.
+func (l *segLog) cutAt(g *segment, size int64) error {
+	err := g.f.Truncate(size)
+	if err == nil {
+		err = l.sync(g.f)
+	}
+	if err == nil {
+		g.zeroed = 0
+	}
+	return err
 }
 
 // kickZero wakes the zero-ahead when the tail segment g has less than half
@@ -834,13 +837,8 @@ func (l *segLog) truncateTail(min uint64) error {
 	g.size = cut
 	l.last = min - 1
 	l.mu.Unlock()
-	g.zeroed = 0 // cut with the rest of the file
-	err := g.f.Truncate(cut)
-	if err == nil {
-		err = l.sync(g.f)
-	}
-	if err != nil {
-		l.dirtyTail = true
+	if err := l.cutAt(g, cut); err != nil {
+		l.dirtyTail = true // the next append cuts it again
 		return fmt.Errorf("storage: raft log: cut tail at %d: %w", min, err)
 	}
 	l.dirtyTail = false
