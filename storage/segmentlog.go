@@ -48,11 +48,10 @@ const (
 	// the file written with zeros and fdatasynced (zero-ahead), zeroChunk the
 	// step it writes them in. An append into that space changes neither the
 	// file's size nor its block map, so its fdatasync writes the data alone;
-	// an append that grows the file also commits the file system's journal.
-	// Measured on this project's machines (ext4, 3,000-byte appends, each
-	// fdatasynced): p50 ~200-240 µs growing the file, ~90-100 µs into
-	// zeroed space (~150-180 µs into fallocated space, whose extents are
-	// converted on write). zeroRetryAfter is how long the zero-ahead rests
+	// an append that grows the file also commits the file system's journal
+	// (fallocated space would too: its unwritten extents are converted on
+	// write). BenchmarkSegmentLog_Append measures both ways (storage/
+	// DESIGN.md, "Zero-ahead"). zeroRetryAfter is how long the zero-ahead rests
 	// after a failed write (a full disk): appends then grow the file, as
 	// before it.
 	zeroAhead      = 1 << 20

@@ -32,6 +32,20 @@ func tailZeroed(t *testing.T, ls *LogStore, want int64) (size, zeroed int64) {
 	}
 }
 
+// zeroedLog opens a log in a new dir, appends entries 1..last and waits for
+// the zero-ahead past them; it returns the dir, the log and the tail's size
+// and zeroed end.
+func zeroedLog(t *testing.T, last uint64) (dir string, ls *LogStore, size, zeroed int64) {
+	t.Helper()
+	dir = t.TempDir()
+	ls = openTestLog(t, dir)
+	if err := ls.StoreLogs(testEntries(1, last)); err != nil {
+		t.Fatal(err)
+	}
+	size, zeroed = tailZeroed(t, ls, zeroAhead)
+	return dir, ls, size, zeroed
+}
+
 // setMaxBytes sets the size at which ls's log starts a new segment, under
 // the writers' lock (the zero-ahead reads it).
 func setMaxBytes(ls *LogStore, n int64) {
@@ -75,12 +89,7 @@ func fileSize(t *testing.T, p string) int64 {
 // growing the file, a reopen takes them for the end of the log (nothing cut,
 // nothing logged as torn) and appends into them again.
 func TestSegmentLog_AppendsGoIntoZeroAhead(t *testing.T) {
-	dir := t.TempDir()
-	ls := openTestLog(t, dir)
-	if err := ls.StoreLogs(testEntries(1, 10)); err != nil {
-		t.Fatal(err)
-	}
-	size, zeroed := tailZeroed(t, ls, zeroAhead)
+	dir, ls, size, zeroed := zeroedLog(t, 10)
 	p := lastSegPath(t, dir)
 	if got := fileSize(t, p); got != zeroed {
 		t.Fatalf("file size %d, zeroed to %d", got, zeroed)
@@ -141,12 +150,7 @@ func TestSegmentLog_ZeroAheadStopsAtMaxBytes(t *testing.T) {
 // tail) truncates the file at the cut, zeros included; the zero-ahead then
 // starts again from the new end, and the log reads back whole.
 func TestSegmentLog_CutTailDropsZeroAhead(t *testing.T) {
-	dir := t.TempDir()
-	ls := openTestLog(t, dir)
-	if err := ls.StoreLogs(testEntries(1, 10)); err != nil {
-		t.Fatal(err)
-	}
-	tailZeroed(t, ls, zeroAhead)
+	dir, ls, _, _ := zeroedLog(t, 10)
 	if err := ls.DeleteRange(6, 10); err != nil {
 		t.Fatal(err)
 	}
@@ -194,12 +198,7 @@ func TestSegmentLog_NoZeroAheadWithoutSync(t *testing.T) {
 // release with a smaller segment size): Open refuses an older segment with
 // bytes past its records.
 func TestSegmentLog_RotationCutsZeroAhead(t *testing.T) {
-	dir := t.TempDir()
-	ls := openTestLog(t, dir)
-	if err := ls.StoreLogs(testEntries(1, 10)); err != nil {
-		t.Fatal(err)
-	}
-	tailZeroed(t, ls, zeroAhead)
+	dir, ls, _, _ := zeroedLog(t, 10)
 	old := lastSegPath(t, dir)
 	ls.log.wmu.Lock()
 	end := ls.log.segs[0].size
@@ -220,12 +219,7 @@ func TestSegmentLog_RotationCutsZeroAhead(t *testing.T) {
 // TestSegmentLog_FailedAppendCutKeepsZeroTail: the cut of a failed append
 // (dirtyTail) truncates the zeros with it and the zero-ahead starts again.
 func TestSegmentLog_FailedAppendCutKeepsZeroTail(t *testing.T) {
-	dir := t.TempDir()
-	ls := openTestLog(t, dir)
-	if err := ls.StoreLogs(testEntries(1, 10)); err != nil {
-		t.Fatal(err)
-	}
-	tailZeroed(t, ls, zeroAhead)
+	dir, ls, _, _ := zeroedLog(t, 10)
 	ls.log.wmu.Lock()
 	g := ls.log.segs[len(ls.log.segs)-1]
 	rw := g.f
@@ -252,12 +246,7 @@ func TestSegmentLog_FailedAppendCutKeepsZeroTail(t *testing.T) {
 // TestSegmentLog_RewriteOfTailKeepsZeroTail: a shred's rewrite of the tail
 // segment copies its records only; the zero-ahead then starts again.
 func TestSegmentLog_RewriteOfTailKeepsZeroTail(t *testing.T) {
-	dir := t.TempDir()
-	ls := openTestLog(t, dir)
-	if err := ls.StoreLogs(testEntries(1, 30)); err != nil {
-		t.Fatal(err)
-	}
-	tailZeroed(t, ls, zeroAhead)
+	dir, ls, _, _ := zeroedLog(t, 30)
 	if err := ls.DeleteRange(1, 20); err != nil {
 		t.Fatal(err)
 	}
