@@ -1062,18 +1062,36 @@ func (a *applier) rescheduleBooking(cmd *bookingv1.Command, op *bookingv1.Resche
 
 // overlap returns the id of a non-cancelled booking of providerID, other than
 // exclude, whose [start, blocked_until) intersects [start, blocked), or "". It
-// reads the time index alone (its values hold blocked_until_ms).
+// reads the time index alone (its values hold blocked_until_ms), backwards
+// from blocked, and stops at the first entry other than exclude: the
+// provider's entries are non-empty and pairwise disjoint (every insert was
+// checked here, invariant 2), so sorted by start they are sorted by end too,
+// and when the latest entry starting before blocked ends by start, every
+// earlier one does. One seek and a step or two, however many bookings the
+// provider has in the MaxBlockedDuration before start.
 func (a *applier) overlap(providerID string, start, blocked int64, exclude string) string {
-	var found string
-	a.key = appendTimeKey(a.key[:0], providerID, max(start-maxBlockedMs, 0), "")
-	scanTimeIndex(a.cursor(bucketProviderTime), a.key, len(providerID)+1, blocked, func(id []byte, bStart, bBlocked int64) bool {
-		if bBlocked > start && bStart < blocked && string(id) != exclude {
-			found = string(id)
-			return false
+	a.key = appendTimeKey(a.key[:0], providerID, blocked, "")
+	prefix := a.key[:len(providerID)+1]
+	c := a.cursor(bucketProviderTime)
+	// Keys before providerID 0x00 be64(blocked) are the entries starting
+	// before blocked (or another provider's: the prefix ends the walk).
+	k, v := c.Seek(a.key)
+	if k == nil {
+		k, v = c.Last()
+	} else {
+		k, v = c.Prev()
+	}
+	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
+		rest := k[len(prefix):]
+		if len(rest) < 8 || len(v) != 8 || string(rest[8:]) == exclude {
+			continue
 		}
-		return true
-	})
-	return found
+		if int64(binary.BigEndian.Uint64(v)) > start {
+			return string(rest[8:])
+		}
+		return ""
+	}
+	return ""
 }
 
 // scanProviderTime calls fn, in start order, for every booking in the time index
