@@ -33,8 +33,16 @@ func (instantCalendars) Book(_ context.Context, r *calendarv1.BookRequest) (*boo
 
 // BenchmarkEdge_CreateBooking is POST /v1/bookings through the handler with
 // in-memory doubles: the HTTP, JSON, validation and idempotency overhead of the
-// edge (the calendar answers at once).
+// edge (the calendar answers at once), on a node alone and on a node of a
+// cluster (a Router: the body is located, for this node's jurisdiction).
 func BenchmarkEdge_CreateBooking(b *testing.B) {
+	b.Run("router=none", func(b *testing.B) { benchCreateBooking(b, nil) })
+	b.Run("router=ar", func(b *testing.B) {
+		benchCreateBooking(b, &fakeRouter{self: "ar", peers: &fakePeers{urls: map[string]string{}}})
+	})
+}
+
+func benchCreateBooking(b *testing.B, router Router) {
 	st := edgetest.NewStore()
 	st.PutProvider(&bookingv1.Provider{
 		Id: "prv_buenos-aires_1", Timezone: "America/Argentina/Buenos_Aires", City: "buenos-aires", Vertical: "barber", Jurisdiction: "ar",
@@ -49,6 +57,7 @@ func BenchmarkEdge_CreateBooking(b *testing.B) {
 	tokens := edgetest.NewTokens(b)
 	cfg.Auth = tokens.Verifier
 	cfg.Limits = Limits{PerSubject: rate.Inf, PerIP: rate.Inf}
+	cfg.Router = router
 	bearer := tokens.Bearer(b, auth.RoleClient, "cli_1")
 	srv, err := New(cfg)
 	if err != nil {

@@ -22,6 +22,8 @@ type createBookingIn struct {
 	Start      string `json:"start"`
 }
 
+func (in *createBookingIn) providerOf() string { return in.ProviderID }
+
 // rescheduleIn is the body of POST /v1/bookings/{id}/reschedule.
 type rescheduleIn struct {
 	Start string `json:"start"`
@@ -62,8 +64,8 @@ func checkBookingIn(ctx context.Context, providerID, serviceID, clientID, start 
 // createBooking handles POST /v1/bookings.
 func (s *Server) createBooking(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	var in createBookingIn
-	if _, err := s.decodeBody(w, r, &in, false); err != nil {
+	in, err := decodedBody[createBookingIn](s, w, r)
+	if err != nil {
 		return err
 	}
 	start, err := checkBookingIn(ctx, in.ProviderID, in.ServiceID, in.ClientID, in.Start)
@@ -88,7 +90,7 @@ func (s *Server) createBooking(w http.ResponseWriter, r *http.Request) error {
 	} else {
 		bookingID = s.cfg.NewID("bkg")
 	}
-	idem, err := idempotencyOf(r, &in, bookingID)
+	idem, err := idempotencyOf(r, in, bookingID)
 	if err != nil {
 		return err
 	}

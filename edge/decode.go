@@ -43,27 +43,36 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, dst any, opt
 	if err != nil {
 		return false, err
 	}
+	if len(bytes.TrimSpace(b)) == 0 && optional {
+		return false, nil
+	}
+	err = s.decodeJSON(r, b, dst, optional)
+	return err == nil, err
+}
+
+// decodeJSON is decodeBody for a body already read (b).
+func (s *Server) decodeJSON(r *http.Request, b []byte, dst any, optional bool) error {
 	if len(bytes.TrimSpace(b)) == 0 {
 		if optional {
-			return false, nil
+			return nil
 		}
-		return false, badRequest("a JSON request body is required")
+		return badRequest("a JSON request body is required")
 	}
 	if err := checkJSONType(r.Header.Get("Content-Type")); err != nil {
-		return false, err
+		return err
 	}
 	if trimmed := bytes.TrimLeft(b, " \t\r\n"); trimmed[0] != '{' {
-		return false, badRequest("the request body must be a JSON object")
+		return badRequest("the request body must be a JSON object")
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
-		return false, jsonError(err)
+		return jsonError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return false, badRequest("the request body must hold exactly one JSON value")
+		return badRequest("the request body must hold exactly one JSON value")
 	}
-	return true, nil
+	return nil
 }
 
 // checkJSONType accepts application/json and any application/*+json (such as

@@ -55,22 +55,25 @@ const CreatedMsHeader = "X-Barberpro-Created-Ms"
 const maxPeerAnswerBytes = 64 << 20
 
 // locator tells the home city of the record a request is about, from the request
-// alone (path, query, or a peek at the body); ok is false when it cannot tell, in
-// which case the request is handled locally (and answers its own 4xx).
-type locator func(s *Server, r *http.Request) (city string, ok bool)
+// alone (path, query, or the body); ok is false when it cannot tell, in which
+// case the request is handled locally (and answers its own 4xx). A locator that
+// decodes the body for the handler leaves it in w (byBodyProvider).
+type locator func(s *Server, w *statusWriter, r *http.Request) (city string, ok bool)
 
 // byPathID locates /v1/providers/{id}/... and /v1/bookings/{id}/...
-func byPathID(_ *Server, r *http.Request) (string, bool) { return ids.CityOf(r.PathValue("id")) }
+func byPathID(_ *Server, _ *statusWriter, r *http.Request) (string, bool) {
+	return ids.CityOf(r.PathValue("id"))
+}
 
 // byQueryCity locates GET /v1/providers?city=X; without city the list gathers
 // every jurisdiction's (listProviders).
-func byQueryCity(_ *Server, r *http.Request) (string, bool) {
+func byQueryCity(_ *Server, _ *statusWriter, r *http.Request) (string, bool) {
 	city := r.URL.Query().Get("city")
 	return city, city != ""
 }
 
 // byBodyCity locates POST /v1/providers by its body's city.
-func byBodyCity(s *Server, r *http.Request) (string, bool) {
+func byBodyCity(s *Server, _ *statusWriter, r *http.Request) (string, bool) {
 	var in struct {
 		City string `json:"city"`
 	}
@@ -82,7 +85,7 @@ func byBodyCity(s *Server, r *http.Request) (string, bool) {
 
 // byBodyJurisdiction locates POST /v1/clients/{client_id}/consents by its body's
 // jurisdiction (through the first city of that jurisdiction).
-func byBodyJurisdiction(s *Server, r *http.Request) (string, bool) {
+func byBodyJurisdiction(s *Server, _ *statusWriter, r *http.Request) (string, bool) {
 	var in struct {
 		Jurisdiction string `json:"jurisdiction"`
 	}
@@ -96,7 +99,7 @@ func byBodyJurisdiction(s *Server, r *http.Request) (string, bool) {
 // home of the object asked about when its id carries a city
 // (?object=bkg_cordoba_…: the Argentine chain, where its entries are), else
 // this node's.
-func byQueryJurisdiction(s *Server, r *http.Request) (string, bool) {
+func byQueryJurisdiction(s *Server, _ *statusWriter, r *http.Request) (string, bool) {
 	q := r.URL.Query()
 	if j := q.Get("jurisdiction"); j != "" {
 		return s.firstCity(j)
@@ -104,15 +107,51 @@ func byQueryJurisdiction(s *Server, r *http.Request) (string, bool) {
 	return ids.CityOf(q.Get("object"))
 }
 
-// byBodyProvider locates POST /v1/bookings by its body's provider_id.
-func byBodyProvider(s *Server, r *http.Request) (string, bool) {
-	var in struct {
-		ProviderID string `json:"provider_id"`
+// providerNamer is a request body that names a provider: POST /v1/bookings and
+// POST /v1/bookings/series, located by it.
+type providerNamer interface{ providerOf() string }
+
+// decoded is a request body as a locator decoded it for the handler: the
+// value (a *T of the route's input) and decodeBody's error.
+type decoded struct {
+	v   any
+	err error
+}
+
+// byBodyProvider locates a request by its body's provider_id, decoding the
+// body as the handler does (decodeBody, into a T) and leaving the result in w
+// for it (decodedBody): one decoding a request. The body is put back for a
+// relay. A body that does not decode is not located (the handler answers its
+// 4xx from the result left in w).
+func byBodyProvider[T any, P interface {
+	*T
+	providerNamer
+}](s *Server, w *statusWriter, r *http.Request) (string, bool) {
+	in := P(new(T))
+	b, err := s.readBody(w, r)
+	if err == nil {
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+		err = s.decodeJSON(r, b, in, false)
 	}
-	if b := s.peekBody(r); b == nil || json.Unmarshal(b, &in) != nil {
+	w.body = &decoded{v: in, err: err}
+	if err != nil {
 		return "", false
 	}
-	return ids.CityOf(in.ProviderID)
+	return ids.CityOf(in.providerOf())
+}
+
+// decodedBody is the request body decoded into a T: the locator's result when
+// byBodyProvider[T] located the request, else decodeBody's.
+func decodedBody[T any](s *Server, w http.ResponseWriter, r *http.Request) (*T, error) {
+	if sw, ok := w.(*statusWriter); ok && sw.body != nil {
+		if in, ok := sw.body.v.(*T); ok {
+			return in, sw.body.err
+		}
+	}
+	in := new(T)
+	_, err := s.decodeBody(w, r, in, false)
+	return in, err
 }
 
 // peekBody reads the body (at most MaxBodyBytes) and puts it back so that the
@@ -160,7 +199,7 @@ func (s *Server) fansOut(r *http.Request) bool { return s.cfg.Router != nil && !
 // peek at the body, when the request is for this node's jurisdiction or its
 // jurisdiction cannot be told (the local handler answers).
 func (s *Server) routeAway(w *statusWriter, r *http.Request, label string, loc locator) bool {
-	city, ok := loc(s, r)
+	city, ok := loc(s, w, r)
 	if !ok {
 		return false
 	}

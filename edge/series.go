@@ -35,6 +35,8 @@ type createSeriesIn struct {
 	Count      int    `json:"count"`
 }
 
+func (in *createSeriesIn) providerOf() string { return in.ProviderID }
+
 // cancelSeriesIn is the optional body of POST /v1/bookings/series/{id}/cancel.
 type cancelSeriesIn struct {
 	From string `json:"from,omitempty"`
@@ -63,8 +65,8 @@ func everyName(days int32) string {
 // createSeries handles POST /v1/bookings/series.
 func (s *Server) createSeries(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	var in createSeriesIn
-	if _, err := s.decodeBody(w, r, &in, false); err != nil {
+	in, err := decodedBody[createSeriesIn](s, w, r)
+	if err != nil {
 		return err
 	}
 	var everyErr, countErr error
@@ -91,7 +93,7 @@ func (s *Server) createSeries(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	idem, err := idempotencyOf(r, &in, seriesID)
+	idem, err := idempotencyOf(r, in, seriesID)
 	if err != nil {
 		return err
 	}

@@ -103,7 +103,7 @@ func New(cfg Config) (*Server, error) {
 		{http.MethodPatch, "/v1/providers/{id}", s.patchProvider, byPathID, ownProviderPath},
 		{http.MethodGet, "/v1/providers/{id}/availability", s.availability, byPathID, publicAccess},
 		{http.MethodGet, "/v1/providers/{id}/placement", s.placement, byPathID, operatorOnly},
-		{http.MethodPost, "/v1/bookings", s.createBooking, byBodyProvider, ownBooking},
+		{http.MethodPost, "/v1/bookings", s.createBooking, byBodyProvider[createBookingIn], ownBooking},
 		{http.MethodGet, "/v1/bookings/{id}", s.getBooking, byPathID, ownBooking},
 		{http.MethodPost, "/v1/bookings/{id}/cancel", s.cancelBooking, byPathID, ownBooking},
 		{http.MethodPost, "/v1/bookings/{id}/reschedule", s.rescheduleBooking, byPathID, ownBooking},
@@ -113,7 +113,7 @@ func New(cfg Config) (*Server, error) {
 		{http.MethodPost, "/v1/clients/{client_id}/consents", s.grantConsent, byBodyJurisdiction, ownClientOnly},
 		{http.MethodGet, "/v1/clients/{client_id}/consents", s.listConsents, nil, ownClientOnly},
 		{http.MethodPost, "/v1/clients/{client_id}/consents/{id}/withdraw", s.withdrawConsent, byPathID, ownClientOnly},
-		{http.MethodPost, "/v1/bookings/series", s.createSeries, byBodyProvider, ownBooking},
+		{http.MethodPost, "/v1/bookings/series", s.createSeries, byBodyProvider[createSeriesIn], ownBooking},
 		{http.MethodPost, "/v1/bookings/series/{id}/cancel", s.cancelSeries, byPathID, ownBooking},
 		{http.MethodGet, "/v1/sessions/{id}", s.getSession, byPathID, sessionRead},
 		{http.MethodPost, "/v1/sessions/{id}/check-in", s.moveSession(bookingv1.SessionStatus_SESSION_STATUS_CHECKED_IN), byPathID, treatingProvider},
@@ -390,6 +390,8 @@ type statusWriter struct {
 	http.ResponseWriter
 	status      int
 	wroteHeader bool
+	// body is the request body a locator decoded for the handler, or nil.
+	body *decoded
 }
 
 func (w *statusWriter) WriteHeader(code int) {
