@@ -269,6 +269,19 @@ func (f *fsm) viewFailed(fn func(tx *bolt.Tx) error) error {
 	return fn(tx)
 }
 
+// idemAbsent reports that fsm.db holds no idempotency record of key, from
+// the locator alone (idemLocator.mayHold), under the lock that keeps a
+// restore or a shred from reopening fsm.db (and reloading the locator)
+// meanwhile. ErrClosed when fsm.db is not open.
+func (f *fsm) idemAbsent(key string) (bool, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		return false, ErrClosed
+	}
+	return !f.idem.mayHold(key), nil
+}
+
 // peek runs fn, a brief read (point lookups, or one bounded page of a list:
 // fn must not walk a whole bucket), on every log applied so far without
 // committing them: in the open transaction, under pendMu (the FSM goroutine

@@ -41,6 +41,10 @@ type idemLocator struct {
 	mu    sync.RWMutex
 	at    map[string]int64   // a key's time
 	extra map[string][]int64 // a key's other times (rare: see above)
+	// legacy is whether the idempotency bucket held a record at the last
+	// load: nothing writes that bucket since the time-ordered layout, so
+	// while it is false a key without a time has no record (mayHold).
+	legacy bool
 }
 
 // idemEntry is an idempotency record's key and created_at_ms.
@@ -115,9 +119,20 @@ func (l *idemLocator) load(tx *bolt.Tx) {
 		extra[key] = append(extra[key], ms)
 		return nil
 	})
+	k, _ := tx.Bucket(bucketIdempotency).Cursor().First()
 	l.mu.Lock()
-	l.at, l.extra = m, extra
+	l.at, l.extra, l.legacy = m, extra, k != nil
 	l.mu.Unlock()
+}
+
+// mayHold reports whether a transaction of the fsm.db l was loaded from may
+// hold a record of key: l has a time for it, or the idempotency bucket held
+// records of the older layout. False answers a lookup without one.
+func (l *idemLocator) mayHold(key string) bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	_, ok := l.at[key]
+	return ok || l.legacy
 }
 
 // len returns how many keys l locates.

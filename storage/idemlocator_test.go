@@ -1,6 +1,7 @@
 package storage_test
 
 import (
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -150,5 +151,43 @@ func TestStore_IdempotencyReadsTheTimeOrderedRecord(t *testing.T) {
 	}
 	if _, err := s.Idempotency(ctx, "k2"); err == nil {
 		t.Fatal("Idempotency(k2) found a record that was never written")
+	}
+}
+
+// TestStore_IdempotencyFindsLegacyRecordsAfterOpen: Store.Idempotency answers
+// a key the locator has no time for without a transaction, unless fsm.db held
+// records of the older layout when it was opened; such a record must still be
+// found. (Answering from the locator alone whatever the file holds lost it.)
+func TestStore_IdempotencyFindsLegacyRecordsAfterOpen(t *testing.T) {
+	cfg := st.Config(t)
+	s, err := storage.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.MustWaitLeader(t, s)
+	if _, err := s.Propose(t.Context(), st.CreateProvider(st.Provider("p1"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := storage.OpenTestFSM(filepath.Join(cfg.DataDir, storage.FSMFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.PutLegacyIdempotency(&bookingv1.IdempotencyRecord{
+		Key: "old", RequestHash: []byte("h1"), ResourceId: "b0", CreatedAtMs: st.At(time.Minute),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = st.MustOpen(t, cfg)
+	if rec, err := s.Idempotency(t.Context(), "old"); err != nil || rec.GetResourceId() != "b0" {
+		t.Fatalf("Idempotency(old) = %v, %v; want the legacy record of b0", rec, err)
+	}
+	if _, err := s.Idempotency(t.Context(), "never"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("Idempotency(never) = %v, want ErrNotFound", err)
 	}
 }

@@ -631,6 +631,17 @@ func (s *Store) Booking(ctx context.Context, id string) (*bookingv1.Booking, err
 
 // Idempotency returns the record of an idempotency key; ErrNotFound.
 func (s *Store) Idempotency(ctx context.Context, key string) (*bookingv1.IdempotencyRecord, error) {
+	// The usual answer, a key never used, needs no transaction (which would
+	// wait on an apply in progress).
+	if err := s.readable(ctx); err != nil {
+		return nil, err
+	}
+	if absent, err := s.fsm.idemAbsent(key); err != nil || absent {
+		if err == nil {
+			err = &notFoundError{bucket: bucketIdempotency, key: key}
+		}
+		return nil, err
+	}
 	r := new(bookingv1.IdempotencyRecord)
 	err := s.getWith(ctx, bucketIdempotency, key, r, func(get func(bucket []byte, key string) []byte) []byte {
 		return s.fsm.idem.value(key, get)
