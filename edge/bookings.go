@@ -407,7 +407,11 @@ func (s *Server) writeBooking(ctx context.Context, w http.ResponseWriter, status
 	} else {
 		loc = s.providerZone(ctx, b.GetProviderId())
 	}
-	writeJSON(w, status, formatBooking(b, loc))
+	o := formatBooking(b, loc)
+	bp := pooledBody()
+	body := appendBooking(*bp, &o)
+	writeBody(w, status, "application/json", body)
+	putBody(bp, body)
 	return nil
 }
 
