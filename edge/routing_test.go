@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -689,3 +690,58 @@ func TestIDs_CarryTheCity(t *testing.T) {
 }
 
 var _ Router = (*fakeRouter)(nil)
+
+// TestRouting_RelaysSeriesHome: POST /v1/bookings/series for a provider of
+// another jurisdiction is located by its body (byBodyProvider[createSeriesIn])
+// and relayed whole: the home node creates every occurrence, the relaying node
+// touches nothing of its own.
+func TestRouting_RelaysSeriesHome(t *testing.T) {
+	ar, us, _ := newTestCluster(t, nil)
+	p := us.create(providerBody("rosario", "barber"))
+	rec := us.do(call{method: "POST", path: "/v1/bookings/series", valid: true,
+		body: seriesBody(p, "c", "2026-12-01T09:00:00-03:00", "1w", 3)})
+	wantStatus(t, rec, http.StatusCreated)
+	sr := decode[seriesOut](t, rec)
+	if len(sr.Items) != 3 || !strings.HasPrefix(sr.Items[0].ID, "bkg_rosario_") {
+		t.Fatalf("series through us: %+v", sr)
+	}
+	if _, err := ar.store.Booking(context.Background(), sr.Items[2].ID); err != nil {
+		t.Fatalf("the Argentine store does not hold the last occurrence: %v", err)
+	}
+	if ops := us.rec.calls(); len(ops) != 0 {
+		t.Errorf("the US node called its Store/Calendars: %v", ops)
+	}
+}
+
+// TestByBodyProvider_PutsTheBodyBack: the locator reads the body to decode it
+// and must leave it for a relay twice over: in Body, and in GetBody, which the
+// transport calls to send a POST again on a fresh connection when a pooled one
+// turns out closed.
+func TestByBodyProvider_PutsTheBodyBack(t *testing.T) {
+	ar, _, _ := newTestCluster(t, nil)
+	body := bookingBody("prv_us-east_1", "svc_1", "c", "2026-12-01T09:00:00-05:00")
+	r := httptest.NewRequest(http.MethodPost, "/v1/bookings", strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	sw := &statusWriter{ResponseWriter: httptest.NewRecorder()}
+	if city, ok := byBodyProvider[createBookingIn](ar.srv, sw, r); !ok || city != "us-east" {
+		t.Fatalf("located %q, %v; want us-east", city, ok)
+	}
+	if in, ok := sw.body.v.(*createBookingIn); !ok || sw.body.err != nil || in.ProviderID != "prv_us-east_1" {
+		t.Fatalf("left for the handler: %+v", sw.body)
+	}
+	if b, _ := io.ReadAll(r.Body); string(b) != body {
+		t.Errorf("Body reads %q, want the body", b)
+	}
+	if r.GetBody == nil {
+		t.Fatal("GetBody not set: a relayed POST cannot be sent again")
+	}
+	for try := 1; try <= 2; try++ {
+		rc, err := r.GetBody()
+		if err != nil {
+			t.Fatalf("GetBody #%d: %v", try, err)
+		}
+		if b, _ := io.ReadAll(rc); string(b) != body {
+			t.Errorf("GetBody #%d reads %q, want the body", try, b)
+		}
+	}
+}

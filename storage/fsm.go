@@ -25,7 +25,7 @@ import (
 var (
 	bucketProviders      = []byte("providers")       // provider id → Provider
 	bucketBookings       = []byte("bookings")        // booking id → Booking
-	bucketProviderTime   = []byte("provider_time")   // providerID 0x00 be64(start_ms) bookingID → empty (non-cancelled only)
+	bucketProviderTime   = []byte("provider_time")   // providerID 0x00 be64(start_ms) bookingID → be64(blocked_until_ms) (non-cancelled only; empty in files written before 7f398c5)
 	bucketClientBookings = []byte("client_bookings") // clientID 0x00 be64(created_at_ms) bookingID → empty
 	bucketIdempotency    = []byte("idempotency")     // key → IdempotencyRecord, written before records moved to idempotency_time
 	bucketMeta           = []byte("meta")            // applied_index, applied_term
