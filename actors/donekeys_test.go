@@ -33,3 +33,20 @@ func TestDoneKeys_RemembersTheLastMaxKeys(t *testing.T) {
 		t.Fatal("k0, 42 keys ago, is still kept")
 	}
 }
+
+// TestDoneKeys_NewAnswerWinsAcrossARotation: a key answered again after a
+// rotation moved its old answer to the previous generation answers with the
+// new one (get reads the current generation first).
+func TestDoneKeys_NewAnswerWinsAcrossARotation(t *testing.T) {
+	const n = 4
+	d := newDoneKeys(n)
+	d.put("k", doneKey{hash: []byte("old")})
+	for i := 1; i < n; i++ {
+		d.put(fmt.Sprint("o", i), doneKey{})
+	}
+	d.put("rotates", doneKey{}) // cur was full: "k" is in prev now
+	d.put("k", doneKey{hash: []byte("new")})
+	if v, ok := d.get("k"); !ok || string(v.hash) != "new" {
+		t.Fatalf("get(k) = %q, %v; want the new answer", v.hash, ok)
+	}
+}

@@ -309,7 +309,15 @@ func TestShred_UnderLoad(t *testing.T) {
 				id := fmt.Sprintf("w%d-%d", w, i)
 				off := time.Duration(w*100000+i) * time.Hour
 				s := stores[i%len(stores)]
-				_, err := s.Propose(ctx, st.CreateBooking(st.Booking(id, "p", off, off+min30, off+min30)))
+				// Keyed, so that a write whose leader lost leadership mid-commit
+				// (under -race on a loaded 2-core CI machine an election happens)
+				// is retried as a client must: same key, at most once applied.
+				cmd := st.WithKey(st.CreateBooking(st.Booking(id, "p", off, off+min30, off+min30)), "k-"+id, "h")
+				_, err := s.Propose(ctx, cmd)
+				for try := 0; try < 20 && errors.Is(err, storage.ErrNotLeader); try++ {
+					time.Sleep(50 * time.Millisecond)
+					_, err = s.Propose(ctx, cmd)
+				}
 				mu.Lock()
 				if err != nil {
 					errs = append(errs, fmt.Errorf("propose %s: %w", id, err))
