@@ -131,7 +131,7 @@ func byBodyProvider[T any, P interface {
 	b, err := s.readBody(w, r)
 	if err == nil {
 		r.Body = io.NopCloser(bytes.NewReader(b))
-		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+		resendable(r, b)
 		err = s.decodeJSON(r, b, in, false)
 	}
 	w.body = &decoded{v: in, err: err}
@@ -170,9 +170,14 @@ func (s *Server) peekBody(r *http.Request) []byte {
 	if err != nil || int64(len(b)) > s.cfg.MaxBodyBytes {
 		return nil
 	}
-	// The whole body is in b now: a relay may resend it without copying it again.
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+	resendable(r, b)
 	return b
+}
+
+// resendable sets r.GetBody to b, the whole body already read: a relay may
+// send it again (a pooled connection found closed) without copying it.
+func resendable(r *http.Request, b []byte) {
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
 }
 
 // jurisdictionOf is the jurisdiction of a city of the topology.
