@@ -2,7 +2,10 @@ package storage
 
 import (
 	"io"
+	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -194,3 +197,24 @@ func (t *TestFSM) PutLegacyIdempotency(rec *bookingv1.IdempotencyRecord) error {
 
 // LocatedIdempotencyKeys is how many keys the FSM's idempotency locator holds.
 func (t *TestFSM) LocatedIdempotencyKeys() int { return t.f.idem.len() }
+
+// HoldLeaderLogSync makes s's raft log fdatasyncs wait until release is
+// called; calls reports how many have started.
+func HoldLeaderLogSync(s *Store) (release func(), calls func() int32) {
+	l := s.logs.log
+	gate := make(chan struct{})
+	var n atomic.Int32
+	l.syncing.Lock() // every reader of fdatasync holds syncing
+	real := l.fdatasync
+	l.fdatasync = func(f *os.File) error {
+		n.Add(1)
+		<-gate
+		return real(f)
+	}
+	l.syncing.Unlock()
+	var once sync.Once
+	return func() { once.Do(func() { close(gate) }) }, n.Load
+}
+
+// LogDurableIndex is the last index s's raft log holds on disk.
+func LogDurableIndex(s *Store) uint64 { return s.logs.DurableIndex() }

@@ -93,11 +93,15 @@ type fsm struct {
 	installHook atomic.Pointer[func() error]
 	// Write failures (see ApplyBatch). fault is non-nil while a batch is
 	// being retried; abandoned latches once a batch was given up at close.
-	fault              atomic.Pointer[fsmFault]
-	faultMu            sync.Mutex // guards faultLogged (faults are set by ApplyBatch and by flushes)
-	faultLogged        time.Time
-	abandoned          atomic.Bool
-	stop               chan struct{} // closed by stopRetrying
+	fault       atomic.Pointer[fsmFault]
+	faultMu     sync.Mutex // guards faultLogged (faults are set by ApplyBatch and by flushes)
+	faultLogged time.Time
+	abandoned   atomic.Bool
+	stop        chan struct{} // closed by stopRetrying
+	// waitDurable, set by the Store, returns once the raft log holds index on
+	// disk (segLog.waitDurable): a leader's appends fdatasync in the
+	// background, and raft may hand the FSM an entry before that ends.
+	waitDurable        func(index uint64, stop <-chan struct{}) error
 	stopOnce           sync.Once
 	retryMin, retryMax time.Duration
 
@@ -333,7 +337,12 @@ func (f *fsm) Apply(l *raft.Log) interface{} {
 // page) is not applied twice. stopRetrying (Store.Close) ends the retries:
 // the batch is then abandoned (see abandonedResponses) and the FSM never
 // writes again in this process.
+//
+// A batch is applied only once the raft log holds it on disk (awaitDurable).
 func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
+	if err := f.awaitDurable(logs); err != nil {
+		return abandonedResponses(logs, err)
+	}
 	var prev []interface{}
 	var prevErased []erasedAt
 	for attempt := 0; ; attempt++ {
@@ -354,6 +363,27 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 			return abandonedResponses(logs, err)
 		}
 	}
+}
+
+// awaitDurable waits until the raft log holds logs on disk. raft commits an
+// entry once a majority acked it, counting the leader's copy before the
+// leader's background fdatasync ends (segmentlog_async.go); applying it only
+// once that fdatasync covers it means nothing answers, reads or snapshots an
+// entry that a majority does not hold on disk. On a follower the entries are
+// on disk already. If the wait ends otherwise (the store closes, or the
+// fdatasync failed and the log can no longer vouch for them) the batch is
+// abandoned (the FSM writes nothing more in this process) and the error
+// returned.
+func (f *fsm) awaitDurable(logs []*raft.Log) error {
+	if f.waitDurable == nil || len(logs) == 0 {
+		return nil
+	}
+	err := f.waitDurable(logs[len(logs)-1].Index, f.stop)
+	if err != nil && !f.abandoned.Swap(true) {
+		f.logger.Error("fsm gave up applying entries: the raft log does not hold them on disk; they are applied after restart if it does",
+			"first_index", logs[0].Index, "last_index", logs[len(logs)-1].Index, "err", err)
+	}
+	return err
 }
 
 // applyOnce makes one attempt at ApplyBatch's transaction: it first applies

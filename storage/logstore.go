@@ -63,6 +63,10 @@ type LogStore struct {
 	closed      atomic.Bool
 	currentTerm atomic.Uint64 // cached value of raft's CurrentTerm key
 	fault       atomic.Pointer[logFault]
+	// leading reports whether raft leads its group (set by the Store once
+	// raft runs): a leader's appends fdatasync in the background
+	// (segmentlog_async.go).
+	leading atomic.Pointer[func() bool]
 }
 
 // logFault is the LogStore's last write failure, until a write succeeds.
@@ -180,14 +184,14 @@ func (s *LogStore) migrateLog() error {
 			}
 			batch = append(batch, l)
 			if len(batch) == cap(batch) {
-				if err := sl.StoreLogs(batch); err != nil {
+				if err := sl.StoreLogs(batch, false); err != nil {
 					return err
 				}
 				n += len(batch)
 				batch = batch[:0]
 			}
 		}
-		if err := sl.StoreLogs(batch); err != nil {
+		if err := sl.StoreLogs(batch, false); err != nil {
 			return err
 		}
 		n += len(batch)
@@ -351,13 +355,20 @@ func (s *LogStore) GetLog(index uint64, log *raft.Log) error {
 // StoreLog stores one entry.
 func (s *LogStore) StoreLog(log *raft.Log) error { return s.StoreLogs([]*raft.Log{log}) }
 
-// StoreLogs appends entries with one write and one fdatasync.
+// StoreLogs appends entries with one write and one fdatasync; a leader's
+// append returns before its fdatasync (DurableIndex says when it is done).
 func (s *LogStore) StoreLogs(logs []*raft.Log) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	return s.noteWrite("store logs", s.log.StoreLogs(logs))
+	f := s.leading.Load()
+	return s.noteWrite("store logs", s.log.StoreLogs(logs, f != nil && (*f)()))
 }
+
+// DurableIndex is the last log index known to be on the disk: the last one
+// stored, except for a leader's appends whose background fdatasync has not
+// finished.
+func (s *LogStore) DurableIndex() uint64 { return s.log.durableIndex() }
 
 // noteWrite records the outcome of a write: a failure (disk full, I/O
 // error) is kept as the store's fault. Success does not clear it: on a full
@@ -386,6 +397,9 @@ func (s *LogStore) noteWrite(op string, err error) error {
 // steps down; a follower rejects the AppendEntries and the leader retries);
 // the Store refuses writes and reports unready meanwhile.
 func (s *LogStore) WriteFault() error {
+	if err := s.log.brokenErr(); err != nil {
+		return err
+	}
 	cur := s.fault.Load()
 	if cur == nil {
 		return nil

@@ -176,6 +176,9 @@ type segLog struct {
 	zeroStop  chan struct{}
 	zeroDone  chan struct{}
 	stopOnce  sync.Once
+
+	// A leader's appends fdatasync in the background (segmentlog_async.go).
+	asyncLog
 }
 
 func segName(index uint64) string {
@@ -189,7 +192,7 @@ func openSegLog(dir string, noSync bool, logger *slog.Logger) (*segLog, error) {
 		return nil, fmt.Errorf("storage: raft log dir: %w", err)
 	}
 	l := &segLog{dir: dir, noSync: noSync, logger: logger, maxBytes: segmentMaxBytes,
-		remove: os.Remove, syncDir: durable.SyncDir,
+		remove: os.Remove, syncDir: durable.SyncDir, asyncLog: asyncLog{fdatasync: durable.Fdatasync},
 		zeroKick: make(chan struct{}, 1), zeroStop: make(chan struct{}), zeroDone: make(chan struct{})}
 	names, err := segmentNames(dir)
 	if err != nil {
@@ -231,7 +234,17 @@ func openSegLog(dir string, noSync bool, logger *slog.Logger) (*segLog, error) {
 	}
 	if n := len(l.segs); n > 0 {
 		l.first, l.last = l.segs[0].first, l.segs[n-1].last()
+		// The last segment may hold records a leader wrote without an
+		// fdatasync before the process died (deferred appends): the page
+		// cache kept them, the disk may not have. They count as durable
+		// from here on, so make them so.
+		if !noSync {
+			if err := l.fdatasync(l.segs[n-1].f); err != nil {
+				return nil, fmt.Errorf("storage: raft log: %w", err)
+			}
+		}
 	}
+	l.startAsync()
 	ok = true
 	if noSync {
 		close(l.zeroDone)
@@ -406,15 +419,20 @@ func (l *segLog) closeFiles() error {
 	return errors.Join(errs...)
 }
 
-// Close stops the zero-ahead and closes the segment files.
+// Close stops the zero-ahead and the background fdatasync, makes deferred
+// appends durable and closes the segment files.
 func (l *segLog) Close() error {
 	l.stopOnce.Do(func() { close(l.zeroStop) })
 	<-l.zeroDone
+	l.stopAsync()
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
+	l.syncing.Lock()
+	defer l.syncing.Unlock()
+	ferr := l.flushLocked()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.closeFiles()
+	return errors.Join(ferr, l.closeFiles())
 }
 
 func (l *segLog) bounds() (uint64, uint64) {
@@ -466,11 +484,13 @@ func (l *segLog) GetLog(index uint64, out *raft.Log) error {
 var errLogOrder = errors.New("storage: raft log entries out of order")
 
 // StoreLogs appends logs (consecutive indexes following the last one) with
-// one write and one fdatasync. Appending to an empty log, or past a gap
+// one write and one fdatasync. A leader's append (leader) to the tail
+// segment returns after the write and leaves the fdatasync to syncLoop
+// (mayDefer, segmentlog_async.go). Appending to an empty log, or past a gap
 // (raft appends after a snapshot it installed; the older entries are below
 // it), starts a new log: the old segments are removed first. What a failed
 // write left undone (settle) is done first; it fails if that cannot be.
-func (l *segLog) StoreLogs(logs []*raft.Log) error {
+func (l *segLog) StoreLogs(logs []*raft.Log, leader bool) error {
 	if len(logs) == 0 {
 		return nil
 	}
@@ -481,6 +501,78 @@ func (l *segLog) StoreLogs(logs []*raft.Log) error {
 	}
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
+	if l.isBroken.Load() {
+		return l.brokenErr()
+	}
+	if done, err := l.appendDeferred(logs, leader); done {
+		return err
+	}
+	l.syncing.Lock()
+	defer l.syncing.Unlock()
+	err := l.appendSynced(logs)
+	l.settled(err)
+	return err
+}
+
+// appendDeferred appends logs to the tail segment without an fdatasync if
+// they may defer it (mayDefer) and nothing else is due: no rotation, no cut
+// of a failed write, nothing settle must finish. done reports that it
+// handled the append (err is then its outcome). wmu held.
+func (l *segLog) appendDeferred(logs []*raft.Log, leader bool) (done bool, err error) {
+	first, last := l.bounds()
+	if first == 0 || logs[0].Index != last+1 || !l.mayDefer(logs, leader) ||
+		l.dirtyTail || l.dirDirty || l.orphan != "" {
+		return false, nil
+	}
+	tail := l.segs[len(l.segs)-1]
+	if tail.size >= l.maxBytes {
+		return false, nil
+	}
+	buf, offs := encodeRecords(logs, tail.size)
+	if _, err := tail.f.WriteAt(buf, tail.size); err != nil {
+		l.dirtyTail = true
+		return true, fmt.Errorf("storage: raft log append: %w", err)
+	}
+	l.mu.Lock()
+	tail.offs = append(tail.offs, offs...)
+	tail.size += int64(len(buf))
+	l.last = logs[len(logs)-1].Index
+	l.mu.Unlock()
+	l.deferred(tail, l.last)
+	l.kickZero(tail)
+	return true, nil
+}
+
+// encodeRecords returns the records of logs and the offset of each, the
+// first at base.
+func encodeRecords(logs []*raft.Log, base int64) ([]byte, []int64) {
+	var buf []byte
+	offs := make([]int64, len(logs))
+	for i, e := range logs {
+		offs[i] = base + int64(len(buf))
+		buf = appendRecord(buf, e)
+	}
+	return buf, offs
+}
+
+// settled records, after a writer that fdatasyncs (wmu and syncing held),
+// what the disk holds: every record up to the last one if it succeeded,
+// nothing more than the last one if not.
+func (l *segLog) settled(err error) {
+	_, last := l.bounds()
+	if err == nil {
+		l.synced(last)
+	} else {
+		l.lowered(last)
+	}
+}
+
+// appendSynced is StoreLogs' append with an fdatasync before it returns
+// (wmu and syncing held).
+func (l *segLog) appendSynced(logs []*raft.Log) error {
+	if err := l.flushLocked(); err != nil {
+		return err
+	}
 	if err := l.settle(); err != nil {
 		return err
 	}
@@ -526,16 +618,11 @@ func (l *segLog) StoreLogs(logs []*raft.Log) error {
 			}
 		}
 	}
-	var buf []byte
-	offs := make([]int64, len(logs))
 	base := int64(0)
 	if tail != nil {
 		base = tail.size
 	}
-	for i, e := range logs {
-		offs[i] = base + int64(len(buf))
-		buf = appendRecord(buf, e)
-	}
+	buf, offs := encodeRecords(logs, base)
 	if tail == nil {
 		g, err := l.createSegment(next, buf)
 		if err != nil {
@@ -673,7 +760,7 @@ func (l *segLog) sync(f *os.File) error {
 	if l.noSync {
 		return nil
 	}
-	return durable.Fdatasync(f)
+	return l.fdatasync(f)
 }
 
 // createSegment creates the segment file named after index holding buf,
@@ -789,6 +876,33 @@ func (l *segLog) syncDirNow() error {
 func (l *segLog) DeleteRange(min, max uint64) error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
+	l.syncing.Lock()
+	defer l.syncing.Unlock()
+	if err := l.flushLocked(); err != nil {
+		return err
+	}
+	first, _ := l.bounds()
+	err := l.deleteRange(min, max)
+	switch {
+	case err != nil:
+		l.settled(err)
+	case min > first:
+		// A cut of the tail (a follower's conflicting entries): the
+		// entries past it are gone and others will take their indexes.
+		l.settled(nil)
+	default:
+		// From the head (compaction; with TrailingLogs 0, as a shred's
+		// snapshot does, the whole log): what went was durable and is in a
+		// snapshot now, so durable stays. A follower that drops its whole
+		// log for conflicting entries appends their replacements (synced)
+		// right after; only a leader's durable is read meanwhile.
+	}
+	return err
+}
+
+// deleteRange is DeleteRange with wmu and syncing held and nothing deferred
+// pending.
+func (l *segLog) deleteRange(min, max uint64) error {
 	first, last := l.bounds()
 	if first == 0 || max < first || min > last || min > max {
 		return nil
@@ -851,6 +965,11 @@ func (l *segLog) truncateTail(min uint64) error {
 func (l *segLog) rewrite() error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
+	l.syncing.Lock()
+	defer l.syncing.Unlock()
+	if err := l.flushLocked(); err != nil {
+		return err
+	}
 	if len(l.segs) == 0 {
 		return nil
 	}

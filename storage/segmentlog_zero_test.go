@@ -180,7 +180,7 @@ func TestSegmentLog_NoZeroAheadWithoutSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	if err := l.StoreLogs(testEntries(1, 5)); err != nil {
+	if err := l.StoreLogs(testEntries(1, 5), false); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(50 * time.Millisecond)

@@ -424,6 +424,9 @@ func Open(cfg Config) (_ *Store, err error) {
 	if s.logs, err = openLogStore(filepath.Join(cfg.DataDir, RaftFile), s.logger); err != nil {
 		return nil, err
 	}
+	// The FSM applies nothing its log does not hold on disk (a leader's
+	// appends fdatasync in the background: segmentlog_async.go).
+	s.fsm.waitDurable = s.logs.log.waitDurable
 	hl := newHclogAdapter(s.logger, "raft")
 	if s.snaps, err = raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.DataDir, SnapshotsDir), snapshotsRetained, hl.Named("snapshots")); err != nil {
 		return nil, fmt.Errorf("storage: snapshot store: %w", err)
@@ -454,7 +457,10 @@ func Open(cfg Config) (_ *Store, err error) {
 		}
 		s.owned, s.trans = nt, nt
 	}
-	s.guard = newVoteGuard(s.trans)
+	// A leader's log appends fdatasync in the background: the commit index it
+	// sends is capped at what its log holds on disk, and an AppendEntries
+	// from another leader fences them (segmentlog_async.go).
+	s.guard = newVoteGuard(&commitCap{Transport: s.trans, durable: s.logs.DurableIndex}, s.logs.log.fence)
 	rc := cfg.raftConfig(s.logger)
 	notify := make(chan bool, 16)
 	rc.NotifyCh = notify
@@ -501,6 +507,8 @@ func Open(cfg Config) (_ *Store, err error) {
 	self := rc.LocalID
 	mayVote := func() bool { return hasVote(s.raft.GetConfiguration().Configuration(), self) }
 	s.guard.mayVote.Store(&mayVote)
+	leading := func() bool { return s.raft.State() == raft.Leader }
+	s.logs.leading.Store(&leading)
 	obs := make(chan raft.Observation, 16)
 	s.observer = raft.NewObserver(obs, false, func(o *raft.Observation) bool {
 		_, ok := o.Data.(raft.LeaderObservation)

@@ -29,6 +29,12 @@ type voteGuard struct {
 	// contact is when each server last answered one of our AppendEntries
 	// (heartbeats included): raft.ServerID -> time.Time.
 	contact sync.Map
+	// onAppend, if set, sees the term of every AppendEntries that comes in
+	// through the consumer (not heartbeats, which raft's transport hands to
+	// raft directly: they carry no entries and raft does not count their
+	// answer toward a commit) before raft does: the log's fence
+	// (segmentlog_async.go). An error answers the request instead of raft.
+	onAppend func(term uint64) error
 }
 
 // AppendEntries sends raft's AppendEntries (heartbeats too) and notes when
@@ -52,8 +58,8 @@ func (g *voteGuard) AppendEntries(id raft.ServerID, target raft.ServerAddress, a
 // errNotAVoter answers a TimeoutNow sent to a server that may not vote.
 var errNotAVoter = errors.New("storage: this server is not a voter in its configuration")
 
-func newVoteGuard(t raft.Transport) *voteGuard {
-	g := &voteGuard{Transport: t, consumer: make(chan raft.RPC), stop: make(chan struct{})}
+func newVoteGuard(t raft.Transport, onAppend func(term uint64) error) *voteGuard {
+	g := &voteGuard{Transport: t, consumer: make(chan raft.RPC), stop: make(chan struct{}), onAppend: onAppend}
 	go g.run()
 	return g
 }
@@ -64,21 +70,31 @@ func (g *voteGuard) Consumer() <-chan raft.RPC { return g.consumer }
 // RequestPreVote forwards raft's pre-vote RPC (raft enables pre-vote only on
 // transports that have it).
 func (g *voteGuard) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
-	pv, ok := g.Transport.(raft.WithPreVote)
+	return requestPreVote(g.Transport, id, target, args, resp)
+}
+
+// requestPreVote sends a pre-vote RPC through t, if t has them.
+func requestPreVote(t raft.Transport, id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	pv, ok := t.(raft.WithPreVote)
 	if !ok {
 		return errors.New("storage: transport has no pre-vote")
 	}
 	return pv.RequestPreVote(id, target, args, resp)
 }
 
+// closeTransport closes t if it can be closed.
+func closeTransport(t raft.Transport) error {
+	if c, ok := t.(raft.WithClose); ok {
+		return c.Close()
+	}
+	return nil
+}
+
 // Close stops the guard and closes the wrapped transport if it can be closed,
 // as raft does with a transport at shutdown.
 func (g *voteGuard) Close() error {
 	g.stopOnce.Do(func() { close(g.stop) })
-	if c, ok := g.Transport.(raft.WithClose); ok {
-		return c.Close()
-	}
-	return nil
+	return closeTransport(g.Transport)
 }
 
 func (g *voteGuard) voter() bool {
@@ -93,7 +109,7 @@ func (g *voteGuard) run() {
 		case <-g.stop:
 			return
 		case rpc := <-in:
-			if g.intercept(rpc) {
+			if g.intercept(rpc) || g.fenced(rpc) {
 				continue
 			}
 			select {
@@ -131,6 +147,22 @@ func (g *voteGuard) intercept(rpc raft.RPC) bool {
 		return false
 	}
 	return true
+}
+
+// fenced passes an AppendEntries' term to onAppend before raft sees the
+// request, and answers the request with onAppend's error itself if there is
+// one (raft must not ack what this server's log cannot vouch for); it
+// reports whether it answered.
+func (g *voteGuard) fenced(rpc raft.RPC) bool {
+	req, ok := rpc.Command.(*raft.AppendEntriesRequest)
+	if !ok || g.onAppend == nil {
+		return false
+	}
+	if err := g.onAppend(req.Term); err != nil {
+		rpc.Respond(nil, err)
+		return true
+	}
+	return false
 }
 
 // hasVote reports whether id is a voter in c.

@@ -1,0 +1,299 @@
+package storage
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+)
+
+// Leader appends that fdatasync in the background (storage/DESIGN.md,
+// "Leader appends"). hashicorp/raft's leader stores its new entries
+// (dispatchLogs → StoreLogs) before it wakes the replicators, so with an
+// fdatasync inside StoreLogs a commit waited for the leader's fdatasync, then
+// the round trip and a follower's fdatasync. etcd's leader writes its WAL while
+// the entries are on their way; so does this log now: a leader's append is
+// written (readable by the replicators at once) and a background goroutine
+// (syncLoop) fdatasyncs it. durable is the last index known to be on the disk.
+//
+// raft counts the leader's own copy as soon as StoreLogs returns, so raft's
+// commit index may pass durable: an entry can be "committed" while only a
+// follower holds it on disk. Nothing acts on it before durable reaches it:
+//   - the FSM applies a batch only once durable covers it (fsm.ApplyBatch
+//     waits for it), so no answer, read or snapshot sees it;
+//   - the leader tells followers a commit index no higher than durable
+//     (commitCap, on every outgoing AppendEntries), so no follower applies it.
+//
+// Once durable covers an entry, the leader and the followers that acked it
+// hold it on disk: a majority, as raft's safety argument requires. A power cut
+// before that loses at most entries nothing has applied or answered.
+//
+// Only a leader's appends of its own term defer their fdatasync, and only
+// while no AppendEntries of that term or a later one has come in (fence): a
+// follower's append, and every append after this server heard of another
+// leader, is durable before StoreLogs returns, as before, so a follower
+// never acks what is not on its disk. fence flushes what is pending before
+// raft sees such a request: a leader stepping down acks nothing it has not
+// fdatasynced.
+//
+// Locks: wmu (writers) before syncing (held by syncLoop across its
+// fdatasync, and by every writer that fdatasyncs, cuts, removes, renames or
+// closes a segment, so no fdatasync runs on a file being changed) before smu
+// (the counters below, held briefly). An append that defers takes wmu and
+// smu, never syncing: it does not wait for an fdatasync in progress.
+type asyncLog struct {
+	syncing sync.Mutex
+	smu     sync.Mutex
+	// written is the last index written by an append that deferred its
+	// fdatasync (or by any writer, which also makes it durable); durable the
+	// last index on the disk; unsynced the segment holding deferred bytes not
+	// yet fdatasynced (nil: none). broken is the error of a background
+	// fdatasync: what it covered may not be on the disk, and this process
+	// cannot learn which of it is (a retried fdatasync may report success
+	// for pages the kernel dropped), so the log takes no write until the
+	// process restarts and rescans the files. durCh is closed (and replaced)
+	// when durable or broken changes.
+	written, durable uint64
+	unsynced         *segment
+	broken           error
+	durCh            chan struct{}
+	// durableIdx mirrors durable for lock-free reads.
+	durableIdx atomic.Uint64
+	// fenceTerm is the highest term of an AppendEntries this server has
+	// received: appends of that term or older are durable on return.
+	fenceTerm atomic.Uint64
+	// isBroken mirrors broken != nil for lock-free reads.
+	isBroken atomic.Bool
+	// fdatasync is durable.Fdatasync; tests replace it to make one fail.
+	fdatasync func(*os.File) error
+
+	syncKick chan struct{} // buffered 1
+	syncStop chan struct{}
+	syncDone chan struct{}
+}
+
+// ErrLogBroken wraps the error of a background fdatasync of the Raft log:
+// the log takes no write until the process restarts (see asyncLog.broken).
+var ErrLogBroken = fmt.Errorf("%w: raft log fdatasync failed; restart the node to rescan its log", ErrStorageUnavailable)
+
+// startAsync sets durable to the log's last index (every record on the disk:
+// openSegLog fdatasyncs the last segment) and, unless the log never syncs,
+// starts syncLoop.
+func (l *segLog) startAsync() {
+	l.written, l.durable = l.last, l.last
+	l.durableIdx.Store(l.last)
+	l.durCh = make(chan struct{})
+	l.syncKick = make(chan struct{}, 1)
+	l.syncStop, l.syncDone = make(chan struct{}), make(chan struct{})
+	if l.noSync {
+		close(l.syncDone)
+		return
+	}
+	go l.syncLoop()
+}
+
+// stopAsync stops syncLoop and waits for it.
+func (l *segLog) stopAsync() {
+	select {
+	case <-l.syncStop:
+	default:
+		close(l.syncStop)
+	}
+	<-l.syncDone
+}
+
+// mayDefer reports whether an append of logs may return before its
+// fdatasync: the caller is the leader (leader), the entries are of a term
+// no AppendEntries has come in for (fence), and the log syncs at all. wmu
+// held.
+func (l *segLog) mayDefer(logs []*raft.Log, leader bool) bool {
+	return leader && !l.noSync && logs[0].Term > l.fenceTerm.Load()
+}
+
+// deferred records an append of the tail segment g up to index last whose
+// fdatasync is left to syncLoop, and wakes it. wmu held.
+func (l *segLog) deferred(g *segment, last uint64) {
+	l.smu.Lock()
+	l.unsynced, l.written = g, last
+	l.smu.Unlock()
+	select {
+	case l.syncKick <- struct{}{}:
+	default:
+	}
+}
+
+// syncLoop fdatasyncs deferred appends, many at a time when they come faster
+// than an fdatasync.
+func (l *segLog) syncLoop() {
+	defer close(l.syncDone)
+	for {
+		select {
+		case <-l.syncStop:
+			return
+		case <-l.syncKick:
+		}
+		l.syncing.Lock()
+		l.smu.Lock()
+		g, target := l.unsynced, l.written
+		l.unsynced = nil
+		l.smu.Unlock()
+		if g != nil {
+			err := l.fdatasync(g.f)
+			l.smu.Lock()
+			if err != nil {
+				l.breakLocked(fmt.Errorf("%w: %w", ErrLogBroken, err))
+				l.logger.Error("raft log: background fdatasync failed; the node takes no log write until it restarts",
+					"segment", g.path, "err", err.Error())
+			} else {
+				l.advanceLocked(target)
+			}
+			l.smu.Unlock()
+		}
+		l.syncing.Unlock()
+	}
+}
+
+// advanceLocked raises durable to idx (smu held).
+func (l *segLog) advanceLocked(idx uint64) {
+	if idx <= l.durable {
+		return
+	}
+	l.durable = idx
+	l.durableIdx.Store(idx)
+	close(l.durCh)
+	l.durCh = make(chan struct{})
+}
+
+// breakLocked latches err as broken (smu held).
+func (l *segLog) breakLocked(err error) {
+	if l.broken != nil {
+		return
+	}
+	l.broken = err
+	l.isBroken.Store(true)
+	close(l.durCh)
+	l.durCh = make(chan struct{})
+}
+
+// brokenErr returns the background fdatasync's failure, if any.
+func (l *segLog) brokenErr() error {
+	l.smu.Lock()
+	defer l.smu.Unlock()
+	return l.broken
+}
+
+// flushLocked makes every deferred append durable: callers hold wmu and
+// syncing and are about to fdatasync, cut, remove, rename or close a segment,
+// or to append with an fdatasync of their own; they call synced once the
+// log's files hold every record durably. A failure breaks the log.
+func (l *segLog) flushLocked() error {
+	l.smu.Lock()
+	g, target, broken := l.unsynced, l.written, l.broken
+	l.smu.Unlock()
+	if broken != nil {
+		return broken
+	}
+	if g == nil {
+		return nil
+	}
+	err := l.fdatasync(g.f)
+	l.smu.Lock()
+	defer l.smu.Unlock()
+	if err != nil {
+		err = fmt.Errorf("%w: %w", ErrLogBroken, err)
+		l.breakLocked(err)
+		return err
+	}
+	if l.unsynced == g {
+		l.unsynced = nil
+	}
+	l.advanceLocked(target)
+	return nil
+}
+
+// synced records that every record up to last is on the disk (wmu and
+// syncing held; no deferred append is pending: the caller flushed or
+// fdatasynced the tail). last may be lower than durable after a cut.
+func (l *segLog) synced(last uint64) {
+	l.smu.Lock()
+	defer l.smu.Unlock()
+	l.unsynced = nil
+	l.written = last
+	if last < l.durable {
+		l.durable = last
+		l.durableIdx.Store(last)
+		return
+	}
+	l.advanceLocked(last)
+}
+
+// lowered records a cut of the log to last that may not be durable (a failed
+// cut or removal): durable and written go no higher than last. wmu and
+// syncing held.
+func (l *segLog) lowered(last uint64) {
+	l.smu.Lock()
+	defer l.smu.Unlock()
+	l.written = min(l.written, last)
+	if l.durable > last {
+		l.durable = last
+		l.durableIdx.Store(last)
+	}
+}
+
+// durableIndex is the last index known to be on the disk.
+func (l *segLog) durableIndex() uint64 { return l.durableIdx.Load() }
+
+// waitDurable returns once durable reaches idx, or the log broke (its error),
+// or stop closed (errStopped).
+func (l *segLog) waitDurable(idx uint64, stop <-chan struct{}) error {
+	for {
+		if l.durableIdx.Load() >= idx {
+			return nil
+		}
+		l.smu.Lock()
+		d, broken, ch := l.durable, l.broken, l.durCh
+		l.smu.Unlock()
+		switch {
+		case d >= idx:
+			return nil
+		case broken != nil:
+			return broken
+		}
+		select {
+		case <-ch:
+		case <-stop:
+			return errStopped
+		}
+	}
+}
+
+// errStopped: waitDurable gave up because the store is closing.
+var errStopped = fmt.Errorf("%w: closing", ErrClosed)
+
+// fence notes an incoming AppendEntries of term: from now on an append of
+// that term or older is durable on return, and what a deferred append left
+// pending is made durable before fence returns (raft may ack it once it
+// processes the request). Cheap when term raises nothing.
+func (l *segLog) fence(term uint64) error {
+	if l.isBroken.Load() {
+		return l.brokenErr()
+	}
+	for {
+		cur := l.fenceTerm.Load()
+		if term <= cur {
+			return nil
+		}
+		if l.fenceTerm.CompareAndSwap(cur, term) {
+			break
+		}
+	}
+	// An append that decided to defer before the fence holds wmu until it
+	// recorded itself: take wmu to flush it too.
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.syncing.Lock()
+	defer l.syncing.Unlock()
+	return l.flushLocked()
+}

@@ -1,0 +1,291 @@
+package storage
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// termEntries returns entries from..to of term.
+func termEntries(from, to, term uint64) []*raft.Log {
+	out := testEntries(from, to)
+	for _, e := range out {
+		e.Term = term
+	}
+	return out
+}
+
+// heldSync makes a log's fdatasyncs wait until release (then fail with fail,
+// if set, or run); calls counts them.
+type heldSync struct {
+	gate  chan struct{}
+	once  sync.Once
+	calls atomic.Int32
+}
+
+func holdSync(t *testing.T, l *segLog, fail error) *heldSync {
+	t.Helper()
+	h := &heldSync{gate: make(chan struct{})}
+	l.syncing.Lock() // every reader of fdatasync holds syncing
+	real := l.fdatasync
+	l.fdatasync = func(f *os.File) error {
+		h.calls.Add(1)
+		<-h.gate
+		if fail != nil {
+			return fail
+		}
+		return real(f)
+	}
+	l.syncing.Unlock()
+	t.Cleanup(h.release)
+	return h
+}
+
+func (h *heldSync) release() { h.once.Do(func() { close(h.gate) }) }
+
+func openAsyncTestLog(t *testing.T) *segLog {
+	t.Helper()
+	l, err := openSegLog(t.TempDir(), false, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	return l
+}
+
+// within runs fn in a goroutine and returns its error, failing the test if
+// it takes longer than d.
+func within(t *testing.T, d time.Duration, what string, fn func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d):
+		t.Fatalf("%s did not return within %v", what, d)
+		return nil
+	}
+}
+
+// notWithin starts fn and checks that it has not returned after d; the
+// returned channel yields its error once it does.
+func notWithin(t *testing.T, d time.Duration, what string, fn func() error) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	select {
+	case err := <-done:
+		t.Fatalf("%s returned (%v) while the fdatasync was held", what, err)
+	case <-time.After(d):
+	}
+	return done
+}
+
+// A leader's append returns before its fdatasync, readable at once; durable
+// reaches it only when the fdatasync has run. A follower's append is durable
+// on return.
+func TestSegmentLog_LeaderAppendReturnsBeforeItsFdatasync(t *testing.T) {
+	l := openAsyncTestLog(t)
+	if err := l.StoreLogs(termEntries(1, 3, 1), false); err != nil {
+		t.Fatal(err)
+	}
+	if d := l.durableIndex(); d != 3 {
+		t.Fatalf("durable after a follower's append = %d, want 3", d)
+	}
+	h := holdSync(t, l, nil)
+	if err := within(t, 5*time.Second, "a leader's StoreLogs", func() error {
+		return l.StoreLogs(termEntries(4, 6, 2), true)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var got raft.Log
+	if err := l.GetLog(6, &got); err != nil || got.Term != 2 {
+		t.Fatalf("GetLog(6) before the fdatasync = %+v, %v", got, err)
+	}
+	if d := l.durableIndex(); d != 3 {
+		t.Fatalf("durable before the fdatasync ran = %d, want 3", d)
+	}
+	stop := make(chan struct{})
+	waited := notWithin(t, 100*time.Millisecond, "waitDurable(6)", func() error { return l.waitDurable(6, stop) })
+	h.release()
+	if err := <-waited; err != nil {
+		t.Fatal(err)
+	}
+	if d := l.durableIndex(); d != 6 {
+		t.Fatalf("durable after the fdatasync = %d, want 6", d)
+	}
+	// waitDurable gives up when told to.
+	close(stop)
+	if err := l.waitDurable(7, stop); !errors.Is(err, ErrClosed) {
+		t.Fatalf("waitDurable past the log with stop closed = %v, want ErrClosed", err)
+	}
+}
+
+// An AppendEntries of the leader's term or a later one (fence) makes what is
+// pending durable before fence returns, and every later append of that term
+// durable before StoreLogs returns; a later term of its own defers again.
+func TestSegmentLog_FenceFlushesAndStopsDeferring(t *testing.T) {
+	l := openAsyncTestLog(t)
+	if err := l.StoreLogs(termEntries(1, 1, 2), false); err != nil {
+		t.Fatal(err) // an empty log's first append creates a segment: never deferred
+	}
+	h := holdSync(t, l, nil)
+	if err := within(t, 5*time.Second, "a leader's StoreLogs", func() error {
+		return l.StoreLogs(termEntries(2, 2, 3), true)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if d := l.durableIndex(); d != 1 {
+		t.Fatalf("durable before the fdatasync = %d, want 1", d)
+	}
+	fenced := notWithin(t, 100*time.Millisecond, "fence(3)", func() error { return l.fence(3) })
+	h.release()
+	if err := <-fenced; err != nil {
+		t.Fatal(err)
+	}
+	if d := l.durableIndex(); d != 2 {
+		t.Fatalf("durable after fence = %d, want 2", d)
+	}
+	if err := within(t, time.Second, "fence(2)", func() error { return l.fence(2) }); err != nil {
+		t.Fatal(err)
+	}
+
+	h = holdSync(t, l, nil)
+	stored := notWithin(t, 100*time.Millisecond, "StoreLogs of the fenced term", func() error {
+		return l.StoreLogs(termEntries(3, 3, 3), true)
+	})
+	h.release()
+	if err := <-stored; err != nil {
+		t.Fatal(err)
+	}
+	if d := l.durableIndex(); d != 3 {
+		t.Fatalf("durable after an append of the fenced term = %d, want 3", d)
+	}
+
+	h = holdSync(t, l, nil)
+	if err := within(t, 5*time.Second, "a leader's StoreLogs of a new term", func() error {
+		return l.StoreLogs(termEntries(4, 4, 4), true)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if d := l.durableIndex(); d != 3 {
+		t.Fatalf("durable before the new term's fdatasync = %d, want 3", d)
+	}
+	h.release()
+	if err := l.waitDurable(4, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A cut of the tail while a deferred append is pending waits for its
+// fdatasync and leaves durable at the cut; a compaction leaves it alone.
+func TestSegmentLog_CutLowersDurable(t *testing.T) {
+	l := openAsyncTestLog(t)
+	if err := l.StoreLogs(termEntries(1, 1, 1), false); err != nil {
+		t.Fatal(err)
+	}
+	h := holdSync(t, l, nil)
+	if err := within(t, 5*time.Second, "a leader's StoreLogs", func() error {
+		return l.StoreLogs(termEntries(2, 10, 1), true)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if d := l.durableIndex(); d != 1 {
+		t.Fatalf("durable before the fdatasync = %d, want 1", d)
+	}
+	cut := notWithin(t, 100*time.Millisecond, "DeleteRange(6, 10)", func() error { return l.DeleteRange(6, 10) })
+	h.release()
+	if err := <-cut; err != nil {
+		t.Fatal(err)
+	}
+	if _, last := l.bounds(); last != 5 || l.durableIndex() != 5 {
+		t.Fatalf("after the cut: last %d, durable %d; want 5, 5", last, l.durableIndex())
+	}
+	if err := l.StoreLogs(termEntries(6, 7, 2), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := within(t, 5*time.Second, "waitDurable(7)", func() error { return l.waitDurable(7, nil) }); err != nil {
+		t.Fatal(err)
+	}
+	// Compaction of the whole log (a shred's snapshot, TrailingLogs 0)
+	// leaves durable where it was: the entries are in a snapshot, and a
+	// leader's commit index must still reach its followers.
+	if err := l.DeleteRange(1, 7); err != nil {
+		t.Fatal(err)
+	}
+	if first, last := l.bounds(); first != 0 || last != 0 || l.durableIndex() != 7 {
+		t.Fatalf("after compacting the whole log: bounds %d..%d, durable %d; want 0..0, 7", first, last, l.durableIndex())
+	}
+}
+
+// A background fdatasync that fails breaks the log: its waiters, appends,
+// cuts and fences fail with ErrLogBroken (an ErrStorageUnavailable), and the
+// LogStore reports it as its write fault, until the process restarts.
+func TestLogStore_BackgroundFdatasyncFailureBreaksTheLog(t *testing.T) {
+	dir := t.TempDir()
+	ls := openTestLog(t, dir)
+	leading := func() bool { return true }
+	ls.leading.Store(&leading)
+	if err := ls.StoreLogs(termEntries(1, 2, 1)); err != nil {
+		t.Fatal(err)
+	}
+	h := holdSync(t, ls.log, errInjected)
+	if err := ls.StoreLogs(termEntries(3, 4, 1)); err != nil {
+		t.Fatal(err)
+	}
+	h.release()
+	err := within(t, 5*time.Second, "waitDurable(4)", func() error { return ls.log.waitDurable(4, nil) })
+	if !errors.Is(err, ErrLogBroken) || !errors.Is(err, errInjected) || !errors.Is(err, ErrStorageUnavailable) {
+		t.Fatalf("waitDurable after a failed background fdatasync = %v", err)
+	}
+	if d := ls.DurableIndex(); d != 2 {
+		t.Fatalf("durable = %d, want 2", d)
+	}
+	for what, err := range map[string]error{
+		"StoreLogs":   ls.StoreLogs(termEntries(5, 5, 1)),
+		"DeleteRange": ls.DeleteRange(4, 4),
+		"fence":       ls.log.fence(9),
+		"WriteFault":  ls.WriteFault(),
+	} {
+		if !errors.Is(err, ErrLogBroken) {
+			t.Errorf("%s on a broken log = %v, want ErrLogBroken", what, err)
+		}
+	}
+	ls.clearFault() // the write probe cannot clear it
+	if err := ls.WriteFault(); !errors.Is(err, ErrLogBroken) {
+		t.Errorf("WriteFault after clearFault = %v, want ErrLogBroken", err)
+	}
+}
+
+// A log reopened after a leader's deferred appends counts every record as
+// durable (Close flushed them; a crash leaves them to Open's fdatasync).
+func TestSegmentLog_ReopenCountsEveryRecordDurable(t *testing.T) {
+	dir := t.TempDir()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	l, err := openSegLog(dir, false, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.StoreLogs(termEntries(1, 4, 2), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l, err = openSegLog(dir, false, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if d := l.durableIndex(); d != 4 {
+		t.Fatalf("durable after reopening = %d, want 4", d)
+	}
+}
