@@ -379,8 +379,13 @@ func (f *fsm) awaitDurable(logs []*raft.Log) error {
 		return nil
 	}
 	err := f.waitDurable(logs[len(logs)-1].Index, f.stop)
-	if err != nil && !f.abandoned.Swap(true) {
-		f.logger.Error("fsm gave up applying entries: the raft log does not hold them on disk; they are applied after restart if it does",
+	switch {
+	case err == nil || f.abandoned.Swap(true):
+	case errors.Is(err, ErrClosed):
+		f.logger.Warn("fsm closing before the raft log's fdatasync of entries ended; they are applied after restart",
+			"first_index", logs[0].Index, "last_index", logs[len(logs)-1].Index)
+	default:
+		f.logger.Error("fsm gave up applying entries: the raft log cannot vouch for them on disk; a restart rescans it",
 			"first_index", logs[0].Index, "last_index", logs[len(logs)-1].Index, "err", err)
 	}
 	return err
