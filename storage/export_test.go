@@ -202,6 +202,17 @@ func (t *TestFSM) LocatedIdempotencyKeys() int { return t.f.idem.len() }
 // called; calls reports how many have started.
 func HoldLeaderLogSync(s *Store) (release func(), calls func() int32) {
 	l := s.logs.log
+	// The zero-ahead fdatasyncs under the writers' lock: let it finish
+	// zeroing first, or a held fdatasync there would stall the appends.
+	for wait := time.Now().Add(10 * time.Second); time.Now().Before(wait); time.Sleep(5 * time.Millisecond) {
+		l.wmu.Lock()
+		g := l.segs[len(l.segs)-1]
+		done := g.zeroed-g.size >= l.zeroAhead/2
+		l.wmu.Unlock()
+		if done {
+			break
+		}
+	}
 	gate := make(chan struct{})
 	var n atomic.Int32
 	l.syncing.Lock() // every reader of fdatasync holds syncing

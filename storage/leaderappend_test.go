@@ -78,3 +78,81 @@ func TestLeaderAppend_NothingAppliesBeforeTheLeadersFdatasync(t *testing.T) {
 	}
 	waitSameDigest(t, stores)
 }
+
+// TestLeaderAppend_AStaleLeaderFollowsNobodyBeforeItsFdatasync: a leader cut
+// off with a deferred append pending, replaced, then reconnected, must not
+// let raft process the new leader's AppendEntries (and ack its own log,
+// duplicates included, which raft acks without storing them) before its
+// fdatasync ended: the vote guard fences every incoming AppendEntries
+// through the log, which first makes what is pending durable. It fails if
+// the Store does not wire the fence into the guard.
+func TestLeaderAppend_AStaleLeaderFollowsNobodyBeforeItsFdatasync(t *testing.T) {
+	stores, trans := st.MustOpenInmemCluster(t, 3)
+	old := st.WaitLeader(t, stores...)
+	ctx := context.Background()
+	mustPropose(t, old, st.CreateProvider(st.Provider("p")))
+	waitSameDigest(t, stores)
+	idx := old.Stats().LastLogIndex + 1
+
+	release, _ := storage.HoldLeaderLogSync(old)
+	defer release()
+	go func() { _, _ = old.Propose(ctx, st.CreateBooking(st.Booking("b1", "p", 0, min30, min30))) }()
+	var rest []*storage.Store
+	oi := -1
+	for i, s := range stores {
+		if s == old {
+			oi = i
+			continue
+		}
+		rest = append(rest, s)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, s := range rest {
+		for s.Stats().LastLogIndex < idx {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never stored entry %d", s.ID(), idx)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	link := func(on bool) {
+		for i := range trans {
+			if i == oi {
+				continue
+			}
+			if on {
+				trans[oi].Connect(trans[i].LocalAddr(), trans[i])
+				trans[i].Connect(trans[oi].LocalAddr(), trans[oi])
+			} else {
+				trans[oi].Disconnect(trans[i].LocalAddr())
+				trans[i].Disconnect(trans[oi].LocalAddr())
+			}
+		}
+	}
+	link(false)
+	var next *storage.Store
+	for next == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the two others never elected a leader")
+		}
+		for _, s := range rest {
+			if s.IsLeader() {
+				next = s
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	link(true)
+	time.Sleep(300 * time.Millisecond) // the new leader's AppendEntries reach the old one meanwhile
+	if got := old.Stats().LeaderID; got == string(next.ID()) {
+		t.Fatalf("%s followed the new leader %s before its own log's fdatasync ended", old.ID(), got)
+	}
+	release()
+	for old.Stats().LeaderID != string(next.ID()) {
+		if time.Now().After(deadline.Add(10 * time.Second)) {
+			t.Fatalf("%s never followed %s after its fdatasync ended", old.ID(), next.ID())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	waitSameDigest(t, stores)
+}

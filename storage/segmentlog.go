@@ -737,7 +737,9 @@ func (l *segLog) zeroLoop() {
 func (l *segLog) zeroStep() (more bool, err error) {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
-	if l.dirtyTail || len(l.segs) == 0 {
+	l.syncing.Lock()
+	defer l.syncing.Unlock()
+	if l.dirtyTail || len(l.segs) == 0 || l.isBroken.Load() {
 		return false, nil
 	}
 	g := l.segs[len(l.segs)-1]
@@ -750,7 +752,28 @@ func (l *segLog) zeroStep() (more bool, err error) {
 	if _, err := g.f.WriteAt(zeros[:to-from], from); err != nil {
 		return false, fmt.Errorf("storage: raft log zero-ahead: %w", err)
 	}
-	if err := durable.Fdatasync(g.f); err != nil {
+	// The fdatasync covers deferred appends to the file too, and a
+	// writeback error is reported to one fdatasync only: if this one fails
+	// with appends pending, it is theirs (the log breaks); if it succeeds,
+	// they are durable.
+	l.smu.Lock()
+	pend, target := l.unsynced, l.written
+	l.smu.Unlock()
+	err = l.fdatasync(g.f)
+	l.smu.Lock()
+	switch {
+	case err != nil && pend != nil:
+		l.breakLocked(pend, err)
+	case pend != nil:
+		l.unsynced = nil
+		l.advanceLocked(target)
+	}
+	l.smu.Unlock()
+	if err != nil {
+		if pend != nil {
+			l.dropUndurableLocked()
+			return false, nil
+		}
 		return false, fmt.Errorf("storage: raft log zero-ahead: %w", err)
 	}
 	return to-g.size < l.zeroAhead, nil

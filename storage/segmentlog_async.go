@@ -106,10 +106,22 @@ func (l *segLog) stopAsync() {
 
 // mayDefer reports whether an append of logs may return before its
 // fdatasync: the caller is the leader (leader), the entries are of a term
-// no AppendEntries has come in for (fence), and the log syncs at all. wmu
-// held.
+// no AppendEntries has come in for (fence), they are commands or barriers
+// (the FSM's wait covers what they do), and the log syncs at all. wmu held.
 func (l *segLog) mayDefer(logs []*raft.Log, leader bool) bool {
-	return leader && !l.noSync && logs[0].Term > l.fenceTerm.Load()
+	if !leader || l.noSync || logs[0].Term <= l.fenceTerm.Load() {
+		return false
+	}
+	for _, e := range logs {
+		if e.Type != raft.LogCommand && e.Type != raft.LogBarrier {
+			// raft acts on a configuration's commit itself (the next
+			// membership change may start), and a new leader's no-op
+			// commit allows the first one: both are durable on the
+			// leader before raft counts its copy, with everything before.
+			return false
+		}
+	}
+	return true
 }
 
 // deferred records an append of the tail segment g up to index last whose
@@ -139,19 +151,25 @@ func (l *segLog) syncLoop() {
 		g, target := l.unsynced, l.written
 		l.unsynced = nil
 		l.smu.Unlock()
+		var err error
 		if g != nil {
-			err := l.fdatasync(g.f)
+			err = l.fdatasync(g.f)
 			l.smu.Lock()
 			if err != nil {
-				l.breakLocked(fmt.Errorf("%w: %w", ErrLogBroken, err))
-				l.logger.Error("raft log: background fdatasync failed; the node takes no log write until it restarts",
-					"segment", g.path, "err", err.Error())
+				l.breakLocked(g, err)
 			} else {
 				l.advanceLocked(target)
 			}
 			l.smu.Unlock()
 		}
 		l.syncing.Unlock()
+		if err != nil {
+			l.wmu.Lock()
+			l.syncing.Lock()
+			l.dropUndurableLocked()
+			l.syncing.Unlock()
+			l.wmu.Unlock()
+		}
 	}
 }
 
@@ -166,12 +184,16 @@ func (l *segLog) advanceLocked(idx uint64) {
 	l.durCh = make(chan struct{})
 }
 
-// breakLocked latches err as broken (smu held).
-func (l *segLog) breakLocked(err error) {
+// breakLocked latches the failure err of g's fdatasync as broken (smu
+// held). The caller then drops what the fdatasync may not have written
+// (dropUndurableLocked).
+func (l *segLog) breakLocked(g *segment, err error) {
 	if l.broken != nil {
 		return
 	}
-	l.broken = err
+	l.logger.Error("raft log: fdatasync of deferred appends failed; the node takes no log write until it restarts",
+		"segment", g.path, "durable", l.durable, "written", l.written, "err", err.Error())
+	l.broken = fmt.Errorf("%w: %w", ErrLogBroken, err)
 	l.isBroken.Store(true)
 	close(l.durCh)
 	l.durCh = make(chan struct{})
@@ -200,17 +222,64 @@ func (l *segLog) flushLocked() error {
 	}
 	err := l.fdatasync(g.f)
 	l.smu.Lock()
-	defer l.smu.Unlock()
 	if err != nil {
-		err = fmt.Errorf("%w: %w", ErrLogBroken, err)
-		l.breakLocked(err)
+		l.breakLocked(g, err)
+		err = l.broken
+		l.smu.Unlock()
+		l.dropUndurableLocked()
 		return err
 	}
 	if l.unsynced == g {
 		l.unsynced = nil
 	}
 	l.advanceLocked(target)
+	l.smu.Unlock()
 	return nil
+}
+
+// dropUndurableLocked cuts the tail segment back to the end of the last
+// durable record once the log broke (wmu and syncing held). The records past
+// it may be on the disk or not; the kernel keeps them readable in its page
+// cache either way, and a later fdatasync (Open's, after a restart) would
+// report success for them, so a restarted process would take them for
+// durable. The cut (ftruncate) drops them from the cache and the file; the
+// log's index follows, and raft, which still counts them, finds them gone
+// (the log takes no more writes until the restart).
+func (l *segLog) dropUndurableLocked() {
+	l.smu.Lock()
+	d := l.durable
+	l.smu.Unlock()
+	if len(l.segs) == 0 {
+		return
+	}
+	g := l.segs[len(l.segs)-1]
+	if d >= g.last() {
+		return
+	}
+	k := uint64(0)
+	if d >= g.first {
+		k = d + 1 - g.first
+	}
+	cut := g.offs[k]
+	err := g.f.Truncate(cut)
+	if err == nil {
+		err = l.fdatasync(g.f)
+	}
+	if err != nil {
+		l.logger.Error("raft log: cutting the records a failed fdatasync may not have written failed; reboot the machine before restarting the node",
+			"segment", g.path, "offset", cut, "err", err.Error())
+	}
+	l.mu.Lock()
+	g.offs = g.offs[:k]
+	g.size, g.zeroed = cut, 0
+	l.last = g.first + k - 1
+	if k == 0 && len(l.segs) == 1 {
+		l.first, l.last = 0, 0 // the file holds no record now
+	}
+	l.mu.Unlock()
+	l.smu.Lock()
+	l.written, l.unsynced = l.last, nil
+	l.smu.Unlock()
 }
 
 // synced records that every record up to last is on the disk (wmu and

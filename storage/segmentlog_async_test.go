@@ -2,6 +2,7 @@ package storage
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -57,6 +58,12 @@ func openAsyncTestLog(t *testing.T) *segLog {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = l.Close() })
+	// No zero-ahead: it fdatasyncs under the writers' lock, so a held
+	// fdatasync would stall appends (TestSegmentLog_ZeroAheadSyncsDeferred
+	// covers it).
+	l.wmu.Lock()
+	l.zeroAhead = 0
+	l.wmu.Unlock()
 	return l
 }
 
@@ -263,6 +270,17 @@ func TestLogStore_BackgroundFdatasyncFailureBreaksTheLog(t *testing.T) {
 	if err := ls.WriteFault(); !errors.Is(err, ErrLogBroken) {
 		t.Errorf("WriteFault after clearFault = %v, want ErrLogBroken", err)
 	}
+	// The records the failed fdatasync covered are cut from the file (and
+	// so from the page cache, which still held them): a restarted process
+	// reads only what was durable, not what the cache kept.
+	if _, last := ls.log.bounds(); last != 2 {
+		t.Errorf("the broken log ends at %d, want 2 (its durable index)", last)
+	}
+	_ = ls.Close()
+	ls = openTestLog(t, dir)
+	if last, err := ls.LastIndex(); err != nil || last != 2 {
+		t.Fatalf("reopened after the failure: last index %d, %v; want 2", last, err)
+	}
 }
 
 // A log reopened after a leader's deferred appends counts every record as
@@ -287,5 +305,75 @@ func TestSegmentLog_ReopenCountsEveryRecordDurable(t *testing.T) {
 	defer l.Close()
 	if d := l.durableIndex(); d != 4 {
 		t.Fatalf("durable after reopening = %d, want 4", d)
+	}
+}
+
+// The zero-ahead's fdatasync covers deferred appends in the same file: if it
+// succeeds they are durable; if it fails the failure is theirs (a writeback
+// error is reported to one fdatasync only) and the log breaks, cut back to
+// what was durable, instead of the zero-ahead logging it and the next
+// fdatasync reporting success for records the disk may not hold.
+func TestSegmentLog_ZeroAheadSyncsDeferred(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		l := openAsyncTestLog(t)
+		if err := l.StoreLogs(termEntries(1, 1, 1), false); err != nil {
+			t.Fatal(err)
+		}
+		l.stopAsync() // the zero-ahead alone fdatasyncs what follows
+		l.syncing.Lock()
+		real := l.fdatasync
+		l.fdatasync = func(f *os.File) error {
+			if fail {
+				return errInjected
+			}
+			return real(f)
+		}
+		l.syncing.Unlock()
+		if err := l.StoreLogs(termEntries(2, 3, 2), true); err != nil {
+			t.Fatal(err)
+		}
+		l.wmu.Lock()
+		l.zeroAhead = zeroChunk
+		l.wmu.Unlock()
+		if _, err := l.zeroStep(); err != nil {
+			t.Fatalf("fail=%v: zeroStep = %v", fail, err)
+		}
+		_, last := l.bounds()
+		switch broken := l.brokenErr(); {
+		case !fail && (broken != nil || l.durableIndex() != 3 || last != 3):
+			t.Fatalf("zero-ahead's fdatasync succeeded: durable %d, last %d, broken %v; want 3, 3, nil", l.durableIndex(), last, broken)
+		case fail && (!errors.Is(broken, ErrLogBroken) || l.durableIndex() != 1 || last != 1):
+			t.Fatalf("zero-ahead's fdatasync failed: durable %d, last %d, broken %v; want 1, 1, ErrLogBroken", l.durableIndex(), last, broken)
+		}
+	}
+}
+
+// A leader's configuration entry or no-op is durable before StoreLogs
+// returns (raft acts on their commit itself: the next membership change may
+// start), and so is everything appended before it.
+func TestSegmentLog_ConfigurationAndNoopAppendsAreNotDeferred(t *testing.T) {
+	for _, typ := range []raft.LogType{raft.LogConfiguration, raft.LogNoop} {
+		l := openAsyncTestLog(t)
+		if err := l.StoreLogs(termEntries(1, 1, 1), false); err != nil {
+			t.Fatal(err)
+		}
+		h := holdSync(t, l, nil)
+		if err := within(t, 5*time.Second, "a leader's command append", func() error {
+			return l.StoreLogs(termEntries(2, 2, 2), true)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		entries := termEntries(3, 3, 2)
+		entries[0].Type = typ
+		stored := notWithin(t, 100*time.Millisecond, fmt.Sprintf("a leader's %v append", typ), func() error {
+			return l.StoreLogs(entries, true)
+		})
+		h.release()
+		if err := <-stored; err != nil {
+			t.Fatal(err)
+		}
+		if d := l.durableIndex(); d != 3 {
+			t.Fatalf("%v: durable after the append returned = %d, want 3", typ, d)
+		}
 	}
 }
