@@ -20,36 +20,10 @@ import (
 // FSM's wait (the leader answers) or without the cap (a follower applies).
 func TestLeaderAppend_NothingAppliesBeforeTheLeadersFdatasync(t *testing.T) {
 	stores := st.MustOpenCluster(t, 3)
-	leader := st.WaitLeader(t, stores...)
-	ctx := context.Background()
-	mustPropose(t, leader, st.CreateProvider(st.Provider("p")))
-	waitSameDigest(t, stores)
-	idx := leader.Stats().LastLogIndex + 1
-
-	release, calls := storage.HoldLeaderLogSync(leader)
-	defer release()
-	done := make(chan error, 1)
-	go func() {
-		_, err := leader.Propose(ctx, st.CreateBooking(st.Booking("b1", "p", 0, min30, min30)))
-		done <- err
-	}()
-	deadline := time.Now().Add(5 * time.Second)
-	waitFor := func(what string, ok func() bool) {
-		t.Helper()
-		for !ok() {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s, while the leader's fdatasync was held", what)
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	}
-	for _, s := range stores {
-		if s != leader {
-			waitFor(string(s.ID())+" never stored the entry (replication waited for the leader's fdatasync)",
-				func() bool { return s.Stats().LastLogIndex >= idx })
-		}
-	}
-	waitFor("the leader never counted the entry committed", func() bool { return leader.Stats().CommitIndex >= idx })
+	p := proposeHeld(t, stores)
+	leader, idx, done, calls := p.leader, p.idx, p.done, p.calls
+	defer p.release()
+	waitFor(t, "the leader to count the entry committed", 5*time.Second, func() bool { return leader.Stats().CommitIndex >= idx })
 	time.Sleep(200 * time.Millisecond) // time for anything that would act on it
 	select {
 	case err := <-done:
@@ -67,7 +41,7 @@ func TestLeaderAppend_NothingAppliesBeforeTheLeadersFdatasync(t *testing.T) {
 			storage.LogDurableIndex(leader), calls())
 	}
 
-	release()
+	p.release()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -88,15 +62,9 @@ func TestLeaderAppend_NothingAppliesBeforeTheLeadersFdatasync(t *testing.T) {
 // the Store does not wire the fence into the guard.
 func TestLeaderAppend_AStaleLeaderFollowsNobodyBeforeItsFdatasync(t *testing.T) {
 	stores, trans := st.MustOpenInmemCluster(t, 3)
-	old := st.WaitLeader(t, stores...)
-	ctx := context.Background()
-	mustPropose(t, old, st.CreateProvider(st.Provider("p")))
-	waitSameDigest(t, stores)
-	idx := old.Stats().LastLogIndex + 1
-
-	release, _ := storage.HoldLeaderLogSync(old)
+	p := proposeHeld(t, stores)
+	old, release := p.leader, p.release
 	defer release()
-	go func() { _, _ = old.Propose(ctx, st.CreateBooking(st.Booking("b1", "p", 0, min30, min30))) }()
 	var rest []*storage.Store
 	oi := -1
 	for i, s := range stores {
@@ -107,14 +75,6 @@ func TestLeaderAppend_AStaleLeaderFollowsNobodyBeforeItsFdatasync(t *testing.T) 
 		rest = append(rest, s)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for _, s := range rest {
-		for s.Stats().LastLogIndex < idx {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s never stored entry %d", s.ID(), idx)
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	}
 	link := func(on bool) {
 		for i := range trans {
 			if i == oi {
@@ -155,4 +115,39 @@ func TestLeaderAppend_AStaleLeaderFollowsNobodyBeforeItsFdatasync(t *testing.T) 
 		time.Sleep(5 * time.Millisecond)
 	}
 	waitSameDigest(t, stores)
+}
+
+// heldProposal is a booking proposed on a leader whose log fdatasyncs are
+// held (storage.HoldLeaderLogSync), once both followers stored its entry.
+type heldProposal struct {
+	leader  *storage.Store
+	idx     uint64     // the booking's log index
+	done    chan error // the proposal's outcome
+	release func()
+	calls   func() int32
+}
+
+// proposeHeld waits for stores' leader, creates a provider, holds the
+// leader's log fdatasyncs and proposes a booking, then waits until every
+// other store holds its entry: replication does not wait for the leader's
+// fdatasync.
+func proposeHeld(t *testing.T, stores []*storage.Store) heldProposal {
+	t.Helper()
+	leader := st.WaitLeader(t, stores...)
+	mustPropose(t, leader, st.CreateProvider(st.Provider("p")))
+	waitSameDigest(t, stores)
+	p := heldProposal{leader: leader, idx: leader.Stats().LastLogIndex + 1, done: make(chan error, 1)}
+	p.release, p.calls = storage.HoldLeaderLogSync(leader)
+	t.Cleanup(p.release)
+	go func() {
+		_, err := leader.Propose(context.Background(), st.CreateBooking(st.Booking("b1", "p", 0, min30, min30)))
+		p.done <- err
+	}()
+	for _, s := range stores {
+		if s != leader {
+			waitFor(t, string(s.ID())+" to store the entry (replication must not wait for the leader's fdatasync)", 5*time.Second,
+				func() bool { return s.Stats().LastLogIndex >= p.idx })
+		}
+	}
+	return p
 }
