@@ -465,6 +465,12 @@ func (l *segLog) GetLog(index uint64, out *raft.Log) error {
 	defer l.mu.RUnlock()
 	g, off, end, ok := l.locate(index)
 	if !ok {
+		if l.isBroken.Load() {
+			// Maybe a record dropUndurableLocked cut: not "not found",
+			// which would make a leader send its snapshot instead (to a
+			// follower that would then ask again for the same index).
+			return l.brokenErr()
+		}
 		return raft.ErrLogNotFound
 	}
 	buf := make([]byte, end-off)
@@ -697,6 +703,9 @@ func (l *segLog) zeroLoop() {
 		}
 		for {
 			more, err := l.zeroStep()
+			if l.isBroken.Load() {
+				return // the log takes no more writes
+			}
 			if err != nil {
 				if !failing {
 					l.logger.Warn("raft log: writing zeros ahead of the log failed; appends grow the file until it works again",
@@ -737,9 +746,16 @@ func (l *segLog) zeroLoop() {
 func (l *segLog) zeroStep() (more bool, err error) {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
+	// Deferred appends share the file and a writeback error is reported to
+	// one fdatasync only: theirs goes first, through the path that accounts
+	// for its failure (the log breaks); the zeros' fdatasync then fails for
+	// the zeros alone (a warning and a retry, as before).
 	l.syncing.Lock()
 	defer l.syncing.Unlock()
-	if l.dirtyTail || len(l.segs) == 0 || l.isBroken.Load() {
+	if err := l.flushLocked(); err != nil {
+		return false, nil
+	}
+	if l.dirtyTail || len(l.segs) == 0 {
 		return false, nil
 	}
 	g := l.segs[len(l.segs)-1]
@@ -752,28 +768,7 @@ func (l *segLog) zeroStep() (more bool, err error) {
 	if _, err := g.f.WriteAt(zeros[:to-from], from); err != nil {
 		return false, fmt.Errorf("storage: raft log zero-ahead: %w", err)
 	}
-	// The fdatasync covers deferred appends to the file too, and a
-	// writeback error is reported to one fdatasync only: if this one fails
-	// with appends pending, it is theirs (the log breaks); if it succeeds,
-	// they are durable.
-	l.smu.Lock()
-	pend, target := l.unsynced, l.written
-	l.smu.Unlock()
-	err = l.fdatasync(g.f)
-	l.smu.Lock()
-	switch {
-	case err != nil && pend != nil:
-		l.breakLocked(pend, err)
-	case pend != nil:
-		l.unsynced = nil
-		l.advanceLocked(target)
-	}
-	l.smu.Unlock()
-	if err != nil {
-		if pend != nil {
-			l.dropUndurableLocked()
-			return false, nil
-		}
+	if err := l.fdatasync(g.f); err != nil {
 		return false, fmt.Errorf("storage: raft log zero-ahead: %w", err)
 	}
 	return to-g.size < l.zeroAhead, nil

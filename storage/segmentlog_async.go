@@ -42,7 +42,8 @@ import (
 // fdatasync, and by every writer that fdatasyncs, cuts, removes, renames or
 // closes a segment, so no fdatasync runs on a file being changed) before smu
 // (the counters below, held briefly). An append that defers takes wmu and
-// smu, never syncing: it does not wait for an fdatasync in progress.
+// smu, never syncing: it waits for no fdatasync in progress, except the
+// zero-ahead's (which holds wmu, as before deferred appends).
 type asyncLog struct {
 	syncing sync.Mutex
 	smu     sync.Mutex
@@ -106,18 +107,19 @@ func (l *segLog) stopAsync() {
 
 // mayDefer reports whether an append of logs may return before its
 // fdatasync: the caller is the leader (leader), the entries are of a term
-// no AppendEntries has come in for (fence), they are commands or barriers
-// (the FSM's wait covers what they do), and the log syncs at all. wmu held.
+// no AppendEntries has come in for (fence), they are commands (nothing acts
+// on them but the FSM, which waits), and the log syncs at all. wmu held.
 func (l *segLog) mayDefer(logs []*raft.Log, leader bool) bool {
 	if !leader || l.noSync || logs[0].Term <= l.fenceTerm.Load() {
 		return false
 	}
 	for _, e := range logs {
-		if e.Type != raft.LogCommand && e.Type != raft.LogBarrier {
-			// raft acts on a configuration's commit itself (the next
-			// membership change may start), and a new leader's no-op
-			// commit allows the first one: both are durable on the
-			// leader before raft counts its copy, with everything before.
+		if e.Type != raft.LogCommand {
+			// raft acts on the commit of the others outside the FSM (a
+			// configuration's lets the next membership change start, a new
+			// leader's no-op the first one; a batch of barriers alone is
+			// answered without the FSM): they are durable on the leader,
+			// with everything before them, before raft counts its copy.
 			return false
 		}
 	}
@@ -261,6 +263,14 @@ func (l *segLog) dropUndurableLocked() {
 		k = d + 1 - g.first
 	}
 	cut := g.offs[k]
+	l.mu.Lock() // the index first: no reader finds a record past the cut
+	g.offs = g.offs[:k]
+	g.size, g.zeroed = cut, 0
+	l.last = g.first + k - 1
+	if l.last < l.first || (k == 0 && len(l.segs) == 1) {
+		l.first, l.last = 0, 0 // no record left
+	}
+	l.mu.Unlock()
 	err := g.f.Truncate(cut)
 	if err == nil {
 		err = l.fdatasync(g.f)
@@ -269,14 +279,6 @@ func (l *segLog) dropUndurableLocked() {
 		l.logger.Error("raft log: cutting the records a failed fdatasync may not have written failed; reboot the machine before restarting the node",
 			"segment", g.path, "offset", cut, "err", err.Error())
 	}
-	l.mu.Lock()
-	g.offs = g.offs[:k]
-	g.size, g.zeroed = cut, 0
-	l.last = g.first + k - 1
-	if k == 0 && len(l.segs) == 1 {
-		l.first, l.last = 0, 0 // the file holds no record now
-	}
-	l.mu.Unlock()
 	l.smu.Lock()
 	l.written, l.unsynced = l.last, nil
 	l.smu.Unlock()

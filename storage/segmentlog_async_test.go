@@ -276,6 +276,11 @@ func TestLogStore_BackgroundFdatasyncFailureBreaksTheLog(t *testing.T) {
 	if _, last := ls.log.bounds(); last != 2 {
 		t.Errorf("the broken log ends at %d, want 2 (its durable index)", last)
 	}
+	// A cut record is not "not found": raft would send its snapshot instead.
+	var got raft.Log
+	if err := ls.GetLog(4, &got); !errors.Is(err, ErrLogBroken) {
+		t.Errorf("GetLog of a cut record = %v, want ErrLogBroken", err)
+	}
 	_ = ls.Close()
 	ls = openTestLog(t, dir)
 	if last, err := ls.LastIndex(); err != nil || last != 2 {
@@ -348,11 +353,12 @@ func TestSegmentLog_ZeroAheadSyncsDeferred(t *testing.T) {
 	}
 }
 
-// A leader's configuration entry or no-op is durable before StoreLogs
-// returns (raft acts on their commit itself: the next membership change may
-// start), and so is everything appended before it.
+// A leader's configuration entry, no-op or barrier is durable before
+// StoreLogs returns (raft acts on their commit itself, outside the FSM: the
+// next membership change may start, a barrier is answered), and so is
+// everything appended before it.
 func TestSegmentLog_ConfigurationAndNoopAppendsAreNotDeferred(t *testing.T) {
-	for _, typ := range []raft.LogType{raft.LogConfiguration, raft.LogNoop} {
+	for _, typ := range []raft.LogType{raft.LogConfiguration, raft.LogNoop, raft.LogBarrier} {
 		l := openAsyncTestLog(t)
 		if err := l.StoreLogs(termEntries(1, 1, 1), false); err != nil {
 			t.Fatal(err)
