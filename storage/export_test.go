@@ -2,10 +2,7 @@ package storage
 
 import (
 	"io"
-	"os"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -199,8 +196,9 @@ func (t *TestFSM) PutLegacyIdempotency(rec *bookingv1.IdempotencyRecord) error {
 func (t *TestFSM) LocatedIdempotencyKeys() int { return t.f.idem.len() }
 
 // HoldLeaderLogSync makes s's raft log fdatasyncs wait until release is
-// called; calls reports how many have started.
-func HoldLeaderLogSync(s *Store) (release func(), calls func() int32) {
+// called (at the latest in t's cleanup); calls reports how many have
+// started.
+func HoldLeaderLogSync(t *testing.T, s *Store) (release func(), calls func() int32) {
 	l := s.logs.log
 	// The zero-ahead fdatasyncs under the writers' lock: let it finish
 	// zeroing first, or a held fdatasync there would stall the appends.
@@ -213,18 +211,8 @@ func HoldLeaderLogSync(s *Store) (release func(), calls func() int32) {
 			break
 		}
 	}
-	gate := make(chan struct{})
-	var n atomic.Int32
-	l.syncing.Lock() // every reader of fdatasync holds syncing
-	real := l.fdatasync
-	l.fdatasync = func(f *os.File) error {
-		n.Add(1)
-		<-gate
-		return real(f)
-	}
-	l.syncing.Unlock()
-	var once sync.Once
-	return func() { once.Do(func() { close(gate) }) }, n.Load
+	h := holdSync(t, l, nil)
+	return h.release, h.calls.Load
 }
 
 // LogDurableIndex is the last index s's raft log holds on disk.

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/barberpro/edge/storage"
 	st "github.com/barberpro/edge/storage/storagetest"
 )
@@ -74,46 +76,23 @@ func TestLeaderAppend_AStaleLeaderFollowsNobodyBeforeItsFdatasync(t *testing.T) 
 		}
 		rest = append(rest, s)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	link := func(on bool) {
+	each := func(f func(x, y *raft.InmemTransport)) {
 		for i := range trans {
-			if i == oi {
-				continue
-			}
-			if on {
-				trans[oi].Connect(trans[i].LocalAddr(), trans[i])
-				trans[i].Connect(trans[oi].LocalAddr(), trans[oi])
-			} else {
-				trans[oi].Disconnect(trans[i].LocalAddr())
-				trans[i].Disconnect(trans[oi].LocalAddr())
+			if i != oi {
+				f(trans[oi], trans[i])
 			}
 		}
 	}
-	link(false)
-	var next *storage.Store
-	for next == nil {
-		if time.Now().After(deadline) {
-			t.Fatal("the two others never elected a leader")
-		}
-		for _, s := range rest {
-			if s.IsLeader() {
-				next = s
-			}
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	link(true)
+	each(cut)
+	next := st.WaitLeader(t, rest...)
+	each(link)
 	time.Sleep(300 * time.Millisecond) // the new leader's AppendEntries reach the old one meanwhile
 	if got := old.Stats().LeaderID; got == string(next.ID()) {
 		t.Fatalf("%s followed the new leader %s before its own log's fdatasync ended", old.ID(), got)
 	}
 	release()
-	for old.Stats().LeaderID != string(next.ID()) {
-		if time.Now().After(deadline.Add(10 * time.Second)) {
-			t.Fatalf("%s never followed %s after its fdatasync ended", old.ID(), next.ID())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, string(old.ID())+" to follow "+string(next.ID())+" once its fdatasync ended", 10*time.Second,
+		func() bool { return old.Stats().LeaderID == string(next.ID()) })
 	waitSameDigest(t, stores)
 }
 
@@ -137,8 +116,7 @@ func proposeHeld(t *testing.T, stores []*storage.Store) heldProposal {
 	mustPropose(t, leader, st.CreateProvider(st.Provider("p")))
 	waitSameDigest(t, stores)
 	p := heldProposal{leader: leader, idx: leader.Stats().LastLogIndex + 1, done: make(chan error, 1)}
-	p.release, p.calls = storage.HoldLeaderLogSync(leader)
-	t.Cleanup(p.release)
+	p.release, p.calls = storage.HoldLeaderLogSync(t, leader)
 	go func() {
 		_, err := leader.Propose(context.Background(), st.CreateBooking(st.Booking("b1", "p", 0, min30, min30)))
 		p.done <- err

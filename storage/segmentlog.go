@@ -465,11 +465,11 @@ func (l *segLog) GetLog(index uint64, out *raft.Log) error {
 	defer l.mu.RUnlock()
 	g, off, end, ok := l.locate(index)
 	if !ok {
-		if l.isBroken.Load() {
+		if err := l.brokenErr(); err != nil {
 			// Maybe a record dropUndurableLocked cut: not "not found",
 			// which would make a leader send its snapshot instead (to a
 			// follower that would then ask again for the same index).
-			return l.brokenErr()
+			return err
 		}
 		return raft.ErrLogNotFound
 	}
@@ -507,8 +507,8 @@ func (l *segLog) StoreLogs(logs []*raft.Log, leader bool) error {
 	}
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
-	if l.isBroken.Load() {
-		return l.brokenErr()
+	if err := l.brokenErr(); err != nil {
+		return err
 	}
 	if done, err := l.appendDeferred(logs, leader); done {
 		return err
@@ -703,7 +703,7 @@ func (l *segLog) zeroLoop() {
 		}
 		for {
 			more, err := l.zeroStep()
-			if l.isBroken.Load() {
+			if l.brokenErr() != nil {
 				return // the log takes no more writes
 			}
 			if err != nil {

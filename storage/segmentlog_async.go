@@ -47,26 +47,24 @@ import (
 type asyncLog struct {
 	syncing sync.Mutex
 	smu     sync.Mutex
-	// written is the last index written by an append that deferred its
-	// fdatasync (or by any writer, which also makes it durable); durable the
-	// last index on the disk; unsynced the segment holding deferred bytes not
-	// yet fdatasynced (nil: none). broken is the error of a background
-	// fdatasync: what it covered may not be on the disk, and this process
-	// cannot learn which of it is (a retried fdatasync may report success
-	// for pages the kernel dropped), so the log takes no write until the
-	// process restarts and rescans the files. durCh is closed (and replaced)
-	// when durable or broken changes.
-	written, durable uint64
-	unsynced         *segment
-	broken           error
-	durCh            chan struct{}
-	// durableIdx mirrors durable for lock-free reads.
-	durableIdx atomic.Uint64
+	// unsynced is the segment holding deferred bytes not yet fdatasynced
+	// (nil: none) and written the last index they reach. durable is the last
+	// index on the disk (read without a lock; written under smu, which also
+	// guards the rest). durCh is closed (and replaced) when durable rises
+	// or the log breaks.
+	unsynced *segment
+	written  uint64
+	durable  atomic.Uint64
+	durCh    chan struct{}
+	// broken is the error of a failed fdatasync of deferred appends: what it
+	// covered may not be on the disk, and this process cannot learn which of
+	// it is (a retried fdatasync may report success for pages the kernel
+	// dropped), so the log takes no write until the process restarts and
+	// rescans the files. Set once.
+	broken atomic.Pointer[error]
 	// fenceTerm is the highest term of an AppendEntries this server has
 	// received: appends of that term or older are durable on return.
 	fenceTerm atomic.Uint64
-	// isBroken mirrors broken != nil for lock-free reads.
-	isBroken atomic.Bool
 	// fdatasync is durable.Fdatasync; tests replace it to make one fail.
 	fdatasync func(*os.File) error
 
@@ -83,8 +81,7 @@ var ErrLogBroken = fmt.Errorf("%w: raft log fdatasync failed; restart the node t
 // openSegLog fdatasyncs the last segment) and, unless the log never syncs,
 // starts syncLoop.
 func (l *segLog) startAsync() {
-	l.written, l.durable = l.last, l.last
-	l.durableIdx.Store(l.last)
+	l.durable.Store(l.last)
 	l.durCh = make(chan struct{})
 	l.syncKick = make(chan struct{}, 1)
 	l.syncStop, l.syncDone = make(chan struct{}), make(chan struct{})
@@ -175,37 +172,43 @@ func (l *segLog) syncLoop() {
 	}
 }
 
+// setDurableLocked sets durable to idx and wakes the waiters if it rose
+// (smu held).
+func (l *segLog) setDurableLocked(idx uint64) {
+	if l.durable.Swap(idx) < idx {
+		close(l.durCh)
+		l.durCh = make(chan struct{})
+	}
+}
+
 // advanceLocked raises durable to idx (smu held).
 func (l *segLog) advanceLocked(idx uint64) {
-	if idx <= l.durable {
-		return
+	if idx > l.durable.Load() {
+		l.setDurableLocked(idx)
 	}
-	l.durable = idx
-	l.durableIdx.Store(idx)
-	close(l.durCh)
-	l.durCh = make(chan struct{})
 }
 
 // breakLocked latches the failure err of g's fdatasync as broken (smu
 // held). The caller then drops what the fdatasync may not have written
 // (dropUndurableLocked).
 func (l *segLog) breakLocked(g *segment, err error) {
-	if l.broken != nil {
+	if l.broken.Load() != nil {
 		return
 	}
 	l.logger.Error("raft log: fdatasync of deferred appends failed; the node takes no log write until it restarts",
-		"segment", g.path, "durable", l.durable, "written", l.written, "err", err.Error())
-	l.broken = fmt.Errorf("%w: %w", ErrLogBroken, err)
-	l.isBroken.Store(true)
+		"segment", g.path, "durable", l.durable.Load(), "written", l.written, "err", err.Error())
+	broken := fmt.Errorf("%w: %w", ErrLogBroken, err)
+	l.broken.Store(&broken)
 	close(l.durCh)
 	l.durCh = make(chan struct{})
 }
 
-// brokenErr returns the background fdatasync's failure, if any.
+// brokenErr returns the failure that broke the log, if any.
 func (l *segLog) brokenErr() error {
-	l.smu.Lock()
-	defer l.smu.Unlock()
-	return l.broken
+	if p := l.broken.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // flushLocked makes every deferred append durable: callers hold wmu and
@@ -213,12 +216,12 @@ func (l *segLog) brokenErr() error {
 // or to append with an fdatasync of their own; they call synced once the
 // log's files hold every record durably. A failure breaks the log.
 func (l *segLog) flushLocked() error {
-	l.smu.Lock()
-	g, target, broken := l.unsynced, l.written, l.broken
-	l.smu.Unlock()
-	if broken != nil {
-		return broken
+	if err := l.brokenErr(); err != nil {
+		return err
 	}
+	l.smu.Lock()
+	g, target := l.unsynced, l.written
+	l.smu.Unlock()
 	if g == nil {
 		return nil
 	}
@@ -226,8 +229,8 @@ func (l *segLog) flushLocked() error {
 	l.smu.Lock()
 	if err != nil {
 		l.breakLocked(g, err)
-		err = l.broken
 		l.smu.Unlock()
+		err = l.brokenErr()
 		l.dropUndurableLocked()
 		return err
 	}
@@ -248,9 +251,7 @@ func (l *segLog) flushLocked() error {
 // log's index follows, and raft, which still counts them, finds them gone
 // (the log takes no more writes until the restart).
 func (l *segLog) dropUndurableLocked() {
-	l.smu.Lock()
-	d := l.durable
-	l.smu.Unlock()
+	d := l.durable.Load()
 	if len(l.segs) == 0 {
 		return
 	}
@@ -280,57 +281,48 @@ func (l *segLog) dropUndurableLocked() {
 			"segment", g.path, "offset", cut, "err", err.Error())
 	}
 	l.smu.Lock()
-	l.written, l.unsynced = l.last, nil
+	l.unsynced = nil
 	l.smu.Unlock()
 }
 
-// synced records that every record up to last is on the disk (wmu and
-// syncing held; no deferred append is pending: the caller flushed or
-// fdatasynced the tail). last may be lower than durable after a cut.
+// synced records that every record up to last, the log's last, is on the
+// disk (wmu and syncing held; nothing deferred is pending: the caller
+// flushed first). last may be lower than durable after a cut.
 func (l *segLog) synced(last uint64) {
 	l.smu.Lock()
 	defer l.smu.Unlock()
-	l.unsynced = nil
-	l.written = last
-	if last < l.durable {
-		l.durable = last
-		l.durableIdx.Store(last)
-		return
-	}
-	l.advanceLocked(last)
+	l.setDurableLocked(last)
 }
 
 // lowered records a cut of the log to last that may not be durable (a failed
-// cut or removal): durable and written go no higher than last. wmu and
-// syncing held.
+// cut or removal): durable goes no higher than last. wmu and syncing held.
 func (l *segLog) lowered(last uint64) {
 	l.smu.Lock()
 	defer l.smu.Unlock()
-	l.written = min(l.written, last)
-	if l.durable > last {
-		l.durable = last
-		l.durableIdx.Store(last)
+	if l.durable.Load() > last {
+		l.setDurableLocked(last)
 	}
 }
 
 // durableIndex is the last index known to be on the disk.
-func (l *segLog) durableIndex() uint64 { return l.durableIdx.Load() }
+func (l *segLog) durableIndex() uint64 { return l.durable.Load() }
 
 // waitDurable returns once durable reaches idx, or the log broke (its error),
 // or stop closed (errStopped).
 func (l *segLog) waitDurable(idx uint64, stop <-chan struct{}) error {
 	for {
-		if l.durableIdx.Load() >= idx {
+		if l.durable.Load() >= idx {
 			return nil
 		}
 		l.smu.Lock()
-		d, broken, ch := l.durable, l.broken, l.durCh
+		ch := l.durCh
 		l.smu.Unlock()
+		// Checked after taking ch: a rise or a break since closed it.
 		switch {
-		case d >= idx:
+		case l.durable.Load() >= idx:
 			return nil
-		case broken != nil:
-			return broken
+		case l.brokenErr() != nil:
+			return l.brokenErr()
 		}
 		select {
 		case <-ch:
@@ -348,8 +340,8 @@ var errStopped = fmt.Errorf("%w: closing", ErrClosed)
 // pending is made durable before fence returns (raft may ack it once it
 // processes the request). Cheap when term raises nothing.
 func (l *segLog) fence(term uint64) error {
-	if l.isBroken.Load() {
-		return l.brokenErr()
+	if err := l.brokenErr(); err != nil {
+		return err
 	}
 	for {
 		cur := l.fenceTerm.Load()
