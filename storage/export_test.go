@@ -199,19 +199,7 @@ func (t *TestFSM) LocatedIdempotencyKeys() int { return t.f.idem.len() }
 // called (at the latest in t's cleanup); calls reports how many have
 // started.
 func HoldLeaderLogSync(t *testing.T, s *Store) (release func(), calls func() int32) {
-	l := s.logs.log
-	// The zero-ahead fdatasyncs under the writers' lock: let it finish
-	// zeroing first, or a held fdatasync there would stall the appends.
-	for wait := time.Now().Add(10 * time.Second); time.Now().Before(wait); time.Sleep(5 * time.Millisecond) {
-		l.wmu.Lock()
-		g := l.segs[len(l.segs)-1]
-		done := g.zeroed-g.size >= l.zeroAhead/2
-		l.wmu.Unlock()
-		if done {
-			break
-		}
-	}
-	h := holdSync(t, l, nil)
+	h := holdSync(t, s.logs.log, nil)
 	return h.release, h.calls.Load
 }
 

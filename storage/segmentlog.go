@@ -746,15 +746,6 @@ func (l *segLog) zeroLoop() {
 func (l *segLog) zeroStep() (more bool, err error) {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
-	// Deferred appends share the file and a writeback error is reported to
-	// one fdatasync only: theirs goes first, through the path that accounts
-	// for its failure (the log breaks); the zeros' fdatasync then fails for
-	// the zeros alone (a warning and a retry, as before).
-	l.syncing.Lock()
-	defer l.syncing.Unlock()
-	if err := l.flushLocked(); err != nil {
-		return false, nil
-	}
 	if l.dirtyTail || len(l.segs) == 0 {
 		return false, nil
 	}
@@ -762,7 +753,16 @@ func (l *segLog) zeroStep() (more bool, err error) {
 	from := max(g.size, g.zeroed)
 	to := min(from+zeroChunk, l.maxBytes)
 	if from-g.size >= l.zeroAhead || to <= from {
-		return false, nil
+		return false, nil // nothing to zero: no fdatasync either
+	}
+	// Deferred appends share the file and a writeback error is reported to
+	// one fdatasync only: theirs goes first, through the path that accounts
+	// for its failure (the log breaks); the zeros' fdatasync then fails for
+	// the zeros alone (a warning and a retry, as before).
+	l.syncing.Lock()
+	defer l.syncing.Unlock()
+	if err := l.flushLocked(); err != nil {
+		return false, nil // the log broke (wmu held: nothing else moved)
 	}
 	g.zeroed = to
 	if _, err := g.f.WriteAt(zeros[:to-from], from); err != nil {
