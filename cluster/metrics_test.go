@@ -8,9 +8,14 @@ import (
 	"regexp"
 	"strconv"
 	"testing"
+	"time"
 
+	"golang.org/x/time/rate"
+
+	"github.com/barberpro/edge/cluster"
 	"github.com/barberpro/edge/cluster/clustertest"
 	"github.com/barberpro/edge/edge/client"
+	st "github.com/barberpro/edge/storage/storagetest"
 )
 
 // TestNode_Metrics checks the node's own metrics on a lone node after one
@@ -60,6 +65,8 @@ func TestNode_Metrics(t *testing.T) {
 		{"barberpro_raft_last_contact_seconds", "", func(v float64) bool { return v == 0 }, "0 on the leader"},
 		{"barberpro_raft_voters", "", func(v float64) bool { return v == 1 }, "1"},
 		{"barberpro_raft_applied_index", "", func(v float64) bool { return v >= 1 }, ">= 1"},
+		{"barberpro_raft_log_durable_index", "", func(v float64) bool { return v >= 1 }, ">= 1 (the provider's entry is on disk)"},
+		{"barberpro_storage_write_fault", "", func(v float64) bool { return v == 0 }, "0"},
 		{"barberpro_gossip_members", `,state="alive"`, func(v float64) bool { return v == 1 }, "1 (itself)"},
 		{"barberpro_gossip_members", `,state="dead"`, func(v float64) bool { return v == 0 }, "0"},
 		{"barberpro_data_dir_avail_bytes", "", func(v float64) bool { return v > 0 }, "> 0"},
@@ -81,4 +88,64 @@ func TestNode_Metrics(t *testing.T) {
 			t.Errorf("%s{%s} = %v, want %s", c.name, c.extra, v, c.want)
 		}
 	}
+	// Nothing is applied before the log holds it on disk.
+	if d, a := value("barberpro_raft_log_durable_index", ""), value("barberpro_raft_applied_index", ""); d < a {
+		t.Errorf("durable index %v < applied index %v", d, a)
+	}
+}
+
+// TestNode_MetricsReportAWriteFault: barberpro_storage_write_fault is 1 while
+// the node's disk refuses its writes (its data dir on a small tmpfs, filled)
+// and 0 again once space returned and the store's write probe passed. It
+// skips without root (the tmpfs).
+func TestNode_MetricsReportAWriteFault(t *testing.T) {
+	var dir string
+	n := clustertest.MustStartNode(t, func(c *cluster.Config) {
+		dir = st.MountTmpfs(t, "32m")
+		c.DataDir = dir
+		c.Limits.PerIP, c.Limits.PerSubject = rate.Inf, rate.Inf // it polls /metrics while it books
+	})
+	ops := clustertest.Operator(t, n)
+	p := newProvider(t, ops, svc("corte", 30, 0))
+	fault := func() float64 {
+		t.Helper()
+		resp, err := http.Get(n.URL() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := regexp.MustCompile(`(?m)^barberpro_storage_write_fault\{[^}]*node="ba-1"[^}]*\} (\S+)$`).FindSubmatch(body)
+		if m == nil {
+			t.Fatalf("no barberpro_storage_write_fault in /metrics:\n%s", body)
+		}
+		v, _ := strconv.ParseFloat(string(m[1]), 64)
+		return v
+	}
+	wait := func(want float64, what string) {
+		t.Helper()
+		for end := time.Now().Add(30 * time.Second); fault() != want; time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatalf("barberpro_storage_write_fault stayed %v for 30 s %s, want %v", fault(), what, want)
+			}
+		}
+	}
+	wait(0, "on a node with space")
+
+	free := st.FillDisk(t, dir)
+	end := time.Now().Add(30 * time.Second)
+	for i := 0; fault() == 0; i++ { // book until a write fails on the full disk
+		if time.Now().After(end) {
+			t.Fatalf("%d bookings in 30 s on a full disk and no write fault", i)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, _ = ops.Book(ctx, client.BookingRequest{ProviderID: p.ID, ServiceID: p.Services[0].ID,
+			ClientID: "cli-ana", Start: tomorrowAt(8+i/2%12, 30*(i%2))}, "")
+		cancel()
+	}
+	free()
+	wait(0, "after space returned")
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,27 +17,8 @@ import (
 	st "github.com/barberpro/edge/storage/storagetest"
 )
 
-// Disk-full tests put files on a small tmpfs: a real filesystem that answers
-// ENOSPC, so bbolt fails the way it does on a full disk (its commit's pwrite
-// or fdatasync errors and it rolls the transaction back). Mounting needs root
-// (CAP_SYS_ADMIN), which the tests have here and in CI; elsewhere they skip.
-
-// mountTmpfs mounts a tmpfs of size (e.g. "4m") on a new directory, unmounted
-// at cleanup (after the stores on it, which are closed in cleanups registered
-// later).
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0700"); err != nil {
-		t.Skipf("cannot mount a tmpfs (needs root): %v", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			_ = syscall.Unmount(dir, syscall.MNT_DETACH)
-		}
-	})
-	return dir
-}
+// Disk-full tests put files on a small tmpfs (st.MountTmpfs): they skip
+// without root.
 
 // resumed waits for the answers of a batch that waited for space to return.
 func resumed(t *testing.T, done <-chan []interface{}) []interface{} {
@@ -49,32 +29,6 @@ func resumed(t *testing.T, done <-chan []interface{}) []interface{} {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the FSM did not resume after space returned")
 		return nil
-	}
-}
-
-// fillDisk writes dir/filler until the filesystem is full and returns a
-// function that removes it (space returns).
-func fillDisk(t *testing.T, dir string) (free func()) {
-	t.Helper()
-	path := filepath.Join(dir, "filler")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chunk := make([]byte, 4096)
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("filling %s: %v", dir, err)
-			}
-			break
-		}
-	}
-	_ = f.Close()
-	return func() {
-		if err := os.Remove(path); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
 
@@ -115,7 +69,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 // returns the retry commits and the replica ends where a replica on a healthy
 // disk ends (same digest, same results).
 func TestFSM_WriteFailureRetriesAndResumes(t *testing.T) {
-	dir := mountTmpfs(t, "2m")
+	dir := st.MountTmpfs(t, "2m")
 	fsm, err := storage.OpenTestFSM(filepath.Join(dir, "fsm.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +90,7 @@ func TestFSM_WriteFailureRetriesAndResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	free := fillDisk(t, dir)
+	free := st.FillDisk(t, dir)
 
 	// A batch of three entries, big enough to need pages the file lacks.
 	logs := []*raft.Log{
@@ -204,7 +158,7 @@ func TestFSM_WriteFailureRetriesAndResumes(t *testing.T) {
 // never writes nor snapshots again, and a reopened FSM applies the same
 // entries (as raft replays them from its log after a restart).
 func TestFSM_WriteFailureAtClose(t *testing.T) {
-	dir := mountTmpfs(t, "2m")
+	dir := st.MountTmpfs(t, "2m")
 	path := filepath.Join(dir, "fsm.db")
 	fsm, err := storage.OpenTestFSM(path)
 	if err != nil {
@@ -212,7 +166,7 @@ func TestFSM_WriteFailureAtClose(t *testing.T) {
 	}
 	fsm.SetRetry(5*time.Millisecond, 20*time.Millisecond)
 	fsm.ApplyLogs([]*raft.Log{commandLog(t, 1, st.CreateProvider(st.Provider("p")))})
-	free := fillDisk(t, dir)
+	free := st.FillDisk(t, dir)
 	logs := []*raft.Log{commandLog(t, 2, bookingBatch("p", "c1", 0, 300)...)}
 	done := make(chan []interface{}, 1)
 	go func() { done <- fsm.ApplyLogs(logs) }()
@@ -263,7 +217,7 @@ func TestFSM_WriteFailureAtClose(t *testing.T) {
 // node recovers by itself (Ready nil, writes accepted) without a restart,
 // and Close never hangs.
 func TestStore_DegradedRefusesWritesServesReadsAndResumes(t *testing.T) {
-	dir := mountTmpfs(t, "8m")
+	dir := st.MountTmpfs(t, "8m")
 	cfg := st.Config(t)
 	cfg.DataDir = filepath.Join(dir, "data")
 	s := st.MustOpen(t, cfg)
@@ -275,7 +229,7 @@ func TestStore_DegradedRefusesWritesServesReadsAndResumes(t *testing.T) {
 	if _, err := s.Propose(ctx, st.CreateBooking(st.Booking("keep", "p", -100*time.Hour, -99*time.Hour, -99*time.Hour))); err != nil {
 		t.Fatal(err)
 	}
-	free := fillDisk(t, dir)
+	free := st.FillDisk(t, dir)
 
 	var firstErr error
 	for i := 0; i < 200 && firstErr == nil; i++ {
@@ -333,7 +287,7 @@ func TestStore_DegradedRefusesWritesServesReadsAndResumes(t *testing.T) {
 // space returns the old leader applies the backlog by itself and every
 // replica ends with the same digest.
 func TestStore_DegradedLeaderHandsOver(t *testing.T) {
-	small := mountTmpfs(t, "2m")
+	small := st.MountTmpfs(t, "2m")
 	ctx := context.Background()
 	n := 3
 	trans := make([]*raft.InmemTransport, n)
@@ -383,7 +337,7 @@ func TestStore_DegradedLeaderHandsOver(t *testing.T) {
 	if _, err := stores[1].Propose(ctx, st.CreateProvider(st.Provider("p"))); err != nil {
 		t.Fatal(err)
 	}
-	free := fillDisk(t, small)
+	free := st.FillDisk(t, small)
 
 	// Writes through a follower until the leader's FSM fails. They commit (the
 	// followers apply them); the leader cannot answer them until it resumes.

@@ -28,7 +28,7 @@ func TestFSM_ProvidersVersionAcrossFailedOwnCommit(t *testing.T) {
 	}
 	f.ApplyLogs([]*raft.Log{commandLog(t, 1, st.CreateProvider(st.Provider("p")))})
 	f.ApplyLogs([]*raft.Log{commandLog(t, 2, bookingBatch("p", "c", 0, 30)...)}) // answered into the open tx
-	free := fillDisk(t, dir)
+	free := st.FillDisk(t, dir)
 	f.SetCommitEvery(time.Millisecond)
 	time.Sleep(5 * time.Millisecond)
 	done := make(chan []interface{}, 1)

@@ -33,7 +33,7 @@ func TestStore_WaitAppliedNeverPassesABatchWhoseCommitFails(t *testing.T) {
 				t.Fatal(err)
 			}
 			f.ApplyLogs([]*raft.Log{commandLog(t, 2, bookingBatch("p", "c0", 0, 30)...)}) // answered, in the open tx
-			free := fillDisk(t, dir)
+			free := st.FillDisk(t, dir)
 			f.SetCommitEvery(time.Millisecond)
 			time.Sleep(5 * time.Millisecond)
 

@@ -928,12 +928,17 @@ func (s *Store) FSMCommits() uint64 { return s.fsm.commits.Load() }
 
 // Stats is a point-in-time view of the node for operators.
 type Stats struct {
-	State         string // Follower, Candidate, Leader or Shutdown
-	Leader        string // leader's server ID, "" if unknown (same as LeaderID)
-	AppliedIndex  uint64 // last log index applied to the FSM (fsm.db may lack the last ones for up to FSMSyncInterval: deferred commits)
-	CommitIndex   uint64
-	LastLogIndex  uint64
-	LastBatchSize int // commands in the last CommandBatch this node proposed
+	State        string // Follower, Candidate, Leader or Shutdown
+	Leader       string // leader's server ID, "" if unknown (same as LeaderID)
+	AppliedIndex uint64 // last log index applied to the FSM (fsm.db may lack the last ones for up to FSMSyncInterval: deferred commits)
+	CommitIndex  uint64
+	LastLogIndex uint64
+	// LogDurableIndex is the last index this node's Raft log holds on disk
+	// (fdatasynced). A leader's appends return before their fdatasync, so on
+	// the leader it trails LastLogIndex while one runs, and nothing applies
+	// past it; a lasting gap means a slow or failing disk.
+	LogDurableIndex uint64
+	LastBatchSize   int // commands in the last CommandBatch this node proposed
 	// FSMCommits counts the FSM's bbolt commits since Open: one per
 	// FSMSyncInterval under steady writes, more when a read transaction
 	// (view), a snapshot or a size bound asked for one (fsmcommit.go).
@@ -953,16 +958,17 @@ type Stats struct {
 func (s *Store) Stats() Stats {
 	_, id := s.raft.LeaderWithID()
 	st := Stats{
-		State:         s.raft.State().String(),
-		Leader:        string(id),
-		AppliedIndex:  s.fsm.applied.Load(),
-		CommitIndex:   s.raft.CommitIndex(),
-		LastLogIndex:  s.raft.LastIndex(),
-		LastBatchSize: int(s.b.lastBatchSize.Load()),
-		FSMCommits:    s.FSMCommits(),
-		Term:          s.raft.CurrentTerm(),
-		LeaderID:      string(id),
-		LastContact:   -1,
+		State:           s.raft.State().String(),
+		Leader:          string(id),
+		AppliedIndex:    s.fsm.applied.Load(),
+		CommitIndex:     s.raft.CommitIndex(),
+		LastLogIndex:    s.raft.LastIndex(),
+		LogDurableIndex: s.logs.DurableIndex(),
+		LastBatchSize:   int(s.b.lastBatchSize.Load()),
+		FSMCommits:      s.FSMCommits(),
+		Term:            s.raft.CurrentTerm(),
+		LeaderID:        string(id),
+		LastContact:     -1,
 	}
 	if st.State == raft.Leader.String() {
 		st.LastContact = 0
