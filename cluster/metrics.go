@@ -19,7 +19,7 @@ func (n *Node) registerMetrics() {
 	gauge("node_info", "Always 1; its labels (node, city, jurisdiction) name this node.", func() float64 { return 1 })
 	gauge("raft_applied_index", "Last Raft index applied to the FSM.", func() float64 { return float64(n.store.Stats().AppliedIndex) })
 	gauge("raft_commit_index", "Last Raft index known committed.", func() float64 { return float64(n.store.Stats().CommitIndex) })
-	gauge("raft_log_durable_index", "Last Raft index this node's log holds on disk (fdatasynced). A leader's appends return before their fdatasync, so it may trail the last index while one runs, and nothing is applied past it.",
+	gauge("raft_log_durable_index", "Last Raft index this node's log holds on disk (fdatasynced). A leader's appends return before their fdatasync, so it may trail the last index while one runs; no entry of the log is applied before it covers it.",
 		func() float64 { return float64(n.store.Stats().LogDurableIndex) })
 	gauge("storage_write_fault", "1 while this node refuses writes because its disk failed them (full, I/O error, or a failed fdatasync of the leader's log, which needs a restart), else 0; /readyz says which.",
 		func() float64 {

@@ -88,7 +88,8 @@ func TestNode_Metrics(t *testing.T) {
 			t.Errorf("%s{%s} = %v, want %s", c.name, c.extra, v, c.want)
 		}
 	}
-	// Nothing is applied before the log holds it on disk.
+	// No entry is applied before the log holds it on disk (a fresh node: no
+	// snapshot, every applied entry came through the log).
 	if d, a := value("barberpro_raft_log_durable_index", ""), value("barberpro_raft_applied_index", ""); d < a {
 		t.Errorf("durable index %v < applied index %v", d, a)
 	}

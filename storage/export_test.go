@@ -196,10 +196,10 @@ func (t *TestFSM) PutLegacyIdempotency(rec *bookingv1.IdempotencyRecord) error {
 func (t *TestFSM) LocatedIdempotencyKeys() int { return t.f.idem.len() }
 
 // HoldLeaderLogSync makes s's raft log fdatasyncs wait until release is
-// called (at the latest in t's cleanup); calls reports how many have
-// started.
-func HoldLeaderLogSync(t *testing.T, s *Store) (release func(), calls func() int32) {
-	h := holdSync(t, s.logs.log, nil)
+// called (at the latest in t's cleanup), then fail with fail if it is not
+// nil; calls reports how many have started.
+func HoldLeaderLogSync(t *testing.T, s *Store, fail error) (release func(), calls func() int32) {
+	h := holdSync(t, s.logs.log, fail)
 	return h.release, h.calls.Load
 }
 

@@ -560,14 +560,15 @@ func (f *fsm) clearFault() {
 }
 
 // writeFault returns an error wrapping ErrStorageUnavailable while the FSM
-// cannot write (or has given up at close), else nil.
+// cannot write (or has given up on a batch: at close, or because the raft
+// log could not vouch for it on disk), else nil.
 func (f *fsm) writeFault() error {
 	if cur := f.fault.Load(); cur != nil {
 		return fmt.Errorf("%w: fsm cannot apply entries %d..%d since %s (%d attempts): %v",
 			ErrStorageUnavailable, cur.first, cur.last, cur.since.UTC().Format(time.RFC3339), cur.attempts, cur.err)
 	}
 	if f.abandoned.Load() {
-		return fmt.Errorf("%w: fsm stopped applying at close after a write failure", ErrStorageUnavailable)
+		return fmt.Errorf("%w: fsm gave up on a batch (closing after a write failure, or the raft log could not vouch for it); restart the node", ErrStorageUnavailable)
 	}
 	if err := f.syncFault.Load(); err != nil {
 		return *err

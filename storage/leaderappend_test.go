@@ -2,6 +2,8 @@ package storage_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,7 +24,7 @@ import (
 // FSM's wait (the leader answers) or without the cap (a follower applies).
 func TestLeaderAppend_NothingAppliesBeforeTheLeadersFdatasync(t *testing.T) {
 	stores := st.MustOpenCluster(t, 3)
-	p := proposeHeld(t, stores)
+	p := proposeHeld(t, stores, nil)
 	leader, idx, done, calls := p.leader, p.idx, p.done, p.calls
 	defer p.release()
 	waitFor(t, "the leader to count the entry committed", 5*time.Second, func() bool { return leader.Stats().CommitIndex >= idx })
@@ -64,7 +66,7 @@ func TestLeaderAppend_NothingAppliesBeforeTheLeadersFdatasync(t *testing.T) {
 // the Store does not wire the fence into the guard.
 func TestLeaderAppend_AStaleLeaderFollowsNobodyBeforeItsFdatasync(t *testing.T) {
 	stores, trans := st.MustOpenInmemCluster(t, 3)
-	p := proposeHeld(t, stores)
+	p := proposeHeld(t, stores, nil)
 	old, release := p.leader, p.release
 	defer release()
 	var rest []*storage.Store
@@ -96,6 +98,33 @@ func TestLeaderAppend_AStaleLeaderFollowsNobodyBeforeItsFdatasync(t *testing.T) 
 	waitSameDigest(t, stores)
 }
 
+// TestLeaderAppend_AFailedFdatasyncSaysRestart: the leader's background
+// fdatasync fails while a proposal waits for it. The FSM gives the batch up
+// and the log breaks; WriteFault and Ready (what /readyz and the
+// barberpro_storage_write_fault alert point the operator to) name the
+// broken log, whose cure is a restart, not the batch the FSM gave up on
+// because of it. It fails if the FSM's fault is reported first.
+func TestLeaderAppend_AFailedFdatasyncSaysRestart(t *testing.T) {
+	stores := st.MustOpenCluster(t, 3)
+	p := proposeHeld(t, stores, errors.New("injected fdatasync failure"))
+	waitFor(t, "the leader to count the entry committed", 5*time.Second, func() bool { return p.leader.Stats().CommitIndex >= p.idx })
+	p.release()
+	select {
+	case err := <-p.done:
+		if err == nil {
+			t.Fatal("the proposal succeeded though the leader's fdatasync of it failed")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the proposal was not answered after the leader's fdatasync failed")
+	}
+	waitFor(t, "the FSM to give the batch up", 5*time.Second, func() bool { return p.leader.WriteFault() != nil })
+	for what, err := range map[string]error{"WriteFault": p.leader.WriteFault(), "Ready": p.leader.Ready()} {
+		if !errors.Is(err, storage.ErrLogBroken) || !strings.Contains(err.Error(), "restart") {
+			t.Errorf("%s after a failed fdatasync of the leader's log = %v, want ErrLogBroken, saying to restart", what, err)
+		}
+	}
+}
+
 // heldProposal is a booking proposed on a leader whose log fdatasyncs are
 // held (storage.HoldLeaderLogSync), once both followers stored its entry.
 type heldProposal struct {
@@ -107,16 +136,16 @@ type heldProposal struct {
 }
 
 // proposeHeld waits for stores' leader, creates a provider, holds the
-// leader's log fdatasyncs and proposes a booking, then waits until every
-// other store holds its entry: replication does not wait for the leader's
-// fdatasync.
-func proposeHeld(t *testing.T, stores []*storage.Store) heldProposal {
+// leader's log fdatasyncs (to fail with fail, if not nil, once released) and
+// proposes a booking, then waits until every other store holds its entry:
+// replication does not wait for the leader's fdatasync.
+func proposeHeld(t *testing.T, stores []*storage.Store, fail error) heldProposal {
 	t.Helper()
 	leader := st.WaitLeader(t, stores...)
 	mustPropose(t, leader, st.CreateProvider(st.Provider("p")))
 	waitSameDigest(t, stores)
 	p := heldProposal{leader: leader, idx: leader.Stats().LastLogIndex + 1, done: make(chan error, 1)}
-	p.release, p.calls = storage.HoldLeaderLogSync(t, leader)
+	p.release, p.calls = storage.HoldLeaderLogSync(t, leader, fail)
 	go func() {
 		_, err := leader.Propose(context.Background(), st.CreateBooking(st.Booking("b1", "p", 0, min30, min30)))
 		p.done <- err

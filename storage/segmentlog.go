@@ -429,7 +429,12 @@ func (l *segLog) Close() error {
 	defer l.wmu.Unlock()
 	l.syncing.Lock()
 	defer l.syncing.Unlock()
-	ferr := l.flushLocked()
+	var ferr error
+	if l.brokenErr() == nil {
+		// A log that broke earlier was reported then (WriteFault, its
+		// log line); Close reports what fails now.
+		ferr = l.flushLocked()
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return errors.Join(ferr, l.closeFiles())

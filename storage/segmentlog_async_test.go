@@ -357,6 +357,28 @@ func TestSegmentLog_ZeroAheadSyncsDeferred(t *testing.T) {
 	}
 }
 
+// A zero-ahead step with nothing to zero fdatasyncs nothing, not even a
+// deferred append pending in the same file: it runs under the writers' lock,
+// so waiting for that fdatasync would hold up the leader's appends for no
+// reason (and did hang a test whose held fdatasync it waited on).
+func TestSegmentLog_ZeroAheadWithNothingToZeroSyncsNothing(t *testing.T) {
+	l := openAsyncTestLog(t) // zero-ahead off: every step has nothing to zero
+	if err := l.StoreLogs(termEntries(1, 1, 1), false); err != nil {
+		t.Fatal(err)
+	}
+	h := deferHeld(t, l, termEntries(2, 3, 2))
+	calls := h.calls.Load() // the background fdatasync may have started
+	if err := within(t, 5*time.Second, "a zero-ahead step with nothing to zero", func() error {
+		_, err := l.zeroStep()
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.calls.Load(); got != calls {
+		t.Fatalf("the step made %d fdatasync calls, want 0", got-calls)
+	}
+}
+
 // A leader's configuration entry, no-op or barrier is durable before
 // StoreLogs returns (raft acts on their commit itself, outside the FSM: the
 // next membership change may start, a barrier is answered), and so is

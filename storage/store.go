@@ -935,8 +935,11 @@ type Stats struct {
 	LastLogIndex uint64
 	// LogDurableIndex is the last index this node's Raft log holds on disk
 	// (fdatasynced). A leader's appends return before their fdatasync, so on
-	// the leader it trails LastLogIndex while one runs, and nothing applies
-	// past it; a lasting gap means a slow or failing disk.
+	// the leader it trails LastLogIndex while one runs, and no entry of the
+	// log is applied before it covers it; a lasting gap means a slow or
+	// failing disk. A log emptied by compaction keeps its durable index, and
+	// a restart starts it at the log's last index (0 if empty), so it may be
+	// below AppliedIndex when the FSM holds more than the log.
 	LogDurableIndex uint64
 	LastBatchSize   int // commands in the last CommandBatch this node proposed
 	// FSMCommits counts the FSM's bbolt commits since Open: one per
