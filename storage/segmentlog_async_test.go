@@ -367,7 +367,15 @@ func TestSegmentLog_ZeroAheadWithNothingToZeroSyncsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := deferHeld(t, l, termEntries(2, 3, 2))
-	calls := h.calls.Load() // the background fdatasync may have started
+	// The background fdatasync starts (and waits on the hold, holding
+	// syncing): then any call the step makes is its own.
+	_ = within(t, 5*time.Second, "the background fdatasync to start", func() error {
+		for h.calls.Load() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		return nil
+	})
+	calls := h.calls.Load()
 	if err := within(t, 5*time.Second, "a zero-ahead step with nothing to zero", func() error {
 		_, err := l.zeroStep()
 		return err
