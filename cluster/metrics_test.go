@@ -32,27 +32,10 @@ func TestNode_Metrics(t *testing.T) {
 		t.Fatal("a second booking of one slot succeeded")
 	}
 
-	resp, err := http.Get(n.URL() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	body := scrapeMetrics(t, n)
 	value := func(name, extra string) float64 {
 		t.Helper()
-		re := regexp.MustCompile(`(?m)^` + name + `\{city="buenos-aires",jurisdiction="ar",node="ba-1"` + extra + `\} (\S+)$`)
-		m := re.FindSubmatch(body)
-		if m == nil {
-			t.Fatalf("no %s{...%s} with the node's labels in /metrics:\n%s", name, extra, body)
-		}
-		v, err := strconv.ParseFloat(string(m[1]), 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
+		return metricValue(t, body, name, extra)
 	}
 	checks := []struct {
 		name, extra string
@@ -110,21 +93,7 @@ func TestNode_MetricsReportAWriteFault(t *testing.T) {
 	p := newProvider(t, ops, svc("corte", 30, 0))
 	fault := func() float64 {
 		t.Helper()
-		resp, err := http.Get(n.URL() + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := regexp.MustCompile(`(?m)^barberpro_storage_write_fault\{[^}]*node="ba-1"[^}]*\} (\S+)$`).FindSubmatch(body)
-		if m == nil {
-			t.Fatalf("no barberpro_storage_write_fault in /metrics:\n%s", body)
-		}
-		v, _ := strconv.ParseFloat(string(m[1]), 64)
-		return v
+		return metricValue(t, scrapeMetrics(t, n), "barberpro_storage_write_fault", "")
 	}
 	wait := func(want float64, what string) {
 		t.Helper()
@@ -149,4 +118,35 @@ func TestNode_MetricsReportAWriteFault(t *testing.T) {
 	}
 	free()
 	wait(0, "after space returned")
+}
+
+// scrapeMetrics returns n's /metrics.
+func scrapeMetrics(t *testing.T, n *cluster.Node) []byte {
+	t.Helper()
+	resp, err := http.Get(n.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
+
+// metricValue is the value in body of the metric name with the labels of
+// the lone test node (ba-1), then extra.
+func metricValue(t *testing.T, body []byte, name, extra string) float64 {
+	t.Helper()
+	re := regexp.MustCompile(`(?m)^` + name + `\{city="buenos-aires",jurisdiction="ar",node="ba-1"` + extra + `\} (\S+)$`)
+	m := re.FindSubmatch(body)
+	if m == nil {
+		t.Fatalf("no %s{...%s} with the node's labels in /metrics:\n%s", name, extra, body)
+	}
+	v, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
