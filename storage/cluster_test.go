@@ -154,6 +154,48 @@ func TestForward_RetryPolicy(t *testing.T) {
 	}
 }
 
+// TestForward_ReadAsksAgainAfterALostRequest: a follower's read-index
+// request that never gets an answer (lost on the way: a peer's actor
+// connection was being re-established) must leave time to ask again within
+// LeaderWaitTimeout. Before, one request could take ApplyTimeout (5 s), more
+// than the whole 2 s budget: a calendar activation failed with 503 in
+// Test_Cluster_GracefulLeaveLosesNoRequest.
+func TestForward_ReadAsksAgainAfterALostRequest(t *testing.T) {
+	stores, _ := st.MustOpenInmemClusterWith(t, 3, storage.LocalConfig())
+	leader := st.WaitLeader(t, stores...)
+	follower := stores[0]
+	if follower == leader {
+		follower = stores[1]
+	}
+	var calls atomic.Int32
+	follower.SetForwarder(lostOnceForwarder{calls: &calls, leader: leader})
+	if err := follower.LinearizableRead(context.Background()); err != nil {
+		t.Fatalf("read after one lost request: %v (%d requests)", err, calls.Load())
+	}
+	if calls.Load() < 2 {
+		t.Fatalf("%d read-index requests, want the lost one and another", calls.Load())
+	}
+}
+
+// lostOnceForwarder loses its first read-index request (no answer until the
+// caller gives up) and serves the others on leader.
+type lostOnceForwarder struct {
+	calls  *atomic.Int32
+	leader *storage.Store
+}
+
+func (f lostOnceForwarder) Propose(context.Context, raft.ServerID, raft.ServerAddress, *bookingv1.Command) (*bookingv1.CommandResult, error) {
+	return nil, errors.New("not used")
+}
+
+func (f lostOnceForwarder) ReadIndex(ctx context.Context, _ raft.ServerID, _ raft.ServerAddress) (uint64, error) {
+	if f.calls.Add(1) == 1 {
+		<-ctx.Done()
+		return 0, fmt.Errorf("lost: %w", ctx.Err())
+	}
+	return f.leader.ReadIndexLocal(ctx)
+}
+
 type failingForwarder struct {
 	calls *atomic.Int32
 	err   error

@@ -238,9 +238,10 @@ func (s *Store) prepare(ctx context.Context, cmd *bookingv1.Command) (*bookingv1
 // a quorum (VerifyLeader), takes the commit index and waits until the FSM has
 // applied it; if the leader has not yet committed an entry of its own term, it
 // commits a barrier instead. On a follower with a Forwarder it asks the
-// leader for that index (Forwarder.ReadIndex, served by ReadIndexLocal),
-// retrying like Propose for up to LeaderWaitTimeout (reads have no effect, so
-// every failure is retried), then waits until the local FSM has applied it
+// leader for that index (Forwarder.ReadIndex, served by ReadIndexLocal;
+// each request bounded by readAttemptTimeout), retrying like Propose for up
+// to LeaderWaitTimeout (reads have no effect, so every failure is retried),
+// then waits until the local FSM has applied it
 // (bounded by ApplyTimeout: ErrTimeout). Without a Forwarder a follower
 // returns ErrNotLeader.
 func (s *Store) LinearizableRead(ctx context.Context) error {
@@ -270,7 +271,7 @@ func (s *Store) LinearizableRead(ctx context.Context) error {
 		if s.raft.State() == raft.Leader {
 			idx, err = s.ReadIndexLocal(ctx)
 		} else if addr, id := s.raft.LeaderWithID(); id != "" && id != raft.ServerID(s.cfg.NodeID) {
-			actx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
+			actx, cancel := context.WithTimeout(ctx, s.readAttemptTimeout())
 			idx, err = fwd.ReadIndex(actx, id, addr)
 			cancel()
 		} else {
@@ -301,6 +302,15 @@ func (s *Store) LinearizableRead(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// readAttemptTimeout bounds one forwarded read-index request: half of
+// LeaderWaitTimeout (at most ApplyTimeout), so that a request lost on the
+// way (a peer's actor connection being re-established drops it) leaves time
+// to ask again, of the same leader or a new one, before the read gives up.
+// A read has no effect, so asking twice is harmless.
+func (s *Store) readAttemptTimeout() time.Duration {
+	return min(s.cfg.ApplyTimeout, s.cfg.LeaderWaitTimeout/2)
 }
 
 // ReadIndexLocal serves a read-index request on the leader: it confirms
