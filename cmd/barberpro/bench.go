@@ -75,8 +75,9 @@ booking is a real commit, nothing is faked. Four modes (--mode):
 
 Every run ends by reading each target's /metrics (public) for its resident memory
 (process_resident_memory_bytes) and Go heap, reported per node. --json prints the
-results as JSON: clients, mode, ok, conflicts, errors, codes, ops_per_second (every
-mode), bookings_per_second (spread and hot), p50_ns, p90_ns, p95_ns, p99_ns, max_ns;
+results as JSON: clients, mode, ok, conflicts, errors, codes, unfinished (requests
+whose wait the run's end cut off: a node that never answers shows there),
+ops_per_second (every mode), bookings_per_second (spread and hot), p50_ns, p90_ns, p95_ns, p99_ns, max_ns;
 city runs add think_ns, seed, city_targets and routes (each route and city, and each
 route over "all" cities); every run adds nodes (target, rss_bytes, heap_inuse_bytes,
 heap_alloc_bytes).

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/barberpro/edge/edge/auth"
@@ -189,6 +190,7 @@ type cityRun struct {
 	targets   map[string][]string // node URLs by city
 	start     time.Time
 	prog      progress
+	cut       atomic.Int64 // requests the run's end cut off (Result.Unfinished)
 
 	mu    sync.Mutex
 	stats map[statKey]*routeStat
@@ -477,6 +479,7 @@ func (p *personState) do(ctx context.Context, route string, f func() error) erro
 	d := time.Since(t0)
 	p.run.prog.inFlight.Add(-1)
 	if ctx.Err() != nil {
+		p.run.cut.Add(1)
 		return ctx.Err()
 	}
 	p.run.record(route, p.city, d, err)

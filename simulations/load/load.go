@@ -132,7 +132,12 @@ type Result struct {
 	Conflicts int            `json:"conflicts"`
 	Errors    int            `json:"errors"`
 	Codes     map[string]int `json:"codes,omitempty"`
-	Elapsed   time.Duration  `json:"elapsed_ns"`
+	// Unfinished counts the requests whose wait the run's end cut off (at
+	// most one per closed-loop client or person), counted in neither OK nor
+	// Errors: a node that takes requests and never answers shows here, not
+	// as fewer OKs alone.
+	Unfinished int           `json:"unfinished"`
+	Elapsed    time.Duration `json:"elapsed_ns"`
 	// Throughput is OK (City: answered) requests per second, in every mode.
 	Throughput float64 `json:"ops_per_second"`
 	// BookingsPerSecond is Throughput of a Spread or Hot run (nil otherwise),
@@ -167,6 +172,9 @@ func (r Result) String() string {
 		fmt.Fprintf(&b, "%-6s clients=%-4d ok=%-7d errors=%-5d %8.0f %s  p50=%v p90=%v p99=%v max=%v",
 			r.Mode, r.Clients, r.OK, r.Errors, r.Throughput, unit, r.P50.Round(time.Microsecond), r.P90.Round(time.Microsecond),
 			r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond))
+		if r.Unfinished > 0 {
+			fmt.Fprintf(&b, "  unfinished=%d", r.Unfinished)
+		}
 		if len(r.Codes) > 0 {
 			fmt.Fprintf(&b, "  codes=%v", r.Codes)
 		}
@@ -358,6 +366,7 @@ func runClosed(ctx context.Context, cfg Config) (Result, error) {
 		lat      []time.Duration
 		codes    = map[string]int{}
 		failures int
+		cut      atomic.Int64 // requests the run's end cut off
 		wg       sync.WaitGroup
 		prog     progress
 	)
@@ -411,6 +420,7 @@ func runClosed(ctx context.Context, cfg Config) (Result, error) {
 				prog.inFlight.Add(-1)
 				if err != nil {
 					if runCtx.Err() != nil {
+						cut.Add(1)
 						return
 					}
 					prog.errors.Add(1)
@@ -424,7 +434,9 @@ func runClosed(ctx context.Context, cfg Config) (Result, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	return summarize(cfg, lat, failures, codes, elapsed), nil
+	r := summarize(cfg, lat, failures, codes, elapsed)
+	r.Unfinished = int(cut.Load())
+	return r, nil
 }
 
 // closedBooking is the n-th booking of a Spread or Hot run: the next free

@@ -1,7 +1,13 @@
 package load
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,3 +76,40 @@ func TestConfig_RejectsBadMode(t *testing.T) {
 type noTokens struct{}
 
 func (noTokens) Token(auth.Role, string) (string, error) { return "", nil }
+
+// TestRun_UnansweredRequestsAreUnfinished: a node that creates providers but
+// never answers a booking gives a run of 0 OK and 0 errors; Unfinished says
+// why (one request per client cut off by the run's end), in the JSON and the
+// summary line.
+func TestRun_UnansweredRequestsAreUnfinished(t *testing.T) {
+	hang := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodPost && r.URL.Path == "/v1/providers":
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusCreated)
+			fmt.Fprintf(w, `{"id":"prv_buenos-aires_%d","name":"p","timezone":"America/Argentina/Buenos_Aires","services":[{"id":"svc_1","name":"Corte","duration_minutes":15}]}`, time.Now().UnixNano())
+		case r.URL.Path == "/v1/bookings":
+			select { // taken, never answered
+			case <-r.Context().Done():
+			case <-hang:
+			}
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	defer close(hang)
+	r, err := Run(context.Background(), Config{Targets: []string{srv.URL}, Clients: 3, Duration: 300 * time.Millisecond,
+		Mode: Spread, Tokens: noTokens{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.OK != 0 || r.Errors != 0 || r.Unfinished != 3 {
+		t.Fatalf("ok %d, errors %d, unfinished %d; want 0, 0, 3", r.OK, r.Errors, r.Unfinished)
+	}
+	raw, _ := json.Marshal(r)
+	if !strings.Contains(string(raw), `"unfinished":3`) || !strings.Contains(r.String(), "unfinished=3") {
+		t.Fatalf("unfinished not reported:\n%s\n%s", raw, r)
+	}
+}

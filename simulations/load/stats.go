@@ -129,7 +129,8 @@ func (run *cityRun) record(route, city string, d time.Duration, err error) {
 func (run *cityRun) result(elapsed time.Duration) Result {
 	run.mu.Lock()
 	defer run.mu.Unlock()
-	r := Result{Clients: run.cfg.Clients, Mode: City, Elapsed: elapsed, Think: run.cfg.Think, Seed: run.cfg.Seed}
+	r := Result{Clients: run.cfg.Clients, Mode: City, Elapsed: elapsed, Think: run.cfg.Think, Seed: run.cfg.Seed,
+		Unfinished: int(run.cut.Load())}
 	all := &routeStat{}
 	for _, route := range routeOrder {
 		sum := &routeStat{}
@@ -156,8 +157,8 @@ func (run *cityRun) result(elapsed time.Duration) Result {
 
 // Table prints a City run's figures: a header, then a row per route and city.
 func (r Result) Table(w io.Writer) {
-	fmt.Fprintf(w, "city   people=%d think=%v seed=%d  %.0f s: %.0f requests/s answered, ok=%d 409s=%d errors=%d\n",
-		r.Clients, r.Think, r.Seed, r.Elapsed.Seconds(), r.Throughput, r.OK, r.Conflicts, r.Errors)
+	fmt.Fprintf(w, "city   people=%d think=%v seed=%d  %.0f s: %.0f requests/s answered, ok=%d 409s=%d errors=%d unfinished=%d\n",
+		r.Clients, r.Think, r.Seed, r.Elapsed.Seconds(), r.Throughput, r.OK, r.Conflicts, r.Errors, r.Unfinished)
 	cities := make([]string, 0, len(r.CityTargets))
 	for c := range r.CityTargets {
 		cities = append(cities, c)
