@@ -121,9 +121,10 @@ type Config struct {
 	// batch. Default 100ms (DefaultFSMSyncInterval).
 	FSMSyncInterval time.Duration
 	// ApplyTimeout is how long Propose waits for raft to accept (enqueue) a
-	// batch (ErrTimeout past it); it also bounds each forwarded attempt, a
+	// batch (ErrTimeout past it); it also bounds each forwarded proposal, a
 	// membership change's enqueue, and a follower's wait for its FSM to reach
-	// a read index. Default 5s (both presets).
+	// a read index (a forwarded read-index request gets at most half of
+	// LeaderWaitTimeout: readAttemptTimeout). Default 5s (both presets).
 	ApplyTimeout time.Duration
 
 	// Forwarder carries a proposal or a read-index request to the group's

@@ -479,7 +479,9 @@ func (p *personState) do(ctx context.Context, route string, f func() error) erro
 	d := time.Since(t0)
 	p.run.prog.inFlight.Add(-1)
 	if ctx.Err() != nil {
-		p.run.cut.Add(1)
+		if err != nil { // its wait was cut off (an answer just after the end is dropped, not counted)
+			p.run.cut.Add(1)
+		}
 		return ctx.Err()
 	}
 	p.run.record(route, p.city, d, err)
