@@ -92,11 +92,12 @@ type fsm struct {
 	// a crash at that point would, but lets the test go on.
 	installHook atomic.Pointer[func() error]
 	// Write failures (see ApplyBatch). fault is non-nil while a batch is
-	// being retried; abandoned latches once a batch was given up at close.
+	// being retried; abandoned latches, with its cause, once a batch was
+	// given up (at close, or because the raft log could not vouch for it).
 	fault       atomic.Pointer[fsmFault]
 	faultMu     sync.Mutex // guards faultLogged (faults are set by ApplyBatch and by flushes)
 	faultLogged time.Time
-	abandoned   atomic.Bool
+	abandoned   atomic.Pointer[error]
 	stop        chan struct{} // closed by stopRetrying
 	// waitDurable, set by the Store, returns once the raft log holds index on
 	// disk (segLog.waitDurable): a leader's appends fdatasync in the
@@ -346,7 +347,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	var prev []interface{}
 	var prevErased []erasedAt
 	for attempt := 0; ; attempt++ {
-		if f.abandoned.Load() {
+		if f.abandoned.Load() != nil {
 			return abandonedResponses(logs, errors.New("an earlier batch was abandoned"))
 		}
 		out, erased, err := f.applyOnce(logs, prev, prevErased)
@@ -357,12 +358,18 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 		prev, prevErased = out, erased
 		f.setFault(err, logs)
 		if !f.waitRetry(attempt) {
-			f.abandoned.Store(true)
+			f.abandon(err)
 			f.logger.Error("fsm gave up applying entries at close; they stay in the raft log and are applied after restart",
 				"first_index", logs[0].Index, "last_index", logs[len(logs)-1].Index, "err", err)
 			return abandonedResponses(logs, err)
 		}
 	}
+}
+
+// abandon latches cause as the reason the FSM gave up on a batch (the first
+// one kept); it reports whether this call latched it.
+func (f *fsm) abandon(cause error) bool {
+	return f.abandoned.CompareAndSwap(nil, &cause)
 }
 
 // awaitDurable waits until the raft log holds logs on disk. raft commits an
@@ -380,7 +387,7 @@ func (f *fsm) awaitDurable(logs []*raft.Log) error {
 	}
 	err := f.waitDurable(logs[len(logs)-1].Index, f.stop)
 	switch {
-	case err == nil || f.abandoned.Swap(true):
+	case err == nil || !f.abandon(err):
 	case errors.Is(err, ErrClosed):
 		f.logger.Warn("fsm closing before the raft log's fdatasync of entries ended; they are applied after restart",
 			"first_index", logs[0].Index, "last_index", logs[len(logs)-1].Index)
@@ -567,8 +574,8 @@ func (f *fsm) writeFault() error {
 		return fmt.Errorf("%w: fsm cannot apply entries %d..%d since %s (%d attempts): %v",
 			ErrStorageUnavailable, cur.first, cur.last, cur.since.UTC().Format(time.RFC3339), cur.attempts, cur.err)
 	}
-	if f.abandoned.Load() {
-		return fmt.Errorf("%w: fsm gave up on a batch (closing after a write failure, or the raft log could not vouch for it); restart the node", ErrStorageUnavailable)
+	if cause := f.abandoned.Load(); cause != nil {
+		return fmt.Errorf("%w: fsm gave up on a batch; restart the node: %w", ErrStorageUnavailable, *cause)
 	}
 	if err := f.syncFault.Load(); err != nil {
 		return *err
@@ -1431,7 +1438,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if f.db == nil {
 		return nil, ErrClosed
 	}
-	if f.abandoned.Load() {
+	if f.abandoned.Load() != nil {
 		// raft believes the abandoned batch applied; this db does not hold it.
 		return nil, fmt.Errorf("%w: fsm abandoned a batch, no snapshot until restart", ErrStorageUnavailable)
 	}

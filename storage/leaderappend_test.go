@@ -102,8 +102,8 @@ func TestLeaderAppend_AStaleLeaderFollowsNobodyBeforeItsFdatasync(t *testing.T) 
 // fdatasync fails while a proposal waits for it. The FSM gives the batch up
 // and the log breaks; WriteFault and Ready (what /readyz and the
 // barberpro_storage_write_fault alert point the operator to) name the
-// broken log, whose cure is a restart, not the batch the FSM gave up on
-// because of it. It fails if the FSM's fault is reported first.
+// broken log, whose cure is a restart, through the batch the FSM gave up on
+// because of it. It fails if the FSM's fault does not carry its cause.
 func TestLeaderAppend_AFailedFdatasyncSaysRestart(t *testing.T) {
 	stores := st.MustOpenCluster(t, 3)
 	p := proposeHeld(t, stores, errors.New("injected fdatasync failure"))

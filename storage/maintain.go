@@ -45,19 +45,14 @@ const (
 // once, LinearizableRead on this node fails, Ready reports it, and local
 // reads keep working. It clears by itself when a write succeeds again,
 // except after a failed background fdatasync of the leader's log
-// (ErrLogBroken, reported first) or a batch the FSM gave up on: those last
-// until the node restarts.
+// (ErrLogBroken) or a batch the FSM gave up on (its error wraps the cause,
+// ErrLogBroken when the log could not vouch for the batch): those last until
+// the node restarts.
 func (s *Store) WriteFault() error {
-	lf := s.logs.WriteFault()
-	if errors.Is(lf, ErrLogBroken) {
-		// The cause when the FSM gave up on a batch waiting for the log's
-		// fdatasync, and the one fault only a restart clears: say it.
-		return lf
-	}
 	if err := s.fsm.writeFault(); err != nil {
 		return err
 	}
-	return lf
+	return s.logs.WriteFault()
 }
 
 // Compact proposes one Compact command with this node's IdempotencyTTL and

@@ -31,7 +31,8 @@ type heldSync struct {
 	calls atomic.Int32
 }
 
-// It turns the zero-ahead off first (waiting out a step in flight): its
+// holdSync holds l's fdatasyncs (a heldSync). It turns the zero-ahead off
+// first (waiting out a step in flight): its
 // fdatasync runs under the writers' lock, so a held one there would stall
 // every append, the test's included, until a release the test never reaches
 // (TestSegmentLog_ZeroAheadSyncsDeferred covers the zero-ahead's fdatasync).
