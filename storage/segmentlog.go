@@ -435,6 +435,13 @@ func (l *segLog) Close() error {
 		// log line); Close reports what fails now.
 		ferr = l.flushLocked()
 	}
+	if l.dirtyTail && len(l.segs) > 0 {
+		// A failed write's bytes whose cut failed: not into the next start.
+		tail := l.segs[len(l.segs)-1]
+		if err := l.cutAt(tail, tail.size); err != nil {
+			ferr = errors.Join(ferr, fmt.Errorf("storage: raft log: cut a failed write at close: %w", err))
+		}
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return errors.Join(ferr, l.closeFiles())
@@ -541,7 +548,12 @@ func (l *segLog) appendDeferred(logs []*raft.Log, leader bool) (done bool, err e
 	}
 	buf, offs := encodeRecords(logs, tail.size)
 	if _, err := tail.f.WriteAt(buf, tail.size); err != nil {
-		l.dirtyTail = true
+		l.syncing.Lock() // the cut fdatasyncs: what is pending goes first
+		defer l.syncing.Unlock()
+		if ferr := l.flushLocked(); ferr != nil {
+			return true, ferr
+		}
+		l.cutFailedWrite(tail)
 		return true, fmt.Errorf("storage: raft log append: %w", err)
 	}
 	l.mu.Lock()
@@ -652,11 +664,11 @@ func (l *segLog) appendSynced(logs []*raft.Log) error {
 		return nil
 	}
 	if _, err := tail.f.WriteAt(buf, tail.size); err != nil {
-		l.dirtyTail = true
+		l.cutFailedWrite(tail)
 		return fmt.Errorf("storage: raft log append: %w", err)
 	}
 	if err := l.sync(tail.f); err != nil {
-		l.dirtyTail = true
+		l.cutFailedWrite(tail)
 		return fmt.Errorf("storage: raft log fdatasync: %w", err)
 	}
 	l.mu.Lock()
@@ -670,6 +682,16 @@ func (l *segLog) appendSynced(logs []*raft.Log) error {
 
 // cutAt truncates g's file at size (its zero-ahead with the rest) and
 // fdatasyncs it. wmu held.
+// cutFailedWrite cuts the tail segment g back to its last record after a
+// write to it failed (wmu and syncing held): a short or unsynced write may
+// have left whole records past it, which the caller was told failed; left in
+// the file, a restart would read them back (and raft could commit what a
+// client retried elsewhere). If the cut fails too, dirtyTail keeps it due:
+// the next append and Close cut again.
+func (l *segLog) cutFailedWrite(g *segment) {
+	l.dirtyTail = l.cutAt(g, g.size) != nil
+}
+
 func (l *segLog) cutAt(g *segment, size int64) error {
 	err := g.f.Truncate(size)
 	if err == nil {

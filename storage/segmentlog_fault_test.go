@@ -2,8 +2,10 @@ package storage
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 )
 
@@ -247,4 +249,60 @@ func TestSegmentLog_FailedNewSegmentLeftoverRemovedFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	reopen(t, ls, dir, 1, 43)
+}
+
+// TestSegmentLog_FailedAppendLeavesNothingForARestart: an append whose
+// fdatasync fails was written whole; the caller is told it failed (raft, and
+// a client, may take it for never proposed), so a restart must not read its
+// records back. The cut comes at once; if it fails too (here: the file turns
+// read-only), Close makes it.
+func TestSegmentLog_FailedAppendLeavesNothingForARestart(t *testing.T) {
+	for _, cutFails := range []bool{false, true} {
+		dir := t.TempDir()
+		ls := openTestLog(t, dir)
+		if err := ls.StoreLogs(testEntries(1, 3)); err != nil {
+			t.Fatal(err)
+		}
+		l := ls.log
+		l.wmu.Lock()
+		l.zeroAhead = 0 // no zero-ahead fdatasync to take the failure meant for the append
+		tail := l.segs[len(l.segs)-1]
+		rw := tail.f
+		l.wmu.Unlock()
+		ro, err := os.Open(tail.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ro.Close()
+		var calls atomic.Int32
+		l.syncing.Lock()
+		real := l.fdatasync
+		l.fdatasync = func(f *os.File) error {
+			if calls.Add(1) > 1 {
+				return real(f)
+			}
+			if cutFails {
+				tail.f = ro // the caller holds wmu: the cut's truncate fails
+			}
+			return errInjected
+		}
+		l.syncing.Unlock()
+		if err := ls.StoreLogs(testEntries(4, 5)); !errors.Is(err, errInjected) {
+			t.Fatalf("cutFails=%v: the append = %v, want the injected failure", cutFails, err)
+		}
+		l.wmu.Lock()
+		tail.f = rw
+		dirty := l.dirtyTail
+		l.wmu.Unlock()
+		if dirty != cutFails {
+			t.Fatalf("cutFails=%v: dirtyTail %v after the failed append", cutFails, dirty)
+		}
+		if err := ls.Close(); err != nil {
+			t.Fatalf("cutFails=%v: Close = %v", cutFails, err)
+		}
+		ls = openTestLog(t, dir)
+		if last, err := ls.LastIndex(); err != nil || last != 3 {
+			t.Fatalf("cutFails=%v: reopened after a failed append: last index %d, %v; want 3", cutFails, last, err)
+		}
+	}
 }
