@@ -149,3 +149,48 @@ func benchApplyBookings(b *testing.B, providers, cmds int, commitEvery time.Dura
 	}
 	b.ReportMetric(float64(b.N*cmds)/b.Elapsed().Seconds(), "bookings/s")
 }
+
+// BenchmarkApplyCommitEvery is the FSM's apply and commit of the bench's
+// bookings (100 providers and clients, batches of 32) on a file already
+// holding 20,480 of them, committed every `bookings` bookings: 512 is about
+// what a node commits per 100 ms (FSMSyncInterval) at the spread row's
+// ~5,000 bookings/s, 1,536 three times as many. pages/commit is what bbolt
+// writes per commit, one pwrite a page (docs/PERFORMANCE.md, session 26).
+//
+//	go test ./storage -run '^$' -bench BenchmarkApplyCommitEvery -benchtime 960x -count 3
+func BenchmarkApplyCommitEvery(b *testing.B) {
+	const providers, cmds, warm = 100, 32, 640
+	for _, perCommit := range []int{512, 1536} {
+		b.Run(fmt.Sprintf("bookings=%d", perCommit), func(b *testing.B) {
+			f := openLoadFSM(b, providers)
+			f.SetCommitEvery(time.Hour) // committed below, every perCommit bookings
+			batches := make([][]byte, warm+b.N)
+			for i := range batches {
+				batches[i] = applyBookingsBatch(b, i*cmds, cmds, providers, orderedBookingID)
+			}
+			index := uint64(providers)
+			apply := func(i int) {
+				index++
+				f.ApplyLogs([]*raft.Log{{Index: index, Term: 1, Type: raft.LogCommand, Data: batches[i]}})
+				if (i+1)%(perCommit/cmds) == 0 {
+					if err := f.Flush(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			for i := range warm {
+				apply(i)
+			}
+			pages0, commits0 := f.PageWrites(), f.Commits()
+			b.ResetTimer()
+			for i := range b.N {
+				apply(warm + i)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N*cmds)/b.Elapsed().Seconds(), "bookings/s")
+			if c := f.Commits() - commits0; c > 0 {
+				b.ReportMetric(float64(f.PageWrites()-pages0)/float64(c), "pages/commit")
+			}
+		})
+	}
+}

@@ -31,3 +31,10 @@ func (t *TestFSM) Flush() error {
 // StoreCommittedIndex is the last log index s's fsm.db holds (Stats'
 // AppliedIndex may be ahead: deferred commits).
 func StoreCommittedIndex(s *Store) uint64 { return s.fsm.committed.Load() }
+
+// PageWrites counts the pages bbolt has written to the test FSM's fsm.db
+// (one pwrite each).
+func (t *TestFSM) PageWrites() int64 {
+	st := t.f.db.Stats()
+	return st.TxStats.GetWrite()
+}

@@ -133,9 +133,10 @@ type Result struct {
 	Errors    int            `json:"errors"`
 	Codes     map[string]int `json:"codes,omitempty"`
 	// Unfinished counts the requests whose wait the run's end cut off (at
-	// most one per closed-loop client or person), counted in neither OK nor
-	// Errors: a node that takes requests and never answers shows here, not
-	// as fewer OKs alone.
+	// most one per closed-loop client or person; a busy closed loop ends
+	// with one in flight per client), counted in neither OK nor Errors: a
+	// node that takes requests and never answers shows here with few or no
+	// OKs, not as fewer OKs alone.
 	Unfinished int           `json:"unfinished"`
 	Elapsed    time.Duration `json:"elapsed_ns"`
 	// Throughput is OK (City: answered) requests per second, in every mode.

@@ -17,6 +17,10 @@
 #   USERS=1 METRICS=1 simulations/scripts/bench-layouts.sh bin/barberpro after 1 90 o.json
 # BENCH_MODE=availability|city|hot replaces spread, e.g. the city mix on 3 ar nodes:
 #   BENCH_MODE=city USERS=5000 DURATION=25s simulations/scripts/bench-layouts.sh bin/barberpro after 3 150 o.json
+# CITY_LOCAL=1 runs one spread bench per node at once instead, USERS clients
+# each (default 33), booking providers of that node's city at that node, e.g.
+#   CITY_LOCAL=1 PROFILE=lan USERS=33 DURATION=20s METRICS=1 simulations/scripts/bench-layouts.sh bin/barberpro after 3 150 o.json
+# (results in o.json.0 .. o.json.2; the clients of a city booking at their own node).
 # PROFILE=lan starts the nodes with the production timing preset instead of
 # BARBERPRO_PROFILE=local (the local one snapshots every 1024 Raft entries).
 # BENCH_EXTRA= adds flags to the bench, e.g. BENCH_EXTRA="--cpuprofile /tmp/bench.pprof"
@@ -62,7 +66,17 @@ tok=(); [ "$MODE" = after ] && tok=(--token-dir $ROOT/tokens)
 # it shares the cores with the nodes, so its CPU per request counts too.
 bench=($BIN bench --mode ${BENCH_MODE:-spread} --target $targets "${tok[@]}" --users ${USERS:-1,100} --duration ${DURATION:-10s} ${BENCH_EXTRA:-} --json)
 TIMEFORMAT='bench CPU: %U s user, %S s sys'
-if [ "${METRICS:-}" = 1 ]; then
+if [ "${CITY_LOCAL:-}" = 1 ]; then
+  # One spread bench per node at once, USERS clients each, booking providers
+  # of that node's city there (OUT.0, OUT.1, ...: add their bookings/s).
+  bpids=()
+  for i in $(seq 0 $((LAYOUT-1))); do
+    $BIN bench --mode spread --city ${cities[$i]} --target http://127.0.0.$((BASE+i)):8080 "${tok[@]}" \
+      --users ${USERS:-33} --duration ${DURATION:-10s} ${BENCH_EXTRA:-} --json > $OUT.$i &
+    bpids+=($!)
+  done
+  wait "${bpids[@]}"
+elif [ "${METRICS:-}" = 1 ]; then
   { time "${bench[@]}" > $OUT 2>&3 ; } 3>&2 2>&1 | grep "^bench CPU" >&2
 else
   "${bench[@]}" > $OUT
