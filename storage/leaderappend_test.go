@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -123,6 +124,95 @@ func TestLeaderAppend_AFailedFdatasyncSaysRestart(t *testing.T) {
 			t.Errorf("%s after a failed fdatasync of the leader's log = %v, want ErrLogBroken, saying to restart", what, err)
 		}
 	}
+}
+
+// TestLeaderAppend_ABrokenLogLeaderGivesWay: the leader's background
+// fdatasync fails for an entry no follower holds (the leader's
+// AppendEntries that carry entries are dropped meanwhile; its heartbeats are
+// not). Its log is cut back and broken, so raft can neither replicate that
+// entry (GetLog fails) nor hand leadership over (a transfer must first
+// replicate it), and its heartbeats keep the followers from electing. The
+// group must still take writes soon: the broken node stops its raft, the
+// other two elect one of themselves and commit a booking. It fails if the
+// broken leader keeps its raft running.
+func TestLeaderAppend_ABrokenLogLeaderGivesWay(t *testing.T) {
+	drops := map[raft.ServerAddress]*atomic.Bool{}
+	stores, _ := st.MustOpenInmemClusterWrapped(t, 3, storage.LocalConfig(), func(tr *raft.InmemTransport) raft.Transport {
+		d := &dropEntries{InmemTransport: tr}
+		drops[tr.LocalAddr()] = &d.drop
+		return d
+	})
+	leader := st.WaitLeader(t, stores...)
+	mustPropose(t, leader, st.CreateProvider(st.Provider("p")))
+	waitSameDigest(t, stores)
+	idx := leader.Stats().LastLogIndex + 1
+	drops[leader.Addr()].Store(true)
+	release, _ := storage.HoldLeaderLogSync(t, leader, errors.New("injected fdatasync failure"))
+	done := make(chan error, 1)
+	go func() {
+		_, err := leader.Propose(context.Background(), st.CreateBooking(st.Booking("b1", "p", 0, min30, min30)))
+		done <- err
+	}()
+	waitFor(t, "the leader to append the entry", 5*time.Second, func() bool { return leader.Stats().LastLogIndex >= idx })
+	release()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("the proposal succeeded though the leader's fdatasync of it failed")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the proposal was not answered after the leader's fdatasync failed")
+	}
+	drops[leader.Addr()].Store(false)
+	for _, s := range stores {
+		if s != leader && s.Stats().LastLogIndex >= idx {
+			t.Fatalf("%s holds entry %d: the test meant no follower to", s.ID(), idx)
+		}
+	}
+	var rest []*storage.Store
+	for _, s := range stores {
+		if s != leader {
+			rest = append(rest, s)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var err error
+		for _, s := range rest {
+			if s.IsLeader() {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				_, err = s.Propose(ctx, st.CreateBooking(st.Booking("b2", "p", time.Hour, time.Hour+min30, time.Hour+min30)))
+				cancel()
+				if err == nil {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no other node took writes within 20s of the leader's log breaking (leader %s still %s; last error %v)",
+				leader.ID(), leader.Stats().State, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// dropEntries is a transport that, while drop is set, fails the
+// AppendEntries that carry entries (heartbeats and empty probes pass) and
+// offers no pipeline, so that every append goes through AppendEntries.
+type dropEntries struct {
+	*raft.InmemTransport
+	drop atomic.Bool
+}
+
+func (d *dropEntries) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	if d.drop.Load() && len(args.Entries) > 0 {
+		return errors.New("dropped by the test")
+	}
+	return d.InmemTransport.AppendEntries(id, target, args, resp)
+}
+
+func (d *dropEntries) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+	return nil, raft.ErrPipelineReplicationNotSupported
 }
 
 // heldProposal is a booking proposed on a leader whose log fdatasyncs are

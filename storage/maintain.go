@@ -72,7 +72,8 @@ func (s *Store) Compact(ctx context.Context) (removed uint64, more bool, err err
 	return res.GetRemoved(), res.GetMore(), nil
 }
 
-// maintain runs until Close: every maintainTick while raft.db's last write
+// maintain runs until Close: every maintainTick, once the raft log is broken
+// it stops raft (haltRaft) and does nothing else; while raft.db's last write
 // failed it probes the data dir (probeDisk; success clears the fault, as a
 // successful raft write would, even when raft has nothing to write), hands
 // leadership to another voter while this node leads but cannot write (so the
@@ -96,7 +97,10 @@ func (s *Store) maintain(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if lf := s.logs.WriteFault(); lf != nil {
+		if lf := s.logs.WriteFault(); errors.Is(lf, ErrLogBroken) {
+			s.haltRaft(lf)
+			continue
+		} else if lf != nil {
 			if !logFaultSeen {
 				s.logger.Error("raft log write failed: storage unavailable (node refuses writes and reports unready until a write succeeds)", "err", lf)
 			}
@@ -122,6 +126,29 @@ func (s *Store) maintain(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// haltRaft shuts this node's raft down for good once its log is broken
+// (ErrLogBroken, cause). A broken log takes no write until the process
+// restarts, and it has cut off what its failed fdatasync covered: raft can
+// then neither commit nor replicate those entries, nor hand leadership over
+// (a transfer first brings its target up to raft's last index, which the
+// log no longer holds), and the proposals waiting for them would never be
+// answered. Left running as the leader, its heartbeats would keep the other
+// voters from electing one that can write. Stopped, it is to the group what
+// a crashed voter is: the others elect a leader among themselves (their logs
+// hold every committed entry). The proposals raft still held fail (ErrClosed,
+// outcome unknown); local reads keep working; Close finishes the shutdown;
+// a restart rescans the log and rejoins the group.
+func (s *Store) haltRaft(cause error) {
+	s.haltOnce.Do(func() {
+		s.logger.Error("raft log broken: raft stopped on this node so that the other voters elect a leader; restart the node", "err", cause)
+		s.fsm.stopRetrying()
+		if err := s.raft.Shutdown().Error(); err != nil {
+			s.logger.Warn("raft shutdown after the log broke", "err", err)
+		}
+		s.b.raftDown()
+	})
 }
 
 // handOffDegraded transfers leadership away from this node, which cannot

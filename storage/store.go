@@ -353,6 +353,8 @@ type Store struct {
 
 	stopMaintain context.CancelFunc // ends maintain (maintain.go)
 	maintainDone chan struct{}
+	// haltOnce: haltRaft stops raft at most once (maintain.go).
+	haltOnce sync.Once
 
 	// foreignRefused counts Raft connections refused as another group's
 	// (groupcheck.go).

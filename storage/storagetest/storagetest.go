@@ -125,6 +125,14 @@ func MustOpenInmemCluster(t testing.TB, n int) (stores []*storage.Store, trans [
 // node's configuration (NodeID and Transport are set here).
 func MustOpenInmemClusterWith(t testing.TB, n int, base storage.Config) (stores []*storage.Store, trans []*raft.InmemTransport) {
 	t.Helper()
+	return MustOpenInmemClusterWrapped(t, n, base, nil)
+}
+
+// MustOpenInmemClusterWrapped is MustOpenInmemClusterWith where each store
+// uses wrap(trans[i]) as its transport (trans[i] itself when wrap is nil),
+// for tests that filter what a node sends.
+func MustOpenInmemClusterWrapped(t testing.TB, n int, base storage.Config, wrap func(*raft.InmemTransport) raft.Transport) (stores []*storage.Store, trans []*raft.InmemTransport) {
+	t.Helper()
 	trans = make([]*raft.InmemTransport, n)
 	servers := make([]raft.Server, n)
 	for i := range n {
@@ -146,6 +154,9 @@ func MustOpenInmemClusterWith(t testing.TB, n int, base storage.Config) (stores 
 		cfg.Bootstrap = false
 		cfg.DataDir = ""
 		cfg.Transport = trans[i]
+		if wrap != nil {
+			cfg.Transport = wrap(trans[i])
+		}
 		stores[i] = MustOpen(t, cfg)
 	}
 	conf := raft.Configuration{Servers: servers}
