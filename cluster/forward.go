@@ -114,6 +114,8 @@ func errDetail(err error) string {
 	return err.Error()
 }
 
+// msDuration is a forwarded request's TimeoutMs as a duration; 0 or less
+// (none given) is 5 s.
 func msDuration(ms int64) time.Duration {
 	if ms <= 0 {
 		return 5 * time.Second
@@ -238,9 +240,14 @@ func (p *raftPeers) request(ctx context.Context, nodeID string, msg, reply proto
 	}
 }
 
+// deadlineMs is the time ctx leaves, in whole milliseconds, for the far
+// side's own deadline (def when ctx has none). It is at least 1: the far side
+// reads 0 or less as "none given" and takes its 5 s default (msDuration), so
+// a request sent with under a millisecond left would otherwise run there for
+// 5 s after its caller gave up.
 func deadlineMs(ctx context.Context, def time.Duration) int64 {
 	if dl, ok := ctx.Deadline(); ok {
-		return time.Until(dl).Milliseconds()
+		return max(time.Until(dl).Milliseconds(), 1)
 	}
 	return def.Milliseconds()
 }
