@@ -15,7 +15,7 @@ import (
 	"github.com/barberpro/edge/cluster"
 	"github.com/barberpro/edge/cluster/clustertest"
 	"github.com/barberpro/edge/edge/client"
-	st "github.com/barberpro/edge/storage/storagetest"
+	"github.com/barberpro/edge/storage/disktest"
 )
 
 // TestNode_Metrics checks the node's own metrics on a lone node after one
@@ -85,7 +85,7 @@ func TestNode_Metrics(t *testing.T) {
 func TestNode_MetricsReportAWriteFault(t *testing.T) {
 	var dir string
 	n := clustertest.MustStartNode(t, func(c *cluster.Config) {
-		dir = st.MountTmpfs(t, "32m")
+		dir = disktest.MountTmpfs(t, "32m")
 		c.DataDir = dir
 		c.Limits.PerIP, c.Limits.PerSubject = rate.Inf, rate.Inf // it polls /metrics while it books
 	})
@@ -105,7 +105,7 @@ func TestNode_MetricsReportAWriteFault(t *testing.T) {
 	}
 	wait(0, "on a node with space")
 
-	free := st.FillDisk(t, dir)
+	free := disktest.FillDisk(t, dir)
 	end := time.Now().Add(30 * time.Second)
 	for i := 0; fault() == 0; i++ { // book until a write fails on the full disk
 		if time.Now().After(end) {

@@ -14,10 +14,11 @@ import (
 
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	"github.com/barberpro/edge/storage"
+	"github.com/barberpro/edge/storage/disktest"
 	st "github.com/barberpro/edge/storage/storagetest"
 )
 
-// Disk-full tests put files on a small tmpfs (st.MountTmpfs): they skip
+// Disk-full tests put files on a small tmpfs (disktest.MountTmpfs): they skip
 // without root.
 
 // resumed waits for the answers of a batch that waited for space to return.
@@ -69,7 +70,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 // returns the retry commits and the replica ends where a replica on a healthy
 // disk ends (same digest, same results).
 func TestFSM_WriteFailureRetriesAndResumes(t *testing.T) {
-	dir := st.MountTmpfs(t, "2m")
+	dir := disktest.MountTmpfs(t, "2m")
 	fsm, err := storage.OpenTestFSM(filepath.Join(dir, "fsm.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +91,7 @@ func TestFSM_WriteFailureRetriesAndResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	free := st.FillDisk(t, dir)
+	free := disktest.FillDisk(t, dir)
 
 	// A batch of three entries, big enough to need pages the file lacks.
 	logs := []*raft.Log{
@@ -158,7 +159,7 @@ func TestFSM_WriteFailureRetriesAndResumes(t *testing.T) {
 // never writes nor snapshots again, and a reopened FSM applies the same
 // entries (as raft replays them from its log after a restart).
 func TestFSM_WriteFailureAtClose(t *testing.T) {
-	dir := st.MountTmpfs(t, "2m")
+	dir := disktest.MountTmpfs(t, "2m")
 	path := filepath.Join(dir, "fsm.db")
 	fsm, err := storage.OpenTestFSM(path)
 	if err != nil {
@@ -166,7 +167,7 @@ func TestFSM_WriteFailureAtClose(t *testing.T) {
 	}
 	fsm.SetRetry(5*time.Millisecond, 20*time.Millisecond)
 	fsm.ApplyLogs([]*raft.Log{commandLog(t, 1, st.CreateProvider(st.Provider("p")))})
-	free := st.FillDisk(t, dir)
+	free := disktest.FillDisk(t, dir)
 	logs := []*raft.Log{commandLog(t, 2, bookingBatch("p", "c1", 0, 300)...)}
 	done := make(chan []interface{}, 1)
 	go func() { done <- fsm.ApplyLogs(logs) }()
@@ -217,7 +218,7 @@ func TestFSM_WriteFailureAtClose(t *testing.T) {
 // node recovers by itself (Ready nil, writes accepted) without a restart,
 // and Close never hangs.
 func TestStore_DegradedRefusesWritesServesReadsAndResumes(t *testing.T) {
-	dir := st.MountTmpfs(t, "8m")
+	dir := disktest.MountTmpfs(t, "8m")
 	cfg := st.Config(t)
 	cfg.DataDir = filepath.Join(dir, "data")
 	s := st.MustOpen(t, cfg)
@@ -229,7 +230,7 @@ func TestStore_DegradedRefusesWritesServesReadsAndResumes(t *testing.T) {
 	if _, err := s.Propose(ctx, st.CreateBooking(st.Booking("keep", "p", -100*time.Hour, -99*time.Hour, -99*time.Hour))); err != nil {
 		t.Fatal(err)
 	}
-	free := st.FillDisk(t, dir)
+	free := disktest.FillDisk(t, dir)
 
 	var firstErr error
 	for i := 0; i < 200 && firstErr == nil; i++ {
@@ -287,7 +288,7 @@ func TestStore_DegradedRefusesWritesServesReadsAndResumes(t *testing.T) {
 // space returns the old leader applies the backlog by itself and every
 // replica ends with the same digest.
 func TestStore_DegradedLeaderHandsOver(t *testing.T) {
-	small := st.MountTmpfs(t, "2m")
+	small := disktest.MountTmpfs(t, "2m")
 	ctx := context.Background()
 	n := 3
 	trans := make([]*raft.InmemTransport, n)
@@ -337,7 +338,7 @@ func TestStore_DegradedLeaderHandsOver(t *testing.T) {
 	if _, err := stores[1].Propose(ctx, st.CreateProvider(st.Provider("p"))); err != nil {
 		t.Fatal(err)
 	}
-	free := st.FillDisk(t, small)
+	free := disktest.FillDisk(t, small)
 
 	// Writes through a follower until the leader's FSM fails. They commit (the
 	// followers apply them); the leader cannot answer them until it resumes.

@@ -11,6 +11,7 @@ import (
 
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	"github.com/barberpro/edge/storage"
+	"github.com/barberpro/edge/storage/disktest"
 	st "github.com/barberpro/edge/storage/storagetest"
 )
 
@@ -55,7 +56,7 @@ func TestFSM_DeferredCommitsThroughRepeatedDiskFull(t *testing.T) {
 		ownCommit := round%4 >= 2 // the waiting batch's own commit fails
 		var free func()
 		if !ownCommit {
-			free = st.FillDisk(t, dir)
+			free = disktest.FillDisk(t, dir)
 		}
 		// Answered into the open transaction, some cancelled again.
 		for k := range 3 {
@@ -65,7 +66,7 @@ func TestFSM_DeferredCommitsThroughRepeatedDiskFull(t *testing.T) {
 		if ownCommit {
 			// The next batch finds the transaction due (its age) and
 			// commits it, with the answered logs, on a full disk.
-			free = st.FillDisk(t, dir)
+			free = disktest.FillDisk(t, dir)
 			f.SetCommitEvery(time.Millisecond)
 			time.Sleep(5 * time.Millisecond)
 		} else {
@@ -135,7 +136,7 @@ func TestFSM_DeferredCommitsThroughRepeatedDiskFull(t *testing.T) {
 // here) and the FSM applies those past fsm.db's index again, to the
 // answers it gave and the state a healthy FSM has.
 func TestFSM_CloseWhileDeferredCommitFails(t *testing.T) {
-	dir := st.MountTmpfs(t, "4m")
+	dir := disktest.MountTmpfs(t, "4m")
 	path := filepath.Join(dir, "fsm.db")
 	f := openDeferringFSM(t, path, time.Hour)
 	f.SetRetry(2*time.Millisecond, 10*time.Millisecond)
@@ -149,7 +150,7 @@ func TestFSM_CloseWhileDeferredCommitFails(t *testing.T) {
 	if err := f.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	free := st.FillDisk(t, dir)
+	free := disktest.FillDisk(t, dir)
 	var answers []string
 	for k := range 3 {
 		l := commandLog(t, uint64(2+k), bookingBatch("p", fmt.Sprint("c", k), time.Duration(k)*100*time.Hour, 30)...)

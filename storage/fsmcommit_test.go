@@ -14,6 +14,7 @@ import (
 
 	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	"github.com/barberpro/edge/storage"
+	"github.com/barberpro/edge/storage/disktest"
 	st "github.com/barberpro/edge/storage/storagetest"
 )
 
@@ -37,7 +38,7 @@ func openDeferringFSM(t *testing.T, path string, every time.Duration) *storage.T
 // dir with fillDisk.
 func openDeferringFSMOnSmallDisk(t *testing.T) (f *storage.TestFSM, dir string) {
 	t.Helper()
-	dir = st.MountTmpfs(t, "8m")
+	dir = disktest.MountTmpfs(t, "8m")
 	f = openDeferringFSM(t, filepath.Join(dir, "fsm.db"), time.Hour)
 	f.SetRetry(2*time.Millisecond, 10*time.Millisecond)
 	return f, dir
@@ -117,7 +118,7 @@ func TestFSM_DeferredCommitsBatchAndReadsSeeEverything(t *testing.T) {
 // retries) and, once space returns, every log is committed once and the
 // state equals a healthy FSM's.
 func TestFSM_DeferredCommitFailureKeepsAnsweredLogs(t *testing.T) {
-	dir := st.MountTmpfs(t, "2m")
+	dir := disktest.MountTmpfs(t, "2m")
 	f := openDeferringFSM(t, filepath.Join(dir, "fsm.db"), time.Hour)
 	f.SetRetry(5*time.Millisecond, 20*time.Millisecond)
 	ref, err := storage.OpenTestFSM(filepath.Join(t.TempDir(), "ref.db"))
@@ -132,7 +133,7 @@ func TestFSM_DeferredCommitFailureKeepsAnsweredLogs(t *testing.T) {
 	if err := f.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	free := st.FillDisk(t, dir)
+	free := disktest.FillDisk(t, dir)
 	// Answered, not committed: two big batches that need pages the file lacks.
 	answered := []*raft.Log{
 		commandLog(t, 2, bookingBatch("p", "c1", 0, 150)...),

@@ -6,6 +6,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/barberpro/edge/storage/disktest"
 	st "github.com/barberpro/edge/storage/storagetest"
 )
 
@@ -28,7 +29,7 @@ func TestFSM_ProvidersVersionAcrossFailedOwnCommit(t *testing.T) {
 	}
 	f.ApplyLogs([]*raft.Log{commandLog(t, 1, st.CreateProvider(st.Provider("p")))})
 	f.ApplyLogs([]*raft.Log{commandLog(t, 2, bookingBatch("p", "c", 0, 30)...)}) // answered into the open tx
-	free := st.FillDisk(t, dir)
+	free := disktest.FillDisk(t, dir)
 	f.SetCommitEvery(time.Millisecond)
 	time.Sleep(5 * time.Millisecond)
 	done := make(chan []interface{}, 1)

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/barberpro/edge/storage"
+	"github.com/barberpro/edge/storage/disktest"
 	st "github.com/barberpro/edge/storage/storagetest"
 )
 
@@ -33,7 +34,7 @@ func TestStore_WaitAppliedNeverPassesABatchWhoseCommitFails(t *testing.T) {
 				t.Fatal(err)
 			}
 			f.ApplyLogs([]*raft.Log{commandLog(t, 2, bookingBatch("p", "c0", 0, 30)...)}) // answered, in the open tx
-			free := st.FillDisk(t, dir)
+			free := disktest.FillDisk(t, dir)
 			f.SetCommitEvery(time.Millisecond)
 			time.Sleep(5 * time.Millisecond)
 

@@ -680,8 +680,6 @@ func (l *segLog) appendSynced(logs []*raft.Log) error {
 	return nil
 }
 
-// cutAt truncates g's file at size (its zero-ahead with the rest) and
-// fdatasyncs it. wmu held.
 // cutFailedWrite cuts the tail segment g back to its last record after a
 // write to it failed (wmu and syncing held): a short or unsynced write may
 // have left whole records past it, which the caller was told failed; left in
@@ -692,6 +690,8 @@ func (l *segLog) cutFailedWrite(g *segment) {
 	l.dirtyTail = l.cutAt(g, g.size) != nil
 }
 
+// cutAt truncates g's file at size (its zero-ahead with the rest) and
+// fdatasyncs it. wmu held.
 func (l *segLog) cutAt(g *segment, size int64) error {
 	err := g.f.Truncate(size)
 	if err == nil {

@@ -1,12 +1,19 @@
 package storage
 
 import (
+	"bytes"
 	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"testing"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/barberpro/edge/storage/disktest"
 )
 
 var errInjected = errors.New("injected fault")
@@ -304,5 +311,55 @@ func TestSegmentLog_FailedAppendLeavesNothingForARestart(t *testing.T) {
 		if last, err := ls.LastIndex(); err != nil || last != 3 {
 			t.Fatalf("cutFails=%v: reopened after a failed append: last index %d, %v; want 3", cutFails, last, err)
 		}
+	}
+}
+
+// TestSegmentLog_ShortDeferredAppendLeavesNothingForARestart: a leader's
+// deferred append (no fdatasync before it returns) that the disk takes only
+// in part, a full file system with 8 KiB left for a 16 KiB write, fails; the
+// whole records the short write did leave (two here) must not be in the file
+// when the log is reopened, or raft would find entries its caller was told
+// failed. It fails without cutFailedWrite on the deferred path.
+func TestSegmentLog_ShortDeferredAppendLeavesNothingForARestart(t *testing.T) {
+	dir := disktest.MountTmpfs(t, "4m")
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	l, err := openSegLog(dir, false, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noZeroAhead(l) // no zeros written ahead: the append needs new blocks
+	if err := l.StoreLogs(termEntries(1, 3, 1), false); err != nil {
+		t.Fatal(err)
+	}
+	spare := filepath.Join(dir, "spare")
+	if err := os.WriteFile(spare, make([]byte, 8<<10), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	free := disktest.FillDisk(t, dir)
+	if err := os.Remove(spare); err != nil {
+		t.Fatal(err)
+	}
+	big := termEntries(4, 7, 2)
+	for _, e := range big {
+		e.Data = bytes.Repeat([]byte{'x'}, 4000)
+	}
+	if err := l.StoreLogs(big, true); err == nil {
+		t.Fatal("a 16 KiB append succeeded with 8 KiB free")
+	}
+	free()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l, err = openSegLog(dir, false, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if first, last := l.bounds(); first != 1 || last != 3 {
+		t.Fatalf("reopened after a short append: entries %d..%d, want 1..3", first, last)
+	}
+	var e raft.Log
+	if err := l.GetLog(3, &e); err != nil || !bytes.Equal(e.Data, testEntry(3).Data) {
+		t.Fatalf("entry 3 after the reopen: %v, %q", err, e.Data)
 	}
 }

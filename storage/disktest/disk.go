@@ -1,4 +1,7 @@
-package storagetest
+// Package disktest gives tests a real file system that fills up: a small
+// tmpfs (MountTmpfs) and a filler (FillDisk). It imports nothing of the
+// product, so the storage package's own tests can use it too.
+package disktest
 
 import (
 	"errors"
