@@ -128,9 +128,16 @@ func (s *Store) Propose(ctx context.Context, cmd *bookingv1.Command) (*bookingv1
 	keyed := cmd.IdempotencyKey != ""
 	deadline := time.Now().Add(s.cfg.LeaderWaitTimeout)
 	var lastErr error
+	// unknown: an earlier attempt may have taken effect, so no later refusal
+	// can make the outcome certain.
+	unknown := false
 	for attempt := 0; ; attempt++ {
 		if s.closed.Load() {
-			return nil, ErrClosed
+			return nil, stillUnknown(ErrClosed, unknown)
+		}
+		if fault := s.WriteFault(); fault != nil && s.raft.State() == raft.Shutdown {
+			// Halted (haltRaft): this node learns no leader until it restarts.
+			return nil, stillUnknown(fault, unknown)
 		}
 		changed := s.leaderChanged()
 		var res *bookingv1.CommandResult
@@ -169,24 +176,28 @@ func (s *Store) Propose(ctx context.Context, cmd *bookingv1.Command) (*bookingv1
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, cerr
 		}
-		if isDefinite(err) || errors.Is(err, ErrClosed) && s.closed.Load() {
+		if isDefinite(err) {
 			return nil, err
+		}
+		if errors.Is(err, ErrClosed) && s.closed.Load() {
+			return nil, stillUnknown(err, unknown)
 		}
 		if !notProposed(err) && !keyed {
 			return nil, unknownOutcome(err)
 		}
+		unknown = unknown || !notProposed(err)
 		lastErr = err
 		if !time.Now().Before(deadline) {
 			break
 		}
 		if err := s.backoff(ctx, changed, attempt, deadline); err != nil {
-			return nil, err
+			return nil, stillUnknown(err, unknown)
 		}
 	}
-	if errors.Is(lastErr, ErrStorageUnavailable) && notProposed(lastErr) {
+	if !unknown && errors.Is(lastErr, ErrStorageUnavailable) {
 		return nil, fmt.Errorf("%w: the leader could not write for %s: %v", ErrStorageUnavailable, s.cfg.LeaderWaitTimeout, lastErr)
 	}
-	if notProposed(lastErr) {
+	if !unknown {
 		return nil, fmt.Errorf("%w: no leader accepted the command within %s: %v", ErrNotLeader, s.cfg.LeaderWaitTimeout, lastErr)
 	}
 	return nil, fmt.Errorf("%w: %w: no leader accepted the command within %s: %v", ErrNotLeader, ErrOutcomeUnknown, s.cfg.LeaderWaitTimeout, lastErr)
@@ -386,6 +397,16 @@ func isDefinite(err error) bool {
 		}
 	}
 	return false
+}
+
+// stillUnknown marks err, the reason Propose stops retrying, with
+// ErrOutcomeUnknown when an earlier attempt may have taken effect (unknown)
+// and err does not say so already: a later refusal proves nothing about it.
+func stillUnknown(err error, unknown bool) error {
+	if !unknown || errors.Is(err, ErrOutcomeUnknown) {
+		return err
+	}
+	return fmt.Errorf("%w: %w (an earlier attempt may have taken effect)", err, ErrOutcomeUnknown)
 }
 
 func unknownOutcome(err error) error {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	bookingv1 "github.com/barberpro/edge/protos/booking/v1"
 	"github.com/barberpro/edge/storage"
 	st "github.com/barberpro/edge/storage/storagetest"
 )
@@ -126,15 +127,54 @@ func TestLeaderAppend_AFailedFdatasyncSaysRestart(t *testing.T) {
 	}
 }
 
+// TestLeaderAppend_AKeyedProposalWhoseFdatasyncFailedStaysUnknown: a keyed
+// booking reaches both followers, then the leader's fdatasync of it fails. The
+// leader's FSM gives it up (outcome unknown) and Propose retries with its
+// key, but this node's raft stops (haltRaft) and no later attempt finds a
+// leader. Its final error must still say the outcome is unknown: the
+// followers hold the entry and the next leader commits it. It fails if a
+// later "no leader known" replaces the unknown outcome (Propose then reported
+// a booking that exists as certainly not made).
+func TestLeaderAppend_AKeyedProposalWhoseFdatasyncFailedStaysUnknown(t *testing.T) {
+	stores := st.MustOpenCluster(t, 3)
+	st.NewRouter(stores...)
+	p := proposeHeldCmd(t, stores, errors.New("injected fdatasync failure"),
+		st.WithKey(st.CreateBooking(st.Booking("b1", "p", 0, min30, min30)), "k1", "h1"))
+	waitFor(t, "the leader to count the entry committed", 5*time.Second, func() bool { return p.leader.Stats().CommitIndex >= p.idx })
+	p.release()
+	select {
+	case err := <-p.done:
+		if !errors.Is(err, storage.ErrOutcomeUnknown) {
+			t.Fatalf("Propose = %v; want ErrOutcomeUnknown: the followers hold the entry", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the proposal was not answered")
+	}
+	var rest []*storage.Store
+	for _, s := range stores {
+		if s != p.leader {
+			rest = append(rest, s)
+		}
+	}
+	next := st.WaitLeader(t, rest...)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := next.LinearizableRead(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := next.Booking(ctx, "b1"); err != nil {
+		t.Fatalf("the booking on the next leader %s: %v (the test meant it to commit)", next.ID(), err)
+	}
+}
+
 // TestLeaderAppend_ABrokenLogLeaderGivesWay: the leader's background
-// fdatasync fails for an entry no follower holds (the leader's
-// AppendEntries that carry entries are dropped meanwhile; its heartbeats are
-// not). Its log is cut back and broken, so raft can neither replicate that
-// entry (GetLog fails) nor hand leadership over (a transfer must first
-// replicate it), and its heartbeats keep the followers from electing. The
-// group must still take writes soon: the broken node stops its raft, the
-// other two elect one of themselves and commit a booking. It fails if the
-// broken leader keeps its raft running.
+// fdatasync fails for an entry no follower holds: its AppendEntries that
+// carry entries are dropped (its heartbeats are not), as when its followers
+// cannot store them. Its log is cut back and broken. The proposal must be
+// answered, and the other two must elect one of themselves and take a
+// booking while the drops go on: the broken node stops its raft (haltRaft).
+// Both fail while it keeps its raft running (it stays the leader: no
+// hand-off can bring a follower up to its last index).
 func TestLeaderAppend_ABrokenLogLeaderGivesWay(t *testing.T) {
 	drops := map[raft.ServerAddress]*atomic.Bool{}
 	stores, _ := st.MustOpenInmemClusterWrapped(t, 3, storage.LocalConfig(), func(tr *raft.InmemTransport) raft.Transport {
@@ -163,7 +203,6 @@ func TestLeaderAppend_ABrokenLogLeaderGivesWay(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the proposal was not answered after the leader's fdatasync failed")
 	}
-	drops[leader.Addr()].Store(false)
 	for _, s := range stores {
 		if s != leader && s.Stats().LastLogIndex >= idx {
 			t.Fatalf("%s holds entry %d: the test meant no follower to", s.ID(), idx)
@@ -231,13 +270,19 @@ type heldProposal struct {
 // replication does not wait for the leader's fdatasync.
 func proposeHeld(t *testing.T, stores []*storage.Store, fail error) heldProposal {
 	t.Helper()
+	return proposeHeldCmd(t, stores, fail, st.CreateBooking(st.Booking("b1", "p", 0, min30, min30)))
+}
+
+// proposeHeldCmd is proposeHeld proposing cmd, a command on provider "p".
+func proposeHeldCmd(t *testing.T, stores []*storage.Store, fail error, cmd *bookingv1.Command) heldProposal {
+	t.Helper()
 	leader := st.WaitLeader(t, stores...)
 	mustPropose(t, leader, st.CreateProvider(st.Provider("p")))
 	waitSameDigest(t, stores)
 	p := heldProposal{leader: leader, idx: leader.Stats().LastLogIndex + 1, done: make(chan error, 1)}
 	p.release, p.calls = storage.HoldLeaderLogSync(t, leader, fail)
 	go func() {
-		_, err := leader.Propose(context.Background(), st.CreateBooking(st.Booking("b1", "p", 0, min30, min30)))
+		_, err := leader.Propose(context.Background(), cmd)
 		p.done <- err
 	}()
 	for _, s := range stores {

@@ -130,16 +130,18 @@ func (s *Store) maintain(ctx context.Context) {
 
 // haltRaft shuts this node's raft down for good once its log is broken
 // (ErrLogBroken, cause). A broken log takes no write until the process
-// restarts, and it has cut off what its failed fdatasync covered: raft can
-// then neither commit nor replicate those entries, nor hand leadership over
-// (a transfer first brings its target up to raft's last index, which the
-// log no longer holds), and the proposals waiting for them would never be
-// answered. Left running as the leader, its heartbeats would keep the other
-// voters from electing one that can write. Stopped, it is to the group what
-// a crashed voter is: the others elect a leader among themselves (their logs
-// hold every committed entry). The proposals raft still held fail (ErrClosed,
-// outcome unknown); local reads keep working; Close finishes the shutdown;
-// a restart rescans the log and rejoins the group.
+// restarts and has cut off what the failed fdatasync covered (raft's
+// in-memory log cache still holds those entries and could replicate them).
+// Left running, this node stays the leader until a hand-off succeeds
+// (handOffDegraded, every faultTransferEvery), which needs a follower that
+// takes its entries; until then the proposals waiting for the cut entries go
+// unanswered, and the group has no leader that can write. Stopped, it is to
+// the group what a crashed voter is: the others elect one of themselves
+// within an election timeout (the vote rule elects one whose log holds every
+// committed entry), and the waiting proposals are answered at once with an
+// unknown outcome (leadership lost, or ErrClosed for entries raft had not
+// yet written). Local reads keep working; Close finishes the shutdown; a
+// restart rescans the log and rejoins the group.
 func (s *Store) haltRaft(cause error) {
 	s.haltOnce.Do(func() {
 		s.logger.Error("raft log broken: raft stopped on this node so that the other voters elect a leader; restart the node", "err", cause)
