@@ -25,9 +25,11 @@ var (
 	// ErrUnavailable means no calendar actor could answer in time: its node or its
 	// store is down or has no leader.
 	ErrUnavailable = errors.New("actors: calendar unavailable")
-	// ErrStorageUnavailable means the calendar's store refused the write because
-	// it cannot write now (a full disk, an I/O error: Config.IsStorageUnavailable);
-	// nothing was proposed, so a retry later is safe.
+	// ErrStorageUnavailable means the calendar's store cannot write now (a full
+	// disk, an I/O error: Config.IsStorageUnavailable). Usually it refused the
+	// write before proposing it; after a failed fsync it may have given up on a
+	// write the group still commits, so a retry must carry the same
+	// idempotency key.
 	ErrStorageUnavailable = errors.New("actors: the store cannot write now")
 	// ErrConsentRequired means the booking needs an active consent of its client
 	// for the vertical's purpose in the provider's jurisdiction, and there is

@@ -135,9 +135,10 @@ func (s *Store) Propose(ctx context.Context, cmd *bookingv1.Command) (*bookingv1
 		if s.closed.Load() {
 			return nil, stillUnknown(ErrClosed, unknown)
 		}
-		if fault := s.WriteFault(); fault != nil && s.raft.State() == raft.Shutdown {
-			// Halted (haltRaft): this node learns no leader until it restarts.
-			return nil, stillUnknown(fault, unknown)
+		if s.halted.Load() {
+			// haltRaft stopped raft: this node learns no leader until it
+			// restarts, and its fault says why.
+			return nil, stillUnknown(s.WriteFault(), unknown)
 		}
 		changed := s.leaderChanged()
 		var res *bookingv1.CommandResult
@@ -174,7 +175,7 @@ func (s *Store) Propose(ctx context.Context, cmd *bookingv1.Command) (*bookingv1
 			return res, err
 		}
 		if cerr := ctx.Err(); cerr != nil {
-			return nil, cerr
+			return nil, stillUnknown(cerr, unknown || !notProposed(err))
 		}
 		if isDefinite(err) {
 			return nil, err

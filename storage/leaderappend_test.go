@@ -130,13 +130,19 @@ func TestLeaderAppend_AFailedFdatasyncSaysRestart(t *testing.T) {
 // TestLeaderAppend_AKeyedProposalWhoseFdatasyncFailedStaysUnknown: a keyed
 // booking reaches both followers, then the leader's fdatasync of it fails. The
 // leader's FSM gives it up (outcome unknown) and Propose retries with its
-// key, but this node's raft stops (haltRaft) and no later attempt finds a
-// leader. Its final error must still say the outcome is unknown: the
-// followers hold the entry and the next leader commits it. It fails if a
-// later "no leader known" replaces the unknown outcome (Propose then reported
-// a booking that exists as certainly not made).
+// key, but this node's raft stops (haltRaft) and no later attempt can find a
+// leader. Propose must stop retrying then and name the broken log, and its
+// error must still say the outcome is unknown: the followers hold the entry
+// and the next leader commits it. It fails if a later "no leader known"
+// replaces the unknown outcome (Propose then reported a booking that exists
+// as certainly not made), or if Propose retries on a halted node until its
+// LeaderWaitTimeout (a minute here).
 func TestLeaderAppend_AKeyedProposalWhoseFdatasyncFailedStaysUnknown(t *testing.T) {
-	stores := st.MustOpenCluster(t, 3)
+	cfg := storage.LocalConfig()
+	// Far longer than the halt takes (a maintenance tick): Propose must stop
+	// retrying once its node halted, not wait this out.
+	cfg.LeaderWaitTimeout = time.Minute
+	stores, _ := st.MustOpenInmemClusterWith(t, 3, cfg)
 	st.NewRouter(stores...)
 	p := proposeHeldCmd(t, stores, errors.New("injected fdatasync failure"),
 		st.WithKey(st.CreateBooking(st.Booking("b1", "p", 0, min30, min30)), "k1", "h1"))
@@ -147,8 +153,11 @@ func TestLeaderAppend_AKeyedProposalWhoseFdatasyncFailedStaysUnknown(t *testing.
 		if !errors.Is(err, storage.ErrOutcomeUnknown) {
 			t.Fatalf("Propose = %v; want ErrOutcomeUnknown: the followers hold the entry", err)
 		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("the proposal was not answered")
+		if !errors.Is(err, storage.ErrLogBroken) {
+			t.Fatalf("Propose = %v; want it to name the broken log (its node halted)", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the proposal was not answered within 30 s: Propose kept retrying on a halted node")
 	}
 	var rest []*storage.Store
 	for _, s := range stores {

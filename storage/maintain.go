@@ -145,6 +145,7 @@ func (s *Store) maintain(ctx context.Context) {
 func (s *Store) haltRaft(cause error) {
 	s.haltOnce.Do(func() {
 		s.logger.Error("raft log broken: raft stopped on this node so that the other voters elect a leader; restart the node", "err", cause)
+		s.halted.Store(true)
 		s.fsm.stopRetrying()
 		if err := s.raft.Shutdown().Error(); err != nil {
 			s.logger.Warn("raft shutdown after the log broke", "err", err)

@@ -317,7 +317,8 @@ func TestSegmentLog_FailedAppendLeavesNothingForARestart(t *testing.T) {
 // TestSegmentLog_ShortDeferredAppendLeavesNothingForARestart: a leader's
 // deferred append (no fdatasync before it returns) that the disk takes only
 // in part, a full file system with 8 KiB left for a 16 KiB write, fails; the
-// whole records the short write did leave (two here) must not be in the file
+// whole records the short write did leave (three here: the tail page's rest
+// and the 8 KiB took 12 KiB) must not be in the file
 // when the log is reopened, or raft would find entries its caller was told
 // failed. It fails without cutFailedWrite on the deferred path.
 func TestSegmentLog_ShortDeferredAppendLeavesNothingForARestart(t *testing.T) {

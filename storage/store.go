@@ -353,8 +353,10 @@ type Store struct {
 
 	stopMaintain context.CancelFunc // ends maintain (maintain.go)
 	maintainDone chan struct{}
-	// haltOnce: haltRaft stops raft at most once (maintain.go).
+	// haltOnce: haltRaft stops raft at most once (maintain.go); halted is
+	// set before it does.
 	haltOnce sync.Once
+	halted   atomic.Bool
 
 	// foreignRefused counts Raft connections refused as another group's
 	// (groupcheck.go).

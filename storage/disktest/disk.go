@@ -14,13 +14,14 @@ import (
 // MountTmpfs mounts a tmpfs of size (e.g. "4m") on a new directory and
 // unmounts it at cleanup (after the stores on it, which are closed in
 // cleanups registered later). A small tmpfs is a real file system that
-// answers ENOSPC, so the store fails as it does on a full disk. Mounting
+// answers ENOSPC, so the store fails as it does on a full disk (huge=never:
+// it counts space in pages whatever the host's tmpfs huge-page setting). Mounting
 // needs root (CAP_SYS_ADMIN), which the tests have here and in CI; elsewhere
 // the test skips.
 func MountTmpfs(t testing.TB, size string) string {
 	t.Helper()
 	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0700"); err != nil {
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0700,huge=never"); err != nil {
 		t.Skipf("cannot mount a tmpfs (needs root): %v", err)
 	}
 	t.Cleanup(func() {
