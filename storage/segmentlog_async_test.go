@@ -307,15 +307,23 @@ func TestSegmentLog_ReopenCountsEveryRecordDurable(t *testing.T) {
 	if err := l.StoreLogs(termEntries(1, 4, 2), true); err != nil {
 		t.Fatal(err)
 	}
+	l = reopenSegLog(t, l, dir)
+	wantDurable(t, l, 4, "after reopening")
+}
+
+// reopenSegLog closes l, the log of dir, and opens it again (closed at
+// cleanup).
+func reopenSegLog(t *testing.T, l *segLog, dir string) *segLog {
+	t.Helper()
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	l, err = openSegLog(dir, false, logger)
+	l, err := openSegLog(dir, false, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	wantDurable(t, l, 4, "after reopening")
+	t.Cleanup(func() { _ = l.Close() })
+	return l
 }
 
 // The zero-ahead's fdatasync covers deferred appends in the same file: if it

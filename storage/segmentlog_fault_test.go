@@ -348,14 +348,7 @@ func TestSegmentLog_ShortDeferredAppendLeavesNothingForARestart(t *testing.T) {
 		t.Fatal("a 16 KiB append succeeded with 8 KiB free")
 	}
 	free()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	l, err = openSegLog(dir, false, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l = reopenSegLog(t, l, dir)
 	if first, last := l.bounds(); first != 1 || last != 3 {
 		t.Fatalf("reopened after a short append: entries %d..%d, want 1..3", first, last)
 	}
