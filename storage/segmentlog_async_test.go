@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/barberpro/edge/simulations/lazyfs/lazyfstest"
 )
 
 // termEntries returns entries from..to of term.
@@ -295,8 +297,8 @@ func TestLogStore_BackgroundFdatasyncFailureBreaksTheLog(t *testing.T) {
 
 // A log reopened after a leader's deferred appends (Close flushed them)
 // counts every record durable (startAsync). What Open's own fdatasync adds,
-// after a crash that left records unsynced in the page cache, no test here
-// can show: it needs a page cache that loses writes.
+// after a crash that left records unsynced in the page cache, needs a page
+// cache that loses writes: TestSegmentLog_OpenMakesWhatACrashLeftDurable.
 func TestSegmentLog_ReopenCountsEveryRecordDurable(t *testing.T) {
 	dir := t.TempDir()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -417,5 +419,49 @@ func TestSegmentLog_ConfigurationAndNoopAppendsAreNotDeferred(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantDurable(t, l, 3, fmt.Sprintf("%v: after the append returned", typ))
+	}
+}
+
+// Open fdatasyncs the last segment: a leader's deferred appends that the
+// page cache held when the process died count as durable after a restart
+// (startAsync), so they must be on the disk before anything acts on them. On
+// a lazyfs mount (only fsynced data survives a power cut): a leader appends
+// 2..4 with its fdatasync held, the process "dies" (the log is abandoned),
+// a new one opens the log and the power is cut. The records must all be
+// back. It fails without Open's fdatasync (the cut takes 2..4).
+func TestSegmentLog_OpenMakesWhatACrashLeftDurable(t *testing.T) {
+	d := lazyfstest.Mount(t)
+	dir := d.Path("raft-log")
+	if err := os.Mkdir(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	crashed, err := openSegLog(dir, false, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noZeroAhead(crashed)
+	if err := crashed.StoreLogs(termEntries(1, 1, 1), false); err != nil {
+		t.Fatal(err)
+	}
+	deferHeld(t, crashed, termEntries(2, 4, 2)) // never released before the cut: the process died
+	restarted, err := openSegLog(dir, false, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, last := restarted.bounds(); last != 4 {
+		t.Fatalf("the restarted log ends at %d, want 4 (the page cache held 2..4)", last)
+	}
+	wantDurable(t, restarted, 4, "after the restart")
+	if lost := d.Cut(t); lost.Bytes != 0 {
+		t.Logf("the cut lost %+v", lost)
+	}
+	l, err := openSegLog(dir, false, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	if first, last := l.bounds(); first != 1 || last != 4 {
+		t.Fatalf("after the power cut the log holds %d..%d, want 1..4: the restart counted records durable that were not", first, last)
 	}
 }

@@ -2,98 +2,23 @@ package lazyfs_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/barberpro/edge/simulations/lazyfs"
+	"github.com/barberpro/edge/simulations/lazyfs/lazyfstest"
 	"github.com/barberpro/edge/storage/durable"
 )
 
-// serveEnv makes the test binary a lazyfs server ("<under>\n<mountpoint>"):
-// the mount is served apart from the test process, which reads it.
-const serveEnv = "LAZYFS_TEST_SERVE"
-
 func TestMain(m *testing.M) {
-	if v := os.Getenv(serveEnv); v != "" {
-		under, mnt, _ := strings.Cut(v, "\n")
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-		defer stop()
-		if err := lazyfs.Serve(ctx, under, mnt); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	lazyfstest.ServeIfAsked()
 	os.Exit(m.Run())
 }
-
-// disk is a lazyfs mount over a directory of the test, with its server.
-type disk struct {
-	under, mnt string
-	p          *lazyfs.Process
-}
-
-// mustMount mounts a lazyfs over a fresh directory; it skips the test where
-// none can be mounted.
-func mustMount(t *testing.T) *disk {
-	t.Helper()
-	if err := lazyfs.Available(); err != nil {
-		t.Skipf("lazyfs needs root and /dev/fuse: %v", err)
-	}
-	root := t.TempDir()
-	d := &disk{under: filepath.Join(root, "disk"), mnt: filepath.Join(root, "mnt")}
-	for _, dir := range []string{d.under, d.mnt} {
-		if err := os.Mkdir(dir, 0o750); err != nil {
-			t.Fatal(err)
-		}
-	}
-	d.start(t)
-	t.Cleanup(func() {
-		if err := d.p.Stop(5 * time.Second); err != nil {
-			t.Error(err)
-		}
-	})
-	return d
-}
-
-func (d *disk) start(t *testing.T) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), serveEnv+"="+d.under+"\n"+d.mnt)
-	p, err := lazyfs.Start(cmd, d.mnt, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.p = p
-}
-
-// cut cuts the power (nothing may use the mount) and mounts a fresh lazyfs;
-// it returns what the cut lost.
-func (d *disk) cut(t *testing.T) lazyfs.Pending {
-	t.Helper()
-	lost, err := d.p.Cut()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if lazyfs.Mounted(d.mnt) {
-		t.Fatal("still mounted after the cut")
-	}
-	d.start(t)
-	return lost
-}
-
-func (d *disk) path(name string) string { return filepath.Join(d.mnt, name) }
 
 func mustWrite(t *testing.T, path string, data []byte, sync bool) {
 	t.Helper()
@@ -124,8 +49,8 @@ func mustRead(t *testing.T, path string) string {
 }
 
 func TestLazyFS_CutLosesWhatWasNotFsynced(t *testing.T) {
-	d := mustMount(t)
-	synced, lost := d.path("synced"), d.path("lost")
+	d := lazyfstest.Mount(t)
+	synced, lost := d.Path("synced"), d.Path("lost")
 	mustWrite(t, synced, []byte("kept "), true)
 	mustWrite(t, synced, []byte("appended, closed, never fsynced"), false)
 	mustWrite(t, lost, bytes.Repeat([]byte("x"), 3*4096+17), false)
@@ -135,11 +60,11 @@ func TestLazyFS_CutLosesWhatWasNotFsynced(t *testing.T) {
 	if fi, err := os.Stat(lost); err != nil || fi.Size() != 3*4096+17 {
 		t.Fatalf("before the cut: %v, %v; want %d bytes", fi, err, 3*4096+17)
 	}
-	if fi, _ := os.Stat(filepath.Join(d.under, "lost")); fi == nil || fi.Size() != 0 {
+	if fi, _ := os.Stat(filepath.Join(d.Under, "lost")); fi == nil || fi.Size() != 0 {
 		t.Fatalf("the disk has %v before any fsync; want an empty file", fi)
 	}
 
-	if lost := d.cut(t); lost.Bytes != 5*4096 || !slices.Equal(lost.Files, []string{"lost", "synced"}) {
+	if lost := d.Cut(t); lost.Bytes != 5*4096 || !slices.Equal(lost.Files, []string{"lost", "synced"}) {
 		t.Errorf("the cut lost %+v; want 5 pages (4 written, 1 appended) in lost and synced", lost)
 	}
 	if got := mustRead(t, synced); got != "kept " {
@@ -152,8 +77,8 @@ func TestLazyFS_CutLosesWhatWasNotFsynced(t *testing.T) {
 }
 
 func TestLazyFS_FsyncKeepsEverythingWrittenBefore(t *testing.T) {
-	d := mustMount(t)
-	f, err := os.Create(d.path("f"))
+	d := lazyfstest.Mount(t)
+	f, err := os.Create(d.Path("f"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,8 +97,8 @@ func TestLazyFS_FsyncKeepsEverythingWrittenBefore(t *testing.T) {
 	}
 	f.WriteAt([]byte("unsynced"), 0)
 	f.Close()
-	d.cut(t)
-	if got := mustRead(t, d.path("f")); got != string(want[:9000]) {
+	d.Cut(t)
+	if got := mustRead(t, d.Path("f")); got != string(want[:9000]) {
 		t.Errorf("after the cut: %d bytes, equal to what was fsynced: %v", len(got), got == string(want[:9000]))
 	}
 }
@@ -189,8 +114,8 @@ func TestLazyFS_BoltSyncedCommitsSurviveACut(t *testing.T) {
 		noSync bool
 	}{{"default sync", false}, {"NoSync", true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := mustMount(t)
-			path := d.path("bolt.db")
+			d := lazyfstest.Mount(t)
+			path := d.Path("bolt.db")
 			db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: tc.noSync})
 			if err != nil {
 				t.Fatal(err)
@@ -211,7 +136,7 @@ func TestLazyFS_BoltSyncedCommitsSurviveACut(t *testing.T) {
 				t.Fatalf("before the cut, %d keys; want %d", n, commits)
 			}
 			db.Close() // writes nothing: as kill -9 would leave it
-			lost := d.cut(t)
+			lost := d.Cut(t)
 			if (lost.Bytes > 0) != tc.noSync {
 				t.Errorf("the cut lost %v", lost)
 			}
@@ -258,8 +183,8 @@ func count(t *testing.T, db *bolt.DB) int {
 // power-loss simulation found the node's peers file written the other way,
 // empty after every cut.
 func TestLazyFS_RenamedFileNeedsItsFsync(t *testing.T) {
-	d := mustMount(t)
-	careless, careful := d.path("careless.json"), d.path("careful.json")
+	d := lazyfstest.Mount(t)
+	careless, careful := d.Path("careless.json"), d.Path("careful.json")
 	if err := os.WriteFile(careless+".tmp", []byte(`["a"]`), 0o640); err != nil {
 		t.Fatal(err)
 	}
@@ -269,11 +194,39 @@ func TestLazyFS_RenamedFileNeedsItsFsync(t *testing.T) {
 	if err := durable.WriteBytes(careful, 0o640, []byte(`["a"]`)); err != nil {
 		t.Fatal(err)
 	}
-	d.cut(t)
+	d.Cut(t)
 	if got := mustRead(t, careless); got != "" {
 		t.Fatalf("control: a rename without fsync kept %q across the cut; the layer forgets nothing", got)
 	}
 	if got := mustRead(t, careful); got != `["a"]` {
 		t.Fatalf("durable.WriteBytes: %q after the cut, want [\"a\"]", got)
+	}
+}
+
+// A file's unsynced growth stays visible by its path after the kernel's
+// name and attribute cache expired (cacheTimeout): the lookup then must
+// report the size the writers see, not the disk's. It failed while Lookup
+// patched the size from the new node the loopback returns instead of the
+// one go-fuse keeps for the file: readers then stopped at the disk's size.
+func TestLazyFS_UnsyncedGrowthOutlivesTheKernelsCache(t *testing.T) {
+	d := lazyfstest.Mount(t)
+	path := d.Path("f")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte("synced "), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("and grown"), 7); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // past cacheTimeout (1 s)
+	if got := mustRead(t, path); got != "synced and grown" {
+		t.Fatalf("read by path after the cache expired: %q", got)
 	}
 }

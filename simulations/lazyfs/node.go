@@ -61,11 +61,25 @@ func (n *node) patchSize(a *fuse.Attr) {
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	ch, errno := n.LoopbackNode.Lookup(ctx, name, out)
 	if errno == 0 {
-		if c, ok := ch.Operations().(*node); ok {
+		if c := n.known(name, ch); c != nil {
 			c.patchSize(&out.Attr)
 		}
 	}
 	return ch, errno
+}
+
+// known is the node that holds the pending data of the file name, which the
+// loopback just returned as ch: the loopback makes a new node at every
+// lookup, and go-fuse keeps the one it already has for the same file (same
+// StableAttr) while the kernel holds it, so the pending data is that one's.
+// Patched from the new, empty one, a lookup after the kernel's cache expired
+// gave the kernel the disk's size, and unsynced growth vanished for readers.
+func (n *node) known(name string, ch *fs.Inode) *node {
+	if old := n.EmbeddedInode().GetChild(name); old != nil && old.StableAttr() == ch.StableAttr() {
+		ch = old
+	}
+	c, _ := ch.Operations().(*node)
+	return c
 }
 
 // Getattr is the loopback's, with the size the writers see.
@@ -117,7 +131,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	if r, ok := fh.(fs.FileReleaser); ok {
 		r.Release(ctx) // the loopback's handle would let the kernel write to the disk directly
 	}
-	if c, ok := ch.Operations().(*node); ok && flags&syscall.O_TRUNC != 0 {
+	if c := n.known(name, ch); c != nil && flags&syscall.O_TRUNC != 0 {
 		c.mu.Lock()
 		c.d.truncate(0) // an existing file, truncated on the disk
 		c.mu.Unlock()
