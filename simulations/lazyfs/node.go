@@ -74,6 +74,11 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 // StableAttr) while the kernel holds it, so the pending data is that one's.
 // Patched from the new, empty one, a lookup after the kernel's cache expired
 // gave the kernel the disk's size, and unsynced growth vanished for readers.
+// (Create registers its child exclusively, so go-fuse keeps the new node
+// there; dropping the old one's pages on O_TRUNC is still right: the disk's
+// file was truncated.) Only the name's own child is found: another hard
+// link's node, or one go-fuse dropped when the kernel forgot the inode, is
+// not (see DESIGN.md, "Known gaps").
 func (n *node) known(name string, ch *fs.Inode) *node {
 	if old := n.EmbeddedInode().GetChild(name); old != nil && old.StableAttr() == ch.StableAttr() {
 		ch = old
