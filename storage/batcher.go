@@ -34,9 +34,6 @@ type batcher struct {
 	stopped chan struct{} // closed when the loop and every in-flight batch are done
 	wg      sync.WaitGroup
 	once    sync.Once
-	// downOnce: raftDown runs when a broken log halts raft (Store.haltRaft)
-	// and again in Close.
-	downOnce sync.Once
 
 	lastBatchSize atomic.Int64
 	// commitSeconds observes the latency of each batch that commits
@@ -126,7 +123,7 @@ func (b *batcher) close() { b.once.Do(func() { close(b.stop) }) }
 // answer a future whose entry was still queued in its (buffered) apply
 // channel at shutdown, so finish stops waiting for it: the callers get
 // ErrClosed with an unknown outcome.
-func (b *batcher) raftDown() { b.downOnce.Do(func() { close(b.down) }) }
+func (b *batcher) raftDown() { close(b.down) }
 
 func (b *batcher) loop() {
 	defer b.wg.Done()

@@ -143,15 +143,13 @@ func (s *Store) maintain(ctx context.Context) {
 // yet written). Local reads keep working; Close finishes the shutdown; a
 // restart rescans the log and rejoins the group.
 func (s *Store) haltRaft(cause error) {
-	s.haltOnce.Do(func() {
-		s.logger.Error("raft log broken: raft stopped on this node so that the other voters elect a leader; restart the node", "err", cause)
-		s.halted.Store(true)
-		s.fsm.stopRetrying()
-		if err := s.raft.Shutdown().Error(); err != nil {
-			s.logger.Warn("raft shutdown after the log broke", "err", err)
-		}
-		s.b.raftDown()
-	})
+	if !s.halted.CompareAndSwap(false, true) {
+		return
+	}
+	s.logger.Error("raft log broken: raft stopped on this node so that the other voters elect a leader; restart the node", "err", cause)
+	if err := s.stopRaft(); err != nil {
+		s.logger.Warn("raft shutdown after the log broke", "err", err)
+	}
 }
 
 // handOffDegraded transfers leadership away from this node, which cannot

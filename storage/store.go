@@ -353,9 +353,9 @@ type Store struct {
 
 	stopMaintain context.CancelFunc // ends maintain (maintain.go)
 	maintainDone chan struct{}
-	// haltOnce: haltRaft stops raft at most once (maintain.go); halted is
-	// set before it does.
-	haltOnce sync.Once
+	// raftStop: stopRaft runs once. halted: haltRaft stopped raft because
+	// the log broke (maintain.go).
+	raftStop sync.Once
 	halted   atomic.Bool
 
 	// foreignRefused counts Raft connections refused as another group's
@@ -549,14 +549,10 @@ func (s *Store) Close() error {
 		s.transferOnClose()
 		s.closed.Store(true)
 		s.b.close()
-		// A FSM retrying a failed write blocks raft's FSM goroutine, which
-		// Shutdown waits for: make it give up first.
-		s.fsm.stopRetrying()
 		var errs []error
-		if err := s.raft.Shutdown().Error(); err != nil {
-			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
+		if err := s.stopRaft(); err != nil {
+			errs = append(errs, err)
 		}
-		s.b.raftDown()
 		<-s.b.stopped
 		s.raft.DeregisterObserver(s.observer)
 		close(s.done)
@@ -567,6 +563,22 @@ func (s *Store) Close() error {
 		s.logger.Info("store closed")
 	})
 	return s.closeErr
+}
+
+// stopRaft shuts raft down, once: Close calls it, and haltRaft when the log
+// broke. A FSM retrying a failed write blocks raft's FSM goroutine, which
+// Shutdown waits for, so it gives up first; then the batcher stops waiting
+// for futures raft will not answer (raftDown). The shutdown's error goes to
+// the first caller only.
+func (s *Store) stopRaft() (err error) {
+	s.raftStop.Do(func() {
+		s.fsm.stopRetrying()
+		if serr := s.raft.Shutdown().Error(); serr != nil {
+			err = fmt.Errorf("raft shutdown: %w", serr)
+		}
+		s.b.raftDown()
+	})
+	return err
 }
 
 func (s *Store) closeFiles() error {
