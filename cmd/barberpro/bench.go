@@ -33,6 +33,7 @@ func newBenchCmd() *cobra.Command {
 		mode       string
 		city       string
 		asJSON     bool
+		jsonFile   string
 		quiet      bool
 		tokenDir   string
 		cpuProfile string
@@ -80,7 +81,8 @@ whose wait the run's end cut off: a node that never answers shows there),
 ops_per_second (every mode), bookings_per_second (spread and hot), p50_ns, p90_ns, p95_ns, p99_ns, max_ns;
 city runs add think_ns, seed, city_targets and routes (each route and city, and each
 route over "all" cities); every run adds nodes (target, rss_bytes, heap_inuse_bytes,
-heap_alloc_bytes).
+heap_alloc_bytes). --json-file FILE writes the same JSON to FILE and keeps the
+progress line and the table on screen.
 
 Bench signs its own tokens with the cluster's token signing key (--token-dir, the
 directory of ` + "`barberpro token init`" + `; the demo's is printed when it starts):
@@ -142,6 +144,17 @@ or the runs measure 429s (bench says so when it saw any).`,
 			if err != nil {
 				return usagef("--token-dir: %v", err)
 			}
+			var jsonOut *os.File
+			if jsonFile != "" {
+				// Opened before the runs: a path that cannot be written is refused
+				// before a minute of load, not after it.
+				f, err := os.Create(jsonFile)
+				if err != nil {
+					return usagef("--json-file: %v", err)
+				}
+				defer f.Close()
+				jsonOut = f
+			}
 			cfg := load.Config{
 				Targets: urls, Duration: duration, Mode: m, City: city, Tokens: auth.NewTokenCache(signer, time.Hour),
 				Think: think, Seed: seed, Providers: providers,
@@ -163,14 +176,14 @@ or the runs measure 429s (bench says so when it saw any).`,
 					f.Close()
 					return err
 				}
-				err = runBench(cmd, cfg, users, asJSON)
+				err = runBench(cmd, cfg, users, asJSON, jsonOut)
 				pprof.StopCPUProfile()
 				if cerr := f.Close(); cerr != nil && err == nil {
 					err = fmt.Errorf("--cpuprofile: %w", cerr)
 				}
 				return err
 			}
-			return runBench(cmd, cfg, users, asJSON)
+			return runBench(cmd, cfg, users, asJSON, jsonOut)
 		},
 	}
 	fl := cmd.Flags()
@@ -183,6 +196,7 @@ or the runs measure 429s (bench says so when it saw any).`,
 	fl.Uint64Var(&seed, "seed", 1, "city: seed of every person's draws (actions, providers, days, slots, pauses)")
 	fl.IntVar(&providers, "providers", 0, "city: load providers to create over the cities (0: users/50, at least 2 per city)")
 	fl.BoolVar(&asJSON, "json", false, "print the results as JSON (no progress line)")
+	fl.StringVar(&jsonFile, "json-file", "", "also write the results as JSON to this file (the progress line and the table stay on screen)")
 	fl.BoolVar(&quiet, "quiet", false, "no progress line on stderr")
 	fl.StringVar(&cpuProfile, "cpuprofile", "", "write the bench process's own CPU profile to this file (go tool pprof FILE)")
 	gcPercentFlag(fl, &gcPercent, "the bench (it shares the cores with the nodes it drives)")
@@ -190,8 +204,9 @@ or the runs measure 429s (bench says so when it saw any).`,
 	return cmd
 }
 
-// runBench runs cfg once per value of users and prints the results.
-func runBench(cmd *cobra.Command, cfg load.Config, users []int, asJSON bool) error {
+// runBench runs cfg once per value of users and prints the results: as a
+// table, or as JSON with asJSON; and as JSON to jsonOut when it is not nil.
+func runBench(cmd *cobra.Command, cfg load.Config, users []int, asJSON bool, jsonOut *os.File) error {
 	out := cmd.OutOrStdout()
 	var results []load.Result
 	for _, n := range users {
@@ -203,6 +218,14 @@ func runBench(cmd *cobra.Command, cfg load.Config, users []int, asJSON bool) err
 		results = append(results, r)
 		if !asJSON {
 			fmt.Fprintln(out, r)
+		}
+	}
+	if jsonOut != nil {
+		if err := writeJSON(jsonOut, results); err != nil {
+			return fmt.Errorf("--json-file: %w", err)
+		}
+		if err := jsonOut.Close(); err != nil {
+			return fmt.Errorf("--json-file: %w", err)
 		}
 	}
 	if asJSON {

@@ -1,10 +1,16 @@
 package main
 
 import (
+	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"golang.org/x/time/rate"
+
+	"github.com/barberpro/edge/cluster"
+	"github.com/barberpro/edge/cluster/clustertest"
 	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/simulations/procs"
 )
@@ -72,5 +78,46 @@ func TestDemo_BenchLine(t *testing.T) {
 		if want := envNameFor(node, flag) + "=inf"; unlimitedEnv[i] != want {
 			t.Errorf("unlimitedEnv[%d] = %s, want %s", i, unlimitedEnv[i], want)
 		}
+	}
+}
+
+// TestCLI_BenchJSONFile: --json-file writes the results as JSON to a file
+// while the table stays on screen (a person watching the run and a script
+// reading it get both from one run); a path that cannot be written is bad
+// usage, refused before any load.
+func TestCLI_BenchJSONFile(t *testing.T) {
+	n := clustertest.MustStartNode(t, func(c *cluster.Config) { c.Limits.PerSubject, c.Limits.PerIP = rate.Inf, rate.Inf })
+	tokens := clustertest.TokenDir(t)
+	args := []string{"bench", "--mode", "spread", "--target", n.URL(), "--token-dir", tokens, "--users", "1,2", "--duration", "300ms"}
+
+	bad := filepath.Join(t.TempDir(), "no-such-dir", "r.json")
+	if _, err := runCLI(t, append(args, "--json-file", bad)...); exitCode(err) != 2 {
+		t.Fatalf("--json-file %s: %v (exit %d), want exit 2", bad, err, exitCode(err))
+	}
+
+	file := filepath.Join(t.TempDir(), "r.json")
+	out, err := runCLI(t, append(args, "--json-file", file)...)
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "bookings/s") {
+		t.Errorf("screen shows no table:\n%s", out)
+	}
+	if strings.HasPrefix(strings.TrimSpace(out), "[") {
+		t.Errorf("screen shows JSON, want the table:\n%s", out)
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []struct {
+		Clients int `json:"clients"`
+		OK      int `json:"ok"`
+	}
+	if err := json.Unmarshal(raw, &got); err != nil {
+		t.Fatalf("%s: %v\n%s", file, err, raw)
+	}
+	if len(got) != 2 || got[0].Clients != 1 || got[1].Clients != 2 || got[0].OK == 0 || got[1].OK == 0 {
+		t.Errorf("%s holds %+v, want a run of 1 and of 2 clients, each with bookings", file, got)
 	}
 }
