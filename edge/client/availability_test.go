@@ -140,3 +140,19 @@ func TestBookJSON(t *testing.T) {
 		t.Fatalf("a problem answer: %v", err)
 	}
 }
+
+// TestFramedJSON: an answer framed as one object or array passes, whatever
+// white space is around it; a cut one, an empty one, a scalar or an HTML page
+// does not.
+func TestFramedJSON(t *testing.T) {
+	for b, want := range map[string]bool{
+		`{}`: true, `[]`: true, " \n{\"a\":[1]}\n": true, `[{"a":1}]`: true,
+		``: false, ` `: false, `{`: false, `}`: false, `{"a":`: false, `[{}`: false,
+		`{]`: false, `[}`: false, `"x"`: false, `42`: false, `null`: false,
+		"<html>gateway</html>": false,
+	} {
+		if got := framedJSON([]byte(b)); got != want {
+			t.Errorf("framedJSON(%q) = %v, want %v", b, got, want)
+		}
+	}
+}

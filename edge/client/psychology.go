@@ -314,8 +314,8 @@ func (c *Client) Providers(ctx context.Context, q ProvidersQuery) (*List[Provide
 	return &out, c.do(ctx, http.MethodGet, q.path(), "", nil, &out)
 }
 
-// ProvidersJSON is Providers' answer as the node sent it: checked to be JSON,
-// not decoded (as AvailabilityJSON). Decoding pages of 50 providers with
+// ProvidersJSON is Providers' answer as the node sent it: checked to be
+// framed as JSON, not decoded (as AvailabilityJSON). Decoding pages of 50 providers with
 // their weekly hours was 46 % of the CPU of `barberpro bench --mode city`,
 // taken from the nodes it shares the cores with (docs/PERFORMANCE.md,
 // session 22).

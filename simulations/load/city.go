@@ -405,7 +405,13 @@ func (p *personState) act(ctx context.Context, a Action) {
 			return err
 		})
 	case ReadAvailability:
-		p.availability(ctx, p.pickProvider())
+		// Read, not decoded: only a booking needs a slot of it (availability).
+		t := p.pickProvider()
+		day := p.day(t)
+		p.do(ctx, routeAvailability, func() error {
+			_, err := p.c.AvailabilityJSON(ctx, t.provider.ID, t.provider.Services[0].ID, day, 1)
+			return err
+		})
 	case MyBookings:
 		p.do(ctx, routeMine, func() error {
 			_, err := p.c.ClientBookings(ctx, p.id, "", 20)
@@ -459,7 +465,7 @@ func (p *personState) pickProvider() target {
 // availability reads one day of t's availability, a day of the next two weeks,
 // and returns one of its free starts (false: none, or the read failed).
 func (p *personState) availability(ctx context.Context, t target) (string, bool) {
-	day := t.base.AddDate(0, 0, p.rng.IntN(availabilityDays)).Format(time.DateOnly)
+	day := p.day(t)
 	var av *client.Availability
 	err := p.do(ctx, routeAvailability, func() (err error) {
 		av, err = p.c.Availability(ctx, t.provider.ID, t.provider.Services[0].ID, day, 1)
@@ -469,6 +475,12 @@ func (p *personState) availability(ctx context.Context, t target) (string, bool)
 		return "", false
 	}
 	return av.Slots[p.rng.IntN(len(av.Slots))].Start, true
+}
+
+// day draws the local date of an availability read: one of the next
+// availabilityDays from the run's base day.
+func (p *personState) day(t target) string {
+	return t.base.AddDate(0, 0, p.rng.IntN(availabilityDays)).Format(time.DateOnly)
 }
 
 // do times one request and records it (not when ctx ended: the run is over).
