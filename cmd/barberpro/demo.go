@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -24,6 +26,7 @@ func newDemoCmd() *cobra.Command {
 		dataDir      string
 		ipBase       int
 		noRateLimits bool
+		pprof        bool
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -70,9 +73,12 @@ without a verified token), under which a load run from one machine measures 429s
 			if err != nil {
 				return err
 			}
-			if noRateLimits {
-				for _, p := range c.Procs {
+			for _, p := range c.Procs {
+				if noRateLimits {
 					p.Spec.Env = append(p.Spec.Env, unlimitedEnv...)
+				}
+				if pprof {
+					p.Spec.Env = append(p.Spec.Env, pprofEnv(p.Spec.IP)...)
 				}
 			}
 			defer c.StopAll(15 * time.Second)
@@ -102,7 +108,16 @@ without a verified token), under which a load run from one machine measures 429s
 	fl.StringVar(&dataDir, "data-dir", "", "keep the nodes' data and logs here (default: a temporary dir, removed on exit)")
 	fl.IntVar(&ipBase, "ip-base", 11, "last byte of the first node's loopback IP (nodes take five in a row)")
 	fl.BoolVar(&noRateLimits, "no-rate-limits", false, "start the nodes with --rate-limit inf --ip-rate-limit inf, for barberpro bench")
+	fl.BoolVar(&pprof, "pprof", false, "each node serves Go runtime profiles on its own IP, port "+strconv.Itoa(demoPprofPort)+" (--pprof-addr), e.g. go tool pprof http://127.0.0.11:"+strconv.Itoa(demoPprofPort)+"/debug/pprof/profile?seconds=20")
 	return cmd
+}
+
+// demoPprofPort is the port of each demo node's runtime profiles (demo --pprof).
+const demoPprofPort = 6060
+
+// pprofEnv makes a node bound to ip serve its runtime profiles on ip:demoPprofPort.
+func pprofEnv(ip string) []string {
+	return []string{envName("pprof-addr") + "=" + net.JoinHostPort(ip, strconv.Itoa(demoPprofPort))}
 }
 
 // unlimitedEnv lifts a node's rate limits (its --rate-limit and --ip-rate-limit).

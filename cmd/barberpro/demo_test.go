@@ -97,3 +97,17 @@ func TestDemo_BookingLinesShowTheSlotsDay(t *testing.T) {
 		t.Error("a slot that is no RFC 3339 time was taken")
 	}
 }
+
+// TestDemo_PprofEnvIsTheNodesFlag: demo --pprof gives each node the variable
+// its own --pprof-addr reads, with its own IP (five nodes on one port each
+// of their own address, none refused for a taken one).
+func TestDemo_PprofEnvIsTheNodesFlag(t *testing.T) {
+	start, _, err := newRootCmd().Find([]string{"node", "start"})
+	if err != nil || start.Flags().Lookup("pprof-addr") == nil {
+		t.Fatalf("node start --pprof-addr: %v", err)
+	}
+	want := envNameFor(start, "pprof-addr") + "=127.0.0.11:6060"
+	if got := pprofEnv("127.0.0.11"); len(got) != 1 || got[0] != want {
+		t.Fatalf("pprofEnv = %q, want [%q]", got, want)
+	}
+}
