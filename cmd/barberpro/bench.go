@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -81,8 +82,9 @@ whose wait the run's end cut off: a node that never answers shows there),
 ops_per_second (every mode), bookings_per_second (spread and hot), p50_ns, p90_ns, p95_ns, p99_ns, max_ns;
 city runs add think_ns, seed, city_targets and routes (each route and city, and each
 route over "all" cities); every run adds nodes (target, rss_bytes, heap_inuse_bytes,
-heap_alloc_bytes). --json-file FILE writes the same JSON to FILE and keeps the
-progress line and the table on screen.
+heap_alloc_bytes). --json-file FILE writes the same JSON to FILE (once every run
+ended; a failed run leaves FILE as it was) and keeps the progress line and the
+table on screen (unless --json).
 
 Bench signs its own tokens with the cluster's token signing key (--token-dir, the
 directory of ` + "`barberpro token init`" + `; the demo's is printed when it starts):
@@ -144,16 +146,14 @@ or the runs measure 429s (bench says so when it saw any).`,
 			if err != nil {
 				return usagef("--token-dir: %v", err)
 			}
-			var jsonOut *os.File
+			var jsonOut *resultsFile
 			if jsonFile != "" {
-				// Opened before the runs: a path that cannot be written is refused
+				// Made before the runs: a path that cannot be written is refused
 				// before a minute of load, not after it.
-				f, err := os.Create(jsonFile)
-				if err != nil {
+				if jsonOut, err = newResultsFile(jsonFile); err != nil {
 					return usagef("--json-file: %v", err)
 				}
-				defer f.Close()
-				jsonOut = f
+				defer jsonOut.discard()
 			}
 			cfg := load.Config{
 				Targets: urls, Duration: duration, Mode: m, City: city, Tokens: auth.NewTokenCache(signer, time.Hour),
@@ -206,7 +206,7 @@ or the runs measure 429s (bench says so when it saw any).`,
 
 // runBench runs cfg once per value of users and prints the results: as a
 // table, or as JSON with asJSON; and as JSON to jsonOut when it is not nil.
-func runBench(cmd *cobra.Command, cfg load.Config, users []int, asJSON bool, jsonOut *os.File) error {
+func runBench(cmd *cobra.Command, cfg load.Config, users []int, asJSON bool, jsonOut *resultsFile) error {
 	out := cmd.OutOrStdout()
 	var results []load.Result
 	for _, n := range users {
@@ -221,10 +221,7 @@ func runBench(cmd *cobra.Command, cfg load.Config, users []int, asJSON bool, jso
 		}
 	}
 	if jsonOut != nil {
-		if err := writeJSON(jsonOut, results); err != nil {
-			return fmt.Errorf("--json-file: %w", err)
-		}
-		if err := jsonOut.Close(); err != nil {
+		if err := jsonOut.commit(results); err != nil {
 			return fmt.Errorf("--json-file: %w", err)
 		}
 	}
@@ -232,6 +229,46 @@ func runBench(cmd *cobra.Command, cfg load.Config, users []int, asJSON bool, jso
 		return writeJSON(out, results)
 	}
 	return nil
+}
+
+// resultsFile is where --json-file's results go: a temporary file beside
+// the named one, renamed over it once every run ended, so that a failed or
+// interrupted run leaves the file of an earlier run whole.
+type resultsFile struct {
+	f    *os.File
+	name string
+}
+
+// newResultsFile makes the temporary file beside name (and so finds a
+// directory that cannot be written before any load).
+func newResultsFile(name string) (*resultsFile, error) {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Chmod(0o644); err != nil { // as a file os.Create makes, not CreateTemp's 0600
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+		return nil, err
+	}
+	return &resultsFile{f: f, name: name}, nil
+}
+
+// commit writes v as JSON and puts the file in place of name.
+func (r *resultsFile) commit(v any) error {
+	if err := writeJSON(r.f, v); err != nil {
+		return err
+	}
+	if err := r.f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(r.f.Name(), r.name)
+}
+
+// discard removes the temporary file unless commit put it in place.
+func (r *resultsFile) discard() {
+	_ = r.f.Close()
+	_ = os.Remove(r.f.Name()) // after a commit, no such file: nothing removed
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -84,14 +84,16 @@ func TestDemo_BenchLine(t *testing.T) {
 // TestCLI_BenchJSONFile: --json-file writes the results as JSON to a file
 // while the table stays on screen (a person watching the run and a script
 // reading it get both from one run); a path that cannot be written is bad
-// usage, refused before any load.
+// usage, refused before any load (against a target nobody listens on, a load
+// would fail otherwise); a run that fails leaves an earlier run's file whole.
 func TestCLI_BenchJSONFile(t *testing.T) {
 	n := clustertest.MustStartNode(t, func(c *cluster.Config) { c.Limits.PerSubject, c.Limits.PerIP = rate.Inf, rate.Inf })
 	tokens := clustertest.TokenDir(t)
 	args := []string{"bench", "--mode", "spread", "--target", n.URL(), "--token-dir", tokens, "--users", "1,2", "--duration", "300ms"}
 
+	dead := []string{"bench", "--mode", "spread", "--target", "http://127.0.0.1:1", "--token-dir", tokens, "--users", "1", "--duration", "300ms"}
 	bad := filepath.Join(t.TempDir(), "no-such-dir", "r.json")
-	if _, err := runCLI(t, append(args, "--json-file", bad)...); exitCode(err) != 2 {
+	if _, err := runCLI(t, append(dead, "--json-file", bad)...); exitCode(err) != 2 {
 		t.Fatalf("--json-file %s: %v (exit %d), want exit 2", bad, err, exitCode(err))
 	}
 
@@ -119,5 +121,15 @@ func TestCLI_BenchJSONFile(t *testing.T) {
 	}
 	if len(got) != 2 || got[0].Clients != 1 || got[1].Clients != 2 || got[0].OK == 0 || got[1].OK == 0 {
 		t.Errorf("%s holds %+v, want a run of 1 and of 2 clients, each with bookings", file, got)
+	}
+
+	if _, err := runCLI(t, append(dead, "--json-file", file)...); err == nil {
+		t.Fatal("a bench against no node succeeded")
+	}
+	if again, err := os.ReadFile(file); err != nil || string(again) != string(raw) {
+		t.Errorf("after a failed run %s holds %q (%v), want the earlier run's results", file, again, err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(file), ".r.json.*")); len(left) > 0 {
+		t.Errorf("temporary files left: %q", left)
 	}
 }

@@ -74,12 +74,7 @@ without a verified token), under which a load run from one machine measures 429s
 				return err
 			}
 			for _, p := range c.Procs {
-				if noRateLimits {
-					p.Spec.Env = append(p.Spec.Env, unlimitedEnv...)
-				}
-				if pprof {
-					p.Spec.Env = append(p.Spec.Env, pprofEnv(p.Spec.IP)...)
-				}
+				p.Spec.Env = append(p.Spec.Env, demoEnv(p.Spec.IP, noRateLimits, pprof)...)
 			}
 			defer c.StopAll(15 * time.Second)
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
@@ -108,16 +103,22 @@ without a verified token), under which a load run from one machine measures 429s
 	fl.StringVar(&dataDir, "data-dir", "", "keep the nodes' data and logs here (default: a temporary dir, removed on exit)")
 	fl.IntVar(&ipBase, "ip-base", 11, "last byte of the first node's loopback IP (nodes take five in a row)")
 	fl.BoolVar(&noRateLimits, "no-rate-limits", false, "start the nodes with --rate-limit inf --ip-rate-limit inf, for barberpro bench")
-	fl.BoolVar(&pprof, "pprof", false, "each node serves Go runtime profiles on its own IP, port "+strconv.Itoa(demoPprofPort)+" (--pprof-addr), e.g. go tool pprof http://127.0.0.11:"+strconv.Itoa(demoPprofPort)+"/debug/pprof/profile?seconds=20")
+	fl.BoolVar(&pprof, "pprof", false, "each node serves Go runtime profiles on its own IP, port "+strconv.Itoa(procs.PprofPort)+" (its --pprof-addr; a node whose port is taken fails to start), e.g. go tool pprof http://127.0.0.11:"+strconv.Itoa(procs.PprofPort)+"/debug/pprof/profile?seconds=20")
 	return cmd
 }
 
-// demoPprofPort is the port of each demo node's runtime profiles (demo --pprof).
-const demoPprofPort = 6060
-
-// pprofEnv makes a node bound to ip serve its runtime profiles on ip:demoPprofPort.
-func pprofEnv(ip string) []string {
-	return []string{envName("pprof-addr") + "=" + net.JoinHostPort(ip, strconv.Itoa(demoPprofPort))}
+// demoEnv is what the demo adds to the environment of its node bound to ip:
+// no rate limits (unlimitedEnv), its runtime profiles served on
+// ip:procs.PprofPort (pprof).
+func demoEnv(ip string, noRateLimits, pprof bool) []string {
+	var env []string
+	if noRateLimits {
+		env = append(env, unlimitedEnv...)
+	}
+	if pprof {
+		env = append(env, envName("pprof-addr")+"="+net.JoinHostPort(ip, strconv.Itoa(procs.PprofPort)))
+	}
+	return env
 }
 
 // unlimitedEnv lifts a node's rate limits (its --rate-limit and --ip-rate-limit).

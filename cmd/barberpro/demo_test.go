@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -98,16 +99,29 @@ func TestDemo_BookingLinesShowTheSlotsDay(t *testing.T) {
 	}
 }
 
-// TestDemo_PprofEnvIsTheNodesFlag: demo --pprof gives each node the variable
-// its own --pprof-addr reads, with its own IP (five nodes on one port each
-// of their own address, none refused for a taken one).
-func TestDemo_PprofEnvIsTheNodesFlag(t *testing.T) {
+// TestDemo_EnvIsTheNodesFlags: what demo --pprof and --no-rate-limits add to
+// a node's environment are the variables its own flags read (--pprof-addr
+// with the node's own IP: five nodes on one port, each of its own address;
+// --rate-limit, --ip-rate-limit), and nothing without them.
+func TestDemo_EnvIsTheNodesFlags(t *testing.T) {
 	start, _, err := newRootCmd().Find([]string{"node", "start"})
-	if err != nil || start.Flags().Lookup("pprof-addr") == nil {
-		t.Fatalf("node start --pprof-addr: %v", err)
+	if err != nil {
+		t.Fatal(err)
 	}
-	want := envNameFor(start, "pprof-addr") + "=127.0.0.11:6060"
-	if got := pprofEnv("127.0.0.11"); len(got) != 1 || got[0] != want {
-		t.Fatalf("pprofEnv = %q, want [%q]", got, want)
+	var want []string
+	for _, kv := range []string{"rate-limit=inf", "ip-rate-limit=inf", "pprof-addr=127.0.0.11:6060"} {
+		flag, value, _ := strings.Cut(kv, "=")
+		if start.Flags().Lookup(flag) == nil {
+			t.Fatalf("node start has no --%s", flag)
+		}
+		want = append(want, envNameFor(start, flag)+"="+value)
+	}
+	for _, c := range []struct {
+		unlimited, pprof bool
+		want             []string
+	}{{false, false, nil}, {true, false, want[:2]}, {false, true, want[2:]}, {true, true, want}} {
+		if got := demoEnv("127.0.0.11", c.unlimited, c.pprof); !slices.Equal(got, c.want) {
+			t.Errorf("demoEnv(unlimited %v, pprof %v) = %q, want %q", c.unlimited, c.pprof, got, c.want)
+		}
 	}
 }

@@ -10,7 +10,8 @@ import (
 )
 
 // AvailabilityJSON hands back the answer's bytes unparsed but refuses one
-// that is not JSON, and asks the same path Availability does.
+// that is not framed as JSON, or empty, and asks the same path Availability
+// does.
 func TestAvailabilityJSON(t *testing.T) {
 	body := `{"provider_id":"p 1","service_id":"s","timezone":"America/Argentina/Buenos_Aires","slots":[]}`
 	var paths []string
@@ -19,6 +20,8 @@ func TestAvailabilityJSON(t *testing.T) {
 		switch r.URL.Query().Get("from") {
 		case "bad":
 			_, _ = w.Write([]byte("{not json"))
+			return
+		case "empty": // 200 with no body: no answer to hand back
 			return
 		case "chunked": // no Content-Length: read to the end
 			_, _ = w.Write([]byte(body[:10]))
@@ -46,6 +49,9 @@ func TestAvailabilityJSON(t *testing.T) {
 	}
 	if _, err := c.AvailabilityJSON(ctx, "p 1", "s", "bad", 1); err == nil {
 		t.Fatal("a body that is not JSON was accepted")
+	}
+	if got, err := c.AvailabilityJSON(ctx, "p 1", "s", "empty", 1); err == nil {
+		t.Fatalf("an empty 200 answer was accepted: %q", got)
 	}
 }
 

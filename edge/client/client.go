@@ -436,11 +436,14 @@ func (c *Client) do(ctx context.Context, method, path, key string, in, out any) 
 		p.Status = resp.StatusCode
 		return p
 	}
-	if out == nil || len(bytes.TrimSpace(b)) == 0 {
+	raw, isRaw := out.(*json.RawMessage)
+	if out == nil || !isRaw && len(bytes.TrimSpace(b)) == 0 {
 		return nil // no body (204): out keeps its zero value
 	}
-	if raw, ok := out.(*json.RawMessage); ok {
-		// Kept as sent, checked for its frame only (framedJSON), not scanned.
+	if isRaw {
+		// Kept as sent, checked for its frame only (framedJSON), not scanned:
+		// an empty answer fails it too (the *JSON methods' calls answer a
+		// body).
 		if !framedJSON(b) {
 			return decodeError(method, path, errNotJSON)
 		}
@@ -458,9 +461,11 @@ var errNotJSON = errors.New("not JSON")
 
 // framedJSON tells whether b is framed as one JSON object or array: its first
 // and last bytes other than white space are { and } or [ and ]. It is the
-// check of the answers the *JSON methods hand back unparsed: a cut answer
-// fails it (as does one of another kind, e.g. an HTML error page), and it
-// costs nothing per byte. Scanning each answer with json.Valid was a quarter
+// check of the answers the *JSON methods hand back unparsed: an empty answer
+// fails it, as does one cut inside a value or one of another kind (an HTML
+// error page), and it costs nothing per byte; a wrong byte inside a good
+// frame passes (a cut answer is mostly the transport's to find: the node
+// sends a Content-Length, readBody refuses fewer bytes). Scanning each answer with json.Valid was a quarter
 // of the CPU of `barberpro bench --mode city`, on the cores of the nodes it
 // measures (docs/PERFORMANCE.md, session 28); what the node's answers hold
 // is checked by the tests and simulations, not by a load generator.

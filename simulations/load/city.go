@@ -398,20 +398,14 @@ func (p *personState) act(ctx context.Context, a Action) {
 	switch a {
 	case ListProviders:
 		p.do(ctx, routeList, func() error {
-			// The page is checked to be JSON, not decoded: the person picks
+			// The page is checked to be framed as JSON, not decoded: the person picks
 			// from the run's providers (pickProvider), and decoding 50 of
 			// them was 46 % of the load generator's CPU (ProvidersJSON).
 			_, err := p.c.ProvidersJSON(ctx, client.ProvidersQuery{City: p.city})
 			return err
 		})
 	case ReadAvailability:
-		// Read, not decoded: only a booking needs a slot of it (availability).
-		t := p.pickProvider()
-		day := p.day(t)
-		p.do(ctx, routeAvailability, func() error {
-			_, err := p.c.AvailabilityJSON(ctx, t.provider.ID, t.provider.Services[0].ID, day, 1)
-			return err
-		})
+		_, _ = p.readAvailability(ctx, p.pickProvider(), false)
 	case MyBookings:
 		p.do(ctx, routeMine, func() error {
 			_, err := p.c.ClientBookings(ctx, p.id, "", 20)
@@ -465,22 +459,30 @@ func (p *personState) pickProvider() target {
 // availability reads one day of t's availability, a day of the next two weeks,
 // and returns one of its free starts (false: none, or the read failed).
 func (p *personState) availability(ctx context.Context, t target) (string, bool) {
-	day := p.day(t)
-	var av *client.Availability
-	err := p.do(ctx, routeAvailability, func() (err error) {
-		av, err = p.c.Availability(ctx, t.provider.ID, t.provider.Services[0].ID, day, 1)
-		return err
-	})
+	av, err := p.readAvailability(ctx, t, true)
 	if err != nil || len(av.Slots) == 0 {
 		return "", false
 	}
 	return av.Slots[p.rng.IntN(len(av.Slots))].Start, true
 }
 
-// day draws the local date of an availability read: one of the next
-// availabilityDays from the run's base day.
-func (p *personState) day(t target) string {
-	return t.base.AddDate(0, 0, p.rng.IntN(availabilityDays)).Format(time.DateOnly)
+// readAvailability reads one day of t's availability, a day of the next two
+// weeks, and records it. Only a person about to book needs its slots
+// (decode); any other read is checked for its frame, not decoded
+// (AvailabilityJSON): decoding them was a large share of the load
+// generator's CPU, on the cores of the nodes it measures.
+func (p *personState) readAvailability(ctx context.Context, t target, decode bool) (*client.Availability, error) {
+	day := t.base.AddDate(0, 0, p.rng.IntN(availabilityDays)).Format(time.DateOnly)
+	var av *client.Availability
+	err := p.do(ctx, routeAvailability, func() (err error) {
+		if decode {
+			av, err = p.c.Availability(ctx, t.provider.ID, t.provider.Services[0].ID, day, 1)
+		} else {
+			_, err = p.c.AvailabilityJSON(ctx, t.provider.ID, t.provider.Services[0].ID, day, 1)
+		}
+		return err
+	})
+	return av, err
 }
 
 // do times one request and records it (not when ctx ended: the run is over).

@@ -29,6 +29,8 @@ const (
 	GossipPort = 7946
 	RaftPort   = 7000
 	ActorPort  = 8090
+	// PprofPort serves a node's runtime profiles when asked (demo --pprof).
+	PprofPort = 6060
 )
 
 // Spec describes one node process.
