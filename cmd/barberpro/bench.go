@@ -235,8 +235,9 @@ func runBench(cmd *cobra.Command, cfg load.Config, users []int, asJSON bool, jso
 // the named one, renamed over it once every run ended, so that a failed or
 // interrupted run leaves the file of an earlier run whole.
 type resultsFile struct {
-	f    *os.File
-	name string
+	f         *os.File
+	name      string
+	committed bool
 }
 
 // newResultsFile makes the temporary file beside name (and so finds a
@@ -262,13 +263,21 @@ func (r *resultsFile) commit(v any) error {
 	if err := r.f.Close(); err != nil {
 		return err
 	}
-	return os.Rename(r.f.Name(), r.name)
+	if err := os.Rename(r.f.Name(), r.name); err != nil {
+		return err
+	}
+	r.committed = true
+	return nil
 }
 
-// discard removes the temporary file unless commit put it in place.
+// discard closes and removes the temporary file, unless commit put it in
+// place.
 func (r *resultsFile) discard() {
+	if r.committed {
+		return
+	}
 	_ = r.f.Close()
-	_ = os.Remove(r.f.Name()) // after a commit, no such file: nothing removed
+	_ = os.Remove(r.f.Name())
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -70,15 +70,6 @@ func TestDemo_BenchLine(t *testing.T) {
 	if l := benchLine(cl, sec.TokenDir(), false); !strings.Contains(l.what, "--no-rate-limits") {
 		t.Errorf("limited nodes, and the line does not say how to lift them: %s", l.what)
 	}
-	node, _, err := newRootCmd().Find([]string{"node", "start"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, flag := range []string{"rate-limit", "ip-rate-limit"} {
-		if want := envNameFor(node, flag) + "=inf"; unlimitedEnv[i] != want {
-			t.Errorf("unlimitedEnv[%d] = %s, want %s", i, unlimitedEnv[i], want)
-		}
-	}
 }
 
 // TestCLI_BenchJSONFile: --json-file writes the results as JSON to a file

@@ -122,7 +122,7 @@ func demoEnv(ip string, noRateLimits, pprof bool) []string {
 }
 
 // unlimitedEnv lifts a node's rate limits (its --rate-limit and --ip-rate-limit).
-var unlimitedEnv = []string{"BARBERPRO_RATE_LIMIT=inf", "BARBERPRO_IP_RATE_LIMIT=inf"}
+var unlimitedEnv = []string{envName("rate-limit") + "=inf", envName("ip-rate-limit") + "=inf"}
 
 // benchLine is the demo's `barberpro bench` line: 10,000 people of the four
 // cities for 60 s against every node, and what it needs when the nodes keep

@@ -226,10 +226,10 @@ func (c *Client) Book(ctx context.Context, r BookingRequest, key string) (*Booki
 }
 
 // BookJSON is Book with the answer as the node sent it: checked to be
-// framed as JSON, not decoded (as AvailabilityJSON), for a caller that only needs to know
-// that the booking was made. The closed loops of `barberpro bench` book
-// this way: decoding each booking answer was ~15 % of the bench's CPU, on
-// the cores of the nodes it measures.
+// framed as JSON, not decoded (as AvailabilityJSON), for a caller that only
+// needs to know that the booking was made. The closed loops of `barberpro
+// bench` book this way: decoding each booking answer was ~15 % of the
+// bench's CPU, on the cores of the nodes it measures.
 func (c *Client) BookJSON(ctx context.Context, r BookingRequest, key string) (json.RawMessage, error) {
 	var out json.RawMessage
 	err := c.do(ctx, http.MethodPost, "/v1/bookings", key, r, &out)
@@ -465,10 +465,11 @@ var errNotJSON = errors.New("not JSON")
 // fails it, as does one cut inside a value or one of another kind (an HTML
 // error page), and it costs nothing per byte; a wrong byte inside a good
 // frame passes (a cut answer is mostly the transport's to find: the node
-// sends a Content-Length, readBody refuses fewer bytes). Scanning each answer with json.Valid was a quarter
-// of the CPU of `barberpro bench --mode city`, on the cores of the nodes it
-// measures (docs/PERFORMANCE.md, session 28); what the node's answers hold
-// is checked by the tests and simulations, not by a load generator.
+// sends a Content-Length, readBody refuses fewer bytes). Scanning each
+// answer with json.Valid was a quarter of the CPU of `barberpro bench
+// --mode city`, on the cores of the nodes it measures (docs/PERFORMANCE.md,
+// session 28); what the node's answers hold is checked by the tests and
+// simulations, not by a load generator.
 func framedJSON(b []byte) bool {
 	b = bytes.TrimSpace(b)
 	if len(b) < 2 {

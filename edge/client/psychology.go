@@ -315,10 +315,10 @@ func (c *Client) Providers(ctx context.Context, q ProvidersQuery) (*List[Provide
 }
 
 // ProvidersJSON is Providers' answer as the node sent it: checked to be
-// framed as JSON, not decoded (as AvailabilityJSON). Decoding pages of 50 providers with
-// their weekly hours was 46 % of the CPU of `barberpro bench --mode city`,
-// taken from the nodes it shares the cores with (docs/PERFORMANCE.md,
-// session 22).
+// framed as JSON, not decoded (as AvailabilityJSON). Decoding pages of 50
+// providers with their weekly hours was 46 % of the CPU of `barberpro bench
+// --mode city`, taken from the nodes it shares the cores with
+// (docs/PERFORMANCE.md, session 22).
 func (c *Client) ProvidersJSON(ctx context.Context, q ProvidersQuery) (json.RawMessage, error) {
 	return c.getJSON(ctx, q.path())
 }

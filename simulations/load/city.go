@@ -398,9 +398,10 @@ func (p *personState) act(ctx context.Context, a Action) {
 	switch a {
 	case ListProviders:
 		p.do(ctx, routeList, func() error {
-			// The page is checked to be framed as JSON, not decoded: the person picks
-			// from the run's providers (pickProvider), and decoding 50 of
-			// them was 46 % of the load generator's CPU (ProvidersJSON).
+			// The page is checked to be framed as JSON, not decoded: the
+			// person picks from the run's providers (pickProvider), and
+			// decoding 50 of them was 46 % of the load generator's CPU
+			// (ProvidersJSON).
 			_, err := p.c.ProvidersJSON(ctx, client.ProvidersQuery{City: p.city})
 			return err
 		})

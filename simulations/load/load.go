@@ -409,9 +409,9 @@ func runClosed(ctx context.Context, cfg Config) (Result, error) {
 				var err error
 				if cfg.Mode == Availability {
 					t := targets[w%len(targets)]
-					// Checked to be framed as JSON, not decoded: the answer is not
-					// used, and decoding it cost this process more CPU than
-					// the node spent answering (the two share the cores).
+					// Checked to be framed as JSON, not decoded: the answer is
+					// not used, and decoding it cost this process more CPU
+					// than the node spent answering (the two share the cores).
 					_, err = c.AvailabilityJSON(runCtx, t.provider.ID, t.provider.Services[0].ID, t.base.Format(time.DateOnly), 1)
 				} else {
 					// Likewise the booking answer: framed, not decoded.
