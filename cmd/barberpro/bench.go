@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/barberpro/edge/edge/auth"
 	"github.com/barberpro/edge/simulations/load"
+	"github.com/barberpro/edge/storage/durable"
 )
 
 // Defaults of bench that depend on its mode.
@@ -83,8 +86,9 @@ ops_per_second (every mode), bookings_per_second (spread and hot), p50_ns, p90_n
 city runs add think_ns, seed, city_targets and routes (each route and city, and each
 route over "all" cities); every run adds nodes (target, rss_bytes, heap_inuse_bytes,
 heap_alloc_bytes). --json-file FILE writes the same JSON to FILE (once every run
-ended; a failed run leaves FILE as it was) and keeps the progress line and the
-table on screen (unless --json).
+ended, through a temporary file beside it: its directory must take a new file;
+a failed or interrupted run leaves FILE as it was) and keeps the progress line
+and the table on screen (unless --json).
 
 Bench signs its own tokens with the cluster's token signing key (--token-dir, the
 directory of ` + "`barberpro token init`" + `; the demo's is printed when it starts):
@@ -146,14 +150,10 @@ or the runs measure 429s (bench says so when it saw any).`,
 			if err != nil {
 				return usagef("--token-dir: %v", err)
 			}
-			var jsonOut *resultsFile
 			if jsonFile != "" {
-				// Made before the runs: a path that cannot be written is refused
-				// before a minute of load, not after it.
-				if jsonOut, err = newResultsFile(jsonFile); err != nil {
+				if jsonFile, err = resultsPath(jsonFile); err != nil {
 					return usagef("--json-file: %v", err)
 				}
-				defer jsonOut.discard()
 			}
 			cfg := load.Config{
 				Targets: urls, Duration: duration, Mode: m, City: city, Tokens: auth.NewTokenCache(signer, time.Hour),
@@ -176,14 +176,14 @@ or the runs measure 429s (bench says so when it saw any).`,
 					f.Close()
 					return err
 				}
-				err = runBench(cmd, cfg, users, asJSON, jsonOut)
+				err = runBench(cmd, cfg, users, asJSON, jsonFile)
 				pprof.StopCPUProfile()
 				if cerr := f.Close(); cerr != nil && err == nil {
 					err = fmt.Errorf("--cpuprofile: %w", cerr)
 				}
 				return err
 			}
-			return runBench(cmd, cfg, users, asJSON, jsonOut)
+			return runBench(cmd, cfg, users, asJSON, jsonFile)
 		},
 	}
 	fl := cmd.Flags()
@@ -205,8 +205,9 @@ or the runs measure 429s (bench says so when it saw any).`,
 }
 
 // runBench runs cfg once per value of users and prints the results: as a
-// table, or as JSON with asJSON; and as JSON to jsonOut when it is not nil.
-func runBench(cmd *cobra.Command, cfg load.Config, users []int, asJSON bool, jsonOut *resultsFile) error {
+// table, or as JSON with asJSON; and as JSON to the file jsonFile when it is
+// not empty (durably: a crash or a failed write leaves its earlier content).
+func runBench(cmd *cobra.Command, cfg load.Config, users []int, asJSON bool, jsonFile string) error {
 	out := cmd.OutOrStdout()
 	var results []load.Result
 	for _, n := range users {
@@ -220,64 +221,42 @@ func runBench(cmd *cobra.Command, cfg load.Config, users []int, asJSON bool, jso
 			fmt.Fprintln(out, r)
 		}
 	}
-	if jsonOut != nil {
-		if err := jsonOut.commit(results); err != nil {
+	if asJSON {
+		// First: a file that fails to take the results loses neither.
+		if err := writeJSON(out, results); err != nil {
+			return err
+		}
+	}
+	if jsonFile != "" {
+		if err := durable.WriteFile(jsonFile, 0o644, func(w io.Writer) error { return writeJSON(w, results) }); err != nil {
 			return fmt.Errorf("--json-file: %w", err)
 		}
 	}
-	if asJSON {
-		return writeJSON(out, results)
-	}
 	return nil
 }
 
-// resultsFile is where --json-file's results go: a temporary file beside
-// the named one, renamed over it once every run ended, so that a failed or
-// interrupted run leaves the file of an earlier run whole.
-type resultsFile struct {
-	f         *os.File
-	name      string
-	committed bool
-}
-
-// newResultsFile makes the temporary file beside name (and so finds a
-// directory that cannot be written before any load).
-func newResultsFile(name string) (*resultsFile, error) {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
+// resultsPath checks --json-file's FILE before the runs, so that a path the
+// results could not be written to is refused before a minute of load, not
+// after it: not a directory, in a directory that takes a new file (the
+// results are written beside FILE and renamed over it: durable.WriteFile).
+// It returns the path to write: FILE, or where FILE links to (a link is
+// followed, as os.Create would, not replaced).
+func resultsPath(name string) (string, error) {
+	switch target, err := filepath.EvalSymlinks(name); {
+	case err == nil:
+		name = target
+	case !errors.Is(err, fs.ErrNotExist):
+		return "", err
+	}
+	if fi, err := os.Stat(name); err == nil && fi.IsDir() {
+		return "", fmt.Errorf("%s is a directory", name)
+	}
+	probe, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".probe-*")
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	if err := f.Chmod(0o644); err != nil { // as a file os.Create makes, not CreateTemp's 0600
-		_ = f.Close()
-		_ = os.Remove(f.Name())
-		return nil, err
-	}
-	return &resultsFile{f: f, name: name}, nil
-}
-
-// commit writes v as JSON and puts the file in place of name.
-func (r *resultsFile) commit(v any) error {
-	if err := writeJSON(r.f, v); err != nil {
-		return err
-	}
-	if err := r.f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(r.f.Name(), r.name); err != nil {
-		return err
-	}
-	r.committed = true
-	return nil
-}
-
-// discard closes and removes the temporary file, unless commit put it in
-// place.
-func (r *resultsFile) discard() {
-	if r.committed {
-		return
-	}
-	_ = r.f.Close()
-	_ = os.Remove(r.f.Name())
+	_ = probe.Close()
+	return name, os.Remove(probe.Name())
 }
 
 func writeJSON(w io.Writer, v any) error {

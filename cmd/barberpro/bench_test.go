@@ -76,20 +76,30 @@ func TestDemo_BenchLine(t *testing.T) {
 // while the table stays on screen (a person watching the run and a script
 // reading it get both from one run); a path that cannot be written is bad
 // usage, refused before any load (against a target nobody listens on, a load
-// would fail otherwise); a run that fails leaves an earlier run's file whole.
+// would fail otherwise), as is a directory; a link is followed, not
+// replaced; a run that fails leaves an earlier run's file whole, and no
+// temporary file.
 func TestCLI_BenchJSONFile(t *testing.T) {
 	n := clustertest.MustStartNode(t, func(c *cluster.Config) { c.Limits.PerSubject, c.Limits.PerIP = rate.Inf, rate.Inf })
 	tokens := clustertest.TokenDir(t)
 	args := []string{"bench", "--mode", "spread", "--target", n.URL(), "--token-dir", tokens, "--users", "1,2", "--duration", "300ms"}
 
 	dead := []string{"bench", "--mode", "spread", "--target", "http://127.0.0.1:1", "--token-dir", tokens, "--users", "1", "--duration", "300ms"}
-	bad := filepath.Join(t.TempDir(), "no-such-dir", "r.json")
-	if _, err := runCLI(t, append(dead, "--json-file", bad)...); exitCode(err) != 2 {
-		t.Fatalf("--json-file %s: %v (exit %d), want exit 2", bad, err, exitCode(err))
+	for _, bad := range []string{filepath.Join(t.TempDir(), "no-such-dir", "r.json"), t.TempDir()} {
+		if _, err := runCLI(t, append(dead, "--json-file", bad)...); exitCode(err) != 2 {
+			t.Fatalf("--json-file %s: %v (exit %d), want exit 2", bad, err, exitCode(err))
+		}
 	}
 
-	file := filepath.Join(t.TempDir(), "r.json")
-	out, err := runCLI(t, append(args, "--json-file", file)...)
+	dir := t.TempDir()
+	file, link := filepath.Join(dir, "r.json"), filepath.Join(dir, "latest.json")
+	if err := os.WriteFile(file, []byte("OLD"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("r.json", link); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI(t, append(args, "--json-file", link)...)
 	if err != nil {
 		t.Fatalf("bench: %v\n%s", err, out)
 	}
@@ -120,7 +130,10 @@ func TestCLI_BenchJSONFile(t *testing.T) {
 	if again, err := os.ReadFile(file); err != nil || string(again) != string(raw) {
 		t.Errorf("after a failed run %s holds %q (%v), want the earlier run's results", file, again, err)
 	}
-	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(file), ".r.json.*")); len(left) > 0 {
-		t.Errorf("temporary files left: %q", left)
+	if target, err := os.Readlink(link); err != nil || target != "r.json" {
+		t.Errorf("%s: link to %q (%v), want it left a link to r.json", link, target, err)
+	}
+	if names, _ := os.ReadDir(dir); len(names) != 2 {
+		t.Errorf("%s holds %v, want r.json and latest.json only", dir, names)
 	}
 }

@@ -1,9 +1,11 @@
 package client
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -160,5 +162,42 @@ func TestFramedJSON(t *testing.T) {
 		if got := framedJSON([]byte(b)); got != want {
 			t.Errorf("framedJSON(%q) = %v, want %v", b, got, want)
 		}
+	}
+}
+
+// TestUnparsedAnswer_CloseDelimitedCutIsScanned: an answer without a
+// Content-Length and not chunked ends where the connection closes, so a cut
+// one can pass the frame check (it ends on an inner }): such an answer is
+// scanned, and refused when cut; a whole one passes.
+func TestUnparsedAnswer_CloseDelimitedCutIsScanned(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	bodies := []string{`{"items":[{"id":"p1"},{"id":"p2"}`, `{"items":[{"id":"p1"},{"id":"p2"}]}`}
+	go func() {
+		for _, body := range bodies {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if _, err := http.ReadRequest(bufio.NewReader(conn)); err != nil { // read whole: no reset at close
+				_ = conn.Close()
+				return
+			}
+			_, _ = io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"+body)
+			_ = conn.Close()
+		}
+	}()
+	c := New("http://"+ln.Addr().String(), &http.Client{})
+	if !framedJSON([]byte(bodies[0])) {
+		t.Fatal("the cut answer fails the frame check: the test shows nothing")
+	}
+	if got, err := c.ProvidersJSON(context.Background(), ProvidersQuery{}); err == nil {
+		t.Fatalf("a close-delimited answer cut after an inner } was accepted: %s", got)
+	}
+	if got, err := c.ProvidersJSON(context.Background(), ProvidersQuery{}); err != nil || string(got) != bodies[1] {
+		t.Fatalf("a whole close-delimited answer: %s, %v", got, err)
 	}
 }
